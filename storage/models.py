@@ -1,0 +1,296 @@
+"""SQLAlchemy 2 models: the single schema that SQLite and PostgreSQL share."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both backends (SQLite drops tzinfo on its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class Source(StrEnum):
+    CUSTOMER = "customer"
+    PHONE_APP = "phone_app"
+    SLACK = "slack"
+    CAMPAIGN = "campaign"
+    API = "api"
+
+
+class Channel(Base):
+    __tablename__ = "channels"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    phone_number_id: Mapped[str] = mapped_column(String(64), unique=True)
+    waba_id: Mapped[str] = mapped_column(String(64), index=True)
+    display_phone_number: Mapped[str] = mapped_column(String(64), default="")
+    mode: Mapped[str] = mapped_column(String(20))
+    mps: Mapped[int] = mapped_column(Integer)
+    slack_channel: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    wa_id: Mapped[str] = mapped_column(String(32), unique=True)
+    profile_name: Mapped[str | None] = mapped_column(String(255))
+    address_book_name: Mapped[str | None] = mapped_column(String(255))
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    opted_out_at: Mapped[datetime | None]
+    opt_out_reason: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (UniqueConstraint("channel_id", "contact_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    last_customer_message_at: Mapped[datetime | None]
+    slack_channel: Mapped[str | None] = mapped_column(String(64))
+    slack_thread_ts: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_conversation_ts", "conversation_id", "wa_timestamp"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    wamid: Mapped[str | None] = mapped_column(String(255), unique=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
+    direction: Mapped[str] = mapped_column(String(10))
+    source: Mapped[str] = mapped_column(String(20))
+    type: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str | None] = mapped_column(Text)
+    media_id: Mapped[str | None] = mapped_column(String(255))
+    media_mime: Mapped[str | None] = mapped_column(String(255))
+    content: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[str | None] = mapped_column(String(20))
+    status_history: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_title: Mapped[str | None] = mapped_column(String(500))
+    slack_user: Mapped[str | None] = mapped_column(String(64))
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+    campaign_id: Mapped[int | None] = mapped_column(Integer)
+    is_history: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_note: Mapped[bool] = mapped_column(Boolean, default=False)
+    pricing_category: Mapped[str | None] = mapped_column(String(32))
+    billable: Mapped[bool | None] = mapped_column(Boolean)
+    wa_timestamp: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MessageStatus(Base):
+    """Every status Meta reported, kept even when it arrives before the message it refers to."""
+
+    __tablename__ = "message_statuses"
+    __table_args__ = (UniqueConstraint("wamid", "status"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    wamid: Mapped[str] = mapped_column(String(255), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    wa_timestamp: Mapped[datetime]
+    recipient_id: Mapped[str | None] = mapped_column(String(32))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_title: Mapped[str | None] = mapped_column(String(500))
+    pricing: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookLog(Base):
+    """The raw delivery, stored before Meta gets its 200; processed from here (an outbox)."""
+
+    __tablename__ = "webhook_logs"
+    __table_args__ = (Index("ix_webhook_logs_pending", "processed_at", "id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    raw_body: Mapped[bytes] = mapped_column(LargeBinary)
+    event_type: Mapped[str] = mapped_column(String(32), index=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_until: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class SlackOutbox(Base):
+    """Posts owed to Slack, delivered in order per thread and retried until Slack takes them."""
+
+    __tablename__ = "slack_outbox"
+    __table_args__ = (Index("ix_slack_outbox_pending", "done_at", "thread_key", "order_ts", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
+    thread_key: Mapped[str] = mapped_column(String(64))
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    order_ts: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    claimed_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None]
+
+
+class SlackEvent(Base):
+    """Slack event ids already handled, so Slack's retries never act twice."""
+
+    __tablename__ = "slack_events"
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Template(Base):
+    __tablename__ = "templates"
+    __table_args__ = (UniqueConstraint("waba_id", "name", "language"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    waba_id: Mapped[str] = mapped_column(String(64))
+    meta_id: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(512))
+    language: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str | None] = mapped_column(String(32))
+    quality: Mapped[str | None] = mapped_column(String(32))
+    components: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    rejected_reason: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    template_name: Mapped[str] = mapped_column(String(512))
+    language: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str | None] = mapped_column(String(32))
+    variables: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    schedule_kind: Mapped[str] = mapped_column(String(10))  # now | at | cron
+    run_at: Mapped[datetime | None]
+    cron: Mapped[str | None] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Kolkata")
+    status: Mapped[str] = mapped_column(String(20), default="scheduled", index=True)
+    pause_reason: Mapped[str | None] = mapped_column(String(500))
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    slack_channel: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AudienceMember(Base):
+    """A campaign's audience, kept so that a repeating campaign sends to the same list each time."""
+
+    __tablename__ = "audience_members"
+    __table_args__ = (UniqueConstraint("campaign_id", "wa_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    wa_id: Mapped[str] = mapped_column(String(32))
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CampaignRun(Base):
+    """One firing of a campaign; unique per scheduled time so that a firing happens once in any cluster."""
+
+    __tablename__ = "campaign_runs"
+    __table_args__ = (UniqueConstraint("campaign_id", "scheduled_for"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    scheduled_for: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    slack_channel: Mapped[str | None] = mapped_column(String(64))
+    slack_progress_ts: Mapped[str | None] = mapped_column(String(32))
+
+
+class CampaignRecipient(Base):
+    __tablename__ = "campaign_recipients"
+    __table_args__ = (
+        UniqueConstraint("run_id", "wa_id"),
+        Index("ix_campaign_recipients_claim", "run_id", "status", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id"))
+    wa_id: Mapped[str] = mapped_column(String(32))
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # pending -> sending -> sent -> delivered -> read | failed | skipped | unknown
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    wamid: Mapped[str | None] = mapped_column(String(255), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_title: Mapped[str | None] = mapped_column(String(500))
+    pricing_category: Mapped[str | None] = mapped_column(String(32))
+    billable: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class AlertState(Base):
+    """The last state announced per subject, so each change is alerted once and repeats are not."""
+
+    __tablename__ = "alert_states"
+    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str] = mapped_column(String(255))
+    raised_at: Mapped[datetime] = mapped_column(default=utcnow)

