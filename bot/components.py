@@ -1,0 +1,11 @@
+"""The parts `serve` mounts on the application besides webhooks, health and metrics."""
+
+from __future__ import annotations
+
+from bot.app import Component
+from bot.config import Settings
+
+
+def default_components(settings: Settings) -> list[Component]:
+    """Slack bridge, scheduler and campaign runner, as configured."""
+    return []

@@ -1,0 +1,60 @@
+"""HTTP side of Meta webhooks: the verification handshake and signed deliveries, stored before the 200."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from aiohttp import web
+
+from bot import appkeys
+from bot.meta.parser import event_type_of
+from bot.meta.signature import verify
+from storage import webhook_logs
+
+
+async def handshake(request: web.Request) -> web.Response:
+    """GET /webhooks/meta: echo hub.challenge when hub.verify_token matches, else 403."""
+    settings = request.app[appkeys.SETTINGS]
+    q = request.query
+    if q.get("hub.mode") == "subscribe" and q.get("hub.verify_token") == settings.meta.verify_token:
+        return web.Response(text=q.get("hub.challenge", ""), content_type="text/plain")
+    return web.Response(status=403, text="verify token mismatch")
+
+
+def _reject(request: web.Request, status: int, reason: str, text: str) -> web.Response:
+    request.app[appkeys.METRICS].webhooks_rejected.labels(reason).inc()
+    return web.json_response({"error": text}, status=status)
+
+
+async def receive(request: web.Request) -> web.Response:
+    """POST /webhooks/meta: verify the signature on the raw body, commit it, then answer 200."""
+    started = time.perf_counter()
+    app = request.app
+    settings = app[appkeys.SETTINGS]
+    limit = settings.server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return _reject(request, 413, "too_large", f"body over {limit} bytes")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _reject(request, 413, "too_large", f"body over {limit} bytes")
+    if len(body) > limit:
+        return _reject(request, 413, "too_large", f"body over {limit} bytes")
+    if not verify(settings.meta.app_secret, body, request.headers.get("X-Hub-Signature-256")):
+        return _reject(request, 401, "bad_signature", "missing or invalid X-Hub-Signature-256")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return _reject(request, 400, "malformed", "body is not valid JSON")
+    if not isinstance(payload, dict):
+        return _reject(request, 400, "malformed", "body must be a JSON object")
+    event_type = event_type_of(payload)
+    await webhook_logs.store(app[appkeys.SESSIONS], body, event_type)
+    metrics = app[appkeys.METRICS]
+    metrics.webhooks_received.labels(event_type).inc()
+    worker = app.get(appkeys.WEBHOOK_WORKER)
+    if worker is not None:
+        worker.wake()
+    metrics.ack_latency.observe(time.perf_counter() - started)
+    return web.Response(text="EVENT_RECEIVED")

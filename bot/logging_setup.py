@@ -1,0 +1,28 @@
+"""One-line structured logs: `time level logger message key=value …`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+class KeyValueFormatter(logging.Formatter):
+    """Appends the `extra={...}` fields of a record as key=value pairs, so one line says everything."""
+
+    _standard = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        extras = {k: v for k, v in record.__dict__.items() if k not in self._standard}
+        if not extras:
+            return base
+        return base + " " + " ".join(f"{k}={v}" for k, v in sorted(extras.items()))
+
+
+def configure(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,0 +1,32 @@
+"""Prometheus metrics, one registry per application so that several apps can live in one process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.webhooks_received = Counter("wabridge_webhooks_received", "Meta deliveries stored",
+                                         ["event_type"], registry=r)
+        self.webhooks_rejected = Counter("wabridge_webhooks_rejected", "Meta deliveries refused",
+                                         ["reason"], registry=r)
+        self.webhooks_processed = Counter("wabridge_webhooks_processed", "Meta deliveries processed",
+                                          ["event_type", "outcome"], registry=r)
+        self.events_applied = Counter("wabridge_events_applied", "Typed webhook events applied",
+                                      ["kind"], registry=r)
+        self.processing_lag = Gauge("wabridge_webhook_processing_lag_seconds",
+                                    "Age of the oldest unprocessed delivery", registry=r)
+        self.ack_latency = Histogram("wabridge_webhook_ack_seconds", "Time to store and acknowledge",
+                                     registry=r, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                          0.25, 0.5, 1.0))
+        self.slack_posts = Counter("wabridge_slack_posts", "Slack outbox deliveries", ["kind", "outcome"],
+                                   registry=r)
+        self.whatsapp_sends = Counter("wabridge_whatsapp_sends", "Messages sent through the Cloud API",
+                                      ["channel", "source", "outcome"], registry=r)

@@ -1,0 +1,93 @@
+"""Process stored Meta deliveries: claim from webhook_logs, parse, apply, mark done, all in one commit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.handlers.meta_events import EventContext, apply_event
+from bot.meta.parser import event_type_of, parse_delivery
+from bot.metrics import Metrics
+from storage import webhook_logs
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_DELAY = 3600.0
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Back off 2, 4, 8 … seconds, at most an hour: a poison delivery never blocks the rest."""
+    return timedelta(seconds=min(MAX_RETRY_DELAY, 2.0 ** max(1, attempts)))
+
+
+class WebhookWorker:
+    """One per process; several processes may run against one database."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], make_context: Callable[[], EventContext],
+                 metrics: Metrics, *, batch: int = 50, poll_interval: float = 1.0,
+                 on_processed: Callable[[], None] | None = None) -> None:
+        self._sessions = sessions
+        self._make_context = make_context
+        self._metrics = metrics
+        self._batch = batch
+        self._poll = poll_interval
+        self._wake = asyncio.Event()
+        self._on_processed = on_processed
+
+    def wake(self) -> None:
+        """Called after a delivery is stored, so processing starts without waiting for the poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                done = await self.process_available()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webhook processing loop failed; retrying")
+                done = 0
+            if done == 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+
+    async def process_available(self) -> int:
+        """Claim and process one batch; returns how many deliveries it handled."""
+        claimed = await webhook_logs.claim_batch(self._sessions, self._batch)
+        for item in claimed:
+            await self._process(item)
+        self._metrics.processing_lag.set(await webhook_logs.oldest_pending_age(self._sessions))
+        if claimed and self._on_processed is not None:
+            self._on_processed()
+        return len(claimed)
+
+    async def _process(self, item: webhook_logs.ClaimedLog) -> None:
+        try:
+            payload = json.loads(item.raw_body)
+        except ValueError:
+            payload = None
+        event_type = event_type_of(payload)
+        ctx = self._make_context()
+        try:
+            events = parse_delivery(payload)
+            async with self._sessions() as session, session.begin():
+                for event in events:
+                    await apply_event(session, ctx, event)
+                await webhook_logs.mark_processed(session, item.id)
+        except Exception as exc:
+            log.exception("webhook log %s failed (attempt %s)", item.id, item.attempts)
+            self._metrics.webhooks_processed.labels(event_type, "error").inc()
+            await webhook_logs.record_failure(self._sessions, item.id, repr(exc),
+                                              retry_delay(item.attempts))
+            return
+        for kind, n in ctx.stats.items():
+            self._metrics.events_applied.labels(kind).inc(n)
+        self._metrics.webhooks_processed.labels(event_type, "ok").inc()

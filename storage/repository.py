@@ -1,0 +1,163 @@
+"""Contacts, conversations, messages and statuses: the writes that webhook and Slack handlers share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import (
+    CampaignRecipient,
+    Channel,
+    Contact,
+    Conversation,
+    Message,
+    MessageStatus,
+    SlackOutbox,
+    utcnow,
+)
+from storage.upsert import insert_ignore
+
+# Later states win; failed and deleted end the line whatever came before.
+STATUS_RANK = {"accepted": 0, "sent": 1, "delivered": 2, "read": 3, "played": 3, "failed": 4, "deleted": 5}
+
+
+def status_advances(current: str | None, new: str) -> bool:
+    """True when new is a later state than current (statuses can arrive out of order)."""
+    return STATUS_RANK.get(new, 0) > STATUS_RANK.get(current or "", -1)
+
+
+async def sync_channels(sessions: async_sessionmaker[AsyncSession], channels: Iterable[Any]) -> dict[str, int]:
+    """Mirror the configured channels into the database; returns phone_number_id -> channel id."""
+    out: dict[str, int] = {}
+    async with sessions() as session, session.begin():
+        for ch in channels:
+            row = await session.scalar(select(Channel).where(Channel.name == ch.name))
+            if row is None:
+                row = await session.scalar(select(Channel).where(Channel.phone_number_id == ch.phone_number_id))
+            if row is None:
+                row = Channel(name=ch.name, phone_number_id=ch.phone_number_id)
+                session.add(row)
+            row.name = ch.name
+            row.phone_number_id = ch.phone_number_id
+            row.waba_id = ch.waba_id
+            row.display_phone_number = ch.display_phone_number
+            row.mode = str(ch.mode)
+            row.mps = ch.mps
+            row.slack_channel = ch.slack_channel
+            await session.flush()
+            out[ch.phone_number_id] = row.id
+    return out
+
+
+async def contact_for(session: AsyncSession, wa_id: str, profile_name: str | None = None) -> Contact:
+    """The contact for wa_id, created on first sight; a newer profile name replaces the old one."""
+    await insert_ignore(session, Contact, {"wa_id": wa_id, "profile_name": profile_name,
+                                           "opted_out": False, "created_at": utcnow(),
+                                           "updated_at": utcnow()}, ["wa_id"])
+    contact = (await session.scalars(select(Contact).where(Contact.wa_id == wa_id))).one()
+    if profile_name and contact.profile_name != profile_name:
+        contact.profile_name = profile_name
+    return contact
+
+
+async def conversation_for(session: AsyncSession, channel_id: int, contact_id: int,
+                           slack_channel: str | None) -> Conversation:
+    """The one conversation of channel x contact, created on first sight."""
+    await insert_ignore(session, Conversation, {"channel_id": channel_id, "contact_id": contact_id,
+                                                "slack_channel": slack_channel, "created_at": utcnow()},
+                        ["channel_id", "contact_id"])
+    return (await session.scalars(select(Conversation).where(
+        Conversation.channel_id == channel_id, Conversation.contact_id == contact_id))).one()
+
+
+async def touch_window(session: AsyncSession, conversation_id: int, at: datetime) -> None:
+    """Move the 24-hour window forward to at; never backwards (deliveries arrive out of order)."""
+    conv = await session.get(Conversation, conversation_id)
+    if conv is not None and (conv.last_customer_message_at is None or conv.last_customer_message_at < at):
+        conv.last_customer_message_at = at
+
+
+async def insert_message(session: AsyncSession, values: dict[str, Any]) -> int | None:
+    """Store a message once per wamid; returns its id, or None when the wamid was already stored."""
+    values = {"status_history": [], "is_history": False, "is_note": False, "created_at": utcnow(),
+              **values}
+    values.setdefault("wa_timestamp", utcnow())
+    if values.get("wamid") is None:
+        msg = Message(**values)
+        session.add(msg)
+        await session.flush()
+        return msg.id
+    return await insert_ignore(session, Message, values, ["wamid"])
+
+
+async def record_status(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Keep a status report once per (wamid, status); True when it was new."""
+    return await insert_ignore(session, MessageStatus, {"created_at": utcnow(), **values},
+                               ["wamid", "status"]) is not None
+
+
+async def apply_statuses(session: AsyncSession, wamid: str) -> list[str]:
+    """Fold every known status of wamid into its message and campaign recipient; returns the new ones."""
+    statuses = list((await session.scalars(
+        select(MessageStatus).where(MessageStatus.wamid == wamid).order_by(MessageStatus.wa_timestamp)
+    )).all())
+    if not statuses:
+        return []
+    applied: list[str] = []
+    msg = await session.scalar(select(Message).where(Message.wamid == wamid))
+    if msg is not None:
+        seen = {h["status"] for h in msg.status_history}
+        history = list(msg.status_history)
+        for st in statuses:
+            if st.status in seen:
+                continue
+            history.append({"status": st.status, "at": st.wa_timestamp.isoformat(),
+                            **({"error_code": st.error_code} if st.error_code else {})})
+            applied.append(st.status)
+            if status_advances(msg.status, st.status):
+                msg.status = st.status
+            if st.error_code:
+                msg.error_code, msg.error_title = st.error_code, st.error_title
+            if st.pricing:
+                msg.pricing_category = st.pricing.get("category")
+                msg.billable = st.pricing.get("billable")
+        msg.status_history = history
+    recipient = await session.scalar(select(CampaignRecipient).where(CampaignRecipient.wamid == wamid))
+    if recipient is not None:
+        for st in statuses:
+            if recipient.status in {"sent", "delivered", "read", "failed", "unknown"} and status_advances(
+                recipient.status if recipient.status != "unknown" else None, st.status
+            ):
+                recipient.status = "read" if st.status == "played" else st.status
+            if st.error_code:
+                recipient.error_code, recipient.error_title = st.error_code, st.error_title
+            if st.pricing:
+                recipient.pricing_category = st.pricing.get("category")
+                recipient.billable = st.pricing.get("billable")
+    return applied
+
+
+async def enqueue_slack(session: AsyncSession, *, dedupe_key: str, thread_key: str, kind: str,
+                        payload: dict[str, Any], order_ts: datetime | None = None,
+                        conversation_id: int | None = None) -> bool:
+    """Owe Slack one post (idempotent on dedupe_key); delivered later by the Slack outbox worker."""
+    return await insert_ignore(session, SlackOutbox, {
+        "dedupe_key": dedupe_key, "thread_key": thread_key, "kind": kind, "payload": payload,
+        "order_ts": order_ts or utcnow(), "conversation_id": conversation_id, "attempts": 0,
+        "created_at": utcnow(),
+    }, ["dedupe_key"]) is not None
+
+
+async def set_opt_out(session: AsyncSession, contact_id: int, opted_out: bool, reason: str) -> bool:
+    """Change a contact's marketing opt-out; True when it changed."""
+    contact = await session.get(Contact, contact_id)
+    if contact is None or contact.opted_out == opted_out:
+        return False
+    await session.execute(update(Contact).where(Contact.id == contact_id).values(
+        opted_out=opted_out, opted_out_at=utcnow() if opted_out else None,
+        opt_out_reason=reason if opted_out else None, updated_at=utcnow()))
+    return True

@@ -1,0 +1,98 @@
+"""The webhook log: raw deliveries stored before the 200, then claimed and processed (an outbox)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import WebhookLog, utcnow
+
+LEASE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class ClaimedLog:
+    id: int
+    raw_body: bytes
+    attempts: int
+
+
+async def store(sessions: async_sessionmaker[AsyncSession], raw_body: bytes, event_type: str) -> int:
+    """Commit one raw delivery; returns its id only once it is durable."""
+    async with sessions() as session, session.begin():
+        log = WebhookLog(raw_body=raw_body, event_type=event_type)
+        session.add(log)
+        await session.flush()
+        return log.id
+
+
+async def claim_batch(
+    sessions: async_sessionmaker[AsyncSession], limit: int = 50, now: datetime | None = None
+) -> list[ClaimedLog]:
+    """Lease up to limit unprocessed logs to this worker; other workers skip them until the lease ends."""
+    now = now or utcnow()
+    async with sessions() as session, session.begin():
+        claimable = and_(
+            WebhookLog.processed_at.is_(None),
+            or_(WebhookLog.claimed_until.is_(None), WebhookLog.claimed_until < now),
+        )
+        query = select(WebhookLog.id).where(claimable).order_by(WebhookLog.id).limit(limit)
+        if session.bind.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        ids = list((await session.scalars(query)).all())
+        if not ids:
+            return []
+        await session.execute(
+            update(WebhookLog)
+            .where(WebhookLog.id.in_(ids), claimable)
+            .values(claimed_until=now + LEASE, attempts=WebhookLog.attempts + 1)
+        )
+        rows = (await session.execute(
+            select(WebhookLog.id, WebhookLog.raw_body, WebhookLog.attempts)
+            .where(WebhookLog.id.in_(ids)).order_by(WebhookLog.id)
+        )).all()
+        return [ClaimedLog(id=r.id, raw_body=r.raw_body, attempts=r.attempts) for r in rows]
+
+
+async def mark_processed(session: AsyncSession, log_id: int, error: str | None = None) -> None:
+    """Mark a log done inside the caller's transaction, so its effects and the mark commit together."""
+    await session.execute(
+        update(WebhookLog)
+        .where(WebhookLog.id == log_id)
+        .values(processed_at=utcnow(), claimed_until=None, error=error)
+    )
+
+
+async def record_failure(sessions: async_sessionmaker[AsyncSession], log_id: int, error: str,
+                         retry_in: timedelta) -> None:
+    """Keep a failed log pending, with its error, to be tried again after retry_in."""
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(WebhookLog)
+            .where(WebhookLog.id == log_id)
+            .values(error=error[:4000], claimed_until=utcnow() + retry_in)
+        )
+
+
+async def pending_count(sessions: async_sessionmaker[AsyncSession]) -> int:
+    async with sessions() as session:
+        return int(await session.scalar(
+            select(func.count()).select_from(WebhookLog).where(WebhookLog.processed_at.is_(None))
+        ) or 0)
+
+
+async def oldest_pending_age(sessions: async_sessionmaker[AsyncSession]) -> float:
+    """Seconds since the oldest unprocessed delivery arrived (0 when none): the processing lag."""
+    async with sessions() as session:
+        oldest = await session.scalar(
+            select(func.min(WebhookLog.received_at)).where(WebhookLog.processed_at.is_(None))
+        )
+    if oldest is None:
+        return 0.0
+    if oldest.tzinfo is None:
+        from datetime import UTC
+        oldest = oldest.replace(tzinfo=UTC)
+    return max(0.0, (utcnow() - oldest).total_seconds())

@@ -1,0 +1,84 @@
+"""Builders shared by tests: settings, signed Meta deliveries, webhook payloads."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.config import Settings, parse_settings
+from bot.meta.signature import sign
+
+APP_SECRET = "test-app-secret"
+VERIFY_TOKEN = "test-verify-token"
+SIGNING_SECRET = "test-slack-signing-secret"
+BOT_TOKEN = "xoxb-test-bot-token"
+WA_TOKEN = "EAAG-test-token"
+PNID = "100000000000001"
+WABA = "200000000000001"
+BUSINESS = "915224000000"
+SLACK_CHANNEL = "C0LUCKNOW"
+
+
+def make_settings(db_url: str, *, redis_url: str = "", graph_url: str = "http://127.0.0.1:9",
+                  slack_url: str = "http://127.0.0.1:9/api/", **extra: Any) -> Settings:
+    """Settings for one channel pointed at the given database and stand-ins."""
+    raw: dict[str, Any] = {
+        "database_url": db_url,
+        "redis_url": redis_url,
+        "meta": {"graph_url": graph_url, "app_id": "300000000000001", "app_secret": APP_SECRET,
+                 "verify_token": VERIFY_TOKEN},
+        "slack": {"api_url": slack_url, "bot_token": BOT_TOKEN, "signing_secret": SIGNING_SECRET,
+                  "alerts_channel": "C0ALERTS", "campaign_managers": ["UMANAGER"]},
+        "channels": [{"name": "lucknow", "phone_number_id": PNID, "waba_id": WABA,
+                      "display_phone_number": "+91 522 400 0000", "mode": "coexistence",
+                      "access_token": WA_TOKEN, "slack_channel": SLACK_CHANNEL}],
+    }
+    for key, value in extra.items():
+        raw[key] = value
+    return parse_settings(raw, env={})
+
+
+def signed(body: dict[str, Any] | bytes, secret: str = APP_SECRET) -> tuple[bytes, dict[str, str]]:
+    """A body and the headers Meta would send with it."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return raw, {"X-Hub-Signature-256": sign(secret, raw), "Content-Type": "application/json"}
+
+
+def envelope(field: str, value: dict[str, Any], waba: str = WABA) -> dict[str, Any]:
+    return {"object": "whatsapp_business_account",
+            "entry": [{"id": waba, "changes": [{"field": field, "value": value}]}]}
+
+
+def metadata() -> dict[str, str]:
+    return {"display_phone_number": BUSINESS, "phone_number_id": PNID}
+
+
+def inbound_text(wamid: str, text: str, *, wa_id: str = "919812345678", name: str = "Ravi",
+                 ts: int = 1_760_000_000, context_id: str | None = None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"from": wa_id, "id": wamid, "timestamp": str(ts), "type": "text",
+                           "text": {"body": text}}
+    if context_id:
+        msg["context"] = {"from": BUSINESS, "id": context_id}
+    return envelope("messages", {"messaging_product": "whatsapp", "metadata": metadata(),
+                                 "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+                                 "messages": [msg]})
+
+
+def echo_text(wamid: str, text: str, *, to: str = "919812345678", ts: int = 1_760_000_100) -> dict[str, Any]:
+    return envelope("smb_message_echoes", {
+        "messaging_product": "whatsapp", "metadata": metadata(),
+        "message_echoes": [{"from": BUSINESS, "to": to, "id": wamid, "timestamp": str(ts), "type": "text",
+                            "text": {"body": text}}]})
+
+
+def status(wamid: str, state: str, *, recipient: str = "919812345678", ts: int = 1_760_000_200,
+           error_code: int | None = None, pricing: dict[str, Any] | None = None) -> dict[str, Any]:
+    st: dict[str, Any] = {"id": wamid, "status": state, "timestamp": str(ts), "recipient_id": recipient}
+    if error_code is not None:
+        st["errors"] = [{"code": error_code, "title": "Re-engagement message",
+                         "message": "Re-engagement message",
+                         "error_data": {"details": "Message failed to send because more than 24 hours "
+                                                   "have passed since the customer last replied."}}]
+    if pricing is not None:
+        st["pricing"] = pricing
+    return envelope("messages", {"messaging_product": "whatsapp", "metadata": metadata(), "statuses": [st]})
