@@ -54,6 +54,28 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await client.aclose()
 
 
+async def deps_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Graph client, Slack Web API client and throttle, shared by every worker and listener."""
+    from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.deps import Deps
+    from bot.meta.graph import GraphClient
+    from scheduler.throttle import RedisThrottle, Throttle, make_throttle
+
+    settings = app[appkeys.SETTINGS]
+    graph = GraphClient(settings.meta.graph_url, settings.meta.api_version)
+    slack = AsyncWebClient(token=settings.slack.bot_token, base_url=settings.slack.api_url,
+                           retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=2)])
+    redis_client = app[appkeys.REDIS]
+    throttle: Throttle = RedisThrottle(redis_client) if redis_client is not None else make_throttle(None)
+    app[appkeys.DEPS] = Deps(settings=settings, sessions=app[appkeys.SESSIONS], graph=graph, slack=slack,
+                             throttle=throttle, metrics=app[appkeys.METRICS],
+                             channel_ids=app[appkeys.CHANNEL_IDS])
+    yield
+    await graph.aclose()
+
+
 def background(name: str, start: Callable[[web.Application], asyncio.Task[None]]
                ) -> Callable[[web.Application], AsyncIterator[None]]:
     """A cleanup context running one long-lived task, cancelled on shutdown."""
@@ -115,6 +137,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
     app[appkeys.METRICS] = Metrics()
     app.cleanup_ctx.append(database_ctx(run_migrations))
     app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(deps_ctx)
     if workers:
         app.cleanup_ctx.append(background("webhook-worker", _start_webhook_worker))
     app.router.add_get("/webhooks/meta", meta_webhook.handshake)

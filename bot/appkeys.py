@@ -11,6 +11,7 @@ from bot.config import Settings
 from bot.metrics import Metrics
 
 if TYPE_CHECKING:
+    from bot.deps import Deps
     from bot.webhook_worker import WebhookWorker
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -20,3 +21,4 @@ SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 CHANNEL_IDS = web.AppKey("channel_ids", dict[str, int])
 WEBHOOK_WORKER = web.AppKey("webhook_worker", "WebhookWorker")
 REDIS = web.AppKey("redis", Any)  # redis.asyncio.Redis or None when running without Redis
+DEPS = web.AppKey("deps", "Deps")
