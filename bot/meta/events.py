@@ -1,0 +1,312 @@
+"""Typed, immutable events decoded from Meta's WhatsApp Business Account webhooks.
+
+The parser in :mod:`bot.meta.parser` turns one webhook delivery into a list of these. Every
+class is a frozen dataclass so handlers can pass events around without defensive copies.
+Shapes and their sources are listed in docs/meta-webhooks.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Union
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+# The kinds a MessageContent can have; anything else Meta sends becomes "unsupported".
+CONTENT_KINDS = frozenset(
+    {
+        "text",
+        "image",
+        "audio",
+        "video",
+        "document",
+        "sticker",
+        "location",
+        "contacts",
+        "interactive",
+        "button",
+        "reaction",
+        "order",
+        "system",
+        "unsupported",
+    }
+)
+MEDIA_KINDS = frozenset({"image", "audio", "video", "document", "sticker"})
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """Where a change came from: WABA (entry.id), webhook field and, when Meta says, the number."""
+
+    waba_id: str
+    field: str
+    phone_number_id: str | None
+    display_phone_number: str | None
+    # entry.time (sent with template/account fields); None when absent.
+    entry_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetaError:
+    code: int
+    title: str
+    message: str | None
+    details: str | None
+    href: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    id: str | None
+    mime_type: str | None
+    sha256: str | None
+    caption: str | None
+    filename: str | None
+    voice: bool = False
+    animated: bool = False
+    # Newer webhook versions include a short-lived download URL; the id is what lasts.
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageContent:
+    kind: str
+    original_type: str
+    text: str | None
+    media: Media | None
+    location: dict | None
+    contacts: list[dict]
+    interactive: dict | None
+    button: dict | None
+    reaction: dict | None
+    order: dict | None
+    system: dict | None
+    referral: dict | None
+    context: dict | None
+    errors: list[MetaError]
+    # For type "unsupported": the inner `unsupported.type` Meta names (e.g. "edit", "poll").
+    unsupported_type: str | None = None
+    # Set when the type object was unreadable (missing or wrong shape); kind is then "unsupported".
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    envelope: Envelope
+    wamid: str
+    # The customer's phone number; Meta's business-scoped user id when it withholds the number.
+    from_wa_id: str
+    profile_name: str | None
+    timestamp: datetime
+    content: MessageContent
+    raw: dict
+    user_id: str | None = None  # BSUID ("from_user_id"), when Meta sends one
+    username: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEcho:
+    """A message the business sent from the WhatsApp Business App (Coexistence)."""
+
+    envelope: Envelope
+    wamid: str
+    from_number: str
+    to_wa_id: str
+    timestamp: datetime
+    content: MessageContent
+    raw: dict
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    billable: bool | None
+    pricing_model: str | None
+    category: str | None
+    type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    envelope: Envelope
+    wamid: str
+    status: str
+    timestamp: datetime
+    recipient_id: str | None
+    errors: list[MetaError]
+    conversation_id: str | None
+    conversation_origin: str | None
+    pricing: Pricing | None
+    raw: dict
+    conversation_expires_at: datetime | None = None
+    biz_opaque_callback_data: str | None = None
+    recipient_user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeErrors:
+    """System-, app- or account-level errors sent as `value.errors` on a change."""
+
+    envelope: Envelope
+    errors: list[MetaError]
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateStatus:
+    envelope: Envelope
+    event: str
+    template_id: str | None
+    name: str | None
+    language: str | None
+    reason: str | None
+    raw: dict
+    category: str | None = None
+    # rejection_info / disable_info / other_info, whichever Meta sent.
+    details: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateQuality:
+    envelope: Envelope
+    template_id: str | None
+    name: str | None
+    language: str | None
+    previous_score: str | None
+    new_score: str | None
+    raw: dict
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateCategory:
+    """A template's category changed, or will change at `effective_at` (then `correct_category`)."""
+
+    envelope: Envelope
+    template_id: str | None
+    name: str | None
+    language: str | None
+    previous_category: str | None
+    new_category: str | None
+    correct_category: str | None
+    effective_at: datetime | None
+    raw: dict
+
+
+@dataclass(frozen=True, slots=True)
+class QualityUpdate:
+    envelope: Envelope
+    display_phone_number: str | None
+    event: str
+    current_limit: str | None
+    raw: dict
+    old_limit: str | None = None
+    max_daily_conversations_per_business: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountUpdate:
+    envelope: Envelope
+    event: str
+    phone_number: str | None
+    details: dict
+    raw: dict
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryMessage:
+    wamid: str
+    wa_id: str
+    direction: Direction
+    timestamp: datetime
+    content: MessageContent
+    status: str | None  # history_context.status, lower-cased (read, delivered, played, error, ...)
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryChunk:
+    """One element of `value.history[]` (or a media follow-up sent as `value.messages[]`)."""
+
+    envelope: Envelope
+    phase: int | None
+    chunk_order: int | None
+    progress: int | None
+    messages: list[HistoryMessage]
+    errors: list[MetaError]
+    raw: dict
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSync:
+    envelope: Envelope
+    action: str
+    wa_id: str
+    full_name: str | None
+    first_name: str | None
+    timestamp: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownChange:
+    """A change the parser does not understand (unknown field or content); kept, never dropped."""
+
+    envelope: Envelope
+    reason: str
+    value: object
+
+
+@dataclass(frozen=True, slots=True)
+class ParseProblem:
+    """A malformed part of a delivery; `where` is a JSON path such as entry[0].changes[1].value."""
+
+    envelope: Envelope
+    where: str
+    error: str
+    value: object
+
+
+WebhookEvent = Union[  # noqa: UP007 - a runtime alias others import and isinstance-check against
+    InboundMessage,
+    MessageEcho,
+    StatusUpdate,
+    ChangeErrors,
+    TemplateStatus,
+    TemplateQuality,
+    TemplateCategory,
+    QualityUpdate,
+    AccountUpdate,
+    HistoryChunk,
+    ContactSync,
+    UnknownChange,
+    ParseProblem,
+]
+
+__all__ = [
+    "CONTENT_KINDS",
+    "MEDIA_KINDS",
+    "AccountUpdate",
+    "ChangeErrors",
+    "ContactSync",
+    "Direction",
+    "Envelope",
+    "HistoryChunk",
+    "HistoryMessage",
+    "InboundMessage",
+    "Media",
+    "MessageContent",
+    "MessageEcho",
+    "MetaError",
+    "ParseProblem",
+    "Pricing",
+    "QualityUpdate",
+    "StatusUpdate",
+    "TemplateCategory",
+    "TemplateQuality",
+    "TemplateStatus",
+    "UnknownChange",
+    "WebhookEvent",
+]
