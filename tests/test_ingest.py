@@ -185,3 +185,17 @@ async def test_unknown_field_is_kept_in_the_log_and_marked_processed(
         row = (await s.scalars(select(WebhookLog))).one()
     assert row.processed_at is not None and row.error is None
     assert row.event_type == "unknown"
+
+
+async def test_meta_user_preference_stop_opts_the_contact_out(aiohttp_client, db_url) -> None:  # type: ignore[no-untyped-def]
+    import json
+    from pathlib import Path
+
+    client = await aiohttp_client(create_app(make_settings(db_url), workers=False))
+    payload = json.loads((Path(__file__).parent / "fixtures" / "meta" / "user_preferences.json").read_text())
+    await _post(client, payload)
+    await _drain(client.app)
+    async with client.app[appkeys.SESSIONS]() as s:
+        contact = (await s.scalars(select(Contact))).one()
+    assert contact.wa_id == "919812345678" and contact.opted_out is True
+    assert contact.opt_out_reason == "User requested to stop marketing messages"

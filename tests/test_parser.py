@@ -28,6 +28,7 @@ from bot.meta.events import (
     TemplateQuality,
     TemplateStatus,
     UnknownChange,
+    UserPreference,
     WebhookEvent,
 )
 from bot.meta.parser import event_type_of, parse_delivery
@@ -95,6 +96,7 @@ EXPECTED: dict[str, tuple[list[type], str]] = {
     "phone_number_quality_update": ([QualityUpdate], "quality_update"),
     "account_update": ([AccountUpdate], "account_update"),
     "unknown_field": ([UnknownChange], "unknown"),
+    "user_preferences": ([UserPreference], "user_preferences"),
     "batch": (
         [InboundMessage] * 3 + [StatusUpdate] * 2 + [InboundMessage] * 2 + [MessageEcho] * 2,
         "mixed",
@@ -523,8 +525,16 @@ def test_batch_yields_one_event_per_message_status_and_echo_in_order() -> None:
 def test_unknown_field_becomes_unknown_change_with_its_value() -> None:
     (u,) = parse_delivery(load("unknown_field"))
     assert isinstance(u, UnknownChange)
-    assert u.envelope.field == "user_preferences" and "user_preferences" in u.reason
-    assert isinstance(u.value, dict) and u.value["user_preferences"][0]["value"] == "stop"
+    assert u.envelope.field == "partner_solutions_future_field"
+    assert "partner_solutions_future_field" in u.reason
+    assert isinstance(u.value, dict) and u.value["partner_solutions"][0]["status"] == "ACTIVE"
+
+
+def test_user_preferences_stop_becomes_a_typed_marketing_opt_out() -> None:
+    (p,) = parse_delivery(load("user_preferences"))
+    assert isinstance(p, UserPreference)
+    assert (p.wa_id, p.category, p.value) == (RAVI, "marketing_messages", "stop")
+    assert p.timestamp is not None and p.timestamp.tzinfo is not None
 
 
 def test_messages_change_without_content_is_unknown_not_dropped() -> None:

@@ -227,6 +227,15 @@ async def on_contact_sync(session: AsyncSession, ctx: EventContext, e: ev.Contac
         contact.address_book_name = e.full_name or e.first_name or contact.address_book_name
 
 
+async def on_user_preference(session: AsyncSession, ctx: EventContext, e: ev.UserPreference) -> None:
+    """Meta's own marketing stop/resume (the customer used WhatsApp's menu, not a keyword)."""
+    if e.category != "marketing_messages" or e.value not in {"stop", "resume"}:
+        return
+    contact = await repo.contact_for(session, e.wa_id)
+    await repo.set_opt_out(session, contact.id, e.value == "stop",
+                           reason=e.detail or "stopped marketing messages in WhatsApp")
+
+
 async def apply_event(session: AsyncSession, ctx: EventContext, event: ev.WebhookEvent) -> None:
     """Apply one parsed event; unknown ones are counted and kept only in the raw log."""
     ctx.count(type(event).__name__)
@@ -246,5 +255,7 @@ async def apply_event(session: AsyncSession, ctx: EventContext, event: ev.Webhoo
         await on_history(session, ctx, event)
     elif isinstance(event, ev.ContactSync):
         await on_contact_sync(session, ctx, event)
+    elif isinstance(event, ev.UserPreference):
+        await on_user_preference(session, ctx, event)
     else:
         log.info("webhook event kept in the log only: %s", type(event).__name__)

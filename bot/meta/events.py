@@ -251,6 +251,18 @@ class ContactSync:
 
 
 @dataclass(frozen=True, slots=True)
+class UserPreference:
+    """A customer stopped or resumed a category of messages (field `user_preferences`)."""
+
+    envelope: Envelope
+    wa_id: str
+    category: str
+    value: str  # "stop" | "resume"
+    detail: str | None
+    timestamp: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownChange:
     """A change the parser does not understand (unknown field or content); kept, never dropped."""
 
@@ -281,6 +293,7 @@ WebhookEvent = Union[  # noqa: UP007 - a runtime alias others import and isinsta
     AccountUpdate,
     HistoryChunk,
     ContactSync,
+    UserPreference,
     UnknownChange,
     ParseProblem,
 ]

@@ -34,6 +34,7 @@ from bot.meta.events import (
     TemplateQuality,
     TemplateStatus,
     UnknownChange,
+    UserPreference,
     WebhookEvent,
 )
 
@@ -569,6 +570,22 @@ def _state_sync(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
     return _each(env, value["state_sync"], f"{where}.state_sync", entry)
 
 
+def _user_preferences(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
+    def entry(item: object) -> list[WebhookEvent]:
+        if not isinstance(item, dict):
+            raise _Malformed(f"user_preferences entry is a {type(item).__name__}, not an object")
+        wa_id = _wa(item.get("wa_id"))
+        if not wa_id:
+            raise _Malformed("user_preferences entry has no wa_id")
+        return [UserPreference(envelope=env, wa_id=wa_id, category=_req_str(item, "category"),
+                               value=_req_str(item, "value"), detail=_str(item, "detail"),
+                               timestamp=_time(item.get("timestamp")))]
+
+    if "user_preferences" not in value:
+        return [UnknownChange(env, "user_preferences change holds no user_preferences", value)]
+    return _each(env, value["user_preferences"], f"{where}.user_preferences", entry)
+
+
 def _template_quality(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
     return [
         TemplateQuality(
@@ -659,6 +676,7 @@ _HANDLERS: dict[str, Handler] = {
     "template_category_update": _template_category,
     "phone_number_quality_update": _quality,
     "account_update": _account,
+    "user_preferences": _user_preferences,
 }
 
 # webhook_logs.event_type per field (the messages field is split by content, see _change_kinds).
@@ -671,6 +689,7 @@ _FIELD_KINDS = {
     "template_category_update": "template_status",
     "phone_number_quality_update": "quality_update",
     "account_update": "account_update",
+    "user_preferences": "user_preferences",
 }
 
 
