@@ -55,9 +55,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_command(sub: argparse._SubParsersAction, name: str, **kwargs: object) -> argparse.ArgumentParser:
+def add_command(sub: argparse._SubParsersAction, name: str, help: str = "") -> argparse.ArgumentParser:
     """A sub-command parser that also accepts --config after the sub-command's name."""
-    p: argparse.ArgumentParser = sub.add_parser(name, **kwargs)
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help)
     p.add_argument("--config", default=argparse.SUPPRESS, help="path to app.yaml")
     return p
 

@@ -14,13 +14,13 @@ async def insert_ignore(
 ) -> int | None:
     """Insert one row unless its unique key already exists; returns the new primary key or None."""
     dialect = session.bind.dialect.name
-    table = model.__table__  # type: ignore[attr-defined]
+    table: Any = model.__table__
     stmt: Any
     if dialect == "postgresql":
         stmt = postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict)
     else:
         stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict)
-    pk = next(iter(table.primary_key.columns))
+    pk = next(iter(table.primary_key))
     result = await session.execute(stmt.returning(pk))
     row = result.first()
     return None if row is None else row[0]
