@@ -87,15 +87,11 @@ async def graph() -> AsyncIterator[GraphStandin]:
 
 async def _post_message(base: str, body: Any, token: str = TOKEN) -> httpx.Response:
     async with httpx.AsyncClient() as http:
-        return await http.post(
-            f"{base}/v23.0/{PNID}/messages", json=body, headers={"Authorization": f"Bearer {token}"}
-        )
+        return await http.post(f"{base}/v23.0/{PNID}/messages", json=body, headers={"Authorization": f"Bearer {token}"})
 
 
 async def test_graph_missing_parameters_get_code_100_bodies(graph: GraphStandin) -> None:
-    response = await _post_message(
-        graph.base_url, {"to": "919812345678", "type": "text", "text": {"body": "x"}}
-    )
+    response = await _post_message(graph.base_url, {"to": "919812345678", "type": "text", "text": {"body": "x"}})
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == 100
@@ -126,6 +122,7 @@ async def test_graph_cap_holds_in_every_sliding_second_under_concurrency(graph: 
     for r in responses:
         if r.status_code == 400:
             assert r.json()["error"]["message"] == "(#130429) Rate limit hit"
+    assert len(graph.attempts) == 10
     times = [s.time for s in graph.sends]
     for t in times:
         assert sum(1 for u in times if t <= u < t + 1.0) <= 3
@@ -136,9 +133,7 @@ async def test_graph_template_paging_next_is_absolute(graph: GraphStandin) -> No
     for i in range(3):
         graph.add_template("waba-1", f"t{i}", "en")
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-        first = (
-            await http.get(f"{graph.base_url}/v23.0/waba-1/message_templates", params={"limit": 2})
-        ).json()
+        first = (await http.get(f"{graph.base_url}/v23.0/waba-1/message_templates", params={"limit": 2})).json()
         assert [t["name"] for t in first["data"]] == ["t0", "t1"]
         assert first["paging"]["next"].startswith(graph.base_url)
         second = (await http.get(first["paging"]["next"])).json()
@@ -218,9 +213,7 @@ async def test_post_message_in_thread(slack: SlackStandin, web_client: AsyncWebC
     assert [m["ts"] for m in history["messages"]] == [parent["ts"]]  # replies stay in the thread
 
 
-async def test_rate_limit_answers_429_with_retry_after(
-    slack: SlackStandin, web_client: AsyncWebClient
-) -> None:
+async def test_rate_limit_answers_429_with_retry_after(slack: SlackStandin, web_client: AsyncWebClient) -> None:
     slack.rate_limit("chat.postMessage", times=1, retry_after=7)
     with pytest.raises(SlackApiError) as info:
         await web_client.chat_postMessage(channel=CHANNEL, text="x")
@@ -282,9 +275,7 @@ async def test_files_upload_v2_end_to_end(slack: SlackStandin, web_client: Async
     assert file["shares"]["public"][CHANNEL][0]["ts"] == shared["ts"]
     info = await web_client.files_info(file=file_id)
     async with httpx.AsyncClient() as http:
-        downloaded = await http.get(
-            info["file"]["url_private"], headers={"Authorization": f"Bearer {BOT_TOKEN}"}
-        )
+        downloaded = await http.get(info["file"]["url_private"], headers={"Authorization": f"Bearer {BOT_TOKEN}"})
         assert downloaded.content == data
         assert (await http.get(info["file"]["url_private"])).status_code == 403
     assert [c.method for c in slack.calls] == [
@@ -312,16 +303,10 @@ async def test_find_thread_by_metadata(slack: SlackStandin, web_client: AsyncWeb
     await web_client.chat_postMessage(channel=CHANNEL, thread_ts=parent["ts"], text="hi")
     plain = await web_client.conversations_replies(channel=CHANNEL, ts=parent["ts"])
     assert all("metadata" not in m for m in plain["messages"])
-    replies = await web_client.conversations_replies(
-        channel=CHANNEL, ts=parent["ts"], include_all_metadata=True
-    )
+    replies = await web_client.conversations_replies(channel=CHANNEL, ts=parent["ts"], include_all_metadata=True)
     assert replies["messages"][0]["metadata"] == metadata
     history = await web_client.conversations_history(channel=CHANNEL, include_all_metadata=True)
-    found = [
-        m
-        for m in history["messages"]
-        if m.get("metadata", {}).get("event_payload") == {"wa_id": "919812345678"}
-    ]
+    found = [m for m in history["messages"] if m.get("metadata", {}).get("event_payload") == {"wa_id": "919812345678"}]
     assert [m["ts"] for m in found] == [parent["ts"]]
 
 
@@ -336,9 +321,7 @@ async def test_history_paginates_newest_first(slack: SlackStandin, web_client: A
     assert [m["text"] for m in rest["messages"]] == ["m2", "m1", "m0"] and not rest["has_more"]
 
 
-async def test_update_ephemeral_permalink_and_lookups(
-    slack: SlackStandin, web_client: AsyncWebClient
-) -> None:
+async def test_update_ephemeral_permalink_and_lookups(slack: SlackStandin, web_client: AsyncWebClient) -> None:
     posted = await web_client.chat_postMessage(channel=CHANNEL, text="Campaign: 0/100 sent")
     updated = await web_client.chat_update(channel=CHANNEL, ts=posted["ts"], text="Campaign: 100/100 sent")
     assert updated["text"] == "Campaign: 100/100 sent"
@@ -421,9 +404,7 @@ async def test_injected_errors_and_call_log(slack: SlackStandin, web_client: Asy
     )
 
 
-async def test_user_message_is_delivered_as_a_signed_event(
-    slack: SlackStandin, web_client: AsyncWebClient
-) -> None:
+async def test_user_message_is_delivered_as_a_signed_event(slack: SlackStandin, web_client: AsyncWebClient) -> None:
     parent = await web_client.chat_postMessage(channel=CHANNEL, text="Ravi")
     slack.add_user("U0STAFF", "priya")
     event = slack.user_message(CHANNEL, "U0STAFF", "On its way!", thread_ts=parent["ts"])
@@ -437,3 +418,53 @@ async def test_user_message_is_delivered_as_a_signed_event(
     envelope = json.loads(body)
     assert envelope["type"] == "event_callback" and envelope["event"]["text"] == "On its way!"
     assert [m["text"] for m in slack.thread(CHANNEL, parent["ts"])] == ["Ravi", "On its way!"]
+
+
+async def test_bolt_app_runs_against_the_standin(slack: SlackStandin) -> None:
+    from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+    from slack_bolt.async_app import AsyncApp
+
+    bolt = AsyncApp(
+        client=AsyncWebClient(token=BOT_TOKEN, base_url=slack.api_url),
+        signing_secret="signing-secret",
+        process_before_response=True,
+    )
+    view = {"type": "modal", "callback_id": "campaign", "title": {"type": "plain_text", "text": "New"}, "blocks": []}
+
+    @bolt.command("/campaign")
+    async def open_modal(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    @bolt.event("message")
+    async def echo(event: dict[str, Any], say: Any) -> None:
+        if event.get("bot_id") is None:
+            await say(text=f"got: {event['text']}", thread_ts=event.get("thread_ts") or event["ts"])
+
+    async def handle(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    app = web.Application()
+    app.router.add_post("/slack/events", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
+    try:
+        status, _ = await slack.send_slash_command(
+            url, "/campaign", "", user_id="U0STAFF", channel_id=CHANNEL, signing_secret="signing-secret"
+        )
+        assert status == 200
+        assert [v["callback_id"] for v in slack.views.values()] == ["campaign"]
+        parent = await AsyncWebClient(token=BOT_TOKEN, base_url=slack.api_url).chat_postMessage(
+            channel=CHANNEL, text="Ravi"
+        )
+        event = slack.user_message(CHANNEL, "U0STAFF", "hello", thread_ts=parent["ts"])
+        status, _ = await slack.send_event(url, event, "signing-secret")
+        assert status == 200
+        assert [m["text"] for m in slack.thread(CHANNEL, parent["ts"])] == ["Ravi", "hello", "got: hello"]
+        status, _ = await slack.send_event(url, event, "wrong-secret")
+        assert status == 401
+    finally:
+        await runner.cleanup()

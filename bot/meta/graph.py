@@ -18,6 +18,7 @@ from bot.meta.errors import GraphError, SendAction, parse_error_body
 
 __all__ = [
     "DEFAULT_PHONE_FIELDS",
+    "DEFAULT_TEMPLATE_FIELDS",
     "MEDIA_KINDS",
     "GraphClient",
     "GraphError",

@@ -300,9 +300,7 @@ class GraphStandin(LoopbackServer):
         self.tokens.pop(token, None)
         self.open_tokens = False
 
-    def add_phone_number(
-        self, phone_number_id: str, waba_id: str | None = None, **fields: Any
-    ) -> PhoneNumber:
+    def add_phone_number(self, phone_number_id: str, waba_id: str | None = None, **fields: Any) -> PhoneNumber:
         """Register a number (PhoneNumber fields: quality_rating, throughput_level, is_on_biz_app, …)."""
         number = PhoneNumber(id=phone_number_id, waba_id=waba_id, **fields)
         self.phone_numbers[phone_number_id] = number
@@ -405,6 +403,11 @@ class GraphStandin(LoopbackServer):
     def add_oauth_code(self, code: str, token: str, *ids: str) -> None:
         """Make `code` exchangeable (once) for `token`, which then works for `ids`."""
         self._oauth_codes[code] = _OAuthCode(token, ids)
+
+    @property
+    def attempts(self) -> list[SendRecord]:
+        """Every message send that reached the stand-in (accepted or rejected), by receive time."""
+        return sorted([*self.sends, *self.rejected], key=lambda r: r.time)
 
     def sends_to(self, to: str) -> list[SendRecord]:
         """Accepted sends to one recipient."""
@@ -751,8 +754,7 @@ class GraphStandin(LoopbackServer):
                 query = {k: v for k, v in request.query.items() if k not in ("after", "before")}
                 query.update({"limit": str(limit), "after": after})
                 body["paging"]["next"] = (
-                    f"{self.base_url}/{request.match_info['version']}/{waba}/message_templates?"
-                    + urlencode(query)
+                    f"{self.base_url}/{request.match_info['version']}/{waba}/message_templates?" + urlencode(query)
                 )
         return web.json_response(body)
 
@@ -794,9 +796,7 @@ class GraphStandin(LoopbackServer):
         template = self.add_template(
             waba, name, language, category=category, status=self.new_template_status, components=components
         )
-        return web.json_response(
-            {"id": template["id"], "status": template["status"], "category": template["category"]}
-        )
+        return web.json_response({"id": template["id"], "status": template["status"], "category": template["category"]})
 
     # ---- subscriptions ---------------------------------------------------------------------------
 

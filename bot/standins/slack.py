@@ -45,6 +45,7 @@ MAX_TEXT = 40_000
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3_000
 _SLACK_ID = re.compile(r"^[A-Z][A-Z0-9]{2,}$")
+_TS = re.compile(r"^\d+\.\d+$")
 
 
 class SlackError(Exception):
@@ -396,9 +397,7 @@ class SlackStandin(LoopbackServer):
         body = urlencode(form).encode()
         return await self.deliver(url, body, "application/x-www-form-urlencoded", signing_secret)
 
-    async def send_interaction(
-        self, url: str, payload: Mapping[str, Any], signing_secret: str
-    ) -> tuple[int, str]:
+    async def send_interaction(self, url: str, payload: Mapping[str, Any], signing_secret: str) -> tuple[int, str]:
         """Deliver an interactivity payload (block_actions, view_submission, …)."""
         data = dict(payload)
         data.setdefault("team", {"id": self.team_id})
@@ -416,9 +415,7 @@ class SlackStandin(LoopbackServer):
         app.router.add_get("/files-pri/{team_file}/{name}", self._download)
         app.router.add_post("/response-url/{key}", self._response_url)
 
-    def _response(
-        self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
-    ) -> web.Response:
+    def _response(self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> web.Response:
         all_headers = {"X-OAuth-Scopes": ",".join(self.scopes), **(headers or {})}
         return web.json_response(dict(body), status=status, headers=all_headers)
 
@@ -470,9 +467,7 @@ class SlackStandin(LoopbackServer):
         if queued_limits:
             retry_after = queued_limits.pop(0)
             call.status, call.ok, call.error = 429, False, "ratelimited"
-            return self._response(
-                429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(int(retry_after))}
-            )
+            return self._response(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(int(retry_after))})
         handler = self._methods.get(method)
         if handler is None:
             call.status, call.ok, call.error = 404, False, "unknown_method"
@@ -526,6 +521,8 @@ class SlackStandin(LoopbackServer):
         self._channel(channel_id)
         message["ts"] = self._next_ts()
         if thread_ts:
+            if not _TS.match(str(thread_ts)):
+                raise SlackError("invalid_thread_ts")
             parent = self._find(channel_id, thread_ts)
             if parent is None:
                 raise SlackError("thread_not_found")
@@ -567,10 +564,7 @@ class SlackStandin(LoopbackServer):
                 if not isinstance(block, dict) or "type" not in block:
                     raise SlackError("invalid_blocks")
                 section_text = block.get("text")
-                if (
-                    isinstance(section_text, dict)
-                    and len(str(section_text.get("text", ""))) > MAX_SECTION_TEXT
-                ):
+                if isinstance(section_text, dict) and len(str(section_text.get("text", ""))) > MAX_SECTION_TEXT:
                     raise SlackError("invalid_blocks")
             content["blocks"] = blocks
         if attachments is not None:
@@ -817,9 +811,7 @@ class SlackStandin(LoopbackServer):
         if not isinstance(entries, list) or not entries:
             raise SlackError("invalid_arguments")
         by_id = {u.file_id: (key, u) for key, u in self._uploads.items()}
-        channel_id = args.get("channel_id") or (
-            str(args["channels"]).split(",")[0] if args.get("channels") else None
-        )
+        channel_id = args.get("channel_id") or (str(args["channels"]).split(",")[0] if args.get("channels") else None)
         channel = self._writable(channel_id) if channel_id else None
         thread_ts = args.get("thread_ts")
         if thread_ts and channel is None:
@@ -836,9 +828,7 @@ class SlackStandin(LoopbackServer):
             mime = mimetypes.guess_type(upload.filename)[0]
             if mime is None and upload.content_type not in (None, "application/octet-stream"):
                 mime = upload.content_type
-            file = self._make_file(
-                upload.file_id, upload.data, upload.filename, mime, entry.get("title"), None
-            )
+            file = self._make_file(upload.file_id, upload.data, upload.filename, mime, entry.get("title"), None)
             if upload.alt_txt:
                 file["alt_txt"] = upload.alt_txt
             del self._uploads[key]
@@ -914,9 +904,7 @@ class SlackStandin(LoopbackServer):
             raise SlackError("expired_trigger_id")
         self._triggers[str(trigger_id)] = None
 
-    def _new_view(
-        self, view_arg: Any, previous: str | None = None, root: str | None = None
-    ) -> dict[str, Any]:
+    def _new_view(self, view_arg: Any, previous: str | None = None, root: str | None = None) -> dict[str, Any]:
         view = _json_arg(view_arg, "invalid_arguments")
         if not isinstance(view, dict) or view.get("type") not in ("modal", "home"):
             raise SlackError("invalid_arguments")
