@@ -56,7 +56,6 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def deps_ctx(app: web.Application) -> AsyncIterator[None]:
     """Graph client, Slack Web API client and throttle, shared by every worker and listener."""
-    from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
     from slack_sdk.web.async_client import AsyncWebClient
 
     from bot.deps import Deps
@@ -65,8 +64,9 @@ async def deps_ctx(app: web.Application) -> AsyncIterator[None]:
 
     settings = app[appkeys.SETTINGS]
     graph = GraphClient(settings.meta.graph_url, settings.meta.api_version)
-    slack = AsyncWebClient(token=settings.slack.bot_token, base_url=settings.slack.api_url,
-                           retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=2)])
+    # No rate-limit retry handler: the Slack outbox honours Retry-After itself (slack_sdk's async handler
+    # reads only the first character of the header, so "Retry-After: 30" would wait 3 s).
+    slack = AsyncWebClient(token=settings.slack.bot_token, base_url=settings.slack.api_url)
     redis_client = app[appkeys.REDIS]
     throttle: Throttle = RedisThrottle(redis_client) if redis_client is not None else make_throttle(None)
     app[appkeys.DEPS] = Deps(settings=settings, sessions=app[appkeys.SESSIONS], graph=graph, slack=slack,
