@@ -1,0 +1,332 @@
+"""Per-number send throttle shared by every process on one Redis, with an in-process fallback.
+
+Algorithm (see ``scheduler.ratemath`` for the maths): a GCRA pacer spaces sends one interval apart, and
+a sliding log of the last ``mps`` grant times is the hard cap over any window. GCRA alone keeps sends
+smooth and gives a reply the very next slot, but its catch-up (needed so a waiter's round trip does not
+cost throughput) could squeeze two grants closer; a sliding log alone is exact but lets a campaign burst
+``mps`` sends at once and then makes a reply wait for the oldest to age out. Together they are exact and
+smooth. A plain token bucket was rejected because its burst capacity breaks the sliding-window cap.
+
+Everything runs in one Lua script on Redis's own clock (``TIME``), so process clocks never matter and
+concurrent acquirers on any number of processes cannot interleave between check and grant.
+
+Priorities: an interactive waiter that cannot be served at once registers itself in a sorted set scored
+by an expiry (the wait it was told plus a short grace). Bulk acquirers yield while any unexpired
+registration exists. A waiter that crashes simply stops refreshing its entry, so bulk sends resume at
+most one wait plus the grace later.
+
+Failure mode: if Redis cannot be reached, ``acquire`` raises ``ThrottleUnavailable``; it never lets a
+send through unthrottled. Callers treat that like any other transient send failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import math
+import time
+import uuid
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
+
+from scheduler import ratemath
+from scheduler.ratemath import DEFAULT_MARGIN, DEFAULT_REGISTRATION_GRACE, Pacing, Reason
+
+__all__ = [
+    "LocalThrottle",
+    "Priority",
+    "RedisThrottle",
+    "Throttle",
+    "ThrottleUnavailable",
+    "make_throttle",
+]
+
+MICROS = 1_000_000
+
+
+class Priority(enum.IntEnum):
+    """Lower value goes first: staff replies before campaign sends."""
+
+    INTERACTIVE = 0
+    BULK = 1
+
+
+class ThrottleUnavailable(Exception):
+    """The shared throttle cannot be consulted (Redis down or throttle closed); do not send."""
+
+
+class Throttle(Protocol):
+    """Grants permission to send one message on a number, at most ``mps`` in any one-second window."""
+
+    async def acquire(
+        self,
+        key: str,
+        mps: int,
+        priority: Priority = Priority.BULK,
+        timeout: float | None = None,  # noqa: ASYNC109 - lets the throttle refuse a wait it knows is too long
+    ) -> None:
+        """Return when the caller may send one message now; ``TimeoutError`` if not within ``timeout``."""
+        ...
+
+    async def penalize(self, key: str, seconds: float) -> None:
+        """Hold every acquirer of ``key`` for ``seconds`` (after Meta answered 130429)."""
+        ...
+
+    async def close(self) -> None:
+        """Release resources; later acquires raise ``ThrottleUnavailable``."""
+        ...
+
+
+class _PacedThrottle:
+    """Shared acquire loop: one bulk caller per number and process talks to the store at a time."""
+
+    def __init__(self, margin: float, registration_grace: float) -> None:
+        self._margin = margin
+        self._grace = registration_grace
+        self._bulk_locks: dict[str, asyncio.Lock] = {}
+        self._closed = False
+
+    async def _attempt(self, key: str, pacing: Pacing, priority: Priority, waiter: str) -> ratemath.Decision:
+        raise NotImplementedError
+
+    async def _withdraw(self, key: str, waiter: str) -> None:
+        """Forget an interactive waiter that gave up (timeout, cancellation or error)."""
+
+    async def acquire(
+        self,
+        key: str,
+        mps: int,
+        priority: Priority = Priority.BULK,
+        timeout: float | None = None,  # noqa: ASYNC109 - lets the throttle refuse a wait it knows is too long
+    ) -> None:
+        """Return when the caller may send one message now; ``TimeoutError`` if not within ``timeout``."""
+        if self._closed:
+            raise ThrottleUnavailable("throttle is closed")
+        pacing = Pacing(int(mps), self._margin)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        # The outer timeout also bounds waiting for the local lock and a slow store; the loop below
+        # gives up early when the store already says the wait would overrun it.
+        async with asyncio.timeout_at(deadline):
+            if priority is Priority.BULK:
+                async with self._bulk_locks.setdefault(key, asyncio.Lock()):
+                    await self._wait_turn(key, pacing, priority, "", deadline)
+                return
+            waiter = uuid.uuid4().hex
+            granted = False
+            try:
+                await self._wait_turn(key, pacing, priority, waiter, deadline)
+                granted = True
+            finally:
+                if not granted:
+                    await self._withdraw(key, waiter)
+
+    async def _wait_turn(
+        self, key: str, pacing: Pacing, priority: Priority, waiter: str, deadline: float | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._closed:
+                raise ThrottleUnavailable("throttle is closed")
+            decision = await self._attempt(key, pacing, priority, waiter)
+            if decision.granted:
+                return
+            if deadline is not None and loop.time() + decision.wait > deadline:
+                raise TimeoutError(f"throttle for {key} cannot grant within the timeout ({decision.reason.value})")
+            await asyncio.sleep(decision.wait)
+
+
+# Lua mirror of ratemath.decide/record_grant, in integer microseconds of Redis's clock.
+# KEYS: tat, grant log (list, newest first), penalty deadline, interactive waiters (zset: id -> expiry)
+# ARGV: mps, interval, window, catch_up, interactive (1/0), waiter id, registration grace
+_ACQUIRE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local mps = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local catch_up = tonumber(ARGV[4])
+local interactive = ARGV[5] == '1'
+local waiter = ARGV[6]
+local grace = tonumber(ARGV[7])
+local function int(x) return string.format('%.0f', x) end
+
+local wait = 0
+local reason = 'ok'
+local pen = tonumber(redis.call('GET', KEYS[3]) or '0')
+if pen - now > wait then wait = pen - now; reason = 'penalty' end
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat - now > wait then wait = tat - now; reason = 'pace' end
+if redis.call('LLEN', KEYS[2]) >= mps then
+  local oldest = tonumber(redis.call('LINDEX', KEYS[2], mps - 1))
+  if oldest + window - now > wait then wait = oldest + window - now; reason = 'window' end
+end
+
+if not interactive then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', int(now))
+  if redis.call('ZCARD', KEYS[4]) > 0 then
+    return {wait + interval, 'yield'}
+  end
+end
+
+if wait > 0 then
+  if interactive then
+    redis.call('ZADD', KEYS[4], int(now + wait + grace), waiter)
+    redis.call('PEXPIRE', KEYS[4], int(math.ceil((wait + grace) / 1000) + 1000))
+  end
+  return {wait, reason}
+end
+
+local idle_ttl = int(math.ceil((window + interval) / 1000) + 1000)
+local base = tat
+if now - catch_up > base then base = now - catch_up end
+redis.call('SET', KEYS[1], int(base + interval), 'PX', idle_ttl)
+redis.call('LPUSH', KEYS[2], int(now))
+redis.call('LTRIM', KEYS[2], 0, mps - 1)
+redis.call('PEXPIRE', KEYS[2], idle_ttl)
+if interactive then redis.call('ZREM', KEYS[4], waiter) end
+return {0, 'ok'}
+"""
+
+# KEYS: penalty deadline. ARGV: seconds in microseconds. Returns the deadline in force.
+_PENALIZE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local deadline = now + tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if deadline > current then
+  redis.call('SET', KEYS[1], string.format('%.0f', deadline),
+             'PX', string.format('%.0f', math.ceil((deadline - now) / 1000) + 1))
+  return string.format('%.0f', deadline)
+end
+return string.format('%.0f', current)
+"""
+
+
+class RedisThrottle(_PacedThrottle, Throttle):
+    """Throttle shared through Redis by every process that uses the same ``prefix``."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        prefix: str = "wabridge:throttle",
+        *,
+        margin: float = DEFAULT_MARGIN,
+        registration_grace: float = DEFAULT_REGISTRATION_GRACE,
+        owns_client: bool = False,
+    ) -> None:
+        super().__init__(margin, registration_grace)
+        self._redis = redis
+        self._prefix = prefix
+        self._owns_client = owns_client
+        self._acquire_script = redis.register_script(_ACQUIRE_LUA)
+        self._penalize_script = redis.register_script(_PENALIZE_LUA)
+
+    def _keys(self, key: str) -> list[str]:
+        # One hash tag per number keeps all its keys in one slot on a Redis Cluster.
+        base = f"{self._prefix}:{{{key}}}"
+        return [f"{base}:tat", f"{base}:log", f"{base}:penalty", f"{base}:interactive"]
+
+    async def _run(self, script: Any, keys: list[str], args: list[str | int]) -> Any:
+        try:
+            return await script(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            raise ThrottleUnavailable(f"throttle store unreachable: {exc}") from exc
+
+    async def _attempt(self, key: str, pacing: Pacing, priority: Priority, waiter: str) -> ratemath.Decision:
+        args: list[str | int] = [
+            pacing.mps,
+            _micros(pacing.interval),
+            _micros(pacing.window),
+            _micros(pacing.catch_up),
+            1 if priority is Priority.INTERACTIVE else 0,
+            waiter,
+            _micros(self._grace),
+        ]
+        wait_us, reason = await self._run(self._acquire_script, self._keys(key), args)
+        reason_text = reason.decode() if isinstance(reason, bytes) else str(reason)
+        return ratemath.Decision(int(wait_us) / MICROS, Reason(reason_text))
+
+    async def _withdraw(self, key: str, waiter: str) -> None:
+        # Best effort: if this fails the entry expires on its own after the grace period.
+        try:
+            await asyncio.shield(self._redis.zrem(self._keys(key)[3], waiter))
+        except (RedisError, OSError, asyncio.CancelledError):
+            pass
+
+    async def penalize(self, key: str, seconds: float) -> None:
+        """Hold every acquirer of ``key`` on every process for ``seconds`` from now (Redis clock)."""
+        if seconds <= 0:
+            return
+        await self._run(self._penalize_script, [self._keys(key)[2]], [_micros(seconds)])
+
+    async def close(self) -> None:
+        """Stop granting; close the Redis client when this throttle created it."""
+        self._closed = True
+        if self._owns_client:
+            await self._redis.aclose()
+
+
+class LocalThrottle(_PacedThrottle, Throttle):
+    """In-process throttle with the same rules; correct only while one process sends for a number."""
+
+    def __init__(
+        self,
+        *,
+        margin: float = DEFAULT_MARGIN,
+        registration_grace: float = DEFAULT_REGISTRATION_GRACE,
+    ) -> None:
+        super().__init__(margin, registration_grace)
+        self._states: dict[str, ratemath.NumberState] = {}
+        self._waiters: dict[str, set[str]] = {}
+
+    async def _attempt(self, key: str, pacing: Pacing, priority: Priority, waiter: str) -> ratemath.Decision:
+        state = self._states.setdefault(key, ratemath.NumberState())
+        waiters = self._waiters.setdefault(key, set())
+        interactive = priority is Priority.INTERACTIVE
+        decision = ratemath.decide(
+            state, pacing, time.monotonic(), interactive=interactive, interactive_waiting=bool(waiters)
+        )
+        if interactive:
+            # A waiter in this process always withdraws in acquire's finally, so no expiry is needed.
+            if decision.granted:
+                waiters.discard(waiter)
+            else:
+                waiters.add(waiter)
+        return decision
+
+    async def _withdraw(self, key: str, waiter: str) -> None:
+        self._waiters.get(key, set()).discard(waiter)
+
+    async def penalize(self, key: str, seconds: float) -> None:
+        """Hold every acquirer of ``key`` in this process for ``seconds`` from now."""
+        if seconds <= 0:
+            return
+        state = self._states.setdefault(key, ratemath.NumberState())
+        ratemath.penalize(state, time.monotonic(), seconds)
+
+    async def close(self) -> None:
+        """Stop granting."""
+        self._closed = True
+
+
+def _micros(seconds: float) -> int:
+    return max(0, math.ceil(seconds * MICROS))
+
+
+def make_throttle(redis_url: str | None) -> Throttle:
+    """A Redis-backed throttle for ``redis_url``, or the in-process one when it is empty."""
+    if not redis_url:
+        return LocalThrottle()
+    # Short timeouts and few retries: a send should fail fast with ThrottleUnavailable, not hang.
+    client = aioredis.from_url(
+        redis_url,
+        socket_connect_timeout=2.0,
+        socket_timeout=2.0,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
+    )
+    return RedisThrottle(client, owns_client=True)
