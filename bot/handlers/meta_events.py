@@ -195,9 +195,49 @@ async def on_quality(session: AsyncSession, ctx: EventContext, e: ev.QualityUpda
     await raise_alert_once(
         session, "quality", subject, state,
         f"Quality update for {subject}: {e.event}"
-        + (f", messaging limit now {e.current_limit}" if e.current_limit else ""),
+        + (f", messaging limit now {e.current_limit}" if e.current_limit else "")
+        + (f". {QUALITY_ADVICE[e.event]}" if e.event in QUALITY_ADVICE else ""),
         dedupe=f"quality:{subject}:{state}:{utcnow().isoformat()}",
     )
+
+
+QUALITY_ADVICE = {
+    "FLAGGED": "Quality is low: slow down marketing, check WhatsApp Manager > Insights for blocks and "
+               "reports; if it does not recover the messaging limit will be lowered",
+    "DOWNGRADE": "The messaging limit was lowered: plan campaigns for the smaller daily audience",
+}
+TEMPLATE_QUALITY_ADVICE = {
+    "YELLOW": "customers are blocking or reporting it: review its content and audience",
+    "RED": "it may be paused soon: review its content and audience before sending more",
+}
+
+
+async def on_template_quality(session: AsyncSession, ctx: EventContext, e: ev.TemplateQuality) -> None:
+    name, lang = e.name or "?", e.language or "?"
+    score = e.new_score or "UNKNOWN"
+    tpl = await session.scalar(select(Template).where(
+        Template.waba_id == e.envelope.waba_id, Template.name == name, Template.language == lang))
+    if tpl is not None:
+        tpl.quality = score
+    advice = TEMPLATE_QUALITY_ADVICE.get(score)
+    await raise_alert_once(session, "template_quality", f"{e.envelope.waba_id}/{name}/{lang}", score,
+                           f"Template {name} ({lang}) quality {e.previous_score or '?'} -> {score}"
+                           + (f": {advice}" if advice else ""),
+                           dedupe=f"tquality:{e.envelope.waba_id}:{name}:{lang}:{score}:{utcnow().isoformat()}")
+
+
+async def on_template_category(session: AsyncSession, ctx: EventContext, e: ev.TemplateCategory) -> None:
+    name, lang = e.name or "?", e.language or "?"
+    new = e.new_category or e.correct_category or "?"
+    tpl = await session.scalar(select(Template).where(
+        Template.waba_id == e.envelope.waba_id, Template.name == name, Template.language == lang))
+    if tpl is not None and e.new_category:
+        tpl.category = e.new_category
+    when = f" on {e.effective_at:%Y-%m-%d}" if e.effective_at and not e.new_category else ""
+    await raise_alert_once(session, "template_category", f"{e.envelope.waba_id}/{name}/{lang}", new,
+                           f"Template {name} ({lang}) category {e.previous_category or '?'} -> {new}{when}: "
+                           "it is billed at the new category's rate",
+                           dedupe=f"tcategory:{e.envelope.waba_id}:{name}:{lang}:{new}:{utcnow().isoformat()}")
 
 
 async def on_account(session: AsyncSession, ctx: EventContext, e: ev.AccountUpdate) -> None:
@@ -249,6 +289,10 @@ async def apply_event(session: AsyncSession, ctx: EventContext, event: ev.Webhoo
         await on_template_status(session, ctx, event)
     elif isinstance(event, ev.QualityUpdate):
         await on_quality(session, ctx, event)
+    elif isinstance(event, ev.TemplateQuality):
+        await on_template_quality(session, ctx, event)
+    elif isinstance(event, ev.TemplateCategory):
+        await on_template_category(session, ctx, event)
     elif isinstance(event, ev.AccountUpdate):
         await on_account(session, ctx, event)
     elif isinstance(event, ev.HistoryChunk):
