@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.config import ChannelSettings, ConfigError, Settings
 from bot.meta.graph import DEFAULT_TEMPLATE_FIELDS, GraphClient, GraphError
 from storage.models import Template, utcnow
+from storage.upsert import insert_ignore
 
 SYNC_FIELDS = (*DEFAULT_TEMPLATE_FIELDS, "quality_score", "rejected_reason", "parameter_format")
 _NAMED_PARAM = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -290,10 +291,12 @@ async def _copy_one(sessions: async_sessionmaker[AsyncSession], graph: GraphClie
         return CopyResult(template.name, template.language, CopyOutcome.FAILED, detail)
     status = str(answer.get("status") or "PENDING").upper()
     async with sessions() as session, session.begin():
-        session.add(Template(waba_id=dest.waba_id, meta_id=str(answer.get("id") or "") or None,
-                             name=template.name, language=template.language,
-                             category=str(answer.get("category") or payload["category"]).upper(),
-                             status=status, components=payload["components"], updated_at=utcnow()))
+        # A sync running at the same time may have stored it already; either row is right.
+        await insert_ignore(session, Template, {
+            "waba_id": dest.waba_id, "meta_id": str(answer.get("id") or "") or None, "name": template.name,
+            "language": template.language, "status": status, "components": payload["components"],
+            "category": str(answer.get("category") or payload["category"]).upper(), "updated_at": utcnow()},
+            ["waba_id", "name", "language"])
     have.add(key)
     return CopyResult(template.name, template.language, CopyOutcome.CREATED, status)
 

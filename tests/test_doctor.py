@@ -27,6 +27,7 @@ from bot.doctor import (
     check_traffic,
     run_doctor,
 )
+from bot.handlers.slack_ops import doctor_reply
 from bot.meta.graph import GraphClient
 from bot.standins.graph import DEFAULT_APP_FIELDS, GraphStandin
 from bot.standins.slack import SlackStandin
@@ -104,6 +105,12 @@ async def test_doctor_fails_on_missing_echo_field_and_passes_once_subscribed(
     assert results["lucknow: access token"].detail.startswith("valid, scoped for WhatsApp")
     assert results["redis"].detail == "reachable"
     assert "Wabridge defaults Coexistence numbers to 5" in results["lucknow: throughput"].detail
+
+    reply = await doctor_reply(client.app[appkeys.DEPS])
+    assert reply.text == "Doctor: 1 check(s) failed"
+    first = reply.blocks[1]["text"]["text"]
+    assert first.startswith(":x: *webhook fields*: missing webhook field: smb_message_echoes")
+    assert "_fix:_ App Dashboard &gt; WhatsApp &gt; Configuration &gt; Webhook fields" in first
 
     config = tmp_path / "app.yaml"
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))

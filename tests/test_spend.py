@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from bot import appkeys
 from bot.app import create_app
 from bot.config import PricingSettings
+from bot.handlers.slack_ops import spend_reply
 from bot.spend import PricedMessage, compute_spend, parse_month, region_of, render_text, spend_for_month
 from tests.helpers import echo_text, make_settings, signed, status
 
@@ -81,6 +82,11 @@ async def test_spend_totals_come_from_pricing_objects_on_statuses(aiohttp_client
     assert rows[("lucknow", "utility")].total == Decimal("0.315")
     assert (rows[("lucknow", "service")].messages, rows[("lucknow", "service")].total) == (1, Decimal(0))
     assert report.total == Decimal("0.86") * 2 + Decimal("4.50") + Decimal("0.115") + Decimal("0.20") * 5
+
+    reply = await spend_reply(client.app[appkeys.DEPS], "2025-07")
+    assert reply.text == "Spend 2025-07: INR 7.34 (lucknow INR 7.34)"
+    assert "* 1 billable message(s) have no rate in pricing.rates" in reply.blocks[1]["text"]["text"]
+    assert (await spend_reply(client.app[appkeys.DEPS], "July")).text.startswith("month must look like")
 
     _, june = await spend_for_month(client.app[appkeys.SESSIONS], settings.pricing, settings.timezone,
                                     "2025-06")

@@ -253,3 +253,28 @@ async def test_templates_copy_command_prints_progress_and_fails_on_a_refusal(
     assert "[1/2] fee_reminder (en): created: PENDING" in out
     assert "[2/2] no_body (en): failed: The parameter components is required." in out
     assert "1 created, 0 exists, 1 failed" in out
+
+
+async def test_slack_templates_lists_fresh_statuses_or_the_stored_ones_when_meta_refuses(
+    aiohttp_client, tmp_path: Path, graph: GraphStandin  # type: ignore[no-untyped-def]
+) -> None:
+    from bot.handlers.slack_ops import templates_reply
+
+    graph.add_template(WABA, "fee_reminder", "en", body="Fees due {{1}}")
+    graph.add_template(WABA, "diwali_offer", "hi", category="MARKETING", status="REJECTED", body="Offer!")
+    graph.templates[WABA][1]["rejected_reason"] = "PROMOTIONAL"
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'slack.db'}", graph_url=graph.base_url)
+    client = await aiohttp_client(create_app(settings, workers=False))
+    deps = client.app[appkeys.DEPS]
+
+    reply = await templates_reply(deps, slack_channel="C0LUCKNOW")
+    shown = "\n".join(b["text"]["text"] for b in reply.blocks if b["type"] == "section")
+    assert reply.text == "Templates: lucknow: 2 templates"
+    assert "• diwali_offer (hi) · marketing · REJECTED: PROMOTIONAL\n• fee_reminder (en) · utility · APPROVED" \
+        in shown
+
+    graph.set_template_status(WABA, "fee_reminder", "en", "PAUSED")
+    graph.revoke_token("anything")  # every channel token is now refused
+    stale = await templates_reply(deps)
+    assert "fee_reminder (en) · utility · APPROVED" in str(stale.blocks)
+    assert stale.blocks[-1]["type"] == "context" and "Could not refresh from Meta" in str(stale.blocks[-1])
