@@ -114,6 +114,14 @@ def region_of(wa_id: str | None, default: str | None = None) -> str | None:
     return region if region and region != "ZZ" else default
 
 
+def is_billable(pricing: Mapping[str, Any]) -> bool:
+    """Whether Meta charges for the message: `type` regular (the newer field), else `billable`."""
+    kind = pricing.get("type")
+    if kind:
+        return str(kind).lower() == "regular"
+    return bool(pricing.get("billable"))
+
+
 def rate_for(pricing: PricingSettings, country: str | None, category: str) -> Decimal | None:
     """Meta's per-message rate for a country and category from settings, or None when not configured."""
     rates: Mapping[str, Mapping[str, float]] = pricing.rates
@@ -221,7 +229,7 @@ async def load_priced_messages(sessions: async_sessionmaker[AsyncSession], start
             continue
         out.append(PricedMessage(wamid=wamid, at=at, channel=name,
                                  category=str(pricing.get("category") or UNKNOWN),
-                                 billable=bool(pricing.get("billable")), recipient=recipient))
+                                 billable=is_billable(pricing), recipient=recipient))
     return out
 
 

@@ -152,7 +152,7 @@ async def test_phone_number_quality_alert_is_raised_once_per_change(
     aiohttp_client, db_url: str  # type: ignore[no-untyped-def]
 ) -> None:
     client = await aiohttp_client(create_app(make_settings(db_url), workers=False))
-    states = [("FLAGGED", "TIER_1K"), ("FLAGGED", "TIER_1K"), ("UNFLAGGED", "TIER_1K"), ("FLAGGED", "TIER_1K")]
+    states = [("FLAGGED", "TIER_2K"), ("FLAGGED", "TIER_2K"), ("UNFLAGGED", "TIER_2K"), ("DOWNGRADE", "TIER_250")]
     for event, limit in states:
         await _post(client, envelope("phone_number_quality_update", {
             "display_phone_number": "915224000000", "event": event, "current_limit": limit}))
@@ -160,8 +160,10 @@ async def test_phone_number_quality_alert_is_raised_once_per_change(
     async with client.app[appkeys.SESSIONS]() as s:
         alerts = (await s.scalars(select(SlackOutbox).where(SlackOutbox.kind == "alert")
                                   .order_by(SlackOutbox.id))).all()
-    assert [a.payload["state"] for a in alerts] == ["FLAGGED/TIER_1K", "UNFLAGGED/TIER_1K", "FLAGGED/TIER_1K"]
+    assert [a.payload["state"] for a in alerts] == ["FLAGGED/TIER_2K", "UNFLAGGED/TIER_2K", "DOWNGRADE/TIER_250"]
     assert "slow down marketing" in alerts[0].payload["text"]
+    assert alerts[2].payload["text"].startswith("Quality update for 915224000000: DOWNGRADE, messaging limit now "
+                                                "TIER_250. The messaging limit was lowered")
 
 
 def _channel(mode: str, mps: int = 0) -> Any:

@@ -11,7 +11,7 @@ from bot import appkeys
 from bot.app import create_app
 from bot.config import PricingSettings
 from bot.handlers.slack_ops import spend_reply
-from bot.spend import PricedMessage, compute_spend, parse_month, region_of, render_text, spend_for_month
+from bot.spend import PricedMessage, compute_spend, is_billable, parse_month, region_of, render_text, spend_for_month
 from tests.helpers import echo_text, make_settings, signed, status
 
 PRICING = {"currency": "INR", "platform_fee": 0.20,
@@ -25,7 +25,8 @@ def _ts(text: str) -> int:
     return int(datetime.fromisoformat(text).timestamp())
 
 
-def _pricing(category: str, billable: bool = True, kind: str = "regular") -> dict[str, Any]:
+def _pricing(category: str, billable: bool = True) -> dict[str, Any]:
+    kind = "regular" if billable else "free_customer_service"
     return {"billable": billable, "pricing_model": "PMP", "category": category, "type": kind}
 
 
@@ -117,6 +118,13 @@ def test_rates_fall_back_to_the_any_country_entry_and_regions_come_from_numbers(
                            pricing, IST)
     assert report.total == Decimal("1.5")
     assert [region_of(n) for n in (IN_1, GB, US)] == ["IN", "GB", "US"]
+
+
+def test_billable_follows_pricing_type_when_meta_sends_it() -> None:
+    assert is_billable({"billable": True, "type": "regular", "category": "marketing"})
+    assert not is_billable({"billable": True, "type": "free_entry_point", "category": "service"})
+    assert not is_billable({"type": "free_customer_service", "category": "service"})
+    assert is_billable({"billable": True, "category": "utility"})  # before pricing.type existed
 
 
 def test_month_bounds_are_local_midnights() -> None:

@@ -191,11 +191,13 @@ async def on_template_status(session: AsyncSession, ctx: EventContext, e: ev.Tem
 
 async def on_quality(session: AsyncSession, ctx: EventContext, e: ev.QualityUpdate) -> None:
     subject = e.display_phone_number or e.envelope.waba_id
-    state = f"{e.event}/{e.current_limit or ''}"
+    # current_limit is announced for removal in favour of max_daily_conversations_per_business.
+    limit = e.current_limit or e.max_daily_conversations_per_business
+    state = f"{e.event}/{limit or ''}"
     await raise_alert_once(
         session, "quality", subject, state,
         f"Quality update for {subject}: {e.event}"
-        + (f", messaging limit now {e.current_limit}" if e.current_limit else "")
+        + (f", messaging limit now {limit}" if limit else "")
         + (f". {QUALITY_ADVICE[e.event]}" if e.event in QUALITY_ADVICE else ""),
         dedupe=f"quality:{subject}:{state}:{utcnow().isoformat()}",
     )
