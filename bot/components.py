@@ -8,4 +8,6 @@ from bot.config import Settings
 
 def default_components(settings: Settings) -> list[Component]:
     """Slack bridge, scheduler and campaign runner, as configured."""
-    return []
+    from bot.slack.component import slack_component
+
+    return [slack_component]

@@ -85,6 +85,7 @@ class _Faults:
     errors: dict[str, list[str]] = field(default_factory=dict)  # method -> queued errors
     down_until: float | None = None
     down: bool = False
+    lost_answers: dict[str, int] = field(default_factory=dict)  # method -> calls whose answer is lost
 
 
 def _truthy(value: Any) -> bool:
@@ -306,6 +307,10 @@ class SlackStandin(LoopbackServer):
         """Answer every request with HTTP 503 for the next `seconds`."""
         self._faults.down_until = time.monotonic() + seconds
 
+    def lose_answers(self, method: str, times: int = 1) -> None:
+        """Carry out the next `times` calls of `method`, then drop the connection instead of answering."""
+        self._faults.lost_answers[method] = self._faults.lost_answers.get(method, 0) + times
+
     def set_down(self, down: bool) -> None:
         """Answer every request with HTTP 503 until set_down(False)."""
         self._faults.down = down
@@ -486,6 +491,11 @@ class SlackStandin(LoopbackServer):
         except SlackError as exc:
             call.ok, call.error = False, exc.error
             return self._response(200, {"ok": False, "error": exc.error, **exc.extra})
+        if self._faults.lost_answers.get(method):
+            self._faults.lost_answers[method] -= 1
+            call.error = "answer_lost"
+            if request.transport is not None:
+                request.transport.close()  # done, but the caller never hears so
         return self._response(200, {"ok": True, **result})
 
     # ---- state helpers ---------------------------------------------------------------------------

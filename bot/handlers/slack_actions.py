@@ -1,0 +1,338 @@
+"""Buttons, modals and message shortcuts in bridged threads.
+
+- The template picker: opened from the 'window closed' button or the "Send template" shortcut; lists the
+  channel's approved templates, asks for their variables, validates inline, and sends the template.
+- "Mark opted out / in": flips the contact's marketing opt-out and notes who did it in the thread.
+- "Export thread": uploads a plain-text transcript of the conversation into the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import select
+
+from bot.deps import Deps
+from bot.handlers.slack_messages import (
+    OPEN_PICKER_ACTION,
+    BridgedThread,
+    ephemeral,
+    find_thread,
+    record_sent,
+)
+from bot.meta.errors import GraphError, explain
+from bot.meta.graph import SendResult
+from bot.slack import render
+from bot.slack.outbox import wake_outbox
+from scheduler.throttle import Priority, ThrottleUnavailable
+from storage import repository as repo
+from storage.models import Contact, Conversation, Message, Template
+
+log = logging.getLogger(__name__)
+
+PICKER_CALLBACK = "wabridge_template_picker"
+TEMPLATE_SELECT = "wabridge_template_choice"
+VALUE_ACTION = "value"
+SHORTCUT_SEND_TEMPLATE = "wabridge_send_template"
+SHORTCUT_OPT_OUT = "wabridge_toggle_opt_out"
+SHORTCUT_EXPORT = "wabridge_export_thread"
+TEMPLATE_BLOCK = "template"
+MODAL_SEND_BUDGET = 2.2  # seconds to wait for Meta before closing the modal (Slack allows 3)
+MAX_OPTIONS = 100  # Block Kit: options in a static select
+
+
+@dataclass(frozen=True)
+class PickerTarget:
+    """Which thread a picker sends to (kept in the modal's private_metadata)."""
+
+    conversation_id: int
+    channel: str
+    thread_ts: str
+
+    def dump(self) -> str:
+        return json.dumps({"conversation_id": self.conversation_id, "channel": self.channel,
+                           "thread_ts": self.thread_ts})
+
+    @staticmethod
+    def load(raw: str) -> PickerTarget:
+        data = json.loads(raw or "{}")
+        return PickerTarget(int(data["conversation_id"]), str(data["channel"]), str(data["thread_ts"]))
+
+
+def var_block_id(ctype: str, name: str) -> str:
+    return f"var:{ctype}:{name}"
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text[:150] or " "}
+
+
+def picker_view(target: PickerTarget, who: str, templates: Sequence[Template],
+                selected: Template | None = None) -> dict[str, Any]:
+    """The modal: a template select (which re-renders with the chosen template's variables)."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"To *{render.escape(who)}*"}}]
+    view: dict[str, Any] = {
+        "type": "modal", "callback_id": PICKER_CALLBACK, "title": _plain("Send a template"),
+        "close": _plain("Cancel"), "private_metadata": target.dump(), "blocks": blocks,
+    }
+    if not templates:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text":
+                       "No approved templates for this number yet. Run `wabridge templates sync`, "
+                       "or create one in WhatsApp Manager."}})
+        return view
+    options = [{"text": _plain(f"{t.name} ({t.language})"), "value": str(t.id)} for t in templates[:MAX_OPTIONS]]
+    select_el: dict[str, Any] = {"type": "static_select", "action_id": TEMPLATE_SELECT,
+                                 "placeholder": _plain("Choose a template"), "options": options}
+    if selected is not None:
+        select_el["initial_option"] = next((o for o in options if o["value"] == str(selected.id)), options[0])
+    blocks.append({"type": "input", "block_id": TEMPLATE_BLOCK, "dispatch_action": True,
+                   "label": _plain("Template"), "element": select_el})
+    view["submit"] = _plain("Send")
+    if selected is not None:
+        body = render.template_body(selected.components or [])
+        if body:
+            blocks.append({"type": "context", "elements": [
+                {"type": "mrkdwn", "text": render.escape(body)[:2000]}]})
+        for ctype, name in render.template_placeholders(selected.components or []):
+            blocks.append({"type": "input", "block_id": var_block_id(ctype, name),
+                           "label": _plain(f"{{{{{name}}}}} in the {ctype}"),
+                           "element": {"type": "plain_text_input", "action_id": VALUE_ACTION}})
+    return view
+
+
+async def approved_templates(deps: Deps, waba_id: str) -> list[Template]:
+    """Approved templates of a WABA, by name."""
+    async with deps.sessions() as s:
+        rows = await s.scalars(select(Template).where(Template.waba_id == waba_id, Template.status == "APPROVED")
+                               .order_by(Template.name, Template.language))
+        return list(rows.all())
+
+
+async def _contact_label(deps: Deps, thread: BridgedThread) -> str:
+    async with deps.sessions() as s:
+        contact = await s.get(Contact, thread.contact_id)
+    if contact is None:
+        return render.format_number(thread.wa_id)
+    return render.ContactView(contact.wa_id, contact.address_book_name or contact.profile_name).label
+
+
+async def open_picker(deps: Deps, client: Any, trigger_id: str, thread: BridgedThread) -> None:
+    """Open the template picker for a thread."""
+    target = PickerTarget(thread.conversation_id, thread.slack_channel, thread.thread_ts)
+    templates = await approved_templates(deps, thread.channel.waba_id)
+    view = picker_view(target, await _contact_label(deps, thread), templates)
+    await client.views_open(trigger_id=trigger_id, view=view)
+
+
+async def thread_by_conversation(deps: Deps, conversation_id: int) -> BridgedThread | None:
+    async with deps.sessions() as s:
+        conv = await s.get(Conversation, conversation_id)
+    if conv is None or not conv.slack_channel or not conv.slack_thread_ts:
+        return None
+    return await find_thread(deps, conv.slack_channel, conv.slack_thread_ts)
+
+
+def _state_value(state: dict[str, Any], block_id: str, action_id: str) -> Any:
+    return (state.get(block_id) or {}).get(action_id) or {}
+
+
+def validate_submission(state: dict[str, Any], template: Template | None, opted_out: bool
+                        ) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
+    """Inline errors by block id, and the (component, placeholder, value) triples when there are none."""
+    if template is None:
+        return {TEMPLATE_BLOCK: "Pick a template."}, []
+    if template.status != "APPROVED":
+        return {TEMPLATE_BLOCK: f"{template.name} is {template.status or 'not approved'} now; pick another."}, []
+    if opted_out and (template.category or "").upper() == "MARKETING":
+        return {TEMPLATE_BLOCK: "This customer opted out of marketing messages; pick a utility template."}, []
+    errors: dict[str, str] = {}
+    values: list[tuple[str, str, str]] = []
+    for ctype, name in render.template_placeholders(template.components or []):
+        block_id = var_block_id(ctype, name)
+        if block_id not in state:
+            return {TEMPLATE_BLOCK: "Choose the template again to fill in its variables."}, []
+        value = str(_state_value(state, block_id, VALUE_ACTION).get("value") or "").strip()
+        if not value:
+            errors[block_id] = f"Fill in {{{{{name}}}}}."
+        elif len(value) > 1024:
+            errors[block_id] = "At most 1,024 characters."
+        values.append((ctype, name, value))
+    return errors, values
+
+
+async def send_template(deps: Deps, thread: BridgedThread, template: Template,
+                        values: list[tuple[str, str, str]], user: str) -> SendResult:
+    """Send a template to the thread's customer and mirror it into the thread as sent by user."""
+    cfg = thread.channel
+    await deps.throttle.acquire(cfg.phone_number_id, cfg.mps, Priority.INTERACTIVE, timeout=30.0)
+    result = await deps.graph.send_template(cfg.phone_number_id, cfg.access_token, thread.wa_id, template.name,
+                                            template.language, render.template_components(values))
+    deps.metrics.whatsapp_sends.labels(cfg.name, "slack", "ok").inc()
+    filled = {name: value for _, name, value in values}
+    text = render.fill_template(render.template_body(template.components or []), filled) or template.name
+    await record_sent(deps, thread, result, kind="template", text=text, user=user, slack_ts=None,
+                      content={"template": {"name": template.name, "language": template.language,
+                                            "values": filled}}, mirror=True)
+    return result
+
+
+def _failure_words(exc: BaseException) -> str:
+    if isinstance(exc, GraphError):
+        return f"WhatsApp refused it (Meta error {exc.code}): {explain(exc.code)}" if exc.code is not None \
+            else "no answer from WhatsApp; check the thread before sending again"
+    return "WhatsApp is busy on this number right now; try again in a moment"
+
+
+def register(bolt: AsyncApp, deps: Deps) -> None:
+    """Template picker, its submission, and the message shortcuts."""
+
+    async def open_from_button(ack: Any, body: dict[str, Any], client: Any) -> None:
+        await ack()
+        action = (body.get("actions") or [{}])[0]
+        try:
+            conversation_id = int(json.loads(action.get("value") or "{}")["conversation_id"])
+        except (ValueError, KeyError, TypeError):
+            return
+        thread = await thread_by_conversation(deps, conversation_id)
+        if thread is not None:
+            await open_picker(deps, client, str(body["trigger_id"]), thread)
+
+    async def template_chosen(ack: Any, body: dict[str, Any], client: Any) -> None:
+        await ack()
+        view = body.get("view") or {}
+        selected = ((body.get("actions") or [{}])[0].get("selected_option") or {}).get("value")
+        target = PickerTarget.load(view.get("private_metadata", ""))
+        thread = await thread_by_conversation(deps, target.conversation_id)
+        if thread is None or not selected:
+            return
+        templates = await approved_templates(deps, thread.channel.waba_id)
+        chosen = next((t for t in templates if str(t.id) == str(selected)), None)
+        new_view = picker_view(target, await _contact_label(deps, thread), templates, chosen)
+        try:
+            await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=new_view)
+        except SlackApiError as exc:
+            log.warning("template picker update failed: %s", exc.response.get("error"))
+
+    async def submitted(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = str((body.get("user") or {}).get("id") or "")
+        target = PickerTarget.load(view.get("private_metadata", ""))
+        state = (view.get("state") or {}).get("values") or {}
+        selected = _state_value(state, TEMPLATE_BLOCK, TEMPLATE_SELECT).get("selected_option") or {}
+        thread = await thread_by_conversation(deps, target.conversation_id)
+        if thread is None:
+            await ack(response_action="errors", errors={TEMPLATE_BLOCK: "This conversation is gone."})
+            return
+        template = None
+        async with deps.sessions() as s:
+            if selected.get("value"):
+                template = await s.get(Template, int(selected["value"]))
+                if template is not None and template.waba_id != thread.channel.waba_id:
+                    template = None
+            contact = await s.get(Contact, thread.contact_id)
+        errors, values = validate_submission(state, template, bool(contact and contact.opted_out))
+        if errors or template is None:
+            await ack(response_action="errors", errors=errors)
+            return
+        sending = asyncio.ensure_future(send_template(deps, thread, template, values, user))
+        done, _ = await asyncio.wait({sending}, timeout=MODAL_SEND_BUDGET)
+        if done and sending.exception() is not None:
+            exc = sending.exception()
+            assert exc is not None
+            await ack(response_action="errors", errors={TEMPLATE_BLOCK: _failure_words(exc)[:300]})
+            return
+        await ack()
+        if not done:
+            try:
+                await sending
+            except (GraphError, ThrottleUnavailable, TimeoutError) as exc:
+                await ephemeral(deps, thread, thread.slack_channel, user,
+                                f":warning: Template {template.name} not sent: {_failure_words(exc)}")
+
+    async def shortcut_thread(body: dict[str, Any]) -> BridgedThread | None:
+        channel = str((body.get("channel") or {}).get("id") or "")
+        message = body.get("message") or {}
+        thread_ts = message.get("thread_ts") or message.get("ts")
+        thread = await find_thread(deps, channel, str(thread_ts)) if thread_ts else None
+        if thread is None:
+            user = str((body.get("user") or {}).get("id") or "")
+            await ephemeral(deps, None, channel, user, "That message is not in a WhatsApp conversation thread.")
+        return thread
+
+    async def send_template_shortcut(ack: Any, body: dict[str, Any], client: Any) -> None:
+        await ack()
+        thread = await shortcut_thread(body)
+        if thread is not None:
+            await open_picker(deps, client, str(body["trigger_id"]), thread)
+
+    async def toggle_opt_out(ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        thread = await shortcut_thread(body)
+        if thread is None:
+            return
+        user = str((body.get("user") or {}).get("id") or "")
+        async with deps.sessions() as s, s.begin():
+            contact = await s.get(Contact, thread.contact_id)
+            if contact is None:
+                return
+            opted_out = not contact.opted_out
+            await repo.set_opt_out(s, contact.id, opted_out, reason=f"marked in Slack by {user}")
+            text = (f":no_bell: Marked *opted out* of marketing campaigns by <@{user}>." if opted_out
+                    else f":bell: Marked *opted back in* to marketing campaigns by <@{user}>.")
+            await repo.enqueue_slack(s, dedupe_key=f"optmark:{thread.conversation_id}:{body.get('action_ts')}",
+                                     thread_key=f"conv:{thread.conversation_id}", kind="note",
+                                     payload={"text": text, "conversation_id": thread.conversation_id,
+                                              "mrkdwn": True}, conversation_id=thread.conversation_id)
+        wake_outbox(deps)
+
+    async def export_thread(ack: Any, body: dict[str, Any], client: Any) -> None:
+        await ack()
+        thread = await shortcut_thread(body)
+        if thread is None:
+            return
+        content, filename = await transcript_for(deps, thread)
+        try:
+            await client.files_upload_v2(channel=thread.slack_channel, thread_ts=thread.thread_ts,
+                                         content=content, filename=filename, title=filename)
+        except SlackApiError as exc:
+            log.warning("export of %s failed: %s", thread.thread_ts, exc.response.get("error"))
+
+    bolt.action(OPEN_PICKER_ACTION)(open_from_button)
+    bolt.action(TEMPLATE_SELECT)(template_chosen)
+    bolt.view(PICKER_CALLBACK)(submitted)
+    bolt.shortcut(SHORTCUT_SEND_TEMPLATE)(send_template_shortcut)
+    bolt.shortcut(SHORTCUT_OPT_OUT)(toggle_opt_out)
+    bolt.shortcut(SHORTCUT_EXPORT)(export_thread)
+
+
+def _who(msg: Message, customer: str, channel: str) -> str:
+    if msg.is_note:
+        return f"note by {msg.slack_user or 'Slack'}"
+    if msg.direction == "inbound":
+        return customer
+    if msg.source == "phone_app":
+        return f"{channel} (phone app)"
+    if msg.source == "slack":
+        return f"{channel} (Slack, {msg.slack_user or '?'})"
+    return f"{channel} ({msg.source})"
+
+
+async def transcript_for(deps: Deps, thread: BridgedThread) -> tuple[str, str]:
+    """A plain-text transcript of the thread's conversation, and a file name for it."""
+    async with deps.sessions() as s:
+        contact = await s.get(Contact, thread.contact_id)
+        rows = (await s.scalars(select(Message).where(Message.conversation_id == thread.conversation_id)
+                                .order_by(Message.wa_timestamp, Message.id))).all()
+    who = render.ContactView(thread.wa_id, (contact.address_book_name or contact.profile_name)
+                             if contact else None).label
+    lines = [render.TranscriptLine(m.wa_timestamp, _who(m, who, thread.channel.name), m.text or f"[{m.type}]")
+             for m in rows]
+    title = f"WhatsApp conversation with {who} on {thread.channel.name}"
+    return render.transcript(title, lines, deps.settings.timezone), f"transcript-{thread.wa_id}.txt"

@@ -1,0 +1,272 @@
+"""Human messages in a bridged Slack thread: sent to the customer inside the 24-hour window, else explained.
+
+Notes (a configured prefix such as `note:`) and every message in a `notes_only` channel stay in Slack.
+Bot posts, edits, joins, top-level messages and threads the bridge did not create are ignored. Slack's
+retries of one event (same event_id, or the same message again) act once: the first delivery claims the
+event in `slack_events` before anything is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import select
+
+from bot.config import ChannelSettings, ThreadReplies
+from bot.deps import Deps
+from bot.meta.errors import GraphError, SendAction, explain
+from bot.meta.graph import SendResult
+from bot.slack import render
+from bot.slack.media import FileRefused, send_slack_file
+from bot.slack.outbox import wake_outbox
+from bot.window import window_closes_at, window_open
+from scheduler.throttle import Priority, ThrottleUnavailable
+from storage import repository as repo
+from storage.models import Contact, Conversation, Direction, SlackEvent, Source, utcnow
+from storage.upsert import insert_ignore
+
+log = logging.getLogger(__name__)
+
+OPEN_PICKER_ACTION = "wabridge_open_template_picker"
+INTERACTIVE_SEND_TIMEOUT = 30.0  # seconds a staff reply may wait for the number's throttle
+_HANDLED_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
+
+
+class Outcome(StrEnum):
+    IGNORED = "ignored"
+    DUPLICATE = "duplicate"
+    NOTE = "note"
+    NOTES_ONLY = "notes_only"
+    WINDOW_CLOSED = "window_closed"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class BridgedThread:
+    """A Slack thread the bridge owns: its conversation, customer and WhatsApp channel."""
+
+    conversation_id: int
+    wa_id: str
+    contact_id: int
+    last_customer_message_at: datetime | None
+    channel: ChannelSettings
+    slack_channel: str
+    thread_ts: str
+
+
+async def find_thread(deps: Deps, slack_channel: str, thread_ts: str) -> BridgedThread | None:
+    """The conversation mirrored into this Slack thread, if the bridge made it."""
+    cfg = deps.channel_for_slack(slack_channel)
+    if cfg is None:
+        return None
+    async with deps.sessions() as s:
+        row = (await s.execute(
+            select(Conversation, Contact).join(Contact, Contact.id == Conversation.contact_id)
+            .where(Conversation.slack_channel == slack_channel, Conversation.slack_thread_ts == thread_ts)
+        )).first()
+    if row is None:
+        return None
+    conv, contact = row
+    channel_id = deps.channel_ids.get(cfg.phone_number_id)
+    if channel_id is not None and conv.channel_id != channel_id:
+        # Two numbers share one Slack channel: the thread's own number decides.
+        cfg = next((c for c in deps.settings.channels if deps.channel_ids.get(c.phone_number_id) == conv.channel_id),
+                   cfg)
+    return BridgedThread(conv.id, contact.wa_id, contact.id, conv.last_customer_message_at, cfg, slack_channel,
+                         thread_ts)
+
+
+async def claim_event(deps: Deps, keys: list[str]) -> bool:
+    """Record that these deliveries are being handled; False when any was handled before."""
+    async with deps.sessions() as s, s.begin():
+        fresh = True
+        for key in keys:
+            if await insert_ignore(s, SlackEvent, {"event_id": key[:64], "received_at": utcnow()},
+                                   ["event_id"]) is None:
+                fresh = False
+        return fresh
+
+
+async def ephemeral(deps: Deps, thread: BridgedThread | None, channel: str, user: str, text: str,
+                    blocks: list[dict[str, Any]] | None = None, thread_ts: str | None = None) -> None:
+    """Tell one person something in the thread, visible only to them (best effort)."""
+    try:
+        await deps.slack.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks,
+                                            thread_ts=thread_ts or (thread.thread_ts if thread else None))
+    except SlackApiError as exc:
+        log.warning("could not tell %s in %s: %s", user, channel, exc.response.get("error"))
+
+
+async def react(deps: Deps, channel: str, ts: str, name: str) -> None:
+    """Add a reaction to a message (best effort)."""
+    try:
+        await deps.slack.reactions_add(channel=channel, timestamp=ts, name=name)
+    except SlackApiError as exc:
+        if exc.response.get("error") != "already_reacted":
+            log.warning("reaction %s on %s failed: %s", name, ts, exc.response.get("error"))
+
+
+def window_closed_blocks(conversation_id: int, closes_at: datetime | None, tz: str) -> list[dict[str, Any]]:
+    """The 'not sent' explanation with a button opening the template picker."""
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": render.window_closed_text(closes_at, tz)}},
+        {"type": "actions", "elements": [{
+            "type": "button", "action_id": OPEN_PICKER_ACTION, "style": "primary",
+            "text": {"type": "plain_text", "text": "Send a template"},
+            "value": json.dumps({"conversation_id": conversation_id}),
+        }]},
+    ]
+
+
+async def tell_window_closed(deps: Deps, thread: BridgedThread, user: str, closes_at: datetime | None) -> None:
+    tz = deps.settings.timezone
+    await ephemeral(deps, thread, thread.slack_channel, user, render.window_closed_text(closes_at, tz),
+                    window_closed_blocks(thread.conversation_id, closes_at, tz))
+
+
+async def store_note(deps: Deps, thread: BridgedThread, text: str, user: str, ts: str) -> None:
+    """Keep an internal note (never sent) with its author."""
+    async with deps.sessions() as s, s.begin():
+        await repo.insert_message(s, {
+            "wamid": None, "conversation_id": thread.conversation_id, "direction": Direction.OUTBOUND.value,
+            "source": Source.SLACK.value, "type": "note", "text": text, "slack_user": user, "slack_ts": ts,
+            "is_note": True, "wa_timestamp": utcnow(),
+        })
+
+
+async def record_sent(deps: Deps, thread: BridgedThread, result: SendResult, *, kind: str, text: str | None,
+                      user: str, slack_ts: str | None, media_id: str | None = None,
+                      media_mime: str | None = None, content: dict[str, Any] | None = None,
+                      mirror: bool = False) -> int | None:
+    """Store a message sent from Slack, fold in statuses Meta already reported, and owe Slack what shows."""
+    async with deps.sessions() as s, s.begin():
+        now = utcnow()
+        message_id = await repo.insert_message(s, {
+            "wamid": result.wamid, "conversation_id": thread.conversation_id,
+            "direction": Direction.OUTBOUND.value, "source": Source.SLACK.value, "type": kind, "text": text,
+            "media_id": media_id, "media_mime": media_mime, "content": content or {}, "slack_user": user,
+            "slack_ts": slack_ts, "wa_timestamp": now,
+        })
+        if message_id is None:
+            return None
+        # Statuses can arrive before the send call returns; they waited in message_statuses.
+        applied = await repo.apply_statuses(s, result.wamid)
+        if mirror:
+            await repo.enqueue_slack(s, dedupe_key=f"msg:{message_id}", thread_key=f"conv:{thread.conversation_id}",
+                                     kind="message", payload={"message_id": message_id}, order_ts=now,
+                                     conversation_id=thread.conversation_id)
+        elif applied:
+            last = applied[-1]
+            await repo.enqueue_slack(s, dedupe_key=f"status:{result.wamid}:{last}",
+                                     thread_key=f"conv:{thread.conversation_id}", kind="status",
+                                     payload={"message_id": message_id, "status": last, "error_code": None,
+                                              "error_title": None}, order_ts=now,
+                                     conversation_id=thread.conversation_id)
+    if mirror or applied:
+        wake_outbox(deps)
+    return message_id
+
+
+def _count(deps: Deps, channel: ChannelSettings, outcome: str) -> None:
+    deps.metrics.whatsapp_sends.labels(channel.name, Source.SLACK.value, outcome).inc()
+
+
+async def _explain_failure(deps: Deps, thread: BridgedThread, user: str, ts: str, exc: Exception) -> Outcome:
+    if isinstance(exc, GraphError) and exc.action is SendAction.WINDOW_CLOSED:
+        await tell_window_closed(deps, thread, user, window_closes_at(thread.last_customer_message_at))
+        return Outcome.WINDOW_CLOSED
+    if isinstance(exc, GraphError):
+        what = f"Meta error {exc.code}: {explain(exc.code)}" if exc.code is not None else explain(None)
+        if exc.code is None:
+            what = "no answer from WhatsApp; it may or may not have been sent (check the statuses)"
+    elif isinstance(exc, FileRefused):
+        what = str(exc)
+    else:
+        what = "WhatsApp is busy on this number right now; try again in a moment"
+    await react(deps, thread.slack_channel, ts, "warning")
+    await ephemeral(deps, thread, thread.slack_channel, user, f":warning: Not sent to the customer: {what}")
+    return Outcome.FAILED
+
+
+async def _send(deps: Deps, thread: BridgedThread, event: dict[str, Any], user: str) -> Outcome:
+    cfg = thread.channel
+    ts = str(event["ts"])
+    body = render.slack_to_whatsapp(str(event.get("text") or ""))
+    files = [f for f in event.get("files") or [] if isinstance(f, dict)]
+    try:
+        for i, file in enumerate(files):
+            await deps.throttle.acquire(cfg.phone_number_id, cfg.mps, Priority.INTERACTIVE,
+                                        timeout=INTERACTIVE_SEND_TIMEOUT)
+            caption = body if i == 0 and body.strip() else None
+            result, verdict = await send_slack_file(deps, cfg, thread.wa_id, file, caption)
+            _count(deps, cfg, "ok")
+            await record_sent(deps, thread, result, kind=verdict.kind or "document", text=caption, user=user,
+                              slack_ts=ts, media_mime=verdict.mime_type,
+                              content={"slack_file": {"id": file.get("id"), "name": file.get("name")}})
+            if caption:
+                body = ""
+        for chunk in render.split_for_whatsapp(body):
+            await deps.throttle.acquire(cfg.phone_number_id, cfg.mps, Priority.INTERACTIVE,
+                                        timeout=INTERACTIVE_SEND_TIMEOUT)
+            result = await deps.graph.send_text(cfg.phone_number_id, cfg.access_token, thread.wa_id, chunk)
+            _count(deps, cfg, "ok")
+            await record_sent(deps, thread, result, kind="text", text=chunk, user=user, slack_ts=ts)
+    except (GraphError, FileRefused, ThrottleUnavailable, TimeoutError) as exc:
+        _count(deps, cfg, "error")
+        log.info("reply from %s in %s not sent: %s", user, thread.thread_ts, exc)
+        return await _explain_failure(deps, thread, user, ts, exc)
+    return Outcome.SENT
+
+
+async def handle_thread_message(deps: Deps, body: dict[str, Any], event: dict[str, Any]) -> Outcome:
+    """Act on one `message` event; returns what happened (for logs and tests)."""
+    if event.get("subtype") not in _HANDLED_SUBTYPES or event.get("bot_id") or event.get("bot_profile"):
+        return Outcome.IGNORED
+    ts, thread_ts = event.get("ts"), event.get("thread_ts")
+    channel, user = event.get("channel"), event.get("user")
+    if not ts or not thread_ts or thread_ts == ts or not channel or not user:
+        return Outcome.IGNORED
+    thread = await find_thread(deps, str(channel), str(thread_ts))
+    if thread is None:
+        return Outcome.IGNORED
+    keys = [f"msg:{channel}:{ts}"]
+    if body.get("event_id"):
+        keys.append(str(body["event_id"]))
+    if not await claim_event(deps, keys):
+        log.info("Slack event %s for %s already handled", body.get("event_id"), ts)
+        return Outcome.DUPLICATE
+    text = str(event.get("text") or "")
+    if render.is_note(text, deps.settings.slack.note_prefixes):
+        await store_note(deps, thread, text, str(user), str(ts))
+        await react(deps, str(channel), str(ts), render.NOTE_REACTION)
+        return Outcome.NOTE
+    if thread.channel.thread_replies is ThreadReplies.NOTES_ONLY:
+        await store_note(deps, thread, text, str(user), str(ts))
+        await react(deps, str(channel), str(ts), render.NOTE_REACTION)
+        await ephemeral(deps, thread, str(channel), str(user),
+                        ":lock: This channel mirrors WhatsApp only: your message was kept as an internal note "
+                        "and was not sent to the customer.")
+        return Outcome.NOTES_ONLY
+    if not window_open(thread.last_customer_message_at, utcnow()):
+        await tell_window_closed(deps, thread, str(user), window_closes_at(thread.last_customer_message_at))
+        return Outcome.WINDOW_CLOSED
+    return await _send(deps, thread, event, str(user))
+
+
+def register(bolt: AsyncApp, deps: Deps) -> None:
+    """Listen to messages in bridged threads."""
+
+    async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
+        outcome = await handle_thread_message(deps, body, event)
+        if outcome is not Outcome.IGNORED:
+            log.info("Slack message %s in %s: %s", event.get("ts"), event.get("channel"), outcome.value)
+
+    bolt.event("message")(on_message)

@@ -1,0 +1,70 @@
+"""The slack-bolt app inside our aiohttp application: `POST /slack/events`, or Socket Mode with an app token.
+
+Listeners come from `LISTENER_REGISTRARS`: functions `register(bolt, deps)` that other modules add to.
+Bolt talks to Slack through `Deps.slack`, whose base URL is `slack.api_url`, so tests use a stand-in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+
+from bot.deps import Deps
+
+log = logging.getLogger(__name__)
+
+Registrar = Callable[[AsyncApp, Deps], None]
+
+
+def _thread_listeners(bolt: AsyncApp, deps: Deps) -> None:
+    from bot.handlers import slack_messages
+
+    slack_messages.register(bolt, deps)
+
+
+def _action_listeners(bolt: AsyncApp, deps: Deps) -> None:
+    from bot.handlers import slack_actions
+
+    slack_actions.register(bolt, deps)
+
+
+LISTENER_REGISTRARS: list[Registrar] = [_thread_listeners, _action_listeners]
+"""Called once per bolt app; append `module.register` to add listeners (e.g. campaign commands)."""
+
+BOLT = web.AppKey("slack_bolt", AsyncApp)
+
+
+def build_bolt_app(deps: Deps) -> AsyncApp:
+    """A bolt AsyncApp on the shared Slack client, with every registered listener."""
+    bolt = AsyncApp(
+        client=deps.slack,
+        signing_secret=deps.settings.slack.signing_secret,
+        # Listeners acknowledge at once and work after; modals still answer within Slack's 3 seconds.
+        process_before_response=False,
+        logger=logging.getLogger("bot.slack.bolt"),
+    )
+    for register in LISTENER_REGISTRARS:
+        register(bolt, deps)
+    return bolt
+
+
+async def slack_events(request: web.Request) -> web.Response:
+    """`POST /slack/events`: Events API, slash commands and interactivity, verified by bolt."""
+    bolt = request.app.get(BOLT)
+    if bolt is None:
+        return web.Response(status=503, text="Slack is not ready yet")
+    return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+
+async def start_socket_mode(bolt: AsyncApp, app_token: str) -> object:
+    """Connect over Socket Mode (development without a public URL); returns the handler to close later."""
+    from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+    handler = AsyncSocketModeHandler(bolt, app_token)
+    await handler.connect_async()
+    log.info("Slack Socket Mode connected")
+    return handler

@@ -1,0 +1,70 @@
+"""The Slack bridge as an application component: `/slack/events`, the bolt app and the outbox worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from bot import appkeys
+from bot.app import Component, background
+from bot.slack.bolt_app import BOLT, build_bolt_app, slack_events, start_socket_mode
+from bot.slack.outbox import OutboxWorker
+
+log = logging.getLogger(__name__)
+
+OUTBOX = web.AppKey("slack_outbox", OutboxWorker)
+
+
+def _chain_wake(app: web.Application, worker: OutboxWorker) -> None:
+    """Wake the outbox whenever the webhook worker has committed a batch (new rows are then visible)."""
+    webhook_worker = app.get(appkeys.WEBHOOK_WORKER)
+    if webhook_worker is None:
+        return
+    previous: Callable[[], None] | None = webhook_worker._on_processed
+
+    def on_processed() -> None:
+        if previous is not None:
+            previous()
+        worker.wake()
+
+    webhook_worker._on_processed = on_processed
+
+
+async def _bolt_ctx(app: web.Application) -> AsyncIterator[None]:
+    deps = app[appkeys.DEPS]
+    bolt = build_bolt_app(deps)
+    app[BOLT] = bolt
+    socket: Any = None
+    if deps.settings.slack.app_token:
+        socket = await start_socket_mode(bolt, deps.settings.slack.app_token)
+    yield
+    if socket is not None:
+        with contextlib.suppress(Exception):
+            await socket.close_async()
+
+
+def make_slack_component(*, outbox: bool = True, **outbox_options: Any) -> Component:
+    """The component; `outbox_options` tune the worker (concurrency, backoff_base, backoff_cap, …)."""
+
+    def start_outbox(app: web.Application) -> asyncio.Task[None]:
+        worker = OutboxWorker(app[appkeys.DEPS], **outbox_options)
+        app[OUTBOX] = worker
+        _chain_wake(app, worker)
+        return asyncio.create_task(worker.run())
+
+    def component(app: web.Application) -> None:
+        app.router.add_post("/slack/events", slack_events)
+        app.cleanup_ctx.append(_bolt_ctx)
+        if outbox:
+            app.cleanup_ctx.append(background("slack-outbox", start_outbox))
+
+    return component
+
+
+slack_component: Component = make_slack_component()
+"""Mounts `POST /slack/events` and runs the Slack outbox worker in this process."""

@@ -1,0 +1,274 @@
+"""The built-in outbox kinds: a conversation's messages, statuses and notes in its thread; alerts.
+
+Payloads (written by bot.handlers.meta_events and the Slack listeners):
+- "message": {message_id}
+- "status":  {message_id, status, error_code, error_title}
+- "note":    {text, conversation_id, mrkdwn?}
+- "alert":   {alert, subject, state, text} (thread_key "alerts")
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from bot.config import ChannelSettings
+from bot.slack import render
+from bot.slack.outbox import GiveUp, ItemContext, SlackCallFailed, Thread, outbox_kind
+from bot.window import window_closes_at
+from storage.models import Campaign, Channel, Contact, Conversation, Message, utcnow
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
+_THREAD_GONE = frozenset({"thread_not_found", "invalid_thread_ts"})
+
+
+@dataclass
+class Loaded:
+    """A stored message with everything its rendering needs."""
+
+    msg: Message
+    conv: Conversation
+    contact: Contact
+    channel: ChannelSettings | None
+    channel_row: Channel
+    quoted: str | None
+    campaign: str | None
+
+    @property
+    def contact_view(self) -> render.ContactView:
+        return contact_view(self.contact)
+
+    @property
+    def channel_view(self) -> render.ChannelView:
+        return render.ChannelView(self.channel_row.name, self.channel_row.display_phone_number)
+
+
+def contact_view(contact: Contact) -> render.ContactView:
+    """How a contact is named: the phone app's address book first, then their WhatsApp profile."""
+    return render.ContactView(contact.wa_id, contact.address_book_name or contact.profile_name)
+
+
+def _summary(msg: Message) -> str:
+    if msg.text:
+        return msg.text
+    return f"[{msg.type}]"
+
+
+async def load_message(ctx: ItemContext, message_id: int) -> Loaded | None:
+    """The message, its conversation, contact, channel, quoted message and campaign name."""
+    async with ctx.deps.sessions() as s:
+        msg = await s.get(Message, message_id)
+        if msg is None:
+            return None
+        conv = await s.get(Conversation, msg.conversation_id)
+        if conv is None:
+            return None
+        contact = await s.get(Contact, conv.contact_id)
+        channel_row = await s.get(Channel, conv.channel_id)
+        if contact is None or channel_row is None:
+            return None
+        quoted = None
+        ctx_id = (msg.content or {}).get("context", {}) or {}
+        if ctx_id.get("id"):
+            target = await s.scalar(select(Message).where(Message.wamid == ctx_id["id"]))
+            if target is not None:
+                quoted = _summary(target)
+        campaign = None
+        if msg.campaign_id is not None:
+            row = await s.get(Campaign, msg.campaign_id)
+            campaign = row.name if row is not None else f"#{msg.campaign_id}"
+    cfg = ctx.deps.settings.channel_by_phone_number_id(channel_row.phone_number_id)
+    return Loaded(msg, conv, contact, cfg, channel_row, quoted, campaign)
+
+
+async def ensure_thread(ctx: ItemContext, conversation_id: int) -> Thread:
+    """The conversation's thread; its parent is posted (once) on the conversation's first message."""
+    async with ctx.deps.sessions() as s:
+        conv = await s.get(Conversation, conversation_id)
+        if conv is None:
+            raise GiveUp(f"conversation {conversation_id} does not exist")
+        contact = await s.get(Contact, conv.contact_id)
+        channel_row = await s.get(Channel, conv.channel_id)
+    if conv.slack_thread_ts and conv.slack_channel:
+        return Thread(conv.slack_channel, conv.slack_thread_ts)
+    if contact is None or channel_row is None:
+        raise GiveUp(f"conversation {conversation_id} has no contact or channel")
+    cfg = ctx.deps.settings.channel_by_phone_number_id(channel_row.phone_number_id)
+    slack_channel = conv.slack_channel or (cfg.slack_channel if cfg else channel_row.slack_channel)
+    if not slack_channel:
+        raise GiveUp(f"channel {channel_row.name} has no Slack channel")
+    ts = None
+    if ctx.item.uncertain or "parent" in ctx.parts:
+        ts = ctx.parts.get("parent") or await ctx.find_thread_parent(slack_channel, conversation_id)
+    if ts is None:
+        post = render.parent_post(
+            contact_view(contact), render.ChannelView(channel_row.name, channel_row.display_phone_number),
+            window_closes_at(conv.last_customer_message_at), utcnow(), ctx.deps.settings.timezone)
+        ts = await ctx.post_parent(slack_channel, post, conversation_id)
+    ctx.parts["parent"] = ts
+    async with ctx.deps.sessions() as s, s.begin():
+        await s.execute(update(Conversation).where(
+            Conversation.id == conversation_id, Conversation.slack_thread_ts.is_(None)
+        ).values(slack_thread_ts=ts, slack_channel=slack_channel))
+        stored = await s.get(Conversation, conversation_id)
+        assert stored is not None
+        await s.refresh(stored)
+        final_ts, final_channel = stored.slack_thread_ts or ts, stored.slack_channel or slack_channel
+    return Thread(final_channel, final_ts)
+
+
+async def forget_thread(ctx: ItemContext, conversation_id: int, ts: str) -> None:
+    """The parent was deleted in Slack: start a new thread with the next post."""
+    async with ctx.deps.sessions() as s, s.begin():
+        await s.execute(update(Conversation).where(
+            Conversation.id == conversation_id, Conversation.slack_thread_ts == ts).values(slack_thread_ts=None))
+    ctx.parts.clear()
+
+
+async def _post_in_thread(ctx: ItemContext, conversation_id: int, post: render.Post, part: str) -> str:
+    thread = await ctx.thread_for(conversation_id)
+    try:
+        return await ctx.post(thread.channel, post, thread_ts=thread.ts, part=part)
+    except SlackCallFailed as exc:
+        if exc.error not in _THREAD_GONE:
+            raise
+        await forget_thread(ctx, conversation_id, thread.ts)
+        thread = await ctx.thread_for(conversation_id)
+        return await ctx.post(thread.channel, post, thread_ts=thread.ts, part=part)
+
+
+async def _set_slack_ts(ctx: ItemContext, message_id: int, ts: str) -> None:
+    async with ctx.deps.sessions() as s, s.begin():
+        await s.execute(update(Message).where(Message.id == message_id, Message.slack_ts.is_(None))
+                        .values(slack_ts=ts))
+
+
+async def _status_reactions(ctx: ItemContext, channel: str, ts: str, msg: Message) -> None:
+    """Every status the message reached, as reactions (they accumulate, like WhatsApp's ticks)."""
+    seen = [h.get("status") for h in msg.status_history or []]
+    if msg.status and msg.status not in seen:
+        seen.append(msg.status)
+    for status in seen:
+        name = render.status_reaction(str(status))
+        if name:
+            await ctx.react(channel, ts, name)
+
+
+@outbox_kind("message")
+async def mirror_message(ctx: ItemContext) -> None:
+    """Post one stored message into its conversation's thread."""
+    loaded = await load_message(ctx, int(ctx.item.payload["message_id"]))
+    if loaded is None:
+        log.warning("outbox %s: message %s is gone", ctx.item.id, ctx.item.payload.get("message_id"))
+        return
+    msg = loaded.msg
+    if msg.is_history or msg.source == "campaign":
+        return  # history stays out of Slack; campaign sends have their own progress message
+    if msg.type == "reaction":
+        await _mirror_reaction(ctx, loaded)
+        return
+    view = render.MessageView(
+        direction=msg.direction, source=msg.source, type=msg.type, text=msg.text, content=msg.content or {},
+        slack_user=msg.slack_user, quoted=loaded.quoted, campaign=loaded.campaign)
+    posts = render.message_posts(view, loaded.contact_view, loaded.channel_view)
+    first = msg.slack_ts
+    for i, post in enumerate(posts):
+        ts = await _post_in_thread(ctx, loaded.conv.id, post, str(i))
+        first = first or ts
+    if first and not msg.slack_ts:
+        await _set_slack_ts(ctx, msg.id, first)
+    thread = await ctx.thread_for(loaded.conv.id)
+    if msg.type in MEDIA_TYPES and msg.media_id and loaded.channel is not None:
+        from bot.slack import media
+
+        await media.mirror_to_slack(ctx, thread, msg, loaded.channel)
+    if first and msg.direction == "outbound" and (msg.status or msg.status_history):
+        await _status_reactions(ctx, thread.channel, first, msg)
+
+
+async def _mirror_reaction(ctx: ItemContext, loaded: Loaded) -> None:
+    """A customer's reaction: a reaction on the mirrored message when possible, else a line of text."""
+    reaction = (loaded.msg.content or {}).get("reaction") or {}
+    emoji = str(reaction.get("emoji") or "")
+    async with ctx.deps.sessions() as s:
+        target = await s.scalar(select(Message).where(Message.wamid == reaction.get("message_id")))
+    name = render.reaction_name(emoji) if emoji else None
+    thread = await ctx.thread_for(loaded.conv.id)
+    if target is not None and target.slack_ts:
+        if not emoji:
+            # Removed: WhatsApp does not say which emoji, so try the ones the customer may have used.
+            previous = await _previous_reaction(ctx, loaded)
+            if previous:
+                await ctx.unreact(thread.channel, target.slack_ts, previous)
+                return
+        elif name:
+            await ctx.react(thread.channel, target.slack_ts, name)
+            return
+    view = render.MessageView(direction=loaded.msg.direction, source=loaded.msg.source, type="reaction",
+                              text=loaded.msg.text, content=loaded.msg.content or {},
+                              quoted=_summary(target) if target is not None else None)
+    for i, post in enumerate(render.message_posts(view, loaded.contact_view, loaded.channel_view)):
+        await _post_in_thread(ctx, loaded.conv.id, post, str(i))
+
+
+async def _previous_reaction(ctx: ItemContext, loaded: Loaded) -> str | None:
+    """The Slack name of the customer's last reaction to the same message, if it became one."""
+    reaction = (loaded.msg.content or {}).get("reaction") or {}
+    async with ctx.deps.sessions() as s:
+        rows = (await s.scalars(
+            select(Message).where(Message.conversation_id == loaded.conv.id, Message.type == "reaction",
+                                  Message.id != loaded.msg.id, Message.wa_timestamp <= loaded.msg.wa_timestamp)
+            .order_by(Message.wa_timestamp.desc()).limit(20))).all()
+    for row in rows:
+        r = (row.content or {}).get("reaction") or {}
+        if r.get("message_id") == reaction.get("message_id") and r.get("emoji"):
+            return render.reaction_name(str(r["emoji"]))
+    return None
+
+
+@outbox_kind("status")
+async def mirror_status(ctx: ItemContext) -> None:
+    """A delivery status: a reaction on the mirrored message; a failure also gets a note explaining it."""
+    p = ctx.item.payload
+    async with ctx.deps.sessions() as s:
+        msg = await s.get(Message, int(p["message_id"]))
+        conv = await s.get(Conversation, msg.conversation_id) if msg is not None else None
+    if msg is None or conv is None:
+        return
+    if msg.slack_ts and conv.slack_channel:
+        try:
+            await _status_reactions(ctx, conv.slack_channel, msg.slack_ts, msg)
+        except SlackCallFailed as exc:
+            if exc.error not in ("message_not_found", "too_many_reactions"):
+                raise
+    if p.get("status") == "failed":
+        code = p.get("error_code")
+        post = render.note_post(render.failure_text(int(code) if code is not None else None, p.get("error_title")))
+        await _post_in_thread(ctx, conv.id, post, "failed")
+
+
+@outbox_kind("note")
+async def mirror_note(ctx: ItemContext) -> None:
+    """A line from the bridge itself in a conversation's thread (opt-out changes, sends from Slack, …)."""
+    p = ctx.item.payload
+    conversation_id = p.get("conversation_id") or ctx.item.conversation_id
+    if conversation_id is None:
+        raise GiveUp("note without a conversation")
+    raw = str(p.get("text") or "")
+    text = raw if p.get("mrkdwn") else render.escape(raw)
+    await _post_in_thread(ctx, int(conversation_id), render.note_post(text), "0")
+
+
+@outbox_kind("alert")
+async def mirror_alert(ctx: ItemContext) -> None:
+    """Template, quality and account changes go to the alerts channel."""
+    channel = ctx.deps.settings.slack.alerts_channel
+    if not channel:
+        log.info("alert not posted (slack.alerts_channel is not set): %s", ctx.item.payload.get("text"))
+        return
+    await ctx.post(channel, render.alert_post(ctx.item.payload), part="0")
+
