@@ -240,8 +240,9 @@ async def test_alerts_go_to_the_alerts_channel(bridge: Bridge) -> None:
 async def test_slack_outage_then_back_posts_every_message_once_in_order(bridge: Bridge) -> None:
     bridge.slack.outage(4.0)
     texts = [f"message number {i}" for i in range(6)]
+    base = now_ts(-100)
     for i, t in enumerate(texts):
-        await bridge.webhook(inbound_text(f"wamid.O{i}", t, ts=now_ts(-100 + i)))
+        await bridge.webhook(inbound_text(f"wamid.O{i}", t, ts=base + i))
     # a second customer proceeds in parallel, in its own thread
     await bridge.webhook(inbound_text("wamid.P0", "another customer", wa_id="919800000001", name="Meera",
                                       ts=now_ts(-50)))
