@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -23,6 +24,11 @@ MAX_RETRY_DELAY = 3600.0
 def retry_delay(attempts: int) -> timedelta:
     """Back off 2, 4, 8 … seconds, at most an hour: a poison delivery never blocks the rest."""
     return timedelta(seconds=min(MAX_RETRY_DELAY, 2.0 ** max(1, attempts)))
+
+
+def _phone_number_ids(events: list) -> str:
+    ids = {e.envelope.phone_number_id for e in events if getattr(e, "envelope", None) is not None}
+    return ",".join(sorted(i for i in ids if i)) or "-"
 
 
 class WebhookWorker:
@@ -76,6 +82,8 @@ class WebhookWorker:
             payload = None
         event_type = event_type_of(payload)
         ctx = self._make_context()
+        started = time.perf_counter()
+        events: list = []
         try:
             events = parse_delivery(payload)
             async with self._sessions() as session, session.begin():
@@ -91,3 +99,8 @@ class WebhookWorker:
         for kind, n in ctx.stats.items():
             self._metrics.events_applied.labels(kind).inc(n)
         self._metrics.webhooks_processed.labels(event_type, "ok").inc()
+        log.info("webhook processed", extra={
+            "log_id": item.id, "event_type": event_type, "events": len(events),
+            "wamids": ",".join(sorted({w for e in events if (w := getattr(e, "wamid", None))})) or "-",
+            "channel": _phone_number_ids(events), "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+        })
