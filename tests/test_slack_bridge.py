@@ -194,6 +194,16 @@ async def test_first_message_creates_a_thread_and_later_ones_reply_in_it(bridge:
     assert first.slack_ts == replies[0]["ts"]
 
 
+async def test_parent_shows_the_window_reopening_when_the_customer_writes_again(bridge: Bridge) -> None:
+    await bridge.webhook(inbound_text("wamid.OLD", "hi", ts=now_ts(-30 * 3600)))
+    parent, _ = await thread_with(bridge, 1)
+    assert "Window closed" in all_text(parent)
+    await bridge.webhook(inbound_text("wamid.NEW", "hello again", ts=now_ts(-60)))
+    await thread_with(bridge, 2)
+    parent = await eventually(lambda: (p := bridge.parents()[0]) and "Window open" in all_text(p) and p)
+    assert len(bridge.parents()) == 1
+
+
 async def test_customer_text_cannot_ping_or_link(bridge: Bridge) -> None:
     await bridge.webhook(inbound_text("wamid.E1", "<!channel> hi <@U0BOSS> see <http://evil.example|docs> & more",
                                       ts=now_ts(-60)))

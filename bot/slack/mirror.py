@@ -182,12 +182,36 @@ async def mirror_message(ctx: ItemContext) -> None:
     if first and not msg.slack_ts:
         await _set_slack_ts(ctx, msg.id, first)
     thread = await ctx.thread_for(loaded.conv.id)
+    if msg.direction == "inbound" and ctx.parts.get("parent") is None:
+        await _refresh_parent_if_reopened(ctx, loaded, thread)
     if msg.type in MEDIA_TYPES and msg.media_id and loaded.channel is not None:
         from bot.slack import media
 
         await media.mirror_to_slack(ctx, thread, msg, loaded.channel)
     if first and msg.direction == "outbound" and (msg.status or msg.status_history):
         await _status_reactions(ctx, thread.channel, first, msg)
+
+
+async def _refresh_parent_if_reopened(ctx: ItemContext, loaded: Loaded, thread: Thread) -> None:
+    """When a customer writes after the window had closed, the parent's window line is updated."""
+    msg = loaded.msg
+    async with ctx.deps.sessions() as s:
+        previous = await s.scalar(
+            select(Message.wa_timestamp).where(
+                Message.conversation_id == loaded.conv.id, Message.direction == "inbound",
+                Message.is_history.is_(False), Message.wa_timestamp < msg.wa_timestamp)
+            .order_by(Message.wa_timestamp.desc()).limit(1))
+        conv = await s.get(Conversation, loaded.conv.id)
+    closes = window_closes_at(previous)
+    if previous is not None and closes is not None and closes > msg.wa_timestamp:
+        return  # the window was open already: the parent still tells the truth
+    post = render.parent_post(loaded.contact_view, loaded.channel_view,
+                              window_closes_at(conv.last_customer_message_at if conv else msg.wa_timestamp),
+                              utcnow(), ctx.deps.settings.timezone)
+    try:
+        await ctx.update_message(thread.channel, thread.ts, post)
+    except SlackCallFailed as exc:
+        log.info("thread parent %s not updated: %s", thread.ts, exc.error)
 
 
 async def _mirror_reaction(ctx: ItemContext, loaded: Loaded) -> None:
