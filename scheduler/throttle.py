@@ -3,7 +3,7 @@
 Algorithm (see ``scheduler.ratemath`` for the maths): a GCRA pacer spaces sends one interval apart, and
 a sliding log of the last ``mps`` grant times is the hard cap over any window. GCRA alone keeps sends
 smooth and gives a reply the very next slot, but its catch-up (needed so a waiter's round trip does not
-cost throughput) could squeeze two grants closer; a sliding log alone is exact but lets a campaign burst
+cost throughput) can squeeze a few grants closer; a sliding log alone is exact but lets a campaign burst
 ``mps`` sends at once and then makes a reply wait for the oldest to age out. Together they are exact and
 smooth. A plain token bucket was rejected because its burst capacity breaks the sliding-window cap.
 
@@ -90,7 +90,10 @@ class _PacedThrottle:
         self._bulk_locks: dict[str, asyncio.Lock] = {}
         self._closed = False
 
-    async def _attempt(self, key: str, pacing: Pacing, priority: Priority, waiter: str) -> ratemath.Decision:
+    async def _attempt(
+        self, key: str, pacing: Pacing, priority: Priority, waiter: str
+    ) -> tuple[ratemath.Decision, float]:
+        """One try against the store: the decision and the store's clock reading it was made at."""
         raise NotImplementedError
 
     async def _withdraw(self, key: str, waiter: str) -> None:
@@ -104,6 +107,16 @@ class _PacedThrottle:
         timeout: float | None = None,  # noqa: ASYNC109 - lets the throttle refuse a wait it knows is too long
     ) -> None:
         """Return when the caller may send one message now; ``TimeoutError`` if not within ``timeout``."""
+        await self.acquire_timed(key, mps, priority, timeout)
+
+    async def acquire_timed(
+        self,
+        key: str,
+        mps: int,
+        priority: Priority = Priority.BULK,
+        timeout: float | None = None,  # noqa: ASYNC109 - see acquire
+    ) -> float:
+        """Like ``acquire``; returns the grant time on the throttle's own clock (seconds), for measuring."""
         if self._closed:
             raise ThrottleUnavailable("throttle is closed")
         pacing = Pacing(int(mps), self._margin)
@@ -114,27 +127,27 @@ class _PacedThrottle:
         async with asyncio.timeout_at(deadline):
             if priority is Priority.BULK:
                 async with self._bulk_locks.setdefault(key, asyncio.Lock()):
-                    await self._wait_turn(key, pacing, priority, "", deadline)
-                return
+                    return await self._wait_turn(key, pacing, priority, "", deadline)
             waiter = uuid.uuid4().hex
             granted = False
             try:
-                await self._wait_turn(key, pacing, priority, waiter, deadline)
+                granted_at = await self._wait_turn(key, pacing, priority, waiter, deadline)
                 granted = True
+                return granted_at
             finally:
                 if not granted:
                     await self._withdraw(key, waiter)
 
     async def _wait_turn(
         self, key: str, pacing: Pacing, priority: Priority, waiter: str, deadline: float | None
-    ) -> None:
+    ) -> float:
         loop = asyncio.get_running_loop()
         while True:
             if self._closed:
                 raise ThrottleUnavailable("throttle is closed")
-            decision = await self._attempt(key, pacing, priority, waiter)
+            decision, at = await self._attempt(key, pacing, priority, waiter)
             if decision.granted:
-                return
+                return at
             if deadline is not None and loop.time() + decision.wait > deadline:
                 raise TimeoutError(f"throttle for {key} cannot grant within the timeout ({decision.reason.value})")
             await asyncio.sleep(decision.wait)
@@ -169,7 +182,7 @@ end
 if not interactive then
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', int(now))
   if redis.call('ZCARD', KEYS[4]) > 0 then
-    return {wait + interval, 'yield'}
+    return {wait + interval, 'yield', now}
   end
 end
 
@@ -178,7 +191,7 @@ if wait > 0 then
     redis.call('ZADD', KEYS[4], int(now + wait + grace), waiter)
     redis.call('PEXPIRE', KEYS[4], int(math.ceil((wait + grace) / 1000) + 1000))
   end
-  return {wait, reason}
+  return {wait, reason, now}
 end
 
 local idle_ttl = int(math.ceil((window + interval) / 1000) + 1000)
@@ -189,7 +202,7 @@ redis.call('LPUSH', KEYS[2], int(now))
 redis.call('LTRIM', KEYS[2], 0, mps - 1)
 redis.call('PEXPIRE', KEYS[2], idle_ttl)
 if interactive then redis.call('ZREM', KEYS[4], waiter) end
-return {0, 'ok'}
+return {0, 'ok', now}
 """
 
 # KEYS: penalty deadline. ARGV: seconds in microseconds. Returns the deadline in force.
@@ -237,7 +250,9 @@ class RedisThrottle(_PacedThrottle, Throttle):
         except (RedisError, OSError) as exc:
             raise ThrottleUnavailable(f"throttle store unreachable: {exc}") from exc
 
-    async def _attempt(self, key: str, pacing: Pacing, priority: Priority, waiter: str) -> ratemath.Decision:
+    async def _attempt(
+        self, key: str, pacing: Pacing, priority: Priority, waiter: str
+    ) -> tuple[ratemath.Decision, float]:
         args: list[str | int] = [
             pacing.mps,
             _micros(pacing.interval),
@@ -247,9 +262,9 @@ class RedisThrottle(_PacedThrottle, Throttle):
             waiter,
             _micros(self._grace),
         ]
-        wait_us, reason = await self._run(self._acquire_script, self._keys(key), args)
+        wait_us, reason, now_us = await self._run(self._acquire_script, self._keys(key), args)
         reason_text = reason.decode() if isinstance(reason, bytes) else str(reason)
-        return ratemath.Decision(int(wait_us) / MICROS, Reason(reason_text))
+        return ratemath.Decision(int(wait_us) / MICROS, Reason(reason_text)), int(now_us) / MICROS
 
     async def _withdraw(self, key: str, waiter: str) -> None:
         # Best effort: if this fails the entry expires on its own after the grace period.
@@ -284,20 +299,21 @@ class LocalThrottle(_PacedThrottle, Throttle):
         self._states: dict[str, ratemath.NumberState] = {}
         self._waiters: dict[str, set[str]] = {}
 
-    async def _attempt(self, key: str, pacing: Pacing, priority: Priority, waiter: str) -> ratemath.Decision:
+    async def _attempt(
+        self, key: str, pacing: Pacing, priority: Priority, waiter: str
+    ) -> tuple[ratemath.Decision, float]:
         state = self._states.setdefault(key, ratemath.NumberState())
         waiters = self._waiters.setdefault(key, set())
         interactive = priority is Priority.INTERACTIVE
-        decision = ratemath.decide(
-            state, pacing, time.monotonic(), interactive=interactive, interactive_waiting=bool(waiters)
-        )
+        now = time.monotonic()
+        decision = ratemath.decide(state, pacing, now, interactive=interactive, interactive_waiting=bool(waiters))
         if interactive:
             # A waiter in this process always withdraws in acquire's finally, so no expiry is needed.
             if decision.granted:
                 waiters.discard(waiter)
             else:
                 waiters.add(waiter)
-        return decision
+        return decision, now
 
     async def _withdraw(self, key: str, waiter: str) -> None:
         self._waiters.get(key, set()).discard(waiter)

@@ -10,7 +10,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,6 @@ from scheduler.throttle import (
     LocalThrottle,
     Priority,
     RedisThrottle,
-    Throttle,
     ThrottleUnavailable,
     make_throttle,
 )
@@ -33,8 +32,13 @@ from tests import services
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOISE = 0.05  # scheduling allowance on a shared machine, on top of the guaranteed bound
 
+# Window and rate checks use grant times on the throttle's own clock (Redis TIME, or the monotonic clock
+# for the in-process throttle): that is where the cap is enforced. What a sender observes later adds its
+# own scheduling delay, which the 20 ms margin absorbs in practice; bench/throttle_accuracy.py reports it.
+AnyThrottle = RedisThrottle | LocalThrottle
+
 # A separate OS process sharing the throttle through Redis. Modes:
-#   bulk URL PREFIX KEY MPS TASKS START_AT END_AT -> prints the monotonic times of its grants as JSON
+#   bulk URL PREFIX KEY MPS TASKS START_AT END_AT -> prints its grant times (Redis clock) as JSON
 #   interactive-crash URL PREFIX KEY PENALTY      -> registers an interactive wait, then hangs (killed)
 WORKER = r"""
 import asyncio, json, sys, time
@@ -49,10 +53,9 @@ async def bulk(url, prefix, key, mps, tasks, start_at, end_at):
     async def run():
         while (left := end_at - time.monotonic()) > 0:
             try:
-                await throttle.acquire(key, mps, Priority.BULK, timeout=left)
+                times.append(await throttle.acquire_timed(key, mps, Priority.BULK, timeout=left))
             except TimeoutError:
                 return
-            times.append(time.monotonic())
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     await asyncio.gather(*(run() for _ in range(tasks)))
     await client.aclose()
@@ -95,16 +98,29 @@ async def _bulk_worker_times(proc: asyncio.subprocess.Process) -> list[float]:
     return times
 
 
-async def _saturate(throttle: Throttle, key: str, mps: int, tasks: int, until: float, times: list[float]) -> None:
-    """Keep ``tasks`` bulk senders asking for slots until ``until`` (monotonic), recording grants."""
+async def _saturate(
+    throttle: AnyThrottle,
+    key: str,
+    mps: int,
+    tasks: int,
+    until: float,
+    grants: list[float],
+    seen: list[float] | None = None,
+) -> None:
+    """Keep ``tasks`` bulk senders asking for slots until ``until`` (monotonic).
+
+    ``grants`` gets each grant's time on the throttle's clock, where the cap is enforced; ``seen`` the
+    moment this process saw it, which adds the event loop's scheduling noise.
+    """
 
     async def run() -> None:
         while (left := until - time.monotonic()) > 0:
             try:
-                await throttle.acquire(key, mps, Priority.BULK, timeout=left)
+                grants.append(await throttle.acquire_timed(key, mps, Priority.BULK, timeout=left))
             except TimeoutError:
                 return
-            times.append(time.monotonic())
+            if seen is not None:
+                seen.append(time.monotonic())
 
     await asyncio.gather(*(run() for _ in range(tasks)))
 
@@ -115,13 +131,20 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A private real Redis for this module: other suites FLUSHDB the shared one mid-measurement."""
+    with services.throwaway_redis() as url:
+        yield url
+
+
 @pytest.fixture
 def prefix() -> str:
     return f"test:throttle:{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(params=["redis", "local"])
-async def throttle(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Throttle]:
+async def throttle(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[AnyThrottle]:
     """Each backend in turn: the shared Redis one and the in-process fallback."""
     if request.param == "local":
         local = LocalThrottle()
@@ -143,8 +166,6 @@ def test_pacing_spreads_a_margin_widened_window_over_mps_slots() -> None:
     assert pacing.window == pytest.approx(1.02)
     assert pacing.interval == pytest.approx(1.02 / 80)
     assert pacing.target_rate == pytest.approx(80 / 1.02)
-    assert Pacing(1000).catch_up == pytest.approx(1.02 / 1000)  # capped at one interval
-    assert Pacing(5).catch_up == pytest.approx(ratemath.MAX_CATCH_UP)
 
 
 @pytest.mark.parametrize("mps", [0, -5])
@@ -167,7 +188,9 @@ def test_achieved_rate_is_events_per_second_over_the_span() -> None:
     assert achieved_rate([3.0]) == 0.0
 
 
-def _simulate(mps: int, callers: int, lateness: list[float], duration: float) -> tuple[list[float], Pacing]:
+def _simulate(
+    mps: int, callers: int, lateness: list[float], duration: float, *, late_after_grant: bool = True
+) -> tuple[list[float], Pacing]:
     """Saturating callers that come back when told, each late by the next ``lateness`` value."""
     pacing = Pacing(mps)
     state = NumberState()
@@ -184,7 +207,7 @@ def _simulate(mps: int, callers: int, lateness: list[float], duration: float) ->
         i += 1
         if decision.granted:
             grants.append(now)
-            next_at[caller] = now + late
+            next_at[caller] = now + (late if late_after_grant else 0.0)
         else:
             assert decision.wait > 0  # never told to retry at once: no busy spin
             next_at[caller] = now + decision.wait + late
@@ -207,24 +230,23 @@ def test_decide_never_exceeds_mps_in_any_window_whatever_the_lateness(
 @pytest.mark.parametrize("mps", [5, 80, 1000])
 def test_decide_keeps_full_rate_when_callers_are_late_within_catch_up(mps: int) -> None:
     pacing = Pacing(mps)
-    grants, _ = _simulate(mps, 3, [0.0, pacing.catch_up * 0.9, pacing.catch_up / 3], duration=3.0)
+    lateness = [0.0, pacing.catch_up * 0.9, pacing.catch_up / 3]
+    # Like the real acquire loop: the next caller asks right after a grant; only wake-ups are late.
+    grants, _ = _simulate(mps, 3, lateness, duration=3.0, late_after_grant=False)
     assert achieved_rate(grants) >= 0.97 * mps
     assert max_in_window(grants, 1.0) <= mps
 
 
-@pytest.mark.parametrize("mps", [5, 80, 1000])
-def test_decide_lets_the_second_grant_after_idle_come_at_most_catch_up_early(mps: int) -> None:
+@pytest.mark.parametrize(("mps", "burst"), [(5, 1), (80, 2), (1000, 20)])
+def test_decide_bounds_the_burst_after_idle_by_the_catch_up(mps: int, burst: int) -> None:
     pacing = Pacing(mps)
     state = NumberState()
-    assert decide(state, pacing, 100.0, interactive=False, interactive_waiting=False).granted
-    now = 100.0 + pacing.interval - pacing.catch_up
-    early = decide(state, pacing, now - 1e-6, interactive=False, interactive_waiting=False)
-    assert not early.granted
-    assert early.reason is Reason.PACE
-    assert decide(state, pacing, now, interactive=False, interactive_waiting=False).granted
-    # From then on the pacer is one full interval ahead.
-    third = decide(state, pacing, now, interactive=False, interactive_waiting=False)
-    assert third.wait == pytest.approx(pacing.interval)
+    granted = 0
+    while (decision := decide(state, pacing, 100.0, interactive=False, interactive_waiting=False)).granted:
+        granted += 1
+    assert granted == burst
+    assert decision.reason is Reason.PACE
+    assert 0 < decision.wait <= pacing.interval
 
 
 def test_decide_makes_bulk_yield_to_a_waiting_reply_but_not_the_reply_itself() -> None:
@@ -250,15 +272,15 @@ def test_penalty_blocks_until_its_end_and_is_never_shortened() -> None:
 
 
 @pytest.mark.parametrize("mps", [5, 80])
-async def test_concurrent_tasks_never_exceed_mps_in_any_window(throttle: Throttle, mps: int) -> None:
-    times: list[float] = []
-    duration = 2.2 if mps == 5 else 1.2
-    await _saturate(throttle, "100000000000001", mps, 6, time.monotonic() + duration, times)
-    assert max_in_window(times, 1.0) <= mps
-    assert achieved_rate(times) >= 0.95 * mps
+async def test_concurrent_tasks_never_exceed_mps_in_any_window(throttle: AnyThrottle, mps: int) -> None:
+    grants: list[float] = []
+    duration = 1.8 if mps == 5 else 1.2
+    await _saturate(throttle, "100000000000001", mps, 6, time.monotonic() + duration, grants)
+    assert max_in_window(grants, 1.0) <= mps
+    assert achieved_rate(grants) >= 0.95 * mps
 
 
-async def test_reply_overtakes_a_saturating_campaign_within_one_interval(throttle: Throttle) -> None:
+async def test_reply_overtakes_a_saturating_campaign_within_one_interval(throttle: AnyThrottle) -> None:
     # 5 mps (Coexistence default): the longest interval, so the tightest bound relative to the noise.
     key, mps = "100000000000002", 5
     grants: list[float] = []
@@ -268,10 +290,8 @@ async def test_reply_overtakes_a_saturating_campaign_within_one_interval(throttl
     await asyncio.sleep(0.4)  # campaign reaches steady saturation, eight senders queued
     while time.monotonic() < until - 0.3:
         asked = time.monotonic()
-        await throttle.acquire(key, mps, Priority.INTERACTIVE)
-        granted = time.monotonic()
-        replies.append(granted - asked)
-        grants.append(granted)
+        grants.append(await throttle.acquire_timed(key, mps, Priority.INTERACTIVE))
+        replies.append(time.monotonic() - asked)
         await asyncio.sleep(0.13)
     await campaign
     assert len(replies) >= 4
@@ -279,7 +299,7 @@ async def test_reply_overtakes_a_saturating_campaign_within_one_interval(throttl
     assert max_in_window(grants, 1.0) <= mps  # replies spend the same budget
 
 
-async def test_reply_sent_at_bulk_priority_waits_behind_the_campaign(throttle: Throttle) -> None:
+async def test_reply_sent_at_bulk_priority_waits_behind_the_campaign(throttle: AnyThrottle) -> None:
     # Control for the test above: without the interactive priority a reply queues behind the campaign.
     key, mps = "100000000000003", 20
     until = time.monotonic() + 1.0
@@ -292,10 +312,10 @@ async def test_reply_sent_at_bulk_priority_waits_behind_the_campaign(throttle: T
     assert waited > 1 / mps + NOISE
 
 
-async def test_penalize_holds_every_sender_for_the_period(throttle: Throttle) -> None:
+async def test_penalize_holds_every_sender_for_the_period(throttle: AnyThrottle) -> None:
     key, mps, penalty = "100000000000004", 20, 0.4
-    grants: list[float] = []
-    campaign = asyncio.create_task(_saturate(throttle, key, mps, 4, time.monotonic() + 1.1, grants))
+    seen: list[float] = []
+    campaign = asyncio.create_task(_saturate(throttle, key, mps, 4, time.monotonic() + 1.1, [], seen))
     await asyncio.sleep(0.3)
     asked = time.monotonic()
     await throttle.penalize(key, penalty)
@@ -304,13 +324,13 @@ async def test_penalize_holds_every_sender_for_the_period(throttle: Throttle) ->
     await throttle.acquire(key, mps, Priority.INTERACTIVE)
     reply_wait = time.monotonic() - reply_asked
     await campaign
-    blocked = [t for t in grants if penalized + 0.02 < t < asked + penalty - 0.02]
+    blocked = [t for t in seen if penalized + NOISE < t < asked + penalty - NOISE]
     assert blocked == []
     assert reply_wait >= penalty - (reply_asked - asked) - 0.02
-    assert any(t > asked + penalty for t in grants)  # sending resumes afterwards
+    assert any(t > asked + penalty for t in seen)  # sending resumes afterwards
 
 
-async def test_acquire_times_out_early_when_the_wait_is_known_to_be_too_long(throttle: Throttle) -> None:
+async def test_acquire_times_out_early_when_the_wait_is_known_to_be_too_long(throttle: AnyThrottle) -> None:
     key = "100000000000005"
     await throttle.penalize(key, 2.0)
     await throttle.penalize(key, 0.1)  # a shorter penalty does not cut the longer one short
@@ -320,7 +340,7 @@ async def test_acquire_times_out_early_when_the_wait_is_known_to_be_too_long(thr
     assert time.monotonic() - started < 0.4  # refused at once, not after sleeping out the timeout
 
 
-async def test_bulk_waiter_timing_out_in_the_local_queue_frees_its_place(throttle: Throttle) -> None:
+async def test_bulk_waiter_timing_out_in_the_local_queue_frees_its_place(throttle: AnyThrottle) -> None:
     key = "100000000000006"
     await throttle.penalize(key, 0.4)
     first = asyncio.create_task(throttle.acquire(key, 5, Priority.BULK))
@@ -331,7 +351,7 @@ async def test_bulk_waiter_timing_out_in_the_local_queue_frees_its_place(throttl
     await asyncio.wait_for(throttle.acquire(key, 5, Priority.BULK), timeout=2)
 
 
-async def test_closed_throttle_refuses_to_grant(throttle: Throttle) -> None:
+async def test_closed_throttle_refuses_to_grant(throttle: AnyThrottle) -> None:
     await throttle.close()
     with pytest.raises(ThrottleUnavailable):
         await throttle.acquire("100000000000007", 80)
@@ -346,7 +366,7 @@ async def test_two_processes_and_this_one_share_one_budget(
 ) -> None:
     key = "100000000000010"
     start_at = time.monotonic() + 0.8  # both workers are up and connected by then
-    end_at = start_at + (2.2 if mps == 5 else 1.5)
+    end_at = start_at + 2.0
     workers = [
         await _spawn("bulk", redis_url, prefix, key, str(mps), "3", repr(start_at), repr(end_at)) for _ in range(2)
     ]
@@ -374,9 +394,8 @@ async def test_reply_overtakes_a_campaign_running_in_another_process(
     replies: list[float] = []
     while time.monotonic() < end_at - 0.3:
         asked = time.monotonic()
-        await throttle.acquire(key, mps, Priority.INTERACTIVE)
-        replies.append(time.monotonic())
-        waits.append(replies[-1] - asked)
+        replies.append(await throttle.acquire_timed(key, mps, Priority.INTERACTIVE))
+        waits.append(time.monotonic() - asked)
         await asyncio.sleep(0.11)
     campaign = await _bulk_worker_times(worker)
     assert len(waits) >= 5
