@@ -35,15 +35,18 @@ class WebhookWorker:
     """One per process; several processes may run against one database."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], make_context: Callable[[], EventContext],
-                 metrics: Metrics, *, batch: int = 50, poll_interval: float = 1.0,
-                 on_processed: Callable[[], None] | None = None) -> None:
+                 metrics: Metrics, *, batch: int = 50, poll_interval: float = 1.0) -> None:
         self._sessions = sessions
         self._make_context = make_context
         self._metrics = metrics
         self._batch = batch
         self._poll = poll_interval
         self._wake = asyncio.Event()
-        self._on_processed = on_processed
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_processed(self, callback: Callable[[], None]) -> None:
+        """Call callback after each committed batch (e.g. to wake the Slack outbox at once)."""
+        self._listeners.append(callback)
 
     def wake(self) -> None:
         """Called after a delivery is stored, so processing starts without waiting for the poll."""
@@ -71,8 +74,9 @@ class WebhookWorker:
         for item in claimed:
             await self._process(item)
         self._metrics.processing_lag.set(await webhook_logs.oldest_pending_age(self._sessions))
-        if claimed and self._on_processed is not None:
-            self._on_processed()
+        if claimed:
+            for callback in self._listeners:
+                callback()
         return len(claimed)
 
     async def _process(self, item: webhook_logs.ClaimedLog) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -23,16 +23,8 @@ OUTBOX = web.AppKey("slack_outbox", OutboxWorker)
 def _chain_wake(app: web.Application, worker: OutboxWorker) -> None:
     """Wake the outbox whenever the webhook worker has committed a batch (new rows are then visible)."""
     webhook_worker = app.get(appkeys.WEBHOOK_WORKER)
-    if webhook_worker is None:
-        return
-    previous: Callable[[], None] | None = webhook_worker._on_processed
-
-    def on_processed() -> None:
-        if previous is not None:
-            previous()
-        worker.wake()
-
-    webhook_worker._on_processed = on_processed
+    if webhook_worker is not None:
+        webhook_worker.on_processed(worker.wake)
 
 
 async def _bolt_ctx(app: web.Application) -> AsyncIterator[None]:
