@@ -19,6 +19,7 @@ from bot.app import create_app
 from bot.cli import main
 from bot.config import Settings
 from bot.doctor import (
+    REQUIRED_SLACK_SCOPES,
     DoctorEnv,
     Severity,
     all_passed,
@@ -49,7 +50,7 @@ from tests.helpers import (
 @pytest.fixture
 async def standins() -> AsyncIterator[tuple[GraphStandin, SlackStandin]]:
     async with GraphStandin(app_secret=APP_SECRET, tokens={WA_TOKEN: [PNID, WABA]}) as graph, \
-            SlackStandin(bot_token=BOT_TOKEN) as slack:
+            SlackStandin(bot_token=BOT_TOKEN, scopes=REQUIRED_SLACK_SCOPES) as slack:
         graph.add_phone_number(PNID, WABA, is_on_biz_app=True, platform_type="CLOUD_API")
         async with GraphClient(graph.base_url, "v23.0") as client:
             assert await client.subscribe_app(WABA, WA_TOKEN)
@@ -164,6 +165,11 @@ async def test_phone_number_quality_alert_is_raised_once_per_change(
     assert "slow down marketing" in alerts[0].payload["text"]
     assert alerts[2].payload["text"].startswith("Quality update for 915224000000: DOWNGRADE, messaging limit now "
                                                 "TIER_250. The messaging limit was lowered")
+
+
+def test_doctor_asks_for_exactly_the_scopes_of_the_app_manifest() -> None:
+    manifest = yaml.safe_load((Path(__file__).parent.parent / "slack-manifest.yaml").read_text())
+    assert sorted(REQUIRED_SLACK_SCOPES) == sorted(manifest["oauth_config"]["scopes"]["bot"])
 
 
 def _channel(mode: str, mps: int = 0) -> Any:
