@@ -220,6 +220,9 @@ def test_proxy_sends_webhooks_and_slack_to_the_app_port(compose: dict[str, Any])
     routes = app_routes()
     assert {("GET", "/webhooks/meta"), ("POST", "/webhooks/meta"), ("POST", "/slack/events")} <= routes
     assert service_env(compose["services"]["caddy"])["PUBLIC_HOST"] == DOTENV["PUBLIC_HOST"]
+    # Prometheus metrics are for the private network only
+    matcher = re.search(r"@(\w+) path /metrics\b", caddyfile)
+    assert matcher and re.search(rf"respond @{matcher.group(1)} 404", caddyfile)
 
 
 # ---- Dockerfile and .dockerignore -------------------------------------------------------------------
