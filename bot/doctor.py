@@ -32,6 +32,8 @@ WABA_OBJECT = "whatsapp_business_account"
 # Slack bot scopes the code uses; the same list as slack-manifest.yaml (a test keeps them equal).
 REQUIRED_SLACK_SCOPES = ("channels:history", "groups:history", "chat:write", "chat:write.customize", "commands",
                          "files:read", "files:write", "im:write", "reactions:write", "users:read")
+# Scopes whose absence only degrades a feature (a warning, not a failure); none at present.
+USEFUL_SLACK_SCOPES: tuple[str, ...] = ()
 REQUIRED_TOKEN_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
 
 # Meta's documented throughput per number (Throughput page): 80 by default, 1,000 after the automatic
@@ -209,6 +211,10 @@ def check_slack_scopes(granted: Iterable[str]) -> CheckResult:
            "the app and update SLACK_BOT_TOKEN")
     if missing:
         return failed("slack scopes", f"missing: {', '.join(missing)}", fix.format(", ".join(missing)))
+    optional = [s for s in USEFUL_SLACK_SCOPES if s not in have]
+    if optional:
+        return warned("slack scopes", f"required scopes present; optional missing: {', '.join(optional)}",
+                      fix.format(", ".join(optional)))
     return passed("slack scopes", "all needed scopes granted")
 
 
