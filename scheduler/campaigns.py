@@ -134,8 +134,7 @@ async def activate(
         if c.schedule_kind == "now":
             c.run_at = now
         c.status = CampaignStatus.SCHEDULED.value
-        c.created_at = min(c.created_at, now)
-        c.updated_at = now
+        c.active_since = now
         return c
 
 
@@ -330,6 +329,7 @@ async def resume(sessions: async_sessionmaker[AsyncSession], campaign_id: int) -
         c.updated_at = now
         if c.schedule_kind == "cron":
             c.status = CampaignStatus.SCHEDULED.value
+            c.active_since = now  # what fell due while paused is not owed
         elif resumed_runs:
             c.status = CampaignStatus.RUNNING.value
         else:

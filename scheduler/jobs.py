@@ -250,8 +250,8 @@ class CampaignScheduler:
         except ValueError as exc:
             log.error("campaign %s has an unusable schedule: %s", c.id, exc)
             return None
-        # A repeating campaign owes nothing from before its last change (a resume does not replay the pause).
-        since = max(c.created_at, c.updated_at) if sched.repeating else c.created_at
+        # A repeating campaign owes nothing from before it was scheduled or last resumed.
+        since = c.active_since or c.created_at
         owed = due(sched, fired, since, now, self._grace)
         if owed.missed is not None:
             await record_missed(self._sessions, c.id, owed.missed, now)

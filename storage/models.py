@@ -229,6 +229,8 @@ class Campaign(Base):
     run_at: Mapped[datetime | None]
     cron: Mapped[str | None] = mapped_column(String(120))
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Kolkata")
+    # When a repeating campaign was last scheduled or resumed: firings before it are not owed.
+    active_since: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(20), default="scheduled", index=True)
     pause_reason: Mapped[str | None] = mapped_column(String(500))
     created_by: Mapped[str | None] = mapped_column(String(64))

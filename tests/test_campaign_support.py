@@ -72,7 +72,7 @@ async def make_campaign(db: Db, wa_ids: Iterable[str], *, category: str | None =
                                          language="en", category=category, variables=variables or {},
                                          schedule=schedule, created_by="UMANAGER", slack_channel=None)
         if now is not None:
-            c.created_at = c.updated_at = now
+            c.created_at = now
         s.add_all([AudienceMember(campaign_id=c.id, wa_id=w, fields=dict(fields or {"name": f"N{w[-3:]}"}))
                    for w in wa_ids])
         cid = c.id
