@@ -7,9 +7,10 @@ checks (managers only) belong to the dispatcher.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shlex
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from bot.templates import channels_by_waba, describe, stored_templates, sync_tem
 log = logging.getLogger(__name__)
 
 OPS_SUBCOMMANDS = ("templates", "doctor", "spend", "export")
+OPS_WORKING = "Working on it…"
 SECTION_LIMIT = 2900  # Block Kit allows 3,000 characters per section; leave room for markup
 MAX_BLOCKS = 45
 
@@ -222,3 +224,27 @@ async def run_ops_command(deps: Deps, name: str, args: str, *, user_id: str,
     if name == "export":
         return await export_reply(deps, user_id=user_id, query=" ".join(words), slack_channel=slack_channel)
     raise ValueError(f"not an ops sub-command: {name}")
+
+
+Respond = Callable[..., Awaitable[Any]]
+
+
+async def respond_with_ops(deps: Deps, respond: Respond, name: str, args: str, *, user_id: str,
+                           slack_channel: str | None = None) -> None:
+    """Run a sub-command and answer through the command's response_url (visible to the requester only)."""
+    try:
+        reply = await run_ops_command(deps, name, args, user_id=user_id, slack_channel=slack_channel)
+    except Exception:
+        log.exception("/campaign %s failed", name)
+        reply = OpsReply(f"Something went wrong running /campaign {name}; the error is in the logs.")
+    await respond(text=reply.text, blocks=reply.blocks or None, response_type="ephemeral",
+                  replace_original=False)
+
+
+def ops_in_background(deps: Deps, tasks: set[asyncio.Task[None]], respond: Respond, name: str, args: str, *,
+                      user_id: str, slack_channel: str | None = None) -> None:
+    """Start a sub-command after the command was acknowledged; tasks keeps it referenced until done."""
+    task = asyncio.create_task(respond_with_ops(deps, respond, name, args, user_id=user_id,
+                                                slack_channel=slack_channel))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
