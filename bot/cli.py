@@ -98,3 +98,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_async(coro: object) -> int:
     """Run an async sub-command body and return its exit code."""
     return int(asyncio.run(coro))  # type: ignore[arg-type]
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    demo = add_command(sub, "demo", help="play the bridge against local stand-ins for Meta and Slack")
+    demo.add_argument("--recipients", type=int, default=20, help="campaign audience size (default 20)")
+
+
+_PARSER_EXTENSIONS.append(_add_demo)
+
+
+@command("demo")
+def cmd_demo(args: argparse.Namespace) -> int:
+    import logging
+
+    from bot.demo import run_demo
+    from bot.logging_setup import configure
+
+    configure(os.environ.get("WABRIDGE_LOG_LEVEL", "WARNING"))
+    logging.getLogger("bot").setLevel(os.environ.get("WABRIDGE_LOG_LEVEL", "WARNING"))
+    result = asyncio.run(run_demo(sys.stdout, recipients=args.recipients))
+    ok = (not result.refused_reply_sent and result.campaign_sends == args.recipients
+          and result.max_sends_in_one_second <= 5)
+    return 0 if ok else 1
