@@ -101,9 +101,9 @@ def status_of(wamid: str, wa_id: str, state: str, at: datetime) -> dict[str, Any
                                                 "timestamp": str(int(at.timestamp()))}]})
 
 
-async def _until(check: Callable[[], Awaitable[Any] | Any], timeout: float = 20.0) -> Any:
+async def _until(check: Callable[[], Awaitable[Any] | Any], within: float = 20.0) -> Any:
     """Poll check until it returns something truthy (the bridge works asynchronously)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         value = check()
         if asyncio.iscoroutine(value):
@@ -231,7 +231,7 @@ async def _campaign(sc: Scenario, settings: Settings, recipients: int) -> tuple[
         async with sessions() as s:
             return await s.scalar(select(CampaignRun.id).where(CampaignRun.campaign_id == c.id))
 
-    rid = await _until(run_id, timeout=10)
+    rid = await _until(run_id, within=10)
     lines: list[str] = []
     last = ""
     while True:
