@@ -9,5 +9,6 @@ from bot.config import Settings
 def default_components(settings: Settings) -> list[Component]:
     """Slack bridge, scheduler and campaign runner, as configured."""
     from bot.slack.component import slack_component
+    from scheduler.component import campaign_component
 
-    return [slack_component]
+    return [slack_component, campaign_component]

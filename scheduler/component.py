@@ -30,7 +30,6 @@ def _register_progress() -> None:
 
 async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
     deps = app[appkeys.DEPS]
-    _register_progress()
     runner = CampaignRunner(deps.sessions, deps.graph, deps.throttle, deps.settings, metrics=deps.metrics)
     scheduler = CampaignScheduler(deps.sessions, on_fire=lambda _run_id: runner.wake())
     app[CAMPAIGN_RUNNER] = runner
@@ -46,4 +45,5 @@ async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def campaign_component(app: web.Application) -> None:
     """Mount the campaign scheduler and runner on a `serve` application."""
+    _register_progress()  # before any outbox worker starts, so queued progress rows find their handler
     app.cleanup_ctx.append(_campaigns_ctx)

@@ -29,12 +29,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def campaign_settings(db_url: str, *, redis_url: str = "", graph_url: str = "http://127.0.0.1:9",
-                      slack_url: str = "http://127.0.0.1:9/api/", mps: int = 5, **extra: Any) -> Settings:
-    """One channel at the given cap, pointed at the stand-ins."""
+                      slack_url: str = "http://127.0.0.1:9/api/", mps: int = 5,
+                      more_channels: list[dict[str, Any]] | None = None, **extra: Any) -> Settings:
+    """One channel at the given cap (and any more_channels), pointed at the stand-ins."""
     channel = {"name": "lucknow", "phone_number_id": PNID, "waba_id": WABA, "mode": "coexistence", "mps": mps,
                "access_token": WA_TOKEN, "slack_channel": "C0LUCKNOW"}
     return make_settings(db_url, redis_url=redis_url, graph_url=graph_url, slack_url=slack_url,
-                         channels=[channel], **extra)
+                         channels=[channel, *(more_channels or [])], **extra)
 
 
 @dataclass

@@ -32,7 +32,13 @@ def _action_listeners(bolt: AsyncApp, deps: Deps) -> None:
     slack_actions.register(bolt, deps)
 
 
-LISTENER_REGISTRARS: list[Registrar] = [_thread_listeners, _action_listeners]
+def _campaign_listeners(bolt: AsyncApp, deps: Deps) -> None:
+    from bot.handlers import slack_campaign
+
+    slack_campaign.register(bolt, deps)
+
+
+LISTENER_REGISTRARS: list[Registrar] = [_thread_listeners, _action_listeners, _campaign_listeners]
 """Called once per bolt app; append `module.register` to add listeners (e.g. campaign commands)."""
 
 BOLT = web.AppKey("slack_bolt", AsyncApp)

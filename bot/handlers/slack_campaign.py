@@ -1,0 +1,285 @@
+"""`/campaign` in Slack: the create modal (validated inline, then a confirmation with recipients, opted-out
+skipped, duration and cost), and `list`, `show`, `pause`, `resume`, `cancel`.
+
+Only `slack.campaign_managers` (user IDs, or user-group IDs whose members count) may create or control
+campaigns; anyone may list and show them. Slow work (downloading and importing the audience) happens after
+Slack has its answer, and the modal is updated when it is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import select
+
+from bot.campaign_forms import (
+    CONFIRM_CALLBACK,
+    CREATE_CALLBACK,
+    REFUSAL,
+    USAGE,
+    Form,
+    Summary,
+    TemplateChoice,
+    campaign_detail,
+    campaign_lines,
+    confirm_view,
+    create_modal,
+    is_manager,
+    parse_command,
+    parse_submission,
+    preparing_view,
+    problem_view,
+)
+from bot.deps import Deps
+from bot.handlers.slack_ops import OPS_SUBCOMMANDS, OPS_WORKING, ops_in_background
+from scheduler import campaigns
+from scheduler.audience import AudienceError, find_phone_column, mapped_columns, open_text, read_header
+from scheduler.create import CampaignInputError, Request, prepare
+from scheduler.schedule import describe
+from storage.models import Template
+
+log = logging.getLogger(__name__)
+
+HEADER_BYTES = 16384
+HEADER_BUDGET = 1.5  # seconds of Slack's 3 spent, at most, reading the file's header before answering
+MAX_AUDIENCE_BYTES = 50 * 1024 * 1024
+GROUP_CACHE_TTL = 60.0
+
+
+class _Groups:
+    """Members of the user groups named in campaign_managers, cached for a minute."""
+
+    def __init__(self) -> None:
+        self._members: dict[str, tuple[float, set[str]]] = {}
+
+    async def of(self, deps: Deps, group: str) -> set[str]:
+        cached = self._members.get(group)
+        if cached is not None and time.monotonic() - cached[0] < GROUP_CACHE_TTL:
+            return cached[1]
+        try:
+            resp = await deps.slack.usergroups_users_list(usergroup=group)
+            members = set(resp.get("users") or [])
+        except SlackApiError as exc:
+            log.warning("cannot read user group %s: %s", group, exc.response.get("error"))
+            members = set()
+        self._members[group] = (time.monotonic(), members)
+        return members
+
+
+async def may_manage(deps: Deps, groups: _Groups, user: str) -> bool:
+    """True for a campaign manager (listed directly or through a user group)."""
+    managers = deps.settings.slack.campaign_managers
+    if user in managers:
+        return True
+    member_of = [g for g in managers if g.startswith("S") and user in await groups.of(deps, g)]
+    return is_manager(user, managers, member_of)
+
+
+async def approved_templates(deps: Deps) -> list[TemplateChoice]:
+    """Approved templates of every configured WABA, as synced."""
+    wabas = {c.waba_id for c in deps.settings.channels}
+    async with deps.sessions() as session:
+        rows = (await session.scalars(select(Template).where(
+            Template.waba_id.in_(wabas), Template.status == "APPROVED"))).all()
+    return [TemplateChoice(t.waba_id, t.name, t.language, t.category, list(t.components or [])) for t in rows]
+
+
+async def _download(deps: Deps, file_id: str, *, limit: int | None = None) -> bytes | Path:
+    """A Slack file's bytes (the first `limit` of them), or the whole file spooled to a temporary path."""
+    info = await deps.slack.files_info(file=file_id)
+    file = info.get("file") or {}
+    url = file.get("url_private_download") or file.get("url_private")
+    if not url:
+        raise CampaignInputError("audience", "Slack did not give a download link for the file")
+    headers = {"Authorization": f"Bearer {deps.settings.slack.bot_token}"}
+    async with httpx.AsyncClient(timeout=30, follow_redirects=True) as http, \
+            http.stream("GET", url, headers=headers) as resp:
+        if resp.status_code >= 400:
+            raise CampaignInputError("audience", f"could not download the file (HTTP {resp.status_code})")
+        if limit is not None:
+            head = b""
+            async for chunk in resp.aiter_bytes():
+                head += chunk
+                if len(head) >= limit:
+                    break
+            return head[:limit]
+        total = 0
+        with tempfile.NamedTemporaryFile(prefix="wabridge-audience-", suffix=".csv", delete=False) as out:
+            async for chunk in resp.aiter_bytes():
+                total += len(chunk)
+                if total > MAX_AUDIENCE_BYTES:
+                    raise CampaignInputError("audience", "the file is larger than 50 MB")
+                out.write(chunk)
+            return Path(out.name)
+
+
+async def _header_problem(deps: Deps, form: Form) -> dict[str, str] | None:
+    """Inline errors from the file's first row (phone column, mapped columns), if it can be read in time."""
+    try:
+        head = await asyncio.wait_for(_download(deps, form.file_id, limit=HEADER_BYTES), timeout=HEADER_BUDGET)
+    except (TimeoutError, SlackApiError, httpx.HTTPError, CampaignInputError):
+        return None  # the import after the answer reports whatever this could not check
+    assert isinstance(head, bytes)
+    text = head.decode("utf-8-sig", errors="replace")
+    try:
+        header, _ = read_header(io.StringIO(text.split("\n", 1)[0] + "\n"))
+        find_phone_column(header)
+    except AudienceError as exc:
+        return {"audience": str(exc)}
+    missing = [c for c in mapped_columns(form.variables) if c not in header
+               and c.strip().lower() not in {h.strip().lower() for h in header}]
+    if missing:
+        return {"variables": f"Column(s) not in the file: {', '.join(missing)} (it has: {', '.join(header)})."}
+    return None
+
+
+def register(bolt: AsyncApp, deps: Deps) -> None:
+    """Add `/campaign` and its modals to the bolt app."""
+    groups = _Groups()
+    background: set[asyncio.Task[None]] = set()
+    settings = deps.settings
+
+    @bolt.command("/campaign")
+    async def on_command(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
+        cmd = parse_command(str(body.get("text") or ""))
+        user = str(body.get("user_id") or "")
+        verb, _, rest = str(body.get("text") or "").strip().partition(" ")
+        if verb.lower() in OPS_SUBCOMMANDS:  # templates, doctor, spend, export: managers only
+            if not await may_manage(deps, groups, user):
+                await ack(text=REFUSAL)
+                return
+            await ack(text=OPS_WORKING)
+            ops_in_background(deps, background, respond, verb.lower(), rest, user_id=user,
+                              slack_channel=str(body.get("channel_id") or "") or None)
+            return
+        if cmd.action == "help":
+            await ack(text=(f"{cmd.problem}\n\n" if cmd.problem else "") + USAGE)
+            return
+        if cmd.action == "list":
+            await ack(text=campaign_lines(await campaigns.summaries(deps.sessions, limit=15), settings.timezone))
+            return
+        if cmd.action == "show":
+            assert cmd.campaign_id is not None
+            try:
+                await ack(text=campaign_detail(await campaigns.campaign(deps.sessions, cmd.campaign_id),
+                                               settings.timezone))
+            except campaigns.ControlError as exc:
+                await ack(text=str(exc).capitalize() + ".")
+            return
+        if not await may_manage(deps, groups, user):
+            await ack(text=REFUSAL)
+            return
+        if cmd.action == "create":
+            await ack()
+            origin = str(body.get("channel_id") or "")
+            view = create_modal(settings, await approved_templates(deps), channel=deps.channel_for_slack(origin),
+                                origin=origin)
+            await client.views_open(trigger_id=body["trigger_id"], view=view)
+            return
+        assert cmd.campaign_id is not None
+        try:
+            if cmd.action == "pause":
+                text = await campaigns.pause(deps.sessions, cmd.campaign_id, f"paused by <@{user}>")
+            elif cmd.action == "resume":
+                text = await campaigns.resume(deps.sessions, cmd.campaign_id)
+            else:
+                text = await campaigns.cancel(deps.sessions, cmd.campaign_id)
+        except campaigns.ControlError as exc:
+            text = str(exc)
+        await ack(text=text[0].upper() + text[1:] + ".")
+
+    @bolt.view(CREATE_CALLBACK)
+    async def on_create(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = str((body.get("user") or {}).get("id") or "")
+        if not await may_manage(deps, groups, user):
+            await ack(response_action="errors", errors={"channel": REFUSAL})
+            return
+        result = parse_submission(view["state"]["values"], settings, await approved_templates(deps))
+        if isinstance(result, dict):
+            await ack(response_action="errors", errors=result)
+            return
+        problem = await _header_problem(deps, result)
+        if problem:
+            await ack(response_action="errors", errors=problem)
+            return
+        origin = json.loads(view.get("private_metadata") or "{}").get("origin", "")
+        await ack(response_action="update", view=preparing_view(result, origin))
+        task = asyncio.create_task(_prepare(deps, result, user, origin, str(view["id"])))
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    @bolt.view(CONFIRM_CALLBACK)
+    async def on_confirm(ack: Any, body: dict[str, Any], view: dict[str, Any], client: Any) -> None:
+        user = str((body.get("user") or {}).get("id") or "")
+        meta = json.loads(view.get("private_metadata") or "{}")
+        campaign_id = meta.get("campaign_id")
+        if not await may_manage(deps, groups, user):
+            await ack(response_action="update", view=problem_view(REFUSAL))
+            return
+        if campaign_id is None:
+            await ack()
+            return
+        try:
+            c = await campaigns.activate(deps.sessions, int(campaign_id))
+        except campaigns.ControlError as exc:
+            await ack(response_action="update", view=problem_view(str(exc)))
+            return
+        await ack(response_action="clear")
+        origin = meta.get("origin")
+        if origin:
+            text = (f":white_check_mark: Campaign #{c.id} {c.name} scheduled: {describe(campaigns.schedule_of(c))}. "
+                    "Its progress will be posted in the number's channel.")
+            try:
+                await client.chat_postEphemeral(channel=origin, user=user, text=text)
+            except SlackApiError as exc:
+                log.info("could not confirm campaign %s to %s: %s", c.id, user, exc.response.get("error"))
+
+    @bolt.view_closed(CONFIRM_CALLBACK)
+    async def on_closed(ack: Any, view: dict[str, Any]) -> None:
+        await ack()
+        campaign_id = json.loads(view.get("private_metadata") or "{}").get("campaign_id")
+        if campaign_id is not None:
+            await campaigns.discard_draft(deps.sessions, int(campaign_id))
+
+
+async def _prepare(deps: Deps, form: Form, user: str, origin: str, view_id: str) -> None:
+    """Download and import the audience, then show the confirmation (or why it cannot be used)."""
+    path: Path | None = None
+    try:
+        downloaded = await _download(deps, form.file_id)
+        assert isinstance(downloaded, Path)
+        path = downloaded
+        request = Request(channel=form.channel, template=form.template, language=form.language,
+                          variables=form.variables, schedule=form.schedule, name=form.name, created_by=user,
+                          category=form.category)
+        with open_text(path) as stream:
+            prepared = await prepare(deps.sessions, deps.settings, request, stream)
+        report = prepared.report
+        summary = Summary(campaign_id=prepared.campaign_id, form=form, rows=report.rows,
+                          recipients=prepared.recipients, opted_out=prepared.opted_out,
+                          duplicates=report.duplicates, bad_rows=[(b.line, b.reason) for b in report.bad_rows[:10]],
+                          bad_count=report.bad_count, duration_s=prepared.duration_s, cost=prepared.cost,
+                          warnings=prepared.warnings)
+        view = confirm_view(summary, origin)
+    except CampaignInputError as exc:
+        view = problem_view(exc.message[0].upper() + exc.message[1:])
+    except Exception:
+        log.exception("preparing a campaign from Slack failed")
+        view = problem_view("Something went wrong while importing the audience; the error is in the logs.")
+    finally:
+        if path is not None:
+            path.unlink(missing_ok=True)
+    try:
+        await deps.slack.views_update(view_id=view_id, view=view)
+    except SlackApiError as exc:
+        log.warning("could not update the campaign modal: %s", exc.response.get("error"))
