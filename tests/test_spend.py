@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -132,3 +133,36 @@ def test_month_bounds_are_local_midnights() -> None:
     assert (start, end, label) == (datetime(2025, 11, 30, 18, 30, tzinfo=UTC),
                                    datetime(2025, 12, 31, 18, 30, tzinfo=UTC), "2025-12")
     assert parse_month(None, datetime(2025, 7, 31, 20, 0, tzinfo=UTC), IST)[2] == "2025-08"
+
+
+async def test_campaign_spend_in_slack_answers_managers_only(aiohttp_client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bot.slack.component import make_slack_component
+    from bot.standins.slack import SlackStandin
+    from tests.helpers import BOT_TOKEN, SIGNING_SECRET
+
+    async with SlackStandin(bot_token=BOT_TOKEN) as slack:
+        settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'slash.db'}", slack_url=slack.api_url,
+                                 pricing=PRICING)
+        client = await aiohttp_client(create_app(settings, workers=False,
+                                                 components=[make_slack_component(outbox=False)]))
+        july = _ts("2025-07-10T10:00:00+05:30")
+        await _post(client, echo_text("wamid.M1", "offer", to=IN_1, ts=july))
+        await _post(client, status("wamid.M1", "delivered", recipient=IN_1, ts=july + 5,
+                                   pricing=_pricing("marketing")))
+        await _drain(client.app)
+        url = str(client.make_url("/slack/events"))
+
+        code, body = await slack.send_slash_command(url, "/campaign", "spend 2025-07", user_id="USOMEONE",
+                                                    channel_id="C0LUCKNOW", signing_secret=SIGNING_SECRET)
+        assert code == 200 and "Only campaign managers" in body
+        code, body = await slack.send_slash_command(url, "/campaign", "spend 2025-07", user_id="UMANAGER",
+                                                    channel_id="C0LUCKNOW", signing_secret=SIGNING_SECRET)
+        assert code == 200 and "Working on it" in body
+        for _ in range(100):
+            answers = slack.calls_to("response_url")
+            if answers:
+                break
+            await asyncio.sleep(0.05)
+        [answer] = slack.calls_to("response_url")
+        assert answer.args["text"] == "Spend 2025-07: INR 1.06 (lucknow INR 1.06)"
+        assert answer.args["response_type"] == "ephemeral"
