@@ -65,7 +65,7 @@ async def _setup(db_url: str, redis_client: Any, standin: GraphStandin, mps: int
     db = await open_db(settings)
     throttle = RecordingThrottle(RedisThrottle(redis_client))
     graph_client = GraphClient(standin.base_url, "v23.0")
-    runner = CampaignRunner(db.sessions, graph_client, throttle, settings,  # type: ignore[arg-type]
+    runner = CampaignRunner(db.sessions, graph_client, throttle, settings,
                             config=config or RunnerConfig(poll=0.1))
     return db, runner, throttle
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bot.cli import main
 from scheduler import campaigns
@@ -61,7 +61,7 @@ async def test_weekly_campaign_fires_at_nine_local_time_and_once(db_url: str) ->
                            .where(CampaignRecipient.run_id == runs[0].id))
         assert n == 3
         assert (await s.get(Campaign, cid)).status == CampaignStatus.SCHEDULED  # type: ignore[union-attr]
-        await s.execute(CampaignRun.__table__.update().values(status=RunStatus.DONE.value))
+        await s.execute(update(CampaignRun).values(status=RunStatus.DONE.value))
         await s.commit()
 
     clock.now = datetime(2026, 3, 9, 3, 30, 1, tzinfo=UTC)  # the next Monday

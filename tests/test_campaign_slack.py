@@ -220,7 +220,7 @@ async def test_confirmation_shows_estimates_and_scheduling_sends_with_one_live_p
     assert "line 4:" in text and "not a valid phone number" in text
     campaign_id = json.loads(view["private_metadata"])["campaign_id"]
     async with app.sessions()() as s:
-        assert (await s.get(Campaign, campaign_id)).status == "draft"  # type: ignore[union-attr]
+        assert (await s.get(Campaign, campaign_id)).status == "draft"
 
     answer = await app.submit(CONFIRM_CALLBACK, {}, private_metadata=view["private_metadata"])
     assert answer == {"response_action": "clear"}

@@ -19,8 +19,8 @@ from scheduler.schedule import (
 )
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_weekly_monday_nine_in_kolkata_fires_at_three_thirty_utc() -> None:
