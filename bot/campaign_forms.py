@@ -25,8 +25,9 @@ AUDIENCE_TYPES = ("csv", "txt")
 CONTROL = ("pause", "resume", "cancel")
 USAGE = ("*/campaign* opens the form to create a campaign.\n"
          "*/campaign list* shows recent campaigns; */campaign show ID* shows one.\n"
-         "*/campaign pause ID*, */campaign resume ID*, */campaign cancel ID* control one "
-         "(campaign managers only).")
+         "*/campaign pause ID*, */campaign resume ID*, */campaign cancel ID* control one.\n"
+         "*/campaign templates*, *doctor*, *spend [YYYY-MM]*, *export @contact-or-number* help run the bridge.\n"
+         "Everything but list and show is for campaign managers.")
 REFUSAL = ("Only campaign managers can create or control campaigns. Ask an admin to add you to "
            "`slack.campaign_managers` in app.yaml.")
 WHEN_CHOICES = (("now", "Now"), ("at", "Once, at a date and time"), ("weekly", "Every week"),
@@ -48,7 +49,7 @@ class Command:
 
 
 def parse_command(text: str) -> Command:
-    """Parse the text after `/campaign`."""
+    """Parse the text after `/campaign` (the operations sub-commands are told apart before this)."""
     words = text.strip().split()
     if not words:
         return Command("create")
