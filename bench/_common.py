@@ -1,0 +1,449 @@
+"""Shared helpers for the benchmarks: ports, `serve` subprocesses, stand-in processes, percentiles, tables.
+
+Everything runs on 127.0.0.1. Services are throwaway: a fresh PostgreSQL database per run (dropped at the
+end) and a private redis-server, so a test suite flushing the shared Redis cannot spoil a measurement.
+
+This module is also a small program, used as a subprocess by the benchmarks:
+
+    python -m bench._common standins [--cap PNID=MPS ...]   # Graph + Slack stand-ins, prints their URLs
+    python -m bench._common bare --port N                     # the baseline: an endpoint that returns 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests import services  # noqa: E402  (needs ROOT on sys.path when run as a script)
+from tests.helpers import APP_SECRET, BOT_TOKEN, SIGNING_SECRET, VERIFY_TOKEN  # noqa: E402
+
+START_TIMEOUT = 60.0
+
+
+# ---- numbers and tables --------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The p-th percentile (0-100) by linear interpolation between closest ranks; nan when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100.0
+    lo, hi = math.floor(k), math.ceil(k)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def fmt(value: object) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def table(rows: Sequence[Mapping[str, object]], title: str = "") -> str:
+    """Rows as a Markdown table (readable in a terminal and pasteable into docs/benchmarks.md)."""
+    if not rows:
+        return f"{title}\n(no rows)" if title else "(no rows)"
+    headers = list(rows[0])
+    cells = [[fmt(r.get(h, "")) for h in headers] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    lines = [f"| {' | '.join(h.ljust(w) for h, w in zip(headers, widths, strict=True))} |",
+             f"|{'|'.join('-' * (w + 2) for w in widths)}|"]
+    lines += [f"| {' | '.join(c.rjust(w) for c, w in zip(row, widths, strict=True))} |" for row in cells]
+    return "\n".join(([title] if title else []) + lines)
+
+
+def machine() -> str:
+    """One line naming the machine: cores, CPU model, Python."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"nproc={os.cpu_count()} cpu={model or platform.processor() or '?'} "
+            f"python={platform.python_version()} ({platform.python_implementation()})")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ---- services ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pg_base_url() -> str:
+    """The PostgreSQL server to create throwaway databases on (SystemExit when none answers)."""
+    url = services.configured_pg_url()
+    if url is None:
+        raise SystemExit("PostgreSQL does not answer on 127.0.0.1:5432 (set WABRIDGE_TEST_PG_URL)")
+    return url
+
+
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one measurement; dropped afterwards."""
+    base = pg_base_url()
+    url = asyncio.run(services.create_pg_database(base))
+    try:
+        yield url
+    finally:
+        asyncio.run(services.drop_pg_database(base, url))
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A private redis-server on a free loopback port."""
+    with services.throwaway_redis() as url:
+        yield url
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def wait_http(url: str, timeout: float = START_TIMEOUT, proc: subprocess.Popen[Any] | None = None) -> None:
+    """Poll url until it answers 200 (or fail with the process's exit)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL if it does not leave in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One configured WhatsApp number."""
+
+    name: str
+    phone_number_id: str
+    waba_id: str = "200000000000001"
+    mode: str = "coexistence"
+    mps: int = 5
+    slack_channel: str = "C0BENCH"
+
+
+def write_config(path: Path, *, database_url: str, redis_url: str, graph_url: str, slack_api_url: str,
+                 channels: Sequence[Channel]) -> Path:
+    """An app.yaml for `serve` and the CLI, with the test secrets and the given stand-ins."""
+    import yaml
+
+    raw = {
+        "server": {"host": "127.0.0.1", "port": 8080},
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "meta": {"graph_url": graph_url, "app_id": "300000000000001", "app_secret": APP_SECRET,
+                 "verify_token": VERIFY_TOKEN},
+        "slack": {"api_url": slack_api_url, "bot_token": BOT_TOKEN, "signing_secret": SIGNING_SECRET,
+                  "alerts_channel": "C0ALERTS", "campaign_managers": ["UMANAGER"]},
+        "channels": [{"name": c.name, "phone_number_id": c.phone_number_id, "waba_id": c.waba_id,
+                      "display_phone_number": "+91 522 400 0000", "mode": c.mode, "mps": c.mps,
+                      "access_token": "EAAG-bench-token", "slack_channel": c.slack_channel} for c in channels],
+    }
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+class Serve:
+    """`python -m bot serve --config FILE --port N` as a subprocess; its output goes to a log file."""
+
+    def __init__(self, config: Path, *, log_dir: Path, name: str = "serve", migrate: bool = True,
+                 log_level: str = "INFO") -> None:
+        self.config = config
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"{name}-{self.port}.log"
+        self.migrate = migrate
+        self.log_level = log_level
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Serve:
+        args = [sys.executable, "-m", "bot", "serve", "--config", str(self.config), "--port", str(self.port),
+                "--host", "127.0.0.1"]
+        if not self.migrate:
+            args.append("--no-migrate")
+        env = {**_env(), "WABRIDGE_LOG_LEVEL": self.log_level}
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_http(f"{self.url}/healthz", proc=self.proc)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; last log lines:\n{self.tail()}") from None
+        return self
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+    def __enter__(self) -> Serve:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def cli(config: Path, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Run `python -m bot --config FILE ARGS…` (e.g. `campaign create …`); raises when it fails."""
+    done = subprocess.run([sys.executable, "-m", "bot", "--config", str(config), *args], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"`bot {' '.join(args)}` exited {done.returncode}: {done.stderr[-2000:]}")
+    return done
+
+
+def get_json(url: str, timeout: float = 30.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+class Standins:
+    """The Graph and Slack stand-ins in a process of their own (as Meta and Slack are other systems: their
+    clock of arrivals is not held up by the loader's event loop). Times are CLOCK_MONOTONIC, shared by all
+    processes on the machine, so they compare with time.monotonic() here."""
+
+    def __init__(self, caps: Mapping[str, int] | None = None) -> None:
+        self.caps = dict(caps or {})
+        self.graph_url = ""
+        self.slack_api_url = ""
+        self._control = ""
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> Standins:
+        args = [sys.executable, "-m", "bench._common", "standins"]
+        for pnid, mps in self.caps.items():
+            args += ["--cap", f"{pnid}={mps}"]
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("{"):
+            stop_process(self.proc)
+            raise RuntimeError(f"stand-in process did not start: {line!r}")
+        urls = json.loads(line)
+        self.graph_url, self.slack_api_url = urls["graph"], urls["slack_api"]
+        self._control = urls["graph"]
+        return self
+
+    def graph_records(self) -> dict[str, list[dict[str, Any]]]:
+        """{"sends": [...], "throttle_hits": [...], "rejected": [...]}, each {t, pnid, to, code}."""
+        return dict(get_json(f"{self._control}/_bench/graph"))
+
+    def slack_posts(self) -> list[dict[str, Any]]:
+        """chat.postMessage calls as {t, ok, blob} (blob: the call's arguments as JSON text)."""
+        return list(get_json(f"{self.slack_api_url.removesuffix('/api/')}/_bench/slack"))
+
+    def reset(self) -> None:
+        get_json(f"{self._control}/_bench/reset")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+    def __enter__(self) -> Standins:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class BareServer:
+    """The baseline endpoint, in its own process: reads the body and answers 200, nothing else."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> BareServer:
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench._common", "bare", "--port", str(self.port)],
+                                     cwd=ROOT, env=_env())
+        wait_http(f"{self.url}/healthz", proc=self.proc)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+
+def temp_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix=prefix)
+
+
+def py_spy(pid: int, out: str, rate: int = 200) -> subprocess.Popen[bytes] | None:
+    """Start `py-spy record` (collapsed stacks) on pid until stopped; None when py-spy is not installed."""
+    import shutil
+
+    binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(binary).exists():
+        print("py-spy not found (pip install py-spy): no profile", file=sys.stderr)
+        return None
+    return subprocess.Popen([binary, "record", "-r", str(rate), "-f", "raw", "-o", out, "-p", str(pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def top_frames(collapsed: str, contains: str = "", limit: int = 15) -> list[tuple[float, str]]:
+    """From a py-spy collapsed-stack file: the frames most often on the stack (share of samples),
+    optionally only those whose text contains `contains` (e.g. "bot/")."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in Path(collapsed).read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        total += int(n)
+        for frame in set(stack.split(";")):
+            if contains in frame:
+                counts[frame] = counts.get(frame, 0) + int(n)
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:limit]
+    return [(n / total if total else 0.0, frame) for frame, n in ranked]
+
+
+# ---- the subprocess programs ---------------------------------------------------------------------
+
+
+async def _serve_standins(caps: Mapping[str, int]) -> None:
+    from aiohttp import web
+
+    from bot.standins.graph import GraphStandin
+    from bot.standins.slack import SlackStandin
+
+    def rows(records: Sequence[Any]) -> list[dict[str, Any]]:
+        return [{"t": r.time, "pnid": r.phone_number_id, "to": r.to, "code": r.error_code} for r in records]
+
+    class Graph(GraphStandin):
+        def _routes(self, app: web.Application) -> None:
+            app.router.add_get("/_bench/graph", self._bench_records)
+            app.router.add_get("/_bench/reset", self._bench_reset)
+            super()._routes(app)
+
+        async def _bench_records(self, request: web.Request) -> web.Response:
+            return web.json_response({"sends": rows(self.sends), "throttle_hits": rows(self.throttle_hits),
+                                      "rejected": rows(self.rejected)})
+
+        async def _bench_reset(self, request: web.Request) -> web.Response:
+            self.reset_records()
+            slack.calls.clear()
+            return web.json_response({"ok": True})
+
+    class Slack(SlackStandin):
+        def _routes(self, app: web.Application) -> None:
+            app.router.add_get("/_bench/slack", self._bench_posts)
+            super()._routes(app)
+
+        async def _bench_posts(self, request: web.Request) -> web.Response:
+            posts = [{"t": c.time, "ok": c.ok, "blob": json.dumps(c.args, default=str)}
+                     for c in self.calls if c.method == "chat.postMessage"]
+            return web.json_response(posts)
+
+    graph = Graph()
+    for pnid, mps in caps.items():
+        graph.set_mps(pnid, float(mps))
+    slack = Slack(bot_token=BOT_TOKEN)
+    await graph.start()
+    await slack.start()
+    print(json.dumps({"graph": graph.base_url, "slack_api": slack.api_url}), flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await slack.stop()
+    await graph.stop()
+
+
+async def _serve_bare(port: int) -> None:
+    from aiohttp import web
+
+    async def receive(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(text="EVENT_RECEIVED")
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/webhooks/meta", receive)
+    app.router.add_get("/healthz", health)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="benchmark helper processes")
+    sub = parser.add_subparsers(dest="what", required=True)
+    st = sub.add_parser("standins")
+    st.add_argument("--cap", action="append", default=[], metavar="PNID=MPS")
+    bare = sub.add_parser("bare")
+    bare.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    if args.what == "standins":
+        caps = {k: int(v) for k, v in (c.split("=", 1) for c in args.cap)}
+        asyncio.run(_serve_standins(caps))
+    else:
+        asyncio.run(_serve_bare(args.port))
+
+
+if __name__ == "__main__":
+    main()
