@@ -1,0 +1,177 @@
+"""Mirror latency: a customer's WhatsApp message, from the webhook POST to Slack receiving chat.postMessage.
+
+Run from the repository root:
+
+    .venv/bin/python -m bench.mirror_latency             # 2, 10 then 50 messages/s, 50 conversations, 15 s each
+    .venv/bin/python -m bench.mirror_latency --quick     # 8 s
+    .venv/bin/python bench/mirror_latency.py --rates 20 --conversations 10 --seconds 5
+
+`serve` runs as a subprocess on a fresh PostgreSQL database with the Slack stand-in in a process of its own;
+each message carries a unique marker, so its post is found by text. The stand-in stamps arrivals with
+CLOCK_MONOTONIC, the same clock as the loader's time.monotonic(), so the two compare directly.
+
+Baselines, in the same run: the floor of this path's two ends, the webhook's ack alone and a direct
+chat.postMessage from this process to the same stand-in (its arrival stamp minus its send time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import aiohttp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bench import _common
+from tests.helpers import BOT_TOKEN, inbound_text, signed
+
+TARGET_P50_MS = 100.0
+TARGET_P99_MS = 500.0
+SETTLE_TIMEOUT = 60.0
+
+
+async def _send(url: str, rate: float, conversations: int, seconds: float, tag: str
+                ) -> tuple[dict[int, float], list[float], int]:
+    """Post inbound texts open-loop; returns ({message number: send time}, ack latencies, errors)."""
+    n = max(1, int(rate * seconds))
+    base_ts = int(time.time()) - 5
+    items = []
+    for i in range(n):
+        wa_id = f"9198300{i % conversations:05d}"
+        payload = inbound_text(f"wamid.mlat.{tag}.{i}", f"question mlat-{tag}-{i} about the batch", wa_id=wa_id,
+                               name=f"Customer {i % conversations}", ts=base_ts + i // conversations)
+        items.append(signed(payload))
+    sent: dict[int, float] = {}
+    acks: list[float] = []
+    errors = 0
+
+    async def one(session: aiohttp.ClientSession, i: int, body: bytes, headers: dict[str, str]) -> None:
+        nonlocal errors
+        sent[i] = time.monotonic()
+        try:
+            async with session.post(url, data=body, headers=headers) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    errors += 1
+                    return
+        except (aiohttp.ClientError, TimeoutError):
+            errors += 1
+            return
+        acks.append(time.monotonic() - sent[i])
+
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32), timeout=timeout) as session:
+        start = time.monotonic() + 0.01
+        tasks = []
+        for i, (body, headers) in enumerate(items):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(session, i, body, headers)))
+        await asyncio.gather(*tasks)
+    return sent, acks, errors
+
+
+def _arrivals(standins: _common.Standins, tag: str) -> dict[int, float]:
+    """First chat.postMessage arrival carrying each message's marker."""
+    marker = re.compile(rf"mlat-{re.escape(tag)}-(\d+)\b")
+    first: dict[int, float] = {}
+    for post in standins.slack_posts():
+        if not post["ok"]:
+            continue
+        for m in set(marker.findall(post["blob"])):
+            i = int(m)
+            if i not in first or post["t"] < first[i]:
+                first[i] = post["t"]
+    return first
+
+
+async def _direct_posts(api_url: str, n: int) -> list[float]:
+    """Round trips of chat.postMessage straight to the stand-in: send time to the stand-in's arrival stamp."""
+    sent: dict[str, float] = {}
+    async with aiohttp.ClientSession() as http:
+        client = AsyncWebClient(token=BOT_TOKEN, base_url=api_url, session=http)
+        for i in range(n):
+            text = f"direct-{i}"
+            sent[text] = time.monotonic()
+            await client.chat_postMessage(channel="C0BENCH", text=text)
+            await asyncio.sleep(0.02)
+    return list(sent.values())
+
+
+def _stats(values: Sequence[float]) -> dict[str, object]:
+    ms = 1000.0
+    return {"n": len(values), "p50 ms": _common.percentile(values, 50) * ms,
+            "p99 ms": _common.percentile(values, 99) * ms, "max ms": max(values, default=float("nan")) * ms}
+
+
+def run(rates: Sequence[float], conversations: int, seconds: float) -> dict[str, object]:
+    """Measure each rate in turn (waiting for the previous one to be mirrored); returns the figures."""
+    tag = uuid.uuid4().hex[:6]
+    steps: list[tuple[float, list[float], list[float], int, int]] = []
+    with _common.temp_dir("wabridge-bench-mirror-") as tmp, _common.Standins() as standins, \
+            _common.redis_server() as redis_url, _common.pg_database() as db_url:
+        # Baseline: direct posts to the stand-in, matched to its arrival stamps by text.
+        direct_sent = asyncio.run(_direct_posts(standins.slack_api_url, 50))
+        direct_arrived = [p["t"] for p in standins.slack_posts() if '"direct-' in p["blob"]]
+        direct = [a - s for s, a in zip(direct_sent, direct_arrived, strict=True)]
+        standins.reset()
+        config = _common.write_config(Path(tmp) / "app.yaml", database_url=db_url, redis_url=redis_url,
+                                      graph_url=standins.graph_url, slack_api_url=standins.slack_api_url,
+                                      channels=[_common.Channel("lucknow", "100000000000001")])
+        with _common.Serve(config, log_dir=Path(tmp)) as serve:
+            for n, rate in enumerate(rates):
+                step_tag = f"{tag}s{n}"
+                sent, acks, errors = asyncio.run(
+                    _send(f"{serve.url}/webhooks/meta", rate, conversations, seconds, step_tag))
+                deadline = time.monotonic() + SETTLE_TIMEOUT
+                arrived = _arrivals(standins, step_tag)
+                while len(arrived) < len(sent) and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    arrived = _arrivals(standins, step_tag)
+                latencies = [arrived[i] - t for i, t in sent.items() if i in arrived]
+                steps.append((rate, acks, latencies, errors, len(sent) - len(latencies)))
+    floor_p50 = _common.percentile(direct, 50)
+    rows: list[dict[str, object]] = [
+        {"path": "direct chat.postMessage (baseline)", "msg/s": "-", **_stats(direct), "ratio p50": 1.0,
+         "errors": 0, "not mirrored": 0}]
+    for rate, acks, latencies, errors, missing in steps:
+        rows.append({"path": "webhook ack (baseline)", "msg/s": rate, **_stats(acks),
+                     "ratio p50": _common.percentile(acks, 50) / floor_p50, "errors": errors, "not mirrored": "-"})
+        rows.append({"path": "webhook -> Slack post", "msg/s": rate, **_stats(latencies),
+                     "ratio p50": _common.percentile(latencies, 50) / floor_p50, "errors": errors,
+                     "not mirrored": missing})
+    last = rows[-1]
+    p50, p99 = float(last["p50 ms"]), float(last["p99 ms"])  # type: ignore[arg-type]
+    print(_common.table(rows, f"Mirror latency: {conversations} conversations, {seconds:g} s per rate; "
+                              f"{_common.machine()}"))
+    print(f"\nratio p50: against the direct post's p50; not mirrored: no post within {SETTLE_TIMEOUT:g} s")
+    print(f"at {last['msg/s']}/s: p50 {p50:.1f} ms (target < {TARGET_P50_MS:g}: "
+          f"{'met' if p50 < TARGET_P50_MS else 'MISSED'}), p99 {p99:.1f} ms (target < {TARGET_P99_MS:g}: "
+          f"{'met' if p99 < TARGET_P99_MS else 'MISSED'})")
+    return {"rows": rows, "p50_ms": p50, "p99_ms": p99}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", type=float, nargs="+", default=[2.0, 10.0, 50.0],
+                        help="inbound messages per second, in order (the target is for the last)")
+    parser.add_argument("--conversations", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=None, help="default 15 (8 with --quick)")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    run(args.rates, args.conversations, args.seconds or (8.0 if args.quick else 15.0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
