@@ -91,6 +91,52 @@ def machine() -> str:
             f"python={platform.python_version()} ({platform.python_implementation()})")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(name: str) -> list[int]:
+    """Processes whose command name is `name` (e.g. postgres, redis-server)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+class CpuMeter:
+    """CPU used by named groups of processes between start() and stop(), as a share of one core."""
+
+    def __init__(self, groups: Mapping[str, Sequence[int] | str]) -> None:
+        self.groups = groups  # name -> pids, or a command name looked up at each reading
+
+    def _read(self) -> dict[str, dict[int, float]]:
+        out: dict[str, dict[int, float]] = {}
+        for name, who in self.groups.items():
+            pids = pids_named(who) if isinstance(who, str) else list(who)
+            out[name] = {pid: cpu_seconds(pid) for pid in pids}
+        return out
+
+    def start(self) -> CpuMeter:
+        self._t0, self._c0 = time.monotonic(), self._read()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        elapsed = max(time.monotonic() - self._t0, 1e-9)
+        now = self._read()
+        return {name: sum(c - self._c0[name].get(pid, 0.0) for pid, c in now[name].items()) / elapsed
+                for name in now}
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident set size in MB (ru_maxrss is in KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -291,6 +337,10 @@ class Standins:
         """chat.postMessage calls as {t, ok, blob} (blob: the call's arguments as JSON text)."""
         return list(get_json(f"{self.slack_api_url.removesuffix('/api/')}/_bench/slack"))
 
+    def sends_count(self, pnid: str) -> int:
+        """Sends accepted for one number so far (cheap to poll, unlike graph_records)."""
+        return int(get_json(f"{self._control}/_bench/count?pnid={pnid}")["sends"])
+
     def reset(self) -> None:
         get_json(f"{self._control}/_bench/reset")
 
@@ -340,6 +390,17 @@ def py_spy(pid: int, out: str, rate: int = 200) -> subprocess.Popen[bytes] | Non
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def stop_py_spy(spy: subprocess.Popen[bytes]) -> None:
+    """py-spy writes its file when interrupted (SIGINT), not on SIGTERM."""
+    if spy.poll() is None:
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(timeout=10)
+
+
 def top_frames(collapsed: str, contains: str = "", limit: int = 15) -> list[tuple[float, str]]:
     """From a py-spy collapsed-stack file: the frames most often on the stack (share of samples),
     optionally only those whose text contains `contains` (e.g. "bot/")."""
@@ -373,11 +434,16 @@ async def _serve_standins(caps: Mapping[str, int]) -> None:
         def _routes(self, app: web.Application) -> None:
             app.router.add_get("/_bench/graph", self._bench_records)
             app.router.add_get("/_bench/reset", self._bench_reset)
+            app.router.add_get("/_bench/count", self._bench_count)
             super()._routes(app)
 
         async def _bench_records(self, request: web.Request) -> web.Response:
             return web.json_response({"sends": rows(self.sends), "throttle_hits": rows(self.throttle_hits),
                                       "rejected": rows(self.rejected)})
+
+        async def _bench_count(self, request: web.Request) -> web.Response:
+            pnid = request.query.get("pnid")
+            return web.json_response({"sends": sum(1 for r in self.sends if r.phone_number_id == pnid)})
 
         async def _bench_reset(self, request: web.Request) -> web.Response:
             self.reset_records()

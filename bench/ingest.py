@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import sys
 import time
 import uuid
@@ -143,12 +142,6 @@ class Backlog:
             await asyncio.sleep(0.1)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass
 class Measured:
     step: Step
@@ -173,10 +166,10 @@ async def _measure(url: str, rates: Sequence[int], seconds: float, connections: 
         for n, rate in enumerate(rates):
             items = deliveries(max(1, int(rate * seconds)), f"{tag}{n}")
             done_before = (await backlog.counts())[0] if backlog else 0
-            cpu0, began = (cpu_seconds(pid) if pid else 0.0), time.monotonic()
+            cpu0, began = (_common.cpu_seconds(pid) if pid else 0.0), time.monotonic()
             measured = Measured(await load(session, url, items, rate))
             if pid:
-                measured.cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - began)
+                measured.cpu = (_common.cpu_seconds(pid) - cpu0) / (time.monotonic() - began)
             if backlog is not None:
                 measured.processed, measured.backlog = await backlog.watch(done_before, began, drain_wait)
             out.append(measured)
@@ -202,7 +195,7 @@ def run(rates: Sequence[int], seconds: float, connections: int, *, drain_wait: f
             ours = asyncio.run(_measure(f"{serve.url}/webhooks/meta", rates, seconds, connections, f"s{tag}",
                                         pid=serve.proc.pid, db_url=db_url, drain_wait=drain_wait))
             if spy is not None:
-                _common.stop_process(spy)
+                _common.stop_py_spy(spy)
             errors_in_log = serve.tail(2000).count("Traceback")
     rows: list[dict[str, object]] = []
     for b, s in zip(base, ours, strict=True):
