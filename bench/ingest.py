@@ -222,14 +222,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="length of each rate step")
     parser.add_argument("--connections", type=int, default=64, help="the loader's keep-alive connections")
     parser.add_argument("--quick", action="store_true", help="250 and 1000/s for 2 s each")
+    parser.add_argument("--drain-wait", type=float, default=None,
+                        help=f"seconds to watch the backlog after each step (default {DRAIN_WAIT:g}, 3 with --quick)")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     parser.add_argument("--py-spy", default="", metavar="FILE",
                         help="record `serve` with py-spy (collapsed stacks) while it is measured")
     args = parser.parse_args(argv)
     rates = args.rates or ([250, 1000] if args.quick else [250, 500, 1000])
     seconds = args.seconds or (2.0 if args.quick else 6.0)
-    figures = run(rates, seconds, args.connections, drain_wait=3.0 if args.quick else DRAIN_WAIT,
-                  profile=args.py_spy)
+    drain_wait = args.drain_wait if args.drain_wait is not None else (3.0 if args.quick else DRAIN_WAIT)
+    figures = run(rates, seconds, args.connections, drain_wait=drain_wait, profile=args.py_spy)
     if args.json:
         print(json.dumps(figures, default=str))
     return 0

@@ -1,0 +1,52 @@
+"""The benchmarks still run: each bench's main at its smallest size (a few seconds each, no timing asserted)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+def _row(out: str, first_cell: str) -> dict[str, str]:
+    """One row of the Markdown table a bench printed, by its first cell, as {header: cell}."""
+    lines = [line for line in out.splitlines() if line.startswith("|")]
+    headers = [c.strip() for c in lines[0].split("|")[1:-1]]
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if cells[0] == first_cell:
+            return dict(zip(headers, cells, strict=True))
+    raise AssertionError(f"no row {first_cell!r} in:\n{out}")
+
+
+def test_ingest_bench_prints_serve_and_bare_rates(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import ingest
+
+    assert ingest.main(["--rates", "40", "--seconds", "0.5", "--drain-wait", "1"]) == 0
+    row = _row(capsys.readouterr().out, "40")
+    assert row["errors"] == "0" and float(row["ratio"]) > 0
+
+
+def test_mirror_latency_bench_matches_posts_to_webhooks(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import mirror_latency
+
+    assert mirror_latency.main(["--rates", "4", "--conversations", "2", "--seconds", "1"]) == 0
+    row = _row(capsys.readouterr().out, "webhook -> Slack post")
+    assert row["n"] == "4" and row["not mirrored"] == "0"
+
+
+def test_campaign_throughput_bench_sends_a_campaign_created_by_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import campaign_throughput
+
+    assert campaign_throughput.main(["--mps", "5", "--processes", "1", "--slow-seconds", "1"]) == 0
+    row = _row(capsys.readouterr().out, "1")
+    assert row["sent"] == row["recipients"] == "6"
+    assert row["twice"] == "0" and int(row["max 1-s window"]) <= 5
+
+
+def test_audience_scale_bench_imports_a_generated_csv(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import audience_scale
+
+    assert audience_scale.main(["--sizes", "300", "--stages", "csv.reader", "import"]) == 0
+    out = capsys.readouterr().out
+    imported = [line for line in out.splitlines() if "import (postgres)" in line]
+    assert len(imported) == 1 and "csv.reader" in out
