@@ -11,7 +11,7 @@ from aiohttp import web
 
 from bot import appkeys
 from scheduler.jobs import CampaignScheduler
-from scheduler.runner import CampaignRunner
+from scheduler.runner import CampaignRunner, campaign_throttle
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ def _register_progress() -> None:
 
 async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
     deps = app[appkeys.DEPS]
-    runner = CampaignRunner(deps.sessions, deps.graph, deps.throttle, deps.settings, metrics=deps.metrics)
+    throttle = campaign_throttle(app[appkeys.REDIS], deps.throttle)
+    runner = CampaignRunner(deps.sessions, deps.graph, throttle, deps.settings, metrics=deps.metrics)
     scheduler = CampaignScheduler(deps.sessions, on_fire=lambda _run_id: runner.wake())
     app[CAMPAIGN_RUNNER] = runner
     app[CAMPAIGN_SCHEDULER] = scheduler

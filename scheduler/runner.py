@@ -6,7 +6,8 @@ marked `sending` in a commit made BEFORE any call to Meta -> throttle grant -> G
 its wamid (or failed / retried / skipped) in the batch's result commit. A process that dies leaves its
 batch `sending`; once the lease has passed, start-up recovery (and every surviving runner, periodically)
 turns those into `unknown`: they may or may not have been sent, and re-sending blindly could send twice.
-A batch is at most ``batch`` recipients per worker, so a crash leaves only a few `unknown`.
+Only about a quarter of a second of sends is claimed ahead (one recipient at a time at low rates), and
+results are written every 50 ms, so a crash leaves only those few `unknown`.
 
 What a failed send does (``bot.meta.errors.classify``):
 - 130429 (throughput): the whole number is penalised in the shared throttle and the same recipient retried.
@@ -51,8 +52,9 @@ from scheduler.campaigns import (
     RunStatus,
     is_marketing,
 )
+from scheduler.estimate import CAMPAIGN_MARGIN
 from scheduler.jobs import alert
-from scheduler.throttle import Priority, Throttle, ThrottleUnavailable
+from scheduler.throttle import LocalThrottle, Priority, RedisThrottle, Throttle, ThrottleUnavailable
 from scheduler.variables import components_for
 from storage import repository as repo
 from storage.models import Campaign, CampaignRecipient, CampaignRun, Channel, Contact, MessageStatus, utcnow
@@ -60,6 +62,7 @@ from storage.models import Campaign, CampaignRecipient, CampaignRun, Channel, Co
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+KEEPALIVE_TRUST = 4.0  # seconds an idle connection to Meta is assumed still open (httpx keeps them 5 s)
 R = CampaignRecipient
 
 
@@ -80,6 +83,14 @@ class RunnerConfig:
     progress_interval: float = 5.0
     batch: int | None = None  # default: from the number's cap
     workers: int | None = None
+
+
+def campaign_throttle(redis: Any, shared: Throttle | None = None) -> Throttle:
+    """What campaign sends acquire: the shared Redis budget counted with CAMPAIGN_MARGIN, or, without
+    Redis, the process's own throttle (a second in-process throttle would not share the number's budget)."""
+    if redis is None:
+        return shared if shared is not None else LocalThrottle(margin=CAMPAIGN_MARGIN)
+    return RedisThrottle(redis, margin=CAMPAIGN_MARGIN)
 
 
 def batch_size(mps: int) -> int:
@@ -199,6 +210,7 @@ class CampaignRunner:
         self._wake = asyncio.Event()
         self._penalty_streak: dict[str, int] = {}
         self._progress_at: dict[int, float] = {}
+        self._graph_used: dict[str, float] = {}  # phone_number_id -> loop time of the last Graph call
 
     # ---- the loop --------------------------------------------------------------------------------
 
@@ -217,6 +229,7 @@ class CampaignRunner:
                     if loop.time() - last_recovery > self.config.lease / 2:
                         last_recovery = loop.time()
                         await self.recover()
+                    self._tasks = {k: t for k, t in self._tasks.items() if not t.done()}
                     for run_id in await self._running_runs():
                         task = self._tasks.get(run_id)
                         if task is None or task.done():
@@ -346,7 +359,8 @@ class CampaignRunner:
         size = self.config.batch or batch_size(ctx.channel.mps)
         workers = self.config.workers or worker_count(ctx.channel.mps)
         await self._warm_up(ctx, workers)
-        pipe = _Pipe(size)
+        # A quarter of a second of sends in reserve rides out a slow commit without idling the senders.
+        pipe = _Pipe(size, reserve=ctx.channel.mps // 4)
         senders = [asyncio.create_task(self._sender(ctx, state, pipe)) for _ in range(workers)]
         writer = asyncio.create_task(self._writer(ctx, pipe))
         cancelled = False
@@ -381,13 +395,18 @@ class CampaignRunner:
         the number's per-second cap at Meta's end. A cheap read of the number on each connection first
         keeps set-up out of the paced path. Its answer does not matter.
         """
+        pnid = ctx.channel.phone_number_id
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._graph_used.get(pnid, float("-inf")) < KEEPALIVE_TRUST:
+            return  # connections used moments ago are still open
+
         async def touch() -> None:
             with contextlib.suppress(Exception):
-                await self._graph.get_phone_number(ctx.channel.phone_number_id, ctx.channel.access_token,
-                                                   fields=("id",))
+                await self._graph.get_phone_number(pnid, ctx.channel.access_token, fields=("id",))
 
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(touch() for _ in range(connections))), timeout=5)
+        self._graph_used[pnid] = loop.time()
 
     async def _feeder(self, ctx: RunContext, state: RunState, pipe: _Pipe, size: int) -> None:
         while not state.stopped.is_set():
@@ -560,6 +579,7 @@ class CampaignRunner:
                 log.exception("campaign run %s: send to %s failed unexpectedly", ctx.run_id, rec.wa_id)
                 return self._backoff(rec, GraphError(None, None, message=repr(exc)))
             state.in_flight.discard(rec.id)
+            self._graph_used[pnid] = asyncio.get_running_loop().time()
             self._penalty_streak.pop(pnid, None)
             self._count(ctx, "sent")
             return Result(rec, Outcome.SENT, wamid=sent.wamid)
@@ -744,8 +764,9 @@ class CampaignRunner:
 class _Pipe:
     """Claimed recipients waiting to be sent, and results waiting to be written, for one pass of a run."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, reserve: int | None = None) -> None:
         self.size = size
+        self.reserve = max(size, reserve or 0)  # claim more once no more than this many are queued
         self.queue: list[Claimed] = []
         self.results: list[Result] = []
         self.sending: dict[int, Claimed] = {}
@@ -789,12 +810,14 @@ class _Pipe:
         await self._notify()
 
     async def wait_for_room(self, state: RunState) -> None:
-        """Claim more only when little is queued (at low rates, only once a sender is idle): the fewer
-        recipients sit claimed, the fewer a crash leaves `unknown`."""
+        """Claim the next batch while one is still queued, so a slow commit never leaves the senders idle;
+        at low rates (batches of one) only once a sender is idle: the fewer recipients sit claimed, the
+        fewer a crash leaves `unknown`."""
         async with self._changed:
             while not state.stopped.is_set():
-                low = len(self.queue) <= self.size // 2
-                if low and (self.size > 1 or (not self.queue and self.idle_senders > 0)):
+                if self.size > 1 and len(self.queue) <= self.reserve:
+                    return
+                if self.size == 1 and not self.queue and self.idle_senders > 0:
                     return
                 await _wait(self._changed, state)
 

@@ -13,10 +13,11 @@ from bot.meta.graph import GraphClient
 from bot.standins.graph import GraphStandin
 from scheduler import campaigns
 from scheduler.campaigns import CampaignStatus, RunStatus
-from scheduler.runner import CampaignRunner, RunnerConfig
-from scheduler.throttle import RedisThrottle, Throttle
+from scheduler.runner import CampaignRunner, RunnerConfig, campaign_throttle
+from scheduler.throttle import Throttle
 from scheduler.variables import components_for
 from storage.models import Campaign, CampaignRun, Contact, SlackOutbox
+from tests import services
 from tests.helpers import PNID
 from tests.test_campaign_support import (
     Db,
@@ -31,6 +32,13 @@ from tests.test_campaign_support import (
 )
 
 pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A private real Redis for this module: other suites FLUSHDB the shared one mid-measurement."""
+    with services.throwaway_redis() as url:
+        yield url
 
 
 class RecordingThrottle:
@@ -63,7 +71,7 @@ async def _setup(db_url: str, redis_client: Any, standin: GraphStandin, mps: int
     standin.set_mps(PNID, mps)
     settings = campaign_settings(db_url, graph_url=standin.base_url, mps=mps)
     db = await open_db(settings)
-    throttle = RecordingThrottle(RedisThrottle(redis_client))
+    throttle = RecordingThrottle(campaign_throttle(redis_client))
     graph_client = GraphClient(standin.base_url, "v23.0")
     runner = CampaignRunner(db.sessions, graph_client, throttle, settings,
                             config=config or RunnerConfig(poll=0.1))
@@ -227,7 +235,7 @@ async def test_read_timeout_marks_unknown_instead_of_sending_twice(
     db, _, _ = await _setup(db_url, redis_client, graph, 80)
     settings = campaign_settings(db_url, graph_url=graph.base_url, mps=80)
     slow = GraphClient(graph.base_url, "v23.0", timeout=0.2)
-    runner = CampaignRunner(db.sessions, slow, RedisThrottle(redis_client), settings, config=RunnerConfig(poll=0.1))
+    runner = CampaignRunner(db.sessions, slow, campaign_throttle(redis_client), settings, config=RunnerConfig(poll=0.1))
     graph.set_latency(0.4)
     audience = numbers(1)
     run_id = await start_run(db, await make_campaign(db, audience))
