@@ -78,7 +78,8 @@ def table(rows: Sequence[Mapping[str, object]], title: str = "") -> str:
 
 
 def machine() -> str:
-    """One line naming the machine: cores, CPU model, Python."""
+    """One line naming the machine: cores, CPU model, Python, and the load average when the bench started
+    (the machine may be shared: a high load means the figures are pessimistic)."""
     model = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -87,8 +88,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    load = os.getloadavg()[0]
     return (f"nproc={os.cpu_count()} cpu={model or platform.processor() or '?'} "
-            f"python={platform.python_version()} ({platform.python_implementation()})")
+            f"python={platform.python_version()} ({platform.python_implementation()}) load(1 min)={load:.2f}")
 
 
 def cpu_seconds(pid: int) -> float:
