@@ -55,6 +55,7 @@ _FORMAT_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_
                             "no_text", "too_many_attachments", "invalid_metadata_format",
                             "invalid_metadata_schema", "metadata_too_large", "metadata_must_be_sent_from_app"})
 _MAX_COOLDOWN_WAIT = 30.0
+_SETTLE_RETRY_CAP = 5.0  # seconds between attempts to record an outcome while the database is away
 
 
 class Retry(Exception):
@@ -505,17 +506,35 @@ class OutboxWorker:
                                   .values(result={**result, "uncertain": True}))
 
     async def _complete(self, item: OutboxItem, result: Mapping[str, Any], error: str | None = None) -> None:
-        async with self.deps.sessions() as session, session.begin():
-            await session.execute(update(SlackOutbox).where(SlackOutbox.id == item.id).values(
-                done_at=utcnow(), claimed_until=None, next_attempt_at=None, result=dict(result),
-                last_error=error[:4000] if error else None))
+        await self._settle(item, lambda: {
+            "done_at": utcnow(), "claimed_until": None, "next_attempt_at": None, "result": dict(result),
+            "last_error": error[:4000] if error else None})
 
     async def _release(self, item: OutboxItem, delay: float, uncertain: bool, error: str,
-                       result: Mapping[str, Any]) -> None:
-        async with self.deps.sessions() as session, session.begin():
-            await session.execute(update(SlackOutbox).where(SlackOutbox.id == item.id).values(
-                claimed_until=None, next_attempt_at=utcnow() + timedelta(seconds=delay),
-                result={**result, "uncertain": uncertain}, last_error=error[:4000]))
+                       result: Mapping[str, Any], *, retry: bool = True) -> None:
+        await self._settle(item, lambda: {
+            "claimed_until": None, "next_attempt_at": utcnow() + timedelta(seconds=delay),
+            "result": {**result, "uncertain": uncertain}, "last_error": error[:4000]}, retry=retry)
+
+    async def _settle(self, item: OutboxItem, values: Callable[[], dict[str, Any]], *, retry: bool = True) -> None:
+        """Write an item's outcome; while the database is unreachable, keep trying (unless retry is False).
+
+        Until the outcome is written the item stays leased and its whole thread waits behind it: giving up
+        would hold the conversation for the rest of the lease (minutes) after a database outage of seconds.
+        """
+        wait = 0.5
+        while True:
+            try:
+                async with self.deps.sessions() as session, session.begin():
+                    await session.execute(update(SlackOutbox).where(SlackOutbox.id == item.id).values(**values()))
+                return
+            except Exception:
+                if not retry:
+                    raise
+                log.warning("slack outbox %s: cannot record its outcome yet; retrying in %.1fs", item.id, wait,
+                            exc_info=True)
+                await asyncio.sleep(wait)
+                wait = min(_SETTLE_RETRY_CAP, wait * 2)
 
     # ---- one item ----------------------------------------------------------------------------------
 
@@ -533,7 +552,8 @@ class OutboxWorker:
             await handler(ctx)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._release(item, 0.0, True, "interrupted", ctx.result))
+                await asyncio.shield(self._release(item, 0.0, True, "interrupted", ctx.result,
+                                                   retry=False))
             raise
         except Retry as r:
             delay = r.delay if r.delay is not None else self.backoff(item.attempts)
