@@ -19,6 +19,7 @@ from storage import webhook_logs
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = 3600.0
+RECORD_RETRY_CAP = 5.0  # seconds between attempts to record a failure while the database is away
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -97,8 +98,7 @@ class WebhookWorker:
         except Exception as exc:
             log.exception("webhook log %s failed (attempt %s)", item.id, item.attempts)
             self._metrics.webhooks_processed.labels(event_type, "error").inc()
-            await webhook_logs.record_failure(self._sessions, item.id, repr(exc),
-                                              retry_delay(item.attempts))
+            await self._record_failure(item, repr(exc))
             return
         for kind, n in ctx.stats.items():
             self._metrics.events_applied.labels(kind).inc(n)
@@ -108,3 +108,20 @@ class WebhookWorker:
             "wamids": ",".join(sorted({w for e in events if (w := getattr(e, "wamid", None))})) or "-",
             "channel": _phone_number_ids(events), "latency_ms": round((time.perf_counter() - started) * 1000, 1),
         })
+
+    async def _record_failure(self, item: webhook_logs.ClaimedLog, error: str) -> None:
+        """Keep the failure on the log; while the database is unreachable, keep trying.
+
+        Until it is recorded the delivery stays leased to this worker (60 s): giving up would leave it, and
+        the rest of the batch, untouched for that long after a database outage of seconds.
+        """
+        wait = 0.5
+        while True:
+            try:
+                await webhook_logs.record_failure(self._sessions, item.id, error, retry_delay(item.attempts))
+                return
+            except Exception:
+                log.warning("webhook log %s: cannot record the failure yet; retrying in %.1fs", item.id, wait,
+                            exc_info=True)
+                await asyncio.sleep(wait)
+                wait = min(RECORD_RETRY_CAP, wait * 2)
