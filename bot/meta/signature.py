@@ -17,4 +17,6 @@ def verify(app_secret: str, body: bytes, header: str | None) -> bool:
     """True when header is a valid signature of body; compared in constant time."""
     if not header or not header.startswith(PREFIX) or not app_secret:
         return False
+    if not header.isascii():  # compare_digest refuses non-ASCII text: such a header is simply wrong
+        return False
     return hmac.compare_digest(sign(app_secret, body), header.strip())
