@@ -44,9 +44,11 @@ async def receive(request: web.Request) -> web.Response:
     if not verify(settings.meta.app_secret, body, request.headers.get("X-Hub-Signature-256")):
         return _reject(request, 401, "bad_signature", "missing or invalid X-Hub-Signature-256")
     try:
-        payload = json.loads(body)
+        # Strict UTF-8 (RFC 8259 8.1): json.loads on bytes would also take UTF-16/32 and UTF-8-encoded
+        # surrogates, which then fail wherever the text is stored.
+        payload = json.loads(body.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
-        return _reject(request, 400, "malformed", "body is not valid JSON")
+        return _reject(request, 400, "malformed", "body is not valid UTF-8 JSON")
     if not isinstance(payload, dict):
         return _reject(request, 400, "malformed", "body must be a JSON object")
     event_type = event_type_of(payload)
