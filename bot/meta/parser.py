@@ -8,6 +8,7 @@ is dropped silently and one bad message never hides its neighbours.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from bot.meta.events import (
 )
 
 OBJECT = "whatsapp_business_account"
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _NO_ENVELOPE = Envelope(waba_id="", field="", phone_number_id=None, display_phone_number=None)
 
 
@@ -58,9 +60,15 @@ def _list(x: object) -> list:
     return x if isinstance(x, list) else []
 
 
+def _storable(v: str) -> str:
+    """NUL and lone surrogates are legal JSON escapes but no database text can hold them: U+FFFD instead.
+    (json.loads joins valid surrogate pairs, so any surrogate left in a str is a lone one.)"""
+    return _UNSTORABLE.sub("\ufffd", v)
+
+
 def _str(d: dict, key: str) -> str | None:
     v = d.get(key)
-    return v if isinstance(v, str) else None
+    return _storable(v) if isinstance(v, str) else None
 
 
 def _id(x: object) -> str | None:
@@ -122,7 +130,7 @@ def _req_str(d: dict, key: str) -> str:
     v = d.get(key)
     if not isinstance(v, str) or not v:
         raise _Malformed(f"'{key}' is missing or not a non-empty string")
-    return v
+    return _storable(v)
 
 
 def _req_time(d: dict, key: str) -> datetime:
