@@ -63,7 +63,25 @@ async def slack_events(request: web.Request) -> web.Response:
     bolt = request.app.get(BOLT)
     if bolt is None:
         return web.Response(status=503, text="Slack is not ready yet")
+    refused = await _malformed(request)
+    if refused is not None:
+        return refused
     return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+
+async def _malformed(request: web.Request) -> web.Response | None:
+    """What bolt's checks would crash on (500) rather than refuse: a non-numeric timestamp or a non-ASCII
+    signature (slack_sdk's verifier calls int() and hmac.compare_digest on them), or a body that is not
+    UTF-8 (the aiohttp adapter decodes it strictly). Slack sends none of these."""
+    timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+    signature = request.headers.get("X-Slack-Signature", "")
+    if not (timestamp.isascii() and timestamp.isdigit()) or not signature.isascii():
+        return web.json_response({"error": "invalid request"}, status=401)
+    try:
+        (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        return web.json_response({"error": "body is not UTF-8"}, status=400)
+    return None
 
 
 async def start_socket_mode(bolt: AsyncApp, app_token: str) -> object:
