@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -66,7 +67,9 @@ async def deps_ctx(app: web.Application) -> AsyncIterator[None]:
     graph = GraphClient(settings.meta.graph_url, settings.meta.api_version)
     # No rate-limit retry handler: the Slack outbox honours Retry-After itself (slack_sdk's async handler
     # reads only the first character of the header, so "Retry-After: 30" would wait 3 s).
-    slack = AsyncWebClient(token=settings.slack.bot_token, base_url=settings.slack.api_url)
+    # One shared session: without it slack_sdk opens a new connection (and TLS handshake) per call.
+    slack_http = aiohttp.ClientSession()
+    slack = AsyncWebClient(token=settings.slack.bot_token, base_url=settings.slack.api_url, session=slack_http)
     redis_client = app[appkeys.REDIS]
     throttle: Throttle = RedisThrottle(redis_client) if redis_client is not None else make_throttle(None)
     app[appkeys.DEPS] = Deps(settings=settings, sessions=app[appkeys.SESSIONS], graph=graph, slack=slack,
@@ -74,6 +77,7 @@ async def deps_ctx(app: web.Application) -> AsyncIterator[None]:
                              channel_ids=app[appkeys.CHANNEL_IDS])
     yield
     await graph.aclose()
+    await slack_http.close()
 
 
 def background(name: str, start: Callable[[web.Application], asyncio.Task[None]]

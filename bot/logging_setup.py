@@ -27,3 +27,5 @@ def configure(level: str = "INFO") -> None:
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: one line per WhatsApp send drowns the useful lines (and costs CPU).
+    logging.getLogger("httpx").setLevel(logging.WARNING)

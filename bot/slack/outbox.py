@@ -367,7 +367,7 @@ def _without_retries(client: AsyncWebClient) -> AsyncWebClient:
     twice; the outbox retries on its own terms, after checking whether the first attempt landed.
     """
     return AsyncWebClient(token=client.token, base_url=client.base_url, timeout=client.timeout,
-                          retry_handlers=[])
+                          session=client.session, retry_handlers=[])
 
 
 _WORKERS: dict[int, OutboxWorker] = {}
