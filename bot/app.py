@@ -35,6 +35,10 @@ def database_ctx(run_migrations: bool) -> Callable[[web.Application], AsyncItera
         app[appkeys.ENGINE] = engine
         app[appkeys.SESSIONS] = make_sessionmaker(engine)
         app[appkeys.CHANNEL_IDS] = await sync_channels(app[appkeys.SESSIONS], settings.channels)
+        # Numbers connected through /onboard join the configured ones before any worker starts.
+        from bot.onboarding.channels import merge_onboarded
+
+        await merge_onboarded(settings, app[appkeys.SESSIONS], app[appkeys.CHANNEL_IDS])
         yield
         await engine.dispose()
 

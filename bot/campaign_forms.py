@@ -27,6 +27,8 @@ USAGE = ("*/campaign* opens the form to create a campaign.\n"
          "*/campaign list* shows recent campaigns; */campaign show ID* shows one.\n"
          "*/campaign pause ID*, */campaign resume ID*, */campaign cancel ID* control one.\n"
          "*/campaign templates*, *doctor*, *spend [YYYY-MM]*, *export @contact-or-number* help run the bridge.\n"
+         "*/campaign connect [#channel] [name]* gives a one-time link to connect a WhatsApp Business app number; "
+         "*/campaign history @number* posts its imported chat history into the thread.\n"
          "Everything but list and show is for campaign managers.")
 REFUSAL = ("Only campaign managers can create or control campaigns. Ask an admin to add you to "
            "`slack.campaign_managers` in app.yaml.")

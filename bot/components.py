@@ -7,8 +7,9 @@ from bot.config import Settings
 
 
 def default_components(settings: Settings) -> list[Component]:
-    """Slack bridge, scheduler and campaign runner, as configured."""
+    """Slack bridge, scheduler and campaign runner, and the /onboard page, as configured."""
+    from bot.onboarding.page import onboarding_component
     from bot.slack.component import slack_component
     from scheduler.component import campaign_component
 
-    return [slack_component, campaign_component]
+    return [slack_component, campaign_component, onboarding_component]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Mapping
@@ -91,6 +92,24 @@ class MetaSettings(_Strict):
     app_secret: str
     verify_token: str
     app_token: str = ""  # app access token (app_id|secret) for reading webhook subscriptions
+    # Facebook Login for Business configuration used by the /onboard page (embedded signup).
+    embedded_signup_config_id: str = ""
+    # Fernet key(s) encrypting onboarded channels' tokens at rest; comma-separated, the first encrypts.
+    token_key: str = ""
+
+    @field_validator("token_key")
+    @classmethod
+    def _fernet_keys(cls, value: str) -> str:
+        for key in filter(None, (k.strip() for k in value.split(","))):
+            try:
+                raw = base64.urlsafe_b64decode(key.encode("ascii"))
+            except (ValueError, UnicodeEncodeError):
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError("not a Fernet key (32 url-safe base64 bytes); make one with "
+                                 "`python -c 'from cryptography.fernet import Fernet; "
+                                 "print(Fernet.generate_key().decode())'`")
+        return value
 
 
 class SlackSettings(_Strict):

@@ -415,6 +415,17 @@ async def traffic_checks(env: DoctorEnv, channels: Sequence[ChannelSettings], no
             *check_error_counts(counts[PAYMENT_ERROR], counts[THROUGHPUT_ERROR])]
 
 
+async def sync_checks(env: DoctorEnv, now: datetime) -> list[CheckResult]:
+    """Business App syncs (contacts, history) asked of Meta that never completed or stalled."""
+    from bot.onboarding.syncs import latest_views, sync_problems
+
+    out = []
+    for name, detail, fix, failure in sync_problems(await latest_views(env.sessions), now):
+        out.append(failed(name, detail, fix) if failure else warned(name, detail, fix) if fix
+                   else passed(name, detail))
+    return out
+
+
 async def run_doctor(env: DoctorEnv, channel: str | None = None) -> list[CheckResult]:
     """Every check, in a stable order: storage, Meta per channel, webhooks, traffic, Slack."""
     settings = env.settings
@@ -433,6 +444,7 @@ async def run_doctor(env: DoctorEnv, channel: str | None = None) -> list[CheckRe
     results.append(await check_app_fields(env, channels))
     if db_ok:
         results.extend(await traffic_checks(env, channels, now))
+        results.extend(await sync_checks(env, now))
     results.extend(await check_slack(env))
     return results
 

@@ -52,13 +52,24 @@ def _channel(ctx: EventContext, envelope: ev.Envelope) -> tuple[int, str] | None
     return channel_id, cfg.slack_channel
 
 
+async def _find_channel(session: AsyncSession, ctx: EventContext, envelope: ev.Envelope) -> tuple[int, str] | None:
+    found = _channel(ctx, envelope)
+    if found is None and envelope.phone_number_id:
+        # Perhaps connected seconds ago through /onboard by another process.
+        from bot.onboarding.channels import adopt
+
+        if await adopt(session, ctx.settings, ctx.channel_ids, envelope.phone_number_id):
+            found = _channel(ctx, envelope)
+    return found
+
+
 async def _store_message(
     session: AsyncSession, ctx: EventContext, *, envelope: ev.Envelope, wa_id: str, profile_name: str | None,
     wamid: str, timestamp: datetime, content: ev.MessageContent, direction: Direction, source: Source,
     history: bool = False,
 ) -> tuple[int | None, int | None]:
     """Store one message; returns (message id or None if already stored, conversation id)."""
-    found = _channel(ctx, envelope)
+    found = await _find_channel(session, ctx, envelope)
     if found is None:
         ctx.count("unknown_phone_number_id")
         log.warning("delivery for unconfigured phone_number_id %s ignored", envelope.phone_number_id)
@@ -252,21 +263,32 @@ async def on_account(session: AsyncSession, ctx: EventContext, e: ev.AccountUpda
 
 
 async def on_history(session: AsyncSession, ctx: EventContext, e: ev.HistoryChunk) -> None:
+    """Store a history chunk's messages (never posted one by one) and fold it into the import's progress."""
+    from bot.onboarding import syncs
+
+    stored = 0
     for m in e.messages:
         source = Source.CUSTOMER if m.direction is ev.Direction.INBOUND else Source.PHONE_APP
-        await _store_message(
+        message_id, conv_id = await _store_message(
             session, ctx, envelope=e.envelope, wa_id=m.wa_id, profile_name=None, wamid=m.wamid,
             timestamp=m.timestamp, content=m.content, direction=Direction(m.direction.value), source=source,
             history=True,
         )
+        if message_id is not None:
+            stored += 1
+        elif conv_id is not None and await syncs.fill_placeholder(session, m, content_json(m.content)):
+            stored += 1
+    found = await _find_channel(session, ctx, e.envelope)
+    if found is not None:
+        await syncs.history_chunk(session, channel_id=found[0], slack_channel=found[1], chunk=e, stored=stored)
 
 
 async def on_contact_sync(session: AsyncSession, ctx: EventContext, e: ev.ContactSync) -> None:
-    contact = await repo.contact_for(session, e.wa_id)
-    if e.action == "remove":
-        contact.address_book_name = None
-    else:
-        contact.address_book_name = e.full_name or e.first_name or contact.address_book_name
+    """The phone's address book changed: the contact's name follows, and so do their threads' parents."""
+    from bot.onboarding import syncs
+
+    found = await _find_channel(session, ctx, e.envelope)
+    await syncs.contact_synced(session, channel_id=found[0] if found else None, event=e)
 
 
 async def on_user_preference(session: AsyncSession, ctx: EventContext, e: ev.UserPreference) -> None:

@@ -42,6 +42,8 @@ from bot.campaign_forms import (
 )
 from bot.deps import Deps
 from bot.handlers.slack_ops import OPS_SUBCOMMANDS, OPS_WORKING, ops_in_background
+from bot.onboarding.slack_commands import ONBOARDING_SUBCOMMANDS, onboarding_in_background
+from bot.onboarding.slack_commands import WORKING as ONBOARDING_WORKING
 from scheduler import campaigns
 from scheduler.audience import AudienceError, find_phone_column, mapped_columns, open_text, read_header
 from scheduler.create import CampaignInputError, Request, prepare
@@ -161,6 +163,14 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
             await ack(text=OPS_WORKING)
             ops_in_background(deps, background, respond, verb.lower(), rest, user_id=user,
                               slack_channel=str(body.get("channel_id") or "") or None)
+            return
+        if verb.lower() in ONBOARDING_SUBCOMMANDS:  # connect, history: managers only
+            if not await may_manage(deps, groups, user):
+                await ack(text=REFUSAL)
+                return
+            await ack(text=ONBOARDING_WORKING)
+            onboarding_in_background(deps, background, respond, verb.lower(), rest, user_id=user,
+                                     slack_channel=str(body.get("channel_id") or "") or None)
             return
         if cmd.action == "help":
             await ack(text=(f"{cmd.problem}\n\n" if cmd.problem else "") + USAGE)

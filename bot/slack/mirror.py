@@ -110,6 +110,10 @@ async def ensure_thread(ctx: ItemContext, conversation_id: int) -> Thread:
             window_closes_at(conv.last_customer_message_at), utcnow(), ctx.deps.settings.timezone)
         ts = await ctx.post_parent(slack_channel, post, conversation_id)
     ctx.parts["parent"] = ts
+    # Imported history goes in before the thread is recorded, so a retry after a crash still posts it.
+    from bot.onboarding.history import post_history_intro
+
+    await post_history_intro(ctx, conversation_id, Thread(slack_channel, ts))
     async with ctx.deps.sessions() as s, s.begin():
         await s.execute(update(Conversation).where(
             Conversation.id == conversation_id, Conversation.slack_thread_ts.is_(None)
@@ -296,3 +300,9 @@ async def mirror_alert(ctx: ItemContext) -> None:
         return
     await ctx.post(channel, render.alert_post(ctx.item.payload), part="0")
 
+
+
+# Onboarding's kinds (history summaries, import progress, renamed parents) register alongside these.
+from bot.onboarding import outbox_kinds as _onboarding_kinds  # noqa: E402
+
+_ = _onboarding_kinds

@@ -272,6 +272,7 @@ class GraphStandin(LoopbackServer):
         self.throttle_hits: list[SendRecord] = []
         self.reads: list[SendRecord] = []
         self.smb_sync_requests: list[tuple[str, str, str]] = []
+        self.register_calls: list[str] = []  # phone_number_ids POSTed to /register
         # State.
         self.media: dict[str, StoredMedia] = {}
         self.templates: dict[str, list[dict[str, Any]]] = {}
@@ -458,6 +459,7 @@ class GraphStandin(LoopbackServer):
         app.router.add_delete(v + "/{node}/subscribed_apps", self._delete_subscribed_apps)
         app.router.add_get(v + "/{node}/subscriptions", self._app_subscriptions)
         app.router.add_post(v + "/{node}/smb_app_data", self._smb_app_data)
+        app.router.add_post(v + "/{node}/register", self._register)
         app.router.add_get(v + "/{node}", self._get_node)
 
     @staticmethod
@@ -875,6 +877,15 @@ class GraphStandin(LoopbackServer):
         request_id = secrets.token_hex(16)
         self.smb_sync_requests.append((pnid, str(sync_type), request_id))
         return web.json_response({"messaging_product": "whatsapp", "request_id": request_id})
+
+    async def _register(self, request: web.Request) -> web.Response:
+        """Recorded so tests can tell it was (or, for Coexistence numbers, was not) called."""
+        pnid = request.match_info["node"]
+        auth = self._auth(request, pnid)
+        if isinstance(auth, web.Response):
+            return auth
+        self.register_calls.append(pnid)
+        return web.json_response({"success": True})
 
     # ---- app-level -------------------------------------------------------------------------------
 

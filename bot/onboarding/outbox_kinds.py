@@ -1,0 +1,98 @@
+"""Slack outbox kinds of onboarding (registered on import; bot.slack.mirror imports this module).
+
+Payloads:
+- "history":          {conversation_id, requested_by?}  a manager asked for the earlier history in the thread
+- "history_progress": {sync_id}  the one alerts-channel message of a history import, posted then updated
+- "thread_parent":    {conversation_id}  the parent renamed after the phone's address book changed
+- "onboarding_notice": {text, slack_channel}  how an onboarding went, for the alerts channel
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import update
+
+from bot.onboarding.history import post_history_intro
+from bot.onboarding.syncs import progress_text, view_of
+from bot.slack import render
+from bot.slack.mirror import contact_view
+from bot.slack.outbox import GiveUp, ItemContext, SlackCallFailed, outbox_kind
+from bot.window import window_closes_at
+from storage.models import Channel, Contact, Conversation, SmbSync, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def notice_channel(ctx: ItemContext, fallback: str | None) -> str | None:
+    """The alerts channel, else the Slack channel the number is bridged into."""
+    return ctx.deps.settings.slack.alerts_channel or fallback or None
+
+
+@outbox_kind("history")
+async def post_history(ctx: ItemContext) -> None:
+    """Summary and transcript of the imported history, in the conversation's thread."""
+    conversation_id = int(ctx.item.payload["conversation_id"])
+    thread = await ctx.thread_for(conversation_id)  # a new thread gets the same parts: nothing doubles
+    await post_history_intro(ctx, conversation_id, thread)
+
+
+@outbox_kind("history_progress")
+async def history_progress(ctx: ItemContext) -> None:
+    """Post the import's progress message once, then keep it up to date."""
+    sync_id = int(ctx.item.payload["sync_id"])
+    async with ctx.deps.sessions() as s:
+        sync = await s.get(SmbSync, sync_id)
+        channel_row = await s.get(Channel, sync.channel_id) if sync is not None else None
+    if sync is None or channel_row is None:
+        return
+    channel = sync.slack_channel if sync.slack_ts else notice_channel(ctx, channel_row.slack_channel)
+    if not channel:
+        log.info("history progress not posted: no alerts channel and no Slack channel for %s", channel_row.name)
+        return
+    name = channel_row.name + (f" ({channel_row.display_phone_number})" if channel_row.display_phone_number else "")
+    text = progress_text(view_of(sync, render.escape(name)))
+    post = render.Post(text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+    if sync.slack_ts:
+        await ctx.update_message(channel, sync.slack_ts, post)
+        return
+    ts = await ctx.post(channel, post, part="0")
+    async with ctx.deps.sessions() as s, s.begin():
+        await s.execute(update(SmbSync).where(SmbSync.id == sync_id, SmbSync.slack_ts.is_(None))
+                        .values(slack_channel=channel, slack_ts=ts))
+
+
+@outbox_kind("thread_parent")
+async def refresh_parent(ctx: ItemContext) -> None:
+    """Show the contact's current name (the phone's address book first) on the thread's parent."""
+    conversation_id = int(ctx.item.payload["conversation_id"])
+    async with ctx.deps.sessions() as s:
+        conv = await s.get(Conversation, conversation_id)
+        contact = await s.get(Contact, conv.contact_id) if conv else None
+        channel_row = await s.get(Channel, conv.channel_id) if conv else None
+    if conv is None or contact is None or channel_row is None:
+        raise GiveUp(f"conversation {conversation_id} is gone")
+    if not conv.slack_thread_ts or not conv.slack_channel:
+        return  # no thread yet: it will be created with the new name
+    post = render.parent_post(contact_view(contact),
+                              render.ChannelView(channel_row.name, channel_row.display_phone_number),
+                              window_closes_at(conv.last_customer_message_at), utcnow(), ctx.deps.settings.timezone)
+    try:
+        await ctx.update_message(conv.slack_channel, conv.slack_thread_ts, post)
+    except SlackCallFailed as exc:
+        if exc.error not in ("message_not_found", "cant_update_message"):
+            raise
+        log.info("thread parent %s not renamed: %s", conv.slack_thread_ts, exc.error)
+
+
+@outbox_kind("onboarding_notice")
+async def onboarding_notice(ctx: ItemContext) -> None:
+    """How an onboarding went (success or each failed step in plain words)."""
+    channel = notice_channel(ctx, ctx.item.payload.get("slack_channel"))
+    if not channel:
+        log.info("onboarding notice not posted (no Slack channel): %s", ctx.item.payload.get("text"))
+        return
+    text = str(ctx.item.payload.get("text") or "")
+    await ctx.post(channel, render.Post(text=text, blocks=[
+        {"type": "section", "text": {"type": "mrkdwn", "text": chunk}} for chunk in render.split_text(text)]),
+        part="0")
