@@ -13,8 +13,7 @@ from aiohttp import web
 
 from bot import appkeys
 from bot.app import Component, background
-from bot.onboarding import flow
-from bot.onboarding import channels
+from bot.onboarding import channels, flow
 from bot.onboarding.channels import refresh_forever
 from bot.onboarding.links import LinkState, check_link, claim_link, finish_link
 
