@@ -32,6 +32,7 @@ from tests.test_onboarding_harness import (  # noqa: F401  (fixtures)
     TOKEN_KEY,
     Harness,
     HarnessFactory,
+    fixture,
     harness,
     make_harness,
     onboarding_settings,
@@ -236,3 +237,28 @@ slack: {{bot_token: xoxb-1, signing_secret: s}}
     url = capsys.readouterr().out.strip()
     assert url.startswith(f"{PUBLIC_URL}/onboard?t=")
     assert main(["--config", str(config), "connect", "--slack-channel", "#shop"]) == 1
+
+
+async def test_syncs_asked_for_at_onboarding_follow_the_webhooks_that_answer_them(harness: Harness) -> None:
+    h = harness
+    grant(h)
+    assert (await complete(h, await new_link(h)))[1]["connected"]
+    chunk = fixture("history_phase0_chunk1.json")
+    contacts = fixture("state_sync_rename.json")
+    for payload in (chunk, contacts):
+        payload["entry"][0]["id"] = NEW_WABA
+        payload["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = NEW_PNID
+    await h.webhook(chunk)
+    await h.webhook(contacts)
+
+    async def answered() -> dict[str, SmbSync] | None:
+        rows = {s.sync_type: s for s in await h.rows(SmbSync)}
+        return rows if all(s.state != "requested" for s in rows.values()) else None
+
+    rows = await eventually(answered)
+    assert len(rows) == 2 and all(s.request_id for s in rows.values())  # the same rows the requests made
+    assert (rows["history"].state, rows["history"].progress, rows["history"].items) == ("in_progress", 20, 2)
+    assert rows["smb_app_state_sync"].state == "completed"
+    progress = await eventually(lambda: [m for m in h.slack.messages(ALERTS) if "History import" in m["text"]])
+    assert "sharma-sweets" in progress[0]["text"] and "20%" in progress[0]["text"]
+    assert h.parents(SHOP_SLACK) == []  # history is not posted one by one
