@@ -16,9 +16,11 @@ running, jobs added after their time, and a process whose event loop was busy at
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import insert, literal, select, update
@@ -193,6 +195,8 @@ class CampaignScheduler:
         self._aps: AsyncIOScheduler | None = None
         self._jobs: dict[int, tuple[object, ...]] = {}  # campaign id -> schedule fingerprint of its job
         self._last_cleanup = datetime.min.replace(tzinfo=UTC)
+        self._running: set[asyncio.Task[Any]] = set()
+        self._stopping = False
 
     async def start(self) -> None:
         """Start APScheduler, rebuild the jobs from the campaigns table, and keep them in step."""
@@ -201,13 +205,37 @@ class CampaignScheduler:
         )
         self._aps.start()
         await self.sync()
-        self._aps.add_job(self.sync, "interval", seconds=self._sync_interval, id=SYNC_JOB, misfire_grace_time=None)
+        self._aps.add_job(self._job, "interval", args=[self.sync], seconds=self._sync_interval, id=SYNC_JOB,
+                          misfire_grace_time=None)
 
     async def stop(self) -> None:
+        """Stop firing and wait for a job that is running (so nothing touches the database afterwards)."""
+        self._stopping = True
         if self._aps is not None and self._aps.running:
+            self._aps.remove_all_jobs()
             self._aps.shutdown(wait=False)
+            await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the loop's next turn
         self._aps = None
         self._jobs.clear()
+        running = list(self._running)
+        if running:
+            _, pending = await asyncio.wait(running, timeout=5)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _job(self, fn: Callable[..., Awaitable[object]], *args: Any) -> None:
+        """Run one APScheduler firing as a tracked task, unless stopping."""
+        if self._stopping:
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            await fn(*args)
+        finally:
+            if task is not None:
+                self._running.discard(task)
 
     def job_ids(self) -> list[str]:
         """The campaign jobs APScheduler holds (for tests and `doctor`)."""
@@ -282,9 +310,9 @@ class CampaignScheduler:
                 continue
             sched = schedules[cid]
             self._aps.add_job(
-                self.check,
+                self._job,
                 sched.trigger(),
-                args=[cid],
+                args=[self.check, cid],
                 id=f"campaign:{cid}",
                 name=f"campaign {cid}: {describe(sched)}",
                 replace_existing=True,

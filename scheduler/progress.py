@@ -73,7 +73,7 @@ def bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
 
 def eta_seconds(s: Snapshot) -> float:
     """Time left at the current rate (or at the cap before any rate is known)."""
-    rate = s.rate if s.rate > 0 else s.mps / 1.02
+    rate = s.rate if s.rate > 0 else s.mps / (1 + estimate.CAMPAIGN_MARGIN)
     return s.remaining / rate if rate > 0 else 0.0
 
 
