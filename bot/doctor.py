@@ -31,7 +31,8 @@ WABA_OBJECT = "whatsapp_business_account"
 
 # Slack bot scopes the code uses; the same list as slack-manifest.yaml (a test keeps them equal).
 REQUIRED_SLACK_SCOPES = ("channels:history", "groups:history", "chat:write", "chat:write.customize", "commands",
-                         "files:read", "files:write", "im:write", "reactions:write", "users:read")
+                         "files:read", "files:write", "im:write", "reactions:write", "users:read",
+                         "usergroups:read")
 # Scopes whose absence only degrades a feature (a warning, not a failure); none at present.
 USEFUL_SLACK_SCOPES: tuple[str, ...] = ()
 REQUIRED_TOKEN_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")

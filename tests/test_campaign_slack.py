@@ -302,3 +302,14 @@ async def test_pause_resume_cancel_from_slack(app: App) -> None:
     assert "only a paused or missed one can be resumed" in said(body)
     _, body = await app.command("list")
     assert f"*#{cid}* Exams" in said(body) and "*cancelled*" in said(body)
+
+
+async def test_member_of_a_manager_user_group_may_run_campaigns(app: App) -> None:
+    status, body = await app.command("", user=STRANGER)
+    assert said(body) == REFUSAL
+    app.slack.usergroups["S0TEACHERS"] = [STRANGER]
+    app.client.app[appkeys.SETTINGS].slack.campaign_managers.append("S0TEACHERS")
+    status, _ = await app.command("", user=STRANGER)
+    assert status == 200
+    await eventually(lambda: app.slack.calls_to("views.open"))
+    assert app.slack.calls_to("usergroups.users.list")[0].args["usergroup"] == "S0TEACHERS"

@@ -51,6 +51,7 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "reactions.add": frozenset({"reactions:write"}),
     "reactions.remove": frozenset({"reactions:write"}),
     "users.info": frozenset({"users:read"}),
+    "usergroups.users.list": frozenset({"usergroups:read"}),
     "views.open": frozenset(),
     "views.update": frozenset(),
     "views.push": frozenset(),

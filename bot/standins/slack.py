@@ -168,6 +168,7 @@ class SlackStandin(LoopbackServer):
         self.files: dict[str, dict[str, Any]] = {}
         self.views: dict[str, dict[str, Any]] = {}
         self.ephemerals: list[dict[str, Any]] = []
+        self.usergroups: dict[str, list[str]] = {}  # S… id -> member user ids
         self._messages: dict[str, list[dict[str, Any]]] = {}
         self._file_data: dict[str, bytes] = {}
         self._uploads: dict[str, _Upload] = {}
@@ -188,6 +189,7 @@ class SlackStandin(LoopbackServer):
             "conversations.replies": self._conversations_replies,
             "conversations.info": self._conversations_info,
             "users.info": self._users_info,
+            "usergroups.users.list": self._usergroups_users_list,
             "files.getUploadURLExternal": self._files_get_upload_url,
             "files.completeUploadExternal": self._files_complete_upload,
             "files.info": self._files_info,
@@ -778,6 +780,12 @@ class SlackStandin(LoopbackServer):
 
     async def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"user": copy.deepcopy(self._user(args.get("user")))}
+
+    async def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        group = args.get("usergroup")
+        if group not in self.usergroups:
+            raise SlackError("no_such_subteam")
+        return {"users": list(self.usergroups[group])}
 
     async def _files_get_upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
         filename = args.get("filename")
