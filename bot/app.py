@@ -16,6 +16,7 @@ from bot import appkeys
 from bot.config import Settings
 from bot.handlers import meta_webhook
 from bot.handlers.meta_events import EventContext
+from bot.ingest_writer import IngestWriter
 from bot.metrics import Metrics
 from bot.webhook_worker import WebhookWorker
 from storage.db import make_engine, make_sessionmaker, migrate
@@ -99,6 +100,17 @@ def background(name: str, start: Callable[[web.Application], asyncio.Task[None]]
     return ctx
 
 
+def _start_ingest_writer(app: web.Application) -> asyncio.Task[None]:
+    def wake_worker() -> None:
+        worker = app.get(appkeys.WEBHOOK_WORKER)
+        if worker is not None:
+            worker.wake()
+
+    writer = IngestWriter(app[appkeys.ENGINE], on_stored=wake_worker)
+    app[appkeys.INGEST_WRITER] = writer
+    return asyncio.create_task(writer.run())
+
+
 def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
     settings = app[appkeys.SETTINGS]
     worker = WebhookWorker(
@@ -146,6 +158,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
     app.cleanup_ctx.append(database_ctx(run_migrations))
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(deps_ctx)
+    app.cleanup_ctx.append(background("ingest-writer", _start_ingest_writer))
     if workers:
         app.cleanup_ctx.append(background("webhook-worker", _start_webhook_worker))
     app.router.add_get("/webhooks/meta", meta_webhook.handshake)

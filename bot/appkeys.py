@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.deps import Deps
+from bot.ingest_writer import IngestWriter
 from bot.metrics import Metrics
 from bot.webhook_worker import WebhookWorker
 
@@ -17,6 +18,7 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions")
 CHANNEL_IDS: web.AppKey[dict[str, int]] = web.AppKey("channel_ids")
 WEBHOOK_WORKER = web.AppKey("webhook_worker", WebhookWorker)
+INGEST_WRITER = web.AppKey("ingest_writer", IngestWriter)
 # None when running without Redis (in-process throttle, one process only).
 REDIS: web.AppKey[aioredis.Redis | None] = web.AppKey("redis")
 DEPS = web.AppKey("deps", Deps)

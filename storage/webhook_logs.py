@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Table, and_, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from storage.models import WebhookLog, utcnow
 
@@ -27,6 +27,21 @@ async def store(sessions: async_sessionmaker[AsyncSession], raw_body: bytes, eve
         session.add(log)
         await session.flush()
         return log.id
+
+
+_TABLE: Table = WebhookLog.__table__  # type: ignore[assignment]
+# One statement for every group size: SQLAlchemy renders the executemany as multi-row INSERTs
+# ("insertmanyvalues") and, with sort_by_parameter_order, hands the ids back in the order of the rows.
+_INSERT_MANY = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
+
+
+async def store_many(conn: AsyncConnection, rows: list[tuple[bytes, str]]) -> list[int]:
+    """Insert (raw_body, event_type) rows in the caller's transaction; ids in the order of rows."""
+    received_at = utcnow()
+    params = [{"raw_body": body, "event_type": event_type, "received_at": received_at, "attempts": 0}
+              for body, event_type in rows]
+    result = await conn.execute(_INSERT_MANY, params)
+    return list(result.scalars().all())
 
 
 async def claim_batch(

@@ -8,9 +8,9 @@ import time
 from aiohttp import web
 
 from bot import appkeys
+from bot.ingest_writer import IngestUnavailable
 from bot.meta.parser import event_type_of
 from bot.meta.signature import verify
-from storage import webhook_logs
 
 
 async def handshake(request: web.Request) -> web.Response:
@@ -52,11 +52,13 @@ async def receive(request: web.Request) -> web.Response:
     if not isinstance(payload, dict):
         return _reject(request, 400, "malformed", "body must be a JSON object")
     event_type = event_type_of(payload)
-    await webhook_logs.store(app[appkeys.SESSIONS], body, event_type)
+    try:
+        # Committed together with whatever other deliveries are waiting; the worker is woken per group.
+        await app[appkeys.INGEST_WRITER].submit(body, event_type)
+    except IngestUnavailable:
+        # Not stored, so not acknowledged: Meta retries a 5xx.
+        return _reject(request, 503, "unavailable", "delivery not stored, retry later")
     metrics = app[appkeys.METRICS]
     metrics.webhooks_received.labels(event_type).inc()
-    worker = app.get(appkeys.WEBHOOK_WORKER)
-    if worker is not None:
-        worker.wake()
     metrics.ack_latency.observe(time.perf_counter() - started)
     return web.Response(text="EVENT_RECEIVED")
