@@ -149,20 +149,24 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool = True,
+def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool = True, webhooks: bool = True,
                components: list[Component] | None = None) -> web.Application:
-    """Build the application; workers=False leaves background processing to another process or a test."""
+    """Build the application; workers=False leaves background processing to another process or a test.
+
+    webhooks=False (a worker-only process) mounts no /webhooks/meta and runs no ingest writer."""
     app = web.Application(client_max_size=settings.server.max_body_bytes + 1024)
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()
     app.cleanup_ctx.append(database_ctx(run_migrations))
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(deps_ctx)
-    app.cleanup_ctx.append(background("ingest-writer", _start_ingest_writer))
+    if webhooks:
+        app.cleanup_ctx.append(background("ingest-writer", _start_ingest_writer))
     if workers:
         app.cleanup_ctx.append(background("webhook-worker", _start_webhook_worker))
-    app.router.add_get("/webhooks/meta", meta_webhook.handshake)
-    app.router.add_post("/webhooks/meta", meta_webhook.receive)
+    if webhooks:
+        app.router.add_get("/webhooks/meta", meta_webhook.handshake)
+        app.router.add_post("/webhooks/meta", meta_webhook.receive)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     for component in components or []:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from bot.config import ConfigError, Settings, load_settings
 
 EXIT_CONFIG = 2
+ROLES = ("all", "web", "worker")
 
 Command = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, Command] = {}
@@ -39,7 +40,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure(os.environ.get("WABRIDGE_LOG_LEVEL", "INFO"))
     from bot.components import default_components
 
-    app = create_app(settings, run_migrations=not args.no_migrate, components=default_components(settings))
+    role = args.role
+    app = create_app(settings, run_migrations=not args.no_migrate, workers=role != "web",
+                     webhooks=role != "worker", components=default_components(settings, role=role))
     port = args.port or settings.server.port
     web.run_app(app, host=args.host or settings.server.host, port=port, print=None)
     return 0
@@ -71,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--host", default=None)
     serve.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations at start")
+    serve.add_argument("--role", choices=ROLES, default="all",
+                       help="all (default); web: HTTP endpoints only; worker: background workers only")
     add_command(sub, "migrate", help="apply database migrations and exit")
     for extend in _PARSER_EXTENSIONS:
         extend(sub)
