@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import aliased
 
 from bot.config import ChannelSettings
 from bot.slack import render
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
 _THREAD_GONE = frozenset({"thread_not_found", "invalid_thread_ts"})
+_THREADS = "threads"  # ctx.cache key: conversation id -> Thread, once known in this attempt
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Loaded:
     channel_row: Channel
     quoted: str | None
     campaign: str | None
+    previous_inbound: datetime | None = None  # the customer's message before this one (non-history)
 
     @property
     def contact_view(self) -> render.ContactView:
@@ -58,19 +62,28 @@ def _summary(msg: Message) -> str:
     return f"[{msg.type}]"
 
 
+_ROWS = "conversation_rows"  # ctx.cache key: conversation id -> (conversation, contact, channel)
+
+
 async def load_message(ctx: ItemContext, message_id: int) -> Loaded | None:
     """The message, its conversation, contact, channel, quoted message and campaign name."""
+    earlier = aliased(Message)
+    previous = (select(earlier.wa_timestamp).where(
+        earlier.conversation_id == Message.conversation_id, earlier.direction == "inbound",
+        earlier.is_history.is_(False), earlier.wa_timestamp < Message.wa_timestamp)
+        .order_by(earlier.wa_timestamp.desc()).limit(1).scalar_subquery())
     async with ctx.deps.sessions() as s:
-        msg = await s.get(Message, message_id)
-        if msg is None:
+        found = (await s.execute(
+            select(Message, Conversation, Contact, Channel, previous)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .join(Contact, Contact.id == Conversation.contact_id)
+            .join(Channel, Channel.id == Conversation.channel_id)
+            .where(Message.id == message_id))).first()
+        if found is None:
             return None
-        conv = await s.get(Conversation, msg.conversation_id)
-        if conv is None:
-            return None
-        contact = await s.get(Contact, conv.contact_id)
-        channel_row = await s.get(Channel, conv.channel_id)
-        if contact is None or channel_row is None:
-            return None
+        msg, conv, contact, channel_row, previous_inbound = found
+        # The rest of this attempt (thread, parent refresh) works from these rows rather than reading them again.
+        ctx.cache.setdefault(_ROWS, {})[conv.id] = (conv, contact, channel_row)
         quoted = None
         ctx_id = (msg.content or {}).get("context", {}) or {}
         if ctx_id.get("id"):
@@ -82,17 +95,40 @@ async def load_message(ctx: ItemContext, message_id: int) -> Loaded | None:
             row = await s.get(Campaign, msg.campaign_id)
             campaign = row.name if row is not None else f"#{msg.campaign_id}"
     cfg = ctx.deps.settings.channel_by_phone_number_id(channel_row.phone_number_id)
-    return Loaded(msg, conv, contact, cfg, channel_row, quoted, campaign)
+    return Loaded(msg, conv, contact, cfg, channel_row, quoted, campaign, previous_inbound)
 
 
 async def ensure_thread(ctx: ItemContext, conversation_id: int) -> Thread:
     """The conversation's thread; its parent is posted (once) on the conversation's first message."""
+    known: dict[int, Thread] = ctx.cache.setdefault(_THREADS, {})
+    if conversation_id in known:
+        return known[conversation_id]
+    thread = await _ensure_thread(ctx, conversation_id)
+    known[conversation_id] = thread
+    return thread
+
+
+async def _conversation_rows(ctx: ItemContext, conversation_id: int
+                             ) -> tuple[Conversation, Contact | None, Channel | None]:
+    """The conversation with its contact and channel: from this attempt's load, else in one query."""
+    rows: dict[int, tuple[Conversation, Contact | None, Channel | None]] = ctx.cache.setdefault(_ROWS, {})
+    if conversation_id in rows:
+        return rows[conversation_id]
     async with ctx.deps.sessions() as s:
-        conv = await s.get(Conversation, conversation_id)
-        if conv is None:
-            raise GiveUp(f"conversation {conversation_id} does not exist")
-        contact = await s.get(Contact, conv.contact_id)
-        channel_row = await s.get(Channel, conv.channel_id)
+        row = (await s.execute(
+            select(Conversation, Contact, Channel)
+            .outerjoin(Contact, Contact.id == Conversation.contact_id)
+            .outerjoin(Channel, Channel.id == Conversation.channel_id)
+            .where(Conversation.id == conversation_id))).first()
+    if row is None:
+        raise GiveUp(f"conversation {conversation_id} does not exist")
+    conv, contact, channel_row = row
+    rows[conversation_id] = (conv, contact, channel_row)
+    return conv, contact, channel_row
+
+
+async def _ensure_thread(ctx: ItemContext, conversation_id: int) -> Thread:
+    conv, contact, channel_row = await _conversation_rows(ctx, conversation_id)
     if conv.slack_thread_ts and conv.slack_channel:
         return Thread(conv.slack_channel, conv.slack_thread_ts)
     if contact is None or channel_row is None:
@@ -118,10 +154,11 @@ async def ensure_thread(ctx: ItemContext, conversation_id: int) -> Thread:
         await s.execute(update(Conversation).where(
             Conversation.id == conversation_id, Conversation.slack_thread_ts.is_(None)
         ).values(slack_thread_ts=ts, slack_channel=slack_channel))
-        stored = await s.get(Conversation, conversation_id)
-        assert stored is not None
-        await s.refresh(stored)
-        final_ts, final_channel = stored.slack_thread_ts or ts, stored.slack_channel or slack_channel
+        # Another attempt may have recorded its thread first: the one recorded wins.
+        stored = (await s.execute(select(Conversation.slack_thread_ts, Conversation.slack_channel)
+                                  .where(Conversation.id == conversation_id))).first()
+        final_ts = (stored[0] if stored else None) or ts
+        final_channel = (stored[1] if stored else None) or slack_channel
     return Thread(final_channel, final_ts)
 
 
@@ -131,6 +168,8 @@ async def forget_thread(ctx: ItemContext, conversation_id: int, ts: str) -> None
         await s.execute(update(Conversation).where(
             Conversation.id == conversation_id, Conversation.slack_thread_ts == ts).values(slack_thread_ts=None))
     ctx.parts.clear()
+    ctx.cache.pop(_THREADS, None)
+    ctx.cache.pop(_ROWS, None)
 
 
 async def _post_in_thread(ctx: ItemContext, conversation_id: int, post: render.Post, part: str) -> str:
@@ -145,10 +184,10 @@ async def _post_in_thread(ctx: ItemContext, conversation_id: int, post: render.P
         return await ctx.post(thread.channel, post, thread_ts=thread.ts, part=part)
 
 
-async def _set_slack_ts(ctx: ItemContext, message_id: int, ts: str) -> None:
-    async with ctx.deps.sessions() as s, s.begin():
-        await s.execute(update(Message).where(Message.id == message_id, Message.slack_ts.is_(None))
-                        .values(slack_ts=ts))
+def _set_slack_ts(ctx: ItemContext, message_id: int, ts: str) -> None:
+    # Written with the item's outcome, in the same transaction (kept on a retry too: the post exists).
+    ctx.write_with_outcome(update(Message).where(Message.id == message_id, Message.slack_ts.is_(None))
+                           .values(slack_ts=ts))
 
 
 async def _status_reactions(ctx: ItemContext, channel: str, ts: str, msg: Message) -> None:
@@ -184,7 +223,7 @@ async def mirror_message(ctx: ItemContext) -> None:
         ts = await _post_in_thread(ctx, loaded.conv.id, post, str(i))
         first = first or ts
     if first and not msg.slack_ts:
-        await _set_slack_ts(ctx, msg.id, first)
+        _set_slack_ts(ctx, msg.id, first)
     thread = await ctx.thread_for(loaded.conv.id)
     if msg.direction == "inbound" and ctx.parts.get("parent") is None:
         await _refresh_parent_if_reopened(ctx, loaded, thread)
@@ -199,18 +238,13 @@ async def mirror_message(ctx: ItemContext) -> None:
 async def _refresh_parent_if_reopened(ctx: ItemContext, loaded: Loaded, thread: Thread) -> None:
     """When a customer writes after the window had closed, the parent's window line is updated."""
     msg = loaded.msg
-    async with ctx.deps.sessions() as s:
-        previous = await s.scalar(
-            select(Message.wa_timestamp).where(
-                Message.conversation_id == loaded.conv.id, Message.direction == "inbound",
-                Message.is_history.is_(False), Message.wa_timestamp < msg.wa_timestamp)
-            .order_by(Message.wa_timestamp.desc()).limit(1))
-        conv = await s.get(Conversation, loaded.conv.id)
+    previous = loaded.previous_inbound
     closes = window_closes_at(previous)
     if previous is not None and closes is not None and closes > msg.wa_timestamp:
         return  # the window was open already: the parent still tells the truth
+    # The conversation as read with this message (after the webhook worker stored it).
     post = render.parent_post(loaded.contact_view, loaded.channel_view,
-                              window_closes_at(conv.last_customer_message_at if conv else msg.wa_timestamp),
+                              window_closes_at(loaded.conv.last_customer_message_at),
                               utcnow(), ctx.deps.settings.timezone)
     try:
         await ctx.update_message(thread.channel, thread.ts, post)

@@ -5,7 +5,9 @@ Rules:
   appear in WhatsApp timestamp order; different threads proceed in parallel, up to `concurrency`.
 - Items are claimed with a lease (a conditional UPDATE); several processes cooperate on one database.
   Claims are serialized per database (PostgreSQL advisory lock, SQLite's write lock) so that two processes
-  can never both put an item of one thread in flight.
+  can never both put an item of one thread in flight. One claim leases up to `claim_batch` heads (default
+  4 times concurrency) to spread its cost; those not started yet wait in this process, each still the only
+  item of its thread in flight, and go back to the table unstarted if they wait too long or the worker stops.
 - Slack 429 honours Retry-After; 5xx, timeouts and connection errors back off exponentially (capped) and
   are retried for ever: nothing is lost while Slack is down, and a restart resumes from the table.
 - Nothing is doubled: every post carries message metadata naming its outbox item; when a previous attempt's
@@ -18,10 +20,11 @@ Kinds are handled by functions in `OUTBOX_KINDS`; other modules add theirs (e.g.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +33,7 @@ import aiohttp
 import httpx
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import and_, exists, or_, select, text, update
+from sqlalchemy import Executable, and_, exists, or_, select, text, update
 from sqlalchemy.orm import aliased
 
 from bot.deps import Deps
@@ -92,6 +95,7 @@ class OutboxItem:
     attempts: int  # this attempt included
     result: dict[str, Any]  # progress kept across attempts (posted parts, pending uploads)
     uncertain: bool  # a previous attempt may have reached Slack without us knowing
+    claimed_until: datetime | None = None  # this claim's lease, which names it when handed back unstarted
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,13 @@ class ItemContext:
         self.parts: dict[str, str] = dict(self.result.get("parts") or {})
         self.result["parts"] = self.parts
         self._found: dict[tuple[str, str | None], dict[str, str]] = {}
+        self.cache: dict[str, Any] = {}
+        """Rows and answers handlers keep for the rest of this attempt (so they are read once)."""
+        self.writes: list[Executable] = []
+
+    def write_with_outcome(self, statement: Executable) -> None:
+        """Execute statement in the transaction that records this attempt's outcome (done or retry)."""
+        self.writes.append(statement)
 
     # ---- calls -------------------------------------------------------------------------------------
 
@@ -385,7 +396,7 @@ class OutboxWorker:
 
     def __init__(self, deps: Deps, *, concurrency: int = 4, lease: float = 120.0, poll_interval: float = 1.0,
                  backoff_base: float = 1.0, backoff_cap: float = 60.0, slack: AsyncWebClient | None = None,
-                 upload_timeout: float = 120.0) -> None:
+                 upload_timeout: float = 120.0, claim_batch: int | None = None) -> None:
         self.deps = deps
         self.slack = slack or _without_retries(deps.slack)
         self.concurrency = max(1, concurrency)
@@ -397,6 +408,9 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._cool = _Cooldowns()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.claim_batch = max(self.concurrency, claim_batch or self.concurrency * 4)
+        # Claimed but not started: (item, loop time of its claim); one per thread, in claim order.
+        self._queue: collections.deque[tuple[OutboxItem, float]] = collections.deque()
 
     # ---- public ------------------------------------------------------------------------------------
 
@@ -407,22 +421,23 @@ class OutboxWorker:
     async def run(self) -> None:
         """Claim and deliver until cancelled."""
         _WORKERS[id(self.deps)] = self
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                free = self.concurrency - len(self._tasks)
+                await self._start_queued()
+                want = self.claim_batch - len(self._tasks)
                 claimed: list[OutboxItem] = []
-                if free > 0:
+                if len(self._tasks) < self.concurrency:  # hence nothing queued
                     try:
-                        claimed = await self.claim(free)
+                        claimed = await self.claim(want)
                     except asyncio.CancelledError:
                         raise
                     except Exception:
                         log.exception("slack outbox: claiming failed; retrying")
-                for item in claimed:
-                    task = asyncio.create_task(self._deliver(item), name=f"slack-outbox-{item.id}")
-                    self._tasks.add(task)
-                    task.add_done_callback(self._finished)
-                if claimed and len(claimed) == free:
+                    now = loop.time()
+                    self._queue.extend((item, now) for item in claimed)
+                    await self._start_queued()
+                if claimed and len(claimed) == want and len(self._tasks) < self.concurrency:
                     continue  # there may be more heads ready
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
@@ -434,6 +449,30 @@ class OutboxWorker:
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            waiting = [item for item, _ in self._queue]
+            self._queue.clear()
+            if waiting:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.unclaim(waiting))
+
+    async def _start_queued(self) -> None:
+        """Start claimed items while there are free slots; hand back those whose lease has worn thin."""
+        loop = asyncio.get_running_loop()
+        stale: list[OutboxItem] = []
+        while self._queue and len(self._tasks) < self.concurrency:
+            item, claimed_at = self._queue.popleft()
+            if loop.time() - claimed_at > self.lease.total_seconds() / 4:
+                stale.append(item)  # too little lease left to be sure no other process takes it meanwhile
+                continue
+            task = asyncio.create_task(self._deliver(item), name=f"slack-outbox-{item.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._finished)
+        if stale:
+            try:
+                await self.unclaim(stale)
+            except Exception:
+                log.warning("slack outbox: cannot hand back %d unstarted items; their leases will expire",
+                            len(stale), exc_info=True)
 
     def backoff(self, attempts: int) -> float:
         """Exponential delay for the n-th failed attempt, capped, with a little jitter."""
@@ -482,13 +521,13 @@ class OutboxWorker:
             if not ids:
                 return []
             claimable = or_(o.claimed_until.is_(None), o.claimed_until < now)
-            await session.execute(
+            until = now + self.lease
+            rows = (await session.execute(
                 update(o).where(o.id.in_(ids), o.done_at.is_(None), claimable)
-                .values(claimed_until=now + self.lease, attempts=o.attempts + 1)
+                .values(claimed_until=until, attempts=o.attempts + 1)
+                .returning(o.id, o.thread_key, o.kind, o.payload, o.conversation_id, o.attempts, o.result)
                 .execution_options(synchronize_session=False)
-            )
-            rows = (await session.scalars(
-                select(o).where(o.id.in_(ids), o.claimed_until == now + self.lease))).all()
+            )).all()
             items = []
             for row in rows:
                 result = dict(row.result or {})
@@ -496,8 +535,20 @@ class OutboxWorker:
                 uncertain = row.attempts > 1 and bool(result.get("uncertain", True))
                 items.append(OutboxItem(id=row.id, thread_key=row.thread_key, kind=row.kind,
                                         payload=dict(row.payload or {}), conversation_id=row.conversation_id,
-                                        attempts=row.attempts, result=result, uncertain=uncertain))
-            return sorted(items, key=lambda i: ids.index(i.id))
+                                        attempts=row.attempts, result=result, uncertain=uncertain,
+                                        claimed_until=until))
+            order = {item_id: i for i, item_id in enumerate(ids)}
+            return sorted(items, key=lambda i: order[i.id])
+
+    async def unclaim(self, items: Sequence[OutboxItem]) -> None:
+        """Hand back claimed items that were never started, as if this claim had not happened."""
+        o = SlackOutbox
+        async with self.deps.sessions() as session, session.begin():
+            for item in items:
+                await session.execute(
+                    update(o).where(o.id == item.id, o.done_at.is_(None), o.claimed_until == item.claimed_until)
+                    .values(claimed_until=None, attempts=o.attempts - 1)
+                    .execution_options(synchronize_session=False))
 
     async def save_progress(self, item_id: int, result: Mapping[str, Any]) -> None:
         """Record an item's progress mid-attempt (e.g. an upload about to be completed)."""
@@ -505,18 +556,21 @@ class OutboxWorker:
             await session.execute(update(SlackOutbox).where(SlackOutbox.id == item_id)
                                   .values(result={**result, "uncertain": True}))
 
-    async def _complete(self, item: OutboxItem, result: Mapping[str, Any], error: str | None = None) -> None:
+    async def _complete(self, item: OutboxItem, result: Mapping[str, Any], error: str | None = None,
+                        writes: Sequence[Executable] = ()) -> None:
         await self._settle(item, lambda: {
             "done_at": utcnow(), "claimed_until": None, "next_attempt_at": None, "result": dict(result),
-            "last_error": error[:4000] if error else None})
+            "last_error": error[:4000] if error else None}, writes=writes)
 
     async def _release(self, item: OutboxItem, delay: float, uncertain: bool, error: str,
-                       result: Mapping[str, Any], *, retry: bool = True) -> None:
+                       result: Mapping[str, Any], *, retry: bool = True, writes: Sequence[Executable] = ()
+                       ) -> None:
         await self._settle(item, lambda: {
             "claimed_until": None, "next_attempt_at": utcnow() + timedelta(seconds=delay),
-            "result": {**result, "uncertain": uncertain}, "last_error": error[:4000]}, retry=retry)
+            "result": {**result, "uncertain": uncertain}, "last_error": error[:4000]}, retry=retry, writes=writes)
 
-    async def _settle(self, item: OutboxItem, values: Callable[[], dict[str, Any]], *, retry: bool = True) -> None:
+    async def _settle(self, item: OutboxItem, values: Callable[[], dict[str, Any]], *, retry: bool = True,
+                      writes: Sequence[Executable] = ()) -> None:
         """Write an item's outcome; while the database is unreachable, keep trying (unless retry is False).
 
         Until the outcome is written the item stays leased and its whole thread waits behind it: giving up
@@ -526,6 +580,9 @@ class OutboxWorker:
         while True:
             try:
                 async with self.deps.sessions() as session, session.begin():
+                    # What the attempt learnt (e.g. a message's Slack ts) commits with its outcome, or neither.
+                    for statement in writes:
+                        await session.execute(statement)
                     await session.execute(update(SlackOutbox).where(SlackOutbox.id == item.id).values(**values()))
                 return
             except Exception:
@@ -553,32 +610,32 @@ class OutboxWorker:
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._release(item, 0.0, True, "interrupted", ctx.result,
-                                                   retry=False))
+                                                   retry=False, writes=ctx.writes))
             raise
         except Retry as r:
             delay = r.delay if r.delay is not None else self.backoff(item.attempts)
             log.info("slack outbox %s (%s) retry in %.1fs: %s", item.id, item.kind, delay, r)
             self.deps.metrics.slack_posts.labels(item.kind, "retry").inc()
-            await self._release(item, delay, r.uncertain, str(r), ctx.result)
+            await self._release(item, delay, r.uncertain, str(r), ctx.result, writes=ctx.writes)
             return
         except SlackCallFailed as exc:
             # Operator-fixable (membership, token) or unknown: keep it and retry slowly; never drop it.
             level = logging.ERROR if exc.error in _CONFIG_ERRORS else logging.WARNING
             log.log(level, "slack outbox %s (%s): %s", item.id, item.kind, exc)
             self.deps.metrics.slack_posts.labels(item.kind, "retry").inc()
-            await self._release(item, self.backoff(item.attempts), False, str(exc), ctx.result)
+            await self._release(item, self.backoff(item.attempts), False, str(exc), ctx.result, writes=ctx.writes)
             return
         except GiveUp as exc:
             log.error("slack outbox %s (%s) given up: %s", item.id, item.kind, exc)
             self.deps.metrics.slack_posts.labels(item.kind, "given_up").inc()
-            await self._complete(item, ctx.result, str(exc))
+            await self._complete(item, ctx.result, str(exc), writes=ctx.writes)
             return
         except Exception as exc:
             log.exception("slack outbox %s (%s) failed", item.id, item.kind)
             self.deps.metrics.slack_posts.labels(item.kind, "retry").inc()
-            await self._release(item, self.backoff(item.attempts), True, repr(exc), ctx.result)
+            await self._release(item, self.backoff(item.attempts), True, repr(exc), ctx.result, writes=ctx.writes)
             return
-        await self._complete(item, ctx.result)
+        await self._complete(item, ctx.result, writes=ctx.writes)
         self.deps.metrics.slack_posts.labels(item.kind, "ok").inc()
 
 
