@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from bot import appkeys
-from bot.slack.outbox import OUTBOX_KINDS, ItemContext, outbox_kind
+from bot.slack.outbox import OUTBOX_KINDS, ItemContext, OutboxWorker, outbox_kind
 from bot.slack.render import Post
 from storage import repository as repo
 from storage.models import SlackOutbox
@@ -67,3 +68,66 @@ async def test_another_module_can_add_an_outbox_kind(make: BridgeFactory) -> Non
         assert posted[0]["text"] == "Campaign Diwali offer: 3/10 sent"
     finally:
         OUTBOX_KINDS.pop("test_progress", None)
+
+
+async def _store_inbound(intake: Any, conversations: int, per_conversation: int) -> None:
+    base = now_ts(-100)
+    for i in range(per_conversation):
+        for c in range(conversations):
+            wa_id = f"9198000{c:05d}"
+            await intake.webhook(inbound_text(f"wamid.{wa_id}.{i}", f"customer {c} message {i}", wa_id=wa_id,
+                                              name=f"Customer {c}", ts=base + i))
+
+    async def stored() -> bool:
+        return await intake.count(SlackOutbox) == conversations * per_conversation
+
+    await eventually(stored, timeout=20)
+
+
+async def test_one_claim_leases_one_head_per_thread_and_unstarted_items_go_back_unchanged(
+        make: BridgeFactory) -> None:
+    intake = await make(with_slack=False)
+    await _store_inbound(intake, conversations=6, per_conversation=2)
+    deps = intake.app[appkeys.DEPS]
+    first = OutboxWorker(deps, concurrency=1, claim_batch=4)
+    claimed = await first.claim(first.claim_batch)
+    assert len(claimed) == 4
+    assert len({item.thread_key for item in claimed}) == 4
+    assert all(item.payload and item.attempts == 1 and not item.uncertain for item in claimed)
+    # Another process gets the other threads' heads only: a leased head holds its whole thread.
+    other = await OutboxWorker(deps, concurrency=1, claim_batch=10).claim(10)
+    assert {item.thread_key for item in other}.isdisjoint({item.thread_key for item in claimed})
+    assert len(other) == 2
+
+    await first.unclaim(claimed)
+    async with deps.sessions() as s:
+        rows = (await s.scalars(select(SlackOutbox).where(SlackOutbox.id.in_([i.id for i in claimed])))).all()
+    assert all(row.claimed_until is None and row.attempts == 0 for row in rows)
+    again = await OutboxWorker(deps, concurrency=1, claim_batch=10).claim(10)
+    assert sorted(i.id for i in again) == sorted(i.id for i in claimed)
+    assert not any(item.uncertain for item in again)
+
+
+async def test_items_queued_past_their_lease_margin_are_handed_back_and_still_posted_once_in_order(
+        make: BridgeFactory) -> None:
+    intake = await make(with_slack=False)
+    await _store_inbound(intake, conversations=6, per_conversation=2)
+    intake.slack.set_latency(0.2)  # one at a time, so the later heads of a claim wait past a quarter lease
+    worker = await make(slack=intake.slack, graph=intake.graph, run_migrations=False,
+                        outbox={"concurrency": 1, "claim_batch": 6, "lease": 1.2})
+
+    async def all_done() -> bool:
+        return await worker.count(SlackOutbox, SlackOutbox.done_at.is_(None)) == 0
+
+    await eventually(all_done, timeout=60)
+    parents = worker.parents()
+    assert len(parents) == 6
+    for parent in parents:
+        c = next(c for c in range(6) if f"Customer {c}" in all_text(parent))
+        shown = [all_text(r) for r in worker.replies(parent["ts"])]
+        assert [f"customer {c} message {i}" in text for i, text in enumerate(shown)] == [True, True]
+    async with intake.app[appkeys.SESSIONS]() as s:
+        rows = (await s.scalars(select(SlackOutbox))).all()
+    # Handing an item back undoes its claim: every item was attempted once and none had to look itself up.
+    assert [row.attempts for row in rows] == [1] * len(rows)
+    assert all(row.last_error is None for row in rows)
