@@ -250,8 +250,9 @@ class Serve:
     """`python -m bot serve --config FILE --port N` as a subprocess; its output goes to a log file."""
 
     def __init__(self, config: Path, *, log_dir: Path, name: str = "serve", migrate: bool = True,
-                 log_level: str = "INFO") -> None:
+                 log_level: str = "INFO", role: str = "all") -> None:
         self.config = config
+        self.role = role
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"{name}-{self.port}.log"
@@ -264,6 +265,8 @@ class Serve:
                 "--host", "127.0.0.1"]
         if not self.migrate:
             args.append("--no-migrate")
+        if self.role != "all":
+            args += ["--role", self.role]
         env = {**_env(), "WABRIDGE_LOG_LEVEL": self.log_level}
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

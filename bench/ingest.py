@@ -177,8 +177,10 @@ async def _measure(url: str, rates: Sequence[int], seconds: float, connections: 
 
 
 def run(rates: Sequence[int], seconds: float, connections: int, *, drain_wait: float = DRAIN_WAIT,
-        profile: str = "") -> dict[str, object]:
-    """Baseline then `serve`; returns the figures (also printed)."""
+        profile: str = "", split: bool = False) -> dict[str, object]:
+    """Baseline then `serve`; returns the figures (also printed).
+
+    split: `serve --role web` takes the deliveries and `serve --role worker` processes them; CPU is the web's."""
     tag = uuid.uuid4().hex[:6]
     with _common.temp_dir("wabridge-bench-ingest-") as tmp, _common.Standins() as standins, \
             _common.redis_server() as redis_url, _common.pg_database() as db_url:
@@ -189,14 +191,17 @@ def run(rates: Sequence[int], seconds: float, connections: int, *, drain_wait: f
         config = _common.write_config(Path(tmp) / "app.yaml", database_url=db_url, redis_url=redis_url,
                                       graph_url=standins.graph_url, slack_api_url=standins.slack_api_url,
                                       channels=[_common.Channel("lucknow", "100000000000001")])
-        with _common.Serve(config, log_dir=Path(tmp)) as serve:
+        with _common.Serve(config, log_dir=Path(tmp), role="web" if split else "all") as serve, \
+                (_common.Serve(config, log_dir=Path(tmp), name="worker", migrate=False, role="worker")
+                 if split else contextlib.nullcontext()) as worker:
             assert serve.proc is not None
             spy = _common.py_spy(serve.proc.pid, profile) if profile else None
             ours = asyncio.run(_measure(f"{serve.url}/webhooks/meta", rates, seconds, connections, f"s{tag}",
                                         pid=serve.proc.pid, db_url=db_url, drain_wait=drain_wait))
             if spy is not None:
                 _common.stop_py_spy(spy)
-            errors_in_log = serve.tail(2000).count("Traceback")
+            errors_in_log = serve.tail(2000).count("Traceback") + (worker.tail(2000).count("Traceback")
+                                                                   if worker is not None else 0)
     rows: list[dict[str, object]] = []
     for b, s in zip(base, ours, strict=True):
         rows.append({
@@ -209,7 +214,9 @@ def run(rates: Sequence[int], seconds: float, connections: int, *, drain_wait: f
     top = rows[-1]
     ratio = float(top["ratio"])  # type: ignore[arg-type]
     p99 = float(top["serve p99 ms"])  # type: ignore[arg-type]
-    print(_common.table(rows, f"Ingest: {seconds:g} s per rate, {connections} connections; {_common.machine()}"))
+    layout = ", serve --role web + serve --role worker" if split else ""
+    print(_common.table(rows, f"Ingest: {seconds:g} s per rate, {connections} connections{layout}; "
+                              f"{_common.machine()}"))
     print(f"\nat {top['target/s']}/s: ratio {ratio:.3f} (target >= {TARGET_RATIO}: "
           f"{'met' if ratio >= TARGET_RATIO else 'MISSED'}), p99 ack {p99:.1f} ms (target < {TARGET_P99_MS:g} ms: "
           f"{'met' if p99 < TARGET_P99_MS else 'MISSED'}); tracebacks in the serve log: {errors_in_log}")
@@ -227,11 +234,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     parser.add_argument("--py-spy", default="", metavar="FILE",
                         help="record `serve` with py-spy (collapsed stacks) while it is measured")
+    parser.add_argument("--split", action="store_true",
+                        help="run `serve --role web` and `serve --role worker` as two processes")
     args = parser.parse_args(argv)
     rates = args.rates or ([250, 1000] if args.quick else [250, 500, 1000])
     seconds = args.seconds or (2.0 if args.quick else 6.0)
     drain_wait = args.drain_wait if args.drain_wait is not None else (3.0 if args.quick else DRAIN_WAIT)
-    figures = run(rates, seconds, args.connections, drain_wait=drain_wait, profile=args.py_spy)
+    figures = run(rates, seconds, args.connections, drain_wait=drain_wait, profile=args.py_spy,
+                  split=args.split)
     if args.json:
         print(json.dumps(figures, default=str))
     return 0
