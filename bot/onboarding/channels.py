@@ -98,7 +98,14 @@ async def merge_onboarded(settings: Settings, sessions: async_sessionmaker[Async
         log.error("numbers were connected through /onboard but meta.token_key is not set: they stay "
                   "disconnected until WABRIDGE_TOKEN_KEY is exported again")
         return []
-    changed = apply_channels(settings, await stored_channels(sessions, box))
+    stored = await stored_channels(sessions, box)
+    # Ids first: a handler that finds the channel in settings must also find its id, or it would drop the
+    # delivery as one for an unknown number (sync_channels below awaits, and handlers run meanwhile).
+    async with sessions() as session:
+        known = (await session.execute(select(Channel.phone_number_id, Channel.id).where(
+            Channel.phone_number_id.in_([c.phone_number_id for c in stored])))).all()
+    channel_ids.update({pnid: int(cid) for pnid, cid in known})
+    changed = apply_channels(settings, stored)
     if changed:
         channel_ids.update(await sync_channels(sessions, changed))
         for ch in changed:
