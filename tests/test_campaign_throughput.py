@@ -33,6 +33,11 @@ from tests.test_campaign_support import (
 
 pytestmark = pytest.mark.redis
 
+# The rate reached is a measurement on a shared 2-core machine: a run starved of CPU by other work can fall
+# short of 95% without anything being wrong, so a shortfall is measured again (up to twice). The cap, the
+# absence of 130429 and the once-only sends are checked on every run and never excused.
+measured_rate = pytest.mark.flaky(reruns=2, only_rerun=["achieved_rate"])
+
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
@@ -45,7 +50,8 @@ def _assert_cap_kept_and_reached(records: Records, audience: list[str], mps: int
     times = [r.time for r in records.sends]
     assert records.throttle_hits == []  # the stand-in never had to refuse a send for throughput
     assert max_in_window(times) <= mps
-    assert achieved_rate(times) >= 0.95 * mps, achieved_rate(times)
+    rate = achieved_rate(times)
+    assert rate >= 0.95 * mps, f"achieved_rate {rate:.2f}/s below 95% of {mps}"
     per = {w: len(records.sends_to(w)) for w in audience}
     assert all(n == 1 for n in per.values()), {w: n for w, n in per.items() if n != 1}
 
@@ -72,6 +78,7 @@ def _sent_by(outputs: list[tuple[bytes, bytes]]) -> list[int]:
     return [int(out.decode().split("sent ")[-1].split()[0]) for out, _ in outputs]
 
 
+@measured_rate
 @pytest.mark.parametrize(("mps", "seconds"), [(5, 3), (80, 2)])
 async def test_runner_never_exceeds_the_cap_and_reaches_95_percent_of_it(
         tmp_path: Path, redis_url: str, redis_client: Any, mps: int, seconds: int) -> None:
@@ -96,6 +103,7 @@ async def test_runner_never_exceeds_the_cap_and_reaches_95_percent_of_it(
     await db.close()
 
 
+@measured_rate
 @pytest.mark.postgres
 @pytest.mark.parametrize(("mps", "seconds"), [(5, 3), (80, 2)])
 async def test_two_runner_processes_share_the_cap(pg_url: str, redis_url: str, redis_client: Any,
