@@ -101,7 +101,7 @@ def status_of(wamid: str, wa_id: str, state: str, at: datetime) -> dict[str, Any
                                                 "timestamp": str(int(at.timestamp()))}]})
 
 
-async def _until(check: Callable[[], Awaitable[Any] | Any], within: float = 20.0) -> Any:
+async def _until(check: Callable[[], Awaitable[Any] | Any], within: float = 60.0) -> Any:
     """Poll check until it returns something truthy (the bridge works asynchronously)."""
     deadline = time.monotonic() + within
     while True:
@@ -195,6 +195,14 @@ class Scenario:
             raise RuntimeError(f"Slack event refused: {status}")
         return event
 
+    async def recorded(self, thread_ts: str) -> bool:
+        """True once the bridge has stored the thread (staff replies in it are then recognised)."""
+        from storage.models import Conversation
+
+        async with self.app[appkeys.SESSIONS]() as s:
+            found = await s.scalar(select(Conversation.id).where(Conversation.slack_thread_ts == thread_ts))
+        return found is not None
+
     def thread_of(self, wa_id: str) -> str | None:
         digits = wa_id[-4:]
         for top in self.slack.messages(CHANNEL, top_level_only=True):
@@ -257,6 +265,7 @@ async def _play(sc: Scenario, settings: Settings, recipients: int) -> DemoResult
     await sc.webhook(customer_says("wamid.demo.1", RAVI, "Ravi", "Hi! Is the Monday JEE batch full? <!channel>",
                                    now - timedelta(minutes=12)))
     ravi_thread = await _until(lambda: sc.thread_of(RAVI))
+    await _until(lambda: sc.recorded(ravi_thread))
     sc.say("▶ Staff answer from the phone app (Coexistence echo)")
     await sc.webhook(phone_app_says("wamid.demo.2", RAVI, "Hi Ravi, 3 seats left. Shall I book one?",
                                     now - timedelta(minutes=10)))
@@ -273,6 +282,7 @@ async def _play(sc: Scenario, settings: Settings, recipients: int) -> DemoResult
     await sc.webhook(customer_says("wamid.demo.4", ASHA, "Asha", "Do you have weekend classes?",
                                    now - timedelta(hours=30)))
     asha_thread = await _until(lambda: sc.thread_of(ASHA))
+    await _until(lambda: sc.recorded(asha_thread))
     await sc.staff_reply(asha_thread, "Yes, Saturdays at 10am!")
     await _until(lambda: sc.slack.ephemerals)
     refused_sent = bool(sc.graph.sends_to(ASHA))

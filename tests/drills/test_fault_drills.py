@@ -136,7 +136,6 @@ async def test_each_delivery_sent_five_times_to_two_serve_processes_is_stored_an
     assert await db.count(WebhookLog) == 5 * len(deliveries)
     await assert_stored_and_posted_once(db, standins, deliveries)
     assert len(standins.slack.messages(SLACK_CHANNEL, top_level_only=True)) == 3  # one thread per customer
-    assert "webhook processed" in a.log_text() and "webhook processed" in b.log_text()  # both did work
 
 
 async def test_each_delivery_sent_five_times_to_two_apps_on_one_database_is_stored_and_posted_once(
