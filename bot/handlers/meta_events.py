@@ -7,6 +7,7 @@ commit together: a crash replays the whole delivery, and the unique keys make th
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -300,30 +301,26 @@ async def on_user_preference(session: AsyncSession, ctx: EventContext, e: ev.Use
                            reason=e.detail or "stopped marketing messages in WhatsApp")
 
 
+_HANDLERS: dict[type, Callable[[AsyncSession, EventContext, Any], Awaitable[None]]] = {
+    ev.InboundMessage: on_inbound,
+    ev.MessageEcho: on_echo,
+    ev.StatusUpdate: on_status,
+    ev.TemplateStatus: on_template_status,
+    ev.QualityUpdate: on_quality,
+    ev.TemplateQuality: on_template_quality,
+    ev.TemplateCategory: on_template_category,
+    ev.AccountUpdate: on_account,
+    ev.HistoryChunk: on_history,
+    ev.ContactSync: on_contact_sync,
+    ev.UserPreference: on_user_preference,
+}
+
+
 async def apply_event(session: AsyncSession, ctx: EventContext, event: ev.WebhookEvent) -> None:
     """Apply one parsed event; unknown ones are counted and kept only in the raw log."""
     ctx.count(type(event).__name__)
-    if isinstance(event, ev.InboundMessage):
-        await on_inbound(session, ctx, event)
-    elif isinstance(event, ev.MessageEcho):
-        await on_echo(session, ctx, event)
-    elif isinstance(event, ev.StatusUpdate):
-        await on_status(session, ctx, event)
-    elif isinstance(event, ev.TemplateStatus):
-        await on_template_status(session, ctx, event)
-    elif isinstance(event, ev.QualityUpdate):
-        await on_quality(session, ctx, event)
-    elif isinstance(event, ev.TemplateQuality):
-        await on_template_quality(session, ctx, event)
-    elif isinstance(event, ev.TemplateCategory):
-        await on_template_category(session, ctx, event)
-    elif isinstance(event, ev.AccountUpdate):
-        await on_account(session, ctx, event)
-    elif isinstance(event, ev.HistoryChunk):
-        await on_history(session, ctx, event)
-    elif isinstance(event, ev.ContactSync):
-        await on_contact_sync(session, ctx, event)
-    elif isinstance(event, ev.UserPreference):
-        await on_user_preference(session, ctx, event)
-    else:
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
         log.info("webhook event kept in the log only: %s", type(event).__name__)
+        return
+    await handler(session, ctx, event)
