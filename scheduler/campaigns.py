@@ -76,6 +76,19 @@ def schedule_of(c: Campaign) -> Schedule:
     return Schedule(kind=c.schedule_kind, timezone=c.timezone, run_at=c.run_at, cron=c.cron)
 
 
+async def run_with_campaign(session: AsyncSession, run_id: int) -> tuple[CampaignRun, Campaign, Channel] | None:
+    """A run with its campaign and channel, in one query; None when the run does not exist."""
+    row = (
+        await session.execute(
+            select(CampaignRun, Campaign, Channel)
+            .join(Campaign, Campaign.id == CampaignRun.campaign_id)
+            .join(Channel, Channel.id == Campaign.channel_id)
+            .where(CampaignRun.id == run_id)
+        )
+    ).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
 async def find_template(session: AsyncSession, waba_id: str, name: str, language: str) -> Template | None:
     """The synced template of a WABA, if `templates sync` has stored it."""
     return await session.scalar(

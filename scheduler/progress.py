@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Settings
 from bot.slack.render import Post, escape
 from scheduler import estimate
-from scheduler.campaigns import RecipientStatus, RunStatus
-from storage.models import Campaign, CampaignRecipient, CampaignRun, Channel, utcnow
+from scheduler.campaigns import RecipientStatus, RunStatus, run_with_campaign
+from storage.models import CampaignRecipient, CampaignRun, utcnow
 from storage.repository import enqueue_slack
 
 KIND = "campaign_progress"
@@ -123,14 +123,7 @@ async def snapshot(
 ) -> tuple[Snapshot, str | None] | None:
     """The run's state, and the campaign's pause reason; None when the run does not exist."""
     now = now or utcnow()
-    row = (
-        await session.execute(
-            select(CampaignRun, Campaign, Channel)
-            .join(Campaign, Campaign.id == CampaignRun.campaign_id)
-            .join(Channel, Channel.id == Campaign.channel_id)
-            .where(CampaignRun.id == run_id)
-        )
-    ).first()
+    row = await run_with_campaign(session, run_id)
     if row is None:
         return None
     run, camp, channel = row

@@ -51,13 +51,14 @@ from scheduler.campaigns import (
     RecipientStatus,
     RunStatus,
     is_marketing,
+    run_with_campaign,
 )
 from scheduler.estimate import CAMPAIGN_MARGIN
 from scheduler.jobs import alert
 from scheduler.throttle import LocalThrottle, Priority, RedisThrottle, Throttle, ThrottleUnavailable
 from scheduler.variables import components_for
 from storage import repository as repo
-from storage.models import Campaign, CampaignRecipient, CampaignRun, Channel, Contact, MessageStatus, utcnow
+from storage.models import Campaign, CampaignRecipient, CampaignRun, Contact, MessageStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -309,14 +310,7 @@ class CampaignRunner:
 
     async def _context(self, run_id: int) -> RunContext | None:
         async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(CampaignRun, Campaign, Channel)
-                    .join(Campaign, Campaign.id == CampaignRun.campaign_id)
-                    .join(Channel, Channel.id == Campaign.channel_id)
-                    .where(CampaignRun.id == run_id)
-                )
-            ).first()
+            row = await run_with_campaign(session, run_id)
         if row is None:
             return None
         run, camp, channel = row
