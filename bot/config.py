@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -122,6 +122,31 @@ class SlackSettings(_Strict):
     note_prefixes: list[str] = Field(default_factory=lambda: ["note:", "//"])
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WORKWEEK: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
+
+
+class SlaSettings(_Strict):
+    """First-response target: a conversation waiting longer gets one reminder in its thread."""
+
+    first_response_minutes: int | None = Field(default=None, gt=0)
+    mention: str = ""  # Slack user group (S…) or user (U…) named in the reminder
+
+
+class BusinessHoursSettings(_Strict):
+    """Only time inside these hours (in `timezone`) counts towards waits and first responses."""
+
+    opens: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    closes: str = Field(default="18:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    days: list[Weekday] = Field(default_factory=lambda: list(WORKWEEK))
+
+    @model_validator(mode="after")
+    def _opens_before_closes(self) -> BusinessHoursSettings:
+        if self.opens >= self.closes:
+            raise ValueError("business_hours: opens must be earlier than closes")
+        return self
+
+
 class ChannelSettings(_Strict):
     name: str
     phone_number_id: str
@@ -132,6 +157,7 @@ class ChannelSettings(_Strict):
     access_token: str
     slack_channel: str
     thread_replies: ThreadReplies = ThreadReplies.TWO_WAY
+    sla: SlaSettings | None = None  # overrides the top-level sla for this channel
 
     @model_validator(mode="after")
     def _default_mps(self) -> ChannelSettings:
@@ -163,6 +189,8 @@ class Settings(_Strict):
     opt_out: OptOutSettings = Field(default_factory=OptOutSettings)
     default_region: str = "IN"
     timezone: str = "Asia/Kolkata"
+    sla: SlaSettings = Field(default_factory=SlaSettings)
+    business_hours: BusinessHoursSettings | None = None
 
     @field_validator("channels")
     @classmethod
