@@ -186,17 +186,19 @@ class Figures:
     waiting: tuple[Waiting, ...]  # oldest first
     closing: tuple[Waiting, ...]  # unanswered, window closes within CLOSING_SOON, soonest first
     replies: dict[str, int] = field(default_factory=dict)  # responder -> replies, most first
+    answered_by: dict[str, tuple[timedelta, ...]] = field(default_factory=dict)  # responder -> first responses
 
     @property
     def p50(self) -> timedelta | None:
-        return _pct(self.first_responses, 50)
+        return pct(self.first_responses, 50)
 
     @property
     def p90(self) -> timedelta | None:
-        return _pct(self.first_responses, 90)
+        return pct(self.first_responses, 90)
 
 
-def _pct(values: Sequence[timedelta], q: float) -> timedelta | None:
+def pct(values: Sequence[timedelta], q: float) -> timedelta | None:
+    """Nearest-rank percentile of durations."""
     found = percentile([v.total_seconds() for v in values], q)
     return None if found is None else timedelta(seconds=found)
 
@@ -205,13 +207,15 @@ def figures(conversations: Iterable[ConversationInput], *, since: datetime, now:
             elapsed: Elapsed = wall_clock) -> Figures:
     """The period's first responses, replies per responder, and who is waiting now."""
     responses: list[timedelta] = []
+    by: dict[str, list[timedelta]] = {}
     replies: Counter[str] = Counter()
     waiting: list[Waiting] = []
     for conv in conversations:
         t = trace(conv.events)
         for w in t.waits:
-            if w.answered_at is not None and since <= w.answered_at <= now:
+            if w.answered_at is not None and w.responder and since <= w.answered_at <= now:
                 responses.append(elapsed(w.started_at, w.answered_at))
+                by.setdefault(w.responder, []).append(responses[-1])
         replies.update(r.responder for r in t.replies if since <= r.at <= now)
         open_wait = t.open_wait
         if open_wait is not None and open_wait.started_at <= now:
@@ -222,7 +226,8 @@ def figures(conversations: Iterable[ConversationInput], *, since: datetime, now:
     closing = sorted((w for w in waiting if now < w.window_closes_at <= now + CLOSING_SOON),
                      key=lambda w: (w.window_closes_at, w.conversation_id))
     return Figures(since=since, now=now, first_responses=tuple(responses), waiting=tuple(waiting),
-                   closing=tuple(closing), replies=dict(sorted(replies.items(), key=lambda kv: (-kv[1], kv[0]))))
+                   closing=tuple(closing), replies=dict(sorted(replies.items(), key=lambda kv: (-kv[1], kv[0]))),
+                   answered_by={r: tuple(v) for r, v in by.items()})
 
 
 def overdue(waiting: Iterable[Waiting], limit: timedelta) -> list[Waiting]:

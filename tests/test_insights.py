@@ -119,6 +119,8 @@ def test_figures_percentiles_replies_and_waiting() -> None:
     assert f.p50 == timedelta(minutes=4) and f.p90 == timedelta(minutes=60)
     assert f.replies == {"U1": 2, PHONE_APP: 1, "U2": 1}
     assert list(f.replies) == ["U1", "U2", PHONE_APP]  # most first, then by name
+    assert f.answered_by == {"U1": (timedelta(minutes=2), timedelta(minutes=60)), PHONE_APP: (timedelta(minutes=10),),
+                             "U2": (timedelta(minutes=4),)}
     assert [(w.conversation_id, w.waited) for w in f.waiting] == [(4, timedelta(minutes=80)),
                                                                   (3, timedelta(minutes=70))]
     assert f.closing == ()

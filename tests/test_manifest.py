@@ -55,6 +55,8 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "views.open": frozenset(),
     "views.update": frozenset(),
     "views.push": frozenset(),
+    "views.publish": frozenset(),  # the Home tab
+    "chat.getPermalink": frozenset(),  # links to threads on the Home tab
 }
 # chat.postMessage's username / icon_url / icon_emoji need chat:write.customize (Slack: scopes/chat:write.customize).
 CUSTOMIZE_ARGS = ("username", "icon_url", "icon_emoji")

@@ -150,6 +150,7 @@ class SlackStandin(LoopbackServer):
         trigger_ttl: float = 3.0,
         latency: float = 0.0,
         port: int = 0,
+        home_tab_enabled: bool = True,
     ) -> None:
         super().__init__(port=port, latency=latency)
         self.bot_token = bot_token
@@ -162,6 +163,8 @@ class SlackStandin(LoopbackServer):
         self.app_id = app_id
         self.strict = strict
         self.trigger_ttl = trigger_ttl
+        self.home_tab_enabled = home_tab_enabled
+        self.home_views: dict[str, dict[str, Any]] = {}  # user id -> the Home tab last published to them
         self.calls: list[SlackCall] = []
         self.channels: dict[str, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
@@ -196,6 +199,7 @@ class SlackStandin(LoopbackServer):
             "views.open": self._views_open,
             "views.push": self._views_push,
             "views.update": self._views_update,
+            "views.publish": self._views_publish,
         }
 
     # ---- configuration and inspection ------------------------------------------------------------
@@ -978,3 +982,28 @@ class SlackStandin(LoopbackServer):
         replacement["state"] = current["state"]
         self.views[current["id"]] = replacement
         return {"view": copy.deepcopy(replacement)}
+
+    async def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        # Slack: docs.slack.dev/reference/methods/views.publish (no scope; one Home view per user and app).
+        user_id = str(args.get("user_id") or "")
+        if not _SLACK_ID.match(user_id) or (self.strict and user_id not in self.users):
+            raise SlackError("invalid_arguments")
+        view = _json_arg(args.get("view"), "invalid_arguments")
+        if isinstance(view, dict) and view.get("type") == "home" and not self.home_tab_enabled:
+            raise SlackError("not_enabled")
+        if len(json.dumps(view)) > 250_000:
+            raise SlackError("view_too_large")
+        current = self.home_views.get(user_id)
+        if args.get("hash") and (current is None or args["hash"] != current["hash"]):
+            raise SlackError("hash_conflict")
+        published = self._new_view(view)
+        if published["type"] != "home":
+            del self.views[published["id"]]
+            raise SlackError("invalid_arguments")
+        if current is not None:
+            del self.views[published["id"]]
+            published["id"] = published["root_view_id"] = current["id"]
+            self.views[current["id"]] = published
+        self.home_views[user_id] = published
+        return {"view": copy.deepcopy(published)}
+
