@@ -19,17 +19,18 @@ def default_components(settings: Settings, role: Role | str = "all") -> list[Com
 
     web: HTTP only (Slack endpoints, /onboard); worker: the Slack outbox and the campaigns, no endpoints."""
     from bot.home import home_component
+    from bot.insights_worker import insights_component
     from bot.onboarding.page import onboarding_component
     from bot.slack.component import make_slack_component, slack_component
     from scheduler.component import campaign_component
 
     if role == "web":
-        return [make_slack_component(outbox=False), home_component, onboarding_component]
+        return [make_slack_component(outbox=False), home_component, insights_component, onboarding_component]
     if role == "worker":
-        return [slack_outbox_component, campaign_component, onboarded_channels_component]
+        return [slack_outbox_component, campaign_component, onboarded_channels_component, insights_component]
     if role != "all":
         raise ValueError(f"unknown role {role!r}")
-    return [slack_component, home_component, campaign_component, onboarding_component]
+    return [slack_component, home_component, campaign_component, onboarding_component, insights_component]
 
 
 def slack_outbox_component(app: web.Application) -> None:

@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, select
 
 from bot import appkeys
+from bot.app import Component
 from bot.deps import Deps
 from bot.handlers.slack_campaign import _Groups, may_manage
 from bot.home_view import CampaignLine, HomeData, manager_view, member_view
@@ -164,7 +165,7 @@ def register(bolt: AsyncApp, publisher: HomePublisher) -> None:
     bolt.event(HOME_EVENT)(publisher.on_opened)
 
 
-def make_home_component(refresh_interval: float = REFRESH_INTERVAL) -> Any:
+def make_home_component(refresh_interval: float = REFRESH_INTERVAL) -> Component:
     """Mount after the Slack component: it needs the bolt app that component builds."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:

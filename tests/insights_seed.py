@@ -34,7 +34,7 @@ async def seed(sessions: async_sessionmaker[AsyncSession], channel_id: int, wa_i
         for i, m in enumerate(messages):
             at = start + timedelta(minutes=m.minutes)
             values: dict[str, Any] = {
-                "wamid": None if m.note else f"wamid.{wa_id}.{i}.{m.minutes}", "conversation_id": conv.id,
+                "wamid": None if m.note else f"wamid.{wa_id}.{i}.{at.timestamp()}", "conversation_id": conv.id,
                 "direction": "inbound" if m.source == "customer" else "outbound", "source": m.source,
                 "type": "template" if m.source == "campaign" else "text", "text": f"message {i}",
                 "slack_user": m.slack_user, "is_note": m.note, "status": m.status, "wa_timestamp": at}
