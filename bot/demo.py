@@ -49,6 +49,7 @@ class DemoResult:
     max_sends_in_one_second: int
     refused_reply_sent: bool
     progress_lines: list[str] = field(default_factory=list)
+    home: str = ""
 
 
 def _free_port() -> int:
@@ -160,6 +161,24 @@ def render_channel(slack: SlackStandin, channel: str, title: str) -> str:
     return "\n".join(out)
 
 
+def render_home(view: dict[str, Any], title: str) -> str:
+    """What a Home tab shows."""
+    out = [f"━━ {title} ━━"]
+    for block in view.get("blocks") or []:
+        kind = block.get("type")
+        if kind == "header":
+            out.append(f"■ {block['text']['text']}")
+        elif kind == "divider":
+            out.append("  ─────")
+        elif kind == "section":
+            texts = [block["text"]["text"]] if block.get("text") else []
+            texts += [f["text"] for f in block.get("fields") or []]
+            out.extend(f"  {line}" for t in texts for line in _plain(t).splitlines())
+        elif kind == "context":
+            out.extend(f"  {_plain(e.get('text', ''))}" for e in block.get("elements", []))
+    return "\n".join(out)
+
+
 class Scenario:
     """Drives the running server the way Meta and Slack would."""
 
@@ -194,6 +213,17 @@ class Scenario:
         if status != 200:
             raise RuntimeError(f"Slack event refused: {status}")
         return event
+
+    async def open_home(self, user: str) -> dict[str, Any]:
+        """The user opens the app's Home tab; returns the view the bridge published for them."""
+        before = self.slack.home_views.get(user, {}).get("hash")
+        event = {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home",
+                 "event_ts": f"{time.time():.6f}"}
+        status, _ = await self.slack.send_event(f"{self.base_url}/slack/events", event, SIGNING_SECRET)
+        if status != 200:
+            raise RuntimeError(f"Slack event refused: {status}")
+        return dict(await _until(lambda: self.slack.home_views.get(user, {}).get("hash") not in (None, before)
+                                 and self.slack.home_views[user]))
 
     async def recorded(self, thread_ts: str) -> bool:
         """True once the bridge has stored the thread (staff replies in it are then recognised)."""
@@ -303,15 +333,20 @@ async def _play(sc: Scenario, settings: Settings, recipients: int) -> DemoResult
     await _until(lambda: sc.thread_of(first.to))
     await asyncio.sleep(2.0)  # the campaign's final report and last outbox rows
 
+    sc.say("▶ Meera (manager) and Priya open Wabridge's Home tab in Slack")
+    home = "\n\n".join([render_home(await sc.open_home(MANAGER), "Home tab, as Meera (manager) sees it"),
+                         render_home(await sc.open_home(STAFF), "Home tab, as Priya sees it")])
+
     times = sorted(s.time for s in campaign_sends)
     worst = max((sum(1 for t in times if start <= t < start + 1.0) for start in times), default=0)
     transcript = "\n\n".join([
         render_channel(sc.slack, CHANNEL, "#lucknow"),
         render_channel(sc.slack, ALERTS, "#alerts"),
         "━━ only visible to Priya ━━\n" + "\n".join(f"● {_plain(e.get('text', ''))}" for e in sc.slack.ephemerals),
+        home,
     ])
     return DemoResult(transcript=transcript, campaign_sends=len(campaign_sends), max_sends_in_one_second=worst,
-                      refused_reply_sent=refused_sent, progress_lines=progress_lines)
+                      refused_reply_sent=refused_sent, progress_lines=progress_lines, home=home)
 
 
 async def run_demo(out: TextIO, *, recipients: int = 20) -> DemoResult:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.insights import ConversationInput, Elapsed, Event, Figures, classify, figures, responder_of, wall_clock
+from bot.slack.render import ContactView
 from storage.models import Channel, Contact, Conversation, Message, utcnow
 
 LOOKBACK = timedelta(days=7)
@@ -16,9 +17,8 @@ LOOKBACK = timedelta(days=7)
 
 
 def customer_name(contact: Contact) -> str:
-    """The phone app's address book name, else the WhatsApp profile name, else the number."""
-    name = contact.address_book_name or contact.profile_name
-    return f"{name} (+{contact.wa_id})" if name else f"+{contact.wa_id}"
+    """Named as in the threads: the phone app's address book name, else the WhatsApp profile name, and the number."""
+    return ContactView(contact.wa_id, contact.address_book_name or contact.profile_name).label
 
 
 async def load_conversations(sessions: async_sessionmaker[AsyncSession], *, start: datetime, end: datetime,

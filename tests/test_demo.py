@@ -31,6 +31,14 @@ async def test_demo_transcript_shows_every_step_of_the_scenario() -> None:
     assert "20 of 20" not in text and "8 of 8" in text
     assert result.progress_lines and "8/8" in result.progress_lines[-1]
     assert "unprocessed webhooks: 0" in out.getvalue()
+    manager, staff = result.home.split("━━ Home tab, as Priya sees it ━━")
+    assert "Home tab, as Meera (manager) sees it" in manager
+    waiting = manager.split("*lucknow*: 2 waiting")[1].split("─────")[0]
+    assert waiting.index("Asha") < waiting.index("Student 1")  # oldest wait first
+    assert "p50 2 min" in manager  # Ravi: answered from the phone app 2 minutes after he wrote
+    assert "• Priya: 1 today" in manager and "phone app: 1 today" in manager
+    assert "*Your replies*: 1 today" in staff and "Asha" not in staff
+    assert result.home in text
 
 
 def test_demo_command_runs_as_the_readme_says(tmp_path: Path) -> None:

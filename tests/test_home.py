@@ -102,7 +102,7 @@ async def test_a_manager_sees_who_waits_windows_closing_response_times_replies_a
     assert "https://standin.slack.com/archives/C0LUCKNOW/p" in text
     assert "waiting 45 min :warning:" in text or "waiting 46 min :warning:" in text
     assert "2 waiting" in text
-    assert "window closing within 2 hours" in text and "Gopal (+919800000003): closes at" in text
+    assert "window closing within 2 hours" in text and "Gopal (+91 98000 00003): closes at" in text
     assert "p50 6 min" in text  # Sita answered after 6 min; notes and campaigns answer nobody
     assert "Asha Verma: 1 today, 1 this week" in text
     assert "Diwali offer" in text and "0/3 sent" in text

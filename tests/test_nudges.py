@@ -132,7 +132,7 @@ async def test_one_reminder_per_wait_in_the_thread(bridge: Bridge) -> None:
     assert await bridge.worker.run_once() == 0  # every later round (and every other process) finds it owed
     await eventually(lambda: len(bridge.reminders()) == 1)
     [reminder] = bridge.reminders()
-    assert reminder["text"].startswith("<!subteam^S0MANAGERS> :alarm_clock: Ravi (+919800000001) has waited")
+    assert reminder["text"].startswith("<!subteam^S0MANAGERS> :alarm_clock: Ravi (+91 98000 00001) has waited")
     async with sessions() as s:
         thread_ts = (await s.get(Conversation, conv_id)).slack_thread_ts  # type: ignore[union-attr]
     assert reminder.get("thread_ts") == thread_ts

@@ -78,7 +78,7 @@ async def test_report_json_has_percentiles_unanswered_and_replies_with_names(
     assert await _run(["--config", str(config), "report", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["first_response"] == {"answered": 3, "p50_minutes": 10.0, "p90_minutes": 30.0}
-    assert [(u["channel"], u["customer"]) for u in data["unanswered"]] == [("lucknow", "=cmd() (+919800000002)")]
+    assert [(u["channel"], u["customer"]) for u in data["unanswered"]] == [("lucknow", "=cmd() (+91 98000 00002)")]
     assert 100 <= data["unanswered"][0]["waiting_minutes"] <= 115
     # U0BILAL is unknown to Slack: the id stays
     assert data["replies"] == [
@@ -100,7 +100,7 @@ async def test_report_for_one_channel_as_csv(tmp_path: Path, db_url: str, slack:
     assert [(r["name"], r["minutes"], r["count"]) for r in by_section["first_response"]] == [
         ("p50", "4.0", "2"), ("p90", "10.0", "2")]
     # a name that a spreadsheet would run as a formula is quoted
-    assert [r["name"] for r in by_section["unanswered"]] == ["'=cmd() (+919800000002)"]
+    assert [r["name"] for r in by_section["unanswered"]] == ["'=cmd() (+91 98000 00002)"]
     assert {(r["name"], r["count"]) for r in by_section["replies"]} == {("Asha Verma", "1"), ("phone app", "1")}
 
 
