@@ -114,7 +114,9 @@ class Conversation(Base):
 
 class Message(Base):
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_conversation_ts", "conversation_id", "wa_timestamp"),)
+    __table_args__ = (Index("ix_messages_conversation_ts", "conversation_id", "wa_timestamp"),
+                      # the managers' figures read a period across all conversations
+                      Index("ix_messages_wa_timestamp", "wa_timestamp"))
     id: Mapped[int] = mapped_column(primary_key=True)
     wamid: Mapped[str | None] = mapped_column(String(255), unique=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
