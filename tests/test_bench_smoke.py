@@ -50,3 +50,11 @@ def test_audience_scale_bench_imports_a_generated_csv(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     imported = [line for line in out.splitlines() if "import (postgres)" in line]
     assert len(imported) == 1 and "csv.reader" in out
+
+
+def test_insights_bench_computes_the_weeks_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import insights
+
+    assert insights.main(["--conversations", "20", "--messages", "4", "--repeat", "1"]) == 0
+    row = _row(capsys.readouterr().out, "postgres")
+    assert row["conversations"] == "20" and row["messages"] == "80"
