@@ -63,9 +63,11 @@ class HomePublisher:
         self.viewers[user] = time.monotonic()
         await self.publish(user)
 
-    async def publish(self, user: str) -> bool:
-        """Publish the user's Home view; False when Slack refused it (logged)."""
-        view = await self.view_for(user)
+    async def publish(self, user: str, shared: dict[bool, HomeData] | None = None) -> bool:
+        """Publish the user's Home view; False when Slack refused it (logged).
+
+        shared: figures already computed in this round (by manager or not), reused for every viewer."""
+        view = await self.view_for(user, shared=shared)
         try:
             await self.deps.slack.views_publish(user_id=user, view=view)
         except SlackApiError as exc:
@@ -73,9 +75,14 @@ class HomePublisher:
             return False
         return True
 
-    async def view_for(self, user: str, now: datetime | None = None) -> dict[str, Any]:
+    async def view_for(self, user: str, now: datetime | None = None,
+                       shared: dict[bool, HomeData] | None = None) -> dict[str, Any]:
         manager = await may_manage(self.deps, self._groups, user)
-        data = await self.data(now or utcnow(), manager=manager)
+        data = shared.get(manager) if shared is not None else None
+        if data is None:
+            data = await self.data(now or utcnow(), manager=manager)
+            if shared is not None:
+                shared[manager] = data
         return manager_view(data) if manager else member_view(user, data)
 
     async def data(self, now: datetime, *, manager: bool) -> HomeData:
@@ -142,11 +149,12 @@ class HomePublisher:
         current = await self.change_marker()
         if current != marker:
             cutoff = time.monotonic() - VIEWER_TTL
+            shared: dict[bool, HomeData] = {}
             for user, seen in list(self.viewers.items()):
                 if seen < cutoff:
                     del self.viewers[user]
                 else:
-                    await self.publish(user)
+                    await self.publish(user, shared)
         return current
 
     async def change_marker(self) -> tuple[Any, ...]:

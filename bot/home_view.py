@@ -12,6 +12,7 @@ from bot.insights import PHONE_APP, Figures, Waiting, humanize, pct
 from bot.slack.render import escape
 
 ROWS_PER_LIST = 10  # longer lists end with "and N more": a Home view holds at most 100 blocks
+MAX_CHANNEL_BLOCKS = 80  # what the per-channel part may take of those 100
 SECTION_LIMIT = 3000  # Slack's limit on a section's text
 
 
@@ -88,21 +89,33 @@ def manager_view(d: HomeData) -> dict[str, Any]:
         _context(f"Updated {_local(d.now, d.timezone)} ({escape(d.timezone)}). A conversation waits from the "
                  "customer's first unanswered message until a reply from Slack or the phone app."),
     ]
+    quiet: list[str] = []
+    per_channel: list[dict[str, Any]] = []
+    left_out = 0
     for channel in d.channels:
         waiting = [w for w in d.today.waiting if w.channel == channel]
+        if not waiting:
+            quiet.append(escape(channel))
+            continue
+        if len(per_channel) + 2 > MAX_CHANNEL_BLOCKS:
+            left_out += 1
+            continue
         limit = d.limits.get(channel)
         lines = []
         for w in waiting:
             late = " :warning:" if limit is not None and w.waited > limit else ""
             lines.append(f"• {_who(w, d.links)}: waiting {humanize(w.waited)}{late}")
-        text = f"*{escape(channel)}*: " + (f"{len(waiting)} waiting\n" + _capped(lines) if waiting
-                                           else "nobody waiting :white_check_mark:")
-        blocks.append(_section(text))
+        per_channel.append(_section(f"*{escape(channel)}*: {len(waiting)} waiting\n" + _capped(lines)))
         closing = [w for w in d.today.closing if w.channel == channel]
         if closing:
             lines = [f"• {_who(w, d.links)}: closes at {_local(w.window_closes_at, d.timezone)}" for w in closing]
-            blocks.append(_section(":hourglass_flowing_sand: *24-hour window closing within 2 hours, no reply*\n"
-                                   + _capped(lines)))
+            per_channel.append(_section(":hourglass_flowing_sand: *24-hour window closing within 2 hours, no "
+                                        "reply*\n" + _capped(lines)))
+    blocks += per_channel
+    if left_out:
+        blocks.append(_section(f"_and {left_out} more channels with customers waiting: see `wabridge report`_"))
+    if quiet:
+        blocks.append(_section("Nobody waiting :white_check_mark: in " + ", ".join(quiet)))
     blocks += [
         {"type": "divider"},
         _header("How fast we answer"),

@@ -42,7 +42,7 @@ class InsightsWorker:
                                        elapsed=elapsed_for(self.settings))
         self.histogram.update(figures.first_responses)
         targets = {t.channel: t for c in self.settings.channels if (t := target_for(self.settings, c)) is not None}
-        owed = nudges(figures.waiting, targets)
+        owed = nudges(figures.waiting, targets, now)
         if not owed:
             return 0
         queued = 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from bot.insights import Waiting, humanize, overdue
 from bot.sla import Target, mention_markup
@@ -32,11 +33,16 @@ def nudge_text(w: Waiting, target: Target) -> str:
             f"{humanize(w.waited)} for a reply (target: {minutes} min).")
 
 
-def nudges(waiting: Iterable[Waiting], targets: Mapping[str, Target]) -> list[Nudge]:
-    """A reminder for each wait past its channel's target; channels without a target get none."""
+def nudges(waiting: Iterable[Waiting], targets: Mapping[str, Target], now: datetime) -> list[Nudge]:
+    """A reminder for each wait past its channel's target; channels without a target get none.
+
+    Only while the 24-hour window is open: after it a reply from Slack is no longer possible, and turning
+    the target on must not remind the team of every old unanswered conversation at once."""
     out = []
     by_channel: dict[str, list[Waiting]] = {}
     for w in waiting:
+        if w.window_closes_at <= now:
+            continue
         by_channel.setdefault(w.channel, []).append(w)
     for channel, waits in by_channel.items():
         target = targets.get(channel)

@@ -124,7 +124,7 @@ async def test_the_messages_tab_publishes_nothing_and_the_home_tab_refreshes_on_
     await home.open(MANAGER, tab="messages")
     await home.open(MANAGER)
     first = await eventually(lambda: home.text(MANAGER))
-    assert "nobody waiting" in first
+    assert "Nobody waiting :white_check_mark: in lucknow" in first
     view_id = home.slack.home_views[MANAGER]["id"]
     sessions = home.client.app[appkeys.SESSIONS]
     await seed(sessions, home.client.app[appkeys.CHANNEL_IDS][PNID], "919800000009", "Newcomer",

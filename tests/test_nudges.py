@@ -47,14 +47,20 @@ TARGETS = {"lucknow": Target("lucknow", timedelta(minutes=30), "S0MANAGERS"),
      ["nudge:1:7", "nudge:2:1"]),  # agra has no target
 ])
 def test_which_waits_get_a_reminder(waits: list[Waiting], expected: list[str]) -> None:
-    assert [n.key for n in nudges(waits, TARGETS)] == expected
+    assert [n.key for n in nudges(waits, TARGETS, T0)] == expected
+
+
+def test_no_reminder_once_the_window_has_closed() -> None:
+    old = waiting(1, "lucknow", 25 * 60)
+    assert nudges([old], TARGETS, T0 + timedelta(hours=24)) == []
+    assert [n.key for n in nudges([old], TARGETS, T0 + timedelta(hours=23))] == ["nudge:1:1"]
 
 
 def test_reminder_text_mentions_the_group_and_escapes_the_customer() -> None:
-    [lucknow] = nudges([waiting(1, "lucknow", 95, customer="<!channel> & co")], TARGETS)
+    [lucknow] = nudges([waiting(1, "lucknow", 95, customer="<!channel> & co")], TARGETS, T0)
     assert lucknow.text == ("<!subteam^S0MANAGERS> :alarm_clock: &lt;!channel&gt; &amp; co has waited 1 h 35 min "
                             "for a reply (target: 30 min).")
-    [kanpur] = nudges([waiting(2, "kanpur", 12)], TARGETS)
+    [kanpur] = nudges([waiting(2, "kanpur", 12)], TARGETS, T0)
     assert kanpur.text.startswith(":alarm_clock: Ravi has waited 12 min")
 
 
