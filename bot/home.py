@@ -24,7 +24,7 @@ from bot.deps import Deps
 from bot.handlers.slack_campaign import _Groups, may_manage
 from bot.home_view import CampaignLine, HomeData, manager_view, member_view
 from bot.insights import Waiting
-from bot.insights_store import period_figures
+from bot.insights_store import figures_for
 from bot.sla import elapsed_for, target_for
 from bot.slack.bolt_app import BOLT
 from bot.slack.names import UserNames
@@ -89,8 +89,7 @@ class HomePublisher:
         settings = self.deps.settings
         today, week = period_starts(now, settings.timezone)
         elapsed = elapsed_for(settings)
-        week_figures = await period_figures(self.deps.sessions, since=week, now=now, elapsed=elapsed)
-        today_figures = await period_figures(self.deps.sessions, since=today, now=now, elapsed=elapsed)
+        today_figures, week_figures = await figures_for(self.deps.sessions, [today, week], now=now, elapsed=elapsed)
         names = await self.names.of(week_figures.replies)
         if not manager:
             return HomeData(now, settings.timezone, today_figures, week_figures, [], names=names,

@@ -93,11 +93,11 @@ class ConversationTrace:
 
 
 def trace(events: Iterable[Event]) -> ConversationTrace:
-    """Waits and replies of one conversation; events are sorted by time here (ties keep their order)."""
+    """Waits and replies of one conversation; events are sorted here by time, then by ref (message id)."""
     waits: list[Wait] = []
     replies: list[Reply] = []
     current: Wait | None = None
-    for e in sorted(events, key=lambda e: e.at):
+    for e in sorted(events, key=lambda e: (e.at, e.ref)):
         if e.kind is Kind.CUSTOMER:
             if current is None:
                 current = Wait(started_at=e.at, last_customer_at=e.at, ref=e.ref)
