@@ -129,3 +129,12 @@ async def _run(argv: list[str]) -> int:
 
     # main() runs its own event loop; keep it off the test's.
     return await asyncio.to_thread(main, argv)
+
+
+async def test_names_fall_back_to_ids_when_slack_cannot_be_reached() -> None:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.slack.names import UserNames
+
+    unreachable = AsyncWebClient(token=BOT_TOKEN, base_url="http://127.0.0.1:9/api/", timeout=2)
+    assert await UserNames(unreachable).of(["U0ASHA", "phone app"]) == {}
