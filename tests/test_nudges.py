@@ -20,7 +20,7 @@ from bot.config import parse_settings
 from bot.insights import Waiting
 from bot.insights_worker import INSIGHTS, InsightsWorker, make_insights_component
 from bot.nudges import nudges
-from bot.response_metrics import bucket_counts
+from bot.response_metrics import FirstResponseHistogram, bucket_counts
 from bot.sla import Target, elapsed_for, target_for
 from bot.slack.component import make_slack_component
 from bot.standins import SlackStandin
@@ -177,3 +177,13 @@ async def test_metrics_show_a_first_response_histogram(bridge: Bridge) -> None:
     assert samples["wabridge_first_response_seconds_count"] == 2
     assert samples["300.0"] == 1 and samples["3600.0"] == 2 and samples["+Inf"] == 2
     assert samples["wabridge_first_response_seconds_sum"] == 3 * 60 + 45 * 60
+
+
+async def test_two_processes_looking_at_once_queue_one_reminder(bridge: Bridge) -> None:
+    sessions = bridge.client.app[appkeys.SESSIONS]
+    await seed(sessions, bridge.client.app[appkeys.CHANNEL_IDS][PNID], "919800000001", "Ravi",
+               utcnow() - timedelta(minutes=45), [Msg(0, "customer")])
+    other = InsightsWorker(bridge.worker.settings, sessions, FirstResponseHistogram())
+    results = await asyncio.gather(bridge.worker.run_once(), other.run_once(), bridge.worker.run_once())
+    assert sum(results) == 1
+    await eventually(lambda: len(bridge.reminders()) == 1)
