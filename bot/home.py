@@ -22,7 +22,7 @@ from bot import appkeys
 from bot.app import Component
 from bot.deps import Deps
 from bot.handlers.slack_campaign import _Groups, may_manage
-from bot.home_view import CampaignLine, HomeData, manager_view, member_view
+from bot.home_view import CampaignLine, HomeData, manager_view, member_view, shown
 from bot.insights import Waiting
 from bot.insights_store import figures_for
 from bot.sla import elapsed_for, target_for
@@ -97,7 +97,7 @@ class HomePublisher:
         limits = {t.channel: t.limit for c in settings.channels if (t := target_for(settings, c)) is not None}
         return HomeData(now, settings.timezone, today_figures, week_figures, [c.name for c in settings.channels],
                         campaigns=await self.campaigns(), names=names,
-                        links=await self.links(today_figures.waiting), limits=limits,
+                        links=await self.links(shown(today_figures)), limits=limits,
                         note_prefixes=settings.slack.note_prefixes)
 
     async def campaigns(self) -> list[CampaignLine]:
@@ -116,7 +116,7 @@ class HomePublisher:
         return out
 
     async def links(self, waiting: Sequence[Waiting]) -> dict[int, str]:
-        """Thread permalinks of the waiting conversations shown (asked once each, then remembered)."""
+        """Thread permalinks (asked once each, then remembered: chat.getPermalink is rate-limited)."""
         out: dict[int, str] = {}
         for w in waiting:
             if w.thread is None:

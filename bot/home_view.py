@@ -40,6 +40,18 @@ class HomeData:
     note_prefixes: Sequence[str] = ("note:", "//")
 
 
+def shown(f: Figures) -> list[Waiting]:
+    """The waiting conversations a manager's view lists (the rest are counted): what needs a thread link."""
+    out: dict[int, Waiting] = {}
+    for rows in (f.waiting, f.closing):
+        per_channel: dict[str, int] = {}
+        for w in rows:
+            per_channel[w.channel] = per_channel.get(w.channel, 0) + 1
+            if per_channel[w.channel] <= ROWS_PER_LIST:
+                out.setdefault(w.conversation_id, w)
+    return list(out.values())
+
+
 def _section(text: str) -> dict[str, Any]:
     if len(text) > SECTION_LIMIT:
         text = text[: SECTION_LIMIT - 1] + "…"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from bot.home_view import ROWS_PER_LIST, CampaignLine, HomeData, manager_view, member_view
+from bot.home_view import ROWS_PER_LIST, CampaignLine, HomeData, manager_view, member_view, shown
 from bot.insights import PHONE_APP, ConversationInput, Event, Kind, figures
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -30,6 +30,12 @@ def test_many_channels_and_waits_stay_within_slacks_100_blocks() -> None:
     assert f"_and {15 - ROWS_PER_LIST} more_" in text
     assert "Nobody waiting :white_check_mark: in quiet" in text
     assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in view["blocks"])
+
+
+def test_only_the_listed_conversations_need_a_link() -> None:
+    convs = [waiting_in("a", i, 100 - i) for i in range(25)] + [waiting_in("b", 100, 5)]
+    listed = shown(figures(convs, since=NOW - timedelta(days=1), now=NOW))
+    assert sorted(w.conversation_id for w in listed) == [*range(ROWS_PER_LIST), 100]
 
 
 def test_names_are_escaped_and_overdue_waits_marked() -> None:
