@@ -80,7 +80,7 @@ def _child_csv(path: str) -> dict[str, Any]:
 
 
 def _child_parse(path: str) -> dict[str, Any]:
-    from scheduler.audience import BadRow, open_text, parse_rows
+    from scheduler.campaigns.audience import BadRow, open_text, parse_rows
 
     rows = bad = 0
     with open_text(path) as stream:
@@ -91,9 +91,9 @@ def _child_parse(path: str) -> dict[str, Any]:
 
 
 async def _child_import(path: str, db_url: str) -> dict[str, Any]:
-    from scheduler import campaigns
-    from scheduler.audience import import_audience, open_text
-    from scheduler.schedule import Schedule
+    from scheduler.campaigns import records as campaigns
+    from scheduler.campaigns.audience import import_audience, open_text
+    from scheduler.campaigns.schedule import Schedule
     from storage.db import make_engine, make_sessionmaker
     from storage.models import Channel, utcnow
 
@@ -121,7 +121,6 @@ async def _child_import(path: str, db_url: str) -> dict[str, Any]:
 def child(stage: str, path: str, db_url: str) -> None:
     """Run one stage and print its figures as JSON (the timed part excludes imports and set-up)."""
     import phonenumbers  # noqa: F401  (loaded before the clock starts, as a running server has it)
-
     import scheduler.audience  # noqa: F401
 
     before = _status_mb("VmRSS")

@@ -16,12 +16,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from bot import appkeys
-from bot.app import create_app
-from bot.campaign_forms import CONFIRM_CALLBACK, CREATE_CALLBACK, REFUSAL
-from bot.slack.component import make_slack_component
+from bot.app.campaign_component import campaign_component
+from bot.app.factory import create_app
+from bot.app.slack_component import make_slack_component
+from bot.handlers import appkeys
 from bot.standins import GraphStandin, SlackStandin, sign_slack
-from scheduler.component import campaign_component
+from scheduler.campaigns.forms import CONFIRM_CALLBACK, CREATE_CALLBACK, REFUSAL
 from storage.models import Campaign, CampaignRecipient, Message, Template
 from tests.helpers import BOT_TOKEN, SIGNING_SECRET, SLACK_CHANNEL, WABA, inbound_text, signed
 from tests.test_campaign_support import campaign_settings

@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from bot import appkeys
-from bot.doctor import DoctorEnv, Severity, sync_checks
+from bot.handlers import appkeys
 from bot.onboarding.syncs import SyncView, sync_problems
+from bot.ops.doctor import DoctorEnv, Severity, sync_checks
 from storage.models import Contact, Conversation, Message, SmbSync, utcnow
 from tests.helpers import PNID, envelope, inbound_text, metadata
 from tests.test_onboarding_harness import (

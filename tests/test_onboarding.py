@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from bot import appkeys
-from bot.cli import main
-from bot.handlers.meta_events import EventContext, apply_event
+from bot.bridge.meta_events import EventContext, apply_event
+from bot.cli.entry import main
+from bot.handlers import appkeys
 from bot.meta.parser import parse_delivery
 from bot.onboarding import channels as onboarded
 from bot.onboarding.crypto import TokenBox

@@ -16,9 +16,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
-from bot import appkeys
-from bot.app import create_app
-from bot.slack.component import make_slack_component
+from bot.app.factory import create_app
+from bot.app.slack_component import make_slack_component
+from bot.handlers import appkeys
 from bot.standins import GraphStandin, SlackStandin, sign_slack
 from storage.models import Conversation, Message, SlackOutbox
 from tests.helpers import (

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot import appkeys
+from bot.handlers import appkeys
 from bot.slack.outbox import OUTBOX_KINDS, ItemContext, OutboxWorker, outbox_kind
 from bot.slack.render import Post
 from storage import repository as repo

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot import appkeys
+from bot.handlers import appkeys
 from bot.handlers.slack_actions import (
     PICKER_CALLBACK,
     SHORTCUT_EXPORT,

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import ChannelSettings, Mode, Settings
+from bot.core.config import ChannelSettings, Mode, Settings
 from bot.onboarding.crypto import TokenBox, TokenKeyMissing, TokenUnreadable, token_box
 from storage.models import Channel, OnboardedChannel, utcnow
 from storage.repository import sync_channels

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bot.deps import Deps
-from bot.export import find_contacts
 from bot.onboarding.links import DEFAULT_VALID, create_link, link_url
+from bot.ops.export import find_contacts
 from bot.slack.render import format_time
 from storage import repository as repo
 from storage.models import Channel, Conversation, Message, utcnow

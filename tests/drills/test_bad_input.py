@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from bot import appkeys
-from bot.app import create_app
+from bot.app.factory import create_app
+from bot.handlers import appkeys
 from bot.meta.signature import sign
 from storage.models import Message, SlackOutbox, WebhookLog
 from tests.helpers import (
