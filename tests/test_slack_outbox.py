@@ -13,8 +13,8 @@ from bot.slack.outbox import OUTBOX_KINDS, ItemContext, OutboxWorker, outbox_kin
 from bot.slack.render import Post
 from storage import repository as repo
 from storage.models import SlackOutbox
+from tests.harness import BridgeFactory, all_text, bridges, eventually, now_ts
 from tests.helpers import SLACK_CHANNEL, inbound_text
-from tests.test_slack_bridge import BridgeFactory, all_text, bridges, eventually, now_ts
 
 
 @pytest.fixture

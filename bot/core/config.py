@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
@@ -163,6 +163,13 @@ class Settings(_Strict):
     opt_out: OptOutSettings = Field(default_factory=OptOutSettings)
     default_region: str = "IN"
     timezone: str = "Asia/Kolkata"
+    # phone_number_ids of the channels this process took from /onboard rather than app.yaml.
+    _onboarded: set[str] = PrivateAttr(default_factory=set)
+
+    @property
+    def onboarded_ids(self) -> set[str]:
+        """The live set (callers add to it) of channels that came from onboarding."""
+        return self._onboarded
 
     @field_validator("channels")
     @classmethod

@@ -29,15 +29,6 @@ log = logging.getLogger(__name__)
 REFRESH_SECONDS = 5.0
 COEXISTENCE_MPS = 5
 
-# phone_number_ids each Settings object got from onboarding; the rest came from app.yaml. Keyed by id() and
-# holding the object itself, so that an id is never reused while its entry exists.
-_FROM_ONBOARDING: dict[int, tuple[Settings, set[str]]] = {}
-
-
-def _ours(settings: Settings) -> set[str]:
-    return _FROM_ONBOARDING.setdefault(id(settings), (settings, set()))[1]
-
-
 def channel_settings(row: OnboardedChannel, token: str) -> ChannelSettings:
     """The ChannelSettings of a stored onboarded channel, given its decrypted token."""
     return ChannelSettings(name=row.name, phone_number_id=row.phone_number_id, waba_id=row.waba_id,
@@ -47,12 +38,12 @@ def channel_settings(row: OnboardedChannel, token: str) -> ChannelSettings:
 
 def is_onboarded(settings: Settings, phone_number_id: str) -> bool:
     """True when this process took the channel from onboarding rather than app.yaml."""
-    return phone_number_id in _ours(settings)
+    return phone_number_id in settings.onboarded_ids
 
 
 def apply_channels(settings: Settings, channels: Iterable[ChannelSettings]) -> list[ChannelSettings]:
     """Add new onboarded channels to settings.channels (or replace changed ones); returns what changed."""
-    ours = _ours(settings)
+    ours = settings.onboarded_ids
     changed: list[ChannelSettings] = []
     for ch in channels:
         index = next((i for i, c in enumerate(settings.channels) if c.phone_number_id == ch.phone_number_id), None)
