@@ -1,6 +1,6 @@
 """The slack-bolt app inside our aiohttp application: `POST /slack/events`, or Socket Mode with an app token.
 
-Listeners come from `LISTENER_REGISTRARS`: functions `register(bolt, deps)` that other modules add to.
+Listeners come from the modules named in `LISTENERS`; one error handler logs what a listener raised.
 Bolt talks to Slack through `Deps.slack`, whose base URL is `slack.api_url`, so tests use a stand-in.
 """
 
@@ -8,38 +8,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
 from bot.deps import Deps
+from bot.handlers import slack_actions, slack_campaign, slack_messages
 
 log = logging.getLogger(__name__)
 
 Registrar = Callable[[AsyncApp, Deps], None]
 
-
-def _thread_listeners(bolt: AsyncApp, deps: Deps) -> None:
-    from bot.handlers import slack_messages
-
-    slack_messages.register(bolt, deps)
-
-
-def _action_listeners(bolt: AsyncApp, deps: Deps) -> None:
-    from bot.handlers import slack_actions
-
-    slack_actions.register(bolt, deps)
-
-
-def _campaign_listeners(bolt: AsyncApp, deps: Deps) -> None:
-    from bot.handlers import slack_campaign
-
-    slack_campaign.register(bolt, deps)
-
-
-LISTENER_REGISTRARS: list[Registrar] = [_thread_listeners, _action_listeners, _campaign_listeners]
-"""Called once per bolt app; append `module.register` to add listeners (e.g. campaign commands)."""
+# Every listener module, listed once: each `register(bolt, deps)` adds its listeners to one bolt app.
+LISTENERS: tuple[Registrar, ...] = (slack_messages.register, slack_actions.register, slack_campaign.register)
 
 BOLT = web.AppKey("slack_bolt", AsyncApp)
 
@@ -53,9 +36,17 @@ def build_bolt_app(deps: Deps) -> AsyncApp:
         process_before_response=False,
         logger=logging.getLogger("bot.slack.bolt"),
     )
-    for register in LISTENER_REGISTRARS:
+    for register in LISTENERS:
         register(bolt, deps)
+    bolt.error(_listener_failed)
     return bolt
+
+
+async def _listener_failed(error: Exception, body: dict[str, Any], logger: logging.Logger) -> None:
+    """One line per failed listener (Slack already got its ack); the person sees the listener's own note."""
+    kind = body.get("type") or (body.get("event") or {}).get("type") or body.get("command") or "request"
+    logger.error("Slack %s failed: %s: %s", kind, error.__class__.__name__, error,
+                 exc_info=(type(error), error, error.__traceback__))
 
 
 async def slack_events(request: web.Request) -> web.Response:

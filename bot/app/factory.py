@@ -8,8 +8,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
+import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
 from bot.bridge.ingest_writer import IngestWriter
@@ -17,7 +19,11 @@ from bot.bridge.meta_events import EventContext
 from bot.bridge.webhook_worker import WebhookWorker
 from bot.core.config import Settings
 from bot.core.metrics import Metrics
+from bot.deps import Deps
 from bot.handlers import appkeys, meta_webhook
+from bot.meta.graph import GraphClient
+from bot.onboarding.channels import merge_onboarded
+from scheduler.throttle import RedisThrottle, Throttle, make_throttle
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.repository import sync_channels
 
@@ -36,8 +42,6 @@ def database_ctx(run_migrations: bool) -> Callable[[web.Application], AsyncItera
         app[appkeys.SESSIONS] = make_sessionmaker(engine)
         app[appkeys.CHANNEL_IDS] = await sync_channels(app[appkeys.SESSIONS], settings.channels)
         # Numbers connected through /onboard join the configured ones before any worker starts.
-        from bot.onboarding.channels import merge_onboarded
-
         await merge_onboarded(settings, app[appkeys.SESSIONS], app[appkeys.CHANNEL_IDS])
         yield
         await engine.dispose()
@@ -51,8 +55,6 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         app[appkeys.REDIS] = None
         yield
         return
-    import redis.asyncio as aioredis
-
     client = aioredis.from_url(url)
     app[appkeys.REDIS] = client
     yield
@@ -61,12 +63,6 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def deps_ctx(app: web.Application) -> AsyncIterator[None]:
     """Graph client, Slack Web API client and throttle, shared by every worker and listener."""
-    from slack_sdk.web.async_client import AsyncWebClient
-
-    from bot.deps import Deps
-    from bot.meta.graph import GraphClient
-    from scheduler.throttle import RedisThrottle, Throttle, make_throttle
-
     settings = app[appkeys.SETTINGS]
     graph = GraphClient(settings.meta.graph_url, settings.meta.api_version)
     # No rate-limit retry handler: the Slack outbox honours Retry-After itself (slack_sdk's async handler

@@ -14,6 +14,7 @@ from aiohttp import web
 from bot.handlers import appkeys
 from bot.onboarding import flow
 from bot.onboarding.links import LinkState, check_link, claim_link, finish_link
+from bot.slack.outbox import wake_outbox
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,4 @@ async def complete(request: web.Request) -> web.Response:
 
 
 def _wake(app: web.Application) -> None:
-    from bot.slack.outbox import wake_outbox
-
     wake_outbox(app[appkeys.DEPS])

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from scheduler.campaigns.estimate import UNKNOWN_REGION
+from scheduler.campaigns.estimate import UNKNOWN_REGION, region_of_prefix
 from storage.models import AudienceMember
 
 PHONE_COLUMNS = (
@@ -272,8 +272,6 @@ async def import_audience(
 
 async def audience_regions(sessions: async_sessionmaker[AsyncSession], campaign_id: int) -> dict[str, int]:
     """Recipients per region in a stored audience (grouped by the first digits, so cheap for any size)."""
-    from scheduler.campaigns.estimate import region_of_prefix
-
     prefix = func.substr(AudienceMember.wa_id, 1, 4)
     async with sessions() as session:
         rows = (

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import IO, Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import ChannelSettings, Settings
@@ -15,7 +16,7 @@ from scheduler.campaigns import records as campaigns
 from scheduler.campaigns.audience import AudienceError, ImportReport, import_audience, mapped_columns
 from scheduler.campaigns.schedule import Schedule
 from scheduler.campaigns.variables import body_placeholders, check_mapping
-from storage.models import utcnow
+from storage.models import Channel, utcnow
 
 PAST_TOLERANCE = timedelta(minutes=1)
 
@@ -130,10 +131,6 @@ def _minus(regions: dict[str, int], opted: int, total: int) -> dict[str, int]:
 
 
 async def _channel_id(session: AsyncSession, channel: ChannelSettings) -> int:
-    from sqlalchemy import select
-
-    from storage.models import Channel
-
     cid = await session.scalar(select(Channel.id).where(Channel.phone_number_id == channel.phone_number_id))
     if cid is None:
         raise CampaignInputError("channel", f"channel {channel.name} is not in the database yet: run `migrate` "
