@@ -9,9 +9,9 @@ Run from the repository root:
 Each conversation gets `--messages` messages spread over the last 7 days (customer messages, replies from
 Slack and the phone app, notes, campaign sends). Measured, each the median of `--repeat` runs:
 - select rows: the baseline, fetching the same message columns for the same period and nothing else;
-- figures (week): bot.insights_store.period_figures for this week, as the Home tab, the reminders and the
+- figures (week): bot.ops.insights_store.period_figures for this week, as the Home tab, the reminders and the
   /metrics histogram compute it (loading, classifying, the pure function);
-- pure function: bot.insights.figures over events already in memory.
+- pure function: bot.ops.insights.figures over events already in memory.
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ async def fill(url: str, conversations: int, messages: int, seed: int = 11) -> N
 async def measure(url: str, repeat: int) -> dict[str, float]:
     from sqlalchemy import select
 
-    from bot.insights import figures
-    from bot.insights_store import load_conversations, period_figures
+    from bot.ops.insights import figures
+    from bot.ops.insights_store import load_conversations, period_figures
     from storage.db import make_engine, make_sessionmaker
     from storage.models import Message, utcnow
 

@@ -14,10 +14,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import appkeys
-from bot.app import create_app
-from bot.home import HOME, make_home_component, period_starts
-from bot.slack.component import make_slack_component
+from bot.app.factory import create_app
+from bot.app.home_component import HOME, make_home_component, period_starts
+from bot.app.slack_component import make_slack_component
+from bot.handlers import appkeys
 from bot.standins import SlackStandin
 from storage.models import AudienceMember, Campaign, utcnow
 from tests.helpers import BOT_TOKEN, PNID, SIGNING_SECRET, SLACK_CHANNEL, make_settings

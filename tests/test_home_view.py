@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from bot.home_view import ROWS_PER_LIST, CampaignLine, HomeData, manager_view, member_view, shown
-from bot.insights import PHONE_APP, ConversationInput, Event, Kind, figures
+from bot.ops.home_view import ROWS_PER_LIST, CampaignLine, HomeData, manager_view, member_view, shown
+from bot.ops.insights import PHONE_APP, ConversationInput, Event, Kind, figures
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from bot.insights import (
+from bot.ops.insights import (
     PHONE_APP,
     BusinessHours,
     ConversationInput,

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import inspect, select
 
-from bot.insights_store import period_figures
+from bot.ops.insights_store import period_figures
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.models import Channel, Message, utcnow
 from tests.insights_seed import Msg, seed

@@ -14,15 +14,15 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from bot import appkeys
-from bot.app import create_app
-from bot.config import parse_settings
-from bot.insights import Waiting
-from bot.insights_worker import INSIGHTS, InsightsWorker, make_insights_component
-from bot.nudges import nudges
-from bot.response_metrics import FirstResponseHistogram, bucket_counts
-from bot.sla import Target, elapsed_for, target_for
-from bot.slack.component import make_slack_component
+from bot.app.factory import create_app
+from bot.app.insights_component import INSIGHTS, InsightsWorker, make_insights_component
+from bot.app.slack_component import make_slack_component
+from bot.core.config import parse_settings
+from bot.core.response_metrics import FirstResponseHistogram, bucket_counts
+from bot.handlers import appkeys
+from bot.ops.insights import Waiting
+from bot.ops.nudges import nudges
+from bot.ops.sla import Target, elapsed_for, target_for
 from bot.standins import SlackStandin
 from storage.models import Conversation, SlackOutbox, utcnow
 from tests.helpers import BOT_TOKEN, PNID, SLACK_CHANNEL, make_settings

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.cli import main
-from bot.report import parse_since
+from bot.cli.entry import main
+from bot.ops.report import parse_since
 from bot.standins.slack import SlackStandin
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.models import utcnow

@@ -1,0 +1,201 @@
+"""The App Home tab: published when a user opens it, and again when the figures change while they look.
+
+`home_component` wires it: it adds an `app_home_opened` listener to the bolt app and runs the refresher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import func, select
+
+from bot.app.bolt import BOLT
+from bot.app.factory import Component
+from bot.deps import Deps
+from bot.handlers import appkeys
+from bot.handlers.slack_campaign import _Groups, may_manage
+from bot.ops.home_view import CampaignLine, HomeData, manager_view, member_view, shown
+from bot.ops.insights import Waiting
+from bot.ops.insights_store import figures_for
+from bot.ops.sla import elapsed_for, target_for
+from bot.slack.names import UserNames
+from storage.models import Campaign, Message, utcnow
+
+log = logging.getLogger(__name__)
+
+HOME_EVENT = "app_home_opened"
+REFRESH_INTERVAL = 5.0  # seconds between looks for new messages; a viewer's tab is republished at most this often
+VIEWER_TTL = 3600.0  # a user who opened the tab this long ago no longer gets refreshes
+ACTIVE_CAMPAIGNS = ("running", "scheduled", "paused")
+
+
+def period_starts(now: datetime, tz: str) -> tuple[datetime, datetime]:
+    """Local midnight today and on this week's Monday, in UTC."""
+    local = now.astimezone(ZoneInfo(tz))
+    today = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return today, today - timedelta(days=today.weekday())
+
+
+class HomePublisher:
+    """Builds and publishes each user's Home tab; remembers who looks at it, for refreshes."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.names = UserNames(deps.slack)
+        self._groups = _Groups()
+        self._links: dict[tuple[str, str], str] = {}
+        self.viewers: dict[str, float] = {}  # user id -> when they last opened the tab (monotonic)
+
+    async def on_opened(self, event: dict[str, Any]) -> None:
+        """bolt listener for app_home_opened (the Messages tab fires it too, and is left alone)."""
+        user = event.get("user")
+        if event.get("tab", "home") != "home" or not isinstance(user, str):
+            return
+        self.viewers[user] = time.monotonic()
+        await self.publish(user)
+
+    async def publish(self, user: str, shared: dict[bool, HomeData] | None = None) -> bool:
+        """Publish the user's Home view; False when Slack refused it (logged).
+
+        shared: figures already computed in this round (by manager or not), reused for every viewer."""
+        view = await self.view_for(user, shared=shared)
+        try:
+            await self.deps.slack.views_publish(user_id=user, view=view)
+        except SlackApiError as exc:
+            log.warning("home tab for %s not published: %s", user, exc.response.get("error"))
+            return False
+        return True
+
+    async def view_for(self, user: str, now: datetime | None = None,
+                       shared: dict[bool, HomeData] | None = None) -> dict[str, Any]:
+        manager = await may_manage(self.deps, self._groups, user)
+        data = shared.get(manager) if shared is not None else None
+        if data is None:
+            data = await self.data(now or utcnow(), manager=manager)
+            if shared is not None:
+                shared[manager] = data
+        return manager_view(data) if manager else member_view(user, data)
+
+    async def data(self, now: datetime, *, manager: bool) -> HomeData:
+        settings = self.deps.settings
+        today, week = period_starts(now, settings.timezone)
+        elapsed = elapsed_for(settings)
+        today_figures, week_figures = await figures_for(self.deps.sessions, [today, week], now=now, elapsed=elapsed)
+        names = await self.names.of(week_figures.replies)
+        if not manager:
+            return HomeData(now, settings.timezone, today_figures, week_figures, [], names=names,
+                            note_prefixes=settings.slack.note_prefixes)
+        limits = {t.channel: t.limit for c in settings.channels if (t := target_for(settings, c)) is not None}
+        return HomeData(now, settings.timezone, today_figures, week_figures, [c.name for c in settings.channels],
+                        campaigns=await self.campaigns(), names=names,
+                        links=await self.links(shown(today_figures)), limits=limits,
+                        note_prefixes=settings.slack.note_prefixes)
+
+    async def campaigns(self) -> list[CampaignLine]:
+        from scheduler.campaigns.records import summaries
+
+        out = []
+        for c in await summaries(self.deps.sessions, limit=50):
+            if c.status not in ACTIVE_CAMPAIGNS:
+                continue
+            run = c.runs[0] if c.runs else None
+            counts = run.counts if run else {}
+            total = sum(counts.values()) or c.audience
+            left = counts.get("pending", 0) + counts.get("sending", 0)
+            done = total - left if run else 0
+            out.append(CampaignLine(c.name, c.channel, c.status, done, total, c.next_fire))
+        return out
+
+    async def links(self, waiting: Sequence[Waiting]) -> dict[int, str]:
+        """Thread permalinks (asked once each, then remembered: chat.getPermalink is rate-limited)."""
+        out: dict[int, str] = {}
+        for w in waiting:
+            if w.thread is None:
+                continue
+            link = self._links.get(w.thread)
+            if link is None:
+                try:
+                    resp = await self.deps.slack.chat_getPermalink(channel=w.thread[0], message_ts=w.thread[1])
+                except SlackApiError:
+                    continue
+                link = str(resp.get("permalink") or "")
+                if link:
+                    self._links[w.thread] = link
+            if link:
+                out[w.conversation_id] = link
+        return out
+
+    async def refresh_forever(self, interval: float = REFRESH_INTERVAL) -> None:
+        """Republish the tabs of recent viewers when a message or a campaign has changed since last look."""
+        marker: tuple[Any, ...] | None = None
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                marker = await self.refresh_if_changed(marker)
+            except Exception:  # a failed round must not end refreshing
+                log.exception("home tab refresh failed")
+
+    async def refresh_if_changed(self, marker: tuple[Any, ...] | None) -> tuple[Any, ...]:
+        current = await self.change_marker()
+        if current != marker:
+            cutoff = time.monotonic() - VIEWER_TTL
+            shared: dict[bool, HomeData] = {}
+            for user, seen in list(self.viewers.items()):
+                if seen < cutoff:
+                    del self.viewers[user]
+                else:
+                    await self.publish(user, shared)
+        return current
+
+    async def change_marker(self) -> tuple[Any, ...]:
+        async with self.deps.sessions() as s:
+            messages = (await s.execute(select(func.max(Message.id), func.count(Message.status)).where(
+                Message.status == "failed"))).one()
+            campaigns = (await s.execute(select(func.max(Campaign.updated_at), func.count(Campaign.id)))).one()
+        # The minute is part of the marker: waiting times grow even when nothing is written.
+        return (*messages, *campaigns, self.deps.settings.channels, int(time.monotonic() // 60))
+
+
+HOME = web.AppKey("home_publisher", HomePublisher)
+
+
+def register(bolt: AsyncApp, publisher: HomePublisher) -> None:
+    bolt.event(HOME_EVENT)(publisher.on_opened)
+
+
+def make_home_component(refresh_interval: float = REFRESH_INTERVAL) -> Component:
+    """Mount after the Slack component: it needs the bolt app that component builds."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        bolt = app.get(BOLT)
+        if bolt is None:
+            log.warning("no Slack app in this process: the Home tab is not served here")
+            yield
+            return
+        publisher = HomePublisher(app[appkeys.DEPS])
+        app[HOME] = publisher
+        register(bolt, publisher)
+        task = asyncio.create_task(publisher.refresh_forever(refresh_interval), name="home-refresh")
+        yield
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    def component(app: web.Application) -> None:
+        app.cleanup_ctx.append(ctx)
+
+    return component
+
+
+home_component = make_home_component()

@@ -1,0 +1,104 @@
+"""Every half minute: refresh the first-response histogram and queue reminders for overdue waits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.app.factory import Component
+from bot.core.config import Settings
+from bot.core.response_metrics import FirstResponseHistogram
+from bot.handlers import appkeys
+from bot.ops.insights_store import period_figures
+from bot.ops.nudges import nudges
+from bot.ops.sla import elapsed_for, target_for
+from storage import repository as repo
+from storage.models import utcnow
+
+log = logging.getLogger(__name__)
+
+INTERVAL = 30.0
+HISTOGRAM_SPAN = timedelta(hours=24)
+
+
+class InsightsWorker:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession],
+                 histogram: FirstResponseHistogram, on_queued: Callable[[], None] | None = None) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.histogram = histogram
+        self.on_queued = on_queued
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        """Refresh the histogram, queue what reminders are owed; returns how many were new."""
+        now = now or utcnow()
+        figures = await period_figures(self.sessions, since=now - HISTOGRAM_SPAN, now=now,
+                                       elapsed=elapsed_for(self.settings))
+        self.histogram.update(figures.first_responses)
+        targets = {t.channel: t for c in self.settings.channels if (t := target_for(self.settings, c)) is not None}
+        owed = nudges(figures.waiting, targets, now)
+        if not owed:
+            return 0
+        queued = 0
+        async with self.sessions() as s, s.begin():
+            for n in owed:
+                queued += await repo.enqueue_slack(
+                    s, dedupe_key=n.key, thread_key=f"conv:{n.conversation_id}", kind="note",
+                    payload={"conversation_id": n.conversation_id, "text": n.text, "mrkdwn": True},
+                    conversation_id=n.conversation_id)
+        if queued and self.on_queued is not None:
+            self.on_queued()
+        return queued
+
+    async def run(self, interval: float = INTERVAL) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:  # a failed round (database away) must not end the loop
+                log.exception("insights round failed")
+            await asyncio.sleep(interval)
+
+
+INSIGHTS = web.AppKey("insights_worker", InsightsWorker)
+
+
+def make_insights_component(interval: float | None = INTERVAL) -> Component:
+    """Histogram for /metrics in every process; reminders are deduplicated, so every process may queue them.
+
+    interval=None registers the worker (app[INSIGHTS]) without running its loop."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        histogram = FirstResponseHistogram()
+        app[appkeys.METRICS].registry.register(histogram)
+
+        def wake() -> None:
+            from bot.app.slack_component import OUTBOX
+
+            outbox = app.get(OUTBOX)
+            if outbox is not None:
+                outbox.wake()
+
+        worker = InsightsWorker(app[appkeys.SETTINGS], app[appkeys.SESSIONS], histogram, wake)
+        app[INSIGHTS] = worker
+        if interval is None:
+            yield
+            return
+        task = asyncio.create_task(worker.run(interval), name="insights")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    def component(app: web.Application) -> None:
+        app.cleanup_ctx.append(ctx)
+
+    return component
+
+
+insights_component = make_insights_component()

@@ -1,0 +1,61 @@
+"""`wabridge report [--since 7d] [--channel NAME] [--format text|csv|json]`: the managers' figures for scripts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable
+
+from bot.cli.base import Command, add_command, run_async, settings_from
+from bot.core.config import Settings
+from bot.ops.report import Format
+
+EXIT_USAGE = 2
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    report = add_command(sub, "report", help="first-response times, unanswered conversations, replies per responder")
+    report.add_argument("--since", default="7d", help="a span (7d, 24h, 90m, 2w) or a date (default: 7d)")
+    report.add_argument("--channel", default=None, help="only this channel")
+    report.add_argument("--format", choices=[f.value for f in Format], default=Format.TEXT.value)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if args.channel:
+        settings.channel(args.channel)  # a clear config error for an unknown channel
+    return run_async(_report(settings, args.since, args.channel, Format(args.format)))
+
+
+async def _report(settings: Settings, since_text: str, channel: str | None, fmt: Format) -> int:
+    from bot.cli.ops import runtime
+    from bot.ops.insights_store import period_figures
+    from bot.ops.report import as_dict, parse_since, render
+    from bot.ops.sla import elapsed_for
+    from storage.models import utcnow
+
+    now = utcnow()
+    try:
+        since = parse_since(since_text, now)
+    except ValueError as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    async with runtime(settings) as rt:
+        figures = await period_figures(rt.sessions, since=since, now=now,
+                                       channels=[channel] if channel else None, elapsed=elapsed_for(settings))
+    names = await slack_names(settings, figures.replies)
+    sys.stdout.write(render(as_dict(figures, names, channel), fmt))
+    return 0
+
+
+async def slack_names(settings: Settings, users: Iterable[str]) -> dict[str, str]:
+    """Slack users' names for the report; without Slack the ids stay."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.slack.names import UserNames
+
+    slack = AsyncWebClient(token=settings.slack.bot_token, base_url=settings.slack.api_url, timeout=10)
+    return await UserNames(slack).of(users)
+
+
+COMMANDS: dict[str, Command] = {"report": cmd_report}

@@ -1,0 +1,73 @@
+"""Load stored messages as the event sequences bot/ops/insights.py reads, and the figures for one period."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.ops.insights import ConversationInput, Elapsed, Event, Figures, classify, figures, responder_of, wall_clock
+from bot.slack.render import ContactView
+from storage.models import Channel, Contact, Conversation, Message, utcnow
+
+LOOKBACK = timedelta(days=7)
+"""How far before a period its waits are traced back: a wait that began earlier counts from within it."""
+
+
+async def load_conversations(sessions: async_sessionmaker[AsyncSession], *, start: datetime, end: datetime,
+                             channels: Sequence[str] | None = None) -> list[ConversationInput]:
+    """Every conversation with a message in [start, end], with those messages as events."""
+    in_period = (Message.wa_timestamp >= start) & (Message.wa_timestamp <= end)
+    query = (select(Message.id, Message.conversation_id, Message.direction, Message.source, Message.type,
+                    Message.is_note, Message.is_history, Message.status, Message.slack_user, Message.wa_timestamp)
+             .where(in_period))
+    # Plain columns, not ORM objects, and a subquery rather than a list of ids: a week can hold many
+    # thousands of conversations (SQLite caps a statement's parameters).
+    named = (select(Conversation.id, Conversation.slack_channel, Conversation.slack_thread_ts, Contact.wa_id,
+                    Contact.address_book_name, Contact.profile_name, Channel.name)
+             .join(Contact, Contact.id == Conversation.contact_id)
+             .join(Channel, Channel.id == Conversation.channel_id)
+             .where(Conversation.id.in_(select(Message.conversation_id).where(in_period).distinct())))
+    if channels is not None:
+        wanted = select(Conversation.id).join(Channel, Channel.id == Conversation.channel_id) \
+            .where(Channel.name.in_(channels))
+        query = query.where(Message.conversation_id.in_(wanted))
+        named = named.where(Channel.name.in_(channels))
+    events: dict[int, list[Event]] = {}
+    async with sessions() as s:
+        for row in (await s.execute(query)).all():
+            kind = classify(direction=row.direction, source=row.source, type=row.type, is_note=row.is_note,
+                            is_history=row.is_history, status=row.status, slack_user=row.slack_user)
+            events.setdefault(row.conversation_id, []).append(
+                Event(row.wa_timestamp, kind, responder_of(row.source, row.slack_user), row.id))
+        if not events:
+            return []
+        rows = (await s.execute(named)).all()
+    out = []
+    for cid, slack_channel, thread_ts, wa_id, book_name, profile_name, channel_name in rows:
+        if cid not in events:  # written between the two reads
+            continue
+        name = ContactView(wa_id, book_name or profile_name).label
+        thread = (slack_channel, thread_ts) if slack_channel and thread_ts else None
+        out.append(ConversationInput(cid, channel_name, name, tuple(events[cid]), thread))
+    out.sort(key=lambda c: c.conversation_id)
+    return out
+
+
+async def figures_for(sessions: async_sessionmaker[AsyncSession], sinces: Sequence[datetime], *,
+                      now: datetime | None = None, channels: Sequence[str] | None = None,
+                      elapsed: Elapsed = wall_clock) -> list[Figures]:
+    """The figures of several periods ending now (e.g. today and this week), from one read."""
+    now = now or utcnow()
+    convs = await load_conversations(sessions, start=min(sinces) - LOOKBACK, end=now, channels=channels)
+    return [figures(convs, since=since, now=now, elapsed=elapsed) for since in sinces]
+
+
+async def period_figures(sessions: async_sessionmaker[AsyncSession], *, since: datetime,
+                         now: datetime | None = None, channels: Sequence[str] | None = None,
+                         elapsed: Elapsed = wall_clock) -> Figures:
+    """The figures for [since, now] from stored messages."""
+    [found] = await figures_for(sessions, [since], now=now, channels=channels, elapsed=elapsed)
+    return found

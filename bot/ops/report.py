@@ -1,0 +1,126 @@
+"""`wabridge report` output: the managers' figures as text, CSV or JSON (pure)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from bot.ops.insights import PHONE_APP, Figures, humanize
+
+_SPAN = re.compile(r"^(?P<n>\d+)\s*(?P<unit>[mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class Format(StrEnum):
+    TEXT = "text"
+    CSV = "csv"
+    JSON = "json"
+
+
+def parse_since(value: str, now: datetime) -> datetime:
+    """`7d`, `24h`, `90m`, `2w`, or an ISO date/time (UTC unless it says otherwise); ValueError otherwise."""
+    text = value.strip().lower()
+    m = _SPAN.match(text)
+    if m:
+        n = int(m.group("n"))
+        if n <= 0:
+            raise ValueError(f"--since {value!r}: the span must be positive")
+        return now - timedelta(**{_UNITS[m.group("unit")]: n})
+    try:
+        at = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"--since {value!r}: give a span such as 7d, 24h, 90m, 2w or a date such as "
+                         "2026-11-01") from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=now.tzinfo)
+    if at >= now:
+        raise ValueError(f"--since {value!r} is not in the past")
+    return at
+
+
+def _minutes(span: timedelta | None) -> float | None:
+    return None if span is None else round(span.total_seconds() / 60, 1)
+
+
+def _name(responder: str, names: Mapping[str, str]) -> str:
+    return responder if responder == PHONE_APP else names.get(responder, responder)
+
+
+def as_dict(f: Figures, names: Mapping[str, str], channel: str | None = None) -> dict[str, Any]:
+    """The report as plain data (what JSON shows; text and CSV are drawn from it)."""
+    return {
+        "since": f.since.isoformat(), "until": f.now.isoformat(), "channel": channel,
+        "first_response": {"answered": len(f.first_responses), "p50_minutes": _minutes(f.p50),
+                           "p90_minutes": _minutes(f.p90)},
+        "unanswered": [{"channel": w.channel, "customer": w.customer, "waiting_since": w.since.isoformat(),
+                        "waiting_minutes": _minutes(w.waited),
+                        "window_closes_at": w.window_closes_at.isoformat(),
+                        "window_closing_soon": w in f.closing} for w in f.waiting],
+        "replies": [{"responder": _name(r, names), "id": None if r == PHONE_APP else r, "replies": n}
+                    for r, n in f.replies.items()],
+    }
+
+
+def render_text(data: Mapping[str, Any]) -> str:
+    fr = data["first_response"]
+    scope = f" in {data['channel']}" if data["channel"] else ""
+    lines = [f"Report{scope} from {data['since']} to {data['until']}", ""]
+    if fr["answered"]:
+        lines.append(f"First response: p50 {_span(fr['p50_minutes'])}, p90 {_span(fr['p90_minutes'])} "
+                     f"({fr['answered']} answered)")
+    else:
+        lines.append("First response: nothing answered in this period")
+    lines += ["", f"Unanswered: {len(data['unanswered'])}"]
+    for w in data["unanswered"]:
+        closing = ", window closes soon" if w["window_closing_soon"] else ""
+        lines.append(f"  {w['channel']}: {w['customer']}, waiting {_span(w['waiting_minutes'])}{closing}")
+    lines += ["", "Replies per responder:"]
+    lines += [f"  {r['responder']}: {r['replies']}" for r in data["replies"]] or ["  none"]
+    return "\n".join(lines) + "\n"
+
+
+def _span(minutes: float) -> str:
+    return humanize(timedelta(minutes=minutes))
+
+
+CSV_COLUMNS = ("section", "channel", "name", "minutes", "count", "since", "window_closes_at")
+
+
+def render_csv(data: Mapping[str, Any]) -> str:
+    """One table for spreadsheets; the `section` column says which figure a row is."""
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(CSV_COLUMNS)
+    fr = data["first_response"]
+    scope = data["channel"] or ""
+    w.writerow(["first_response", scope, "p50", _cell(fr["p50_minutes"]), fr["answered"], data["since"], ""])
+    w.writerow(["first_response", scope, "p90", _cell(fr["p90_minutes"]), fr["answered"], data["since"], ""])
+    for u in data["unanswered"]:
+        w.writerow(["unanswered", u["channel"], _safe(u["customer"]), u["waiting_minutes"], "", u["waiting_since"],
+                    u["window_closes_at"]])
+    for r in data["replies"]:
+        w.writerow(["replies", scope, _safe(r["responder"]), "", r["replies"], data["since"], ""])
+    return out.getvalue()
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else str(value)
+
+
+def _safe(text: str) -> str:
+    # Customer and profile names are untrusted: a leading =, +, - or @ would run as a spreadsheet formula.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def render(data: Mapping[str, Any], fmt: Format) -> str:
+    if fmt is Format.JSON:
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if fmt is Format.CSV:
+        return render_csv(data)
+    return render_text(data)
