@@ -53,7 +53,7 @@ class Loaded:
 
 def contact_view(contact: Contact) -> render.ContactView:
     """How a contact is named: the phone app's address book first, then their WhatsApp profile."""
-    return render.ContactView(contact.wa_id, contact.address_book_name or contact.profile_name)
+    return render.ContactView(contact.wa_id, contact.address_book_name or contact.profile_name, contact.username)
 
 
 def _summary(msg: Message) -> str:
@@ -217,7 +217,8 @@ async def mirror_message(ctx: ItemContext) -> None:
     view = render.MessageView(
         direction=msg.direction, source=msg.source, type=msg.type, text=msg.text, content=msg.content or {},
         slack_user=msg.slack_user, quoted=loaded.quoted, campaign=loaded.campaign)
-    posts = render.message_posts(view, loaded.contact_view, loaded.channel_view)
+    posts = render.message_posts(view, loaded.contact_view, loaded.channel_view, tz=ctx.deps.settings.timezone,
+                                 show_deleted_text=ctx.deps.settings.slack.show_deleted_text)
     first = msg.slack_ts
     for i, post in enumerate(posts):
         ts = await _post_in_thread(ctx, loaded.conv.id, post, str(i))
@@ -336,7 +337,9 @@ async def mirror_alert(ctx: ItemContext) -> None:
 
 
 
-# Onboarding's kinds (history summaries, import progress, renamed parents) register alongside these.
+# Onboarding's kinds (history summaries, import progress, renamed parents) and revisions of mirrored posts
+# (edits, deletions) register alongside these.
 from bot.onboarding import outbox_kinds as _onboarding_kinds  # noqa: E402
+from bot.slack import revisions as _revisions  # noqa: E402
 
-_ = _onboarding_kinds
+_ = _onboarding_kinds, _revisions
