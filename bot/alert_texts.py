@@ -179,7 +179,7 @@ def errors(errs: Sequence[ev.MetaError], where: str) -> Alert:
         if err.details:
             line += f": {err.details}"
         meaning = explain(err.code) if err.code in known_codes() else ""
-        if meaning and meaning not in line:
-            line += f". {meaning}"
+        if meaning and meaning.lower() not in line.lower():
+            line += f". {meaning[:1].upper()}{meaning[1:]}"
         lines.append(line)
     return WARN, (f"{where}: " + " | ".join(lines)) if lines else f"{where}: Meta reported an error"

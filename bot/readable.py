@@ -73,13 +73,13 @@ def scalar(key: str, value: object, tz: str = "UTC") -> str:
 
 
 def flatten(value: object, tz: str = "UTC", prefix: str = "") -> list[tuple[str, str]]:
-    """Nested objects and lists as (label, text) pairs: `Address > City`, `Items 1`; order kept."""
+    """Nested objects and lists as (label, text) pairs: `Address / City`, `Items 1`; order kept."""
     out: list[tuple[str, str]] = []
     if isinstance(value, Mapping):
         for key, inner in value.items():
             if str(key) in _HIDDEN:
                 continue
-            name = f"{prefix} > {label(str(key))}" if prefix else label(str(key))
+            name = f"{prefix} / {label(str(key))}" if prefix else label(str(key))
             out += flatten(inner, tz, name) if isinstance(inner, Mapping | list) else [
                 (name, scalar(str(key), inner, tz))]
     elif isinstance(value, list):
