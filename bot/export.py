@@ -21,6 +21,7 @@ import phonenumbers
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.readable import flow_answers, sentence
 from storage.models import Channel, Contact, Conversation, Message, Source
 
 
@@ -115,8 +116,29 @@ def with_slack_names(t: Transcript, names: Mapping[str, str]) -> Transcript:
 
 
 def describe_content(kind: str, text: str | None, content: Mapping[str, Any] | None) -> str:
-    """Readable text for any message type (text as written, else a bracketed description)."""
+    """Readable text for any message type, with Flow answers, earlier versions and deletion marks."""
     content = content or {}
+    described = _describe(kind, text, content)
+    interactive = content.get("interactive") if isinstance(content.get("interactive"), Mapping) else None
+    if interactive and interactive.get("type") == "nfm_reply":
+        answers = sentence(flow_answers(interactive.get("response_json")))
+        described = f"[form] {answers}" if answers else described
+    versions = [v for v in content.get("versions") or [] if isinstance(v, Mapping)]
+    if versions:
+        earlier = " | ".join(f"{v.get('replaced_at', '')}: {_version(kind, v)}" for v in versions)
+        described += f" [edited; earlier versions: {earlier}]"
+    if content.get("revoked_at"):
+        described = f"[deleted by the sender at {content['revoked_at']}] {described}"
+    return described
+
+
+def _version(kind: str, version: Mapping[str, Any]) -> str:
+    inner = version.get("content")
+    content: Mapping[str, Any] = inner if isinstance(inner, Mapping) else {}
+    return _describe(str(content.get("kind") or kind), content.get("text"), content)
+
+
+def _describe(kind: str, text: str | None, content: Mapping[str, Any]) -> str:
     if text:
         if kind in ("text", "button", "interactive"):
             return text

@@ -765,7 +765,7 @@ def test_edit_is_the_new_content_marked_with_the_message_it_replaces() -> None:
     e = only("edit")
     assert isinstance(e, InboundMessage)
     assert e.content.kind == "text" and e.content.original_type == "edit"
-    assert e.content.text == "Is the Monday batch full? I meant the evening one."
+    assert e.content.text == "Namaste, is the 2 BHK on Hazratganj still available? Or the 3 BHK?"
     assert e.content.edits == load("text")["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
 
 

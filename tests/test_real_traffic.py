@@ -47,14 +47,14 @@ async def test_customer_edit_updates_the_mirrored_post_and_keeps_every_version(b
     await bridge.webhook(fixture("text"))
     _, replies = await thread_with(bridge, 1)
     original_ts = replies[0]["ts"]
-    assert "Monday batch" in all_text(replies[0]) or replies[0]["text"]
+    assert "Hazratganj" in all_text(replies[0]) and "3 BHK" not in all_text(replies[0])
 
     await bridge.webhook(fixture("edit"))
     await bridge.webhook(fixture("edit"))  # Meta retries: the second delivery changes nothing
     await settled(bridge)
 
     updated = await eventually(lambda: (r := bridge.replies(bridge.parents()[0]["ts"])) and
-                               "evening one" in all_text(r[0]) and r)
+                               "Or the 3 BHK" in all_text(r[0]) and r)
     assert len(updated) == 1 and updated[0]["ts"] == original_ts  # the same post, revised
     assert "Edited by the customer" in all_text(updated[0])
     assert len(bridge.slack.calls_to("chat.update")) >= 1
@@ -62,13 +62,28 @@ async def test_customer_edit_updates_the_mirrored_post_and_keeps_every_version(b
                            ["messages"][0]["id"])
     versions = msg.content["versions"]
     assert len(versions) == 1  # the redelivered edit was not applied twice
-    assert versions[0]["content"]["text"] != msg.text and "evening one" in msg.text
+    assert versions[0]["content"]["text"] != msg.text and "Or the 3 BHK" in msg.text
+
+
+async def test_audit_export_keeps_every_version_the_deletion_and_flow_answers(bridge: Bridge) -> None:
+    from bot.export import load_transcript
+
+    for name in ("text", "edit", "revoke", "interactive_nfm_reply"):
+        await bridge.webhook(fixture(name))
+    await settled(bridge)
+    t = await load_transcript(bridge.app[appkeys.SESSIONS], "lucknow", "919812345678")
+    texts = [line.text for line in t.lines]
+    edited = next(x for x in texts if "Or the 3 BHK" in x)
+    assert edited.startswith("[deleted by the sender at ")
+    earlier = edited.split("[edited; earlier versions: ")[1]
+    assert earlier.endswith("Namaste, is the 2 BHK on Hazratganj still available?]")
+    assert any(x.startswith("[form] Budget: 45L; Bhk: 2") for x in texts)
 
 
 async def test_edit_of_an_unknown_message_is_posted_marked_edited(bridge: Bridge) -> None:
     await bridge.webhook(fixture("edit"))
     _, replies = await thread_with(bridge, 1)
-    assert "evening one" in all_text(replies[0]) and "Edited by the customer" in all_text(replies[0])
+    assert "Or the 3 BHK" in all_text(replies[0]) and "Edited by the customer" in all_text(replies[0])
 
 
 async def test_customer_deletion_marks_the_post_and_keeps_the_text_for_audit(bridge: Bridge) -> None:
