@@ -115,6 +115,38 @@ async def test_phone_app_edit_and_deletion_revise_the_echo(bridge: Bridge) -> No
     assert len(bridge.replies(ravi["ts"])) == 1
 
 
+# ---- thread upkeep ------------------------------------------------------------------------------------
+
+
+async def test_header_follows_the_window_when_the_customer_writes_again_inside_it(bridge: Bridge) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.helpers import inbound_text
+    from tests.test_slack_bridge import now_ts
+
+    first, second = now_ts(-3 * 3600), now_ts(-60)
+    await bridge.webhook(inbound_text("wamid.W1", "hi", ts=first))
+    await thread_with(bridge, 1)
+    await bridge.webhook(inbound_text("wamid.W2", "still there?", ts=second))
+    await thread_with(bridge, 2)
+    tz = "Asia/Kolkata"
+    expected = render.format_time(datetime.fromtimestamp(second, UTC) + timedelta(hours=24), tz)
+    await eventually(lambda: expected in all_text(bridge.parents()[0]))
+
+
+async def test_reply_refused_outside_the_window_is_marked_in_the_thread(bridge: Bridge) -> None:
+    await bridge.webhook(fixture("text"))  # written in 2025: the window is long closed
+    parent, _ = await thread_with(bridge, 1)
+    event = bridge.slack.user_message(SLACK_CHANNEL, "U0STAFF", "Yes, still available!", thread_ts=parent["ts"])
+    assert await bridge.event(event, event_id="EvLATE") == 200
+    mine = await eventually(lambda: next((m for m in bridge.slack.thread(SLACK_CHANNEL, parent["ts"])
+                                          if m.get("user") == "U0STAFF" and m.get("reactions")), None))
+    assert [r["name"] for r in mine["reactions"]] == [render.NOT_SENT_REACTION]
+    told = await eventually(lambda: bridge.slack.ephemerals)
+    assert told[0]["blocks"][1]["elements"][0]["text"]["text"] == "Send a template"
+    assert bridge.graph.sends == []
+
+
 # ---- usernames (BSUID) and number changes ------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ STATUS_REACTIONS: Mapping[str, str] = {
 }
 NOTE_REACTION = "lock"
 SENT_FROM_SLACK_REACTION = "outbox_tray"
+NOT_SENT_REACTION = "no_entry_sign"  # a thread reply WhatsApp did not take (window closed)
 
 # Emoji customers use most, as Slack reaction names; others are shown as a line of text instead.
 _EMOJI_NAMES: Mapping[str, str] = {
