@@ -43,8 +43,8 @@ class Identity:
 
 
 def looks_like_user_id(value: str) -> bool:
-    """Phone numbers are digits; BSUIDs carry a prefix and a dot (`user.…`, `US.…`)."""
-    return not value.lstrip("+").isdigit()
+    """Phone numbers hold no letters; BSUIDs always do (`user.…`, `US.…`)."""
+    return any(ch.isalpha() for ch in value)
 
 
 async def _contacts_with(session: AsyncSession, ident: Identity) -> list[Contact]:

@@ -21,7 +21,7 @@ from bot.handlers.message_revisions import apply_edit, apply_revoke
 from bot.meta import events as ev
 from bot.optout import OptChange, opt_change
 from storage import repository as repo
-from storage.identities import Identity, change_number, resolve_contact
+from storage.identities import Identity, change_number, looks_like_user_id, resolve_contact
 from storage.models import (
     AlertState,
     CampaignRecipient,
@@ -182,7 +182,7 @@ async def _system_change(session: AsyncSession, ctx: EventContext, e: ev.Inbound
     if system.get("type") == "user_changed_number" and system.get("wa_id"):
         await change_number(session, contact, str(system["wa_id"]))
     elif system.get("type") == "user_changed_user_id" and system.get("user_id"):
-        await resolve_contact(session, Identity(phone=contact.wa_id if contact.wa_id.isdigit() else None,
+        await resolve_contact(session, Identity(phone=None if looks_like_user_id(contact.wa_id) else contact.wa_id,
                                                 user_id=str(system["user_id"])))
     else:
         return

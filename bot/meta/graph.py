@@ -148,7 +148,7 @@ class GraphClient:
     def _envelope(to: str, kind: str, content: dict[str, Any], reply_to: str | None) -> dict[str, Any]:
         # A customer known only by business-scoped user id is addressed with `recipient` (Cloud API,
         # "Business-scoped user IDs"); phone numbers keep using `to`.
-        address = "to" if to.lstrip("+").isdigit() else "recipient"
+        address = "recipient" if any(ch.isalpha() for ch in to) else "to"
         payload: dict[str, Any] = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",

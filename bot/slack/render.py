@@ -118,7 +118,7 @@ class ContactView:
 
     @property
     def has_number(self) -> bool:
-        return self.wa_id.lstrip("+").isdigit()
+        return not any(ch.isalpha() for ch in self.wa_id)  # business-scoped user ids always hold letters
 
     @property
     def label(self) -> str:
