@@ -815,3 +815,14 @@ def test_call_permission_reply_is_read() -> None:
     info = e.content.interactive or {}
     assert (info["type"], info["response"], info["is_permanent"], info["expires_at"]) == (
         "call_permission_reply", "accept", False, 1753522200)
+
+
+def test_category_notice_reads_the_current_and_the_coming_category() -> None:
+    from bot import alert_texts
+
+    notice, change = only("template_category_notice"), only("template_category_change")
+    assert isinstance(notice, TemplateCategory) and isinstance(change, TemplateCategory)
+    assert alert_texts.template_category(notice, "Asia/Kolkata")[1] == (
+        "welcome_template (en-US) is UTILITY and becomes MARKETING on 2 May 2025: it will be billed as marketing")
+    assert alert_texts.template_category(change)[1] == (
+        "welcome_template (en-US) changed category: UTILITY → MARKETING; from now on it will be billed as marketing")

@@ -294,7 +294,7 @@ async def test_every_alert_from_every_fixture_reads_as_sentences(bridge: Bridge)
     joined = "\n".join(alerts)
     assert "welcome_template (en-US) is UTILITY and becomes MARKETING on 2 May 2025: it will be billed as " \
            "marketing" in joined
-    assert "welcome_template (en_US) changed category: UTILITY → MARKETING" in joined
+    assert "welcome_template (en-US) changed category: UTILITY → MARKETING" in joined
     assert "visit_reminder (en) is UTILITY and becomes MARKETING" in joined
     assert ":chart_with_upwards_trend: 915224000000 can now send faster" in joined
     assert "broke a WhatsApp policy. Violation info / Violation type: SCAM" in joined
