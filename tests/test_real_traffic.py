@@ -228,8 +228,8 @@ async def test_reply_to_a_customer_known_only_by_user_id_uses_the_recipient_fiel
     assert await bridge.event(event, event_id="EvBSUID") == 200
     send = await eventually(lambda: bridge.graph.sends)
     assert send[0].payload.get("recipient") == BSUID and "to" not in send[0].payload
-    msg = await eventually(lambda: bridge.one(Message, Message.source == "slack"))
-    assert msg.wamid == send[0].wamid
+    await eventually(lambda: bridge.count(Message, Message.source == "slack"))
+    assert (await bridge.one(Message, Message.source == "slack")).wamid == send[0].wamid
 
 
 # ---- Flows, calls, errors ----------------------------------------------------------------------------
