@@ -160,15 +160,14 @@ def account(e: ev.AccountUpdate, tz: str = "UTC") -> Alert:
     return icon, f"{who} {words}" + (f". {sentence(details)}" if details else "")
 
 
-def user_preference(e: ev.UserPreference, tz: str = "UTC") -> Alert:
-    who = e.wa_id
+def user_preference(e: ev.UserPreference, tz: str = "UTC", *, in_thread: bool = False) -> Alert:
+    """A preference change; `in_thread` words it for the customer's own thread."""
+    who = "The customer" if in_thread or e.user_id == e.wa_id else e.wa_id
     at = f" on {day_time(e.timestamp, tz)}" if e.timestamp else ""
-    if e.category == "marketing_messages":
-        verb = {"stop": "stopped", "resume": "resumed"}.get(e.value, e.value)
-        text = f"{who} {verb} marketing messages from WhatsApp's menu{at}"
-    else:
-        text = f"{who}: {label(e.category)} {e.value}{at}"
-    return INFO, text + (f" ({e.detail})" if e.detail else "")
+    if e.category == "marketing_messages" and e.value in ("stop", "resume"):
+        verb = {"stop": "stopped", "resume": "resumed"}[e.value]
+        return INFO, f"{who} {verb} marketing messages from WhatsApp's menu{at}: campaigns follow this"
+    return INFO, f"{who}: {label(e.category)} {e.value}{at}" + (f" ({e.detail})" if e.detail else "")
 
 
 def errors(errs: Sequence[ev.MetaError], where: str) -> Alert:

@@ -305,3 +305,20 @@ async def test_every_alert_from_every_fixture_reads_as_sentences(bridge: Bridge)
 def test_alert_post_escapes_and_uses_the_given_icon() -> None:
     post = render.alert_post({"alert": "quality", "icon": ":chart_with_upwards_trend:", "text": "<!channel> up"})
     assert post.text == ":chart_with_upwards_trend: &lt;!channel&gt; up"
+
+
+async def test_marketing_stop_from_whatsapps_menu_is_a_note_in_the_customers_thread(bridge: Bridge) -> None:
+    prefs = fixture("user_preferences")
+    wa_id = prefs["entry"][0]["changes"][0]["value"]["user_preferences"][0]["wa_id"]
+    first = copy.deepcopy(fixture("text"))
+    value = first["entry"][0]["changes"][0]["value"]
+    value["contacts"][0]["wa_id"] = value["messages"][0]["from"] = wa_id
+    await bridge.webhook(first)
+    await thread_with(bridge, 1)
+    await bridge.webhook(prefs)
+    await bridge.webhook(prefs)  # redelivered: one note
+    await settled(bridge)
+    _, replies = await thread_with(bridge, 2)
+    assert len(replies) == 2
+    assert "The customer stopped marketing messages from WhatsApp's menu on " in all_text(replies[1])
+    assert (await bridge.one(Contact)).opted_out is True

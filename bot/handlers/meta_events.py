@@ -432,8 +432,16 @@ async def on_user_preference(session: AsyncSession, ctx: EventContext, e: ev.Use
                                dedupe=f"pref:{e.wa_id}:{e.category}:{e.value}:{utcnow().isoformat()}", icon=icon)
         return
     contact = await resolve_contact(session, identity)
-    await repo.set_opt_out(session, contact.id, e.value == "stop",
-                           reason=e.detail or "stopped marketing messages in WhatsApp")
+    if not await repo.set_opt_out(session, contact.id, e.value == "stop",
+                                  reason=e.detail or "stopped marketing messages in WhatsApp"):
+        return
+    _, text = alert_texts.user_preference(e, ctx.settings.timezone, in_thread=True)
+    convs = (await session.scalars(select(Conversation).where(Conversation.contact_id == contact.id))).all()
+    for conv in convs:  # staff see it where they talk to the customer
+        await repo.enqueue_slack(session, dedupe_key=f"pref:{conv.id}:{e.value}:{e.timestamp}",
+                                 thread_key=f"conv:{conv.id}", kind="note",
+                                 payload={"text": text, "conversation_id": conv.id},
+                                 order_ts=e.timestamp or utcnow(), conversation_id=conv.id)
 
 
 _HANDLERS: dict[type, Callable[[AsyncSession, EventContext, Any], Awaitable[None]]] = {
