@@ -818,7 +818,7 @@ def test_call_permission_reply_is_read() -> None:
 
 
 def test_category_notice_reads_the_current_and_the_coming_category() -> None:
-    from bot import alert_texts
+    from bot.bridge import alert_texts
 
     notice, change = only("template_category_notice"), only("template_category_change")
     assert isinstance(notice, TemplateCategory) and isinstance(change, TemplateCategory)

@@ -13,13 +13,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot import appkeys
+from bot.handlers import appkeys
 from bot.slack import render
 from storage.models import Contact, ContactIdentity, Conversation, Message, SlackOutbox
+from tests.harness import Bridge, all_text, eventually, thread_with
 from tests.helpers import SLACK_CHANNEL
-from tests.test_slack_bridge import Bridge, all_text, bridge, eventually, make_bridge, thread_with
-
-_ = (bridge, make_bridge)  # fixtures used by name below
 
 FIXTURES = Path(__file__).parent / "fixtures" / "meta"
 BSUID = "user.4f1c2b9a7d3e8f60a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718"
@@ -66,7 +64,7 @@ async def test_customer_edit_updates_the_mirrored_post_and_keeps_every_version(b
 
 
 async def test_audit_export_keeps_every_version_the_deletion_and_flow_answers(bridge: Bridge) -> None:
-    from bot.export import load_transcript
+    from bot.ops.export import load_transcript
 
     for name in ("text", "edit", "revoke", "interactive_nfm_reply"):
         await bridge.webhook(fixture(name))
@@ -121,8 +119,8 @@ async def test_phone_app_edit_and_deletion_revise_the_echo(bridge: Bridge) -> No
 async def test_header_follows_the_window_when_the_customer_writes_again_inside_it(bridge: Bridge) -> None:
     from datetime import UTC, datetime, timedelta
 
+    from tests.harness import now_ts
     from tests.helpers import inbound_text
-    from tests.test_slack_bridge import now_ts
 
     first, second = now_ts(-3 * 3600), now_ts(-60)
     await bridge.webhook(inbound_text("wamid.W1", "hi", ts=first))

@@ -2,6 +2,9 @@
 
 Every piece of customer-controlled text goes through `escape`, so `<!channel>`, `<@U…>` or `<url|label>`
 typed by a customer shows as literal text and can never ping anyone or hide a link.
+
+Why one module: it is the project's single Slack renderer, so that escaping and layout rules
+live in one place that every post goes through.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 
+from bot.core.readable import epoch, flow_answers
 from bot.meta.errors import explain
-from bot.readable import epoch, flow_answers
 
 SECTION_LIMIT = 3000  # Block Kit: characters in one section's text
 BLOCKS_PER_MESSAGE = 45  # Block Kit allows 50; leave room for header/context blocks

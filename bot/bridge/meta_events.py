@@ -1,0 +1,471 @@
+"""Apply typed Meta webhook events to storage, and owe Slack the posts they call for.
+
+Everything here runs inside the caller's transaction, so a delivery's effects and its 'processed' mark
+commit together: a crash replays the whole delivery, and the unique keys make the replay a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.bridge import alert_texts
+from bot.bridge.message_revisions import apply_edit, apply_revoke
+from bot.bridge.optout import OptChange, opt_change
+from bot.core.config import Settings
+from bot.meta import events as ev
+from storage import repository as repo
+from storage.identities import Identity, change_number, looks_like_user_id, resolve_contact
+from storage.models import (
+    AlertState,
+    CampaignRecipient,
+    CampaignRun,
+    Contact,
+    Conversation,
+    Direction,
+    Source,
+    Template,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass
+class EventContext:
+    """What handlers need besides the session: settings and the channel ids by phone_number_id."""
+
+    settings: Settings
+    channel_ids: dict[str, int]
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def count(self, key: str) -> None:
+        self.stats[key] = self.stats.get(key, 0) + 1
+
+
+def content_json(content: ev.MessageContent) -> dict[str, Any]:
+    """The stored, JSON-safe form of a message's content (for rendering and export)."""
+    data = asdict(content)
+    return data
+
+
+def _channel(ctx: EventContext, envelope: ev.Envelope) -> tuple[int, str] | None:
+    pnid = envelope.phone_number_id or ""
+    channel_id = ctx.channel_ids.get(pnid)
+    cfg = ctx.settings.channel_by_phone_number_id(pnid)
+    if channel_id is None or cfg is None:
+        return None
+    return channel_id, cfg.slack_channel
+
+
+async def _find_channel(session: AsyncSession, ctx: EventContext, envelope: ev.Envelope) -> tuple[int, str] | None:
+    found = _channel(ctx, envelope)
+    if found is None and envelope.phone_number_id:
+        # Perhaps connected seconds ago through /onboard by another process.
+        from bot.onboarding.channels import adopt
+
+        if await adopt(session, ctx.settings, ctx.channel_ids, envelope.phone_number_id):
+            found = _channel(ctx, envelope)
+    return found
+
+
+async def _store_message(
+    session: AsyncSession, ctx: EventContext, *, envelope: ev.Envelope, wa_id: str, profile_name: str | None,
+    wamid: str, timestamp: datetime, content: ev.MessageContent, direction: Direction, source: Source,
+    history: bool = False, identity: Identity | None = None,
+) -> tuple[int | None, int | None]:
+    """Store one message; returns (message id or None if already stored, conversation id)."""
+    found = await _find_channel(session, ctx, envelope)
+    if found is None:
+        ctx.count("unknown_phone_number_id")
+        log.warning("delivery for unconfigured phone_number_id %s ignored", envelope.phone_number_id)
+        return None, None
+    channel_id, slack_channel = found
+    contact = await resolve_contact(session, identity or Identity.of(wa_id), profile_name)
+    conv = await repo.conversation_for(session, channel_id, contact.id, slack_channel)
+    campaign_id = None
+    if content.context and content.context.get("id") and direction is Direction.INBOUND:
+        campaign_id = await _campaign_answered(session, str(content.context["id"]))
+    media = content.media
+    message_id = await repo.insert_message(session, {
+        "wamid": wamid, "conversation_id": conv.id, "direction": direction.value, "source": source.value,
+        "type": content.kind, "text": content.text, "media_id": media.id if media else None,
+        "media_mime": media.mime_type if media else None, "content": content_json(content),
+        "wa_timestamp": timestamp, "is_history": history, "campaign_id": campaign_id,
+    })
+    if message_id is None:
+        ctx.count("duplicate_message")
+        return None, conv.id
+    # Only what the customer wrote opens the window; echoes and history never do.
+    if direction is Direction.INBOUND and not history:
+        await repo.touch_window(session, conv.id, timestamp)
+    if direction is Direction.OUTBOUND:
+        await repo.apply_statuses(session, wamid)
+    if not history:
+        await repo.enqueue_slack(
+            session, dedupe_key=f"msg:{message_id}", thread_key=f"conv:{conv.id}", kind="message",
+            payload={"message_id": message_id}, order_ts=timestamp, conversation_id=conv.id,
+        )
+    return message_id, conv.id
+
+
+async def _campaign_answered(session: AsyncSession, wamid: str) -> int | None:
+    row = await session.execute(
+        select(CampaignRun.campaign_id).join(CampaignRecipient, CampaignRecipient.run_id == CampaignRun.id)
+        .where(CampaignRecipient.wamid == wamid)
+    )
+    first = row.first()
+    return None if first is None else int(first[0])
+
+
+def _inbound_identity(e: ev.InboundMessage) -> Identity:
+    return Identity(phone=e.phone, user_id=e.user_id, parent_user_id=e.parent_user_id,
+                    username=e.username) if (e.phone or e.user_id or e.parent_user_id) \
+        else Identity.of(e.from_wa_id)
+
+
+async def _revision(session: AsyncSession, ctx: EventContext, content: ev.MessageContent, wamid: str,
+                    at: datetime) -> bool:
+    """Apply an edit or deletion to the stored original; False when the original is unknown here."""
+    if content.edits:
+        return await apply_edit(session, target_wamid=content.edits, event_wamid=wamid,
+                                new=content_json(content), text=content.text, kind=content.kind, at=at)
+    if content.revokes:
+        return await apply_revoke(session, target_wamid=content.revokes, event_wamid=wamid, at=at)
+    return False
+
+
+async def on_inbound(session: AsyncSession, ctx: EventContext, e: ev.InboundMessage) -> None:
+    if (e.content.edits or e.content.revokes) and await _revision(session, ctx, e.content, e.wamid, e.timestamp):
+        ctx.count("revision")
+        return
+    message_id, conv_id = await _store_message(
+        session, ctx, envelope=e.envelope, wa_id=e.from_wa_id, profile_name=e.profile_name, wamid=e.wamid,
+        timestamp=e.timestamp, content=e.content, direction=Direction.INBOUND, source=Source.CUSTOMER,
+        identity=_inbound_identity(e),
+    )
+    if message_id is None or conv_id is None:
+        return
+    conv = await session.get(Conversation, conv_id)
+    if e.content.kind == "system" and conv is not None:
+        await _system_change(session, ctx, e, conv)
+    if e.content.errors:
+        await _message_errors(session, ctx, e, conv_id)
+    payload = (e.content.button or {}).get("payload") or (e.content.interactive or {}).get("id")
+    change = opt_change(ctx.settings.opt_out, e.content.text, payload)
+    if change is not None and conv is not None:
+        opted_out = change is OptChange.OPT_OUT
+        if await repo.set_opt_out(session, conv.contact_id, opted_out, reason=f"customer wrote {e.content.text!r}"):
+            await repo.enqueue_slack(
+                session, dedupe_key=f"optout:{message_id}", thread_key=f"conv:{conv_id}", kind="note",
+                payload={"text": "Opted out of marketing campaigns." if opted_out
+                         else "Opted back in to marketing campaigns.", "conversation_id": conv_id},
+                order_ts=e.timestamp, conversation_id=conv_id,
+            )
+
+
+async def _system_change(session: AsyncSession, ctx: EventContext, e: ev.InboundMessage,
+                         conv: Conversation) -> None:
+    """`user_changed_number`: the contact moves to the new number, keeping its thread; the header follows."""
+    system = e.content.system or {}
+    contact = await session.get(Contact, conv.contact_id)
+    if contact is None:
+        return
+    if system.get("type") == "user_changed_number" and system.get("wa_id"):
+        await change_number(session, contact, str(system["wa_id"]))
+    elif system.get("type") == "user_changed_user_id" and system.get("user_id"):
+        await resolve_contact(session, Identity(phone=None if looks_like_user_id(contact.wa_id) else contact.wa_id,
+                                                user_id=str(system["user_id"])))
+    else:
+        return
+    await repo.enqueue_slack(session, dedupe_key=f"parent:{e.wamid}", thread_key=f"conv:{conv.id}",
+                             kind="thread_parent", payload={"conversation_id": conv.id},
+                             order_ts=e.timestamp, conversation_id=conv.id)
+
+
+def _is_business(number: str | None, envelope: ev.Envelope) -> bool:
+    digits = "".join(ch for ch in number or "" if ch.isdigit())
+    own = "".join(ch for ch in envelope.display_phone_number or "" if ch.isdigit())
+    return bool(digits) and digits == own
+
+
+async def on_echo(session: AsyncSession, ctx: EventContext, e: ev.MessageEcho) -> None:
+    if _is_business(e.to_phone, e.envelope):
+        ctx.count("echo_to_self")  # a note-to-self on the phone: no customer, no thread
+        return
+    if (e.content.edits or e.content.revokes) and await _revision(session, ctx, e.content, e.wamid, e.timestamp):
+        ctx.count("revision")
+        return
+    identity = Identity(phone=e.to_phone, user_id=e.to_user_id) if (e.to_phone or e.to_user_id) \
+        else Identity.of(e.to_wa_id)
+    await _store_message(
+        session, ctx, envelope=e.envelope, wa_id=e.to_wa_id, profile_name=None, wamid=e.wamid,
+        timestamp=e.timestamp, content=e.content, direction=Direction.OUTBOUND, source=Source.PHONE_APP,
+        identity=identity,
+    )
+
+
+async def on_status(session: AsyncSession, ctx: EventContext, e: ev.StatusUpdate) -> None:
+    err = e.errors[0] if e.errors else None
+    pricing = None
+    if e.pricing is not None:
+        pricing = {"billable": e.pricing.billable, "pricing_model": e.pricing.pricing_model,
+                   "category": e.pricing.category, "type": e.pricing.type}
+    new = await repo.record_status(session, {
+        "wamid": e.wamid, "status": e.status, "wa_timestamp": e.timestamp, "recipient_id": e.recipient_id,
+        "error_code": err.code if err else None, "error_title": err.title if err else None,
+        "pricing": pricing,
+    })
+    if not new:
+        ctx.count("duplicate_status")
+        return
+    applied = await repo.apply_statuses(session, e.wamid)
+    if e.status not in applied:
+        return
+    from storage.models import Conversation, Message
+
+    msg = await session.scalar(select(Message).where(Message.wamid == e.wamid))
+    if msg is None or msg.source == Source.CAMPAIGN.value:
+        return  # campaign statuses feed the campaign's progress message, not threads
+    conv = await session.get(Conversation, msg.conversation_id)
+    await repo.enqueue_slack(
+        session, dedupe_key=f"status:{e.wamid}:{e.status}", thread_key=f"conv:{msg.conversation_id}",
+        kind="status", payload={"message_id": msg.id, "status": e.status,
+                                "error_code": err.code if err else None,
+                                "error_title": err.title if err else None},
+        order_ts=e.timestamp, conversation_id=conv.id if conv else None,
+    )
+
+
+async def raise_alert_once(session: AsyncSession, kind: str, subject: str, state: str, text: str,
+                           dedupe: str, icon: str | None = None) -> bool:
+    """Post text to the alerts channel when subject's state changed since the last alert."""
+    current = await session.get(AlertState, (kind, subject))
+    if current is not None and current.state == state:
+        return False
+    if current is None:
+        session.add(AlertState(kind=kind, subject=subject, state=state, raised_at=utcnow()))
+    else:
+        current.state, current.raised_at = state, utcnow()
+    await repo.enqueue_slack(session, dedupe_key=f"alert:{dedupe}", thread_key=repo.ALERTS_THREAD, kind="alert",
+                             payload={"alert": kind, "subject": subject, "state": state, "text": text,
+                                      **({"icon": icon} if icon else {})})
+    return True
+
+
+async def _template_row(session: AsyncSession, e: Any) -> Template | None:
+    return await session.scalar(select(Template).where(
+        Template.waba_id == e.envelope.waba_id, Template.name == (e.name or "?"),
+        Template.language == (e.language or "?")))
+
+
+async def on_template_status(session: AsyncSession, ctx: EventContext, e: ev.TemplateStatus) -> None:
+    name, lang = e.name or "?", e.language or "?"
+    tpl = await _template_row(session, e)
+    if tpl is not None:
+        tpl.status = e.event
+        tpl.rejected_reason = e.reason if e.event == "REJECTED" else None
+    icon, text = alert_texts.template_status(e, ctx.settings.timezone)
+    await raise_alert_once(session, "template_status", f"{e.envelope.waba_id}/{name}/{lang}", e.event, text,
+                           dedupe=f"template:{e.envelope.waba_id}:{name}:{lang}:{e.event}:{utcnow().isoformat()}",
+                           icon=icon)
+
+
+async def on_quality(session: AsyncSession, ctx: EventContext, e: ev.QualityUpdate) -> None:
+    subject = e.display_phone_number or e.envelope.waba_id
+    # current_limit is announced for removal in favour of max_daily_conversations_per_business.
+    limit = e.current_limit or e.max_daily_conversations_per_business
+    state = f"{e.event}/{limit or ''}"
+    icon, text = alert_texts.quality(e)
+    await raise_alert_once(session, "quality", subject, state, text,
+                           dedupe=f"quality:{subject}:{state}:{utcnow().isoformat()}", icon=icon)
+
+
+QUALITY_ADVICE = alert_texts.QUALITY_ADVICE
+TEMPLATE_QUALITY_ADVICE = alert_texts.TEMPLATE_QUALITY_ADVICE
+
+
+async def on_template_quality(session: AsyncSession, ctx: EventContext, e: ev.TemplateQuality) -> None:
+    name, lang = e.name or "?", e.language or "?"
+    score = e.new_score or "UNKNOWN"
+    tpl = await _template_row(session, e)
+    if tpl is not None:
+        tpl.quality = score
+    icon, text = alert_texts.template_quality(e)
+    await raise_alert_once(session, "template_quality", f"{e.envelope.waba_id}/{name}/{lang}", score, text,
+                           dedupe=f"tquality:{e.envelope.waba_id}:{name}:{lang}:{score}:{utcnow().isoformat()}",
+                           icon=icon)
+
+
+async def on_template_category(session: AsyncSession, ctx: EventContext, e: ev.TemplateCategory) -> None:
+    name, lang = e.name or "?", e.language or "?"
+    notice = bool(e.correct_category and e.correct_category != e.new_category)
+    state = f"{'notice' if notice else 'now'}:{e.correct_category if notice else e.new_category}"
+    tpl = await _template_row(session, e)
+    if tpl is not None and e.new_category and not notice:
+        tpl.category = e.new_category
+    icon, text = alert_texts.template_category(e, ctx.settings.timezone)
+    await raise_alert_once(session, "template_category", f"{e.envelope.waba_id}/{name}/{lang}", state, text,
+                           dedupe=f"tcategory:{e.envelope.waba_id}:{name}:{lang}:{state}:{utcnow().isoformat()}",
+                           icon=icon)
+
+
+async def on_template_components(session: AsyncSession, ctx: EventContext, e: ev.TemplateComponents) -> None:
+    icon, text = alert_texts.template_components(e)
+    subject = f"{e.envelope.waba_id}/{e.name or '?'}/{e.language or '?'}"
+    await raise_alert_once(session, "template_components", subject, text[:200], text,
+                           dedupe=f"tcomponents:{subject}:{utcnow().isoformat()}", icon=icon)
+
+
+async def on_account(session: AsyncSession, ctx: EventContext, e: ev.AccountUpdate) -> None:
+    subject = e.phone_number or e.envelope.waba_id
+    icon, text = alert_texts.account(e, ctx.settings.timezone)
+    await raise_alert_once(session, "account", subject, e.event, text,
+                           dedupe=f"account:{subject}:{e.event}:{utcnow().isoformat()}", icon=icon)
+
+
+async def on_change_errors(session: AsyncSession, ctx: EventContext, e: ev.ChangeErrors) -> None:
+    """Errors Meta attaches to a change (not to one message): an alert, with Meta's code, title and details."""
+    where = f"WhatsApp number {e.envelope.display_phone_number}" if e.envelope.display_phone_number \
+        else "WhatsApp Business account"
+    icon, text = alert_texts.errors(e.errors, where)
+    state = ",".join(str(err.code) for err in e.errors)
+    await raise_alert_once(session, "errors", e.envelope.phone_number_id or e.envelope.waba_id, state, text,
+                           dedupe=f"errors:{e.envelope.waba_id}:{state}:{utcnow().isoformat()}", icon=icon)
+
+
+async def _message_errors(session: AsyncSession, ctx: EventContext, e: ev.InboundMessage, conv_id: int) -> None:
+    """Meta's message-level `errors[]`: a thread note, and the alert, with code, title and details."""
+    icon, text = alert_texts.errors(e.content.errors, "A customer's message could not be read")
+    await repo.enqueue_slack(session, dedupe_key=f"msgerrors:{e.wamid}", thread_key=f"conv:{conv_id}", kind="note",
+                             payload={"text": text, "conversation_id": conv_id}, order_ts=e.timestamp,
+                             conversation_id=conv_id)
+    await raise_alert_once(session, "errors", e.envelope.phone_number_id or e.envelope.waba_id,
+                           ",".join(str(err.code) for err in e.content.errors), text,
+                           dedupe=f"errors:{e.wamid}", icon=icon)
+
+
+def call_note(e: ev.CallEvent, tz: str) -> str | None:
+    """The thread line for a call event; None for events that add nothing (e.g. a connect that is answered)."""
+    incoming = e.direction != "BUSINESS_INITIATED"
+    who = "Incoming call" if incoming else "Call from the business"
+    if e.event == "connect":
+        return f":telephone_receiver: {who} ringing"
+    if e.event == "terminate":
+        secs = e.duration or 0
+        if (e.status or "").upper() == "COMPLETED" and secs > 0:
+            return f":telephone_receiver: {who} answered, lasted {secs // 60} min {secs % 60:02d} s"
+        if incoming:
+            return ":telephone_receiver: Missed call from the customer"
+        return ":telephone_receiver: Call from the business not answered"
+    status = (e.status or "").upper()
+    words = {"RINGING": "ringing", "ACCEPTED": "answered by the customer", "REJECTED": "declined by the customer"}
+    if status in words:
+        return f":telephone_receiver: Call from the business {words[status]}"
+    return None
+
+
+async def on_call(session: AsyncSession, ctx: EventContext, e: ev.CallEvent) -> None:
+    """A call (Calling API): a note in the customer's thread."""
+    found = await _find_channel(session, ctx, e.envelope)
+    if found is None:
+        ctx.count("unknown_phone_number_id")
+        return
+    text = call_note(e, ctx.settings.timezone)
+    if text is None:
+        return
+    identity = Identity(phone=e.customer if e.customer != e.customer_user_id else None,
+                        user_id=e.customer_user_id) if e.customer_user_id else Identity.of(e.customer)
+    contact = await resolve_contact(session, identity, e.profile_name)
+    conv = await repo.conversation_for(session, found[0], contact.id, found[1])
+    await repo.enqueue_slack(session, dedupe_key=f"call:{e.call_id}:{e.event}:{e.status or ''}",
+                             thread_key=f"conv:{conv.id}", kind="note",
+                             payload={"text": text, "conversation_id": conv.id, "mrkdwn": True},
+                             order_ts=e.timestamp, conversation_id=conv.id)
+
+
+async def on_history(session: AsyncSession, ctx: EventContext, e: ev.HistoryChunk) -> None:
+    """Store a history chunk's messages (never posted one by one) and fold it into the import's progress."""
+    from bot.onboarding import syncs
+
+    stored = 0
+    for m in e.messages:
+        source = Source.CUSTOMER if m.direction is ev.Direction.INBOUND else Source.PHONE_APP
+        message_id, conv_id = await _store_message(
+            session, ctx, envelope=e.envelope, wa_id=m.wa_id, profile_name=None, wamid=m.wamid,
+            timestamp=m.timestamp, content=m.content, direction=Direction(m.direction.value), source=source,
+            history=True,
+        )
+        if message_id is not None:
+            stored += 1
+        elif conv_id is not None and await syncs.fill_placeholder(session, m, content_json(m.content)):
+            stored += 1
+    found = await _find_channel(session, ctx, e.envelope)
+    if found is not None:
+        await syncs.history_chunk(session, channel_id=found[0], slack_channel=found[1], chunk=e, stored=stored)
+
+
+async def on_contact_sync(session: AsyncSession, ctx: EventContext, e: ev.ContactSync) -> None:
+    """The phone's address book changed: the contact's name follows, and so do their threads' parents."""
+    from bot.onboarding import syncs
+
+    found = await _find_channel(session, ctx, e.envelope)
+    await syncs.contact_synced(session, channel_id=found[0] if found else None, event=e)
+
+
+async def on_user_preference(session: AsyncSession, ctx: EventContext, e: ev.UserPreference) -> None:
+    """Meta's own marketing stop/resume (the customer used WhatsApp's menu, not a keyword); other
+    preferences (e.g. a `signup`) are announced in the alerts channel."""
+    identity = Identity(phone=e.wa_id if e.wa_id != e.user_id else None, user_id=e.user_id) if e.user_id \
+        else Identity.of(e.wa_id)
+    if e.category != "marketing_messages" or e.value not in {"stop", "resume"}:
+        icon, text = alert_texts.user_preference(e, ctx.settings.timezone)
+        await raise_alert_once(session, "user_preferences", e.wa_id, f"{e.category}:{e.value}", text,
+                               dedupe=f"pref:{e.wa_id}:{e.category}:{e.value}:{utcnow().isoformat()}", icon=icon)
+        return
+    contact = await resolve_contact(session, identity)
+    if not await repo.set_opt_out(session, contact.id, e.value == "stop",
+                                  reason=e.detail or "stopped marketing messages in WhatsApp"):
+        return
+    _, text = alert_texts.user_preference(e, ctx.settings.timezone, in_thread=True)
+    convs = (await session.scalars(select(Conversation).where(Conversation.contact_id == contact.id))).all()
+    for conv in convs:  # staff see it where they talk to the customer
+        await repo.enqueue_slack(session, dedupe_key=f"pref:{conv.id}:{e.value}:{e.timestamp}",
+                                 thread_key=f"conv:{conv.id}", kind="note",
+                                 payload={"text": text, "conversation_id": conv.id},
+                                 order_ts=e.timestamp or utcnow(), conversation_id=conv.id)
+
+
+_HANDLERS: dict[type, Callable[[AsyncSession, EventContext, Any], Awaitable[None]]] = {
+    ev.InboundMessage: on_inbound,
+    ev.MessageEcho: on_echo,
+    ev.StatusUpdate: on_status,
+    ev.TemplateStatus: on_template_status,
+    ev.QualityUpdate: on_quality,
+    ev.TemplateQuality: on_template_quality,
+    ev.TemplateCategory: on_template_category,
+    ev.TemplateComponents: on_template_components,
+    ev.ChangeErrors: on_change_errors,
+    ev.CallEvent: on_call,
+    ev.AccountUpdate: on_account,
+    ev.HistoryChunk: on_history,
+    ev.ContactSync: on_contact_sync,
+    ev.UserPreference: on_user_preference,
+}
+
+
+async def apply_event(session: AsyncSession, ctx: EventContext, event: ev.WebhookEvent) -> None:
+    """Apply one parsed event; unknown ones are counted and kept only in the raw log."""
+    ctx.count(type(event).__name__)
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        log.info("webhook event kept in the log only: %s", type(event).__name__)
+        return
+    await handler(session, ctx, event)
