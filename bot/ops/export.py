@@ -95,7 +95,9 @@ class Transcript:
 
     @property
     def title(self) -> str:
-        who = f"{self.contact_name} (+{self.wa_id})" if self.contact_name else f"+{self.wa_id}"
+        # A business-scoped user id (it holds letters) is not a number: no '+' in front of it.
+        number = self.wa_id if any(ch.isalpha() for ch in self.wa_id) else f"+{self.wa_id}"
+        who = f"{self.contact_name} ({number})" if self.contact_name else number
         return f"Conversation with {who} on {self.channel}"
 
     def filename(self, fmt: Format) -> str:
