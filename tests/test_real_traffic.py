@@ -82,6 +82,10 @@ async def test_edit_of_an_unknown_message_is_posted_marked_edited(bridge: Bridge
     await bridge.webhook(fixture("edit"))
     _, replies = await thread_with(bridge, 1)
     assert "Or the 3 BHK" in all_text(replies[0]) and "Edited by the customer" in all_text(replies[0])
+    await bridge.webhook(fixture("text"))  # the original, delivered late: not a second post
+    await bridge.webhook(fixture("edit"))
+    await settled(bridge)
+    assert len(bridge.replies(bridge.parents()[0]["ts"])) == 1 and await bridge.count(Message) == 1
 
 
 async def test_customer_deletion_marks_the_post_and_keeps_the_text_for_audit(bridge: Bridge) -> None:

@@ -78,7 +78,7 @@ async def _find_channel(session: AsyncSession, ctx: EventContext, envelope: ev.E
 async def _store_message(
     session: AsyncSession, ctx: EventContext, *, envelope: ev.Envelope, wa_id: str, profile_name: str | None,
     wamid: str, timestamp: datetime, content: ev.MessageContent, direction: Direction, source: Source,
-    history: bool = False, identity: Identity | None = None,
+    history: bool = False, identity: Identity | None = None, content_extra: dict[str, Any] | None = None,
 ) -> tuple[int | None, int | None]:
     """Store one message; returns (message id or None if already stored, conversation id)."""
     found = await _find_channel(session, ctx, envelope)
@@ -96,7 +96,7 @@ async def _store_message(
     message_id = await repo.insert_message(session, {
         "wamid": wamid, "conversation_id": conv.id, "direction": direction.value, "source": source.value,
         "type": content.kind, "text": content.text, "media_id": media.id if media else None,
-        "media_mime": media.mime_type if media else None, "content": content_json(content),
+        "media_mime": media.mime_type if media else None, "content": {**content_json(content), **(content_extra or {})},
         "wa_timestamp": timestamp, "is_history": history, "campaign_id": campaign_id,
     })
     if message_id is None:
@@ -141,14 +141,25 @@ async def _revision(session: AsyncSession, ctx: EventContext, content: ev.Messag
     return False
 
 
+def _stored_as(content: ev.MessageContent, wamid: str, at: datetime) -> tuple[str, dict[str, Any]]:
+    """The wamid and extra content an edit or deletion of an unknown message is stored under: the original's,
+    so the original arriving late (deliveries are not ordered) is a duplicate, never a second post."""
+    if content.edits:
+        return content.edits, {"revisions": [wamid], "edited_at": at.isoformat()}
+    if content.revokes:
+        return content.revokes, {"revisions": [wamid]}
+    return wamid, {}
+
+
 async def on_inbound(session: AsyncSession, ctx: EventContext, e: ev.InboundMessage) -> None:
     if (e.content.edits or e.content.revokes) and await _revision(session, ctx, e.content, e.wamid, e.timestamp):
         ctx.count("revision")
         return
+    wamid, extra = _stored_as(e.content, e.wamid, e.timestamp)
     message_id, conv_id = await _store_message(
-        session, ctx, envelope=e.envelope, wa_id=e.from_wa_id, profile_name=e.profile_name, wamid=e.wamid,
+        session, ctx, envelope=e.envelope, wa_id=e.from_wa_id, profile_name=e.profile_name, wamid=wamid,
         timestamp=e.timestamp, content=e.content, direction=Direction.INBOUND, source=Source.CUSTOMER,
-        identity=_inbound_identity(e),
+        identity=_inbound_identity(e), content_extra=extra,
     )
     if message_id is None or conv_id is None:
         return
@@ -204,10 +215,11 @@ async def on_echo(session: AsyncSession, ctx: EventContext, e: ev.MessageEcho) -
         return
     identity = Identity(phone=e.to_phone, user_id=e.to_user_id) if (e.to_phone or e.to_user_id) \
         else Identity.of(e.to_wa_id)
+    wamid, extra = _stored_as(e.content, e.wamid, e.timestamp)
     await _store_message(
-        session, ctx, envelope=e.envelope, wa_id=e.to_wa_id, profile_name=None, wamid=e.wamid,
+        session, ctx, envelope=e.envelope, wa_id=e.to_wa_id, profile_name=None, wamid=wamid,
         timestamp=e.timestamp, content=e.content, direction=Direction.OUTBOUND, source=Source.PHONE_APP,
-        identity=identity,
+        identity=identity, content_extra=extra,
     )
 
 
