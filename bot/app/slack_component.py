@@ -12,7 +12,7 @@ from aiohttp import web
 
 from bot.app.bolt import BOLT, build_bolt_app, slack_events, start_socket_mode
 from bot.app.factory import Component, background
-from bot.bridge import mirror
+from bot.bridge import mirror, revisions
 from bot.deps import Deps
 from bot.handlers import appkeys
 from bot.onboarding import outbox_kinds
@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 
 OUTBOX = web.AppKey("slack_outbox", OutboxWorker)
 
-# The modules whose outbox kinds this process delivers: the bridge's and onboarding's kinds are declared
-# with `outbox_kind` in them (imported above); campaign progress is added here.
-KIND_MODULES = (mirror, outbox_kinds, progress)
+# The modules whose outbox kinds this process delivers: the bridge's (posts and their revisions) and
+# onboarding's kinds are declared with `outbox_kind` in them (imported above); campaign progress is added here.
+KIND_MODULES = (mirror, revisions, outbox_kinds, progress)
 
 
 def make_outbox_worker(deps: Deps, **options: Any) -> OutboxWorker:

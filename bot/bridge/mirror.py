@@ -53,7 +53,7 @@ class Loaded:
 
 def contact_view(contact: Contact) -> render.ContactView:
     """How a contact is named: the phone app's address book first, then their WhatsApp profile."""
-    return render.ContactView(contact.wa_id, contact.address_book_name or contact.profile_name)
+    return render.ContactView(contact.wa_id, contact.address_book_name or contact.profile_name, contact.username)
 
 
 def _summary(msg: Message) -> str:
@@ -217,7 +217,8 @@ async def mirror_message(ctx: ItemContext) -> None:
     view = render.MessageView(
         direction=msg.direction, source=msg.source, type=msg.type, text=msg.text, content=msg.content or {},
         slack_user=msg.slack_user, quoted=loaded.quoted, campaign=loaded.campaign)
-    posts = render.message_posts(view, loaded.contact_view, loaded.channel_view)
+    posts = render.message_posts(view, loaded.contact_view, loaded.channel_view, tz=ctx.deps.settings.timezone,
+                                 show_deleted_text=ctx.deps.settings.slack.show_deleted_text)
     first = msg.slack_ts
     for i, post in enumerate(posts):
         ts = await _post_in_thread(ctx, loaded.conv.id, post, str(i))
@@ -236,12 +237,11 @@ async def mirror_message(ctx: ItemContext) -> None:
 
 
 async def _refresh_parent_if_reopened(ctx: ItemContext, loaded: Loaded, thread: Thread) -> None:
-    """When a customer writes after the window had closed, the parent's window line is updated."""
+    """A customer's newest message moves the window's end: the parent's window line follows it."""
     msg = loaded.msg
-    previous = loaded.previous_inbound
-    closes = window_closes_at(previous)
-    if previous is not None and closes is not None and closes > msg.wa_timestamp:
-        return  # the window was open already: the parent still tells the truth
+    latest = loaded.conv.last_customer_message_at
+    if latest is not None and latest > msg.wa_timestamp:
+        return  # a later message already moved the window; its own post refreshes the parent
     # The conversation as read with this message (after the webhook worker stored it).
     post = render.parent_post(loaded.contact_view, loaded.channel_view,
                               window_closes_at(loaded.conv.last_customer_message_at),

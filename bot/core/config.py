@@ -120,6 +120,8 @@ class SlackSettings(_Strict):
     alerts_channel: str = ""
     campaign_managers: list[str] = Field(default_factory=list)
     note_prefixes: list[str] = Field(default_factory=lambda: ["note:", "//"])
+    # A message the customer deleted stays visible to staff, struck through; false hides its text.
+    show_deleted_text: bool = True
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

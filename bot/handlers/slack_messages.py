@@ -256,6 +256,8 @@ async def handle_thread_message(deps: Deps, body: dict[str, Any], event: dict[st
                         "and was not sent to the customer.")
         return Outcome.NOTES_ONLY
     if not window_open(thread.last_customer_message_at, utcnow()):
+        # Marked for everyone in the thread, so nobody takes the customer for answered.
+        await react(deps, str(channel), str(ts), render.NOT_SENT_REACTION)
         await tell_window_closed(deps, thread, str(user), window_closes_at(thread.last_customer_message_at))
         return Outcome.WINDOW_CLOSED
     return await _send(deps, thread, event, str(user))

@@ -541,7 +541,8 @@ class GraphStandin(LoopbackServer):
     def _validate_message(payload: Mapping[str, Any]) -> web.Response | None:
         if payload.get("messaging_product") != "whatsapp":
             return _missing("messaging_product")
-        if not payload.get("to"):
+        # A phone number goes in `to`, a business-scoped user id in `recipient`; `to` wins when both are set.
+        if not payload.get("to") and not payload.get("recipient"):
             return _missing("to")
         kind = payload.get("type", "text")
         if kind not in MESSAGE_TYPES:
@@ -612,7 +613,8 @@ class GraphStandin(LoopbackServer):
         invalid = self._validate_message(payload)
         if invalid is not None:
             return invalid
-        to = str(payload["to"])
+        to = str(payload.get("to") or payload["recipient"])
+        by_user_id = not payload.get("to")
         kind = str(payload.get("type", "text"))
         record = SendRecord(now, pnid, to, kind, payload)
 
@@ -646,7 +648,7 @@ class GraphStandin(LoopbackServer):
         return web.json_response(
             {
                 "messaging_product": "whatsapp",
-                "contacts": [{"input": to, "wa_id": _digits(to)}],
+                "contacts": [{"input": to, "user_id": to} if by_user_id else {"input": to, "wa_id": _digits(to)}],
                 "messages": [message],
             }
         )
