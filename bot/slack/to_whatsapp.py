@@ -56,7 +56,7 @@ _TOKEN = re.compile(r"<(?P<angle>[^<>\n]+)>|:(?P<emoji>[a-z0-9_+'\-]+):(?::skin-
 # @here / @channel / @everyone address staff in Slack, not the customer: dropped with their punctuation.
 _BROADCAST = re.compile(r"(?:(?<=\s)|^)<!(?:here|channel|everyone)(?:\|[^<>\n]*)?>[,:]?[ \t]*", re.MULTILINE)
 _BLOCK_QUOTE = re.compile(r"(?:^|(?<=\n))&gt;&gt;&gt;[ \t]?(.*)\Z", re.DOTALL)
-_BULLET = re.compile(r"^([ \t]*)[•◦▪▫‣][ \t]+", re.MULTILINE)
+_BULLET = re.compile(r"^([ \t]*)[•◦▪▫‣][\ufe0e\ufe0f]?[ \t]+", re.MULTILINE)
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*://", re.IGNORECASE)
 _USER_REF = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^<>]*)?>")
 _GROUP_REF = re.compile(r"<!subteam\^([A-Z0-9]+)(?:\|[^<>]*)?>")
