@@ -66,6 +66,7 @@ async def deps_ctx(app: web.Application) -> AsyncIterator[None]:
 
     from bot.deps import Deps
     from bot.meta.graph import GraphClient
+    from bot.slack.names import SlackNames
     from scheduler.throttle import RedisThrottle, Throttle, make_throttle
 
     settings = app[appkeys.SETTINGS]
@@ -79,7 +80,7 @@ async def deps_ctx(app: web.Application) -> AsyncIterator[None]:
     throttle: Throttle = RedisThrottle(redis_client) if redis_client is not None else make_throttle(None)
     app[appkeys.DEPS] = Deps(settings=settings, sessions=app[appkeys.SESSIONS], graph=graph, slack=slack,
                              throttle=throttle, metrics=app[appkeys.METRICS],
-                             channel_ids=app[appkeys.CHANNEL_IDS])
+                             channel_ids=app[appkeys.CHANNEL_IDS], slack_names=SlackNames())
     yield
     await graph.aclose()
     await slack_http.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.config import ChannelSettings, Settings
 from bot.meta.graph import GraphClient
 from bot.metrics import Metrics
+from bot.slack.names import SlackNames
 from scheduler.throttle import Throttle
 
 
@@ -24,6 +25,7 @@ class Deps:
     throttle: Throttle
     metrics: Metrics
     channel_ids: dict[str, int]  # phone_number_id -> channels.id
+    slack_names: SlackNames = field(default_factory=SlackNames)  # names for ids in replies sent to customers
 
     def channel_for_slack(self, slack_channel: str) -> ChannelSettings | None:
         """The WhatsApp channel bridged into a Slack channel, if any."""
