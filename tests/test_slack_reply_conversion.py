@@ -8,9 +8,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.meta.errors import GraphError
+from bot.meta.graph import GraphClient
+from bot.standins.graph import GraphStandin
+from bot.standins.slack import SlackStandin
 from storage.models import Message
-from tests.helpers import SLACK_CHANNEL, inbound_text
+from tests.helpers import PNID, SLACK_CHANNEL, inbound_text
 from tests.test_slack_bridge import STAFF, WA_ID, Bridge, all_text, bridges, eventually, now_ts
 
 COLLEAGUE = "U0STAFF1"
@@ -124,3 +129,26 @@ async def test_a_reply_that_only_pings_staff_sends_nothing_and_says_why(bridge: 
     told = await eventually(lambda: bridge.slack.ephemerals)
     assert told[0]["user"] == STAFF and "Nothing was sent" in told[0]["text"]
     assert bridge.graph.sends_to(WA_ID) == []
+
+
+# ---- the stand-ins behave as the APIs document ---------------------------------------------------------
+
+
+async def test_graph_standin_refuses_a_caption_over_1024_characters() -> None:
+    async with GraphStandin(tokens={"token": [PNID]}) as graph, GraphClient(graph.base_url, "v23.0") as client:
+        with pytest.raises(GraphError) as refused:
+            await client.send_media(PNID, "token", WA_ID, "image", "555", caption="x" * 1025)
+        assert refused.value.code == 100 and "1024" in str(refused.value)
+        await client.send_media(PNID, "token", WA_ID, "image", "555", caption="x" * 1024)
+        assert len(graph.sends) == 1
+
+
+async def test_slack_standin_lists_user_groups_with_their_handles() -> None:
+    async with SlackStandin() as slack:
+        slack.add_usergroup("S0DESK", "front-desk", ["U0A", "U0B"])
+        slack.usergroups["S0LEGACY"] = []  # set up the older way: the handle defaults to the id
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        listed = (await client.usergroups_list(include_users=True))["usergroups"]
+        assert [(g["id"], g["handle"], g["user_count"], g["users"]) for g in listed] == [
+            ("S0DESK", "front-desk", 2, ["U0A", "U0B"]), ("S0LEGACY", "s0legacy", 0, [])]
+        assert "users" not in (await client.usergroups_list())["usergroups"][0]
