@@ -15,8 +15,8 @@ from bot.meta.graph import GraphClient
 from bot.standins.graph import GraphStandin
 from bot.standins.slack import SlackStandin
 from storage.models import Message
+from tests.harness import STAFF, WA_ID, Bridge, all_text, bridges, eventually, now_ts
 from tests.helpers import PNID, SLACK_CHANNEL, inbound_text
-from tests.test_slack_bridge import STAFF, WA_ID, Bridge, all_text, bridges, eventually, now_ts
 
 COLLEAGUE = "U0STAFF1"
 
@@ -91,8 +91,11 @@ async def test_a_long_reply_goes_as_several_messages_cut_at_paragraphs(bridge: B
     sends = await eventually(lambda: (s := bridge.graph.sends_to(WA_ID)) and len(s) == 4 and s)
     # Two paragraphs would pass 4,096 characters: each goes as one message, emoji converted.
     assert [s.payload["text"]["body"] for s in sends] == [p.strip().replace(":calendar:", "📆") for p in paragraphs]
-    stored = await eventually(lambda: bridge.count(Message, Message.source == "slack"))
-    assert stored == len(sends)
+
+    async def all_stored() -> bool:
+        return await bridge.count(Message, Message.source == "slack") == len(sends)
+
+    assert await eventually(all_stored)
     # Split into several messages: each shows in the thread as the customer got it.
     shown = await eventually(lambda: (r := _bot_replies(bridge, thread_ts)) and len(r) >= len(sends) and r)
     assert len([m for m in shown if "Sent from Slack by" in all_text(m)]) == len(sends)

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.names import SlackNames, user_name
+from bot.core.name_cache import NameCache
+from bot.slack.names import resolve_names, user_name
 from bot.slack.reply_parts import CAPTION_LIMIT, TEXT_LIMIT, caption_and_rest, split_message
 from bot.slack.shortcodes import to_unicode, with_skin_tone
 from bot.slack.to_whatsapp import NO_NAMES, Names, References, references, to_whatsapp
@@ -207,16 +208,16 @@ async def test_names_are_looked_up_once_and_cached() -> None:
         slack.add_usergroup("S0DESK", "front-desk", ["U0STAFF1"])
         slack.add_channel("C0FEES", "fees")
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-        names = SlackNames()
+        cache = NameCache()
         refs = references("<@U0STAFF1> <@U0NOBODY> <!subteam^S0DESK> <#C0FEES|> <#C0NOPE|>")
-        first = await names.resolve(client, refs)
+        first = await resolve_names(client, cache, refs)
         assert first == Names(users={"U0STAFF1": "asha"}, groups={"S0DESK": "front-desk"},
                               channels={"C0FEES": "fees"})
         calls = len(slack.calls)
-        again = await names.resolve(client, references("<@U0STAFF1> <!subteam^S0DESK> <#C0FEES|>"))
+        again = await resolve_names(client, cache, references("<@U0STAFF1> <!subteam^S0DESK> <#C0FEES|>"))
         assert again == first
         assert len(slack.calls) == calls  # every name came from the cache
-        await names.resolve(client, references("<@U0NOBODY>"))
+        await resolve_names(client, cache, references("<@U0NOBODY>"))
         assert [c.method for c in slack.calls[calls:]] == ["users.info"]  # a failed lookup is tried again
 
 
@@ -224,7 +225,7 @@ async def test_a_slack_outage_leaves_ids_unnamed() -> None:
     async with SlackStandin() as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
         slack.set_down(True)
-        names = await SlackNames().resolve(client, references("<@U0STAFF1> <!subteam^S1>"))
+        names = await resolve_names(client, NameCache(), references("<@U0STAFF1> <!subteam^S1>"))
         assert names.users == {} and names.groups == {}
 
 

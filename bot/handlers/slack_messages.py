@@ -19,16 +19,17 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
-from bot.config import ChannelSettings, ThreadReplies
+from bot.bridge.media import FileRefused, send_slack_file
+from bot.core.config import ChannelSettings, ThreadReplies
+from bot.core.window import window_closes_at, window_open
 from bot.deps import Deps
 from bot.meta.errors import GraphError, SendAction, explain
 from bot.meta.graph import SendResult
 from bot.slack import render
-from bot.slack.media import FileRefused, send_slack_file
+from bot.slack.names import resolve_names
 from bot.slack.outbox import wake_outbox
 from bot.slack.reply_parts import CAPTIONED_KINDS, caption_and_rest, split_message
 from bot.slack.to_whatsapp import NO_NAMES, Converted, references, to_whatsapp
-from bot.window import window_closes_at, window_open
 from scheduler.throttle import Priority, ThrottleUnavailable
 from storage import repository as repo
 from storage.models import Contact, Conversation, Direction, SlackEvent, Source, utcnow
@@ -202,7 +203,7 @@ async def _explain_failure(deps: Deps, thread: BridgedThread, user: str, ts: str
 async def whatsapp_text(deps: Deps, slack_text: str) -> Converted:
     """What the customer reads for a Slack message: markup converted, mentioned ids named through Slack."""
     refs = references(slack_text)
-    names = await deps.slack_names.resolve(deps.slack, refs) if refs else NO_NAMES
+    names = await resolve_names(deps.slack, deps.slack_names, refs) if refs else NO_NAMES
     return to_whatsapp(slack_text, names)
 
 

@@ -1,8 +1,8 @@
-"""Names for the user, user-group and channel ids in Slack markup, looked up through Slack and kept a while.
+"""Names for the user, user-group and channel ids in Slack markup, looked up through Slack's Web API.
 
-One `SlackNames` per application (held on `Deps`): staff mention the same few people again and again, so a
-reply costs a `users.info` call only the first time within `ttl`. A lookup that fails leaves that id
-unnamed in that one message (the converter then says the text differs); it is tried again next time.
+Looked-up names go into the application's `NameCache` (on `Deps`), so a reply costs a `users.info` call
+only the first time within the cache's ttl. A lookup that fails leaves that id unnamed in that one message
+(the converter then says the text differs); it is tried again next time.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-from cachetools import TTLCache
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.core.name_cache import NameCache
 from bot.slack.to_whatsapp import Names, References
 
 log = logging.getLogger(__name__)
@@ -33,55 +33,49 @@ def user_name(user: Mapping[str, Any]) -> str | None:
     return None
 
 
-class SlackNames:
-    """A per-application cache of Slack names, filled on demand."""
+async def resolve_names(slack: AsyncWebClient, cache: NameCache, refs: References) -> Names:
+    """Names for every id in refs that Slack can name, from the cache or looked up and cached."""
+    await asyncio.gather(*(_user(slack, cache, u) for u in refs.users if u not in cache.users),
+                         *(_channel(slack, cache, c) for c in refs.channels if c not in cache.channels))
+    if any(g not in cache.groups for g in refs.groups):
+        await _load_groups(slack, cache)
+    return Names(users=_known(cache.users, refs.users), groups=_known(cache.groups, refs.groups),
+                 channels=_known(cache.channels, refs.channels))
 
-    def __init__(self, *, ttl: float = 3600.0, maxsize: int = 10_000) -> None:
-        self._users: TTLCache[str, str] = TTLCache(maxsize, ttl)
-        self._channels: TTLCache[str, str] = TTLCache(maxsize, ttl)
-        self._groups: TTLCache[str, str] = TTLCache(maxsize, ttl)
 
-    async def resolve(self, slack: AsyncWebClient, refs: References) -> Names:
-        """Names for every id in refs that Slack can name."""
-        missing_users = [u for u in refs.users if u not in self._users]
-        missing_channels = [c for c in refs.channels if c not in self._channels]
-        await asyncio.gather(*(self._user(slack, u) for u in missing_users),
-                             *(self._channel(slack, c) for c in missing_channels))
-        if any(g not in self._groups for g in refs.groups):
-            await self._load_groups(slack)
-        return Names(users=_known(self._users, refs.users), groups=_known(self._groups, refs.groups),
-                     channels=_known(self._channels, refs.channels))
+async def _user(slack: AsyncWebClient, cache: NameCache, user_id: str) -> None:
+    try:
+        resp = await slack.users_info(user=user_id)
+    except _LOOKUP_ERRORS as exc:
+        log.info("no name for Slack user %s: %s", user_id, _why(exc))
+        return
+    name = user_name(resp.get("user") or {})
+    if name:
+        cache.users[user_id] = name
 
-    async def _user(self, slack: AsyncWebClient, user_id: str) -> None:
-        try:
-            resp = await slack.users_info(user=user_id)
-        except _LOOKUP_ERRORS as exc:
-            log.info("no name for Slack user %s: %s", user_id, _why(exc))
-            return
-        name = user_name(resp.get("user") or {})
-        if name:
-            self._users[user_id] = name
 
-    async def _channel(self, slack: AsyncWebClient, channel_id: str) -> None:
-        try:
-            resp = await slack.conversations_info(channel=channel_id)
-        except _LOOKUP_ERRORS as exc:
-            log.info("no name for Slack channel %s: %s", channel_id, _why(exc))
-            return
-        name = (resp.get("channel") or {}).get("name")
-        if isinstance(name, str) and name:
-            self._channels[channel_id] = name
+async def _channel(slack: AsyncWebClient, cache: NameCache, channel_id: str) -> None:
+    try:
+        resp = await slack.conversations_info(channel=channel_id)
+    except _LOOKUP_ERRORS as exc:
+        log.info("no name for Slack channel %s: %s", channel_id, _why(exc))
+        return
+    name = (resp.get("channel") or {}).get("name")
+    if isinstance(name, str) and name:
+        cache.channels[channel_id] = name
 
-    async def _load_groups(self, slack: AsyncWebClient) -> None:
-        try:
-            resp = await slack.usergroups_list(include_disabled=False)
-        except _LOOKUP_ERRORS as exc:
-            log.info("no names for Slack user groups: %s", _why(exc))
-            return
-        for group in resp.get("usergroups") or []:
-            handle = group.get("handle") or group.get("name")
-            if group.get("id") and isinstance(handle, str) and handle:
-                self._groups[str(group["id"])] = handle
+
+async def _load_groups(slack: AsyncWebClient, cache: NameCache) -> None:
+    # One call names every group; usergroups.info does not exist.
+    try:
+        resp = await slack.usergroups_list(include_disabled=False)
+    except _LOOKUP_ERRORS as exc:
+        log.info("no names for Slack user groups: %s", _why(exc))
+        return
+    for group in resp.get("usergroups") or []:
+        handle = group.get("handle") or group.get("name")
+        if group.get("id") and isinstance(handle, str) and handle:
+            cache.groups[str(group["id"])] = handle
 
 
 def _known(cache: Mapping[str, str], ids: frozenset[str]) -> dict[str, str]:
