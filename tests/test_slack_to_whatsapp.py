@@ -234,3 +234,11 @@ def test_user_name_prefers_the_display_name() -> None:
     assert user_name({"name": "asha", "profile": {"display_name": " ", "real_name": "Asha Rao"}}) == "Asha Rao"
     assert user_name({"name": "asha", "profile": {}}) == "asha"
     assert user_name({}) is None
+
+
+def test_reply_conversion_bench_runs_at_its_smallest_size(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import reply_conversion
+
+    assert reply_conversion.main(["--rounds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "| issue example" in out and "target: p50 under" in out

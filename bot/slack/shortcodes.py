@@ -8,6 +8,7 @@ emoji after iamcal/emoji-data, which spells some names with hyphens (`man-shrugg
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 
 import emoji
 
@@ -47,18 +48,28 @@ def _flag(code: str) -> str | None:
     return flag if emoji.is_emoji(flag) else None
 
 
+def _index() -> Mapping[str, str]:
+    """Every name the `emoji` package knows, as `emojize(..., language="alias")` reads them: an alias
+    (GitHub's and Slack's names, `:cat:` 🐱) wins over a CLDR name (`:cat:` 🐈)."""
+    names: dict[str, str] = {}
+    for char, data in emoji.EMOJI_DATA.items():
+        for alias in data.get("alias", ()):
+            names.setdefault(alias.strip(":"), char)
+    for char, data in emoji.EMOJI_DATA.items():
+        names.setdefault(str(data["en"]).strip(":"), char)
+    return MappingProxyType(names)
+
+
+# Read-only, built once: a dictionary look-up per shortcode instead of a pass of emojize over the name.
+_BY_NAME = _index()
+
+
 def _lookup(name: str) -> str | None:
     if name in _SLACK_ONLY:
         return _SLACK_ONLY[name]
     if name.startswith("flag-"):
         return _flag(name[5:])
-    for candidate in dict.fromkeys((name, name.replace("-", "_"))):
-        for language in ("alias", "en"):
-            code = f":{candidate}:"
-            found = emoji.emojize(code, language=language)
-            if found != code:
-                return found
-    return None
+    return _BY_NAME.get(name) or _BY_NAME.get(name.replace("-", "_"))
 
 
 def with_skin_tone(base: str, tone: int) -> str:
