@@ -241,4 +241,7 @@ def test_reply_conversion_bench_runs_at_its_smallest_size(capsys: pytest.Capture
 
     assert reply_conversion.main(["--rounds", "2"]) == 0
     out = capsys.readouterr().out
-    assert "| issue example" in out and "target: p50 under" in out
+    rows = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in out.splitlines()
+            if line.startswith("|")}
+    assert rows["issue example"] == "1" and rows["long, emoji-heavy (12k chars)"] == "2"  # messages out
+    assert "target: p50 under" in out
