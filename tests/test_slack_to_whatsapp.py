@@ -13,7 +13,7 @@ from bot.core.name_cache import NameCache
 from bot.slack.names import resolve_names, user_name
 from bot.slack.reply_parts import CAPTION_LIMIT, TEXT_LIMIT, caption_and_rest, split_message
 from bot.slack.shortcodes import to_unicode, with_skin_tone
-from bot.slack.to_whatsapp import NO_NAMES, Names, References, references, to_whatsapp
+from bot.slack.to_whatsapp import NO_NAMES, Converted, Names, References, references, to_whatsapp
 from bot.standins.slack import SlackStandin
 
 NAMES = Names(users={"U0STAFF1": "Asha Rao", "W0GRID1": "Ravi"}, groups={"S0DESK": "front-desk"},
@@ -68,6 +68,7 @@ CASES: list[tuple[str, str, bool]] = [
     ("<https://example.com|example.com>", "https://example.com", False),
     ("<https://example.com/|https://example.com/>", "https://example.com/", False),
     ("<https://example.com/q?a=1&amp;b=2|fees &amp; charges>", "fees & charges (https://example.com/q?a=1&b=2)", True),
+    ("<https://example.com/fees|:moneybag: fees>", "💰 fees (https://example.com/fees)", True),
     ("<mailto:help@example.com|help@example.com>", "help@example.com", False),
     ("<mailto:help@example.com|write to us>", "write to us (help@example.com)", True),
     ("<tel:+919812345678|+919812345678>", "+919812345678", False),
@@ -105,6 +106,12 @@ def test_the_table_is_large_enough() -> None:
 def test_without_names_mentions_fall_back_to_ids_and_say_so() -> None:
     converted = to_whatsapp("Hi <@U0STAFF1>", NO_NAMES)
     assert converted.text == "Hi @U0STAFF1" and converted.differs
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="<>&:`•◦▪▫‣\ufe0e\ufe0f"), max_size=80))
+def test_text_without_markup_reaches_the_customer_unchanged(text: str) -> None:
+    converted = to_whatsapp(text, NAMES)
+    assert converted == Converted(text.strip(), differs=False)
 
 
 def test_references_lists_what_needs_a_name() -> None:

@@ -52,7 +52,9 @@ NO_NAMES = Names()
 _FENCE = re.compile(r"```.*?```", re.DOTALL)
 _INLINE_CODE = re.compile(r"`[^`\n]+`")
 _ANGLE = re.compile(r"<([^<>\n]+)>")
-_TOKEN = re.compile(r"<(?P<angle>[^<>\n]+)>|:(?P<emoji>[a-z0-9_+'\-]+):(?::skin-tone-(?P<tone>[1-6]):)?")
+_SHORTCODE = r":(?P<emoji>[a-z0-9_+'\-]+):(?::skin-tone-(?P<tone>[1-6]):)?"
+_TOKEN = re.compile(r"<(?P<angle>[^<>\n]+)>|" + _SHORTCODE)
+_EMOJI = re.compile(_SHORTCODE)
 # @here / @channel / @everyone address staff in Slack, not the customer: dropped with their punctuation.
 _BROADCAST = re.compile(r"(?:(?<=\s)|^)<!(?:here|channel|everyone)(?:\|[^<>\n]*)?>[,:]?[ \t]*", re.MULTILINE)
 _BLOCK_QUOTE = re.compile(r"(?:^|(?<=\n))&gt;&gt;&gt;[ \t]?(.*)\Z", re.DOTALL)
@@ -191,6 +193,7 @@ def _link(url: str, label: str, run: _Run) -> str:
     if not label or _same_place(url, label):
         return url
     run.differs = True
+    label = _EMOJI.sub(lambda m: _emoji(m.group("emoji"), m.group("tone"), m.group(0), run), label)
     return f"{label} ({url})"
 
 
