@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import ChannelSettings, Settings
 from bot.core.metrics import Metrics
+from bot.core.name_cache import NameCache
 from bot.meta.graph import GraphClient
 from scheduler.throttle import Throttle
 
@@ -24,6 +25,7 @@ class Deps:
     throttle: Throttle
     metrics: Metrics
     channel_ids: dict[str, int]  # phone_number_id -> channels.id
+    slack_names: NameCache = field(default_factory=NameCache)  # Slack names for ids in replies to customers
 
     def channel_for_slack(self, slack_channel: str) -> ChannelSettings | None:
         """The WhatsApp channel bridged into a Slack channel, if any."""

@@ -22,6 +22,7 @@ from bot.handlers.slack_ops import doctor_reply
 from bot.meta.graph import GraphClient
 from bot.ops.doctor import (
     REQUIRED_SLACK_SCOPES,
+    USEFUL_SLACK_SCOPES,
     DoctorEnv,
     Severity,
     all_passed,
@@ -169,7 +170,7 @@ async def test_phone_number_quality_alert_is_raised_once_per_change(
 
 def test_doctor_asks_for_exactly_the_scopes_of_the_app_manifest() -> None:
     manifest = yaml.safe_load((Path(__file__).parent.parent / "slack-manifest.yaml").read_text())
-    assert sorted(REQUIRED_SLACK_SCOPES) == sorted(manifest["oauth_config"]["scopes"]["bot"])
+    assert sorted(REQUIRED_SLACK_SCOPES + USEFUL_SLACK_SCOPES) == sorted(manifest["oauth_config"]["scopes"]["bot"])
 
 
 def _channel(mode: str, mps: int = 0) -> Any:

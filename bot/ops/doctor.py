@@ -36,8 +36,9 @@ WABA_OBJECT = "whatsapp_business_account"
 REQUIRED_SLACK_SCOPES = ("channels:history", "groups:history", "chat:write", "chat:write.customize", "commands",
                          "files:read", "files:write", "im:write", "reactions:write", "users:read",
                          "usergroups:read")
-# Scopes whose absence only degrades a feature (a warning, not a failure); none at present.
-USEFUL_SLACK_SCOPES: tuple[str, ...] = ()
+# Scopes whose absence only degrades a feature (a warning, not a failure): without them a #channel staff
+# mention in a reply reaches the customer as its id.
+USEFUL_SLACK_SCOPES: tuple[str, ...] = ("channels:read", "groups:read")
 REQUIRED_TOKEN_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
 
 # Meta's documented throughput per number (Throughput page): 80 by default, 1,000 after the automatic

@@ -565,6 +565,8 @@ class GraphStandin(LoopbackServer):
                 return _missing(f"{kind}['id'] or {kind}['link']")
             if content.get("caption") and kind in ("audio", "sticker"):
                 return _invalid(f"Param {kind}['caption'] is not allowed for {kind} messages.")
+            if len(str(content.get("caption") or "")) > 1024:
+                return _invalid(f"{kind}['caption'] is longer than 1024 characters.")
         if kind == "reaction" and (not content.get("message_id") or "emoji" not in content):
             return _missing("reaction['message_id'] and reaction['emoji']")
         return None

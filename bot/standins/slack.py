@@ -175,6 +175,7 @@ class SlackStandin(LoopbackServer):
         self.views: dict[str, dict[str, Any]] = {}
         self.ephemerals: list[dict[str, Any]] = []
         self.usergroups: dict[str, list[str]] = {}  # S… id -> member user ids
+        self.usergroup_handles: dict[str, str] = {}  # S… id -> handle (without @); default: the id lower-cased
         self._messages: dict[str, list[dict[str, Any]]] = {}
         self._file_data: dict[str, bytes] = {}
         self._uploads: dict[str, _Upload] = {}
@@ -196,6 +197,7 @@ class SlackStandin(LoopbackServer):
             "conversations.info": self._conversations_info,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroups_users_list,
+            "usergroups.list": self._usergroups_list,
             "files.getUploadURLExternal": self._files_get_upload_url,
             "files.completeUploadExternal": self._files_complete_upload,
             "files.info": self._files_info,
@@ -254,6 +256,11 @@ class SlackStandin(LoopbackServer):
         }
         self.users[user_id] = user
         return user
+
+    def add_usergroup(self, group_id: str, handle: str, members: Iterable[str] = ()) -> None:
+        """Create a user group (`@handle`) with its members."""
+        self.usergroups[group_id] = list(members)
+        self.usergroup_handles[group_id] = handle
 
     def add_file(
         self,
@@ -793,6 +800,18 @@ class SlackStandin(LoopbackServer):
         if group not in self.usergroups:
             raise SlackError("no_such_subteam")
         return {"users": list(self.usergroups[group])}
+
+    async def _usergroups_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        groups = []
+        for group_id, members in self.usergroups.items():
+            handle = self.usergroup_handles.get(group_id, group_id.lower())
+            group: dict[str, Any] = {"id": group_id, "team_id": self.team_id, "is_usergroup": True,
+                                     "name": handle, "handle": handle, "description": "", "date_delete": 0,
+                                     "user_count": len(members)}
+            if _truthy(args.get("include_users")):
+                group["users"] = list(members)
+            groups.append(group)
+        return {"usergroups": groups}
 
     async def _files_get_upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
         filename = args.get("filename")
