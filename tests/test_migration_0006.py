@@ -1,4 +1,4 @@
-"""Migration 0006 upgrades a database filled by 0005 (the revision before it): messages kept, the time index there, figures read."""
+"""Migration 0006 upgrades a database filled by 0005, the revision before it: messages kept, index added."""
 
 from __future__ import annotations
 

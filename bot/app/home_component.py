@@ -50,7 +50,7 @@ class HomePublisher:
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-        self.names = UserNames(deps.slack, deps.slack_names)
+        self.names = UserNames(deps.slack)
         self._groups = _Groups()
         self._links: dict[tuple[str, str], str] = {}
         self.viewers: dict[str, float] = {}  # user id -> when they last opened the tab (monotonic)

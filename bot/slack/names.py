@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -43,13 +43,23 @@ async def resolve_names(slack: AsyncWebClient, cache: NameCache, refs: Reference
                  channels=_known(cache.channels, refs.channels))
 
 
-async def _user(slack: AsyncWebClient, cache: NameCache, user_id: str) -> None:
+def full_name(user: Mapping[str, Any]) -> str | None:
+    """The name a report shows: real name, else display name, else the account name."""
+    profile = user.get("profile") or {}
+    for value in (profile.get("real_name"), user.get("real_name"), profile.get("display_name"), user.get("name")):
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+async def _user(slack: AsyncWebClient, cache: NameCache, user_id: str,
+                naming: Callable[[Mapping[str, Any]], str | None] = user_name) -> None:
     try:
         resp = await slack.users_info(user=user_id)
     except _LOOKUP_ERRORS as exc:
         log.info("no name for Slack user %s: %s", user_id, _why(exc))
         return
-    name = user_name(resp.get("user") or {})
+    name = naming(resp.get("user") or {})
     if name:
         cache.users[user_id] = name
 
@@ -79,16 +89,18 @@ async def _load_groups(slack: AsyncWebClient, cache: NameCache) -> None:
 
 
 class UserNames:
-    """Slack users' names for figures and reports, through a NameCache (the app's, or one of its own)."""
+    """Slack users' full names for figures and reports, cached per holder (apart from the reply path's
+    cache, which keeps the names people mention each other by)."""
 
-    def __init__(self, client: AsyncWebClient, cache: NameCache | None = None) -> None:
+    def __init__(self, client: AsyncWebClient) -> None:
         self._client = client
-        self._cache = cache if cache is not None else NameCache()
+        self._cache = NameCache()
 
     async def of(self, users: Iterable[str]) -> dict[str, str]:
         """Names of the user ids Slack can name; the others are left out (callers show the id)."""
         wanted = [u for u in dict.fromkeys(users) if u.startswith(("U", "W"))]
-        await asyncio.gather(*(_user(self._client, self._cache, u) for u in wanted if u not in self._cache.users))
+        await asyncio.gather(*(_user(self._client, self._cache, u, full_name)
+                               for u in wanted if u not in self._cache.users))
         return _known(self._cache.users, frozenset(wanted))
 
 
