@@ -33,18 +33,10 @@ def default_components(settings: Settings, role: Role | str = "all") -> list[Com
 
 def slack_outbox_component(app: web.Application) -> None:
     """The Slack outbox worker alone, without `/slack/events` or Socket Mode (a worker-only process)."""
-    from bot.slack.component import OUTBOX
-    from bot.slack.outbox import OutboxWorker
+    from bot.slack.component import add_outbox_kinds, builtin_kinds, outbox_worker_task
 
-    def start(app: web.Application) -> asyncio.Task[None]:
-        worker = OutboxWorker(app[appkeys.DEPS])
-        app[OUTBOX] = worker
-        webhook_worker = app.get(appkeys.WEBHOOK_WORKER)
-        if webhook_worker is not None:  # processed deliveries are new outbox rows
-            webhook_worker.on_processed(worker.wake)
-        return asyncio.create_task(worker.run())
-
-    app.cleanup_ctx.append(background("slack-outbox", start))
+    add_outbox_kinds(app, builtin_kinds())
+    app.cleanup_ctx.append(background("slack-outbox", outbox_worker_task))
 
 
 def onboarded_channels_component(app: web.Application) -> None:

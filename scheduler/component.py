@@ -19,13 +19,15 @@ CAMPAIGN_SCHEDULER = web.AppKey("campaign_scheduler", CampaignScheduler)
 CAMPAIGN_RUNNER = web.AppKey("campaign_runner", CampaignRunner)
 
 
-def _register_progress() -> None:
+def _add_progress_kind(app: web.Application) -> None:
     from scheduler import progress
 
     try:
-        progress.register()
+        from bot.slack.component import add_outbox_kinds
     except ImportError:  # a build without the Slack outbox: progress rows wait in the table
         log.warning("Slack outbox not available: campaign progress messages will not be posted")
+        return
+    add_outbox_kinds(app, progress.KINDS)
 
 
 async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -46,5 +48,5 @@ async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def campaign_component(app: web.Application) -> None:
     """Mount the campaign scheduler and runner on a `serve` application."""
-    _register_progress()  # before any outbox worker starts, so queued progress rows find their handler
+    _add_progress_kind(app)  # before any outbox worker starts, so queued progress rows find their handler
     app.cleanup_ctx.append(_campaigns_ctx)

@@ -10,6 +10,7 @@ campaign through `campaign_recipients.wamid`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -223,8 +224,5 @@ async def deliver(ctx: Any) -> None:
         await ctx.update_message(snap.slack_channel, progress_ts, post)
 
 
-def register() -> None:
-    """Add the `campaign_progress` kind to the Slack outbox's registry."""
-    from bot.slack.outbox import OUTBOX_KINDS
-
-    OUTBOX_KINDS[KIND] = deliver
+KINDS: Mapping[str, Callable[[Any], Awaitable[None]]] = {KIND: deliver}
+"""The `campaign_progress` kind, handed to the Slack outbox worker by the campaign component."""

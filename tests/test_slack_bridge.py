@@ -162,11 +162,27 @@ async def bridge(make_bridge: BridgeFactory) -> Bridge:
     return await make_bridge()
 
 
-async def thread_with(b: Bridge, n_replies: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def carries_message(parent: dict[str, Any]) -> bool:
+    """Whether a thread parent also carries the conversation's first message (one post, not two)."""
+    return "part" in ((parent.get("metadata") or {}).get("event_payload") or {})
+
+
+def thread_posts(b: Bridge, parent: dict[str, Any]) -> list[dict[str, Any]]:
+    """The thread's posts of messages: the parent when it carries the first one, then the replies."""
+    return ([parent] if carries_message(parent) else []) + b.replies(parent["ts"])
+
+
+async def thread_with(b: Bridge, n_posts: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The first thread's parent and its message posts (the parent first when it carries one), once n exist."""
     parents = await eventually(lambda: b.parents())
-    parent = parents[0]
-    replies = await eventually(lambda: (r := b.replies(parent["ts"])) and len(r) >= n_replies and r)
-    return parent, replies
+
+    def posts() -> list[dict[str, Any]]:
+        parent = next(p for p in b.slack.messages(SLACK_CHANNEL, top_level_only=True)
+                      if p["ts"] == parents[0]["ts"])
+        return thread_posts(b, parent)
+
+    found = await eventually(lambda: (r := posts()) and len(r) >= n_posts and r)
+    return found[0] if carries_message(found[0]) else parents[0], found
 
 
 def all_text(message: dict[str, Any]) -> str:
@@ -202,6 +218,21 @@ async def test_parent_shows_the_window_reopening_when_the_customer_writes_again(
     await thread_with(bridge, 2)
     parent = await eventually(lambda: (p := bridge.parents()[0]) and "Window open" in all_text(p) and p)
     assert len(bridge.parents()) == 1
+    assert "hi" in parent["text"] and carries_message(parent)  # the update kept the first message
+
+
+async def test_a_new_conversation_costs_one_post_whose_parent_carries_the_first_message(bridge: Bridge) -> None:
+    await bridge.webhook(inbound_text("wamid.ONE", "Do you have <evening> batches?", ts=now_ts(-60)))
+    parent, posts = await thread_with(bridge, 1)
+    await asyncio.sleep(0.3)  # a second post would show up now
+    assert [c.ok for c in bridge.slack.calls_to("chat.postMessage")] == [True]
+    assert bridge.replies(parent["ts"]) == [] and posts == [parent]
+    assert "Ravi" in all_text(parent) and "Window open" in all_text(parent)
+    assert "&lt;evening&gt;" in all_text(parent) and "<evening>" not in all_text(parent)
+    assert parent["username"] == "Ravi (+91 98123 45678)"
+    first = await bridge.one(Message, Message.wamid == "wamid.ONE")
+    conv = await bridge.one(Conversation)
+    assert first.slack_ts == parent["ts"] == conv.slack_thread_ts
 
 
 async def test_customer_text_cannot_ping_or_link(bridge: Bridge) -> None:
@@ -258,9 +289,9 @@ async def test_slack_outage_then_back_posts_every_message_once_in_order(bridge: 
                                       ts=now_ts(-50)))
     await eventually(lambda: len(bridge.parents()) == 2, timeout=20)
     ravi = next(p for p in bridge.parents() if "Ravi" in all_text(p))
-    replies = await eventually(lambda: len(r := bridge.replies(ravi["ts"])) >= 6 and r, timeout=20)
+    replies = await eventually(lambda: len(r := thread_posts(bridge, ravi)) >= 6 and r, timeout=20)
     await asyncio.sleep(0.5)  # anything doubled would show up now
-    replies = bridge.replies(ravi["ts"])
+    replies = thread_posts(bridge, ravi)
     shown = [next(t for t in texts if t in all_text(r)) for r in replies]
     assert shown == texts
     assert any(c.status == 503 for c in bridge.slack.calls_to("chat.postMessage"))
@@ -275,18 +306,18 @@ async def test_rate_limited_post_waits_for_retry_after_and_posts_once(bridge: Br
     limited = next(c for c in calls if c.status == 429)
     first_ok = next(c for c in calls if c.ok)
     assert first_ok.time - limited.time >= 0.9  # Retry-After honoured
-    assert len(bridge.parents()) == 1 and len(bridge.replies(parent["ts"])) == 1
+    assert len(bridge.parents()) == 1 and len(thread_posts(bridge, parent)) == 1
 
 
 async def test_post_whose_answer_was_lost_is_found_not_doubled(bridge: Bridge) -> None:
-    # Slack carries out the parent post and the first reply but the connection drops before the answers.
+    # Slack carries out the parent post (with the first message) and the next reply but the answers are lost.
     bridge.slack.lose_answers("chat.postMessage", times=2)
     await bridge.webhook(inbound_text("wamid.L1", "hello", ts=now_ts(-60)))
     parent, _ = await thread_with(bridge, 1)
     await bridge.webhook(inbound_text("wamid.L2", "are you there?", ts=now_ts(-30)))
     parent, replies = await thread_with(bridge, 2)
     await asyncio.sleep(0.5)  # anything doubled would show up now
-    assert len(bridge.parents()) == 1 and len(bridge.replies(parent["ts"])) == 2
+    assert len(bridge.parents()) == 1 and len(thread_posts(bridge, parent)) == 2
     assert bridge.slack.calls_to("conversations.history")  # the lost parent was looked up
     assert bridge.slack.calls_to("conversations.replies")  # and so was the lost reply
     first = await bridge.one(Message, Message.wamid == "wamid.L1")

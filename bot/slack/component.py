@@ -13,7 +13,7 @@ from aiohttp import web
 from bot import appkeys
 from bot.app import Component, background
 from bot.slack.bolt_app import BOLT, build_bolt_app, slack_events, start_socket_mode
-from bot.slack.outbox import OutboxWorker
+from bot.slack.outbox import Kinds, OutboxWorker
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +40,41 @@ async def _bolt_ctx(app: web.Application) -> AsyncIterator[None]:
             await socket.close_async()
 
 
-def make_slack_component(*, outbox: bool = True, **outbox_options: Any) -> Component:
-    """The component; `outbox_options` tune the worker (concurrency, backoff_base, backoff_cap, …)."""
+def add_outbox_kinds(app: web.Application, kinds: Kinds) -> None:
+    """Let this application's outbox worker deliver `kinds` (called by components while mounting)."""
+    if appkeys.SLACK_OUTBOX_KINDS not in app:
+        app[appkeys.SLACK_OUTBOX_KINDS] = {}
+    app[appkeys.SLACK_OUTBOX_KINDS].update(kinds)
 
-    def start_outbox(app: web.Application) -> asyncio.Task[None]:
-        worker = OutboxWorker(app[appkeys.DEPS], **outbox_options)
-        app[OUTBOX] = worker
-        _chain_wake(app, worker)
-        return asyncio.create_task(worker.run())
+
+def builtin_kinds() -> Kinds:
+    """The bridge's own kinds: conversation messages, statuses, notes, alerts, and onboarding's."""
+    from bot.onboarding.outbox_kinds import KINDS as onboarding_kinds
+    from bot.slack.mirror import KINDS as mirror_kinds
+
+    return {**mirror_kinds, **onboarding_kinds}
+
+
+def outbox_worker_task(app: web.Application, **outbox_options: Any) -> asyncio.Task[None]:
+    """Build this process's outbox worker with the kinds the components added, and run it."""
+    added: dict[str, Any] | None = app.get(appkeys.SLACK_OUTBOX_KINDS)
+    kinds: Kinds = added if added is not None else builtin_kinds()
+    worker = OutboxWorker(app[appkeys.DEPS], kinds, **outbox_options)
+    app[OUTBOX] = worker
+    _chain_wake(app, worker)
+    return asyncio.create_task(worker.run())
+
+
+def make_slack_component(*, outbox: bool = True, kinds: Kinds | None = None, **outbox_options: Any) -> Component:
+    """The component; `kinds` adds outbox kinds, `outbox_options` tune the worker (concurrency, backoff, …)."""
 
     def component(app: web.Application) -> None:
         app.router.add_post("/slack/events", slack_events)
         app.cleanup_ctx.append(_bolt_ctx)
         if outbox:
-            app.cleanup_ctx.append(background("slack-outbox", start_outbox))
+            add_outbox_kinds(app, builtin_kinds())
+            add_outbox_kinds(app, kinds or {})
+            app.cleanup_ctx.append(background("slack-outbox", lambda a: outbox_worker_task(a, **outbox_options)))
 
     return component
 

@@ -18,7 +18,8 @@ from sqlalchemy.orm import aliased
 
 from bot.config import ChannelSettings
 from bot.slack import render
-from bot.slack.outbox import GiveUp, ItemContext, SlackCallFailed, Thread, outbox_kind
+from bot.slack.outbox import GiveUp, ItemContext, Kinds, SlackCallFailed, Thread
+from bot.slack.parent import opening_parent
 from bot.window import window_closes_at
 from storage.models import Campaign, Channel, Contact, Conversation, Message, utcnow
 
@@ -98,14 +99,27 @@ async def load_message(ctx: ItemContext, message_id: int) -> Loaded | None:
     return Loaded(msg, conv, contact, cfg, channel_row, quoted, campaign, previous_inbound)
 
 
-async def ensure_thread(ctx: ItemContext, conversation_id: int) -> Thread:
-    """The conversation's thread; its parent is posted (once) on the conversation's first message."""
+async def ensure_thread(ctx: ItemContext, conversation_id: int, opening: Opening | None = None) -> Thread:
+    """The conversation's thread; its parent is posted (once) on the conversation's first message.
+
+    With `opening`, a new parent carries that message too (recorded as the item's part); it is ignored when
+    the thread exists already, so the caller checks `ctx.parts` to learn whether the message still needs a post.
+    """
     known: dict[int, Thread] = ctx.cache.setdefault(_THREADS, {})
     if conversation_id in known:
         return known[conversation_id]
-    thread = await _ensure_thread(ctx, conversation_id)
+    thread = await _ensure_thread(ctx, conversation_id, opening)
     known[conversation_id] = thread
     return thread
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A conversation's first message, to be carried by its new thread parent as the item's `part`."""
+
+    message_id: int
+    post: render.Post
+    part: str = "0"
 
 
 async def _conversation_rows(ctx: ItemContext, conversation_id: int
@@ -127,7 +141,7 @@ async def _conversation_rows(ctx: ItemContext, conversation_id: int
     return conv, contact, channel_row
 
 
-async def _ensure_thread(ctx: ItemContext, conversation_id: int) -> Thread:
+async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Opening | None = None) -> Thread:
     conv, contact, channel_row = await _conversation_rows(ctx, conversation_id)
     if conv.slack_thread_ts and conv.slack_channel:
         return Thread(conv.slack_channel, conv.slack_thread_ts)
@@ -139,12 +153,23 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int) -> Thread:
         raise GiveUp(f"channel {channel_row.name} has no Slack channel")
     ts = None
     if ctx.item.uncertain or "parent" in ctx.parts:
-        ts = ctx.parts.get("parent") or await ctx.find_thread_parent(slack_channel, conversation_id)
+        ts = ctx.parts.get("parent")
+        if ts is None:
+            found = await ctx.find_thread_parent(slack_channel, conversation_id)
+            if found is not None:
+                ts = found.ts
+                if opening is not None and found.carries(ctx.item.id, opening.part):
+                    ctx.parts[opening.part] = ts
     if ts is None:
-        post = render.parent_post(
+        header = render.parent_post(
             contact_view(contact), render.ChannelView(channel_row.name, channel_row.display_phone_number),
             window_closes_at(conv.last_customer_message_at), utcnow(), ctx.deps.settings.timezone)
-        ts = await ctx.post_parent(slack_channel, post, conversation_id)
+        folded = opening_parent(header, opening.post) if opening is not None else None
+        if opening is not None and folded is not None:
+            ts = await ctx.post_parent(slack_channel, folded, conversation_id, part=opening.part)
+            ctx.parts[opening.part] = ts
+        else:
+            ts = await ctx.post_parent(slack_channel, header, conversation_id)
     ctx.parts["parent"] = ts
     # Imported history goes in before the thread is recorded, so a retry after a crash still posts it.
     from bot.onboarding.history import post_history_intro
@@ -160,6 +185,30 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int) -> Thread:
         final_ts = (stored[0] if stored else None) or ts
         final_channel = (stored[1] if stored else None) or slack_channel
     return Thread(final_channel, final_ts)
+
+
+async def current_parent(ctx: ItemContext, conv: Conversation, contact: Contact, channel_row: Channel,
+                         parent_ts: str) -> render.Post:
+    """The parent as it should read now: fresh header fields, and the first message if the parent carries it."""
+    header = render.parent_post(contact_view(contact), render.ChannelView(channel_row.name,
+                                                                         channel_row.display_phone_number),
+                                window_closes_at(conv.last_customer_message_at), utcnow(),
+                                ctx.deps.settings.timezone)
+    async with ctx.deps.sessions() as s:
+        carried = await s.scalar(select(Message.id).where(Message.conversation_id == conv.id,
+                                                          Message.slack_ts == parent_ts).limit(1))
+    loaded = await load_message(ctx, carried) if carried is not None else None
+    if loaded is None:
+        return header
+    return opening_parent(header, _message_posts(loaded)[0]) or header
+
+
+def _message_posts(loaded: Loaded) -> list[render.Post]:
+    msg = loaded.msg
+    view = render.MessageView(
+        direction=msg.direction, source=msg.source, type=msg.type, text=msg.text, content=msg.content or {},
+        slack_user=msg.slack_user, quoted=loaded.quoted, campaign=loaded.campaign)
+    return render.message_posts(view, loaded.contact_view, loaded.channel_view)
 
 
 async def forget_thread(ctx: ItemContext, conversation_id: int, ts: str) -> None:
@@ -201,7 +250,6 @@ async def _status_reactions(ctx: ItemContext, channel: str, ts: str, msg: Messag
             await ctx.react(channel, ts, name)
 
 
-@outbox_kind("message")
 async def mirror_message(ctx: ItemContext) -> None:
     """Post one stored message into its conversation's thread."""
     loaded = await load_message(ctx, int(ctx.item.payload["message_id"]))
@@ -214,13 +262,13 @@ async def mirror_message(ctx: ItemContext) -> None:
     if msg.type == "reaction":
         await _mirror_reaction(ctx, loaded)
         return
-    view = render.MessageView(
-        direction=msg.direction, source=msg.source, type=msg.type, text=msg.text, content=msg.content or {},
-        slack_user=msg.slack_user, quoted=loaded.quoted, campaign=loaded.campaign)
-    posts = render.message_posts(view, loaded.contact_view, loaded.channel_view)
+    posts = _message_posts(loaded)
     first = msg.slack_ts
+    if not loaded.conv.slack_thread_ts:
+        # A new conversation: its parent carries this message, one post where there used to be two.
+        await ensure_thread(ctx, loaded.conv.id, Opening(msg.id, posts[0]))
     for i, post in enumerate(posts):
-        ts = await _post_in_thread(ctx, loaded.conv.id, post, str(i))
+        ts = ctx.parts.get(str(i)) or await _post_in_thread(ctx, loaded.conv.id, post, str(i))
         first = first or ts
     if first and not msg.slack_ts:
         _set_slack_ts(ctx, msg.id, first)
@@ -243,9 +291,7 @@ async def _refresh_parent_if_reopened(ctx: ItemContext, loaded: Loaded, thread: 
     if previous is not None and closes is not None and closes > msg.wa_timestamp:
         return  # the window was open already: the parent still tells the truth
     # The conversation as read with this message (after the webhook worker stored it).
-    post = render.parent_post(loaded.contact_view, loaded.channel_view,
-                              window_closes_at(loaded.conv.last_customer_message_at),
-                              utcnow(), ctx.deps.settings.timezone)
+    post = await current_parent(ctx, loaded.conv, loaded.contact, loaded.channel_row, thread.ts)
     try:
         await ctx.update_message(thread.channel, thread.ts, post)
     except SlackCallFailed as exc:
@@ -292,7 +338,6 @@ async def _previous_reaction(ctx: ItemContext, loaded: Loaded) -> str | None:
     return None
 
 
-@outbox_kind("status")
 async def mirror_status(ctx: ItemContext) -> None:
     """A delivery status: a reaction on the mirrored message; a failure also gets a note explaining it."""
     p = ctx.item.payload
@@ -313,7 +358,6 @@ async def mirror_status(ctx: ItemContext) -> None:
         await _post_in_thread(ctx, conv.id, post, "failed")
 
 
-@outbox_kind("note")
 async def mirror_note(ctx: ItemContext) -> None:
     """A line from the bridge itself in a conversation's thread (opt-out changes, sends from Slack, …)."""
     p = ctx.item.payload
@@ -325,7 +369,6 @@ async def mirror_note(ctx: ItemContext) -> None:
     await _post_in_thread(ctx, int(conversation_id), render.note_post(text), "0")
 
 
-@outbox_kind("alert")
 async def mirror_alert(ctx: ItemContext) -> None:
     """Template, quality and account changes go to the alerts channel."""
     channel = ctx.deps.settings.slack.alerts_channel
@@ -335,8 +378,5 @@ async def mirror_alert(ctx: ItemContext) -> None:
     await ctx.post(channel, render.alert_post(ctx.item.payload), part="0")
 
 
-
-# Onboarding's kinds (history summaries, import progress, renamed parents) register alongside these.
-from bot.onboarding import outbox_kinds as _onboarding_kinds  # noqa: E402
-
-_ = _onboarding_kinds
+KINDS: Kinds = {"message": mirror_message, "status": mirror_status, "note": mirror_note, "alert": mirror_alert}
+"""The built-in kinds, handed to the outbox worker by the Slack component."""
