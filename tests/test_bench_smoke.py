@@ -50,3 +50,11 @@ def test_audience_scale_bench_imports_a_generated_csv(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     imported = [line for line in out.splitlines() if "import (postgres)" in line]
     assert len(imported) == 1 and "csv.reader" in out
+
+
+def test_reply_storm_bench_posts_every_reply_once(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import reply_storm
+
+    assert reply_storm.main(["--customers", "3", "--messages", "2"]) == 0
+    row = _row(capsys.readouterr().out, "3")
+    assert row["messages"] == "6" and row["lost"] == row["doubled"] == row["out of order"] == "0"

@@ -335,6 +335,26 @@ async def test_a_restart_resumes_delivery_from_the_table(make_bridge: BridgeFact
     assert "before the restart" in all_text(replies[0])
 
 
+async def test_delivery_ticks_superseded_before_they_reach_slack_cost_no_calls(make_bridge: BridgeFactory) -> None:
+    intake = await make_bridge(with_slack=False)  # everything is stored while Slack is backed up
+    await intake.webhook(inbound_text("wamid.T0", "hello", ts=now_ts(-120)))
+    await intake.webhook(echo_text("wamid.T1", "reply from the phone", ts=now_ts(-60)))
+    for i, state in enumerate(["sent", "delivered", "read"]):
+        await intake.webhook(status("wamid.T1", state, ts=now_ts(-50 + i)))
+    await eventually(lambda: intake.count(SlackOutbox, SlackOutbox.kind == "status"), timeout=10)
+    bridge = await make_bridge(slack=intake.slack, graph=intake.graph, run_migrations=False)
+
+    async def all_done() -> bool:
+        return await bridge.count(SlackOutbox, SlackOutbox.done_at.is_(None)) == 0
+
+    await eventually(all_done, timeout=20)
+    _, posts = await thread_with(bridge, 2)
+    assert sorted(r["name"] for r in posts[1].get("reactions", [])) == sorted(
+        ["heavy_check_mark", "ballot_box_with_check", "eyes"])
+    # The echo's own post adds the three ticks, the "read" item checks them again; "sent" and "delivered" skip.
+    assert len(bridge.slack.calls_to("reactions.add")) == 6
+
+
 # ---- media both ways -------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import aliased
 from bot.config import ChannelSettings
 from bot.slack import render
 from bot.slack.outbox import GiveUp, ItemContext, Kinds, SlackCallFailed, Thread
+from bot.slack.outbox_policy import superseded
 from bot.slack.parent import opening_parent
 from bot.window import window_closes_at
 from storage.models import Campaign, Channel, Contact, Conversation, Message, utcnow
@@ -346,6 +347,8 @@ async def mirror_status(ctx: ItemContext) -> None:
         conv = await s.get(Conversation, msg.conversation_id) if msg is not None else None
     if msg is None or conv is None:
         return
+    if superseded(p.get("status"), msg.status):
+        return  # the later state's own item adds every tick the message reached: one call saved per state
     if msg.slack_ts and conv.slack_channel:
         try:
             await _status_reactions(ctx, conv.slack_channel, msg.slack_ts, msg)

@@ -73,7 +73,7 @@ def priority_of(kind: str) -> int:
     return _PRIORITY.get(kind, 2)
 
 
-_STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3}
+_STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "played": 3}
 
 
 def superseded(item_status: str | None, current_status: str | None) -> bool:
