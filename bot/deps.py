@@ -48,4 +48,5 @@ class Deps:
 
     def channel_for_slack(self, slack_channel: str) -> ChannelSettings | None:
         """The WhatsApp channel bridged into a Slack channel, if any."""
-        return next((c for c in self.settings.channels if c.slack_channel == slack_channel), None)
+        return next((c for c in self.settings.channels
+                     if slack_channel in (c.slack_channel, c.campaign_replies_channel)), None)

@@ -121,6 +121,7 @@ class Opening:
     message_id: int
     post: render.Post
     part: str = "0"
+    campaign_reply: bool = False  # opens its thread in the number's campaign_replies_channel, if set
 
 
 async def _conversation_rows(ctx: ItemContext, conversation_id: int
@@ -149,7 +150,9 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
     if contact is None or channel_row is None:
         raise GiveUp(f"conversation {conversation_id} has no contact or channel")
     cfg = ctx.deps.settings.channel_by_phone_number_id(channel_row.phone_number_id)
-    slack_channel = conv.slack_channel or (cfg.slack_channel if cfg else channel_row.slack_channel)
+    spill = cfg.campaign_replies_channel if cfg and opening is not None and opening.campaign_reply else ""
+    # A conversation names its number's channel from the start; a new thread may still open in the spill-over.
+    slack_channel = spill or conv.slack_channel or (cfg.slack_channel if cfg else channel_row.slack_channel)
     if not slack_channel:
         raise GiveUp(f"channel {channel_row.name} has no Slack channel")
     ts = None
@@ -267,7 +270,8 @@ async def mirror_message(ctx: ItemContext) -> None:
     first = msg.slack_ts
     if not loaded.conv.slack_thread_ts:
         # A new conversation: its parent carries this message, one post where there used to be two.
-        await ensure_thread(ctx, loaded.conv.id, Opening(msg.id, posts[0]))
+        campaign_reply = msg.direction == "inbound" and msg.campaign_id is not None
+        await ensure_thread(ctx, loaded.conv.id, Opening(msg.id, posts[0], campaign_reply=campaign_reply))
     for i, post in enumerate(posts):
         ts = ctx.parts.get(str(i)) or await _post_in_thread(ctx, loaded.conv.id, post, str(i))
         first = first or ts
