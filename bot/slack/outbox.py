@@ -36,6 +36,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Executable
 
 from bot.deps import Deps
+from bot.slack.backlog import estimate, owed_per_channel
 from bot.slack.outbox_policy import Action, Backoff, decide, priority_of
 from bot.slack.outbox_queue import OutboxItem, OutboxQueue
 from bot.slack.pacer import Pacer
@@ -377,7 +378,8 @@ class OutboxWorker:
     def __init__(self, deps: Deps, kinds: Kinds, *, concurrency: int = 8, lease: float = 120.0,
                  poll_interval: float = 1.0, backoff_base: float = 1.0, backoff_cap: float = 60.0,
                  slack: AsyncWebClient | None = None, upload_timeout: float = 120.0,
-                 claim_batch: int | None = None, pacer: Pacer | None = None) -> None:
+                 claim_batch: int | None = None, pacer: Pacer | None = None,
+                 backlog_interval: float = 10.0) -> None:
         self.deps = deps
         self.kinds: Kinds = dict(kinds)
         self.slack = slack or _without_retries(deps.slack)
@@ -394,6 +396,9 @@ class OutboxWorker:
         self.claim_batch = max(self.concurrency, claim_batch or self.concurrency * 4)
         # Claimed but not started: (item, loop time of its claim); one per thread, in claim order.
         self._queue: collections.deque[tuple[OutboxItem, float]] = collections.deque()
+        self.backlog_interval = backlog_interval
+        self._backlog_at = float("-inf")
+        self._backlog_channels: set[str] = set()
 
     # ---- public ------------------------------------------------------------------------------------
 
@@ -408,6 +413,7 @@ class OutboxWorker:
         try:
             while True:
                 await self._start_queued()
+                await self._publish_backlog(loop.time())
                 want = self.claim_batch - len(self._tasks)
                 claimed: list[OutboxItem] = []
                 if len(self._tasks) < self.concurrency:  # hence nothing queued
@@ -455,6 +461,26 @@ class OutboxWorker:
             except Exception:
                 log.warning("slack outbox: cannot hand back %d unstarted items; their leases will expire",
                             len(stale), exc_info=True)
+
+    async def _publish_backlog(self, now: float) -> None:
+        """Refresh /metrics' per-channel backlog (from the table, so every process reports the same)."""
+        if now - self._backlog_at < self.backlog_interval:
+            return
+        self._backlog_at = now
+        try:
+            async with self.deps.sessions() as session:
+                lags = estimate(await owed_per_channel(session))
+        except Exception:
+            log.warning("slack outbox: cannot measure the backlog", exc_info=True)
+            return
+        seen = {lag.channel for lag in lags}
+        for lag in lags:
+            self.deps.metrics.slack_backlog.labels(lag.channel).set(lag.owed)
+            self.deps.metrics.slack_backlog_wait.labels(lag.channel).set(lag.wait_seconds)
+        for gone in self._backlog_channels - seen:  # drained: say so rather than repeat the last figure
+            self.deps.metrics.slack_backlog.labels(gone).set(0)
+            self.deps.metrics.slack_backlog_wait.labels(gone).set(0)
+        self._backlog_channels |= seen
 
     def backoff(self, attempts: int) -> float:
         """Exponential delay for the n-th failed attempt, capped, with a little jitter."""
