@@ -37,7 +37,7 @@ from sqlalchemy import Executable
 
 from bot.deps import Deps
 from bot.slack.backlog import estimate, owed_per_channel
-from bot.slack.outbox_policy import Action, Backoff, decide, priority_of
+from bot.slack.outbox_policy import COALESCED_KINDS, Action, Backoff, decide, priority_of
 from bot.slack.outbox_queue import OutboxItem, OutboxQueue
 from bot.slack.pacer import Pacer
 from bot.slack.render import Post
@@ -521,6 +521,10 @@ class OutboxWorker:
             if handler is None:
                 # Perhaps a newer process knows it (rolling upgrade): keep the row, try slowly.
                 raise Retry(f"no handler for outbox kind {item.kind!r}", delay=self.backoff_cap)
+            if item.kind in COALESCED_KINDS and await q.has_later(item):
+                await q.complete(item, ctx.result, writes=ctx.writes)
+                self.deps.metrics.slack_posts.labels(item.kind, "superseded").inc()
+                return
             await handler(ctx)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):

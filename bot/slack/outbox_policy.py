@@ -73,6 +73,9 @@ def priority_of(kind: str) -> int:
     return _PRIORITY.get(kind, 2)
 
 
+COALESCED_KINDS = frozenset({"history_progress", "campaign_progress"})
+"""Kinds whose handler shows the state at delivery time: with a later item owed, an earlier one is skipped."""
+
 _STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "played": 3}
 
 

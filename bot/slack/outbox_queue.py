@@ -102,6 +102,14 @@ class OutboxQueue:
                     .values(claimed_until=None, attempts=o.attempts - 1)
                     .execution_options(synchronize_session=False))
 
+    async def has_later(self, item: OutboxItem) -> bool:
+        """Whether the item's thread owes another item after it (the claimed item is its thread's head)."""
+        o = SlackOutbox
+        async with self.sessions() as session:
+            later = await session.scalar(select(o.id).where(o.thread_key == item.thread_key, o.done_at.is_(None),
+                                                            o.id != item.id).limit(1))
+        return later is not None
+
     async def save_progress(self, item_id: int, result: Mapping[str, Any]) -> None:
         """Record an item's progress mid-attempt (e.g. an upload about to be completed)."""
         async with self.sessions() as session, session.begin():

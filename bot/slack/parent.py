@@ -17,5 +17,5 @@ def opening_parent(header: Post, first: Post) -> Post | None:
     blocks = [*header.blocks, _DIVIDER, *first.blocks]
     if len(blocks) > BLOCKS_PER_MESSAGE:
         return None
-    return Post(text=f"{header.text}\n{first.text}", blocks=blocks, username=first.username,
-                icon_emoji=first.icon_emoji)
+    # Posted as the app, not as the customer: chat.update cannot change the author when the name changes.
+    return Post(text=f"{header.text}\n{first.text}", blocks=blocks)
