@@ -130,3 +130,25 @@ async def test_items_queued_past_their_lease_margin_are_handed_back_and_still_po
     # Handing an item back undoes its claim: every item was attempted once and none had to look itself up.
     assert [row.attempts for row in rows] == [1] * len(rows)
     assert all(row.last_error is None for row in rows)
+
+
+async def test_a_layout_slack_refuses_goes_once_as_plain_text_and_a_refused_text_is_given_up(
+        make: BridgeFactory) -> None:
+    b = await make()
+    b.slack.fail_next("chat.postMessage", "invalid_blocks")
+    await b.webhook(inbound_text("wamid.F1", "first <question>", ts=now_ts(-60)))
+    parent = (await eventually(lambda: b.parents()))[0]
+    assert "blocks" not in parent and "first &lt;question&gt;" in parent["text"]
+    assert [c.error for c in b.slack.calls_to("chat.postMessage")] == ["invalid_blocks", None]
+
+    b.slack.fail_next("chat.postMessage", "msg_too_long", times=2)
+    await b.webhook(inbound_text("wamid.F2", "second", ts=now_ts(-30)))
+
+    async def settled() -> bool:
+        return await b.count(SlackOutbox, SlackOutbox.done_at.is_not(None)) == 2
+
+    await eventually(settled)
+    async with b.app[appkeys.SESSIONS]() as s:
+        rows = (await s.scalars(select(SlackOutbox).order_by(SlackOutbox.id))).all()
+    assert [(r.attempts, r.last_error) for r in rows] == [(1, None), (1, "Slack refused the message: msg_too_long")]
+    assert len(b.slack.calls_to("chat.postMessage")) == 4  # never an endless retry
