@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from bot import appkeys
-from bot.doctor import Severity, check_slack_backlog
+from bot.handlers import appkeys
+from bot.ops.doctor import Severity, check_slack_backlog
 from bot.slack.backlog import estimate, owed_per_channel
 from storage.models import SlackOutbox
+from tests.harness import BridgeFactory, bridges, eventually, now_ts
 from tests.helpers import SLACK_CHANNEL, inbound_text
-from tests.test_slack_bridge import BridgeFactory, bridges, eventually, now_ts
 
 
 @pytest.fixture

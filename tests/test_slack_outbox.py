@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot import appkeys
-from bot.slack.component import OUTBOX, builtin_kinds
+from bot.app.slack_component import OUTBOX, builtin_kinds
+from bot.handlers import appkeys
 from bot.slack.outbox import ItemContext, OutboxWorker
 from bot.slack.render import Post
 from storage import repository as repo
 from storage.models import SlackOutbox
+from tests.harness import BridgeFactory, all_text, bridges, eventually, now_ts, thread_posts
 from tests.helpers import SLACK_CHANNEL, inbound_text
-from tests.test_slack_bridge import BridgeFactory, all_text, bridges, eventually, now_ts, thread_posts
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ import logging
 
 from sqlalchemy import update
 
+from bot.bridge.mirror import current_parent
 from bot.onboarding.history import post_history_intro
 from bot.onboarding.syncs import progress_text, view_of
 from bot.slack import render
-from bot.slack.mirror import current_parent
 from bot.slack.outbox import GiveUp, ItemContext, Kinds, SlackCallFailed
 from storage.models import Channel, Contact, Conversation, SmbSync
 

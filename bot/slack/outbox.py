@@ -291,9 +291,9 @@ class ItemContext:
 
     async def thread_for(self, conversation_id: int) -> Thread:
         """The conversation's Slack thread, posting its parent message first when there is none yet."""
-        from bot.slack import mirror  # the parent's content is the mirror's business
-
-        return await mirror.ensure_thread(self, conversation_id)
+        if self.worker._ensure_thread is None:
+            raise GiveUp("this outbox worker was built without a thread maker (see bot.app.slack_component)")
+        return await self.worker._ensure_thread(self, conversation_id)
 
     async def find_thread_parent(self, channel: str, conversation_id: int) -> FoundParent | None:
         """A parent posted by an attempt whose answer was lost, found by its metadata."""
@@ -379,9 +379,12 @@ class OutboxWorker:
                  poll_interval: float = 1.0, backoff_base: float = 1.0, backoff_cap: float = 60.0,
                  slack: AsyncWebClient | None = None, upload_timeout: float = 120.0,
                  claim_batch: int | None = None, pacer: Pacer | None = None,
-                 backlog_interval: float = 10.0) -> None:
+                 backlog_interval: float = 10.0,
+                 ensure_thread: Callable[[ItemContext, int], Awaitable[Thread]] | None = None) -> None:
         self.deps = deps
         self.kinds: Kinds = dict(kinds)
+        # What a thread's parent says is the bridge's business, handed in by the wiring (bot.app).
+        self._ensure_thread = ensure_thread
         self.slack = slack or _without_retries(deps.slack)
         self.concurrency = max(1, concurrency)
         self.lease = timedelta(seconds=lease)

@@ -1,0 +1,89 @@
+"""The Slack bridge as an application component: `/slack/events`, the bolt app and the outbox worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from bot.app.bolt import BOLT, build_bolt_app, slack_events, start_socket_mode
+from bot.app.factory import Component, background
+from bot.bridge import mirror
+from bot.deps import Deps
+from bot.handlers import appkeys
+from bot.onboarding import outbox_kinds
+from bot.slack.outbox import Kinds, OutboxWorker
+from scheduler.campaigns import progress
+
+log = logging.getLogger(__name__)
+
+OUTBOX = web.AppKey("slack_outbox", OutboxWorker)
+
+def builtin_kinds() -> Kinds:
+    """The bridge's own outbox kinds: conversation messages, statuses, notes, alerts, and onboarding's."""
+    return {**mirror.KINDS, **outbox_kinds.KINDS}
+
+
+def make_outbox_worker(deps: Deps, kinds: Kinds | None = None, **options: Any) -> OutboxWorker:
+    """The Slack outbox worker for `kinds` (default: the bridge's, onboarding's and campaign progress)."""
+    chosen = kinds if kinds is not None else {**builtin_kinds(), **progress.KINDS}
+    return OutboxWorker(deps, chosen, ensure_thread=mirror.ensure_thread, **options)
+
+
+def add_outbox_kinds(app: web.Application, kinds: Kinds) -> None:
+    """Let this application's outbox worker deliver `kinds` (called by components while mounting)."""
+    if appkeys.SLACK_OUTBOX_KINDS not in app:
+        app[appkeys.SLACK_OUTBOX_KINDS] = {}
+    app[appkeys.SLACK_OUTBOX_KINDS].update(kinds)
+
+
+def outbox_worker_task(app: web.Application, **outbox_options: Any) -> asyncio.Task[None]:
+    """Build this process's outbox worker with the kinds the components added, and run it."""
+    added: dict[str, Any] | None = app.get(appkeys.SLACK_OUTBOX_KINDS)
+    worker = make_outbox_worker(app[appkeys.DEPS], added if added is not None else builtin_kinds(),
+                                **outbox_options)
+    app[OUTBOX] = worker
+    _chain_wake(app, worker)
+    return asyncio.create_task(worker.run())
+
+
+def _chain_wake(app: web.Application, worker: OutboxWorker) -> None:
+    """Wake the outbox whenever the webhook worker has committed a batch (new rows are then visible)."""
+    webhook_worker = app.get(appkeys.WEBHOOK_WORKER)
+    if webhook_worker is not None:
+        webhook_worker.on_processed(worker.wake)
+
+
+async def _bolt_ctx(app: web.Application) -> AsyncIterator[None]:
+    deps = app[appkeys.DEPS]
+    bolt = build_bolt_app(deps)
+    app[BOLT] = bolt
+    socket: Any = None
+    if deps.settings.slack.app_token:
+        socket = await start_socket_mode(bolt, deps.settings.slack.app_token)
+    yield
+    if socket is not None:
+        with contextlib.suppress(Exception):
+            await socket.close_async()
+
+
+def make_slack_component(*, outbox: bool = True, kinds: Kinds | None = None, **outbox_options: Any) -> Component:
+    """The component; `kinds` adds outbox kinds, `outbox_options` tune the worker (concurrency, backoff, …)."""
+
+    def component(app: web.Application) -> None:
+        app.router.add_post("/slack/events", slack_events)
+        app.cleanup_ctx.append(_bolt_ctx)
+        if outbox:
+            add_outbox_kinds(app, builtin_kinds())
+            add_outbox_kinds(app, kinds or {})
+            app.cleanup_ctx.append(background("slack-outbox", lambda a: outbox_worker_task(a, **outbox_options)))
+
+    return component
+
+
+slack_component: Component = make_slack_component()
+"""Mounts `POST /slack/events` and runs the Slack outbox worker in this process."""
