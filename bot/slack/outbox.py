@@ -15,7 +15,11 @@ Rules:
   outcome is unknown (timeout, 5xx, expired lease) the thread or channel is searched for that metadata
   before posting again. File uploads record their file id before completing, and are checked the same way.
 
-Kinds are handled by the `kinds` mapping the components hand to the worker (bot.slack.mirror.KINDS, …).
+Kinds are handled by the `kinds` mapping the components hand to the worker (bot.bridge.mirror.KINDS, …).
+
+Why one module: `ItemContext` is the worker's view of one item (its pacer, queue and client, the item's
+progress), and the worker builds one per attempt; the table's SQL, the failure policy and the pacing live in
+their own modules.
 """
 
 from __future__ import annotations
