@@ -17,7 +17,7 @@ async def test_demo_transcript_shows_every_step_of_the_scenario() -> None:
     result = await run_demo(out, recipients=8)
     text = result.transcript
     ravi = text.split("● Wabridge: :speech_balloon: *Ravi*")[1].split("● Wabridge")[0]
-    assert "Ravi (+91 98123 45678): Hi! Is the Monday JEE batch full? <!channel>" in ravi
+    assert "\n  Hi! Is the Monday JEE batch full? <!channel>" in ravi  # carried by the thread's parent
     assert "via phone app" in ravi and "3 seats left" in ravi
     assert "Priya: Booked! See you Monday at 9am, Ravi." in ravi
     assert ":eyes:" in ravi  # read receipt on the Slack reply

@@ -542,7 +542,8 @@ class OutboxWorker:
             delay = r.delay if r.delay is not None else self.backoff(item.attempts)
             log.info("slack outbox %s (%s) retry in %.1fs: %s", item.id, item.kind, delay, r)
             self.deps.metrics.slack_posts.labels(item.kind, "retry").inc()
-            await q.release(item, delay, r.uncertain, str(r), ctx.result, writes=ctx.writes)
+            # Once an attempt may have posted, later certain failures (a 429 on the lookup) must not forget it.
+            await q.release(item, delay, r.uncertain or item.uncertain, str(r), ctx.result, writes=ctx.writes)
             return
         except SlackCallFailed as exc:
             outcome = decide(exc.error, item.attempts, plain_text_tried=True, backoff=self.backoff_policy)
@@ -555,7 +556,7 @@ class OutboxWorker:
             log.log(logging.ERROR if outcome.operator else logging.WARNING, "slack outbox %s (%s): %s",
                     item.id, item.kind, exc)
             self.deps.metrics.slack_posts.labels(item.kind, "retry").inc()
-            await q.release(item, outcome.delay, False, str(exc), ctx.result, writes=ctx.writes)
+            await q.release(item, outcome.delay, item.uncertain, str(exc), ctx.result, writes=ctx.writes)
             return
         except GiveUp as exc:
             log.error("slack outbox %s (%s) given up: %s", item.id, item.kind, exc)
