@@ -152,3 +152,18 @@ async def test_a_layout_slack_refuses_goes_once_as_plain_text_and_a_refused_text
         rows = (await s.scalars(select(SlackOutbox).order_by(SlackOutbox.id))).all()
     assert [(r.attempts, r.last_error) for r in rows] == [(1, None), (1, "Slack refused the message: msg_too_long")]
     assert len(b.slack.calls_to("chat.postMessage")) == 4  # never an endless retry
+
+
+async def test_a_post_whose_answer_was_lost_is_looked_up_even_after_the_lookup_was_rate_limited(
+        make: BridgeFactory) -> None:
+    b = await make()
+    b.slack.lose_answers("chat.postMessage", 1)  # the parent lands, its answer does not
+    b.slack.rate_limit("conversations.history", 1, retry_after=1)  # and the first look for it is refused
+    await b.webhook(inbound_text("wamid.U1", "hello", ts=now_ts(-60)))
+
+    async def settled() -> bool:
+        return await b.count(SlackOutbox, SlackOutbox.done_at.is_not(None)) == 1
+
+    await eventually(settled, timeout=20)
+    assert len(b.parents()) == 1 and len(b.slack.calls_to("chat.postMessage")) == 1
+    assert [c.status for c in b.slack.calls_to("conversations.history")] == [429, 200]
