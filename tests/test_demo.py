@@ -17,8 +17,8 @@ async def test_demo_transcript_shows_every_step_of_the_scenario() -> None:
     result = await run_demo(out, recipients=8)
     text = result.transcript
     ravi = text.split("● Wabridge: :speech_balloon: *Ravi*")[1].split("● Wabridge")[0]
-    # Printed as Slack received it: escaped, so it never reads as a real @channel.
-    assert "Ravi (+91 98123 45678): Hi! Is the Monday JEE batch full? &lt;!channel&gt;" in ravi
+    # Printed as Slack received it: escaped, so it never reads as a real @channel; the parent carries it.
+    assert "Hi! Is the Monday JEE batch full? &lt;!channel&gt;" in ravi
     assert "<!channel>" not in text
     assert "3 seats left" in ravi and ravi.count("via phone app") == 1  # one echo, named once
     assert "Priya: Booked! See you Monday at 9am, Ravi." in ravi

@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from bot.app.slack_component import add_outbox_kinds
 from bot.handlers import appkeys
+from scheduler.campaigns import progress
 from scheduler.campaigns.jobs import CampaignScheduler
 from scheduler.campaigns.runner import CampaignRunner, campaign_throttle
 
@@ -37,4 +39,5 @@ async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def campaign_component(app: web.Application) -> None:
     """Mount the campaign scheduler and runner on a `serve` application."""
+    add_outbox_kinds(app, progress.KINDS)  # the outbox worker of this process posts the progress messages
     app.cleanup_ctx.append(_campaigns_ctx)

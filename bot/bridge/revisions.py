@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 
-from bot.bridge.mirror import load_message
-from bot.slack import render
-from bot.slack.outbox import ItemContext, SlackCallFailed, outbox_kind
+from bot.bridge.mirror import current_parent, load_message, message_posts
+from bot.slack.outbox import ItemContext, Kinds, SlackCallFailed
 
 log = logging.getLogger(__name__)
 
 
-@outbox_kind("revision")
 async def revise_post(ctx: ItemContext) -> None:
     """Replace the mirrored post of an edited or deleted message with its current rendering."""
     loaded = await load_message(ctx, int(ctx.item.payload["message_id"]))
@@ -26,15 +24,17 @@ async def revise_post(ctx: ItemContext) -> None:
     msg = loaded.msg
     if not msg.slack_ts or not loaded.conv.slack_channel:
         return  # not posted yet: the message's own outbox item posts the latest version
-    view = render.MessageView(
-        direction=msg.direction, source=msg.source, type=msg.type, text=msg.text, content=msg.content or {},
-        slack_user=msg.slack_user, quoted=loaded.quoted, campaign=loaded.campaign)
-    settings = ctx.deps.settings
-    posts = render.message_posts(view, loaded.contact_view, loaded.channel_view, tz=settings.timezone,
-                                 show_deleted_text=settings.slack.show_deleted_text)
+    if msg.slack_ts == loaded.conv.slack_thread_ts:
+        # The thread's parent carries this message: its header is re-rendered along with it.
+        post = await current_parent(ctx, loaded.conv, loaded.contact, loaded.channel_row, msg.slack_ts)
+    else:
+        post = message_posts(ctx, loaded)[0]
     try:
-        await ctx.update_message(loaded.conv.slack_channel, msg.slack_ts, posts[0])
+        await ctx.update_message(loaded.conv.slack_channel, msg.slack_ts, post)
     except SlackCallFailed as exc:
         if exc.error not in ("message_not_found", "cant_update_message", "edit_window_closed"):
             raise
         log.info("post %s of message %s not revised: %s", msg.slack_ts, msg.id, exc.error)
+
+
+KINDS: Kinds = {"revision": revise_post}

@@ -160,6 +160,9 @@ class ChannelSettings(_Strict):
     slack_channel: str
     thread_replies: ThreadReplies = ThreadReplies.TWO_WAY
     sla: SlaSettings | None = None  # overrides the top-level sla for this channel
+    # Where a reply to a campaign from someone with no conversation yet opens its thread (empty: slack_channel).
+    # Slack paces posts per channel, so a second channel takes a reply storm's new threads in parallel.
+    campaign_replies_channel: str = ""
 
     @model_validator(mode="after")
     def _default_mps(self) -> ChannelSettings:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -22,3 +24,5 @@ INGEST_WRITER = web.AppKey("ingest_writer", IngestWriter)
 # None when running without Redis (in-process throttle, one process only).
 REDIS: web.AppKey[aioredis.Redis | None] = web.AppKey("redis")
 DEPS = web.AppKey("deps", Deps)
+# Slack outbox kind -> handler, filled by the components mounted (bot.slack.component.add_outbox_kinds).
+SLACK_OUTBOX_KINDS: web.AppKey[dict[str, Any]] = web.AppKey("slack_outbox_kinds")

@@ -15,6 +15,7 @@ import base64
 import binascii
 import copy
 import json
+import math
 import mimetypes
 import re
 import secrets
@@ -89,6 +90,25 @@ class _Faults:
     down_until: float | None = None
     down: bool = False
     lost_answers: dict[str, int] = field(default_factory=dict)  # method -> calls whose answer is lost
+
+
+@dataclass
+class _Limit:
+    """Slack's per-channel allowance for one method: `per_second` sustained, `burst` at once."""
+
+    per_second: float
+    burst: float
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # channel -> (tokens, at)
+
+    def take(self, channel: str, now: float) -> float:
+        """0 when the call may go ahead (and is counted), else the seconds until it would."""
+        tokens, at = self.buckets.get(channel, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.per_second)
+        if tokens >= 1.0:
+            self.buckets[channel] = (tokens - 1.0, now)
+            return 0.0
+        self.buckets[channel] = (tokens, now)
+        return (1.0 - tokens) / self.per_second
 
 
 def _truthy(value: Any) -> bool:
@@ -182,6 +202,7 @@ class SlackStandin(LoopbackServer):
         self._triggers: dict[str, float | None] = {}  # trigger_id -> issue time; None once used
         self._ts_counter = 0
         self._faults = _Faults()
+        self._limits: dict[str, _Limit] = {}
         self.add_user(bot_user_id, "wabridge", real_name="Wabridge", is_bot=True)
         self._methods: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "api.test": self._api_test,
@@ -314,6 +335,14 @@ class SlackStandin(LoopbackServer):
     def rate_limit(self, method: str, times: int = 1, retry_after: float = 1) -> None:
         """Answer the next `times` calls of `method` with HTTP 429 and Retry-After."""
         self._faults.rate_limited.setdefault(method, []).extend([retry_after] * times)
+
+    def limit_per_channel(self, method: str, per_second: float, burst: int = 1) -> None:
+        """Refuse `method` beyond `per_second` calls per channel (after a burst) with 429 + Retry-After.
+
+        Slack documents chat.postMessage as about one message per second per channel, short bursts
+        tolerated; calls over the allowance are refused, not queued, and refusals do not use it up.
+        """
+        self._limits[method] = _Limit(per_second, float(max(1, burst)))
 
     def fail_next(self, method: str, error: str, times: int = 1) -> None:
         """Answer the next `times` calls of `method` with `{"ok": false, "error": error}`."""
@@ -489,6 +518,15 @@ class SlackStandin(LoopbackServer):
             retry_after = queued_limits.pop(0)
             call.status, call.ok, call.error = 429, False, "ratelimited"
             return self._response(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(int(retry_after))})
+        limit = self._limits.get(method)
+        channel_arg = args.get("channel") or args.get("channel_id")
+        if limit is not None and channel_arg:
+            wait = limit.take(str(channel_arg), now)
+            if wait > 0:
+                call.status, call.ok, call.error = 429, False, "ratelimited"
+                # Slack's Retry-After is whole seconds, rounded up.
+                return self._response(429, {"ok": False, "error": "ratelimited"},
+                                      {"Retry-After": str(max(1, math.ceil(wait)))})
         handler = self._methods.get(method)
         if handler is None:
             call.status, call.ok, call.error = 404, False, "unknown_method"
