@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -120,6 +121,19 @@ class SlackSettings(_Strict):
     alerts_channel: str = ""
     campaign_managers: list[str] = Field(default_factory=list)
     note_prefixes: list[str] = Field(default_factory=lambda: ["note:", "//"])
+    # Extra origins (scheme://host[:port]) besides https://files.slack.com and slack.api_url's own that may
+    # receive the bot token when downloading shared files; e.g. an Enterprise Grid file host.
+    file_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("file_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        for value in values:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+                    or parts.query or parts.fragment or parts.username is not None:
+                raise ValueError(f"{value!r} is not an origin; write it as https://host or https://host:port")
+        return values
 
 
 class ChannelSettings(_Strict):

@@ -44,6 +44,7 @@ from bot.deps import Deps
 from bot.handlers.slack_ops import OPS_SUBCOMMANDS, OPS_WORKING, ops_in_background
 from bot.onboarding.slack_commands import ONBOARDING_SUBCOMMANDS, onboarding_in_background
 from bot.onboarding.slack_commands import WORKING as ONBOARDING_WORKING
+from bot.slack.file_fetch import FileOriginRefused, stream_slack_file
 from scheduler import campaigns
 from scheduler.audience import AudienceError, find_phone_column, mapped_columns, open_text, read_header
 from scheduler.create import CampaignInputError, Request, prepare
@@ -103,26 +104,32 @@ async def _download(deps: Deps, file_id: str, *, limit: int | None = None) -> by
     url = file.get("url_private_download") or file.get("url_private")
     if not url:
         raise CampaignInputError("audience", "Slack did not give a download link for the file")
-    headers = {"Authorization": f"Bearer {deps.settings.slack.bot_token}"}
-    async with httpx.AsyncClient(timeout=30, follow_redirects=True) as http, \
-            http.stream("GET", url, headers=headers) as resp:
-        if resp.status_code >= 400:
-            raise CampaignInputError("audience", f"could not download the file (HTTP {resp.status_code})")
-        if limit is not None:
-            head = b""
-            async for chunk in resp.aiter_bytes():
-                head += chunk
-                if len(head) >= limit:
-                    break
-            return head[:limit]
-        total = 0
-        with tempfile.NamedTemporaryFile(prefix="wabridge-audience-", suffix=".csv", delete=False) as out:
-            async for chunk in resp.aiter_bytes():
-                total += len(chunk)
-                if total > MAX_AUDIENCE_BYTES:
-                    raise CampaignInputError("audience", "the file is larger than 50 MB")
-                out.write(chunk)
-            return Path(out.name)
+    try:
+        async with stream_slack_file(deps.settings.slack, str(url), read_timeout=30) as resp:
+            return await _save(resp, limit)
+    except FileOriginRefused as exc:
+        raise CampaignInputError("audience", f"{exc}; share a file uploaded to Slack") from None
+
+
+async def _save(resp: httpx.Response, limit: int | None) -> bytes | Path:
+    """The first `limit` bytes of the response, or all of it spooled to a temporary path."""
+    if resp.status_code >= 400:
+        raise CampaignInputError("audience", f"could not download the file (HTTP {resp.status_code})")
+    if limit is not None:
+        head = b""
+        async for chunk in resp.aiter_bytes():
+            head += chunk
+            if len(head) >= limit:
+                break
+        return head[:limit]
+    total = 0
+    with tempfile.NamedTemporaryFile(prefix="wabridge-audience-", suffix=".csv", delete=False) as out:
+        async for chunk in resp.aiter_bytes():
+            total += len(chunk)
+            if total > MAX_AUDIENCE_BYTES:
+                raise CampaignInputError("audience", "the file is larger than 50 MB")
+            out.write(chunk)
+        return Path(out.name)
 
 
 async def _header_problem(deps: Deps, form: Form) -> dict[str, str] | None:

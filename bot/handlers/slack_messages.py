@@ -24,7 +24,7 @@ from bot.deps import Deps
 from bot.meta.errors import GraphError, SendAction, explain
 from bot.meta.graph import SendResult
 from bot.slack import render
-from bot.slack.media import FileRefused, send_slack_file
+from bot.slack.media import FileOffSlack, FileRefused, send_slack_file
 from bot.slack.outbox import wake_outbox
 from bot.window import window_closes_at, window_open
 from scheduler.throttle import Priority, ThrottleUnavailable
@@ -175,6 +175,16 @@ async def record_sent(deps: Deps, thread: BridgedThread, result: SendResult, *, 
     return message_id
 
 
+async def note_in_thread(deps: Deps, thread: BridgedThread, mrkdwn: str, *, key: str) -> None:
+    """Queue a line from the bridge into the thread (once per key), for everyone in the channel to see."""
+    async with deps.sessions() as s, s.begin():
+        await repo.enqueue_slack(s, dedupe_key=f"{key}:{thread.conversation_id}",
+                                 thread_key=f"conv:{thread.conversation_id}", kind="note",
+                                 payload={"text": f":warning: {mrkdwn}", "conversation_id": thread.conversation_id,
+                                          "mrkdwn": True}, conversation_id=thread.conversation_id)
+    wake_outbox(deps)
+
+
 def _count(deps: Deps, channel: ChannelSettings, outcome: str) -> None:
     deps.metrics.whatsapp_sends.labels(channel.name, Source.SLACK.value, outcome).inc()
 
@@ -187,6 +197,10 @@ async def _explain_failure(deps: Deps, thread: BridgedThread, user: str, ts: str
         what = f"Meta error {exc.code}: {explain(exc.code)}" if exc.code is not None else explain(None)
         if exc.code is None:
             what = "no answer from WhatsApp; it may or may not have been sent (check the statuses)"
+    elif isinstance(exc, FileOffSlack):
+        what = str(exc)
+        await note_in_thread(deps, thread, f"A file shared by <@{user}> was not sent to the customer: its link "
+                             "leaves Slack, and the bridge only downloads files from Slack.", key=f"offslack:{ts}")
     elif isinstance(exc, FileRefused):
         what = str(exc)
     else:
