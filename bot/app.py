@@ -18,6 +18,7 @@ from bot.handlers import meta_webhook
 from bot.handlers.meta_events import EventContext
 from bot.ingest_writer import IngestWriter
 from bot.metrics import Metrics
+from bot.rejections import RateLimitedLog, rejection_logger
 from bot.webhook_worker import WebhookWorker
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.repository import sync_channels
@@ -154,7 +155,8 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
     """Build the application; workers=False leaves background processing to another process or a test.
 
     webhooks=False (a worker-only process) mounts no /webhooks/meta and runs no ingest writer."""
-    app = web.Application(client_max_size=settings.server.max_body_bytes + 1024)
+    app = web.Application(client_max_size=settings.server.max_body_bytes + 1024,
+                          middlewares=[rejection_logger(RateLimitedLog())])
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()
     app.cleanup_ctx.append(database_ctx(run_migrations))

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from bot.config import ChannelSettings, Settings
+from bot.slack.payloads import as_id
 from scheduler import estimate
 from scheduler.schedule import Schedule, ScheduleError, describe, monthly, parse_at, weekly, zone
 from scheduler.variables import MappingError, body_placeholders, check_mapping, describe_mapping, parse_mapping
@@ -61,9 +62,10 @@ def parse_command(text: str) -> Command:
     if verb == "list" and len(words) == 1:
         return Command("list")
     if verb in ("show", *CONTROL):
-        if len(words) != 2 or not words[1].lstrip("#").isdigit():
+        number = as_id(words[1]) if len(words) == 2 else None
+        if number is None:
             return Command("help", problem=f"`/campaign {verb}` needs a campaign number, e.g. `/campaign {verb} 12`")
-        return Command(verb, int(words[1].lstrip("#")))
+        return Command(verb, number)
     return Command("help", problem=f"I don't know `/campaign {escape(text.strip())}`.")
 
 

@@ -113,6 +113,20 @@ class MetaSettings(_Strict):
         return value
 
 
+class Role(StrEnum):
+    """Who may do something from Slack."""
+
+    ANYONE = "anyone"
+    CHANNEL_MEMBERS = "channel_members"  # members of the Slack channel the conversation lives in
+    CAMPAIGN_MANAGERS = "campaign_managers"  # listed in slack.campaign_managers (users or user groups)
+
+
+class PermissionSettings(_Strict):
+    send_templates: Role = Role.CHANNEL_MEMBERS
+    opt_out: Role = Role.CHANNEL_MEMBERS
+    export: Role = Role.CAMPAIGN_MANAGERS
+
+
 class SlackSettings(_Strict):
     api_url: str = "https://slack.com/api/"
     bot_token: str
@@ -124,6 +138,7 @@ class SlackSettings(_Strict):
     # Extra origins (scheme://host[:port]) besides https://files.slack.com and slack.api_url's own that may
     # receive the bot token when downloading shared files; e.g. an Enterprise Grid file host.
     file_origins: list[str] = Field(default_factory=list)
+    permissions: PermissionSettings = Field(default_factory=PermissionSettings)
 
     @field_validator("file_origins")
     @classmethod

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot import appkeys
+from bot import appkeys, json_limits
 from bot.app import Component, background
 from bot.onboarding import channels, flow
 from bot.onboarding.channels import refresh_forever
@@ -160,7 +160,7 @@ def _answer(outcome: flow.Outcome) -> dict[str, Any]:
 async def complete(request: web.Request) -> web.Response:
     """POST /onboard/complete {token, code, waba_id, phone_number_id}: run the onboarding, say how it went."""
     try:
-        data = await request.json()
+        data = json_limits.loads((await request.read()).decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         data = None
     token = str(data.get("token") or "") if isinstance(data, dict) else ""

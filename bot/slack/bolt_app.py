@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
+from slack_sdk.signature import SignatureVerifier
 
+from bot import appkeys
 from bot.deps import Deps
+from bot.slack.request_guard import body_problem
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +60,25 @@ def build_bolt_app(deps: Deps) -> AsyncApp:
     )
     for register in LISTENER_REGISTRARS:
         register(bolt, deps)
+    bolt.error(_on_error)
     return bolt
+
+
+# A listener failing on one of these read a payload of the wrong shape (a forged or broken request): the
+# sender gets a 400 and the log one line. Anything else is a fault of ours and keeps its traceback.
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError)
+
+
+async def _on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> BoltResponse | None:
+    kind = body.get("type") if isinstance(body, dict) else None
+    if isinstance(error, _MALFORMED):
+        log.warning("Slack request (%s) with an unexpected shape refused: %s: %s", kind, type(error).__name__,
+                    str(error)[:200])
+        # No response means the listener had already acknowledged; nothing more can be said to Slack.
+        return None if response is None else BoltResponse(status=400, body='{"error": "malformed payload"}',
+                                                          headers={"content-type": "application/json"})
+    log.error("Slack listener failed on a %s request", kind, exc_info=error)
+    return None
 
 
 async def slack_events(request: web.Request) -> web.Response:
@@ -63,24 +86,37 @@ async def slack_events(request: web.Request) -> web.Response:
     bolt = request.app.get(BOLT)
     if bolt is None:
         return web.Response(status=503, text="Slack is not ready yet")
-    refused = await _malformed(request)
+    refused = await _malformed(request, request.app[appkeys.SETTINGS].slack.signing_secret)
     if refused is not None:
         return refused
-    return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+    try:
+        answer = await bolt.async_dispatch(await to_bolt_request(request))
+    except _MALFORMED as exc:
+        # Bolt's own routing and error reporting index into the payload and fail on unexpected shapes.
+        log.warning("Slack request with an unexpected shape refused: %s: %s", type(exc).__name__, str(exc)[:200])
+        return web.json_response({"error": "malformed payload"}, status=400)
+    return await to_aiohttp_response(answer)
 
 
-async def _malformed(request: web.Request) -> web.Response | None:
-    """What bolt's checks would crash on (500) rather than refuse: a non-numeric timestamp or a non-ASCII
-    signature (slack_sdk's verifier calls int() and hmac.compare_digest on them), or a body that is not
-    UTF-8 (the aiohttp adapter decodes it strictly). Slack sends none of these."""
+async def _malformed(request: web.Request, signing_secret: str) -> web.Response | None:
+    """What bolt would crash on (500) rather than refuse: a non-numeric timestamp or a non-ASCII
+    signature (slack_sdk's verifier calls int() and hmac.compare_digest on them), a body that is not
+    UTF-8 (the aiohttp adapter decodes it strictly), or, once the signature holds, JSON that is invalid, too
+    deep or not an object (bolt parses it before any check). Slack sends none of these."""
     timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
     signature = request.headers.get("X-Slack-Signature", "")
     if not (timestamp.isascii() and timestamp.isdigit()) or not signature.isascii():
         return web.json_response({"error": "invalid request"}, status=401)
+    raw = await request.read()
     try:
-        (await request.read()).decode("utf-8")
+        body = raw.decode("utf-8")
     except UnicodeDecodeError:
         return web.json_response({"error": "body is not UTF-8"}, status=400)
+    if not SignatureVerifier(signing_secret).is_valid(raw, timestamp, signature):
+        return web.json_response({"error": "invalid request signature"}, status=401)
+    problem = body_problem(body, request.content_type)
+    if problem is not None:
+        return web.json_response({"error": problem}, status=400)
     return None
 
 

@@ -169,6 +169,7 @@ class SlackStandin(LoopbackServer):
         self.views: dict[str, dict[str, Any]] = {}
         self.ephemerals: list[dict[str, Any]] = []
         self.usergroups: dict[str, list[str]] = {}  # S… id -> member user ids
+        self.members: dict[str, list[str]] = {}  # channel id -> member user ids
         self._messages: dict[str, list[dict[str, Any]]] = {}
         self._file_data: dict[str, bytes] = {}
         self._uploads: dict[str, _Upload] = {}
@@ -188,6 +189,7 @@ class SlackStandin(LoopbackServer):
             "conversations.history": self._conversations_history,
             "conversations.replies": self._conversations_replies,
             "conversations.info": self._conversations_info,
+            "conversations.members": self._conversations_members,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroups_users_list,
             "files.getUploadURLExternal": self._files_get_upload_url,
@@ -224,7 +226,13 @@ class SlackStandin(LoopbackServer):
         }
         self.channels[channel_id] = channel
         self._messages.setdefault(channel_id, [])
+        self.members[channel_id] = [self.bot_user_id] if is_member else []
         return channel
+
+    def join(self, channel_id: str, *user_ids: str) -> None:
+        """Make users members of a channel (conversations.members lists them)."""
+        self._channel(channel_id)
+        self.members[channel_id] += [u for u in user_ids if u not in self.members[channel_id]]
 
     def archive_channel(self, channel_id: str) -> None:
         """Archive a channel: posting to it then fails with is_archived."""
@@ -777,6 +785,15 @@ class SlackStandin(LoopbackServer):
 
     async def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"channel": dict(self._channel(args.get("channel")))}
+
+    async def _conversations_members(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(args.get("channel"))
+        members = self.members.get(channel["id"], [])
+        limit = _int_arg(args.get("limit"), 100, 1000)
+        start = _decode_cursor(args.get("cursor"))
+        more = start + limit < len(members)
+        return {"members": members[start : start + limit],
+                "response_metadata": {"next_cursor": _encode_cursor(start + limit) if more else ""}}
 
     async def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"user": copy.deepcopy(self._user(args.get("user")))}
