@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from bot.config import ConfigError, Settings, load_settings
 
+log = logging.getLogger("bot.serve")
+
 EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 69  # sysexits EX_UNAVAILABLE: a port or the database the config names cannot be used
 ROLES = ("all", "web", "worker")
 
 Command = Callable[[argparse.Namespace], int]
@@ -35,16 +39,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from bot.app import create_app
     from bot.logging_setup import configure
+    from bot.preflight import bind_error, database_problem, port_problem
 
     settings = settings_from(args)
     configure(os.environ.get("WABRIDGE_LOG_LEVEL", "INFO"))
     from bot.components import default_components
 
     role = args.role
+    host, port = args.host or settings.server.host, args.port or settings.server.port
+    problem = port_problem(host, port) or asyncio.run(database_problem(settings.database_url))
+    if problem:
+        print(f"serve: {problem}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     app = create_app(settings, run_migrations=not args.no_migrate, workers=role != "web",
                      webhooks=role != "worker", components=default_components(settings, role=role))
-    port = args.port or settings.server.port
-    web.run_app(app, host=args.host or settings.server.host, port=port, print=None)
+    try:
+        web.run_app(app, host=host, port=port,
+                    print=lambda _: log.info("listening on http://%s:%s (role %s)", host, port, role))
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        print(f"serve: {bind_error(host, port, exc)}", file=sys.stderr)  # taken between the check and now
+        return EXIT_UNAVAILABLE
     return 0
 
 

@@ -10,6 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -162,6 +163,15 @@ class ChannelSettings(_Strict):
     slack_channel: str
     thread_replies: ThreadReplies = ThreadReplies.TWO_WAY
 
+    @field_validator("phone_number_id")
+    @classmethod
+    def _digits(cls, value: str) -> str:
+        # Meta's id of the number, not the number itself: a "+91 522…" here is the display number.
+        if not value.isascii() or not value.isdigit():
+            raise ValueError("must be Meta's phone number ID (digits only, e.g. \"100000000000001\"), "
+                             "not the phone number")
+        return value
+
     @model_validator(mode="after")
     def _default_mps(self) -> ChannelSettings:
         if self.mps == 0:
@@ -193,6 +203,20 @@ class Settings(_Strict):
     default_region: str = "IN"
     timezone: str = "Asia/Kolkata"
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Asia/Kolkata") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return normalize_database_url(value)
+
     @field_validator("channels")
     @classmethod
     def _unique_channels(cls, channels: list[ChannelSettings]) -> list[ChannelSettings]:
@@ -214,6 +238,50 @@ class Settings(_Strict):
 
     def channel_by_phone_number_id(self, phone_number_id: str) -> ChannelSettings | None:
         return next((c for c in self.channels if c.phone_number_id == phone_number_id), None)
+
+
+_ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg",
+                  "postgresql+asyncpg": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite",
+                  "sqlite+aiosqlite": "sqlite+aiosqlite"}
+
+
+def normalize_database_url(url: str) -> str:
+    """The URL with the async driver this app uses (postgres://, postgresql://, sqlite:// are accepted)."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep:
+        raise ValueError("not a database URL; use postgresql://user:password@host/db or sqlite:///path.db")
+    driver = _ASYNC_DRIVERS.get(scheme.lower())
+    if driver is None:
+        raise ValueError(f"{scheme}:// is not supported; use postgresql://user:password@host/db "
+                         "(asyncpg) or sqlite:///path.db (aiosqlite)")
+    return f"{driver}://{rest}"
+
+
+SECRETS = ("meta.app_secret", "meta.verify_token", "slack.bot_token", "slack.signing_secret")
+
+
+def _unset_secrets(tree: Any, missing: Mapping[str, str]) -> list[str]:
+    """Every required secret that is absent or empty, as `key (export VAR)` where a variable was meant."""
+    paths = list(SECRETS)
+    channels = tree.get("channels") if isinstance(tree, dict) else None
+    if isinstance(channels, list):
+        paths += [f"channels[{i}].access_token" for i, ch in enumerate(channels) if isinstance(ch, dict)]
+    unset: list[str] = []
+    for path in paths:
+        node: Any = tree
+        for part in re.split(r"\.|(?=\[)", path):
+            if part.startswith("["):
+                index = int(part[1:-1])
+                node = node[index] if isinstance(node, list) and index < len(node) else None
+            else:
+                node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, str) and node.strip():
+            continue
+        if path in missing:
+            unset.append(f"{path} (export {missing[path]})")
+        elif node is None or isinstance(node, str):
+            unset.append(path)
+    return unset
 
 
 def _first_error(exc: ValidationError) -> ConfigError:
@@ -263,6 +331,9 @@ def parse_settings(raw: Any, env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("(top)", "the config must be a mapping of keys")
     tree = interpolate(raw, os.environ if env is None else env)
     tree, missing = _strip_missing(tree)
+    unset = _unset_secrets(tree, missing)
+    if unset:
+        raise ConfigError("secrets", "not set or empty: " + ", ".join(unset))
     try:
         return Settings.model_validate(tree)
     except ValidationError as exc:
