@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from bot import appkeys
@@ -18,6 +17,7 @@ from bot.handlers import meta_webhook
 from bot.handlers.meta_events import EventContext
 from bot.ingest_writer import IngestWriter
 from bot.metrics import Metrics
+from bot.metrics_endpoint import metrics_handler, metrics_site
 from bot.rejections import RateLimitedLog, rejection_logger
 from bot.webhook_worker import WebhookWorker
 from storage.db import make_engine, make_sessionmaker, migrate
@@ -145,11 +145,6 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[appkeys.METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
 def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool = True, webhooks: bool = True,
                components: list[Component] | None = None) -> web.Application:
     """Build the application; workers=False leaves background processing to another process or a test.
@@ -170,7 +165,11 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
         app.router.add_get("/webhooks/meta", meta_webhook.handshake)
         app.router.add_post("/webhooks/meta", meta_webhook.receive)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    serve_metrics = metrics_handler(app)
+    if settings.server.metrics_port:
+        app.cleanup_ctx.append(metrics_site(serve_metrics))
+    else:
+        app.router.add_get("/metrics", serve_metrics)
     for component in components or []:
         component(app)
     return app

@@ -85,6 +85,11 @@ class ServerSettings(_Strict):
     port: int = 8080
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     public_url: str = ""
+    # /metrics asks for `Authorization: Bearer <metrics_token>` when set; with metrics_port it is served only
+    # there (on metrics_host), not on the main port.
+    metrics_token: str = ""
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
 
 class MetaSettings(_Strict):

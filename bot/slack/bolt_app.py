@@ -49,14 +49,25 @@ LISTENER_REGISTRARS: list[Registrar] = [_thread_listeners, _action_listeners, _c
 BOLT = web.AppKey("slack_bolt", AsyncApp)
 
 
+class _WithoutClientTokenNotice(logging.Filter):
+    """Drops bolt's start-up notice that the token is unused: bolt reads SLACK_BOT_TOKEN from the environment
+    even when given a client, which is how this app always builds it, so the notice says nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "will be unused" not in record.getMessage()
+
+
 def build_bolt_app(deps: Deps) -> AsyncApp:
     """A bolt AsyncApp on the shared Slack client, with every registered listener."""
+    bolt_log = logging.getLogger("bot.slack.bolt")
+    if not any(isinstance(f, _WithoutClientTokenNotice) for f in bolt_log.filters):
+        bolt_log.addFilter(_WithoutClientTokenNotice())
     bolt = AsyncApp(
         client=deps.slack,
         signing_secret=deps.settings.slack.signing_secret,
         # Listeners acknowledge at once and work after; modals still answer within Slack's 3 seconds.
         process_before_response=False,
-        logger=logging.getLogger("bot.slack.bolt"),
+        logger=bolt_log,
     )
     for register in LISTENER_REGISTRARS:
         register(bolt, deps)
