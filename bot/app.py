@@ -19,6 +19,7 @@ from bot.ingest_writer import IngestWriter
 from bot.metrics import Metrics
 from bot.metrics_endpoint import metrics_handler, metrics_site
 from bot.rejections import RateLimitedLog, rejection_logger
+from bot.throughput import refresh_throughput_gauge
 from bot.webhook_worker import WebhookWorker
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.repository import sync_channels
@@ -165,7 +166,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
         app.router.add_get("/webhooks/meta", meta_webhook.handshake)
         app.router.add_post("/webhooks/meta", meta_webhook.receive)
     app.router.add_get("/healthz", healthz)
-    serve_metrics = metrics_handler(app)
+    serve_metrics = metrics_handler(app, refresh=refresh_throughput_gauge)
     if settings.server.metrics_port:
         app.cleanup_ctx.append(metrics_site(serve_metrics))
     else:

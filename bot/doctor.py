@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.config import ChannelSettings, Mode, Settings
 from bot.meta.graph import GraphClient, GraphError
 from storage.models import CampaignRecipient, MessageStatus, WebhookLog, utcnow
+from storage.send_errors import counts_since
 
 # Webhook fields the bridge needs on the app's whatsapp_business_account subscription.
 REQUIRED_FIELDS = ("messages", "message_template_status_update")
@@ -30,7 +31,8 @@ USEFUL_FIELDS = ("phone_number_quality_update", "account_update", "message_templ
 WABA_OBJECT = "whatsapp_business_account"
 
 # Slack bot scopes the code uses; the same list as slack-manifest.yaml (a test keeps them equal).
-REQUIRED_SLACK_SCOPES = ("channels:history", "groups:history", "chat:write", "chat:write.customize", "commands",
+REQUIRED_SLACK_SCOPES = ("channels:history", "groups:history", "channels:read", "groups:read", "chat:write",
+                         "chat:write.customize", "commands",
                          "files:read", "files:write", "im:write", "reactions:write", "users:read",
                          "usergroups:read")
 # Scopes whose absence only degrades a feature (a warning, not a failure); none at present.
@@ -406,11 +408,15 @@ async def traffic_checks(env: DoctorEnv, channels: Sequence[ChannelSettings], no
         for code in (PAYMENT_ERROR, THROUGHPUT_ERROR):
             statuses = await session.scalar(select(func.count()).select_from(MessageStatus).where(
                 MessageStatus.error_code == code, MessageStatus.created_at >= since)) or 0
-            recipients = await session.scalar(select(func.count()).select_from(CampaignRecipient).where(
-                CampaignRecipient.error_code == code,
-                or_(CampaignRecipient.sent_at >= since, CampaignRecipient.claimed_at >= since,
-                    CampaignRecipient.next_attempt_at >= since))) or 0
-            counts[code] = int(statuses) + int(recipients)
+            counts[code] = int(statuses)
+        # Send-time refusals: 130429s are counted as they happen (a recipient's error column is cleared when
+        # a later attempt succeeds, so it cannot tell); 131042s stay on the recipients they failed.
+        refused = await counts_since(session, since)
+        counts[THROUGHPUT_ERROR] += sum(n for (_, code), n in refused.items() if code == THROUGHPUT_ERROR)
+        counts[PAYMENT_ERROR] += int(await session.scalar(select(func.count()).select_from(CampaignRecipient).where(
+            CampaignRecipient.error_code == PAYMENT_ERROR,
+            or_(CampaignRecipient.sent_at >= since, CampaignRecipient.claimed_at >= since,
+                CampaignRecipient.next_attempt_at >= since))) or 0)
     coexistence = any(c.mode is Mode.COEXISTENCE for c in channels)
     return [*check_traffic(last_any, last_echo, last_message, coexistence, now),
             *check_error_counts(counts[PAYMENT_ERROR], counts[THROUGHPUT_ERROR])]

@@ -32,6 +32,7 @@ from bot.meta.graph import SendResult
 from bot.slack import once, payloads, render
 from bot.slack.outbox import wake_outbox
 from bot.slack.permissions import Action, Permissions, refusal
+from bot.throughput import after_send_error
 from scheduler.throttle import Priority, ThrottleUnavailable
 from storage import repository as repo
 from storage.models import Contact, Conversation, Message, Template
@@ -202,9 +203,12 @@ def _failure_words(exc: BaseException) -> str:
     return "WhatsApp is busy on this number right now; try again in a moment"
 
 
-async def _settle_failure(deps: Deps, key: str, exc: BaseException, answer: dict[str, Any]) -> None:
+async def _settle_failure(deps: Deps, thread: BridgedThread, key: str, exc: BaseException,
+                          answer: dict[str, Any]) -> None:
     """Keep the claim when the template may have gone (no answer from Meta), else free it for a retry."""
-    if isinstance(exc, GraphError) and exc.code is None:
+    if isinstance(exc, GraphError):
+        await after_send_error(deps, thread.channel, exc)
+    if isinstance(exc, GraphError) and exc.maybe_delivered:
         await once.settle(deps.sessions, key, answer)
     else:
         await once.release(deps.sessions, key)
@@ -290,7 +294,7 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
             exc = sending.exception()
             assert exc is not None
             answer = {"response_action": "errors", "errors": {TEMPLATE_BLOCK: _failure_words(exc)[:300]}}
-            await _settle_failure(deps, key, exc, answer)
+            await _settle_failure(deps, thread, key, exc, answer)
             await ack(**answer)
             return
         await ack()
@@ -300,7 +304,7 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
         try:
             await sending
         except (GraphError, ThrottleUnavailable, TimeoutError) as exc:
-            await _settle_failure(deps, key, exc, {})
+            await _settle_failure(deps, thread, key, exc, {})
             await ephemeral(deps, thread, thread.slack_channel, user,
                             f":warning: Template {template.name} not sent: {_failure_words(exc)}")
         else:

@@ -23,9 +23,10 @@ from bot.config import ChannelSettings, ThreadReplies
 from bot.deps import Deps
 from bot.meta.errors import GraphError, SendAction, explain
 from bot.meta.graph import SendResult
-from bot.slack import render
+from bot.slack import render, reply_ledger
 from bot.slack.media import FileOffSlack, FileRefused, send_slack_file
 from bot.slack.outbox import wake_outbox
+from bot.throughput import after_send_error
 from bot.window import window_closes_at, window_open
 from scheduler.throttle import Priority, ThrottleUnavailable
 from storage import repository as repo
@@ -196,7 +197,9 @@ async def _explain_failure(deps: Deps, thread: BridgedThread, user: str, ts: str
     if isinstance(exc, GraphError):
         what = f"Meta error {exc.code}: {explain(exc.code)}" if exc.code is not None else explain(None)
         if exc.code is None:
-            what = "no answer from WhatsApp; it may or may not have been sent (check the statuses)"
+            what = ("no answer from WhatsApp; it may or may not have been sent (check the statuses)"
+                    if exc.maybe_delivered or exc.http_status is not None
+                    else "WhatsApp could not be reached; nothing was sent, try again in a moment")
     elif isinstance(exc, FileOffSlack):
         what = str(exc)
         await note_in_thread(deps, thread, f"A file shared by <@{user}> was not sent to the customer: its link "
@@ -235,6 +238,8 @@ async def _send(deps: Deps, thread: BridgedThread, event: dict[str, Any], user: 
             await record_sent(deps, thread, result, kind="text", text=chunk, user=user, slack_ts=ts)
     except (GraphError, FileRefused, ThrottleUnavailable, TimeoutError) as exc:
         _count(deps, cfg, "error")
+        if isinstance(exc, GraphError):
+            await after_send_error(deps, cfg, exc)
         log.info("reply from %s in %s not sent: %s", user, thread.thread_ts, exc)
         return await _explain_failure(deps, thread, user, ts, exc)
     return Outcome.SENT
@@ -272,7 +277,13 @@ async def handle_thread_message(deps: Deps, body: dict[str, Any], event: dict[st
     if not window_open(thread.last_customer_message_at, utcnow()):
         await tell_window_closed(deps, thread, str(user), window_closes_at(thread.last_customer_message_at))
         return Outcome.WINDOW_CLOSED
-    return await _send(deps, thread, event, str(user))
+    # On record before the send and done only after it is stored: a stop in between is found and told.
+    key = reply_ledger.reply_key(str(channel), str(ts))
+    await reply_ledger.begin(deps.sessions, key, conversation_id=thread.conversation_id, user=str(user),
+                             ts=str(ts))
+    outcome = await _send(deps, thread, event, str(user))
+    await reply_ledger.finish(deps.sessions, key, outcome.value)
+    return outcome
 
 
 def register(bolt: AsyncApp, deps: Deps) -> None:

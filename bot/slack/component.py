@@ -12,6 +12,7 @@ from aiohttp import web
 
 from bot import appkeys
 from bot.app import Component, background
+from bot.slack import reply_ledger
 from bot.slack.bolt_app import BOLT, build_bolt_app, slack_events, start_socket_mode
 from bot.slack.outbox import OutboxWorker
 
@@ -40,6 +41,21 @@ async def _bolt_ctx(app: web.Application) -> AsyncIterator[None]:
             await socket.close_async()
 
 
+REPLY_SWEEP_SECONDS = 60.0
+
+
+def _start_reply_sweep(app: web.Application) -> asyncio.Task[None]:
+    async def forever() -> None:
+        while True:
+            try:
+                await reply_ledger.sweep(app[appkeys.DEPS])
+            except Exception:
+                log.exception("reply sweep failed; trying again in %.0f s", REPLY_SWEEP_SECONDS)
+            await asyncio.sleep(REPLY_SWEEP_SECONDS)
+
+    return asyncio.create_task(forever())
+
+
 def make_slack_component(*, outbox: bool = True, **outbox_options: Any) -> Component:
     """The component; `outbox_options` tune the worker (concurrency, backoff_base, backoff_cap, …)."""
 
@@ -54,6 +70,7 @@ def make_slack_component(*, outbox: bool = True, **outbox_options: Any) -> Compo
         app.cleanup_ctx.append(_bolt_ctx)
         if outbox:
             app.cleanup_ctx.append(background("slack-outbox", start_outbox))
+            app.cleanup_ctx.append(background("slack-reply-sweep", _start_reply_sweep))
 
     return component
 
