@@ -265,27 +265,34 @@ def normalize_database_url(url: str) -> str:
 SECRETS = ("meta.app_secret", "meta.verify_token", "slack.bot_token", "slack.signing_secret")
 
 
-def _unset_secrets(tree: Any, missing: Mapping[str, str]) -> list[str]:
-    """Every required secret that is absent or empty, as `key (export VAR)` where a variable was meant."""
+def _at(tree: Any, path: str) -> Any:
+    """The value at a dotted path such as channels[0].access_token, or None."""
+    node: Any = tree
+    for part in re.split(r"\.|(?=\[)", path):
+        if part.startswith("["):
+            index = int(part[1:-1])
+            node = node[index] if isinstance(node, list) and index < len(node) else None
+        else:
+            node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _unset_secrets(raw: Any, tree: Any) -> list[str]:
+    """Every required secret that is absent or empty, as `key (export VAR)` where the file names a variable."""
     paths = list(SECRETS)
     channels = tree.get("channels") if isinstance(tree, dict) else None
     if isinstance(channels, list):
         paths += [f"channels[{i}].access_token" for i, ch in enumerate(channels) if isinstance(ch, dict)]
     unset: list[str] = []
     for path in paths:
-        node: Any = tree
-        for part in re.split(r"\.|(?=\[)", path):
-            if part.startswith("["):
-                index = int(part[1:-1])
-                node = node[index] if isinstance(node, list) and index < len(node) else None
-            else:
-                node = node.get(part) if isinstance(node, dict) else None
+        node = _at(tree, path)
         if isinstance(node, str) and node.strip():
             continue
-        if path in missing:
-            unset.append(f"{path} (export {missing[path]})")
-        elif node is None or isinstance(node, str):
-            unset.append(path)
+        if node is not None and not isinstance(node, str):
+            continue  # a wrong type: the model names it
+        written = _at(raw, path)
+        var = _VAR.fullmatch(written) if isinstance(written, str) else None
+        unset.append(f"{path} (export {var.group('name')})" if var else path)
     return unset
 
 
@@ -336,7 +343,7 @@ def parse_settings(raw: Any, env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("(top)", "the config must be a mapping of keys")
     tree = interpolate(raw, os.environ if env is None else env)
     tree, missing = _strip_missing(tree)
-    unset = _unset_secrets(tree, missing)
+    unset = _unset_secrets(raw, tree)
     if unset:
         raise ConfigError("secrets", "not set or empty: " + ", ".join(unset))
     try:

@@ -34,7 +34,7 @@ def test_every_empty_or_missing_secret_is_named_in_one_message() -> None:
         parse_settings(raw, {})
     assert err.value.key == "secrets"
     assert err.value.message == ("not set or empty: meta.app_secret (export META_APP_SECRET), meta.verify_token, "
-                                 "slack.bot_token, channels[0].access_token")
+                                 "slack.bot_token, channels[0].access_token (export WA_A)")
 
 
 @pytest.mark.parametrize("value", ["+91 522 400 0000", "91522-4000", "١٢٣", ""])
