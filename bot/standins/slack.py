@@ -26,6 +26,7 @@ from aiohttp import web
 
 from bot.standins._http import LoopbackServer
 from bot.standins.signing import sign_slack
+from bot.standins.socket_mode import SocketModeHub
 
 DEFAULT_SCOPES = (
     "chat:write",
@@ -150,10 +151,12 @@ class SlackStandin(LoopbackServer):
         trigger_ttl: float = 3.0,
         latency: float = 0.0,
         port: int = 0,
+        app_token: str = "xapp-1-A0STANDIN-1-standin",
     ) -> None:
         super().__init__(port=port, latency=latency)
         self.bot_token = bot_token
         self.tokens = {bot_token, *tokens}
+        self.app_token = app_token  # app-level token: only apps.connections.open takes it
         self.scopes = list(scopes)
         self.team_id = team_id
         self.team_name = team_name
@@ -176,6 +179,7 @@ class SlackStandin(LoopbackServer):
         self._triggers: dict[str, float | None] = {}  # trigger_id -> issue time; None once used
         self._ts_counter = 0
         self._faults = _Faults()
+        self.socket_mode = SocketModeHub(app_id)
         self.add_user(bot_user_id, "wabridge", real_name="Wabridge", is_bot=True)
         self._methods: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "api.test": self._api_test,
@@ -190,6 +194,7 @@ class SlackStandin(LoopbackServer):
             "conversations.replies": self._conversations_replies,
             "conversations.info": self._conversations_info,
             "conversations.members": self._conversations_members,
+            "apps.connections.open": self._apps_connections_open,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroups_users_list,
             "files.getUploadURLExternal": self._files_get_upload_url,
@@ -429,6 +434,11 @@ class SlackStandin(LoopbackServer):
         app.router.add_get("/files-pri/{team_file}/download/{name}", self._download)
         app.router.add_get("/files-pri/{team_file}/{name}", self._download)
         app.router.add_post("/response-url/{key}", self._response_url)
+        app.router.add_get("/link/", self.socket_mode.handle)
+
+    async def stop(self) -> None:
+        await self.socket_mode.close()
+        await super().stop()
 
     def _response(self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> web.Response:
         all_headers = {"X-OAuth-Scopes": ",".join(self.scopes), **(headers or {})}
@@ -440,13 +450,18 @@ class SlackStandin(LoopbackServer):
             faults.down_until = None
         return faults.down or faults.down_until is not None
 
-    def _authorized(self, request: web.Request, args: Mapping[str, Any]) -> str | None:
-        """None when authorized, else the Slack error name."""
+    def _authorized(self, request: web.Request, args: Mapping[str, Any], method: str = "") -> str | None:
+        """None when authorized, else the Slack error name (app-level tokens only for apps.connections.open)."""
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else args.get("token")
         if not token:
             return "not_authed"
-        return None if token in self.tokens else "invalid_auth"
+        app_level = method == "apps.connections.open"
+        if token == self.app_token:
+            return None if app_level else "not_allowed_token_type"
+        if token in self.tokens:
+            return "not_allowed_token_type" if app_level else None
+        return "invalid_auth"
 
     @staticmethod
     async def _args(request: web.Request) -> dict[str, Any]:
@@ -487,7 +502,7 @@ class SlackStandin(LoopbackServer):
         if handler is None:
             call.status, call.ok, call.error = 404, False, "unknown_method"
             return self._response(404, {"ok": False, "error": "unknown_method"})
-        auth_error = self._authorized(request, args)
+        auth_error = self._authorized(request, args, method)
         if auth_error is not None and method != "api.test":
             call.ok, call.error = False, auth_error
             return self._response(200, {"ok": False, "error": auth_error})
@@ -794,6 +809,9 @@ class SlackStandin(LoopbackServer):
         more = start + limit < len(members)
         return {"members": members[start : start + limit],
                 "response_metadata": {"next_cursor": _encode_cursor(start + limit) if more else ""}}
+
+    async def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"url": self.socket_mode.issue_url(self.base_url)}
 
     async def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"user": copy.deepcopy(self._user(args.get("user")))}
