@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bot import appkeys
+from bot.handlers import appkeys
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from bot import appkeys
-from bot.config import ChannelSettings
+from bot.core.config import ChannelSettings
 from bot.deps import Deps
+from bot.handlers import appkeys
 from bot.meta.errors import GraphError, SendAction
 from scheduler.throttle import ThrottleUnavailable
 from storage.models import utcnow

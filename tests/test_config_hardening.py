@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from bot.cli import EXIT_UNAVAILABLE, main
-from bot.config import ConfigError, normalize_database_url, parse_settings
+from bot.cli.entry import EXIT_UNAVAILABLE, main
+from bot.core.config import ConfigError, normalize_database_url, parse_settings
 from bot.preflight import database_problem, port_problem
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,13 +9,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.config import SlackSettings
+from bot.core.config import SlackSettings
 from bot.slack.file_fetch import FileOriginRefused, stream_slack_file
 from bot.slack.file_origin import SLACK_FILE_ORIGIN, allowed_origins, is_allowed, origin_of
 from storage.models import Message
 from tests.canary import Canary
+from tests.harness import STAFF, WA_ID, Bridge, all_text, bridges, eventually, now_ts, thread_with
 from tests.helpers import BOT_TOKEN, SLACK_CHANNEL, inbound_text
-from tests.test_slack_bridge import STAFF, WA_ID, Bridge, all_text, bridges, eventually, now_ts, thread_with
 
 
 @pytest.fixture

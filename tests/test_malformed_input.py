@@ -10,17 +10,18 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot import appkeys, json_limits
-from bot.app import create_app
+from bot import json_limits
+from bot.app.components import onboarding_component
+from bot.app.factory import create_app
+from bot.app.slack_component import make_slack_component
+from bot.handlers import appkeys
 from bot.handlers.slack_actions import PICKER_CALLBACK, STALE_FORM, TEMPLATE_BLOCK, TEMPLATE_SELECT, PickerTarget
-from bot.onboarding.page import onboarding_component
 from bot.rejections import RateLimitedLog
-from bot.slack.component import make_slack_component
 from bot.slack.payloads import as_id, metadata
 from bot.standins import GraphStandin, SlackStandin, sign_slack
 from storage.models import Conversation, Template, WebhookLog
+from tests.harness import FAST_OUTBOX, STAFF, Bridge, now_ts, thread_with
 from tests.helpers import BOT_TOKEN, SIGNING_SECRET, SLACK_CHANNEL, WABA, inbound_text, make_settings, signed
-from tests.test_slack_bridge import FAST_OUTBOX, STAFF, Bridge, now_ts, thread_with
 
 DEEP = "[" * 100_000 + "]" * 100_000
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from bot.app import create_app
+from bot.app.bolt import build_bolt_app
+from bot.app.factory import create_app
+from bot.core.logs import configure
 from bot.deps import Deps
-from bot.logging_setup import configure
 from bot.metrics_endpoint import authorised
-from bot.slack.bolt_app import build_bolt_app
 from tests.helpers import make_settings
 
 TOKEN = "metrics-secret-1"

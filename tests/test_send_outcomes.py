@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from bot import appkeys
+from bot.handlers import appkeys
 from bot.meta.delivery import Delivery, RequestTrace, delivery_of
 from bot.meta.errors import GraphError
 from bot.meta.graph import GraphClient
@@ -24,9 +24,9 @@ from bot.slack import reply_ledger
 from bot.standins.graph import GraphStandin
 from storage.models import Conversation, SendErrorCount, SlackAction, SlackOutbox, utcnow
 from storage.send_errors import counts_since
+from tests.harness import STAFF, WA_ID, Bridge, bridges, eventually, now_ts, thread_with
 from tests.helpers import PNID, SLACK_CHANNEL, WA_TOKEN, inbound_text
 from tests.test_campaign_runner import RecordingThrottle
-from tests.test_slack_bridge import STAFF, WA_ID, Bridge, bridges, eventually, now_ts, thread_with
 
 
 def _trace(*, new: bool, written: bool, answered: bool = False) -> RequestTrace:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot import appkeys
-from bot.config import Role
+from bot.core.config import Role
+from bot.handlers import appkeys
 from bot.handlers.slack_actions import (
     ALREADY_SENDING,
     PICKER_CALLBACK,
@@ -23,8 +23,8 @@ from bot.handlers.slack_actions import (
 from bot.handlers.slack_messages import OPEN_PICKER_ACTION
 from bot.slack.permissions import Action, refusal
 from storage.models import Contact, Conversation, Message, SlackOutbox, Template
+from tests.harness import STAFF, WA_ID, Bridge, BridgeFactory, bridges, eventually, now_ts, thread_with
 from tests.helpers import PNID, SLACK_CHANNEL, WABA, inbound_text
-from tests.test_slack_bridge import STAFF, WA_ID, Bridge, BridgeFactory, bridges, eventually, now_ts, thread_with
 
 OUTSIDER = "U0OUTSIDER"  # in the workspace, not in the number's channel
 MANAGER = "UMANAGER"
@@ -141,11 +141,11 @@ async def test_people_outside_the_channel_are_refused_privately(make: BridgeFact
 
 
 async def test_roles_are_configurable(aiohttp_client: Any, db_url: str) -> None:
-    from bot.app import create_app
-    from bot.slack.component import make_slack_component
+    from bot.app.factory import create_app
+    from bot.app.slack_component import make_slack_component
     from bot.standins import GraphStandin, SlackStandin
+    from tests.harness import FAST_OUTBOX
     from tests.helpers import BOT_TOKEN, make_settings
-    from tests.test_slack_bridge import FAST_OUTBOX
 
     slack, graph = SlackStandin(bot_token=BOT_TOKEN), GraphStandin()
     await slack.start()

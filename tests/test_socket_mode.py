@@ -12,13 +12,13 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.app import create_app
+from bot.app.factory import create_app
+from bot.app.slack_component import make_slack_component
 from bot.handlers.slack_actions import PICKER_CALLBACK, STALE_FORM, TEMPLATE_BLOCK, TEMPLATE_SELECT
-from bot.slack.component import make_slack_component
 from bot.standins import GraphStandin, SlackStandin
 from storage.models import Message
+from tests.harness import FAST_OUTBOX, STAFF, WA_ID, Bridge, eventually, now_ts, thread_with
 from tests.helpers import BOT_TOKEN, SLACK_CHANNEL, inbound_text, make_settings
-from tests.test_slack_bridge import FAST_OUTBOX, STAFF, WA_ID, Bridge, eventually, now_ts, thread_with
 
 WAIT = 20.0  # generous bound for a busy machine; the assertions are about what happens, not how fast
 

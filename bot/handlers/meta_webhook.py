@@ -6,8 +6,9 @@ import time
 
 from aiohttp import web
 
-from bot import appkeys, json_limits
-from bot.ingest_writer import IngestUnavailable
+from bot import json_limits
+from bot.bridge.ingest_writer import IngestUnavailable
+from bot.handlers import appkeys
 from bot.meta.parser import event_type_of
 from bot.meta.signature import verify
 

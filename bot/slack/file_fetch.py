@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from bot.config import SlackSettings
+from bot.core.config import SlackSettings
 from bot.slack.file_origin import allowed_origins, is_allowed, origin_of
 
 MAX_REDIRECTS = 5

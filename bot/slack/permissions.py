@@ -15,7 +15,7 @@ from functools import partial
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.config import Role, SlackSettings
+from bot.core.config import Role, SlackSettings
 
 log = logging.getLogger(__name__)
 

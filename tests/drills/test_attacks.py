@@ -34,9 +34,9 @@ from bot.standins import sign_slack
 from storage.models import Contact, Conversation, Template
 from tests.canary import Canary
 from tests.drills.conftest import ROOT, DbProbe, Serves, Standins, write_config
+from tests.harness import eventually, now_ts
 from tests.helpers import PNID, SIGNING_SECRET, SLACK_CHANNEL, WABA, inbound_text, signed
 from tests.test_campaign_slack import form_values
-from tests.test_slack_bridge import eventually, now_ts
 
 METRICS_TOKEN = "drill-metrics-token"
 STAFF, OUTSIDER, MANAGER = "U0STAFF", "U0OUTSIDER", "UMANAGER"
