@@ -27,12 +27,12 @@ from bot.handlers.slack_messages import (
     find_thread,
     record_sent,
 )
+from bot.handlers.slack_once import first_delivery, settle_send_failure
 from bot.meta.errors import GraphError, explain
 from bot.meta.graph import SendResult
 from bot.slack import once, payloads, render
 from bot.slack.outbox import wake_outbox
 from bot.slack.permissions import Action, Permissions, refusal
-from bot.throughput import after_send_error
 from scheduler.throttle import Priority, ThrottleUnavailable
 from storage import repository as repo
 from storage.models import Contact, Conversation, Message, Template
@@ -203,17 +203,6 @@ def _failure_words(exc: BaseException) -> str:
     return "WhatsApp is busy on this number right now; try again in a moment"
 
 
-async def _settle_failure(deps: Deps, thread: BridgedThread, key: str, exc: BaseException,
-                          answer: dict[str, Any]) -> None:
-    """Keep the claim when the template may have gone (no answer from Meta), else free it for a retry."""
-    if isinstance(exc, GraphError):
-        await after_send_error(deps, thread.channel, exc)
-    if isinstance(exc, GraphError) and exc.maybe_delivered:
-        await once.settle(deps.sessions, key, answer)
-    else:
-        await once.release(deps.sessions, key)
-
-
 def register(bolt: AsyncApp, deps: Deps) -> None:
     """Template picker, its submission, and the message shortcuts."""
     permissions = Permissions(deps.settings.slack, deps.slack)
@@ -294,7 +283,7 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
             exc = sending.exception()
             assert exc is not None
             answer = {"response_action": "errors", "errors": {TEMPLATE_BLOCK: _failure_words(exc)[:300]}}
-            await _settle_failure(deps, thread, key, exc, answer)
+            await settle_send_failure(deps, thread, key, exc, answer)
             await ack(**answer)
             return
         await ack()
@@ -304,7 +293,7 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
         try:
             await sending
         except (GraphError, ThrottleUnavailable, TimeoutError) as exc:
-            await _settle_failure(deps, thread, key, exc, {})
+            await settle_send_failure(deps, thread, key, exc, {})
             await ephemeral(deps, thread, thread.slack_channel, user,
                             f":warning: Template {template.name} not sent: {_failure_words(exc)}")
         else:
@@ -327,16 +316,6 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
         if thread is not None and not await refused(Action.SEND_TEMPLATES, user, thread.slack_channel, thread):
             await open_picker(deps, client, str(body["trigger_id"]), thread)
 
-    async def first_delivery(name: str, body: dict[str, Any], thread: BridgedThread, user: str) -> bool:
-        """Claim a shortcut's delivery; False for a replay (Slack gives each invocation its own action_ts)."""
-        stamp = str(body.get("action_ts") or body.get("trigger_id") or "")
-        key = once.action_key(name, user, str(thread.conversation_id), stamp)
-        if await once.claim(deps.sessions, key) is not None:
-            log.info("%s shortcut %s by %s already handled", name, stamp, user)
-            return False
-        await once.settle(deps.sessions, key, {})
-        return True
-
     async def toggle_opt_out(ack: Any, body: dict[str, Any]) -> None:
         await ack()
         thread = await shortcut_thread(body)
@@ -344,7 +323,7 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
             return
         user = str((body.get("user") or {}).get("id") or "")
         if await refused(Action.OPT_OUT, user, thread.slack_channel, thread) \
-                or not await first_delivery("optout", body, thread, user):
+                or not await first_delivery(deps, "optout", body, thread, user):
             return
         async with deps.sessions() as s, s.begin():
             contact = await s.get(Contact, thread.contact_id)
@@ -367,7 +346,7 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
             return
         user = str((body.get("user") or {}).get("id") or "")
         if await refused(Action.EXPORT, user, thread.slack_channel, thread) \
-                or not await first_delivery("export", body, thread, user):
+                or not await first_delivery(deps, "export", body, thread, user):
             return
         content, filename = await transcript_for(deps, thread)
         try:
