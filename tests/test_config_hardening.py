@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from bot.app.preflight import database_problem, port_problem
 from bot.cli.entry import EXIT_UNAVAILABLE, main
 from bot.core.config import ConfigError, normalize_database_url, parse_settings
-from bot.preflight import database_problem, port_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 

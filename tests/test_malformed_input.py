@@ -10,13 +10,13 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot import json_limits
 from bot.app.components import onboarding_component
 from bot.app.factory import create_app
+from bot.app.rejections import RateLimitedLog
 from bot.app.slack_component import make_slack_component
+from bot.core import json_limits
 from bot.handlers import appkeys
 from bot.handlers.slack_actions import PICKER_CALLBACK, STALE_FORM, TEMPLATE_BLOCK, TEMPLATE_SELECT, PickerTarget
-from bot.rejections import RateLimitedLog
 from bot.slack.payloads import as_id, metadata
 from bot.standins import GraphStandin, SlackStandin, sign_slack
 from storage.models import Conversation, Template, WebhookLog
@@ -91,7 +91,7 @@ def _form(payload: str) -> bytes:
 
 async def test_deeply_nested_json_is_400_on_every_endpoint(bridge: Bridge, caplog: pytest.LogCaptureFixture
                                                           ) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.rejections")
+    caplog.set_level(logging.WARNING, logger="bot.app.rejections")
     body, headers = signed(DEEP.encode())
     resp = await bridge.client.post("/webhooks/meta", data=body, headers=headers)
     assert resp.status == 400 and "nested" in (await resp.json())["error"]
@@ -101,7 +101,7 @@ async def test_deeply_nested_json_is_400_on_every_endpoint(bridge: Bridge, caplo
     assert (await _slack(bridge, _form(DEEP), "application/x-www-form-urlencoded"))[0] == 400
     resp = await bridge.client.post("/onboard/complete", data=DEEP, headers={"Content-Type": "application/json"})
     assert resp.status == 400
-    lines = [r.getMessage() for r in caplog.records if r.name == "bot.rejections"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.app.rejections"]
     assert len(lines) == 5 and all("\n" not in line for line in lines)
     assert any("rejected POST /webhooks/meta" in line and "400" in line for line in lines)
     assert any("rejected POST /slack/events" in line and "401" in line for line in lines)

@@ -15,9 +15,9 @@ import pytest
 
 from bot.app.bolt import build_bolt_app
 from bot.app.factory import create_app
+from bot.app.metrics_endpoint import authorised
 from bot.core.logs import configure
 from bot.deps import Deps
-from bot.metrics_endpoint import authorised
 from tests.helpers import make_settings
 
 TOKEN = "metrics-secret-1"

@@ -13,6 +13,9 @@ from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
+from bot.app.metrics_endpoint import metrics_handler, metrics_site
+from bot.app.rejections import RateLimitedLog, rejection_logger
+from bot.app.throughput_gauge import refresh_throughput_gauge
 from bot.bridge.ingest_writer import IngestWriter
 from bot.bridge.meta_events import EventContext
 from bot.bridge.webhook_worker import WebhookWorker
@@ -21,10 +24,7 @@ from bot.core.metrics import Metrics
 from bot.deps import Deps
 from bot.handlers import appkeys, meta_webhook
 from bot.meta.graph import GraphClient
-from bot.metrics_endpoint import metrics_handler, metrics_site
 from bot.onboarding.channels import merge_onboarded
-from bot.rejections import RateLimitedLog, rejection_logger
-from bot.throughput import refresh_throughput_gauge
 from scheduler.throttle import RedisThrottle, Throttle, make_throttle
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.repository import sync_channels

@@ -26,7 +26,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from bot.app.components import default_components
     from bot.app.factory import create_app
-    from bot.preflight import bind_error, database_problem, port_problem
+    from bot.app.preflight import bind_error, database_problem, port_problem
 
     settings = settings_from(args)
     configure(os.environ.get("WABRIDGE_LOG_LEVEL", "INFO"))

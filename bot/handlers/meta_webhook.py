@@ -6,8 +6,8 @@ import time
 
 from aiohttp import web
 
-from bot import json_limits
 from bot.bridge.ingest_writer import IngestUnavailable
+from bot.core import json_limits
 from bot.handlers import appkeys
 from bot.meta.parser import event_type_of
 from bot.meta.signature import verify

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot import json_limits
+from bot.core import json_limits
 from bot.handlers import appkeys
 from bot.onboarding import flow
 from bot.onboarding.links import LinkState, check_link, claim_link, finish_link

@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
 from bot.bridge.media import FileOffSlack, FileRefused, send_slack_file
+from bot.bridge.throughput import after_send_error
 from bot.core.config import ChannelSettings, ThreadReplies
 from bot.core.window import window_closes_at, window_open
 from bot.deps import Deps
@@ -27,7 +28,6 @@ from bot.meta.errors import GraphError, SendAction, explain
 from bot.meta.graph import SendResult
 from bot.slack import render, reply_ledger
 from bot.slack.outbox import wake_outbox
-from bot.throughput import after_send_error
 from scheduler.throttle import Priority, ThrottleUnavailable
 from storage import repository as repo
 from storage.models import Contact, Conversation, Direction, SlackEvent, Source, utcnow

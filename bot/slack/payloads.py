@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot import json_limits
+from bot.core import json_limits
 
 MAX_ID = 2**31 - 1  # the largest primary key every supported database stores in an INTEGER column
 _DIGITS = re.compile(r"[0-9]{1,10}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-from bot import json_limits
+from bot.core import json_limits
 
 
 def body_problem(body: str, content_type: str | None) -> str | None:

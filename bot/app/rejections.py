@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-log = logging.getLogger("bot.rejections")
+log = logging.getLogger("bot.app.rejections")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

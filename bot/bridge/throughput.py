@@ -1,25 +1,20 @@
 """Meta's throughput refusals fed back from every send path: 130429 slows the number in the shared throttle,
-130429 and 131056 are counted per channel (doctor and /metrics read the counts)."""
+130429 and 131056 are counted per channel (doctor and /metrics read the counts; see
+`bot/app/throughput_gauge.py`)."""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-
-from aiohttp import web
 
 from bot.core.config import ChannelSettings
 from bot.deps import Deps
-from bot.handlers import appkeys
 from bot.meta.errors import GraphError, SendAction
 from scheduler.throttle import ThrottleUnavailable
-from storage.models import utcnow
-from storage.send_errors import COUNTED_CODES, count_send_error, counts_since
+from storage.send_errors import COUNTED_CODES, count_send_error
 
 log = logging.getLogger(__name__)
 
 REPLY_PENALTY = 1.0  # seconds the number is held after a 130429 without Retry-After
-WINDOW = timedelta(hours=24)
 
 
 async def after_send_error(deps: Deps, channel: ChannelSettings, exc: GraphError) -> None:
@@ -35,16 +30,3 @@ async def after_send_error(deps: Deps, channel: ChannelSettings, exc: GraphError
             await count_send_error(deps.sessions, channel_id, int(exc.code or 0))
         except Exception as err:  # a count is bookkeeping; the reply's outcome is already decided
             log.warning("could not count Meta error %s on %s: %s", exc.code, channel.name, err)
-
-
-async def refresh_throughput_gauge(app: web.Application) -> None:
-    """Set wabridge_meta_throughput_errors_24h from the database (called before each /metrics answer)."""
-    names = {app[appkeys.CHANNEL_IDS].get(c.phone_number_id): c.name for c in app[appkeys.SETTINGS].channels}
-    async with app[appkeys.SESSIONS]() as session:
-        counts = await counts_since(session, utcnow() - WINDOW)
-    gauge = app[appkeys.METRICS].throughput_errors
-    for channel_id, name in names.items():
-        if channel_id is None:
-            continue
-        for code in sorted(COUNTED_CODES):
-            gauge.labels(name, str(code)).set(counts.get((channel_id, code), 0))
