@@ -376,3 +376,22 @@ class SmbSync(Base):
     error: Mapped[str | None] = mapped_column(Text)
     slack_channel: Mapped[str | None] = mapped_column(String(64))
     slack_ts: Mapped[str | None] = mapped_column(String(32))
+
+
+class SlackAction(Base):
+    """Slack interactions already acted on, with the answer given, so a replayed request acts once."""
+
+    __tablename__ = "slack_actions"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # None while the first delivery is at work
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SendErrorCount(Base):
+    """Meta's throughput refusals (130429, 131056) per channel and hour; a later success does not clear them."""
+
+    __tablename__ = "send_error_counts"
+    channel_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)

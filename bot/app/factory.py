@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
+from bot.app.metrics_endpoint import metrics_handler, metrics_site
+from bot.app.rejections import RateLimitedLog, rejection_logger
+from bot.app.throughput_gauge import refresh_throughput_gauge
 from bot.bridge.ingest_writer import IngestWriter
 from bot.bridge.meta_events import EventContext
 from bot.bridge.webhook_worker import WebhookWorker
@@ -140,17 +142,13 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[appkeys.METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
 def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool = True, webhooks: bool = True,
                components: list[Component] | None = None) -> web.Application:
     """Build the application; workers=False leaves background processing to another process or a test.
 
     webhooks=False (a worker-only process) mounts no /webhooks/meta and runs no ingest writer."""
-    app = web.Application(client_max_size=settings.server.max_body_bytes + 1024)
+    app = web.Application(client_max_size=settings.server.max_body_bytes + 1024,
+                          middlewares=[rejection_logger(RateLimitedLog())])
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()
     app.cleanup_ctx.append(database_ctx(run_migrations))
@@ -164,7 +162,11 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
         app.router.add_get("/webhooks/meta", meta_webhook.handshake)
         app.router.add_post("/webhooks/meta", meta_webhook.receive)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    serve_metrics = metrics_handler(app, refresh=refresh_throughput_gauge)
+    if settings.server.metrics_port:
+        app.cleanup_ctx.append(metrics_site(serve_metrics))
+    else:
+        app.router.add_get("/metrics", serve_metrics)
     for component in components or []:
         component(app)
     return app

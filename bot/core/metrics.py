@@ -35,3 +35,7 @@ class Metrics:
                                         ["channel"], registry=r)
         self.whatsapp_sends = Counter("wabridge_whatsapp_sends", "Messages sent through the Cloud API",
                                       ["channel", "source", "outcome"], registry=r)
+        # Read from the database at each scrape, so every process reports the cluster's count.
+        self.throughput_errors = Gauge("wabridge_meta_throughput_errors_24h",
+                                       "Sends Meta refused with 130429 or 131056 in the last 24 hours",
+                                       ["channel", "code"], registry=r)

@@ -24,6 +24,7 @@ from bot.core.config import ChannelSettings, Mode, Settings
 from bot.meta.graph import GraphClient, GraphError
 from bot.slack.backlog import WARN_AFTER_SECONDS, ChannelLag, estimate, owed_per_channel
 from storage.models import CampaignRecipient, MessageStatus, WebhookLog, as_utc, utcnow
+from storage.send_errors import counts_since
 
 # Webhook fields the bridge needs on the app's whatsapp_business_account subscription.
 REQUIRED_FIELDS = ("messages", "message_template_status_update")
@@ -34,12 +35,13 @@ USEFUL_FIELDS = ("phone_number_quality_update", "account_update", "message_templ
 WABA_OBJECT = "whatsapp_business_account"
 
 # Slack bot scopes the code uses; the same list as slack-manifest.yaml (a test keeps them equal).
-REQUIRED_SLACK_SCOPES = ("channels:history", "groups:history", "chat:write", "chat:write.customize", "commands",
+REQUIRED_SLACK_SCOPES = ("channels:history", "groups:history", "channels:read", "groups:read", "chat:write",
+                         "chat:write.customize", "commands",
                          "files:read", "files:write", "im:write", "reactions:write", "users:read",
                          "usergroups:read")
-# Scopes whose absence only degrades a feature (a warning, not a failure): without them a #channel staff
-# mention in a reply reaches the customer as its id.
-USEFUL_SLACK_SCOPES: tuple[str, ...] = ("channels:read", "groups:read")
+# Scopes whose absence only degrades a feature (a warning, not a failure); none at present: channels:read
+# and groups:read, which name #channels in replies, are required for slack.permissions anyway.
+USEFUL_SLACK_SCOPES: tuple[str, ...] = ()
 REQUIRED_TOKEN_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
 
 # Meta's documented throughput per number (Throughput page): 80 by default, 1,000 after the automatic
@@ -409,11 +411,15 @@ async def traffic_checks(env: DoctorEnv, channels: Sequence[ChannelSettings], no
         for code in (PAYMENT_ERROR, THROUGHPUT_ERROR):
             statuses = await session.scalar(select(func.count()).select_from(MessageStatus).where(
                 MessageStatus.error_code == code, MessageStatus.created_at >= since)) or 0
-            recipients = await session.scalar(select(func.count()).select_from(CampaignRecipient).where(
-                CampaignRecipient.error_code == code,
-                or_(CampaignRecipient.sent_at >= since, CampaignRecipient.claimed_at >= since,
-                    CampaignRecipient.next_attempt_at >= since))) or 0
-            counts[code] = int(statuses) + int(recipients)
+            counts[code] = int(statuses)
+        # Send-time refusals: 130429s are counted as they happen (a recipient's error column is cleared when
+        # a later attempt succeeds, so it cannot tell); 131042s stay on the recipients they failed.
+        refused = await counts_since(session, since)
+        counts[THROUGHPUT_ERROR] += sum(n for (_, code), n in refused.items() if code == THROUGHPUT_ERROR)
+        counts[PAYMENT_ERROR] += int(await session.scalar(select(func.count()).select_from(CampaignRecipient).where(
+            CampaignRecipient.error_code == PAYMENT_ERROR,
+            or_(CampaignRecipient.sent_at >= since, CampaignRecipient.claimed_at >= since,
+                CampaignRecipient.next_attempt_at >= since))) or 0)
     coexistence = any(c.mode is Mode.COEXISTENCE for c in channels)
     return [*check_traffic(last_any, last_echo, last_message, coexistence, now),
             *check_error_counts(counts[PAYMENT_ERROR], counts[THROUGHPUT_ERROR])]

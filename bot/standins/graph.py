@@ -16,7 +16,10 @@ import hashlib
 import json
 import re
 import secrets
+import socket
+import struct
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -286,6 +289,8 @@ class GraphStandin(LoopbackServer):
         }
         self._throttles: dict[str, _Throttle] = {}
         self._faults: list[_Fault] = []
+        self._drops: dict[str, int] = {}  # connection-level faults: mode -> sends left to affect
+        self._used_connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._oauth_codes: dict[str, _OAuthCode] = {}
 
     # ---- configuration helpers -------------------------------------------------------------------
@@ -344,6 +349,23 @@ class GraphStandin(LoopbackServer):
     def clear_failures(self) -> None:
         """Drop all injected failures."""
         self._faults.clear()
+        self._drops.clear()
+
+    def drop_answer_next(self, times: int = 1) -> None:
+        """Accept the next `times` sends, then reset the connection (TCP RST) before answering: the send
+        happened, the sender never hears of it."""
+        self._drops["after_send"] = self._drops.get("after_send", 0) + times
+
+    def close_idle_next(self, times: int = 1) -> None:
+        """The next `times` sends that arrive on a reused keep-alive connection find it closed: the server
+        shuts it without reading the request, as when an idle timeout fires just as the client writes."""
+        self._drops["stale"] = self._drops.get("stale", 0) + times
+
+    def _take_drop(self, mode: str) -> bool:
+        if self._drops.get(mode, 0) <= 0:
+            return False
+        self._drops[mode] -= 1
+        return True
 
     def add_media(
         self, data: bytes, mime_type: str, *, filename: str | None = None, phone_number_id: str | None = None
@@ -599,6 +621,13 @@ class GraphStandin(LoopbackServer):
         return None
 
     async def _messages(self, request: web.Request) -> web.Response:
+        connection = request.transport
+        reused = connection is not None and connection in self._used_connections
+        if connection is not None:
+            self._used_connections.add(connection)
+        if reused and connection is not None and self._take_drop("stale"):
+            connection.close()
+            return web.Response(status=204)  # never written: the connection is gone
         pnid = request.match_info["node"]
         auth = self._auth(request, pnid)
         if isinstance(auth, web.Response):
@@ -647,6 +676,12 @@ class GraphStandin(LoopbackServer):
         message: dict[str, Any] = {"id": record.wamid}
         if kind == "template":
             message["message_status"] = "accepted"
+        if connection is not None and self._take_drop("after_send"):
+            sock = connection.get_extra_info("socket")
+            if sock is not None:  # linger 0: the close is a reset, which the sender reads as ReadError
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.abort()
+            return web.Response(status=204)  # never written: the connection is gone
         return web.json_response(
             {
                 "messaging_product": "whatsapp",
