@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from storage.lanes import LANES, Lane, lane_for
 from storage.models import WebhookLog, utcnow
 
 LEASE = timedelta(seconds=60)
@@ -18,12 +19,13 @@ class ClaimedLog:
     id: int
     raw_body: bytes
     attempts: int
+    lane: str = "live"
 
 
 async def store(sessions: async_sessionmaker[AsyncSession], raw_body: bytes, event_type: str) -> int:
     """Commit one raw delivery; returns its id only once it is durable."""
     async with sessions() as session, session.begin():
-        log = WebhookLog(raw_body=raw_body, event_type=event_type)
+        log = WebhookLog(raw_body=raw_body, event_type=event_type, lane=lane_for(event_type))
         session.add(log)
         await session.flush()
         return log.id
@@ -38,26 +40,37 @@ _INSERT_MANY = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=Tru
 async def store_many(conn: AsyncConnection, rows: list[tuple[bytes, str]]) -> list[int]:
     """Insert (raw_body, event_type) rows in the caller's transaction; ids in the order of rows."""
     received_at = utcnow()
-    params = [{"raw_body": body, "event_type": event_type, "received_at": received_at, "attempts": 0}
-              for body, event_type in rows]
+    params = [{"raw_body": body, "event_type": event_type, "lane": lane_for(event_type),
+               "received_at": received_at, "attempts": 0} for body, event_type in rows]
     result = await conn.execute(_INSERT_MANY, params)
     return list(result.scalars().all())
 
 
 async def claim_batch(
-    sessions: async_sessionmaker[AsyncSession], limit: int = 50, now: datetime | None = None
+    sessions: async_sessionmaker[AsyncSession], limit: int = 50, now: datetime | None = None,
+    *, bulk_limit: int | None = None,
 ) -> list[ClaimedLog]:
-    """Lease up to limit unprocessed logs to this worker; other workers skip them until the lease ends."""
+    """Lease pending logs to this worker, the live lane first; other workers skip them until the lease ends.
+
+    A claim holds one lane only: up to limit live deliveries when any wait, else up to bulk_limit (default
+    limit) bulk ones. So a customer message waits for at most the one bulk batch already being applied.
+    """
     now = now or utcnow()
+    limits: dict[Lane, int] = {"live": limit, "bulk": bulk_limit or limit}
     async with sessions() as session, session.begin():
         claimable = and_(
             WebhookLog.processed_at.is_(None),
             or_(WebhookLog.claimed_until.is_(None), WebhookLog.claimed_until < now),
         )
-        query = select(WebhookLog.id).where(claimable).order_by(WebhookLog.id).limit(limit)
-        if session.bind.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        ids = list((await session.scalars(query)).all())
+        ids: list[int] = []
+        for lane in LANES:
+            query = (select(WebhookLog.id).where(WebhookLog.lane == lane, claimable)
+                     .order_by(WebhookLog.id).limit(limits[lane]))
+            if session.bind.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            ids = list((await session.scalars(query)).all())
+            if ids:
+                break
         if not ids:
             return []
         await session.execute(
@@ -66,10 +79,10 @@ async def claim_batch(
             .values(claimed_until=now + LEASE, attempts=WebhookLog.attempts + 1)
         )
         rows = (await session.execute(
-            select(WebhookLog.id, WebhookLog.raw_body, WebhookLog.attempts)
+            select(WebhookLog.id, WebhookLog.raw_body, WebhookLog.attempts, WebhookLog.lane)
             .where(WebhookLog.id.in_(ids)).order_by(WebhookLog.id)
         )).all()
-        return [ClaimedLog(id=r.id, raw_body=r.raw_body, attempts=r.attempts) for r in rows]
+        return [ClaimedLog(id=r.id, raw_body=r.raw_body, attempts=r.attempts, lane=r.lane) for r in rows]
 
 
 async def mark_processed(session: AsyncSession, log_id: int, error: str | None = None) -> None:
@@ -78,6 +91,25 @@ async def mark_processed(session: AsyncSession, log_id: int, error: str | None =
         update(WebhookLog)
         .where(WebhookLog.id == log_id)
         .values(processed_at=utcnow(), claimed_until=None, error=error)
+    )
+
+
+async def mark_processed_many(session: AsyncSession, log_ids: list[int]) -> None:
+    """Mark a batch's applied logs done in one statement, inside the batch's transaction."""
+    if log_ids:
+        await session.execute(
+            update(WebhookLog)
+            .where(WebhookLog.id.in_(log_ids))
+            .values(processed_at=utcnow(), claimed_until=None, error=None)
+        )
+
+
+async def keep_failure(session: AsyncSession, log_id: int, error: str, retry_in: timedelta) -> None:
+    """record_failure inside the caller's transaction (a batch keeps its failed deliveries' errors)."""
+    await session.execute(
+        update(WebhookLog)
+        .where(WebhookLog.id == log_id)
+        .values(error=error[:4000], claimed_until=utcnow() + retry_in)
     )
 
 

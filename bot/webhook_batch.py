@@ -1,0 +1,117 @@
+"""Apply a claimed batch of deliveries in one transaction.
+
+Status-only deliveries (nearly all of a campaign's traffic) are coalesced and applied set-based; every
+other delivery runs its handlers inside its own savepoint, so one that fails is rolled back alone and keeps
+its error and retry time while the rest of the batch commits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.handlers.meta_events import EventContext, apply_event
+from bot.meta import events as ev
+from bot.meta.parser import event_type_of, parse_delivery
+from storage import webhook_logs
+from storage.status_batch import apply_status_batch
+from storage.status_fold import StatusRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Parsed:
+    """A claimed delivery and its events (or why it could not be parsed)."""
+
+    item: webhook_logs.ClaimedLog
+    event_type: str
+    events: list[ev.WebhookEvent] = field(default_factory=list)
+    error: Exception | None = None
+
+
+def parse(item: webhook_logs.ClaimedLog) -> Parsed:
+    """Parse one stored delivery; a parser failure is kept on the result, not raised."""
+    try:
+        payload = json.loads(item.raw_body)
+    except ValueError:
+        payload = None
+    parsed = Parsed(item=item, event_type=event_type_of(payload))
+    try:
+        parsed.events = list(parse_delivery(payload))
+    except Exception as exc:
+        parsed.error = exc
+    return parsed
+
+
+def status_rows(events: list[ev.WebhookEvent]) -> list[StatusRow] | None:
+    """The delivery's status reports, or None when it carries anything else (it is applied on its own)."""
+    if not events or not all(isinstance(e, ev.StatusUpdate) for e in events):
+        return None
+    rows = []
+    for e in events:
+        assert isinstance(e, ev.StatusUpdate)
+        err = e.errors[0] if e.errors else None
+        pricing = None
+        if e.pricing is not None:
+            pricing = {"billable": e.pricing.billable, "pricing_model": e.pricing.pricing_model,
+                       "category": e.pricing.category, "type": e.pricing.type}
+        rows.append(StatusRow(wamid=e.wamid, status=e.status, wa_timestamp=e.timestamp,
+                              recipient_id=e.recipient_id, error_code=err.code if err else None,
+                              error_title=err.title if err else None, pricing=pricing))
+    return rows
+
+
+@dataclass
+class BatchOutcome:
+    """Which deliveries were applied and which failed (with their error), plus the campaign runs touched."""
+
+    applied: list[Parsed] = field(default_factory=list)
+    failed: list[tuple[Parsed, Exception]] = field(default_factory=list)
+    run_ids: set[int] = field(default_factory=set)
+
+
+async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Parsed],
+                      retry_delay: Callable[[int], timedelta]) -> BatchOutcome:
+    """Apply batch inside the caller's transaction; failures are recorded on their logs, not raised."""
+    outcome = BatchOutcome()
+    statuses: list[StatusRow] = []
+    for parsed in batch:
+        if parsed.error is not None:
+            await _keep_failure(session, outcome, parsed, parsed.error, retry_delay)
+            continue
+        rows = status_rows(parsed.events)
+        if rows is not None:
+            statuses.extend(rows)
+            for _ in rows:
+                ctx.count(ev.StatusUpdate.__name__)
+            outcome.applied.append(parsed)
+            continue
+        try:
+            async with session.begin_nested():
+                for event in parsed.events:
+                    await apply_event(session, ctx, event)
+        except Exception as exc:
+            log.warning("webhook log %s failed (attempt %s): %r", parsed.item.id, parsed.item.attempts, exc,
+                        exc_info=True)
+            await _keep_failure(session, outcome, parsed, exc, retry_delay)
+            continue
+        outcome.applied.append(parsed)
+    if statuses:
+        result = await apply_status_batch(session, statuses)
+        if result.duplicates:
+            ctx.stats["duplicate_status"] = ctx.stats.get("duplicate_status", 0) + result.duplicates
+        outcome.run_ids = result.run_ids
+    await webhook_logs.mark_processed_many(session, [p.item.id for p in outcome.applied])
+    return outcome
+
+
+async def _keep_failure(session: AsyncSession, outcome: BatchOutcome, parsed: Parsed, exc: Exception,
+                        retry_delay: Callable[[int], timedelta]) -> None:
+    outcome.failed.append((parsed, exc))
+    await webhook_logs.keep_failure(session, parsed.item.id, repr(exc), retry_delay(parsed.item.attempts))
