@@ -13,16 +13,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.handlers.meta_events import EventContext, apply_event
 from bot.meta import events as ev
 from bot.meta.parser import event_type_of, parse_delivery
 from storage import webhook_logs
+from storage.contact_batch import ensure_conversations
 from storage.status_batch import apply_status_batch
 from storage.status_fold import StatusRow
 
 log = logging.getLogger(__name__)
+
+# PostgreSQL's deadlock_detected and serialization_failure: the batch is retried, nobody is blamed.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 
 
 @dataclass
@@ -81,6 +86,7 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
     """Apply batch inside the caller's transaction; failures are recorded on their logs, not raised."""
     outcome = BatchOutcome()
     statuses: list[StatusRow] = []
+    await _prepare_conversations(session, ctx, batch)
     for parsed in batch:
         if parsed.error is not None:
             await _keep_failure(session, outcome, parsed, parsed.error, retry_delay)
@@ -96,6 +102,13 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
             async with session.begin_nested():
                 for event in parsed.events:
                     await apply_event(session, ctx, event)
+        except DBAPIError as exc:
+            if _transient(exc):
+                raise  # a deadlock or serialization failure is no fault of this delivery: retry the batch
+            log.warning("webhook log %s failed (attempt %s): %r", parsed.item.id, parsed.item.attempts, exc,
+                        exc_info=True)
+            await _keep_failure(session, outcome, parsed, exc, retry_delay)
+            continue
         except Exception as exc:
             log.warning("webhook log %s failed (attempt %s): %r", parsed.item.id, parsed.item.attempts, exc,
                         exc_info=True)
@@ -109,6 +122,32 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
         outcome.run_ids = result.run_ids
     await webhook_logs.mark_processed_many(session, [p.item.id for p in outcome.applied])
     return outcome
+
+
+def _transient(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in TRANSIENT_SQLSTATES
+
+
+async def _prepare_conversations(session: AsyncSession, ctx: EventContext, batch: list[Parsed]) -> None:
+    """Create the batch's new contacts and conversations first, in one global order (see contact_batch)."""
+    wanted: set[tuple[int, str, str]] = set()
+    names: dict[str, str] = {}
+    for parsed in batch:
+        for event in parsed.events:
+            if isinstance(event, ev.InboundMessage):
+                wa_id = event.from_wa_id
+                if event.profile_name:
+                    names.setdefault(wa_id, event.profile_name)
+            elif isinstance(event, ev.MessageEcho):
+                wa_id = event.to_wa_id
+            else:
+                continue
+            pnid = event.envelope.phone_number_id or ""
+            channel_id = ctx.channel_ids.get(pnid)
+            cfg = ctx.settings.channel_by_phone_number_id(pnid)
+            if channel_id is not None and cfg is not None and wa_id:
+                wanted.add((channel_id, wa_id, cfg.slack_channel))
+    await ensure_conversations(session, wanted, names)
 
 
 async def _keep_failure(session: AsyncSession, outcome: BatchOutcome, parsed: Parsed, exc: Exception,

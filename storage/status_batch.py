@@ -80,7 +80,8 @@ async def _fold_messages(session: AsyncSession, by_wamid: dict[str, list[StatusR
                 "created_at": now,
             })
     if updates:
-        await session.execute(update(Message), updates)
+        # Rows locked in id order, whichever worker: concurrent batches queue, they never deadlock.
+        await session.execute(update(Message), sorted(updates, key=lambda u: u["id"]))
     return posts
 
 
@@ -106,12 +107,13 @@ async def _fold_recipients(session: AsyncSession, by_wamid: dict[str, list[Statu
                         "billable": fold.billable})
         runs.add(r.run_id)
     if updates:
-        await session.execute(update(CampaignRecipient), updates)
+        await session.execute(update(CampaignRecipient), sorted(updates, key=lambda u: u["id"]))
     return runs
 
 
 async def _enqueue_posts(session: AsyncSession, posts: list[dict[str, Any]]) -> None:
     table: Table = SlackOutbox.__table__  # type: ignore[assignment]
+    posts = sorted(posts, key=lambda p: p["dedupe_key"])
     for start in range(0, len(posts), CHUNK):
         stmt = (_insert(session, table).values(posts[start:start + CHUNK])
                 .on_conflict_do_nothing(index_elements=["dedupe_key"]))
