@@ -18,6 +18,7 @@ from bot.handlers import meta_webhook
 from bot.handlers.meta_events import EventContext
 from bot.ingest_writer import IngestWriter
 from bot.metrics import Metrics
+from bot.statement_count import count_statements
 from bot.webhook_worker import WebhookWorker
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.repository import sync_channels
@@ -33,6 +34,7 @@ def database_ctx(run_migrations: bool) -> Callable[[web.Application], AsyncItera
         if run_migrations:
             await migrate(settings.database_url)
         engine = make_engine(settings.database_url)
+        count_statements(engine, app[appkeys.METRICS])
         app[appkeys.ENGINE] = engine
         app[appkeys.SESSIONS] = make_sessionmaker(engine)
         app[appkeys.CHANNEL_IDS] = await sync_channels(app[appkeys.SESSIONS], settings.channels)
