@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.handlers.meta_events import EventContext, apply_event
 from bot.meta import events as ev
 from bot.meta.parser import event_type_of, parse_delivery
+from scheduler import progress
 from storage import webhook_logs
 from storage.contact_batch import ensure_conversations
 from storage.status_batch import apply_status_batch
@@ -120,6 +121,9 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
         if result.duplicates:
             ctx.stats["duplicate_status"] = ctx.stats.get("duplicate_status", 0) + result.duplicates
         outcome.run_ids = result.run_ids
+        if result.run_ids:
+            # Counters moved: the progress message follows, also after the run's final report.
+            await progress.refresh(session, result.run_ids, f"statuses:{batch[0].item.id}")
     await webhook_logs.mark_processed_many(session, [p.item.id for p in outcome.applied])
     return outcome
 

@@ -10,6 +10,7 @@ campaign through `campaign_recipients.wamid`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from bot.config import Settings
 from bot.slack.render import Post, escape
 from scheduler import estimate
 from scheduler.campaigns import RecipientStatus, RunStatus, run_with_campaign
-from storage.models import CampaignRecipient, CampaignRun, utcnow
+from storage.models import CampaignRecipient, CampaignRun, SlackOutbox, utcnow
 from storage.repository import enqueue_slack
 
 KIND = "campaign_progress"
@@ -195,6 +196,25 @@ async def enqueue(session: AsyncSession, run_id: int, key: str) -> bool:
         kind=KIND,
         payload={"run_id": run_id},
     )
+
+
+async def refresh(session: AsyncSession, run_ids: Iterable[int], key: str) -> int:
+    """Owe each run's message a refresh after its counters moved (statuses arrive long after the last send).
+
+    A refresh already owed and not yet claimed renders the counts as they are when it is delivered, so it
+    covers this change too: it is locked (so no outbox claims it before this transaction commits) instead of
+    adding another. Else one is added under `key`. Returns how many were added.
+    """
+    added = 0
+    o = SlackOutbox
+    for run_id in sorted(set(run_ids)):
+        owed = (select(o.id).where(o.thread_key == f"campaign:{run_id}", o.kind == KIND, o.done_at.is_(None),
+                                   o.claimed_until.is_(None)).limit(1))
+        if session.bind.dialect.name == "postgresql":
+            owed = owed.with_for_update()
+        if await session.scalar(owed) is None and await enqueue(session, run_id, key):
+            added += 1
+    return added
 
 
 async def deliver(ctx: Any) -> None:
