@@ -18,6 +18,7 @@ from bot.handlers import meta_webhook
 from bot.handlers.meta_events import EventContext
 from bot.ingest_writer import IngestWriter
 from bot.metrics import Metrics
+from bot.retention_worker import RetentionWorker
 from bot.statement_count import count_statements
 from bot.webhook_worker import WebhookWorker
 from storage.db import make_engine, make_sessionmaker, migrate
@@ -119,8 +120,15 @@ def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
         app[appkeys.SESSIONS],
         lambda: EventContext(settings=settings, channel_ids=app[appkeys.CHANNEL_IDS]),
         app[appkeys.METRICS],
+        batch=settings.worker.live_batch,
+        bulk_batch=settings.worker.bulk_batch,
     )
     app[appkeys.WEBHOOK_WORKER] = worker
+    return asyncio.create_task(worker.run())
+
+
+def _start_retention(app: web.Application) -> asyncio.Task[None]:
+    worker = RetentionWorker(app[appkeys.SESSIONS], app[appkeys.SETTINGS].retention)
     return asyncio.create_task(worker.run())
 
 
@@ -166,6 +174,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
         app.cleanup_ctx.append(background("ingest-writer", _start_ingest_writer))
     if workers:
         app.cleanup_ctx.append(background("webhook-worker", _start_webhook_worker))
+        app.cleanup_ctx.append(background("retention", _start_retention))
     if webhooks:
         app.router.add_get("/webhooks/meta", meta_webhook.handshake)
         app.router.add_post("/webhooks/meta", meta_webhook.receive)
