@@ -16,6 +16,7 @@ from datetime import timedelta
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import message_batch
 from bot.handlers.meta_events import EventContext, apply_event
 from bot.meta import events as ev
 from bot.meta.parser import event_type_of, parse_delivery
@@ -88,7 +89,8 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
     outcome = BatchOutcome()
     statuses: list[StatusRow] = []
     await _prepare_conversations(session, ctx, batch)
-    for parsed in batch:
+    rest = await _store_plain_messages(session, ctx, batch, outcome)
+    for parsed in rest:
         if parsed.error is not None:
             await _keep_failure(session, outcome, parsed, parsed.error, retry_delay)
             continue
@@ -126,6 +128,38 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
             await progress.refresh(session, result.run_ids, f"statuses:{batch[0].item.id}")
     await webhook_logs.mark_processed_many(session, [p.item.id for p in outcome.applied])
     return outcome
+
+
+async def _store_plain_messages(session: AsyncSession, ctx: EventContext, batch: list[Parsed],
+                                outcome: BatchOutcome) -> list[Parsed]:
+    """Store the batch's plain messages set-based (see message_batch); returns the deliveries left over.
+
+    If the set-based write fails, it is rolled back and those deliveries go one by one with the rest.
+    """
+    plain: list[tuple[Parsed, list[message_batch.PlainMessage]]] = []
+    rest: list[Parsed] = []
+    for parsed in batch:
+        found = message_batch.plain_messages(ctx, parsed.events) if parsed.error is None else None
+        if found:
+            plain.append((parsed, found))
+        else:
+            rest.append(parsed)
+    if not plain:
+        return rest
+    stats = dict(ctx.stats)
+    try:
+        async with session.begin_nested():
+            await message_batch.store_plain(session, ctx, [m for _, found in plain for m in found])
+    except Exception as exc:
+        if isinstance(exc, DBAPIError) and _transient(exc):
+            raise
+        log.warning("set-based store of %d deliveries failed; applying them one by one", len(plain),
+                    exc_info=True)
+        ctx.stats.clear()
+        ctx.stats.update(stats)
+        return [p for p, _ in plain] + rest
+    outcome.applied.extend(p for p, _ in plain)
+    return rest
 
 
 def _transient(exc: DBAPIError) -> bool:

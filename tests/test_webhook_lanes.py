@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot import appkeys
+from bot import appkeys, message_batch
 from bot.app import create_app
 from bot.handlers import meta_events
 from bot.handlers.meta_events import EventContext
@@ -191,7 +191,15 @@ async def test_a_poison_delivery_in_a_batch_of_500_fails_alone_and_keeps_its_ret
         if e.wamid == "wamid.POISON":
             raise RuntimeError("cannot apply this delivery")
 
+    real_plain = message_batch.store_plain
+
+    async def poisoned_plain(session: Any, ctx: Any, messages: Any) -> None:
+        await real_plain(session, ctx, messages)
+        if any(m.event.wamid == "wamid.POISON" for m in messages):
+            raise RuntimeError("cannot apply this delivery")
+
     monkeypatch.setitem(meta_events._HANDLERS, meta_events.ev.InboundMessage, poisoned)
+    monkeypatch.setattr(message_batch, "store_plain", poisoned_plain)
     payloads: list[dict[str, Any]] = []
     for i in range(500):
         if i == 250:
@@ -220,17 +228,27 @@ async def _assert_failed_alone(app: Any, log_id: int, error: str) -> None:
     assert poison.claimed_until is not None  # retried after its back-off, like any failed delivery
 
 
-async def test_a_status_postgresql_refuses_in_a_batch_of_500_fails_alone(
-    aiohttp_client, pg_url  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("kind", ["status", "message"])
+async def test_a_delivery_postgresql_refuses_in_a_batch_of_500_fails_alone(
+    aiohttp_client, pg_url, kind  # type: ignore[no-untyped-def]
 ) -> None:
     client = await aiohttp_client(create_app(make_settings(pg_url), workers=False))
     app = client.app
-    payloads = [status(f"wamid.S{i}", "delivered", ts=1_760_000_000 + i) for i in range(500)]
-    payloads[250] = status("wamid." + "X" * 300, "delivered")  # longer than the wamid column
+    long_wamid = "wamid." + "X" * 300  # longer than the wamid column
+    if kind == "status":
+        payloads = [status(f"wamid.S{i}", "delivered", ts=1_760_000_000 + i) for i in range(500)]
+        payloads[250] = status(long_wamid, "delivered")
+    else:
+        payloads = [inbound_text(f"wamid.M{i}", f"msg {i}", wa_id=f"9198{i % 50:08d}", ts=1_760_000_000 + i)
+                    for i in range(500)]
+        payloads[250] = inbound_text(long_wamid, "bad", wa_id="919800000007")
     ids = await _store(app, payloads)
     worker = _worker(app, batch=500, bulk_batch=500)
     assert await worker.process_available() == 500
-    assert await _count(app, MessageStatus) == 499
+    model = MessageStatus if kind == "status" else Message
+    assert await _count(app, model) == 499
+    if kind == "message":
+        assert await _count(app, SlackOutbox, SlackOutbox.kind == "message") == 499
     await _assert_failed_alone(app, ids[250], "StringDataRightTruncation")
 
 
