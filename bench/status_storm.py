@@ -98,7 +98,8 @@ def storm(recipients: Sequence[int], mps: int, baseline_seconds: float) -> list[
             webhook = f"{serve.url}/webhooks/meta"
             sent, _, errors = asyncio.run(_send(webhook, LIVE_RATE, CONVERSATIONS, baseline_seconds, f"{tag}b"))
             rows.append({"run": "baseline (no campaign)", "recipients": 0, **_stats(
-                _latencies(standins, sent, f"{tag}b")), "errors": errors, "statuses": 0, "applied after last s": "-"})
+                _latencies(standins, sent, f"{tag}b")), "errors": errors, "statuses": 0, "applied after last s": "-",
+                         "cpu serve": "-", "cpu pg": "-"})
             standins.send_status_webhooks(webhook)
             for n, count in enumerate(recipients):
                 rows.append(_one_storm(config, standins, serve, db_url, Path(tmp), count, mps, f"{tag}s{n}", n))
