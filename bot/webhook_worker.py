@@ -21,6 +21,7 @@ from storage import webhook_logs
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = 3600.0
+PARSE_SLICE = 25  # deliveries parsed between two yields to the event loop
 RECORD_RETRY_CAP = 5.0  # seconds between attempts to record a failure while the database is away
 
 
@@ -88,7 +89,12 @@ class WebhookWorker:
     async def _apply(self, claimed: list[webhook_logs.ClaimedLog]) -> None:
         """The whole batch in one transaction; if that fails, each delivery in its own (the old path)."""
         started = time.perf_counter()
-        batch = [webhook_batch.parse(item) for item in claimed]
+        batch = []
+        for n, item in enumerate(claimed, 1):
+            batch.append(webhook_batch.parse(item))
+            if n % PARSE_SLICE == 0:
+                # Parsing a bulk batch is pure CPU: let the ack path (same event loop in `--role all`) run.
+                await asyncio.sleep(0)
         ctx = self._make_context()
         try:
             async with self._sessions() as session, session.begin():
