@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from scheduler import jobs, progress
-from scheduler.progress import bar, render, snapshot
+from scheduler.campaigns import jobs, progress
+from scheduler.campaigns.progress import bar, render, snapshot
 from storage.models import Campaign, CampaignRecipient, CampaignRun, SlackOutbox
 from tests.helpers import PNID
 from tests.test_campaign_support import campaign_settings, make_campaign, numbers, open_db
@@ -94,10 +94,10 @@ async def test_progress_refreshes_are_owed_once_per_key(db_url: str) -> None:
 async def test_statuses_after_the_final_report_keep_the_counts_and_the_message_moving(db_url: str) -> None:
     import json
 
-    from bot.handlers.meta_events import EventContext
+    from bot.bridge.meta_events import EventContext
+    from bot.bridge.webhook_worker import WebhookWorker
+    from bot.core.metrics import Metrics
     from bot.meta.parser import event_type_of
-    from bot.metrics import Metrics
-    from bot.webhook_worker import WebhookWorker
     from storage import webhook_logs
     from tests.helpers import status
 

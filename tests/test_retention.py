@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot.config import RetentionSettings
-from bot.doctor import check_log_tables
-from bot.retention_worker import RetentionWorker
+from bot.core.config import RetentionSettings
+from bot.ops.doctor import check_log_tables
+from bot.ops.retention_worker import RetentionWorker
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.models import SlackEvent, SlackOutbox, WebhookLog, utcnow
 from storage.retention import table_stats

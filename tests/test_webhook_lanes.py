@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot import appkeys, message_batch
-from bot.app import create_app
-from bot.handlers import meta_events
-from bot.handlers.meta_events import EventContext
-from bot.metrics import Metrics
-from bot.webhook_worker import WebhookWorker
+from bot.app.factory import create_app
+from bot.bridge import message_batch, meta_events
+from bot.bridge.meta_events import EventContext
+from bot.bridge.webhook_worker import WebhookWorker
+from bot.core.metrics import Metrics
+from bot.handlers import appkeys
 from storage import webhook_logs
 from storage.lanes import lane_for
 from storage.models import Message, MessageStatus, SlackOutbox, WebhookLog

@@ -13,8 +13,8 @@ from storage.db import migrate
 from storage.models import Message, MessageStatus, SlackOutbox, WebhookLog
 from tests.drills.conftest import DbProbe, Serves, Standins, expire_leases, write_config
 from tests.drills.test_fault_drills import Probe, batch
+from tests.harness import eventually
 from tests.helpers import status
-from tests.test_slack_bridge import eventually
 
 
 async def test_serve_killed_mid_batch_loses_and_doubles_nothing(
