@@ -120,6 +120,13 @@ async def _enqueue_posts(session: AsyncSession, posts: list[dict[str, Any]]) -> 
         await session.execute(stmt)
 
 
+async def runs_of(session: AsyncSession, wamids: set[str]) -> set[int]:
+    """The campaign runs that sent these wamids."""
+    found = await session.scalars(select(CampaignRecipient.run_id).where(CampaignRecipient.wamid.in_(sorted(wamids)))
+                                  .distinct())
+    return set(found.all())
+
+
 async def apply_status_batch(session: AsyncSession, rows: Sequence[StatusRow]) -> StatusBatchResult:
     """Store and fold a batch of status reports inside the caller's transaction."""
     result = StatusBatchResult()

@@ -99,7 +99,7 @@ async def test_statuses_after_the_final_report_keep_the_counts_and_the_message_m
     from bot.core.metrics import Metrics
     from bot.meta.parser import event_type_of
     from storage import webhook_logs
-    from tests.helpers import status
+    from tests.helpers import inbound_text, status
 
     settings = campaign_settings(db_url)
     db = await open_db(settings)
@@ -143,4 +143,21 @@ async def test_statuses_after_the_final_report_keep_the_counts_and_the_message_m
     assert found is not None
     snap = found[0]
     assert (snap.run_status, snap.delivered, snap.read) == ("done", 20, 5)
+
+    # A status that travels with a customer's message (one delivery, applied by its handlers) counts too.
+    async with db.sessions() as s, s.begin():
+        for item in (await s.scalars(select(SlackOutbox).where(SlackOutbox.kind == progress.KIND))).all():
+            item.done_at = datetime.now(UTC)
+    mixed = inbound_text("wamid.answer", "Thanks!", wa_id=audience[6])
+    value = mixed["entry"][0]["changes"][0]["value"]
+    value["statuses"] = status(f"wamid.{audience[5]}", "read", recipient=audience[5])[
+        "entry"][0]["changes"][0]["value"]["statuses"]
+    async with db.engine.begin() as conn:
+        await webhook_logs.store_many(conn, [(json.dumps(mixed).encode(), event_type_of(mixed))])
+    worker = WebhookWorker(db.sessions, lambda: EventContext(settings, {PNID: db.channel_id}), Metrics())
+    assert await worker.process_available() == 1
+    assert await owed() == 1
+    async with db.sessions() as s:
+        found = await snapshot(s, run_id, settings)
+    assert found is not None and found[0].read == 6
     await db.close()

@@ -22,7 +22,7 @@ from bot.meta import events as ev
 from bot.meta.parser import event_type_of, parse_delivery
 from storage import progress_refresh, webhook_logs
 from storage.contact_batch import ensure_conversations
-from storage.status_batch import apply_status_batch
+from storage.status_batch import apply_status_batch, runs_of
 from storage.status_fold import StatusRow
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
     """Apply batch inside the caller's transaction; failures are recorded on their logs, not raised."""
     outcome = BatchOutcome()
     statuses: list[StatusRow] = []
+    handled_statuses: set[str] = set()
     await _prepare_conversations(session, ctx, batch)
     rest = await _store_plain_messages(session, ctx, batch, outcome)
     for parsed in rest:
@@ -117,14 +118,17 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
             await _keep_failure(session, outcome, parsed, exc, retry_delay)
             continue
         outcome.applied.append(parsed)
+        handled_statuses.update(e.wamid for e in parsed.events if isinstance(e, ev.StatusUpdate))
     if statuses:
         result = await apply_status_batch(session, statuses)
         if result.duplicates:
             ctx.stats["duplicate_status"] = ctx.stats.get("duplicate_status", 0) + result.duplicates
         outcome.run_ids = result.run_ids
-        if result.run_ids:
-            # Counters moved: the progress message follows, also after the run's final report.
-            await progress_refresh.refresh(session, result.run_ids, f"statuses:{batch[0].item.id}")
+    if handled_statuses:  # statuses that came with messages went through their handler
+        outcome.run_ids |= await runs_of(session, handled_statuses)
+    if outcome.run_ids:
+        # Counters moved: the progress message follows, also after the run's final report.
+        await progress_refresh.refresh(session, outcome.run_ids, f"statuses:{batch[0].item.id}")
     await webhook_logs.mark_processed_many(session, [p.item.id for p in outcome.applied])
     return outcome
 
