@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -48,7 +49,7 @@ async def store_many(conn: AsyncConnection, rows: list[tuple[bytes, str]]) -> li
 
 async def claim_batch(
     sessions: async_sessionmaker[AsyncSession], limit: int = 50, now: datetime | None = None,
-    *, bulk_limit: int | None = None,
+    *, bulk_limit: int | None = None, lanes: Sequence[Lane] = LANES,
 ) -> list[ClaimedLog]:
     """Lease pending logs to this worker, the live lane first; other workers skip them until the lease ends.
 
@@ -63,7 +64,7 @@ async def claim_batch(
             or_(WebhookLog.claimed_until.is_(None), WebhookLog.claimed_until < now),
         )
         ids: list[int] = []
-        for lane in LANES:
+        for lane in lanes:
             query = (select(WebhookLog.id).where(WebhookLog.lane == lane, claimable)
                      .order_by(WebhookLog.id).limit(limits[lane]))
             if session.bind.dialect.name == "postgresql":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -299,3 +300,45 @@ async def test_two_workers_on_one_postgresql_never_apply_a_delivery_twice(
     assert await _count(a.app, WebhookLog, WebhookLog.processed_at.is_(None)) == 0
     assert await _count(a.app, Message) == 180
     assert await _count(a.app, SlackOutbox, SlackOutbox.kind == "message") == 180
+
+
+async def test_a_customer_message_is_applied_while_a_bulk_batch_is_still_in_progress(
+    aiohttp_client, pg_url, monkeypatch  # type: ignore[no-untyped-def]
+) -> None:
+    from bot.bridge import webhook_batch
+
+    client = await aiohttp_client(create_app(make_settings(pg_url), workers=False))
+    app = client.app
+    entered, release = asyncio.Event(), asyncio.Event()
+    real = webhook_batch.apply_status_batch
+
+    async def slow_statuses(session: Any, rows: Any) -> Any:
+        entered.set()
+        await release.wait()  # the bulk batch holds its transaction open meanwhile
+        return await real(session, rows)
+
+    monkeypatch.setattr(webhook_batch, "apply_status_batch", slow_statuses)
+    await _store(app, [status(f"wamid.C{i}", "sent", ts=1_760_000_000 + i) for i in range(200)])
+    worker = _worker(app, poll_interval=0.05)
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(entered.wait(), timeout=60)
+        await _store(app, [inbound_text("wamid.LIVE", "Is my order ready?", ts=1_760_001_000)])
+        worker.wake()
+        for _ in range(600):
+            if await _count(app, Message, Message.wamid == "wamid.LIVE"):
+                break
+            await asyncio.sleep(0.05)
+        assert await _count(app, Message, Message.wamid == "wamid.LIVE") == 1
+        assert await _count(app, MessageStatus) == 0  # the bulk batch has not committed yet
+        release.set()
+        for _ in range(600):
+            if not await _count(app, WebhookLog, WebhookLog.processed_at.is_(None)):
+                break
+            await asyncio.sleep(0.05)
+        assert await _count(app, MessageStatus) == 200
+    finally:
+        release.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

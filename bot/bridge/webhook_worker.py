@@ -17,6 +17,7 @@ from bot.bridge.meta_events import EventContext, apply_event
 from bot.core.metrics import Metrics
 from bot.meta.parser import event_type_of, parse_delivery
 from storage import webhook_logs
+from storage.lanes import LANES
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +40,14 @@ class WebhookWorker:
     """One per process; several processes may run against one database."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], make_context: Callable[[], EventContext],
-                 metrics: Metrics, *, batch: int = 100, bulk_batch: int = 200, poll_interval: float = 1.0,
-                 on_runs_changed: Callable[[set[int]], None] | None = None) -> None:
+                 metrics: Metrics, *, batch: int = 100, bulk_batch: int = 200, poll_interval: float = 1.0) -> None:
         self._sessions = sessions
         self._make_context = make_context
         self._metrics = metrics
         self._batch = batch
         self._bulk_batch = bulk_batch
-        self._on_runs_changed = on_runs_changed
         self._poll = poll_interval
-        self._wake = asyncio.Event()
+        self._wakes: list[asyncio.Event] = []
         self._listeners: list[Callable[[], None]] = []
 
     def on_processed(self, callback: Callable[[], None]) -> None:
@@ -57,12 +56,20 @@ class WebhookWorker:
 
     def wake(self) -> None:
         """Called after a delivery is stored, so processing starts without waiting for the poll."""
-        self._wake.set()
+        for event in self._wakes:
+            event.set()
 
     async def run(self) -> None:
+        """Two loops: one for the live lane alone, so a customer message never waits for the bulk batch in
+        progress to commit; one taking live deliveries first, then bulk ones."""
+        await asyncio.gather(self._loop(live_only=True), self._loop(live_only=False))
+
+    async def _loop(self, *, live_only: bool) -> None:
+        wake = asyncio.Event()
+        self._wakes.append(wake)
         while True:
             try:
-                done = await self.process_available()
+                done = await self.process_available(live_only=live_only)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -70,14 +77,15 @@ class WebhookWorker:
                 done = 0
             if done == 0:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+                    await asyncio.wait_for(wake.wait(), timeout=self._poll)
                 except TimeoutError:
                     pass
-                self._wake.clear()
+                wake.clear()
 
-    async def process_available(self) -> int:
-        """Claim and process one batch; returns how many deliveries it handled."""
-        claimed = await webhook_logs.claim_batch(self._sessions, self._batch, bulk_limit=self._bulk_batch)
+    async def process_available(self, *, live_only: bool = False) -> int:
+        """Claim and process one batch (live first; only live when live_only); returns its size."""
+        claimed = await webhook_logs.claim_batch(self._sessions, self._batch, bulk_limit=self._bulk_batch,
+                                                 lanes=("live",) if live_only else LANES)
         if claimed:
             await self._apply(claimed)
         self._metrics.processing_lag.set(await webhook_logs.oldest_pending_age(self._sessions))
@@ -114,8 +122,6 @@ class WebhookWorker:
         for parsed, exc in outcome.failed:
             log.error("webhook log %s failed (attempt %s): %r", parsed.item.id, parsed.item.attempts, exc)
             self._metrics.webhooks_processed.labels(parsed.event_type, "error").inc()
-        if outcome.run_ids and self._on_runs_changed is not None:
-            self._on_runs_changed(outcome.run_ids)
         log.info("webhook batch processed", extra={
             "lane": claimed[0].lane, "deliveries": len(claimed), "failed": len(outcome.failed),
             "first_log_id": claimed[0].id, "last_log_id": claimed[-1].id,
