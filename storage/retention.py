@@ -6,6 +6,7 @@ Slack posts already delivered. Short statements keep locks brief so pruning neve
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,8 +53,8 @@ async def prune_batch(session: AsyncSession, table: Prunable, cutoff: datetime, 
 
 
 async def prune_table(sessions: async_sessionmaker[AsyncSession], table: Prunable, cutoff: datetime,
-                      limit: int) -> int:
-    """Prune table batch by batch (one commit each) until nothing old is left; returns the total."""
+                      limit: int, pause: float = 0.0) -> int:
+    """Prune table batch by batch (one commit each, pause seconds apart) until nothing old is left."""
     total = 0
     while True:
         async with sessions() as session, session.begin():
@@ -61,6 +62,7 @@ async def prune_table(sessions: async_sessionmaker[AsyncSession], table: Prunabl
         total += n
         if n < limit:
             return total
+        await asyncio.sleep(pause)
 
 
 @dataclass(frozen=True)
