@@ -58,32 +58,31 @@ async def claim_batch(
     """
     now = now or utcnow()
     limits: dict[Lane, int] = {"live": limit, "bulk": bulk_limit or limit}
+    table = _TABLE
+    claimable = and_(
+        table.c.processed_at.is_(None),
+        or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
+    )
     async with sessions() as session, session.begin():
-        claimable = and_(
-            WebhookLog.processed_at.is_(None),
-            or_(WebhookLog.claimed_until.is_(None), WebhookLog.claimed_until < now),
-        )
-        ids: list[int] = []
         for lane in lanes:
-            query = (select(WebhookLog.id).where(WebhookLog.lane == lane, claimable)
-                     .order_by(WebhookLog.id).limit(limits[lane]))
+            # One statement per lane: pick, lease and read the rows (a worker's claim is one round trip).
+            pick = (select(table.c.id).where(table.c.lane == lane, claimable)
+                    .order_by(table.c.id).limit(limits[lane]))
             if session.bind.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            ids = list((await session.scalars(query)).all())
-            if ids:
-                break
-        if not ids:
-            return []
-        await session.execute(
-            update(WebhookLog)
-            .where(WebhookLog.id.in_(ids), claimable)
-            .values(claimed_until=now + LEASE, attempts=WebhookLog.attempts + 1)
-        )
-        rows = (await session.execute(
-            select(WebhookLog.id, WebhookLog.raw_body, WebhookLog.attempts, WebhookLog.lane)
-            .where(WebhookLog.id.in_(ids)).order_by(WebhookLog.id)
-        )).all()
-        return [ClaimedLog(id=r.id, raw_body=r.raw_body, attempts=r.attempts, lane=r.lane) for r in rows]
+                pick = pick.with_for_update(skip_locked=True)
+            # Materialised: as a plain `IN (subquery)` PostgreSQL may run the LIMIT … SKIP LOCKED pick more
+            # than once and lease more rows than asked for.
+            picked = pick.cte("picked").prefix_with("MATERIALIZED")
+            rows = (await session.execute(
+                update(table)
+                .where(table.c.id == picked.c.id, claimable)
+                .values(claimed_until=now + LEASE, attempts=table.c.attempts + 1)
+                .returning(table.c.id, table.c.raw_body, table.c.attempts, table.c.lane)
+            )).all()
+            if rows:
+                return sorted((ClaimedLog(id=r.id, raw_body=r.raw_body, attempts=r.attempts, lane=r.lane)
+                               for r in rows), key=lambda c: c.id)
+    return []
 
 
 async def mark_processed(session: AsyncSession, log_id: int, error: str | None = None) -> None:

@@ -88,10 +88,9 @@ class WebhookWorker:
                                                  lanes=("live",) if live_only else LANES)
         if claimed:
             await self._apply(claimed)
-        self._metrics.processing_lag.set(await webhook_logs.oldest_pending_age(self._sessions))
-        if claimed:
-            for callback in self._listeners:
+            for callback in self._listeners:  # before the lag query: the outbox need not wait for it
                 callback()
+        self._metrics.processing_lag.set(await webhook_logs.oldest_pending_age(self._sessions))
         return len(claimed)
 
     async def _apply(self, claimed: list[webhook_logs.ClaimedLog]) -> None:
