@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,7 +17,7 @@ from bot.bridge.meta_events import EventContext, apply_event
 from bot.core.metrics import Metrics
 from bot.meta.parser import event_type_of, parse_delivery
 from storage import webhook_logs
-from storage.lanes import LANES
+from storage.lanes import LANES, Lane
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +60,16 @@ class WebhookWorker:
             event.set()
 
     async def run(self) -> None:
-        """Two loops: one for the live lane alone, so a customer message never waits for the bulk batch in
-        progress to commit; one taking live deliveries first, then bulk ones."""
-        await asyncio.gather(self._loop(live_only=True), self._loop(live_only=False))
+        """One loop per lane: a customer message never waits for the bulk batch in progress to commit, and
+        live deliveries are still applied one batch after another in this process (in arrival order)."""
+        await asyncio.gather(*(self._loop((lane,)) for lane in LANES))
 
-    async def _loop(self, *, live_only: bool) -> None:
+    async def _loop(self, lanes: Sequence[Lane]) -> None:
         wake = asyncio.Event()
         self._wakes.append(wake)
         while True:
             try:
-                done = await self.process_available(live_only=live_only)
+                done = await self.process_available(lanes=lanes)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -82,10 +82,10 @@ class WebhookWorker:
                     pass
                 wake.clear()
 
-    async def process_available(self, *, live_only: bool = False) -> int:
-        """Claim and process one batch (live first; only live when live_only); returns its size."""
+    async def process_available(self, *, lanes: Sequence[Lane] = LANES) -> int:
+        """Claim and process one batch from the first of lanes with work waiting; returns its size."""
         claimed = await webhook_logs.claim_batch(self._sessions, self._batch, bulk_limit=self._bulk_batch,
-                                                 lanes=("live",) if live_only else LANES)
+                                                 lanes=lanes)
         if claimed:
             await self._apply(claimed)
             for callback in self._listeners:  # before the lag query: the outbox need not wait for it
