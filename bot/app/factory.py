@@ -22,10 +22,12 @@ from bot.bridge.webhook_worker import WebhookWorker
 from bot.core.config import Settings
 from bot.core.metrics import Metrics
 from bot.core.name_cache import NameCache
+from bot.core.statement_count import count_statements
 from bot.deps import Deps
 from bot.handlers import appkeys, meta_webhook
 from bot.meta.graph import GraphClient
 from bot.onboarding.channels import merge_onboarded
+from bot.ops.retention_worker import RetentionWorker
 from scheduler.throttle import RedisThrottle, Throttle, make_throttle
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.repository import sync_channels
@@ -41,6 +43,7 @@ def database_ctx(run_migrations: bool) -> Callable[[web.Application], AsyncItera
         if run_migrations:
             await migrate(settings.database_url)
         engine = make_engine(settings.database_url)
+        count_statements(engine, app[appkeys.METRICS])
         app[appkeys.ENGINE] = engine
         app[appkeys.SESSIONS] = make_sessionmaker(engine)
         app[appkeys.CHANNEL_IDS] = await sync_channels(app[appkeys.SESSIONS], settings.channels)
@@ -115,8 +118,15 @@ def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
         app[appkeys.SESSIONS],
         lambda: EventContext(settings=settings, channel_ids=app[appkeys.CHANNEL_IDS]),
         app[appkeys.METRICS],
+        batch=settings.worker.live_batch,
+        bulk_batch=settings.worker.bulk_batch,
     )
     app[appkeys.WEBHOOK_WORKER] = worker
+    return asyncio.create_task(worker.run())
+
+
+def _start_retention(app: web.Application) -> asyncio.Task[None]:
+    worker = RetentionWorker(app[appkeys.SESSIONS], app[appkeys.SETTINGS].retention)
     return asyncio.create_task(worker.run())
 
 
@@ -158,6 +168,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
         app.cleanup_ctx.append(background("ingest-writer", _start_ingest_writer))
     if workers:
         app.cleanup_ctx.append(background("webhook-worker", _start_webhook_worker))
+        app.cleanup_ctx.append(background("retention", _start_retention))
     if webhooks:
         app.router.add_get("/webhooks/meta", meta_webhook.handshake)
         app.router.add_post("/webhooks/meta", meta_webhook.receive)

@@ -227,6 +227,21 @@ class PricingSettings(_Strict):
     rates: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
+class RetentionSettings(_Strict):
+    """How long finished log rows (processed deliveries, handled Slack events, delivered posts) are kept."""
+
+    days: float = Field(default=30, gt=0)
+    batch_size: int = Field(default=1000, gt=0)
+    interval_seconds: float = Field(default=3600, gt=0)
+
+
+class WorkerSettings(_Strict):
+    """Deliveries claimed per batch: live (customer messages, echoes) and bulk (statuses, history, …)."""
+
+    live_batch: int = Field(default=100, gt=0, le=1000)
+    bulk_batch: int = Field(default=200, gt=0, le=1000)
+
+
 class Settings(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     database_url: str = "sqlite+aiosqlite:///wabridge.db"
@@ -236,6 +251,8 @@ class Settings(_Strict):
     channels: list[ChannelSettings] = Field(default_factory=list)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     opt_out: OptOutSettings = Field(default_factory=OptOutSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     default_region: str = "IN"
     timezone: str = "Asia/Kolkata"
     sla: SlaSettings = Field(default_factory=SlaSettings)

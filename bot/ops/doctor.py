@@ -24,6 +24,7 @@ from bot.core.config import ChannelSettings, Mode, Settings
 from bot.meta.graph import GraphClient, GraphError
 from bot.slack.backlog import WARN_AFTER_SECONDS, ChannelLag, estimate, owed_per_channel
 from storage.models import CampaignRecipient, MessageStatus, WebhookLog, as_utc, utcnow
+from storage.retention import TableStat, table_stats
 from storage.send_errors import counts_since
 
 # Webhook fields the bridge needs on the app's whatsapp_business_account subscription.
@@ -425,6 +426,26 @@ async def traffic_checks(env: DoctorEnv, channels: Sequence[ChannelSettings], no
             *check_error_counts(counts[PAYMENT_ERROR], counts[THROUGHPUT_ERROR])]
 
 
+def check_log_tables(stats: Sequence[TableStat], retention_days: float, now: datetime) -> CheckResult:
+    """Size and oldest row of each log table; a warning when rows outlive retention by more than a day."""
+    parts = []
+    stale = []
+    for st in stats:
+        size = f", {st.bytes / 1_048_576:.1f} MB" if st.bytes is not None else ""
+        oldest = _aware(st.oldest)
+        age = f", oldest {oldest:%Y-%m-%d %H:%M} UTC ({_ago(now - oldest)})" if oldest else ""
+        parts.append(f"{st.name} {st.rows:,} rows{size}{age}")
+        if oldest is not None and now - oldest > timedelta(days=retention_days + 1):
+            stale.append(st.name)
+    detail = "; ".join(parts)
+    if stale:
+        return warned("log tables", detail,
+                      f"{', '.join(stale)} keep rows past retention.days ({retention_days:g}): pending work is "
+                      "never pruned, so check for deliveries or posts stuck with errors, and that a `serve` "
+                      "with background workers runs")
+    return passed("log tables", detail)
+
+
 async def sync_checks(env: DoctorEnv, now: datetime) -> list[CheckResult]:
     """Business App syncs (contacts, history) asked of Meta that never completed or stalled."""
     from bot.onboarding.syncs import latest_views, sync_problems
@@ -470,6 +491,8 @@ async def run_doctor(env: DoctorEnv, channel: str | None = None) -> list[CheckRe
         results.extend(await sync_checks(env, now))
         async with env.sessions() as session:
             results.extend(check_slack_backlog(estimate(await owed_per_channel(session))))
+            stats = await table_stats(session)
+        results.append(check_log_tables(stats, settings.retention.days, now))
     results.extend(await check_slack(env))
     return results
 

@@ -31,6 +31,7 @@ from aiohttp import web
 
 from bot.standins._http import LoopbackServer, new_digits
 from bot.standins.signing import sign_meta
+from bot.standins.status_feed import StatusFeed
 
 WILDCARD = "*"
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
@@ -292,6 +293,7 @@ class GraphStandin(LoopbackServer):
         self._drops: dict[str, int] = {}  # connection-level faults: mode -> sends left to affect
         self._used_connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._oauth_codes: dict[str, _OAuthCode] = {}
+        self.status_feed: StatusFeed | None = None
 
     # ---- configuration helpers -------------------------------------------------------------------
 
@@ -345,6 +347,16 @@ class GraphStandin(LoopbackServer):
     def fail_recipient(self, to: str, code: int, http_status: int = 400, details: str | None = None) -> None:
         """Make every send to `to` fail with `code` until clear_failures()."""
         self._faults.append(_Fault(code, http_status, None, to, None, details))
+
+    def send_status_webhooks(self, url: str, app_secret: str | None = None, **feed: Any) -> StatusFeed:
+        """From now on answer every accepted send with `sent`, `delivered` and `read` webhooks to url."""
+        self.status_feed = StatusFeed(url, app_secret or self.app_secret, **feed)
+        return self.status_feed
+
+    async def stop(self) -> None:
+        if self.status_feed is not None:
+            await self.status_feed.close()
+        await super().stop()
 
     def clear_failures(self) -> None:
         """Drop all injected failures."""
@@ -673,6 +685,12 @@ class GraphStandin(LoopbackServer):
         throttle = self._throttles.get(pnid)
         if throttle is not None:
             throttle.window.append(now)
+        if self.status_feed is not None:
+            number = self.phone_numbers.get(pnid)
+            self.status_feed.schedule(
+                waba_id=(number.waba_id if number is not None else None) or "200000000000001",
+                phone_number_id=pnid, display_phone_number=number.display_phone_number if number else "",
+                wamid=record.wamid, recipient=_digits(to), template=kind == "template")
         message: dict[str, Any] = {"id": record.wamid}
         if kind == "template":
             message["message_status"] = "accepted"
