@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -55,7 +56,8 @@ from scheduler.campaigns import (
 )
 from scheduler.estimate import CAMPAIGN_MARGIN
 from scheduler.jobs import alert
-from scheduler.throttle import LocalThrottle, Priority, RedisThrottle, Throttle, ThrottleUnavailable
+from scheduler.slots import SlotDispenser
+from scheduler.throttle import LocalThrottle, RedisThrottle, Throttle, ThrottleUnavailable
 from scheduler.variables import components_for
 from storage import repository as repo
 from storage.models import Campaign, CampaignRecipient, CampaignRun, Contact, MessageStatus, utcnow
@@ -82,6 +84,7 @@ class RunnerConfig:
     penalty_max: float = 30.0
     throttle_retries: int = 5  # 130429 retries of one recipient in place before it goes back to pending
     progress_interval: float = 5.0
+    slot_hold: float = 15.0  # a send unanswered this long no longer counts against the cap (> Graph timeout)
     batch: int | None = None  # default: from the number's cap
     workers: int | None = None
 
@@ -355,7 +358,9 @@ class CampaignRunner:
         await self._warm_up(ctx, workers)
         # A quarter of a second of sends in reserve rides out a slow commit without idling the senders.
         pipe = _Pipe(size, reserve=ctx.channel.mps // 4)
-        senders = [asyncio.create_task(self._sender(ctx, state, pipe)) for _ in range(workers)]
+        slots = SlotDispenser(self._throttle, ctx.channel.phone_number_id, ctx.channel.mps, self.config.slot_hold)
+        slots.start()
+        senders = [asyncio.create_task(self._sender(ctx, state, pipe, slots)) for _ in range(workers)]
         writer = asyncio.create_task(self._writer(ctx, pipe))
         cancelled = False
         try:
@@ -372,6 +377,7 @@ class CampaignRunner:
                 for task in senders:
                     task.cancel()
             await asyncio.gather(*senders, return_exceptions=True)
+            await slots.close()
             # Claimed but never attempted: back to pending. A send cut off mid-call stays `sending`.
             pipe.results.extend(Result(rec, Outcome.RELEASE) for rec in pipe.take_queued())
             pipe.flush_now.set()
@@ -412,12 +418,12 @@ class CampaignRunner:
                 return
             await pipe.put(batch)
 
-    async def _sender(self, ctx: RunContext, state: RunState, pipe: _Pipe) -> None:
+    async def _sender(self, ctx: RunContext, state: RunState, pipe: _Pipe, slots: SlotDispenser) -> None:
         while not state.stopped.is_set():
             rec = await pipe.get(state)
             if rec is None:
                 return
-            result = await self._send(ctx, state, rec)
+            result = await self._send(ctx, state, rec, slots)
             await pipe.done(result)
             if result.outcome is Outcome.PAUSE:
                 state.stop("paused: " + (result.note or "account problem"))
@@ -539,12 +545,12 @@ class CampaignRunner:
 
     # ---- one send ----------------------------------------------------------------------------------
 
-    async def _send(self, ctx: RunContext, state: RunState, rec: Claimed) -> Result:
-        pnid, mps = ctx.channel.phone_number_id, ctx.channel.mps
+    async def _send(self, ctx: RunContext, state: RunState, rec: Claimed, slots: SlotDispenser) -> Result:
+        pnid = ctx.channel.phone_number_id
         throttled = 0
         while True:
             try:
-                await state.race(self._throttle.acquire(pnid, mps, Priority.BULK))
+                slot = await state.race(slots.take())
             except _Stopped:
                 return Result(rec, Outcome.RELEASE)
             except ThrottleUnavailable as exc:
@@ -561,6 +567,7 @@ class CampaignRunner:
                     components_for(ctx.variables, rec.fields),
                 )
             except GraphError as err:
+                slots.settle(slot, time.monotonic())
                 state.in_flight.discard(rec.id)
                 result = await self._failed(ctx, rec, err, throttled)
                 if result is None:  # 130429: penalised; same recipient again
@@ -568,10 +575,15 @@ class CampaignRunner:
                     continue
                 self._count(ctx, result.outcome.value)
                 return result
-            except Exception as exc:  # a bug or an unexpected transport failure: treat as not sent
+            except BaseException as exc:
+                slots.settle(slot, time.monotonic())
+                if not isinstance(exc, Exception):
+                    raise  # shutdown cut the request off
+                # A bug or an unexpected transport failure: treat as not sent.
                 state.in_flight.discard(rec.id)
                 log.exception("campaign run %s: send to %s failed unexpectedly", ctx.run_id, rec.wa_id)
                 return self._backoff(rec, GraphError(None, None, message=repr(exc)))
+            slots.settle(slot, time.monotonic())
             state.in_flight.discard(rec.id)
             self._graph_used[pnid] = asyncio.get_running_loop().time()
             self._penalty_streak.pop(pnid, None)

@@ -99,6 +99,19 @@ class Throttle(Protocol):
         """
         ...
 
+    async def try_slots(
+        self,
+        key: str,
+        mps: int,
+        want: int,
+        *,
+        hold: float,
+        settled: Sequence[tuple[str, float]] = (),
+        unused: Sequence[str] = (),
+    ) -> tuple[list[str], float]:
+        """One round trip of ``acquire_slots``: the slots granted (maybe none) and, if none, how long to wait."""
+        ...
+
     async def settle(self, key: str, settled: Sequence[tuple[str, float]], unused: Sequence[str] = ()) -> None:
         """Record responses (slot, monotonic time it came back) and unused slots without asking for more."""
         ...
@@ -137,6 +150,29 @@ class _PacedThrottle:
     async def _withdraw(self, key: str, waiter: str) -> None:
         """Forget an interactive waiter that gave up (timeout, cancellation or error)."""
 
+    async def try_slots(
+        self,
+        key: str,
+        mps: int,
+        want: int,
+        *,
+        hold: float,
+        settled: Sequence[tuple[str, float]] = (),
+        unused: Sequence[str] = (),
+    ) -> tuple[list[str], float]:
+        """See ``Throttle.try_slots``."""
+        if self._closed:
+            raise ThrottleUnavailable("throttle is closed")
+        pacing = Pacing(int(mps), 0.0)  # the arrival log, not a margin, absorbs the latency
+        prefix = uuid.uuid4().hex[:16] + ":"
+        now = time.monotonic()
+        ages = [(slot, max(0.0, now - at)) for slot, at in settled]
+        count, decision = await self._exchange(key, pacing, max(1, want), hold, prefix, ages, unused)
+        if count:
+            return [f"{prefix}{i}" for i in range(count)], 0.0
+        # A wait bound by a slot still in flight ends when that slot settles, not at its hold: look again soon.
+        return [], min(decision.wait, max(pacing.interval, SLOT_POLL))
+
     async def acquire_slots(
         self,
         key: str,
@@ -148,20 +184,12 @@ class _PacedThrottle:
         unused: Sequence[str] = (),
     ) -> list[str]:
         """See ``Throttle.acquire_slots``."""
-        pacing = Pacing(int(mps), 0.0)  # the arrival log, not a margin, absorbs the latency
-        # A wait bound by a slot still in flight ends when that slot settles, not at its hold: look again soon.
-        poll = max(pacing.interval, SLOT_POLL)
         while True:
-            if self._closed:
-                raise ThrottleUnavailable("throttle is closed")
-            prefix = uuid.uuid4().hex[:16] + ":"
-            now = time.monotonic()
-            ages = [(slot, max(0.0, now - at)) for slot, at in settled]
-            count, decision = await self._exchange(key, pacing, max(1, want), hold, prefix, ages, unused)
+            slots, wait = await self.try_slots(key, mps, want, hold=hold, settled=settled, unused=unused)
+            if slots:
+                return slots
             settled, unused = (), ()
-            if count:
-                return [f"{prefix}{i}" for i in range(count)]
-            await asyncio.sleep(min(decision.wait, poll))
+            await asyncio.sleep(wait)
 
     async def settle(self, key: str, settled: Sequence[tuple[str, float]], unused: Sequence[str] = ()) -> None:
         """See ``Throttle.settle``."""
