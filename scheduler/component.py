@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from bot import appkeys
+from bot.meta.sender import TemplateSender
 from scheduler.jobs import CampaignScheduler
 from scheduler.runner import CampaignRunner, campaign_throttle
 
@@ -31,7 +32,8 @@ def _register_progress() -> None:
 async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
     deps = app[appkeys.DEPS]
     throttle = campaign_throttle(app[appkeys.REDIS], deps.throttle)
-    runner = CampaignRunner(deps.sessions, deps.graph, throttle, deps.settings, metrics=deps.metrics)
+    sender = TemplateSender(deps.graph.base_url, deps.graph.api_version)
+    runner = CampaignRunner(deps.sessions, deps.graph, throttle, deps.settings, metrics=deps.metrics, sender=sender)
     scheduler = CampaignScheduler(deps.sessions, on_fire=lambda _run_id: runner.wake())
     app[CAMPAIGN_RUNNER] = runner
     app[CAMPAIGN_SCHEDULER] = scheduler
@@ -42,6 +44,7 @@ async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    await sender.aclose()
 
 
 def campaign_component(app: web.Application) -> None:

@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.config import ChannelSettings, Settings
 from bot.meta.errors import GraphError, SendAction
 from bot.meta.graph import GraphClient
+from bot.meta.sender import TemplateBody, TemplateSender, may_have_been_sent
 from bot.metrics import Metrics
 from scheduler import progress
 from scheduler.campaigns import (
@@ -145,6 +146,7 @@ class RunContext:
     variables: dict[str, Any]
     marketing: bool
     channel: ChannelSettings
+    body: TemplateBody
 
 
 @dataclass
@@ -188,7 +190,7 @@ class _Stopped(Exception):
 def _read_timeout(err: GraphError) -> bool:
     """True when the request was sent but no answer came: Meta may have accepted it."""
     cause = err.__cause__
-    return isinstance(cause, (httpx.ReadTimeout, httpx.RemoteProtocolError))
+    return isinstance(cause, (httpx.ReadTimeout, httpx.RemoteProtocolError)) or may_have_been_sent(err)
 
 
 class CampaignRunner:
@@ -203,9 +205,11 @@ class CampaignRunner:
         *,
         metrics: Metrics | None = None,
         config: RunnerConfig | None = None,
+        sender: TemplateSender | None = None,
     ) -> None:
         self._sessions = sessions
         self._graph = graph
+        self._templates = sender  # the pooled template sender; without it, the general Graph client sends
         self._throttle = throttle
         self._settings = settings
         self._metrics = metrics
@@ -332,6 +336,7 @@ class CampaignRunner:
             variables=dict(camp.variables or {}),
             marketing=is_marketing(camp.category),
             channel=conf,
+            body=TemplateBody(camp.template_name, camp.language),
         )
 
     async def _watch(self, run_id: int, state: RunState) -> None:
@@ -558,14 +563,12 @@ class CampaignRunner:
                 return Result(rec, Outcome.RETRY, delay=self.config.backoff_base, note=str(exc))
             state.in_flight.add(rec.id)
             try:
-                sent = await self._graph.send_template(
-                    pnid,
-                    ctx.channel.access_token,
-                    rec.wa_id,
-                    ctx.template,
-                    ctx.language,
-                    components_for(ctx.variables, rec.fields),
-                )
+                components = components_for(ctx.variables, rec.fields)
+                if self._templates is not None:
+                    sent = await self._templates.send(pnid, ctx.channel.access_token, rec.wa_id, ctx.body, components)
+                else:
+                    sent = await self._graph.send_template(
+                        pnid, ctx.channel.access_token, rec.wa_id, ctx.template, ctx.language, components)
             except GraphError as err:
                 slots.settle(slot, time.monotonic())
                 state.in_flight.discard(rec.id)
