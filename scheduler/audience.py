@@ -42,6 +42,7 @@ MAX_REPORTED = 1000
 BATCH = 1000
 MAX_FIELD = 1024  # a template parameter longer than this is a broken file, not a name
 _SCIENTIFIC = re.compile(r"^\d(\.\d+)?[eE]\+?\d+$")
+_E164 = re.compile(r"\+([1-9]\d{6,14})")
 
 
 class AudienceError(ValueError):
@@ -108,8 +109,32 @@ def normalise_phone(raw: str, region: str) -> str:
     return _normalise(raw, region)[0]
 
 
+def _fast_e164(text: str) -> tuple[str, str] | None:
+    """(wa_id, region) of a valid number written in plain E.164 ('+' and digits), skipping the costly
+    parse; None when the text needs the full parser (other formats, a leading national zero, invalid)."""
+    found = _E164.fullmatch(text)
+    if found is None:
+        return None
+    digits = found.group(1)
+    for k in (1, 2, 3):  # country codes are prefix-free: the first known prefix is the code
+        code = int(digits[:k])
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            national = digits[k:]
+            if not national or national[0] == "0":
+                return None  # Italian-style leading zeros: the parser knows how to keep them
+            number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+            if not phonenumbers.is_valid_number(number):
+                return None  # the parser gives the reason
+            return digits, phonenumbers.region_code_for_number(number) or UNKNOWN_REGION
+    return None
+
+
 def _normalise(raw: str, region: str) -> tuple[str, str]:
     text = raw.strip()
+    return _fast_e164(text) or _parse(text, region)
+
+
+def _parse(text: str, region: str) -> tuple[str, str]:
     if not text:
         raise ValueError("empty phone number")
     if _SCIENTIFIC.match(text):
