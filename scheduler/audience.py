@@ -17,9 +17,9 @@ from typing import IO, Any
 
 import phonenumbers
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from scheduler.audience_store import insert_members
 from scheduler.estimate import UNKNOWN_REGION
 from storage.models import AudienceMember
 
@@ -241,13 +241,7 @@ def parse_rows(
 
 
 async def _insert_batch(session: AsyncSession, campaign_id: int, batch: list[Row]) -> None:
-    values = [{"campaign_id": campaign_id, "wa_id": r.wa_id, "fields": r.fields} for r in batch]
-    stmt: Any
-    if session.bind.dialect.name == "postgresql":
-        stmt = postgresql.insert(AudienceMember).on_conflict_do_nothing(index_elements=["campaign_id", "wa_id"])
-    else:
-        stmt = sqlite.insert(AudienceMember).on_conflict_do_nothing(index_elements=["campaign_id", "wa_id"])
-    await session.execute(stmt, values)
+    await insert_members(session, campaign_id, [(r.wa_id, r.fields) for r in batch])
 
 
 async def import_audience(
