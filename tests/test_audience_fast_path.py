@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from scheduler import audience
+from scheduler.campaigns import audience
 
 
 def _parser(text: str, region: str) -> tuple[str, str] | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from scheduler.audience_store import insert_members
+from scheduler.campaigns.audience_store import insert_members
 from storage.db import make_sessionmaker
 from storage.models import AudienceMember
 from tests.test_audience import _campaign
