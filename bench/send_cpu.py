@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -59,7 +59,8 @@ async def _measure(send: Callable[[str], Awaitable[object]], sends: int, concurr
     return (time.process_time() - started) / sends
 
 
-async def main(sends: int, concurrency: int) -> None:
+async def measure(sends: int, concurrency: int) -> None:
+    """Run both clients against one stand-in process and print CPU per send."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", STANDIN, TOKEN, PNID, cwd=str(ROOT), env=env,
                                                 stdout=asyncio.subprocess.PIPE)
@@ -84,9 +85,14 @@ async def main(sends: int, concurrency: int) -> None:
     print(f"pooled template sender (aiohttp): {pooled * 1e6:6.0f} µs CPU per send  (target < 1,000)")
 
 
-if __name__ == "__main__":
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sends", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=8)
-    args = parser.parse_args()
-    asyncio.run(main(args.sends, args.concurrency))
+    args = parser.parse_args(argv)
+    asyncio.run(measure(args.sends, args.concurrency))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -50,3 +50,11 @@ def test_audience_scale_bench_imports_a_generated_csv(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     imported = [line for line in out.splitlines() if "import (postgres)" in line]
     assert len(imported) == 1 and "csv.reader" in out
+
+
+def test_send_cpu_bench_measures_both_clients(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import send_cpu
+
+    assert send_cpu.main(["--sends", "20", "--concurrency", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "general Graph client (httpx)" in out and "pooled template sender (aiohttp)" in out
