@@ -277,9 +277,11 @@ class RedisThrottle(_PacedThrottle, Throttle):
         self._penalize_script = redis.register_script(PENALIZE_LUA)
 
     def _keys(self, key: str) -> list[str]:
-        # One hash tag per number keeps all its keys in one slot on a Redis Cluster.
+        # One hash tag per number keeps all its keys in one slot on a Redis Cluster. The arrival log is a
+        # sorted set under a new name: the list of grants that older versions kept there would be the
+        # wrong type for it.
         base = f"{self._prefix}:{{{key}}}"
-        return [f"{base}:tat", f"{base}:log", f"{base}:penalty", f"{base}:interactive"]
+        return [f"{base}:tat", f"{base}:arrivals", f"{base}:penalty", f"{base}:interactive"]
 
     async def _run(self, script: Any, keys: list[str], args: list[str | int]) -> Any:
         try:
