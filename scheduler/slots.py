@@ -27,6 +27,7 @@ class SlotDispenser:
         self._settled: list[tuple[str, float]] = []
         self._unused: list[str] = []
         self._kick = asyncio.Event()
+        self._news = asyncio.Event()  # a slot settled or came back since the last round trip
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -61,11 +62,13 @@ class SlotDispenser:
     def settle(self, slot: str, responded_at: float) -> None:
         """The send with ``slot`` got its answer at ``responded_at`` (``time.monotonic()``)."""
         self._settled.append((slot, responded_at))
+        self._news.set()
         self._kick.set()
 
     def give_back(self, slot: str) -> None:
         """Nothing was sent with ``slot``."""
         self._unused.append(slot)
+        self._news.set()
         self._kick.set()
 
     def _drain(self) -> tuple[list[tuple[str, float]], list[str]]:
@@ -88,6 +91,7 @@ class SlotDispenser:
                         await self._throttle.settle(self._key, settled, unused)
                 continue
             asked = loop.time()
+            self._news.clear()
             try:
                 slots, wait = await self._throttle.try_slots(
                     self._key, self._mps, len(live), hold=self._hold, settled=settled, unused=unused)
@@ -106,5 +110,9 @@ class SlotDispenser:
             if self._waiting or self._unused:
                 self._kick.set()
             # Pace the round trips, not the grants: a short sleep lets several grants accrue to one trip.
-            await asyncio.sleep(max(wait, MIN_GAP - (loop.time() - asked)) if not slots else
-                                max(0.0, MIN_GAP - (loop.time() - asked)))
+            await asyncio.sleep(max(0.0, MIN_GAP - (loop.time() - asked)))
+            if not slots and wait > MIN_GAP:
+                # Refused: a slot settling here may be what the cap was waiting for (its bound in the
+                # throttle is still its hold), so look again as soon as one does.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._news.wait(), timeout=wait - MIN_GAP)
