@@ -43,6 +43,8 @@ BATCH = 1000
 MAX_FIELD = 1024  # a template parameter longer than this is a broken file, not a name
 _SCIENTIFIC = re.compile(r"^\d(\.\d+)?[eE]\+?\d+$")
 _E164 = re.compile(r"\+([1-9]\d{6,14})")
+_NATIONAL = re.compile(r"[1-9]\d{5,13}")
+_SEPARATORS = str.maketrans("", "", " -.()")
 
 
 class AudienceError(ValueError):
@@ -109,6 +111,34 @@ def normalise_phone(raw: str, region: str) -> str:
     return _normalise(raw, region)[0]
 
 
+def _fast(text: str, region: str) -> tuple[str, str] | None:
+    """(wa_id, region) without the costly parse for the common spellings: E.164 and the default region's
+    national numbers, spaces, dashes, dots and brackets allowed; None when the full parser must decide."""
+    compact = text.translate(_SEPARATORS)
+    if compact.startswith("+"):
+        return _fast_e164(compact)
+    return _fast_national(compact, region)
+
+
+def _fast_national(digits: str, region: str) -> tuple[str, str] | None:
+    """A national number of ``region`` with no trunk prefix and no country code in front of it."""
+    if _NATIONAL.fullmatch(digits) is None:
+        return None
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region.upper())
+    if meta is None or meta.country_code is None:
+        return None
+    prefix = meta.national_prefix or ""
+    # Regions whose trunk prefix is a pattern (Argentina, Brazil…) or rewrites the number need the parser,
+    # and so does anything that may start with a trunk prefix or the country code.
+    if (meta.national_prefix_for_parsing not in (None, prefix) or meta.national_prefix_transform_rule
+            or (prefix and digits.startswith(prefix)) or digits.startswith(str(meta.country_code))):
+        return None
+    number = phonenumbers.PhoneNumber(country_code=meta.country_code, national_number=int(digits))
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return f"{meta.country_code}{digits}", phonenumbers.region_code_for_number(number) or UNKNOWN_REGION
+
+
 def _fast_e164(text: str) -> tuple[str, str] | None:
     """(wa_id, region) of a valid number written in plain E.164 ('+' and digits), skipping the costly
     parse; None when the text needs the full parser (other formats, a leading national zero, invalid)."""
@@ -131,7 +161,7 @@ def _fast_e164(text: str) -> tuple[str, str] | None:
 
 def _normalise(raw: str, region: str) -> tuple[str, str]:
     text = raw.strip()
-    return _fast_e164(text) or _parse(text, region)
+    return _fast(text, region) or _parse(text, region)
 
 
 def _parse(text: str, region: str) -> tuple[str, str]:
