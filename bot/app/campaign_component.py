@@ -11,6 +11,7 @@ from aiohttp import web
 
 from bot.app.slack_component import add_outbox_kinds
 from bot.handlers import appkeys
+from bot.meta.sender import TemplateSender
 from scheduler.campaigns import progress
 from scheduler.campaigns.jobs import CampaignScheduler
 from scheduler.campaigns.runner import CampaignRunner, campaign_throttle
@@ -24,7 +25,8 @@ CAMPAIGN_RUNNER = web.AppKey("campaign_runner", CampaignRunner)
 async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
     deps = app[appkeys.DEPS]
     throttle = campaign_throttle(app[appkeys.REDIS], deps.throttle)
-    runner = CampaignRunner(deps.sessions, deps.graph, throttle, deps.settings, metrics=deps.metrics)
+    sender = TemplateSender(deps.graph.base_url, deps.graph.api_version)
+    runner = CampaignRunner(deps.sessions, deps.graph, throttle, deps.settings, metrics=deps.metrics, sender=sender)
     scheduler = CampaignScheduler(deps.sessions, on_fire=lambda _run_id: runner.wake())
     app[CAMPAIGN_RUNNER] = runner
     app[CAMPAIGN_SCHEDULER] = scheduler
@@ -35,6 +37,7 @@ async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    await sender.aclose()
 
 
 def campaign_component(app: web.Application) -> None:
