@@ -112,19 +112,22 @@ async def test_reply_outside_the_window_offers_a_template_and_sends_it_from_the_
                          "actions": [{"action_id": OPEN_PICKER_ACTION, "block_id": "b", "type": "button",
                                       "value": button["value"], "action_ts": "1"}]})
     view = await eventually(lambda: next(iter(b.slack.views.values()), None))
-    options = view["blocks"][1]["element"]["options"]
+    assert view["blocks"][1]["element"]["type"] == "external_select"
+    status_, answer = await b.interaction({"type": "block_suggestion", "user": {"id": STAFF}, "view": view,
+                                          "action_id": TEMPLATE_SELECT, "block_id": TEMPLATE_BLOCK, "value": ""})
+    options = json.loads(answer)["options"]
     assert [o["text"]["text"] for o in options] == ["class_reminder (en)"]  # approved ones only
 
     await b.interaction({"type": "block_actions", "user": {"id": STAFF}, "view": view,
                          "container": {"type": "view", "view_id": view["id"]},
                          "actions": [{"action_id": TEMPLATE_SELECT, "block_id": TEMPLATE_BLOCK,
-                                      "type": "static_select", "selected_option": options[0], "action_ts": "2"}]})
+                                      "type": "external_select", "selected_option": options[0], "action_ts": "2"}]})
     first, second = var_block_id("body", "1"), var_block_id("body", "2")
     view = await eventually(lambda: (v := b.slack.views[view["id"]]) and len(v["blocks"]) > 3 and v)
     assert [blk.get("block_id") for blk in view["blocks"]][-2:] == [first, second]
 
     def submission(one: str, two: str) -> dict[str, Any]:
-        values = {TEMPLATE_BLOCK: {TEMPLATE_SELECT: {"type": "static_select", "selected_option": options[0]}},
+        values = {TEMPLATE_BLOCK: {TEMPLATE_SELECT: {"type": "external_select", "selected_option": options[0]}},
                   first: {VALUE_ACTION: {"type": "plain_text_input", "value": one}},
                   second: {VALUE_ACTION: {"type": "plain_text_input", "value": two}}}
         return {"type": "view_submission", "user": {"id": STAFF},
