@@ -26,6 +26,7 @@ from bot.campaign_forms import (
     CONFIRM_CALLBACK,
     CREATE_CALLBACK,
     REFUSAL,
+    TEMPLATE_ACTION,
     USAGE,
     Form,
     Summary,
@@ -39,6 +40,8 @@ from bot.campaign_forms import (
     parse_submission,
     preparing_view,
     problem_view,
+    selected_channel,
+    template_suggestions,
 )
 from bot.deps import Deps
 from bot.handlers.slack_ops import OPS_SUBCOMMANDS, OPS_WORKING, ops_in_background
@@ -93,7 +96,8 @@ async def approved_templates(deps: Deps) -> list[TemplateChoice]:
     async with deps.sessions() as session:
         rows = (await session.scalars(select(Template).where(
             Template.waba_id.in_(wabas), Template.status == "APPROVED"))).all()
-    return [TemplateChoice(t.waba_id, t.name, t.language, t.category, list(t.components or [])) for t in rows]
+    return [TemplateChoice(t.waba_id, t.name, t.language, t.category, list(t.components or []), t.id)
+            for t in rows]
 
 
 async def _download(deps: Deps, file_id: str, *, limit: int | None = None) -> bytes | Path:
@@ -207,6 +211,16 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
         except campaigns.ControlError as exc:
             text = str(exc)
         await ack(text=text[0].upper() + text[1:] + ".")
+
+    @bolt.options(TEMPLATE_ACTION)
+    async def template_options(ack: Any, body: dict[str, Any]) -> None:
+        """The create modal's template select asks which templates match what was typed."""
+        view = body.get("view") or {}
+        if not await may_manage(deps, groups, str((body.get("user") or {}).get("id") or "")):
+            await ack(options=[])
+            return
+        await ack(**template_suggestions(deps.settings, await approved_templates(deps), str(body.get("value") or ""),
+                                         selected_channel(view)))
 
     @bolt.view(CREATE_CALLBACK)
     async def on_create(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
