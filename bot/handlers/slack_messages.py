@@ -23,7 +23,7 @@ from bot.config import ChannelSettings, ThreadReplies
 from bot.deps import Deps
 from bot.meta.errors import GraphError, SendAction, explain
 from bot.meta.graph import SendResult
-from bot.slack import render
+from bot.slack import limits, render
 from bot.slack.media import FileRefused, send_slack_file
 from bot.slack.outbox import wake_outbox
 from bot.window import window_closes_at, window_open
@@ -117,7 +117,7 @@ async def react(deps: Deps, channel: str, ts: str, name: str) -> None:
 def window_closed_blocks(conversation_id: int, closes_at: datetime | None, tz: str) -> list[dict[str, Any]]:
     """The 'not sent' explanation with a button opening the template picker."""
     return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": render.window_closed_text(closes_at, tz)}},
+        limits.section(render.window_closed_text(closes_at, tz)),
         {"type": "actions", "elements": [{
             "type": "button", "action_id": OPEN_PICKER_ACTION, "style": "primary",
             "text": {"type": "plain_text", "text": "Send a template"},

@@ -374,7 +374,8 @@ def alert_post(payload: Mapping[str, Any]) -> Post:
              "account": ":rotating_light:"}
     icon = icons.get(str(payload.get("alert")), ":rotating_light:")
     text = f"{icon} {escape(str(payload.get('text') or payload.get('state') or 'Alert'))}"
-    return Post(text=limits.summary(text), blocks=_sections(text) or [_section(" ")])
+    # One message: an alert's text is Meta's wording, shortened visibly if it ever exceeds a section.
+    return Post(text=limits.summary(text), blocks=[_section(text)])
 
 
 def reaction_name(emoji: str) -> str | None:
