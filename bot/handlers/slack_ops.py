@@ -179,7 +179,7 @@ async def export_reply(deps: Deps, *, user_id: str, query: str, slack_channel: s
         try:
             transcripts.append(await load_transcript(deps.sessions, ch.name, query,
                                                      default_region=settings.default_region,
-                                                     timezone=settings.timezone))
+                                                     timezone=settings.timezone, exported_by=user_id))
         except ExportError as exc:
             errors.append(str(exc))
     if not transcripts:
@@ -189,7 +189,7 @@ async def export_reply(deps: Deps, *, user_id: str, query: str, slack_channel: s
         return OpsReply(f"{query} has conversations on {names}: run the command in that number's Slack "
                         "channel")
     transcript = transcripts[0]
-    transcript = with_slack_names(transcript, await _slack_names(deps, slack_users(transcript)))
+    transcript = with_slack_names(transcript, await _slack_names(deps, [*slack_users(transcript), user_id]))
     try:
         opened = await deps.slack.conversations_open(users=user_id)
         dm = str((opened.get("channel") or {}).get("id"))
