@@ -13,7 +13,7 @@ what the interpreter and imports took before the first row.
 
 Stages, each over the same file in the same run:
 - csv.reader: the baseline, reading the rows and nothing else;
-- parse_rows: header sniffing, phone normalisation and validation (scheduler.audience.parse_rows), to
+- parse_rows: header sniffing, phone normalisation and validation (scheduler.campaigns.audience.parse_rows), to
   show where an import's time goes; by default only up to 100k rows, to keep the run within 3 minutes;
 - import_audience: the whole import into a draft campaign on a fresh database, batches committed.
 """
@@ -80,7 +80,7 @@ def _child_csv(path: str) -> dict[str, Any]:
 
 
 def _child_parse(path: str) -> dict[str, Any]:
-    from scheduler.audience import BadRow, open_text, parse_rows
+    from scheduler.campaigns.audience import BadRow, open_text, parse_rows
 
     rows = bad = 0
     with open_text(path) as stream:
@@ -91,9 +91,9 @@ def _child_parse(path: str) -> dict[str, Any]:
 
 
 async def _child_import(path: str, db_url: str) -> dict[str, Any]:
-    from scheduler import campaigns
-    from scheduler.audience import import_audience, open_text
-    from scheduler.schedule import Schedule
+    from scheduler.campaigns import records as campaigns
+    from scheduler.campaigns.audience import import_audience, open_text
+    from scheduler.campaigns.schedule import Schedule
     from storage.db import make_engine, make_sessionmaker
     from storage.models import Channel, utcnow
 
@@ -122,7 +122,7 @@ def child(stage: str, path: str, db_url: str) -> None:
     """Run one stage and print its figures as JSON (the timed part excludes imports and set-up)."""
     import phonenumbers  # noqa: F401  (loaded before the clock starts, as a running server has it)
 
-    import scheduler.audience  # noqa: F401
+    import scheduler.campaigns.audience  # noqa: F401
 
     before = _status_mb("VmRSS")
     started = time.perf_counter()

@@ -34,7 +34,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import _common
-from scheduler.estimate import CAMPAIGN_MARGIN
+from scheduler.campaigns.estimate import CAMPAIGN_MARGIN
 from scheduler.ratemath import achieved_rate, max_in_window
 
 TARGET_RATIO = 0.99

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import ChannelSettings, Settings
+from bot.core.config import ChannelSettings, Settings
+from bot.core.metrics import Metrics
 from bot.meta.graph import GraphClient
-from bot.metrics import Metrics
 from scheduler.throttle import Throttle
 
 

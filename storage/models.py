@@ -37,6 +37,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime | str) -> datetime:
+    """An aware UTC datetime from what a query returned: aggregates (min, max) bypass the column type on
+    SQLite and come back naive, or as ISO text."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on both backends (SQLite drops tzinfo on its own)."""
 

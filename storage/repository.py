@@ -21,6 +21,9 @@ from storage.models import (
 )
 from storage.upsert import insert_ignore
 
+# The outbox thread every alert (template, quality, account, payment problems) is posted in, in order.
+ALERTS_THREAD = "alerts"
+
 # Later states win; failed and deleted end the line whatever came before.
 STATUS_RANK = {"accepted": 0, "sent": 1, "delivered": 2, "read": 3, "played": 3, "failed": 4, "deleted": 5}
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from storage.models import WebhookLog, utcnow
+from storage.models import WebhookLog, as_utc, utcnow
 
 LEASE = timedelta(seconds=60)
 
@@ -107,7 +107,4 @@ async def oldest_pending_age(sessions: async_sessionmaker[AsyncSession]) -> floa
         )
     if oldest is None:
         return 0.0
-    if oldest.tzinfo is None:
-        from datetime import UTC
-        oldest = oldest.replace(tzinfo=UTC)
-    return max(0.0, (utcnow() - oldest).total_seconds())
+    return max(0.0, (utcnow() - as_utc(oldest)).total_seconds())

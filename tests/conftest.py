@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 
-from tests import services
+from tests import harness, services
 
 REQUIRE_SERVICES = os.environ.get("WABRIDGE_REQUIRE_SERVICES") == "1"
 
@@ -83,3 +84,17 @@ async def pg_url(tmp_path: Path) -> AsyncIterator[str]:
         yield url
     finally:
         await services.drop_pg_database(base, url)
+
+
+# ---- the bridge harness (tests/harness.py) ----------------------------------------------------------
+
+
+@pytest.fixture
+async def make_bridge(aiohttp_client: AiohttpClient, db_url: str) -> AsyncIterator[harness.BridgeFactory]:
+    async with harness.bridges(aiohttp_client, db_url) as build:
+        yield build
+
+
+@pytest.fixture
+async def bridge(make_bridge: harness.BridgeFactory) -> harness.Bridge:
+    return await make_bridge()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.config import Settings, parse_settings
+from bot.core.config import Settings, parse_settings
 from bot.meta.signature import sign
 
 APP_SECRET = "test-app-secret"

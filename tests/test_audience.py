@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from scheduler.audience import (
+from scheduler.campaigns.audience import (
     AudienceError,
     BadRow,
     Row,

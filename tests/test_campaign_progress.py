@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from scheduler import jobs, progress
-from scheduler.progress import bar, render, snapshot
+from scheduler.campaigns import jobs, progress
+from scheduler.campaigns.progress import bar, render, snapshot
 from storage.models import Campaign, CampaignRecipient, CampaignRun, SlackOutbox
 from tests.test_campaign_support import campaign_settings, make_campaign, numbers, open_db
 

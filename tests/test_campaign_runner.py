@@ -11,11 +11,11 @@ from sqlalchemy import select
 
 from bot.meta.graph import GraphClient
 from bot.standins.graph import GraphStandin
-from scheduler import campaigns
-from scheduler.campaigns import CampaignStatus, RunStatus
-from scheduler.runner import CampaignRunner, RunnerConfig, campaign_throttle
+from scheduler.campaigns import records as campaigns
+from scheduler.campaigns.records import CampaignStatus, RunStatus
+from scheduler.campaigns.runner import CampaignRunner, RunnerConfig, campaign_throttle
+from scheduler.campaigns.variables import components_for
 from scheduler.throttle import Throttle
-from scheduler.variables import components_for
 from storage.models import Campaign, CampaignRun, Contact, SlackOutbox
 from tests import services
 from tests.helpers import PNID

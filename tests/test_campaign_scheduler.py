@@ -12,11 +12,11 @@ import pytest
 import yaml
 from sqlalchemy import func, select, update
 
-from bot.cli import main
-from scheduler import campaigns
-from scheduler.campaigns import CampaignStatus, RunStatus
-from scheduler.jobs import CampaignScheduler
-from scheduler.schedule import Schedule, weekly
+from bot.cli.entry import main
+from scheduler.campaigns import records as campaigns
+from scheduler.campaigns.jobs import CampaignScheduler
+from scheduler.campaigns.records import CampaignStatus, RunStatus
+from scheduler.campaigns.schedule import Schedule, weekly
 from storage.models import Campaign, CampaignRecipient, CampaignRun, SlackOutbox
 from tests.helpers import PNID, WABA
 from tests.test_campaign_support import campaign_settings, make_campaign, numbers, open_db

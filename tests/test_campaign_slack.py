@@ -3,10 +3,9 @@ a real scheduler and runner; the live progress message; a customer's reply attri
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,14 +15,15 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from bot import appkeys
-from bot.app import create_app
-from bot.campaign_forms import CONFIRM_CALLBACK, CREATE_CALLBACK, NAME_MAX, REFUSAL, TEMPLATE_ACTION
+from bot.app.campaign_component import campaign_component
+from bot.app.factory import create_app
+from bot.app.slack_component import make_slack_component
+from bot.handlers import appkeys
 from bot.slack import limits
-from bot.slack.component import make_slack_component
 from bot.standins import GraphStandin, SlackStandin, sign_slack
-from scheduler.component import campaign_component
+from scheduler.campaigns.forms import CONFIRM_CALLBACK, CREATE_CALLBACK, NAME_MAX, REFUSAL, TEMPLATE_ACTION
 from storage.models import Campaign, CampaignRecipient, Message, Template
+from tests.harness import eventually
 from tests.helpers import BOT_TOKEN, SIGNING_SECRET, SLACK_CHANNEL, WABA, inbound_text, signed
 from tests.test_campaign_support import campaign_settings
 
@@ -73,19 +73,6 @@ def said(body: str) -> str:
         return str(json.loads(body)["text"])
     except ValueError:
         return body
-
-
-async def eventually(check: Callable[[], Any | Awaitable[Any]], timeout: float = 10.0) -> Any:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    value: Any = None
-    while time.monotonic() < deadline:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s (last: {value!r})")
 
 
 @pytest.fixture

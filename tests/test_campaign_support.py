@@ -18,9 +18,10 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.config import Settings
-from scheduler import campaigns, jobs
-from scheduler.schedule import Schedule
+from bot.core.config import Settings
+from scheduler.campaigns import jobs
+from scheduler.campaigns import records as campaigns
+from scheduler.campaigns.schedule import Schedule
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.models import AudienceMember, Campaign, CampaignRecipient, Contact, utcnow
 from storage.repository import sync_channels
@@ -219,10 +220,10 @@ class RemoteStandin:
 RUNNER_PROCESS = r"""
 import asyncio, signal, sys
 from bot.meta.graph import GraphClient
-from bot.metrics import Metrics
-from scheduler.runner import CampaignRunner, RunnerConfig
+from bot.core.metrics import Metrics
+from scheduler.campaigns.runner import CampaignRunner, RunnerConfig
 import redis.asyncio as aioredis
-from scheduler.runner import campaign_throttle
+from scheduler.campaigns.runner import campaign_throttle
 from storage.db import make_engine, make_sessionmaker
 from tests.test_campaign_support import campaign_settings
 

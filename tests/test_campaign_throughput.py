@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from scheduler.campaigns import RunStatus
+from scheduler.campaigns.records import RunStatus
 from scheduler.ratemath import achieved_rate, max_in_window
 from storage.models import CampaignRun
 from tests import services

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
-from bot.config import ConfigError, interpolate, load_settings, parse_settings
+from bot.cli.entry import main
+from bot.core.config import ConfigError, interpolate, load_settings, parse_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {"META_APP_SECRET": "s", "META_VERIFY_TOKEN": "v", "SLACK_BOT_TOKEN": "xoxb-1",

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.demo import run_demo
+from bot.cli.demo import run_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from bot.config import Settings, parse_settings
+from bot.core.config import Settings, parse_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "compose.yaml"
@@ -111,8 +111,8 @@ def process_env_names() -> set[str]:
 
 
 def app_routes() -> set[tuple[str, str]]:
-    from bot.app import create_app
-    from bot.components import default_components
+    from bot.app.components import default_components
+    from bot.app.factory import create_app
 
     settings = parse_settings({"meta": {"app_secret": "s", "verify_token": "t"},
                                "slack": {"bot_token": "xoxb-1", "signing_secret": "s"}}, env={})

@@ -14,11 +14,13 @@ import yaml
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 
-from bot import appkeys
-from bot.app import create_app
-from bot.cli import main
-from bot.config import Settings
-from bot.doctor import (
+from bot.app.factory import create_app
+from bot.cli.entry import main
+from bot.core.config import Settings
+from bot.handlers import appkeys
+from bot.handlers.slack_ops import doctor_reply
+from bot.meta.graph import GraphClient
+from bot.ops.doctor import (
     REQUIRED_SLACK_SCOPES,
     DoctorEnv,
     Severity,
@@ -28,8 +30,6 @@ from bot.doctor import (
     check_traffic,
     run_doctor,
 )
-from bot.handlers.slack_ops import doctor_reply
-from bot.meta.graph import GraphClient
 from bot.standins.graph import DEFAULT_APP_FIELDS, GraphStandin
 from bot.standins.slack import SlackStandin
 from storage.models import MessageStatus, SlackOutbox, utcnow
@@ -64,8 +64,8 @@ async def _post(client, payload: dict[str, Any]) -> None:  # type: ignore[no-unt
 
 
 async def _drain(app) -> None:  # type: ignore[no-untyped-def]
-    from bot.handlers.meta_events import EventContext
-    from bot.webhook_worker import WebhookWorker
+    from bot.bridge.meta_events import EventContext
+    from bot.bridge.webhook_worker import WebhookWorker
 
     worker = WebhookWorker(app[appkeys.SESSIONS],
                            lambda: EventContext(app[appkeys.SETTINGS], app[appkeys.CHANNEL_IDS]),

@@ -15,11 +15,11 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from bot import appkeys
-from bot.app import create_app
-from bot.cli import main
-from bot.export import ExportError, Format, load_transcript, normalize_number, render
+from bot.app.factory import create_app
+from bot.cli.entry import main
+from bot.handlers import appkeys
 from bot.handlers.slack_ops import export_reply
+from bot.ops.export import ExportError, Format, load_transcript, normalize_number, render
 from bot.standins.slack import SlackStandin
 from storage import repository as repo
 from storage.models import Conversation
@@ -59,8 +59,8 @@ async def _post(client, payload: dict[str, Any]) -> None:  # type: ignore[no-unt
 
 
 async def _drain(app) -> None:  # type: ignore[no-untyped-def]
-    from bot.handlers.meta_events import EventContext
-    from bot.webhook_worker import WebhookWorker
+    from bot.bridge.meta_events import EventContext
+    from bot.bridge.webhook_worker import WebhookWorker
 
     worker = WebhookWorker(app[appkeys.SESSIONS],
                            lambda: EventContext(app[appkeys.SETTINGS], app[appkeys.CHANNEL_IDS]),

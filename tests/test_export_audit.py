@@ -10,9 +10,9 @@ import io
 import re
 from datetime import UTC, datetime
 
-from bot.export import Transcript, TranscriptLine, render_csv, render_html, render_markdown, with_slack_names
-from bot.export_content import full_text
-from bot.export_safety import csv_cell, export_csp, style_hash
+from bot.ops.export import Transcript, TranscriptLine, render_csv, render_html, render_markdown, with_slack_names
+from bot.ops.export_content import full_text
+from bot.ops.export_safety import csv_cell, export_csp, style_hash
 
 AT = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from bot import appkeys
-from bot.doctor import DoctorEnv, Severity, sync_checks
+from bot.handlers import appkeys
 from bot.onboarding.syncs import SyncView, sync_problems
+from bot.ops.doctor import DoctorEnv, Severity, sync_checks
 from storage.models import Contact, Conversation, Message, SmbSync, utcnow
+from tests.harness import all_text, eventually, now_ts
 from tests.helpers import PNID, envelope, inbound_text, metadata
 from tests.test_onboarding_harness import (
     ALERTS,
@@ -20,7 +21,6 @@ from tests.test_onboarding_harness import (
     harness,
     make_harness,
 )
-from tests.test_slack_bridge import all_text, eventually, now_ts
 
 RAVI, ANITA = "919812345678", "919876543210"
 PHASES = ["history_phase0_chunk1.json", "history_phase1_chunk1.json", "history_phase1_chunk2.json",

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
-from bot import appkeys
-from bot.app import create_app
+from bot.app.factory import create_app
+from bot.handlers import appkeys
 from storage.models import Contact, Conversation, Message, SlackOutbox, WebhookLog
 from tests.helpers import echo_text, envelope, inbound_text, make_settings, metadata, signed, status
 
@@ -20,8 +20,8 @@ async def _count(app, model, *where) -> int:  # type: ignore[no-untyped-def]
 
 async def _drain(app) -> None:  # type: ignore[no-untyped-def]
     """Process until the log is empty (the worker is driven directly, not by its timer)."""
-    from bot.handlers.meta_events import EventContext
-    from bot.webhook_worker import WebhookWorker
+    from bot.bridge.meta_events import EventContext
+    from bot.bridge.webhook_worker import WebhookWorker
 
     worker = WebhookWorker(app[appkeys.SESSIONS],
                            lambda: EventContext(app[appkeys.SETTINGS], app[appkeys.CHANNEL_IDS]),

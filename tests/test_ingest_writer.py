@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import appkeys
-from bot.app import create_app
-from bot.ingest_writer import IngestUnavailable, IngestWriter
+from bot.app.factory import create_app
+from bot.bridge.ingest_writer import IngestUnavailable, IngestWriter
+from bot.handlers import appkeys
 from storage.db import make_engine, migrate
 from storage.models import WebhookLog
 from tests.helpers import inbound_text, make_settings, signed

@@ -358,7 +358,7 @@ def test_manifest_asks_for_no_scope_the_code_does_not_use(manifest: dict[str, An
 
 
 def test_doctor_checks_the_scopes_the_manifest_grants(manifest: dict[str, Any]) -> None:
-    from bot import doctor
+    from bot.ops import doctor
 
     checked = set(doctor.REQUIRED_SLACK_SCOPES) | set(getattr(doctor, "USEFUL_SLACK_SCOPES", ()))
     assert checked == set(bot_scopes(manifest))
@@ -397,9 +397,9 @@ def test_interactivity_is_on_because_the_code_has_interactive_listeners(manifest
 
 
 def test_every_request_url_is_the_bolt_route_the_app_mounts(manifest: dict[str, Any]) -> None:
-    from bot.app import create_app
-    from bot.config import parse_settings
-    from bot.slack.component import make_slack_component
+    from bot.app.factory import create_app
+    from bot.app.slack_component import make_slack_component
+    from bot.core.config import parse_settings
 
     settings = parse_settings({"meta": {"app_secret": "s", "verify_token": "t"},
                                "slack": {"bot_token": "xoxb-1", "signing_secret": "s"}}, env={})

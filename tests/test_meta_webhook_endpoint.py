@@ -6,8 +6,8 @@ import json
 
 from sqlalchemy import func, select
 
-from bot import appkeys
-from bot.app import create_app
+from bot.app.factory import create_app
+from bot.handlers import appkeys
 from storage.models import WebhookLog
 from tests.helpers import VERIFY_TOKEN, inbound_text, make_settings, signed
 
@@ -56,7 +56,7 @@ async def test_malformed_json_is_400(aiohttp_client, db_url) -> None:  # type: i
 
 
 async def test_oversized_body_is_413(aiohttp_client, db_url) -> None:  # type: ignore[no-untyped-def]
-    from bot.config import ServerSettings
+    from bot.core.config import ServerSettings
 
     settings = make_settings(db_url)
     settings = settings.model_copy(update={"server": ServerSettings(max_body_bytes=2048)})

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from bot import appkeys
-from bot.cli import main
-from bot.handlers.meta_events import EventContext, apply_event
+from bot.bridge.meta_events import EventContext, apply_event
+from bot.cli.entry import main
+from bot.handlers import appkeys
 from bot.meta.parser import parse_delivery
 from bot.onboarding import channels as onboarded
 from bot.onboarding.crypto import TokenBox
@@ -22,6 +22,7 @@ from bot.onboarding.links import create_link, token_hash
 from bot.onboarding.slack_commands import parse_connect
 from storage.models import Conversation, OnboardedChannel, OnboardingLink, SmbSync, utcnow
 from storage.repository import sync_channels
+from tests.harness import all_text, eventually
 from tests.helpers import inbound_text
 from tests.test_onboarding_harness import (  # noqa: F401  (fixtures)
     ALERTS,
@@ -37,7 +38,6 @@ from tests.test_onboarding_harness import (  # noqa: F401  (fixtures)
     make_harness,
     onboarding_settings,
 )
-from tests.test_slack_bridge import all_text, eventually
 
 NEW_PNID = "100000000000077"
 NEW_WABA = "200000000000077"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.config import ConfigError, parse_settings
+from bot.core.config import ConfigError, parse_settings
 from bot.onboarding.crypto import TokenBox, TokenKeyMissing, TokenUnreadable, new_key
 
 

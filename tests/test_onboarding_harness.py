@@ -15,11 +15,11 @@ from aiohttp.test_utils import TestClient
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
-from bot import appkeys
-from bot.app import create_app
-from bot.config import Settings
-from bot.onboarding.page import onboarding_component
-from bot.slack.component import make_slack_component
+from bot.app.components import onboarding_component
+from bot.app.factory import create_app
+from bot.app.slack_component import make_slack_component
+from bot.core.config import Settings
+from bot.handlers import appkeys
 from bot.standins import GraphStandin, SlackStandin, sign_slack
 from tests.helpers import APP_SECRET, BOT_TOKEN, SIGNING_SECRET, SLACK_CHANNEL, VERIFY_TOKEN, make_settings, signed
 

@@ -20,8 +20,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.export import Transcript, TranscriptLine, render_html
-from bot.onboarding.page import SDK_FAILED
+from bot.handlers.onboarding_page import SDK_FAILED
+from bot.ops.export import Transcript, TranscriptLine, render_html
 from tests.test_onboarding import new_link
 from tests.test_onboarding_harness import MANAGER, Harness, harness, make_harness  # noqa: F401  (fixtures)
 

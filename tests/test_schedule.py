@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from scheduler.schedule import (
+from scheduler.campaigns.schedule import (
     MISFIRE_GRACE,
     Schedule,
     ScheduleError,

@@ -6,12 +6,12 @@ import asyncio
 
 from sqlalchemy import func, select
 
-from bot import appkeys
-from bot.app import create_app
-from bot.cli import build_parser
-from bot.components import default_components
-from bot.slack.component import OUTBOX
-from scheduler.component import CAMPAIGN_RUNNER
+from bot.app.campaign_component import CAMPAIGN_RUNNER
+from bot.app.components import default_components
+from bot.app.factory import create_app
+from bot.app.slack_component import OUTBOX
+from bot.cli.entry import build_parser
+from bot.handlers import appkeys
 from storage.models import Message, WebhookLog
 from tests.helpers import inbound_text, make_settings, signed
 

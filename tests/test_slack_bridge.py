@@ -4,174 +4,17 @@ against the Slack and Graph stand-ins (real HTTP servers on loopback), on SQLite
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlencode
 
-import pytest
-from aiohttp.test_utils import TestClient
-from sqlalchemy import func, select
-
-from bot import appkeys
-from bot.app import create_app
-from bot.slack.component import make_slack_component
-from bot.standins import GraphStandin, SlackStandin, sign_slack
 from storage.models import Conversation, Message, SlackOutbox
+from tests.harness import STAFF, WA_ID, Bridge, BridgeFactory, all_text, eventually, now_ts, thread_with
 from tests.helpers import (
-    BOT_TOKEN,
-    SIGNING_SECRET,
     SLACK_CHANNEL,
     echo_text,
     envelope,
     inbound_text,
-    make_settings,
     metadata,
-    signed,
     status,
 )
-
-WA_ID = "919812345678"
-STAFF = "U0STAFF"
-FAST_OUTBOX = {"poll_interval": 0.1, "backoff_base": 0.2, "backoff_cap": 1.0}
-
-
-def now_ts(offset: int = 0) -> int:
-    return int(time.time()) + offset
-
-
-@dataclass
-class Bridge:
-    """The app under test and the two stand-ins it talks to."""
-
-    client: TestClient
-    slack: SlackStandin
-    graph: GraphStandin
-
-    @property
-    def app(self) -> Any:
-        return self.client.app
-
-    async def webhook(self, payload: dict[str, Any]) -> None:
-        body, headers = signed(payload)
-        resp = await self.client.post("/webhooks/meta", data=body, headers=headers)
-        assert resp.status == 200
-
-    async def slack_request(self, body: bytes, content_type: str, extra: dict[str, str] | None = None
-                            ) -> tuple[int, str]:
-        headers = {"Content-Type": content_type, **sign_slack(SIGNING_SECRET, body), **(extra or {})}
-        resp = await self.client.post("/slack/events", data=body, headers=headers)
-        return resp.status, await resp.text()
-
-    async def event(self, event: dict[str, Any], *, event_id: str = "Ev0001", retry_num: int | None = None
-                    ) -> int:
-        envelope_ = {"token": "t", "team_id": self.slack.team_id, "api_app_id": self.slack.app_id,
-                     "event": event, "type": "event_callback", "event_id": event_id,
-                     "event_time": now_ts(),
-                     "authorizations": [{"team_id": self.slack.team_id, "user_id": self.slack.bot_user_id,
-                                         "is_bot": True}]}
-        extra = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"} if retry_num else None
-        status_, _ = await self.slack_request(json.dumps(envelope_).encode(), "application/json", extra)
-        return status_
-
-    async def interaction(self, payload: dict[str, Any]) -> tuple[int, str]:
-        data = {"team": {"id": self.slack.team_id}, "api_app_id": self.slack.app_id, **payload}
-        data.setdefault("trigger_id", self.slack.issue_trigger_id())
-        body = urlencode({"payload": json.dumps(data)}).encode()
-        return await self.slack_request(body, "application/x-www-form-urlencoded")
-
-    def parents(self) -> list[dict[str, Any]]:
-        return self.slack.messages(SLACK_CHANNEL, top_level_only=True)
-
-    def replies(self, parent_ts: str) -> list[dict[str, Any]]:
-        return [m for m in self.slack.thread(SLACK_CHANNEL, parent_ts) if m["ts"] != parent_ts]
-
-    async def count(self, model: Any, *where: Any) -> int:
-        async with self.app[appkeys.SESSIONS]() as s:
-            return int(await s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
-
-    async def one(self, model: Any, *where: Any) -> Any:
-        async with self.app[appkeys.SESSIONS]() as s:
-            return (await s.scalars(select(model).where(*where))).one()
-
-
-async def eventually(check: Callable[[], Any | Awaitable[Any]], timeout: float = 10.0) -> Any:  # noqa: ASYNC109
-    """Poll until check() is truthy (the app works in the background); fail with the last value."""
-    deadline = time.monotonic() + timeout
-    value: Any = None
-    while time.monotonic() < deadline:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
-
-
-BridgeFactory = Callable[..., Awaitable[Bridge]]
-
-
-@contextlib.asynccontextmanager
-async def bridges(aiohttp_client: Any, db_url: str) -> AsyncIterator[BridgeFactory]:
-    """A factory of bridges on one database: each gets fresh stand-ins unless given ones to share."""
-    started: list[Any] = []
-
-    async def build(*, slack: SlackStandin | None = None, graph: GraphStandin | None = None,
-                    channel_extra: dict[str, Any] | None = None, outbox: dict[str, Any] | None = None,
-                    with_slack: bool = True, run_migrations: bool = True) -> Bridge:
-        if slack is None:
-            slack = SlackStandin(bot_token=BOT_TOKEN)
-            await slack.start()
-            started.append(slack)
-            slack.add_channel(SLACK_CHANNEL, "lucknow-whatsapp")
-            slack.add_channel("C0ALERTS", "alerts")
-            slack.add_user(STAFF, "asha", real_name="Asha")
-        if graph is None:
-            graph = GraphStandin()
-            await graph.start()
-            started.append(graph)
-        settings = make_settings(db_url, graph_url=graph.base_url, slack_url=slack.api_url)
-        if channel_extra:
-            raw = settings.model_dump()
-            raw["channels"][0].update(channel_extra)
-            settings = type(settings).model_validate(raw)
-        options = {**FAST_OUTBOX, **(outbox or {})}
-        components = [make_slack_component(**options)] if with_slack else []
-        client = await aiohttp_client(create_app(settings, run_migrations=run_migrations, components=components))
-        return Bridge(client, slack, graph)
-
-    try:
-        yield build
-    finally:
-        for server in started:
-            await server.stop()
-
-
-@pytest.fixture
-async def make_bridge(aiohttp_client: Any, db_url: str) -> AsyncIterator[BridgeFactory]:
-    async with bridges(aiohttp_client, db_url) as build:
-        yield build
-
-
-@pytest.fixture
-async def bridge(make_bridge: BridgeFactory) -> Bridge:
-    return await make_bridge()
-
-
-async def thread_with(b: Bridge, n_replies: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    parents = await eventually(lambda: b.parents())
-    parent = parents[0]
-    replies = await eventually(lambda: (r := b.replies(parent["ts"])) and len(r) >= n_replies and r)
-    return parent, replies
-
-
-def all_text(message: dict[str, Any]) -> str:
-    return json.dumps({"text": message.get("text"), "blocks": message.get("blocks")}, ensure_ascii=False)
-
 
 # ---- conversation -> thread ------------------------------------------------------------------------
 

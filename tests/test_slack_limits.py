@@ -10,7 +10,12 @@ import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot.campaign_forms import (
+from bot.handlers.slack_actions import PickerTarget, picker_view
+from bot.onboarding.history import History, HistoryLine, summary_post
+from bot.slack import limits, render
+from bot.slack.template_choice import Choosable, label, suggestions
+from scheduler.campaigns import estimate, progress
+from scheduler.campaigns.forms import (
     NAME_MAX,
     Form,
     Summary,
@@ -21,12 +26,7 @@ from bot.campaign_forms import (
     problem_view,
     template_suggestions,
 )
-from bot.handlers.slack_actions import PickerTarget, picker_view
-from bot.onboarding.history import History, HistoryLine, summary_post
-from bot.slack import limits, render
-from bot.template_choice import Choosable, label, suggestions
-from scheduler import estimate, progress
-from scheduler.schedule import Schedule
+from scheduler.campaigns.schedule import Schedule
 from storage.models import Template
 from tests.test_campaign_support import campaign_settings
 

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot import appkeys
+from bot.handlers import appkeys
 from bot.slack.outbox import OUTBOX_KINDS, ItemContext, OutboxWorker, outbox_kind
 from bot.slack.render import Post
 from storage import repository as repo
 from storage.models import SlackOutbox
+from tests.harness import BridgeFactory, all_text, bridges, eventually, now_ts
 from tests.helpers import SLACK_CHANNEL, inbound_text
-from tests.test_slack_bridge import BridgeFactory, all_text, bridges, eventually, now_ts
 
 
 @pytest.fixture

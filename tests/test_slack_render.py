@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.bridge.media import whatsapp_kind
 from bot.slack import render
-from bot.slack.media import whatsapp_kind
 
 CONTACT = render.ContactView("919812345678", "Ravi")
 CHANNEL = render.ChannelView("lucknow", "+91 522 400 0000")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot import appkeys
+from bot.handlers import appkeys
 from bot.handlers.slack_actions import (
     PICKER_CALLBACK,
     SHORTCUT_EXPORT,
@@ -21,8 +21,7 @@ from bot.handlers.slack_actions import (
 )
 from bot.handlers.slack_messages import OPEN_PICKER_ACTION
 from storage.models import Contact, Message, Template
-from tests.helpers import PNID, SLACK_CHANNEL, WABA, inbound_text, status
-from tests.test_slack_bridge import (
+from tests.harness import (
     STAFF,
     WA_ID,
     Bridge,
@@ -33,6 +32,7 @@ from tests.test_slack_bridge import (
     now_ts,
     thread_with,
 )
+from tests.helpers import PNID, SLACK_CHANNEL, WABA, inbound_text, status
 
 
 @pytest.fixture

@@ -8,11 +8,19 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot import appkeys
-from bot.app import create_app
-from bot.config import PricingSettings
+from bot.app.factory import create_app
+from bot.core.config import PricingSettings
+from bot.handlers import appkeys
 from bot.handlers.slack_ops import spend_reply
-from bot.spend import PricedMessage, compute_spend, is_billable, parse_month, region_of, render_text, spend_for_month
+from bot.ops.spend import (
+    PricedMessage,
+    compute_spend,
+    is_billable,
+    parse_month,
+    region_of,
+    render_text,
+    spend_for_month,
+)
 from tests.helpers import echo_text, make_settings, signed, status
 
 PRICING = {"currency": "INR", "platform_fee": 0.20,
@@ -38,8 +46,8 @@ async def _post(client, payload: dict[str, Any]) -> None:  # type: ignore[no-unt
 
 
 async def _drain(app) -> None:  # type: ignore[no-untyped-def]
-    from bot.handlers.meta_events import EventContext
-    from bot.webhook_worker import WebhookWorker
+    from bot.bridge.meta_events import EventContext
+    from bot.bridge.webhook_worker import WebhookWorker
 
     worker = WebhookWorker(app[appkeys.SESSIONS],
                            lambda: EventContext(app[appkeys.SETTINGS], app[appkeys.CHANNEL_IDS]),
@@ -136,7 +144,7 @@ def test_month_bounds_are_local_midnights() -> None:
 
 
 async def test_campaign_spend_in_slack_answers_managers_only(aiohttp_client, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from bot.slack.component import make_slack_component
+    from bot.app.slack_component import make_slack_component
     from bot.standins.slack import SlackStandin
     from tests.helpers import BOT_TOKEN, SIGNING_SECRET
 

@@ -12,12 +12,12 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from bot import appkeys
-from bot.app import create_app
-from bot.cli import main
+from bot.app.factory import create_app
+from bot.cli.entry import main
+from bot.handlers import appkeys
 from bot.meta.graph import GraphClient
+from bot.ops.templates import CopyOutcome, CopyResult, copy_templates, create_payload, sync_templates
 from bot.standins.graph import GraphStandin
-from bot.templates import CopyOutcome, CopyResult, copy_templates, create_payload, sync_templates
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.models import SlackOutbox, Template
 from tests.helpers import APP_SECRET, WABA, envelope, make_settings, signed
@@ -103,8 +103,8 @@ async def test_sync_follows_every_page_and_mirrors_changes(db_url: str, graph: G
 
 
 async def _drain(app) -> None:  # type: ignore[no-untyped-def]
-    from bot.handlers.meta_events import EventContext
-    from bot.webhook_worker import WebhookWorker
+    from bot.bridge.meta_events import EventContext
+    from bot.bridge.webhook_worker import WebhookWorker
 
     worker = WebhookWorker(app[appkeys.SESSIONS],
                            lambda: EventContext(app[appkeys.SETTINGS], app[appkeys.CHANNEL_IDS]),

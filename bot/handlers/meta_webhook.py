@@ -7,8 +7,8 @@ import time
 
 from aiohttp import web
 
-from bot import appkeys
-from bot.ingest_writer import IngestUnavailable
+from bot.bridge.ingest_writer import IngestUnavailable
+from bot.handlers import appkeys
 from bot.meta.parser import event_type_of
 from bot.meta.signature import verify
 

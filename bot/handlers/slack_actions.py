@@ -18,7 +18,6 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
-from bot import template_choice
 from bot.deps import Deps
 from bot.handlers.slack_messages import (
     OPEN_PICKER_ACTION,
@@ -29,7 +28,7 @@ from bot.handlers.slack_messages import (
 )
 from bot.meta.errors import GraphError, explain
 from bot.meta.graph import SendResult
-from bot.slack import limits, render
+from bot.slack import limits, render, template_choice
 from bot.slack.outbox import wake_outbox
 from scheduler.throttle import Priority, ThrottleUnavailable
 from storage import repository as repo

@@ -22,7 +22,14 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
-from bot.campaign_forms import (
+from bot.deps import Deps
+from bot.handlers.slack_ops import OPS_SUBCOMMANDS, OPS_WORKING, ops_in_background
+from bot.onboarding.slack_commands import ONBOARDING_SUBCOMMANDS, onboarding_in_background
+from bot.onboarding.slack_commands import WORKING as ONBOARDING_WORKING
+from scheduler.campaigns import records as campaigns
+from scheduler.campaigns.audience import AudienceError, find_phone_column, mapped_columns, open_text, read_header
+from scheduler.campaigns.create import CampaignInputError, Request, prepare
+from scheduler.campaigns.forms import (
     CONFIRM_CALLBACK,
     CREATE_CALLBACK,
     REFUSAL,
@@ -43,14 +50,7 @@ from bot.campaign_forms import (
     selected_channel,
     template_suggestions,
 )
-from bot.deps import Deps
-from bot.handlers.slack_ops import OPS_SUBCOMMANDS, OPS_WORKING, ops_in_background
-from bot.onboarding.slack_commands import ONBOARDING_SUBCOMMANDS, onboarding_in_background
-from bot.onboarding.slack_commands import WORKING as ONBOARDING_WORKING
-from scheduler import campaigns
-from scheduler.audience import AudienceError, find_phone_column, mapped_columns, open_text, read_header
-from scheduler.create import CampaignInputError, Request, prepare
-from scheduler.schedule import describe
+from scheduler.campaigns.schedule import describe
 from storage.models import Template
 
 log = logging.getLogger(__name__)

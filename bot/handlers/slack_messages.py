@@ -19,14 +19,14 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
-from bot.config import ChannelSettings, ThreadReplies
+from bot.bridge.media import FileRefused, send_slack_file
+from bot.core.config import ChannelSettings, ThreadReplies
+from bot.core.window import window_closes_at, window_open
 from bot.deps import Deps
 from bot.meta.errors import GraphError, SendAction, explain
 from bot.meta.graph import SendResult
 from bot.slack import limits, render
-from bot.slack.media import FileRefused, send_slack_file
 from bot.slack.outbox import wake_outbox
-from bot.window import window_closes_at, window_open
 from scheduler.throttle import Priority, ThrottleUnavailable
 from storage import repository as repo
 from storage.models import Contact, Conversation, Direction, SlackEvent, Source, utcnow

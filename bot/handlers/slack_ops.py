@@ -16,14 +16,14 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.config import ChannelSettings
+from bot.core.config import ChannelSettings
 from bot.deps import Deps
-from bot.doctor import DoctorEnv, Severity, all_passed, run_doctor
-from bot.export import ExportError, Format, load_transcript, render, slack_users, with_slack_names
 from bot.meta.graph import GraphError
+from bot.ops.doctor import DoctorEnv, Severity, all_passed, run_doctor
+from bot.ops.export import ExportError, Format, load_transcript, render, slack_users, with_slack_names
+from bot.ops.spend import money, render_text, spend_for_month
+from bot.ops.templates import channels_by_waba, describe, stored_templates, sync_templates
 from bot.slack import limits
-from bot.spend import money, render_text, spend_for_month
-from bot.templates import channels_by_waba, describe, stored_templates, sync_templates
 
 log = logging.getLogger(__name__)
 

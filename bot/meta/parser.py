@@ -4,6 +4,10 @@ A delivery holds entry[] (one per WABA), each with changes[]; one change's value
 messages or statuses. Every one of them becomes an event. Whatever cannot be understood becomes
 an UnknownChange (unknown field or content) or a ParseProblem (malformed part) so that nothing
 is dropped silently and one bad message never hides its neighbours.
+
+Why one module: it is the project's single webhook parser; every field's decoder shares the
+envelope, the never-raise guards and the problem records, and one table of shapes is easier to audit than
+five files that must agree.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import ChannelSettings, Mode, Settings
+from bot.core.config import ChannelSettings, Mode, Settings
 from bot.onboarding.crypto import TokenBox, TokenKeyMissing, TokenUnreadable, token_box
 from storage.models import Channel, OnboardedChannel, utcnow
 from storage.repository import sync_channels
@@ -28,15 +28,6 @@ log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 5.0
 COEXISTENCE_MPS = 5
-
-# phone_number_ids each Settings object got from onboarding; the rest came from app.yaml. Keyed by id() and
-# holding the object itself, so that an id is never reused while its entry exists.
-_FROM_ONBOARDING: dict[int, tuple[Settings, set[str]]] = {}
-
-
-def _ours(settings: Settings) -> set[str]:
-    return _FROM_ONBOARDING.setdefault(id(settings), (settings, set()))[1]
-
 
 def channel_settings(row: OnboardedChannel, token: str) -> ChannelSettings:
     """The ChannelSettings of a stored onboarded channel, given its decrypted token."""
@@ -47,12 +38,12 @@ def channel_settings(row: OnboardedChannel, token: str) -> ChannelSettings:
 
 def is_onboarded(settings: Settings, phone_number_id: str) -> bool:
     """True when this process took the channel from onboarding rather than app.yaml."""
-    return phone_number_id in _ours(settings)
+    return phone_number_id in settings.onboarded_ids
 
 
 def apply_channels(settings: Settings, channels: Iterable[ChannelSettings]) -> list[ChannelSettings]:
     """Add new onboarded channels to settings.channels (or replace changed ones); returns what changed."""
-    ours = _ours(settings)
+    ours = settings.onboarded_ids
     changed: list[ChannelSettings] = []
     for ch in channels:
         index = next((i for i, c in enumerate(settings.channels) if c.phone_number_id == ch.phone_number_id), None)

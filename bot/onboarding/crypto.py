@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from bot.config import Settings
+from bot.core.config import Settings
 
 
 class TokenKeyMissing(Exception):

@@ -15,7 +15,7 @@ from typing import cast
 
 from sqlalchemy import select
 
-from bot.config import ChannelSettings, Mode, Settings
+from bot.core.config import ChannelSettings, Mode, Settings
 from bot.deps import Deps
 from bot.meta.errors import GraphError
 from bot.meta.graph import SyncType

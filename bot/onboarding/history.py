@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from bot.export import describe_content
+from bot.ops.export import describe_content
 from bot.slack import limits, render
 from storage.models import Channel, Contact, Conversation, Message
 

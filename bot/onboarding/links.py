@@ -16,7 +16,7 @@ from enum import StrEnum
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
+from bot.core.config import Settings
 from storage.models import OnboardingLink, utcnow
 
 DEFAULT_VALID = timedelta(hours=1)

@@ -13,12 +13,12 @@ import logging
 
 from sqlalchemy import update
 
+from bot.bridge.mirror import contact_view
+from bot.core.window import window_closes_at
 from bot.onboarding.history import post_history_intro
 from bot.onboarding.syncs import progress_text, view_of
 from bot.slack import limits, render
-from bot.slack.mirror import contact_view
 from bot.slack.outbox import GiveUp, ItemContext, SlackCallFailed, outbox_kind
-from bot.window import window_closes_at
 from storage.models import Channel, Contact, Conversation, SmbSync, utcnow
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bot.deps import Deps
-from bot.export import find_contacts
 from bot.onboarding.links import DEFAULT_VALID, create_link, link_url
+from bot.ops.export import find_contacts
+from bot.slack.outbox import wake_outbox
 from bot.slack.render import format_time
 from storage import repository as repo
 from storage.models import Channel, Conversation, Message, utcnow
@@ -100,8 +101,6 @@ async def history_reply(deps: Deps, *, user_id: str, query: str, slack_channel: 
                                  thread_key=f"conv:{conversation_id}", kind="history",
                                  payload={"conversation_id": conversation_id, "requested_by": user_id},
                                  conversation_id=conversation_id)
-    from bot.slack.outbox import wake_outbox
-
     wake_outbox(deps)
     return f"The earlier history of {query} on {channel} ({count} messages) will appear in its thread shortly."
 

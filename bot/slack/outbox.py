@@ -341,9 +341,9 @@ class ItemContext:
 
     async def thread_for(self, conversation_id: int) -> Thread:
         """The conversation's Slack thread, posting its parent message first when there is none yet."""
-        from bot.slack import mirror  # the parent's content is the mirror's business
-
-        return await mirror.ensure_thread(self, conversation_id)
+        if self.worker._ensure_thread is None:
+            raise GiveUp("this outbox worker was built without a thread maker (see bot.app.slack_component)")
+        return await self.worker._ensure_thread(self, conversation_id)
 
     async def find_thread_parent(self, channel: str, conversation_id: int) -> str | None:
         """A parent posted by an attempt whose answer was lost, found by its metadata."""
@@ -396,8 +396,11 @@ class OutboxWorker:
 
     def __init__(self, deps: Deps, *, concurrency: int = 4, lease: float = 120.0, poll_interval: float = 1.0,
                  backoff_base: float = 1.0, backoff_cap: float = 60.0, slack: AsyncWebClient | None = None,
-                 upload_timeout: float = 120.0, claim_batch: int | None = None) -> None:
+                 upload_timeout: float = 120.0, claim_batch: int | None = None,
+                 ensure_thread: Callable[[ItemContext, int], Awaitable[Thread]] | None = None) -> None:
         self.deps = deps
+        # What a thread's parent says is the bridge's business, handed in by the wiring (bot.app).
+        self._ensure_thread = ensure_thread
         self.slack = slack or _without_retries(deps.slack)
         self.concurrency = max(1, concurrency)
         self.lease = timedelta(seconds=lease)
@@ -639,9 +642,5 @@ class OutboxWorker:
         self.deps.metrics.slack_posts.labels(item.kind, "ok").inc()
 
 
-# Register the built-in kinds (message, status, note, alert) for everyone who imports the registry.
-from bot.slack import mirror as _mirror  # noqa: E402
-
 __all__ = ["OUTBOX_EVENT", "OUTBOX_KINDS", "THREAD_EVENT", "GiveUp", "ItemContext", "OutboxItem",
            "OutboxWorker", "Retry", "SlackCallFailed", "Thread", "outbox_kind", "wake_outbox"]
-_ = _mirror

@@ -2,6 +2,9 @@
 
 Every piece of customer-controlled text goes through `escape`, so `<!channel>`, `<@U…>` or `<url|label>`
 typed by a customer shows as literal text and can never ping anyone or hide a link.
+
+Why one module: it is the project's single Slack renderer, so that escaping and layout rules
+live in one place that every post goes through.
 """
 
 from __future__ import annotations

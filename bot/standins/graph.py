@@ -3,6 +3,9 @@
 It answers the calls the bridge makes with Meta's documented shapes and error bodies, enforces a
 per-number messages-per-second cap over any sliding one-second window, and lets tests inject errors.
 Used by the test suite and by `python -m bot demo`.
+
+Why one module: it plays one whole API (one server, one state, one error vocabulary); split
+across files its endpoints would share everything through imports anyway.
 """
 
 from __future__ import annotations

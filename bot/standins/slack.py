@@ -4,6 +4,9 @@ Point slack_sdk at it with `AsyncWebClient(token=..., base_url=f"{standin.base_u
 channels, threads, files and views in memory, records every call, and can rate-limit (429 +
 Retry-After) or go down on demand. It can also play Slack's side towards our server: signed events,
 slash commands and interactions. Used by the test suite and by `python -m bot demo`.
+
+Why one module: it plays one whole API (one server, one in-memory workspace, one rate-limit
+and outage switch) that every endpoint reads and writes.
 """
 
 from __future__ import annotations

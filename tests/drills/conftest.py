@@ -43,7 +43,7 @@ from tests.test_campaign_support import ThreadedStandin
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
-RUNNER_LEASE = 60.0  # scheduler.runner.RunnerConfig.lease, the default `serve` runs with
+RUNNER_LEASE = 60.0  # scheduler.campaigns.runner.RunnerConfig.lease, the default `serve` runs with
 
 
 def free_port() -> int:

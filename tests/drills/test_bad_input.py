@@ -24,10 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from bot import appkeys
-from bot.app import create_app
+from bot.app.factory import create_app
+from bot.handlers import appkeys
 from bot.meta.signature import sign
 from storage.models import Message, SlackOutbox, WebhookLog
+from tests.harness import STAFF, WA_ID, Bridge, bridges, eventually, now_ts, thread_with
 from tests.helpers import (
     APP_SECRET,
     SIGNING_SECRET,
@@ -39,7 +40,6 @@ from tests.helpers import (
     signed,
 )
 from tests.test_parser import EXPECTED, envelopes, json_values, load
-from tests.test_slack_bridge import STAFF, WA_ID, Bridge, bridges, eventually, now_ts, thread_with
 
 # ---- fixtures and helpers ------------------------------------------------------------------------------
 

@@ -41,8 +41,8 @@ from tests.drills.conftest import (
     redeliver,
     write_config,
 )
+from tests.harness import Bridge, bridges, eventually
 from tests.helpers import PNID, SLACK_CHANNEL, inbound_text, signed
-from tests.test_slack_bridge import Bridge, bridges, eventually
 
 Probe = Callable[[str], DbProbe]
 

@@ -1,0 +1,1 @@
+"""Wiring: the aiohttp application factory and the components `serve` mounts, by process role."""

@@ -1,0 +1,40 @@
+"""Campaigns inside `serve`: the scheduler (fires campaigns) and the runner (sends them), as cleanup contexts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from bot.handlers import appkeys
+from scheduler.campaigns.jobs import CampaignScheduler
+from scheduler.campaigns.runner import CampaignRunner, campaign_throttle
+
+log = logging.getLogger(__name__)
+
+CAMPAIGN_SCHEDULER = web.AppKey("campaign_scheduler", CampaignScheduler)
+CAMPAIGN_RUNNER = web.AppKey("campaign_runner", CampaignRunner)
+
+
+async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
+    deps = app[appkeys.DEPS]
+    throttle = campaign_throttle(app[appkeys.REDIS], deps.throttle)
+    runner = CampaignRunner(deps.sessions, deps.graph, throttle, deps.settings, metrics=deps.metrics)
+    scheduler = CampaignScheduler(deps.sessions, on_fire=lambda _run_id: runner.wake())
+    app[CAMPAIGN_RUNNER] = runner
+    app[CAMPAIGN_SCHEDULER] = scheduler
+    task = asyncio.create_task(runner.run(), name="campaign-runner")
+    await scheduler.start()
+    yield
+    await scheduler.stop()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def campaign_component(app: web.Application) -> None:
+    """Mount the campaign scheduler and runner on a `serve` application."""
+    app.cleanup_ctx.append(_campaigns_ctx)

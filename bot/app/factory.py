@@ -1,0 +1,169 @@
+"""The aiohttp application factory: Meta webhooks, Slack endpoints, health and metrics, background workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import text
+
+from bot.bridge.ingest_writer import IngestWriter
+from bot.bridge.meta_events import EventContext
+from bot.bridge.webhook_worker import WebhookWorker
+from bot.core.config import Settings
+from bot.core.metrics import Metrics
+from bot.deps import Deps
+from bot.handlers import appkeys, meta_webhook
+from bot.meta.graph import GraphClient
+from bot.onboarding.channels import merge_onboarded
+from scheduler.throttle import RedisThrottle, Throttle, make_throttle
+from storage.db import make_engine, make_sessionmaker, migrate
+from storage.repository import sync_channels
+
+log = logging.getLogger(__name__)
+
+Component = Callable[[web.Application], None]
+
+
+def database_ctx(run_migrations: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[appkeys.SETTINGS]
+        if run_migrations:
+            await migrate(settings.database_url)
+        engine = make_engine(settings.database_url)
+        app[appkeys.ENGINE] = engine
+        app[appkeys.SESSIONS] = make_sessionmaker(engine)
+        app[appkeys.CHANNEL_IDS] = await sync_channels(app[appkeys.SESSIONS], settings.channels)
+        # Numbers connected through /onboard join the configured ones before any worker starts.
+        await merge_onboarded(settings, app[appkeys.SESSIONS], app[appkeys.CHANNEL_IDS])
+        yield
+        await engine.dispose()
+
+    return ctx
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    url = app[appkeys.SETTINGS].redis_url
+    if not url:
+        app[appkeys.REDIS] = None
+        yield
+        return
+    client = aioredis.from_url(url)
+    app[appkeys.REDIS] = client
+    yield
+    await client.aclose()
+
+
+async def deps_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Graph client, Slack Web API client and throttle, shared by every worker and listener."""
+    settings = app[appkeys.SETTINGS]
+    graph = GraphClient(settings.meta.graph_url, settings.meta.api_version)
+    # No rate-limit retry handler: the Slack outbox honours Retry-After itself (slack_sdk's async handler
+    # reads only the first character of the header, so "Retry-After: 30" would wait 3 s).
+    # One shared session: without it slack_sdk opens a new connection (and TLS handshake) per call.
+    slack_http = aiohttp.ClientSession()
+    slack = AsyncWebClient(token=settings.slack.bot_token, base_url=settings.slack.api_url, session=slack_http)
+    redis_client = app[appkeys.REDIS]
+    throttle: Throttle = RedisThrottle(redis_client) if redis_client is not None else make_throttle(None)
+    app[appkeys.DEPS] = Deps(settings=settings, sessions=app[appkeys.SESSIONS], graph=graph, slack=slack,
+                             throttle=throttle, metrics=app[appkeys.METRICS],
+                             channel_ids=app[appkeys.CHANNEL_IDS])
+    yield
+    await graph.aclose()
+    await slack_http.close()
+
+
+def background(name: str, start: Callable[[web.Application], asyncio.Task[None]]
+               ) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context running one long-lived task, cancelled on shutdown."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        task = start(app)
+        task.set_name(name)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
+def _start_ingest_writer(app: web.Application) -> asyncio.Task[None]:
+    def wake_worker() -> None:
+        worker = app.get(appkeys.WEBHOOK_WORKER)
+        if worker is not None:
+            worker.wake()
+
+    writer = IngestWriter(app[appkeys.ENGINE], on_stored=wake_worker)
+    app[appkeys.INGEST_WRITER] = writer
+    return asyncio.create_task(writer.run())
+
+
+def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
+    settings = app[appkeys.SETTINGS]
+    worker = WebhookWorker(
+        app[appkeys.SESSIONS],
+        lambda: EventContext(settings=settings, channel_ids=app[appkeys.CHANNEL_IDS]),
+        app[appkeys.METRICS],
+    )
+    app[appkeys.WEBHOOK_WORKER] = worker
+    return asyncio.create_task(worker.run())
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 with per-dependency status when the database and Redis answer, else 503."""
+    checks: dict[str, str] = {}
+    try:
+        async with request.app[appkeys.SESSIONS]() as session:
+            await session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    client = request.app.get(appkeys.REDIS)
+    if client is None:
+        checks["redis"] = "not configured (in-process throttle)"
+    else:
+        try:
+            await client.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"error: {exc.__class__.__name__}"
+    healthy = all(v == "ok" or v.startswith("not configured") for v in checks.values())
+    return web.json_response({"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[appkeys.METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool = True, webhooks: bool = True,
+               components: list[Component] | None = None) -> web.Application:
+    """Build the application; workers=False leaves background processing to another process or a test.
+
+    webhooks=False (a worker-only process) mounts no /webhooks/meta and runs no ingest writer."""
+    app = web.Application(client_max_size=settings.server.max_body_bytes + 1024)
+    app[appkeys.SETTINGS] = settings
+    app[appkeys.METRICS] = Metrics()
+    app.cleanup_ctx.append(database_ctx(run_migrations))
+    app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(deps_ctx)
+    if webhooks:
+        app.cleanup_ctx.append(background("ingest-writer", _start_ingest_writer))
+    if workers:
+        app.cleanup_ctx.append(background("webhook-worker", _start_webhook_worker))
+    if webhooks:
+        app.router.add_get("/webhooks/meta", meta_webhook.handshake)
+        app.router.add_post("/webhooks/meta", meta_webhook.receive)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    for component in components or []:
+        component(app)
+    return app

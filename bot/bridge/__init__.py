@@ -1,0 +1,1 @@
+"""The WhatsApp <-> Slack conversation bridge: storing webhook deliveries, applying them, mirroring threads."""

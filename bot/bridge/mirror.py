@@ -1,0 +1,352 @@
+"""The built-in outbox kinds: a conversation's messages, statuses and notes in its thread; alerts.
+
+Payloads (written by bot.handlers.meta_events and the Slack listeners):
+- "message": {message_id}
+- "status":  {message_id, status, error_code, error_title}
+- "note":    {text, conversation_id, mrkdwn?}
+- "alert":   {alert, subject, state, text} (thread_key "alerts")
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import aliased
+
+from bot.core.config import ChannelSettings
+from bot.core.window import window_closes_at
+from bot.slack import render, status_marks
+from bot.slack.outbox import GiveUp, ItemContext, SlackCallFailed, Thread, outbox_kind
+from storage.models import Campaign, Channel, Contact, Conversation, Message, SlackOutbox, utcnow
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
+_THREAD_GONE = frozenset({"thread_not_found", "invalid_thread_ts"})
+_THREADS = "threads"  # ctx.cache key: conversation id -> Thread, once known in this attempt
+
+
+@dataclass
+class Loaded:
+    """A stored message with everything its rendering needs."""
+
+    msg: Message
+    conv: Conversation
+    contact: Contact
+    channel: ChannelSettings | None
+    channel_row: Channel
+    quoted: str | None
+    campaign: str | None
+    previous_inbound: datetime | None = None  # the customer's message before this one (non-history)
+
+    @property
+    def contact_view(self) -> render.ContactView:
+        return contact_view(self.contact)
+
+    @property
+    def channel_view(self) -> render.ChannelView:
+        return render.ChannelView(self.channel_row.name, self.channel_row.display_phone_number)
+
+
+def contact_view(contact: Contact) -> render.ContactView:
+    """How a contact is named: the phone app's address book first, then their WhatsApp profile."""
+    return render.ContactView(contact.wa_id, contact.address_book_name or contact.profile_name)
+
+
+def _summary(msg: Message) -> str:
+    if msg.text:
+        return msg.text
+    return f"[{msg.type}]"
+
+
+_ROWS = "conversation_rows"  # ctx.cache key: conversation id -> (conversation, contact, channel)
+
+
+async def load_message(ctx: ItemContext, message_id: int) -> Loaded | None:
+    """The message, its conversation, contact, channel, quoted message and campaign name."""
+    earlier = aliased(Message)
+    previous = (select(earlier.wa_timestamp).where(
+        earlier.conversation_id == Message.conversation_id, earlier.direction == "inbound",
+        earlier.is_history.is_(False), earlier.wa_timestamp < Message.wa_timestamp)
+        .order_by(earlier.wa_timestamp.desc()).limit(1).scalar_subquery())
+    async with ctx.deps.sessions() as s:
+        found = (await s.execute(
+            select(Message, Conversation, Contact, Channel, previous)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .join(Contact, Contact.id == Conversation.contact_id)
+            .join(Channel, Channel.id == Conversation.channel_id)
+            .where(Message.id == message_id))).first()
+        if found is None:
+            return None
+        msg, conv, contact, channel_row, previous_inbound = found
+        # The rest of this attempt (thread, parent refresh) works from these rows rather than reading them again.
+        ctx.cache.setdefault(_ROWS, {})[conv.id] = (conv, contact, channel_row)
+        quoted = None
+        ctx_id = (msg.content or {}).get("context", {}) or {}
+        if ctx_id.get("id"):
+            target = await s.scalar(select(Message).where(Message.wamid == ctx_id["id"]))
+            if target is not None:
+                quoted = _summary(target)
+        campaign = None
+        if msg.campaign_id is not None:
+            row = await s.get(Campaign, msg.campaign_id)
+            campaign = row.name if row is not None else f"#{msg.campaign_id}"
+    cfg = ctx.deps.settings.channel_by_phone_number_id(channel_row.phone_number_id)
+    return Loaded(msg, conv, contact, cfg, channel_row, quoted, campaign, previous_inbound)
+
+
+async def ensure_thread(ctx: ItemContext, conversation_id: int) -> Thread:
+    """The conversation's thread; its parent is posted (once) on the conversation's first message."""
+    known: dict[int, Thread] = ctx.cache.setdefault(_THREADS, {})
+    if conversation_id in known:
+        return known[conversation_id]
+    thread = await _ensure_thread(ctx, conversation_id)
+    known[conversation_id] = thread
+    return thread
+
+
+async def _conversation_rows(ctx: ItemContext, conversation_id: int
+                             ) -> tuple[Conversation, Contact | None, Channel | None]:
+    """The conversation with its contact and channel: from this attempt's load, else in one query."""
+    rows: dict[int, tuple[Conversation, Contact | None, Channel | None]] = ctx.cache.setdefault(_ROWS, {})
+    if conversation_id in rows:
+        return rows[conversation_id]
+    async with ctx.deps.sessions() as s:
+        row = (await s.execute(
+            select(Conversation, Contact, Channel)
+            .outerjoin(Contact, Contact.id == Conversation.contact_id)
+            .outerjoin(Channel, Channel.id == Conversation.channel_id)
+            .where(Conversation.id == conversation_id))).first()
+    if row is None:
+        raise GiveUp(f"conversation {conversation_id} does not exist")
+    conv, contact, channel_row = row
+    rows[conversation_id] = (conv, contact, channel_row)
+    return conv, contact, channel_row
+
+
+async def _ensure_thread(ctx: ItemContext, conversation_id: int) -> Thread:
+    conv, contact, channel_row = await _conversation_rows(ctx, conversation_id)
+    if conv.slack_thread_ts and conv.slack_channel:
+        return Thread(conv.slack_channel, conv.slack_thread_ts)
+    if contact is None or channel_row is None:
+        raise GiveUp(f"conversation {conversation_id} has no contact or channel")
+    cfg = ctx.deps.settings.channel_by_phone_number_id(channel_row.phone_number_id)
+    slack_channel = conv.slack_channel or (cfg.slack_channel if cfg else channel_row.slack_channel)
+    if not slack_channel:
+        raise GiveUp(f"channel {channel_row.name} has no Slack channel")
+    ts = None
+    if ctx.item.uncertain or "parent" in ctx.parts:
+        ts = ctx.parts.get("parent") or await ctx.find_thread_parent(slack_channel, conversation_id)
+    if ts is None:
+        post = render.parent_post(
+            contact_view(contact), render.ChannelView(channel_row.name, channel_row.display_phone_number),
+            window_closes_at(conv.last_customer_message_at), utcnow(), ctx.deps.settings.timezone)
+        ts = await ctx.post_parent(slack_channel, post, conversation_id)
+    ctx.parts["parent"] = ts
+    # Imported history goes in before the thread is recorded, so a retry after a crash still posts it.
+    from bot.onboarding.history import post_history_intro
+
+    await post_history_intro(ctx, conversation_id, Thread(slack_channel, ts))
+    async with ctx.deps.sessions() as s, s.begin():
+        await s.execute(update(Conversation).where(
+            Conversation.id == conversation_id, Conversation.slack_thread_ts.is_(None)
+        ).values(slack_thread_ts=ts, slack_channel=slack_channel))
+        # Another attempt may have recorded its thread first: the one recorded wins.
+        stored = (await s.execute(select(Conversation.slack_thread_ts, Conversation.slack_channel)
+                                  .where(Conversation.id == conversation_id))).first()
+        final_ts = (stored[0] if stored else None) or ts
+        final_channel = (stored[1] if stored else None) or slack_channel
+    return Thread(final_channel, final_ts)
+
+
+async def forget_thread(ctx: ItemContext, conversation_id: int, ts: str) -> None:
+    """The parent was deleted in Slack: start a new thread with the next post."""
+    async with ctx.deps.sessions() as s, s.begin():
+        await s.execute(update(Conversation).where(
+            Conversation.id == conversation_id, Conversation.slack_thread_ts == ts).values(slack_thread_ts=None))
+    ctx.parts.clear()
+    ctx.cache.pop(_THREADS, None)
+    ctx.cache.pop(_ROWS, None)
+
+
+async def _post_in_thread(ctx: ItemContext, conversation_id: int, post: render.Post, part: str) -> str:
+    thread = await ctx.thread_for(conversation_id)
+    try:
+        return await ctx.post(thread.channel, post, thread_ts=thread.ts, part=part)
+    except SlackCallFailed as exc:
+        if exc.error not in _THREAD_GONE:
+            raise
+        await forget_thread(ctx, conversation_id, thread.ts)
+        thread = await ctx.thread_for(conversation_id)
+        return await ctx.post(thread.channel, post, thread_ts=thread.ts, part=part)
+
+
+def _set_slack_ts(ctx: ItemContext, message_id: int, ts: str) -> None:
+    # Written with the item's outcome, in the same transaction (kept on a retry too: the post exists).
+    ctx.write_with_outcome(update(Message).where(Message.id == message_id, Message.slack_ts.is_(None))
+                           .values(slack_ts=ts))
+
+
+def _statuses_seen(msg: Message) -> list[str]:
+    seen = [str(h.get("status")) for h in msg.status_history or []]
+    if msg.status and msg.status not in seen:
+        seen.append(msg.status)
+    return seen
+
+
+async def _status_reactions(ctx: ItemContext, channel: str, ts: str, msg: Message) -> None:
+    """The reactions of statuses reached before the message was posted (the ticks accumulate, like
+    WhatsApp's); statuses whose own outbox items are still to run add theirs themselves."""
+    seen = _statuses_seen(msg)
+    keys = {status_marks.status_dedupe_key(msg.wamid, s): s for s in seen} if msg.wamid else {}
+    owed: list[str] = []
+    if keys:
+        async with ctx.deps.sessions() as s:
+            pending = (await s.scalars(select(SlackOutbox.dedupe_key).where(
+                SlackOutbox.dedupe_key.in_(list(keys)), SlackOutbox.done_at.is_(None),
+                SlackOutbox.id != ctx.item.id))).all()
+        owed = [keys[k] for k in pending]
+    for name in status_marks.reactions_to_add(seen, owed):
+        await ctx.react(channel, ts, name)
+
+
+@outbox_kind("message")
+async def mirror_message(ctx: ItemContext) -> None:
+    """Post one stored message into its conversation's thread."""
+    loaded = await load_message(ctx, int(ctx.item.payload["message_id"]))
+    if loaded is None:
+        log.warning("outbox %s: message %s is gone", ctx.item.id, ctx.item.payload.get("message_id"))
+        return
+    msg = loaded.msg
+    if msg.is_history or msg.source == "campaign":
+        return  # history stays out of Slack; campaign sends have their own progress message
+    if msg.type == "reaction":
+        await _mirror_reaction(ctx, loaded)
+        return
+    view = render.MessageView(
+        direction=msg.direction, source=msg.source, type=msg.type, text=msg.text, content=msg.content or {},
+        slack_user=msg.slack_user, quoted=loaded.quoted, campaign=loaded.campaign)
+    posts = render.message_posts(view, loaded.contact_view, loaded.channel_view)
+    first = msg.slack_ts
+    for i, post in enumerate(posts):
+        ts = await _post_in_thread(ctx, loaded.conv.id, post, str(i))
+        first = first or ts
+    if first and not msg.slack_ts:
+        _set_slack_ts(ctx, msg.id, first)
+    thread = await ctx.thread_for(loaded.conv.id)
+    if msg.direction == "inbound" and ctx.parts.get("parent") is None:
+        await _refresh_parent_if_reopened(ctx, loaded, thread)
+    if msg.type in MEDIA_TYPES and msg.media_id and loaded.channel is not None:
+        from bot.bridge import media
+
+        await media.mirror_to_slack(ctx, thread, msg, loaded.channel)
+    if first and msg.direction == "outbound" and (msg.status or msg.status_history):
+        await _status_reactions(ctx, thread.channel, first, msg)
+
+
+async def _refresh_parent_if_reopened(ctx: ItemContext, loaded: Loaded, thread: Thread) -> None:
+    """When a customer writes after the window had closed, the parent's window line is updated."""
+    msg = loaded.msg
+    previous = loaded.previous_inbound
+    closes = window_closes_at(previous)
+    if previous is not None and closes is not None and closes > msg.wa_timestamp:
+        return  # the window was open already: the parent still tells the truth
+    # The conversation as read with this message (after the webhook worker stored it).
+    post = render.parent_post(loaded.contact_view, loaded.channel_view,
+                              window_closes_at(loaded.conv.last_customer_message_at),
+                              utcnow(), ctx.deps.settings.timezone)
+    try:
+        await ctx.update_message(thread.channel, thread.ts, post)
+    except SlackCallFailed as exc:
+        log.info("thread parent %s not updated: %s", thread.ts, exc.error)
+
+
+async def _mirror_reaction(ctx: ItemContext, loaded: Loaded) -> None:
+    """A customer's reaction: a reaction on the mirrored message when possible, else a line of text."""
+    reaction = (loaded.msg.content or {}).get("reaction") or {}
+    emoji = str(reaction.get("emoji") or "")
+    async with ctx.deps.sessions() as s:
+        target = await s.scalar(select(Message).where(Message.wamid == reaction.get("message_id")))
+    name = render.reaction_name(emoji) if emoji else None
+    thread = await ctx.thread_for(loaded.conv.id)
+    if target is not None and target.slack_ts:
+        if not emoji:
+            # Removed: WhatsApp does not say which emoji, so try the ones the customer may have used.
+            previous = await _previous_reaction(ctx, loaded)
+            if previous:
+                await ctx.unreact(thread.channel, target.slack_ts, previous)
+                return
+        elif name:
+            await ctx.react(thread.channel, target.slack_ts, name)
+            return
+    view = render.MessageView(direction=loaded.msg.direction, source=loaded.msg.source, type="reaction",
+                              text=loaded.msg.text, content=loaded.msg.content or {},
+                              quoted=_summary(target) if target is not None else None)
+    for i, post in enumerate(render.message_posts(view, loaded.contact_view, loaded.channel_view)):
+        await _post_in_thread(ctx, loaded.conv.id, post, str(i))
+
+
+async def _previous_reaction(ctx: ItemContext, loaded: Loaded) -> str | None:
+    """The Slack name of the customer's last reaction to the same message, if it became one."""
+    reaction = (loaded.msg.content or {}).get("reaction") or {}
+    async with ctx.deps.sessions() as s:
+        rows = (await s.scalars(
+            select(Message).where(Message.conversation_id == loaded.conv.id, Message.type == "reaction",
+                                  Message.id != loaded.msg.id, Message.wa_timestamp <= loaded.msg.wa_timestamp)
+            .order_by(Message.wa_timestamp.desc()).limit(20))).all()
+    for row in rows:
+        r = (row.content or {}).get("reaction") or {}
+        if r.get("message_id") == reaction.get("message_id") and r.get("emoji"):
+            return render.reaction_name(str(r["emoji"]))
+    return None
+
+
+@outbox_kind("status")
+async def mirror_status(ctx: ItemContext) -> None:
+    """A delivery status: a reaction on the mirrored message; a failure also gets a note explaining it."""
+    p = ctx.item.payload
+    async with ctx.deps.sessions() as s:
+        msg = await s.get(Message, int(p["message_id"]))
+        conv = await s.get(Conversation, msg.conversation_id) if msg is not None else None
+    if msg is None or conv is None:
+        return
+    if msg.slack_ts and conv.slack_channel:
+        # Earlier statuses were shown by their own items, or by the message's post when they came first.
+        seen = _statuses_seen(msg)
+        earlier = seen[:seen.index(str(p.get("status")))] if p.get("status") in seen else []
+        try:
+            for name in status_marks.reactions_to_add([str(p.get("status"))],
+                                                      already=status_marks.reactions_to_add(earlier)):
+                await ctx.react(conv.slack_channel, msg.slack_ts, name)
+        except SlackCallFailed as exc:
+            if exc.error not in ("message_not_found", "too_many_reactions"):
+                raise
+    if p.get("status") == "failed":
+        code = p.get("error_code")
+        post = render.note_post(render.failure_text(int(code) if code is not None else None, p.get("error_title")))
+        await _post_in_thread(ctx, conv.id, post, "failed")
+
+
+@outbox_kind("note")
+async def mirror_note(ctx: ItemContext) -> None:
+    """A line from the bridge itself in a conversation's thread (opt-out changes, sends from Slack, …)."""
+    p = ctx.item.payload
+    conversation_id = p.get("conversation_id") or ctx.item.conversation_id
+    if conversation_id is None:
+        raise GiveUp("note without a conversation")
+    raw = str(p.get("text") or "")
+    text = raw if p.get("mrkdwn") else render.escape(raw)
+    await _post_in_thread(ctx, int(conversation_id), render.note_post(text), "0")
+
+
+@outbox_kind("alert")
+async def mirror_alert(ctx: ItemContext) -> None:
+    """Template, quality and account changes go to the alerts channel."""
+    channel = ctx.deps.settings.slack.alerts_channel
+    if not channel:
+        log.info("alert not posted (slack.alerts_channel is not set): %s", ctx.item.payload.get("text"))
+        return
+    await ctx.post(channel, render.alert_post(ctx.item.payload), part="0")

@@ -1,0 +1,1 @@
+"""Command line: `python -m bot <command>` (also installed as `wabridge`); see `bot.cli.entry`."""

@@ -1,0 +1,349 @@
+"""`wabridge demo`: the real server against local stand-ins for Meta and Slack, playing a short scenario.
+
+Nothing leaves the machine: the Graph API and the Slack Web API are the loopback stand-ins in bot/standins,
+the database is a temporary SQLite file and the throttle is the in-process one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import socket
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy import func, select
+
+from bot.app.factory import create_app
+from bot.core.config import Settings, parse_settings
+from bot.handlers import appkeys
+from bot.meta.signature import sign
+from bot.standins.graph import GraphStandin
+from bot.standins.slack import SlackStandin
+
+APP_SECRET = "demo-app-secret"
+SIGNING_SECRET = "demo-signing-secret"
+BOT_TOKEN = "xoxb-demo"
+WA_TOKEN = "EAAG-demo"
+PNID, WABA, BUSINESS = "100000000000001", "200000000000001", "915224000000"
+CHANNEL, ALERTS = "C0LUCKNOW", "C0ALERTS"
+MANAGER, STAFF = "U0MANAGER", "U0PRIYA"
+RAVI, ASHA = "919812345678", "919876543210"
+TEMPLATE_BODY = "Hi {{1}}, your {{2}} class schedule for this week is ready. Reply to ask us anything."
+
+
+@dataclass
+class DemoResult:
+    """What the scenario produced, for the printed transcript and for tests."""
+
+    transcript: str
+    campaign_sends: int
+    max_sends_in_one_second: int
+    refused_reply_sent: bool
+    progress_lines: list[str] = field(default_factory=list)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def demo_settings(db_path: Path, graph_url: str, slack_api_url: str) -> Settings:
+    """One Coexistence number at 5 msg/s, bridged into #lucknow, with a manager and an alerts channel."""
+    return parse_settings({
+        "database_url": f"sqlite+aiosqlite:///{db_path}",
+        "redis_url": "",
+        "meta": {"graph_url": graph_url, "app_id": "300000000000001", "app_secret": APP_SECRET,
+                 "verify_token": "demo-verify"},
+        "slack": {"api_url": slack_api_url, "bot_token": BOT_TOKEN, "signing_secret": SIGNING_SECRET,
+                  "alerts_channel": ALERTS, "campaign_managers": [MANAGER]},
+        "channels": [{"name": "lucknow", "phone_number_id": PNID, "waba_id": WABA,
+                      "display_phone_number": "+91 522 400 0000", "mode": "coexistence", "mps": 5,
+                      "access_token": WA_TOKEN, "slack_channel": CHANNEL}],
+        "pricing": {"currency": "INR", "platform_fee": 0.2,
+                    "rates": {"IN": {"marketing": 0.86, "utility": 0.115}}},
+    }, env={})
+
+
+def _envelope(field_name: str, value: dict[str, Any]) -> dict[str, Any]:
+    value = {"messaging_product": "whatsapp",
+             "metadata": {"display_phone_number": BUSINESS, "phone_number_id": PNID}, **value}
+    return {"object": "whatsapp_business_account",
+            "entry": [{"id": WABA, "changes": [{"field": field_name, "value": value}]}]}
+
+
+def customer_says(wamid: str, wa_id: str, name: str, text: str, at: datetime,
+                  replying_to: str | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"from": wa_id, "id": wamid, "timestamp": str(int(at.timestamp())), "type": "text",
+                               "text": {"body": text}}
+    if replying_to:
+        message["context"] = {"from": BUSINESS, "id": replying_to}
+    return _envelope("messages", {"contacts": [{"profile": {"name": name}, "wa_id": wa_id}], "messages": [message]})
+
+
+def phone_app_says(wamid: str, wa_id: str, text: str, at: datetime) -> dict[str, Any]:
+    return _envelope("smb_message_echoes", {
+        "message_echoes": [{"from": BUSINESS, "to": wa_id, "id": wamid, "timestamp": str(int(at.timestamp())),
+                            "type": "text", "text": {"body": text}}]})
+
+
+def status_of(wamid: str, wa_id: str, state: str, at: datetime) -> dict[str, Any]:
+    return _envelope("messages", {"statuses": [{"id": wamid, "status": state, "recipient_id": wa_id,
+                                                "timestamp": str(int(at.timestamp()))}]})
+
+
+async def _until(check: Callable[[], Awaitable[Any] | Any], within: float = 60.0) -> Any:
+    """Poll check until it returns something truthy (the bridge works asynchronously)."""
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError("the demo scenario did not progress in time")
+        await asyncio.sleep(0.05)
+
+
+_SLACK_MARKUP = re.compile(r"<([^|>]+)\|([^>]+)>")
+
+
+def _plain(text: str) -> str:
+    """Slack mrkdwn as a terminal shows it: links as 'label (url)', entities decoded."""
+    text = _SLACK_MARKUP.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _message_text(message: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for block in message.get("blocks") or []:
+        if block.get("type") == "section" and block.get("text"):
+            parts.append(block["text"]["text"])
+        elif block.get("type") == "context":
+            parts.extend(e.get("text", "") for e in block.get("elements", []))
+    if not parts:
+        parts.append(message.get("text", ""))
+    return _plain("\n".join(p for p in parts if p))
+
+
+def _reactions(message: dict[str, Any]) -> str:
+    names = [r["name"] for r in message.get("reactions", [])]
+    return f"  [{' '.join(':' + n + ':' for n in names)}]" if names else ""
+
+
+def render_channel(slack: SlackStandin, channel: str, title: str) -> str:
+    """What a Slack channel shows, thread by thread."""
+    out = [f"━━ {title} ━━"]
+    for top in slack.messages(channel, top_level_only=True):
+        who = top.get("username") or "Wabridge"
+        lines = _message_text(top).splitlines() or [""]
+        out.append(f"● {who}: {lines[0]}{_reactions(top)}")
+        out.extend(f"  {line}" for line in lines[1:])
+        for reply in slack.thread(channel, top["ts"])[1:]:
+            person = slack.users.get(reply.get("user", ""), {})
+            rwho = reply.get("username") or ("Wabridge" if reply.get("bot_id") else
+                                             person.get("real_name") or reply.get("user", "?"))
+            rlines = _message_text(reply).splitlines() or [""]
+            files = " ".join(f"📎 {f.get('name')}" for f in reply.get("files", []))
+            out.append(f"  └ {rwho}: {rlines[0]}{(' ' + files) if files else ''}{_reactions(reply)}")
+            out.extend(f"    {line}" for line in rlines[1:])
+    return "\n".join(out)
+
+
+class Scenario:
+    """Drives the running server the way Meta and Slack would."""
+
+    def __init__(self, base_url: str, graph: GraphStandin, slack: SlackStandin, app: web.Application,
+                 out: TextIO) -> None:
+        self.base_url = base_url
+        self.graph = graph
+        self.slack = slack
+        self.app = app
+        self.out = out
+        self._http = aiohttp.ClientSession()
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    async def webhook(self, payload: dict[str, Any]) -> None:
+        import json
+
+        body = json.dumps(payload).encode()
+        async with self._http.post(f"{self.base_url}/webhooks/meta", data=body,
+                                   headers={"X-Hub-Signature-256": sign(APP_SECRET, body),
+                                            "Content-Type": "application/json"}) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"webhook refused: {resp.status} {await resp.text()}")
+
+    async def staff_reply(self, thread_ts: str, text: str, user: str = STAFF) -> dict[str, Any]:
+        event = self.slack.user_message(CHANNEL, user, text, thread_ts=thread_ts)
+        status, _ = await self.slack.send_event(f"{self.base_url}/slack/events", event, SIGNING_SECRET)
+        if status != 200:
+            raise RuntimeError(f"Slack event refused: {status}")
+        return event
+
+    async def recorded(self, thread_ts: str) -> bool:
+        """True once the bridge has stored the thread (staff replies in it are then recognised)."""
+        from storage.models import Conversation
+
+        async with self.app[appkeys.SESSIONS]() as s:
+            found = await s.scalar(select(Conversation.id).where(Conversation.slack_thread_ts == thread_ts))
+        return found is not None
+
+    def thread_of(self, wa_id: str) -> str | None:
+        digits = wa_id[-4:]
+        for top in self.slack.messages(CHANNEL, top_level_only=True):
+            if digits in _message_text(top):
+                return str(top["ts"])
+        return None
+
+
+async def _campaign(sc: Scenario, settings: Settings, recipients: int) -> tuple[int, list[str]]:
+    """Create a campaign from a CSV (as a manager would), let the real runner send it, show live progress."""
+    from scheduler.campaigns import records as campaigns
+    from scheduler.campaigns.create import Request, prepare
+    from scheduler.campaigns.progress import snapshot
+    from scheduler.campaigns.schedule import Schedule
+    from storage.models import CampaignRun, Template
+
+    sessions = sc.app[appkeys.SESSIONS]
+    async with sessions() as s, s.begin():
+        s.add(Template(waba_id=WABA, name="class_schedule", language="en", category="UTILITY", status="APPROVED",
+                       components=[{"type": "BODY", "text": TEMPLATE_BODY}]))
+    sc.graph.add_phone_number(PNID, WABA)
+    sc.graph.add_template(WABA, "class_schedule", "en", body=TEMPLATE_BODY, category="UTILITY")
+    rows = ["phone,name,course"] + [f"+91 98000 {10000 + i:05d},Student {i + 1},JEE" for i in range(recipients)]
+    request = Request(channel=settings.channels[0], template="class_schedule", language="en",
+                      variables={"1": {"column": "name"}, "2": {"column": "course"}},
+                      schedule=Schedule("now", settings.timezone, run_at=datetime.now(UTC)),
+                      name="Monday schedule", created_by=MANAGER, slack_channel=CHANNEL)
+    prepared = await prepare(sessions, settings, request, io.StringIO("\n".join(rows) + "\n"))
+    c = await campaigns.activate(sessions, prepared.campaign_id)
+    sc.say(f"▶ Meera (manager) schedules campaign #{c.id} 'Monday schedule': {prepared.recipients} recipients "
+           f"at {settings.channels[0].mps} msg/s, estimated cost {prepared.cost.text()}")
+
+    async def run_id() -> int | None:
+        async with sessions() as s:
+            return await s.scalar(select(CampaignRun.id).where(CampaignRun.campaign_id == c.id))
+
+    rid = await _until(run_id, within=10)
+    lines: list[str] = []
+    last = ""
+    while True:
+        async with sessions() as s:
+            found = await snapshot(s, rid, settings)
+        if found is not None:
+            snap, _ = found
+            line = (f"  progress: {snap.done:>3}/{snap.total} sent={snap.accepted} failed={snap.failed} "
+                    f"rate={snap.rate:.1f}/s")
+            if line != last:
+                sc.say(line)
+                lines.append(line)
+                last = line
+            if snap.run_status in ("done", "cancelled"):
+                break
+        await asyncio.sleep(0.5)
+    return int(c.id), lines
+
+
+async def _play(sc: Scenario, settings: Settings, recipients: int) -> DemoResult:
+    now = datetime.now(UTC)
+    sc.say("▶ Ravi writes on WhatsApp")
+    await sc.webhook(customer_says("wamid.demo.1", RAVI, "Ravi", "Hi! Is the Monday JEE batch full? <!channel>",
+                                   now - timedelta(minutes=12)))
+    ravi_thread = await _until(lambda: sc.thread_of(RAVI))
+    await _until(lambda: sc.recorded(ravi_thread))
+    sc.say("▶ Staff answer from the phone app (Coexistence echo)")
+    await sc.webhook(phone_app_says("wamid.demo.2", RAVI, "Hi Ravi, 3 seats left. Shall I book one?",
+                                    now - timedelta(minutes=10)))
+    await sc.webhook(customer_says("wamid.demo.3", RAVI, "Ravi", "Yes please!", now - timedelta(minutes=2)))
+    await _until(lambda: len(sc.slack.thread(CHANNEL, ravi_thread)) >= 4)
+    sc.say("▶ Priya replies in the Slack thread (inside the 24-hour window)")
+    await sc.staff_reply(ravi_thread, "Booked! See you Monday at 9am, Ravi.")
+    sent = await _until(lambda: sc.graph.sends_to(RAVI))
+    for i, state in enumerate(("sent", "delivered", "read")):
+        await sc.webhook(status_of(sent[0].wamid, RAVI, state, now + timedelta(seconds=i)))
+    await sc.staff_reply(ravi_thread, "note: paid by UPI, confirm receipt with accounts")
+
+    sc.say("▶ Asha last wrote 30 hours ago; Priya tries to reply from Slack")
+    await sc.webhook(customer_says("wamid.demo.4", ASHA, "Asha", "Do you have weekend classes?",
+                                   now - timedelta(hours=30)))
+    asha_thread = await _until(lambda: sc.thread_of(ASHA))
+    await _until(lambda: sc.recorded(asha_thread))
+    await sc.staff_reply(asha_thread, "Yes, Saturdays at 10am!")
+    await _until(lambda: sc.slack.ephemerals)
+    refused_sent = bool(sc.graph.sends_to(ASHA))
+
+    # Let the Slack outbox settle (status reactions, the note's marker) before the campaign starts.
+    await _until(lambda: len([r for m in sc.slack.thread(CHANNEL, ravi_thread) for r in m.get("reactions", [])]) >= 3)
+    _, progress_lines = await _campaign(sc, settings, recipients)
+    campaign_sends = [s for s in sc.graph.sends if s.type == "template"]
+
+    sc.say("▶ Meta reports the campaign delivered (and mostly read); a student answers it")
+    for i, send in enumerate(campaign_sends):
+        await sc.webhook(status_of(str(send.wamid), send.to, "delivered", datetime.now(UTC)))
+        if i % 4:
+            await sc.webhook(status_of(str(send.wamid), send.to, "read", datetime.now(UTC)))
+    first = campaign_sends[0]
+    await sc.webhook(customer_says("wamid.demo.5", first.to, "Student 1", "Thanks! Is there a mock test too?",
+                                   datetime.now(UTC), replying_to=first.wamid))
+    await _until(lambda: sc.thread_of(first.to))
+    await asyncio.sleep(2.0)  # the campaign's final report and last outbox rows
+
+    times = sorted(s.time for s in campaign_sends)
+    worst = max((sum(1 for t in times if start <= t < start + 1.0) for start in times), default=0)
+    transcript = "\n\n".join([
+        render_channel(sc.slack, CHANNEL, "#lucknow"),
+        render_channel(sc.slack, ALERTS, "#alerts"),
+        "━━ only visible to Priya ━━\n" + "\n".join(f"● {_plain(e.get('text', ''))}" for e in sc.slack.ephemerals),
+    ])
+    return DemoResult(transcript=transcript, campaign_sends=len(campaign_sends), max_sends_in_one_second=worst,
+                      refused_reply_sent=refused_sent, progress_lines=progress_lines)
+
+
+async def run_demo(out: TextIO, *, recipients: int = 20) -> DemoResult:
+    """Start stand-ins and the real server, play the scenario, print what Slack shows."""
+    from bot.app.components import default_components
+    from storage.models import WebhookLog
+
+    with tempfile.TemporaryDirectory(prefix="wabridge-demo-") as tmp:
+        async with GraphStandin(tokens={WA_TOKEN: {PNID, WABA}}, mps=5) as graph, \
+                SlackStandin(bot_token=BOT_TOKEN) as slack:
+            slack.add_user(STAFF, "priya", real_name="Priya")
+            slack.add_user(MANAGER, "meera", real_name="Meera")
+            settings = demo_settings(Path(tmp) / "demo.db", graph.base_url, slack.api_url)
+            app = create_app(settings, components=default_components(settings))
+            runner = web.AppRunner(app)
+            await runner.setup()
+            port = _free_port()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            sc = Scenario(f"http://127.0.0.1:{port}", graph, slack, app, out)
+            try:
+                sc.say(f"Wabridge demo: server on http://127.0.0.1:{port}, Meta and Slack stand-ins on loopback, "
+                       f"SQLite in {tmp}\n")
+                result = await _play(sc, settings, recipients)
+                async with app[appkeys.SESSIONS]() as s:
+                    pending = await s.scalar(select(func.count()).select_from(WebhookLog)
+                                             .where(WebhookLog.processed_at.is_(None)))
+                sc.say("\n" + result.transcript)
+                sc.say(f"\nWhatsApp: {result.campaign_sends} campaign messages, at most "
+                       f"{result.max_sends_in_one_second} in any one second (cap 5); reply outside the window "
+                       f"{'SENT (wrong!)' if result.refused_reply_sent else 'not sent'}; "
+                       f"unprocessed webhooks: {pending}.")
+                return result
+            finally:
+                await sc.close()
+                await runner.cleanup()

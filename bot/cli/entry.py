@@ -1,0 +1,110 @@
+"""Command line: `python -m bot <command>` (also installed as `wabridge`).
+
+The sub-commands are listed here, explicitly: each module contributes `add_parsers` and `COMMANDS`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from bot.cli import campaign, onboarding, ops
+from bot.cli.base import EXIT_CONFIG, Command, add_command, settings_from
+from bot.core.config import ConfigError
+from bot.core.logs import configure
+
+ROLES = ("all", "web", "worker")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from bot.app.components import default_components
+    from bot.app.factory import create_app
+
+    settings = settings_from(args)
+    configure(os.environ.get("WABRIDGE_LOG_LEVEL", "INFO"))
+    role = args.role
+    app = create_app(settings, run_migrations=not args.no_migrate, workers=role != "web",
+                     webhooks=role != "worker", components=default_components(settings, role=role))
+    port = args.port or settings.server.port
+    web.run_app(app, host=args.host or settings.server.host, port=port, print=None)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from storage.db import migrate_sync
+
+    settings = settings_from(args)
+    migrate_sync(settings.database_url)
+    print(f"database at head: {settings.database_url.split('@')[-1]}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.cli.demo import run_demo
+
+    configure(os.environ.get("WABRIDGE_LOG_LEVEL", "WARNING"))
+    logging.getLogger("bot").setLevel(os.environ.get("WABRIDGE_LOG_LEVEL", "WARNING"))
+    result = asyncio.run(run_demo(sys.stdout, recipients=args.recipients))
+    ok = (not result.refused_reply_sent and result.campaign_sends == args.recipients
+          and result.max_sends_in_one_second <= 5)
+    return 0 if ok else 1
+
+
+def _add_core_parsers(sub: argparse._SubParsersAction) -> None:
+    serve = add_command(sub, "serve", help="run the server (webhooks, Slack, scheduler, campaign runner)")
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations at start")
+    serve.add_argument("--role", choices=ROLES, default="all",
+                       help="all (default); web: HTTP endpoints only; worker: background workers only")
+    add_command(sub, "migrate", help="apply database migrations and exit")
+    demo = add_command(sub, "demo", help="play the bridge against local stand-ins for Meta and Slack")
+    demo.add_argument("--recipients", type=int, default=20, help="campaign audience size (default 20)")
+
+
+CORE_COMMANDS: dict[str, Command] = {"serve": cmd_serve, "migrate": cmd_migrate, "demo": cmd_demo}
+
+# (parser builder, commands) per group; a name claimed twice is refused when the table is built.
+GROUPS: tuple[tuple[Callable[[argparse._SubParsersAction], None], dict[str, Command]], ...] = (
+    (_add_core_parsers, CORE_COMMANDS),
+    (campaign.add_parsers, campaign.COMMANDS),
+    (ops.add_parsers, ops.COMMANDS),
+    (onboarding.add_parsers, onboarding.COMMANDS),
+)
+
+
+def command_table() -> dict[str, Command]:
+    table: dict[str, Command] = {}
+    for _, commands in GROUPS:
+        for name, fn in commands.items():
+            if name in table:
+                raise ValueError(f"sub-command {name!r} is defined twice")
+            table[name] = fn
+    return table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wabridge", description="WhatsApp <-> Slack bridge")
+    parser.add_argument("--config", default=os.environ.get("WABRIDGE_CONFIG", "app.yaml"),
+                        help="path to app.yaml (default: app.yaml or $WABRIDGE_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add_parsers, _ in GROUPS:
+        add_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return command_table()[args.command](args)
+    except ConfigError as exc:
+        print(f"config error: {exc.key}: {exc.message}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,1 @@
+"""The floor every other layer stands on: configuration, logging, metrics, and pure time rules."""

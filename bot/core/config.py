@@ -1,0 +1,264 @@
+"""Load app.yaml into typed settings, with ${VAR} and ${VAR:-default} taken from the environment."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+DEFAULT_MPS = {"coexistence": 5, "cloud_api": 80}
+MAX_MPS = 1000
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the operator and naming the offending key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+class _Missing:
+    """Marks a ${VAR} with no value and no default; reported only if the key is actually required."""
+
+    def __init__(self, var: str) -> None:
+        self.var = var
+
+
+def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
+    """Replace ${VAR} / ${VAR:-default} in every string of a loaded YAML tree."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    whole = _VAR.fullmatch(value)
+    if whole:
+        name, default = whole.group("name"), whole.group("default")
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        return _Missing(name)
+
+    def repl(m: re.Match[str]) -> str:
+        name, default = m.group("name"), m.group("default")
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(path, f"environment variable {name} is not set")
+
+    return _VAR.sub(repl, value)
+
+
+class Mode(StrEnum):
+    COEXISTENCE = "coexistence"
+    CLOUD_API = "cloud_api"
+
+
+class ThreadReplies(StrEnum):
+    TWO_WAY = "two_way"
+    NOTES_ONLY = "notes_only"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Strict):
+    host: str = "0.0.0.0"
+    port: int = 8080
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    public_url: str = ""
+
+
+class MetaSettings(_Strict):
+    graph_url: str = "https://graph.facebook.com"
+    api_version: str = "v23.0"
+    app_id: str = ""
+    app_secret: str
+    verify_token: str
+    app_token: str = ""  # app access token (app_id|secret) for reading webhook subscriptions
+    # Facebook Login for Business configuration used by the /onboard page (embedded signup).
+    embedded_signup_config_id: str = ""
+    # Fernet key(s) encrypting onboarded channels' tokens at rest; comma-separated, the first encrypts.
+    token_key: str = ""
+
+    @field_validator("token_key")
+    @classmethod
+    def _fernet_keys(cls, value: str) -> str:
+        for key in filter(None, (k.strip() for k in value.split(","))):
+            try:
+                raw = base64.urlsafe_b64decode(key.encode("ascii"))
+            except (ValueError, UnicodeEncodeError):
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError("not a Fernet key (32 url-safe base64 bytes); make one with "
+                                 "`python -c 'from cryptography.fernet import Fernet; "
+                                 "print(Fernet.generate_key().decode())'`")
+        return value
+
+
+class SlackSettings(_Strict):
+    api_url: str = "https://slack.com/api/"
+    bot_token: str
+    signing_secret: str
+    app_token: str = ""
+    alerts_channel: str = ""
+    campaign_managers: list[str] = Field(default_factory=list)
+    note_prefixes: list[str] = Field(default_factory=lambda: ["note:", "//"])
+
+
+class ChannelSettings(_Strict):
+    name: str
+    phone_number_id: str
+    waba_id: str
+    display_phone_number: str = ""
+    mode: Mode = Mode.COEXISTENCE
+    mps: int = Field(default=0, ge=0, le=MAX_MPS)
+    access_token: str
+    slack_channel: str
+    thread_replies: ThreadReplies = ThreadReplies.TWO_WAY
+
+    @model_validator(mode="after")
+    def _default_mps(self) -> ChannelSettings:
+        if self.mps == 0:
+            object.__setattr__(self, "mps", DEFAULT_MPS[self.mode.value])
+        return self
+
+
+class OptOutSettings(_Strict):
+    keywords: list[str] = Field(default_factory=lambda: ["STOP", "UNSUBSCRIBE"])
+    opt_in_keywords: list[str] = Field(default_factory=lambda: ["START"])
+    quick_reply_payloads: list[str] = Field(default_factory=list)
+
+
+class PricingSettings(_Strict):
+    currency: str = "USD"
+    platform_fee: float = 0.0
+    rates: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+class Settings(_Strict):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    database_url: str = "sqlite+aiosqlite:///wabridge.db"
+    redis_url: str = ""
+    meta: MetaSettings
+    slack: SlackSettings
+    channels: list[ChannelSettings] = Field(default_factory=list)
+    pricing: PricingSettings = Field(default_factory=PricingSettings)
+    opt_out: OptOutSettings = Field(default_factory=OptOutSettings)
+    default_region: str = "IN"
+    timezone: str = "Asia/Kolkata"
+    # phone_number_ids of the channels this process took from /onboard rather than app.yaml.
+    _onboarded: set[str] = PrivateAttr(default_factory=set)
+
+    @property
+    def onboarded_ids(self) -> set[str]:
+        """The live set (callers add to it) of channels that came from onboarding."""
+        return self._onboarded
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, channels: list[ChannelSettings]) -> list[ChannelSettings]:
+        for attr in ("name", "phone_number_id"):
+            seen: set[str] = set()
+            for i, ch in enumerate(channels):
+                value = getattr(ch, attr)
+                if value in seen:
+                    raise ValueError(f"channels[{i}].{attr}: duplicate {attr} {value!r}")
+                seen.add(value)
+        return channels
+
+    def channel(self, name: str) -> ChannelSettings:
+        """The channel called name; ConfigError when there is none."""
+        for ch in self.channels:
+            if ch.name == name:
+                return ch
+        raise ConfigError("channels", f"no channel named {name!r}")
+
+    def channel_by_phone_number_id(self, phone_number_id: str) -> ChannelSettings | None:
+        return next((c for c in self.channels if c.phone_number_id == phone_number_id), None)
+
+
+def _first_error(exc: ValidationError) -> ConfigError:
+    err = exc.errors()[0]
+    loc = ".".join(
+        f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]
+    ).replace(".[", "[")
+    msg = err["msg"]
+    if err["type"] == "missing":
+        return ConfigError(loc, "required key is missing")
+    if err["type"] == "extra_forbidden":
+        return ConfigError(loc, "unknown key")
+    if msg.startswith("Value error, "):
+        text = msg.removeprefix("Value error, ")
+        if ": " in text and text.split(": ", 1)[0].startswith("channels["):
+            key, text = text.split(": ", 1)
+            return ConfigError(key, text)
+        return ConfigError(loc, text)
+    return ConfigError(loc, msg)
+
+
+def _strip_missing(tree: Any) -> tuple[Any, dict[str, str]]:
+    missing: dict[str, str] = {}
+
+    def walk(node: Any, path: str) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for k, v in node.items():
+                p = f"{path}.{k}" if path else str(k)
+                if isinstance(v, _Missing):
+                    missing[p] = v.var
+                    continue
+                out[k] = walk(v, p)
+            return out
+        if isinstance(node, list):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(node)]
+        return node
+
+    return walk(tree, ""), missing
+
+
+def parse_settings(raw: Any, env: Mapping[str, str] | None = None) -> Settings:
+    """Validate a loaded YAML tree into Settings; ConfigError names the first bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("(top)", "the config must be a mapping of keys")
+    tree = interpolate(raw, os.environ if env is None else env)
+    tree, missing = _strip_missing(tree)
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as exc:
+        err = _first_error(exc)
+        if err.key in missing:
+            err = ConfigError(err.key, f"secret not set: export {missing[err.key]}")
+        raise err from None
+
+
+def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the YAML config file at path."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(str(p), "config file not found")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(str(p), f"not valid YAML{where}") from None
+    return parse_settings(raw, env)

@@ -1,0 +1,24 @@
+"""Typed keys for what the aiohttp application carries (aiohttp's web.AppKey)."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.bridge.ingest_writer import IngestWriter
+from bot.bridge.webhook_worker import WebhookWorker
+from bot.core.config import Settings
+from bot.core.metrics import Metrics
+from bot.deps import Deps
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+ENGINE = web.AppKey("engine", AsyncEngine)
+SESSIONS: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions")
+CHANNEL_IDS: web.AppKey[dict[str, int]] = web.AppKey("channel_ids")
+WEBHOOK_WORKER = web.AppKey("webhook_worker", WebhookWorker)
+INGEST_WRITER = web.AppKey("ingest_writer", IngestWriter)
+# None when running without Redis (in-process throttle, one process only).
+REDIS: web.AppKey[aioredis.Redis | None] = web.AppKey("redis")
+DEPS = web.AppKey("deps", Deps)

@@ -1,0 +1,1 @@
+"""Operations: doctor, templates sync/copy, spend and audit exports."""

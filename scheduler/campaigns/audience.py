@@ -1,0 +1,291 @@
+"""Campaign audiences from CSV: phone plus any columns, normalised to WhatsApp IDs, streamed into the database.
+
+The file is read row by row and inserted in batches; duplicates are dropped by the database's unique
+(campaign_id, wa_id) key rather than an in-memory set, and only the first ``MAX_REPORTED`` bad rows are kept
+for the report (the rest are counted), so memory stays constant however long the file is.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import phonenumbers
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from scheduler.campaigns.estimate import UNKNOWN_REGION, region_of_prefix
+from storage.models import AudienceMember
+
+PHONE_COLUMNS = (
+    "phone",
+    "phone_number",
+    "phonenumber",
+    "mobile",
+    "mobile_number",
+    "whatsapp",
+    "whatsapp_number",
+    "wa_id",
+    "number",
+    "msisdn",
+    "contact",
+    "tel",
+    "telephone",
+)
+MAX_REPORTED = 1000
+BATCH = 1000
+MAX_FIELD = 1024  # a template parameter longer than this is a broken file, not a name
+_SCIENTIFIC = re.compile(r"^\d(\.\d+)?[eE]\+?\d+$")
+
+
+class AudienceError(ValueError):
+    """The file as a whole cannot be used (no header, no phone column, a mapped column missing)."""
+
+
+@dataclass(frozen=True)
+class BadRow:
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int
+    wa_id: str
+    fields: dict[str, str]
+    region: str = UNKNOWN_REGION
+
+
+@dataclass
+class ImportReport:
+    """What an import did: rows read, recipients kept, duplicates dropped, bad rows (line, reason)."""
+
+    rows: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    bad_count: int = 0
+    bad_rows: list[BadRow] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+    phone_column: str = ""
+    regions: dict[str, int] = field(default_factory=dict)
+
+    def add_bad(self, bad: BadRow) -> None:
+        self.bad_count += 1
+        if len(self.bad_rows) < MAX_REPORTED:
+            self.bad_rows.append(bad)
+
+    def summary(self) -> str:
+        return (
+            f"{self.imported} recipients imported from {self.rows} rows"
+            f" ({self.duplicates} duplicates, {self.bad_count} bad rows)"
+        )
+
+
+def _norm_header(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+def find_phone_column(header: Sequence[str]) -> int:
+    """Index of the phone column: the first whose name is a known phone heading."""
+    normalised = [_norm_header(h) for h in header]
+    for wanted in PHONE_COLUMNS:
+        if wanted in normalised:
+            return normalised.index(wanted)
+    raise AudienceError(
+        f"no phone column: name one column {', '.join(PHONE_COLUMNS[:4])} or similar"
+        f" (found: {', '.join(h for h in header if h) or 'nothing'})"
+    )
+
+
+def normalise_phone(raw: str, region: str) -> str:
+    """E.164 digits without '+' (a WhatsApp ID); ValueError with the reason when it is not a valid number."""
+    return _normalise(raw, region)[0]
+
+
+def _normalise(raw: str, region: str) -> tuple[str, str]:
+    text = raw.strip()
+    if not text:
+        raise ValueError("empty phone number")
+    if _SCIENTIFIC.match(text):
+        raise ValueError(f"{text!r} looks like a spreadsheet number in scientific notation; format the column as text")
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"{text!r} is not a phone number ({exc._msg})") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(
+            f"{text!r} is not a valid phone number for region {region}"
+            if not text.startswith("+")
+            else f"{text!r} is not a valid phone number"
+        )
+    wa_id = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
+    return wa_id, phonenumbers.region_code_for_number(number) or UNKNOWN_REGION
+
+
+def _sniff_dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        return csv.excel
+
+
+def open_text(path: str | Path) -> IO[str]:
+    """Open a CSV file as text, tolerating Excel's byte-order mark and stray bytes."""
+    return open(path, encoding="utf-8-sig", errors="replace", newline="")
+
+
+def read_header(stream: IO[str]) -> tuple[list[str], Any]:
+    """Read the header row from the start of a stream; returns (columns, csv reader for the rest)."""
+    sample = stream.read(16384)
+    dialect = _sniff_dialect(sample)
+    reader = csv.reader(_chained(sample, stream), dialect)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise AudienceError("the file is empty") from None
+    header = [h.strip().lstrip("\ufeff").strip() for h in header]
+    if not any(header):
+        raise AudienceError("the first row must name the columns (e.g. phone,name)")
+    return header, reader
+
+
+def _chained(head: str, rest: IO[str]) -> Iterator[str]:
+    """Lines of an already-read sample followed by the rest of the stream (the sample may end mid-line)."""
+    pending = ""
+    for line in io.StringIO(head, newline=""):
+        if line.endswith(("\n", "\r")):
+            yield pending + line
+            pending = ""
+        else:
+            pending += line
+    for line in rest:
+        yield pending + line
+        pending = ""
+    if pending:
+        yield pending
+
+
+def parse_rows(
+    stream: IO[str], region: str, required: Iterable[str] = (), *, report: ImportReport | None = None
+) -> Iterator[Row | BadRow]:
+    """Rows of a CSV stream as Row (with wa_id) or BadRow; AudienceError for a file-wide problem.
+
+    `required` are columns a template variable is mapped to: they must exist, and an empty cell in one of
+    them makes a bad row (Meta rejects an empty parameter).
+    """
+    header, reader = read_header(stream)
+    phone_idx = find_phone_column(header)
+    by_norm = {_norm_header(h): h for h in header if h}
+    missing = [c for c in required if c not in header and _norm_header(c) not in by_norm]
+    if missing:
+        raise AudienceError(
+            f"column(s) not in the file: {', '.join(missing)} (columns: {', '.join(h for h in header if h)})"
+        )
+    needed = [c if c in header else by_norm[_norm_header(c)] for c in required]
+    if report is not None:
+        report.columns = [h for h in header if h]
+        report.phone_column = header[phone_idx]
+    for cells in reader:
+        line = reader.line_num
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        if len(cells) <= phone_idx:
+            yield BadRow(line, f"only {len(cells)} columns; the phone column is column {phone_idx + 1}")
+            continue
+        try:
+            wa_id, country = _normalise(cells[phone_idx], region)
+        except ValueError as exc:
+            yield BadRow(line, str(exc))
+            continue
+        fields = {h: cells[i].strip() for i, h in enumerate(header) if h and i < len(cells) and i != phone_idx}
+        empty = [c for c in needed if not fields.get(c)]
+        if empty:
+            yield BadRow(line, f"empty value in column {', '.join(empty)}")
+            continue
+        long = [h for h, v in fields.items() if len(v) > MAX_FIELD]
+        if long:
+            yield BadRow(line, f"value in column {long[0]} is longer than {MAX_FIELD} characters")
+            continue
+        yield Row(line, wa_id, fields, country)
+
+
+async def _insert_batch(session: AsyncSession, campaign_id: int, batch: list[Row]) -> None:
+    values = [{"campaign_id": campaign_id, "wa_id": r.wa_id, "fields": r.fields} for r in batch]
+    stmt: Any
+    if session.bind.dialect.name == "postgresql":
+        stmt = postgresql.insert(AudienceMember).on_conflict_do_nothing(index_elements=["campaign_id", "wa_id"])
+    else:
+        stmt = sqlite.insert(AudienceMember).on_conflict_do_nothing(index_elements=["campaign_id", "wa_id"])
+    await session.execute(stmt, values)
+
+
+async def import_audience(
+    sessions: async_sessionmaker[AsyncSession],
+    campaign_id: int,
+    stream: IO[str],
+    region: str,
+    required: Iterable[str] = (),
+    *,
+    batch_size: int = BATCH,
+) -> ImportReport:
+    """Stream a CSV into campaign_id's audience, committing every batch; returns the report."""
+    report = ImportReport()
+    batch: list[Row] = []
+    valid = 0
+
+    async def flush() -> None:
+        async with sessions() as session, session.begin():
+            await _insert_batch(session, campaign_id, batch)
+        batch.clear()
+
+    for item in parse_rows(stream, region, required, report=report):
+        report.rows += 1
+        if isinstance(item, BadRow):
+            report.add_bad(item)
+            continue
+        valid += 1
+        report.regions[item.region] = report.regions.get(item.region, 0) + 1
+        batch.append(item)
+        if len(batch) >= batch_size:
+            await flush()
+    if batch:
+        await flush()
+    async with sessions() as session:
+        report.imported = int(
+            await session.scalar(
+                select(func.count()).select_from(AudienceMember).where(AudienceMember.campaign_id == campaign_id)
+            )
+            or 0
+        )
+    report.duplicates = valid - report.imported
+    if report.duplicates:
+        # Region counts were taken before deduplication; recount from the stored audience.
+        report.regions = await audience_regions(sessions, campaign_id)
+    return report
+
+
+async def audience_regions(sessions: async_sessionmaker[AsyncSession], campaign_id: int) -> dict[str, int]:
+    """Recipients per region in a stored audience (grouped by the first digits, so cheap for any size)."""
+    prefix = func.substr(AudienceMember.wa_id, 1, 4)
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(prefix, func.count()).where(AudienceMember.campaign_id == campaign_id).group_by(prefix)
+            )
+        ).all()
+    out: dict[str, int] = {}
+    for p, n in rows:
+        r = region_of_prefix(str(p))
+        out[r] = out.get(r, 0) + int(n)
+    return out
+
+
+def mapped_columns(variables: Mapping[str, Any]) -> list[str]:
+    """CSV columns a campaign's variable mapping reads."""
+    return [str(v["column"]) for v in variables.values() if isinstance(v, dict) and v.get("column")]
