@@ -221,3 +221,23 @@ async def test_shortcuts_mark_opted_out_and_export_the_thread(make: BridgeFactor
     transcript = b.slack._file_data[file["id"]].decode()
     assert file["name"] == f"transcript-{WA_ID}.txt"
     assert "Ravi (+91 98123 45678): Is the Monday batch full?" in transcript
+
+
+async def test_picker_refused_by_slack_is_explained_to_the_person_who_asked(make: BridgeFactory) -> None:
+    b = await make()
+    async with b.app[appkeys.SESSIONS]() as s, s.begin():
+        s.add(Template(waba_id=WABA, name="class_reminder", language="en", category="UTILITY", status="APPROVED",
+                       components=[{"type": "BODY", "text": "Hi"}]))
+    thread_ts = await _open_thread(b, customer_wrote_at=now_ts(-26 * 3600))
+    await _reply(b, thread_ts, "Are you still interested?", event_id="EvREFUSED")
+    told = await eventually(lambda: b.slack.ephemerals)
+    button = told[0]["blocks"][1]["elements"][0]
+    b.slack.fail_next("views.open", "invalid_arguments")
+
+    await b.interaction({"type": "block_actions", "user": {"id": STAFF}, "channel": {"id": SLACK_CHANNEL},
+                         "container": {"type": "message", "is_ephemeral": True, "channel_id": SLACK_CHANNEL},
+                         "actions": [{"action_id": OPEN_PICKER_ACTION, "block_id": "b", "type": "button",
+                                      "value": button["value"], "action_ts": "1"}]})
+    said = await eventually(lambda: [e for e in b.slack.ephemerals if "picker did not open" in e["text"]])
+    assert said[0]["user"] == STAFF and said[0]["thread_ts"] == thread_ts
+    assert "invalid_arguments" in said[0]["text"] and b.slack.views == {}
