@@ -70,7 +70,7 @@ def var_block_id(ctype: str, name: str) -> str:
 
 
 def _plain(text: str) -> dict[str, Any]:
-    return {"type": "plain_text", "text": text[:150] or " "}
+    return limits.plain(text, limits.PLACEHOLDER)
 
 
 def _choosable(t: Template) -> template_choice.Choosable:
