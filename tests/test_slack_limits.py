@@ -229,3 +229,15 @@ def test_fifty_thousand_bad_rows_still_say_how_many_more() -> None:
     problem = problem_view("x&" * 5000)
     valid_view(problem)
     assert problem["blocks"][0]["text"]["text"].endswith("Fix the file and run `/campaign` again.")
+
+
+def test_ops_answer_with_300_long_template_lines_fits_the_five_answers_of_a_response_url() -> None:
+    from bot.handlers.slack_ops import RESPONSES, _cap, _sections
+
+    lines = [f"• {'n' * 512} (en_US) · marketing · REJECTED: {'&lt;reason&gt; ' * 50}" for _ in range(300)]
+    blocks = _cap(_sections(lines))
+    packs = limits.pack_blocks(blocks)
+    assert len(packs) <= RESPONSES
+    for pack in packs:
+        valid_message(render.Post(limits.summary("Templates"), pack))
+    assert blocks[-1]["type"] == "context" and "more sections not shown" in blocks[-1]["elements"][0]["text"]
