@@ -5,6 +5,9 @@ Payloads (written by bot.handlers.meta_events and the Slack listeners):
 - "status":  {message_id, status, error_code, error_title}
 - "note":    {text, conversation_id, mrkdwn?}
 - "alert":   {alert, subject, state, text} (thread_key "alerts")
+
+Why one module: the message, status, note and alert kinds share loading a message with its
+conversation, contact and channel, and the thread they post into.
 """
 
 from __future__ import annotations

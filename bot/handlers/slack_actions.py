@@ -4,6 +4,9 @@
   channel's approved templates, asks for their variables, validates inline, and sends the template.
 - "Mark opted out / in": flips the contact's marketing opt-out and notes who did it in the thread.
 - "Export thread": uploads a plain-text transcript of the conversation into the thread.
+
+Why one module: the template picker's view, its type-ahead options, its submission and the shortcuts
+that open it share the picker's target and the permission checks.
 """
 
 from __future__ import annotations
