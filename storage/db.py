@@ -16,9 +16,32 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def _force_close_aiosqlite() -> None:
+    """Close an invalidated aiosqlite connection with aiosqlite's stop(), never through a pending future.
+
+    A task cancelled while it holds a SQLite connection (a worker stopping at shutdown) makes SQLAlchemy
+    close that connection in a shielded task, then, once that task is cancelled too, force it with stop().
+    With aiosqlite >= 0.22 stop() ends the worker thread before the graceful close it queued has run, so the
+    shielded task waits for ever and so does the event loop's shutdown (sqlalchemy#13039; the same hang is
+    wapiti-scanner/wapiti#802). aiosqlite's stop() closes the sqlite3 connection before it ends the thread,
+    so going straight to it loses nothing."""
+    from sqlalchemy.dialects.sqlite import aiosqlite as dialect
+
+    adapted: Any = dialect.AsyncAdapt_aiosqlite_connection
+    if getattr(adapted, "_wabridge_force_close", False):
+        return
+
+    async def skip_graceful(self: Any) -> None:
+        raise TimeoutError("closed with stop() instead")  # terminate() then calls _terminate_force_close()
+
+    adapted._terminate_graceful_close = skip_graceful
+    adapted._wabridge_force_close = True
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine; SQLite gets WAL and a busy timeout so several writers queue instead of failing."""
     if is_sqlite(url):
+        _force_close_aiosqlite()
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")

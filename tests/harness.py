@@ -89,7 +89,7 @@ class Bridge:
             return (await s.scalars(select(model).where(*where))).one()
 
 
-async def eventually(check: Callable[[], Any | Awaitable[Any]], timeout: float = 10.0) -> Any:  # noqa: ASYNC109
+async def eventually(check: Callable[[], Any | Awaitable[Any]], timeout: float = 15.0) -> Any:  # noqa: ASYNC109
     """Poll until check() is truthy (the app works in the background); fail with the last value."""
     deadline = time.monotonic() + timeout
     value: Any = None

@@ -104,7 +104,8 @@ async def test_history_never_floods_slack(harness: Harness) -> None:
     assert "History import for *lucknow" in progress["text"] and "400 messages" in progress["text"]
     assert h.parents() == []
     assert len(h.slack.calls_to("chat.postMessage")) == 1
-    assert 1 <= len(h.slack.calls_to("chat.update")) <= 18
+    # Refreshes owed while one waits are coalesced: the message may already say "400" when first posted.
+    assert len(h.slack.calls_to("chat.update")) <= 18
 
 
 async def test_progress_message_shows_phase_and_percentage(harness: Harness) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,23 +19,11 @@ from bot.app.slack_component import make_slack_component
 from bot.handlers import appkeys
 from bot.standins import SlackStandin
 from storage.models import AudienceMember, Campaign, utcnow
+from tests.harness import eventually
 from tests.helpers import BOT_TOKEN, PNID, SIGNING_SECRET, SLACK_CHANNEL, make_settings
 from tests.insights_seed import Msg, seed
 
 MANAGER, AGENT = "UMANAGER", "U0ASHA"
-
-
-async def eventually(check: Callable[[], Any | Awaitable[Any]], timeout: float = 15.0) -> Any:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    value: Any = None
-    while time.monotonic() < deadline:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s (last: {value!r})")
 
 
 @dataclass

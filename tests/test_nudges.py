@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +24,7 @@ from bot.ops.nudges import nudges
 from bot.ops.sla import Target, elapsed_for, target_for
 from bot.standins import SlackStandin
 from storage.models import Conversation, SlackOutbox, utcnow
+from tests.harness import eventually
 from tests.helpers import BOT_TOKEN, PNID, SLACK_CHANNEL, make_settings
 from tests.insights_seed import Msg, seed
 
@@ -91,19 +91,6 @@ def test_business_hours_setting_measures_waits_inside_them_only() -> None:
 def test_histogram_buckets_are_cumulative() -> None:
     assert bucket_counts([30, 200, 200, 5000], (60, 300, 3600)) == [
         ("60.0", 1.0), ("300.0", 3.0), ("3600.0", 3.0), ("+Inf", 4.0)]
-
-
-async def eventually(check: Callable[[], Any | Awaitable[Any]], timeout: float = 15.0) -> Any:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    value: Any = None
-    while time.monotonic() < deadline:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s (last: {value!r})")
 
 
 @dataclass
