@@ -15,14 +15,15 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
 from bot.deps import Deps
-from bot.handlers import slack_actions, slack_campaign, slack_messages
+from bot.handlers import slack_actions, slack_campaign, slack_messages, slack_resend
 
 log = logging.getLogger(__name__)
 
 Registrar = Callable[[AsyncApp, Deps], None]
 
 # Every listener module, listed once: each `register(bolt, deps)` adds its listeners to one bolt app.
-LISTENERS: tuple[Registrar, ...] = (slack_messages.register, slack_actions.register, slack_campaign.register)
+LISTENERS: tuple[Registrar, ...] = (slack_messages.register, slack_actions.register, slack_campaign.register,
+                                     slack_resend.register)
 
 BOLT = web.AppKey("slack_bolt", AsyncApp)
 

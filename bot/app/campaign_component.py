@@ -11,6 +11,7 @@ from aiohttp import web
 
 from bot.handlers import appkeys
 from scheduler.campaigns.jobs import CampaignScheduler
+from scheduler.campaigns.recovery import run_recovery
 from scheduler.campaigns.runner import CampaignRunner, campaign_throttle
 
 log = logging.getLogger(__name__)
@@ -27,12 +28,15 @@ async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CAMPAIGN_RUNNER] = runner
     app[CAMPAIGN_SCHEDULER] = scheduler
     task = asyncio.create_task(runner.run(), name="campaign-runner")
+    recovery = asyncio.create_task(run_recovery(deps.sessions, deps.settings, wake=runner.wake),
+                                   name="campaign-recovery")
     await scheduler.start()
     yield
     await scheduler.stop()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for t in (task, recovery):
+        t.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
 
 
 def campaign_component(app: web.Application) -> None:

@@ -25,6 +25,7 @@ from bot.meta.graph import GraphClient
 from bot.onboarding.channels import merge_onboarded
 from scheduler.throttle import RedisThrottle, Throttle, make_throttle
 from storage.db import make_engine, make_sessionmaker, migrate
+from storage.liveness import Heartbeat
 from storage.repository import sync_channels
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,18 @@ def background(name: str, start: Callable[[web.Application], asyncio.Task[None]]
     return ctx
 
 
+async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
+    """This process's row in `workers`, beaten every second: what the work it claims is bound to."""
+    heartbeat = Heartbeat(app[appkeys.SESSIONS], f"serve:{app[appkeys.SETTINGS].server.port}")
+    await heartbeat.start()
+    app[appkeys.HEARTBEAT] = heartbeat
+    task = asyncio.create_task(heartbeat.run(), name="heartbeat")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def _start_ingest_writer(app: web.Application) -> asyncio.Task[None]:
     def wake_worker() -> None:
         worker = app.get(appkeys.WEBHOOK_WORKER)
@@ -155,6 +168,8 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
     app.cleanup_ctx.append(database_ctx(run_migrations))
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(deps_ctx)
+    if workers:
+        app.cleanup_ctx.append(heartbeat_ctx)
     if webhooks:
         app.cleanup_ctx.append(background("ingest-writer", _start_ingest_writer))
     if workers:

@@ -17,20 +17,21 @@ from bot.deps import Deps
 from bot.handlers import appkeys
 from bot.onboarding import outbox_kinds
 from bot.slack.outbox import OutboxWorker
-from scheduler.campaigns import progress
+from scheduler.campaigns import progress, unknown_notice
 
 log = logging.getLogger(__name__)
 
 OUTBOX = web.AppKey("slack_outbox", OutboxWorker)
 
 # The modules whose outbox kinds this process delivers: the bridge's and onboarding's kinds are declared
-# with `outbox_kind` in them (imported above); campaign progress is added here.
-KIND_MODULES = (mirror, outbox_kinds, progress)
+# with `outbox_kind` in them (imported above); campaign progress and unknown-recipient notices are added here.
+KIND_MODULES = (mirror, outbox_kinds, progress, unknown_notice)
 
 
 def make_outbox_worker(deps: Deps, **options: Any) -> OutboxWorker:
     """The Slack outbox worker with every kind the bridge, onboarding and campaigns post."""
     progress.register()
+    unknown_notice.register()
     return OutboxWorker(deps, ensure_thread=mirror.ensure_thread, **options)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.bridge.optout import OptChange, opt_change
 from bot.core.config import Settings
 from bot.meta import events as ev
+from scheduler.campaigns.unknown_store import note_callback
 from storage import repository as repo
 from storage.models import AlertState, CampaignRecipient, CampaignRun, Direction, Source, Template, utcnow
 
@@ -154,6 +155,9 @@ async def on_status(session: AsyncSession, ctx: EventContext, e: ev.StatusUpdate
     if not new:
         ctx.count("duplicate_status")
         return
+    # A campaign send whose answer was lost is known only by the recipient id it carried.
+    await note_callback(session, e.biz_opaque_callback_data, e.wamid, e.status, e.recipient_id,
+                        (err.code, err.title) if err else (None, None))
     applied = await repo.apply_statuses(session, e.wamid)
     if e.status not in applied:
         return

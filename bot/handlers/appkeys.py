@@ -11,6 +11,7 @@ from bot.bridge.webhook_worker import WebhookWorker
 from bot.core.config import Settings
 from bot.core.metrics import Metrics
 from bot.deps import Deps
+from storage.liveness import Heartbeat
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
@@ -22,3 +23,5 @@ INGEST_WRITER = web.AppKey("ingest_writer", IngestWriter)
 # None when running without Redis (in-process throttle, one process only).
 REDIS: web.AppKey[aioredis.Redis | None] = web.AppKey("redis")
 DEPS = web.AppKey("deps", Deps)
+# This process's liveness row; present when it runs background work.
+HEARTBEAT = web.AppKey("heartbeat", Heartbeat)

@@ -179,13 +179,23 @@ class GraphClient:
         name: str,
         language: str,
         components: Iterable[Mapping[str, Any]] | None = None,
+        *,
+        callback_data: str | None = None,
     ) -> SendResult:
-        """Send an approved template; `components` carry header/body/button parameters."""
+        """Send an approved template; `components` carry header/body/button parameters.
+
+        `callback_data` goes out as `biz_opaque_callback_data` (at most 512 characters), which Meta echoes
+        on every status webhook of the message: how a send whose answer was lost is still recognised."""
         content: dict[str, Any] = {"name": name, "language": {"code": language}}
         parts = [dict(c) for c in components or ()]
         if parts:
             content["components"] = parts
-        return await self._send_message(phone_number_id, token, self._envelope(to, "template", content, None))
+        payload = self._envelope(to, "template", content, None)
+        if callback_data:
+            if len(callback_data) > 512:
+                raise ValueError("biz_opaque_callback_data is limited to 512 characters")
+            payload["biz_opaque_callback_data"] = callback_data
+        return await self._send_message(phone_number_id, token, payload)
 
     async def send_media(
         self,
