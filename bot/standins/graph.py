@@ -10,6 +10,7 @@ across files its endpoints would share everything through imports anyway.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -18,7 +19,7 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -287,6 +288,11 @@ class GraphStandin(LoopbackServer):
         self._throttles: dict[str, _Throttle] = {}
         self._faults: list[_Fault] = []
         self._oauth_codes: dict[str, _OAuthCode] = {}
+        # Status webhooks: off unless a test gives a target (Meta posts them to the app's callback URL).
+        self._status_target: Callable[[], str | None] | None = None
+        self._status_retry = 0.5
+        self._status_tasks: set[asyncio.Task[None]] = set()
+        self.status_deliveries: list[tuple[str, str, int | None]] = []  # (wamid, status, HTTP status or None)
 
     # ---- configuration helpers -------------------------------------------------------------------
 
@@ -439,6 +445,58 @@ class GraphStandin(LoopbackServer):
         async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as resp:
             return resp.status, await resp.text()
 
+    def send_status_webhooks(self, target: Callable[[], str | None] | str | None, *,
+                             retry_every: float = 0.5) -> None:
+        """Post a signed `sent` status webhook for every accepted message, as Meta does, echoing the
+        request's `biz_opaque_callback_data`. target() names the webhook URL at each attempt (None: nobody
+        is listening yet); a delivery without a 200 is tried again every `retry_every` seconds until one
+        comes (Meta retries for days, with growing gaps). None turns it off."""
+        if target is None or callable(target):
+            self._status_target = target
+        else:
+            url = target
+            self._status_target = lambda: url
+        self._status_retry = retry_every
+
+    def _status_payload(self, record: SendRecord, callback: str | None) -> dict[str, Any]:
+        number = self.phone_numbers.get(record.phone_number_id)
+        status: dict[str, Any] = {"id": record.wamid, "status": "sent", "timestamp": str(int(time.time())),
+                                  "recipient_id": _digits(record.to)}
+        if callback:
+            status["biz_opaque_callback_data"] = callback
+        if record.type == "template":
+            status["pricing"] = {"billable": True, "pricing_model": "PMP", "category": "utility", "type": "regular"}
+        value = {"messaging_product": "whatsapp",
+                 "metadata": {"display_phone_number": number.display_phone_number if number else "",
+                              "phone_number_id": record.phone_number_id},
+                 "statuses": [status]}
+        waba = (number.waba_id if number else None) or "0"
+        return {"object": "whatsapp_business_account",
+                "entry": [{"id": waba, "changes": [{"field": "messages", "value": value}]}]}
+
+    async def _post_status(self, record: SendRecord, callback: str | None) -> None:
+        body = json.dumps(self._status_payload(record, callback)).encode()
+        assert record.wamid is not None
+        while self._status_target is not None:
+            url = self._status_target()
+            code: int | None = None
+            if url:
+                try:
+                    code, _ = await self.deliver_webhook(url, body)
+                except (aiohttp.ClientError, OSError, TimeoutError):
+                    code = None
+                self.status_deliveries.append((record.wamid, "sent", code))
+                if code == 200:
+                    return
+            await asyncio.sleep(self._status_retry)
+
+    async def stop(self) -> None:
+        for task in list(self._status_tasks):
+            task.cancel()
+        if self._status_tasks:
+            await asyncio.gather(*self._status_tasks, return_exceptions=True)
+        await super().stop()
+
     # ---- internals -------------------------------------------------------------------------------
 
     @staticmethod
@@ -543,6 +601,9 @@ class GraphStandin(LoopbackServer):
             return _missing("messaging_product")
         if not payload.get("to"):
             return _missing("to")
+        opaque = payload.get("biz_opaque_callback_data")
+        if opaque is not None and (not isinstance(opaque, str) or len(opaque) > 512):
+            return _invalid("Param biz_opaque_callback_data must be a string of at most 512 characters.")
         kind = payload.get("type", "text")
         if kind not in MESSAGE_TYPES:
             return graph_error(400, 131051, details=f"Message type {kind!r} is not supported.")
@@ -637,6 +698,11 @@ class GraphStandin(LoopbackServer):
                 return reject(problem[1], problem[0])
         record.wamid = "wamid." + secrets.token_urlsafe(27)
         self.sends.append(record)
+        if self._status_target is not None:
+            callback = payload.get("biz_opaque_callback_data")
+            task = asyncio.create_task(self._post_status(record, str(callback) if callback else None))
+            self._status_tasks.add(task)
+            task.add_done_callback(self._status_tasks.discard)
         throttle = self._throttles.get(pnid)
         if throttle is not None:
             throttle.window.append(now)
