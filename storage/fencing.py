@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, update
+from sqlalchemy import ColumnElement, Table, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 
@@ -44,13 +44,23 @@ async def settle(session: AsyncSession, statement: Executable, expected: int = 1
 
 async def release_from(session: AsyncSession, table: Table, owners: Iterable[int], unfinished: ColumnElement[bool],
                        **values: Any) -> int:
-    """Take unfinished rows away from silent owners: no owner, a new fence token (the old claim is void),
-    plus whatever else the queue needs (e.g. its lease cleared so the next claim finds them at once)."""
+    """Take unfinished rows away from silent owners: a new fence token (their claim is void), plus whatever
+    the queue needs (e.g. its lease cleared so that the next claim finds them at once).
+
+    The owner is left in place on purpose: the next claimant sees that the previous claim never settled, so
+    it must check what that claim already did (a Slack post, say) before doing it again."""
     ids = sorted(set(owners))
     if not ids:
         return 0
     result = await session.execute(
-        update(table).where(table.c.owner_id.in_(ids), unfinished)
-        .values(owner_id=None, fence=table.c.fence + 1, **values)
+        update(table).where(table.c.owner_id.in_(ids), unfinished).values(fence=table.c.fence + 1, **values)
+        .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def owners_of(session: AsyncSession, table: Table, unfinished: ColumnElement[bool]) -> set[int]:
+    """Workers holding unfinished rows of a queue (to ask which of them are silent)."""
+    rows = await session.scalars(select(table.c.owner_id).where(table.c.owner_id.is_not(None), unfinished)
+                                 .distinct())
+    return {int(o) for o in rows.all() if o is not None}

@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from bot.core.liveness import Fence
+from storage.fencing import claim_values, held_by, settle
 from storage.models import WebhookLog, as_utc, utcnow
 
 LEASE = timedelta(seconds=60)
@@ -18,6 +20,7 @@ class ClaimedLog:
     id: int
     raw_body: bytes
     attempts: int
+    fence: Fence | None = None  # None: claimed without an owner (a bare lease)
 
 
 async def store(sessions: async_sessionmaker[AsyncSession], raw_body: bytes, event_type: str) -> int:
@@ -45,9 +48,11 @@ async def store_many(conn: AsyncConnection, rows: list[tuple[bytes, str]]) -> li
 
 
 async def claim_batch(
-    sessions: async_sessionmaker[AsyncSession], limit: int = 50, now: datetime | None = None
+    sessions: async_sessionmaker[AsyncSession], limit: int = 50, now: datetime | None = None,
+    owner: int | None = None,
 ) -> list[ClaimedLog]:
-    """Lease up to limit unprocessed logs to this worker; other workers skip them until the lease ends."""
+    """Lease up to limit unprocessed logs to this worker; other workers skip them until the lease ends, or
+    until the owner falls silent (storage/takeover.py)."""
     now = now or utcnow()
     async with sessions() as session, session.begin():
         claimable = and_(
@@ -60,35 +65,40 @@ async def claim_batch(
         ids = list((await session.scalars(query)).all())
         if not ids:
             return []
+        owned = claim_values(_TABLE, owner) if owner is not None else {"owner_id": None}
         await session.execute(
             update(WebhookLog)
             .where(WebhookLog.id.in_(ids), claimable)
-            .values(claimed_until=now + LEASE, attempts=WebhookLog.attempts + 1)
+            .values(claimed_until=now + LEASE, attempts=WebhookLog.attempts + 1, **owned)
         )
         rows = (await session.execute(
-            select(WebhookLog.id, WebhookLog.raw_body, WebhookLog.attempts)
+            select(WebhookLog.id, WebhookLog.raw_body, WebhookLog.attempts, WebhookLog.fence)
             .where(WebhookLog.id.in_(ids)).order_by(WebhookLog.id)
         )).all()
-        return [ClaimedLog(id=r.id, raw_body=r.raw_body, attempts=r.attempts) for r in rows]
+        return [ClaimedLog(id=r.id, raw_body=r.raw_body, attempts=r.attempts,
+                           fence=Fence(owner, r.fence) if owner is not None else None) for r in rows]
 
 
-async def mark_processed(session: AsyncSession, log_id: int, error: str | None = None) -> None:
-    """Mark a log done inside the caller's transaction, so its effects and the mark commit together."""
-    await session.execute(
-        update(WebhookLog)
-        .where(WebhookLog.id == log_id)
-        .values(processed_at=utcnow(), claimed_until=None, error=error)
-    )
+async def mark_processed(session: AsyncSession, log_id: int, error: str | None = None,
+                         fence: Fence | None = None) -> None:
+    """Mark a log done inside the caller's transaction, so its effects and the mark commit together.
+
+    With a fence, raises `FencedOut` (rolling all of it back) when another process took the log over."""
+    where = [_TABLE.c.id == log_id] + ([held_by(_TABLE, fence)] if fence is not None else [])
+    await settle(session, update(_TABLE).where(*where)
+                 .values(processed_at=utcnow(), claimed_until=None, error=error, owner_id=None),
+                 expected=1 if fence is not None else 0)
 
 
 async def record_failure(sessions: async_sessionmaker[AsyncSession], log_id: int, error: str,
-                         retry_in: timedelta) -> None:
-    """Keep a failed log pending, with its error, to be tried again after retry_in."""
+                         retry_in: timedelta, fence: Fence | None = None) -> None:
+    """Keep a failed log pending, with its error, to be tried again after retry_in (unless it was taken
+    over meanwhile: then its new claimant decides)."""
+    where = [_TABLE.c.id == log_id] + ([held_by(_TABLE, fence)] if fence is not None else [])
     async with sessions() as session, session.begin():
         await session.execute(
-            update(WebhookLog)
-            .where(WebhookLog.id == log_id)
-            .values(error=error[:4000], claimed_until=utcnow() + retry_in)
+            update(_TABLE).where(*where)
+            .values(error=error[:4000], claimed_until=utcnow() + retry_in, owner_id=None)
         )
 
 

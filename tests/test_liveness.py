@@ -79,8 +79,8 @@ async def test_heartbeat_task_registers_beats_and_marks_itself_stopped_when_canc
 
 async def _claim(sessions, log_id: int, owner: int) -> Fence:  # type: ignore[no-untyped-def]
     async with sessions() as s, s.begin():
-        await settle(s, update(LOGS).where(LOGS.c.id == log_id, LOGS.c.owner_id.is_(None))
-                     .values(**claim_values(LOGS, owner)))
+        await settle(s, update(LOGS).where(LOGS.c.id == log_id, LOGS.c.claimed_until.is_(None))
+                     .values(claimed_until=utcnow() + timedelta(seconds=60), **claim_values(LOGS, owner)))
         token = await s.scalar(select(WebhookLog.fence).where(WebhookLog.id == log_id))
     return Fence(owner, int(token or 0))
 
@@ -100,6 +100,7 @@ async def test_work_of_a_silent_owner_is_taken_over_and_the_woken_owner_cannot_s
         silent = await liveness.silent_workers(s, among={paused, survivor})
         assert silent == {paused}
         assert await release_from(s, LOGS, silent, LOGS.c.processed_at.is_(None), claimed_until=None) == 1
+        assert await release_from(s, LOGS, silent, LOGS.c.claimed_until.is_not(None), claimed_until=None) == 0
     new = await _claim(sessions, ids[0], survivor)
     assert new.token > old.token
 

@@ -11,7 +11,13 @@ from bot.app.campaign_component import campaign_component
 from bot.app.factory import Component, background
 from bot.app.home_component import home_component
 from bot.app.insights_component import insights_component
-from bot.app.slack_component import OUTBOX, make_outbox_worker, make_slack_component, slack_component
+from bot.app.slack_component import (
+    OUTBOX,
+    liveness_owner,
+    make_outbox_worker,
+    make_slack_component,
+    slack_component,
+)
 from bot.core.config import Settings
 from bot.handlers import appkeys, onboarding_page
 from bot.onboarding import channels
@@ -36,7 +42,7 @@ def default_components(settings: Settings, role: Role | str = "all") -> list[Com
 def slack_outbox_component(app: web.Application) -> None:
     """The Slack outbox worker alone, without `/slack/events` or Socket Mode (a worker-only process)."""
     def start(app: web.Application) -> asyncio.Task[None]:
-        worker = make_outbox_worker(app[appkeys.DEPS])
+        worker = make_outbox_worker(app[appkeys.DEPS], owner=liveness_owner(app))
         app[OUTBOX] = worker
         webhook_worker = app.get(appkeys.WEBHOOK_WORKER)
         if webhook_worker is not None:  # processed deliveries are new outbox rows

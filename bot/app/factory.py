@@ -27,6 +27,7 @@ from scheduler.throttle import RedisThrottle, Throttle, make_throttle
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.liveness import Heartbeat
 from storage.repository import sync_channels
+from storage.takeover import run_takeover
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +98,25 @@ def background(name: str, start: Callable[[web.Application], asyncio.Task[None]]
 
 
 async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
-    """This process's row in `workers`, beaten every second: what the work it claims is bound to."""
+    """This process's row in `workers`, beaten every second: what the work it claims is bound to; and the
+    pass that gives back, every second, what silent processes held."""
     heartbeat = Heartbeat(app[appkeys.SESSIONS], f"serve:{app[appkeys.SETTINGS].server.port}")
     await heartbeat.start()
     app[appkeys.HEARTBEAT] = heartbeat
     task = asyncio.create_task(heartbeat.run(), name="heartbeat")
+
+    def wake_workers() -> None:
+        for key in (appkeys.WEBHOOK_WORKER,):
+            worker = app.get(key)
+            if worker is not None:
+                worker.wake()
+
+    sweeper = asyncio.create_task(run_takeover(app[appkeys.SESSIONS], on_freed=wake_workers), name="takeover")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for t in (sweeper, task):
+        t.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
 
 
 def _start_ingest_writer(app: web.Application) -> asyncio.Task[None]:
@@ -121,10 +132,12 @@ def _start_ingest_writer(app: web.Application) -> asyncio.Task[None]:
 
 def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
     settings = app[appkeys.SETTINGS]
+    heartbeat = app.get(appkeys.HEARTBEAT)
     worker = WebhookWorker(
         app[appkeys.SESSIONS],
         lambda: EventContext(settings=settings, channel_ids=app[appkeys.CHANNEL_IDS]),
         app[appkeys.METRICS],
+        owner=(lambda: heartbeat.worker_id) if heartbeat is not None else None,
     )
     app[appkeys.WEBHOOK_WORKER] = worker
     return asyncio.create_task(worker.run())

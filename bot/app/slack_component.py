@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -35,6 +35,12 @@ def make_outbox_worker(deps: Deps, **options: Any) -> OutboxWorker:
     return OutboxWorker(deps, ensure_thread=mirror.ensure_thread, **options)
 
 
+def liveness_owner(app: web.Application) -> Callable[[], int | None] | None:
+    """This process's worker id, read at each claim, when it runs a heartbeat."""
+    heartbeat = app.get(appkeys.HEARTBEAT)
+    return (lambda: heartbeat.worker_id) if heartbeat is not None else None
+
+
 def _chain_wake(app: web.Application, worker: OutboxWorker) -> None:
     """Wake the outbox whenever the webhook worker has committed a batch (new rows are then visible)."""
     webhook_worker = app.get(appkeys.WEBHOOK_WORKER)
@@ -59,7 +65,7 @@ def make_slack_component(*, outbox: bool = True, **outbox_options: Any) -> Compo
     """The component; `outbox_options` tune the worker (concurrency, backoff_base, backoff_cap, …)."""
 
     def start_outbox(app: web.Application) -> asyncio.Task[None]:
-        worker = make_outbox_worker(app[appkeys.DEPS], **outbox_options)
+        worker = make_outbox_worker(app[appkeys.DEPS], owner=liveness_owner(app), **outbox_options)
         app[OUTBOX] = worker
         _chain_wake(app, worker)
         return asyncio.create_task(worker.run())

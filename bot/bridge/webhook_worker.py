@@ -15,6 +15,7 @@ from bot.bridge.meta_events import EventContext, apply_event
 from bot.core.metrics import Metrics
 from bot.meta.parser import event_type_of, parse_delivery
 from storage import webhook_logs
+from storage.fencing import FencedOut
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,11 @@ class WebhookWorker:
     """One per process; several processes may run against one database."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], make_context: Callable[[], EventContext],
-                 metrics: Metrics, *, batch: int = 50, poll_interval: float = 1.0) -> None:
+                 metrics: Metrics, *, batch: int = 50, poll_interval: float = 1.0,
+                 owner: Callable[[], int | None] | None = None) -> None:
         self._sessions = sessions
+        # This process's worker id (its heartbeat row): claims are then bound to its liveness and fenced.
+        self._owner = owner or (lambda: None)
         self._make_context = make_context
         self._metrics = metrics
         self._batch = batch
@@ -71,7 +75,7 @@ class WebhookWorker:
 
     async def process_available(self) -> int:
         """Claim and process one batch; returns how many deliveries it handled."""
-        claimed = await webhook_logs.claim_batch(self._sessions, self._batch)
+        claimed = await webhook_logs.claim_batch(self._sessions, self._batch, owner=self._owner())
         for item in claimed:
             await self._process(item)
         self._metrics.processing_lag.set(await webhook_logs.oldest_pending_age(self._sessions))
@@ -94,7 +98,12 @@ class WebhookWorker:
             async with self._sessions() as session, session.begin():
                 for event in events:
                     await apply_event(session, ctx, event)
-                await webhook_logs.mark_processed(session, item.id)
+                await webhook_logs.mark_processed(session, item.id, fence=item.fence)
+        except FencedOut:
+            # This process was silent long enough for another to take the delivery over: its work here is
+            # rolled back, and the new claimant's counts.
+            log.warning("webhook log %s was taken over by another process; dropped here", item.id)
+            return
         except Exception as exc:
             log.exception("webhook log %s failed (attempt %s)", item.id, item.attempts)
             self._metrics.webhooks_processed.labels(event_type, "error").inc()
@@ -118,7 +127,8 @@ class WebhookWorker:
         wait = 0.5
         while True:
             try:
-                await webhook_logs.record_failure(self._sessions, item.id, error, retry_delay(item.attempts))
+                await webhook_logs.record_failure(self._sessions, item.id, error, retry_delay(item.attempts),
+                                                  fence=item.fence)
                 return
             except Exception:
                 log.warning("webhook log %s: cannot record the failure yet; retrying in %.1fs", item.id, wait,

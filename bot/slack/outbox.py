@@ -33,11 +33,13 @@ import aiohttp
 import httpx
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import Executable, and_, exists, or_, select, text, update
+from sqlalchemy import Executable, Table, and_, exists, or_, select, text, update
 from sqlalchemy.orm import aliased
 
+from bot.core.liveness import Fence
 from bot.deps import Deps
 from bot.slack.render import Post
+from storage.fencing import FencedOut, claim_values, held_by, settle
 from storage.models import SlackOutbox, utcnow
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,7 @@ class OutboxItem:
     result: dict[str, Any]  # progress kept across attempts (posted parts, pending uploads)
     uncertain: bool  # a previous attempt may have reached Slack without us knowing
     claimed_until: datetime | None = None  # this claim's lease, which names it when handed back unstarted
+    fence: Fence | None = None  # owner and token of this claim, when bound to a process's liveness
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,8 @@ class Thread:
 
 
 Handler = Callable[["ItemContext"], Awaitable[None]]
+
+_TABLE: Table = SlackOutbox.__table__  # type: ignore[assignment]
 
 OUTBOX_KINDS: dict[str, Handler] = {}
 """kind -> handler; a handler raises Retry to be tried later, returns normally when the item is done."""
@@ -323,7 +328,7 @@ class ItemContext:
             raise Retry(f"file upload: HTTP {resp.status_code}")
         # Known before completing: if completion's answer is lost, the next attempt asks Slack about it.
         pending[part] = file_id
-        await self.worker.save_progress(self.item.id, self.result)
+        await self.worker.save_progress(self.item.id, self.result, self.item)
         files: list[dict[str, str | None]] = [{"id": file_id, "title": title or filename}]
         try:
             await self.call("files.completeUploadExternal", channel, lambda: self.slack.files_completeUploadExternal(
@@ -397,8 +402,11 @@ class OutboxWorker:
     def __init__(self, deps: Deps, *, concurrency: int = 4, lease: float = 120.0, poll_interval: float = 1.0,
                  backoff_base: float = 1.0, backoff_cap: float = 60.0, slack: AsyncWebClient | None = None,
                  upload_timeout: float = 120.0, claim_batch: int | None = None,
-                 ensure_thread: Callable[[ItemContext, int], Awaitable[Thread]] | None = None) -> None:
+                 ensure_thread: Callable[[ItemContext, int], Awaitable[Thread]] | None = None,
+                 owner: Callable[[], int | None] | None = None) -> None:
         self.deps = deps
+        # This process's worker id: claims are bound to its liveness (taken over once it is silent) and fenced.
+        self._owner = owner or (lambda: None)
         # What a thread's parent says is the bridge's business, handed in by the wiring (bot.app).
         self._ensure_thread = ensure_thread
         self.slack = slack or _without_retries(deps.slack)
@@ -517,29 +525,35 @@ class OutboxWorker:
         async with self.deps.sessions() as session, session.begin():
             if session.bind.dialect.name == "postgresql":
                 await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
-            ids = list((await session.scalars(
-                select(o.id).where(o.done_at.is_(None), is_head, thread_idle, due)
+            heads = (await session.execute(
+                select(o.id, o.owner_id).where(o.done_at.is_(None), is_head, thread_idle, due)
                 .order_by(o.order_ts, o.id).limit(limit)
-            )).all())
-            if not ids:
+            )).all()
+            if not heads:
                 return []
+            ids = [h.id for h in heads]
+            # A claim that never settled (its process died, or was taken over) may have posted anything.
+            unsettled = {h.id for h in heads if h.owner_id is not None}
             claimable = or_(o.claimed_until.is_(None), o.claimed_until < now)
             until = now + self.lease
+            owner = self._owner()
+            owned = claim_values(_TABLE, owner) if owner is not None else {"owner_id": None}
             rows = (await session.execute(
                 update(o).where(o.id.in_(ids), o.done_at.is_(None), claimable)
-                .values(claimed_until=until, attempts=o.attempts + 1)
-                .returning(o.id, o.thread_key, o.kind, o.payload, o.conversation_id, o.attempts, o.result)
+                .values(claimed_until=until, attempts=o.attempts + 1, **owned)
+                .returning(o.id, o.thread_key, o.kind, o.payload, o.conversation_id, o.attempts, o.result, o.fence)
                 .execution_options(synchronize_session=False)
             )).all()
             items = []
             for row in rows:
                 result = dict(row.result or {})
                 # A previous attempt that recorded no outcome (crash, expired lease) may have posted.
-                uncertain = row.attempts > 1 and bool(result.get("uncertain", True))
+                uncertain = row.attempts > 1 and (row.id in unsettled or bool(result.get("uncertain", True)))
                 items.append(OutboxItem(id=row.id, thread_key=row.thread_key, kind=row.kind,
                                         payload=dict(row.payload or {}), conversation_id=row.conversation_id,
                                         attempts=row.attempts, result=result, uncertain=uncertain,
-                                        claimed_until=until))
+                                        claimed_until=until,
+                                        fence=Fence(owner, row.fence) if owner is not None else None))
             order = {item_id: i for i, item_id in enumerate(ids)}
             return sorted(items, key=lambda i: order[i.id])
 
@@ -549,28 +563,36 @@ class OutboxWorker:
         async with self.deps.sessions() as session, session.begin():
             for item in items:
                 await session.execute(
-                    update(o).where(o.id == item.id, o.done_at.is_(None), o.claimed_until == item.claimed_until)
-                    .values(claimed_until=None, attempts=o.attempts - 1)
+                    update(o).where(o.id == item.id, o.done_at.is_(None), o.claimed_until == item.claimed_until,
+                                    *self._held(item))
+                    .values(claimed_until=None, attempts=o.attempts - 1, owner_id=None)
                     .execution_options(synchronize_session=False))
 
-    async def save_progress(self, item_id: int, result: Mapping[str, Any]) -> None:
+    @staticmethod
+    def _held(item: OutboxItem) -> list[Any]:
+        """The condition that this claim still holds the row (none for a claim without an owner)."""
+        return [held_by(_TABLE, item.fence)] if item.fence is not None else []
+
+    async def save_progress(self, item_id: int, result: Mapping[str, Any], item: OutboxItem | None = None) -> None:
         """Record an item's progress mid-attempt (e.g. an upload about to be completed)."""
         async with self.deps.sessions() as session, session.begin():
-            await session.execute(update(SlackOutbox).where(SlackOutbox.id == item_id)
+            await session.execute(update(SlackOutbox).where(SlackOutbox.id == item_id,
+                                                            *(self._held(item) if item else []))
                                   .values(result={**result, "uncertain": True}))
 
     async def _complete(self, item: OutboxItem, result: Mapping[str, Any], error: str | None = None,
                         writes: Sequence[Executable] = ()) -> None:
         await self._settle(item, lambda: {
             "done_at": utcnow(), "claimed_until": None, "next_attempt_at": None, "result": dict(result),
-            "last_error": error[:4000] if error else None}, writes=writes)
+            "last_error": error[:4000] if error else None, "owner_id": None}, writes=writes)
 
     async def _release(self, item: OutboxItem, delay: float, uncertain: bool, error: str,
                        result: Mapping[str, Any], *, retry: bool = True, writes: Sequence[Executable] = ()
                        ) -> None:
         await self._settle(item, lambda: {
             "claimed_until": None, "next_attempt_at": utcnow() + timedelta(seconds=delay),
-            "result": {**result, "uncertain": uncertain}, "last_error": error[:4000]}, retry=retry, writes=writes)
+            "result": {**result, "uncertain": uncertain}, "last_error": error[:4000], "owner_id": None},
+            retry=retry, writes=writes)
 
     async def _settle(self, item: OutboxItem, values: Callable[[], dict[str, Any]], *, retry: bool = True,
                       writes: Sequence[Executable] = ()) -> None:
@@ -586,7 +608,13 @@ class OutboxWorker:
                     # What the attempt learnt (e.g. a message's Slack ts) commits with its outcome, or neither.
                     for statement in writes:
                         await session.execute(statement)
-                    await session.execute(update(SlackOutbox).where(SlackOutbox.id == item.id).values(**values()))
+                    await settle(session, update(_TABLE).where(_TABLE.c.id == item.id, *self._held(item))
+                                 .values(**values()), expected=1 if item.fence is not None else 0)
+                return
+            except FencedOut:
+                # Taken over while this process was silent: the new claimant checks Slack before posting and
+                # records the outcome; what this attempt learnt is rolled back with its settle.
+                log.warning("slack outbox %s was taken over by another process; its outcome is theirs", item.id)
                 return
             except Exception:
                 if not retry:
