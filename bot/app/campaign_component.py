@@ -23,7 +23,9 @@ CAMPAIGN_RUNNER = web.AppKey("campaign_runner", CampaignRunner)
 async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
     deps = app[appkeys.DEPS]
     throttle = campaign_throttle(app[appkeys.REDIS], deps.throttle)
-    runner = CampaignRunner(deps.sessions, deps.graph, throttle, deps.settings, metrics=deps.metrics)
+    heartbeat = app.get(appkeys.HEARTBEAT)
+    runner = CampaignRunner(deps.sessions, deps.graph, throttle, deps.settings, metrics=deps.metrics,
+                            owner=(lambda: heartbeat.worker_id) if heartbeat is not None else None)
     scheduler = CampaignScheduler(deps.sessions, on_fire=lambda _run_id: runner.wake())
     app[CAMPAIGN_RUNNER] = runner
     app[CAMPAIGN_SCHEDULER] = scheduler

@@ -31,14 +31,14 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar, cast
 
 import httpx
-from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import ChannelSettings, Settings
@@ -46,6 +46,7 @@ from bot.core.metrics import Metrics
 from bot.meta.errors import GraphError, SendAction
 from bot.meta.graph import GraphClient
 from scheduler.campaigns import progress
+from scheduler.campaigns.attempts import AttemptMarks
 from scheduler.campaigns.estimate import CAMPAIGN_MARGIN
 from scheduler.campaigns.jobs import alert
 from scheduler.campaigns.records import (
@@ -55,9 +56,11 @@ from scheduler.campaigns.records import (
     is_marketing,
     run_with_campaign,
 )
+from scheduler.campaigns.unknowns import callback_data
 from scheduler.campaigns.variables import components_for
 from scheduler.throttle import LocalThrottle, Priority, RedisThrottle, Throttle, ThrottleUnavailable
 from storage import repository as repo
+from storage.fencing import claim_values
 from storage.models import Campaign, CampaignRecipient, CampaignRun, Contact, MessageStatus, as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 KEEPALIVE_TRUST = 4.0  # seconds an idle connection to Meta is assumed still open (httpx keeps them 5 s)
 R = CampaignRecipient
+_TABLE = cast(Table, R.__table__)
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ class Claimed:
     wa_id: str
     fields: dict[str, Any]
     attempts: int
+    fence: int | None = None  # this claim's token, when claims are bound to the process's liveness
 
 
 @dataclass
@@ -200,8 +205,12 @@ class CampaignRunner:
         *,
         metrics: Metrics | None = None,
         config: RunnerConfig | None = None,
+        owner: Callable[[], int | None] | None = None,
     ) -> None:
         self._sessions = sessions
+        # This process's worker id: what it claims is taken back once it falls silent (campaigns.recovery).
+        self._owner = owner or (lambda: None)
+        self._marks = AttemptMarks(sessions)
         self._graph = graph
         self._throttle = throttle
         self._settings = settings
@@ -274,6 +283,7 @@ class CampaignRunner:
                     R.run_id.in_(live),
                     R.status == RecipientStatus.SENDING.value,
                     R.claimed_at < cutoff,
+                    R.owner_id.is_(None),  # claims bound to a process are taken back by its silence instead
                 )
                 .values(
                     status=RecipientStatus.UNKNOWN.value, error_title="in flight when its sender stopped; not re-sent"
@@ -494,15 +504,19 @@ class CampaignRunner:
                     ids = [i for i in ids if i not in opted]
             if not ids:
                 return [], skipped
+            owner = self._owner()
+            owned = claim_values(_TABLE, owner) if owner is not None else {"owner_id": None}
             rows = (
                 await session.execute(
                     update(R)
                     .where(R.id.in_(ids), R.status == RecipientStatus.PENDING.value)
-                    .values(status=RecipientStatus.SENDING.value, claimed_at=now, attempts=R.attempts + 1)
-                    .returning(R.id, R.wa_id, R.fields, R.attempts)
+                    .values(status=RecipientStatus.SENDING.value, claimed_at=now, attempts=R.attempts + 1,
+                            attempted_at=None, **owned)
+                    .returning(R.id, R.wa_id, R.fields, R.attempts, R.fence)
                 )
             ).all()
-        claimed = [Claimed(r.id, r.wa_id, dict(r.fields or {}), int(r.attempts)) for r in rows]
+        claimed = [Claimed(r.id, r.wa_id, dict(r.fields or {}), int(r.attempts),
+                           int(r.fence) if owner is not None else None) for r in rows]
         return sorted(claimed, key=lambda c: c.id), skipped
 
     async def _refresh(self, ids: list[int]) -> None:
@@ -544,6 +558,14 @@ class CampaignRunner:
             except ThrottleUnavailable as exc:
                 log.warning("campaign run %s: throttle unavailable (%s); retrying later", ctx.run_id, exc)
                 return Result(rec, Outcome.RETRY, delay=self.config.backoff_base, note=str(exc))
+            # Committed before the request leaves: after a crash only a marked recipient can be `unknown`.
+            try:
+                if not await self._marks.mark(rec.id, self._owner() if rec.fence is not None else None, rec.fence):
+                    log.warning("campaign run %s: recipient %s was taken over; not sent here", ctx.run_id, rec.id)
+                    return Result(rec, Outcome.RELEASE)
+            except Exception as exc:
+                log.warning("campaign run %s: cannot mark recipient %s attempted (%s); later", ctx.run_id, rec.id, exc)
+                return Result(rec, Outcome.RETRY, delay=self.config.backoff_base, note=str(exc))
             state.in_flight.add(rec.id)
             try:
                 sent = await self._graph.send_template(
@@ -553,6 +575,7 @@ class CampaignRunner:
                     ctx.template,
                     ctx.language,
                     components_for(ctx.variables, rec.fields),
+                    callback_data=callback_data(rec.id),
                 )
             except GraphError as err:
                 state.in_flight.discard(rec.id)
@@ -628,7 +651,9 @@ class CampaignRunner:
             err = res.error
             title = res.note or (err.explanation if err else None)
             row: dict[str, Any] = {"rid": res.recipient.id, "code": err.code if err else None,
-                                   "title": title[:500] if title else None}
+                                   "title": title[:500] if title else None,
+                                   "b_owner": self._owner() if res.recipient.fence is not None else None,
+                                   "b_fence": res.recipient.fence}
             if res.outcome is Outcome.SENT:
                 row["wamid"] = res.wamid
             elif res.outcome is Outcome.RETRY:
@@ -641,36 +666,42 @@ class CampaignRunner:
             if res.outcome is Outcome.PAUSE:
                 row["keep_error"] = True
             by_kind.setdefault(kind, []).append(row)
-        mine = and_(table.c.id == rid, table.c.status == expected)
+        # Still this claim's: same owner and token (claims made without an owner have no token to match).
+        bound = any(res.recipient.fence is not None for res in results)
+        held = (and_(table.c.owner_id == bindparam("b_owner"), table.c.fence == bindparam("b_fence")) if bound
+                else true())
+        mine = and_(table.c.id == rid, table.c.status == expected, held)
         statements: dict[Outcome, Any] = {
             # Also over `unknown`: recovery may have given up on a slow send that did go out.
             Outcome.SENT: update(table).where(table.c.id == rid, or_(
-                table.c.status == expected, table.c.status == RecipientStatus.UNKNOWN.value)).values(
+                and_(table.c.status == expected, held), table.c.status == RecipientStatus.UNKNOWN.value)).values(
                 status=RecipientStatus.SENT.value, wamid=bindparam("wamid"), sent_at=now, error_code=None,
-                error_title=None),
+                error_title=None, owner_id=None),
             Outcome.RETRY: update(table).where(mine).values(
-                status=RecipientStatus.PENDING.value, next_attempt_at=bindparam("due"),
+                status=RecipientStatus.PENDING.value, next_attempt_at=bindparam("due"), owner_id=None,
                 error_code=bindparam("code"), error_title=bindparam("title")),
-            Outcome.FAILED: update(table).where(mine).values(
+            Outcome.FAILED: update(table).where(mine).values(owner_id=None,
                 status=RecipientStatus.FAILED.value, error_code=bindparam("code"), error_title=bindparam("title")),
-            Outcome.UNKNOWN: update(table).where(mine).values(
+            Outcome.UNKNOWN: update(table).where(mine).values(owner_id=None,
                 status=RecipientStatus.UNKNOWN.value, error_code=bindparam("code"), error_title=bindparam("title")),
         }
         async with self._sessions() as session, session.begin():
             for kind, rows in by_kind.items():
                 if kind is Outcome.RELEASE:
                     # Not attempted (or refused by Meta for an account-wide reason): the attempt does not count.
-                    plain = [r["rid"] for r in rows if not r.get("keep_error")]
+                    plain = [r for r in rows if not r.get("keep_error")]
                     refused = [r for r in rows if r.get("keep_error")]
                     if plain:
-                        await session.execute(update(table).where(
-                            table.c.id.in_(plain), table.c.status == expected).values(
-                            status=RecipientStatus.PENDING.value, attempts=table.c.attempts - 1))
+                        await session.execute(update(table).where(mine).values(
+                            status=RecipientStatus.PENDING.value, attempts=table.c.attempts - 1, owner_id=None,
+                            attempted_at=None), plain)
                     if refused:
                         await session.execute(update(table).where(mine).values(
-                            status=RecipientStatus.PENDING.value, attempts=table.c.attempts - 1,
-                            error_code=bindparam("code"), error_title=bindparam("title")), refused)
+                            status=RecipientStatus.PENDING.value, attempts=table.c.attempts - 1, owner_id=None,
+                            attempted_at=None, error_code=bindparam("code"), error_title=bindparam("title")), refused)
                     continue
+                # Rows taken over by another process (this one was silent too long) match nothing: skipped,
+                # their outcome is the new claimant's, or recovery's and Meta's status webhooks'.
                 await session.execute(statements[kind], rows)
             for res in opt_outs:
                 code = res.error.code if res.error else None
