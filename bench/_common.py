@@ -5,7 +5,8 @@ end) and a private redis-server, so a test suite flushing the shared Redis canno
 
 This module is also a small program, used as a subprocess by the benchmarks:
 
-    python -m bench._common standins [--cap PNID=MPS ...]   # Graph + Slack stand-ins, prints their URLs
+    python -m bench._common standins [--cap PNID=MPS ...] [--slack-limit METHOD=PER_S/BURST ...]
+                                                              # Graph + Slack stand-ins, prints their URLs
     python -m bench._common bare --port N                     # the baseline: an endpoint that returns 200
 """
 
@@ -312,8 +313,10 @@ class Standins:
     clock of arrivals is not held up by the loader's event loop). Times are CLOCK_MONOTONIC, shared by all
     processes on the machine, so they compare with time.monotonic() here."""
 
-    def __init__(self, caps: Mapping[str, int] | None = None) -> None:
+    def __init__(self, caps: Mapping[str, int] | None = None,
+                 slack_limits: Mapping[str, tuple[float, int]] | None = None) -> None:
         self.caps = dict(caps or {})
+        self.slack_limits = dict(slack_limits or {})  # method -> (per second per channel, burst)
         self.graph_url = ""
         self.slack_api_url = ""
         self._control = ""
@@ -323,6 +326,8 @@ class Standins:
         args = [sys.executable, "-m", "bench._common", "standins"]
         for pnid, mps in self.caps.items():
             args += ["--cap", f"{pnid}={mps}"]
+        for method, (per_second, burst) in self.slack_limits.items():
+            args += ["--slack-limit", f"{method}={per_second:g}/{burst}"]
         self.proc = subprocess.Popen(args, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -339,7 +344,7 @@ class Standins:
         return dict(get_json(f"{self._control}/_bench/graph"))
 
     def slack_posts(self) -> list[dict[str, Any]]:
-        """chat.postMessage calls as {t, ok, blob} (blob: the call's arguments as JSON text)."""
+        """chat.postMessage calls as {t, ok, status, blob} (blob: the call's arguments as JSON text)."""
         return list(get_json(f"{self.slack_api_url.removesuffix('/api/')}/_bench/slack"))
 
     def sends_count(self, pnid: str) -> int:
@@ -426,7 +431,7 @@ def top_frames(collapsed: str, contains: str = "", limit: int = 15) -> list[tupl
 # ---- the subprocess programs ---------------------------------------------------------------------
 
 
-async def _serve_standins(caps: Mapping[str, int]) -> None:
+async def _serve_standins(caps: Mapping[str, int], slack_limits: Mapping[str, tuple[float, int]]) -> None:
     from aiohttp import web
 
     from bot.standins.graph import GraphStandin
@@ -461,7 +466,7 @@ async def _serve_standins(caps: Mapping[str, int]) -> None:
             super()._routes(app)
 
         async def _bench_posts(self, request: web.Request) -> web.Response:
-            posts = [{"t": c.time, "ok": c.ok, "blob": json.dumps(c.args, default=str)}
+            posts = [{"t": c.time, "ok": c.ok, "status": c.status, "blob": json.dumps(c.args, default=str)}
                      for c in self.calls if c.method == "chat.postMessage"]
             return web.json_response(posts)
 
@@ -469,6 +474,8 @@ async def _serve_standins(caps: Mapping[str, int]) -> None:
     for pnid, mps in caps.items():
         graph.set_mps(pnid, float(mps))
     slack = Slack(bot_token=BOT_TOKEN)
+    for method, (per_second, burst) in slack_limits.items():
+        slack.limit_per_channel(method, per_second, burst)
     await graph.start()
     await slack.start()
     print(json.dumps({"graph": graph.base_url, "slack_api": slack.api_url}), flush=True)
@@ -506,12 +513,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     st = sub.add_parser("standins")
     st.add_argument("--cap", action="append", default=[], metavar="PNID=MPS")
+    st.add_argument("--slack-limit", action="append", default=[], metavar="METHOD=PER_S/BURST")
     bare = sub.add_parser("bare")
     bare.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
     if args.what == "standins":
         caps = {k: int(v) for k, v in (c.split("=", 1) for c in args.cap)}
-        asyncio.run(_serve_standins(caps))
+        limits = {}
+        for spec in args.slack_limit:
+            method, rate = spec.split("=", 1)
+            per_second, _, burst = rate.partition("/")
+            limits[method] = (float(per_second), int(burst or 1))
+        asyncio.run(_serve_standins(caps, limits))
     else:
         asyncio.run(_serve_bare(args.port))
 

@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import ChannelSettings, Settings
 from bot.core.metrics import Metrics
+from bot.core.name_cache import NameCache
 from bot.meta.graph import GraphClient
 from scheduler.throttle import Throttle
+
+
+class OutboxWaker:
+    """Lets request handlers wake this process's Slack outbox worker after committing new rows."""
+
+    def __init__(self) -> None:
+        self._targets: list[Callable[[], None]] = []
+
+    def attach(self, wake: Callable[[], None]) -> None:
+        self._targets.append(wake)
+
+    def detach(self, wake: Callable[[], None]) -> None:
+        if wake in self._targets:
+            self._targets.remove(wake)
+
+    def wake(self) -> None:
+        """Wake every attached worker; a no-op in a process without one."""
+        for target in list(self._targets):
+            target()
 
 
 @dataclass
@@ -24,7 +45,10 @@ class Deps:
     throttle: Throttle
     metrics: Metrics
     channel_ids: dict[str, int]  # phone_number_id -> channels.id
+    slack_names: NameCache = field(default_factory=NameCache)  # Slack names for ids in replies to customers
+    outbox_waker: OutboxWaker = field(default_factory=OutboxWaker)
 
     def channel_for_slack(self, slack_channel: str) -> ChannelSettings | None:
         """The WhatsApp channel bridged into a Slack channel, if any."""
-        return next((c for c in self.settings.channels if c.slack_channel == slack_channel), None)
+        return next((c for c in self.settings.channels
+                     if slack_channel in (c.slack_channel, c.campaign_replies_channel)), None)

@@ -98,14 +98,28 @@ class Channel(Base):
 class Contact(Base):
     __tablename__ = "contacts"
     id: Mapped[int] = mapped_column(primary_key=True)
-    wa_id: Mapped[str] = mapped_column(String(32), unique=True)
+    # The phone number; the business-scoped user id while Meta withholds the number.
+    wa_id: Mapped[str] = mapped_column(String(512), unique=True)
     profile_name: Mapped[str | None] = mapped_column(String(255))
+    username: Mapped[str | None] = mapped_column(String(255))
     address_book_name: Mapped[str | None] = mapped_column(String(255))
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
     opted_out_at: Mapped[datetime | None]
     opt_out_reason: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ContactIdentity(Base):
+    """One id Meta uses for a contact: phone, user_id (BSUID), parent_user_id or username."""
+
+    __tablename__ = "contact_identities"
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    value: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Conversation(Base):
@@ -159,7 +173,7 @@ class MessageStatus(Base):
     wamid: Mapped[str] = mapped_column(String(255), index=True)
     status: Mapped[str] = mapped_column(String(20))
     wa_timestamp: Mapped[datetime]
-    recipient_id: Mapped[str | None] = mapped_column(String(32))
+    recipient_id: Mapped[str | None] = mapped_column(String(512))
     error_code: Mapped[int | None] = mapped_column(Integer)
     error_title: Mapped[str | None] = mapped_column(String(500))
     pricing: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -22,6 +22,7 @@ from bot.app.factory import create_app
 from bot.app.slack_component import make_slack_component
 from bot.handlers import appkeys
 from bot.standins import GraphStandin, SlackStandin, sign_slack
+from storage.models import Conversation
 from tests.helpers import BOT_TOKEN, SIGNING_SECRET, SLACK_CHANNEL, make_settings, signed
 
 WA_ID = "919812345678"
@@ -141,11 +142,32 @@ async def bridges(aiohttp_client: Any, db_url: str) -> AsyncIterator[BridgeFacto
             await server.stop()
 
 
-async def thread_with(b: Bridge, n_replies: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def carries_message(parent: dict[str, Any]) -> bool:
+    """Whether a thread parent also carries the conversation's first message (one post, not two)."""
+    return "part" in ((parent.get("metadata") or {}).get("event_payload") or {})
+
+
+def thread_posts(b: Bridge, parent: dict[str, Any]) -> list[dict[str, Any]]:
+    """The thread's posts of messages: the parent when it carries the first one, then the replies."""
+    return ([parent] if carries_message(parent) else []) + b.replies(parent["ts"])
+
+
+async def thread_with(b: Bridge, n_posts: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The first thread's parent and its message posts (the parent first when it carries one), once n exist."""
     parents = await eventually(lambda: b.parents())
-    parent = parents[0]
-    replies = await eventually(lambda: (r := b.replies(parent["ts"])) and len(r) >= n_replies and r)
-    return parent, replies
+
+    def posts() -> list[dict[str, Any]]:
+        parent = next(p for p in b.slack.messages(SLACK_CHANNEL, top_level_only=True)
+                      if p["ts"] == parents[0]["ts"])
+        return thread_posts(b, parent)
+
+    found = await eventually(lambda: (r := posts()) and len(r) >= n_posts and r)
+
+    async def recorded() -> bool:  # replies typed in the thread find its conversation from now on
+        return await b.count(Conversation, Conversation.slack_thread_ts == parents[0]["ts"]) > 0
+
+    await eventually(recorded)
+    return found[0] if carries_message(found[0]) else parents[0], found
 
 
 def all_text(message: dict[str, Any]) -> str:

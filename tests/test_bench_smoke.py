@@ -58,3 +58,11 @@ def test_insights_bench_computes_the_weeks_figures(capsys: pytest.CaptureFixture
     assert insights.main(["--conversations", "20", "--messages", "4", "--repeat", "1"]) == 0
     row = _row(capsys.readouterr().out, "postgres")
     assert row["conversations"] == "20" and row["messages"] == "80"
+
+
+def test_reply_storm_bench_posts_every_reply_once(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import reply_storm
+
+    assert reply_storm.main(["--customers", "3", "--messages", "2"]) == 0
+    row = _row(capsys.readouterr().out, "3")
+    assert row["messages"] == "6" and row["lost"] == row["doubled"] == row["out of order"] == "0"

@@ -22,6 +22,7 @@ from bot.handlers.slack_ops import doctor_reply
 from bot.meta.graph import GraphClient
 from bot.ops.doctor import (
     REQUIRED_SLACK_SCOPES,
+    USEFUL_SLACK_SCOPES,
     DoctorEnv,
     Severity,
     all_passed,
@@ -163,13 +164,13 @@ async def test_phone_number_quality_alert_is_raised_once_per_change(
                                   .order_by(SlackOutbox.id))).all()
     assert [a.payload["state"] for a in alerts] == ["FLAGGED/TIER_2K", "UNFLAGGED/TIER_2K", "DOWNGRADE/TIER_250"]
     assert "slow down marketing" in alerts[0].payload["text"]
-    assert alerts[2].payload["text"].startswith("Quality update for 915224000000: DOWNGRADE, messaging limit now "
-                                                "TIER_250. The messaging limit was lowered")
+    assert alerts[2].payload["text"].startswith("915224000000 had its messaging limit lowered; messaging limit now "
+                                                "250 customers a day.")
 
 
 def test_doctor_asks_for_exactly_the_scopes_of_the_app_manifest() -> None:
     manifest = yaml.safe_load((Path(__file__).parent.parent / "slack-manifest.yaml").read_text())
-    assert sorted(REQUIRED_SLACK_SCOPES) == sorted(manifest["oauth_config"]["scopes"]["bot"])
+    assert sorted(REQUIRED_SLACK_SCOPES + USEFUL_SLACK_SCOPES) == sorted(manifest["oauth_config"]["scopes"]["bot"])
 
 
 def _channel(mode: str, mps: int = 0) -> Any:

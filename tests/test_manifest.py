@@ -52,6 +52,9 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "reactions.remove": frozenset({"reactions:write"}),
     "users.info": frozenset({"users:read"}),
     "usergroups.users.list": frozenset({"usergroups:read"}),
+    "usergroups.list": frozenset({"usergroups:read"}),
+    # channels:read for public channels, groups:read for private ones (Slack: conversations.info).
+    "conversations.info": frozenset({"channels:read", "groups:read"}),
     "views.open": frozenset(),
     "views.update": frozenset(),
     "views.push": frozenset(),

@@ -1,4 +1,4 @@
-"""Migration 0006 upgrades a database filled by 0003: messages kept, the time index there, figures read."""
+"""Migration 0006 upgrades a database filled by 0005, the revision before it: messages kept, index added."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from storage.models import Channel, Message, utcnow
 from tests.insights_seed import Msg, seed
 
 
-async def test_upgrade_from_0003_keeps_messages_and_adds_the_time_index(db_url: str) -> None:
-    await migrate(db_url, "0003")
+async def test_upgrade_from_0005_keeps_messages_and_adds_the_time_index(db_url: str) -> None:
+    await migrate(db_url, "0005")
     engine = make_engine(db_url)
     sessions = make_sessionmaker(engine)
     try:

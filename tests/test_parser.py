@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from bot.meta.events import (
     AccountUpdate,
+    CallEvent,
     ChangeErrors,
     ContactSync,
     Direction,
@@ -25,6 +26,7 @@ from bot.meta.events import (
     QualityUpdate,
     StatusUpdate,
     TemplateCategory,
+    TemplateComponents,
     TemplateQuality,
     TemplateStatus,
     UnknownChange,
@@ -97,6 +99,29 @@ EXPECTED: dict[str, tuple[list[type], str]] = {
     "account_update": ([AccountUpdate], "account_update"),
     "unknown_field": ([UnknownChange], "unknown"),
     "user_preferences": ([UserPreference], "user_preferences"),
+    "edit": ([InboundMessage], "message"),
+    "revoke": ([InboundMessage], "message"),
+    "echo_edit": ([MessageEcho], "smb_message_echo"),
+    "echo_revoke": ([MessageEcho], "smb_message_echo"),
+    "echo_to_user_id": ([MessageEcho], "smb_message_echo"),
+    "echo_to_self": ([MessageEcho], "smb_message_echo"),
+    "inbound_phone_and_bsuid": ([InboundMessage], "message"),
+    "system_user_changed_user_id": ([InboundMessage], "message"),
+    "call_permission_reply": ([InboundMessage], "message"),
+    "call_permission_declined": ([InboundMessage], "message"),
+    "calls_connect": ([CallEvent], "call"),
+    "calls_terminate": ([CallEvent], "call"),
+    "calls_missed": ([CallEvent], "call"),
+    "calls_status": ([CallEvent], "call"),
+    "change_errors_interactive": ([ChangeErrors], "message"),
+    "template_category_change": ([TemplateCategory], "template_status"),
+    "template_category_notice": ([TemplateCategory], "template_status"),
+    "message_template_components_update": ([TemplateComponents], "template_status"),
+    "account_update_disabled": ([AccountUpdate], "account_update"),
+    "account_update_restriction": ([AccountUpdate], "account_update"),
+    "account_update_auth_intl": ([AccountUpdate], "account_update"),
+    "account_update_partner_added": ([AccountUpdate], "account_update"),
+    "phone_number_quality_throughput": ([QualityUpdate], "quality_update"),
     "batch": (
         [InboundMessage] * 3 + [StatusUpdate] * 2 + [InboundMessage] * 2 + [MessageEcho] * 2,
         "mixed",
@@ -731,3 +756,73 @@ def _mutate(data: st.DataObject, node: object) -> object:
 def test_parse_delivery_never_raises_on_mutated_fixtures(name: str, data: st.DataObject) -> None:
     payload = _mutate(data, load(name))
     _assert_events(payload)
+
+
+# ---- edits, deletions, usernames, calls ------------------------------------------------------------------
+
+
+def test_edit_is_the_new_content_marked_with_the_message_it_replaces() -> None:
+    e = only("edit")
+    assert isinstance(e, InboundMessage)
+    assert e.content.kind == "text" and e.content.original_type == "edit"
+    assert e.content.text == "Namaste, is the 2 BHK on Hazratganj still available? Or the 3 BHK?"
+    assert e.content.edits == load("text")["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+
+
+def test_revoke_names_the_deleted_message() -> None:
+    e = only("echo_revoke")
+    assert isinstance(e, MessageEcho)
+    assert e.content.kind == "revoke" and e.content.revokes and e.content.revokes.startswith("wamid.")
+
+
+def test_edit_without_its_message_is_kept_as_unreadable() -> None:
+    payload = copy.deepcopy(load("edit"))
+    del payload["entry"][0]["changes"][0]["value"]["messages"][0]["edit"]["message"]
+    e = only_payload(payload)
+    assert isinstance(e, InboundMessage) and e.content.kind == "unsupported" and "edit" in (e.content.problem or "")
+
+
+def only_payload(payload: dict) -> WebhookEvent:
+    events = parse_delivery(payload)
+    assert len(events) == 1, events
+    return events[0]
+
+
+def test_phone_and_bsuid_are_both_kept_with_the_username() -> None:
+    e = only("inbound_phone_and_bsuid")
+    assert isinstance(e, InboundMessage)
+    assert (e.phone, e.from_wa_id, e.username) == ("919876500142", "919876500142", "@meera.lko")
+    assert e.user_id and e.user_id.startswith("user.4f1c")
+
+
+def test_echo_to_a_user_id_names_the_customer_by_it() -> None:
+    e = only("echo_to_user_id")
+    assert isinstance(e, MessageEcho)
+    assert e.to_phone is None and e.to_user_id == e.to_wa_id and e.to_wa_id.startswith("user.")
+
+
+def test_calls_name_the_customer_whichever_side_called() -> None:
+    connect, terminate, status = only("calls_connect"), only("calls_terminate"), only("calls_status")
+    assert isinstance(connect, CallEvent) and isinstance(terminate, CallEvent) and isinstance(status, CallEvent)
+    assert (connect.event, connect.customer, connect.direction) == ("connect", RAVI, "USER_INITIATED")
+    assert (terminate.status, terminate.duration) == ("COMPLETED", 90)
+    assert (status.event, status.status, status.customer) == ("status", "REJECTED", RAVI)
+
+
+def test_call_permission_reply_is_read() -> None:
+    e = only("call_permission_reply")
+    assert isinstance(e, InboundMessage)
+    info = e.content.interactive or {}
+    assert (info["type"], info["response"], info["is_permanent"], info["expires_at"]) == (
+        "call_permission_reply", "accept", False, 1753522200)
+
+
+def test_category_notice_reads_the_current_and_the_coming_category() -> None:
+    from bot.bridge import alert_texts
+
+    notice, change = only("template_category_notice"), only("template_category_change")
+    assert isinstance(notice, TemplateCategory) and isinstance(change, TemplateCategory)
+    assert alert_texts.template_category(notice, "Asia/Kolkata")[1] == (
+        "welcome_template (en-US) is UTILITY and becomes MARKETING on 2 May 2025: it will be billed as marketing")
+    assert alert_texts.template_category(change)[1] == (
+        "welcome_template (en-US) changed category: UTILITY → MARKETING; from now on it will be billed as marketing")

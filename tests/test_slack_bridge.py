@@ -6,7 +6,18 @@ from __future__ import annotations
 import asyncio
 
 from storage.models import Conversation, Message, SlackOutbox
-from tests.harness import STAFF, WA_ID, Bridge, BridgeFactory, all_text, eventually, now_ts, thread_with
+from tests.harness import (
+    STAFF,
+    WA_ID,
+    Bridge,
+    BridgeFactory,
+    all_text,
+    carries_message,
+    eventually,
+    now_ts,
+    thread_posts,
+    thread_with,
+)
 from tests.helpers import (
     SLACK_CHANNEL,
     echo_text,
@@ -30,7 +41,7 @@ async def test_first_message_creates_a_thread_and_later_ones_reply_in_it(bridge:
     assert "lucknow" in all_text(parent) and "Window open" in all_text(parent)
     assert [("Monday batch" in all_text(r), "fee" in all_text(r)) for r in replies] == [(True, False),
                                                                                             (False, True)]
-    assert replies[0]["username"] == "Ravi (+91 98123 45678)"  # reads as the customer
+    assert replies[1]["username"] == "Ravi (+91 98123 45678)"  # reads as the customer
     conv = await bridge.one(Conversation)
     assert conv.slack_thread_ts == parent["ts"] and conv.slack_channel == SLACK_CHANNEL
     first = await bridge.one(Message, Message.wamid == "wamid.A1")
@@ -45,6 +56,21 @@ async def test_parent_shows_the_window_reopening_when_the_customer_writes_again(
     await thread_with(bridge, 2)
     parent = await eventually(lambda: (p := bridge.parents()[0]) and "Window open" in all_text(p) and p)
     assert len(bridge.parents()) == 1
+    assert "hi" in parent["text"] and carries_message(parent)  # the update kept the first message
+
+
+async def test_a_new_conversation_costs_one_post_whose_parent_carries_the_first_message(bridge: Bridge) -> None:
+    await bridge.webhook(inbound_text("wamid.ONE", "Do you have <evening> batches?", ts=now_ts(-60)))
+    parent, posts = await thread_with(bridge, 1)
+    await asyncio.sleep(0.3)  # a second post would show up now
+    assert [c.ok for c in bridge.slack.calls_to("chat.postMessage")] == [True]
+    assert bridge.replies(parent["ts"]) == [] and posts == [parent]
+    assert "Ravi" in all_text(parent) and "Window open" in all_text(parent)
+    assert "&lt;evening&gt;" in all_text(parent) and "<evening>" not in all_text(parent)
+    assert "username" not in parent  # posted as the app: a renamed contact's parent cannot show a stale author
+    first = await bridge.one(Message, Message.wamid == "wamid.ONE")
+    conv = await bridge.one(Conversation)
+    assert first.slack_ts == parent["ts"] == conv.slack_thread_ts
 
 
 async def test_customer_text_cannot_ping_or_link(bridge: Bridge) -> None:
@@ -64,7 +90,7 @@ async def test_phone_app_echo_appears_as_outbound_via_phone_app(bridge: Bridge) 
     _, replies = await thread_with(bridge, 2)
     echo = replies[1]
     assert "Saturday 10am" in all_text(echo)
-    assert "Outbound* via phone app" in all_text(echo)
+    assert "Outbound* to Ravi" in all_text(echo)
     assert echo["username"] == "lucknow via phone app"
 
 
@@ -84,7 +110,7 @@ async def test_alerts_go_to_the_alerts_channel(bridge: Bridge) -> None:
         "event": "REJECTED", "message_template_id": 42, "message_template_name": "class_reminder",
         "message_template_language": "en", "reason": "INVALID_FORMAT"}))
     posts = await eventually(lambda: bridge.slack.messages("C0ALERTS"))
-    assert "class_reminder" in all_text(posts[0]) and "REJECTED" in all_text(posts[0])
+    assert "class_reminder (en) was rejected (reason: INVALID_FORMAT)" in all_text(posts[0])
 
 
 # ---- durability and order --------------------------------------------------------------------------
@@ -101,9 +127,9 @@ async def test_slack_outage_then_back_posts_every_message_once_in_order(bridge: 
                                       ts=now_ts(-50)))
     await eventually(lambda: len(bridge.parents()) == 2, timeout=20)
     ravi = next(p for p in bridge.parents() if "Ravi" in all_text(p))
-    replies = await eventually(lambda: len(r := bridge.replies(ravi["ts"])) >= 6 and r, timeout=20)
+    replies = await eventually(lambda: len(r := thread_posts(bridge, ravi)) >= 6 and r, timeout=20)
     await asyncio.sleep(0.5)  # anything doubled would show up now
-    replies = bridge.replies(ravi["ts"])
+    replies = thread_posts(bridge, ravi)
     shown = [next(t for t in texts if t in all_text(r)) for r in replies]
     assert shown == texts
     assert any(c.status == 503 for c in bridge.slack.calls_to("chat.postMessage"))
@@ -118,18 +144,18 @@ async def test_rate_limited_post_waits_for_retry_after_and_posts_once(bridge: Br
     limited = next(c for c in calls if c.status == 429)
     first_ok = next(c for c in calls if c.ok)
     assert first_ok.time - limited.time >= 0.9  # Retry-After honoured
-    assert len(bridge.parents()) == 1 and len(bridge.replies(parent["ts"])) == 1
+    assert len(bridge.parents()) == 1 and len(thread_posts(bridge, parent)) == 1
 
 
 async def test_post_whose_answer_was_lost_is_found_not_doubled(bridge: Bridge) -> None:
-    # Slack carries out the parent post and the first reply but the connection drops before the answers.
+    # Slack carries out the parent post (with the first message) and the next reply but the answers are lost.
     bridge.slack.lose_answers("chat.postMessage", times=2)
     await bridge.webhook(inbound_text("wamid.L1", "hello", ts=now_ts(-60)))
     parent, _ = await thread_with(bridge, 1)
     await bridge.webhook(inbound_text("wamid.L2", "are you there?", ts=now_ts(-30)))
     parent, replies = await thread_with(bridge, 2)
     await asyncio.sleep(0.5)  # anything doubled would show up now
-    assert len(bridge.parents()) == 1 and len(bridge.replies(parent["ts"])) == 2
+    assert len(bridge.parents()) == 1 and len(thread_posts(bridge, parent)) == 2
     assert bridge.slack.calls_to("conversations.history")  # the lost parent was looked up
     assert bridge.slack.calls_to("conversations.replies")  # and so was the lost reply
     first = await bridge.one(Message, Message.wamid == "wamid.L1")
@@ -145,6 +171,26 @@ async def test_a_restart_resumes_delivery_from_the_table(make_bridge: BridgeFact
     second = await make_bridge(slack=first.slack, graph=first.graph, run_migrations=False)
     _, replies = await thread_with(second, 1)
     assert "before the restart" in all_text(replies[0])
+
+
+async def test_delivery_ticks_superseded_before_they_reach_slack_cost_no_calls(make_bridge: BridgeFactory) -> None:
+    intake = await make_bridge(with_slack=False)  # everything is stored while Slack is backed up
+    await intake.webhook(inbound_text("wamid.T0", "hello", ts=now_ts(-120)))
+    await intake.webhook(echo_text("wamid.T1", "reply from the phone", ts=now_ts(-60)))
+    for i, state in enumerate(["sent", "delivered", "read"]):
+        await intake.webhook(status("wamid.T1", state, ts=now_ts(-50 + i)))
+    await eventually(lambda: intake.count(SlackOutbox, SlackOutbox.kind == "status"), timeout=10)
+    bridge = await make_bridge(slack=intake.slack, graph=intake.graph, run_migrations=False)
+
+    async def all_done() -> bool:
+        return await bridge.count(SlackOutbox, SlackOutbox.done_at.is_(None)) == 0
+
+    await eventually(all_done, timeout=20)
+    _, posts = await thread_with(bridge, 2)
+    assert sorted(r["name"] for r in posts[1].get("reactions", [])) == sorted(
+        ["heavy_check_mark", "ballot_box_with_check", "eyes"])
+    # The echo's own post adds the three ticks, the "read" item checks them again; "sent" and "delivered" skip.
+    assert len(bridge.slack.calls_to("reactions.add")) == 6
 
 
 # ---- media both ways -------------------------------------------------------------------------------

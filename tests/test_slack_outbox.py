@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from bot.app.slack_component import OUTBOX, builtin_kinds
 from bot.handlers import appkeys
-from bot.slack.outbox import OUTBOX_KINDS, ItemContext, OutboxWorker, outbox_kind
+from bot.slack.outbox import ItemContext, OutboxWorker
 from bot.slack.render import Post
 from storage import repository as repo
 from storage.models import SlackOutbox
-from tests.harness import BridgeFactory, all_text, bridges, eventually, now_ts
+from tests.harness import BridgeFactory, all_text, bridges, eventually, now_ts, thread_posts
 from tests.helpers import SLACK_CHANNEL, inbound_text
 
 
@@ -50,24 +51,22 @@ async def test_two_processes_share_the_outbox_in_timestamp_order_without_doublin
     assert len(parents) == 3
     for parent in parents:
         name = next(n for _, n in customers if n in all_text(parent))
-        shown = [next(t for t in expected[name] if t in all_text(r)) for r in a.replies(parent["ts"])]
+        shown = [next(t for t in expected[name] if t in all_text(r)) for r in thread_posts(a, parent)]
         assert shown == expected[name]
 
 
-async def test_another_module_can_add_an_outbox_kind(make: BridgeFactory) -> None:
-    @outbox_kind("test_progress")
+async def test_another_component_can_add_an_outbox_kind(make: BridgeFactory) -> None:
     async def progress(ctx: ItemContext) -> None:
         await ctx.post(SLACK_CHANNEL, Post(text=f"Campaign {ctx.item.payload['name']}: 3/10 sent"))
 
-    try:
-        b = await make()
-        async with b.app[appkeys.SESSIONS]() as s, s.begin():
-            await repo.enqueue_slack(s, dedupe_key="progress:1", thread_key="campaign:1", kind="test_progress",
-                                     payload={"name": "Diwali offer"})
-        posted = await eventually(lambda: b.parents())
-        assert posted[0]["text"] == "Campaign Diwali offer: 3/10 sent"
-    finally:
-        OUTBOX_KINDS.pop("test_progress", None)
+    b = await make(outbox={"kinds": {"test_progress": progress}})
+    async with b.app[appkeys.SESSIONS]() as s, s.begin():
+        await repo.enqueue_slack(s, dedupe_key="progress:1", thread_key="campaign:1", kind="test_progress",
+                                 payload={"name": "Diwali offer"})
+    b.app[appkeys.DEPS].outbox_waker.wake()
+    posted = await eventually(lambda: b.parents())
+    assert posted[0]["text"] == "Campaign Diwali offer: 3/10 sent"
+    assert "message" in b.app[OUTBOX].kinds  # the built-in kinds stay
 
 
 async def _store_inbound(intake: Any, conversations: int, per_conversation: int) -> None:
@@ -89,13 +88,13 @@ async def test_one_claim_leases_one_head_per_thread_and_unstarted_items_go_back_
     intake = await make(with_slack=False)
     await _store_inbound(intake, conversations=6, per_conversation=2)
     deps = intake.app[appkeys.DEPS]
-    first = OutboxWorker(deps, concurrency=1, claim_batch=4)
+    first = OutboxWorker(deps, builtin_kinds(), concurrency=1, claim_batch=4)
     claimed = await first.claim(first.claim_batch)
     assert len(claimed) == 4
     assert len({item.thread_key for item in claimed}) == 4
     assert all(item.payload and item.attempts == 1 and not item.uncertain for item in claimed)
     # Another process gets the other threads' heads only: a leased head holds its whole thread.
-    other = await OutboxWorker(deps, concurrency=1, claim_batch=10).claim(10)
+    other = await OutboxWorker(deps, builtin_kinds(), concurrency=1, claim_batch=10).claim(10)
     assert {item.thread_key for item in other}.isdisjoint({item.thread_key for item in claimed})
     assert len(other) == 2
 
@@ -103,7 +102,7 @@ async def test_one_claim_leases_one_head_per_thread_and_unstarted_items_go_back_
     async with deps.sessions() as s:
         rows = (await s.scalars(select(SlackOutbox).where(SlackOutbox.id.in_([i.id for i in claimed])))).all()
     assert all(row.claimed_until is None and row.attempts == 0 for row in rows)
-    again = await OutboxWorker(deps, concurrency=1, claim_batch=10).claim(10)
+    again = await OutboxWorker(deps, builtin_kinds(), concurrency=1, claim_batch=10).claim(10)
     assert sorted(i.id for i in again) == sorted(i.id for i in claimed)
     assert not any(item.uncertain for item in again)
 
@@ -124,10 +123,47 @@ async def test_items_queued_past_their_lease_margin_are_handed_back_and_still_po
     assert len(parents) == 6
     for parent in parents:
         c = next(c for c in range(6) if f"Customer {c}" in all_text(parent))
-        shown = [all_text(r) for r in worker.replies(parent["ts"])]
+        shown = [all_text(r) for r in thread_posts(worker, parent)]
         assert [f"customer {c} message {i}" in text for i, text in enumerate(shown)] == [True, True]
     async with intake.app[appkeys.SESSIONS]() as s:
         rows = (await s.scalars(select(SlackOutbox))).all()
     # Handing an item back undoes its claim: every item was attempted once and none had to look itself up.
     assert [row.attempts for row in rows] == [1] * len(rows)
     assert all(row.last_error is None for row in rows)
+
+
+async def test_a_layout_slack_refuses_goes_once_as_plain_text_and_a_refused_text_is_given_up(
+        make: BridgeFactory) -> None:
+    b = await make()
+    b.slack.fail_next("chat.postMessage", "invalid_blocks")
+    await b.webhook(inbound_text("wamid.F1", "first <question>", ts=now_ts(-60)))
+    parent = (await eventually(lambda: b.parents()))[0]
+    assert "blocks" not in parent and "first &lt;question&gt;" in parent["text"]
+    assert [c.error for c in b.slack.calls_to("chat.postMessage")] == ["invalid_blocks", None]
+
+    b.slack.fail_next("chat.postMessage", "msg_too_long", times=2)
+    await b.webhook(inbound_text("wamid.F2", "second", ts=now_ts(-30)))
+
+    async def settled() -> bool:
+        return await b.count(SlackOutbox, SlackOutbox.done_at.is_not(None)) == 2
+
+    await eventually(settled)
+    async with b.app[appkeys.SESSIONS]() as s:
+        rows = (await s.scalars(select(SlackOutbox).order_by(SlackOutbox.id))).all()
+    assert [(r.attempts, r.last_error) for r in rows] == [(1, None), (1, "Slack refused the message: msg_too_long")]
+    assert len(b.slack.calls_to("chat.postMessage")) == 4  # never an endless retry
+
+
+async def test_a_post_whose_answer_was_lost_is_looked_up_even_after_the_lookup_was_rate_limited(
+        make: BridgeFactory) -> None:
+    b = await make()
+    b.slack.lose_answers("chat.postMessage", 1)  # the parent lands, its answer does not
+    b.slack.rate_limit("conversations.history", 1, retry_after=1)  # and the first look for it is refused
+    await b.webhook(inbound_text("wamid.U1", "hello", ts=now_ts(-60)))
+
+    async def settled() -> bool:
+        return await b.count(SlackOutbox, SlackOutbox.done_at.is_not(None)) == 1
+
+    await eventually(settled, timeout=20)
+    assert len(b.parents()) == 1 and len(b.slack.calls_to("chat.postMessage")) == 1
+    assert [c.status for c in b.slack.calls_to("conversations.history")] == [429, 200]

@@ -65,7 +65,9 @@ def test_phone_app_echo_is_outbound_via_phone_app() -> None:
                               content={})
     post = render.message_posts(view, CONTACT, CHANNEL)[0]
     assert post.username == "lucknow via phone app"
-    assert "*Outbound* via phone app" in _shown([post])
+    assert "*Outbound* to Ravi" in _shown([post])
+    # The author name says it once; the blocks do not repeat it.
+    assert "via phone app" not in json.dumps(post.blocks)
 
 
 def test_slack_sent_reply_names_its_sender() -> None:

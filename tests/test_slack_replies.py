@@ -198,7 +198,7 @@ async def test_bot_posts_edits_top_level_and_foreign_threads_are_ignored(make: B
 async def test_shortcuts_mark_opted_out_and_export_the_thread(make: BridgeFactory) -> None:
     b = await make()
     thread_ts = await _open_thread(b, customer_wrote_at=now_ts(-60))
-    message = b.slack.thread(SLACK_CHANNEL, thread_ts)[1]
+    message = b.slack.thread(SLACK_CHANNEL, thread_ts)[0]  # the parent carries the customer's message
 
     def shortcut(callback_id: str, action_ts: str) -> dict[str, Any]:
         return {"type": "message_action", "callback_id": callback_id, "user": {"id": STAFF},

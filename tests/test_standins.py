@@ -225,6 +225,21 @@ async def test_rate_limit_answers_429_with_retry_after(slack: SlackStandin, web_
     assert len(slack.messages(CHANNEL)) == 1
 
 
+async def test_per_channel_limit_refuses_beyond_the_burst_per_channel_only(
+        slack: SlackStandin, web_client: AsyncWebClient) -> None:
+    slack.limit_per_channel("chat.postMessage", per_second=0.01, burst=3)  # refills in 100 s
+    for i in range(3):
+        await web_client.chat_postMessage(channel=CHANNEL, text=f"burst {i}")
+    with pytest.raises(SlackApiError) as info:
+        await web_client.chat_postMessage(channel=CHANNEL, text="one too many")
+    assert info.value.response.status_code == 429
+    assert info.value.response["error"] == "ratelimited"
+    assert 90 <= int(info.value.response.headers["Retry-After"]) <= 100
+    await web_client.chat_postMessage(channel="C0OTHER", text="another channel has its own allowance")
+    await web_client.reactions_add(channel=CHANNEL, timestamp=slack.messages(CHANNEL)[0]["ts"], name="eyes")
+    assert [m["text"] for m in slack.messages(CHANNEL)] == ["burst 0", "burst 1", "burst 2"]
+
+
 async def test_rate_limit_retry_handler_gets_through(slack: SlackStandin) -> None:
     slack.rate_limit("chat.postMessage", times=1, retry_after=1)
     client = AsyncWebClient(

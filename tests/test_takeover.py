@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from bot.handlers import appkeys
-from bot.slack.outbox import OUTBOX_KINDS, ItemContext, OutboxWorker
+from bot.slack.outbox import ItemContext, OutboxWorker
 from bot.slack.render import Post
 from scheduler.campaigns.attempts import AttemptMarks
 from scheduler.campaigns.recovery import take_back_orphans
@@ -70,40 +70,37 @@ async def test_a_post_whose_owner_died_mid_attempt_is_looked_up_before_posting_a
     async def note(ctx: ItemContext) -> None:
         await ctx.post(SLACK_CHANNEL, Post(text="hello once"))
 
-    OUTBOX_KINDS["test_once"] = note
-    try:
-        async with bridges(aiohttp_client, db_url) as build:
-            b = await build(with_slack=False)
-            deps = b.app[appkeys.DEPS]
-            dead = await liveness.register(deps.sessions, "dead")
-            alive = await liveness.register(deps.sessions, "alive")
-            async with deps.sessions() as s, s.begin():
-                await repo.enqueue_slack(s, dedupe_key="once", thread_key="t1", kind="test_once", payload={})
-                # A previous attempt that failed cleanly left "not uncertain" behind it.
-                await s.execute(update(SlackOutbox).values(result={"uncertain": False}, attempts=1))
-            first = OutboxWorker(deps, owner=lambda: dead)
-            [item] = await first.claim(10)
-            # The dead process posted, then died before recording it.
-            ctx = ItemContext(first, item)
-            await note(ctx)
-            await _go_silent(deps.sessions, dead)
-            async with deps.sessions() as s, s.begin():
-                assert await take_over(s) == {"slack_outbox": 1}
+    kinds = {"test_once": note}
+    async with bridges(aiohttp_client, db_url) as build:
+        b = await build(with_slack=False)
+        deps = b.app[appkeys.DEPS]
+        dead = await liveness.register(deps.sessions, "dead")
+        alive = await liveness.register(deps.sessions, "alive")
+        async with deps.sessions() as s, s.begin():
+            await repo.enqueue_slack(s, dedupe_key="once", thread_key="t1", kind="test_once", payload={})
+            # A previous attempt that failed cleanly left "not uncertain" behind it.
+            await s.execute(update(SlackOutbox).values(result={"uncertain": False}, attempts=1))
+        first = OutboxWorker(deps, kinds, owner=lambda: dead)
+        [item] = await first.claim(10)
+        # The dead process posted, then died before recording it.
+        ctx = ItemContext(first, item)
+        await note(ctx)
+        await _go_silent(deps.sessions, dead)
+        async with deps.sessions() as s, s.begin():
+            assert await take_over(s) == {"slack_outbox": 1}
 
-            second = OutboxWorker(deps, owner=lambda: alive)
-            [again] = await second.claim(10)
-            assert again.uncertain  # the unsettled claim, not the stale flag, decides
-            await second._deliver(again)
-            held = [m for m in b.slack.messages(SLACK_CHANNEL) if m.get("text") == "hello once"]
-            calls = [c for c in b.slack.calls_to("chat.postMessage") if c.args.get("text") == "hello once"]
-            assert len(held) == 1 and len(calls) == 1
-            # The dead owner's late settle is fenced off and changes nothing.
-            await first._complete(item, {"late": True})
-            async with deps.sessions() as s:
-                row = await s.get(SlackOutbox, item.id)
-                assert row is not None and row.done_at is not None and "late" not in (row.result or {})
-    finally:
-        OUTBOX_KINDS.pop("test_once", None)
+        second = OutboxWorker(deps, kinds, owner=lambda: alive)
+        [again] = await second.claim(10)
+        assert again.uncertain  # the unsettled claim, not the stale flag, decides
+        await second._deliver(again)
+        held = [m for m in b.slack.messages(SLACK_CHANNEL) if m.get("text") == "hello once"]
+        calls = [c for c in b.slack.calls_to("chat.postMessage") if c.args.get("text") == "hello once"]
+        assert len(held) == 1 and len(calls) == 1
+        # The dead owner's late settle is fenced off and changes nothing.
+        await first.queue.complete(item, {"late": True})
+        async with deps.sessions() as s:
+            row = await s.get(SlackOutbox, item.id)
+            assert row is not None and row.done_at is not None and "late" not in (row.result or {})
 
 
 async def test_recipients_taken_over_cannot_be_marked_or_recorded_by_their_old_sender(db_url: str) -> None:

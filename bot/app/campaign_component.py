@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from bot.app.slack_component import add_outbox_kinds
 from bot.handlers import appkeys
+from scheduler.campaigns import progress, unknown_notice
 from scheduler.campaigns.jobs import CampaignScheduler
 from scheduler.campaigns.recovery import run_recovery
 from scheduler.campaigns.runner import CampaignRunner, campaign_throttle
@@ -43,4 +45,6 @@ async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def campaign_component(app: web.Application) -> None:
     """Mount the campaign scheduler and runner on a `serve` application."""
+    # The outbox worker of this process posts the progress messages and the unknown-recipient notices.
+    add_outbox_kinds(app, {**progress.KINDS, **unknown_notice.KINDS})
     app.cleanup_ctx.append(_campaigns_ctx)

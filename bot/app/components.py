@@ -12,10 +12,10 @@ from bot.app.factory import Component, background
 from bot.app.home_component import home_component
 from bot.app.insights_component import insights_component
 from bot.app.slack_component import (
-    OUTBOX,
-    liveness_owner,
-    make_outbox_worker,
+    add_outbox_kinds,
+    builtin_kinds,
     make_slack_component,
+    outbox_worker_task,
     slack_component,
 )
 from bot.core.config import Settings
@@ -41,15 +41,8 @@ def default_components(settings: Settings, role: Role | str = "all") -> list[Com
 
 def slack_outbox_component(app: web.Application) -> None:
     """The Slack outbox worker alone, without `/slack/events` or Socket Mode (a worker-only process)."""
-    def start(app: web.Application) -> asyncio.Task[None]:
-        worker = make_outbox_worker(app[appkeys.DEPS], owner=liveness_owner(app))
-        app[OUTBOX] = worker
-        webhook_worker = app.get(appkeys.WEBHOOK_WORKER)
-        if webhook_worker is not None:  # processed deliveries are new outbox rows
-            webhook_worker.on_processed(worker.wake)
-        return asyncio.create_task(worker.run())
-
-    app.cleanup_ctx.append(background("slack-outbox", start))
+    add_outbox_kinds(app, builtin_kinds())
+    app.cleanup_ctx.append(background("slack-outbox", outbox_worker_task))
 
 
 def onboarded_channels_component(app: web.Application) -> None:

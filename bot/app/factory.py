@@ -19,6 +19,7 @@ from bot.bridge.meta_events import EventContext
 from bot.bridge.webhook_worker import WebhookWorker
 from bot.core.config import Settings
 from bot.core.metrics import Metrics
+from bot.core.name_cache import NameCache
 from bot.deps import Deps
 from bot.handlers import appkeys, meta_webhook
 from bot.meta.graph import GraphClient
@@ -76,7 +77,7 @@ async def deps_ctx(app: web.Application) -> AsyncIterator[None]:
     throttle: Throttle = RedisThrottle(redis_client) if redis_client is not None else make_throttle(None)
     app[appkeys.DEPS] = Deps(settings=settings, sessions=app[appkeys.SESSIONS], graph=graph, slack=slack,
                              throttle=throttle, metrics=app[appkeys.METRICS],
-                             channel_ids=app[appkeys.CHANNEL_IDS])
+                             channel_ids=app[appkeys.CHANNEL_IDS], slack_names=NameCache())
     yield
     await graph.aclose()
     await slack_http.close()

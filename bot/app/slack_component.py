@@ -12,27 +12,43 @@ from aiohttp import web
 
 from bot.app.bolt import BOLT, build_bolt_app, slack_events, start_socket_mode
 from bot.app.factory import Component, background
-from bot.bridge import mirror
+from bot.bridge import mirror, revisions
 from bot.deps import Deps
 from bot.handlers import appkeys
 from bot.onboarding import outbox_kinds
-from bot.slack.outbox import OutboxWorker
-from scheduler.campaigns import progress, unknown_notice
+from bot.slack.outbox import Kinds, OutboxWorker
+from scheduler.campaigns import progress
 
 log = logging.getLogger(__name__)
 
 OUTBOX = web.AppKey("slack_outbox", OutboxWorker)
 
-# The modules whose outbox kinds this process delivers: the bridge's and onboarding's kinds are declared
-# with `outbox_kind` in them (imported above); campaign progress and unknown-recipient notices are added here.
-KIND_MODULES = (mirror, outbox_kinds, progress, unknown_notice)
+def builtin_kinds() -> Kinds:
+    """The bridge's own outbox kinds: messages, statuses, notes, alerts, post revisions, and onboarding's."""
+    return {**mirror.KINDS, **revisions.KINDS, **outbox_kinds.KINDS}
 
 
-def make_outbox_worker(deps: Deps, **options: Any) -> OutboxWorker:
-    """The Slack outbox worker with every kind the bridge, onboarding and campaigns post."""
-    progress.register()
-    unknown_notice.register()
-    return OutboxWorker(deps, ensure_thread=mirror.ensure_thread, **options)
+def make_outbox_worker(deps: Deps, kinds: Kinds | None = None, **options: Any) -> OutboxWorker:
+    """The Slack outbox worker for `kinds` (default: the bridge's, onboarding's and campaign progress)."""
+    chosen = kinds if kinds is not None else {**builtin_kinds(), **progress.KINDS}
+    return OutboxWorker(deps, chosen, ensure_thread=mirror.ensure_thread, **options)
+
+
+def add_outbox_kinds(app: web.Application, kinds: Kinds) -> None:
+    """Let this application's outbox worker deliver `kinds` (called by components while mounting)."""
+    if appkeys.SLACK_OUTBOX_KINDS not in app:
+        app[appkeys.SLACK_OUTBOX_KINDS] = {}
+    app[appkeys.SLACK_OUTBOX_KINDS].update(kinds)
+
+
+def outbox_worker_task(app: web.Application, **outbox_options: Any) -> asyncio.Task[None]:
+    """Build this process's outbox worker with the kinds the components added, and run it."""
+    added: dict[str, Any] | None = app.get(appkeys.SLACK_OUTBOX_KINDS)
+    worker = make_outbox_worker(app[appkeys.DEPS], added if added is not None else builtin_kinds(),
+                                owner=liveness_owner(app), **outbox_options)
+    app[OUTBOX] = worker
+    _chain_wake(app, worker)
+    return asyncio.create_task(worker.run())
 
 
 def liveness_owner(app: web.Application) -> Callable[[], int | None] | None:
@@ -61,20 +77,16 @@ async def _bolt_ctx(app: web.Application) -> AsyncIterator[None]:
             await socket.close_async()
 
 
-def make_slack_component(*, outbox: bool = True, **outbox_options: Any) -> Component:
-    """The component; `outbox_options` tune the worker (concurrency, backoff_base, backoff_cap, …)."""
-
-    def start_outbox(app: web.Application) -> asyncio.Task[None]:
-        worker = make_outbox_worker(app[appkeys.DEPS], owner=liveness_owner(app), **outbox_options)
-        app[OUTBOX] = worker
-        _chain_wake(app, worker)
-        return asyncio.create_task(worker.run())
+def make_slack_component(*, outbox: bool = True, kinds: Kinds | None = None, **outbox_options: Any) -> Component:
+    """The component; `kinds` adds outbox kinds, `outbox_options` tune the worker (concurrency, backoff, …)."""
 
     def component(app: web.Application) -> None:
         app.router.add_post("/slack/events", slack_events)
         app.cleanup_ctx.append(_bolt_ctx)
         if outbox:
-            app.cleanup_ctx.append(background("slack-outbox", start_outbox))
+            add_outbox_kinds(app, builtin_kinds())
+            add_outbox_kinds(app, kinds or {})
+            app.cleanup_ctx.append(background("slack-outbox", lambda a: outbox_worker_task(a, **outbox_options)))
 
     return component
 

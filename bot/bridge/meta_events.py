@@ -15,12 +15,24 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.bridge import alert_events, alert_texts
+from bot.bridge.alert_events import raise_alert_once
+from bot.bridge.message_revisions import apply_edit, apply_revoke
 from bot.bridge.optout import OptChange, opt_change
 from bot.core.config import Settings
 from bot.meta import events as ev
 from scheduler.campaigns.unknown_store import note_callback
 from storage import repository as repo
-from storage.models import AlertState, CampaignRecipient, CampaignRun, Direction, Source, Template, utcnow
+from storage.identities import Identity, change_number, looks_like_user_id, resolve_contact
+from storage.models import (
+    CampaignRecipient,
+    CampaignRun,
+    Contact,
+    Conversation,
+    Direction,
+    Source,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +79,7 @@ async def _find_channel(session: AsyncSession, ctx: EventContext, envelope: ev.E
 async def _store_message(
     session: AsyncSession, ctx: EventContext, *, envelope: ev.Envelope, wa_id: str, profile_name: str | None,
     wamid: str, timestamp: datetime, content: ev.MessageContent, direction: Direction, source: Source,
-    history: bool = False,
+    history: bool = False, identity: Identity | None = None, content_extra: dict[str, Any] | None = None,
 ) -> tuple[int | None, int | None]:
     """Store one message; returns (message id or None if already stored, conversation id)."""
     found = await _find_channel(session, ctx, envelope)
@@ -76,7 +88,7 @@ async def _store_message(
         log.warning("delivery for unconfigured phone_number_id %s ignored", envelope.phone_number_id)
         return None, None
     channel_id, slack_channel = found
-    contact = await repo.contact_for(session, wa_id, profile_name)
+    contact = await resolve_contact(session, identity or Identity.of(wa_id), profile_name)
     conv = await repo.conversation_for(session, channel_id, contact.id, slack_channel)
     campaign_id = None
     if content.context and content.context.get("id") and direction is Direction.INBOUND:
@@ -85,7 +97,7 @@ async def _store_message(
     message_id = await repo.insert_message(session, {
         "wamid": wamid, "conversation_id": conv.id, "direction": direction.value, "source": source.value,
         "type": content.kind, "text": content.text, "media_id": media.id if media else None,
-        "media_mime": media.mime_type if media else None, "content": content_json(content),
+        "media_mime": media.mime_type if media else None, "content": {**content_json(content), **(content_extra or {})},
         "wa_timestamp": timestamp, "is_history": history, "campaign_id": campaign_id,
     })
     if message_id is None:
@@ -113,19 +125,55 @@ async def _campaign_answered(session: AsyncSession, wamid: str) -> int | None:
     return None if first is None else int(first[0])
 
 
+def _inbound_identity(e: ev.InboundMessage) -> Identity:
+    return Identity(phone=e.phone, user_id=e.user_id, parent_user_id=e.parent_user_id,
+                    username=e.username) if (e.phone or e.user_id or e.parent_user_id) \
+        else Identity.of(e.from_wa_id)
+
+
+async def _revision(session: AsyncSession, ctx: EventContext, content: ev.MessageContent, wamid: str,
+                    at: datetime) -> bool:
+    """Apply an edit or deletion to the stored original; False when the original is unknown here."""
+    if content.edits:
+        return await apply_edit(session, target_wamid=content.edits, event_wamid=wamid,
+                                new=content_json(content), text=content.text, kind=content.kind, at=at)
+    if content.revokes:
+        return await apply_revoke(session, target_wamid=content.revokes, event_wamid=wamid, at=at)
+    return False
+
+
+def _stored_as(content: ev.MessageContent, wamid: str, at: datetime) -> tuple[str, dict[str, Any]]:
+    """The wamid and extra content an edit or deletion of an unknown message is stored under: the original's,
+    so the original arriving late (deliveries are not ordered) is a duplicate, never a second post."""
+    if content.edits:
+        return content.edits, {"revisions": [wamid], "edited_at": at.isoformat()}
+    if content.revokes:
+        return content.revokes, {"revisions": [wamid]}
+    return wamid, {}
+
+
 async def on_inbound(session: AsyncSession, ctx: EventContext, e: ev.InboundMessage) -> None:
+    if (e.content.edits or e.content.revokes) and await _revision(session, ctx, e.content, e.wamid, e.timestamp):
+        ctx.count("revision")
+        return
+    wamid, extra = _stored_as(e.content, e.wamid, e.timestamp)
     message_id, conv_id = await _store_message(
-        session, ctx, envelope=e.envelope, wa_id=e.from_wa_id, profile_name=e.profile_name, wamid=e.wamid,
+        session, ctx, envelope=e.envelope, wa_id=e.from_wa_id, profile_name=e.profile_name, wamid=wamid,
         timestamp=e.timestamp, content=e.content, direction=Direction.INBOUND, source=Source.CUSTOMER,
+        identity=_inbound_identity(e), content_extra=extra,
     )
     if message_id is None or conv_id is None:
         return
+    conv = await session.get(Conversation, conv_id)
+    if e.content.kind == "system" and conv is not None:
+        await _system_change(session, ctx, e, conv)
+    if e.content.errors:
+        await _message_errors(session, ctx, e, conv_id)
     payload = (e.content.button or {}).get("payload") or (e.content.interactive or {}).get("id")
     change = opt_change(ctx.settings.opt_out, e.content.text, payload)
-    if change is not None:
-        contact = await repo.contact_for(session, e.from_wa_id)
+    if change is not None and conv is not None:
         opted_out = change is OptChange.OPT_OUT
-        if await repo.set_opt_out(session, contact.id, opted_out, reason=f"customer wrote {e.content.text!r}"):
+        if await repo.set_opt_out(session, conv.contact_id, opted_out, reason=f"customer wrote {e.content.text!r}"):
             await repo.enqueue_slack(
                 session, dedupe_key=f"optout:{message_id}", thread_key=f"conv:{conv_id}", kind="note",
                 payload={"text": "Opted out of marketing campaigns." if opted_out
@@ -134,10 +182,45 @@ async def on_inbound(session: AsyncSession, ctx: EventContext, e: ev.InboundMess
             )
 
 
+async def _system_change(session: AsyncSession, ctx: EventContext, e: ev.InboundMessage,
+                         conv: Conversation) -> None:
+    """`user_changed_number`: the contact moves to the new number, keeping its thread; the header follows."""
+    system = e.content.system or {}
+    contact = await session.get(Contact, conv.contact_id)
+    if contact is None:
+        return
+    if system.get("type") == "user_changed_number" and system.get("wa_id"):
+        await change_number(session, contact, str(system["wa_id"]))
+    elif system.get("type") == "user_changed_user_id" and system.get("user_id"):
+        await resolve_contact(session, Identity(phone=None if looks_like_user_id(contact.wa_id) else contact.wa_id,
+                                                user_id=str(system["user_id"])))
+    else:
+        return
+    await repo.enqueue_slack(session, dedupe_key=f"parent:{e.wamid}", thread_key=f"conv:{conv.id}",
+                             kind="thread_parent", payload={"conversation_id": conv.id},
+                             order_ts=e.timestamp, conversation_id=conv.id)
+
+
+def _is_business(number: str | None, envelope: ev.Envelope) -> bool:
+    digits = "".join(ch for ch in number or "" if ch.isdigit())
+    own = "".join(ch for ch in envelope.display_phone_number or "" if ch.isdigit())
+    return bool(digits) and digits == own
+
+
 async def on_echo(session: AsyncSession, ctx: EventContext, e: ev.MessageEcho) -> None:
+    if _is_business(e.to_phone, e.envelope):
+        ctx.count("echo_to_self")  # a note-to-self on the phone: no customer, no thread
+        return
+    if (e.content.edits or e.content.revokes) and await _revision(session, ctx, e.content, e.wamid, e.timestamp):
+        ctx.count("revision")
+        return
+    identity = Identity(phone=e.to_phone, user_id=e.to_user_id) if (e.to_phone or e.to_user_id) \
+        else Identity.of(e.to_wa_id)
+    wamid, extra = _stored_as(e.content, e.wamid, e.timestamp)
     await _store_message(
-        session, ctx, envelope=e.envelope, wa_id=e.to_wa_id, profile_name=None, wamid=e.wamid,
+        session, ctx, envelope=e.envelope, wa_id=e.to_wa_id, profile_name=None, wamid=wamid,
         timestamp=e.timestamp, content=e.content, direction=Direction.OUTBOUND, source=Source.PHONE_APP,
+        identity=identity, content_extra=extra,
     )
 
 
@@ -176,94 +259,54 @@ async def on_status(session: AsyncSession, ctx: EventContext, e: ev.StatusUpdate
     )
 
 
-async def raise_alert_once(session: AsyncSession, kind: str, subject: str, state: str, text: str,
-                           dedupe: str) -> bool:
-    """Post text to the alerts channel when subject's state changed since the last alert."""
-    current = await session.get(AlertState, (kind, subject))
-    if current is not None and current.state == state:
-        return False
-    if current is None:
-        session.add(AlertState(kind=kind, subject=subject, state=state, raised_at=utcnow()))
-    else:
-        current.state, current.raised_at = state, utcnow()
-    await repo.enqueue_slack(session, dedupe_key=f"alert:{dedupe}", thread_key=repo.ALERTS_THREAD, kind="alert",
-                             payload={"alert": kind, "subject": subject, "state": state, "text": text})
-    return True
+async def _message_errors(session: AsyncSession, ctx: EventContext, e: ev.InboundMessage, conv_id: int) -> None:
+    """Meta's message-level `errors[]`: a thread note, and the alert, with code, title and details."""
+    icon, text = alert_texts.errors(e.content.errors, "A customer's message could not be read")
+    await repo.enqueue_slack(session, dedupe_key=f"msgerrors:{e.wamid}", thread_key=f"conv:{conv_id}", kind="note",
+                             payload={"text": text, "conversation_id": conv_id}, order_ts=e.timestamp,
+                             conversation_id=conv_id)
+    await raise_alert_once(session, "errors", e.envelope.phone_number_id or e.envelope.waba_id,
+                           ",".join(str(err.code) for err in e.content.errors), text,
+                           dedupe=f"errors:{e.wamid}", icon=icon)
 
 
-async def on_template_status(session: AsyncSession, ctx: EventContext, e: ev.TemplateStatus) -> None:
-    name, lang = e.name or "?", e.language or "?"
-    tpl = await session.scalar(select(Template).where(
-        Template.waba_id == e.envelope.waba_id, Template.name == name, Template.language == lang))
-    if tpl is not None:
-        tpl.status = e.event
-        tpl.rejected_reason = e.reason if e.event == "REJECTED" else None
-    reason = f": {e.reason}" if e.reason and e.reason not in {"NONE", "None"} else ""
-    await raise_alert_once(session, "template_status", f"{e.envelope.waba_id}/{name}/{lang}", e.event,
-                           f"Template {name} ({lang}) {e.event}{reason}",
-                           dedupe=f"template:{e.envelope.waba_id}:{name}:{lang}:{e.event}:{utcnow().isoformat()}")
+def call_note(e: ev.CallEvent, tz: str) -> str | None:
+    """The thread line for a call event; None for events that add nothing (e.g. a connect that is answered)."""
+    incoming = e.direction != "BUSINESS_INITIATED"
+    who = "Incoming call" if incoming else "Call from the business"
+    if e.event == "connect":
+        return f":telephone_receiver: {who} ringing"
+    if e.event == "terminate":
+        secs = e.duration or 0
+        if (e.status or "").upper() == "COMPLETED" and secs > 0:
+            return f":telephone_receiver: {who} answered, lasted {secs // 60} min {secs % 60:02d} s"
+        if incoming:
+            return ":telephone_receiver: Missed call from the customer"
+        return ":telephone_receiver: Call from the business not answered"
+    status = (e.status or "").upper()
+    words = {"RINGING": "ringing", "ACCEPTED": "answered by the customer", "REJECTED": "declined by the customer"}
+    if status in words:
+        return f":telephone_receiver: Call from the business {words[status]}"
+    return None
 
 
-async def on_quality(session: AsyncSession, ctx: EventContext, e: ev.QualityUpdate) -> None:
-    subject = e.display_phone_number or e.envelope.waba_id
-    # current_limit is announced for removal in favour of max_daily_conversations_per_business.
-    limit = e.current_limit or e.max_daily_conversations_per_business
-    state = f"{e.event}/{limit or ''}"
-    await raise_alert_once(
-        session, "quality", subject, state,
-        f"Quality update for {subject}: {e.event}"
-        + (f", messaging limit now {limit}" if limit else "")
-        + (f". {QUALITY_ADVICE[e.event]}" if e.event in QUALITY_ADVICE else ""),
-        dedupe=f"quality:{subject}:{state}:{utcnow().isoformat()}",
-    )
-
-
-QUALITY_ADVICE = {
-    "FLAGGED": "Quality is low: slow down marketing, check WhatsApp Manager > Insights for blocks and "
-               "reports; if it does not recover the messaging limit will be lowered",
-    "DOWNGRADE": "The messaging limit was lowered: plan campaigns for the smaller daily audience",
-}
-TEMPLATE_QUALITY_ADVICE = {
-    "YELLOW": "customers are blocking or reporting it: review its content and audience",
-    "RED": "it may be paused soon: review its content and audience before sending more",
-}
-
-
-async def on_template_quality(session: AsyncSession, ctx: EventContext, e: ev.TemplateQuality) -> None:
-    name, lang = e.name or "?", e.language or "?"
-    score = e.new_score or "UNKNOWN"
-    tpl = await session.scalar(select(Template).where(
-        Template.waba_id == e.envelope.waba_id, Template.name == name, Template.language == lang))
-    if tpl is not None:
-        tpl.quality = score
-    advice = TEMPLATE_QUALITY_ADVICE.get(score)
-    await raise_alert_once(session, "template_quality", f"{e.envelope.waba_id}/{name}/{lang}", score,
-                           f"Template {name} ({lang}) quality {e.previous_score or '?'} -> {score}"
-                           + (f": {advice}" if advice else ""),
-                           dedupe=f"tquality:{e.envelope.waba_id}:{name}:{lang}:{score}:{utcnow().isoformat()}")
-
-
-async def on_template_category(session: AsyncSession, ctx: EventContext, e: ev.TemplateCategory) -> None:
-    name, lang = e.name or "?", e.language or "?"
-    new = e.new_category or e.correct_category or "?"
-    tpl = await session.scalar(select(Template).where(
-        Template.waba_id == e.envelope.waba_id, Template.name == name, Template.language == lang))
-    if tpl is not None and e.new_category:
-        tpl.category = e.new_category
-    when = f" on {e.effective_at:%Y-%m-%d}" if e.effective_at and not e.new_category else ""
-    await raise_alert_once(session, "template_category", f"{e.envelope.waba_id}/{name}/{lang}", new,
-                           f"Template {name} ({lang}) category {e.previous_category or '?'} -> {new}{when}: "
-                           "it is billed at the new category's rate",
-                           dedupe=f"tcategory:{e.envelope.waba_id}:{name}:{lang}:{new}:{utcnow().isoformat()}")
-
-
-async def on_account(session: AsyncSession, ctx: EventContext, e: ev.AccountUpdate) -> None:
-    subject = e.phone_number or e.envelope.waba_id
-    await raise_alert_once(
-        session, "account", subject, e.event,
-        f"Account update for {subject}: {e.event}" + (f" ({e.details})" if e.details else ""),
-        dedupe=f"account:{subject}:{e.event}:{utcnow().isoformat()}",
-    )
+async def on_call(session: AsyncSession, ctx: EventContext, e: ev.CallEvent) -> None:
+    """A call (Calling API): a note in the customer's thread."""
+    found = await _find_channel(session, ctx, e.envelope)
+    if found is None:
+        ctx.count("unknown_phone_number_id")
+        return
+    text = call_note(e, ctx.settings.timezone)
+    if text is None:
+        return
+    identity = Identity(phone=e.customer if e.customer != e.customer_user_id else None,
+                        user_id=e.customer_user_id) if e.customer_user_id else Identity.of(e.customer)
+    contact = await resolve_contact(session, identity, e.profile_name)
+    conv = await repo.conversation_for(session, found[0], contact.id, found[1])
+    await repo.enqueue_slack(session, dedupe_key=f"call:{e.call_id}:{e.event}:{e.status or ''}",
+                             thread_key=f"conv:{conv.id}", kind="note",
+                             payload={"text": text, "conversation_id": conv.id, "mrkdwn": True},
+                             order_ts=e.timestamp, conversation_id=conv.id)
 
 
 async def on_history(session: AsyncSession, ctx: EventContext, e: ev.HistoryChunk) -> None:
@@ -296,23 +339,40 @@ async def on_contact_sync(session: AsyncSession, ctx: EventContext, e: ev.Contac
 
 
 async def on_user_preference(session: AsyncSession, ctx: EventContext, e: ev.UserPreference) -> None:
-    """Meta's own marketing stop/resume (the customer used WhatsApp's menu, not a keyword)."""
+    """Meta's own marketing stop/resume (the customer used WhatsApp's menu, not a keyword); other
+    preferences (e.g. a `signup`) are announced in the alerts channel."""
+    identity = Identity(phone=e.wa_id if e.wa_id != e.user_id else None, user_id=e.user_id) if e.user_id \
+        else Identity.of(e.wa_id)
     if e.category != "marketing_messages" or e.value not in {"stop", "resume"}:
+        icon, text = alert_texts.user_preference(e, ctx.settings.timezone)
+        await raise_alert_once(session, "user_preferences", e.wa_id, f"{e.category}:{e.value}", text,
+                               dedupe=f"pref:{e.wa_id}:{e.category}:{e.value}:{utcnow().isoformat()}", icon=icon)
         return
-    contact = await repo.contact_for(session, e.wa_id)
-    await repo.set_opt_out(session, contact.id, e.value == "stop",
-                           reason=e.detail or "stopped marketing messages in WhatsApp")
+    contact = await resolve_contact(session, identity)
+    if not await repo.set_opt_out(session, contact.id, e.value == "stop",
+                                  reason=e.detail or "stopped marketing messages in WhatsApp"):
+        return
+    _, text = alert_texts.user_preference(e, ctx.settings.timezone, in_thread=True)
+    convs = (await session.scalars(select(Conversation).where(Conversation.contact_id == contact.id))).all()
+    for conv in convs:  # staff see it where they talk to the customer
+        await repo.enqueue_slack(session, dedupe_key=f"pref:{conv.id}:{e.value}:{e.timestamp}",
+                                 thread_key=f"conv:{conv.id}", kind="note",
+                                 payload={"text": text, "conversation_id": conv.id},
+                                 order_ts=e.timestamp or utcnow(), conversation_id=conv.id)
 
 
 _HANDLERS: dict[type, Callable[[AsyncSession, EventContext, Any], Awaitable[None]]] = {
     ev.InboundMessage: on_inbound,
     ev.MessageEcho: on_echo,
     ev.StatusUpdate: on_status,
-    ev.TemplateStatus: on_template_status,
-    ev.QualityUpdate: on_quality,
-    ev.TemplateQuality: on_template_quality,
-    ev.TemplateCategory: on_template_category,
-    ev.AccountUpdate: on_account,
+    ev.TemplateStatus: alert_events.on_template_status,
+    ev.QualityUpdate: alert_events.on_quality,
+    ev.TemplateQuality: alert_events.on_template_quality,
+    ev.TemplateCategory: alert_events.on_template_category,
+    ev.TemplateComponents: alert_events.on_template_components,
+    ev.ChangeErrors: alert_events.on_change_errors,
+    ev.CallEvent: on_call,
+    ev.AccountUpdate: alert_events.on_account,
     ev.HistoryChunk: on_history,
     ev.ContactSync: on_contact_sync,
     ev.UserPreference: on_user_preference,

@@ -19,7 +19,9 @@ from sqlalchemy.orm import aliased
 from bot.core.config import ChannelSettings
 from bot.core.window import window_closes_at
 from bot.slack import render
-from bot.slack.outbox import GiveUp, ItemContext, SlackCallFailed, Thread, outbox_kind
+from bot.slack.outbox import GiveUp, ItemContext, Kinds, SlackCallFailed, Thread
+from bot.slack.outbox_policy import superseded
+from bot.slack.parent import opening_parent
 from storage.models import Campaign, Channel, Contact, Conversation, Message, utcnow
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ class Loaded:
 
 def contact_view(contact: Contact) -> render.ContactView:
     """How a contact is named: the phone app's address book first, then their WhatsApp profile."""
-    return render.ContactView(contact.wa_id, contact.address_book_name or contact.profile_name)
+    return render.ContactView(contact.wa_id, contact.address_book_name or contact.profile_name, contact.username)
 
 
 def _summary(msg: Message) -> str:
@@ -98,14 +100,28 @@ async def load_message(ctx: ItemContext, message_id: int) -> Loaded | None:
     return Loaded(msg, conv, contact, cfg, channel_row, quoted, campaign, previous_inbound)
 
 
-async def ensure_thread(ctx: ItemContext, conversation_id: int) -> Thread:
-    """The conversation's thread; its parent is posted (once) on the conversation's first message."""
+async def ensure_thread(ctx: ItemContext, conversation_id: int, opening: Opening | None = None) -> Thread:
+    """The conversation's thread; its parent is posted (once) on the conversation's first message.
+
+    With `opening`, a new parent carries that message too (recorded as the item's part); it is ignored when
+    the thread exists already, so the caller checks `ctx.parts` to learn whether the message still needs a post.
+    """
     known: dict[int, Thread] = ctx.cache.setdefault(_THREADS, {})
     if conversation_id in known:
         return known[conversation_id]
-    thread = await _ensure_thread(ctx, conversation_id)
+    thread = await _ensure_thread(ctx, conversation_id, opening)
     known[conversation_id] = thread
     return thread
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A conversation's first message, to be carried by its new thread parent as the item's `part`."""
+
+    message_id: int
+    post: render.Post
+    part: str = "0"
+    campaign_reply: bool = False  # opens its thread in the number's campaign_replies_channel, if set
 
 
 async def _conversation_rows(ctx: ItemContext, conversation_id: int
@@ -127,24 +143,37 @@ async def _conversation_rows(ctx: ItemContext, conversation_id: int
     return conv, contact, channel_row
 
 
-async def _ensure_thread(ctx: ItemContext, conversation_id: int) -> Thread:
+async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Opening | None = None) -> Thread:
     conv, contact, channel_row = await _conversation_rows(ctx, conversation_id)
     if conv.slack_thread_ts and conv.slack_channel:
         return Thread(conv.slack_channel, conv.slack_thread_ts)
     if contact is None or channel_row is None:
         raise GiveUp(f"conversation {conversation_id} has no contact or channel")
     cfg = ctx.deps.settings.channel_by_phone_number_id(channel_row.phone_number_id)
-    slack_channel = conv.slack_channel or (cfg.slack_channel if cfg else channel_row.slack_channel)
+    spill = cfg.campaign_replies_channel if cfg and opening is not None and opening.campaign_reply else ""
+    # A conversation names its number's channel from the start; a new thread may still open in the spill-over.
+    slack_channel = spill or conv.slack_channel or (cfg.slack_channel if cfg else channel_row.slack_channel)
     if not slack_channel:
         raise GiveUp(f"channel {channel_row.name} has no Slack channel")
     ts = None
     if ctx.item.uncertain or "parent" in ctx.parts:
-        ts = ctx.parts.get("parent") or await ctx.find_thread_parent(slack_channel, conversation_id)
+        ts = ctx.parts.get("parent")
+        if ts is None:
+            found = await ctx.find_thread_parent(slack_channel, conversation_id)
+            if found is not None:
+                ts = found.ts
+                if opening is not None and found.carries(ctx.item.id, opening.part):
+                    ctx.parts[opening.part] = ts
     if ts is None:
-        post = render.parent_post(
+        header = render.parent_post(
             contact_view(contact), render.ChannelView(channel_row.name, channel_row.display_phone_number),
             window_closes_at(conv.last_customer_message_at), utcnow(), ctx.deps.settings.timezone)
-        ts = await ctx.post_parent(slack_channel, post, conversation_id)
+        folded = opening_parent(header, opening.post) if opening is not None else None
+        if opening is not None and folded is not None:
+            ts = await ctx.post_parent(slack_channel, folded, conversation_id, part=opening.part)
+            ctx.parts[opening.part] = ts
+        else:
+            ts = await ctx.post_parent(slack_channel, header, conversation_id)
     ctx.parts["parent"] = ts
     # Imported history goes in before the thread is recorded, so a retry after a crash still posts it.
     from bot.onboarding.history import post_history_intro
@@ -160,6 +189,33 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int) -> Thread:
         final_ts = (stored[0] if stored else None) or ts
         final_channel = (stored[1] if stored else None) or slack_channel
     return Thread(final_channel, final_ts)
+
+
+async def current_parent(ctx: ItemContext, conv: Conversation, contact: Contact, channel_row: Channel,
+                         parent_ts: str) -> render.Post:
+    """The parent as it should read now: fresh header fields, and the first message if the parent carries it."""
+    header = render.parent_post(contact_view(contact), render.ChannelView(channel_row.name,
+                                                                         channel_row.display_phone_number),
+                                window_closes_at(conv.last_customer_message_at), utcnow(),
+                                ctx.deps.settings.timezone)
+    async with ctx.deps.sessions() as s:
+        carried = await s.scalar(select(Message.id).where(Message.conversation_id == conv.id,
+                                                          Message.slack_ts == parent_ts).limit(1))
+    loaded = await load_message(ctx, carried) if carried is not None else None
+    if loaded is None:
+        return header
+    return opening_parent(header, message_posts(ctx, loaded)[0]) or header
+
+
+def message_posts(ctx: ItemContext, loaded: Loaded) -> list[render.Post]:
+    """A stored message as Slack posts, its latest version, edits and deletion shown as configured."""
+    msg = loaded.msg
+    view = render.MessageView(
+        direction=msg.direction, source=msg.source, type=msg.type, text=msg.text, content=msg.content or {},
+        slack_user=msg.slack_user, quoted=loaded.quoted, campaign=loaded.campaign)
+    settings = ctx.deps.settings
+    return render.message_posts(view, loaded.contact_view, loaded.channel_view, tz=settings.timezone,
+                                show_deleted_text=settings.slack.show_deleted_text)
 
 
 async def forget_thread(ctx: ItemContext, conversation_id: int, ts: str) -> None:
@@ -201,7 +257,6 @@ async def _status_reactions(ctx: ItemContext, channel: str, ts: str, msg: Messag
             await ctx.react(channel, ts, name)
 
 
-@outbox_kind("message")
 async def mirror_message(ctx: ItemContext) -> None:
     """Post one stored message into its conversation's thread."""
     loaded = await load_message(ctx, int(ctx.item.payload["message_id"]))
@@ -214,13 +269,14 @@ async def mirror_message(ctx: ItemContext) -> None:
     if msg.type == "reaction":
         await _mirror_reaction(ctx, loaded)
         return
-    view = render.MessageView(
-        direction=msg.direction, source=msg.source, type=msg.type, text=msg.text, content=msg.content or {},
-        slack_user=msg.slack_user, quoted=loaded.quoted, campaign=loaded.campaign)
-    posts = render.message_posts(view, loaded.contact_view, loaded.channel_view)
+    posts = message_posts(ctx, loaded)
     first = msg.slack_ts
+    if not loaded.conv.slack_thread_ts:
+        # A new conversation: its parent carries this message, one post where there used to be two.
+        campaign_reply = msg.direction == "inbound" and msg.campaign_id is not None
+        await ensure_thread(ctx, loaded.conv.id, Opening(msg.id, posts[0], campaign_reply=campaign_reply))
     for i, post in enumerate(posts):
-        ts = await _post_in_thread(ctx, loaded.conv.id, post, str(i))
+        ts = ctx.parts.get(str(i)) or await _post_in_thread(ctx, loaded.conv.id, post, str(i))
         first = first or ts
     if first and not msg.slack_ts:
         _set_slack_ts(ctx, msg.id, first)
@@ -236,16 +292,13 @@ async def mirror_message(ctx: ItemContext) -> None:
 
 
 async def _refresh_parent_if_reopened(ctx: ItemContext, loaded: Loaded, thread: Thread) -> None:
-    """When a customer writes after the window had closed, the parent's window line is updated."""
+    """A customer's newest message moves the window's end: the parent's window line follows it."""
     msg = loaded.msg
-    previous = loaded.previous_inbound
-    closes = window_closes_at(previous)
-    if previous is not None and closes is not None and closes > msg.wa_timestamp:
-        return  # the window was open already: the parent still tells the truth
+    latest = loaded.conv.last_customer_message_at
+    if latest is not None and latest > msg.wa_timestamp:
+        return  # a later message already moved the window; its own post refreshes the parent
     # The conversation as read with this message (after the webhook worker stored it).
-    post = render.parent_post(loaded.contact_view, loaded.channel_view,
-                              window_closes_at(loaded.conv.last_customer_message_at),
-                              utcnow(), ctx.deps.settings.timezone)
+    post = await current_parent(ctx, loaded.conv, loaded.contact, loaded.channel_row, thread.ts)
     try:
         await ctx.update_message(thread.channel, thread.ts, post)
     except SlackCallFailed as exc:
@@ -292,7 +345,6 @@ async def _previous_reaction(ctx: ItemContext, loaded: Loaded) -> str | None:
     return None
 
 
-@outbox_kind("status")
 async def mirror_status(ctx: ItemContext) -> None:
     """A delivery status: a reaction on the mirrored message; a failure also gets a note explaining it."""
     p = ctx.item.payload
@@ -301,6 +353,8 @@ async def mirror_status(ctx: ItemContext) -> None:
         conv = await s.get(Conversation, msg.conversation_id) if msg is not None else None
     if msg is None or conv is None:
         return
+    if superseded(p.get("status"), msg.status):
+        return  # the later state's own item adds every tick the message reached: one call saved per state
     if msg.slack_ts and conv.slack_channel:
         try:
             await _status_reactions(ctx, conv.slack_channel, msg.slack_ts, msg)
@@ -313,7 +367,6 @@ async def mirror_status(ctx: ItemContext) -> None:
         await _post_in_thread(ctx, conv.id, post, "failed")
 
 
-@outbox_kind("note")
 async def mirror_note(ctx: ItemContext) -> None:
     """A line from the bridge itself in a conversation's thread (opt-out changes, sends from Slack, …)."""
     p = ctx.item.payload
@@ -325,7 +378,6 @@ async def mirror_note(ctx: ItemContext) -> None:
     await _post_in_thread(ctx, int(conversation_id), render.note_post(text), "0")
 
 
-@outbox_kind("alert")
 async def mirror_alert(ctx: ItemContext) -> None:
     """Template, quality and account changes go to the alerts channel."""
     channel = ctx.deps.settings.slack.alerts_channel
@@ -333,3 +385,7 @@ async def mirror_alert(ctx: ItemContext) -> None:
         log.info("alert not posted (slack.alerts_channel is not set): %s", ctx.item.payload.get("text"))
         return
     await ctx.post(channel, render.alert_post(ctx.item.payload), part="0")
+
+
+KINDS: Kinds = {"message": mirror_message, "status": mirror_status, "note": mirror_note, "alert": mirror_alert}
+"""The built-in kinds, handed to the outbox worker by the Slack component."""

@@ -120,9 +120,16 @@ _SLACK_MARKUP = re.compile(r"<([^|>]+)\|([^>]+)>")
 
 
 def _plain(text: str) -> str:
-    """Slack mrkdwn as a terminal shows it: links as 'label (url)', entities decoded."""
+    """Slack mrkdwn as a terminal shows it: links as 'label (url)'. `&lt;`/`&gt;` stay as Slack received
+    them, so escaped customer text (`&lt;!channel&gt;`) is not mistaken for a real mention."""
     text = _SLACK_MARKUP.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return text.replace("&amp;", "&")
+
+
+def _buttons(message: dict[str, Any]) -> str:
+    labels = [str(e.get("text", {}).get("text", "")) for b in message.get("blocks") or []
+              if b.get("type") == "actions" for e in b.get("elements", []) if e.get("type") == "button"]
+    return "".join(f"  [{label}]" for label in labels if label)
 
 
 def _message_text(message: dict[str, Any]) -> str:
@@ -277,8 +284,11 @@ async def _campaign(sc: Scenario, settings: Settings, recipients: int) -> tuple[
             found = await snapshot(s, rid, settings)
         if found is not None:
             snap, _ = found
+            # The run's own average: Snapshot.rate is over a fixed recent window, which a short run under-fills.
+            took = ((snap.finished_at or datetime.now(UTC)) - snap.started_at).total_seconds()
+            rate = snap.accepted / took if took > 0 else 0.0
             line = (f"  progress: {snap.done:>3}/{snap.total} sent={snap.accepted} failed={snap.failed} "
-                    f"rate={snap.rate:.1f}/s")
+                    f"rate={rate:.1f}/s (cap {snap.mps}/s)")
             if line != last:
                 sc.say(line)
                 lines.append(line)
@@ -300,7 +310,7 @@ async def _play(sc: Scenario, settings: Settings, recipients: int) -> DemoResult
     await sc.webhook(phone_app_says("wamid.demo.2", RAVI, "Hi Ravi, 3 seats left. Shall I book one?",
                                     now - timedelta(minutes=10)))
     await sc.webhook(customer_says("wamid.demo.3", RAVI, "Ravi", "Yes please!", now - timedelta(minutes=2)))
-    await _until(lambda: len(sc.slack.thread(CHANNEL, ravi_thread)) >= 4)
+    await _until(lambda: len(sc.slack.thread(CHANNEL, ravi_thread)) >= 3)  # the parent carries the first message
     sc.say("▶ Priya replies in the Slack thread (inside the 24-hour window)")
     await sc.staff_reply(ravi_thread, "Booked! See you Monday at 9am, Ravi.")
     sent = await _until(lambda: sc.graph.sends_to(RAVI))
@@ -342,7 +352,8 @@ async def _play(sc: Scenario, settings: Settings, recipients: int) -> DemoResult
     transcript = "\n\n".join([
         render_channel(sc.slack, CHANNEL, "#lucknow"),
         render_channel(sc.slack, ALERTS, "#alerts"),
-        "━━ only visible to Priya ━━\n" + "\n".join(f"● {_plain(e.get('text', ''))}" for e in sc.slack.ephemerals),
+        "━━ only visible to Priya ━━\n" + "\n".join(f"● {_plain(e.get('text', ''))}{_buttons(e)}"
+                                                 for e in sc.slack.ephemerals),
         home,
     ])
     return DemoResult(transcript=transcript, campaign_sends=len(campaign_sends), max_sends_in_one_second=worst,

@@ -120,6 +120,8 @@ class SlackSettings(_Strict):
     alerts_channel: str = ""
     campaign_managers: list[str] = Field(default_factory=list)
     note_prefixes: list[str] = Field(default_factory=lambda: ["note:", "//"])
+    # A message the customer deleted stays visible to staff, struck through; false hides its text.
+    show_deleted_text: bool = True
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -158,6 +160,9 @@ class ChannelSettings(_Strict):
     slack_channel: str
     thread_replies: ThreadReplies = ThreadReplies.TWO_WAY
     sla: SlaSettings | None = None  # overrides the top-level sla for this channel
+    # Where a reply to a campaign from someone with no conversation yet opens its thread (empty: slack_channel).
+    # Slack paces posts per channel, so a second channel takes a reply storm's new threads in parallel.
+    campaign_replies_channel: str = ""
 
     @model_validator(mode="after")
     def _default_mps(self) -> ChannelSettings:

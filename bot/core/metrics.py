@@ -28,5 +28,10 @@ class Metrics:
                                                           0.25, 0.5, 1.0))
         self.slack_posts = Counter("wabridge_slack_posts", "Slack outbox deliveries", ["kind", "outcome"],
                                    registry=r)
+        self.slack_backlog = Gauge("wabridge_slack_backlog_items", "Slack outbox items owed per Slack channel",
+                                   ["channel"], registry=r)
+        self.slack_backlog_wait = Gauge("wabridge_slack_backlog_wait_seconds",
+                                        "Least time until a Slack channel's backlog is posted, at Slack's rate",
+                                        ["channel"], registry=r)
         self.whatsapp_sends = Counter("wabridge_whatsapp_sends", "Messages sent through the Cloud API",
                                       ["channel", "source", "outcome"], registry=r)

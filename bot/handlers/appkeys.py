@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -25,3 +27,5 @@ REDIS: web.AppKey[aioredis.Redis | None] = web.AppKey("redis")
 DEPS = web.AppKey("deps", Deps)
 # This process's liveness row; present when it runs background work.
 HEARTBEAT = web.AppKey("heartbeat", Heartbeat)
+# Slack outbox kind -> handler, filled by the components mounted (bot.slack.component.add_outbox_kinds).
+SLACK_OUTBOX_KINDS: web.AppKey[dict[str, Any]] = web.AppKey("slack_outbox_kinds")

@@ -26,7 +26,10 @@ from bot.deps import Deps
 from bot.meta.errors import GraphError, SendAction, explain
 from bot.meta.graph import SendResult
 from bot.slack import render
+from bot.slack.names import resolve_names
 from bot.slack.outbox import wake_outbox
+from bot.slack.reply_parts import CAPTIONED_KINDS, caption_and_rest, split_message
+from bot.slack.to_whatsapp import NO_NAMES, Converted, references, to_whatsapp
 from scheduler.throttle import Priority, ThrottleUnavailable
 from storage import repository as repo
 from storage.models import Contact, Conversation, Direction, SlackEvent, Source, utcnow
@@ -47,6 +50,7 @@ class Outcome(StrEnum):
     WINDOW_CLOSED = "window_closed"
     SENT = "sent"
     FAILED = "failed"
+    EMPTY = "empty"
 
 
 @dataclass(frozen=True)
@@ -196,29 +200,51 @@ async def _explain_failure(deps: Deps, thread: BridgedThread, user: str, ts: str
     return Outcome.FAILED
 
 
+async def whatsapp_text(deps: Deps, slack_text: str) -> Converted:
+    """What the customer reads for a Slack message: markup converted, mentioned ids named through Slack."""
+    refs = references(slack_text)
+    names = await resolve_names(deps.slack, deps.slack_names, refs) if refs else NO_NAMES
+    return to_whatsapp(slack_text, names)
+
+
 async def _send(deps: Deps, thread: BridgedThread, event: dict[str, Any], user: str) -> Outcome:
     cfg = thread.channel
     ts = str(event["ts"])
-    body = render.slack_to_whatsapp(str(event.get("text") or ""))
+    converted = await whatsapp_text(deps, str(event.get("text") or ""))
+    body = converted.text
     files = [f for f in event.get("files") or [] if isinstance(f, dict)]
+    if not body and not files:
+        await ephemeral(deps, thread, thread.slack_channel, user,
+                        ":information_source: Nothing was sent: without the @here / @channel there is no text "
+                        "for the customer.")
+        return Outcome.EMPTY
+    # The thread shows what the customer received whenever it is not what Slack shows its author.
+    show = converted.differs
     try:
         for i, file in enumerate(files):
             await deps.throttle.acquire(cfg.phone_number_id, cfg.mps, Priority.INTERACTIVE,
                                         timeout=INTERACTIVE_SEND_TIMEOUT)
-            caption = body if i == 0 and body.strip() else None
-            result, verdict = await send_slack_file(deps, cfg, thread.wa_id, file, caption)
+            caption, rest = caption_and_rest(body) if i == 0 and body else ("", body)
+            result, verdict = await send_slack_file(deps, cfg, thread.wa_id, file, caption or None)
             _count(deps, cfg, "ok")
-            await record_sent(deps, thread, result, kind=verdict.kind or "document", text=caption, user=user,
-                              slack_ts=ts, media_mime=verdict.mime_type,
-                              content={"slack_file": {"id": file.get("id"), "name": file.get("name")}})
-            if caption:
-                body = ""
-        for chunk in render.split_for_whatsapp(body):
+            captioned = bool(caption) and verdict.kind in CAPTIONED_KINDS
+            if captioned:
+                body = rest
+                show = show or bool(rest)
+            content: dict[str, Any] = {"slack_file": {"id": file.get("id"), "name": file.get("name")}}
+            if captioned:
+                content["media"] = {"caption": caption, "filename": file.get("name")}
+            await record_sent(deps, thread, result, kind=verdict.kind or "document",
+                              text=caption if captioned else None, user=user, slack_ts=ts,
+                              media_mime=verdict.mime_type, content=content, mirror=show)
+        parts = split_message(body)
+        show = show or len(parts) > 1
+        for chunk in parts:
             await deps.throttle.acquire(cfg.phone_number_id, cfg.mps, Priority.INTERACTIVE,
                                         timeout=INTERACTIVE_SEND_TIMEOUT)
             result = await deps.graph.send_text(cfg.phone_number_id, cfg.access_token, thread.wa_id, chunk)
             _count(deps, cfg, "ok")
-            await record_sent(deps, thread, result, kind="text", text=chunk, user=user, slack_ts=ts)
+            await record_sent(deps, thread, result, kind="text", text=chunk, user=user, slack_ts=ts, mirror=show)
     except (GraphError, FileRefused, ThrottleUnavailable, TimeoutError) as exc:
         _count(deps, cfg, "error")
         log.info("reply from %s in %s not sent: %s", user, thread.thread_ts, exc)
@@ -256,6 +282,8 @@ async def handle_thread_message(deps: Deps, body: dict[str, Any], event: dict[st
                         "and was not sent to the customer.")
         return Outcome.NOTES_ONLY
     if not window_open(thread.last_customer_message_at, utcnow()):
+        # Marked for everyone in the thread, so nobody takes the customer for answered.
+        await react(deps, str(channel), str(ts), render.NOT_SENT_REACTION)
         await tell_window_closed(deps, thread, str(user), window_closes_at(thread.last_customer_message_at))
         return Outcome.WINDOW_CLOSED
     return await _send(deps, thread, event, str(user))

@@ -91,6 +91,8 @@ _TABLE: Mapping[int, _Entry] = {
     131051: _Entry(_A.FAIL_RECIPIENT, "unsupported message type"),
     131052: _Entry(_A.FAIL_RECIPIENT, "the customer's media could not be downloaded"),
     131053: _Entry(_A.FAIL_RECIPIENT, "the media could not be uploaded: check its type and size"),
+    131062: _Entry(_A.FAIL_RECIPIENT, "this message needs the customer's phone number, and only their WhatsApp user id "
+                                      "is known (authentication templates cannot go to a user id)"),
     131057: _Entry(_A.RETRY_BACKOFF, "the business account is in maintenance mode: retrying later"),
     133010: _Entry(_A.PAUSE_AND_ALERT, "the phone number is not registered on the Cloud API"),
     # Templates

@@ -34,6 +34,7 @@ CONTENT_KINDS = frozenset(
         "reaction",
         "order",
         "system",
+        "revoke",
         "unsupported",
     }
 )
@@ -94,6 +95,10 @@ class MessageContent:
     unsupported_type: str | None = None
     # Set when the type object was unreadable (missing or wrong shape); kind is then "unsupported".
     problem: str | None = None
+    # type "edit": the wamid this content replaces (the content itself is the new version);
+    # type "revoke" (kind "revoke"): the wamid the sender deleted.
+    edits: str | None = None
+    revokes: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,8 @@ class InboundMessage:
     raw: dict
     user_id: str | None = None  # BSUID ("from_user_id"), when Meta sends one
     username: str | None = None
+    phone: str | None = None  # the phone number when Meta sent one ("from" may be empty)
+    parent_user_id: str | None = None  # "from_parent_user_id", when parent BSUIDs are enabled
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +127,40 @@ class MessageEcho:
     to_wa_id: str
     timestamp: datetime
     content: MessageContent
+    raw: dict
+    to_phone: str | None = None
+    to_user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """One element of the `calls` field: a call connected or ended, or a call status (ringing, ...)."""
+
+    envelope: Envelope
+    call_id: str
+    event: str  # connect | terminate | status
+    direction: str | None  # USER_INITIATED | BUSINESS_INITIATED
+    customer: str  # the customer's phone number, or BSUID when Meta withholds the number
+    timestamp: datetime
+    status: str | None  # terminate: COMPLETED | FAILED; status: RINGING | ACCEPTED | REJECTED
+    duration: int | None  # seconds, on terminate
+    raw: dict
+    customer_user_id: str | None = None
+    profile_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateComponents:
+    """A template's components were edited (field `message_template_components_update`)."""
+
+    envelope: Envelope
+    template_id: str | None
+    name: str | None
+    language: str | None
+    element: str | None
+    title: str | None
+    footer: str | None
+    buttons: list[dict]
     raw: dict
 
 
@@ -257,9 +298,10 @@ class UserPreference:
     envelope: Envelope
     wa_id: str
     category: str
-    value: str  # "stop" | "resume"
+    value: str  # "stop" | "resume" (marketing_messages); "signup" etc. for other categories
     detail: str | None
     timestamp: datetime | None
+    user_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,10 +327,12 @@ WebhookEvent = Union[  # noqa: UP007 - a runtime alias others import and isinsta
     InboundMessage,
     MessageEcho,
     StatusUpdate,
+    CallEvent,
     ChangeErrors,
     TemplateStatus,
     TemplateQuality,
     TemplateCategory,
+    TemplateComponents,
     QualityUpdate,
     AccountUpdate,
     HistoryChunk,
@@ -302,6 +346,7 @@ __all__ = [
     "CONTENT_KINDS",
     "MEDIA_KINDS",
     "AccountUpdate",
+    "CallEvent",
     "ChangeErrors",
     "ContactSync",
     "Direction",
@@ -318,6 +363,7 @@ __all__ = [
     "QualityUpdate",
     "StatusUpdate",
     "TemplateCategory",
+    "TemplateComponents",
     "TemplateQuality",
     "TemplateStatus",
     "UnknownChange",

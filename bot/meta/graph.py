@@ -146,10 +146,13 @@ class GraphClient:
 
     @staticmethod
     def _envelope(to: str, kind: str, content: dict[str, Any], reply_to: str | None) -> dict[str, Any]:
+        # A customer known only by business-scoped user id is addressed with `recipient` (Cloud API,
+        # "Business-scoped user IDs"); phone numbers keep using `to`.
+        address = "recipient" if any(ch.isalpha() for ch in to) else "to"
         payload: dict[str, Any] = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
-            "to": to,
+            address: to,
             "type": kind,
             kind: content,
         }

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 from bot.meta.events import (
     AccountUpdate,
+    CallEvent,
     ChangeErrors,
     ContactSync,
     Direction,
@@ -36,6 +37,7 @@ from bot.meta.events import (
     QualityUpdate,
     StatusUpdate,
     TemplateCategory,
+    TemplateComponents,
     TemplateQuality,
     TemplateStatus,
     UnknownChange,
@@ -269,6 +271,12 @@ def _interactive(m: dict, mtype: str, base: MessageContent) -> MessageContent:
         body = _str(sub, "body")
         info.update(name=_str(sub, "name"), body=body, response_json=sub.get("response_json"))
         text = body
+    elif itype == "call_permission_reply":
+        response = _str(sub, "response")
+        info.update(response=response, is_permanent=sub.get("is_permanent") is True,
+                    expires_at=_int(sub.get("expiration_timestamp")),
+                    response_source=_str(sub, "response_source"))
+        text = response
     else:  # a reply type this code does not know yet: keep the sub-object as data
         info.update(id=_id(sub.get("id")), title=_str(sub, "title"), data=sub)
         text = info["title"]
@@ -312,6 +320,23 @@ def _system(m: dict, mtype: str, base: MessageContent) -> MessageContent:
     return replace(base, kind="system", text=system["body"], system=system)
 
 
+def _edit(m: dict, mtype: str, base: MessageContent) -> MessageContent:
+    """The new version of an edited message: its content, marked with the wamid it replaces."""
+    o = _obj(m, "edit")
+    original = _req_str(o, "original_message_id")
+    inner = o.get("message")
+    if not isinstance(inner, dict):
+        raise _Malformed("edit.message is missing or not an object")
+    content = parse_content(inner)
+    return replace(content, original_type="edit", edits=original,
+                   context=content.context or base.context, errors=base.errors + content.errors)
+
+
+def _revoke(m: dict, mtype: str, base: MessageContent) -> MessageContent:
+    o = _obj(m, "revoke")
+    return replace(base, kind="revoke", revokes=_req_str(o, "original_message_id"))
+
+
 _BUILDERS: dict[str, Callable[[dict, str, MessageContent], MessageContent]] = {
     "text": _text,
     "image": _media,
@@ -326,6 +351,8 @@ _BUILDERS: dict[str, Callable[[dict, str, MessageContent], MessageContent]] = {
     "reaction": _reaction,
     "order": _order,
     "system": _system,
+    "edit": _edit,
+    "revoke": _revoke,
 }
 
 
@@ -376,7 +403,7 @@ def _messages(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
     profiles: dict[str, dict] = {}
     contacts = [c for c in _list(value.get("contacts")) if isinstance(c, dict)]
     for c in contacts:
-        for key in (_wa(c.get("wa_id")), _str(c, "user_id")):
+        for key in (_wa(c.get("wa_id")), _str(c, "user_id"), _str(c, "parent_user_id")):
             if key:
                 profiles[key] = c
 
@@ -385,10 +412,12 @@ def _messages(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
             raise _Malformed(f"message is a {type(item).__name__}, not an object")
         phone = _wa(item.get("from"))
         user_id = _str(item, "from_user_id") or None
-        sender = phone or user_id
+        parent_user_id = _str(item, "from_parent_user_id") or None
+        sender = phone or user_id or parent_user_id
         if sender is None:
             raise _Malformed("'from' and 'from_user_id' are both missing")
         contact = profiles.get(sender) or (contacts[0] if len(contacts) == 1 else {})
+        parent_user_id = parent_user_id or _str(contact, "parent_user_id") or None
         profile = _dict(contact.get("profile"))
         return [
             InboundMessage(
@@ -399,8 +428,10 @@ def _messages(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
                 timestamp=_req_time(item, "timestamp"),
                 content=parse_content(item),
                 raw=item,
-                user_id=user_id,
+                user_id=user_id or _str(contact, "user_id") or None,
                 username=_str(profile, "username"),
+                phone=phone,
+                parent_user_id=parent_user_id,
             )
         ]
 
@@ -454,7 +485,9 @@ def _echoes(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
     def echo(item: object) -> list[WebhookEvent]:
         if not isinstance(item, dict):
             raise _Malformed(f"echo is a {type(item).__name__}, not an object")
-        to = _wa(item.get("to")) or _str(item, "to_user_id")
+        to_phone = _wa(item.get("to"))
+        to_user_id = _str(item, "to_user_id") or None
+        to = to_phone or to_user_id
         if not to:
             raise _Malformed("'to' is missing")
         return [
@@ -466,6 +499,8 @@ def _echoes(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
                 timestamp=_req_time(item, "timestamp"),
                 content=parse_content(item),
                 raw=item,
+                to_phone=to_phone,
+                to_user_id=to_user_id,
             )
         ]
 
@@ -586,12 +621,13 @@ def _user_preferences(env: Envelope, value: dict, where: str) -> list[WebhookEve
     def entry(item: object) -> list[WebhookEvent]:
         if not isinstance(item, dict):
             raise _Malformed(f"user_preferences entry is a {type(item).__name__}, not an object")
-        wa_id = _wa(item.get("wa_id"))
+        user_id = _str(item, "user_id") or None
+        wa_id = _wa(item.get("wa_id")) or user_id
         if not wa_id:
-            raise _Malformed("user_preferences entry has no wa_id")
+            raise _Malformed("user_preferences entry has no wa_id or user_id")
         return [UserPreference(envelope=env, wa_id=wa_id, category=_req_str(item, "category"),
                                value=_req_str(item, "value"), detail=_str(item, "detail"),
-                               timestamp=_time(item.get("timestamp")))]
+                               timestamp=_time(item.get("timestamp")), user_id=user_id)]
 
     if "user_preferences" not in value:
         return [UnknownChange(env, "user_preferences change holds no user_preferences", value)]
@@ -652,6 +688,72 @@ def _template_category(env: Envelope, value: dict, where: str) -> list[WebhookEv
     ]
 
 
+def _template_components(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
+    return [
+        TemplateComponents(
+            envelope=env,
+            template_id=_id(value.get("message_template_id")),
+            name=_str(value, "message_template_name"),
+            language=_str(value, "message_template_language"),
+            element=_str(value, "message_template_element"),
+            title=_str(value, "message_template_title"),
+            footer=_str(value, "message_template_footer"),
+            buttons=[b for b in _list(value.get("message_template_buttons")) if isinstance(b, dict)],
+            raw=value,
+        )
+    ]
+
+
+def _calls(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
+    """Calling API: `calls[]` (connect, terminate) and call `statuses[]` (ringing, accepted, rejected)."""
+    contacts = [c for c in _list(value.get("contacts")) if isinstance(c, dict)]
+    business = _digits(env.display_phone_number)
+
+    def customer_of(item: dict) -> tuple[str, str | None, str | None]:
+        direction = _str(item, "direction")
+        sender, to = _wa(item.get("from")), _wa(item.get("to")) or _wa(item.get("recipient_id"))
+        if direction == "BUSINESS_INITIATED" or (business and _digits(sender) == business):
+            phone, user_id = to, _str(item, "to_user_id") or _str(item, "recipient_user_id")
+        else:
+            phone, user_id = sender, _str(item, "from_user_id")
+        contact = contacts[0] if len(contacts) == 1 else {}
+        user_id = user_id or _str(contact, "user_id") or None
+        customer = phone or user_id
+        if not customer:
+            raise _Malformed("the call names no customer ('from'/'to' or a user id)")
+        return customer, user_id, _str(_dict(contact.get("profile")), "name")
+
+    def call(item: object) -> list[WebhookEvent]:
+        if not isinstance(item, dict):
+            raise _Malformed(f"call is a {type(item).__name__}, not an object")
+        customer, user_id, name = customer_of(item)
+        return [CallEvent(envelope=env, call_id=_req_str(item, "id"), event=_req_str(item, "event"),
+                          direction=_str(item, "direction"), customer=customer,
+                          timestamp=_req_time(item, "timestamp"), status=_str(item, "status"),
+                          duration=_int(item.get("duration")), raw=item, customer_user_id=user_id,
+                          profile_name=name)]
+
+    def status(item: object) -> list[WebhookEvent]:
+        if not isinstance(item, dict):
+            raise _Malformed(f"call status is a {type(item).__name__}, not an object")
+        customer, user_id, name = customer_of({**item, "direction": "BUSINESS_INITIATED"})
+        return [CallEvent(envelope=env, call_id=_req_str(item, "id"), event="status", direction=None,
+                          customer=customer, timestamp=_req_time(item, "timestamp"),
+                          status=_req_str(item, "status"), duration=None, raw=item,
+                          customer_user_id=user_id, profile_name=name)]
+
+    events: list[WebhookEvent] = []
+    if "calls" in value:
+        events += _each(env, value["calls"], f"{where}.calls", call)
+    if "statuses" in value:
+        events += _each(env, value["statuses"], f"{where}.statuses", status)
+    if "errors" in value and isinstance(value["errors"], list):
+        events.append(ChangeErrors(envelope=env, errors=_errors(value["errors"])))
+    if not events and not any(k in value for k in ("calls", "statuses", "errors")):
+        events.append(UnknownChange(env, "calls change holds no calls or statuses", value))
+    return events
+
+
 def _quality(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
     return [
         QualityUpdate(
@@ -689,6 +791,8 @@ _HANDLERS: dict[str, Handler] = {
     "phone_number_quality_update": _quality,
     "account_update": _account,
     "user_preferences": _user_preferences,
+    "message_template_components_update": _template_components,
+    "calls": _calls,
 }
 
 # webhook_logs.event_type per field (the messages field is split by content, see _change_kinds).
@@ -702,6 +806,8 @@ _FIELD_KINDS = {
     "phone_number_quality_update": "quality_update",
     "account_update": "account_update",
     "user_preferences": "user_preferences",
+    "message_template_components_update": "template_status",
+    "calls": "call",
 }
 
 

@@ -1,4 +1,4 @@
-"""Slack outbox kinds of onboarding (registered on import; bot.slack.mirror imports this module).
+"""Slack outbox kinds of onboarding, as the mapping `KINDS` the Slack component hands to the outbox.
 
 Payloads:
 - "history":          {conversation_id, requested_by?}  a manager asked for the earlier history in the thread
@@ -13,13 +13,12 @@ import logging
 
 from sqlalchemy import update
 
-from bot.bridge.mirror import contact_view
-from bot.core.window import window_closes_at
+from bot.bridge.mirror import current_parent
 from bot.onboarding.history import post_history_intro
 from bot.onboarding.syncs import progress_text, view_of
 from bot.slack import render
-from bot.slack.outbox import GiveUp, ItemContext, SlackCallFailed, outbox_kind
-from storage.models import Channel, Contact, Conversation, SmbSync, utcnow
+from bot.slack.outbox import GiveUp, ItemContext, Kinds, SlackCallFailed
+from storage.models import Channel, Contact, Conversation, SmbSync
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,6 @@ def notice_channel(ctx: ItemContext, fallback: str | None) -> str | None:
     return ctx.deps.settings.slack.alerts_channel or fallback or None
 
 
-@outbox_kind("history")
 async def post_history(ctx: ItemContext) -> None:
     """Summary and transcript of the imported history, in the conversation's thread."""
     conversation_id = int(ctx.item.payload["conversation_id"])
@@ -37,7 +35,6 @@ async def post_history(ctx: ItemContext) -> None:
     await post_history_intro(ctx, conversation_id, thread)
 
 
-@outbox_kind("history_progress")
 async def history_progress(ctx: ItemContext) -> None:
     """Post the import's progress message once, then keep it up to date."""
     sync_id = int(ctx.item.payload["sync_id"])
@@ -62,7 +59,6 @@ async def history_progress(ctx: ItemContext) -> None:
                         .values(slack_channel=channel, slack_ts=ts))
 
 
-@outbox_kind("thread_parent")
 async def refresh_parent(ctx: ItemContext) -> None:
     """Show the contact's current name (the phone's address book first) on the thread's parent."""
     conversation_id = int(ctx.item.payload["conversation_id"])
@@ -74,9 +70,7 @@ async def refresh_parent(ctx: ItemContext) -> None:
         raise GiveUp(f"conversation {conversation_id} is gone")
     if not conv.slack_thread_ts or not conv.slack_channel:
         return  # no thread yet: it will be created with the new name
-    post = render.parent_post(contact_view(contact),
-                              render.ChannelView(channel_row.name, channel_row.display_phone_number),
-                              window_closes_at(conv.last_customer_message_at), utcnow(), ctx.deps.settings.timezone)
+    post = await current_parent(ctx, conv, contact, channel_row, conv.slack_thread_ts)
     try:
         await ctx.update_message(conv.slack_channel, conv.slack_thread_ts, post)
     except SlackCallFailed as exc:
@@ -85,7 +79,6 @@ async def refresh_parent(ctx: ItemContext) -> None:
         log.info("thread parent %s not renamed: %s", conv.slack_thread_ts, exc.error)
 
 
-@outbox_kind("onboarding_notice")
 async def onboarding_notice(ctx: ItemContext) -> None:
     """How an onboarding went (success or each failed step in plain words)."""
     channel = notice_channel(ctx, ctx.item.payload.get("slack_channel"))
@@ -96,3 +89,7 @@ async def onboarding_notice(ctx: ItemContext) -> None:
     await ctx.post(channel, render.Post(text=text, blocks=[
         {"type": "section", "text": {"type": "mrkdwn", "text": chunk}} for chunk in render.split_text(text)]),
         part="0")
+
+
+KINDS: Kinds = {"history": post_history, "history_progress": history_progress, "thread_parent": refresh_parent,
+                "onboarding_notice": onboarding_notice}

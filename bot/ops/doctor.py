@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import ChannelSettings, Mode, Settings
 from bot.meta.graph import GraphClient, GraphError
+from bot.slack.backlog import WARN_AFTER_SECONDS, ChannelLag, estimate, owed_per_channel
 from storage.models import CampaignRecipient, MessageStatus, WebhookLog, as_utc, utcnow
 
 # Webhook fields the bridge needs on the app's whatsapp_business_account subscription.
@@ -36,8 +37,9 @@ WABA_OBJECT = "whatsapp_business_account"
 REQUIRED_SLACK_SCOPES = ("channels:history", "groups:history", "chat:write", "chat:write.customize", "commands",
                          "files:read", "files:write", "im:write", "reactions:write", "users:read",
                          "usergroups:read")
-# Scopes whose absence only degrades a feature (a warning, not a failure); none at present.
-USEFUL_SLACK_SCOPES: tuple[str, ...] = ()
+# Scopes whose absence only degrades a feature (a warning, not a failure): without them a #channel staff
+# mention in a reply reaches the customer as its id.
+USEFUL_SLACK_SCOPES: tuple[str, ...] = ("channels:read", "groups:read")
 REQUIRED_TOKEN_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
 
 # Meta's documented throughput per number (Throughput page): 80 by default, 1,000 after the automatic
@@ -428,6 +430,19 @@ async def sync_checks(env: DoctorEnv, now: datetime) -> list[CheckResult]:
     return out
 
 
+def check_slack_backlog(lags: Sequence[ChannelLag]) -> list[CheckResult]:
+    """A warning per Slack channel whose owed posts take minutes at Slack's per-channel rate."""
+    long = [lag for lag in lags if lag.wait_seconds >= WARN_AFTER_SECONDS]
+    if not long:
+        owed = sum(lag.owed for lag in lags)
+        return [passed("slack backlog", f"{owed} item(s) owed to Slack" if owed else "nothing owed to Slack")]
+    return [warned(f"slack backlog {lag.channel}",
+                   f"{lag.owed} item(s) owed: at least {_ago(timedelta(seconds=lag.wait_seconds))} at Slack's "
+                   "one post per second per channel",
+                   "check that the outbox worker runs (serve, or --role worker) and Slack answers; to spread "
+                   "campaign replies, set campaign_replies_channel on the number") for lag in long]
+
+
 async def run_doctor(env: DoctorEnv, channel: str | None = None) -> list[CheckResult]:
     """Every check, in a stable order: storage, Meta per channel, webhooks, traffic, Slack."""
     settings = env.settings
@@ -447,6 +462,8 @@ async def run_doctor(env: DoctorEnv, channel: str | None = None) -> list[CheckRe
     if db_ok:
         results.extend(await traffic_checks(env, channels, now))
         results.extend(await sync_checks(env, now))
+        async with env.sessions() as session:
+            results.extend(check_slack_backlog(estimate(await owed_per_channel(session))))
     results.extend(await check_slack(env))
     return results
 

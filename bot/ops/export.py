@@ -21,6 +21,7 @@ import phonenumbers
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.core.readable import flow_answers, sentence
 from storage.models import Channel, Contact, Conversation, Message, Source, as_utc
 
 
@@ -94,7 +95,9 @@ class Transcript:
 
     @property
     def title(self) -> str:
-        who = f"{self.contact_name} (+{self.wa_id})" if self.contact_name else f"+{self.wa_id}"
+        # A business-scoped user id (it holds letters) is not a number: no '+' in front of it.
+        number = self.wa_id if any(ch.isalpha() for ch in self.wa_id) else f"+{self.wa_id}"
+        who = f"{self.contact_name} ({number})" if self.contact_name else number
         return f"Conversation with {who} on {self.channel}"
 
     def filename(self, fmt: Format) -> str:
@@ -115,8 +118,29 @@ def with_slack_names(t: Transcript, names: Mapping[str, str]) -> Transcript:
 
 
 def describe_content(kind: str, text: str | None, content: Mapping[str, Any] | None) -> str:
-    """Readable text for any message type (text as written, else a bracketed description)."""
+    """Readable text for any message type, with Flow answers, earlier versions and deletion marks."""
     content = content or {}
+    described = _describe(kind, text, content)
+    interactive = content.get("interactive") if isinstance(content.get("interactive"), Mapping) else None
+    if interactive and interactive.get("type") == "nfm_reply":
+        answers = sentence(flow_answers(interactive.get("response_json")))
+        described = f"[form] {answers}" if answers else described
+    versions = [v for v in content.get("versions") or [] if isinstance(v, Mapping)]
+    if versions:
+        earlier = " | ".join(f"{v.get('replaced_at', '')}: {_version(kind, v)}" for v in versions)
+        described += f" [edited; earlier versions: {earlier}]"
+    if content.get("revoked_at"):
+        described = f"[deleted by the sender at {content['revoked_at']}] {described}"
+    return described
+
+
+def _version(kind: str, version: Mapping[str, Any]) -> str:
+    inner = version.get("content")
+    content: Mapping[str, Any] = inner if isinstance(inner, Mapping) else {}
+    return _describe(str(content.get("kind") or kind), content.get("text"), content)
+
+
+def _describe(kind: str, text: str | None, content: Mapping[str, Any]) -> str:
     if text:
         if kind in ("text", "button", "interactive"):
             return text

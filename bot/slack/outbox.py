@@ -1,20 +1,25 @@
-"""The ordered, durable Slack outbox: rows of `slack_outbox` delivered to Slack in order, once.
+"""The ordered, durable Slack outbox worker: rows of `slack_outbox` delivered to Slack in order, once.
 
 Rules:
-- Per `thread_key` only the head item (earliest `order_ts`, then id) is ever in flight, so a thread's posts
-  appear in WhatsApp timestamp order; different threads proceed in parallel, up to `concurrency`.
-- Items are claimed with a lease (a conditional UPDATE); several processes cooperate on one database.
-  Claims are serialized per database (PostgreSQL advisory lock, SQLite's write lock) so that two processes
-  can never both put an item of one thread in flight. One claim leases up to `claim_batch` heads (default
-  4 times concurrency) to spread its cost; those not started yet wait in this process, each still the only
-  item of its thread in flight, and go back to the table unstarted if they wait too long or the worker stops.
-- Slack 429 honours Retry-After; 5xx, timeouts and connection errors back off exponentially (capped) and
-  are retried for ever: nothing is lost while Slack is down, and a restart resumes from the table.
+- Per `thread_key` only the head item is ever in flight (bot.slack.outbox_queue); different threads proceed
+  in parallel, up to `concurrency`. One claim leases up to `claim_batch` heads (default 4 times concurrency)
+  to spread its cost; those not started yet wait in this process, each still the only item of its thread in
+  flight, and go back to the table unstarted if they wait too long or the worker stops.
+- Every Slack call first waits for its slot in the pacer (bot.slack.pacer), which follows Slack's published
+  limits per method and channel; a busy channel serves its items by kind priority.
+- What a failed call leads to is decided by bot.slack.outbox_policy: 429 honours Retry-After on that channel
+  only; 5xx, timeouts and connection errors back off exponentially and are retried for ever (nothing is lost
+  while Slack is down, and a restart resumes from the table); a format error is sent once as plain text,
+  then given up.
 - Nothing is doubled: every post carries message metadata naming its outbox item; when a previous attempt's
   outcome is unknown (timeout, 5xx, expired lease) the thread or channel is searched for that metadata
   before posting again. File uploads record their file id before completing, and are checked the same way.
 
-Kinds are handled by functions in `OUTBOX_KINDS`; other modules add theirs (e.g. campaign progress).
+Kinds are handled by the `kinds` mapping the components hand to the worker (bot.bridge.mirror.KINDS, …).
+
+Why one module: `ItemContext` is the worker's view of one item (its pacer, queue and client, the item's
+progress), and the worker builds one per attempt; the table's SQL, the failure policy and the pacing live in
+their own modules.
 """
 
 from __future__ import annotations
@@ -23,9 +28,8 @@ import asyncio
 import collections
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,34 +37,20 @@ import aiohttp
 import httpx
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import Executable, Table, and_, exists, or_, select, text, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import Executable
 
-from bot.core.liveness import Fence
 from bot.deps import Deps
+from bot.slack.backlog import estimate, owed_per_channel
+from bot.slack.outbox_policy import COALESCED_KINDS, Action, Backoff, decide, priority_of
+from bot.slack.outbox_queue import OutboxItem, OutboxQueue
+from bot.slack.pacer import Pacer
 from bot.slack.render import Post
-from storage.fencing import FencedOut, claim_values, held_by, settle
-from storage.models import SlackOutbox, utcnow
 
 log = logging.getLogger(__name__)
 
 OUTBOX_EVENT = "wabridge_outbox"
 THREAD_EVENT = "wabridge_thread"
-_CLAIM_LOCK_KEY = 0x5AB0_0B0C  # pg_advisory_xact_lock key serializing outbox claims
-
-# Slack answers that mean "try again later" but leave the outcome unknown.
-_TRANSIENT_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout",
-                               "team_added_to_org"})
-# Answers that only an operator can fix (token, membership, archive): keep the items, retry slowly.
-_CONFIG_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived", "invalid_auth", "not_authed",
-                            "account_inactive", "token_revoked", "token_expired", "missing_scope",
-                            "restricted_action", "ekm_access_denied", "no_permission"})
-# Answers about the message itself: retried once as plain text, then the post is given up.
-_FORMAT_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "invalid_arguments",
-                            "no_text", "too_many_attachments", "invalid_metadata_format",
-                            "invalid_metadata_schema", "metadata_too_large", "metadata_must_be_sent_from_app"})
-_MAX_COOLDOWN_WAIT = 30.0
-_SETTLE_RETRY_CAP = 5.0  # seconds between attempts to record an outcome while the database is away
+_MAX_PACED_WAIT = 30.0  # a paused channel holds an item this long at most; beyond, it goes back to the table
 
 
 class Retry(Exception):
@@ -85,22 +75,6 @@ class SlackCallFailed(Exception):
         self.method = method
 
 
-@dataclass
-class OutboxItem:
-    """One claimed row, as a handler sees it."""
-
-    id: int
-    thread_key: str
-    kind: str
-    payload: dict[str, Any]
-    conversation_id: int | None
-    attempts: int  # this attempt included
-    result: dict[str, Any]  # progress kept across attempts (posted parts, pending uploads)
-    uncertain: bool  # a previous attempt may have reached Slack without us knowing
-    claimed_until: datetime | None = None  # this claim's lease, which names it when handed back unstarted
-    fence: Fence | None = None  # owner and token of this claim, when bound to a process's liveness
-
-
 @dataclass(frozen=True)
 class Thread:
     """Where a conversation lives in Slack."""
@@ -110,21 +84,8 @@ class Thread:
 
 
 Handler = Callable[["ItemContext"], Awaitable[None]]
-
-_TABLE: Table = SlackOutbox.__table__  # type: ignore[assignment]
-
-OUTBOX_KINDS: dict[str, Handler] = {}
-"""kind -> handler; a handler raises Retry to be tried later, returns normally when the item is done."""
-
-
-def outbox_kind(kind: str) -> Callable[[Handler], Handler]:
-    """Decorator registering a handler for one outbox kind."""
-
-    def register(fn: Handler) -> Handler:
-        OUTBOX_KINDS[kind] = fn
-        return fn
-
-    return register
+"""Delivers one item; raises Retry to be tried later, returns normally when the item is done."""
+Kinds = Mapping[str, Handler]
 
 
 def _retry_after(exc: SlackApiError) -> float:
@@ -172,20 +133,20 @@ class ItemContext:
     # ---- calls -------------------------------------------------------------------------------------
 
     async def call(self, method: str, channel: str | None, fn: Callable[[], Awaitable[Any]]) -> Any:
-        """Run one Slack call, mapping failures onto Retry / SlackCallFailed."""
-        if channel:
-            await self.worker.wait_cooldown(channel)
+        """Run one Slack call in its paced slot, mapping failures onto Retry / SlackCallFailed."""
+        await self.worker.paced(method, channel, priority_of(self.item.kind))
         try:
             return await fn()
         except SlackApiError as exc:
             status = getattr(exc.response, "status_code", 200)
             error = _error_of(exc)
-            if status == 429 or error == "ratelimited":
-                delay = _retry_after(exc)
-                if channel:
-                    self.worker.cool_down(channel, delay)
-                raise Retry(f"{method}: rate limited for {delay:g}s", delay=delay) from exc
-            if status >= 500 or error in _TRANSIENT_ERRORS:
+            retry_after = _retry_after(exc) if status == 429 else None
+            outcome = decide(error, self.item.attempts, status=status, retry_after=retry_after,
+                             backoff=self.worker.backoff_policy)
+            if outcome.action is Action.RETRY and (status == 429 or error == "ratelimited"):
+                self.worker.pacer.pause(method, channel, outcome.delay)
+                raise Retry(f"{method}: rate limited for {outcome.delay:g}s", delay=outcome.delay) from exc
+            if outcome.action is Action.RETRY and outcome.uncertain:
                 raise Retry(f"{method}: HTTP {status} {error}", uncertain=True) from exc
             raise SlackCallFailed(error, method) from exc
         except (TimeoutError, aiohttp.ClientError, httpx.TransportError, OSError) as exc:
@@ -226,7 +187,9 @@ class ItemContext:
             for m in await self._messages(channel, thread_ts):
                 meta = m.get("metadata") or {}
                 payload = meta.get("event_payload") or {}
-                if meta.get("event_type") == OUTBOX_EVENT and payload.get("outbox_id") == self.item.id:
+                # A thread parent may carry an item's message too (see bot.slack.parent).
+                if (meta.get("event_type") in (OUTBOX_EVENT, THREAD_EVENT)
+                        and payload.get("outbox_id") == self.item.id and "part" in payload):
                     part, ts = str(payload.get("part")), str(m["ts"])
                     if part not in found or _ts_key(ts) < _ts_key(found[part]):
                         found[part] = ts
@@ -255,21 +218,7 @@ class ItemContext:
             args["username"] = post.username
         if post.icon_emoji:
             args["icon_emoji"] = post.icon_emoji
-        try:
-            resp = await self.call("chat.postMessage", channel, lambda: self.slack.chat_postMessage(**args))
-        except SlackCallFailed as exc:
-            if exc.error not in _FORMAT_ERRORS:
-                raise
-            # Slack refused the layout: the words matter more than the blocks, so send them plainly.
-            log.warning("outbox %s: Slack refused the post (%s); sending plain text", self.item.id, exc.error)
-            args.pop("blocks", None)
-            args["text"] = post.text[:39_000]
-            try:
-                resp = await self.call("chat.postMessage", channel, lambda: self.slack.chat_postMessage(**args))
-            except SlackCallFailed as again:
-                if again.error in _FORMAT_ERRORS:
-                    raise GiveUp(f"Slack refused the message: {again.error}") from again
-                raise
+        resp = await self._post_or_plain(channel, args)
         ts = str(resp["ts"])
         self.parts[part] = ts
         return ts
@@ -350,30 +299,66 @@ class ItemContext:
             raise GiveUp("this outbox worker was built without a thread maker (see bot.app.slack_component)")
         return await self.worker._ensure_thread(self, conversation_id)
 
-    async def find_thread_parent(self, channel: str, conversation_id: int) -> str | None:
+    async def find_thread_parent(self, channel: str, conversation_id: int) -> FoundParent | None:
         """A parent posted by an attempt whose answer was lost, found by its metadata."""
-        found = []
+        found: list[FoundParent] = []
         for m in await self._messages(channel, None):
             meta = m.get("metadata") or {}
             payload = meta.get("event_payload") or {}
             if meta.get("event_type") == THREAD_EVENT and payload.get("conversation_id") == conversation_id:
-                found.append(str(m["ts"]))
+                found.append(FoundParent(str(m["ts"]), payload.get("outbox_id"), payload.get("part")))
         # Should there ever be two, the first one posted is the thread people have seen longest.
-        return min(found, key=_ts_key) if found else None
+        return min(found, key=lambda f: _ts_key(f.ts)) if found else None
 
-    async def post_parent(self, channel: str, post: Post, conversation_id: int) -> str:
-        """Post a thread parent tagged with its conversation (so a lost answer can be found again)."""
+    async def post_parent(self, channel: str, post: Post, conversation_id: int, *, part: str | None = None
+                          ) -> str:
+        """Post a thread parent tagged with its conversation (so a lost answer can be found again).
+
+        With `part`, the parent carries that part of this item (its first message) and says so in its metadata.
+        """
+        payload: dict[str, Any] = {"conversation_id": conversation_id}
+        if part is not None:
+            payload.update(outbox_id=self.item.id, part=part)
         args: dict[str, Any] = {
             "channel": channel, "text": post.text, "blocks": post.blocks, "unfurl_links": False,
-            "metadata": {"event_type": THREAD_EVENT, "event_payload": {"conversation_id": conversation_id}},
+            "unfurl_media": False, "metadata": {"event_type": THREAD_EVENT, "event_payload": payload},
         }
-        resp = await self.call("chat.postMessage", channel, lambda: self.slack.chat_postMessage(**args))
+        if post.username:
+            args["username"] = post.username
+        if post.icon_emoji:
+            args["icon_emoji"] = post.icon_emoji
+        resp = await self._post_or_plain(channel, args)
         return str(resp["ts"])
 
+    async def _post_or_plain(self, channel: str, args: dict[str, Any]) -> Any:
+        """chat.postMessage; if Slack refuses the layout, once more as plain text, then give up."""
+        try:
+            return await self.call("chat.postMessage", channel, lambda: self.slack.chat_postMessage(**args))
+        except SlackCallFailed as exc:
+            if decide(exc.error, self.item.attempts).action is not Action.PLAIN_TEXT:
+                raise
+            # Slack refused the layout: the words matter more than the blocks, so send them plainly.
+            log.warning("outbox %s: Slack refused the post (%s); sending plain text", self.item.id, exc.error)
+            args.pop("blocks", None)
+            args["text"] = str(args.get("text") or "")[:39_000]
+            try:
+                return await self.call("chat.postMessage", channel, lambda: self.slack.chat_postMessage(**args))
+            except SlackCallFailed as again:
+                if decide(again.error, self.item.attempts, plain_text_tried=True).action is Action.GIVE_UP:
+                    raise GiveUp(f"Slack refused the message: {again.error}") from again
+                raise
 
-@dataclass
-class _Cooldowns:
-    until: dict[str, float] = field(default_factory=dict)
+
+@dataclass(frozen=True)
+class FoundParent:
+    """A thread parent found in Slack, and which outbox item's part it carries (if any)."""
+
+    ts: str
+    outbox_id: Any = None
+    part: Any = None
+
+    def carries(self, item_id: int, part: str) -> bool:
+        return self.outbox_id == item_id and self.part == part
 
 
 def _without_retries(client: AsyncWebClient) -> AsyncWebClient:
@@ -386,42 +371,43 @@ def _without_retries(client: AsyncWebClient) -> AsyncWebClient:
                           session=client.session, retry_handlers=[])
 
 
-_WORKERS: dict[int, OutboxWorker] = {}
-
-
 def wake_outbox(deps: Deps) -> None:
     """Tell this process's outbox worker (if it runs) that new rows were committed."""
-    worker = _WORKERS.get(id(deps))
-    if worker is not None:
-        worker.wake()
+    deps.outbox_waker.wake()
 
 
 class OutboxWorker:
     """Delivers `slack_outbox` rows; one per process, any number of processes per database."""
 
-    def __init__(self, deps: Deps, *, concurrency: int = 4, lease: float = 120.0, poll_interval: float = 1.0,
-                 backoff_base: float = 1.0, backoff_cap: float = 60.0, slack: AsyncWebClient | None = None,
-                 upload_timeout: float = 120.0, claim_batch: int | None = None,
+    def __init__(self, deps: Deps, kinds: Kinds, *, concurrency: int = 8, lease: float = 120.0,
+                 poll_interval: float = 1.0, backoff_base: float = 1.0, backoff_cap: float = 60.0,
+                 slack: AsyncWebClient | None = None, upload_timeout: float = 120.0,
+                 claim_batch: int | None = None, pacer: Pacer | None = None,
+                 backlog_interval: float = 10.0,
                  ensure_thread: Callable[[ItemContext, int], Awaitable[Thread]] | None = None,
                  owner: Callable[[], int | None] | None = None) -> None:
         self.deps = deps
-        # This process's worker id: claims are bound to its liveness (taken over once it is silent) and fenced.
-        self._owner = owner or (lambda: None)
+        self.kinds: Kinds = dict(kinds)
         # What a thread's parent says is the bridge's business, handed in by the wiring (bot.app).
         self._ensure_thread = ensure_thread
         self.slack = slack or _without_retries(deps.slack)
         self.concurrency = max(1, concurrency)
         self.lease = timedelta(seconds=lease)
+        # `owner`: this process's worker id; claims are then bound to its liveness and fenced.
+        self.queue = OutboxQueue(deps.sessions, self.lease, owner)
+        self.pacer = pacer or Pacer()
         self.poll_interval = poll_interval
-        self.backoff_base = backoff_base
+        self.backoff_policy = Backoff(backoff_base, backoff_cap)
         self.backoff_cap = backoff_cap
         self.upload_timeout = upload_timeout
         self._wake = asyncio.Event()
-        self._cool = _Cooldowns()
         self._tasks: set[asyncio.Task[None]] = set()
         self.claim_batch = max(self.concurrency, claim_batch or self.concurrency * 4)
         # Claimed but not started: (item, loop time of its claim); one per thread, in claim order.
         self._queue: collections.deque[tuple[OutboxItem, float]] = collections.deque()
+        self.backlog_interval = backlog_interval
+        self._backlog_at = float("-inf")
+        self._backlog_channels: set[str] = set()
 
     # ---- public ------------------------------------------------------------------------------------
 
@@ -431,11 +417,12 @@ class OutboxWorker:
 
     async def run(self) -> None:
         """Claim and deliver until cancelled."""
-        _WORKERS[id(self.deps)] = self
+        self.deps.outbox_waker.attach(self.wake)
         loop = asyncio.get_running_loop()
         try:
             while True:
                 await self._start_queued()
+                await self._publish_backlog(loop.time())
                 want = self.claim_batch - len(self._tasks)
                 claimed: list[OutboxItem] = []
                 if len(self._tasks) < self.concurrency:  # hence nothing queued
@@ -454,8 +441,7 @@ class OutboxWorker:
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
                 self._wake.clear()
         finally:
-            if _WORKERS.get(id(self.deps)) is self:
-                del _WORKERS[id(self.deps)]
+            self.deps.outbox_waker.detach(self.wake)
             for task in list(self._tasks):
                 task.cancel()
             if self._tasks:
@@ -485,144 +471,50 @@ class OutboxWorker:
                 log.warning("slack outbox: cannot hand back %d unstarted items; their leases will expire",
                             len(stale), exc_info=True)
 
+    async def _publish_backlog(self, now: float) -> None:
+        """Refresh /metrics' per-channel backlog (from the table, so every process reports the same)."""
+        if now - self._backlog_at < self.backlog_interval:
+            return
+        self._backlog_at = now
+        try:
+            async with self.deps.sessions() as session:
+                lags = estimate(await owed_per_channel(session))
+        except Exception:
+            log.warning("slack outbox: cannot measure the backlog", exc_info=True)
+            return
+        seen = {lag.channel for lag in lags}
+        for lag in lags:
+            self.deps.metrics.slack_backlog.labels(lag.channel).set(lag.owed)
+            self.deps.metrics.slack_backlog_wait.labels(lag.channel).set(lag.wait_seconds)
+        for gone in self._backlog_channels - seen:  # drained: say so rather than repeat the last figure
+            self.deps.metrics.slack_backlog.labels(gone).set(0)
+            self.deps.metrics.slack_backlog_wait.labels(gone).set(0)
+        self._backlog_channels |= seen
+
     def backoff(self, attempts: int) -> float:
         """Exponential delay for the n-th failed attempt, capped, with a little jitter."""
-        delay = min(self.backoff_cap, self.backoff_base * (2 ** max(0, attempts - 1)))
-        return delay * (0.9 + 0.2 * random.random())
+        return self.backoff_policy.delay(attempts)
 
-    # ---- rate limits -------------------------------------------------------------------------------
-
-    def cool_down(self, channel: str, seconds: float) -> None:
-        """Slack said wait: hold every post to this channel (from this process) for seconds."""
-        until = asyncio.get_running_loop().time() + seconds
-        self._cool.until[channel] = max(until, self._cool.until.get(channel, 0.0))
-
-    async def wait_cooldown(self, channel: str) -> None:
-        remaining = self._cool.until.get(channel, 0.0) - asyncio.get_running_loop().time()
-        if remaining <= 0:
-            return
-        if remaining > _MAX_COOLDOWN_WAIT:
-            raise Retry(f"channel {channel} rate limited", delay=remaining)
-        await asyncio.sleep(remaining)
+    async def paced(self, method: str, channel: str | None, priority: int) -> None:
+        """Wait for the call's slot; a long Retry-After pause sends the item back to the table instead."""
+        paused = self.pacer.paused_for(method, channel)
+        if paused > _MAX_PACED_WAIT:
+            raise Retry(f"{method} on {channel} rate limited", delay=paused)
+        await self.pacer.acquire(method, channel, priority)
 
     # ---- the table ---------------------------------------------------------------------------------
 
     async def claim(self, limit: int, now: datetime | None = None) -> list[OutboxItem]:
         """Lease up to limit thread heads that are due and whose thread has nothing in flight."""
-        now = now or utcnow()
-        o = SlackOutbox
-        earlier = aliased(SlackOutbox)
-        busy = aliased(SlackOutbox)
-        is_head = ~exists().where(
-            earlier.thread_key == o.thread_key, earlier.done_at.is_(None),
-            or_(earlier.order_ts < o.order_ts, and_(earlier.order_ts == o.order_ts, earlier.id < o.id)),
-        )
-        thread_idle = ~exists().where(
-            busy.thread_key == o.thread_key, busy.done_at.is_(None), busy.claimed_until.is_not(None),
-            busy.claimed_until >= now,
-        )
-        due = or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now)
-        async with self.deps.sessions() as session, session.begin():
-            if session.bind.dialect.name == "postgresql":
-                await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
-            heads = (await session.execute(
-                select(o.id, o.owner_id).where(o.done_at.is_(None), is_head, thread_idle, due)
-                .order_by(o.order_ts, o.id).limit(limit)
-            )).all()
-            if not heads:
-                return []
-            ids = [h.id for h in heads]
-            # A claim that never settled (its process died, or was taken over) may have posted anything.
-            unsettled = {h.id for h in heads if h.owner_id is not None}
-            claimable = or_(o.claimed_until.is_(None), o.claimed_until < now)
-            until = now + self.lease
-            owner = self._owner()
-            owned = claim_values(_TABLE, owner) if owner is not None else {"owner_id": None}
-            rows = (await session.execute(
-                update(o).where(o.id.in_(ids), o.done_at.is_(None), claimable)
-                .values(claimed_until=until, attempts=o.attempts + 1, **owned)
-                .returning(o.id, o.thread_key, o.kind, o.payload, o.conversation_id, o.attempts, o.result, o.fence)
-                .execution_options(synchronize_session=False)
-            )).all()
-            items = []
-            for row in rows:
-                result = dict(row.result or {})
-                # A previous attempt that recorded no outcome (crash, expired lease) may have posted.
-                uncertain = row.attempts > 1 and (row.id in unsettled or bool(result.get("uncertain", True)))
-                items.append(OutboxItem(id=row.id, thread_key=row.thread_key, kind=row.kind,
-                                        payload=dict(row.payload or {}), conversation_id=row.conversation_id,
-                                        attempts=row.attempts, result=result, uncertain=uncertain,
-                                        claimed_until=until,
-                                        fence=Fence(owner, row.fence) if owner is not None else None))
-            order = {item_id: i for i, item_id in enumerate(ids)}
-            return sorted(items, key=lambda i: order[i.id])
+        return await self.queue.claim(limit, now)
 
     async def unclaim(self, items: Sequence[OutboxItem]) -> None:
         """Hand back claimed items that were never started, as if this claim had not happened."""
-        o = SlackOutbox
-        async with self.deps.sessions() as session, session.begin():
-            for item in items:
-                await session.execute(
-                    update(o).where(o.id == item.id, o.done_at.is_(None), o.claimed_until == item.claimed_until,
-                                    *self._held(item))
-                    .values(claimed_until=None, attempts=o.attempts - 1, owner_id=None)
-                    .execution_options(synchronize_session=False))
-
-    @staticmethod
-    def _held(item: OutboxItem) -> list[Any]:
-        """The condition that this claim still holds the row (none for a claim without an owner)."""
-        return [held_by(_TABLE, item.fence)] if item.fence is not None else []
+        await self.queue.unclaim(items)
 
     async def save_progress(self, item_id: int, result: Mapping[str, Any], item: OutboxItem | None = None) -> None:
         """Record an item's progress mid-attempt (e.g. an upload about to be completed)."""
-        async with self.deps.sessions() as session, session.begin():
-            await session.execute(update(SlackOutbox).where(SlackOutbox.id == item_id,
-                                                            *(self._held(item) if item else []))
-                                  .values(result={**result, "uncertain": True}))
-
-    async def _complete(self, item: OutboxItem, result: Mapping[str, Any], error: str | None = None,
-                        writes: Sequence[Executable] = ()) -> None:
-        await self._settle(item, lambda: {
-            "done_at": utcnow(), "claimed_until": None, "next_attempt_at": None, "result": dict(result),
-            "last_error": error[:4000] if error else None, "owner_id": None}, writes=writes)
-
-    async def _release(self, item: OutboxItem, delay: float, uncertain: bool, error: str,
-                       result: Mapping[str, Any], *, retry: bool = True, writes: Sequence[Executable] = ()
-                       ) -> None:
-        await self._settle(item, lambda: {
-            "claimed_until": None, "next_attempt_at": utcnow() + timedelta(seconds=delay),
-            "result": {**result, "uncertain": uncertain}, "last_error": error[:4000], "owner_id": None},
-            retry=retry, writes=writes)
-
-    async def _settle(self, item: OutboxItem, values: Callable[[], dict[str, Any]], *, retry: bool = True,
-                      writes: Sequence[Executable] = ()) -> None:
-        """Write an item's outcome; while the database is unreachable, keep trying (unless retry is False).
-
-        Until the outcome is written the item stays leased and its whole thread waits behind it: giving up
-        would hold the conversation for the rest of the lease (minutes) after a database outage of seconds.
-        """
-        wait = 0.5
-        while True:
-            try:
-                async with self.deps.sessions() as session, session.begin():
-                    # What the attempt learnt (e.g. a message's Slack ts) commits with its outcome, or neither.
-                    for statement in writes:
-                        await session.execute(statement)
-                    await settle(session, update(_TABLE).where(_TABLE.c.id == item.id, *self._held(item))
-                                 .values(**values()), expected=1 if item.fence is not None else 0)
-                return
-            except FencedOut:
-                # Taken over while this process was silent: the new claimant checks Slack before posting and
-                # records the outcome; what this attempt learnt is rolled back with its settle.
-                log.warning("slack outbox %s was taken over by another process; its outcome is theirs", item.id)
-                return
-            except Exception:
-                if not retry:
-                    raise
-                log.warning("slack outbox %s: cannot record its outcome yet; retrying in %.1fs", item.id, wait,
-                            exc_info=True)
-                await asyncio.sleep(wait)
-                wait = min(_SETTLE_RETRY_CAP, wait * 2)
+        await self.queue.save_progress(item_id, result, item)
 
     # ---- one item ----------------------------------------------------------------------------------
 
@@ -632,43 +524,55 @@ class OutboxWorker:
 
     async def _deliver(self, item: OutboxItem) -> None:
         ctx = ItemContext(self, item)
-        handler = OUTBOX_KINDS.get(item.kind)
+        handler = self.kinds.get(item.kind)
+        q = self.queue
         try:
             if handler is None:
                 # Perhaps a newer process knows it (rolling upgrade): keep the row, try slowly.
                 raise Retry(f"no handler for outbox kind {item.kind!r}", delay=self.backoff_cap)
+            if item.kind in COALESCED_KINDS and await q.has_later(item):
+                await q.complete(item, ctx.result, writes=ctx.writes)
+                self.deps.metrics.slack_posts.labels(item.kind, "superseded").inc()
+                return
             await handler(ctx)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._release(item, 0.0, True, "interrupted", ctx.result,
-                                                   retry=False, writes=ctx.writes))
+                await asyncio.shield(q.release(item, 0.0, True, "interrupted", ctx.result,
+                                               retry=False, writes=ctx.writes))
             raise
         except Retry as r:
             delay = r.delay if r.delay is not None else self.backoff(item.attempts)
             log.info("slack outbox %s (%s) retry in %.1fs: %s", item.id, item.kind, delay, r)
             self.deps.metrics.slack_posts.labels(item.kind, "retry").inc()
-            await self._release(item, delay, r.uncertain, str(r), ctx.result, writes=ctx.writes)
+            # Once an attempt may have posted, later certain failures (a 429 on the lookup) must not forget it.
+            await q.release(item, delay, r.uncertain or item.uncertain, str(r), ctx.result, writes=ctx.writes)
             return
         except SlackCallFailed as exc:
+            outcome = decide(exc.error, item.attempts, plain_text_tried=True, backoff=self.backoff_policy)
+            if outcome.action is Action.GIVE_UP:
+                log.error("slack outbox %s (%s) given up: %s", item.id, item.kind, exc)
+                self.deps.metrics.slack_posts.labels(item.kind, "given_up").inc()
+                await q.complete(item, ctx.result, str(exc), writes=ctx.writes)
+                return
             # Operator-fixable (membership, token) or unknown: keep it and retry slowly; never drop it.
-            level = logging.ERROR if exc.error in _CONFIG_ERRORS else logging.WARNING
-            log.log(level, "slack outbox %s (%s): %s", item.id, item.kind, exc)
+            log.log(logging.ERROR if outcome.operator else logging.WARNING, "slack outbox %s (%s): %s",
+                    item.id, item.kind, exc)
             self.deps.metrics.slack_posts.labels(item.kind, "retry").inc()
-            await self._release(item, self.backoff(item.attempts), False, str(exc), ctx.result, writes=ctx.writes)
+            await q.release(item, outcome.delay, item.uncertain, str(exc), ctx.result, writes=ctx.writes)
             return
         except GiveUp as exc:
             log.error("slack outbox %s (%s) given up: %s", item.id, item.kind, exc)
             self.deps.metrics.slack_posts.labels(item.kind, "given_up").inc()
-            await self._complete(item, ctx.result, str(exc), writes=ctx.writes)
+            await q.complete(item, ctx.result, str(exc), writes=ctx.writes)
             return
         except Exception as exc:
             log.exception("slack outbox %s (%s) failed", item.id, item.kind)
             self.deps.metrics.slack_posts.labels(item.kind, "retry").inc()
-            await self._release(item, self.backoff(item.attempts), True, repr(exc), ctx.result, writes=ctx.writes)
+            await q.release(item, self.backoff(item.attempts), True, repr(exc), ctx.result, writes=ctx.writes)
             return
-        await self._complete(item, ctx.result, writes=ctx.writes)
+        await q.complete(item, ctx.result, writes=ctx.writes)
         self.deps.metrics.slack_posts.labels(item.kind, "ok").inc()
 
 
-__all__ = ["OUTBOX_EVENT", "OUTBOX_KINDS", "THREAD_EVENT", "GiveUp", "ItemContext", "OutboxItem",
-           "OutboxWorker", "Retry", "SlackCallFailed", "Thread", "outbox_kind", "wake_outbox"]
+__all__ = ["OUTBOX_EVENT", "THREAD_EVENT", "GiveUp", "Handler", "ItemContext", "Kinds", "OutboxItem",
+           "OutboxWorker", "Retry", "SlackCallFailed", "Thread", "wake_outbox"]

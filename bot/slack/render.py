@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 
+from bot.core.readable import epoch, flow_answers
 from bot.meta.errors import explain
 
 SECTION_LIMIT = 3000  # Block Kit: characters in one section's text
@@ -38,6 +39,7 @@ STATUS_REACTIONS: Mapping[str, str] = {
 }
 NOTE_REACTION = "lock"
 SENT_FROM_SLACK_REACTION = "outbox_tray"
+NOT_SENT_REACTION = "no_entry_sign"  # a thread reply WhatsApp did not take (window closed)
 
 # Emoji customers use most, as Slack reaction names; others are shown as a line of text instead.
 _EMOJI_NAMES: Mapping[str, str] = {
@@ -115,9 +117,16 @@ class ContactView:
 
     wa_id: str
     name: str | None = None
+    username: str | None = None
+
+    @property
+    def has_number(self) -> bool:
+        return not any(ch.isalpha() for ch in self.wa_id)  # business-scoped user ids always hold letters
 
     @property
     def label(self) -> str:
+        if not self.has_number:  # a business-scoped user id means nothing to staff: show who it is
+            return self.name or self.username or "WhatsApp user (number hidden)"
         number = format_number(self.wa_id)
         return f"{self.name} ({number})" if self.name else number
 
@@ -202,8 +211,12 @@ def window_line(closes_at: datetime | None, now: datetime, tz: str = "UTC") -> s
 def parent_post(contact: ContactView, channel: ChannelView, closes_at: datetime | None, now: datetime,
                 tz: str = "UTC") -> Post:
     """The thread's first message: who the customer is, which number, the window's state."""
-    name = escape(contact.name) if contact.name else "Unknown name"
-    number = escape(format_number(contact.wa_id))
+    name = escape(contact.name or contact.username or "Unknown name")
+    if contact.has_number:
+        number = escape(format_number(contact.wa_id))
+    else:
+        number = "number hidden" + (f" (username {escape(contact.username)})"
+                                    if contact.username and contact.name else "")
     head = f":speech_balloon: *{name}* · {number}"
     details = f"WhatsApp number: *{escape(channel.label)}*"
     return Post(
@@ -248,11 +261,43 @@ def _contact_card(card: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _interactive(info: Mapping[str, Any]) -> str:
+def _flow(info: Mapping[str, Any]) -> str:
+    answers = flow_answers(info.get("response_json"))
+    head = ":memo: Form submitted"
+    if info.get("name") and info.get("name") != "flow":
+        head += f" ({escape(str(info['name']))})"
+    if not answers:
+        return f"{head}: {escape(str(info.get('body') or 'no answers'))}"
+    return head + "\n" + "\n".join(f"• *{escape(k)}:* {escape(v)}" for k, v in answers)
+
+
+def _call_permission(info: Mapping[str, Any], tz: str) -> str:
+    response = str(info.get("response") or "").lower()
+    if response == "accept":
+        if info.get("is_permanent"):
+            return ":telephone_receiver: Accepted calls from the business (permanently)"
+        until = epoch(info.get("expires_at"))
+        return ":telephone_receiver: Accepted calls from the business" + (
+            f" until {_day_month(until, tz)}" if until else "")
+    if response == "reject":
+        return ":telephone_receiver: Declined calls from the business"
+    return f":telephone_receiver: Answered the call request: {escape(response or 'no answer')}"
+
+
+def _day_month(at: datetime, tz: str) -> str:
+    try:
+        local = at.astimezone(ZoneInfo(tz))
+    except (KeyError, ValueError):
+        local = at
+    return f"{local.day} {local:%b}"
+
+
+def _interactive(info: Mapping[str, Any], tz: str = "UTC") -> str:
     itype = info.get("type")
     if itype == "nfm_reply":
-        body = escape(str(info.get("body") or "form"))
-        return f":memo: Form submitted ({escape(str(info.get('name') or 'flow'))}): {body}"
+        return _flow(info)
+    if itype == "call_permission_reply":
+        return _call_permission(info, tz)
     title = escape(str(info.get("title") or info.get("id") or "?"))
     desc = f" — {escape(str(info['description']))}" if info.get("description") else ""
     verb = "Picked from the list" if itype == "list_reply" else "Chose"
@@ -289,7 +334,7 @@ def media_line(kind: str, content: Mapping[str, Any]) -> str:
     return f"{line}\n{escape(str(caption))}" if caption else line
 
 
-def body_text(view: MessageView) -> str:
+def body_text(view: MessageView, tz: str = "UTC") -> str:
     """The message's content as mrkdwn, whatever its kind (unknown kinds are named, never dropped)."""
     c = view.content
     kind = view.type
@@ -303,7 +348,7 @@ def body_text(view: MessageView) -> str:
         cards = c.get("contacts") or []
         return "\n\n".join(_contact_card(card) for card in cards) or ":bust_in_silhouette: Contact card"
     if kind == "interactive" and c.get("interactive"):
-        return _interactive(c["interactive"])
+        return _interactive(c["interactive"], tz)
     if kind == "button":
         return f":radio_button: Tapped: *{escape(view.text or str((c.get('button') or {}).get('payload') or '?'))}*"
     if kind == "order" and c.get("order"):
@@ -316,6 +361,8 @@ def body_text(view: MessageView) -> str:
         return "Removed a reaction" if not emoji else f"Reacted {escape(str(emoji))}"
     if kind == "template":
         return escape(view.text or "")
+    if kind == "revoke":
+        return ":wastebasket: Deleted a message that is not in this thread"
     # unsupported, unknown, or unreadable: say what it was
     inner = c.get("unsupported_type") or c.get("original_type") or kind
     reason = ""
@@ -346,9 +393,40 @@ def _extras(view: MessageView) -> list[str]:
     return lines
 
 
-def message_posts(view: MessageView, contact: ContactView, channel: ChannelView) -> list[Post]:
+def _struck(text: str) -> str:
+    return "\n".join(f"~{line}~" if line.strip() else line for line in text.splitlines())
+
+
+def revision_line(view: MessageView, tz: str = "UTC") -> str | None:
+    """The "edited" / "deleted" mark of a message changed after it was sent; None if it never was."""
+    c = view.content
+    who = "the customer" if view.direction == "inbound" else "the phone app"
+    revoked = c.get("revoked_at")
+    if revoked:
+        try:
+            at = format_time(datetime.fromisoformat(str(revoked)), tz)
+        except ValueError:
+            at = str(revoked)
+        return f":wastebasket: Deleted by {who} at {escape(at)}"
+    edited = c.get("edited_at")
+    if edited or c.get("edits"):
+        versions = len(c.get("versions") or [])
+        try:
+            at = " at " + format_time(datetime.fromisoformat(str(edited)), tz) if edited else ""
+        except ValueError:
+            at = ""
+        earlier = f" ({versions} earlier version{'s' if versions != 1 else ''} kept)" if versions else ""
+        return f":pencil2: Edited by {who}{escape(at)}{earlier}"
+    return None
+
+
+def message_posts(view: MessageView, contact: ContactView, channel: ChannelView, *, tz: str = "UTC",
+                  show_deleted_text: bool = True) -> list[Post]:
     """The Slack post(s) for one stored message: as the customer, 'via phone app', or by its sender."""
-    body = body_text(view)
+    body = body_text(view, tz)
+    mark = revision_line(view, tz)
+    if view.content.get("revoked_at"):
+        body = _struck(body) if show_deleted_text else "_This message was deleted._"
     blocks: list[dict[str, Any]] = []
     ctx = view.content.get("context") or {}
     if view.quoted is not None or ctx.get("id"):
@@ -360,8 +438,9 @@ def message_posts(view: MessageView, contact: ContactView, channel: ChannelView)
         username, icon = contact.label, CUSTOMER_ICON
         fallback = f"{escape(contact.label)}: {body}"
     elif view.source == "phone_app":
+        # The author name already says "via phone app"; the context line names the recipient only.
         username, icon = f"{channel.name} via phone app", PHONE_APP_ICON
-        blocks.append(_context(f":outbox_tray: *Outbound* via phone app (to {escape(contact.label)})"))
+        blocks.append(_context(f":outbox_tray: *Outbound* to {escape(contact.label)}"))
         fallback = f"Outbound via phone app: {body}"
     elif view.source == "slack":
         who = f"<@{view.slack_user}>" if view.slack_user else "Slack"
@@ -373,6 +452,9 @@ def message_posts(view: MessageView, contact: ContactView, channel: ChannelView)
         fallback = f"Outbound via {escape(view.source)}: {body}"
     blocks.extend(_sections(body) or [_section(" ")])
     extras = _extras(view)
+    if mark:
+        extras.insert(0, mark)
+        fallback = f"{fallback} ({'deleted' if view.content.get('revoked_at') else 'edited'})"
     if extras:
         blocks.append(_context(*extras))
     return _packed(blocks, fallback, username, icon)
@@ -403,7 +485,7 @@ def alert_post(payload: Mapping[str, Any]) -> Post:
     """An alerts-channel post for a template, quality or account change."""
     icons = {"template_status": ":clipboard:", "quality": ":chart_with_downwards_trend:",
              "account": ":rotating_light:"}
-    icon = icons.get(str(payload.get("alert")), ":rotating_light:")
+    icon = str(payload.get("icon") or icons.get(str(payload.get("alert")), ":rotating_light:"))
     text = f"{icon} {escape(str(payload.get('text') or payload.get('state') or 'Alert'))}"
     return Post(text=text, blocks=[_section(text)])
 

@@ -599,7 +599,8 @@ class GraphStandin(LoopbackServer):
     def _validate_message(payload: Mapping[str, Any]) -> web.Response | None:
         if payload.get("messaging_product") != "whatsapp":
             return _missing("messaging_product")
-        if not payload.get("to"):
+        # A phone number goes in `to`, a business-scoped user id in `recipient`; `to` wins when both are set.
+        if not payload.get("to") and not payload.get("recipient"):
             return _missing("to")
         opaque = payload.get("biz_opaque_callback_data")
         if opaque is not None and (not isinstance(opaque, str) or len(opaque) > 512):
@@ -625,6 +626,8 @@ class GraphStandin(LoopbackServer):
                 return _missing(f"{kind}['id'] or {kind}['link']")
             if content.get("caption") and kind in ("audio", "sticker"):
                 return _invalid(f"Param {kind}['caption'] is not allowed for {kind} messages.")
+            if len(str(content.get("caption") or "")) > 1024:
+                return _invalid(f"{kind}['caption'] is longer than 1024 characters.")
         if kind == "reaction" and (not content.get("message_id") or "emoji" not in content):
             return _missing("reaction['message_id'] and reaction['emoji']")
         return None
@@ -673,7 +676,8 @@ class GraphStandin(LoopbackServer):
         invalid = self._validate_message(payload)
         if invalid is not None:
             return invalid
-        to = str(payload["to"])
+        to = str(payload.get("to") or payload["recipient"])
+        by_user_id = not payload.get("to")
         kind = str(payload.get("type", "text"))
         record = SendRecord(now, pnid, to, kind, payload)
 
@@ -712,7 +716,7 @@ class GraphStandin(LoopbackServer):
         return web.json_response(
             {
                 "messaging_product": "whatsapp",
-                "contacts": [{"input": to, "wa_id": _digits(to)}],
+                "contacts": [{"input": to, "user_id": to} if by_user_id else {"input": to, "wa_id": _digits(to)}],
                 "messages": [message],
             }
         )

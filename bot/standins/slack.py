@@ -15,6 +15,7 @@ import base64
 import binascii
 import copy
 import json
+import math
 import mimetypes
 import re
 import secrets
@@ -89,6 +90,25 @@ class _Faults:
     down_until: float | None = None
     down: bool = False
     lost_answers: dict[str, int] = field(default_factory=dict)  # method -> calls whose answer is lost
+
+
+@dataclass
+class _Limit:
+    """Slack's per-channel allowance for one method: `per_second` sustained, `burst` at once."""
+
+    per_second: float
+    burst: float
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # channel -> (tokens, at)
+
+    def take(self, channel: str, now: float) -> float:
+        """0 when the call may go ahead (and is counted), else the seconds until it would."""
+        tokens, at = self.buckets.get(channel, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.per_second)
+        if tokens >= 1.0:
+            self.buckets[channel] = (tokens - 1.0, now)
+            return 0.0
+        self.buckets[channel] = (tokens, now)
+        return (1.0 - tokens) / self.per_second
 
 
 def _truthy(value: Any) -> bool:
@@ -175,12 +195,14 @@ class SlackStandin(LoopbackServer):
         self.views: dict[str, dict[str, Any]] = {}
         self.ephemerals: list[dict[str, Any]] = []
         self.usergroups: dict[str, list[str]] = {}  # S… id -> member user ids
+        self.usergroup_handles: dict[str, str] = {}  # S… id -> handle (without @); default: the id lower-cased
         self._messages: dict[str, list[dict[str, Any]]] = {}
         self._file_data: dict[str, bytes] = {}
         self._uploads: dict[str, _Upload] = {}
         self._triggers: dict[str, float | None] = {}  # trigger_id -> issue time; None once used
         self._ts_counter = 0
         self._faults = _Faults()
+        self._limits: dict[str, _Limit] = {}
         self.add_user(bot_user_id, "wabridge", real_name="Wabridge", is_bot=True)
         self._methods: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "api.test": self._api_test,
@@ -196,6 +218,7 @@ class SlackStandin(LoopbackServer):
             "conversations.info": self._conversations_info,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroups_users_list,
+            "usergroups.list": self._usergroups_list,
             "files.getUploadURLExternal": self._files_get_upload_url,
             "files.completeUploadExternal": self._files_complete_upload,
             "files.info": self._files_info,
@@ -255,6 +278,11 @@ class SlackStandin(LoopbackServer):
         self.users[user_id] = user
         return user
 
+    def add_usergroup(self, group_id: str, handle: str, members: Iterable[str] = ()) -> None:
+        """Create a user group (`@handle`) with its members."""
+        self.usergroups[group_id] = list(members)
+        self.usergroup_handles[group_id] = handle
+
     def add_file(
         self,
         data: bytes,
@@ -307,6 +335,14 @@ class SlackStandin(LoopbackServer):
     def rate_limit(self, method: str, times: int = 1, retry_after: float = 1) -> None:
         """Answer the next `times` calls of `method` with HTTP 429 and Retry-After."""
         self._faults.rate_limited.setdefault(method, []).extend([retry_after] * times)
+
+    def limit_per_channel(self, method: str, per_second: float, burst: int = 1) -> None:
+        """Refuse `method` beyond `per_second` calls per channel (after a burst) with 429 + Retry-After.
+
+        Slack documents chat.postMessage as about one message per second per channel, short bursts
+        tolerated; calls over the allowance are refused, not queued, and refusals do not use it up.
+        """
+        self._limits[method] = _Limit(per_second, float(max(1, burst)))
 
     def fail_next(self, method: str, error: str, times: int = 1) -> None:
         """Answer the next `times` calls of `method` with `{"ok": false, "error": error}`."""
@@ -482,6 +518,15 @@ class SlackStandin(LoopbackServer):
             retry_after = queued_limits.pop(0)
             call.status, call.ok, call.error = 429, False, "ratelimited"
             return self._response(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(int(retry_after))})
+        limit = self._limits.get(method)
+        channel_arg = args.get("channel") or args.get("channel_id")
+        if limit is not None and channel_arg:
+            wait = limit.take(str(channel_arg), now)
+            if wait > 0:
+                call.status, call.ok, call.error = 429, False, "ratelimited"
+                # Slack's Retry-After is whole seconds, rounded up.
+                return self._response(429, {"ok": False, "error": "ratelimited"},
+                                      {"Retry-After": str(max(1, math.ceil(wait)))})
         handler = self._methods.get(method)
         if handler is None:
             call.status, call.ok, call.error = 404, False, "unknown_method"
@@ -793,6 +838,18 @@ class SlackStandin(LoopbackServer):
         if group not in self.usergroups:
             raise SlackError("no_such_subteam")
         return {"users": list(self.usergroups[group])}
+
+    async def _usergroups_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        groups = []
+        for group_id, members in self.usergroups.items():
+            handle = self.usergroup_handles.get(group_id, group_id.lower())
+            group: dict[str, Any] = {"id": group_id, "team_id": self.team_id, "is_usergroup": True,
+                                     "name": handle, "handle": handle, "description": "", "date_delete": 0,
+                                     "user_count": len(members)}
+            if _truthy(args.get("include_users")):
+                group["users"] = list(members)
+            groups.append(group)
+        return {"usergroups": groups}
 
     async def _files_get_upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
         filename = args.get("filename")

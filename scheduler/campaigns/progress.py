@@ -10,6 +10,7 @@ campaign through `campaign_recipients.wamid`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +19,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.config import Settings
-from bot.slack.outbox import OUTBOX_KINDS
 from bot.slack.render import Post, escape
 from scheduler.campaigns import estimate
 from scheduler.campaigns.records import RecipientStatus, RunStatus, run_with_campaign
@@ -224,6 +224,5 @@ async def deliver(ctx: Any) -> None:
         await ctx.update_message(snap.slack_channel, progress_ts, post)
 
 
-def register() -> None:
-    """Add the `campaign_progress` kind to the Slack outbox's registry."""
-    OUTBOX_KINDS[KIND] = deliver
+KINDS: Mapping[str, Callable[[Any], Awaitable[None]]] = {KIND: deliver}
+"""The `campaign_progress` kind, handed to the Slack outbox worker by the campaign component."""

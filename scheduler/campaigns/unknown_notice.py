@@ -9,13 +9,13 @@ second click, or a click on an old notice, sends nobody again.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.config import Settings
-from bot.slack.outbox import OUTBOX_KINDS
 from bot.slack.render import Post, escape
 from scheduler.campaigns.unknown_store import UnknownRun, quiet_unknowns, resend_unknown
 from scheduler.campaigns.unknowns import quiet_enough
@@ -100,6 +100,5 @@ async def deliver(ctx: Any) -> None:
     await ctx.post(run.slack_channel, render_notice(run), part="unknown")
 
 
-def register() -> None:
-    """Add the `campaign_unknown` kind to the Slack outbox's registry."""
-    OUTBOX_KINDS[KIND] = deliver
+KINDS: Mapping[str, Callable[[Any], Awaitable[None]]] = {KIND: deliver}
+"""The outbox kind this module delivers (added by the campaign component)."""

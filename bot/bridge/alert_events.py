@@ -1,0 +1,117 @@
+"""Account, template, quality and error events as alerts: the alerts channel hears of each change once.
+
+Handlers here run inside the webhook worker's transaction, like those of `bot.bridge.meta_events` (which
+dispatches to them); the sentences come from `bot.bridge.alert_texts`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.bridge import alert_texts
+from bot.core.config import Settings
+from bot.meta import events as ev
+from storage import repository as repo
+from storage.models import AlertState, Template, utcnow
+
+
+class HasSettings(Protocol):
+    """What these handlers need of the event context."""
+
+    settings: Settings
+
+
+async def raise_alert_once(session: AsyncSession, kind: str, subject: str, state: str, text: str,
+                           dedupe: str, icon: str | None = None) -> bool:
+    """Post text to the alerts channel when subject's state changed since the last alert."""
+    current = await session.get(AlertState, (kind, subject))
+    if current is not None and current.state == state:
+        return False
+    if current is None:
+        session.add(AlertState(kind=kind, subject=subject, state=state, raised_at=utcnow()))
+    else:
+        current.state, current.raised_at = state, utcnow()
+    await repo.enqueue_slack(session, dedupe_key=f"alert:{dedupe}", thread_key=repo.ALERTS_THREAD, kind="alert",
+                             payload={"alert": kind, "subject": subject, "state": state, "text": text,
+                                      **({"icon": icon} if icon else {})})
+    return True
+
+
+async def _template_row(session: AsyncSession, e: Any) -> Template | None:
+    return await session.scalar(select(Template).where(
+        Template.waba_id == e.envelope.waba_id, Template.name == (e.name or "?"),
+        Template.language == (e.language or "?")))
+
+
+async def on_template_status(session: AsyncSession, ctx: HasSettings, e: ev.TemplateStatus) -> None:
+    name, lang = e.name or "?", e.language or "?"
+    tpl = await _template_row(session, e)
+    if tpl is not None:
+        tpl.status = e.event
+        tpl.rejected_reason = e.reason if e.event == "REJECTED" else None
+    icon, text = alert_texts.template_status(e, ctx.settings.timezone)
+    await raise_alert_once(session, "template_status", f"{e.envelope.waba_id}/{name}/{lang}", e.event, text,
+                           dedupe=f"template:{e.envelope.waba_id}:{name}:{lang}:{e.event}:{utcnow().isoformat()}",
+                           icon=icon)
+
+
+async def on_quality(session: AsyncSession, ctx: HasSettings, e: ev.QualityUpdate) -> None:
+    subject = e.display_phone_number or e.envelope.waba_id
+    # current_limit is announced for removal in favour of max_daily_conversations_per_business.
+    limit = e.current_limit or e.max_daily_conversations_per_business
+    state = f"{e.event}/{limit or ''}"
+    icon, text = alert_texts.quality(e)
+    await raise_alert_once(session, "quality", subject, state, text,
+                           dedupe=f"quality:{subject}:{state}:{utcnow().isoformat()}", icon=icon)
+
+
+async def on_template_quality(session: AsyncSession, ctx: HasSettings, e: ev.TemplateQuality) -> None:
+    name, lang = e.name or "?", e.language or "?"
+    score = e.new_score or "UNKNOWN"
+    tpl = await _template_row(session, e)
+    if tpl is not None:
+        tpl.quality = score
+    icon, text = alert_texts.template_quality(e)
+    await raise_alert_once(session, "template_quality", f"{e.envelope.waba_id}/{name}/{lang}", score, text,
+                           dedupe=f"tquality:{e.envelope.waba_id}:{name}:{lang}:{score}:{utcnow().isoformat()}",
+                           icon=icon)
+
+
+async def on_template_category(session: AsyncSession, ctx: HasSettings, e: ev.TemplateCategory) -> None:
+    name, lang = e.name or "?", e.language or "?"
+    notice = bool(e.correct_category and e.correct_category != e.new_category)
+    state = f"{'notice' if notice else 'now'}:{e.correct_category if notice else e.new_category}"
+    tpl = await _template_row(session, e)
+    if tpl is not None and e.new_category and not notice:
+        tpl.category = e.new_category
+    icon, text = alert_texts.template_category(e, ctx.settings.timezone)
+    await raise_alert_once(session, "template_category", f"{e.envelope.waba_id}/{name}/{lang}", state, text,
+                           dedupe=f"tcategory:{e.envelope.waba_id}:{name}:{lang}:{state}:{utcnow().isoformat()}",
+                           icon=icon)
+
+
+async def on_template_components(session: AsyncSession, ctx: HasSettings, e: ev.TemplateComponents) -> None:
+    icon, text = alert_texts.template_components(e)
+    subject = f"{e.envelope.waba_id}/{e.name or '?'}/{e.language or '?'}"
+    await raise_alert_once(session, "template_components", subject, text[:200], text,
+                           dedupe=f"tcomponents:{subject}:{utcnow().isoformat()}", icon=icon)
+
+
+async def on_account(session: AsyncSession, ctx: HasSettings, e: ev.AccountUpdate) -> None:
+    subject = e.phone_number or e.envelope.waba_id
+    icon, text = alert_texts.account(e, ctx.settings.timezone)
+    await raise_alert_once(session, "account", subject, e.event, text,
+                           dedupe=f"account:{subject}:{e.event}:{utcnow().isoformat()}", icon=icon)
+
+
+async def on_change_errors(session: AsyncSession, ctx: HasSettings, e: ev.ChangeErrors) -> None:
+    """Errors Meta attaches to a change (not to one message): an alert, with Meta's code, title and details."""
+    where = f"WhatsApp number {e.envelope.display_phone_number}" if e.envelope.display_phone_number \
+        else "WhatsApp Business account"
+    icon, text = alert_texts.errors(e.errors, where)
+    state = ",".join(str(err.code) for err in e.errors)
+    await raise_alert_once(session, "errors", e.envelope.phone_number_id or e.envelope.waba_id, state, text,
+                           dedupe=f"errors:{e.envelope.waba_id}:{state}:{utcnow().isoformat()}", icon=icon)

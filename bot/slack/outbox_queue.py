@@ -1,0 +1,184 @@
+"""The `slack_outbox` table as a queue: claim thread heads with a lease, hand back, record progress, settle.
+
+Per `thread_key` only the head item (earliest `order_ts`, then id) is ever in flight, so a thread's posts
+appear in WhatsApp timestamp order. Claims are serialized per database (PostgreSQL advisory lock, SQLite's
+write lock) so that two processes can never both put an item of one thread in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Executable, Table, and_, exists, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from bot.core.liveness import Fence
+from storage.fencing import FencedOut, claim_values, held_by, settle
+from storage.models import SlackOutbox, utcnow
+
+log = logging.getLogger(__name__)
+
+_TABLE: Table = SlackOutbox.__table__  # type: ignore[assignment]
+_CLAIM_LOCK_KEY = 0x5AB0_0B0C  # pg_advisory_xact_lock key serializing outbox claims
+_SETTLE_RETRY_CAP = 5.0  # seconds between attempts to record an outcome while the database is away
+
+
+@dataclass
+class OutboxItem:
+    """One claimed row, as a handler sees it."""
+
+    id: int
+    thread_key: str
+    kind: str
+    payload: dict[str, Any]
+    conversation_id: int | None
+    attempts: int  # this attempt included
+    result: dict[str, Any]  # progress kept across attempts (posted parts, pending uploads)
+    uncertain: bool  # a previous attempt may have reached Slack without us knowing
+    claimed_until: datetime | None = None  # this claim's lease, which names it when handed back unstarted
+    fence: Fence | None = None  # owner and token of this claim, when bound to a process's liveness
+
+
+def _held(item: OutboxItem) -> list[Any]:
+    """The condition that this claim still holds the row (none for a claim made without an owner)."""
+    return [held_by(_TABLE, item.fence)] if item.fence is not None else []
+
+
+class OutboxQueue:
+    """The outbox's SQL: every statement the worker runs against `slack_outbox`."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], lease: timedelta,
+                 owner: Callable[[], int | None] | None = None) -> None:
+        self.sessions = sessions
+        self.lease = lease
+        # This process's worker id: claims are bound to its liveness (taken over once it is silent) and fenced.
+        self._owner = owner or (lambda: None)
+
+    async def claim(self, limit: int, now: datetime | None = None) -> list[OutboxItem]:
+        """Lease up to limit thread heads that are due and whose thread has nothing in flight."""
+        now = now or utcnow()
+        o = SlackOutbox
+        earlier = aliased(SlackOutbox)
+        busy = aliased(SlackOutbox)
+        is_head = ~exists().where(
+            earlier.thread_key == o.thread_key, earlier.done_at.is_(None),
+            or_(earlier.order_ts < o.order_ts, and_(earlier.order_ts == o.order_ts, earlier.id < o.id)),
+        )
+        thread_idle = ~exists().where(
+            busy.thread_key == o.thread_key, busy.done_at.is_(None), busy.claimed_until.is_not(None),
+            busy.claimed_until >= now,
+        )
+        due = or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now)
+        async with self.sessions() as session, session.begin():
+            if session.bind.dialect.name == "postgresql":
+                await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
+            heads = (await session.execute(
+                select(o.id, o.owner_id).where(o.done_at.is_(None), is_head, thread_idle, due)
+                .order_by(o.order_ts, o.id).limit(limit)
+            )).all()
+            if not heads:
+                return []
+            ids = [h.id for h in heads]
+            # A claim that never settled (its process died, or was taken over) may have posted anything,
+            # whatever an earlier attempt recorded.
+            unsettled = {h.id for h in heads if h.owner_id is not None}
+            claimable = or_(o.claimed_until.is_(None), o.claimed_until < now)
+            until = now + self.lease
+            owner = self._owner()
+            owned = claim_values(_TABLE, owner) if owner is not None else {"owner_id": None}
+            rows = (await session.execute(
+                update(o).where(o.id.in_(ids), o.done_at.is_(None), claimable)
+                .values(claimed_until=until, attempts=o.attempts + 1, **owned)
+                .returning(o.id, o.thread_key, o.kind, o.payload, o.conversation_id, o.attempts, o.result, o.fence)
+                .execution_options(synchronize_session=False)
+            )).all()
+            items = []
+            for row in rows:
+                result = dict(row.result or {})
+                # A previous attempt that recorded no outcome (crash, expired lease) may have posted.
+                uncertain = row.attempts > 1 and (row.id in unsettled or bool(result.get("uncertain", True)))
+                items.append(OutboxItem(id=row.id, thread_key=row.thread_key, kind=row.kind,
+                                        payload=dict(row.payload or {}), conversation_id=row.conversation_id,
+                                        attempts=row.attempts, result=result, uncertain=uncertain,
+                                        claimed_until=until,
+                                        fence=Fence(owner, row.fence) if owner is not None else None))
+            order = {item_id: i for i, item_id in enumerate(ids)}
+            return sorted(items, key=lambda i: order[i.id])
+
+    async def unclaim(self, items: Sequence[OutboxItem]) -> None:
+        """Hand back claimed items that were never started, as if this claim had not happened."""
+        o = SlackOutbox
+        async with self.sessions() as session, session.begin():
+            for item in items:
+                await session.execute(
+                    update(o).where(o.id == item.id, o.done_at.is_(None), o.claimed_until == item.claimed_until,
+                                    *_held(item))
+                    .values(claimed_until=None, attempts=o.attempts - 1, owner_id=None)
+                    .execution_options(synchronize_session=False))
+
+    async def has_later(self, item: OutboxItem) -> bool:
+        """Whether the item's thread owes another item after it (the claimed item is its thread's head)."""
+        o = SlackOutbox
+        async with self.sessions() as session:
+            later = await session.scalar(select(o.id).where(o.thread_key == item.thread_key, o.done_at.is_(None),
+                                                            o.id != item.id).limit(1))
+        return later is not None
+
+    async def save_progress(self, item_id: int, result: Mapping[str, Any], item: OutboxItem | None = None) -> None:
+        """Record an item's progress mid-attempt (e.g. an upload about to be completed)."""
+        async with self.sessions() as session, session.begin():
+            await session.execute(update(SlackOutbox).where(SlackOutbox.id == item_id,
+                                                            *(_held(item) if item else []))
+                                  .values(result={**result, "uncertain": True}))
+
+    async def complete(self, item: OutboxItem, result: Mapping[str, Any], error: str | None = None,
+                       writes: Sequence[Executable] = ()) -> None:
+        """Close the item (delivered, or given up with `error`)."""
+        await self.settle(item, lambda: {
+            "done_at": utcnow(), "claimed_until": None, "next_attempt_at": None, "result": dict(result),
+            "last_error": error[:4000] if error else None, "owner_id": None}, writes=writes)
+
+    async def release(self, item: OutboxItem, delay: float, uncertain: bool, error: str,
+                      result: Mapping[str, Any], *, retry: bool = True, writes: Sequence[Executable] = ()
+                      ) -> None:
+        """Give the item back to be tried again after `delay` seconds."""
+        await self.settle(item, lambda: {
+            "claimed_until": None, "next_attempt_at": utcnow() + timedelta(seconds=delay),
+            "result": {**result, "uncertain": uncertain}, "last_error": error[:4000], "owner_id": None},
+            retry=retry, writes=writes)
+
+    async def settle(self, item: OutboxItem, values: Any, *, retry: bool = True,
+                     writes: Sequence[Executable] = ()) -> None:
+        """Write an item's outcome; while the database is unreachable, keep trying (unless retry is False).
+
+        Until the outcome is written the item stays leased and its whole thread waits behind it: giving up
+        would hold the conversation for the rest of the lease (minutes) after a database outage of seconds.
+        """
+        wait = 0.5
+        while True:
+            try:
+                async with self.sessions() as session, session.begin():
+                    # What the attempt learnt (e.g. a message's Slack ts) commits with its outcome, or neither.
+                    for statement in writes:
+                        await session.execute(statement)
+                    await settle(session, update(_TABLE).where(_TABLE.c.id == item.id, *_held(item))
+                                 .values(**values()), expected=1 if item.fence is not None else 0)
+                return
+            except FencedOut:
+                # Taken over while this process was silent: the new claimant looks in Slack before posting and
+                # records the outcome; what this attempt learnt is rolled back with its settle.
+                log.warning("slack outbox %s was taken over by another process; its outcome is theirs", item.id)
+                return
+            except Exception:
+                if not retry:
+                    raise
+                log.warning("slack outbox %s: cannot record its outcome yet; retrying in %.1fs", item.id, wait,
+                            exc_info=True)
+                await asyncio.sleep(wait)
+                wait = min(_SETTLE_RETRY_CAP, wait * 2)

@@ -1,0 +1,122 @@
+"""The Slack pacer and the outbox's failure policy: pure rules, and the order in which waiting calls go."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.slack.outbox_policy import Action, Backoff, decide, priority_of, superseded
+from bot.slack.pacer import Pacer
+from bot.slack.pacing import SLACK_LIMITS, Bucket, Limit, limit_key
+
+POST = "chat.postMessage"
+
+# ---- token buckets (explicit clock) --------------------------------------------------------------
+
+
+def test_bucket_spaces_calls_at_the_rate_after_the_burst() -> None:
+    bucket = Bucket(Limit(1.0, 3, per_channel=True))
+    assert [bucket.take(100.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take(100.0) == pytest.approx(1.0)
+    assert bucket.take(100.5) == pytest.approx(0.5)  # a refused take leaves the bucket as it was
+    assert bucket.take(101.0) == 0.0
+    assert bucket.take(101.0) == pytest.approx(1.0)
+
+
+def test_a_pause_holds_the_bucket_and_spends_its_burst() -> None:
+    bucket = Bucket(Limit(1.0, 3))
+    bucket.take(0.0)
+    bucket.pause(0.0, 5.0)
+    assert bucket.wait(4.0) == pytest.approx(1.0)
+    assert bucket.take(5.0) == 0.0  # five seconds refilled what the pause had spent
+    assert bucket.take(5.0) == 0.0 and bucket.take(5.0) == 0.0
+
+
+def test_slack_limits_key_posts_by_channel_and_tiered_methods_by_workspace() -> None:
+    assert limit_key(POST, "C1", SLACK_LIMITS[POST]) != limit_key(POST, "C2", SLACK_LIMITS[POST])
+    reactions = SLACK_LIMITS["reactions.add"]
+    assert limit_key("reactions.add", "C1", reactions) == limit_key("reactions.add", "C2", reactions)
+    assert SLACK_LIMITS[POST].per_second == 1.0 and SLACK_LIMITS[POST].per_channel
+
+
+# ---- the pacer -----------------------------------------------------------------------------------
+
+
+async def test_waiting_calls_go_by_priority_then_in_arrival_order() -> None:
+    pacer = Pacer({POST: Limit(20.0, 1, per_channel=True)})
+    pacer.pause(POST, "C1", 0.2)  # a Retry-After: everyone below has to wait for it
+    order: list[str] = []
+
+    async def call(name: str, priority: int) -> None:
+        await pacer.acquire(POST, "C1", priority)
+        order.append(name)
+
+    tasks = [asyncio.create_task(call(name, prio)) for name, prio in
+             [("status 1", 2), ("progress", 3), ("message 1", 0), ("status 2", 2), ("message 2", 0)]]
+    await asyncio.sleep(0)
+    assert pacer.backlog()["C1"].waiting == 5
+    await asyncio.gather(*tasks)
+    assert order == ["message 1", "message 2", "status 1", "status 2", "progress"]
+    assert pacer.backlog() == {}
+
+
+async def test_a_retry_after_pauses_that_channel_only() -> None:
+    pacer = Pacer()
+    pacer.pause(POST, "C1", 30.0)
+    await pacer.acquire(POST, "C2")  # returns: C2 is not held by C1's pause
+    await pacer.acquire("api.test", "C1")  # unpaced methods never wait
+    assert pacer.paused_for(POST, "C1") > 25.0 and pacer.paused_for(POST, "C2") == 0.0
+
+
+async def test_a_cancelled_waiter_leaves_the_queue_to_the_next() -> None:
+    pacer = Pacer({POST: Limit(20.0, 1, per_channel=True)})
+    pacer.pause(POST, "C1", 0.1)
+    first = asyncio.create_task(pacer.acquire(POST, "C1", 0))
+    second = asyncio.create_task(pacer.acquire(POST, "C1", 1))
+    await asyncio.sleep(0)
+    first.cancel()
+    await second
+    assert first.cancelled() and pacer.backlog() == {}
+
+
+# ---- the failure policy ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("error", ["msg_too_long", "msg_blocks_too_long", "invalid_blocks", "invalid_arguments",
+                                   "invalid_blocks_format", "no_text"])
+def test_format_errors_fall_back_to_plain_text_once_then_give_up(error: str) -> None:
+    for attempts in (1, 7, 500):
+        assert decide(error, attempts).action is Action.PLAIN_TEXT
+        assert decide(error, attempts, plain_text_tried=True).action is Action.GIVE_UP
+
+
+def test_rate_limits_wait_the_retry_after_and_are_certain_not_to_have_posted() -> None:
+    outcome = decide("ratelimited", 3, status=429, retry_after=7.0)
+    assert (outcome.action, outcome.delay, outcome.uncertain) == (Action.RETRY, 7.0, False)
+
+
+@pytest.mark.parametrize(("error", "status"), [("internal_error", 200), ("service_unavailable", 503),
+                                               ("transport_error", 200), ("whatever", 502)])
+def test_unknown_outcomes_retry_with_backoff_and_look_before_posting_again(error: str, status: int) -> None:
+    outcome = decide(error, 4, status=status, backoff=Backoff(1.0, 60.0))
+    assert outcome.action is Action.RETRY and outcome.uncertain
+    assert 7.2 <= outcome.delay <= 8.8
+
+
+def test_operator_errors_are_kept_and_retried_slowly_never_dropped() -> None:
+    for attempts in (1, 50):
+        outcome = decide("not_in_channel", attempts, backoff=Backoff(1.0, 60.0))
+        assert outcome.action is Action.RETRY and outcome.operator and not outcome.uncertain
+        assert outcome.delay <= 66.0
+
+
+def test_people_go_before_reactions_progress_and_history() -> None:
+    assert priority_of("message") < priority_of("status") < priority_of("campaign_progress")
+    assert priority_of("note") == priority_of("message") and priority_of("history") == priority_of("history_progress")
+
+
+def test_delivery_ticks_superseded_by_a_later_state_are_skipped() -> None:
+    assert superseded("delivered", "read") and superseded("sent", "delivered")
+    assert not superseded("read", "read") and not superseded("read", "delivered")
+    assert not superseded("failed", "read") and not superseded("delivered", "failed")
