@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -80,6 +81,9 @@ class Heartbeat:
         self.worker_id: int | None = None
         self._last_ok: datetime | None = None
         self._registered = asyncio.Event()
+        # Bumped whenever a heartbeat follows a gap long enough for others to have judged this process silent
+        # (a pause, an overloaded host, a database outage): work claimed before it may belong to another now.
+        self._epoch = 0
 
     async def start(self) -> int:
         """Register (once) and return the worker id."""
@@ -99,6 +103,12 @@ class Heartbeat:
         """False once this process has gone long enough without a heartbeat that others may take over."""
         return still_trusted(self._last_ok, utcnow(), self._silence)
 
+    def guard(self) -> Callable[[], bool]:
+        """Taken when work is claimed: stays true while nobody can have taken that work over. Checked just
+        before an effect no fence can undo (a Slack post, a WhatsApp send)."""
+        epoch = self._epoch
+        return lambda: self._epoch == epoch and self.trusted
+
     async def run(self) -> None:
         await self.start()
         assert self.worker_id is not None
@@ -108,6 +118,8 @@ class Heartbeat:
                 try:
                     now = utcnow()
                     if await beat(self._sessions, self.worker_id, now=now):
+                        if self._last_ok is None or now - self._last_ok >= self._silence / 2:
+                            self._epoch += 1
                         self._last_ok = now
                     else:
                         log.error("worker %s was marked stopped; no longer trusted with work", self.worker_id)

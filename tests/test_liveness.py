@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -124,3 +125,28 @@ async def test_work_of_a_silent_owner_is_taken_over_and_the_woken_owner_cannot_s
         async with sessions() as s, s.begin():
             await settle(s, update(LOGS).where(LOGS.c.id == ids[0], held_by(LOGS, Fence(survivor, old.token)))
                          .values(error="late"))
+
+
+async def test_a_guard_taken_at_a_claim_fails_once_the_process_went_unheard_long_enough(sessions) -> None:  # type: ignore[no-untyped-def]
+    hb = liveness.Heartbeat(sessions, "serve-g", interval=0.05, silence=timedelta(seconds=1))
+    task = asyncio.create_task(hb.run())
+    try:
+        await hb.ready()
+        for _ in range(100):  # the first beat
+            if hb.trusted:
+                break
+            await asyncio.sleep(0.02)
+        guard = hb.guard()
+        await asyncio.sleep(0.2)
+        assert guard()  # heartbeats kept going: the claim is still this process's
+        hb._last_ok = utcnow() - timedelta(seconds=3)  # as after a pause of three seconds
+        assert not guard()
+        for _ in range(100):  # the next heartbeat goes in, but the gap has been seen
+            if hb.trusted:
+                break
+            await asyncio.sleep(0.02)
+        assert hb.trusted and not guard() and hb.guard()()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -125,3 +125,22 @@ async def test_recipients_taken_over_cannot_be_marked_or_recorded_by_their_old_s
         assert [states[i] for i in ids] == ["unknown", "pending"]
     finally:
         await db.close()
+
+
+async def test_a_process_that_may_have_lost_its_claim_posts_nothing(aiohttp_client: Any, db_url: str) -> None:
+    async def note(ctx: ItemContext) -> None:
+        await ctx.post(SLACK_CHANNEL, Post(text="only by the holder"))
+
+    async with bridges(aiohttp_client, db_url) as build:
+        b = await build(with_slack=False)
+        deps = b.app[appkeys.DEPS]
+        me = await liveness.register(deps.sessions, "paused")
+        async with deps.sessions() as s, s.begin():
+            await repo.enqueue_slack(s, dedupe_key="guarded", thread_key="t1", kind="test_guard", payload={})
+        lost = OutboxWorker(deps, {"test_guard": note}, owner=lambda: me, guard=lambda: (lambda: False))
+        [item] = await lost.claim(10)
+        await lost._deliver(item)
+        assert [c for c in b.slack.calls_to("chat.postMessage")] == []
+        async with deps.sessions() as s:
+            row = await s.get(SlackOutbox, item.id)
+            assert row is not None and row.done_at is None and (row.result or {}).get("uncertain") is True

@@ -27,7 +27,8 @@ async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
     throttle = campaign_throttle(app[appkeys.REDIS], deps.throttle)
     heartbeat = app.get(appkeys.HEARTBEAT)
     runner = CampaignRunner(deps.sessions, deps.graph, throttle, deps.settings, metrics=deps.metrics,
-                            owner=(lambda: heartbeat.worker_id) if heartbeat is not None else None)
+                            owner=(lambda: heartbeat.worker_id) if heartbeat is not None else None,
+                            guard=heartbeat.guard if heartbeat is not None else None)
     scheduler = CampaignScheduler(deps.sessions, on_fire=lambda _run_id: runner.wake())
     app[CAMPAIGN_RUNNER] = runner
     app[CAMPAIGN_SCHEDULER] = scheduler

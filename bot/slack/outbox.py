@@ -135,6 +135,10 @@ class ItemContext:
     async def call(self, method: str, channel: str | None, fn: Callable[[], Awaitable[Any]]) -> Any:
         """Run one Slack call in its paced slot, mapping failures onto Retry / SlackCallFailed."""
         await self.worker.paced(method, channel, priority_of(self.item.kind))
+        if self.item.guard is not None and not self.item.guard():
+            # This process went unheard long enough for another to have taken the item over: posting now
+            # could double what the other posts. Its settle will be fenced off; the new claimant decides.
+            raise Retry(f"{method}: this process may have lost its claim", uncertain=True)
         try:
             return await fn()
         except SlackApiError as exc:
@@ -385,7 +389,8 @@ class OutboxWorker:
                  claim_batch: int | None = None, pacer: Pacer | None = None,
                  backlog_interval: float = 10.0,
                  ensure_thread: Callable[[ItemContext, int], Awaitable[Thread]] | None = None,
-                 owner: Callable[[], int | None] | None = None) -> None:
+                 owner: Callable[[], int | None] | None = None,
+                 guard: Callable[[], Callable[[], bool]] | None = None) -> None:
         self.deps = deps
         self.kinds: Kinds = dict(kinds)
         # What a thread's parent says is the bridge's business, handed in by the wiring (bot.app).
@@ -393,8 +398,9 @@ class OutboxWorker:
         self.slack = slack or _without_retries(deps.slack)
         self.concurrency = max(1, concurrency)
         self.lease = timedelta(seconds=lease)
-        # `owner`: this process's worker id; claims are then bound to its liveness and fenced.
-        self.queue = OutboxQueue(deps.sessions, self.lease, owner)
+        # `owner`: this process's worker id; claims are then bound to its liveness and fenced. `guard`: its
+        # heartbeat's check that a claim is still this process's, taken at each claim.
+        self.queue = OutboxQueue(deps.sessions, self.lease, owner, guard)
         self.pacer = pacer or Pacer()
         self.poll_interval = poll_interval
         self.backoff_policy = Backoff(backoff_base, backoff_cap)

@@ -43,6 +43,7 @@ class OutboxItem:
     uncertain: bool  # a previous attempt may have reached Slack without us knowing
     claimed_until: datetime | None = None  # this claim's lease, which names it when handed back unstarted
     fence: Fence | None = None  # owner and token of this claim, when bound to a process's liveness
+    guard: Callable[[], bool] | None = None  # false once this process may have lost the claim (Heartbeat.guard)
 
 
 def _held(item: OutboxItem) -> list[Any]:
@@ -54,8 +55,10 @@ class OutboxQueue:
     """The outbox's SQL: every statement the worker runs against `slack_outbox`."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], lease: timedelta,
-                 owner: Callable[[], int | None] | None = None) -> None:
+                 owner: Callable[[], int | None] | None = None,
+                 guard: Callable[[], Callable[[], bool]] | None = None) -> None:
         self.sessions = sessions
+        self._guard = guard
         self.lease = lease
         # This process's worker id: claims are bound to its liveness (taken over once it is silent) and fenced.
         self._owner = owner or (lambda: None)
@@ -92,6 +95,7 @@ class OutboxQueue:
             until = now + self.lease
             owner = self._owner()
             owned = claim_values(_TABLE, owner) if owner is not None else {"owner_id": None}
+            guard = self._guard() if self._guard is not None else None
             rows = (await session.execute(
                 update(o).where(o.id.in_(ids), o.done_at.is_(None), claimable)
                 .values(claimed_until=until, attempts=o.attempts + 1, **owned)
@@ -107,7 +111,8 @@ class OutboxQueue:
                                         payload=dict(row.payload or {}), conversation_id=row.conversation_id,
                                         attempts=row.attempts, result=result, uncertain=uncertain,
                                         claimed_until=until,
-                                        fence=Fence(owner, row.fence) if owner is not None else None))
+                                        fence=Fence(owner, row.fence) if owner is not None else None,
+                                        guard=guard))
             order = {item_id: i for i, item_id in enumerate(ids)}
             return sorted(items, key=lambda i: order[i.id])
 

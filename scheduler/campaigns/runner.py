@@ -125,6 +125,7 @@ class Claimed:
     fields: dict[str, Any]
     attempts: int
     fence: int | None = None  # this claim's token, when claims are bound to the process's liveness
+    guard: Callable[[], bool] | None = None  # false once this process may have lost the claim
 
 
 @dataclass
@@ -206,8 +207,10 @@ class CampaignRunner:
         metrics: Metrics | None = None,
         config: RunnerConfig | None = None,
         owner: Callable[[], int | None] | None = None,
+        guard: Callable[[], Callable[[], bool]] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._guard = guard
         # This process's worker id: what it claims is taken back once it falls silent (campaigns.recovery).
         self._owner = owner or (lambda: None)
         self._marks = AttemptMarks(sessions)
@@ -515,8 +518,9 @@ class CampaignRunner:
                     .returning(R.id, R.wa_id, R.fields, R.attempts, R.fence)
                 )
             ).all()
+        guard = self._guard() if self._guard is not None else None
         claimed = [Claimed(r.id, r.wa_id, dict(r.fields or {}), int(r.attempts),
-                           int(r.fence) if owner is not None else None) for r in rows]
+                           int(r.fence) if owner is not None else None, guard) for r in rows]
         return sorted(claimed, key=lambda c: c.id), skipped
 
     async def _refresh(self, ids: list[int]) -> None:
@@ -566,6 +570,11 @@ class CampaignRunner:
             except Exception as exc:
                 log.warning("campaign run %s: cannot mark recipient %s attempted (%s); later", ctx.run_id, rec.id, exc)
                 return Result(rec, Outcome.RETRY, delay=self.config.backoff_base, note=str(exc))
+            if rec.guard is not None and not rec.guard():
+                # Unheard long enough for another process to have taken this recipient over: sending now could
+                # be a second message. Recovery (or the new claimant) decides.
+                log.warning("campaign run %s: recipient %s may have been taken over; not sent here", ctx.run_id, rec.id)
+                return Result(rec, Outcome.RELEASE)
             state.in_flight.add(rec.id)
             try:
                 sent = await self._graph.send_template(

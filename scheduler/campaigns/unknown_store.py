@@ -100,7 +100,7 @@ async def quiet_unknowns(session: AsyncSession, now: datetime, quiet: timedelta)
     """Runs whose `unknown` recipients have all been quiet for `quiet` (their last attempt at least that old)."""
     rows = (await session.execute(
         select(R.run_id, func.count(), func.max(R.id), func.max(func.coalesce(R.attempted_at, R.claimed_at)))
-        .where(R.status == RecipientStatus.UNKNOWN.value).group_by(R.run_id)
+        .where(R.status == RecipientStatus.UNKNOWN.value, R.wamid.is_(None)).group_by(R.run_id)
     )).all()
     found: list[UnknownRun] = []
     for run_id, count, newest_id, last_attempt in rows:
@@ -127,7 +127,8 @@ async def resend_unknown(session: AsyncSession, campaign_id: int, *, up_to: int 
     the manager was shown); reopens their runs. Returns how many; 0 when already done (a second click)."""
     runs = select(CampaignRun.id).where(CampaignRun.campaign_id == campaign_id,
                                         CampaignRun.status != RunStatus.CANCELLED.value)
-    where = [R.run_id.in_(runs), R.status == RecipientStatus.UNKNOWN.value]
+    # One whose message Meta named (a wamid) did reach Meta: never offered again.
+    where = [R.run_id.in_(runs), R.status == RecipientStatus.UNKNOWN.value, R.wamid.is_(None)]
     if up_to is not None:
         where.append(R.id <= up_to)
     run_ids = set((await session.scalars(select(R.run_id).where(*where).distinct())).all())
