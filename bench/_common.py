@@ -354,6 +354,16 @@ class Standins:
     def reset(self) -> None:
         get_json(f"{self._control}/_bench/reset")
 
+    def send_status_webhooks(self, webhook_url: str) -> None:
+        """Make the Graph stand-in answer every accepted send with sent/delivered/read webhooks, as Meta does."""
+        from urllib.parse import quote
+
+        get_json(f"{self._control}/_bench/status_webhooks?url={quote(webhook_url, safe='')}")
+
+    def status_feed(self) -> dict[str, float]:
+        """{delivered, retries, pending, last_delivered_at (CLOCK_MONOTONIC)} of the status webhooks."""
+        return dict(get_json(f"{self._control}/_bench/status_feed"))
+
     def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc)
@@ -445,7 +455,20 @@ async def _serve_standins(caps: Mapping[str, int], slack_limits: Mapping[str, tu
             app.router.add_get("/_bench/graph", self._bench_records)
             app.router.add_get("/_bench/reset", self._bench_reset)
             app.router.add_get("/_bench/count", self._bench_count)
+            app.router.add_get("/_bench/status_webhooks", self._bench_status_webhooks)
+            app.router.add_get("/_bench/status_feed", self._bench_status_feed)
             super()._routes(app)
+
+        async def _bench_status_webhooks(self, request: web.Request) -> web.Response:
+            self.send_status_webhooks(request.query["url"], APP_SECRET)
+            return web.json_response({"ok": True})
+
+        async def _bench_status_feed(self, request: web.Request) -> web.Response:
+            feed = self.status_feed
+            if feed is None:
+                return web.json_response({"delivered": 0, "retries": 0, "pending": 0, "last_delivered_at": 0})
+            return web.json_response({"delivered": feed.stats.delivered, "retries": feed.stats.retries,
+                                      "pending": feed.pending, "last_delivered_at": feed.stats.last_delivered_at})
 
         async def _bench_records(self, request: web.Request) -> web.Response:
             return web.json_response({"sends": rows(self.sends), "throttle_hits": rows(self.throttle_hits),

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -184,10 +185,16 @@ class WebhookLog(Base):
     """The raw delivery, stored before Meta gets its 200; processed from here (an outbox)."""
 
     __tablename__ = "webhook_logs"
-    __table_args__ = (Index("ix_webhook_logs_pending", "processed_at", "id"),)
+    __table_args__ = (
+        Index("ix_webhook_logs_pending", "processed_at", "id"),
+        # Claims read one lane's pending rows in id order; processed rows (nearly all) stay out of it.
+        Index("ix_webhook_logs_lane_pending", "lane", "id",
+              postgresql_where=text("processed_at IS NULL"), sqlite_where=text("processed_at IS NULL")),
+    )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     raw_body: Mapped[bytes] = mapped_column(LargeBinary)
     event_type: Mapped[str] = mapped_column(String(32), index=True)
+    lane: Mapped[str] = mapped_column(String(8), default="live", server_default="live")
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -225,7 +232,7 @@ class SlackEvent(Base):
 
     __tablename__ = "slack_events"
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class Template(Base):
@@ -397,3 +404,22 @@ class SmbSync(Base):
     error: Mapped[str | None] = mapped_column(Text)
     slack_channel: Mapped[str | None] = mapped_column(String(64))
     slack_ts: Mapped[str | None] = mapped_column(String(32))
+
+
+class SlackAction(Base):
+    """Slack interactions already acted on, with the answer given, so a replayed request acts once."""
+
+    __tablename__ = "slack_actions"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # None while the first delivery is at work
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SendErrorCount(Base):
+    """Meta's throughput refusals (130429, 131056) per channel and hour; a later success does not clear them."""
+
+    __tablename__ = "send_error_counts"
+    channel_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from bot.core.liveness import Fence
 from storage.fencing import claim_values, held_by, settle
+from storage.lanes import LANES, Lane, lane_for
 from storage.models import WebhookLog, as_utc, utcnow
 
 LEASE = timedelta(seconds=60)
@@ -20,13 +22,14 @@ class ClaimedLog:
     id: int
     raw_body: bytes
     attempts: int
+    lane: str = "live"
     fence: Fence | None = None  # None: claimed without an owner (a bare lease)
 
 
 async def store(sessions: async_sessionmaker[AsyncSession], raw_body: bytes, event_type: str) -> int:
     """Commit one raw delivery; returns its id only once it is durable."""
     async with sessions() as session, session.begin():
-        log = WebhookLog(raw_body=raw_body, event_type=event_type)
+        log = WebhookLog(raw_body=raw_body, event_type=event_type, lane=lane_for(event_type))
         session.add(log)
         await session.flush()
         return log.id
@@ -41,42 +44,56 @@ _INSERT_MANY = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=Tru
 async def store_many(conn: AsyncConnection, rows: list[tuple[bytes, str]]) -> list[int]:
     """Insert (raw_body, event_type) rows in the caller's transaction; ids in the order of rows."""
     received_at = utcnow()
-    params = [{"raw_body": body, "event_type": event_type, "received_at": received_at, "attempts": 0}
-              for body, event_type in rows]
+    params = [{"raw_body": body, "event_type": event_type, "lane": lane_for(event_type),
+               "received_at": received_at, "attempts": 0} for body, event_type in rows]
     result = await conn.execute(_INSERT_MANY, params)
     return list(result.scalars().all())
 
 
 async def claim_batch(
     sessions: async_sessionmaker[AsyncSession], limit: int = 50, now: datetime | None = None,
-    owner: int | None = None,
+    *, bulk_limit: int | None = None, lanes: Sequence[Lane] = LANES, owner: int | None = None,
 ) -> list[ClaimedLog]:
-    """Lease up to limit unprocessed logs to this worker; other workers skip them until the lease ends, or
-    until the owner falls silent (storage/takeover.py)."""
+    """Lease pending logs to this worker, the live lane first; other workers skip them until the lease ends.
+
+    A claim holds one lane only: up to limit live deliveries when any wait, else up to bulk_limit (default
+    limit) bulk ones. So a customer message waits for at most the one bulk batch already being applied.
+    With an owner (this process's worker id) the claim is bound to its liveness: silent owners' leases are
+    given back within seconds (storage/takeover.py), and the claim's fence token fences its settles.
+    """
     now = now or utcnow()
+    limits: dict[Lane, int] = {"live": limit, "bulk": bulk_limit or limit}
+    table = _TABLE
+    claimable = and_(
+        table.c.processed_at.is_(None),
+        or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
+    )
     async with sessions() as session, session.begin():
-        claimable = and_(
-            WebhookLog.processed_at.is_(None),
-            or_(WebhookLog.claimed_until.is_(None), WebhookLog.claimed_until < now),
-        )
-        query = select(WebhookLog.id).where(claimable).order_by(WebhookLog.id).limit(limit)
-        if session.bind.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        ids = list((await session.scalars(query)).all())
-        if not ids:
-            return []
-        owned = claim_values(_TABLE, owner) if owner is not None else {"owner_id": None}
-        await session.execute(
-            update(WebhookLog)
-            .where(WebhookLog.id.in_(ids), claimable)
-            .values(claimed_until=now + LEASE, attempts=WebhookLog.attempts + 1, **owned)
-        )
-        rows = (await session.execute(
-            select(WebhookLog.id, WebhookLog.raw_body, WebhookLog.attempts, WebhookLog.fence)
-            .where(WebhookLog.id.in_(ids)).order_by(WebhookLog.id)
-        )).all()
-        return [ClaimedLog(id=r.id, raw_body=r.raw_body, attempts=r.attempts,
-                           fence=Fence(owner, r.fence) if owner is not None else None) for r in rows]
+        for lane in lanes:
+            # One statement per lane: pick, lease and read the rows (a worker's claim is one round trip).
+            pick = (select(table.c.id).where(table.c.lane == lane, claimable)
+                    .order_by(table.c.id).limit(limits[lane]))
+            if session.bind.dialect.name == "postgresql":
+                pick = pick.with_for_update(skip_locked=True)
+            # Materialised: as a plain `IN (subquery)` PostgreSQL may run the LIMIT … SKIP LOCKED pick more
+            # than once and lease more rows than asked for.
+            picked = pick.cte("picked").prefix_with("MATERIALIZED")
+            rows = (await session.execute(
+                update(table)
+                .where(table.c.id == picked.c.id, claimable)
+                .values(claimed_until=now + LEASE, attempts=table.c.attempts + 1,
+                        **(claim_values(table, owner) if owner is not None else {"owner_id": None}))
+                .returning(table.c.id, table.c.raw_body, table.c.attempts, table.c.lane, table.c.fence)
+            )).all()
+            if rows:
+                return sorted((ClaimedLog(id=r.id, raw_body=r.raw_body, attempts=r.attempts, lane=r.lane,
+                                          fence=Fence(owner, r.fence) if owner is not None else None)
+                               for r in rows), key=lambda c: c.id)
+    return []
+
+
+def _held(log_id: int, fence: Fence | None) -> list[ColumnElement[bool]]:
+    return [_TABLE.c.id == log_id] + ([held_by(_TABLE, fence)] if fence is not None else [])
 
 
 async def mark_processed(session: AsyncSession, log_id: int, error: str | None = None,
@@ -84,20 +101,41 @@ async def mark_processed(session: AsyncSession, log_id: int, error: str | None =
     """Mark a log done inside the caller's transaction, so its effects and the mark commit together.
 
     With a fence, raises `FencedOut` (rolling all of it back) when another process took the log over."""
-    where = [_TABLE.c.id == log_id] + ([held_by(_TABLE, fence)] if fence is not None else [])
-    await settle(session, update(_TABLE).where(*where)
+    await settle(session, update(_TABLE).where(*_held(log_id, fence))
                  .values(processed_at=utcnow(), claimed_until=None, error=error, owner_id=None),
                  expected=1 if fence is not None else 0)
+
+
+async def mark_processed_many(session: AsyncSession, log_ids: list[int],
+                              fences: Sequence[Fence | None] | None = None) -> None:
+    """Mark a batch's applied logs done in one statement, inside the batch's transaction; with fences, raise
+    `FencedOut` (the whole batch rolls back) unless this process still holds every one of them."""
+    if not log_ids:
+        return
+    held = [(i, f.owner, f.token) for i, f in zip(log_ids, fences or (), strict=False) if f is not None]
+    where = (tuple_(_TABLE.c.id, _TABLE.c.owner_id, _TABLE.c.fence).in_(held) if held
+             else _TABLE.c.id.in_(log_ids))
+    await settle(session, update(_TABLE).where(where)
+                 .values(processed_at=utcnow(), claimed_until=None, error=None, owner_id=None),
+                 expected=len(held))
+
+
+async def keep_failure(session: AsyncSession, log_id: int, error: str, retry_in: timedelta,
+                       fence: Fence | None = None) -> None:
+    """record_failure inside the caller's transaction (a batch keeps its failed deliveries' errors)."""
+    await session.execute(
+        update(_TABLE).where(*_held(log_id, fence))
+        .values(error=error[:4000], claimed_until=utcnow() + retry_in, owner_id=None)
+    )
 
 
 async def record_failure(sessions: async_sessionmaker[AsyncSession], log_id: int, error: str,
                          retry_in: timedelta, fence: Fence | None = None) -> None:
     """Keep a failed log pending, with its error, to be tried again after retry_in (unless it was taken
     over meanwhile: then its new claimant decides)."""
-    where = [_TABLE.c.id == log_id] + ([held_by(_TABLE, fence)] if fence is not None else [])
     async with sessions() as session, session.begin():
         await session.execute(
-            update(_TABLE).where(*where)
+            update(_TABLE).where(*_held(log_id, fence))
             .values(error=error[:4000], claimed_until=utcnow() + retry_in, owner_id=None)
         )
 
@@ -112,8 +150,11 @@ async def pending_count(sessions: async_sessionmaker[AsyncSession]) -> int:
 async def oldest_pending_age(sessions: async_sessionmaker[AsyncSession]) -> float:
     """Seconds since the oldest unprocessed delivery arrived (0 when none): the processing lag."""
     async with sessions() as session:
+        # Ids grow with arrival: the first pending id is read off the pending index, where min(received_at)
+        # would scan every pending row after each batch (50,000 of them in a backlog).
         oldest = await session.scalar(
-            select(func.min(WebhookLog.received_at)).where(WebhookLog.processed_at.is_(None))
+            select(WebhookLog.received_at).where(WebhookLog.processed_at.is_(None))
+            .order_by(WebhookLog.id).limit(1)
         )
     if oldest is None:
         return 0.0

@@ -121,6 +121,7 @@ async def bridges(aiohttp_client: Any, db_url: str) -> AsyncIterator[BridgeFacto
             slack.add_channel(SLACK_CHANNEL, "lucknow-whatsapp")
             slack.add_channel("C0ALERTS", "alerts")
             slack.add_user(STAFF, "asha", real_name="Asha")
+            slack.join(SLACK_CHANNEL, STAFF)
         if graph is None:
             graph = GraphStandin()
             await graph.start()

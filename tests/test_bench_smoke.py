@@ -66,3 +66,21 @@ def test_reply_storm_bench_posts_every_reply_once(capsys: pytest.CaptureFixture[
     assert reply_storm.main(["--customers", "3", "--messages", "2"]) == 0
     row = _row(capsys.readouterr().out, "3")
     assert row["messages"] == "6" and row["lost"] == row["doubled"] == row["out of order"] == "0"
+
+
+def test_status_storm_bench_applies_every_status_of_a_small_campaign(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import status_storm
+
+    assert status_storm.main(["--recipients", "20", "--mps", "10", "--baseline-seconds", "1"]) == 0
+    out = capsys.readouterr().out
+    baseline, storm = _row(out, "baseline (no campaign)"), _row(out, "storm at 10 mps")
+    assert baseline["n"] == "2" and baseline["errors"] == "0"
+    assert storm["statuses"] == "60" and storm["n"] == "4" and storm["errors"] == "0"
+
+
+def test_status_storm_drain_mode_applies_a_stored_backlog(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import status_storm
+
+    assert status_storm.main(["--drain", "200"]) == 0
+    row = _row(capsys.readouterr().out, "200")
+    assert float(row["statements/delivery"]) > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +17,8 @@ from scheduler.campaigns.records import CampaignStatus, RunStatus
 from scheduler.campaigns.runner import CampaignRunner, RunnerConfig, campaign_throttle
 from scheduler.campaigns.variables import components_for
 from scheduler.throttle import Throttle
-from storage.models import Campaign, CampaignRun, Contact, SlackOutbox
+from storage.models import Campaign, CampaignRun, Contact, SlackOutbox, utcnow
+from storage.send_errors import counts_since
 from tests import services
 from tests.helpers import PNID
 from tests.test_campaign_support import (
@@ -247,4 +249,26 @@ async def test_read_timeout_marks_unknown_instead_of_sending_twice(
     assert (rows[audience[0]].status, rows[audience[0]].attempts) == ("unknown", 1)
     assert graph.sends_to(audience[0]) == []
     await slow.aclose()
+    await db.close()
+
+
+async def test_an_answer_lost_after_the_send_marks_unknown_and_throughput_refusals_are_kept_counted(
+        db_url: str, redis_client: Any, graph: GraphStandin) -> None:
+    db, runner, _ = await _setup(db_url, redis_client, graph, 80,
+                                 RunnerConfig(poll=0.1, penalty=0.05, workers=1, batch=1))
+    audience = numbers(3)
+    graph.fail_next(PNID, to=audience[0], code=130429)
+    graph.fail_next(PNID, to=audience[2], code=131056)
+    run_id = await start_run(db, await make_campaign(db, audience))
+    graph.drop_answer_next()  # the first send Meta takes gets no answer (connection reset)
+    await asyncio.wait_for(runner.drive(run_id), timeout=20)
+    rows = await recipients(db, run_id)
+    unknown = [w for w, r in rows.items() if r.status == "unknown"]
+    assert len(unknown) == 1 and rows[unknown[0]].attempts == 1
+    assert len(graph.sends_to(unknown[0])) == 1  # Meta has it once; it was not sent again
+    assert {r.status for w, r in rows.items() if w not in unknown} == {"sent"}
+    async with db.sessions() as s:
+        counts = await counts_since(s, utcnow() - timedelta(hours=1))
+    # Both refusals stay counted although both recipients were sent in the end.
+    assert sorted(code for (_, code) in counts) == [130429, 131056] and set(counts.values()) == {1}
     await db.close()

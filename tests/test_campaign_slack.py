@@ -22,6 +22,7 @@ from bot.handlers import appkeys
 from bot.standins import GraphStandin, SlackStandin, sign_slack
 from scheduler.campaigns.forms import CONFIRM_CALLBACK, CREATE_CALLBACK, REFUSAL
 from storage.models import Campaign, CampaignRecipient, Message, Template
+from tests.canary import Canary
 from tests.harness import eventually
 from tests.helpers import BOT_TOKEN, SIGNING_SECRET, SLACK_CHANNEL, WABA, inbound_text, signed
 from tests.test_campaign_support import campaign_settings
@@ -300,3 +301,18 @@ async def test_member_of_a_manager_user_group_may_run_campaigns(app: App) -> Non
     assert status == 200
     await eventually(lambda: app.slack.calls_to("views.open"))
     assert app.slack.calls_to("usergroups.users.list")[0].args["usergroup"] == "S0TEACHERS"
+
+
+async def test_audience_file_hosted_off_slack_is_refused_without_the_token(app: App) -> None:
+    canary = Canary()
+    await canary.start()
+    try:
+        file_id = app.slack.add_file(AUDIENCE, "students.csv")["id"]
+        app.slack.files[file_id]["url_private"] = f"{canary.url}/metrics"
+        app.slack.files[file_id]["url_private_download"] = f"{canary.url}/metrics"
+        await app.submit(CREATE_CALLBACK, form_values(file_id=file_id))
+        updated = await eventually(lambda: app.slack.calls_to("views.update"))
+        assert "not on Slack" in json.dumps(updated[-1].args["view"])
+        assert canary.hits == []
+    finally:
+        await canary.stop()

@@ -7,7 +7,7 @@ from bot.core.config import ConfigError, interpolate, load_settings, parse_setti
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {"META_APP_SECRET": "s", "META_VERIFY_TOKEN": "v", "SLACK_BOT_TOKEN": "xoxb-1",
-       "SLACK_SIGNING_SECRET": "sig"}
+       "SLACK_SIGNING_SECRET": "sig", "WA_TOKEN_LUCKNOW": "EAAG-1"}
 
 
 def test_example_config_loads_with_secrets_from_the_environment() -> None:
@@ -27,8 +27,8 @@ def test_missing_secret_names_the_key_and_the_variable() -> None:
     del env["SLACK_SIGNING_SECRET"]
     with pytest.raises(ConfigError) as err:
         load_settings(ROOT / "app.yaml", env)
-    assert err.value.key == "slack.signing_secret"
-    assert "SLACK_SIGNING_SECRET" in err.value.message
+    assert err.value.key == "secrets"
+    assert err.value.message == "not set or empty: slack.signing_secret (export SLACK_SIGNING_SECRET)"
 
 
 def _raw(**channel: object) -> dict:
@@ -82,5 +82,8 @@ def test_cli_reports_a_config_error_in_one_line_with_exit_code_2(
     code = main(["--config", str(ROOT / "app.yaml"), "migrate"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.strip() == "config error: meta.app_secret: secret not set: export META_APP_SECRET"
+    assert err.strip() == (
+        "config error: secrets: not set or empty: meta.app_secret (export META_APP_SECRET), meta.verify_token "
+        "(export META_VERIFY_TOKEN), slack.bot_token (export SLACK_BOT_TOKEN), slack.signing_secret (export "
+        "SLACK_SIGNING_SECRET), channels[0].access_token (export WA_TOKEN_LUCKNOW)")
     assert "Traceback" not in err

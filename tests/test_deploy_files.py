@@ -30,7 +30,8 @@ SERVE_CMD = ["wabridge", "serve", "--config", "/app/app.yaml"]
 WABRIDGE_SERVICES = ("migrate", "app")
 # What an operator's .env holds; values are placeholders, the point is which names compose needs.
 DOTENV = {"POSTGRES_PASSWORD": "pw", "META_APP_SECRET": "app-secret", "META_VERIFY_TOKEN": "verify",
-          "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "signing", "PUBLIC_HOST": "wa.example.com"}
+          "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "signing", "PUBLIC_HOST": "wa.example.com",
+          "WA_TOKEN_LUCKNOW": "EAAG-lucknow"}
 
 _COMPOSE_VAR = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<arg>[^}]*)\}|"
                           r"(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")

@@ -42,6 +42,7 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     # Slack accepts channels:/groups:/im:/mpim:history by conversation type; bridged channels may be public
     # or private, so both channel kinds are needed.
     "conversations.history": frozenset({"channels:history", "groups:history"}),
+    "conversations.members": frozenset({"channels:read", "groups:read"}),
     "conversations.replies": frozenset({"channels:history", "groups:history"}),
     # Slack lists channels:manage, groups:write, im:write, mpim:write; Wabridge only opens 1:1 DMs.
     "conversations.open": frozenset({"im:write"}),

@@ -200,8 +200,8 @@ async def test_shortcuts_mark_opted_out_and_export_the_thread(make: BridgeFactor
     thread_ts = await _open_thread(b, customer_wrote_at=now_ts(-60))
     message = b.slack.thread(SLACK_CHANNEL, thread_ts)[0]  # the parent carries the customer's message
 
-    def shortcut(callback_id: str, action_ts: str) -> dict[str, Any]:
-        return {"type": "message_action", "callback_id": callback_id, "user": {"id": STAFF},
+    def shortcut(callback_id: str, action_ts: str, user: str = STAFF) -> dict[str, Any]:
+        return {"type": "message_action", "callback_id": callback_id, "user": {"id": user},
                 "channel": {"id": SLACK_CHANNEL}, "message": message, "message_ts": message["ts"],
                 "action_ts": action_ts, "response_url": f"{b.slack.base_url}/response-url/x"}
 
@@ -212,7 +212,7 @@ async def test_shortcuts_mark_opted_out_and_export_the_thread(make: BridgeFactor
     contact = await b.one(Contact, Contact.wa_id == WA_ID)
     assert contact.opted_out
 
-    await b.interaction(shortcut(SHORTCUT_EXPORT, "1.2"))
+    await b.interaction(shortcut(SHORTCUT_EXPORT, "1.2", user="UMANAGER"))  # campaign managers export
     shared = await eventually(lambda: [m for m in b.slack.thread(SLACK_CHANNEL, thread_ts) if m.get("files")])
     file = shared[0]["files"][0]
     transcript = b.slack._file_data[file["id"]].decode()

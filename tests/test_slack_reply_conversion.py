@@ -15,7 +15,7 @@ from bot.meta.graph import GraphClient
 from bot.standins.graph import GraphStandin
 from bot.standins.slack import SlackStandin
 from storage.models import Message
-from tests.harness import STAFF, WA_ID, Bridge, all_text, bridges, eventually, now_ts
+from tests.harness import STAFF, WA_ID, Bridge, all_text, bridges, eventually, now_ts, thread_with
 from tests.helpers import PNID, SLACK_CHANNEL, inbound_text
 
 COLLEAGUE = "U0STAFF1"
@@ -33,9 +33,8 @@ async def bridge(aiohttp_client: Any, db_url: str) -> AsyncIterator[Bridge]:
 
 async def _thread(b: Bridge) -> str:
     await b.webhook(inbound_text("wamid.IN", "What is the fee?", ts=now_ts(-600)))
-    parents = await eventually(lambda: b.parents())
-    await eventually(lambda: b.replies(parents[0]["ts"]))
-    return str(parents[0]["ts"])
+    parent, _ = await thread_with(b, 1)  # the parent carries the message; the thread is on record
+    return str(parent["ts"])
 
 
 async def _reply(b: Bridge, thread_ts: str, text: str, event_id: str,

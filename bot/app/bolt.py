@@ -13,9 +13,12 @@ from typing import Any
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
+from slack_sdk.signature import SignatureVerifier
 
 from bot.deps import Deps
-from bot.handlers import slack_actions, slack_campaign, slack_messages, slack_resend
+from bot.handlers import appkeys, slack_actions, slack_campaign, slack_messages, slack_resend
+from bot.slack.request_guard import body_problem
 
 log = logging.getLogger(__name__)
 
@@ -28,26 +31,49 @@ LISTENERS: tuple[Registrar, ...] = (slack_messages.register, slack_actions.regis
 BOLT = web.AppKey("slack_bolt", AsyncApp)
 
 
+class _WithoutClientTokenNotice(logging.Filter):
+    """Drops bolt's start-up notice that the token is unused: bolt reads SLACK_BOT_TOKEN from the environment
+    even when given a client, which is how this app always builds it, so the notice says nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "will be unused" not in record.getMessage()
+
+
 def build_bolt_app(deps: Deps) -> AsyncApp:
     """A bolt AsyncApp on the shared Slack client, with every registered listener."""
+    bolt_log = logging.getLogger("bot.slack.bolt")
+    if not any(isinstance(f, _WithoutClientTokenNotice) for f in bolt_log.filters):
+        bolt_log.addFilter(_WithoutClientTokenNotice())
     bolt = AsyncApp(
         client=deps.slack,
         signing_secret=deps.settings.slack.signing_secret,
         # Listeners acknowledge at once and work after; modals still answer within Slack's 3 seconds.
         process_before_response=False,
-        logger=logging.getLogger("bot.slack.bolt"),
+        logger=bolt_log,
     )
     for register in LISTENERS:
         register(bolt, deps)
-    bolt.error(_listener_failed)
+    bolt.error(_on_error)
     return bolt
 
 
-async def _listener_failed(error: Exception, body: dict[str, Any], logger: logging.Logger) -> None:
-    """One line per failed listener (Slack already got its ack); the person sees the listener's own note."""
-    kind = body.get("type") or (body.get("event") or {}).get("type") or body.get("command") or "request"
-    logger.error("Slack %s failed: %s: %s", kind, error.__class__.__name__, error,
-                 exc_info=(type(error), error, error.__traceback__))
+# A listener failing on one of these read a payload of the wrong shape (a forged or broken request): the
+# sender gets a 400 and the log one line. Anything else is a fault of ours and keeps its traceback.
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError)
+
+
+async def _on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> BoltResponse | None:
+    """One line per failed listener; a payload of the wrong shape is answered 400 when Slack still waits."""
+    kind = body.get("type") if isinstance(body, dict) else None
+    if isinstance(error, _MALFORMED):
+        log.warning("Slack request (%s) with an unexpected shape refused: %s: %s", kind, type(error).__name__,
+                    str(error)[:200])
+        # No response means the listener had already acknowledged; nothing more can be said to Slack.
+        return None if response is None else BoltResponse(status=400, body='{"error": "malformed payload"}',
+                                                          headers={"content-type": "application/json"})
+    log.error("Slack %s failed: %s: %s", kind or "request", error.__class__.__name__, error,
+              exc_info=(type(error), error, error.__traceback__))
+    return None
 
 
 async def slack_events(request: web.Request) -> web.Response:
@@ -55,24 +81,37 @@ async def slack_events(request: web.Request) -> web.Response:
     bolt = request.app.get(BOLT)
     if bolt is None:
         return web.Response(status=503, text="Slack is not ready yet")
-    refused = await _malformed(request)
+    refused = await _malformed(request, request.app[appkeys.SETTINGS].slack.signing_secret)
     if refused is not None:
         return refused
-    return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+    try:
+        answer = await bolt.async_dispatch(await to_bolt_request(request))
+    except _MALFORMED as exc:
+        # Bolt's own routing and error reporting index into the payload and fail on unexpected shapes.
+        log.warning("Slack request with an unexpected shape refused: %s: %s", type(exc).__name__, str(exc)[:200])
+        return web.json_response({"error": "malformed payload"}, status=400)
+    return await to_aiohttp_response(answer)
 
 
-async def _malformed(request: web.Request) -> web.Response | None:
-    """What bolt's checks would crash on (500) rather than refuse: a non-numeric timestamp or a non-ASCII
-    signature (slack_sdk's verifier calls int() and hmac.compare_digest on them), or a body that is not
-    UTF-8 (the aiohttp adapter decodes it strictly). Slack sends none of these."""
+async def _malformed(request: web.Request, signing_secret: str) -> web.Response | None:
+    """What bolt would crash on (500) rather than refuse: a non-numeric timestamp or a non-ASCII
+    signature (slack_sdk's verifier calls int() and hmac.compare_digest on them), a body that is not
+    UTF-8 (the aiohttp adapter decodes it strictly), or, once the signature holds, JSON that is invalid, too
+    deep or not an object (bolt parses it before any check). Slack sends none of these."""
     timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
     signature = request.headers.get("X-Slack-Signature", "")
     if not (timestamp.isascii() and timestamp.isdigit()) or not signature.isascii():
         return web.json_response({"error": "invalid request"}, status=401)
+    raw = await request.read()
     try:
-        (await request.read()).decode("utf-8")
+        body = raw.decode("utf-8")
     except UnicodeDecodeError:
         return web.json_response({"error": "body is not UTF-8"}, status=400)
+    if not SignatureVerifier(signing_secret).is_valid(raw, timestamp, signature):
+        return web.json_response({"error": "invalid request signature"}, status=401)
+    problem = body_problem(body, request.content_type)
+    if problem is not None:
+        return web.json_response({"error": problem}, status=400)
     return None
 
 

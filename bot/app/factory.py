@@ -10,20 +10,24 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
+from bot.app.metrics_endpoint import metrics_handler, metrics_site
+from bot.app.rejections import RateLimitedLog, rejection_logger
+from bot.app.throughput_gauge import refresh_throughput_gauge
 from bot.bridge.ingest_writer import IngestWriter
 from bot.bridge.meta_events import EventContext
 from bot.bridge.webhook_worker import WebhookWorker
 from bot.core.config import Settings
 from bot.core.metrics import Metrics
 from bot.core.name_cache import NameCache
+from bot.core.statement_count import count_statements
 from bot.deps import Deps
 from bot.handlers import appkeys, meta_webhook
 from bot.meta.graph import GraphClient
 from bot.onboarding.channels import merge_onboarded
+from bot.ops.retention_worker import RetentionWorker
 from scheduler.throttle import RedisThrottle, Throttle, make_throttle
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.liveness import Heartbeat
@@ -41,6 +45,7 @@ def database_ctx(run_migrations: bool) -> Callable[[web.Application], AsyncItera
         if run_migrations:
             await migrate(settings.database_url)
         engine = make_engine(settings.database_url)
+        count_statements(engine, app[appkeys.METRICS])
         app[appkeys.ENGINE] = engine
         app[appkeys.SESSIONS] = make_sessionmaker(engine)
         app[appkeys.CHANNEL_IDS] = await sync_channels(app[appkeys.SESSIONS], settings.channels)
@@ -139,8 +144,15 @@ def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
         lambda: EventContext(settings=settings, channel_ids=app[appkeys.CHANNEL_IDS]),
         app[appkeys.METRICS],
         owner=(lambda: heartbeat.worker_id) if heartbeat is not None else None,
+        batch=settings.worker.live_batch,
+        bulk_batch=settings.worker.bulk_batch,
     )
     app[appkeys.WEBHOOK_WORKER] = worker
+    return asyncio.create_task(worker.run())
+
+
+def _start_retention(app: web.Application) -> asyncio.Task[None]:
+    worker = RetentionWorker(app[appkeys.SESSIONS], app[appkeys.SETTINGS].retention)
     return asyncio.create_task(worker.run())
 
 
@@ -166,17 +178,13 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[appkeys.METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
 def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool = True, webhooks: bool = True,
                components: list[Component] | None = None) -> web.Application:
     """Build the application; workers=False leaves background processing to another process or a test.
 
     webhooks=False (a worker-only process) mounts no /webhooks/meta and runs no ingest writer."""
-    app = web.Application(client_max_size=settings.server.max_body_bytes + 1024)
+    app = web.Application(client_max_size=settings.server.max_body_bytes + 1024,
+                          middlewares=[rejection_logger(RateLimitedLog())])
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()
     app.cleanup_ctx.append(database_ctx(run_migrations))
@@ -188,11 +196,16 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
         app.cleanup_ctx.append(background("ingest-writer", _start_ingest_writer))
     if workers:
         app.cleanup_ctx.append(background("webhook-worker", _start_webhook_worker))
+        app.cleanup_ctx.append(background("retention", _start_retention))
     if webhooks:
         app.router.add_get("/webhooks/meta", meta_webhook.handshake)
         app.router.add_post("/webhooks/meta", meta_webhook.receive)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    serve_metrics = metrics_handler(app, refresh=refresh_throughput_gauge)
+    if settings.server.metrics_port:
+        app.cleanup_ctx.append(metrics_site(serve_metrics))
+    else:
+        app.router.add_get("/metrics", serve_metrics)
     for component in components or []:
         component(app)
     return app

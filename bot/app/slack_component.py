@@ -16,6 +16,7 @@ from bot.bridge import mirror, revisions
 from bot.deps import Deps
 from bot.handlers import appkeys
 from bot.onboarding import outbox_kinds
+from bot.slack import reply_ledger
 from bot.slack.outbox import Kinds, OutboxWorker
 from scheduler.campaigns import progress
 
@@ -83,6 +84,21 @@ async def _bolt_ctx(app: web.Application) -> AsyncIterator[None]:
             await socket.close_async()
 
 
+REPLY_SWEEP_SECONDS = 60.0
+
+
+def _start_reply_sweep(app: web.Application) -> asyncio.Task[None]:
+    async def forever() -> None:
+        while True:
+            try:
+                await reply_ledger.sweep(app[appkeys.DEPS])
+            except Exception:
+                log.exception("reply sweep failed; trying again in %.0f s", REPLY_SWEEP_SECONDS)
+            await asyncio.sleep(REPLY_SWEEP_SECONDS)
+
+    return asyncio.create_task(forever())
+
+
 def make_slack_component(*, outbox: bool = True, kinds: Kinds | None = None, **outbox_options: Any) -> Component:
     """The component; `kinds` adds outbox kinds, `outbox_options` tune the worker (concurrency, backoff, …)."""
 
@@ -93,6 +109,7 @@ def make_slack_component(*, outbox: bool = True, kinds: Kinds | None = None, **o
             add_outbox_kinds(app, builtin_kinds())
             add_outbox_kinds(app, kinds or {})
             app.cleanup_ctx.append(background("slack-outbox", lambda a: outbox_worker_task(a, **outbox_options)))
+            app.cleanup_ctx.append(background("slack-reply-sweep", _start_reply_sweep))
 
     return component
 

@@ -20,6 +20,7 @@ from bot.deps import Deps
 from bot.meta.errors import GraphError, SendAction, explain
 from bot.meta.graph import MediaTooLarge, SendResult
 from bot.slack import render
+from bot.slack.file_fetch import FileOriginRefused, stream_slack_file
 from bot.slack.outbox import ItemContext, Retry, Thread
 from storage.models import Message
 
@@ -140,25 +141,34 @@ class FileRefused(Exception):
     """A Slack file that cannot be sent to WhatsApp; the message says why, for the author."""
 
 
+class FileOffSlack(FileRefused):
+    """A shared file whose link leaves Slack's origins: not fetched, and the thread gets a note saying so."""
+
+
 async def download_slack_file(deps: Deps, file: Mapping[str, Any], max_bytes: int) -> bytes:
-    """A shared file's bytes from `url_private` (which needs the bot token)."""
+    """A shared file's bytes from `url_private` (which needs the bot token); only from Slack's origins."""
     url = str(file.get("url_private_download") or file.get("url_private") or "")
     if not url.startswith(("http://", "https://")):
         raise FileRefused("Slack gave no download link for the file.")
-    headers = {"Authorization": f"Bearer {deps.settings.slack.bot_token}"}
-    async with httpx.AsyncClient(timeout=60.0, follow_redirects=True) as http, http.stream(
-            "GET", url, headers=headers) as resp:
-        if resp.status_code >= 400:
-            raise FileRefused(f"Slack refused the download (HTTP {resp.status_code}).")
-        if resp.headers.get("content-type", "").startswith("text/html"):
-            raise FileRefused("Slack answered with a login page: the bot needs the files:read scope.")
-        chunks: list[bytes] = []
-        total = 0
-        async for chunk in resp.aiter_bytes():
-            total += len(chunk)
-            if total > max_bytes:
-                raise FileRefused(f"The file is larger than {human_size(max_bytes)}.")
-            chunks.append(chunk)
+    try:
+        async with stream_slack_file(deps.settings.slack, url, read_timeout=60.0) as resp:
+            return await _read_all(resp, max_bytes)
+    except FileOriginRefused as exc:
+        raise FileOffSlack(f"The file was not sent: {exc}.") from None
+
+
+async def _read_all(resp: httpx.Response, max_bytes: int) -> bytes:
+    if resp.status_code >= 400:
+        raise FileRefused(f"Slack refused the download (HTTP {resp.status_code}).")
+    if resp.headers.get("content-type", "").startswith("text/html"):
+        raise FileRefused("Slack answered with a login page: the bot needs the files:read scope.")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in resp.aiter_bytes():
+        total += len(chunk)
+        if total > max_bytes:
+            raise FileRefused(f"The file is larger than {human_size(max_bytes)}.")
+        chunks.append(chunk)
     return b"".join(chunks)
 
 

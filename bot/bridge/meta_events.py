@@ -201,14 +201,15 @@ async def _system_change(session: AsyncSession, ctx: EventContext, e: ev.Inbound
                              order_ts=e.timestamp, conversation_id=conv.id)
 
 
-def _is_business(number: str | None, envelope: ev.Envelope) -> bool:
+def is_business_number(number: str | None, envelope: ev.Envelope) -> bool:
+    """True when number is the business's own (an echo of a note to self)."""
     digits = "".join(ch for ch in number or "" if ch.isdigit())
     own = "".join(ch for ch in envelope.display_phone_number or "" if ch.isdigit())
     return bool(digits) and digits == own
 
 
 async def on_echo(session: AsyncSession, ctx: EventContext, e: ev.MessageEcho) -> None:
-    if _is_business(e.to_phone, e.envelope):
+    if is_business_number(e.to_phone, e.envelope):
         ctx.count("echo_to_self")  # a note-to-self on the phone: no customer, no thread
         return
     if (e.content.edits or e.content.revokes) and await _revision(session, ctx, e.content, e.wamid, e.timestamp):

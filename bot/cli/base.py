@@ -9,6 +9,7 @@ from collections.abc import Callable
 from bot.core.config import Settings, load_settings
 
 EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 69  # sysexits EX_UNAVAILABLE: a port or the database the config names cannot be used
 
 Command = Callable[[argparse.Namespace], int]
 

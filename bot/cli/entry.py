@@ -12,9 +12,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from bot.cli import campaign, onboarding, ops, report
-from bot.cli.base import EXIT_CONFIG, Command, add_command, settings_from
+from bot.cli.base import EXIT_CONFIG, EXIT_UNAVAILABLE, Command, add_command, settings_from
 from bot.core.config import ConfigError
 from bot.core.logs import configure
+
+log = logging.getLogger("bot.serve")
 
 ROLES = ("all", "web", "worker")
 
@@ -24,14 +26,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from bot.app.components import default_components
     from bot.app.factory import create_app
+    from bot.app.preflight import bind_error, database_problem, port_problem
 
     settings = settings_from(args)
     configure(os.environ.get("WABRIDGE_LOG_LEVEL", "INFO"))
     role = args.role
+    host, port = args.host or settings.server.host, args.port or settings.server.port
+    problem = port_problem(host, port) or asyncio.run(database_problem(settings.database_url))
+    if problem:
+        print(f"serve: {problem}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     app = create_app(settings, run_migrations=not args.no_migrate, workers=role != "web",
                      webhooks=role != "worker", components=default_components(settings, role=role))
-    port = args.port or settings.server.port
-    web.run_app(app, host=args.host or settings.server.host, port=port, print=None)
+    try:
+        web.run_app(app, host=host, port=port,
+                    print=lambda _: log.info("listening on http://%s:%s (role %s)", host, port, role))
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        print(f"serve: {bind_error(host, port, exc)}", file=sys.stderr)  # taken between the check and now
+        return EXIT_UNAVAILABLE
     return 0
 
 

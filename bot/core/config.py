@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -83,6 +85,11 @@ class ServerSettings(_Strict):
     port: int = 8080
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     public_url: str = ""
+    # /metrics asks for `Authorization: Bearer <metrics_token>` when set; with metrics_port it is served only
+    # there (on metrics_host), not on the main port.
+    metrics_token: str = ""
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
 
 class MetaSettings(_Strict):
@@ -112,6 +119,20 @@ class MetaSettings(_Strict):
         return value
 
 
+class Role(StrEnum):
+    """Who may do something from Slack."""
+
+    ANYONE = "anyone"
+    CHANNEL_MEMBERS = "channel_members"  # members of the Slack channel the conversation lives in
+    CAMPAIGN_MANAGERS = "campaign_managers"  # listed in slack.campaign_managers (users or user groups)
+
+
+class PermissionSettings(_Strict):
+    send_templates: Role = Role.CHANNEL_MEMBERS
+    opt_out: Role = Role.CHANNEL_MEMBERS
+    export: Role = Role.CAMPAIGN_MANAGERS
+
+
 class SlackSettings(_Strict):
     api_url: str = "https://slack.com/api/"
     bot_token: str
@@ -122,6 +143,20 @@ class SlackSettings(_Strict):
     note_prefixes: list[str] = Field(default_factory=lambda: ["note:", "//"])
     # A message the customer deleted stays visible to staff, struck through; false hides its text.
     show_deleted_text: bool = True
+    # Extra origins (scheme://host[:port]) besides https://files.slack.com and slack.api_url's own that may
+    # receive the bot token when downloading shared files; e.g. an Enterprise Grid file host.
+    file_origins: list[str] = Field(default_factory=list)
+    permissions: PermissionSettings = Field(default_factory=PermissionSettings)
+
+    @field_validator("file_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        for value in values:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+                    or parts.query or parts.fragment or parts.username is not None:
+                raise ValueError(f"{value!r} is not an origin; write it as https://host or https://host:port")
+        return values
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -164,6 +199,15 @@ class ChannelSettings(_Strict):
     # Slack paces posts per channel, so a second channel takes a reply storm's new threads in parallel.
     campaign_replies_channel: str = ""
 
+    @field_validator("phone_number_id")
+    @classmethod
+    def _digits(cls, value: str) -> str:
+        # Meta's id of the number, not the number itself: a "+91 522…" here is the display number.
+        if not value.isascii() or not value.isdigit():
+            raise ValueError("must be Meta's phone number ID (digits only, e.g. \"100000000000001\"), "
+                             "not the phone number")
+        return value
+
     @model_validator(mode="after")
     def _default_mps(self) -> ChannelSettings:
         if self.mps == 0:
@@ -191,6 +235,21 @@ class CampaignsSettings(_Strict):
     unknown_quiet: float = Field(default=60.0, gt=0)
 
 
+class RetentionSettings(_Strict):
+    """How long finished log rows (processed deliveries, handled Slack events, delivered posts) are kept."""
+
+    days: float = Field(default=30, gt=0)
+    batch_size: int = Field(default=1000, gt=0)
+    interval_seconds: float = Field(default=3600, gt=0)
+
+
+class WorkerSettings(_Strict):
+    """Deliveries claimed per batch: live (customer messages, echoes) and bulk (statuses, history, …)."""
+
+    live_batch: int = Field(default=100, gt=0, le=1000)
+    bulk_batch: int = Field(default=200, gt=0, le=1000)
+
+
 class Settings(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     database_url: str = "sqlite+aiosqlite:///wabridge.db"
@@ -200,6 +259,8 @@ class Settings(_Strict):
     channels: list[ChannelSettings] = Field(default_factory=list)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     opt_out: OptOutSettings = Field(default_factory=OptOutSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     default_region: str = "IN"
     timezone: str = "Asia/Kolkata"
     sla: SlaSettings = Field(default_factory=SlaSettings)
@@ -212,6 +273,20 @@ class Settings(_Strict):
     def onboarded_ids(self) -> set[str]:
         """The live set (callers add to it) of channels that came from onboarding."""
         return self._onboarded
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Asia/Kolkata") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return normalize_database_url(value)
 
     @field_validator("channels")
     @classmethod
@@ -234,6 +309,57 @@ class Settings(_Strict):
 
     def channel_by_phone_number_id(self, phone_number_id: str) -> ChannelSettings | None:
         return next((c for c in self.channels if c.phone_number_id == phone_number_id), None)
+
+
+_ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg",
+                  "postgresql+asyncpg": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite",
+                  "sqlite+aiosqlite": "sqlite+aiosqlite"}
+
+
+def normalize_database_url(url: str) -> str:
+    """The URL with the async driver this app uses (postgres://, postgresql://, sqlite:// are accepted)."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep:
+        raise ValueError("not a database URL; use postgresql://user:password@host/db or sqlite:///path.db")
+    driver = _ASYNC_DRIVERS.get(scheme.lower())
+    if driver is None:
+        raise ValueError(f"{scheme}:// is not supported; use postgresql://user:password@host/db "
+                         "(asyncpg) or sqlite:///path.db (aiosqlite)")
+    return f"{driver}://{rest}"
+
+
+SECRETS = ("meta.app_secret", "meta.verify_token", "slack.bot_token", "slack.signing_secret")
+
+
+def _at(tree: Any, path: str) -> Any:
+    """The value at a dotted path such as channels[0].access_token, or None."""
+    node: Any = tree
+    for part in re.split(r"\.|(?=\[)", path):
+        if part.startswith("["):
+            index = int(part[1:-1])
+            node = node[index] if isinstance(node, list) and index < len(node) else None
+        else:
+            node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _unset_secrets(raw: Any, tree: Any) -> list[str]:
+    """Every required secret that is absent or empty, as `key (export VAR)` where the file names a variable."""
+    paths = list(SECRETS)
+    channels = tree.get("channels") if isinstance(tree, dict) else None
+    if isinstance(channels, list):
+        paths += [f"channels[{i}].access_token" for i, ch in enumerate(channels) if isinstance(ch, dict)]
+    unset: list[str] = []
+    for path in paths:
+        node = _at(tree, path)
+        if isinstance(node, str) and node.strip():
+            continue
+        if node is not None and not isinstance(node, str):
+            continue  # a wrong type: the model names it
+        written = _at(raw, path)
+        var = _VAR.fullmatch(written) if isinstance(written, str) else None
+        unset.append(f"{path} (export {var.group('name')})" if var else path)
+    return unset
 
 
 def _first_error(exc: ValidationError) -> ConfigError:
@@ -283,6 +409,9 @@ def parse_settings(raw: Any, env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("(top)", "the config must be a mapping of keys")
     tree = interpolate(raw, os.environ if env is None else env)
     tree, missing = _strip_missing(tree)
+    unset = _unset_secrets(raw, tree)
+    if unset:
+        raise ConfigError("secrets", "not set or empty: " + ", ".join(unset))
     try:
         return Settings.model_validate(tree)
     except ValidationError as exc:

@@ -26,6 +26,8 @@ class Metrics:
         self.ack_latency = Histogram("wabridge_webhook_ack_seconds", "Time to store and acknowledge",
                                      registry=r, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                           0.25, 0.5, 1.0))
+        self.db_statements = Counter("wabridge_db_statements", "SQL statements sent to the database "
+                                     "(an executemany counts once)", registry=r)
         self.slack_posts = Counter("wabridge_slack_posts", "Slack outbox deliveries", ["kind", "outcome"],
                                    registry=r)
         self.slack_backlog = Gauge("wabridge_slack_backlog_items", "Slack outbox items owed per Slack channel",
@@ -35,3 +37,7 @@ class Metrics:
                                         ["channel"], registry=r)
         self.whatsapp_sends = Counter("wabridge_whatsapp_sends", "Messages sent through the Cloud API",
                                       ["channel", "source", "outcome"], registry=r)
+        # Read from the database at each scrape, so every process reports the cluster's count.
+        self.throughput_errors = Gauge("wabridge_meta_throughput_errors_24h",
+                                       "Sends Meta refused with 130429 or 131056 in the last 24 hours",
+                                       ["channel", "code"], registry=r)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 from aiohttp import web
 
 from bot.bridge.ingest_writer import IngestUnavailable
+from bot.core import json_limits
 from bot.handlers import appkeys
 from bot.meta.parser import event_type_of
 from bot.meta.signature import verify
@@ -46,7 +46,9 @@ async def receive(request: web.Request) -> web.Response:
     try:
         # Strict UTF-8 (RFC 8259 8.1): json.loads on bytes would also take UTF-16/32 and UTF-8-encoded
         # surrogates, which then fail wherever the text is stored.
-        payload = json.loads(body.decode("utf-8"))
+        payload = json_limits.loads(body.decode("utf-8"))
+    except json_limits.TooDeep:
+        return _reject(request, 400, "malformed", f"JSON nested deeper than {json_limits.MAX_DEPTH} levels")
     except (ValueError, UnicodeDecodeError):
         return _reject(request, 400, "malformed", "body is not valid UTF-8 JSON")
     if not isinstance(payload, dict):

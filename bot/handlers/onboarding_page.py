@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.core import json_limits
 from bot.handlers import appkeys
 from bot.onboarding import flow
 from bot.onboarding.links import LinkState, check_link, claim_link, finish_link
@@ -159,7 +160,7 @@ def _answer(outcome: flow.Outcome) -> dict[str, Any]:
 async def complete(request: web.Request) -> web.Response:
     """POST /onboard/complete {token, code, waba_id, phone_number_id}: run the onboarding, say how it went."""
     try:
-        data = await request.json()
+        data = json_limits.loads((await request.read()).decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         data = None
     token = str(data.get("token") or "") if isinstance(data, dict) else ""

@@ -27,10 +27,12 @@ from bot.handlers.slack_messages import (
     find_thread,
     record_sent,
 )
+from bot.handlers.slack_once import first_delivery, settle_send_failure
 from bot.meta.errors import GraphError, explain
 from bot.meta.graph import SendResult
-from bot.slack import render
+from bot.slack import once, payloads, render
 from bot.slack.outbox import wake_outbox
+from bot.slack.permissions import Action, Permissions, refusal
 from scheduler.throttle import Priority, ThrottleUnavailable
 from storage import repository as repo
 from storage.models import Contact, Conversation, Message, Template
@@ -46,6 +48,8 @@ SHORTCUT_EXPORT = "wabridge_export_thread"
 TEMPLATE_BLOCK = "template"
 MODAL_SEND_BUDGET = 2.2  # seconds to wait for Meta before closing the modal (Slack allows 3)
 MAX_OPTIONS = 100  # Block Kit: options in a static select
+ALREADY_SENDING = "This template is already being sent; check the thread."
+STALE_FORM = "This form can no longer be used; close it and open the template picker again."
 
 
 @dataclass(frozen=True)
@@ -61,9 +65,14 @@ class PickerTarget:
                            "thread_ts": self.thread_ts})
 
     @staticmethod
-    def load(raw: str) -> PickerTarget:
-        data = json.loads(raw or "{}")
-        return PickerTarget(int(data["conversation_id"]), str(data["channel"]), str(data["thread_ts"]))
+    def load(raw: object) -> PickerTarget | None:
+        """The target kept in private_metadata; None when it is missing or not what this app wrote."""
+        data = payloads.metadata(raw)
+        conversation_id = payloads.as_id(data.get("conversation_id"))
+        channel, thread_ts = data.get("channel"), data.get("thread_ts")
+        if conversation_id is None or not isinstance(channel, str) or not isinstance(thread_ts, str):
+            return None
+        return PickerTarget(conversation_id, channel, thread_ts)
 
 
 def var_block_id(ctype: str, name: str) -> str:
@@ -140,8 +149,11 @@ async def thread_by_conversation(deps: Deps, conversation_id: int) -> BridgedThr
     return await find_thread(deps, conv.slack_channel, conv.slack_thread_ts)
 
 
-def _state_value(state: dict[str, Any], block_id: str, action_id: str) -> Any:
-    return (state.get(block_id) or {}).get(action_id) or {}
+def _state_value(state: object, block_id: str, action_id: str) -> dict[str, Any]:
+    """One input's state; {} when the submitted state has another shape."""
+    block = state.get(block_id) if isinstance(state, dict) else None
+    value = block.get(action_id) if isinstance(block, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 def validate_submission(state: dict[str, Any], template: Template | None, opted_out: bool
@@ -193,25 +205,33 @@ def _failure_words(exc: BaseException) -> str:
 
 def register(bolt: AsyncApp, deps: Deps) -> None:
     """Template picker, its submission, and the message shortcuts."""
+    permissions = Permissions(deps.settings.slack, deps.slack)
+
+    async def refused(action: Action, user: str, channel: str, thread: BridgedThread | None) -> bool:
+        """True (and the person told, privately) when user may not do this here."""
+        if await permissions.allows(action, user, channel):
+            return False
+        await ephemeral(deps, thread, channel, user, refusal(action, permissions.role(action)))
+        return True
 
     async def open_from_button(ack: Any, body: dict[str, Any], client: Any) -> None:
         await ack()
         action = (body.get("actions") or [{}])[0]
-        try:
-            conversation_id = int(json.loads(action.get("value") or "{}")["conversation_id"])
-        except (ValueError, KeyError, TypeError):
+        conversation_id = payloads.as_id(payloads.metadata(action.get("value")).get("conversation_id"))
+        thread = await thread_by_conversation(deps, conversation_id) if conversation_id is not None else None
+        user = str((body.get("user") or {}).get("id") or "")
+        if thread is None or not body.get("trigger_id") \
+                or await refused(Action.SEND_TEMPLATES, user, thread.slack_channel, thread):
             return
-        thread = await thread_by_conversation(deps, conversation_id)
-        if thread is not None:
-            await open_picker(deps, client, str(body["trigger_id"]), thread)
+        await open_picker(deps, client, str(body["trigger_id"]), thread)
 
     async def template_chosen(ack: Any, body: dict[str, Any], client: Any) -> None:
         await ack()
         view = body.get("view") or {}
         selected = ((body.get("actions") or [{}])[0].get("selected_option") or {}).get("value")
-        target = PickerTarget.load(view.get("private_metadata", ""))
-        thread = await thread_by_conversation(deps, target.conversation_id)
-        if thread is None or not selected:
+        target = PickerTarget.load(view.get("private_metadata"))
+        thread = await thread_by_conversation(deps, target.conversation_id) if target is not None else None
+        if target is None or thread is None or not selected:
             return
         templates = await approved_templates(deps, thread.channel.waba_id)
         chosen = next((t for t in templates if str(t.id) == str(selected)), None)
@@ -223,17 +243,26 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
 
     async def submitted(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = str((body.get("user") or {}).get("id") or "")
-        target = PickerTarget.load(view.get("private_metadata", ""))
+        target = PickerTarget.load(view.get("private_metadata"))
         state = (view.get("state") or {}).get("values") or {}
-        selected = _state_value(state, TEMPLATE_BLOCK, TEMPLATE_SELECT).get("selected_option") or {}
+        selected = _state_value(state, TEMPLATE_BLOCK, TEMPLATE_SELECT).get("selected_option")
+        selected = selected if isinstance(selected, dict) else {}
+        if target is None:
+            await ack(response_action="errors", errors={TEMPLATE_BLOCK: STALE_FORM})
+            return
         thread = await thread_by_conversation(deps, target.conversation_id)
         if thread is None:
             await ack(response_action="errors", errors={TEMPLATE_BLOCK: "This conversation is gone."})
             return
+        if not await permissions.allows(Action.SEND_TEMPLATES, user, thread.slack_channel):
+            role = permissions.role(Action.SEND_TEMPLATES)
+            await ack(response_action="errors", errors={TEMPLATE_BLOCK: refusal(Action.SEND_TEMPLATES, role)})
+            return
         template = None
+        template_id = payloads.as_id(selected.get("value"))
         async with deps.sessions() as s:
-            if selected.get("value"):
-                template = await s.get(Template, int(selected["value"]))
+            if template_id is not None:
+                template = await s.get(Template, template_id)
                 if template is not None and template.waba_id != thread.channel.waba_id:
                     template = None
             contact = await s.get(Contact, thread.contact_id)
@@ -241,20 +270,34 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
         if errors or template is None:
             await ack(response_action="errors", errors=errors)
             return
+        # The same person submitting the same form in the same modal is one send, however often it arrives.
+        key = once.action_key("picker", user, str(view.get("id") or ""), json.dumps(state, sort_keys=True))
+        prior = await once.claim(deps.sessions, key)
+        if prior is not None:
+            await ack(**(prior.outcome if prior.outcome is not None else
+                         {"response_action": "errors", "errors": {TEMPLATE_BLOCK: ALREADY_SENDING}}))
+            return
         sending = asyncio.ensure_future(send_template(deps, thread, template, values, user))
         done, _ = await asyncio.wait({sending}, timeout=MODAL_SEND_BUDGET)
         if done and sending.exception() is not None:
             exc = sending.exception()
             assert exc is not None
-            await ack(response_action="errors", errors={TEMPLATE_BLOCK: _failure_words(exc)[:300]})
+            answer = {"response_action": "errors", "errors": {TEMPLATE_BLOCK: _failure_words(exc)[:300]}}
+            await settle_send_failure(deps, thread, key, exc, answer)
+            await ack(**answer)
             return
         await ack()
-        if not done:
-            try:
-                await sending
-            except (GraphError, ThrottleUnavailable, TimeoutError) as exc:
-                await ephemeral(deps, thread, thread.slack_channel, user,
-                                f":warning: Template {template.name} not sent: {_failure_words(exc)}")
+        if done:
+            await once.settle(deps.sessions, key, {})
+            return
+        try:
+            await sending
+        except (GraphError, ThrottleUnavailable, TimeoutError) as exc:
+            await settle_send_failure(deps, thread, key, exc, {})
+            await ephemeral(deps, thread, thread.slack_channel, user,
+                            f":warning: Template {template.name} not sent: {_failure_words(exc)}")
+        else:
+            await once.settle(deps.sessions, key, {})
 
     async def shortcut_thread(body: dict[str, Any]) -> BridgedThread | None:
         channel = str((body.get("channel") or {}).get("id") or "")
@@ -269,7 +312,8 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
     async def send_template_shortcut(ack: Any, body: dict[str, Any], client: Any) -> None:
         await ack()
         thread = await shortcut_thread(body)
-        if thread is not None:
+        user = str((body.get("user") or {}).get("id") or "")
+        if thread is not None and not await refused(Action.SEND_TEMPLATES, user, thread.slack_channel, thread):
             await open_picker(deps, client, str(body["trigger_id"]), thread)
 
     async def toggle_opt_out(ack: Any, body: dict[str, Any]) -> None:
@@ -278,6 +322,9 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
         if thread is None:
             return
         user = str((body.get("user") or {}).get("id") or "")
+        if await refused(Action.OPT_OUT, user, thread.slack_channel, thread) \
+                or not await first_delivery(deps, "optout", body, thread, user):
+            return
         async with deps.sessions() as s, s.begin():
             contact = await s.get(Contact, thread.contact_id)
             if contact is None:
@@ -296,6 +343,10 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
         await ack()
         thread = await shortcut_thread(body)
         if thread is None:
+            return
+        user = str((body.get("user") or {}).get("id") or "")
+        if await refused(Action.EXPORT, user, thread.slack_channel, thread) \
+                or not await first_delivery(deps, "export", body, thread, user):
             return
         content, filename = await transcript_for(deps, thread)
         try:

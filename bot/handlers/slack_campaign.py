@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
 import tempfile
 import time
@@ -26,6 +25,8 @@ from bot.deps import Deps
 from bot.handlers.slack_ops import OPS_SUBCOMMANDS, OPS_WORKING, ops_in_background
 from bot.onboarding.slack_commands import ONBOARDING_SUBCOMMANDS, onboarding_in_background
 from bot.onboarding.slack_commands import WORKING as ONBOARDING_WORKING
+from bot.slack import payloads
+from bot.slack.file_fetch import FileOriginRefused, stream_slack_file
 from scheduler.campaigns import records as campaigns
 from scheduler.campaigns.audience import AudienceError, find_phone_column, mapped_columns, open_text, read_header
 from scheduler.campaigns.create import CampaignInputError, Request, prepare
@@ -103,26 +104,32 @@ async def _download(deps: Deps, file_id: str, *, limit: int | None = None) -> by
     url = file.get("url_private_download") or file.get("url_private")
     if not url:
         raise CampaignInputError("audience", "Slack did not give a download link for the file")
-    headers = {"Authorization": f"Bearer {deps.settings.slack.bot_token}"}
-    async with httpx.AsyncClient(timeout=30, follow_redirects=True) as http, \
-            http.stream("GET", url, headers=headers) as resp:
-        if resp.status_code >= 400:
-            raise CampaignInputError("audience", f"could not download the file (HTTP {resp.status_code})")
-        if limit is not None:
-            head = b""
-            async for chunk in resp.aiter_bytes():
-                head += chunk
-                if len(head) >= limit:
-                    break
-            return head[:limit]
-        total = 0
-        with tempfile.NamedTemporaryFile(prefix="wabridge-audience-", suffix=".csv", delete=False) as out:
-            async for chunk in resp.aiter_bytes():
-                total += len(chunk)
-                if total > MAX_AUDIENCE_BYTES:
-                    raise CampaignInputError("audience", "the file is larger than 50 MB")
-                out.write(chunk)
-            return Path(out.name)
+    try:
+        async with stream_slack_file(deps.settings.slack, str(url), read_timeout=30) as resp:
+            return await _save(resp, limit)
+    except FileOriginRefused as exc:
+        raise CampaignInputError("audience", f"{exc}; share a file uploaded to Slack") from None
+
+
+async def _save(resp: httpx.Response, limit: int | None) -> bytes | Path:
+    """The first `limit` bytes of the response, or all of it spooled to a temporary path."""
+    if resp.status_code >= 400:
+        raise CampaignInputError("audience", f"could not download the file (HTTP {resp.status_code})")
+    if limit is not None:
+        head = b""
+        async for chunk in resp.aiter_bytes():
+            head += chunk
+            if len(head) >= limit:
+                break
+        return head[:limit]
+    total = 0
+    with tempfile.NamedTemporaryFile(prefix="wabridge-audience-", suffix=".csv", delete=False) as out:
+        async for chunk in resp.aiter_bytes():
+            total += len(chunk)
+            if total > MAX_AUDIENCE_BYTES:
+                raise CampaignInputError("audience", "the file is larger than 50 MB")
+            out.write(chunk)
+        return Path(out.name)
 
 
 async def _header_problem(deps: Deps, form: Form) -> dict[str, str] | None:
@@ -222,7 +229,7 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
         if problem:
             await ack(response_action="errors", errors=problem)
             return
-        origin = json.loads(view.get("private_metadata") or "{}").get("origin", "")
+        origin = str(payloads.metadata(view.get("private_metadata")).get("origin") or "")
         await ack(response_action="update", view=preparing_view(result, origin))
         task = asyncio.create_task(_prepare(deps, result, user, origin, str(view["id"])))
         background.add(task)
@@ -231,8 +238,8 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
     @bolt.view(CONFIRM_CALLBACK)
     async def on_confirm(ack: Any, body: dict[str, Any], view: dict[str, Any], client: Any) -> None:
         user = str((body.get("user") or {}).get("id") or "")
-        meta = json.loads(view.get("private_metadata") or "{}")
-        campaign_id = meta.get("campaign_id")
+        meta = payloads.metadata(view.get("private_metadata"))
+        campaign_id = payloads.as_id(meta.get("campaign_id"))
         if not await may_manage(deps, groups, user):
             await ack(response_action="update", view=problem_view(REFUSAL))
             return
@@ -240,7 +247,7 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
             await ack()
             return
         try:
-            c = await campaigns.activate(deps.sessions, int(campaign_id))
+            c = await campaigns.activate(deps.sessions, campaign_id)
         except campaigns.ControlError as exc:
             await ack(response_action="update", view=problem_view(str(exc)))
             return
@@ -257,9 +264,9 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
     @bolt.view_closed(CONFIRM_CALLBACK)
     async def on_closed(ack: Any, view: dict[str, Any]) -> None:
         await ack()
-        campaign_id = json.loads(view.get("private_metadata") or "{}").get("campaign_id")
+        campaign_id = payloads.as_id(payloads.metadata(view.get("private_metadata")).get("campaign_id"))
         if campaign_id is not None:
-            await campaigns.discard_draft(deps.sessions, int(campaign_id))
+            await campaigns.discard_draft(deps.sessions, campaign_id)
 
 
 async def _prepare(deps: Deps, form: Form, user: str, origin: str, view_id: str) -> None:

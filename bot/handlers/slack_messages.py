@@ -19,13 +19,14 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
-from bot.bridge.media import FileRefused, send_slack_file
+from bot.bridge.media import FileOffSlack, FileRefused, send_slack_file
+from bot.bridge.throughput import after_send_error
 from bot.core.config import ChannelSettings, ThreadReplies
 from bot.core.window import window_closes_at, window_open
 from bot.deps import Deps
 from bot.meta.errors import GraphError, SendAction, explain
 from bot.meta.graph import SendResult
-from bot.slack import render
+from bot.slack import render, reply_ledger
 from bot.slack.names import resolve_names
 from bot.slack.outbox import wake_outbox
 from bot.slack.reply_parts import CAPTIONED_KINDS, caption_and_rest, split_message
@@ -179,6 +180,16 @@ async def record_sent(deps: Deps, thread: BridgedThread, result: SendResult, *, 
     return message_id
 
 
+async def note_in_thread(deps: Deps, thread: BridgedThread, mrkdwn: str, *, key: str) -> None:
+    """Queue a line from the bridge into the thread (once per key), for everyone in the channel to see."""
+    async with deps.sessions() as s, s.begin():
+        await repo.enqueue_slack(s, dedupe_key=f"{key}:{thread.conversation_id}",
+                                 thread_key=f"conv:{thread.conversation_id}", kind="note",
+                                 payload={"text": f":warning: {mrkdwn}", "conversation_id": thread.conversation_id,
+                                          "mrkdwn": True}, conversation_id=thread.conversation_id)
+    wake_outbox(deps)
+
+
 def _count(deps: Deps, channel: ChannelSettings, outcome: str) -> None:
     deps.metrics.whatsapp_sends.labels(channel.name, Source.SLACK.value, outcome).inc()
 
@@ -190,7 +201,13 @@ async def _explain_failure(deps: Deps, thread: BridgedThread, user: str, ts: str
     if isinstance(exc, GraphError):
         what = f"Meta error {exc.code}: {explain(exc.code)}" if exc.code is not None else explain(None)
         if exc.code is None:
-            what = "no answer from WhatsApp; it may or may not have been sent (check the statuses)"
+            what = ("no answer from WhatsApp; it may or may not have been sent (check the statuses)"
+                    if exc.maybe_delivered or exc.http_status is not None
+                    else "WhatsApp could not be reached; nothing was sent, try again in a moment")
+    elif isinstance(exc, FileOffSlack):
+        what = str(exc)
+        await note_in_thread(deps, thread, f"A file shared by <@{user}> was not sent to the customer: its link "
+                             "leaves Slack, and the bridge only downloads files from Slack.", key=f"offslack:{ts}")
     elif isinstance(exc, FileRefused):
         what = str(exc)
     else:
@@ -247,6 +264,8 @@ async def _send(deps: Deps, thread: BridgedThread, event: dict[str, Any], user: 
             await record_sent(deps, thread, result, kind="text", text=chunk, user=user, slack_ts=ts, mirror=show)
     except (GraphError, FileRefused, ThrottleUnavailable, TimeoutError) as exc:
         _count(deps, cfg, "error")
+        if isinstance(exc, GraphError):
+            await after_send_error(deps, cfg, exc)
         log.info("reply from %s in %s not sent: %s", user, thread.thread_ts, exc)
         return await _explain_failure(deps, thread, user, ts, exc)
     return Outcome.SENT
@@ -286,7 +305,13 @@ async def handle_thread_message(deps: Deps, body: dict[str, Any], event: dict[st
         await react(deps, str(channel), str(ts), render.NOT_SENT_REACTION)
         await tell_window_closed(deps, thread, str(user), window_closes_at(thread.last_customer_message_at))
         return Outcome.WINDOW_CLOSED
-    return await _send(deps, thread, event, str(user))
+    # On record before the send and done only after it is stored: a stop in between is found and told.
+    key = reply_ledger.reply_key(str(channel), str(ts))
+    await reply_ledger.begin(deps.sessions, key, conversation_id=thread.conversation_id, user=str(user),
+                             ts=str(ts))
+    outcome = await _send(deps, thread, event, str(user))
+    await reply_ledger.finish(deps.sessions, key, outcome.value)
+    return outcome
 
 
 def register(bolt: AsyncApp, deps: Deps) -> None:

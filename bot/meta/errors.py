@@ -189,6 +189,8 @@ class GraphError(Exception):
     error_type: str | None = None
     user_message: str | None = None
     raw: dict[str, Any] | None = field(default=None, repr=False)
+    # The request was written and no answer came: Meta may have accepted it, so it must not be sent again.
+    maybe_delivered: bool = False
 
     def __post_init__(self) -> None:
         super().__init__(str(self))

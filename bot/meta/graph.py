@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 
+from bot.meta.delivery import Delivery, RequestTrace, delivery_of
 from bot.meta.errors import GraphError, SendAction, parse_error_body
 
 __all__ = [
@@ -107,12 +108,21 @@ class GraphClient:
 
     async def _send(self, method: str, url: str, token: str | None, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            response = await self._http.request(method, url, headers=headers, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise GraphError(None, None, message=f"timeout: {exc!r}") from exc
-        except httpx.TransportError as exc:
-            raise GraphError(None, None, message=f"network error: {exc!r}") from exc
+        for attempt in range(2):
+            trace = RequestTrace()
+            try:
+                response = await self._http.request(method, url, headers=headers, extensions={"trace": trace},
+                                                    **kwargs)
+                break
+            except httpx.TransportError as exc:
+                delivery = delivery_of(exc, trace)
+                if delivery is Delivery.STALE_CONNECTION and attempt == 0:
+                    continue  # Meta closed the idle connection before reading; a new one is safe
+                kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "network error"
+                if delivery is Delivery.UNKNOWN:
+                    raise GraphError(None, None, message=f"{kind} after the request was sent: {exc!r}",
+                                     maybe_delivered=True) from exc
+                raise GraphError(None, None, message=f"{kind}: {exc!r}") from exc
         if response.status_code >= 400:
             try:
                 body: Any = response.json()

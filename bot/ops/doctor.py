@@ -24,6 +24,8 @@ from bot.core.config import ChannelSettings, Mode, Settings
 from bot.meta.graph import GraphClient, GraphError
 from bot.slack.backlog import WARN_AFTER_SECONDS, ChannelLag, estimate, owed_per_channel
 from storage.models import CampaignRecipient, MessageStatus, WebhookLog, as_utc, utcnow
+from storage.retention import TableStat, table_stats
+from storage.send_errors import counts_since
 
 # Webhook fields the bridge needs on the app's whatsapp_business_account subscription.
 REQUIRED_FIELDS = ("messages", "message_template_status_update")
@@ -34,12 +36,13 @@ USEFUL_FIELDS = ("phone_number_quality_update", "account_update", "message_templ
 WABA_OBJECT = "whatsapp_business_account"
 
 # Slack bot scopes the code uses; the same list as slack-manifest.yaml (a test keeps them equal).
-REQUIRED_SLACK_SCOPES = ("channels:history", "groups:history", "chat:write", "chat:write.customize", "commands",
+REQUIRED_SLACK_SCOPES = ("channels:history", "groups:history", "channels:read", "groups:read", "chat:write",
+                         "chat:write.customize", "commands",
                          "files:read", "files:write", "im:write", "reactions:write", "users:read",
                          "usergroups:read")
-# Scopes whose absence only degrades a feature (a warning, not a failure): without them a #channel staff
-# mention in a reply reaches the customer as its id.
-USEFUL_SLACK_SCOPES: tuple[str, ...] = ("channels:read", "groups:read")
+# Scopes whose absence only degrades a feature (a warning, not a failure); none at present: channels:read
+# and groups:read, which name #channels in replies, are required for slack.permissions anyway.
+USEFUL_SLACK_SCOPES: tuple[str, ...] = ()
 REQUIRED_TOKEN_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
 
 # Meta's documented throughput per number (Throughput page): 80 by default, 1,000 after the automatic
@@ -409,14 +412,38 @@ async def traffic_checks(env: DoctorEnv, channels: Sequence[ChannelSettings], no
         for code in (PAYMENT_ERROR, THROUGHPUT_ERROR):
             statuses = await session.scalar(select(func.count()).select_from(MessageStatus).where(
                 MessageStatus.error_code == code, MessageStatus.created_at >= since)) or 0
-            recipients = await session.scalar(select(func.count()).select_from(CampaignRecipient).where(
-                CampaignRecipient.error_code == code,
-                or_(CampaignRecipient.sent_at >= since, CampaignRecipient.claimed_at >= since,
-                    CampaignRecipient.next_attempt_at >= since))) or 0
-            counts[code] = int(statuses) + int(recipients)
+            counts[code] = int(statuses)
+        # Send-time refusals: 130429s are counted as they happen (a recipient's error column is cleared when
+        # a later attempt succeeds, so it cannot tell); 131042s stay on the recipients they failed.
+        refused = await counts_since(session, since)
+        counts[THROUGHPUT_ERROR] += sum(n for (_, code), n in refused.items() if code == THROUGHPUT_ERROR)
+        counts[PAYMENT_ERROR] += int(await session.scalar(select(func.count()).select_from(CampaignRecipient).where(
+            CampaignRecipient.error_code == PAYMENT_ERROR,
+            or_(CampaignRecipient.sent_at >= since, CampaignRecipient.claimed_at >= since,
+                CampaignRecipient.next_attempt_at >= since))) or 0)
     coexistence = any(c.mode is Mode.COEXISTENCE for c in channels)
     return [*check_traffic(last_any, last_echo, last_message, coexistence, now),
             *check_error_counts(counts[PAYMENT_ERROR], counts[THROUGHPUT_ERROR])]
+
+
+def check_log_tables(stats: Sequence[TableStat], retention_days: float, now: datetime) -> CheckResult:
+    """Size and oldest row of each log table; a warning when rows outlive retention by more than a day."""
+    parts = []
+    stale = []
+    for st in stats:
+        size = f", {st.bytes / 1_048_576:.1f} MB" if st.bytes is not None else ""
+        oldest = _aware(st.oldest)
+        age = f", oldest {oldest:%Y-%m-%d %H:%M} UTC ({_ago(now - oldest)})" if oldest else ""
+        parts.append(f"{st.name} {st.rows:,} rows{size}{age}")
+        if oldest is not None and now - oldest > timedelta(days=retention_days + 1):
+            stale.append(st.name)
+    detail = "; ".join(parts)
+    if stale:
+        return warned("log tables", detail,
+                      f"{', '.join(stale)} keep rows past retention.days ({retention_days:g}): pending work is "
+                      "never pruned, so check for deliveries or posts stuck with errors, and that a `serve` "
+                      "with background workers runs")
+    return passed("log tables", detail)
 
 
 async def sync_checks(env: DoctorEnv, now: datetime) -> list[CheckResult]:
@@ -464,6 +491,8 @@ async def run_doctor(env: DoctorEnv, channel: str | None = None) -> list[CheckRe
         results.extend(await sync_checks(env, now))
         async with env.sessions() as session:
             results.extend(check_slack_backlog(estimate(await owed_per_channel(session))))
+            stats = await table_stats(session)
+        results.append(check_log_tables(stats, settings.retention.days, now))
     results.extend(await check_slack(env))
     return results
 

@@ -218,11 +218,7 @@ class ItemContext:
             args["thread_ts"] = thread_ts
             if reply_broadcast:
                 args["reply_broadcast"] = True
-        if post.username:
-            args["username"] = post.username
-        if post.icon_emoji:
-            args["icon_emoji"] = post.icon_emoji
-        resp = await self._post_or_plain(channel, args)
+        resp = await self._post_or_plain(channel, args, post)
         ts = str(resp["ts"])
         self.parts[part] = ts
         return ts
@@ -327,15 +323,15 @@ class ItemContext:
             "channel": channel, "text": post.text, "blocks": post.blocks, "unfurl_links": False,
             "unfurl_media": False, "metadata": {"event_type": THREAD_EVENT, "event_payload": payload},
         }
-        if post.username:
+        resp = await self._post_or_plain(channel, args, post)
+        return str(resp["ts"])
+
+    async def _post_or_plain(self, channel: str, args: dict[str, Any], post: Post) -> Any:
+        """chat.postMessage; if Slack refuses the layout, once more as plain text, then give up."""
+        if post.username:  # shown under the customer's name (chat:write.customize)
             args["username"] = post.username
         if post.icon_emoji:
             args["icon_emoji"] = post.icon_emoji
-        resp = await self._post_or_plain(channel, args)
-        return str(resp["ts"])
-
-    async def _post_or_plain(self, channel: str, args: dict[str, Any]) -> Any:
-        """chat.postMessage; if Slack refuses the layout, once more as plain text, then give up."""
         try:
             return await self.call("chat.postMessage", channel, lambda: self.slack.chat_postMessage(**args))
         except SlackCallFailed as exc:

@@ -10,14 +10,16 @@ across files its endpoints would share everything through imports anyway.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
 import json
 import re
 import secrets
+import socket
+import struct
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from aiohttp import web
 
 from bot.standins._http import LoopbackServer, new_digits
 from bot.standins.signing import sign_meta
+from bot.standins.status_feed import StatusFeed
 
 WILDCARD = "*"
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
@@ -287,12 +290,10 @@ class GraphStandin(LoopbackServer):
         }
         self._throttles: dict[str, _Throttle] = {}
         self._faults: list[_Fault] = []
+        self._drops: dict[str, int] = {}  # connection-level faults: mode -> sends left to affect
+        self._used_connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._oauth_codes: dict[str, _OAuthCode] = {}
-        # Status webhooks: off unless a test gives a target (Meta posts them to the app's callback URL).
-        self._status_target: Callable[[], str | None] | None = None
-        self._status_retry = 0.5
-        self._status_tasks: set[asyncio.Task[None]] = set()
-        self.status_deliveries: list[tuple[str, str, int | None]] = []  # (wamid, status, HTTP status or None)
+        self.status_feed: StatusFeed | None = None
 
     # ---- configuration helpers -------------------------------------------------------------------
 
@@ -347,9 +348,38 @@ class GraphStandin(LoopbackServer):
         """Make every send to `to` fail with `code` until clear_failures()."""
         self._faults.append(_Fault(code, http_status, None, to, None, details))
 
+    def send_status_webhooks(self, url: str | Callable[[], str | None], app_secret: str | None = None,
+                             **feed: Any) -> StatusFeed:
+        """From now on answer every accepted send with `sent`, `delivered` and `read` webhooks to url (or to
+        what url() names at each attempt: None while nobody listens), echoing `biz_opaque_callback_data`."""
+        self.status_feed = StatusFeed(url, app_secret or self.app_secret, **feed)
+        return self.status_feed
+
+    async def stop(self) -> None:
+        if self.status_feed is not None:
+            await self.status_feed.close()
+        await super().stop()
+
     def clear_failures(self) -> None:
         """Drop all injected failures."""
         self._faults.clear()
+        self._drops.clear()
+
+    def drop_answer_next(self, times: int = 1) -> None:
+        """Accept the next `times` sends, then reset the connection (TCP RST) before answering: the send
+        happened, the sender never hears of it."""
+        self._drops["after_send"] = self._drops.get("after_send", 0) + times
+
+    def close_idle_next(self, times: int = 1) -> None:
+        """The next `times` sends that arrive on a reused keep-alive connection find it closed: the server
+        shuts it without reading the request, as when an idle timeout fires just as the client writes."""
+        self._drops["stale"] = self._drops.get("stale", 0) + times
+
+    def _take_drop(self, mode: str) -> bool:
+        if self._drops.get(mode, 0) <= 0:
+            return False
+        self._drops[mode] -= 1
+        return True
 
     def add_media(
         self, data: bytes, mime_type: str, *, filename: str | None = None, phone_number_id: str | None = None
@@ -444,58 +474,6 @@ class GraphStandin(LoopbackServer):
         }
         async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as resp:
             return resp.status, await resp.text()
-
-    def send_status_webhooks(self, target: Callable[[], str | None] | str | None, *,
-                             retry_every: float = 0.5) -> None:
-        """Post a signed `sent` status webhook for every accepted message, as Meta does, echoing the
-        request's `biz_opaque_callback_data`. target() names the webhook URL at each attempt (None: nobody
-        is listening yet); a delivery without a 200 is tried again every `retry_every` seconds until one
-        comes (Meta retries for days, with growing gaps). None turns it off."""
-        if target is None or callable(target):
-            self._status_target = target
-        else:
-            url = target
-            self._status_target = lambda: url
-        self._status_retry = retry_every
-
-    def _status_payload(self, record: SendRecord, callback: str | None) -> dict[str, Any]:
-        number = self.phone_numbers.get(record.phone_number_id)
-        status: dict[str, Any] = {"id": record.wamid, "status": "sent", "timestamp": str(int(time.time())),
-                                  "recipient_id": _digits(record.to)}
-        if callback:
-            status["biz_opaque_callback_data"] = callback
-        if record.type == "template":
-            status["pricing"] = {"billable": True, "pricing_model": "PMP", "category": "utility", "type": "regular"}
-        value = {"messaging_product": "whatsapp",
-                 "metadata": {"display_phone_number": number.display_phone_number if number else "",
-                              "phone_number_id": record.phone_number_id},
-                 "statuses": [status]}
-        waba = (number.waba_id if number else None) or "0"
-        return {"object": "whatsapp_business_account",
-                "entry": [{"id": waba, "changes": [{"field": "messages", "value": value}]}]}
-
-    async def _post_status(self, record: SendRecord, callback: str | None) -> None:
-        body = json.dumps(self._status_payload(record, callback)).encode()
-        assert record.wamid is not None
-        while self._status_target is not None:
-            url = self._status_target()
-            code: int | None = None
-            if url:
-                try:
-                    code, _ = await self.deliver_webhook(url, body)
-                except (aiohttp.ClientError, OSError, TimeoutError):
-                    code = None
-                self.status_deliveries.append((record.wamid, "sent", code))
-                if code == 200:
-                    return
-            await asyncio.sleep(self._status_retry)
-
-    async def stop(self) -> None:
-        for task in list(self._status_tasks):
-            task.cancel()
-        if self._status_tasks:
-            await asyncio.gather(*self._status_tasks, return_exceptions=True)
-        await super().stop()
 
     # ---- internals -------------------------------------------------------------------------------
 
@@ -660,6 +638,13 @@ class GraphStandin(LoopbackServer):
         return None
 
     async def _messages(self, request: web.Request) -> web.Response:
+        connection = request.transport
+        reused = connection is not None and connection in self._used_connections
+        if connection is not None:
+            self._used_connections.add(connection)
+        if reused and connection is not None and self._take_drop("stale"):
+            connection.close()
+            return web.Response(status=204)  # never written: the connection is gone
         pnid = request.match_info["node"]
         auth = self._auth(request, pnid)
         if isinstance(auth, web.Response):
@@ -702,17 +687,26 @@ class GraphStandin(LoopbackServer):
                 return reject(problem[1], problem[0])
         record.wamid = "wamid." + secrets.token_urlsafe(27)
         self.sends.append(record)
-        if self._status_target is not None:
-            callback = payload.get("biz_opaque_callback_data")
-            task = asyncio.create_task(self._post_status(record, str(callback) if callback else None))
-            self._status_tasks.add(task)
-            task.add_done_callback(self._status_tasks.discard)
         throttle = self._throttles.get(pnid)
         if throttle is not None:
             throttle.window.append(now)
+        if self.status_feed is not None:
+            number = self.phone_numbers.get(pnid)
+            self.status_feed.schedule(
+                waba_id=(number.waba_id if number is not None else None) or "200000000000001",
+                phone_number_id=pnid, display_phone_number=number.display_phone_number if number else "",
+                wamid=record.wamid, recipient=_digits(to), template=kind == "template",
+                callback_data=str(payload["biz_opaque_callback_data"]) if payload.get("biz_opaque_callback_data")
+                else None)
         message: dict[str, Any] = {"id": record.wamid}
         if kind == "template":
             message["message_status"] = "accepted"
+        if connection is not None and self._take_drop("after_send"):
+            sock = connection.get_extra_info("socket")
+            if sock is not None:  # linger 0: the close is a reset, which the sender reads as ReadError
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.abort()
+            return web.Response(status=204)  # never written: the connection is gone
         return web.json_response(
             {
                 "messaging_product": "whatsapp",

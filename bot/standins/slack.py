@@ -30,6 +30,7 @@ from aiohttp import web
 
 from bot.standins._http import LoopbackServer
 from bot.standins.signing import sign_slack
+from bot.standins.socket_mode import SocketModeHub
 
 DEFAULT_SCOPES = (
     "chat:write",
@@ -174,10 +175,12 @@ class SlackStandin(LoopbackServer):
         latency: float = 0.0,
         port: int = 0,
         home_tab_enabled: bool = True,
+        app_token: str = "xapp-1-A0STANDIN-1-standin",
     ) -> None:
         super().__init__(port=port, latency=latency)
         self.bot_token = bot_token
         self.tokens = {bot_token, *tokens}
+        self.app_token = app_token  # app-level token: only apps.connections.open takes it
         self.scopes = list(scopes)
         self.team_id = team_id
         self.team_name = team_name
@@ -196,6 +199,7 @@ class SlackStandin(LoopbackServer):
         self.ephemerals: list[dict[str, Any]] = []
         self.usergroups: dict[str, list[str]] = {}  # S… id -> member user ids
         self.usergroup_handles: dict[str, str] = {}  # S… id -> handle (without @); default: the id lower-cased
+        self.members: dict[str, list[str]] = {}  # channel id -> member user ids
         self._messages: dict[str, list[dict[str, Any]]] = {}
         self._file_data: dict[str, bytes] = {}
         self._uploads: dict[str, _Upload] = {}
@@ -203,6 +207,7 @@ class SlackStandin(LoopbackServer):
         self._ts_counter = 0
         self._faults = _Faults()
         self._limits: dict[str, _Limit] = {}
+        self.socket_mode = SocketModeHub(app_id)
         self.add_user(bot_user_id, "wabridge", real_name="Wabridge", is_bot=True)
         self._methods: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "api.test": self._api_test,
@@ -216,6 +221,8 @@ class SlackStandin(LoopbackServer):
             "conversations.history": self._conversations_history,
             "conversations.replies": self._conversations_replies,
             "conversations.info": self._conversations_info,
+            "conversations.members": self._conversations_members,
+            "apps.connections.open": self._apps_connections_open,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroups_users_list,
             "usergroups.list": self._usergroups_list,
@@ -254,7 +261,13 @@ class SlackStandin(LoopbackServer):
         }
         self.channels[channel_id] = channel
         self._messages.setdefault(channel_id, [])
+        self.members[channel_id] = [self.bot_user_id] if is_member else []
         return channel
+
+    def join(self, channel_id: str, *user_ids: str) -> None:
+        """Make users members of a channel (conversations.members lists them)."""
+        self._channel(channel_id)
+        self.members[channel_id] += [u for u in user_ids if u not in self.members[channel_id]]
 
     def archive_channel(self, channel_id: str) -> None:
         """Archive a channel: posting to it then fails with is_archived."""
@@ -464,6 +477,11 @@ class SlackStandin(LoopbackServer):
         app.router.add_get("/files-pri/{team_file}/download/{name}", self._download)
         app.router.add_get("/files-pri/{team_file}/{name}", self._download)
         app.router.add_post("/response-url/{key}", self._response_url)
+        app.router.add_get("/link/", self.socket_mode.handle)
+
+    async def stop(self) -> None:
+        await self.socket_mode.close()
+        await super().stop()
 
     def _response(self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> web.Response:
         all_headers = {"X-OAuth-Scopes": ",".join(self.scopes), **(headers or {})}
@@ -475,13 +493,18 @@ class SlackStandin(LoopbackServer):
             faults.down_until = None
         return faults.down or faults.down_until is not None
 
-    def _authorized(self, request: web.Request, args: Mapping[str, Any]) -> str | None:
-        """None when authorized, else the Slack error name."""
+    def _authorized(self, request: web.Request, args: Mapping[str, Any], method: str = "") -> str | None:
+        """None when authorized, else the Slack error name (app-level tokens only for apps.connections.open)."""
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else args.get("token")
         if not token:
             return "not_authed"
-        return None if token in self.tokens else "invalid_auth"
+        app_level = method == "apps.connections.open"
+        if token == self.app_token:
+            return None if app_level else "not_allowed_token_type"
+        if token in self.tokens:
+            return "not_allowed_token_type" if app_level else None
+        return "invalid_auth"
 
     @staticmethod
     async def _args(request: web.Request) -> dict[str, Any]:
@@ -531,7 +554,7 @@ class SlackStandin(LoopbackServer):
         if handler is None:
             call.status, call.ok, call.error = 404, False, "unknown_method"
             return self._response(404, {"ok": False, "error": "unknown_method"})
-        auth_error = self._authorized(request, args)
+        auth_error = self._authorized(request, args, method)
         if auth_error is not None and method != "api.test":
             call.ok, call.error = False, auth_error
             return self._response(200, {"ok": False, "error": auth_error})
@@ -829,6 +852,18 @@ class SlackStandin(LoopbackServer):
 
     async def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"channel": dict(self._channel(args.get("channel")))}
+
+    async def _conversations_members(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(args.get("channel"))
+        members = self.members.get(channel["id"], [])
+        limit = _int_arg(args.get("limit"), 100, 1000)
+        start = _decode_cursor(args.get("cursor"))
+        more = start + limit < len(members)
+        return {"members": members[start : start + limit],
+                "response_metadata": {"next_cursor": _encode_cursor(start + limit) if more else ""}}
+
+    async def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"url": self.socket_mode.issue_url(self.base_url)}
 
     async def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"user": copy.deepcopy(self._user(args.get("user")))}

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from bot.core.config import ChannelSettings, Settings
+from bot.slack.payloads import as_id
 from scheduler.campaigns import estimate
 from scheduler.campaigns.schedule import Schedule, ScheduleError, describe, monthly, parse_at, weekly, zone
 from scheduler.campaigns.variables import (
@@ -70,9 +71,10 @@ def parse_command(text: str) -> Command:
     if verb == "list" and len(words) == 1:
         return Command("list")
     if verb in ("show", *CONTROL):
-        if len(words) != 2 or not words[1].lstrip("#").isdigit():
+        number = as_id(words[1]) if len(words) == 2 else None
+        if number is None:
             return Command("help", problem=f"`/campaign {verb}` needs a campaign number, e.g. `/campaign {verb} 12`")
-        return Command(verb, int(words[1].lstrip("#")))
+        return Command(verb, number)
     return Command("help", problem=f"I don't know `/campaign {escape(text.strip())}`.")
 
 

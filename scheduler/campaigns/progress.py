@@ -23,9 +23,10 @@ from bot.slack.render import Post, escape
 from scheduler.campaigns import estimate
 from scheduler.campaigns.records import RecipientStatus, RunStatus, run_with_campaign
 from storage.models import CampaignRecipient, CampaignRun, utcnow
+from storage.progress_refresh import PROGRESS_KIND
 from storage.repository import enqueue_slack
 
-KIND = "campaign_progress"
+KIND = PROGRESS_KIND
 RATE_WINDOW = timedelta(seconds=10)
 BAR_WIDTH = 20
 

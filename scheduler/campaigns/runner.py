@@ -37,7 +37,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar, cast
 
-import httpx
 from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -62,6 +61,7 @@ from scheduler.throttle import LocalThrottle, Priority, RedisThrottle, Throttle,
 from storage import repository as repo
 from storage.fencing import claim_values
 from storage.models import Campaign, CampaignRecipient, CampaignRun, Contact, MessageStatus, as_utc, utcnow
+from storage.send_errors import COUNTED_CODES, count_send_error
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,7 @@ class RunContext:
     variables: dict[str, Any]
     marketing: bool
     channel: ChannelSettings
+    channel_id: int = 0
 
 
 @dataclass
@@ -190,8 +191,7 @@ class _Stopped(Exception):
 
 def _read_timeout(err: GraphError) -> bool:
     """True when the request was sent but no answer came: Meta may have accepted it."""
-    cause = err.__cause__
-    return isinstance(cause, (httpx.ReadTimeout, httpx.RemoteProtocolError))
+    return err.maybe_delivered
 
 
 class CampaignRunner:
@@ -342,6 +342,7 @@ class CampaignRunner:
             variables=dict(camp.variables or {}),
             marketing=is_marketing(camp.category),
             channel=conf,
+            channel_id=channel.id,
         )
 
     async def _watch(self, run_id: int, state: RunState) -> None:
@@ -607,6 +608,11 @@ class CampaignRunner:
     async def _failed(self, ctx: RunContext, rec: Claimed, err: GraphError, throttled: int) -> Result | None:
         action = err.action
         pnid = ctx.channel.phone_number_id
+        if err.code in COUNTED_CODES and ctx.channel_id:
+            try:
+                await count_send_error(self._sessions, ctx.channel_id, err.code)
+            except Exception as exc:  # bookkeeping only: the recipient's outcome does not depend on it
+                log.warning("campaign run %s: could not count Meta error %s: %s", ctx.run_id, err.code, exc)
         if action is SendAction.THROTTLE:
             streak = self._penalty_streak.get(pnid, 0) + 1
             self._penalty_streak[pnid] = streak

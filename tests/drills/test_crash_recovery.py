@@ -85,8 +85,7 @@ async def test_sigkill_mid_campaign_and_mid_burst_loses_nothing_and_doubles_noth
     victim = await serves.start(config, "victim")
     survivor = await serves.start(config, "replica") if recovery == "replica" else None
     live = Live(victim.url)
-    graph.app_secret = APP_SECRET  # the app's secret, which signs Meta's webhooks
-    graph.send_status_webhooks(live.webhook, retry_every=0.25)
+    graph.send_status_webhooks(live.webhook, APP_SECRET)  # signed with the app's secret, as Meta does
     db = probe_factory(pg_url)
 
     audience = [f"9198300{i:05d}" for i in range(AUDIENCE)]

@@ -1,0 +1,221 @@
+"""Status storm: customers' messages reach Slack while a campaign's statuses pour in; and a worker's drain rate.
+
+Run from the repository root:
+
+    .venv/bin/python -m bench.status_storm                       # 2,400 recipients at 80 mps, then 10,000
+    .venv/bin/python -m bench.status_storm --quick               # 240 recipients, 5 s baseline
+    .venv/bin/python -m bench.status_storm --recipients 2400 --mps 80
+    .venv/bin/python -m bench.status_storm --drain 50000         # `serve --role worker` alone on a backlog
+    .venv/bin/python -m bench.status_storm --drain 2000 --quick
+
+Storm: `serve` runs on a fresh PostgreSQL database with a private Redis; the Graph stand-in (a process of its
+own) answers every campaign send with a `sent`, `delivered` and `read` status webhook, signed, as Meta does,
+so a campaign at 80 mps brings about 240 deliveries/s. Meanwhile one customer writes every 0.5 s; each
+message carries a marker, and its latency is webhook POST -> the Slack stand-in receiving chat.postMessage.
+The baseline is the same customer traffic with no campaign, in the same run, before the campaign starts.
+Also printed: how long after the last status webhook the last one was applied (no delivery left pending).
+
+Drain: N mixed deliveries (70 % statuses of campaign messages, 30 % customer messages over 500
+conversations) are stored before `serve --role worker` starts; figures are deliveries applied per second,
+CPU (share of one core) of the worker and of PostgreSQL, and SQL statements per delivery (the worker's
+`wabridge_db_statements_total`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import _common
+from bench.campaign_throughput import TEMPLATE, write_audience
+from bench.mirror_latency import _arrivals, _send
+from bot.meta.parser import event_type_of
+from tests.helpers import PNID, inbound_text, status
+
+LIVE_RATE = 2.0  # one customer message every 0.5 s
+CONVERSATIONS = 20
+TARGET_P99_MS = 300.0
+TARGET_APPLY_S = 5.0
+TARGET_DRAIN_PER_S = 1000.0
+SETTLE_TIMEOUT = 120.0
+
+
+def _pending(db_url: str) -> bool:
+    """Whether any delivery is still unprocessed (an indexed look-up, light on the database being measured)."""
+    async def any_pending() -> bool:
+        from sqlalchemy import select
+
+        from storage.db import make_engine
+        from storage.models import WebhookLog
+
+        engine = make_engine(db_url, pool_size=1, max_overflow=0)
+        try:
+            async with engine.connect() as conn:
+                return (await conn.scalar(select(WebhookLog.id).where(WebhookLog.processed_at.is_(None))
+                                          .order_by(WebhookLog.id).limit(1))) is not None
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(any_pending())
+
+
+def _metric(url: str, name: str) -> float:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
+
+
+def _latencies(standins: _common.Standins, sent: dict[int, float], tag: str) -> list[float]:
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    arrived = _arrivals(standins, tag)
+    while len(arrived) < len(sent) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        arrived = _arrivals(standins, tag)
+    return [arrived[i] - t for i, t in sent.items() if i in arrived]
+
+
+def _stats(values: Sequence[float]) -> dict[str, object]:
+    return {"n": len(values), "p50 ms": _common.percentile(values, 50) * 1000,
+            "p99 ms": _common.percentile(values, 99) * 1000, "max ms": max(values, default=float("nan")) * 1000}
+
+
+def storm(recipients: Sequence[int], mps: int, baseline_seconds: float) -> list[dict[str, object]]:
+    """The baseline, then one campaign per size in `recipients`; returns the table's rows."""
+    tag = uuid.uuid4().hex[:6]
+    rows: list[dict[str, object]] = []
+    with _common.temp_dir("wabridge-bench-storm-") as tmp, _common.Standins({PNID: mps}) as standins, \
+            _common.redis_server() as redis_url, _common.pg_database() as db_url:
+        config = _common.write_config(Path(tmp) / "app.yaml", database_url=db_url, redis_url=redis_url,
+                                      graph_url=standins.graph_url, slack_api_url=standins.slack_api_url,
+                                      channels=[_common.Channel("storm", PNID, mode="cloud_api", mps=mps)])
+        with _common.Serve(config, log_dir=Path(tmp)) as serve:
+            webhook = f"{serve.url}/webhooks/meta"
+            sent, _, errors = asyncio.run(_send(webhook, LIVE_RATE, CONVERSATIONS, baseline_seconds, f"{tag}b"))
+            rows.append({"run": "baseline (no campaign)", "recipients": 0, **_stats(
+                _latencies(standins, sent, f"{tag}b")), "errors": errors, "statuses": 0, "applied after last s": "-",
+                         "cpu serve": "-", "cpu pg": "-"})
+            standins.send_status_webhooks(webhook)
+            for n, count in enumerate(recipients):
+                rows.append(_one_storm(config, standins, serve, db_url, Path(tmp), count, mps, f"{tag}s{n}", n))
+    return rows
+
+
+def _one_storm(config: Path, standins: _common.Standins, serve: _common.Serve, db_url: str, tmp: Path,
+               count: int, mps: int, tag: str, block: int) -> dict[str, object]:
+    audience = write_audience(tmp / f"audience-{block}.csv", count, block + 1)
+    before = standins.status_feed()["delivered"]
+    assert serve.proc is not None and standins.proc is not None
+    meter = _common.CpuMeter({"serve": [serve.proc.pid], "postgres": "postgres"}).start()
+    _common.cli(config, "campaign", "create", "--channel", "storm", "--template", TEMPLATE, "--language", "en",
+                "--audience", str(audience), "--category", "marketing", "--name", f"storm {count}")
+    # Customers write for as long as the campaign sends.
+    sent, _, errors = asyncio.run(_send(f"{serve.url}/webhooks/meta", LIVE_RATE, CONVERSATIONS, count / mps, tag))
+    deadline = time.monotonic() + SETTLE_TIMEOUT + count / mps
+    feed = standins.status_feed()
+    while time.monotonic() < deadline and (feed["delivered"] - before < 3 * count or feed["pending"]):
+        time.sleep(0.25)
+        feed = standins.status_feed()
+    while time.monotonic() < deadline and _pending(db_url):
+        time.sleep(0.1)
+    applied_at = time.monotonic()
+    cpu = meter.stop()
+    latencies = _latencies(standins, sent, tag)
+    return {"run": f"storm at {mps} mps", "recipients": count, **_stats(latencies), "errors": errors,
+            "statuses": int(feed["delivered"] - before),
+            "applied after last s": max(0.0, applied_at - float(feed["last_delivered_at"])),
+            "cpu serve": cpu["serve"], "cpu pg": cpu["postgres"]}
+
+
+def _backlog(n: int) -> list[tuple[bytes, str]]:
+    """n deliveries: 70 % statuses (sent/delivered/read of campaign messages), 30 % customer messages."""
+    out: list[tuple[bytes, str]] = []
+    ts0 = int(time.time()) - 3600
+    for i in range(n):
+        if i % 10 < 7:
+            payload = status(f"wamid.drain.c{i // 3}", ("sent", "delivered", "read")[i % 3], ts=ts0 + i,
+                             recipient=f"9198{i // 3:08d}")
+        else:
+            payload = inbound_text(f"wamid.drain.m{i}", f"drain message {i}", wa_id=f"9197{i % 500:08d}",
+                                   ts=ts0 + i)
+        out.append((json.dumps(payload).encode(), event_type_of(payload)))
+    return out
+
+
+def drain(n: int) -> list[dict[str, object]]:
+    """Store n deliveries, start `serve --role worker`, time it until none is pending."""
+    with _common.temp_dir("wabridge-bench-drain-") as tmp, _common.Standins() as standins, \
+            _common.redis_server() as redis_url, _common.pg_database() as db_url:
+        config = _common.write_config(Path(tmp) / "app.yaml", database_url=db_url, redis_url=redis_url,
+                                      graph_url=standins.graph_url, slack_api_url=standins.slack_api_url,
+                                      channels=[_common.Channel("storm", PNID, mode="cloud_api", mps=80)])
+        _common.cli(config, "migrate")
+        asyncio.run(_store(db_url, _backlog(n)))
+        serve = _common.Serve(config, log_dir=Path(tmp), role="worker", migrate=False, log_level="WARNING")
+        with serve:
+            assert serve.proc is not None
+            started = time.monotonic()
+            meter = _common.CpuMeter({"worker": [serve.proc.pid], "postgres": "postgres"}).start()
+            while _pending(db_url):
+                time.sleep(0.2)
+            elapsed = time.monotonic() - started
+            cpu = meter.stop()
+            statements = _metric(serve.url, "wabridge_db_statements_total")
+    return [{"deliveries": n, "seconds": elapsed, "applied/s": n / elapsed, "cpu worker": cpu["worker"],
+             "cpu pg": cpu["postgres"], "statements/delivery": statements / n}]
+
+
+async def _store(db_url: str, rows: list[tuple[bytes, str]]) -> None:
+    from storage import webhook_logs
+    from storage.db import make_engine
+
+    engine = make_engine(db_url)
+    try:
+        for start in range(0, len(rows), 1000):
+            async with engine.begin() as conn:
+                await webhook_logs.store_many(conn, rows[start:start + 1000])
+    finally:
+        await engine.dispose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipients", type=int, nargs="+", default=None,
+                        help="campaign sizes, in order (default 2400 10000; 240 with --quick)")
+    parser.add_argument("--mps", type=int, default=80)
+    parser.add_argument("--baseline-seconds", type=float, default=None, help="default 15 (5 with --quick)")
+    parser.add_argument("--drain", type=int, default=0, metavar="N",
+                        help="instead: the worker alone on a backlog of N stored deliveries")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.drain:
+        rows = drain(args.drain)
+        print(_common.table(rows, f"Worker drain: {args.drain} deliveries (70 % statuses); {_common.machine()}"))
+        rate = float(rows[0]["applied/s"])  # type: ignore[arg-type]
+        print(f"\napplied {rate:.0f}/s (target >= {TARGET_DRAIN_PER_S:g}: "
+              f"{'met' if rate >= TARGET_DRAIN_PER_S else 'MISSED'})")
+        return 0
+    sizes = args.recipients or ([240] if args.quick else [2400, 10000])
+    rows = storm(sizes, args.mps, args.baseline_seconds or (5.0 if args.quick else 15.0))
+    print(_common.table(rows, f"Status storm: a customer message every {1 / LIVE_RATE:g} s during campaigns at "
+                              f"{args.mps} mps; {_common.machine()}"))
+    for row in rows[1:]:
+        p99, lag = float(row["p99 ms"]), float(row["applied after last s"])  # type: ignore[arg-type]
+        print(f"{row['recipients']} recipients: live p99 {p99:.0f} ms (target < {TARGET_P99_MS:g}: "
+              f"{'met' if p99 < TARGET_P99_MS else 'MISSED'}); statuses applied {lag:.1f} s after the last "
+              f"(target < {TARGET_APPLY_S:g}: {'met' if lag < TARGET_APPLY_S else 'MISSED'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

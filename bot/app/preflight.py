@@ -1,0 +1,59 @@
+"""Checks `serve` makes before starting, each failing as one line that says what to fix."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from urllib.parse import urlsplit
+
+from sqlalchemy import text
+
+from storage.db import is_sqlite, make_engine
+
+DATABASE_TIMEOUT = 10.0
+
+
+def where(url: str) -> str:
+    """A database URL without its credentials, for messages."""
+    if is_sqlite(url):
+        return url.split("://", 1)[-1].lstrip("/") or "(memory)"
+    parts = urlsplit(url)
+    return f"{parts.hostname or '?'}:{parts.port or 5432}{parts.path}"
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why host:port cannot be listened on (in use, not permitted, no such address), or None."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp's server does
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return bind_error(host, port, exc)
+    return None
+
+
+def bind_error(host: str, port: int, exc: OSError) -> str:
+    """One line for a failed bind."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"cannot listen on {host}:{port}: the port is in use (another serve, or pick one with --port)"
+    if exc.errno == errno.EACCES:
+        return f"cannot listen on {host}:{port}: permission denied (ports below 1024 need privileges)"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
+async def database_problem(url: str) -> str | None:
+    """Why the database does not answer `SELECT 1` within DATABASE_TIMEOUT, in one line, or None."""
+    engine = make_engine(url)
+    try:
+        async with asyncio.timeout(DATABASE_TIMEOUT), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except TimeoutError:
+        return f"database at {where(url)} did not answer within {DATABASE_TIMEOUT:.0f} s"
+    except Exception as exc:  # every driver has its own errors; the first line of any of them is the point
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return f"cannot reach the database at {where(url)}: {detail[0] if detail else type(exc).__name__}"
+    finally:
+        await engine.dispose()
+    return None

@@ -1,0 +1,165 @@
+"""Store a batch's plain customer messages and echoes with a few multi-row statements.
+
+"Plain" is what most live traffic is: a message or echo for a configured number, not answering a campaign
+message, not an opt-out keyword, not history. Those need no per-message decision, so their messages, Slack
+posts and window moves are written set-based, with the same values `meta_events._store_message` writes.
+Anything else is left to the per-delivery handlers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.bridge.meta_events import EventContext, content_json, is_business_number
+from bot.bridge.optout import opt_change
+from bot.meta import events as ev
+from storage import repository as repo
+from storage.identities import looks_like_user_id
+from storage.models import Contact, Conversation, Direction, Message, MessageStatus, SlackOutbox, Source, utcnow
+
+
+@dataclass(frozen=True)
+class PlainMessage:
+    """A message or echo that can be stored set-based, with its conversation's keys."""
+
+    event: ev.InboundMessage | ev.MessageEcho
+    channel_id: int
+    wa_id: str
+
+    @property
+    def inbound(self) -> bool:
+        return isinstance(self.event, ev.InboundMessage)
+
+
+def plain_message(ctx: EventContext, e: ev.WebhookEvent) -> PlainMessage | None:
+    """The event as a PlainMessage when it needs no per-message decision, else None (the handler's)."""
+    if not isinstance(e, ev.InboundMessage | ev.MessageEcho):
+        return None
+    pnid = e.envelope.phone_number_id or ""
+    channel_id = ctx.channel_ids.get(pnid)
+    if channel_id is None or ctx.settings.channel_by_phone_number_id(pnid) is None:
+        return None  # perhaps onboarded a moment ago: the handler adopts it
+    if e.content.context and e.content.context.get("id"):
+        return None  # may answer a campaign: the handler attributes it (and picks its Slack channel)
+    if e.content.edits or e.content.revokes:
+        return None  # revises an earlier message
+    if isinstance(e, ev.InboundMessage):
+        if e.user_id or e.username or e.parent_user_id or (e.phone and e.phone != e.from_wa_id) \
+                or looks_like_user_id(e.from_wa_id):
+            return None  # a username-era customer: the handler resolves (and may merge) the contact
+        payload = (e.content.button or {}).get("payload") or (e.content.interactive or {}).get("id")
+        if opt_change(ctx.settings.opt_out, e.content.text, payload) is not None:
+            return None
+        return PlainMessage(e, channel_id, e.from_wa_id)
+    if e.to_user_id or looks_like_user_id(e.to_wa_id) or is_business_number(e.to_phone or e.to_wa_id, e.envelope):
+        return None  # to a user id, or a note to self on the phone
+    return PlainMessage(e, channel_id, e.to_wa_id)
+
+
+def plain_messages(ctx: EventContext, events: list[ev.WebhookEvent]) -> list[PlainMessage] | None:
+    """The delivery's messages when every event is a plain message or echo, else None."""
+    out = []
+    for e in events:
+        found = plain_message(ctx, e)
+        if found is None:
+            return None
+        out.append(found)
+    return out
+
+
+def _insert(session: AsyncSession, table: Table) -> Any:
+    return postgresql.insert(table) if session.bind.dialect.name == "postgresql" else sqlite.insert(table)
+
+
+async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[PlainMessage]) -> None:
+    """Store messages (their contacts and conversations exist already) and owe Slack their posts."""
+    if not messages:
+        return
+    wa_ids = sorted({m.wa_id for m in messages})
+    convs: dict[tuple[int, str], tuple[int, int]] = {}
+    names: dict[str, str | None] = {}
+    for channel_id, wa_id, contact_id, conv_id, name in (await session.execute(
+        select(Conversation.channel_id, Contact.wa_id, Contact.id, Conversation.id, Contact.profile_name)
+        .join(Contact, Contact.id == Conversation.contact_id).where(Contact.wa_id.in_(wa_ids))
+    )).tuples():
+        convs[(channel_id, wa_id)] = (contact_id, conv_id)
+        names[wa_id] = name
+    await _rename_contacts(session, messages, names)
+    now = utcnow()
+    rows: dict[str, dict[str, Any]] = {}
+    for m in messages:
+        e = m.event
+        media = e.content.media
+        rows.setdefault(e.wamid, {
+            "wamid": e.wamid, "conversation_id": convs[(m.channel_id, m.wa_id)][1],
+            "direction": (Direction.INBOUND if m.inbound else Direction.OUTBOUND).value,
+            "source": (Source.CUSTOMER if m.inbound else Source.PHONE_APP).value, "type": e.content.kind,
+            "text": e.content.text, "media_id": media.id if media else None,
+            "media_mime": media.mime_type if media else None, "content": content_json(e.content),
+            "wa_timestamp": e.timestamp, "is_history": False, "campaign_id": None, "status_history": [],
+            "is_note": False, "created_at": now,
+        })
+        ctx.count(type(e).__name__)
+    table: Table = Message.__table__  # type: ignore[assignment]
+    new = dict((await session.execute(
+        _insert(session, table).values(sorted(rows.values(), key=lambda r: r["wamid"]))
+        .on_conflict_do_nothing(index_elements=["wamid"]).returning(table.c.wamid, table.c.id)
+    )).tuples().all())
+    duplicates = len(messages) - len(new)
+    if duplicates:
+        ctx.stats["duplicate_message"] = ctx.stats.get("duplicate_message", 0) + duplicates
+    if not new:
+        return
+    await _move_windows(session, [rows[w] for w in new if rows[w]["direction"] == Direction.INBOUND.value])
+    outbound = [w for w in new if rows[w]["direction"] == Direction.OUTBOUND.value]
+    if outbound:
+        # Statuses that came before their echo are folded in now, as the handler does.
+        early = (await session.scalars(select(MessageStatus.wamid).where(MessageStatus.wamid.in_(outbound))
+                                       .distinct())).all()
+        for wamid in sorted(early):
+            await repo.apply_statuses(session, wamid)
+    posts = [{"dedupe_key": f"msg:{message_id}", "thread_key": f"conv:{rows[w]['conversation_id']}",
+              "kind": "message", "payload": {"message_id": message_id}, "order_ts": rows[w]["wa_timestamp"],
+              "conversation_id": rows[w]["conversation_id"], "attempts": 0, "created_at": now}
+             for w, message_id in sorted(new.items(), key=lambda kv: kv[1])]
+    outbox: Table = SlackOutbox.__table__  # type: ignore[assignment]
+    await session.execute(_insert(session, outbox).values(posts).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+
+
+async def _rename_contacts(session: AsyncSession, messages: list[PlainMessage], names: dict[str, str | None]) -> None:
+    """A newer profile name replaces the old one (the last one in the batch wins, as one by one)."""
+    latest: dict[str, str] = {}
+    for m in messages:
+        if isinstance(m.event, ev.InboundMessage) and m.event.profile_name:
+            latest[m.wa_id] = m.event.profile_name
+    changed = [{"w": w, "name": n} for w, n in sorted(latest.items()) if names.get(w) != n]
+    if changed:
+        contacts: Table = Contact.__table__  # type: ignore[assignment]
+        await session.execute(
+            update(contacts).where(contacts.c.wa_id == bindparam("w"))
+            .values(profile_name=bindparam("name"), updated_at=utcnow()), changed)
+
+
+async def _move_windows(session: AsyncSession, inbound: list[dict[str, Any]]) -> None:
+    """Move each conversation's 24-hour window to its latest new customer message; never backwards."""
+    latest: dict[int, datetime] = {}
+    for row in inbound:
+        conv_id, at = row["conversation_id"], row["wa_timestamp"]
+        if conv_id not in latest or latest[conv_id] < at:
+            latest[conv_id] = at
+    if not latest:
+        return
+    table: Table = Conversation.__table__  # type: ignore[assignment]
+    c = table.c
+    await session.execute(
+        update(table)
+        .where(and_(c.id == bindparam("conv"),
+                    or_(c.last_customer_message_at.is_(None), c.last_customer_message_at < bindparam("at"))))
+        .values(last_customer_message_at=bindparam("at")),
+        [{"conv": conv, "at": at} for conv, at in sorted(latest.items())])

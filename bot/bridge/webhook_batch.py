@@ -1,0 +1,196 @@
+"""Apply a claimed batch of deliveries in one transaction.
+
+Status-only deliveries (nearly all of a campaign's traffic) are coalesced and applied set-based; every
+other delivery runs its handlers inside its own savepoint, so one that fails is rolled back alone and keeps
+its error and retry time while the rest of the batch commits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.bridge import message_batch
+from bot.bridge.meta_events import EventContext, apply_event
+from bot.meta import events as ev
+from bot.meta.parser import event_type_of, parse_delivery
+from storage import progress_refresh, webhook_logs
+from storage.contact_batch import ensure_conversations
+from storage.status_batch import apply_status_batch, runs_of
+from storage.status_fold import StatusRow
+
+log = logging.getLogger(__name__)
+
+# PostgreSQL's deadlock_detected and serialization_failure: the batch is retried, nobody is blamed.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+@dataclass
+class Parsed:
+    """A claimed delivery and its events (or why it could not be parsed)."""
+
+    item: webhook_logs.ClaimedLog
+    event_type: str
+    events: list[ev.WebhookEvent] = field(default_factory=list)
+    error: Exception | None = None
+
+
+def parse(item: webhook_logs.ClaimedLog) -> Parsed:
+    """Parse one stored delivery; a parser failure is kept on the result, not raised."""
+    try:
+        payload = json.loads(item.raw_body)
+    except ValueError:
+        payload = None
+    parsed = Parsed(item=item, event_type=event_type_of(payload))
+    try:
+        parsed.events = list(parse_delivery(payload))
+    except Exception as exc:
+        parsed.error = exc
+    return parsed
+
+
+def status_rows(events: list[ev.WebhookEvent]) -> list[StatusRow] | None:
+    """The delivery's status reports, or None when it carries anything else (it is applied on its own)."""
+    if not events or not all(isinstance(e, ev.StatusUpdate) for e in events):
+        return None
+    rows = []
+    for e in events:
+        assert isinstance(e, ev.StatusUpdate)
+        err = e.errors[0] if e.errors else None
+        pricing = None
+        if e.pricing is not None:
+            pricing = {"billable": e.pricing.billable, "pricing_model": e.pricing.pricing_model,
+                       "category": e.pricing.category, "type": e.pricing.type}
+        rows.append(StatusRow(wamid=e.wamid, status=e.status, wa_timestamp=e.timestamp,
+                              recipient_id=e.recipient_id, error_code=err.code if err else None,
+                              error_title=err.title if err else None, pricing=pricing))
+    return rows
+
+
+@dataclass
+class BatchOutcome:
+    """Which deliveries were applied and which failed (with their error), plus the campaign runs touched."""
+
+    applied: list[Parsed] = field(default_factory=list)
+    failed: list[tuple[Parsed, Exception]] = field(default_factory=list)
+    run_ids: set[int] = field(default_factory=set)
+
+
+async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Parsed],
+                      retry_delay: Callable[[int], timedelta]) -> BatchOutcome:
+    """Apply batch inside the caller's transaction; failures are recorded on their logs, not raised."""
+    outcome = BatchOutcome()
+    statuses: list[StatusRow] = []
+    handled_statuses: set[str] = set()
+    await _prepare_conversations(session, ctx, batch)
+    rest = await _store_plain_messages(session, ctx, batch, outcome)
+    for parsed in rest:
+        if parsed.error is not None:
+            await _keep_failure(session, outcome, parsed, parsed.error, retry_delay)
+            continue
+        rows = status_rows(parsed.events)
+        if rows is not None:
+            statuses.extend(rows)
+            for _ in rows:
+                ctx.count(ev.StatusUpdate.__name__)
+            outcome.applied.append(parsed)
+            continue
+        try:
+            async with session.begin_nested():
+                for event in parsed.events:
+                    await apply_event(session, ctx, event)
+        except DBAPIError as exc:
+            if _transient(exc):
+                raise  # a deadlock or serialization failure is no fault of this delivery: retry the batch
+            log.warning("webhook log %s failed (attempt %s): %r", parsed.item.id, parsed.item.attempts, exc,
+                        exc_info=True)
+            await _keep_failure(session, outcome, parsed, exc, retry_delay)
+            continue
+        except Exception as exc:
+            log.warning("webhook log %s failed (attempt %s): %r", parsed.item.id, parsed.item.attempts, exc,
+                        exc_info=True)
+            await _keep_failure(session, outcome, parsed, exc, retry_delay)
+            continue
+        outcome.applied.append(parsed)
+        handled_statuses.update(e.wamid for e in parsed.events if isinstance(e, ev.StatusUpdate))
+    if statuses:
+        result = await apply_status_batch(session, statuses)
+        if result.duplicates:
+            ctx.stats["duplicate_status"] = ctx.stats.get("duplicate_status", 0) + result.duplicates
+        outcome.run_ids = result.run_ids
+    if handled_statuses:  # statuses that came with messages went through their handler
+        outcome.run_ids |= await runs_of(session, handled_statuses)
+    if outcome.run_ids:
+        # Counters moved: the progress message follows, also after the run's final report.
+        await progress_refresh.refresh(session, outcome.run_ids, f"statuses:{batch[0].item.id}")
+    await webhook_logs.mark_processed_many(session, [p.item.id for p in outcome.applied],
+                                           [p.item.fence for p in outcome.applied])
+    return outcome
+
+
+async def _store_plain_messages(session: AsyncSession, ctx: EventContext, batch: list[Parsed],
+                                outcome: BatchOutcome) -> list[Parsed]:
+    """Store the batch's plain messages set-based (see message_batch); returns the deliveries left over.
+
+    If the set-based write fails, it is rolled back and those deliveries go one by one with the rest.
+    """
+    plain: list[tuple[Parsed, list[message_batch.PlainMessage]]] = []
+    rest: list[Parsed] = []
+    for parsed in batch:
+        found = message_batch.plain_messages(ctx, parsed.events) if parsed.error is None else None
+        if found:
+            plain.append((parsed, found))
+        else:
+            rest.append(parsed)
+    if not plain:
+        return rest
+    stats = dict(ctx.stats)
+    try:
+        async with session.begin_nested():
+            await message_batch.store_plain(session, ctx, [m for _, found in plain for m in found])
+    except Exception as exc:
+        if isinstance(exc, DBAPIError) and _transient(exc):
+            raise
+        log.warning("set-based store of %d deliveries failed; applying them one by one", len(plain),
+                    exc_info=True)
+        ctx.stats.clear()
+        ctx.stats.update(stats)
+        return [p for p, _ in plain] + rest
+    outcome.applied.extend(p for p, _ in plain)
+    return rest
+
+
+def _transient(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in TRANSIENT_SQLSTATES
+
+
+async def _prepare_conversations(session: AsyncSession, ctx: EventContext, batch: list[Parsed]) -> None:
+    """Create the batch's new contacts and conversations first, in one global order (see contact_batch)."""
+    wanted: set[tuple[int, str, str]] = set()
+    names: dict[str, str] = {}
+    for parsed in batch:
+        for event in parsed.events:
+            # Only plain messages: the others' handlers resolve identities, merges and spill-over channels.
+            plain = message_batch.plain_message(ctx, event)
+            if plain is None:
+                continue
+            cfg = ctx.settings.channel_by_phone_number_id(plain.event.envelope.phone_number_id or "")
+            if cfg is None or not plain.wa_id:
+                continue
+            if isinstance(plain.event, ev.InboundMessage) and plain.event.profile_name:
+                names.setdefault(plain.wa_id, plain.event.profile_name)
+            wanted.add((plain.channel_id, plain.wa_id, cfg.slack_channel))
+    await ensure_conversations(session, wanted, names)
+
+
+async def _keep_failure(session: AsyncSession, outcome: BatchOutcome, parsed: Parsed, exc: Exception,
+                        retry_delay: Callable[[int], timedelta]) -> None:
+    outcome.failed.append((parsed, exc))
+    await webhook_logs.keep_failure(session, parsed.item.id, repr(exc), retry_delay(parsed.item.attempts),
+                                    fence=parsed.item.fence)

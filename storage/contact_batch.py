@@ -1,0 +1,47 @@
+"""Create a batch's contacts and conversations up front, in bulk and in key order.
+
+Two workers applying batches at once would otherwise create rows for overlapping customers in the order
+their deliveries arrived, and PostgreSQL would end one of them with a deadlock. Taking the inserts in one
+global order (wa_id, then channel and contact) first makes concurrent batches queue instead; the handlers
+that run afterwards find the rows already there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Contact, Conversation, utcnow
+
+
+def _insert(session: AsyncSession, table: Table) -> Any:
+    return postgresql.insert(table) if session.bind.dialect.name == "postgresql" else sqlite.insert(table)
+
+
+async def ensure_conversations(session: AsyncSession, wanted: Iterable[tuple[int, str, str]],
+                               names: dict[str, str] | None = None) -> None:
+    """Create missing contacts (named from names) and conversations for (channel_id, wa_id, slack_channel)."""
+    triples = sorted(set(wanted))
+    if not triples:
+        return
+    now = utcnow()
+    wa_ids = sorted({wa_id for _, wa_id, _ in triples})
+    contacts: Table = Contact.__table__  # type: ignore[assignment]
+    await session.execute(
+        _insert(session, contacts).values([
+            {"wa_id": w, "profile_name": (names or {}).get(w), "opted_out": False, "created_at": now, "updated_at": now}
+            for w in wa_ids
+        ]).on_conflict_do_nothing(index_elements=["wa_id"]))
+    ids = dict((await session.execute(select(Contact.wa_id, Contact.id).where(Contact.wa_id.in_(wa_ids))))
+               .tuples().all())
+    conversations: Table = Conversation.__table__  # type: ignore[assignment]
+    rows = sorted({(channel_id, ids[wa_id], slack) for channel_id, wa_id, slack in triples})
+    await session.execute(
+        _insert(session, conversations).values([
+            {"channel_id": channel_id, "contact_id": contact_id, "slack_channel": slack, "created_at": now}
+            for channel_id, contact_id, slack in rows
+        ]).on_conflict_do_nothing(index_elements=["channel_id", "contact_id"]))

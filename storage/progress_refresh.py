@@ -1,0 +1,43 @@
+"""Owe a campaign run's progress message a refresh when its counters moved, without piling refreshes up.
+
+Statuses keep arriving long after a run's last send (and after its final report), in every batch the
+webhook worker applies; the message must follow them without one Slack edit per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import SlackOutbox
+from storage.repository import enqueue_slack
+
+PROGRESS_KIND = "campaign_progress"  # the Slack outbox kind that renders a run's progress message
+
+
+def progress_dedupe_key(run_id: int, key: str) -> str:
+    return f"{PROGRESS_KIND}:{run_id}:{key}"
+
+
+async def refresh(session: AsyncSession, run_ids: Iterable[int], key: str) -> int:
+    """Owe each run's message a refresh; returns how many were added.
+
+    A refresh already owed and not yet claimed renders the counts as they are when it is delivered, so it
+    covers this change too: it is locked (no outbox claims it before this transaction commits) instead of
+    adding another. Else one is added under `key`.
+    """
+    added = 0
+    o = SlackOutbox
+    for run_id in sorted(set(run_ids)):
+        owed = (select(o.id).where(o.thread_key == f"campaign:{run_id}", o.kind == PROGRESS_KIND,
+                                   o.done_at.is_(None), o.claimed_until.is_(None)).limit(1))
+        if session.bind.dialect.name == "postgresql":
+            owed = owed.with_for_update()
+        if await session.scalar(owed) is None and await enqueue_slack(
+            session, dedupe_key=progress_dedupe_key(run_id, key), thread_key=f"campaign:{run_id}",
+            kind=PROGRESS_KIND, payload={"run_id": run_id},
+        ):
+            added += 1
+    return added

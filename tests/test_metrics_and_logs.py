@@ -1,0 +1,126 @@
+"""/metrics protects itself (bearer token, own port); serve's log says where it listens and stays quiet."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app.bolt import build_bolt_app
+from bot.app.factory import create_app
+from bot.app.metrics_endpoint import authorised
+from bot.core.logs import configure
+from bot.deps import Deps
+from tests.helpers import make_settings
+
+TOKEN = "metrics-secret-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_bearer_token_check() -> None:
+    assert authorised(None, "") and authorised("anything", "")
+    assert authorised(f"Bearer {TOKEN}", TOKEN) and authorised(f"bearer  {TOKEN}", TOKEN)
+    for header in (None, "", TOKEN, f"Basic {TOKEN}", f"Bearer {TOKEN}x", "Bearer "):
+        assert not authorised(header, TOKEN), header
+
+
+async def _raw_get(port: int, path: str, headers: str = "") -> tuple[int, bytes]:
+    """A GET sent byte for byte, so the path reaches the server exactly as an attacker wrote it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n".encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    status = int(data.split(b" ", 2)[1])
+    return status, data.split(b"\r\n\r\n", 1)[1]
+
+
+async def test_metrics_token_is_required_whatever_the_path_spelling(aiohttp_client: Any, db_url: str) -> None:
+    settings = make_settings(db_url, server={"metrics_token": TOKEN})
+    client = await aiohttp_client(create_app(settings, workers=False))
+    port = client.server.port
+    assert port is not None
+    for path in ("/metrics", "/%6detrics", "/%6D%65trics"):
+        status, _ = await _raw_get(port, path)
+        assert status == 401, path
+    status, body = await _raw_get(port, "/%6detrics", f"Authorization: Bearer {TOKEN}\r\n")
+    assert status == 200 and b"wabridge_webhooks_received" in body
+    assert (await client.get("/metrics", headers={"Authorization": "Bearer wrong"})).status == 401
+
+
+async def test_metrics_on_their_own_port_are_not_on_the_main_one(aiohttp_client: Any, db_url: str) -> None:
+    port = _free_port()
+    settings = make_settings(db_url, server={"metrics_port": port, "metrics_token": TOKEN})
+    client = await aiohttp_client(create_app(settings, workers=False))
+    assert (await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})).status == 404
+    assert (await _raw_get(port, "/metrics"))[0] == 401
+    status, body = await _raw_get(port, "/metrics", f"Authorization: Bearer {TOKEN}\r\n")
+    assert status == 200 and b"wabridge_webhooks_received" in body
+    assert (await _raw_get(port, "/healthz"))[0] == 404
+
+
+def test_bolt_says_nothing_about_an_unused_token(db_url: str, caplog: pytest.LogCaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-from-the-environment")
+    settings = make_settings(db_url)
+    deps = Deps(settings=settings, sessions=None, graph=None, slack=AsyncWebClient(token="xoxb-1"),  # type: ignore[arg-type]
+                throttle=None, metrics=None, channel_ids={})  # type: ignore[arg-type]
+    caplog.set_level(logging.DEBUG)
+    build_bolt_app(deps)
+    assert [r for r in caplog.records if "unused" in r.getMessage()] == []
+
+
+def test_scheduler_job_runs_are_debug_lines() -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure("INFO")
+        assert not logging.getLogger("apscheduler.executors.default").isEnabledFor(logging.INFO)
+        assert logging.getLogger("apscheduler.scheduler").isEnabledFor(logging.WARNING)
+        configure("DEBUG")
+        assert logging.getLogger("apscheduler.executors.default").isEnabledFor(logging.DEBUG)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        logging.getLogger("apscheduler.executors").setLevel(logging.NOTSET)
+
+
+def test_serve_logs_where_it_listens_and_no_start_up_noise(tmp_path: Path) -> None:
+    port = _free_port()
+    config = tmp_path / "app.yaml"
+    config.write_text(f"""
+server: {{host: 127.0.0.1, port: {port}}}
+database_url: "sqlite:///{tmp_path}/wa.db"
+meta: {{app_secret: s, verify_token: v, graph_url: "http://127.0.0.1:9"}}
+slack: {{bot_token: xoxb-1, signing_secret: s, api_url: "http://127.0.0.1:9/api/"}}
+channels: []
+""")
+    env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-env", "WABRIDGE_LOG_LEVEL": "INFO"}
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(config), "serve"], env=env,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    lines: list[str] = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if "listening on" in line:
+                break
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert any(f"listening on http://127.0.0.1:{port}" in line for line in lines), lines
+    assert not [line for line in lines if "will be unused" in line or "Traceback" in line]
