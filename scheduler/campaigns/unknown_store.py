@@ -83,6 +83,31 @@ async def note_callback(session: AsyncSession, data: str | None, wamid: str, sta
 
 
 @dataclass(frozen=True)
+class CallbackReport:
+    """A status webhook's fields that `note_callback` needs."""
+
+    data: str
+    wamid: str
+    status: str
+    wa_id: str | None
+    error: tuple[int | None, str | None] = (None, None)
+
+
+async def note_callbacks(session: AsyncSession, reports: list[CallbackReport]) -> int:
+    """`note_callback` for a batch of status webhooks: one indexed read finds the few recipients still without
+    a wamid (unknown, or offered again); only those are touched. Returns how many were."""
+    named = {rid for r in reports if (rid := recipient_of(r.data)) is not None}
+    if not named:
+        return 0
+    open_ids = set((await session.scalars(select(R.id).where(R.id.in_(named), R.wamid.is_(None)))).all())
+    touched = 0
+    for r in reports:
+        if recipient_of(r.data) in open_ids:
+            touched += await note_callback(session, r.data, r.wamid, r.status, r.wa_id, r.error)
+    return touched
+
+
+@dataclass(frozen=True)
 class UnknownRun:
     """A run with recipients still `unknown` after the quiet period."""
 

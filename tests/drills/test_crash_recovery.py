@@ -144,8 +144,13 @@ async def test_sigkill_mid_campaign_and_mid_burst_loses_nothing_and_doubles_noth
     assert [w for w in audience if len(sends[w]) > 1] == [], seen
     # A request that reached Meta is settled by its status webhook; one marked but cut off before it left
     # stays `unknown` (nothing will ever report on it), and only those in flight at the kill can be either.
-    settled = await eventually(lambda: _settled_where_sent(db, sends), timeout=20)
-    assert settled, seen
+    try:
+        await eventually(lambda: _settled_where_sent(db, sends), timeout=30)
+    except AssertionError:
+        states = await recipient_states(db)
+        open_ = {w: states[w] for w, s in sends.items() if s and states[w][0] not in ("sent", "delivered", "read")}
+        feed = graph.status_feed.stats if graph.status_feed else None
+        raise AssertionError(f"not settled by status webhooks: {open_}; feed {feed}; {seen}") from None
     states = await recipient_states(db)
     unsent = sorted(w for w in audience if not sends[w])
     assert set(unsent) <= in_flight, seen
