@@ -8,24 +8,34 @@ Two mechanisms work together:
 * a GCRA pacer (theoretical arrival time ``tat``) spaces grants one ``interval`` apart, so a saturated
   number sends smoothly instead of in once-a-second bursts, and a waiting reply is never more than one
   interval from the next free slot;
-* a sliding log of the last ``mps`` grant times is the hard cap: a grant is refused while the
-  ``mps``-th most recent grant is younger than ``window``. It is exact over any window, not aligned
+* a sliding log of recent sends is the hard cap (below). It is exact over any window, not aligned
   buckets, whatever the pacer's catch-up allows.
 
-``window`` is one second plus ``margin``: a grant is a promise made on the throttle's clock, while the
-request reaches Meta a few milliseconds later with jitter. Counting over 1 s + margin keeps every 1-s
-window on the receiving side within ``mps`` as long as jitter stays under ``margin``, at the cost of
-running at ``1 / (1 + margin)`` of the cap (0.98 with the default 20 ms).
+Meta counts arrivals, not grants, and a request reaches Meta at some unknown moment between its grant
+and the return of its response. So the log holds, for every recent send, the latest moment it can have
+arrived (its *bound*), and a grant at ``now`` is refused while ``mps`` bounds lie after ``now - 1 s``.
+That is exact whatever the latency: if some one-second window at Meta held ``mps + 1`` arrivals, the last
+of them to be granted would have seen the other ``mps`` with bounds after its own grant minus one second.
+
+Where the bound comes from:
+
+* a *slot* (``grant_slots``, the campaign path) is in flight with the bound ``grant + hold`` (the longest
+  a request can take); ``settle`` lowers it to the moment its response came back. A saturated number then
+  runs at ``mps / (1 + latency)``: 0.99 of the cap at the 10 ms of a near Graph API, whatever the jitter;
+* a plain grant (``decide``, replies and other single sends that do not report back) gets the bound
+  ``grant + margin``: jitter under ``margin`` is absorbed, at ``1 / (1 + margin)`` of the cap.
 """
 
 from __future__ import annotations
 
 import enum
-from collections import deque
-from collections.abc import Sequence
+import heapq
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 DEFAULT_MARGIN = 0.020
+WINDOW = 1.0  # Meta's cap is per second, over any sliding second
 # Lateness of a waiter (round trip, event-loop lag, a busy CPU) the pacer absorbs without losing rate. It
 # lets up to this much of the schedule through back to back (2 grants at 80 mps, 20 at 1,000 mps); the
 # sliding log still caps every window, and a reply waits at most one interval plus this.
@@ -60,8 +70,8 @@ class Pacing:
 
     @property
     def window(self) -> float:
-        """Length of the sliding window that may hold at most ``mps`` grants."""
-        return 1.0 + self.margin
+        """Time ``mps`` paced grants take: one second plus the margin of a plain grant."""
+        return WINDOW + self.margin
 
     @property
     def interval(self) -> float:
@@ -80,11 +90,56 @@ class Pacing:
 
 
 @dataclass
+class ArrivalLog:
+    """Latest possible arrival at Meta (bound) of every recent send, by slot id."""
+
+    bounds: dict[str, float] = field(default_factory=dict)
+    _heap: list[tuple[float, str]] = field(default_factory=list)  # lazily pruned: stale entries are skipped
+    _ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    def add(self, bound: float, slot: str | None = None) -> str:
+        slot = slot if slot is not None else f"g{next(self._ids)}"
+        self.bounds[slot] = bound
+        heapq.heappush(self._heap, (bound, slot))
+        return slot
+
+    def lower(self, slot: str, bound: float) -> None:
+        """A response came back: the send cannot arrive after ``bound``; never raises a bound."""
+        current = self.bounds.get(slot)
+        if current is not None and bound < current:
+            self.bounds[slot] = bound
+            heapq.heappush(self._heap, (bound, slot))
+
+    def drop(self, slot: str) -> None:
+        """A slot granted but never used (its sender stopped first)."""
+        self.bounds.pop(slot, None)
+
+    def live(self, now: float) -> int:
+        """Sends that may still fall in a window with one granted at ``now``."""
+        horizon = now - WINDOW
+        heap = self._heap
+        while heap and heap[0][0] <= horizon:
+            bound, slot = heapq.heappop(heap)
+            if self.bounds.get(slot) == bound:
+                del self.bounds[slot]
+        if not self.bounds:
+            heap.clear()
+        return len(self.bounds)
+
+    def free_at(self, mps: int, now: float) -> float:
+        """Earliest time at which fewer than ``mps`` bounds lie within the last second (assuming none settles)."""
+        n = self.live(now)
+        if n < mps:
+            return now
+        return sorted(self.bounds.values())[n - mps] + WINDOW
+
+
+@dataclass
 class NumberState:
-    """Throttle state of one number: pacer, recent grants (newest first) and any penalty."""
+    """Throttle state of one number: pacer, arrival log of recent sends and any penalty."""
 
     tat: float = 0.0
-    grants: deque[float] = field(default_factory=deque)
+    log: ArrivalLog = field(default_factory=ArrivalLog)
     penalty_until: float = 0.0
 
 
@@ -107,10 +162,9 @@ def earliest_wait(state: NumberState, pacing: Pacing, now: float) -> tuple[float
         wait, reason = state.penalty_until - now, Reason.PENALTY
     if state.tat - now > wait:
         wait, reason = state.tat - now, Reason.PACE
-    if len(state.grants) >= pacing.mps:
-        window_wait = state.grants[pacing.mps - 1] + pacing.window - now
-        if window_wait > wait:
-            wait, reason = window_wait, Reason.WINDOW
+    window_wait = state.log.free_at(pacing.mps, now) - now
+    if window_wait > wait:
+        wait, reason = window_wait, Reason.WINDOW
     return wait, reason
 
 
@@ -130,11 +184,54 @@ def decide(state: NumberState, pacing: Pacing, now: float, *, interactive: bool,
 
 
 def record_grant(state: NumberState, pacing: Pacing, now: float) -> None:
-    """Advance the pacer and log the grant, keeping only the last ``mps`` grant times."""
+    """Advance the pacer and log a plain grant, whose arrival is assumed within ``margin`` of it."""
     state.tat = max(state.tat, now - pacing.catch_up) + pacing.interval
-    state.grants.appendleft(now)
-    while len(state.grants) > pacing.mps:
-        state.grants.pop()
+    state.log.add(now + pacing.margin)
+
+
+def pace_budget(state: NumberState, pacing: Pacing, now: float) -> int:
+    """Grants the pacer allows at ``now`` back to back (its catch-up lets a late caller take a few)."""
+    base = max(state.tat, now - pacing.catch_up)
+    if base > now:
+        return 0
+    return int((now - base) / pacing.interval) + 1
+
+
+def grant_slots(
+    state: NumberState,
+    pacing: Pacing,
+    now: float,
+    want: int,
+    hold: float,
+    *,
+    interactive_waiting: bool,
+    mint: Callable[[int], str],
+) -> tuple[list[str], Decision]:
+    """Grant up to ``want`` campaign slots at once, each in flight until settled (at most ``hold``).
+
+    Returns the slot ids (``mint(i)`` for the i-th) and, when none could be granted, how long to wait.
+    Bulk only: a registered interactive waiter makes it yield, as in ``decide``.
+    """
+    wait, reason = earliest_wait(state, pacing, now)
+    if interactive_waiting:
+        return [], Decision(wait + pacing.interval, Reason.YIELD)
+    if wait > 0:
+        return [], Decision(wait, reason)
+    count = min(want, pacing.mps - state.log.live(now), pace_budget(state, pacing, now))
+    base = max(state.tat, now - pacing.catch_up)
+    state.tat = base + count * pacing.interval
+    slots = [state.log.add(now + hold, mint(i)) for i in range(count)]
+    return slots, Decision(0.0, Reason.OK)
+
+
+def settle(state: NumberState, slot: str, responded_at: float) -> None:
+    """The response to ``slot``'s send came back at ``responded_at``: it cannot arrive later than that."""
+    state.log.lower(slot, responded_at)
+
+
+def release(state: NumberState, slot: str) -> None:
+    """``slot`` was granted but nothing was sent with it."""
+    state.log.drop(slot)
 
 
 def penalize(state: NumberState, now: float, seconds: float) -> None:

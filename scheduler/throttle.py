@@ -1,19 +1,29 @@
 """Per-number send throttle shared by every process on one Redis, with an in-process fallback.
 
 Algorithm (see ``scheduler.ratemath`` for the maths): a GCRA pacer spaces sends one interval apart, and
-a sliding log of the last ``mps`` grant times is the hard cap over any window. GCRA alone keeps sends
+a sliding log of the latest moment each recent send can have reached Meta is the hard cap over any
+window. GCRA alone keeps sends
 smooth and gives a reply the very next slot, but its catch-up (needed so a waiter's round trip does not
 cost throughput) can squeeze a few grants closer; a sliding log alone is exact but lets a campaign burst
 ``mps`` sends at once and then makes a reply wait for the oldest to age out. Together they are exact and
 smooth. A plain token bucket was rejected because its burst capacity breaks the sliding-window cap.
 
 Everything runs in one Lua script on Redis's own clock (``TIME``), so process clocks never matter and
-concurrent acquirers on any number of processes cannot interleave between check and grant.
+concurrent acquirers on any number of processes cannot interleave between check and grant. A settled
+slot is sent as its age (how long ago, on the process's monotonic clock, its response came back) and
+stamped ``TIME - age`` by the script: later than the true moment, never earlier, whatever the offset
+between the clocks.
+
+Campaign senders take slots in batches (``acquire_slots``: one round trip for several grants, carrying
+the settlements of the previous sends); replies and other single sends use ``acquire``.
 
 Priorities: an interactive waiter that cannot be served at once registers itself in a sorted set scored
 by an expiry (the wait it was told plus a short grace). Bulk acquirers yield while any unexpired
 registration exists. A waiter that crashes simply stops refreshing its entry, so bulk sends resume at
 most one wait plus the grace later.
+
+Why one module: both backends share one acquire loop and must keep the same rules as the Lua script
+(``scheduler.throttle_scripts``) and ``scheduler.ratemath``; splitting them apart would let them drift.
 
 Failure mode: if Redis cannot be reached, ``acquire`` raises ``ThrottleUnavailable``; it never lets a
 send through unthrottled. Callers treat that like any other transient send failure.
@@ -26,6 +36,7 @@ import enum
 import math
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -35,6 +46,7 @@ from redis.exceptions import RedisError
 
 from scheduler import ratemath
 from scheduler.ratemath import DEFAULT_MARGIN, DEFAULT_REGISTRATION_GRACE, Pacing, Reason
+from scheduler.throttle_scripts import ACQUIRE_LUA, PENALIZE_LUA
 
 __all__ = [
     "LocalThrottle",
@@ -46,6 +58,7 @@ __all__ = [
 ]
 
 MICROS = 1_000_000
+SLOT_POLL = 0.005  # longest a slot waiter sleeps on a wait that a settling slot may cut short
 
 
 class Priority(enum.IntEnum):
@@ -72,6 +85,41 @@ class Throttle(Protocol):
         """Return when the caller may send one message now; ``TimeoutError`` if not within ``timeout``."""
         ...
 
+    async def acquire_slots(
+        self,
+        key: str,
+        mps: int,
+        want: int,
+        *,
+        hold: float,
+        settled: Sequence[tuple[str, float]] = (),
+        unused: Sequence[str] = (),
+    ) -> list[str]:
+        """Wait for between 1 and ``want`` bulk send slots, granted in one round trip.
+
+        A slot counts against the cap from its grant until it is settled with the moment its response came
+        back (``time.monotonic()``), or for ``hold`` seconds if it never is. ``settled`` and ``unused``
+        (slots granted but not sent with) are recorded in the same round trip.
+        """
+        ...
+
+    async def try_slots(
+        self,
+        key: str,
+        mps: int,
+        want: int,
+        *,
+        hold: float,
+        settled: Sequence[tuple[str, float]] = (),
+        unused: Sequence[str] = (),
+    ) -> tuple[list[str], float]:
+        """One round trip of ``acquire_slots``: the slots granted (maybe none) and, if none, how long to wait."""
+        ...
+
+    async def settle(self, key: str, settled: Sequence[tuple[str, float]], unused: Sequence[str] = ()) -> None:
+        """Record responses (slot, monotonic time it came back) and unused slots without asking for more."""
+        ...
+
     async def penalize(self, key: str, seconds: float) -> None:
         """Hold every acquirer of ``key`` for ``seconds`` (after Meta answered 130429)."""
         ...
@@ -96,8 +144,64 @@ class _PacedThrottle:
         """One try against the store: the decision and the store's clock reading it was made at."""
         raise NotImplementedError
 
+    async def _exchange(
+        self, key: str, pacing: Pacing, want: int, hold: float, prefix: str,
+        settled: Sequence[tuple[str, float]], unused: Sequence[str],
+    ) -> tuple[int, ratemath.Decision]:
+        """Settle and release slots, then grant up to ``want`` (``prefix`` + index); settled as (slot, age)."""
+        raise NotImplementedError
+
     async def _withdraw(self, key: str, waiter: str) -> None:
         """Forget an interactive waiter that gave up (timeout, cancellation or error)."""
+
+    async def try_slots(
+        self,
+        key: str,
+        mps: int,
+        want: int,
+        *,
+        hold: float,
+        settled: Sequence[tuple[str, float]] = (),
+        unused: Sequence[str] = (),
+    ) -> tuple[list[str], float]:
+        """See ``Throttle.try_slots``."""
+        if self._closed:
+            raise ThrottleUnavailable("throttle is closed")
+        pacing = Pacing(int(mps), 0.0)  # the arrival log, not a margin, absorbs the latency
+        prefix = uuid.uuid4().hex[:16] + ":"
+        now = time.monotonic()
+        ages = [(slot, max(0.0, now - at)) for slot, at in settled]
+        count, decision = await self._exchange(key, pacing, max(1, want), hold, prefix, ages, unused)
+        if count:
+            return [f"{prefix}{i}" for i in range(count)], 0.0
+        # A wait bound by a slot still in flight ends when that slot settles, not at its hold: look again soon.
+        return [], min(decision.wait, max(pacing.interval, SLOT_POLL))
+
+    async def acquire_slots(
+        self,
+        key: str,
+        mps: int,
+        want: int,
+        *,
+        hold: float,
+        settled: Sequence[tuple[str, float]] = (),
+        unused: Sequence[str] = (),
+    ) -> list[str]:
+        """See ``Throttle.acquire_slots``."""
+        while True:
+            slots, wait = await self.try_slots(key, mps, want, hold=hold, settled=settled, unused=unused)
+            if slots:
+                return slots
+            settled, unused = (), ()
+            await asyncio.sleep(wait)
+
+    async def settle(self, key: str, settled: Sequence[tuple[str, float]], unused: Sequence[str] = ()) -> None:
+        """See ``Throttle.settle``."""
+        if self._closed or not (settled or unused):
+            return
+        now = time.monotonic()
+        ages = [(slot, max(0.0, now - at)) for slot, at in settled]
+        await self._exchange(key, Pacing(1, 0.0), 0, 0.0, "", ages, unused)
 
     async def acquire(
         self,
@@ -153,73 +257,6 @@ class _PacedThrottle:
             await asyncio.sleep(decision.wait)
 
 
-# Lua mirror of ratemath.decide/record_grant, in integer microseconds of Redis's clock.
-# KEYS: tat, grant log (list, newest first), penalty deadline, interactive waiters (zset: id -> expiry)
-# ARGV: mps, interval, window, catch_up, interactive (1/0), waiter id, registration grace
-_ACQUIRE_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local mps = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
-local catch_up = tonumber(ARGV[4])
-local interactive = ARGV[5] == '1'
-local waiter = ARGV[6]
-local grace = tonumber(ARGV[7])
-local function int(x) return string.format('%.0f', x) end
-
-local wait = 0
-local reason = 'ok'
-local pen = tonumber(redis.call('GET', KEYS[3]) or '0')
-if pen - now > wait then wait = pen - now; reason = 'penalty' end
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat - now > wait then wait = tat - now; reason = 'pace' end
-if redis.call('LLEN', KEYS[2]) >= mps then
-  local oldest = tonumber(redis.call('LINDEX', KEYS[2], mps - 1))
-  if oldest + window - now > wait then wait = oldest + window - now; reason = 'window' end
-end
-
-if not interactive then
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', int(now))
-  if redis.call('ZCARD', KEYS[4]) > 0 then
-    return {wait + interval, 'yield', now}
-  end
-end
-
-if wait > 0 then
-  if interactive then
-    redis.call('ZADD', KEYS[4], int(now + wait + grace), waiter)
-    redis.call('PEXPIRE', KEYS[4], int(math.ceil((wait + grace) / 1000) + 1000))
-  end
-  return {wait, reason, now}
-end
-
-local idle_ttl = int(math.ceil((window + interval) / 1000) + 1000)
-local base = tat
-if now - catch_up > base then base = now - catch_up end
-redis.call('SET', KEYS[1], int(base + interval), 'PX', idle_ttl)
-redis.call('LPUSH', KEYS[2], int(now))
-redis.call('LTRIM', KEYS[2], 0, mps - 1)
-redis.call('PEXPIRE', KEYS[2], idle_ttl)
-if interactive then redis.call('ZREM', KEYS[4], waiter) end
-return {0, 'ok', now}
-"""
-
-# KEYS: penalty deadline. ARGV: seconds in microseconds. Returns the deadline in force.
-_PENALIZE_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local deadline = now + tonumber(ARGV[1])
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if deadline > current then
-  redis.call('SET', KEYS[1], string.format('%.0f', deadline),
-             'PX', string.format('%.0f', math.ceil((deadline - now) / 1000) + 1))
-  return string.format('%.0f', deadline)
-end
-return string.format('%.0f', current)
-"""
-
-
 class RedisThrottle(_PacedThrottle, Throttle):
     """Throttle shared through Redis by every process that uses the same ``prefix``."""
 
@@ -236,13 +273,15 @@ class RedisThrottle(_PacedThrottle, Throttle):
         self._redis = redis
         self._prefix = prefix
         self._owns_client = owns_client
-        self._acquire_script = redis.register_script(_ACQUIRE_LUA)
-        self._penalize_script = redis.register_script(_PENALIZE_LUA)
+        self._acquire_script = redis.register_script(ACQUIRE_LUA)
+        self._penalize_script = redis.register_script(PENALIZE_LUA)
 
     def _keys(self, key: str) -> list[str]:
-        # One hash tag per number keeps all its keys in one slot on a Redis Cluster.
+        # One hash tag per number keeps all its keys in one slot on a Redis Cluster. The arrival log is a
+        # sorted set under a new name: the list of grants that older versions kept there would be the
+        # wrong type for it.
         base = f"{self._prefix}:{{{key}}}"
-        return [f"{base}:tat", f"{base}:log", f"{base}:penalty", f"{base}:interactive"]
+        return [f"{base}:tat", f"{base}:arrivals", f"{base}:penalty", f"{base}:interactive"]
 
     async def _run(self, script: Any, keys: list[str], args: list[str | int]) -> Any:
         try:
@@ -250,21 +289,46 @@ class RedisThrottle(_PacedThrottle, Throttle):
         except (RedisError, OSError) as exc:
             raise ThrottleUnavailable(f"throttle store unreachable: {exc}") from exc
 
-    async def _attempt(
-        self, key: str, pacing: Pacing, priority: Priority, waiter: str
-    ) -> tuple[ratemath.Decision, float]:
+    async def _call(
+        self, key: str, pacing: Pacing, *, interactive: bool, waiter: str, want: int, hold: float, prefix: str,
+        settled: Sequence[tuple[str, float]] = (), unused: Sequence[str] = (),
+    ) -> tuple[int, ratemath.Decision, float]:
         args: list[str | int] = [
             pacing.mps,
             _micros(pacing.interval),
-            _micros(pacing.window),
+            _micros(ratemath.WINDOW),
             _micros(pacing.catch_up),
-            1 if priority is Priority.INTERACTIVE else 0,
+            1 if interactive else 0,
             waiter,
             _micros(self._grace),
+            want,
+            _micros(hold),
+            prefix,
+            len(settled),
         ]
-        wait_us, reason, now_us = await self._run(self._acquire_script, self._keys(key), args)
+        for slot, age in settled:
+            args += [slot, _micros(age)]
+        args += list(unused)
+        count, wait_us, reason, now_us = await self._run(self._acquire_script, self._keys(key), args)
         reason_text = reason.decode() if isinstance(reason, bytes) else str(reason)
-        return ratemath.Decision(int(wait_us) / MICROS, Reason(reason_text)), int(now_us) / MICROS
+        return int(count), ratemath.Decision(int(wait_us) / MICROS, Reason(reason_text)), int(now_us) / MICROS
+
+    async def _attempt(
+        self, key: str, pacing: Pacing, priority: Priority, waiter: str
+    ) -> tuple[ratemath.Decision, float]:
+        _, decision, at = await self._call(
+            key, pacing, interactive=priority is Priority.INTERACTIVE, waiter=waiter, want=1,
+            hold=pacing.margin, prefix=uuid.uuid4().hex)
+        return decision, at
+
+    async def _exchange(
+        self, key: str, pacing: Pacing, want: int, hold: float, prefix: str,
+        settled: Sequence[tuple[str, float]], unused: Sequence[str],
+    ) -> tuple[int, ratemath.Decision]:
+        count, decision, _ = await self._call(
+            key, pacing, interactive=False, waiter="", want=want, hold=hold, prefix=prefix,
+            settled=settled, unused=unused)
+        return count, decision
 
     async def _withdraw(self, key: str, waiter: str) -> None:
         # Best effort: if this fails the entry expires on its own after the grace period.
@@ -314,6 +378,23 @@ class LocalThrottle(_PacedThrottle, Throttle):
             else:
                 waiters.add(waiter)
         return decision, now
+
+    async def _exchange(
+        self, key: str, pacing: Pacing, want: int, hold: float, prefix: str,
+        settled: Sequence[tuple[str, float]], unused: Sequence[str],
+    ) -> tuple[int, ratemath.Decision]:
+        state = self._states.setdefault(key, ratemath.NumberState())
+        now = time.monotonic()
+        for slot, age in settled:
+            ratemath.settle(state, slot, now - age)
+        for slot in unused:
+            ratemath.release(state, slot)
+        if want == 0:
+            return 0, ratemath.Decision(0.0, Reason.OK)
+        slots, decision = ratemath.grant_slots(
+            state, pacing, now, want, hold, interactive_waiting=bool(self._waiters.get(key)),
+            mint=lambda i: f"{prefix}{i}")
+        return len(slots), decision
 
     async def _withdraw(self, key: str, waiter: str) -> None:
         self._waiters.get(key, set()).discard(waiter)

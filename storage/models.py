@@ -1,4 +1,8 @@
-"""SQLAlchemy 2 models: the single schema that SQLite and PostgreSQL share."""
+"""SQLAlchemy 2 models: the single schema that SQLite and PostgreSQL share.
+
+Why one module: one SQLAlchemy metadata that the migrations and their tests compare against; the
+tables refer to one another.
+"""
 
 from __future__ import annotations
 

@@ -84,3 +84,11 @@ def test_status_storm_drain_mode_applies_a_stored_backlog(capsys: pytest.Capture
     assert status_storm.main(["--drain", "200"]) == 0
     row = _row(capsys.readouterr().out, "200")
     assert float(row["statements/delivery"]) > 0
+
+
+def test_send_cpu_bench_measures_both_clients(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import send_cpu
+
+    assert send_cpu.main(["--sends", "20", "--concurrency", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "general Graph client (httpx)" in out and "pooled template sender (aiohttp)" in out

@@ -54,6 +54,15 @@ class RecordingThrottle:
                       timeout: float | None = None) -> None:  # noqa: ASYNC109 - mirrors Throttle
         await self.inner.acquire(key, mps, priority, timeout)
 
+    async def try_slots(self, key: str, mps: int, want: int, **kwargs: Any) -> tuple[list[str], float]:
+        return await self.inner.try_slots(key, mps, want, **kwargs)
+
+    async def acquire_slots(self, key: str, mps: int, want: int, **kwargs: Any) -> list[str]:
+        return await self.inner.acquire_slots(key, mps, want, **kwargs)
+
+    async def settle(self, key: str, settled: Any, unused: Any = ()) -> None:
+        await self.inner.settle(key, settled, unused)
+
     async def penalize(self, key: str, seconds: float) -> None:
         self.penalties.append((key, seconds))
         await self.inner.penalize(key, seconds)

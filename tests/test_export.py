@@ -100,7 +100,7 @@ EXPECTED = [
     ("outbound", "phone app", "phone app", "Saturday 10am"),
     ("outbound", "Slack user", "U0ASHA", "Bring your admit card, a pen | pencil"),
     ("outbound", "Slack note", "U0ASHA", "called her about fees"),
-    ("outbound", "campaign", "#7", "[template fee_reminder]"),
+    ("outbound", "campaign", "#7", "Template fee_reminder"),
     ("inbound", "customer", "Ravi", "Thanks, see you <b>Saturday</b>"),
 ]
 

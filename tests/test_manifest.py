@@ -314,6 +314,8 @@ def manifest_urls(manifest: Mapping[str, Any]) -> dict[str, str]:
     settings, features = manifest["settings"], manifest["features"]
     urls = {"event_subscriptions.request_url": settings["event_subscriptions"]["request_url"],
             "interactivity.request_url": settings["interactivity"]["request_url"]}
+    if "message_menu_options_url" in settings["interactivity"]:
+        urls["interactivity.message_menu_options_url"] = settings["interactivity"]["message_menu_options_url"]
     for cmd in features.get("slash_commands") or []:
         urls[f"slash_commands[{cmd['command']}].url"] = cmd["url"]
     return urls

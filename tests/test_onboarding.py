@@ -145,7 +145,10 @@ async def test_page_refuses_unknown_expired_and_used_links(harness: Harness) -> 
     async with h.sessions() as s, s.begin():
         await s.execute(update(OnboardingLink).values(expires_at=utcnow() - timedelta(seconds=1)))
     page = await h.client.get(f"/onboard?t={token}")
-    assert page.status == 410 and "expired" in await page.text()
+    text = await page.text()
+    assert page.status == 410 and "expired" in text
+    assert "ask the person who sent it to you for a new link" in text and "/campaign" not in text
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
     status, answer = await complete(h, token)
     assert status == 410 and answer["connected"] is False
     [row] = await h.rows(OnboardingLink)

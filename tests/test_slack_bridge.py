@@ -105,6 +105,29 @@ async def test_failed_status_gets_a_note_with_the_meta_code_and_its_meaning(brid
     assert [r["name"] for r in echo_post.get("reactions", [])] == ["x"]
 
 
+async def test_each_status_reaction_is_added_once_whatever_the_order(bridge: Bridge) -> None:
+    await bridge.webhook(inbound_text("wamid.IN", "hello", ts=now_ts(-120)))
+    # One status before the echo itself (Meta does not promise order), the rest after it, read and played
+    # sharing a reaction.
+    await bridge.webhook(status("wamid.ECHO", "sent", ts=now_ts(-59)))
+    await bridge.webhook(echo_text("wamid.ECHO", "voice reply", ts=now_ts(-60)))
+    for i, name in enumerate(("delivered", "read", "played")):
+        await bridge.webhook(status("wamid.ECHO", name, ts=now_ts(-50 + i)))
+    _, replies = await thread_with(bridge, 2)
+    want = ["heavy_check_mark", "ballot_box_with_check", "eyes"]
+    echo = await eventually(lambda: (r := bridge.replies(replies[0]["thread_ts"])[1])
+                            and len(r.get("reactions", [])) == 3 and r)
+    assert sorted(r["name"] for r in echo["reactions"]) == sorted(want)
+    # Once every outbox item has run, none may have added a reaction again.
+    async def drained() -> bool:
+        return await bridge.count(SlackOutbox, SlackOutbox.done_at.is_(None)) == 0
+
+    await eventually(drained)
+    calls = bridge.slack.calls_to("reactions.add")
+    assert sorted(c.args["name"] for c in calls) == sorted(want)
+    assert all(c.ok for c in calls)
+
+
 async def test_alerts_go_to_the_alerts_channel(bridge: Bridge) -> None:
     await bridge.webhook(envelope("message_template_status_update", {
         "event": "REJECTED", "message_template_id": 42, "message_template_name": "class_reminder",

@@ -112,19 +112,22 @@ async def test_reply_outside_the_window_offers_a_template_and_sends_it_from_the_
                          "actions": [{"action_id": OPEN_PICKER_ACTION, "block_id": "b", "type": "button",
                                       "value": button["value"], "action_ts": "1"}]})
     view = await eventually(lambda: next(iter(b.slack.views.values()), None))
-    options = view["blocks"][1]["element"]["options"]
+    assert view["blocks"][1]["element"]["type"] == "external_select"
+    status_, answer = await b.interaction({"type": "block_suggestion", "user": {"id": STAFF}, "view": view,
+                                          "action_id": TEMPLATE_SELECT, "block_id": TEMPLATE_BLOCK, "value": ""})
+    options = json.loads(answer)["options"]
     assert [o["text"]["text"] for o in options] == ["class_reminder (en)"]  # approved ones only
 
     await b.interaction({"type": "block_actions", "user": {"id": STAFF}, "view": view,
                          "container": {"type": "view", "view_id": view["id"]},
                          "actions": [{"action_id": TEMPLATE_SELECT, "block_id": TEMPLATE_BLOCK,
-                                      "type": "static_select", "selected_option": options[0], "action_ts": "2"}]})
+                                      "type": "external_select", "selected_option": options[0], "action_ts": "2"}]})
     first, second = var_block_id("body", "1"), var_block_id("body", "2")
     view = await eventually(lambda: (v := b.slack.views[view["id"]]) and len(v["blocks"]) > 3 and v)
     assert [blk.get("block_id") for blk in view["blocks"]][-2:] == [first, second]
 
     def submission(one: str, two: str) -> dict[str, Any]:
-        values = {TEMPLATE_BLOCK: {TEMPLATE_SELECT: {"type": "static_select", "selected_option": options[0]}},
+        values = {TEMPLATE_BLOCK: {TEMPLATE_SELECT: {"type": "external_select", "selected_option": options[0]}},
                   first: {VALUE_ACTION: {"type": "plain_text_input", "value": one}},
                   second: {VALUE_ACTION: {"type": "plain_text_input", "value": two}}}
         return {"type": "view_submission", "user": {"id": STAFF},
@@ -218,3 +221,23 @@ async def test_shortcuts_mark_opted_out_and_export_the_thread(make: BridgeFactor
     transcript = b.slack._file_data[file["id"]].decode()
     assert file["name"] == f"transcript-{WA_ID}.txt"
     assert "Ravi (+91 98123 45678): Is the Monday batch full?" in transcript
+
+
+async def test_picker_refused_by_slack_is_explained_to_the_person_who_asked(make: BridgeFactory) -> None:
+    b = await make()
+    async with b.app[appkeys.SESSIONS]() as s, s.begin():
+        s.add(Template(waba_id=WABA, name="class_reminder", language="en", category="UTILITY", status="APPROVED",
+                       components=[{"type": "BODY", "text": "Hi"}]))
+    thread_ts = await _open_thread(b, customer_wrote_at=now_ts(-26 * 3600))
+    await _reply(b, thread_ts, "Are you still interested?", event_id="EvREFUSED")
+    told = await eventually(lambda: b.slack.ephemerals)
+    button = told[0]["blocks"][1]["elements"][0]
+    b.slack.fail_next("views.open", "invalid_arguments")
+
+    await b.interaction({"type": "block_actions", "user": {"id": STAFF}, "channel": {"id": SLACK_CHANNEL},
+                         "container": {"type": "message", "is_ephemeral": True, "channel_id": SLACK_CHANNEL},
+                         "actions": [{"action_id": OPEN_PICKER_ACTION, "block_id": "b", "type": "button",
+                                      "value": button["value"], "action_ts": "1"}]})
+    said = await eventually(lambda: [e for e in b.slack.ephemerals if "picker did not open" in e["text"]])
+    assert said[0]["user"] == STAFF and said[0]["thread_ts"] == thread_ts
+    assert "invalid_arguments" in said[0]["text"] and b.slack.views == {}

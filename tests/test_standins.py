@@ -405,6 +405,20 @@ async def test_views_need_a_fresh_trigger(slack: SlackStandin, web_client: Async
     assert pushed["view"]["id"] != view_id
 
 
+async def test_views_over_block_kit_limits_are_refused(slack: SlackStandin, web_client: AsyncWebClient) -> None:
+    def modal(option_text: str = "o", value: str = "v", title: str = "New", n: int = 1) -> dict[str, Any]:
+        options = [{"text": {"type": "plain_text", "text": option_text}, "value": f"{value}{i}"} for i in range(n)]
+        return {"type": "modal", "title": {"type": "plain_text", "text": title}, "blocks": [
+            {"type": "input", "label": {"type": "plain_text", "text": "l"},
+             "element": {"type": "static_select", "action_id": "a", "options": options}}]}
+
+    await web_client.views_open(trigger_id=slack.issue_trigger_id(), view=modal("o" * 75, "v" * 148, "t" * 24, 100))
+    for bad in (modal(option_text="o" * 76), modal(value="v" * 150), modal(title="t" * 25), modal(n=101)):
+        with pytest.raises(SlackApiError) as refused:
+            await web_client.views_open(trigger_id=slack.issue_trigger_id(), view=bad)
+        assert refused.value.response["error"] == "invalid_arguments"
+
+
 async def test_injected_errors_and_call_log(slack: SlackStandin, web_client: AsyncWebClient) -> None:
     slack.fail_next("chat.postMessage", "is_archived")
     with pytest.raises(SlackApiError) as info:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from bot.app.slack_component import add_outbox_kinds
 from bot.handlers import appkeys
+from bot.meta.sender import TemplateSender
 from scheduler.campaigns import progress, unknown_notice
 from scheduler.campaigns.jobs import CampaignScheduler
 from scheduler.campaigns.recovery import run_recovery
@@ -26,7 +27,8 @@ async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
     deps = app[appkeys.DEPS]
     throttle = campaign_throttle(app[appkeys.REDIS], deps.throttle)
     heartbeat = app.get(appkeys.HEARTBEAT)
-    runner = CampaignRunner(deps.sessions, deps.graph, throttle, deps.settings, metrics=deps.metrics,
+    sender = TemplateSender(deps.graph.base_url, deps.graph.api_version)
+    runner = CampaignRunner(deps.sessions, deps.graph, throttle, deps.settings, metrics=deps.metrics, sender=sender,
                             owner=(lambda: heartbeat.worker_id) if heartbeat is not None else None,
                             guard=heartbeat.guard if heartbeat is not None else None)
     scheduler = CampaignScheduler(deps.sessions, on_fire=lambda _run_id: runner.wake())
@@ -42,6 +44,7 @@ async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
         t.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await t
+    await sender.aclose()
 
 
 def campaign_component(app: web.Application) -> None:

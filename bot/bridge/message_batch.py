@@ -47,8 +47,8 @@ def plain_message(ctx: EventContext, e: ev.WebhookEvent) -> PlainMessage | None:
         return None  # perhaps onboarded a moment ago: the handler adopts it
     if e.content.context and e.content.context.get("id"):
         return None  # may answer a campaign: the handler attributes it (and picks its Slack channel)
-    if e.content.edits or e.content.revokes:
-        return None  # revises an earlier message
+    if e.content.edits or e.content.revokes or e.content.errors or e.content.kind == "system":
+        return None  # revises an earlier message, carries Meta's errors, or changes the customer's number
     if isinstance(e, ev.InboundMessage):
         if e.user_id or e.username or e.parent_user_id or (e.phone and e.phone != e.from_wa_id) \
                 or looks_like_user_id(e.from_wa_id):

@@ -5,6 +5,9 @@ Payloads (written by bot.handlers.meta_events and the Slack listeners):
 - "status":  {message_id, status, error_code, error_title}
 - "note":    {text, conversation_id, mrkdwn?}
 - "alert":   {alert, subject, state, text} (thread_key "alerts")
+
+Why one module: the message, status, note and alert kinds share loading a message with its
+conversation, contact and channel, and the thread they post into.
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ from sqlalchemy.orm import aliased
 
 from bot.core.config import ChannelSettings
 from bot.core.window import window_closes_at
-from bot.slack import render
+from bot.slack import render, status_marks
 from bot.slack.outbox import GiveUp, ItemContext, Kinds, SlackCallFailed, Thread
 from bot.slack.outbox_policy import superseded
 from bot.slack.parent import opening_parent
-from storage.models import Campaign, Channel, Contact, Conversation, Message, utcnow
+from storage.models import Campaign, Channel, Contact, Conversation, Message, SlackOutbox, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -246,15 +249,27 @@ def _set_slack_ts(ctx: ItemContext, message_id: int, ts: str) -> None:
                            .values(slack_ts=ts))
 
 
-async def _status_reactions(ctx: ItemContext, channel: str, ts: str, msg: Message) -> None:
-    """Every status the message reached, as reactions (they accumulate, like WhatsApp's ticks)."""
-    seen = [h.get("status") for h in msg.status_history or []]
+def _statuses_seen(msg: Message) -> list[str]:
+    seen = [str(h.get("status")) for h in msg.status_history or []]
     if msg.status and msg.status not in seen:
         seen.append(msg.status)
-    for status in seen:
-        name = render.status_reaction(str(status))
-        if name:
-            await ctx.react(channel, ts, name)
+    return seen
+
+
+async def _status_reactions(ctx: ItemContext, channel: str, ts: str, msg: Message) -> None:
+    """The reactions of statuses reached before the message was posted (the ticks accumulate, like
+    WhatsApp's); statuses whose own outbox items are still to run add theirs themselves."""
+    seen = _statuses_seen(msg)
+    keys = {status_marks.status_dedupe_key(msg.wamid, s): s for s in seen} if msg.wamid else {}
+    owed: list[str] = []
+    if keys:
+        async with ctx.deps.sessions() as s:
+            pending = (await s.scalars(select(SlackOutbox.dedupe_key).where(
+                SlackOutbox.dedupe_key.in_(list(keys)), SlackOutbox.done_at.is_(None),
+                SlackOutbox.id != ctx.item.id))).all()
+        owed = [keys[k] for k in pending]
+    for name in status_marks.reactions_to_add(seen, owed):
+        await ctx.react(channel, ts, name)
 
 
 async def mirror_message(ctx: ItemContext) -> None:
@@ -356,8 +371,13 @@ async def mirror_status(ctx: ItemContext) -> None:
     if superseded(p.get("status"), msg.status):
         return  # the later state's own item adds every tick the message reached: one call saved per state
     if msg.slack_ts and conv.slack_channel:
+        # Earlier statuses were shown by their own items, or by the message's post when they came first.
+        seen = _statuses_seen(msg)
+        earlier = seen[:seen.index(str(p.get("status")))] if p.get("status") in seen else []
         try:
-            await _status_reactions(ctx, conv.slack_channel, msg.slack_ts, msg)
+            for name in status_marks.reactions_to_add([str(p.get("status"))],
+                                                      already=status_marks.reactions_to_add(earlier)):
+                await ctx.react(conv.slack_channel, msg.slack_ts, name)
         except SlackCallFailed as exc:
             if exc.error not in ("message_not_found", "too_many_reactions"):
                 raise

@@ -101,8 +101,9 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
     statuses: list[StatusRow] = []
     callbacks: list[CallbackReport] = []
     handled_statuses: set[str] = set()
-    await _prepare_conversations(session, ctx, batch)
-    rest = await _store_plain_messages(session, ctx, batch, outcome)
+    plain, rest = split_plain(ctx, batch)
+    await _prepare_conversations(session, ctx, plain)
+    rest = await _store_plain_messages(session, ctx, plain, outcome) + rest
     for parsed in rest:
         if parsed.error is not None:
             await _keep_failure(session, outcome, parsed, parsed.error, retry_delay)
@@ -151,22 +152,37 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
     return outcome
 
 
-async def _store_plain_messages(session: AsyncSession, ctx: EventContext, batch: list[Parsed],
+def split_plain(ctx: EventContext, batch: list[Parsed]
+                ) -> tuple[list[tuple[Parsed, list[message_batch.PlainMessage]]], list[Parsed]]:
+    """The deliveries the set-based path can take, and the rest, for their handlers in claim order.
+
+    The set-based write happens before any handler runs, so it takes plain deliveries only up to the first
+    delivery about a customer that is not plain (a number change, a merge of two ids, an opt-out): what
+    follows it may depend on it, and goes through the handlers after it, in order."""
+    plain: list[tuple[Parsed, list[message_batch.PlainMessage]]] = []
+    rest: list[Parsed] = []
+    blocked = False
+    for parsed in batch:
+        found = None if blocked or parsed.error is not None else message_batch.plain_messages(ctx, parsed.events)
+        if found:
+            plain.append((parsed, found))
+            continue
+        rest.append(parsed)
+        # Statuses and failed parses never change who a customer is: the plain ones after them still qualify.
+        if parsed.error is None and status_rows(parsed.events) is None:
+            blocked = True
+    return plain, rest
+
+
+async def _store_plain_messages(session: AsyncSession, ctx: EventContext,
+                                plain: list[tuple[Parsed, list[message_batch.PlainMessage]]],
                                 outcome: BatchOutcome) -> list[Parsed]:
-    """Store the batch's plain messages set-based (see message_batch); returns the deliveries left over.
+    """Store the plain deliveries set-based (see message_batch); returns those that must go one by one.
 
     If the set-based write fails, it is rolled back and those deliveries go one by one with the rest.
     """
-    plain: list[tuple[Parsed, list[message_batch.PlainMessage]]] = []
-    rest: list[Parsed] = []
-    for parsed in batch:
-        found = message_batch.plain_messages(ctx, parsed.events) if parsed.error is None else None
-        if found:
-            plain.append((parsed, found))
-        else:
-            rest.append(parsed)
     if not plain:
-        return rest
+        return []
     stats = dict(ctx.stats)
     try:
         async with session.begin_nested():
@@ -178,31 +194,30 @@ async def _store_plain_messages(session: AsyncSession, ctx: EventContext, batch:
                     exc_info=True)
         ctx.stats.clear()
         ctx.stats.update(stats)
-        return [p for p, _ in plain] + rest
+        return [p for p, _ in plain]
     outcome.applied.extend(p for p, _ in plain)
-    return rest
+    return []
 
 
 def _transient(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in TRANSIENT_SQLSTATES
 
 
-async def _prepare_conversations(session: AsyncSession, ctx: EventContext, batch: list[Parsed]) -> None:
-    """Create the batch's new contacts and conversations first, in one global order (see contact_batch)."""
+async def _prepare_conversations(session: AsyncSession, ctx: EventContext,
+                                 plain: list[tuple[Parsed, list[message_batch.PlainMessage]]]) -> None:
+    """Create the plain messages' new contacts and conversations first, in one global order (see contact_batch).
+
+    Only plain ones: the others' handlers resolve identities, merges and spill-over channels themselves."""
     wanted: set[tuple[int, str, str]] = set()
     names: dict[str, str] = {}
-    for parsed in batch:
-        for event in parsed.events:
-            # Only plain messages: the others' handlers resolve identities, merges and spill-over channels.
-            plain = message_batch.plain_message(ctx, event)
-            if plain is None:
+    for _, messages in plain:
+        for m in messages:
+            cfg = ctx.settings.channel_by_phone_number_id(m.event.envelope.phone_number_id or "")
+            if cfg is None or not m.wa_id:
                 continue
-            cfg = ctx.settings.channel_by_phone_number_id(plain.event.envelope.phone_number_id or "")
-            if cfg is None or not plain.wa_id:
-                continue
-            if isinstance(plain.event, ev.InboundMessage) and plain.event.profile_name:
-                names.setdefault(plain.wa_id, plain.event.profile_name)
-            wanted.add((plain.channel_id, plain.wa_id, cfg.slack_channel))
+            if isinstance(m.event, ev.InboundMessage) and m.event.profile_name:
+                names.setdefault(m.wa_id, m.event.profile_name)
+            wanted.add((m.channel_id, m.wa_id, cfg.slack_channel))
     await ensure_conversations(session, wanted, names)
 
 

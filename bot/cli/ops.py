@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -190,7 +191,8 @@ async def _load_transcript(settings: Settings, channel: str, contact: str) -> Tr
 
     async with runtime(settings) as rt:
         return await load_transcript(rt.sessions, channel, contact, default_region=settings.default_region,
-                                     timezone=settings.timezone)
+                                     timezone=settings.timezone,
+                                     exported_by=f"{getpass.getuser()} (command line)")
 
 
 # ---- spend --------------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""Load app.yaml into typed settings, with ${VAR} and ${VAR:-default} taken from the environment."""
+"""Load app.yaml into typed settings, with ${VAR} and ${VAR:-default} taken from the environment.
+
+Why one module: the whole app.yaml schema is here, each key's validation next to its default, so the
+file reads as the reference docs/deployment.md mirrors.
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,9 @@
   channel's approved templates, asks for their variables, validates inline, and sends the template.
 - "Mark opted out / in": flips the contact's marketing opt-out and notes who did it in the thread.
 - "Export thread": uploads a plain-text transcript of the conversation into the thread.
+
+Why one module: the template picker's view, its type-ahead options, its submission and the shortcuts
+that open it share the picker's target and the permission checks.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +32,7 @@ from bot.handlers.slack_messages import (
 from bot.handlers.slack_once import first_delivery, settle_send_failure
 from bot.meta.errors import GraphError, explain
 from bot.meta.graph import SendResult
-from bot.slack import once, payloads, render
+from bot.slack import limits, once, payloads, render, template_choice
 from bot.slack.outbox import wake_outbox
 from bot.slack.permissions import Action, Permissions, refusal
 from scheduler.throttle import Priority, ThrottleUnavailable
@@ -50,6 +52,7 @@ MODAL_SEND_BUDGET = 2.2  # seconds to wait for Meta before closing the modal (Sl
 MAX_OPTIONS = 100  # Block Kit: options in a static select
 ALREADY_SENDING = "This template is already being sent; check the thread."
 STALE_FORM = "This form can no longer be used; close it and open the template picker again."
+MAX_VARIABLE = 1024  # Cloud API: characters in one template parameter
 
 
 @dataclass(frozen=True)
@@ -80,41 +83,45 @@ def var_block_id(ctype: str, name: str) -> str:
 
 
 def _plain(text: str) -> dict[str, Any]:
-    return {"type": "plain_text", "text": text[:150] or " "}
+    return limits.plain(text, limits.PLACEHOLDER)
 
 
-def picker_view(target: PickerTarget, who: str, templates: Sequence[Template],
+def _choosable(t: Template) -> template_choice.Choosable:
+    return template_choice.Choosable(t.id, t.waba_id, t.name, t.language, t.category)
+
+
+def picker_view(target: PickerTarget, who: str, has_templates: bool,
                 selected: Template | None = None) -> dict[str, Any]:
-    """The modal: a template select (which re-renders with the chosen template's variables)."""
-    blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"To *{render.escape(who)}*"}}]
+    """The modal: a type-ahead template select (which re-renders with the chosen template's variables).
+
+    Options come from the `options` listener as the user types, so every approved template can be
+    chosen however many there are."""
+    blocks: list[dict[str, Any]] = [limits.section(f"To *{render.escape(who)}*")]
     view: dict[str, Any] = {
         "type": "modal", "callback_id": PICKER_CALLBACK, "title": _plain("Send a template"),
         "close": _plain("Cancel"), "private_metadata": target.dump(), "blocks": blocks,
     }
-    if not templates:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text":
-                       "No approved templates for this number yet. Run `wabridge templates sync`, "
-                       "or create one in WhatsApp Manager."}})
-        return view
-    options = [{"text": _plain(f"{t.name} ({t.language})"), "value": str(t.id)} for t in templates[:MAX_OPTIONS]]
-    select_el: dict[str, Any] = {"type": "static_select", "action_id": TEMPLATE_SELECT,
-                                 "placeholder": _plain("Choose a template"), "options": options}
+    if not has_templates:
+        blocks.append(limits.section("No approved templates for this number yet. Run `wabridge templates sync`, "
+                                     "or create one in WhatsApp Manager."))
+        return limits.fit_view(view)
+    select_el: dict[str, Any] = {"type": "external_select", "action_id": TEMPLATE_SELECT, "min_query_length": 0,
+                                 "placeholder": _plain("Type to search templates")}
     if selected is not None:
-        select_el["initial_option"] = next((o for o in options if o["value"] == str(selected.id)), options[0])
+        select_el["initial_option"] = template_choice.option(_choosable(selected))
     blocks.append({"type": "input", "block_id": TEMPLATE_BLOCK, "dispatch_action": True,
                    "label": _plain("Template"), "element": select_el})
     view["submit"] = _plain("Send")
     if selected is not None:
         body = render.template_body(selected.components or [])
         if body:
-            blocks.append({"type": "context", "elements": [
-                {"type": "mrkdwn", "text": render.escape(body)[:2000]}]})
+            blocks.append(limits.context(render.escape(body)))
         for ctype, name in render.template_placeholders(selected.components or []):
             blocks.append({"type": "input", "block_id": var_block_id(ctype, name),
                            "label": _plain(f"{{{{{name}}}}} in the {ctype}"),
-                           "element": {"type": "plain_text_input", "action_id": VALUE_ACTION}})
-    return view
+                           "element": {"type": "plain_text_input", "action_id": VALUE_ACTION,
+                                       "max_length": MAX_VARIABLE}})
+    return limits.fit_view(view)
 
 
 async def approved_templates(deps: Deps, waba_id: str) -> list[Template]:
@@ -125,6 +132,23 @@ async def approved_templates(deps: Deps, waba_id: str) -> list[Template]:
         return list(rows.all())
 
 
+async def has_approved_templates(deps: Deps, waba_id: str) -> bool:
+    """True when the WABA has at least one approved template."""
+    async with deps.sessions() as s:
+        found = await s.scalar(select(Template.id).where(Template.waba_id == waba_id,
+                                                         Template.status == "APPROVED").limit(1))
+    return found is not None
+
+
+async def approved_template(deps: Deps, waba_id: str, template_id: str) -> Template | None:
+    """One approved template of the WABA by id, or None."""
+    if not template_id.isdigit():
+        return None
+    async with deps.sessions() as s:
+        t = await s.get(Template, int(template_id))
+    return t if t is not None and t.waba_id == waba_id and t.status == "APPROVED" else None
+
+
 async def _contact_label(deps: Deps, thread: BridgedThread) -> str:
     async with deps.sessions() as s:
         contact = await s.get(Contact, thread.contact_id)
@@ -133,12 +157,26 @@ async def _contact_label(deps: Deps, thread: BridgedThread) -> str:
     return render.ContactView(contact.wa_id, contact.address_book_name or contact.profile_name).label
 
 
-async def open_picker(deps: Deps, client: Any, trigger_id: str, thread: BridgedThread) -> None:
-    """Open the template picker for a thread."""
+async def open_picker(deps: Deps, client: Any, trigger_id: str, thread: BridgedThread, user: str) -> None:
+    """Open the template picker for a thread; if Slack refuses, tell the user privately why."""
     target = PickerTarget(thread.conversation_id, thread.slack_channel, thread.thread_ts)
-    templates = await approved_templates(deps, thread.channel.waba_id)
-    view = picker_view(target, await _contact_label(deps, thread), templates)
-    await client.views_open(trigger_id=trigger_id, view=view)
+    try:
+        view = picker_view(target, await _contact_label(deps, thread),
+                           await has_approved_templates(deps, thread.channel.waba_id))
+        await client.views_open(trigger_id=trigger_id, view=view)
+    except SlackApiError as exc:
+        error = str(exc.response.get("error") or "unknown_error")
+        log.warning("template picker not opened: %s", error)
+        await ephemeral(deps, thread, thread.slack_channel, user, picker_failure_text(error))
+
+
+def picker_failure_text(error: str) -> str:
+    """What the person who pressed "Send a template" is told when the picker could not open."""
+    if error in ("expired_trigger_id", "exchanged_trigger_id", "invalid_trigger_id"):
+        why = "Slack took too long to hand over the click. Press the button again"
+    else:
+        why = f"Slack refused to open it ({error}). Try again; if it keeps happening, tell your Wabridge admin"
+    return f":warning: The template picker did not open: {why}."
 
 
 async def thread_by_conversation(deps: Deps, conversation_id: int) -> BridgedThread | None:
@@ -223,7 +261,20 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
         if thread is None or not body.get("trigger_id") \
                 or await refused(Action.SEND_TEMPLATES, user, thread.slack_channel, thread):
             return
-        await open_picker(deps, client, str(body["trigger_id"]), thread)
+        await open_picker(deps, client, str(body["trigger_id"]), thread, user)
+
+    async def template_options(ack: Any, body: dict[str, Any]) -> None:
+        """Slack asks which templates to offer for what the user typed."""
+        target = PickerTarget.load((body.get("view") or {}).get("private_metadata", ""))
+        if target is None:
+            await ack(options=[])
+            return
+        thread = await thread_by_conversation(deps, target.conversation_id)
+        if thread is None:
+            await ack(options=[])
+            return
+        templates = [_choosable(t) for t in await approved_templates(deps, thread.channel.waba_id)]
+        await ack(**template_choice.suggestions(templates, template_choice.typed(body)))
 
     async def template_chosen(ack: Any, body: dict[str, Any], client: Any) -> None:
         await ack()
@@ -233,9 +284,8 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
         thread = await thread_by_conversation(deps, target.conversation_id) if target is not None else None
         if target is None or thread is None or not selected:
             return
-        templates = await approved_templates(deps, thread.channel.waba_id)
-        chosen = next((t for t in templates if str(t.id) == str(selected)), None)
-        new_view = picker_view(target, await _contact_label(deps, thread), templates, chosen)
+        chosen = await approved_template(deps, thread.channel.waba_id, str(selected))
+        new_view = picker_view(target, await _contact_label(deps, thread), True, chosen)
         try:
             await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=new_view)
         except SlackApiError as exc:
@@ -314,7 +364,7 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
         thread = await shortcut_thread(body)
         user = str((body.get("user") or {}).get("id") or "")
         if thread is not None and not await refused(Action.SEND_TEMPLATES, user, thread.slack_channel, thread):
-            await open_picker(deps, client, str(body["trigger_id"]), thread)
+            await open_picker(deps, client, str(body["trigger_id"]), thread, user)
 
     async def toggle_opt_out(ack: Any, body: dict[str, Any]) -> None:
         await ack()
@@ -357,6 +407,7 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
 
     bolt.action(OPEN_PICKER_ACTION)(open_from_button)
     bolt.action(TEMPLATE_SELECT)(template_chosen)
+    bolt.options(TEMPLATE_SELECT)(template_options)
     bolt.view(PICKER_CALLBACK)(submitted)
     bolt.shortcut(SHORTCUT_SEND_TEMPLATE)(send_template_shortcut)
     bolt.shortcut(SHORTCUT_OPT_OUT)(toggle_opt_out)

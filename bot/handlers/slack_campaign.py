@@ -34,6 +34,7 @@ from scheduler.campaigns.forms import (
     CONFIRM_CALLBACK,
     CREATE_CALLBACK,
     REFUSAL,
+    TEMPLATE_ACTION,
     USAGE,
     Form,
     Summary,
@@ -47,6 +48,8 @@ from scheduler.campaigns.forms import (
     parse_submission,
     preparing_view,
     problem_view,
+    selected_channel,
+    template_suggestions,
 )
 from scheduler.campaigns.schedule import describe
 from storage.models import Template
@@ -94,7 +97,8 @@ async def approved_templates(deps: Deps) -> list[TemplateChoice]:
     async with deps.sessions() as session:
         rows = (await session.scalars(select(Template).where(
             Template.waba_id.in_(wabas), Template.status == "APPROVED"))).all()
-    return [TemplateChoice(t.waba_id, t.name, t.language, t.category, list(t.components or [])) for t in rows]
+    return [TemplateChoice(t.waba_id, t.name, t.language, t.category, list(t.components or []), t.id)
+            for t in rows]
 
 
 async def _download(deps: Deps, file_id: str, *, limit: int | None = None) -> bytes | Path:
@@ -214,6 +218,16 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
         except campaigns.ControlError as exc:
             text = str(exc)
         await ack(text=text[0].upper() + text[1:] + ".")
+
+    @bolt.options(TEMPLATE_ACTION)
+    async def template_options(ack: Any, body: dict[str, Any]) -> None:
+        """The create modal's template select asks which templates match what was typed."""
+        view = body.get("view") or {}
+        if not await may_manage(deps, groups, str((body.get("user") or {}).get("id") or "")):
+            await ack(options=[])
+            return
+        await ack(**template_suggestions(deps.settings, await approved_templates(deps), str(body.get("value") or ""),
+                                         selected_channel(view)))
 
     @bolt.view(CREATE_CALLBACK)
     async def on_create(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ from bot.core.window import window_closes_at, window_open
 from bot.deps import Deps
 from bot.meta.errors import GraphError, SendAction, explain
 from bot.meta.graph import SendResult
-from bot.slack import render, reply_ledger
+from bot.slack import limits, render, reply_ledger
 from bot.slack.names import resolve_names
 from bot.slack.outbox import wake_outbox
 from bot.slack.reply_parts import CAPTIONED_KINDS, caption_and_rest, split_message
@@ -122,7 +122,7 @@ async def react(deps: Deps, channel: str, ts: str, name: str) -> None:
 def window_closed_blocks(conversation_id: int, closes_at: datetime | None, tz: str) -> list[dict[str, Any]]:
     """The 'not sent' explanation with a button opening the template picker."""
     return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": render.window_closed_text(closes_at, tz)}},
+        limits.section(render.window_closed_text(closes_at, tz)),
         {"type": "actions", "elements": [{
             "type": "button", "action_id": OPEN_PICKER_ACTION, "style": "primary",
             "text": {"type": "plain_text", "text": "Send a template"},

@@ -23,13 +23,14 @@ from bot.ops.doctor import DoctorEnv, Severity, all_passed, run_doctor
 from bot.ops.export import ExportError, Format, load_transcript, render, slack_users, with_slack_names
 from bot.ops.spend import money, render_text, spend_for_month
 from bot.ops.templates import channels_by_waba, describe, stored_templates, sync_templates
+from bot.slack import limits
 
 log = logging.getLogger(__name__)
 
 OPS_SUBCOMMANDS = ("templates", "doctor", "spend", "export")
 OPS_WORKING = "Working on it…"
 SECTION_LIMIT = 2900  # Block Kit allows 3,000 characters per section; leave room for markup
-MAX_BLOCKS = 45
+RESPONSES = 5  # a slash command's response_url takes five answers
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def _sections(lines: Sequence[str], *, code: bool = False) -> list[dict[str, Any
                                                        "text": f"```{body}```" if code else body}})
 
     for line in lines:
-        line = line[:SECTION_LIMIT - wrap]
+        line = limits.clip(line, SECTION_LIMIT - wrap)
         if size + len(line) + 1 + wrap > SECTION_LIMIT:
             flush()
             chunk, size = [], 0
@@ -69,14 +70,16 @@ def _sections(lines: Sequence[str], *, code: bool = False) -> list[dict[str, Any
 
 
 def _header(text: str) -> dict[str, Any]:
-    return {"type": "header", "text": {"type": "plain_text", "text": text[:150]}}
+    return {"type": "header", "text": limits.plain(text, limits.HEADER_TEXT)}
 
 
 def _cap(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    if len(blocks) <= MAX_BLOCKS:
+    """As many blocks as the five answers a response_url takes can carry; then how many were left out."""
+    packs = limits.pack_blocks(blocks)
+    if len(packs) <= RESPONSES:
         return blocks
-    return [*blocks[:MAX_BLOCKS - 1], {"type": "context", "elements": [
-        {"type": "mrkdwn", "text": f"… {len(blocks) - MAX_BLOCKS + 1} more sections not shown"}]}]
+    kept = [b for pack in packs[:RESPONSES] for b in pack][:-1]
+    return [*kept, limits.context(f"… {len(blocks) - len(kept):,} more sections not shown")]
 
 
 def _channels_for(deps: Deps, slack_channel: str | None) -> list[ChannelSettings]:
@@ -104,7 +107,7 @@ async def templates_reply(deps: Deps, *, slack_channel: str | None = None) -> Op
         blocks.extend(_sections(lines))
         text_lines.append(f"{', '.join(c.name for c in group)}: {len(rows)} templates")
     if note:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+        blocks.append(limits.context(note))
     return OpsReply("Templates: " + "; ".join(text_lines), _cap(blocks))
 
 
@@ -176,7 +179,7 @@ async def export_reply(deps: Deps, *, user_id: str, query: str, slack_channel: s
         try:
             transcripts.append(await load_transcript(deps.sessions, ch.name, query,
                                                      default_region=settings.default_region,
-                                                     timezone=settings.timezone))
+                                                     timezone=settings.timezone, exported_by=user_id))
         except ExportError as exc:
             errors.append(str(exc))
     if not transcripts:
@@ -186,7 +189,7 @@ async def export_reply(deps: Deps, *, user_id: str, query: str, slack_channel: s
         return OpsReply(f"{query} has conversations on {names}: run the command in that number's Slack "
                         "channel")
     transcript = transcripts[0]
-    transcript = with_slack_names(transcript, await _slack_names(deps, slack_users(transcript)))
+    transcript = with_slack_names(transcript, await _slack_names(deps, [*slack_users(transcript), user_id]))
     try:
         opened = await deps.slack.conversations_open(users=user_id)
         dm = str((opened.get("channel") or {}).get("id"))
@@ -237,8 +240,11 @@ async def respond_with_ops(deps: Deps, respond: Respond, name: str, args: str, *
     except Exception:
         log.exception("/campaign %s failed", name)
         reply = OpsReply(f"Something went wrong running /campaign {name}; the error is in the logs.")
-    await respond(text=reply.text, blocks=reply.blocks or None, response_type="ephemeral",
-                  replace_original=False)
+    packs = limits.pack_blocks(reply.blocks) if reply.blocks else [[]]
+    for i, pack in enumerate(packs[:RESPONSES]):
+        text = reply.text if len(packs) == 1 else f"({i + 1} of {len(packs)}) {reply.text}"
+        await respond(text=limits.summary(text) if pack else text, blocks=pack or None, response_type="ephemeral",
+                      replace_original=False)
 
 
 def ops_in_background(deps: Deps, tasks: set[asyncio.Task[None]], respond: Respond, name: str, args: str, *,

@@ -23,6 +23,7 @@ from bot.onboarding import syncs
 from bot.onboarding.channels import COEXISTENCE_MPS, apply_channels, is_onboarded, store_channel
 from bot.onboarding.crypto import TokenBox, TokenKeyMissing, token_box
 from bot.onboarding.links import Link
+from bot.onboarding.signin import token_failure_message
 from storage import repository as repo
 from storage.models import Channel, OnboardedChannel, utcnow
 from storage.repository import sync_channels
@@ -141,9 +142,7 @@ async def onboard(deps: Deps, link: Link, signup: SignupResult) -> Outcome:
     try:
         token = await graph.exchange_code(meta.app_id, meta.app_secret, signup.code)
     except GraphError as exc:
-        out.steps.append(Step("token", False, "Facebook did not accept the sign-in. This happens when the "
-                              "Facebook window was closed early or left open too long. Please press "
-                              "“Connect WhatsApp” again.", _graph_detail(exc)))
+        out.steps.append(Step("token", False, token_failure_message(exc), _graph_detail(exc)))
         return out
     out.steps.append(Step("token", True, "Signed in with Facebook."))
     # 2. The number, read with that token: proves access and gives the number and business name.

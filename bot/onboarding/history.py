@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from bot.ops.export import describe_content
-from bot.slack import render
+from bot.slack import limits, render
 from storage.models import Channel, Contact, Conversation, Message
 
 if TYPE_CHECKING:
@@ -74,10 +74,8 @@ def summary_post(history: History, tz: str = "UTC") -> render.Post:
     body = f"{head}\n{label}:\n{quoted}"
     note = (f"The full transcript is attached ({render.escape(history.filename)}). Imported history is never "
             "posted message by message.")
-    return render.Post(text=f"Earlier history: {n} messages, {span}",
-                       blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": chunk}}
-                               for chunk in render.split_text(body) if chunk.strip()]
-                       + [{"type": "context", "elements": [{"type": "mrkdwn", "text": note}]}])
+    return render.Post(text=limits.summary(f"Earlier history: {n} messages, {span}"),
+                       blocks=[*limits.sections(body), limits.context(note)])
 
 
 def _short(text: str) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy import update
 from bot.bridge.mirror import current_parent
 from bot.onboarding.history import post_history_intro
 from bot.onboarding.syncs import progress_text, view_of
-from bot.slack import render
+from bot.slack import limits, render
 from bot.slack.outbox import GiveUp, ItemContext, Kinds, SlackCallFailed
 from storage.models import Channel, Contact, Conversation, SmbSync
 
@@ -49,7 +49,7 @@ async def history_progress(ctx: ItemContext) -> None:
         return
     name = channel_row.name + (f" ({channel_row.display_phone_number})" if channel_row.display_phone_number else "")
     text = progress_text(view_of(sync, render.escape(name)))
-    post = render.Post(text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+    post = render.Post(text=limits.summary(text), blocks=limits.sections(text) or [limits.section(" ")])
     if sync.slack_ts:
         await ctx.update_message(channel, sync.slack_ts, post)
         return
@@ -86,9 +86,8 @@ async def onboarding_notice(ctx: ItemContext) -> None:
         log.info("onboarding notice not posted (no Slack channel): %s", ctx.item.payload.get("text"))
         return
     text = str(ctx.item.payload.get("text") or "")
-    await ctx.post(channel, render.Post(text=text, blocks=[
-        {"type": "section", "text": {"type": "mrkdwn", "text": chunk}} for chunk in render.split_text(text)]),
-        part="0")
+    for i, blocks in enumerate(limits.pack_blocks(limits.sections(text) or [limits.section(" ")])):
+        await ctx.post(channel, render.Post(text=limits.summary(text), blocks=blocks), part=str(i))
 
 
 KINDS: Kinds = {"history": post_history, "history_progress": history_progress, "thread_parent": refresh_parent,

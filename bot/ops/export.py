@@ -12,7 +12,7 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,6 +22,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.readable import flow_answers, sentence
+from bot.meta.errors import explain
+from bot.ops.export_content import full_text
+from bot.ops.export_safety import csv_cell, export_csp, markdown_text
 from storage.models import Channel, Contact, Conversation, Message, Source, as_utc
 
 
@@ -40,7 +43,9 @@ SOURCE_LABELS = {
     Source.API.value: "api",
 }
 COLUMNS = ("time", "direction", "source", "author", "type", "text", "status", "status history", "error",
-           "wamid")
+           "wamid", "remark")
+_MENTION = re.compile(r"<@([UW][A-Z0-9]+)>")
+NOTE_REMARK = "Internal note written in Slack: never sent to the customer."
 
 
 class ExportError(Exception):
@@ -82,6 +87,22 @@ class TranscriptLine:
     note: bool = False
     history: bool = False
     slack_user: str = ""  # the Slack user ID behind a message sent from Slack
+    failure: str = ""  # what a failed send's error means, in plain words
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed" or bool(self.failure)
+
+    @property
+    def remark(self) -> str:
+        """Why this line is not an ordinary delivered message, in plain words (empty when it is)."""
+        if self.note:
+            return NOTE_REMARK
+        if self.failed:
+            return f"Not delivered: {self.failure or 'WhatsApp reported a failure'}"
+        if self.history:
+            return "Imported from the WhatsApp Business app's chat history."
+        return ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +113,15 @@ class Transcript:
     contact_name: str
     timezone: str
     lines: tuple[TranscriptLine, ...]
+    exported_at: datetime | None = None
+    exported_by: str = ""  # who asked for the export (a Slack name, or the CLI's user)
+
+    def provenance(self) -> str:
+        """'Exported 2026-01-01 10:00:00 Asia/Kolkata by Asha', or '' when unknown."""
+        if self.exported_at is None:
+            return ""
+        when = _fmt_time(self.exported_at, ZoneInfo(self.timezone))
+        return f"Exported {when} {self.timezone}" + (f" by {self.exported_by}" if self.exported_by else "")
 
     @property
     def title(self) -> str:
@@ -106,15 +136,23 @@ class Transcript:
 
 def slack_users(t: Transcript) -> list[str]:
     """Slack user IDs that wrote in the transcript, in first-seen order."""
-    return list(dict.fromkeys(line.slack_user for line in t.lines if line.slack_user))
+    found = []
+    for line in t.lines:
+        found += [line.slack_user] if line.slack_user else []
+        found += _MENTION.findall(line.text)
+    return list(dict.fromkeys(found))
 
 
 def with_slack_names(t: Transcript, names: Mapping[str, str]) -> Transcript:
-    """The transcript with Slack authors shown as 'Name (U123)'."""
+    """The transcript with Slack authors shown as 'Name (U123)', and `<@U123>` mentions as '@Name'."""
+    def mentions(text: str) -> str:
+        return _MENTION.sub(lambda m: f"@{names.get(m.group(1), m.group(1))}", text)
+
     lines = tuple(
-        replace(line, author=f"{names[line.slack_user]} ({line.slack_user})")
-        if line.slack_user in names else line for line in t.lines)
-    return replace(t, lines=lines)
+        replace(line, author=f"{names[line.slack_user]} ({line.slack_user})" if line.slack_user in names
+                else line.author, text=mentions(line.text)) for line in t.lines)
+    exporter = names.get(t.exported_by, t.exported_by)
+    return replace(t, lines=lines, exported_by=exporter)
 
 
 def describe_content(kind: str, text: str | None, content: Mapping[str, Any] | None) -> str:
@@ -186,12 +224,14 @@ def history_text(history: Sequence[Mapping[str, Any]], tz: ZoneInfo) -> str:
 def render_csv(t: Transcript) -> str:
     """One row per message, in order, with a header row."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    # Every cell quoted: a lone carriage return in customer text must not end the row for any reader.
+    writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(COLUMNS)
     tz = ZoneInfo(t.timezone)
     for line in t.lines:
-        writer.writerow([_fmt_time(line.at, tz), line.direction, line.source, line.author, line.kind,
-                         line.text, line.status, line.status_history, line.error, line.wamid])
+        writer.writerow([csv_cell(cell) for cell in (
+            _fmt_time(line.at, tz), line.direction, line.source, line.author, line.kind, line.text, line.status,
+            line.status_history, line.error, line.wamid, line.remark)])
     return buf.getvalue()
 
 
@@ -205,45 +245,66 @@ def who_of(line: TranscriptLine) -> str:
 
 
 def _md_cell(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
+    return markdown_text(value)
 
 
 def render_markdown(t: Transcript) -> str:
-    """A readable Markdown document: heading, then a table in time order."""
+    """A readable Markdown document: heading, then a table in time order (customer text shown inert)."""
     tz = ZoneInfo(t.timezone)
-    out = [f"# {_md_cell(t.title)}", "",
-           f"Business number: {t.business_number or '?'} · times in {t.timezone} · {len(t.lines)} messages", "",
+    facts = [f"Business number: {t.business_number or '?'}", f"times in {t.timezone}", f"{len(t.lines)} messages"]
+    if t.provenance():
+        facts.append(t.provenance())
+    out = [f"# {_md_cell(t.title)}", "", _md_cell(" · ".join(facts)), "",
            "| time | from | message | status |", "|---|---|---|---|"]
     for line in t.lines:
         who = who_of(line)
         status = line.status + (f" ({line.error})" if line.error else "")
+        if line.remark:
+            status = f"{status}: {line.remark}" if status else line.remark
         flags = " (history)" if line.history else ""
-        out.append(f"| {_fmt_time(line.at, tz)} | {_md_cell(who + flags)} | {_md_cell(line.text)} | "
+        out.append(f"| {_md_cell(_fmt_time(line.at, tz))} | {_md_cell(who + flags)} | {_md_cell(line.text)} | "
                    f"{_md_cell(status)} |")
     return "\n".join(out) + "\n"
 
 
+_HTML_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:48em;margin:1em auto;padding:0 .8em;color:#1f1f1f;"
+    "line-height:1.45;overflow-wrap:anywhere}h1{font-size:1.3em}"
+    ".msg{margin:.6em 0;padding:.5em .8em;border-radius:8px;max-width:80%;border:1px solid transparent}"
+    ".inbound{background:#f1f1f1}.outbound{background:#dcf8c6;margin-left:auto}"
+    ".note{background:#fff8d6;border:1px dashed #8a6d00;margin-left:auto;margin-right:auto}"
+    ".failed{background:#fde7e7;border-color:#b3261e}"
+    ".remark{font-weight:600;font-size:.85em;color:#7a1d14}.note .remark{color:#5c4700}"
+    ".meta,.status{font-size:.8em;color:#4a4a4a}.text{white-space:pre-wrap}"
+    "@media (max-width:30em){.msg{max-width:100%}}"
+)
+
+
 def render_html(t: Transcript) -> str:
-    """A standalone HTML page: inbound on the left, outbound on the right, statuses under each."""
+    """A standalone, inert HTML page readable on a phone: inbound on the left, outbound on the right,
+    failed sends and internal notes marked as such with a plain explanation."""
     tz = ZoneInfo(t.timezone)
     e = html.escape
     rows = []
     for line in t.lines:
         who = who_of(line)
-        flags = " · note, not sent" if line.note else " · history" if line.history else ""
+        classes = ["msg", "note" if line.note else line.direction] + (["failed"] if line.failed else [])
+        flags = " · history" if line.history else ""
         status = e(line.status_history or line.status) + (f" · {e(line.error)}" if line.error else "")
+        remark = f'<div class="remark">{e(line.remark)}</div>' if line.remark and not line.history else ""
         rows.append(
-            f'<div class="msg {e(line.direction)}"><div class="meta">{e(_fmt_time(line.at, tz))} · '
-            f"{e(who)}{e(flags)}</div><div class=\"text\">{e(line.text)}</div>"
+            f'<div class="{" ".join(classes)}"><div class="meta">{e(_fmt_time(line.at, tz))} · '
+            f"{e(who)}{e(flags)}</div>{remark}<div class=\"text\">{e(line.text)}</div>"
             f'<div class="status">{status}</div></div>')
-    style = ("body{font-family:sans-serif;max-width:48em;margin:2em auto}"
-             ".msg{margin:.6em 0;padding:.5em .8em;border-radius:8px;max-width:75%}"
-             ".inbound{background:#f1f1f1}.outbound{background:#dcf8c6;margin-left:auto}"
-             ".meta,.status{font-size:.8em;color:#555}.text{white-space:pre-wrap}")
-    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{e(t.title)}</title>"
-            f"<style>{style}</style></head><body>\n<h1>{e(t.title)}</h1>\n"
-            f"<p>Business number {e(t.business_number or '?')} · times in {e(t.timezone)} · "
-            f"{len(t.lines)} messages</p>\n" + "\n".join(rows) + "\n</body></html>\n")
+    facts = [f"Business number {t.business_number or '?'}", f"times in {t.timezone}", f"{len(t.lines)} messages"]
+    if t.provenance():
+        facts.append(t.provenance())
+    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{e(export_csp(_HTML_STYLE))}\">"
+            "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+            "<meta name=\"referrer\" content=\"no-referrer\">"
+            f"<title>{e(t.title)}</title><style>{_HTML_STYLE}</style></head><body>\n<h1>{e(t.title)}</h1>\n"
+            f"<p>{e(' · '.join(facts))}</p>\n" + "\n".join(rows) + "\n</body></html>\n")
 
 
 def render(t: Transcript, fmt: Format) -> str:
@@ -283,7 +344,7 @@ async def find_contacts(session: AsyncSession, query: str, default_region: str) 
 
 async def load_transcript(sessions: async_sessionmaker[AsyncSession], channel: str, contact: str, *,
                           default_region: str = "IN", timezone: str = "UTC",
-                          slack_names: Mapping[str, str] | None = None) -> Transcript:
+                          slack_names: Mapping[str, str] | None = None, exported_by: str = "") -> Transcript:
     """The conversation of channel (by name) with contact (number or name), every message in order."""
     names = slack_names or {}
     async with sessions() as session:
@@ -313,11 +374,19 @@ async def load_transcript(sessions: async_sessionmaker[AsyncSession], channel: s
             at=_aware(m.wa_timestamp), direction=m.direction,
             source=SOURCE_LABELS.get(m.source, m.source) if not m.is_note else "Slack note",
             author=_author(m, person, names), kind=m.type,
-            text=describe_content(m.type, m.text, m.content), status=m.status or "",
+            text=full_text(m.type, m.text, m.content), status=m.status or "",
             status_history=history_text(m.status_history or [], tz),
             error=(f"{m.error_code} {m.error_title or ''}".strip() if m.error_code else ""),
             wamid=m.wamid or "", note=m.is_note, history=m.is_history, slack_user=m.slack_user or "",
+            failure=_failure(m),
         ) for m in messages)
     return Transcript(channel=ch.name, business_number=ch.display_phone_number, wa_id=person.wa_id,
                       contact_name=person.profile_name or person.address_book_name or "",
-                      timezone=timezone, lines=lines)
+                      timezone=timezone, lines=lines, exported_at=datetime.now(UTC), exported_by=exported_by)
+
+
+def _failure(m: Message) -> str:
+    if m.status != "failed" and not m.error_code:
+        return ""
+    meaning = explain(m.error_code) if m.error_code else ""
+    return meaning or (m.error_title or "")

@@ -20,9 +20,10 @@ import phonenumbers
 
 from bot.core.readable import epoch, flow_answers
 from bot.meta.errors import explain
+from bot.slack import limits
+from bot.slack.limits import split_text
 
-SECTION_LIMIT = 3000  # Block Kit: characters in one section's text
-BLOCKS_PER_MESSAGE = 45  # Block Kit allows 50; leave room for header/context blocks
+SECTION_LIMIT = limits.SECTION_TEXT
 WHATSAPP_TEXT_LIMIT = 4096  # Cloud API: characters in a text message body
 
 CUSTOMER_ICON = ":bust_in_silhouette:"
@@ -50,9 +51,6 @@ _EMOJI_NAMES: Mapping[str, str] = {
     "🥰": "smiling_face_with_3_hearts", "👀": "eyes", "💪": "muscle", "🤝": "handshake",
 }
 
-_ENTITY_TAIL = re.compile(r"&[a-z]{0,3}$")
-
-
 def escape(text: str) -> str:
     """Escape text for Slack mrkdwn: & < > become entities, so nothing can ping or link."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -61,29 +59,6 @@ def escape(text: str) -> str:
 def unescape(text: str) -> str:
     """Undo Slack's entity escaping (Slack sends & < > typed by a person as entities)."""
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-
-
-def split_text(text: str, limit: int = SECTION_LIMIT) -> list[str]:
-    """Split text into chunks of at most limit characters, at line or word breaks when possible.
-
-    Never cuts an `&amp;`-style entity in two, so escaped text can be split after escaping.
-    """
-    chunks: list[str] = []
-    rest = text
-    while len(rest) > limit:
-        cut = rest.rfind("\n", limit // 2, limit)
-        if cut <= 0:
-            cut = rest.rfind(" ", limit // 2, limit)
-        if cut <= 0:
-            cut = limit
-            tail = _ENTITY_TAIL.search(rest[:cut])
-            if tail is not None:
-                cut = tail.start()
-        chunks.append(rest[:cut])
-        rest = rest[cut:].lstrip("\n") if rest[cut:cut + 1] == "\n" else rest[cut:]
-    if rest or not chunks:
-        chunks.append(rest)
-    return chunks
 
 
 def format_number(wa_id: str) -> str:
@@ -168,15 +143,15 @@ class Post:
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    return limits.section(text)
 
 
 def _context(*texts: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": t} for t in texts]}
+    return limits.context(*texts)
 
 
 def _sections(text: str) -> list[dict[str, Any]]:
-    return [_section(chunk) for chunk in split_text(text) if chunk.strip()]
+    return limits.sections(text)
 
 
 def _quote(text: str) -> str:
@@ -185,15 +160,12 @@ def _quote(text: str) -> str:
 
 
 def _packed(blocks: list[dict[str, Any]], text: str, username: str | None, icon: str | None) -> list[Post]:
-    """One post, or several when the blocks exceed what one Slack message takes."""
-    if len(blocks) <= BLOCKS_PER_MESSAGE:
-        return [Post(text=text, blocks=blocks, username=username, icon_emoji=icon)]
-    posts = []
-    for start in range(0, len(blocks), BLOCKS_PER_MESSAGE):
-        part = blocks[start:start + BLOCKS_PER_MESSAGE]
-        part_text = "\n".join(b["text"]["text"] for b in part if b.get("type") == "section")
-        posts.append(Post(text=part_text or text, blocks=part, username=username, icon_emoji=icon))
-    return posts
+    """One post, or several when the blocks hold more than one Slack message takes (never cut)."""
+    parts = limits.pack_blocks(blocks)
+    if len(parts) == 1:
+        return [Post(text=limits.summary(text), blocks=parts[0], username=username, icon_emoji=icon)]
+    return [Post(text=limits.summary(f"({i} of {len(parts)}) {text}"), blocks=part, username=username,
+                 icon_emoji=icon) for i, part in enumerate(parts, start=1)]
 
 
 # ---- the thread parent ---------------------------------------------------------------------------
@@ -220,7 +192,7 @@ def parent_post(contact: ContactView, channel: ChannelView, closes_at: datetime 
     head = f":speech_balloon: *{name}* · {number}"
     details = f"WhatsApp number: *{escape(channel.label)}*"
     return Post(
-        text=f"{name} · {number} on {escape(channel.name)}",
+        text=limits.summary(f"{name} · {number} on {escape(channel.name)}"),
         blocks=[_section(head), _context(details, window_line(closes_at, now, tz))],
     )
 
@@ -431,7 +403,7 @@ def message_posts(view: MessageView, contact: ContactView, channel: ChannelView,
     ctx = view.content.get("context") or {}
     if view.quoted is not None or ctx.get("id"):
         quoted = escape(view.quoted) if view.quoted is not None else "an earlier message"
-        blocks.append(_section("_Replying to:_\n" + _quote(split_text(quoted, 600)[0])))
+        blocks.append(_section("_Replying to:_\n" + _quote(limits.clip(quoted, 600))))
     username: str | None = None
     icon: str | None = None
     if view.direction == "inbound":
@@ -478,7 +450,7 @@ def failure_text(code: int | None, title: str | None) -> str:
 
 def note_post(text: str) -> Post:
     """A note from the bridge itself inside a thread (opt-out changes, failures, …)."""
-    return Post(text=text, blocks=[_context(text)])
+    return Post(text=limits.summary(text), blocks=[_context(text)])
 
 
 def alert_post(payload: Mapping[str, Any]) -> Post:
@@ -487,7 +459,8 @@ def alert_post(payload: Mapping[str, Any]) -> Post:
              "account": ":rotating_light:"}
     icon = str(payload.get("icon") or icons.get(str(payload.get("alert")), ":rotating_light:"))
     text = f"{icon} {escape(str(payload.get('text') or payload.get('state') or 'Alert'))}"
-    return Post(text=text, blocks=[_section(text)])
+    # One message: an alert's text is Meta's wording, shortened visibly if it ever exceeds a section.
+    return Post(text=limits.summary(text), blocks=[_section(text)])
 
 
 def reaction_name(emoji: str) -> str | None:

@@ -112,6 +112,35 @@ class _Limit:
         return (1.0 - tokens) / self.per_second
 
 
+def _plain_len(obj: Any) -> int:
+    return len(str(obj.get("text") or "")) if isinstance(obj, dict) else 0
+
+
+def _view_breaks_limits(view: dict[str, Any]) -> bool:
+    """Block Kit's documented view limits, which Slack answers with `invalid_arguments`: title, submit and
+    close up to 24 characters, private_metadata 3,000, section text 3,000, option text 75 and value 150,
+    100 options in a select."""
+    if _plain_len(view.get("title")) > 24 or _plain_len(view.get("submit")) > 24 or _plain_len(view.get("close")) > 24:
+        return True
+    if len(str(view.get("private_metadata") or "")) > 3000:
+        return True
+    for block in view.get("blocks") or []:
+        if not isinstance(block, dict):
+            return True
+        if block.get("type") == "section" and _plain_len(block.get("text")) > MAX_SECTION_TEXT:
+            return True
+        element = block.get("element") or block.get("accessory") or {}
+        options = list(element.get("options") or [])
+        for group in element.get("option_groups") or []:
+            options += group.get("options") or []
+        if len(options) > 100:
+            return True
+        for option in options + ([element["initial_option"]] if element.get("initial_option") else []):
+            if _plain_len(option.get("text")) > 75 or len(str(option.get("value") or "")) > 150:
+                return True
+    return False
+
+
 def _truthy(value: Any) -> bool:
     return value is True or str(value).lower() in ("true", "1")
 
@@ -1025,7 +1054,7 @@ class SlackStandin(LoopbackServer):
         view = _json_arg(view_arg, "invalid_arguments")
         if not isinstance(view, dict) or view.get("type") not in ("modal", "home"):
             raise SlackError("invalid_arguments")
-        if len(view.get("blocks") or []) > 100:
+        if len(view.get("blocks") or []) > 100 or _view_breaks_limits(view):
             raise SlackError("invalid_arguments")
         view_id = "V" + secrets.token_hex(5).upper()
         stored = {

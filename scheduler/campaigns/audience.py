@@ -17,9 +17,9 @@ from typing import IO, Any
 
 import phonenumbers
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from scheduler.campaigns.audience_store import insert_members
 from scheduler.campaigns.estimate import UNKNOWN_REGION, region_of_prefix
 from storage.models import AudienceMember
 
@@ -39,9 +39,12 @@ PHONE_COLUMNS = (
     "telephone",
 )
 MAX_REPORTED = 1000
-BATCH = 1000
+BATCH = 5000  # rows per transaction: large enough that per-commit costs stop mattering
 MAX_FIELD = 1024  # a template parameter longer than this is a broken file, not a name
 _SCIENTIFIC = re.compile(r"^\d(\.\d+)?[eE]\+?\d+$")
+_E164 = re.compile(r"\+([1-9]\d{6,14})")
+_NATIONAL = re.compile(r"[1-9]\d{5,13}")
+_SEPARATORS = str.maketrans("", "", " -.()")
 
 
 class AudienceError(ValueError):
@@ -108,8 +111,60 @@ def normalise_phone(raw: str, region: str) -> str:
     return _normalise(raw, region)[0]
 
 
+def _fast(text: str, region: str) -> tuple[str, str] | None:
+    """(wa_id, region) without the costly parse for the common spellings: E.164 and the default region's
+    national numbers, spaces, dashes, dots and brackets allowed; None when the full parser must decide."""
+    compact = text.translate(_SEPARATORS)
+    if compact.startswith("+"):
+        return _fast_e164(compact)
+    return _fast_national(compact, region)
+
+
+def _fast_national(digits: str, region: str) -> tuple[str, str] | None:
+    """A national number of ``region`` with no trunk prefix and no country code in front of it."""
+    if _NATIONAL.fullmatch(digits) is None:
+        return None
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region.upper())
+    if meta is None or meta.country_code is None:
+        return None
+    prefix = meta.national_prefix or ""
+    # Regions whose trunk prefix is a pattern (Argentina, Brazil…) or rewrites the number need the parser,
+    # and so does anything that may start with a trunk prefix or the country code.
+    if (meta.national_prefix_for_parsing not in (None, prefix) or meta.national_prefix_transform_rule
+            or (prefix and digits.startswith(prefix)) or digits.startswith(str(meta.country_code))):
+        return None
+    number = phonenumbers.PhoneNumber(country_code=meta.country_code, national_number=int(digits))
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return f"{meta.country_code}{digits}", phonenumbers.region_code_for_number(number) or UNKNOWN_REGION
+
+
+def _fast_e164(text: str) -> tuple[str, str] | None:
+    """(wa_id, region) of a valid number written in plain E.164 ('+' and digits), skipping the costly
+    parse; None when the text needs the full parser (other formats, a leading national zero, invalid)."""
+    found = _E164.fullmatch(text)
+    if found is None:
+        return None
+    digits = found.group(1)
+    for k in (1, 2, 3):  # country codes are prefix-free: the first known prefix is the code
+        code = int(digits[:k])
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            national = digits[k:]
+            if not national or national[0] == "0":
+                return None  # Italian-style leading zeros: the parser knows how to keep them
+            number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+            if not phonenumbers.is_valid_number(number):
+                return None  # the parser gives the reason
+            return digits, phonenumbers.region_code_for_number(number) or UNKNOWN_REGION
+    return None
+
+
 def _normalise(raw: str, region: str) -> tuple[str, str]:
     text = raw.strip()
+    return _fast(text, region) or _parse(text, region)
+
+
+def _parse(text: str, region: str) -> tuple[str, str]:
     if not text:
         raise ValueError("empty phone number")
     if _SCIENTIFIC.match(text):
@@ -216,13 +271,7 @@ def parse_rows(
 
 
 async def _insert_batch(session: AsyncSession, campaign_id: int, batch: list[Row]) -> None:
-    values = [{"campaign_id": campaign_id, "wa_id": r.wa_id, "fields": r.fields} for r in batch]
-    stmt: Any
-    if session.bind.dialect.name == "postgresql":
-        stmt = postgresql.insert(AudienceMember).on_conflict_do_nothing(index_elements=["campaign_id", "wa_id"])
-    else:
-        stmt = sqlite.insert(AudienceMember).on_conflict_do_nothing(index_elements=["campaign_id", "wa_id"])
-    await session.execute(stmt, values)
+    await insert_members(session, campaign_id, [(r.wa_id, r.fields) for r in batch])
 
 
 async def import_audience(

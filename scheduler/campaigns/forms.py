@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from bot.core.config import ChannelSettings, Settings
+from bot.slack import limits, template_choice
 from bot.slack.payloads import as_id
 from scheduler.campaigns import estimate
 from scheduler.campaigns.schedule import Schedule, ScheduleError, describe, monthly, parse_at, weekly, zone
@@ -30,7 +31,9 @@ from scheduler.campaigns.variables import (
 CREATE_CALLBACK = "wabridge_campaign_create"
 CONFIRM_CALLBACK = "wabridge_campaign_confirm"
 ACTION = "value"  # every input's action_id; blocks are told apart by block_id
-MAX_OPTIONS = 100  # Block Kit: options in one select (across its groups)
+TEMPLATE_ACTION = "wabridge_campaign_template"  # its own action id: Slack asks for its options by it
+NAME_MAX = 200  # characters in a campaign name (shown whole in the progress message)
+BAD_ROWS_SHOWN = 10
 AUDIENCE_TYPES = ("csv", "txt")
 CONTROL = ("pause", "resume", "cancel")
 USAGE = ("*/campaign* opens the form to create a campaign.\n"
@@ -100,24 +103,29 @@ class TemplateChoice:
     language: str
     category: str | None
     components: list[Any] = field(default_factory=list)
+    id: int | None = None
 
     @property
     def value(self) -> str:
-        return f"{self.waba_id}|{self.name}|{self.language}"
+        """The option value: the stored template's id (short whatever the name), else waba|name|language."""
+        return str(self.id) if self.id is not None else f"{self.waba_id}|{self.name}|{self.language}"
+
+    def choosable(self) -> template_choice.Choosable:
+        return template_choice.Choosable(self.id or 0, self.waba_id, self.name, self.language, self.category)
 
 
 def _text(t: str) -> dict[str, Any]:
-    return {"type": "plain_text", "text": t[:150], "emoji": True}
+    return limits.plain(t, limits.PLACEHOLDER)
 
 
 def _option(label: str, value: str) -> dict[str, Any]:
-    return {"text": _text(label[:75]), "value": value[:150]}
+    return limits.option(label, value)
 
 
 def _input(block_id: str, label: str, element: dict[str, Any], *, optional: bool = False,
            hint: str | None = None) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "input", "block_id": block_id, "label": _text(label),
-                             "element": {**element, "action_id": ACTION}, "optional": optional}
+                             "element": {"action_id": ACTION, **element}, "optional": optional}
     if hint:
         block["hint"] = _text(hint)
     return block
@@ -133,15 +141,15 @@ def create_modal(settings: Settings, templates: Sequence[TemplateChoice], *, cha
     if channel is not None:
         channel_select["initial_option"] = next(o for o in channel_options if o["value"] == channel.name)
     blocks: list[dict[str, Any]] = [
-        _input("name", "Campaign name", {"type": "plain_text_input", "placeholder": _text("e.g. Fee reminder")},
-               optional=True),
+        _input("name", "Campaign name", {"type": "plain_text_input", "placeholder": _text("e.g. Fee reminder"),
+                                         "max_length": NAME_MAX}, optional=True),
         _input("channel", "Send from", channel_select),
     ]
-    groups = _template_groups(settings, templates)
-    if groups:
+    if templates:
         blocks.append(_input("template", "Approved template", {
-            "type": "static_select", "placeholder": _text("Template (language)"), "option_groups": groups},
-            hint="Templates of each number's WhatsApp Business Account, as last synced."))
+            "type": "external_select", "action_id": TEMPLATE_ACTION, "min_query_length": 0,
+            "placeholder": _text("Type to search templates")},
+            hint="Templates of the chosen number's WhatsApp Business Account, as last synced."))
     else:
         blocks.append(_input("template", "Template", {
             "type": "plain_text_input", "placeholder": _text("name:language, e.g. fee_reminder:en")},
@@ -165,26 +173,23 @@ def create_modal(settings: Settings, templates: Sequence[TemplateChoice], *, cha
             optional=True, hint="Days 29-31 are skipped in shorter months; pick 'Last day' for month ends."),
         _input("timezone", "Timezone", {"type": "plain_text_input", "initial_value": settings.timezone}),
     ]
-    return {"type": "modal", "callback_id": CREATE_CALLBACK, "title": _text("New campaign"),
-            "submit": _text("Next"), "close": _text("Cancel"), "blocks": blocks,
-            "private_metadata": json.dumps({"origin": origin})}
+    return limits.fit_view({"type": "modal", "callback_id": CREATE_CALLBACK, "title": _text("New campaign"),
+                            "submit": _text("Next"), "close": _text("Cancel"), "blocks": blocks,
+                            "private_metadata": json.dumps({"origin": origin})})
 
 
-def _template_groups(settings: Settings, templates: Sequence[TemplateChoice]) -> list[dict[str, Any]]:
-    by_waba: dict[str, list[TemplateChoice]] = {}
-    for t in templates:
-        by_waba.setdefault(t.waba_id, []).append(t)
-    groups, budget = [], MAX_OPTIONS
-    for waba, items in by_waba.items():
-        names = ", ".join(c.name for c in settings.channels if c.waba_id == waba) or waba
-        options = [_option(f"{t.name} ({t.language})", t.value)
-                   for t in sorted(items, key=lambda t: (t.name, t.language))][:budget]
-        budget -= len(options)
-        if options:
-            groups.append({"label": _text(names[:75]), "options": options})
-        if budget <= 0:
-            break
-    return groups
+def template_suggestions(settings: Settings, templates: Sequence[TemplateChoice], query: str,
+                         channel_name: str | None) -> dict[str, Any]:
+    """The template options for what a manager typed: the chosen number's templates, or every WABA's
+    (each WABA gets its fair share of Slack's 100 options, labelled with its numbers)."""
+    channel = next((c for c in settings.channels if c.name == channel_name), None)
+    pool = [t.choosable() for t in templates if t.id is not None
+            and (channel is None or t.waba_id == channel.waba_id)]
+
+    def names(waba: str) -> str:
+        return ", ".join(c.name for c in settings.channels if c.waba_id == waba) or waba
+
+    return template_choice.suggestions(pool, query, None if channel is not None else names)
 
 
 # ---- validating a submission -----------------------------------------------------------------------
@@ -206,7 +211,15 @@ class Form:
 
 
 def _value(values: Mapping[str, Any], block: str) -> Any:
-    return (values.get(block) or {}).get(ACTION) or {}
+    # One element per block; read it whatever its action id.
+    actions = values.get(block) or {}
+    return actions.get(ACTION) or next(iter(actions.values()), None) or {}
+
+
+def selected_channel(view: Mapping[str, Any]) -> str | None:
+    """The number picked so far in an open create modal (Slack sends the view's state with suggestions)."""
+    values = (view.get("state") or {}).get("values") or {}
+    return (_value(values, "channel").get("selected_option") or {}).get("value")
 
 
 def parse_submission(values: Mapping[str, Any], settings: Settings, templates: Sequence[TemplateChoice],
@@ -215,6 +228,8 @@ def parse_submission(values: Mapping[str, Any], settings: Settings, templates: S
     now = now or datetime.now(UTC)
     errors: dict[str, str] = {}
     name = (_value(values, "name").get("value") or "").strip()
+    if len(name) > NAME_MAX:
+        errors["name"] = f"At most {NAME_MAX} characters."
 
     channel_name = (_value(values, "channel").get("selected_option") or {}).get("value")
     channel = next((c for c in settings.channels if c.name == channel_name), None)
@@ -226,7 +241,8 @@ def parse_submission(values: Mapping[str, Any], settings: Settings, templates: S
     chosen = (tvalue.get("selected_option") or {}).get("value")
     typed = (tvalue.get("value") or "").strip()
     if chosen:
-        template = next((t for t in templates if t.value == chosen), None)
+        # A form opened before the values became ids still carries waba|name|language.
+        template = next((t for t in templates if chosen in (t.value, f"{t.waba_id}|{t.name}|{t.language}")), None)
         if template is None:
             errors["template"] = "That template is no longer approved; pick another."
     elif typed:
@@ -324,15 +340,16 @@ def _schedule(values: Mapping[str, Any], tz: str, now: datetime, errors: dict[st
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+    return limits.section(text)
 
 
 def preparing_view(form: Form, origin: str) -> dict[str, Any]:
     """Shown while the audience is downloaded and imported."""
-    return {"type": "modal", "callback_id": CONFIRM_CALLBACK, "title": _text("New campaign"),
-            "close": _text("Cancel"), "notify_on_close": True,
-            "private_metadata": json.dumps({"origin": origin}),
-            "blocks": [_section(f":hourglass_flowing_sand: Importing *{escape(form.file_name)}*…")]}
+    return limits.fit_view({"type": "modal", "callback_id": CONFIRM_CALLBACK, "title": _text("New campaign"),
+                            "close": _text("Cancel"), "notify_on_close": True,
+                            "private_metadata": json.dumps({"origin": origin}),
+                            "blocks": [_section(f":hourglass_flowing_sand: Importing "
+                                                f"*{escape(limits.clip(form.file_name, 200))}*…")]})
 
 
 @dataclass(frozen=True)
@@ -369,22 +386,31 @@ def confirm_view(s: Summary, origin: str) -> dict[str, Any]:
     ]
     blocks = [_section("\n".join(lines))]
     if s.bad_count:
-        shown = "\n".join(f"line {line}: {escape(reason)}" for line, reason in s.bad_rows[:10])
-        more = f"\n… and {s.bad_count - 10:,} more" if s.bad_count > 10 else ""
-        blocks.append(_section(f":warning: *{s.bad_count:,} rows skipped:*\n{shown}{more}"))
+        blocks.append(_section(bad_rows_text(s.bad_rows, s.bad_count)))
     for w in s.warnings:
-        note = {"type": "mrkdwn", "text": f":information_source: {escape(w)}"}
-        blocks.append({"type": "context", "elements": [note]})
-    return {"type": "modal", "callback_id": CONFIRM_CALLBACK, "title": _text("Confirm campaign"),
-            "submit": _text("Schedule"), "close": _text("Cancel"), "notify_on_close": True,
-            "private_metadata": json.dumps({"origin": origin, "campaign_id": s.campaign_id}), "blocks": blocks}
+        blocks.append(limits.context(f":information_source: {escape(w)}"))
+    return limits.fit_view({"type": "modal", "callback_id": CONFIRM_CALLBACK, "title": _text("Confirm campaign"),
+                            "submit": _text("Schedule"), "close": _text("Cancel"), "notify_on_close": True,
+                            "private_metadata": json.dumps({"origin": origin, "campaign_id": s.campaign_id}),
+                            "blocks": blocks})
+
+
+def bad_rows_text(bad_rows: Sequence[tuple[int, str]], bad_count: int) -> str:
+    """The skipped rows: the first ten, each shortened to a line, and always how many more there are."""
+    shown = bad_rows[:BAD_ROWS_SHOWN]
+    head = f":warning: *{bad_count:,} rows skipped:*"
+    more = f"… and {bad_count - len(shown):,} more" if bad_count > len(shown) else ""
+    room = (limits.SECTION_TEXT - len(head) - len(more) - 2) // max(len(shown), 1) - 1
+    lines = [limits.clip(f"line {line}: {escape(reason)}", room) for line, reason in shown]
+    return "\n".join([head, *lines, *([more] if more else [])])
 
 
 def problem_view(message: str) -> dict[str, Any]:
     """The audience could not be used: say why (the form has to be started again)."""
-    return {"type": "modal", "callback_id": CONFIRM_CALLBACK, "title": _text("New campaign"),
-            "close": _text("Close"),
-            "blocks": [_section(f":x: {escape(message)}\n\nFix the file and run `/campaign` again.")]}
+    tail = "\n\nFix the file and run `/campaign` again."
+    said = limits.clip(f":x: {escape(message)}", limits.SECTION_TEXT - len(tail))
+    return limits.fit_view({"type": "modal", "callback_id": CONFIRM_CALLBACK, "title": _text("New campaign"),
+                            "close": _text("Close"), "blocks": [_section(said + tail)]})
 
 
 def campaign_lines(rows: Sequence[Any], tz: str) -> str:

@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.config import Settings
+from bot.slack import limits
 from bot.slack.render import Post, escape
 from scheduler.campaigns import estimate
 from scheduler.campaigns.records import RecipientStatus, RunStatus, run_with_campaign
@@ -29,6 +30,7 @@ from storage.repository import enqueue_slack
 KIND = PROGRESS_KIND
 RATE_WINDOW = timedelta(seconds=10)
 BAR_WIDTH = 20
+NAME_SHOWN = 200  # the whole name is in `/campaign show`; names typed in Slack are limited to this
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,8 @@ def render(s: Snapshot, now: datetime, pause_reason: str | None = None) -> dict[
     """The message as {"text", "blocks"} (pure)."""
     state = _TITLES.get(s.run_status, s.run_status)
     head = (
-        f":mega: *Campaign #{s.campaign_id} {escape(s.name)}* ({escape(s.template)} from {escape(s.channel)}): {state}"
+        f":mega: *Campaign #{s.campaign_id} {escape(limits.clip(s.name, NAME_SHOWN))}* "
+        f"({escape(s.template)} from {escape(s.channel)}): {state}"
     )
     counts = (
         f"Sent *{s.accepted:,}* · Delivered *{s.delivered:,}* · Read *{s.read:,}* · "
@@ -114,10 +117,12 @@ def render(s: Snapshot, now: datetime, pause_reason: str | None = None) -> dict[
     if s.spend is not None and (s.spend.amount or s.spend.unpriced):
         context.append(f"Spend {'' if finished else 'so far '}{s.spend.text()}")
     text = "\n".join(lines)
-    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    blocks: list[dict[str, Any]] = [limits.section(text)]
     if context:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]})
-    return {"text": f"Campaign #{s.campaign_id} {s.name}: {s.done:,} of {s.total:,} {state}", "blocks": blocks}
+        blocks.append(limits.context(" · ".join(context)))
+    summary = limits.summary(f"Campaign #{s.campaign_id} {escape(limits.clip(s.name, NAME_SHOWN))}: "
+                             f"{s.done:,} of {s.total:,} {state}")
+    return {"text": summary, "blocks": blocks}
 
 
 async def snapshot(
