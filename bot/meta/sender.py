@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from bot.meta.callback import opaque
 from bot.meta.errors import GraphError, parse_error_body
 from bot.meta.graph import SendResult
 
@@ -41,9 +42,7 @@ class TemplateBody:
             parts += [b',"components":', _dumps(list(components)).encode()]
         parts.append(b"}")
         if callback_data:
-            if len(callback_data) > 512:
-                raise ValueError("biz_opaque_callback_data is limited to 512 characters")
-            parts += [b',"biz_opaque_callback_data":', _dumps(callback_data).encode()]
+            parts += [b',"biz_opaque_callback_data":', _dumps(opaque(callback_data)).encode()]
         parts.append(self._tail)
         return b"".join(parts)
 

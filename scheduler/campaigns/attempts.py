@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from scheduler.campaigns.policy import Claimed, Outcome, Result
 from scheduler.campaigns.records import RecipientStatus
 from storage.models import CampaignRecipient, utcnow
 
@@ -36,6 +37,20 @@ class AttemptMarks:
         self._sessions = sessions
         self._waiting: list[_Mark] = []
         self._flusher: asyncio.Task[None] | None = None
+
+    async def before_send(self, rec: Claimed, owner: int | None, retry_in: float) -> Result | None:
+        """None when rec may be sent now (its attempt is committed); else the result to record instead:
+        a database failure retries later; a recipient taken over by another process (this one went unheard
+        too long) is not sent here, as that could be a second message."""
+        try:
+            marked = await self.mark(rec.id, owner if rec.fence is not None else None, rec.fence)
+        except Exception as exc:
+            log.warning("cannot mark campaign recipient %s attempted (%s); later", rec.id, exc)
+            return Result(rec, Outcome.RETRY, delay=retry_in, note=str(exc))
+        if not marked or (rec.guard is not None and not rec.guard()):
+            log.warning("campaign recipient %s was taken over by another process; not sent here", rec.id)
+            return Result(rec, Outcome.RELEASE)
+        return None
 
     async def mark(self, recipient_id: int, owner: int | None, fence: int | None) -> bool:
         """Commit the mark; False when the recipient is no longer this claim's (taken over): do not send."""

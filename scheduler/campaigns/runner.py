@@ -9,6 +9,9 @@ so a crash leaves only those few `unknown`.
 Pause, resume and cancel are rows in the database; every run's watcher re-reads its status every
 ``status_interval`` seconds and stops its workers (even one waiting for the throttle), so a pause takes
 effect within a second. Any number of runner tasks and processes work on the same run.
+
+Why one module: the feeder, senders, writer and watcher of a run share its state and the runner's; apart,
+each would take all of it as parameters.
 """
 
 from __future__ import annotations
@@ -340,19 +343,10 @@ class CampaignRunner:
             except ThrottleUnavailable as exc:
                 log.warning("campaign run %s: throttle unavailable (%s); retrying later", ctx.run_id, exc)
                 return Result(rec, Outcome.RETRY, delay=self.config.backoff_base, note=str(exc))
-            # Committed before the request leaves: after a crash only a marked recipient can be `unknown`.
-            try:
-                marked = await self._marks.mark(rec.id, self._owner() if rec.fence is not None else None, rec.fence)
-            except Exception as exc:
+            held = await self._marks.before_send(rec, self._owner(), self.config.backoff_base)
+            if held is not None:
                 slots.give_back(slot)
-                log.warning("campaign run %s: cannot mark recipient %s attempted (%s); later", ctx.run_id, rec.id, exc)
-                return Result(rec, Outcome.RETRY, delay=self.config.backoff_base, note=str(exc))
-            if not marked or (rec.guard is not None and not rec.guard()):
-                # Taken over by another process (this one went unheard too long): sending now could be a
-                # second message. Recovery, the new claimant or Meta's status webhook decides.
-                slots.give_back(slot)
-                log.warning("campaign run %s: recipient %s was taken over; not sent here", ctx.run_id, rec.id)
-                return Result(rec, Outcome.RELEASE)
+                return held
             state.in_flight.add(rec.id)
             try:
                 components = components_for(ctx.variables, rec.fields)
