@@ -129,5 +129,7 @@ class Heartbeat:
                 except Exception:
                     log.warning("heartbeat of worker %s failed; retrying", self.worker_id, exc_info=True)
         finally:
+            # Others may take this process's work at once; bounded, so a database that is gone cannot hold
+            # the shutdown (the silence then says the same a few seconds later).
             with contextlib.suppress(Exception):
-                await asyncio.shield(mark_stopped(self._sessions, self.worker_id))
+                await asyncio.wait_for(asyncio.shield(mark_stopped(self._sessions, self.worker_id)), timeout=5)
