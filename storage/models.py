@@ -204,6 +204,8 @@ class WebhookLog(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_until: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    owner_id: Mapped[int | None] = mapped_column(Integer, index=True)  # the claiming worker (storage/fencing.py)
+    fence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class SlackOutbox(Base):
@@ -225,6 +227,8 @@ class SlackOutbox(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     done_at: Mapped[datetime | None]
+    owner_id: Mapped[int | None] = mapped_column(Integer, index=True)  # the claiming worker (storage/fencing.py)
+    fence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class SlackEvent(Base):
@@ -321,6 +325,23 @@ class CampaignRecipient(Base):
     error_title: Mapped[str | None] = mapped_column(String(500))
     pricing_category: Mapped[str | None] = mapped_column(String(32))
     billable: Mapped[bool | None] = mapped_column(Boolean)
+    owner_id: Mapped[int | None] = mapped_column(Integer, index=True)  # the claiming worker (storage/fencing.py)
+    fence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set, and committed, before the request to Meta: only a recipient with it set can have been sent.
+    attempted_at: Mapped[datetime | None]
+
+
+class Worker(Base):
+    """One running process: its heartbeat says whether the work it claimed may be taken over."""
+
+    __tablename__ = "workers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    stopped_at: Mapped[datetime | None]
 
 
 class AlertState(Base):

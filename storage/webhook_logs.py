@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from bot.core.liveness import Fence
+from storage.fencing import claim_values, held_by, settle
 from storage.lanes import LANES, Lane, lane_for
 from storage.models import WebhookLog, as_utc, utcnow
 
@@ -21,6 +23,7 @@ class ClaimedLog:
     raw_body: bytes
     attempts: int
     lane: str = "live"
+    fence: Fence | None = None  # None: claimed without an owner (a bare lease)
 
 
 async def store(sessions: async_sessionmaker[AsyncSession], raw_body: bytes, event_type: str) -> int:
@@ -49,12 +52,14 @@ async def store_many(conn: AsyncConnection, rows: list[tuple[bytes, str]]) -> li
 
 async def claim_batch(
     sessions: async_sessionmaker[AsyncSession], limit: int = 50, now: datetime | None = None,
-    *, bulk_limit: int | None = None, lanes: Sequence[Lane] = LANES,
+    *, bulk_limit: int | None = None, lanes: Sequence[Lane] = LANES, owner: int | None = None,
 ) -> list[ClaimedLog]:
     """Lease pending logs to this worker, the live lane first; other workers skip them until the lease ends.
 
     A claim holds one lane only: up to limit live deliveries when any wait, else up to bulk_limit (default
     limit) bulk ones. So a customer message waits for at most the one bulk batch already being applied.
+    With an owner (this process's worker id) the claim is bound to its liveness: silent owners' leases are
+    given back within seconds (storage/takeover.py), and the claim's fence token fences its settles.
     """
     now = now or utcnow()
     limits: dict[Lane, int] = {"live": limit, "bulk": bulk_limit or limit}
@@ -76,51 +81,62 @@ async def claim_batch(
             rows = (await session.execute(
                 update(table)
                 .where(table.c.id == picked.c.id, claimable)
-                .values(claimed_until=now + LEASE, attempts=table.c.attempts + 1)
-                .returning(table.c.id, table.c.raw_body, table.c.attempts, table.c.lane)
+                .values(claimed_until=now + LEASE, attempts=table.c.attempts + 1,
+                        **(claim_values(table, owner) if owner is not None else {"owner_id": None}))
+                .returning(table.c.id, table.c.raw_body, table.c.attempts, table.c.lane, table.c.fence)
             )).all()
             if rows:
-                return sorted((ClaimedLog(id=r.id, raw_body=r.raw_body, attempts=r.attempts, lane=r.lane)
+                return sorted((ClaimedLog(id=r.id, raw_body=r.raw_body, attempts=r.attempts, lane=r.lane,
+                                          fence=Fence(owner, r.fence) if owner is not None else None)
                                for r in rows), key=lambda c: c.id)
     return []
 
 
-async def mark_processed(session: AsyncSession, log_id: int, error: str | None = None) -> None:
-    """Mark a log done inside the caller's transaction, so its effects and the mark commit together."""
-    await session.execute(
-        update(WebhookLog)
-        .where(WebhookLog.id == log_id)
-        .values(processed_at=utcnow(), claimed_until=None, error=error)
-    )
+def _held(log_id: int, fence: Fence | None) -> list[ColumnElement[bool]]:
+    return [_TABLE.c.id == log_id] + ([held_by(_TABLE, fence)] if fence is not None else [])
 
 
-async def mark_processed_many(session: AsyncSession, log_ids: list[int]) -> None:
-    """Mark a batch's applied logs done in one statement, inside the batch's transaction."""
-    if log_ids:
-        await session.execute(
-            update(WebhookLog)
-            .where(WebhookLog.id.in_(log_ids))
-            .values(processed_at=utcnow(), claimed_until=None, error=None)
-        )
+async def mark_processed(session: AsyncSession, log_id: int, error: str | None = None,
+                         fence: Fence | None = None) -> None:
+    """Mark a log done inside the caller's transaction, so its effects and the mark commit together.
+
+    With a fence, raises `FencedOut` (rolling all of it back) when another process took the log over."""
+    await settle(session, update(_TABLE).where(*_held(log_id, fence))
+                 .values(processed_at=utcnow(), claimed_until=None, error=error, owner_id=None),
+                 expected=1 if fence is not None else 0)
 
 
-async def keep_failure(session: AsyncSession, log_id: int, error: str, retry_in: timedelta) -> None:
+async def mark_processed_many(session: AsyncSession, log_ids: list[int],
+                              fences: Sequence[Fence | None] | None = None) -> None:
+    """Mark a batch's applied logs done in one statement, inside the batch's transaction; with fences, raise
+    `FencedOut` (the whole batch rolls back) unless this process still holds every one of them."""
+    if not log_ids:
+        return
+    held = [(i, f.owner, f.token) for i, f in zip(log_ids, fences or (), strict=False) if f is not None]
+    where = (tuple_(_TABLE.c.id, _TABLE.c.owner_id, _TABLE.c.fence).in_(held) if held
+             else _TABLE.c.id.in_(log_ids))
+    await settle(session, update(_TABLE).where(where)
+                 .values(processed_at=utcnow(), claimed_until=None, error=None, owner_id=None),
+                 expected=len(held))
+
+
+async def keep_failure(session: AsyncSession, log_id: int, error: str, retry_in: timedelta,
+                       fence: Fence | None = None) -> None:
     """record_failure inside the caller's transaction (a batch keeps its failed deliveries' errors)."""
     await session.execute(
-        update(WebhookLog)
-        .where(WebhookLog.id == log_id)
-        .values(error=error[:4000], claimed_until=utcnow() + retry_in)
+        update(_TABLE).where(*_held(log_id, fence))
+        .values(error=error[:4000], claimed_until=utcnow() + retry_in, owner_id=None)
     )
 
 
 async def record_failure(sessions: async_sessionmaker[AsyncSession], log_id: int, error: str,
-                         retry_in: timedelta) -> None:
-    """Keep a failed log pending, with its error, to be tried again after retry_in."""
+                         retry_in: timedelta, fence: Fence | None = None) -> None:
+    """Keep a failed log pending, with its error, to be tried again after retry_in (unless it was taken
+    over meanwhile: then its new claimant decides)."""
     async with sessions() as session, session.begin():
         await session.execute(
-            update(WebhookLog)
-            .where(WebhookLog.id == log_id)
-            .values(error=error[:4000], claimed_until=utcnow() + retry_in)
+            update(_TABLE).where(*_held(log_id, fence))
+            .values(error=error[:4000], claimed_until=utcnow() + retry_in, owner_id=None)
         )
 
 

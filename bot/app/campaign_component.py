@@ -12,8 +12,9 @@ from aiohttp import web
 from bot.app.slack_component import add_outbox_kinds
 from bot.handlers import appkeys
 from bot.meta.sender import TemplateSender
-from scheduler.campaigns import progress
+from scheduler.campaigns import progress, unknown_notice
 from scheduler.campaigns.jobs import CampaignScheduler
+from scheduler.campaigns.recovery import run_recovery
 from scheduler.campaigns.runner import CampaignRunner, campaign_throttle
 
 log = logging.getLogger(__name__)
@@ -25,22 +26,29 @@ CAMPAIGN_RUNNER = web.AppKey("campaign_runner", CampaignRunner)
 async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
     deps = app[appkeys.DEPS]
     throttle = campaign_throttle(app[appkeys.REDIS], deps.throttle)
+    heartbeat = app.get(appkeys.HEARTBEAT)
     sender = TemplateSender(deps.graph.base_url, deps.graph.api_version)
-    runner = CampaignRunner(deps.sessions, deps.graph, throttle, deps.settings, metrics=deps.metrics, sender=sender)
+    runner = CampaignRunner(deps.sessions, deps.graph, throttle, deps.settings, metrics=deps.metrics, sender=sender,
+                            owner=(lambda: heartbeat.worker_id) if heartbeat is not None else None,
+                            guard=heartbeat.guard if heartbeat is not None else None)
     scheduler = CampaignScheduler(deps.sessions, on_fire=lambda _run_id: runner.wake())
     app[CAMPAIGN_RUNNER] = runner
     app[CAMPAIGN_SCHEDULER] = scheduler
     task = asyncio.create_task(runner.run(), name="campaign-runner")
+    recovery = asyncio.create_task(run_recovery(deps.sessions, deps.settings, wake=runner.wake),
+                                   name="campaign-recovery")
     await scheduler.start()
     yield
     await scheduler.stop()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for t in (task, recovery):
+        t.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
     await sender.aclose()
 
 
 def campaign_component(app: web.Application) -> None:
     """Mount the campaign scheduler and runner on a `serve` application."""
-    add_outbox_kinds(app, progress.KINDS)  # the outbox worker of this process posts the progress messages
+    # The outbox worker of this process posts the progress messages and the unknown-recipient notices.
+    add_outbox_kinds(app, {**progress.KINDS, **unknown_notice.KINDS})
     app.cleanup_ctx.append(_campaigns_ctx)

@@ -30,7 +30,9 @@ from bot.onboarding.channels import merge_onboarded
 from bot.ops.retention_worker import RetentionWorker
 from scheduler.throttle import RedisThrottle, Throttle, make_throttle
 from storage.db import make_engine, make_sessionmaker, migrate
+from storage.liveness import Heartbeat
 from storage.repository import sync_channels
+from storage.takeover import run_takeover
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,28 @@ def background(name: str, start: Callable[[web.Application], asyncio.Task[None]]
     return ctx
 
 
+async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
+    """This process's row in `workers`, beaten every second: what the work it claims is bound to; and the
+    pass that gives back, every second, what silent processes held."""
+    heartbeat = Heartbeat(app[appkeys.SESSIONS], f"serve:{app[appkeys.SETTINGS].server.port}")
+    await heartbeat.start()
+    app[appkeys.HEARTBEAT] = heartbeat
+    task = asyncio.create_task(heartbeat.run(), name="heartbeat")
+
+    def wake_workers() -> None:
+        for key in (appkeys.WEBHOOK_WORKER,):
+            worker = app.get(key)
+            if worker is not None:
+                worker.wake()
+
+    sweeper = asyncio.create_task(run_takeover(app[appkeys.SESSIONS], on_freed=wake_workers), name="takeover")
+    yield
+    for t in (sweeper, task):
+        t.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
+
+
 def _start_ingest_writer(app: web.Application) -> asyncio.Task[None]:
     def wake_worker() -> None:
         worker = app.get(appkeys.WEBHOOK_WORKER)
@@ -114,10 +138,12 @@ def _start_ingest_writer(app: web.Application) -> asyncio.Task[None]:
 
 def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
     settings = app[appkeys.SETTINGS]
+    heartbeat = app.get(appkeys.HEARTBEAT)
     worker = WebhookWorker(
         app[appkeys.SESSIONS],
         lambda: EventContext(settings=settings, channel_ids=app[appkeys.CHANNEL_IDS]),
         app[appkeys.METRICS],
+        owner=(lambda: heartbeat.worker_id) if heartbeat is not None else None,
         batch=settings.worker.live_batch,
         bulk_batch=settings.worker.bulk_batch,
     )
@@ -164,6 +190,8 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
     app.cleanup_ctx.append(database_ctx(run_migrations))
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(deps_ctx)
+    if workers:
+        app.cleanup_ctx.append(heartbeat_ctx)
     if webhooks:
         app.cleanup_ctx.append(background("ingest-writer", _start_ingest_writer))
     if workers:

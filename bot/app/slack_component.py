@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -46,10 +46,22 @@ def outbox_worker_task(app: web.Application, **outbox_options: Any) -> asyncio.T
     """Build this process's outbox worker with the kinds the components added, and run it."""
     added: dict[str, Any] | None = app.get(appkeys.SLACK_OUTBOX_KINDS)
     worker = make_outbox_worker(app[appkeys.DEPS], added if added is not None else builtin_kinds(),
-                                **outbox_options)
+                                owner=liveness_owner(app), guard=liveness_guard(app), **outbox_options)
     app[OUTBOX] = worker
     _chain_wake(app, worker)
     return asyncio.create_task(worker.run())
+
+
+def liveness_owner(app: web.Application) -> Callable[[], int | None] | None:
+    """This process's worker id, read at each claim, when it runs a heartbeat."""
+    heartbeat = app.get(appkeys.HEARTBEAT)
+    return (lambda: heartbeat.worker_id) if heartbeat is not None else None
+
+
+def liveness_guard(app: web.Application) -> Callable[[], Callable[[], bool]] | None:
+    """This process's heartbeat guard factory (see storage.liveness.Heartbeat.guard), when it runs one."""
+    heartbeat = app.get(appkeys.HEARTBEAT)
+    return heartbeat.guard if heartbeat is not None else None
 
 
 def _chain_wake(app: web.Application, worker: OutboxWorker) -> None:

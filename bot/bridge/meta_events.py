@@ -21,6 +21,7 @@ from bot.bridge.message_revisions import apply_edit, apply_revoke
 from bot.bridge.optout import OptChange, opt_change
 from bot.core.config import Settings
 from bot.meta import events as ev
+from scheduler.campaigns.unknown_store import note_callback
 from storage import repository as repo
 from storage.identities import Identity, change_number, looks_like_user_id, resolve_contact
 from storage.models import (
@@ -238,6 +239,9 @@ async def on_status(session: AsyncSession, ctx: EventContext, e: ev.StatusUpdate
     if not new:
         ctx.count("duplicate_status")
         return
+    # A campaign send whose answer was lost is known only by the recipient id it carried.
+    await note_callback(session, e.biz_opaque_callback_data, e.wamid, e.status, e.recipient_id,
+                        (err.code, err.title) if err else (None, None))
     applied = await repo.apply_statuses(session, e.wamid)
     if e.status not in applied:
         return

@@ -20,6 +20,7 @@ from bot.bridge import message_batch
 from bot.bridge.meta_events import EventContext, apply_event
 from bot.meta import events as ev
 from bot.meta.parser import event_type_of, parse_delivery
+from scheduler.campaigns.unknown_store import CallbackReport, note_callbacks
 from storage import progress_refresh, webhook_logs
 from storage.contact_batch import ensure_conversations
 from storage.status_batch import apply_status_batch, runs_of
@@ -73,6 +74,17 @@ def status_rows(events: list[ev.WebhookEvent]) -> list[StatusRow] | None:
     return rows
 
 
+def callback_reports(events: list[ev.WebhookEvent]) -> list[CallbackReport]:
+    """The status reports that carry `biz_opaque_callback_data` (campaign sends name their recipient)."""
+    out = []
+    for e in events:
+        if isinstance(e, ev.StatusUpdate) and e.biz_opaque_callback_data:
+            err = e.errors[0] if e.errors else None
+            out.append(CallbackReport(e.biz_opaque_callback_data, e.wamid, e.status, e.recipient_id,
+                                      (err.code, err.title) if err else (None, None)))
+    return out
+
+
 @dataclass
 class BatchOutcome:
     """Which deliveries were applied and which failed (with their error), plus the campaign runs touched."""
@@ -87,6 +99,7 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
     """Apply batch inside the caller's transaction; failures are recorded on their logs, not raised."""
     outcome = BatchOutcome()
     statuses: list[StatusRow] = []
+    callbacks: list[CallbackReport] = []
     handled_statuses: set[str] = set()
     plain, rest = split_plain(ctx, batch)
     await _prepare_conversations(session, ctx, plain)
@@ -98,6 +111,7 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
         rows = status_rows(parsed.events)
         if rows is not None:
             statuses.extend(rows)
+            callbacks.extend(callback_reports(parsed.events))
             for _ in rows:
                 ctx.count(ev.StatusUpdate.__name__)
             outcome.applied.append(parsed)
@@ -120,6 +134,9 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
             continue
         outcome.applied.append(parsed)
         handled_statuses.update(e.wamid for e in parsed.events if isinstance(e, ev.StatusUpdate))
+    if callbacks:
+        # First: a recipient whose send's answer was lost gets its wamid, so the statuses below reach it.
+        await note_callbacks(session, callbacks)
     if statuses:
         result = await apply_status_batch(session, statuses)
         if result.duplicates:
@@ -130,7 +147,8 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
     if outcome.run_ids:
         # Counters moved: the progress message follows, also after the run's final report.
         await progress_refresh.refresh(session, outcome.run_ids, f"statuses:{batch[0].item.id}")
-    await webhook_logs.mark_processed_many(session, [p.item.id for p in outcome.applied])
+    await webhook_logs.mark_processed_many(session, [p.item.id for p in outcome.applied],
+                                           [p.item.fence for p in outcome.applied])
     return outcome
 
 
@@ -206,4 +224,5 @@ async def _prepare_conversations(session: AsyncSession, ctx: EventContext,
 async def _keep_failure(session: AsyncSession, outcome: BatchOutcome, parsed: Parsed, exc: Exception,
                         retry_delay: Callable[[int], timedelta]) -> None:
     outcome.failed.append((parsed, exc))
-    await webhook_logs.keep_failure(session, parsed.item.id, repr(exc), retry_delay(parsed.item.attempts))
+    await webhook_logs.keep_failure(session, parsed.item.id, repr(exc), retry_delay(parsed.item.attempts),
+                                    fence=parsed.item.fence)

@@ -17,6 +17,7 @@ from bot.bridge.meta_events import EventContext, apply_event
 from bot.core.metrics import Metrics
 from bot.meta.parser import event_type_of, parse_delivery
 from storage import webhook_logs
+from storage.fencing import FencedOut
 from storage.lanes import LANES, Lane
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,11 @@ class WebhookWorker:
     """One per process; several processes may run against one database."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], make_context: Callable[[], EventContext],
-                 metrics: Metrics, *, batch: int = 100, bulk_batch: int = 200, poll_interval: float = 1.0) -> None:
+                 metrics: Metrics, *, batch: int = 100, bulk_batch: int = 200, poll_interval: float = 1.0,
+                 owner: Callable[[], int | None] | None = None) -> None:
         self._sessions = sessions
+        # This process's worker id (its heartbeat row): claims are then bound to its liveness and fenced.
+        self._owner = owner or (lambda: None)
         self._make_context = make_context
         self._metrics = metrics
         self._batch = batch
@@ -85,7 +89,7 @@ class WebhookWorker:
     async def process_available(self, *, lanes: Sequence[Lane] = LANES) -> int:
         """Claim and process one batch from the first of lanes with work waiting; returns its size."""
         claimed = await webhook_logs.claim_batch(self._sessions, self._batch, bulk_limit=self._bulk_batch,
-                                                 lanes=lanes)
+                                                 lanes=lanes, owner=self._owner())
         if claimed:
             await self._apply(claimed)
             for callback in self._listeners:  # before the lag query: the outbox need not wait for it
@@ -141,7 +145,12 @@ class WebhookWorker:
             async with self._sessions() as session, session.begin():
                 for event in events:
                     await apply_event(session, ctx, event)
-                await webhook_logs.mark_processed(session, item.id)
+                await webhook_logs.mark_processed(session, item.id, fence=item.fence)
+        except FencedOut:
+            # This process was silent long enough for another to take the delivery over: its work here is
+            # rolled back, and the new claimant's counts.
+            log.warning("webhook log %s was taken over by another process; dropped here", item.id)
+            return
         except Exception as exc:
             log.exception("webhook log %s failed (attempt %s)", item.id, item.attempts)
             self._metrics.webhooks_processed.labels(event_type, "error").inc()
@@ -165,7 +174,8 @@ class WebhookWorker:
         wait = 0.5
         while True:
             try:
-                await webhook_logs.record_failure(self._sessions, item.id, error, retry_delay(item.attempts))
+                await webhook_logs.record_failure(self._sessions, item.id, error, retry_delay(item.attempts),
+                                                  fence=item.fence)
                 return
             except Exception:
                 log.warning("webhook log %s: cannot record the failure yet; retrying in %.1fs", item.id, wait,

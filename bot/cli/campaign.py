@@ -1,4 +1,4 @@
-"""`python -m bot campaign create|list|show|pause|resume|cancel`: campaigns from a script or a terminal.
+"""`python -m bot campaign create|list|show|pause|resume|cancel|resend-unknown`: campaigns from a terminal.
 
 A campaign created here is a row in the database; a running `serve` picks it up within a second (its
 scheduler re-reads the campaigns table every second), so no restart is needed.
@@ -45,6 +45,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("id", type=int)
         if name == "pause":
             p.add_argument("--reason", default="paused from the command line")
+    resend = add_command(csub, "resend-unknown", help="send again to recipients Meta never reported on")
+    resend.add_argument("id", type=int)
 
 
 
@@ -67,6 +69,8 @@ async def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
             return await _create(settings, sessions, args)
         if sub == "list":
             return await _list(settings, sessions, args.limit)
+        if sub == "resend-unknown":
+            return await _resend_unknown(sessions, args.id)
         return await _control(settings, sessions, sub, args)
     finally:
         await engine.dispose()
@@ -139,6 +143,21 @@ async def _list(settings: Settings, sessions: Any, limit: int) -> int:
     for c in rows:
         print(f"{c.id:>5}  {c.status:<10} {c.channel[:12]:<12} {c.template[:24]:<24} {c.audience:>8}  "
               f"{_when(c.next_fire, settings.timezone):<16}  {c.schedule}")
+    return 0
+
+
+async def _resend_unknown(sessions: Any, campaign_id: int) -> int:
+    from scheduler.campaigns.unknown_store import resend_unknown
+    from storage.models import Campaign
+
+    async with sessions() as session, session.begin():
+        if await session.get(Campaign, campaign_id) is None:
+            return _err(f"no campaign #{campaign_id}")
+        n = await resend_unknown(session, campaign_id)
+    if not n:
+        print(f"campaign #{campaign_id}: no recipient is unknown; nothing to send again")
+        return 0
+    print(f"campaign #{campaign_id}: {n} unknown recipient{'s' if n != 1 else ''} will be sent again")
     return 0
 
 

@@ -231,6 +231,14 @@ class PricingSettings(_Strict):
     rates: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
+class CampaignsSettings(_Strict):
+    # Seconds a recipient may stay `unknown` (no status from Meta) before it is sent again without asking;
+    # unset: never automatically, the campaign's manager decides with "Resend N" or `campaign resend-unknown`.
+    resend_unknown_after: float | None = Field(default=None, ge=30)
+    # Seconds of silence after which `unknown` recipients are shown to the manager.
+    unknown_quiet: float = Field(default=60.0, gt=0)
+
+
 class RetentionSettings(_Strict):
     """How long finished log rows (processed deliveries, handled Slack events, delivered posts) are kept."""
 
@@ -261,6 +269,7 @@ class Settings(_Strict):
     timezone: str = "Asia/Kolkata"
     sla: SlaSettings = Field(default_factory=SlaSettings)
     business_hours: BusinessHoursSettings | None = None
+    campaigns: CampaignsSettings = Field(default_factory=CampaignsSettings)
     # phone_number_ids of the channels this process took from /onboard rather than app.yaml.
     _onboarded: set[str] = PrivateAttr(default_factory=set)
 

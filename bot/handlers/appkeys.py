@@ -13,6 +13,7 @@ from bot.bridge.webhook_worker import WebhookWorker
 from bot.core.config import Settings
 from bot.core.metrics import Metrics
 from bot.deps import Deps
+from storage.liveness import Heartbeat
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
@@ -24,5 +25,7 @@ INGEST_WRITER = web.AppKey("ingest_writer", IngestWriter)
 # None when running without Redis (in-process throttle, one process only).
 REDIS: web.AppKey[aioredis.Redis | None] = web.AppKey("redis")
 DEPS = web.AppKey("deps", Deps)
+# This process's liveness row; present when it runs background work.
+HEARTBEAT = web.AppKey("heartbeat", Heartbeat)
 # Slack outbox kind -> handler, filled by the components mounted (bot.slack.component.add_outbox_kinds).
 SLACK_OUTBOX_KINDS: web.AppKey[dict[str, Any]] = web.AppKey("slack_outbox_kinds")

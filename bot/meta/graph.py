@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 
+from bot.meta.callback import opaque
 from bot.meta.delivery import Delivery, RequestTrace, delivery_of
 from bot.meta.errors import GraphError, SendAction, parse_error_body
 
@@ -192,13 +193,19 @@ class GraphClient:
         name: str,
         language: str,
         components: Iterable[Mapping[str, Any]] | None = None,
+        *,
+        callback_data: str | None = None,
     ) -> SendResult:
-        """Send an approved template; `components` carry header/body/button parameters."""
+        """Send an approved template; `components` carry header/body/button parameters; `callback_data` goes
+        out as `biz_opaque_callback_data` (<= 512 characters), echoed on every status of the message."""
         content: dict[str, Any] = {"name": name, "language": {"code": language}}
         parts = [dict(c) for c in components or ()]
         if parts:
             content["components"] = parts
-        return await self._send_message(phone_number_id, token, self._envelope(to, "template", content, None))
+        payload = self._envelope(to, "template", content, None)
+        if callback_data:
+            payload["biz_opaque_callback_data"] = opaque(callback_data)
+        return await self._send_message(phone_number_id, token, payload)
 
     async def send_media(
         self,

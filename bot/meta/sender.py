@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from bot.meta.callback import opaque
 from bot.meta.errors import GraphError, parse_error_body
 from bot.meta.graph import SendResult
 
@@ -31,13 +32,17 @@ class TemplateBody:
         self._head = b'{"messaging_product":"whatsapp","recipient_type":"individual","to":'
         self._middle = b',"type":"template","template":{"name":' + _dumps(name).encode() + \
             b',"language":' + _dumps({"code": language}).encode()
-        self._tail = b"}}"
+        self._tail = b"}"
 
-    def render(self, to: str, components: Sequence[Mapping[str, Any]]) -> bytes:
-        """The body for one recipient; ``components`` as Graph expects them (may be empty)."""
+    def render(self, to: str, components: Sequence[Mapping[str, Any]], callback_data: str | None = None) -> bytes:
+        """The body for one recipient; ``components`` as Graph expects them (may be empty); ``callback_data``
+        goes out as ``biz_opaque_callback_data`` (at most 512 characters), echoed on the message's statuses."""
         parts = [self._head, _dumps(to).encode(), self._middle]
         if components:
             parts += [b',"components":', _dumps(list(components)).encode()]
+        parts.append(b"}")
+        if callback_data:
+            parts += [b',"biz_opaque_callback_data":', _dumps(opaque(callback_data)).encode()]
         parts.append(self._tail)
         return b"".join(parts)
 
@@ -68,7 +73,7 @@ class TemplateSender:
 
     async def send(
         self, phone_number_id: str, token: str, to: str, body: TemplateBody,
-        components: Sequence[Mapping[str, Any]] = (),
+        components: Sequence[Mapping[str, Any]] = (), *, callback_data: str | None = None,
     ) -> SendResult:
         """Send one template message; ``GraphError`` on any failure."""
         url = self._urls.get(phone_number_id)
@@ -76,7 +81,7 @@ class TemplateSender:
             url = self._urls[phone_number_id] = f"{self._root}{quote(phone_number_id, safe='')}/messages"
         session = self._open()
         try:
-            async with session.post(url, data=body.render(to, components),
+            async with session.post(url, data=body.render(to, components, callback_data),
                                     headers={"Authorization": f"Bearer {token}"}) as response:
                 raw = await response.read()
                 status = response.status

@@ -135,6 +135,10 @@ class ItemContext:
     async def call(self, method: str, channel: str | None, fn: Callable[[], Awaitable[Any]]) -> Any:
         """Run one Slack call in its paced slot, mapping failures onto Retry / SlackCallFailed."""
         await self.worker.paced(method, channel, priority_of(self.item.kind))
+        if self.item.guard is not None and not self.item.guard():
+            # This process went unheard long enough for another to have taken the item over: posting now
+            # could double what the other posts. Its settle will be fenced off; the new claimant decides.
+            raise Retry(f"{method}: this process may have lost its claim", uncertain=True)
         try:
             return await fn()
         except SlackApiError as exc:
@@ -273,7 +277,7 @@ class ItemContext:
             raise Retry(f"file upload: HTTP {resp.status_code}")
         # Known before completing: if completion's answer is lost, the next attempt asks Slack about it.
         pending[part] = file_id
-        await self.worker.save_progress(self.item.id, self.result)
+        await self.worker.save_progress(self.item.id, self.result, self.item)
         files: list[dict[str, str | None]] = [{"id": file_id, "title": title or filename}]
         try:
             await self.call("files.completeUploadExternal", channel, lambda: self.slack.files_completeUploadExternal(
@@ -380,7 +384,9 @@ class OutboxWorker:
                  slack: AsyncWebClient | None = None, upload_timeout: float = 120.0,
                  claim_batch: int | None = None, pacer: Pacer | None = None,
                  backlog_interval: float = 10.0,
-                 ensure_thread: Callable[[ItemContext, int], Awaitable[Thread]] | None = None) -> None:
+                 ensure_thread: Callable[[ItemContext, int], Awaitable[Thread]] | None = None,
+                 owner: Callable[[], int | None] | None = None,
+                 guard: Callable[[], Callable[[], bool]] | None = None) -> None:
         self.deps = deps
         self.kinds: Kinds = dict(kinds)
         # What a thread's parent says is the bridge's business, handed in by the wiring (bot.app).
@@ -388,7 +394,9 @@ class OutboxWorker:
         self.slack = slack or _without_retries(deps.slack)
         self.concurrency = max(1, concurrency)
         self.lease = timedelta(seconds=lease)
-        self.queue = OutboxQueue(deps.sessions, self.lease)
+        # `owner`: this process's worker id; claims are then bound to its liveness and fenced. `guard`: its
+        # heartbeat's check that a claim is still this process's, taken at each claim.
+        self.queue = OutboxQueue(deps.sessions, self.lease, owner, guard)
         self.pacer = pacer or Pacer()
         self.poll_interval = poll_interval
         self.backoff_policy = Backoff(backoff_base, backoff_cap)
@@ -506,9 +514,9 @@ class OutboxWorker:
         """Hand back claimed items that were never started, as if this claim had not happened."""
         await self.queue.unclaim(items)
 
-    async def save_progress(self, item_id: int, result: Mapping[str, Any]) -> None:
+    async def save_progress(self, item_id: int, result: Mapping[str, Any], item: OutboxItem | None = None) -> None:
         """Record an item's progress mid-attempt (e.g. an upload about to be completed)."""
-        await self.queue.save_progress(item_id, result)
+        await self.queue.save_progress(item_id, result, item)
 
     # ---- one item ----------------------------------------------------------------------------------
 

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Executable, and_, exists, or_, select, text, update
+from sqlalchemy import Executable, Table, and_, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from bot.core.liveness import Fence
+from storage.fencing import FencedOut, claim_values, held_by, settle
 from storage.models import SlackOutbox, utcnow
 
 log = logging.getLogger(__name__)
 
+_TABLE: Table = SlackOutbox.__table__  # type: ignore[assignment]
 _CLAIM_LOCK_KEY = 0x5AB0_0B0C  # pg_advisory_xact_lock key serializing outbox claims
 _SETTLE_RETRY_CAP = 5.0  # seconds between attempts to record an outcome while the database is away
 
@@ -39,14 +42,26 @@ class OutboxItem:
     result: dict[str, Any]  # progress kept across attempts (posted parts, pending uploads)
     uncertain: bool  # a previous attempt may have reached Slack without us knowing
     claimed_until: datetime | None = None  # this claim's lease, which names it when handed back unstarted
+    fence: Fence | None = None  # owner and token of this claim, when bound to a process's liveness
+    guard: Callable[[], bool] | None = None  # false once this process may have lost the claim (Heartbeat.guard)
+
+
+def _held(item: OutboxItem) -> list[Any]:
+    """The condition that this claim still holds the row (none for a claim made without an owner)."""
+    return [held_by(_TABLE, item.fence)] if item.fence is not None else []
 
 
 class OutboxQueue:
     """The outbox's SQL: every statement the worker runs against `slack_outbox`."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], lease: timedelta) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], lease: timedelta,
+                 owner: Callable[[], int | None] | None = None,
+                 guard: Callable[[], Callable[[], bool]] | None = None) -> None:
         self.sessions = sessions
+        self._guard = guard
         self.lease = lease
+        # This process's worker id: claims are bound to its liveness (taken over once it is silent) and fenced.
+        self._owner = owner or (lambda: None)
 
     async def claim(self, limit: int, now: datetime | None = None) -> list[OutboxItem]:
         """Lease up to limit thread heads that are due and whose thread has nothing in flight."""
@@ -66,29 +81,38 @@ class OutboxQueue:
         async with self.sessions() as session, session.begin():
             if session.bind.dialect.name == "postgresql":
                 await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
-            ids = list((await session.scalars(
-                select(o.id).where(o.done_at.is_(None), is_head, thread_idle, due)
+            heads = (await session.execute(
+                select(o.id, o.owner_id).where(o.done_at.is_(None), is_head, thread_idle, due)
                 .order_by(o.order_ts, o.id).limit(limit)
-            )).all())
-            if not ids:
+            )).all()
+            if not heads:
                 return []
+            ids = [h.id for h in heads]
+            # A claim that never settled (its process died, or was taken over) may have posted anything,
+            # whatever an earlier attempt recorded.
+            unsettled = {h.id for h in heads if h.owner_id is not None}
             claimable = or_(o.claimed_until.is_(None), o.claimed_until < now)
             until = now + self.lease
+            owner = self._owner()
+            owned = claim_values(_TABLE, owner) if owner is not None else {"owner_id": None}
+            guard = self._guard() if self._guard is not None else None
             rows = (await session.execute(
                 update(o).where(o.id.in_(ids), o.done_at.is_(None), claimable)
-                .values(claimed_until=until, attempts=o.attempts + 1)
-                .returning(o.id, o.thread_key, o.kind, o.payload, o.conversation_id, o.attempts, o.result)
+                .values(claimed_until=until, attempts=o.attempts + 1, **owned)
+                .returning(o.id, o.thread_key, o.kind, o.payload, o.conversation_id, o.attempts, o.result, o.fence)
                 .execution_options(synchronize_session=False)
             )).all()
             items = []
             for row in rows:
                 result = dict(row.result or {})
                 # A previous attempt that recorded no outcome (crash, expired lease) may have posted.
-                uncertain = row.attempts > 1 and bool(result.get("uncertain", True))
+                uncertain = row.attempts > 1 and (row.id in unsettled or bool(result.get("uncertain", True)))
                 items.append(OutboxItem(id=row.id, thread_key=row.thread_key, kind=row.kind,
                                         payload=dict(row.payload or {}), conversation_id=row.conversation_id,
                                         attempts=row.attempts, result=result, uncertain=uncertain,
-                                        claimed_until=until))
+                                        claimed_until=until,
+                                        fence=Fence(owner, row.fence) if owner is not None else None,
+                                        guard=guard))
             order = {item_id: i for i, item_id in enumerate(ids)}
             return sorted(items, key=lambda i: order[i.id])
 
@@ -98,8 +122,9 @@ class OutboxQueue:
         async with self.sessions() as session, session.begin():
             for item in items:
                 await session.execute(
-                    update(o).where(o.id == item.id, o.done_at.is_(None), o.claimed_until == item.claimed_until)
-                    .values(claimed_until=None, attempts=o.attempts - 1)
+                    update(o).where(o.id == item.id, o.done_at.is_(None), o.claimed_until == item.claimed_until,
+                                    *_held(item))
+                    .values(claimed_until=None, attempts=o.attempts - 1, owner_id=None)
                     .execution_options(synchronize_session=False))
 
     async def has_later(self, item: OutboxItem) -> bool:
@@ -110,10 +135,11 @@ class OutboxQueue:
                                                             o.id != item.id).limit(1))
         return later is not None
 
-    async def save_progress(self, item_id: int, result: Mapping[str, Any]) -> None:
+    async def save_progress(self, item_id: int, result: Mapping[str, Any], item: OutboxItem | None = None) -> None:
         """Record an item's progress mid-attempt (e.g. an upload about to be completed)."""
         async with self.sessions() as session, session.begin():
-            await session.execute(update(SlackOutbox).where(SlackOutbox.id == item_id)
+            await session.execute(update(SlackOutbox).where(SlackOutbox.id == item_id,
+                                                            *(_held(item) if item else []))
                                   .values(result={**result, "uncertain": True}))
 
     async def complete(self, item: OutboxItem, result: Mapping[str, Any], error: str | None = None,
@@ -121,7 +147,7 @@ class OutboxQueue:
         """Close the item (delivered, or given up with `error`)."""
         await self.settle(item, lambda: {
             "done_at": utcnow(), "claimed_until": None, "next_attempt_at": None, "result": dict(result),
-            "last_error": error[:4000] if error else None}, writes=writes)
+            "last_error": error[:4000] if error else None, "owner_id": None}, writes=writes)
 
     async def release(self, item: OutboxItem, delay: float, uncertain: bool, error: str,
                       result: Mapping[str, Any], *, retry: bool = True, writes: Sequence[Executable] = ()
@@ -129,7 +155,8 @@ class OutboxQueue:
         """Give the item back to be tried again after `delay` seconds."""
         await self.settle(item, lambda: {
             "claimed_until": None, "next_attempt_at": utcnow() + timedelta(seconds=delay),
-            "result": {**result, "uncertain": uncertain}, "last_error": error[:4000]}, retry=retry, writes=writes)
+            "result": {**result, "uncertain": uncertain}, "last_error": error[:4000], "owner_id": None},
+            retry=retry, writes=writes)
 
     async def settle(self, item: OutboxItem, values: Any, *, retry: bool = True,
                      writes: Sequence[Executable] = ()) -> None:
@@ -145,7 +172,13 @@ class OutboxQueue:
                     # What the attempt learnt (e.g. a message's Slack ts) commits with its outcome, or neither.
                     for statement in writes:
                         await session.execute(statement)
-                    await session.execute(update(SlackOutbox).where(SlackOutbox.id == item.id).values(**values()))
+                    await settle(session, update(_TABLE).where(_TABLE.c.id == item.id, *_held(item))
+                                 .values(**values()), expected=1 if item.fence is not None else 0)
+                return
+            except FencedOut:
+                # Taken over while this process was silent: the new claimant looks in Slack before posting and
+                # records the outcome; what this attempt learnt is rolled back with its settle.
+                log.warning("slack outbox %s was taken over by another process; its outcome is theirs", item.id)
                 return
             except Exception:
                 if not retry:

@@ -21,7 +21,7 @@ import struct
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -348,8 +348,10 @@ class GraphStandin(LoopbackServer):
         """Make every send to `to` fail with `code` until clear_failures()."""
         self._faults.append(_Fault(code, http_status, None, to, None, details))
 
-    def send_status_webhooks(self, url: str, app_secret: str | None = None, **feed: Any) -> StatusFeed:
-        """From now on answer every accepted send with `sent`, `delivered` and `read` webhooks to url."""
+    def send_status_webhooks(self, url: str | Callable[[], str | None], app_secret: str | None = None,
+                             **feed: Any) -> StatusFeed:
+        """From now on answer every accepted send with `sent`, `delivered` and `read` webhooks to url (or to
+        what url() names at each attempt: None while nobody listens), echoing `biz_opaque_callback_data`."""
         self.status_feed = StatusFeed(url, app_secret or self.app_secret, **feed)
         return self.status_feed
 
@@ -578,6 +580,9 @@ class GraphStandin(LoopbackServer):
         # A phone number goes in `to`, a business-scoped user id in `recipient`; `to` wins when both are set.
         if not payload.get("to") and not payload.get("recipient"):
             return _missing("to")
+        opaque = payload.get("biz_opaque_callback_data")
+        if opaque is not None and (not isinstance(opaque, str) or len(opaque) > 512):
+            return _invalid("Param biz_opaque_callback_data must be a string of at most 512 characters.")
         kind = payload.get("type", "text")
         if kind not in MESSAGE_TYPES:
             return graph_error(400, 131051, details=f"Message type {kind!r} is not supported.")
@@ -690,7 +695,9 @@ class GraphStandin(LoopbackServer):
             self.status_feed.schedule(
                 waba_id=(number.waba_id if number is not None else None) or "200000000000001",
                 phone_number_id=pnid, display_phone_number=number.display_phone_number if number else "",
-                wamid=record.wamid, recipient=_digits(to), template=kind == "template")
+                wamid=record.wamid, recipient=_digits(to), template=kind == "template",
+                callback_data=str(payload["biz_opaque_callback_data"]) if payload.get("biz_opaque_callback_data")
+                else None)
         message: dict[str, Any] = {"id": record.wamid}
         if kind == "template":
             message["message_status"] = "accepted"

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +23,14 @@ RETRY_FIRST, RETRY_CAP = 0.5, 30.0
 
 
 def status_payload(*, waba_id: str, phone_number_id: str, display_phone_number: str, wamid: str, state: str,
-                   recipient: str, timestamp: int, template: bool) -> dict[str, Any]:
-    """One status webhook as Meta formats it (pricing on sent and delivered; a conversation on sent)."""
+                   recipient: str, timestamp: int, template: bool,
+                   callback_data: str | None = None) -> dict[str, Any]:
+    """One status webhook as Meta formats it (pricing on sent and delivered; a conversation on sent; the
+    send's `biz_opaque_callback_data`, when it had one, on every status)."""
     status: dict[str, Any] = {"id": wamid, "status": state, "timestamp": str(timestamp),
                               "recipient_id": recipient}
+    if callback_data:
+        status["biz_opaque_callback_data"] = callback_data
     category = "marketing" if template else "service"
     if state == "sent":
         status["conversation"] = {"id": f"CONV{abs(hash(recipient)) % 10**12}",
@@ -54,8 +58,8 @@ class FeedStats:
 class StatusFeed:
     """Posts status webhooks for accepted sends to one callback URL, signed with the app secret."""
 
-    def __init__(self, url: str, app_secret: str, *, delays: Sequence[tuple[str, float]] = DEFAULT_DELAYS,
-                 concurrency: int = 64) -> None:
+    def __init__(self, url: str | Callable[[], str | None], app_secret: str, *,
+                 delays: Sequence[tuple[str, float]] = DEFAULT_DELAYS, concurrency: int = 64) -> None:
         self.url = url
         self.app_secret = app_secret
         self.delays = tuple(delays)
@@ -70,12 +74,13 @@ class StatusFeed:
         return len(self._tasks)
 
     def schedule(self, *, waba_id: str, phone_number_id: str, display_phone_number: str, wamid: str,
-                 recipient: str, template: bool) -> None:
+                 recipient: str, template: bool, callback_data: str | None = None) -> None:
         """Owe the callback the statuses of one accepted send."""
         for state, delay in self.delays:
             payload = status_payload(waba_id=waba_id, phone_number_id=phone_number_id,
                                      display_phone_number=display_phone_number, wamid=wamid, state=state,
-                                     recipient=recipient, timestamp=int(time.time() + delay), template=template)
+                                     recipient=recipient, timestamp=int(time.time() + delay), template=template,
+                                     callback_data=callback_data)
             task = asyncio.create_task(self._deliver(json.dumps(payload).encode(), delay))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -86,9 +91,12 @@ class StatusFeed:
                    "X-Hub-Signature-256": sign_meta(self.app_secret, body)}
         wait = RETRY_FIRST
         while True:
+            url = self.url() if callable(self.url) else self.url
             async with self._limit:
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with self._http().post(self.url, data=body, headers=headers) as resp:
+                    if url is None:  # nobody listening at the moment (an app restarting behind its balancer)
+                        raise TimeoutError
+                    async with self._http().post(url, data=body, headers=headers) as resp:
                         await resp.read()
                         if resp.status == 200:
                             self.stats.delivered += 1

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -57,6 +58,8 @@ class Claimed:
     wa_id: str
     fields: dict[str, Any]
     attempts: int
+    fence: int | None = None  # this claim's token, when claims are bound to the process's liveness
+    guard: Callable[[], bool] | None = None  # false once this process may have lost the claim
 
 
 @dataclass

@@ -11,10 +11,11 @@ twice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.meta.errors import GraphError
@@ -23,19 +24,27 @@ from scheduler.campaigns.jobs import alert
 from scheduler.campaigns.policy import Claimed, Outcome, Result
 from scheduler.campaigns.records import CampaignStatus, RecipientStatus, RunStatus
 from storage import repository as repo
+from storage.fencing import claim_values
 from storage.models import Campaign, CampaignRecipient, CampaignRun, Contact, MessageStatus, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 
 R = CampaignRecipient
+_TABLE = cast(Table, R.__table__)
 
 
 class RecipientQueue:
     """Every SQL statement of the campaign runner; one per process, shared by its runs."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], lease: float) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], lease: float, *,
+                 owner: Callable[[], int | None] | None = None,
+                 guard: Callable[[], Callable[[], bool]] | None = None) -> None:
         self._sessions = sessions
         self._lease = lease
+        # This process's worker id and heartbeat guard: claims are then bound to its liveness (taken back by
+        # scheduler.campaigns.recovery once it is silent) and fenced.
+        self._owner = owner or (lambda: None)
+        self._guard = guard
 
     async def run_status(self, run_id: int) -> str | None:
         async with self._sessions() as session:
@@ -68,6 +77,7 @@ class RecipientQueue:
                     R.run_id.in_(live),
                     R.status == RecipientStatus.SENDING.value,
                     R.claimed_at < cutoff,
+                    R.owner_id.is_(None),  # claims bound to a process are taken back by its silence instead
                 )
                 .values(
                     status=RecipientStatus.UNKNOWN.value, error_title="in flight when its sender stopped; not re-sent"
@@ -122,15 +132,20 @@ class RecipientQueue:
                     ids = [i for i in ids if i not in opted]
             if not ids:
                 return [], skipped
+            owner = self._owner()
+            owned = claim_values(_TABLE, owner) if owner is not None else {"owner_id": None}
             rows = (
                 await session.execute(
                     update(R)
                     .where(R.id.in_(ids), R.status == RecipientStatus.PENDING.value)
-                    .values(status=RecipientStatus.SENDING.value, claimed_at=now, attempts=R.attempts + 1)
-                    .returning(R.id, R.wa_id, R.fields, R.attempts)
+                    .values(status=RecipientStatus.SENDING.value, claimed_at=now, attempts=R.attempts + 1,
+                            attempted_at=None, **owned)
+                    .returning(R.id, R.wa_id, R.fields, R.attempts, R.fence)
                 )
             ).all()
-        claimed = [Claimed(r.id, r.wa_id, dict(r.fields or {}), int(r.attempts)) for r in rows]
+        guard = self._guard() if self._guard is not None else None
+        claimed = [Claimed(r.id, r.wa_id, dict(r.fields or {}), int(r.attempts),
+                           int(r.fence) if owner is not None else None, guard) for r in rows]
         return sorted(claimed, key=lambda c: c.id), skipped
 
     async def refresh(self, ids: list[int]) -> None:
@@ -174,7 +189,9 @@ class RecipientQueue:
             err = res.error
             title = res.note or (err.explanation if err else None)
             row: dict[str, Any] = {"rid": res.recipient.id, "code": err.code if err else None,
-                                   "title": title[:500] if title else None}
+                                   "title": title[:500] if title else None,
+                                   "b_owner": self._owner() if res.recipient.fence is not None else None,
+                                   "b_fence": res.recipient.fence}
             if res.outcome is Outcome.SENT:
                 row["wamid"] = res.wamid
             elif res.outcome is Outcome.RETRY:
@@ -187,35 +204,41 @@ class RecipientQueue:
             if res.outcome is Outcome.PAUSE:
                 row["keep_error"] = True
             by_kind.setdefault(kind, []).append(row)
-        mine = and_(table.c.id == rid, table.c.status == expected)
+        # Still this claim's: same owner and token (claims made without an owner have no token to match).
+        # Rows another process took over (this one was silent too long) match nothing and are skipped: their
+        # outcome is the new claimant's, or recovery's and Meta's status webhooks'.
+        bound = any(res.recipient.fence is not None for res in results)
+        held = (and_(table.c.owner_id == bindparam("b_owner"), table.c.fence == bindparam("b_fence")) if bound
+                else true())
+        mine = and_(table.c.id == rid, table.c.status == expected, held)
         statements: dict[Outcome, Any] = {
             # Also over `unknown`: recovery may have given up on a slow send that did go out.
             Outcome.SENT: update(table).where(table.c.id == rid, or_(
-                table.c.status == expected, table.c.status == RecipientStatus.UNKNOWN.value)).values(
+                and_(table.c.status == expected, held), table.c.status == RecipientStatus.UNKNOWN.value)).values(
                 status=RecipientStatus.SENT.value, wamid=bindparam("wamid"), sent_at=now, error_code=None,
-                error_title=None),
+                error_title=None, owner_id=None),
             Outcome.RETRY: update(table).where(mine).values(
-                status=RecipientStatus.PENDING.value, next_attempt_at=bindparam("due"),
+                status=RecipientStatus.PENDING.value, next_attempt_at=bindparam("due"), owner_id=None,
                 error_code=bindparam("code"), error_title=bindparam("title")),
-            Outcome.FAILED: update(table).where(mine).values(
+            Outcome.FAILED: update(table).where(mine).values(owner_id=None,
                 status=RecipientStatus.FAILED.value, error_code=bindparam("code"), error_title=bindparam("title")),
-            Outcome.UNKNOWN: update(table).where(mine).values(
+            Outcome.UNKNOWN: update(table).where(mine).values(owner_id=None,
                 status=RecipientStatus.UNKNOWN.value, error_code=bindparam("code"), error_title=bindparam("title")),
         }
         async with self._sessions() as session, session.begin():
             for kind, rows in by_kind.items():
                 if kind is Outcome.RELEASE:
                     # Not attempted (or refused by Meta for an account-wide reason): the attempt does not count.
-                    plain = [r["rid"] for r in rows if not r.get("keep_error")]
+                    plain = [r for r in rows if not r.get("keep_error")]
                     refused = [r for r in rows if r.get("keep_error")]
                     if plain:
-                        await session.execute(update(table).where(
-                            table.c.id.in_(plain), table.c.status == expected).values(
-                            status=RecipientStatus.PENDING.value, attempts=table.c.attempts - 1))
+                        await session.execute(update(table).where(mine).values(
+                            status=RecipientStatus.PENDING.value, attempts=table.c.attempts - 1, owner_id=None,
+                            attempted_at=None), plain)
                     if refused:
                         await session.execute(update(table).where(mine).values(
-                            status=RecipientStatus.PENDING.value, attempts=table.c.attempts - 1,
-                            error_code=bindparam("code"), error_title=bindparam("title")), refused)
+                            status=RecipientStatus.PENDING.value, attempts=table.c.attempts - 1, owner_id=None,
+                            attempted_at=None, error_code=bindparam("code"), error_title=bindparam("title")), refused)
                     continue
                 await session.execute(statements[kind], rows)
             for res in opt_outs:

@@ -9,6 +9,9 @@ so a crash leaves only those few `unknown`.
 Pause, resume and cancel are rows in the database; every run's watcher re-reads its status every
 ``status_interval`` seconds and stops its workers (even one waiting for the throttle), so a pause takes
 effect within a second. Any number of runner tasks and processes work on the same run.
+
+Why one module: the feeder, senders, writer and watcher of a run share its state and the runner's; apart,
+each would take all of it as parameters.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,11 +34,13 @@ from bot.meta.errors import GraphError, SendAction
 from bot.meta.graph import GraphClient
 from bot.meta.sender import TemplateBody, TemplateSender
 from scheduler.campaigns import progress
+from scheduler.campaigns.attempts import AttemptMarks
 from scheduler.campaigns.estimate import CAMPAIGN_MARGIN
 from scheduler.campaigns.pipe import Pipe, RunState, Stopped
 from scheduler.campaigns.policy import Claimed, Outcome, Result, RunnerConfig, backoff, decide, penalty_hold
 from scheduler.campaigns.queue import RecipientQueue
 from scheduler.campaigns.records import RunStatus, is_marketing, run_with_campaign
+from scheduler.campaigns.unknowns import callback_data
 from scheduler.campaigns.variables import components_for
 from scheduler.slots import SlotDispenser
 from scheduler.throttle import LocalThrottle, RedisThrottle, Throttle, ThrottleUnavailable
@@ -95,15 +101,20 @@ class CampaignRunner:
         metrics: Metrics | None = None,
         config: RunnerConfig | None = None,
         sender: TemplateSender | None = None,
+        owner: Callable[[], int | None] | None = None,
+        guard: Callable[[], Callable[[], bool]] | None = None,
     ) -> None:
         self._sessions = sessions
+        # This process's worker id: what it claims is taken back once it falls silent (campaigns.recovery).
+        self._owner = owner or (lambda: None)
+        self._marks = AttemptMarks(sessions)
         self._graph = graph
         self._templates = sender  # the pooled template sender; without it, the general Graph client sends
         self._throttle = throttle
         self._settings = settings
         self._metrics = metrics
         self.config = config or RunnerConfig()
-        self._queue = RecipientQueue(sessions, self.config.lease)
+        self._queue = RecipientQueue(sessions, self.config.lease, owner=owner, guard=guard)
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._penalty_streak: dict[str, int] = {}
@@ -332,14 +343,21 @@ class CampaignRunner:
             except ThrottleUnavailable as exc:
                 log.warning("campaign run %s: throttle unavailable (%s); retrying later", ctx.run_id, exc)
                 return Result(rec, Outcome.RETRY, delay=self.config.backoff_base, note=str(exc))
+            held = await self._marks.before_send(rec, self._owner(), self.config.backoff_base)
+            if held is not None:
+                slots.give_back(slot)
+                return held
             state.in_flight.add(rec.id)
             try:
                 components = components_for(ctx.variables, rec.fields)
+                callback = callback_data(rec.id)
                 if self._templates is not None:
-                    sent = await self._templates.send(pnid, ctx.channel.access_token, rec.wa_id, ctx.body, components)
+                    sent = await self._templates.send(pnid, ctx.channel.access_token, rec.wa_id, ctx.body, components,
+                                                      callback_data=callback)
                 else:
                     sent = await self._graph.send_template(
-                        pnid, ctx.channel.access_token, rec.wa_id, ctx.template, ctx.language, components)
+                        pnid, ctx.channel.access_token, rec.wa_id, ctx.template, ctx.language, components,
+                        callback_data=callback)
             except GraphError as err:
                 slots.settle(slot, time.monotonic())
                 state.in_flight.discard(rec.id)

@@ -305,7 +305,8 @@ async def test_serve_killed_mid_campaign_resumes_and_sends_nobody_twice(
             f"{ {w: len(s) for w, s in sends.items()} }\nafter the restart:\n{second.tail()}")
     assert {st for st, _ in states.values()} <= {"sent", "unknown"}, seen  # nobody left pending or in flight
     unknown = sorted(w for w, (st, _) in states.items() if st == "unknown")
-    assert unknown == sorted(in_flight) and len(unknown) <= 2, seen  # only what the dead process had in flight
+    # Only what the dead process had in flight can be unknown; one it had claimed but not yet attempted is sent.
+    assert set(unknown) <= set(in_flight) and len(unknown) <= 2, seen
     for w in audience:
         assert len(sends[w]) <= 1, seen
         if states[w][0] == "sent":

@@ -1,0 +1,89 @@
+"""`attempted_at`, committed just before a recipient's request leaves: what tells, after a crash, a recipient
+that may have been sent (`unknown`) from one that was only claimed (back to `pending`).
+
+Senders granted by the throttle at about the same moment share one commit, so the mark costs each send
+about one commit's latency, not one commit each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from scheduler.campaigns.policy import Claimed, Outcome, Result
+from scheduler.campaigns.records import RecipientStatus
+from storage.models import CampaignRecipient, utcnow
+
+log = logging.getLogger(__name__)
+R = CampaignRecipient
+
+
+@dataclass
+class _Mark:
+    recipient_id: int
+    owner: int | None
+    fence: int | None
+    done: asyncio.Future[bool]
+
+
+class AttemptMarks:
+    """One per runner; `mark()` returns once the mark is committed."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._waiting: list[_Mark] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def before_send(self, rec: Claimed, owner: int | None, retry_in: float) -> Result | None:
+        """None when rec may be sent now (its attempt is committed); else the result to record instead:
+        a database failure retries later; a recipient taken over by another process (this one went unheard
+        too long) is not sent here, as that could be a second message."""
+        try:
+            marked = await self.mark(rec.id, owner if rec.fence is not None else None, rec.fence)
+        except Exception as exc:
+            log.warning("cannot mark campaign recipient %s attempted (%s); later", rec.id, exc)
+            return Result(rec, Outcome.RETRY, delay=retry_in, note=str(exc))
+        if not marked or (rec.guard is not None and not rec.guard()):
+            log.warning("campaign recipient %s was taken over by another process; not sent here", rec.id)
+            return Result(rec, Outcome.RELEASE)
+        return None
+
+    async def mark(self, recipient_id: int, owner: int | None, fence: int | None) -> bool:
+        """Commit the mark; False when the recipient is no longer this claim's (taken over): do not send."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Mark(recipient_id, owner, fence, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await asyncio.shield(done)
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                marked = await self._write(batch)
+            except Exception as exc:
+                for m in batch:
+                    if not m.done.done():
+                        m.done.set_exception(exc)
+                continue
+            for m in batch:
+                if not m.done.done():
+                    m.done.set_result(m.recipient_id in marked)
+
+    async def _write(self, batch: list[_Mark]) -> set[int]:
+        now = utcnow()
+        marked: set[int] = set()
+        async with self._sessions() as session, session.begin():
+            for m in batch:
+                where = [R.id == m.recipient_id, R.status == RecipientStatus.SENDING.value]
+                if m.owner is not None:
+                    where += [R.owner_id == m.owner, R.fence == m.fence]
+                result = await session.execute(update(R).where(*where).values(attempted_at=now)
+                                               .execution_options(synchronize_session=False))
+                if result.rowcount:  # type: ignore[attr-defined]
+                    marked.add(m.recipient_id)
+        return marked

@@ -1,0 +1,175 @@
+"""Recipients left in flight by a silent process, and `unknown` ones: recovered, settled, offered again.
+
+The rules are in `scheduler.campaigns.unknowns`; this module reads and writes the rows.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from scheduler.campaigns.records import CampaignStatus, RecipientStatus, RunStatus
+from scheduler.campaigns.unknowns import orphan_fate, quiet_enough, recipient_of, settles_unknown
+from storage import repository as repo
+from storage.models import Campaign, CampaignRecipient, CampaignRun, as_utc, utcnow
+
+R = CampaignRecipient
+_TABLE = cast(Table, R.__table__)
+
+
+async def recover_orphans(session: AsyncSession, silent_owners: set[int]) -> Counter[str]:
+    """Take the recipients of silent owners back: each gets its `orphan_fate`; every claim on them is void."""
+    if not silent_owners:
+        return Counter()
+    rows = (await session.execute(
+        select(R.id, R.status, R.attempted_at, R.wamid)
+        .where(R.owner_id.in_(silent_owners), R.status == RecipientStatus.SENDING.value)
+    )).all()
+    by_fate: dict[RecipientStatus, list[int]] = {}
+    for row in rows:
+        fate = orphan_fate(row.status, row.attempted_at, row.wamid)
+        if fate is not None:
+            by_fate.setdefault(fate, []).append(row.id)
+    done: Counter[str] = Counter()
+    now = utcnow()
+    values: dict[RecipientStatus, dict[str, Any]] = {
+        RecipientStatus.SENT: {"sent_at": now},
+        RecipientStatus.UNKNOWN: {"error_title": "in flight when its sender stopped; not re-sent"},
+        # Never attempted: the claim does not count as an attempt.
+        RecipientStatus.PENDING: {"attempts": _TABLE.c.attempts - 1, "claimed_at": None},
+    }
+    for fate, ids in by_fate.items():
+        result = await session.execute(
+            update(_TABLE)
+            .where(_TABLE.c.id.in_(ids), _TABLE.c.status == RecipientStatus.SENDING.value,
+                   _TABLE.c.owner_id.in_(silent_owners))
+            .values(status=fate.value, owner_id=None, fence=_TABLE.c.fence + 1, **values[fate])
+        )
+        done[fate.value] += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if fate is RecipientStatus.SENT:
+            for wamid in (await session.scalars(select(R.wamid).where(R.id.in_(ids)))).all():
+                if wamid:
+                    await repo.apply_statuses(session, wamid)
+    return done
+
+
+async def note_callback(session: AsyncSession, data: str | None, wamid: str, status: str,
+                        wa_id: str | None, error: tuple[int | None, str | None] = (None, None)) -> bool:
+    """Pin a status webhook's message on the recipient its callback data names, and settle the recipient
+    if its outcome was not known. Call before `repository.apply_statuses`, which then folds in the rest."""
+    recipient_id = recipient_of(data)
+    if recipient_id is None:
+        return False
+    rec = await session.get(R, recipient_id)
+    if rec is None or (wa_id and rec.wa_id != wa_id):
+        return False  # not ours, or not the number the callback data was sent to
+    if rec.wamid is None:
+        rec.wamid = wamid
+    elif rec.wamid != wamid:
+        return False
+    fate = settles_unknown(rec.status, status)
+    if fate is RecipientStatus.SENT:
+        rec.status, rec.sent_at, rec.error_code, rec.error_title = fate.value, utcnow(), None, None
+    elif fate is RecipientStatus.FAILED:
+        rec.status, rec.error_code, rec.error_title = fate.value, error[0], error[1]
+    if fate is not None:
+        rec.owner_id, rec.fence = None, rec.fence + 1  # any resend already claimed must not go out
+    return True
+
+
+@dataclass(frozen=True)
+class CallbackReport:
+    """A status webhook's fields that `note_callback` needs."""
+
+    data: str
+    wamid: str
+    status: str
+    wa_id: str | None
+    error: tuple[int | None, str | None] = (None, None)
+
+
+async def note_callbacks(session: AsyncSession, reports: list[CallbackReport]) -> int:
+    """`note_callback` for a batch of status webhooks: one indexed read finds the few recipients still without
+    a wamid (unknown, or offered again); only those are touched. Returns how many were."""
+    named = {rid for r in reports if (rid := recipient_of(r.data)) is not None}
+    if not named:
+        return 0
+    open_ids = set((await session.scalars(select(R.id).where(R.id.in_(named), R.wamid.is_(None)))).all())
+    touched = 0
+    for r in reports:
+        if recipient_of(r.data) in open_ids:
+            touched += await note_callback(session, r.data, r.wamid, r.status, r.wa_id, r.error)
+    return touched
+
+
+@dataclass(frozen=True)
+class UnknownRun:
+    """A run with recipients still `unknown` after the quiet period."""
+
+    run_id: int
+    campaign_id: int
+    campaign_name: str
+    slack_channel: str | None
+    created_by: str | None
+    count: int
+    newest_id: int
+    last_attempt: datetime
+
+
+async def quiet_unknowns(session: AsyncSession, now: datetime, quiet: timedelta) -> list[UnknownRun]:
+    """Runs whose `unknown` recipients have all been quiet for `quiet` (their last attempt at least that old)."""
+    rows = (await session.execute(
+        select(R.run_id, func.count(), func.max(R.id), func.max(func.coalesce(R.attempted_at, R.claimed_at)))
+        .where(R.status == RecipientStatus.UNKNOWN.value, R.wamid.is_(None)).group_by(R.run_id)
+    )).all()
+    found: list[UnknownRun] = []
+    for run_id, count, newest_id, last_attempt in rows:
+        if last_attempt is None or not quiet_enough(as_utc(last_attempt), now, quiet):
+            continue
+        run = await session.get(CampaignRun, run_id)
+        camp = await session.get(Campaign, run.campaign_id) if run else None
+        if run is None or camp is None or camp.status == CampaignStatus.CANCELLED.value:
+            continue
+        found.append(UnknownRun(run_id, camp.id, camp.name, run.slack_channel or camp.slack_channel,
+                                camp.created_by, int(count), int(newest_id), as_utc(last_attempt)))
+    return found
+
+
+async def unknown_count(session: AsyncSession, campaign_id: int) -> int:
+    return int(await session.scalar(
+        select(func.count()).select_from(R).join(CampaignRun, CampaignRun.id == R.run_id)
+        .where(CampaignRun.campaign_id == campaign_id, R.status == RecipientStatus.UNKNOWN.value)
+    ) or 0)
+
+
+async def resend_unknown(session: AsyncSession, campaign_id: int, *, up_to: int | None = None) -> int:
+    """Offer a campaign's `unknown` recipients for sending again (those with id <= up_to, when given: what
+    the manager was shown); reopens their runs. Returns how many; 0 when already done (a second click)."""
+    runs = select(CampaignRun.id).where(CampaignRun.campaign_id == campaign_id,
+                                        CampaignRun.status != RunStatus.CANCELLED.value)
+    # One whose message Meta named (a wamid) did reach Meta: never offered again.
+    where = [R.run_id.in_(runs), R.status == RecipientStatus.UNKNOWN.value, R.wamid.is_(None)]
+    if up_to is not None:
+        where.append(R.id <= up_to)
+    run_ids = set((await session.scalars(select(R.run_id).where(*where).distinct())).all())
+    result = await session.execute(
+        update(R).execution_options(synchronize_session=False).where(*where)
+        .values(status=RecipientStatus.PENDING.value, attempted_at=None, claimed_at=None, next_attempt_at=None,
+                owner_id=None, fence=R.fence + 1, error_code=None,
+                error_title="sent again: no status from Meta for its first attempt")
+    )
+    n = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if not n:
+        return 0
+    await session.execute(update(CampaignRun).where(CampaignRun.id.in_(run_ids),
+                                                    CampaignRun.status == RunStatus.DONE.value)
+                          .values(status=RunStatus.RUNNING.value, finished_at=None))
+    await session.execute(update(Campaign).where(Campaign.id == campaign_id,
+                                                 Campaign.status == CampaignStatus.DONE.value)
+                          .values(status=CampaignStatus.RUNNING.value))
+    return n
