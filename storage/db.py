@@ -80,14 +80,13 @@ def alembic_config(url: str) -> Any:
     return cfg
 
 
-def migrate_sync(url: str, revision: str = "heads") -> None:
-    """Apply Alembic migrations up to revision (blocking); "heads": every branch, as features land in
-    parallel with migrations that only later get chained one after the other."""
+def migrate_sync(url: str, revision: str = "head") -> None:
+    """Apply Alembic migrations up to revision (blocking); the history is one line, so "head" is unique."""
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
 
 
-async def migrate(url: str, revision: str = "heads") -> None:
+async def migrate(url: str, revision: str = "head") -> None:
     """Apply Alembic migrations without blocking the event loop."""
     await asyncio.to_thread(migrate_sync, url, revision)
