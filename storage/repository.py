@@ -103,6 +103,26 @@ async def record_status(session: AsyncSession, values: dict[str, Any]) -> bool:
                                ["wamid", "status"]) is not None
 
 
+async def owe_status_posts(session: AsyncSession, wamid: str, statuses: list[str]) -> None:
+    """Owe the thread a status item for each of these statuses of a message stored after them.
+
+    Lanes let a status be applied before its message; folded in when the message arrives, it still gets its
+    reaction (and, for `failed`, the note explaining Meta's error) through its own item, after the message."""
+    if not statuses:
+        return
+    msg = await session.scalar(select(Message).where(Message.wamid == wamid))
+    if msg is None or msg.source == "campaign":
+        return
+    rows = (await session.scalars(select(MessageStatus).where(
+        MessageStatus.wamid == wamid, MessageStatus.status.in_(statuses)))).all()
+    for st in rows:
+        await enqueue_slack(
+            session, dedupe_key=f"status:{wamid}:{st.status}", thread_key=f"conv:{msg.conversation_id}",
+            kind="status", payload={"message_id": msg.id, "status": st.status, "error_code": st.error_code,
+                                    "error_title": st.error_title},
+            order_ts=max(st.wa_timestamp, msg.wa_timestamp), conversation_id=msg.conversation_id)
+
+
 async def apply_statuses(session: AsyncSession, wamid: str) -> list[str]:
     """Fold every known status of wamid into its message and campaign recipient; returns the new ones."""
     statuses = list((await session.scalars(

@@ -154,7 +154,7 @@ async def test_template_status_webhook_updates_the_template_and_alerts_once(
         "REJECTED", "INVALID_FORMAT")
     [alert] = await _alerts(app, "template_status")
     assert alert.thread_key == "alerts"
-    assert alert.payload["text"] == "Template fee_reminder (en) REJECTED: INVALID_FORMAT"
+    assert alert.payload["text"] == "fee_reminder (en) was rejected (reason: INVALID_FORMAT)"
 
     await _post(client, _template_status("APPROVED"))
     await _drain(app)

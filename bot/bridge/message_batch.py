@@ -123,7 +123,7 @@ async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[P
         early = (await session.scalars(select(MessageStatus.wamid).where(MessageStatus.wamid.in_(outbound))
                                        .distinct())).all()
         for wamid in sorted(early):
-            await repo.apply_statuses(session, wamid)
+            await repo.owe_status_posts(session, wamid, await repo.apply_statuses(session, wamid))
     posts = [{"dedupe_key": f"msg:{message_id}", "thread_key": f"conv:{rows[w]['conversation_id']}",
               "kind": "message", "payload": {"message_id": message_id}, "order_ts": rows[w]["wa_timestamp"],
               "conversation_id": rows[w]["conversation_id"], "attempts": 0, "created_at": now}

@@ -106,13 +106,13 @@ async def _store_message(
     # Only what the customer wrote opens the window; echoes and history never do.
     if direction is Direction.INBOUND and not history:
         await repo.touch_window(session, conv.id, timestamp)
-    if direction is Direction.OUTBOUND:
-        await repo.apply_statuses(session, wamid)
+    early = await repo.apply_statuses(session, wamid) if direction is Direction.OUTBOUND else []
     if not history:
         await repo.enqueue_slack(
             session, dedupe_key=f"msg:{message_id}", thread_key=f"conv:{conv.id}", kind="message",
             payload={"message_id": message_id}, order_ts=timestamp, conversation_id=conv.id,
         )
+        await repo.owe_status_posts(session, wamid, early)
     return message_id, conv.id
 
 

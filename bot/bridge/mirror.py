@@ -256,6 +256,18 @@ def _statuses_seen(msg: Message) -> list[str]:
     return seen
 
 
+async def _skipped(ctx: ItemContext, wamid: str | None, statuses: list[str]) -> list[str]:
+    """Which of these statuses' outbox items were skipped as superseded (in the order given)."""
+    if not wamid or not statuses:
+        return []
+    keys = {status_marks.status_dedupe_key(wamid, st): st for st in statuses}
+    async with ctx.deps.sessions() as s:
+        rows = (await s.execute(select(SlackOutbox.dedupe_key, SlackOutbox.result).where(
+            SlackOutbox.dedupe_key.in_(list(keys)), SlackOutbox.done_at.is_not(None)))).all()
+    skipped = {keys[k] for k, result in rows if (result or {}).get("skipped")}
+    return [st for st in statuses if st in skipped]
+
+
 async def _status_reactions(ctx: ItemContext, channel: str, ts: str, msg: Message) -> None:
     """The reactions of statuses reached before the message was posted (the ticks accumulate, like
     WhatsApp's); statuses whose own outbox items are still to run add theirs themselves."""
@@ -369,14 +381,22 @@ async def mirror_status(ctx: ItemContext) -> None:
     if msg is None or conv is None:
         return
     if superseded(p.get("status"), msg.status):
-        return  # the later state's own item adds every tick the message reached: one call saved per state
+        ctx.result["skipped"] = True  # the later state's item adds this tick too: one call saved per state
+        return
     if msg.slack_ts and conv.slack_channel:
-        # Earlier statuses were shown by their own items, or by the message's post when they came first.
+        # Earlier statuses were shown by their own items (or by the message's post when they came first),
+        # except those skipped as superseded: this item adds theirs.
         seen = _statuses_seen(msg)
-        earlier = seen[:seen.index(str(p.get("status")))] if p.get("status") in seen else []
+        status = str(p.get("status"))
+        earlier = seen[:seen.index(status)] if status in seen else []
+        skipped = set(await _skipped(ctx, msg.wamid, earlier))
+        owed: list[str] = []  # skipped since the last item that ran (that one showed everything before it)
+        for st in earlier:
+            owed = [*owed, st] if st in skipped else []
+        shown = [st for st in earlier if st not in owed]
         try:
-            for name in status_marks.reactions_to_add([str(p.get("status"))],
-                                                      already=status_marks.reactions_to_add(earlier)):
+            for name in status_marks.reactions_to_add([*owed, status],
+                                                      already=status_marks.reactions_to_add(shown)):
                 await ctx.react(conv.slack_channel, msg.slack_ts, name)
         except SlackCallFailed as exc:
             if exc.error not in ("message_not_found", "too_many_reactions"):

@@ -158,7 +158,7 @@ def with_slack_names(t: Transcript, names: Mapping[str, str]) -> Transcript:
 def describe_content(kind: str, text: str | None, content: Mapping[str, Any] | None) -> str:
     """Readable text for any message type, with Flow answers, earlier versions and deletion marks."""
     content = content or {}
-    described = _describe(kind, text, content)
+    described = full_text(kind, text, content)
     interactive = content.get("interactive") if isinstance(content.get("interactive"), Mapping) else None
     if interactive and interactive.get("type") == "nfm_reply":
         answers = sentence(flow_answers(interactive.get("response_json")))
@@ -175,7 +175,7 @@ def describe_content(kind: str, text: str | None, content: Mapping[str, Any] | N
 def _version(kind: str, version: Mapping[str, Any]) -> str:
     inner = version.get("content")
     content: Mapping[str, Any] = inner if isinstance(inner, Mapping) else {}
-    return _describe(str(content.get("kind") or kind), content.get("text"), content)
+    return full_text(str(content.get("kind") or kind), content.get("text"), content)
 
 
 def _describe(kind: str, text: str | None, content: Mapping[str, Any]) -> str:
@@ -374,7 +374,7 @@ async def load_transcript(sessions: async_sessionmaker[AsyncSession], channel: s
             at=_aware(m.wa_timestamp), direction=m.direction,
             source=SOURCE_LABELS.get(m.source, m.source) if not m.is_note else "Slack note",
             author=_author(m, person, names), kind=m.type,
-            text=full_text(m.type, m.text, m.content), status=m.status or "",
+            text=describe_content(m.type, m.text, m.content), status=m.status or "",
             status_history=history_text(m.status_history or [], tz),
             error=(f"{m.error_code} {m.error_title or ''}".strip() if m.error_code else ""),
             wamid=m.wamid or "", note=m.is_note, history=m.is_history, slack_user=m.slack_user or "",

@@ -533,6 +533,7 @@ class OutboxWorker:
                 # Perhaps a newer process knows it (rolling upgrade): keep the row, try slowly.
                 raise Retry(f"no handler for outbox kind {item.kind!r}", delay=self.backoff_cap)
             if item.kind in COALESCED_KINDS and await q.has_later(item):
+                ctx.result["skipped"] = True  # a later item of the same kind does (or shows) this one's work
                 await q.complete(item, ctx.result, writes=ctx.writes)
                 self.deps.metrics.slack_posts.labels(item.kind, "superseded").inc()
                 return
