@@ -20,6 +20,7 @@ from storage.models import (
     utcnow,
 )
 from storage.upsert import insert_ignore
+from storage.wamid_locks import lock_wamids
 
 # The outbox thread every alert (template, quality, account, payment problems) is posted in, in order.
 ALERTS_THREAD = "alerts"
@@ -124,7 +125,11 @@ async def owe_status_posts(session: AsyncSession, wamid: str, statuses: list[str
 
 
 async def apply_statuses(session: AsyncSession, wamid: str) -> list[str]:
-    """Fold every known status of wamid into its message and campaign recipient; returns the new ones."""
+    """Fold every known status of wamid into its message and campaign recipient; returns the new ones.
+
+    Call it after the message or recipient row carries the wamid: the lock makes a status batch committing
+    at the same time either see that row or be seen here."""
+    await lock_wamids(session, [wamid])
     statuses = list((await session.scalars(
         select(MessageStatus).where(MessageStatus.wamid == wamid).order_by(MessageStatus.wa_timestamp)
     )).all())

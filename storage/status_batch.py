@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import CampaignRecipient, Message, MessageStatus, SlackOutbox, Source, utcnow
 from storage.status_fold import MessageFold, RecipientFold, StatusRow, coalesce, fold_message, fold_recipient
+from storage.wamid_locks import lock_wamids
 
 CHUNK = 500  # rows per multi-row INSERT: well under both databases' bound-parameter limits
 
@@ -50,8 +51,11 @@ async def _insert_new(session: AsyncSession, rows: Sequence[StatusRow]) -> set[t
     return added
 
 
-async def _fold_messages(session: AsyncSession, by_wamid: dict[str, list[StatusRow]]) -> list[dict[str, Any]]:
-    """Fold new reports into their messages (one UPDATE executemany); returns the Slack posts they owe."""
+async def _fold_messages(session: AsyncSession, by_wamid: dict[str, list[StatusRow]],
+                         seen: set[str]) -> list[dict[str, Any]]:
+    """Fold new reports into their messages (one UPDATE executemany); returns the Slack posts they owe.
+
+    Adds the wamids it found to seen."""
     found = (await session.execute(
         select(Message.id, Message.wamid, Message.status, Message.status_history, Message.error_code,
                Message.error_title, Message.pricing_category, Message.billable, Message.source,
@@ -62,6 +66,7 @@ async def _fold_messages(session: AsyncSession, by_wamid: dict[str, list[StatusR
     posts: list[dict[str, Any]] = []
     now = utcnow()
     for m in found:
+        seen.add(m.wamid)
         fold = fold_message(MessageFold(m.status, list(m.status_history or []), m.error_code, m.error_title,
                                         m.pricing_category, m.billable), by_wamid[m.wamid])
         if not fold.applied:
@@ -85,8 +90,10 @@ async def _fold_messages(session: AsyncSession, by_wamid: dict[str, list[StatusR
     return posts
 
 
-async def _fold_recipients(session: AsyncSession, by_wamid: dict[str, list[StatusRow]]) -> set[int]:
-    """Fold new reports into campaign recipients (one UPDATE executemany); returns the runs touched."""
+async def _fold_recipients(session: AsyncSession, by_wamid: dict[str, list[StatusRow]], seen: set[str]) -> set[int]:
+    """Fold new reports into campaign recipients (one UPDATE executemany); returns the runs touched.
+
+    Adds the wamids it found to seen."""
     found = (await session.execute(
         select(CampaignRecipient.id, CampaignRecipient.run_id, CampaignRecipient.wamid, CampaignRecipient.status,
                CampaignRecipient.error_code, CampaignRecipient.error_title, CampaignRecipient.pricing_category,
@@ -96,6 +103,7 @@ async def _fold_recipients(session: AsyncSession, by_wamid: dict[str, list[Statu
     updates: list[dict[str, Any]] = []
     runs: set[int] = set()
     for r in found:
+        seen.add(str(r.wamid))
         before = (r.status, r.error_code, r.error_title, r.pricing_category, r.billable)
         fold = fold_recipient(RecipientFold(r.status, r.error_code, r.error_title, r.pricing_category,
                                             r.billable), by_wamid[str(r.wamid)])
@@ -142,8 +150,16 @@ async def apply_status_batch(session: AsyncSession, rows: Sequence[StatusRow]) -
             by_wamid[row.wamid].append(row)
     if not by_wamid:
         return result
-    posts = await _fold_messages(session, by_wamid)
-    result.run_ids = await _fold_recipients(session, by_wamid)
+    seen: set[str] = set()
+    posts = await _fold_messages(session, by_wamid, seen)
+    result.run_ids = await _fold_recipients(session, by_wamid, seen)
+    orphans = {w: rows for w, rows in by_wamid.items() if w not in seen}
+    if orphans:
+        # A message or send recorded by a transaction still open would miss these reports, and they it:
+        # wait for it (wamid_locks), then look again. Whatever is still missing is folded in on its arrival.
+        await lock_wamids(session, orphans)
+        posts += await _fold_messages(session, orphans, seen)
+        result.run_ids |= await _fold_recipients(session, orphans, seen)
     await _enqueue_posts(session, posts)
     return result
 

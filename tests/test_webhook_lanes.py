@@ -342,3 +342,46 @@ async def test_a_customer_message_is_applied_while_a_bulk_batch_is_still_in_prog
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_status_committing_while_its_echo_is_being_stored_is_still_folded_in(
+    aiohttp_client, pg_url, monkeypatch  # type: ignore[no-untyped-def]
+) -> None:
+    """The two lanes race: each transaction looks for the other's row before that row is committed."""
+    from bot.meta.parser import parse_delivery
+    from storage import status_batch
+    from storage.status_fold import StatusRow
+
+    client = await aiohttp_client(create_app(make_settings(pg_url), workers=False))
+    app = client.app
+    sessions = app[appkeys.SESSIONS]
+    inserted, go_on = asyncio.Event(), asyncio.Event()
+    real_insert = status_batch._insert_new
+
+    async def insert_then_wait(session: Any, rows: Any) -> Any:
+        added = await real_insert(session, rows)
+        inserted.set()
+        await go_on.wait()  # the status is written, not committed, not yet folded
+        return added
+
+    monkeypatch.setattr(status_batch, "_insert_new", insert_then_wait)
+
+    async def statuses() -> None:
+        async with sessions() as s, s.begin():
+            await status_batch.apply_status_batch(s, [StatusRow("wamid.RACE", "delivered",
+                                                                datetime.fromtimestamp(1_760_000_200, UTC))])
+
+    status_task = asyncio.create_task(statuses())
+    await asyncio.wait_for(inserted.wait(), timeout=30)
+    echo = parse_delivery(echo_text("wamid.RACE", "Fees are due", ts=1_760_000_100))
+    ctx = EventContext(app[appkeys.SETTINGS], app[appkeys.CHANNEL_IDS])
+    async with sessions() as s, s.begin():
+        for event in echo:
+            await meta_events.apply_event(s, ctx, event)  # finds no status: it is not committed
+        go_on.set()
+        await asyncio.sleep(0.5)  # the status batch looks for the message now; it is not committed either
+        assert not status_task.done()  # it waits for this transaction instead of missing it
+    await asyncio.wait_for(status_task, timeout=30)
+    msg = await _message(app, "wamid.RACE")
+    assert msg.status == "delivered" and [h["status"] for h in msg.status_history] == ["delivered"]
+    assert await _count(app, SlackOutbox, SlackOutbox.kind == "status") == 1

@@ -22,6 +22,7 @@ from bot.meta import events as ev
 from storage import repository as repo
 from storage.identities import looks_like_user_id
 from storage.models import Contact, Conversation, Direction, Message, MessageStatus, SlackOutbox, Source, utcnow
+from storage.wamid_locks import lock_wamids
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,9 @@ async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[P
     await _move_windows(session, [rows[w] for w in new if rows[w]["direction"] == Direction.INBOUND.value])
     outbound = [w for w in new if rows[w]["direction"] == Direction.OUTBOUND.value]
     if outbound:
-        # Statuses that came before their echo are folded in now, as the handler does.
+        # Statuses that came before their echo are folded in now, as the handler does; the lock makes a
+        # status batch committing meanwhile either find these messages or be found here.
+        await lock_wamids(session, outbound)
         early = (await session.scalars(select(MessageStatus.wamid).where(MessageStatus.wamid.in_(outbound))
                                        .distinct())).all()
         for wamid in sorted(early):
