@@ -71,7 +71,8 @@ def test_reply_storm_bench_posts_every_reply_once(capsys: pytest.CaptureFixture[
 def test_status_storm_bench_applies_every_status_of_a_small_campaign(capsys: pytest.CaptureFixture[str]) -> None:
     from bench import status_storm
 
-    assert status_storm.main(["--recipients", "20", "--mps", "10", "--baseline-seconds", "1"]) == 0
+    assert status_storm.main(["--recipients", "20", "--mps", "10", "--baseline-seconds", "1",
+                              "--live-interval", "0.5"]) == 0
     out = capsys.readouterr().out
     baseline, storm = _row(out, "baseline (no campaign)"), _row(out, "storm at 10 mps")
     assert baseline["n"] == "2" and baseline["errors"] == "0"

@@ -33,6 +33,18 @@ def test_a_pause_holds_the_bucket_and_spends_its_burst() -> None:
     assert bucket.take(5.0) == 0.0 and bucket.take(5.0) == 0.0
 
 
+def test_the_reserve_is_kept_for_urgent_calls_and_the_sustained_rate_stays_one_per_second() -> None:
+    bucket = Bucket(SLACK_LIMITS[POST])
+    assert bucket.take(10.0, urgent=False) == 0.0  # a progress update on an idle channel goes at once
+    assert bucket.take(10.1, urgent=True) == 0.0  # and the customer message right after it does not wait
+    assert bucket.take(10.2, urgent=True) == pytest.approx(0.8)  # beyond the burst: one per second
+    assert bucket.take(11.0, urgent=True) == 0.0
+    assert bucket.take(11.0, urgent=False) == pytest.approx(2.0)  # waits until the reserve is back
+    bucket = Bucket(SLACK_LIMITS[POST])
+    granted = [t / 10 for t in range(0, 600) if bucket.take(t / 10, urgent=True) == 0.0]
+    assert len(granted) <= 60 + 2  # a minute of urgent posts: the rate, plus the burst once
+
+
 def test_slack_limits_key_posts_by_channel_and_tiered_methods_by_workspace() -> None:
     assert limit_key(POST, "C1", SLACK_LIMITS[POST]) != limit_key(POST, "C2", SLACK_LIMITS[POST])
     reactions = SLACK_LIMITS["reactions.add"]

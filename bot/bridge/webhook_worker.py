@@ -18,13 +18,14 @@ from bot.core.metrics import Metrics
 from bot.meta.parser import event_type_of, parse_delivery
 from storage import webhook_logs
 from storage.fencing import FencedOut
-from storage.lanes import LANES, Lane
+from storage.lanes import BULK, LANES, Lane
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = 3600.0
 PARSE_SLICE = 25  # deliveries parsed between two yields to the event loop
 RECORD_RETRY_CAP = 5.0  # seconds between attempts to record a failure while the database is away
+BULK_LINGER = 0.25  # seconds the bulk lane lets deliveries gather after a batch that was not full
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -42,7 +43,7 @@ class WebhookWorker:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], make_context: Callable[[], EventContext],
                  metrics: Metrics, *, batch: int = 100, bulk_batch: int = 200, poll_interval: float = 1.0,
-                 owner: Callable[[], int | None] | None = None) -> None:
+                 bulk_linger: float = BULK_LINGER, owner: Callable[[], int | None] | None = None) -> None:
         self._sessions = sessions
         # This process's worker id (its heartbeat row): claims are then bound to its liveness and fenced.
         self._owner = owner or (lambda: None)
@@ -51,6 +52,7 @@ class WebhookWorker:
         self._batch = batch
         self._bulk_batch = bulk_batch
         self._poll = poll_interval
+        self._bulk_linger = bulk_linger
         self._wakes: list[asyncio.Event] = []
         self._listeners: list[Callable[[], None]] = []
 
@@ -79,7 +81,12 @@ class WebhookWorker:
             except Exception:
                 log.exception("webhook processing loop failed; retrying")
                 done = 0
-            if done == 0:
+            if 0 < done < self._bulk_batch and lanes == (BULK,):
+                # A status storm arrives a few deliveries at a time: applied as they come, each batch pays a
+                # transaction for two or three statuses and takes the CPU live traffic needs. Statuses wait
+                # a moment and are applied by the hundred instead; a full batch means a backlog, no wait.
+                await asyncio.sleep(self._bulk_linger)
+            elif done == 0:
                 try:
                     await asyncio.wait_for(wake.wait(), timeout=self._poll)
                 except TimeoutError:

@@ -20,6 +20,9 @@ from bot.slack.pacing import SLACK_LIMITS, Bucket, Limit, limit_key
 
 Key = tuple[str, str]
 
+URGENT_BELOW = 2
+"""Priorities below this are what a person is waiting to read (bot.slack.outbox_policy.priority_of)."""
+
 
 @dataclass(frozen=True)
 class ChannelBacklog:
@@ -53,7 +56,9 @@ class Pacer:
         return key, bucket
 
     async def acquire(self, method: str, channel: str | None, priority: int = 0) -> None:
-        """Wait for this call's slot; lower `priority` numbers go first among those waiting."""
+        """Wait for this call's slot; lower `priority` numbers go first among those waiting, and only the
+        urgent ones (below URGENT_BELOW) may use a bucket's reserve."""
+        urgent = priority < URGENT_BELOW
         found = self._bucket(method, channel)
         if found is None:
             return
@@ -66,7 +71,7 @@ class Pacer:
                 event = entry[2]
                 event.clear()
                 if heap[0] is entry:
-                    wait = bucket.take(self._now())
+                    wait = bucket.take(self._now(), urgent)
                     if wait <= 0:
                         heapq.heappop(heap)
                         return

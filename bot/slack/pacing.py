@@ -14,21 +14,27 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Limit:
-    """A sustained rate with a burst allowance; `per_channel` keys it by channel, else by method alone."""
+    """A sustained rate with a burst allowance; `per_channel` keys it by channel, else by method alone.
+
+    `reserve` slots of the burst are kept for urgent calls: a call that is not urgent goes only when it
+    leaves that many in the bucket."""
 
     per_second: float
     burst: float = 1.0
     per_channel: bool = False
+    reserve: float = 0.0
 
 
 TIER_2 = Limit(20 / 60, 3)
 TIER_3 = Limit(50 / 60, 5)
 TIER_4 = Limit(100 / 60, 10)
 
-# One post per second per channel, no burst: a burst is tolerated by Slack only "sometimes", and a
-# steady second per post is what reaches everything fastest without refusals during a reply storm.
+# One post per second per channel, with the smallest burst Slack's "short bursts tolerated" allows (2), and
+# that second slot kept for what a person waits for: a progress update or a status note posted a moment ago
+# never makes the next customer message wait for the channel's next second. A reply storm still posts one
+# per second, so Slack refuses next to nothing.
 SLACK_LIMITS: Mapping[str, Limit] = {
-    "chat.postMessage": Limit(1.0, 1, per_channel=True),
+    "chat.postMessage": Limit(1.0, 2, per_channel=True, reserve=1.0),
     "chat.update": TIER_3,
     "reactions.add": TIER_3,
     "reactions.remove": TIER_2,
@@ -67,16 +73,17 @@ class Bucket:
             self.tokens = min(self.limit.burst, self.tokens + (now - self.at) * self.limit.per_second)
             self.at = now
 
-    def wait(self, now: float) -> float:
-        """Seconds until one call may go, without taking it."""
+    def wait(self, now: float, urgent: bool = True) -> float:
+        """Seconds until one call may go, without taking it (a call not urgent leaves the reserve)."""
         self._refill(now)
         pause = max(0.0, self.paused_until - now)
-        shortfall = max(0.0, 1.0 - self.tokens) / self.limit.per_second
+        keep = 0.0 if urgent else min(self.limit.reserve, self.limit.burst - 1.0)
+        shortfall = max(0.0, 1.0 + keep - self.tokens) / self.limit.per_second
         return max(pause, shortfall)
 
-    def take(self, now: float) -> float:
+    def take(self, now: float, urgent: bool = True) -> float:
         """Take a slot now if free (0.0); else leave the bucket as it was and return the wait."""
-        wait = self.wait(now)
+        wait = self.wait(now, urgent)
         if wait > 0:
             return wait
         self.tokens -= 1.0
