@@ -9,17 +9,12 @@ that run afterwards find the rows already there.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Contact, Conversation, utcnow
-
-
-def _insert(session: AsyncSession, table: Table) -> Any:
-    return postgresql.insert(table) if session.bind.dialect.name == "postgresql" else sqlite.insert(table)
+from storage.upsert import insert_ignore_many
 
 
 async def ensure_conversations(session: AsyncSession, wanted: Iterable[tuple[int, str, str]],
@@ -31,17 +26,15 @@ async def ensure_conversations(session: AsyncSession, wanted: Iterable[tuple[int
     now = utcnow()
     wa_ids = sorted({wa_id for _, wa_id, _ in triples})
     contacts: Table = Contact.__table__  # type: ignore[assignment]
-    await session.execute(
-        _insert(session, contacts).values([
-            {"wa_id": w, "profile_name": (names or {}).get(w), "opted_out": False, "created_at": now, "updated_at": now}
-            for w in wa_ids
-        ]).on_conflict_do_nothing(index_elements=["wa_id"]))
+    await insert_ignore_many(session, contacts, [
+        {"wa_id": w, "profile_name": (names or {}).get(w), "opted_out": False, "created_at": now, "updated_at": now}
+        for w in wa_ids
+    ], ["wa_id"])
     ids = dict((await session.execute(select(Contact.wa_id, Contact.id).where(Contact.wa_id.in_(wa_ids))))
                .tuples().all())
     conversations: Table = Conversation.__table__  # type: ignore[assignment]
     rows = sorted({(channel_id, ids[wa_id], slack) for channel_id, wa_id, slack in triples})
-    await session.execute(
-        _insert(session, conversations).values([
-            {"channel_id": channel_id, "contact_id": contact_id, "slack_channel": slack, "created_at": now}
-            for channel_id, contact_id, slack in rows
-        ]).on_conflict_do_nothing(index_elements=["channel_id", "contact_id"]))
+    await insert_ignore_many(session, conversations, [
+        {"channel_id": channel_id, "contact_id": contact_id, "slack_channel": slack, "created_at": now}
+        for channel_id, contact_id, slack in rows
+    ], ["channel_id", "contact_id"])

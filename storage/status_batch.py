@@ -13,14 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import CampaignRecipient, Message, MessageStatus, SlackOutbox, Source, utcnow
 from storage.status_fold import MessageFold, RecipientFold, StatusRow, coalesce, fold_message, fold_recipient
+from storage.upsert import insert_ignore_many
 from storage.wamid_locks import lock_wamids
-
-CHUNK = 500  # rows per multi-row INSERT: well under both databases' bound-parameter limits
 
 
 @dataclass
@@ -32,9 +30,6 @@ class StatusBatchResult:
     run_ids: set[int] = field(default_factory=set)
 
 
-def _insert(session: AsyncSession, table: Table) -> Any:
-    dialect = session.bind.dialect.name
-    return (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table))
 
 
 async def _insert_new(session: AsyncSession, rows: Sequence[StatusRow]) -> set[tuple[str, str]]:
@@ -42,12 +37,9 @@ async def _insert_new(session: AsyncSession, rows: Sequence[StatusRow]) -> set[t
     table: Table = MessageStatus.__table__  # type: ignore[assignment]
     added: set[tuple[str, str]] = set()
     now = utcnow()
-    for start in range(0, len(rows), CHUNK):
-        chunk = [{**r.as_values(), "created_at": now} for r in rows[start:start + CHUNK]]
-        stmt = (_insert(session, table).values(chunk)
-                .on_conflict_do_nothing(index_elements=["wamid", "status"])
-                .returning(table.c.wamid, table.c.status))
-        added.update((w, s) for w, s in (await session.execute(stmt)).all())
+    values = [{**r.as_values(), "created_at": now} for r in rows]
+    added.update((w, s) for w, s in await insert_ignore_many(session, table, values, ["wamid", "status"],
+                                                             returning=["wamid", "status"]))
     return added
 
 
@@ -121,11 +113,7 @@ async def _fold_recipients(session: AsyncSession, by_wamid: dict[str, list[Statu
 
 async def _enqueue_posts(session: AsyncSession, posts: list[dict[str, Any]]) -> None:
     table: Table = SlackOutbox.__table__  # type: ignore[assignment]
-    posts = sorted(posts, key=lambda p: p["dedupe_key"])
-    for start in range(0, len(posts), CHUNK):
-        stmt = (_insert(session, table).values(posts[start:start + CHUNK])
-                .on_conflict_do_nothing(index_elements=["dedupe_key"]))
-        await session.execute(stmt)
+    await insert_ignore_many(session, table, sorted(posts, key=lambda p: p["dedupe_key"]), ["dedupe_key"])
 
 
 async def runs_of(session: AsyncSession, wamids: set[str]) -> set[int]:

@@ -7,9 +7,11 @@ compiled afresh (about a millisecond of CPU each on the hot webhook path). The s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, TextualSelect, bindparam, text
+from sqlalchemy import Row, Table, TextualSelect, bindparam, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
@@ -59,3 +61,26 @@ async def insert_ignore(
     result = await session.execute(stmt, row_values)
     row = result.first()
     return None if row is None else row[0]
+
+
+async def insert_ignore_many(
+    session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], conflict: Sequence[str],
+    returning: Sequence[str] = (),
+) -> list[Row[Any]]:
+    """Insert rows (all with the same keys) unless their unique key exists, in the order given; returns the
+    `returning` columns of the rows inserted.
+
+    The rows go as parameters of one single-row statement, which SQLAlchemy sends as multi-row INSERTs
+    ("insertmanyvalues"): a literal `.values(rows)` would be compiled afresh for every batch, about 18 ms of
+    CPU per 200 rows against 2 ms, and the event loop that answers Meta would wait for it.
+    """
+    if not rows:
+        return []
+    name = session.bind.dialect.name
+    stmt: Any = (postgresql.insert(table) if name == "postgresql" else sqlite.insert(table))
+    stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+    if returning:
+        stmt = stmt.returning(*(table.c[c] for c in returning))
+        return list((await session.execute(stmt, list(rows))).all())
+    await session.execute(stmt, list(rows))
+    return []

@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.bridge.meta_events import EventContext, content_json, is_business_number
@@ -22,6 +21,7 @@ from bot.meta import events as ev
 from storage import repository as repo
 from storage.identities import looks_like_user_id
 from storage.models import Contact, Conversation, Direction, Message, MessageStatus, SlackOutbox, Source, utcnow
+from storage.upsert import insert_ignore_many
 from storage.wamid_locks import lock_wamids
 
 
@@ -74,8 +74,6 @@ def plain_messages(ctx: EventContext, events: list[ev.WebhookEvent]) -> list[Pla
     return out
 
 
-def _insert(session: AsyncSession, table: Table) -> Any:
-    return postgresql.insert(table) if session.bind.dialect.name == "postgresql" else sqlite.insert(table)
 
 
 async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[PlainMessage]) -> None:
@@ -108,10 +106,8 @@ async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[P
         })
         ctx.count(type(e).__name__)
     table: Table = Message.__table__  # type: ignore[assignment]
-    new = dict((await session.execute(
-        _insert(session, table).values(sorted(rows.values(), key=lambda r: r["wamid"]))
-        .on_conflict_do_nothing(index_elements=["wamid"]).returning(table.c.wamid, table.c.id)
-    )).tuples().all())
+    new = {w: i for w, i in await insert_ignore_many(
+        session, table, sorted(rows.values(), key=lambda r: r["wamid"]), ["wamid"], returning=["wamid", "id"])}
     duplicates = len(messages) - len(new)
     if duplicates:
         ctx.stats["duplicate_message"] = ctx.stats.get("duplicate_message", 0) + duplicates
@@ -132,7 +128,7 @@ async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[P
               "conversation_id": rows[w]["conversation_id"], "attempts": 0, "created_at": now}
              for w, message_id in sorted(new.items(), key=lambda kv: kv[1])]
     outbox: Table = SlackOutbox.__table__  # type: ignore[assignment]
-    await session.execute(_insert(session, outbox).values(posts).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+    await insert_ignore_many(session, outbox, posts, ["dedupe_key"])
 
 
 async def _rename_contacts(session: AsyncSession, messages: list[PlainMessage], names: dict[str, str | None]) -> None:
