@@ -2,9 +2,14 @@
 
 Run from the repository root:
 
-    .venv/bin/python -m bench.mirror_latency             # 2, 10 then 50 messages/s, 50 conversations, 15 s each
+    .venv/bin/python -m bench.mirror_latency             # 2, 10 then 50 messages/s, 128 conversations, 15 s each
     .venv/bin/python -m bench.mirror_latency --quick     # 8 s
     .venv/bin/python bench/mirror_latency.py --rates 20 --conversations 10 --seconds 5
+
+Slack takes about one chat.postMessage per second per channel, and the bridge's pacer holds to it, so one
+channel can never mirror 10 or 50 messages a second live: the conversations are spread over 64 WhatsApp
+numbers, each with its own Slack channel, message i going to number i % 64 (at 50/s, one post every 1.28 s
+per channel). `--channels 1` puts everything in one channel and shows Slack's limit instead of the bridge's.
 
 `serve` runs as a subprocess on a fresh PostgreSQL database with the Slack stand-in in a process of its own;
 each message carries a unique marker, so its post is found by text. The stand-in stamps arrivals with
@@ -39,7 +44,19 @@ TARGET_P99_MS = 500.0
 SETTLE_TIMEOUT = 60.0
 
 
-async def _send(url: str, rate: float, conversations: int, seconds: float, tag: str
+CHANNELS = 64
+
+
+def channel_number(n: int) -> str:
+    """The phone_number_id of the bench's n-th WhatsApp number (the first is tests.helpers.PNID)."""
+    return f"1000000000{n + 1:05d}"
+
+
+def bench_channels(count: int) -> list[_common.Channel]:
+    return [_common.Channel(f"branch{n}", channel_number(n), slack_channel=f"C0BENCH{n:03d}") for n in range(count)]
+
+
+async def _send(url: str, rate: float, conversations: int, seconds: float, tag: str, *, channels: int = 1
                 ) -> tuple[dict[int, float], list[float], int]:
     """Post inbound texts open-loop; returns ({message number: send time}, ack latencies, errors)."""
     n = max(1, int(rate * seconds))
@@ -49,6 +66,8 @@ async def _send(url: str, rate: float, conversations: int, seconds: float, tag: 
         wa_id = f"9198300{i % conversations:05d}"
         payload = inbound_text(f"wamid.mlat.{tag}.{i}", f"question mlat-{tag}-{i} about the batch", wa_id=wa_id,
                                name=f"Customer {i % conversations}", ts=base_ts + i // conversations)
+        if channels > 1:
+            payload["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = channel_number(i % channels)
         items.append(signed(payload))
     sent: dict[int, float] = {}
     acks: list[float] = []
@@ -114,7 +133,7 @@ def _stats(values: Sequence[float]) -> dict[str, object]:
             "p99 ms": _common.percentile(values, 99) * ms, "max ms": max(values, default=float("nan")) * ms}
 
 
-def run(rates: Sequence[float], conversations: int, seconds: float) -> dict[str, object]:
+def run(rates: Sequence[float], conversations: int, seconds: float, channels: int = CHANNELS) -> dict[str, object]:
     """Measure each rate in turn (waiting for the previous one to be mirrored); returns the figures."""
     tag = uuid.uuid4().hex[:6]
     steps: list[tuple[float, list[float], list[float], int, int]] = []
@@ -127,12 +146,12 @@ def run(rates: Sequence[float], conversations: int, seconds: float) -> dict[str,
         standins.reset()
         config = _common.write_config(Path(tmp) / "app.yaml", database_url=db_url, redis_url=redis_url,
                                       graph_url=standins.graph_url, slack_api_url=standins.slack_api_url,
-                                      channels=[_common.Channel("lucknow", "100000000000001")])
+                                      channels=bench_channels(channels))
         with _common.Serve(config, log_dir=Path(tmp)) as serve:
             for n, rate in enumerate(rates):
                 step_tag = f"{tag}s{n}"
                 sent, acks, errors = asyncio.run(
-                    _send(f"{serve.url}/webhooks/meta", rate, conversations, seconds, step_tag))
+                    _send(f"{serve.url}/webhooks/meta", rate, conversations, seconds, step_tag, channels=channels))
                 deadline = time.monotonic() + SETTLE_TIMEOUT
                 arrived = _arrivals(standins, step_tag)
                 while len(arrived) < len(sent) and time.monotonic() < deadline:
@@ -152,7 +171,8 @@ def run(rates: Sequence[float], conversations: int, seconds: float) -> dict[str,
                      "not mirrored": missing})
     last = rows[-1]
     p50, p99 = float(last["p50 ms"]), float(last["p99 ms"])  # type: ignore[arg-type]
-    print(_common.table(rows, f"Mirror latency: {conversations} conversations, {seconds:g} s per rate; "
+    print(_common.table(rows, f"Mirror latency: {conversations} conversations over {channels} channels, "
+                              f"{seconds:g} s per rate; "
                               f"{_common.machine()}"))
     print(f"\nratio p50: against the direct post's p50; not mirrored: no post within {SETTLE_TIMEOUT:g} s")
     print(f"at {last['msg/s']}/s: p50 {p50:.1f} ms (target < {TARGET_P50_MS:g}: "
@@ -165,11 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[2.0, 10.0, 50.0],
                         help="inbound messages per second, in order (the target is for the last)")
-    parser.add_argument("--conversations", type=int, default=50)
+    parser.add_argument("--conversations", type=int, default=128)
+    parser.add_argument("--channels", type=int, default=CHANNELS,
+                        help=f"WhatsApp numbers (each its own Slack channel), default {CHANNELS}")
     parser.add_argument("--seconds", type=float, default=None, help="default 15 (8 with --quick)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    run(args.rates, args.conversations, args.seconds or (8.0 if args.quick else 15.0))
+    run(args.rates, args.conversations, args.seconds or (8.0 if args.quick else 15.0), args.channels)
     return 0
 
 

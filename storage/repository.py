@@ -180,6 +180,18 @@ async def enqueue_slack(session: AsyncSession, *, dedupe_key: str, thread_key: s
     }, ["dedupe_key"]) is not None
 
 
+async def owe_parent_refresh(session: AsyncSession, conversation_id: int, reason: str,
+                             order_ts: datetime | None = None) -> bool:
+    """Owe the thread's parent a refresh (name, window); `reason` makes it once per cause.
+
+    Refreshes travel in a thread of their own, apart from the conversation's messages, which never wait
+    for Slack's slower chat.update allowance; a later refresh owed makes an earlier one unnecessary."""
+    return await enqueue_slack(session, dedupe_key=f"parent:{conversation_id}:{reason}",
+                               thread_key=f"parent:{conversation_id}", kind="thread_parent",
+                               payload={"conversation_id": conversation_id}, order_ts=order_ts,
+                               conversation_id=conversation_id)
+
+
 async def set_opt_out(session: AsyncSession, contact_id: int, opted_out: bool, reason: str) -> bool:
     """Change a contact's marketing opt-out; True when it changed."""
     contact = await session.get(Contact, contact_id)

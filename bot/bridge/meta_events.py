@@ -196,9 +196,7 @@ async def _system_change(session: AsyncSession, ctx: EventContext, e: ev.Inbound
                                                 user_id=str(system["user_id"])))
     else:
         return
-    await repo.enqueue_slack(session, dedupe_key=f"parent:{e.wamid}", thread_key=f"conv:{conv.id}",
-                             kind="thread_parent", payload={"conversation_id": conv.id},
-                             order_ts=e.timestamp, conversation_id=conv.id)
+    await repo.owe_parent_refresh(session, conv.id, f"system:{e.wamid}", e.timestamp)
 
 
 def is_business_number(number: str | None, envelope: ev.Envelope) -> bool:

@@ -25,6 +25,7 @@ from bot.slack import render, status_marks
 from bot.slack.outbox import GiveUp, ItemContext, Kinds, SlackCallFailed, Thread
 from bot.slack.outbox_policy import superseded
 from bot.slack.parent import opening_parent
+from storage import repository as repo
 from storage.models import Campaign, Channel, Contact, Conversation, Message, SlackOutbox, utcnow
 
 log = logging.getLogger(__name__)
@@ -309,7 +310,7 @@ async def mirror_message(ctx: ItemContext) -> None:
         _set_slack_ts(ctx, msg.id, first)
     thread = await ctx.thread_for(loaded.conv.id)
     if msg.direction == "inbound" and ctx.parts.get("parent") is None:
-        await _refresh_parent_if_reopened(ctx, loaded, thread)
+        await _refresh_parent_window(ctx, loaded)
     if msg.type in MEDIA_TYPES and msg.media_id and loaded.channel is not None:
         from bot.bridge import media
 
@@ -318,18 +319,17 @@ async def mirror_message(ctx: ItemContext) -> None:
         await _status_reactions(ctx, thread.channel, first, msg)
 
 
-async def _refresh_parent_if_reopened(ctx: ItemContext, loaded: Loaded, thread: Thread) -> None:
+async def _refresh_parent_window(ctx: ItemContext, loaded: Loaded) -> None:
     """A customer's newest message moves the window's end: the parent's window line follows it."""
     msg = loaded.msg
     latest = loaded.conv.last_customer_message_at
     if latest is not None and latest > msg.wa_timestamp:
         return  # a later message already moved the window; its own post refreshes the parent
-    # The conversation as read with this message (after the webhook worker stored it).
-    post = await current_parent(ctx, loaded.conv, loaded.contact, loaded.channel_row, thread.ts)
-    try:
-        await ctx.update_message(thread.channel, thread.ts, post)
-    except SlackCallFailed as exc:
-        log.info("thread parent %s not updated: %s", thread.ts, exc.error)
+    # Owed, not done here: chat.update has a far smaller allowance than posting, and the conversation's next
+    # message must not wait for it.
+    async with ctx.deps.sessions() as s, s.begin():
+        await repo.owe_parent_refresh(s, loaded.conv.id, f"window:{msg.id}", msg.wa_timestamp)
+    ctx.deps.outbox_waker.wake()
 
 
 async def _mirror_reaction(ctx: ItemContext, loaded: Loaded) -> None:

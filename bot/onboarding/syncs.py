@@ -134,9 +134,7 @@ async def _rename_threads(session: AsyncSession, contact: Contact) -> None:
     convs = (await session.scalars(select(Conversation).where(
         Conversation.contact_id == contact.id, Conversation.slack_thread_ts.is_not(None)))).all()
     for conv in convs:
-        await repo.enqueue_slack(
-            session, dedupe_key=f"parent:{conv.id}:{utcnow().isoformat()}", thread_key=f"conv:{conv.id}",
-            kind="thread_parent", payload={"conversation_id": conv.id}, conversation_id=conv.id)
+        await repo.owe_parent_refresh(session, conv.id, f"renamed:{utcnow().isoformat()}")
 
 
 # ---- what Slack and doctor show ---------------------------------------------------------------------

@@ -43,7 +43,7 @@ from bot.deps import Deps
 from bot.slack.backlog import estimate, owed_per_channel
 from bot.slack.outbox_policy import COALESCED_KINDS, Action, Backoff, decide, priority_of
 from bot.slack.outbox_queue import OutboxItem, OutboxQueue
-from bot.slack.pacer import Pacer
+from bot.slack.pacer import URGENT_BELOW, Pacer
 from bot.slack.render import Post
 
 log = logging.getLogger(__name__)
@@ -404,6 +404,8 @@ class OutboxWorker:
         self.upload_timeout = upload_timeout
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self.background_slots = max(1, self.concurrency // 2)
         self.claim_batch = max(self.concurrency, claim_batch or self.concurrency * 4)
         # Claimed but not started: (item, loop time of its claim); one per thread, in claim order.
         self._queue: collections.deque[tuple[OutboxItem, float]] = collections.deque()
@@ -458,14 +460,24 @@ class OutboxWorker:
         """Start claimed items while there are free slots; hand back those whose lease has worn thin."""
         loop = asyncio.get_running_loop()
         stale: list[OutboxItem] = []
+        deferred: list[tuple[OutboxItem, float]] = []
         while self._queue and len(self._tasks) < self.concurrency:
             item, claimed_at = self._queue.popleft()
             if loop.time() - claimed_at > self.lease.total_seconds() / 4:
                 stale.append(item)  # too little lease left to be sure no other process takes it meanwhile
                 continue
+            background = priority_of(item.kind) >= URGENT_BELOW
+            if background and len(self._background) >= self.background_slots:
+                # Reactions, parent refreshes and progress updates wait in slow buckets (Slack's tiers):
+                # they may fill only part of the slots, so a customer's message always finds one.
+                deferred.append((item, claimed_at))
+                continue
             task = asyncio.create_task(self._deliver(item), name=f"slack-outbox-{item.id}")
             self._tasks.add(task)
+            if background:
+                self._background.add(task)
             task.add_done_callback(self._finished)
+        self._queue.extendleft(reversed(deferred))
         if stale:
             try:
                 await self.unclaim(stale)
@@ -522,6 +534,7 @@ class OutboxWorker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._background.discard(task)
         self._wake.set()
 
     async def _deliver(self, item: OutboxItem) -> None:

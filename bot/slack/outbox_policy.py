@@ -64,7 +64,7 @@ def decide(error: str, attempts: int, *, status: int = 200, retry_after: float |
 
 
 # Lower goes first while a channel is backed up: what a person is waiting to read, then the rest.
-_PRIORITY = {"message": 0, "note": 0, "alert": 0, "thread_parent": 1, "status": 2, "history": 3,
+_PRIORITY = {"message": 0, "note": 0, "alert": 0, "thread_parent": 2, "status": 2, "history": 3,
              "history_progress": 3, "campaign_progress": 3, "onboarding_notice": 3}
 
 
@@ -73,7 +73,7 @@ def priority_of(kind: str) -> int:
     return _PRIORITY.get(kind, 2)
 
 
-COALESCED_KINDS = frozenset({"history_progress", "campaign_progress"})
+COALESCED_KINDS = frozenset({"history_progress", "campaign_progress", "thread_parent"})
 """Kinds whose handler shows the state at delivery time: with a later item owed, an earlier one is skipped."""
 
 _STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "played": 3}
