@@ -78,3 +78,37 @@ def test_fast_spellings_agree_with_the_parser(digits: str, region: str, plus: bo
 def test_national_spellings_of_the_default_region_take_the_fast_path(text: str, region: str,
                                                                      expected: tuple[str, str]) -> None:
     assert audience._fast(text, region) == expected
+
+
+def _spellings(region: str) -> list[str]:
+    """Example numbers of every type for region, mutated digit by digit, written the ways people write
+    them: national, with the trunk prefix, with the country code but no '+', and in E.164."""
+    import phonenumbers
+
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    assert meta is not None
+    code, prefix = str(meta.country_code), meta.national_prefix or ""
+    out: list[str] = []
+    for kind in phonenumbers.PhoneNumberType.values():
+        example = phonenumbers.example_number_for_type(region, kind)
+        if example is None:
+            continue
+        national = phonenumbers.national_significant_number(example)
+        variants = {national, national[:-1], national + "7"}
+        for i in range(len(national)):
+            for d in "0159":
+                variants.add(national[:i] + d + national[i + 1:])
+        for v in sorted(variants):
+            out += [v, prefix + v, code + v, code + prefix + v, "+" + code + v]
+    return out
+
+
+@pytest.mark.parametrize("region", _REGIONS + ["AU", "ZA", "AE", "SA", "PK", "BD", "KE", "EG"])
+def test_every_spelling_of_mutated_example_numbers_agrees_with_the_parser(region: str) -> None:
+    fast_taken = 0
+    for text in _spellings(region):
+        fast = audience._fast(text, region)
+        if fast is not None:
+            fast_taken += 1
+            assert fast == _parser(text, region), text
+    assert fast_taken > 0  # the sweep reaches the fast path, not only the parser

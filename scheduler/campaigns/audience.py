@@ -8,6 +8,7 @@ for the report (the rest are counted), so memory stays constant however long the
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -44,6 +45,7 @@ MAX_FIELD = 1024  # a template parameter longer than this is a broken file, not 
 _SCIENTIFIC = re.compile(r"^\d(\.\d+)?[eE]\+?\d+$")
 _E164 = re.compile(r"\+([1-9]\d{6,14})")
 _NATIONAL = re.compile(r"[1-9]\d{5,13}")
+_DIGITS = re.compile(r"\d{6,17}")
 _SEPARATORS = str.maketrans("", "", " -.()")
 
 
@@ -121,22 +123,59 @@ def _fast(text: str, region: str) -> tuple[str, str] | None:
 
 
 def _fast_national(digits: str, region: str) -> tuple[str, str] | None:
-    """A national number of ``region`` with no trunk prefix and no country code in front of it."""
-    if _NATIONAL.fullmatch(digits) is None:
+    """A number of ``region`` written nationally (with or without its trunk prefix) or with the region's
+    country code but no '+', decided as `phonenumbers.parse` would, without it."""
+    if _DIGITS.fullmatch(digits) is None:
         return None
     meta = phonenumbers.PhoneMetadata.metadata_for_region(region.upper())
     if meta is None or meta.country_code is None:
         return None
     prefix = meta.national_prefix or ""
     # Regions whose trunk prefix is a pattern (Argentina, Brazil…) or rewrites the number need the parser,
-    # and so does anything that may start with a trunk prefix or the country code.
+    # and so does anything that starts like an international call prefix.
     if (meta.national_prefix_for_parsing not in (None, prefix) or meta.national_prefix_transform_rule
-            or (prefix and digits.startswith(prefix)) or digits.startswith(str(meta.country_code))):
+            or (meta.international_prefix and re.match(meta.international_prefix, digits))):
         return None
-    number = phonenumbers.PhoneNumber(country_code=meta.country_code, national_number=int(digits))
+    code = str(meta.country_code)
+    if digits.startswith(code):
+        # The parser takes the country code off when the whole would not be a national number, or is too
+        # long to be one; otherwise it is read as a national number, and the parser decides.
+        rest = digits[len(code):]
+        if prefix and rest.startswith(prefix):
+            return None
+        general = meta.general_desc
+        if general is None:
+            return None
+        lengths = general.possible_length
+        too_long = bool(lengths) and len(digits) > max(lengths)
+        if not too_long and _matches_general(meta, digits):
+            return None
+        return _valid(meta, rest)
+    if prefix and digits.startswith(prefix):
+        # A trunk prefix is taken off unless only the whole matches the region's pattern: a valid rest
+        # always matches it, so a valid rest is what the parser reads too.
+        return _valid(meta, digits[len(prefix):])
+    return _valid(meta, digits)
+
+
+def _matches_general(meta: Any, digits: str) -> bool:
+    pattern = meta.general_desc.national_number_pattern if meta.general_desc is not None else None
+    return pattern is not None and _compiled(pattern).fullmatch(digits) is not None
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _valid(meta: Any, national: str) -> tuple[str, str] | None:
+    """(wa_id, region) when national (no leading zero) is a valid number of meta's country; else None."""
+    if _NATIONAL.fullmatch(national) is None:
+        return None
+    number = phonenumbers.PhoneNumber(country_code=meta.country_code, national_number=int(national))
     if not phonenumbers.is_valid_number(number):
         return None
-    return f"{meta.country_code}{digits}", phonenumbers.region_code_for_number(number) or UNKNOWN_REGION
+    return f"{meta.country_code}{national}", phonenumbers.region_code_for_number(number) or UNKNOWN_REGION
 
 
 def _fast_e164(text: str) -> tuple[str, str] | None:
