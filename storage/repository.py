@@ -19,20 +19,12 @@ from storage.models import (
     SlackOutbox,
     utcnow,
 )
+from storage.status_fold import MessageFold, RecipientFold, StatusRow, fold_message, fold_recipient
 from storage.upsert import insert_ignore
 from storage.wamid_locks import lock_wamids
 
 # The outbox thread every alert (template, quality, account, payment problems) is posted in, in order.
 ALERTS_THREAD = "alerts"
-
-# Later states win; failed and deleted end the line whatever came before.
-STATUS_RANK = {"accepted": 0, "sent": 1, "delivered": 2, "read": 3, "played": 3, "failed": 4, "deleted": 5}
-
-
-def status_advances(current: str | None, new: str) -> bool:
-    """True when new is a later state than current (statuses can arrive out of order)."""
-    return STATUS_RANK.get(new, 0) > STATUS_RANK.get(current or "", -1)
-
 
 async def sync_channels(sessions: async_sessionmaker[AsyncSession], channels: Iterable[Any]) -> dict[str, int]:
     """Mirror the configured channels into the database; returns phone_number_id -> channel id."""
@@ -135,37 +127,23 @@ async def apply_statuses(session: AsyncSession, wamid: str) -> list[str]:
     )).all())
     if not statuses:
         return []
+    rows = [StatusRow(st.wamid, st.status, st.wa_timestamp, st.recipient_id, st.error_code, st.error_title,
+                      st.pricing) for st in statuses]
     applied: list[str] = []
     msg = await session.scalar(select(Message).where(Message.wamid == wamid))
     if msg is not None:
-        seen = {h["status"] for h in msg.status_history}
-        history = list(msg.status_history)
-        for st in statuses:
-            if st.status in seen:
-                continue
-            history.append({"status": st.status, "at": st.wa_timestamp.isoformat(),
-                            **({"error_code": st.error_code} if st.error_code else {})})
-            applied.append(st.status)
-            if status_advances(msg.status, st.status):
-                msg.status = st.status
-            if st.error_code:
-                msg.error_code, msg.error_title = st.error_code, st.error_title
-            if st.pricing:
-                msg.pricing_category = st.pricing.get("category")
-                msg.billable = st.pricing.get("billable")
-        msg.status_history = history
+        mf = fold_message(MessageFold(msg.status, list(msg.status_history or []), msg.error_code, msg.error_title,
+                                      msg.pricing_category, msg.billable), rows)
+        msg.status, msg.status_history = mf.status, mf.status_history
+        msg.error_code, msg.error_title = mf.error_code, mf.error_title
+        msg.pricing_category, msg.billable = mf.pricing_category, mf.billable
+        applied = [st.status for st in mf.applied]
     recipient = await session.scalar(select(CampaignRecipient).where(CampaignRecipient.wamid == wamid))
     if recipient is not None:
-        for st in statuses:
-            if recipient.status in {"sent", "delivered", "read", "failed", "unknown"} and status_advances(
-                recipient.status if recipient.status != "unknown" else None, st.status
-            ):
-                recipient.status = "read" if st.status == "played" else st.status
-            if st.error_code:
-                recipient.error_code, recipient.error_title = st.error_code, st.error_title
-            if st.pricing:
-                recipient.pricing_category = st.pricing.get("category")
-                recipient.billable = st.pricing.get("billable")
+        rf = fold_recipient(RecipientFold(recipient.status, recipient.error_code, recipient.error_title,
+                                          recipient.pricing_category, recipient.billable), rows)
+        recipient.status, recipient.error_code, recipient.error_title = rf.status, rf.error_code, rf.error_title
+        recipient.pricing_category, recipient.billable = rf.pricing_category, rf.billable
     return applied
 
 

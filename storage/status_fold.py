@@ -1,6 +1,6 @@
 """Pure folding of status reports: coalesce a batch per (wamid, status), then fold them into a message or a
-campaign recipient the way `repository.apply_statuses` does for one wamid (later states win, every error
-kept in the history)."""
+campaign recipient (later states win, every error kept in the history). Both the set-based batch path
+(`storage.status_batch`) and the one-wamid path (`repository.apply_statuses`) fold with these."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from storage.repository import status_advances
+# Later states win; failed and deleted end the line whatever came before.
+STATUS_RANK = {"accepted": 0, "sent": 1, "delivered": 2, "read": 3, "played": 3, "failed": 4, "deleted": 5}
 
 RECIPIENT_UPDATABLE = frozenset({"sent", "delivered", "read", "failed", "unknown"})
 
@@ -30,6 +31,11 @@ class StatusRow:
         return {"wamid": self.wamid, "status": self.status, "wa_timestamp": self.wa_timestamp,
                 "recipient_id": self.recipient_id, "error_code": self.error_code,
                 "error_title": self.error_title, "pricing": self.pricing}
+
+
+def status_advances(current: str | None, new: str) -> bool:
+    """True when new is a later state than current (statuses can arrive out of order)."""
+    return STATUS_RANK.get(new, 0) > STATUS_RANK.get(current or "", -1)
 
 
 def coalesce(rows: Iterable[StatusRow]) -> list[StatusRow]:
