@@ -112,3 +112,26 @@ def test_every_spelling_of_mutated_example_numbers_agrees_with_the_parser(region
             fast_taken += 1
             assert fast == _parser(text, region), text
     assert fast_taken > 0  # the sweep reaches the fast path, not only the parser
+
+
+def test_validity_agrees_with_the_library_for_every_region() -> None:
+    import phonenumbers
+
+    from scheduler.campaigns.phone_validity import valid_region
+
+    checked = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in phonenumbers.PhoneNumberType.values():
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None or example.italian_leading_zero:
+                continue
+            national = str(example.national_number)
+            variants = {national, national[:-1], national + "3"}
+            variants |= {national[:i] + d + national[i + 1:] for i in range(len(national)) for d in "0123456789"}
+            for v in sorted(v for v in variants if v and v[0] != "0"):  # the importer never asks with a zero
+                number = phonenumbers.PhoneNumber(country_code=example.country_code, national_number=int(v))
+                want = (phonenumbers.region_code_for_number(number) if phonenumbers.is_valid_number(number)
+                        else None)
+                assert valid_region(example.country_code, v) == want, (region, v)
+                checked += 1
+    assert checked > 20_000

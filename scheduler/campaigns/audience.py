@@ -7,6 +7,7 @@ for the report (the rest are counted), so memory stays constant however long the
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import functools
 import io
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler.campaigns.audience_store import insert_members
 from scheduler.campaigns.estimate import UNKNOWN_REGION, region_of_prefix
+from scheduler.campaigns.phone_validity import valid_region
 from storage.models import AudienceMember
 
 PHONE_COLUMNS = (
@@ -41,6 +43,7 @@ PHONE_COLUMNS = (
 )
 MAX_REPORTED = 1000
 BATCH = 5000  # rows per transaction: large enough that per-commit costs stop mattering
+YIELD_EVERY = 250  # rows parsed between two chances for the batch being written to move on
 MAX_FIELD = 1024  # a template parameter longer than this is a broken file, not a name
 _SCIENTIFIC = re.compile(r"^\d(\.\d+)?[eE]\+?\d+$")
 _E164 = re.compile(r"\+([1-9]\d{6,14})")
@@ -172,10 +175,8 @@ def _valid(meta: Any, national: str) -> tuple[str, str] | None:
     """(wa_id, region) when national (no leading zero) is a valid number of meta's country; else None."""
     if _NATIONAL.fullmatch(national) is None:
         return None
-    number = phonenumbers.PhoneNumber(country_code=meta.country_code, national_number=int(national))
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return f"{meta.country_code}{national}", phonenumbers.region_code_for_number(number) or UNKNOWN_REGION
+    found = valid_region(meta.country_code, national)
+    return None if found is None else (f"{meta.country_code}{national}", found or UNKNOWN_REGION)
 
 
 def _fast_e164(text: str) -> tuple[str, str] | None:
@@ -191,10 +192,10 @@ def _fast_e164(text: str) -> tuple[str, str] | None:
             national = digits[k:]
             if not national or national[0] == "0":
                 return None  # Italian-style leading zeros: the parser knows how to keep them
-            number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
-            if not phonenumbers.is_valid_number(number):
+            region = valid_region(code, national)
+            if region is None:
                 return None  # the parser gives the reason
-            return digits, phonenumbers.region_code_for_number(number) or UNKNOWN_REGION
+            return digits, region or UNKNOWN_REGION
     return None
 
 
@@ -322,28 +323,43 @@ async def import_audience(
     *,
     batch_size: int = BATCH,
 ) -> ImportReport:
-    """Stream a CSV into campaign_id's audience, committing every batch; returns the report."""
+    """Stream a CSV into campaign_id's audience, committing every batch; returns the report.
+
+    A full batch is written by a task while the next one is parsed: the database does its share of the
+    write meanwhile, instead of parsing and writing taking turns.
+    """
     report = ImportReport()
     batch: list[Row] = []
     valid = 0
 
-    async def flush() -> None:
+    async def write(rows: list[Row]) -> None:
         async with sessions() as session, session.begin():
-            await _insert_batch(session, campaign_id, batch)
-        batch.clear()
+            await _insert_batch(session, campaign_id, rows)
 
-    for item in parse_rows(stream, region, required, report=report):
-        report.rows += 1
-        if isinstance(item, BadRow):
-            report.add_bad(item)
-            continue
-        valid += 1
-        report.regions[item.region] = report.regions.get(item.region, 0) + 1
-        batch.append(item)
-        if len(batch) >= batch_size:
-            await flush()
-    if batch:
-        await flush()
+    writing: asyncio.Task[None] | None = None
+    try:
+        for item in parse_rows(stream, region, required, report=report):
+            report.rows += 1
+            if writing is not None and report.rows % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # the write's next statement goes as soon as the last one is answered
+            if isinstance(item, BadRow):
+                report.add_bad(item)
+                continue
+            valid += 1
+            report.regions[item.region] = report.regions.get(item.region, 0) + 1
+            batch.append(item)
+            if len(batch) >= batch_size:
+                if writing is not None:
+                    await writing
+                writing, batch = asyncio.create_task(write(batch)), []
+        if writing is not None:
+            await writing
+        if batch:
+            await write(batch)
+    finally:
+        if writing is not None and not writing.done():
+            # A file-wide problem found mid-file: the batch already handed over is still written.
+            await asyncio.shield(writing)
     async with sessions() as session:
         report.imported = int(
             await session.scalar(
