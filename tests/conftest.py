@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -63,19 +64,20 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'wabridge.db'}"
         return
-    base = _pg_base_url()
-    if base is None:
-        pytest.skip("PostgreSQL not reachable (set WABRIDGE_TEST_PG_URL)")
-    url = await services.create_pg_database(base)
-    try:
+    async with _fresh_pg() as url:
         yield url
-    finally:
-        await services.drop_pg_database(base, url)
 
 
 @pytest.fixture
-async def pg_url(tmp_path: Path) -> AsyncIterator[str]:
+async def pg_url() -> AsyncIterator[str]:
     """A fresh PostgreSQL database only (for behaviour that exists only there)."""
+    async with _fresh_pg() as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def _fresh_pg() -> AsyncIterator[str]:
+    """A database of its own on the configured PostgreSQL, dropped afterwards (skips when none answers)."""
     base = _pg_base_url()
     if base is None:
         pytest.skip("PostgreSQL not reachable (set WABRIDGE_TEST_PG_URL)")

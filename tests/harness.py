@@ -143,6 +143,25 @@ async def bridges(aiohttp_client: Any, db_url: str) -> AsyncIterator[BridgeFacto
             await server.stop()
 
 
+async def post_webhook(client: Any, payload: dict[str, Any]) -> None:
+    """Post one signed Meta delivery to an app under test; it must be acknowledged."""
+    body, headers = signed(payload)
+    resp = await client.post("/webhooks/meta", data=body, headers=headers)
+    assert resp.status == 200
+
+
+async def drain_webhooks(app: Any) -> None:
+    """Apply every stored delivery now, with a worker of the app's own (for apps built with workers=False)."""
+    from bot.bridge.meta_events import EventContext
+    from bot.bridge.webhook_worker import WebhookWorker
+
+    worker = WebhookWorker(app[appkeys.SESSIONS],
+                           lambda: EventContext(app[appkeys.SETTINGS], app[appkeys.CHANNEL_IDS]),
+                           app[appkeys.METRICS])
+    while await worker.process_available():
+        pass
+
+
 def carries_message(parent: dict[str, Any]) -> bool:
     """Whether a thread parent also carries the conversation's first message (one post, not two)."""
     return "part" in ((parent.get("metadata") or {}).get("event_payload") or {})

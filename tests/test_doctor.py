@@ -34,6 +34,7 @@ from bot.ops.doctor import (
 from bot.standins.graph import DEFAULT_APP_FIELDS, GraphStandin
 from bot.standins.slack import SlackStandin
 from storage.models import MessageStatus, SlackOutbox, utcnow
+from tests.harness import drain_webhooks, post_webhook
 from tests.helpers import (
     APP_SECRET,
     BOT_TOKEN,
@@ -44,7 +45,6 @@ from tests.helpers import (
     envelope,
     inbound_text,
     make_settings,
-    signed,
 )
 
 
@@ -58,21 +58,6 @@ async def standins() -> AsyncIterator[tuple[GraphStandin, SlackStandin]]:
         yield graph, slack
 
 
-async def _post(client, payload: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
-    body, headers = signed(payload)
-    resp = await client.post("/webhooks/meta", data=body, headers=headers)
-    assert resp.status == 200
-
-
-async def _drain(app) -> None:  # type: ignore[no-untyped-def]
-    from bot.bridge.meta_events import EventContext
-    from bot.bridge.webhook_worker import WebhookWorker
-
-    worker = WebhookWorker(app[appkeys.SESSIONS],
-                           lambda: EventContext(app[appkeys.SETTINGS], app[appkeys.CHANNEL_IDS]),
-                           app[appkeys.METRICS])
-    while await worker.process_available():
-        pass
 
 
 async def _doctor(settings: Settings, app) -> list[Any]:  # type: ignore[no-untyped-def]
@@ -92,8 +77,8 @@ async def test_doctor_fails_on_missing_echo_field_and_passes_once_subscribed(
     graph, slack = standins
     settings = make_settings(db_url, redis_url=redis_url, graph_url=graph.base_url, slack_url=slack.api_url)
     client = await aiohttp_client(create_app(settings, workers=False))
-    await _post(client, inbound_text("wamid.IN1", "Is the batch full?"))
-    await _post(client, echo_text("wamid.ECHO1", "Not yet"))
+    await post_webhook(client, inbound_text("wamid.IN1", "Is the batch full?"))
+    await post_webhook(client, echo_text("wamid.ECHO1", "Not yet"))
     graph.set_app_fields([f for f in DEFAULT_APP_FIELDS if f != "smb_message_echoes"])
 
     results = _by_name(await _doctor(settings, client.app))
@@ -156,9 +141,9 @@ async def test_phone_number_quality_alert_is_raised_once_per_change(
     client = await aiohttp_client(create_app(make_settings(db_url), workers=False))
     states = [("FLAGGED", "TIER_2K"), ("FLAGGED", "TIER_2K"), ("UNFLAGGED", "TIER_2K"), ("DOWNGRADE", "TIER_250")]
     for event, limit in states:
-        await _post(client, envelope("phone_number_quality_update", {
+        await post_webhook(client, envelope("phone_number_quality_update", {
             "display_phone_number": "915224000000", "event": event, "current_limit": limit}))
-        await _drain(client.app)
+        await drain_webhooks(client.app)
     async with client.app[appkeys.SESSIONS]() as s:
         alerts = (await s.scalars(select(SlackOutbox).where(SlackOutbox.kind == "alert")
                                   .order_by(SlackOutbox.id))).all()

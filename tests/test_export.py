@@ -23,7 +23,8 @@ from bot.ops.export import ExportError, Format, load_transcript, normalize_numbe
 from bot.standins.slack import SlackStandin
 from storage import repository as repo
 from storage.models import Conversation
-from tests.helpers import BOT_TOKEN, echo_text, inbound_text, make_settings, signed, status
+from tests.harness import drain_webhooks, post_webhook
+from tests.helpers import BOT_TOKEN, echo_text, inbound_text, make_settings, status
 
 T0 = 1_760_000_000
 CUSTOMER = "919812345678"
@@ -52,32 +53,17 @@ async def slack() -> AsyncIterator[SlackWithDirectMessages]:
         yield standin
 
 
-async def _post(client, payload: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
-    body, headers = signed(payload)
-    resp = await client.post("/webhooks/meta", data=body, headers=headers)
-    assert resp.status == 200
-
-
-async def _drain(app) -> None:  # type: ignore[no-untyped-def]
-    from bot.bridge.meta_events import EventContext
-    from bot.bridge.webhook_worker import WebhookWorker
-
-    worker = WebhookWorker(app[appkeys.SESSIONS],
-                           lambda: EventContext(app[appkeys.SETTINGS], app[appkeys.CHANNEL_IDS]),
-                           app[appkeys.METRICS])
-    while await worker.process_available():
-        pass
 
 
 async def _conversation(client) -> None:  # type: ignore[no-untyped-def]
     """Customer, phone app, Slack user and campaign, delivered out of order."""
     app = client.app
-    await _post(client, inbound_text("wamid.C2", "Thanks, see you <b>Saturday</b>", ts=T0 + 300))
-    await _post(client, inbound_text("wamid.C1", "When is the exam?", ts=T0))
-    await _post(client, echo_text("wamid.P1", "Saturday 10am", ts=T0 + 60))
-    await _post(client, status("wamid.P1", "delivered", ts=T0 + 65))
-    await _post(client, status("wamid.P1", "read", ts=T0 + 90))
-    await _drain(app)
+    await post_webhook(client, inbound_text("wamid.C2", "Thanks, see you <b>Saturday</b>", ts=T0 + 300))
+    await post_webhook(client, inbound_text("wamid.C1", "When is the exam?", ts=T0))
+    await post_webhook(client, echo_text("wamid.P1", "Saturday 10am", ts=T0 + 60))
+    await post_webhook(client, status("wamid.P1", "delivered", ts=T0 + 65))
+    await post_webhook(client, status("wamid.P1", "read", ts=T0 + 90))
+    await drain_webhooks(app)
     async with app[appkeys.SESSIONS]() as s, s.begin():
         conv = (await s.scalars(select(Conversation))).one()
         await repo.insert_message(s, {

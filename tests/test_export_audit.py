@@ -75,6 +75,7 @@ def test_failed_sends_and_notes_are_marked_with_a_plain_explanation() -> None:
     rows = list(csv.DictReader(io.StringIO(render_csv(t))))
     assert rows[0]["remark"] == "Not delivered: The number is not on WhatsApp"
     assert rows[1]["remark"].startswith("Internal note")
+    assert {(r["exported at"], r["exported by"]) for r in rows} == {("2026-01-01 15:30:00 Asia/Kolkata", "Meera")}
     md = render_markdown(t)
     assert "Exported 2026-01-01 15:30:00 Asia/Kolkata by Meera" in md and "Not delivered" in md
 

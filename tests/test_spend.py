@@ -21,7 +21,8 @@ from bot.ops.spend import (
     render_text,
     spend_for_month,
 )
-from tests.helpers import echo_text, make_settings, signed, status
+from tests.harness import drain_webhooks, post_webhook
+from tests.helpers import echo_text, make_settings, status
 
 PRICING = {"currency": "INR", "platform_fee": 0.20,
            "rates": {"IN": {"marketing": 0.86, "utility": 0.115, "authentication": 0.115, "service": 0},
@@ -39,21 +40,6 @@ def _pricing(category: str, billable: bool = True) -> dict[str, Any]:
     return {"billable": billable, "pricing_model": "PMP", "category": category, "type": kind}
 
 
-async def _post(client, payload: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
-    body, headers = signed(payload)
-    resp = await client.post("/webhooks/meta", data=body, headers=headers)
-    assert resp.status == 200
-
-
-async def _drain(app) -> None:  # type: ignore[no-untyped-def]
-    from bot.bridge.meta_events import EventContext
-    from bot.bridge.webhook_worker import WebhookWorker
-
-    worker = WebhookWorker(app[appkeys.SESSIONS],
-                           lambda: EventContext(app[appkeys.SETTINGS], app[appkeys.CHANNEL_IDS]),
-                           app[appkeys.METRICS])
-    while await worker.process_available():
-        pass
 
 
 async def test_spend_totals_come_from_pricing_objects_on_statuses(aiohttp_client, db_url: str) -> None:  # type: ignore[no-untyped-def]
@@ -69,16 +55,16 @@ async def test_spend_totals_come_from_pricing_objects_on_statuses(aiohttp_client
         ("wamid.X1", US, "marketing", True, ["sent"]),  # no US rate configured
     ]
     for i, (wamid, to, category, billable, states) in enumerate(sent):
-        await _post(client, echo_text(wamid, f"message {i}", to=to, ts=july + i))
+        await post_webhook(client, echo_text(wamid, f"message {i}", to=to, ts=july + i))
         for j, state in enumerate(states):
-            await _post(client, status(wamid, state, recipient=to, ts=july + i + 10 * j,
+            await post_webhook(client, status(wamid, state, recipient=to, ts=july + i + 10 * j,
                                        pricing=_pricing(category, billable)))
     # A status for a message sent in June must not count in July, even when it arrives in July.
-    await _post(client, status("wamid.JUNE", "sent", recipient=IN_1, ts=_ts("2025-06-30T23:59:00+05:30"),
+    await post_webhook(client, status("wamid.JUNE", "sent", recipient=IN_1, ts=_ts("2025-06-30T23:59:00+05:30"),
                                pricing=_pricing("marketing")))
-    await _post(client, status("wamid.JUNE", "read", recipient=IN_1, ts=_ts("2025-07-01T00:05:00+05:30"),
+    await post_webhook(client, status("wamid.JUNE", "read", recipient=IN_1, ts=_ts("2025-07-01T00:05:00+05:30"),
                                pricing=_pricing("marketing")))
-    await _drain(client.app)
+    await drain_webhooks(client.app)
 
     label, report = await spend_for_month(client.app[appkeys.SESSIONS], settings.pricing, settings.timezone,
                                           "2025-07", default_region="IN")
@@ -154,10 +140,10 @@ async def test_campaign_spend_in_slack_answers_managers_only(aiohttp_client, tmp
         client = await aiohttp_client(create_app(settings, workers=False,
                                                  components=[make_slack_component(outbox=False)]))
         july = _ts("2025-07-10T10:00:00+05:30")
-        await _post(client, echo_text("wamid.M1", "offer", to=IN_1, ts=july))
-        await _post(client, status("wamid.M1", "delivered", recipient=IN_1, ts=july + 5,
+        await post_webhook(client, echo_text("wamid.M1", "offer", to=IN_1, ts=july))
+        await post_webhook(client, status("wamid.M1", "delivered", recipient=IN_1, ts=july + 5,
                                    pricing=_pricing("marketing")))
-        await _drain(client.app)
+        await drain_webhooks(client.app)
         url = str(client.make_url("/slack/events"))
 
         code, body = await slack.send_slash_command(url, "/campaign", "spend 2025-07", user_id="USOMEONE",

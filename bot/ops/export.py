@@ -43,7 +43,7 @@ SOURCE_LABELS = {
     Source.API.value: "api",
 }
 COLUMNS = ("time", "direction", "source", "author", "type", "text", "status", "status history", "error",
-           "wamid", "remark")
+           "wamid", "remark", "exported at", "exported by")
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)>")
 NOTE_REMARK = "Internal note written in Slack: never sent to the customer."
 
@@ -222,16 +222,18 @@ def history_text(history: Sequence[Mapping[str, Any]], tz: ZoneInfo) -> str:
 
 
 def render_csv(t: Transcript) -> str:
-    """One row per message, in order, with a header row."""
+    """One row per message, in order, with a header row; every row says when and by whom it was exported
+    (a line above the header would break the readers that take the first row for the columns)."""
     buf = io.StringIO()
     # Every cell quoted: a lone carriage return in customer text must not end the row for any reader.
     writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(COLUMNS)
     tz = ZoneInfo(t.timezone)
+    exported_at = f"{_fmt_time(t.exported_at, tz)} {t.timezone}" if t.exported_at else ""
     for line in t.lines:
         writer.writerow([csv_cell(cell) for cell in (
             _fmt_time(line.at, tz), line.direction, line.source, line.author, line.kind, line.text, line.status,
-            line.status_history, line.error, line.wamid, line.remark)])
+            line.status_history, line.error, line.wamid, line.remark, exported_at, t.exported_by)])
     return buf.getvalue()
 
 
