@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -241,177 +242,203 @@ def _failure_words(exc: BaseException) -> str:
     return "WhatsApp is busy on this number right now; try again in a moment"
 
 
+@dataclass
+class _TemplateListeners:
+    """What the listeners below share within one app."""
+
+    deps: Deps
+    permissions: Permissions
+
+
 def register(bolt: AsyncApp, deps: Deps) -> None:
     """Template picker, its submission, and the message shortcuts."""
-    permissions = Permissions(deps.settings.slack, deps.slack)
+    app = _TemplateListeners(deps, Permissions(deps.settings.slack, deps.slack))
+    bolt.action(OPEN_PICKER_ACTION)(partial(open_from_button, app))
+    bolt.action(TEMPLATE_SELECT)(partial(template_chosen, app))
+    bolt.options(TEMPLATE_SELECT)(partial(template_options, app))
+    bolt.view(PICKER_CALLBACK)(partial(submitted, app))
+    bolt.shortcut(SHORTCUT_SEND_TEMPLATE)(partial(send_template_shortcut, app))
+    bolt.shortcut(SHORTCUT_OPT_OUT)(partial(toggle_opt_out, app))
+    bolt.shortcut(SHORTCUT_EXPORT)(partial(export_thread, app))
 
-    async def refused(action: Action, user: str, channel: str, thread: BridgedThread | None) -> bool:
-        """True (and the person told, privately) when user may not do this here."""
-        if await permissions.allows(action, user, channel):
-            return False
-        await ephemeral(deps, thread, channel, user, refusal(action, permissions.role(action)))
-        return True
 
-    async def open_from_button(ack: Any, body: dict[str, Any], client: Any) -> None:
-        await ack()
-        action = (body.get("actions") or [{}])[0]
-        conversation_id = payloads.as_id(payloads.metadata(action.get("value")).get("conversation_id"))
-        thread = await thread_by_conversation(deps, conversation_id) if conversation_id is not None else None
+async def refused(app: _TemplateListeners, action: Action, user: str, channel: str,
+                  thread: BridgedThread | None) -> bool:
+    """True (and the person told, privately) when user may not do this here."""
+    deps = app.deps
+    if await app.permissions.allows(action, user, channel):
+        return False
+    await ephemeral(deps, thread, channel, user, refusal(action, app.permissions.role(action)))
+    return True
+
+
+async def open_from_button(app: _TemplateListeners, ack: Any, body: dict[str, Any], client: Any) -> None:
+    deps = app.deps
+    await ack()
+    action = (body.get("actions") or [{}])[0]
+    conversation_id = payloads.as_id(payloads.metadata(action.get("value")).get("conversation_id"))
+    thread = await thread_by_conversation(deps, conversation_id) if conversation_id is not None else None
+    user = str((body.get("user") or {}).get("id") or "")
+    if thread is None or not body.get("trigger_id") \
+            or await refused(app, Action.SEND_TEMPLATES, user, thread.slack_channel, thread):
+        return
+    await open_picker(deps, client, str(body["trigger_id"]), thread, user)
+
+
+async def template_options(app: _TemplateListeners, ack: Any, body: dict[str, Any]) -> None:
+    """Slack asks which templates to offer for what the user typed."""
+    deps = app.deps
+    target = PickerTarget.load((body.get("view") or {}).get("private_metadata", ""))
+    if target is None:
+        await ack(options=[])
+        return
+    thread = await thread_by_conversation(deps, target.conversation_id)
+    if thread is None:
+        await ack(options=[])
+        return
+    templates = [_choosable(t) for t in await approved_templates(deps, thread.channel.waba_id)]
+    await ack(**template_choice.suggestions(templates, template_choice.typed(body)))
+
+
+async def template_chosen(app: _TemplateListeners, ack: Any, body: dict[str, Any], client: Any) -> None:
+    deps = app.deps
+    await ack()
+    view = body.get("view") or {}
+    selected = ((body.get("actions") or [{}])[0].get("selected_option") or {}).get("value")
+    target = PickerTarget.load(view.get("private_metadata"))
+    thread = await thread_by_conversation(deps, target.conversation_id) if target is not None else None
+    if target is None or thread is None or not selected:
+        return
+    chosen = await approved_template(deps, thread.channel.waba_id, str(selected))
+    new_view = picker_view(target, await _contact_label(deps, thread), True, chosen)
+    try:
+        await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=new_view)
+    except SlackApiError as exc:
+        log.warning("template picker update failed: %s", exc.response.get("error"))
+
+
+async def submitted(app: _TemplateListeners, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+    deps = app.deps
+    user = str((body.get("user") or {}).get("id") or "")
+    target = PickerTarget.load(view.get("private_metadata"))
+    state = (view.get("state") or {}).get("values") or {}
+    selected = _state_value(state, TEMPLATE_BLOCK, TEMPLATE_SELECT).get("selected_option")
+    selected = selected if isinstance(selected, dict) else {}
+    if target is None:
+        await ack(response_action="errors", errors={TEMPLATE_BLOCK: STALE_FORM})
+        return
+    thread = await thread_by_conversation(deps, target.conversation_id)
+    if thread is None:
+        await ack(response_action="errors", errors={TEMPLATE_BLOCK: "This conversation is gone."})
+        return
+    if not await app.permissions.allows(Action.SEND_TEMPLATES, user, thread.slack_channel):
+        role = app.permissions.role(Action.SEND_TEMPLATES)
+        await ack(response_action="errors", errors={TEMPLATE_BLOCK: refusal(Action.SEND_TEMPLATES, role)})
+        return
+    template = None
+    template_id = payloads.as_id(selected.get("value"))
+    async with deps.sessions() as s:
+        if template_id is not None:
+            template = await s.get(Template, template_id)
+            if template is not None and template.waba_id != thread.channel.waba_id:
+                template = None
+        contact = await s.get(Contact, thread.contact_id)
+    errors, values = validate_submission(state, template, bool(contact and contact.opted_out))
+    if errors or template is None:
+        await ack(response_action="errors", errors=errors)
+        return
+    # The same person submitting the same form in the same modal is one send, however often it arrives.
+    key = once.action_key("picker", user, str(view.get("id") or ""), json.dumps(state, sort_keys=True))
+    prior = await once.claim(deps.sessions, key)
+    if prior is not None:
+        await ack(**(prior.outcome if prior.outcome is not None else
+                     {"response_action": "errors", "errors": {TEMPLATE_BLOCK: ALREADY_SENDING}}))
+        return
+    sending = asyncio.ensure_future(send_template(deps, thread, template, values, user))
+    done, _ = await asyncio.wait({sending}, timeout=MODAL_SEND_BUDGET)
+    if done and sending.exception() is not None:
+        exc = sending.exception()
+        assert exc is not None
+        answer = {"response_action": "errors", "errors": {TEMPLATE_BLOCK: _failure_words(exc)[:300]}}
+        await settle_send_failure(deps, thread, key, exc, answer)
+        await ack(**answer)
+        return
+    await ack()
+    if done:
+        await once.settle(deps.sessions, key, {})
+        return
+    try:
+        await sending
+    except (GraphError, ThrottleUnavailable, TimeoutError) as exc:
+        await settle_send_failure(deps, thread, key, exc, {})
+        await ephemeral(deps, thread, thread.slack_channel, user,
+                        f":warning: Template {template.name} not sent: {_failure_words(exc)}")
+    else:
+        await once.settle(deps.sessions, key, {})
+
+
+async def shortcut_thread(app: _TemplateListeners, body: dict[str, Any]) -> BridgedThread | None:
+    deps = app.deps
+    channel = str((body.get("channel") or {}).get("id") or "")
+    message = body.get("message") or {}
+    thread_ts = message.get("thread_ts") or message.get("ts")
+    thread = await find_thread(deps, channel, str(thread_ts)) if thread_ts else None
+    if thread is None:
         user = str((body.get("user") or {}).get("id") or "")
-        if thread is None or not body.get("trigger_id") \
-                or await refused(Action.SEND_TEMPLATES, user, thread.slack_channel, thread):
-            return
+        await ephemeral(deps, None, channel, user, "That message is not in a WhatsApp conversation thread.")
+    return thread
+
+
+async def send_template_shortcut(app: _TemplateListeners, ack: Any, body: dict[str, Any], client: Any) -> None:
+    deps = app.deps
+    await ack()
+    thread = await shortcut_thread(app, body)
+    user = str((body.get("user") or {}).get("id") or "")
+    if thread is not None and not await refused(app, Action.SEND_TEMPLATES, user, thread.slack_channel, thread):
         await open_picker(deps, client, str(body["trigger_id"]), thread, user)
 
-    async def template_options(ack: Any, body: dict[str, Any]) -> None:
-        """Slack asks which templates to offer for what the user typed."""
-        target = PickerTarget.load((body.get("view") or {}).get("private_metadata", ""))
-        if target is None:
-            await ack(options=[])
-            return
-        thread = await thread_by_conversation(deps, target.conversation_id)
-        if thread is None:
-            await ack(options=[])
-            return
-        templates = [_choosable(t) for t in await approved_templates(deps, thread.channel.waba_id)]
-        await ack(**template_choice.suggestions(templates, template_choice.typed(body)))
 
-    async def template_chosen(ack: Any, body: dict[str, Any], client: Any) -> None:
-        await ack()
-        view = body.get("view") or {}
-        selected = ((body.get("actions") or [{}])[0].get("selected_option") or {}).get("value")
-        target = PickerTarget.load(view.get("private_metadata"))
-        thread = await thread_by_conversation(deps, target.conversation_id) if target is not None else None
-        if target is None or thread is None or not selected:
+async def toggle_opt_out(app: _TemplateListeners, ack: Any, body: dict[str, Any]) -> None:
+    deps = app.deps
+    await ack()
+    thread = await shortcut_thread(app, body)
+    if thread is None:
+        return
+    user = str((body.get("user") or {}).get("id") or "")
+    if await refused(app, Action.OPT_OUT, user, thread.slack_channel, thread) \
+            or not await first_delivery(deps, "optout", body, thread, user):
+        return
+    async with deps.sessions() as s, s.begin():
+        contact = await s.get(Contact, thread.contact_id)
+        if contact is None:
             return
-        chosen = await approved_template(deps, thread.channel.waba_id, str(selected))
-        new_view = picker_view(target, await _contact_label(deps, thread), True, chosen)
-        try:
-            await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=new_view)
-        except SlackApiError as exc:
-            log.warning("template picker update failed: %s", exc.response.get("error"))
+        opted_out = not contact.opted_out
+        await repo.set_opt_out(s, contact.id, opted_out, reason=f"marked in Slack by {user}")
+        text = (f":no_bell: Marked *opted out* of marketing campaigns by <@{user}>." if opted_out
+                else f":bell: Marked *opted back in* to marketing campaigns by <@{user}>.")
+        await repo.enqueue_slack(s, dedupe_key=f"optmark:{thread.conversation_id}:{body.get('action_ts')}",
+                                 thread_key=f"conv:{thread.conversation_id}", kind="note",
+                                 payload={"text": text, "conversation_id": thread.conversation_id,
+                                          "mrkdwn": True}, conversation_id=thread.conversation_id)
+    wake_outbox(deps)
 
-    async def submitted(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
-        user = str((body.get("user") or {}).get("id") or "")
-        target = PickerTarget.load(view.get("private_metadata"))
-        state = (view.get("state") or {}).get("values") or {}
-        selected = _state_value(state, TEMPLATE_BLOCK, TEMPLATE_SELECT).get("selected_option")
-        selected = selected if isinstance(selected, dict) else {}
-        if target is None:
-            await ack(response_action="errors", errors={TEMPLATE_BLOCK: STALE_FORM})
-            return
-        thread = await thread_by_conversation(deps, target.conversation_id)
-        if thread is None:
-            await ack(response_action="errors", errors={TEMPLATE_BLOCK: "This conversation is gone."})
-            return
-        if not await permissions.allows(Action.SEND_TEMPLATES, user, thread.slack_channel):
-            role = permissions.role(Action.SEND_TEMPLATES)
-            await ack(response_action="errors", errors={TEMPLATE_BLOCK: refusal(Action.SEND_TEMPLATES, role)})
-            return
-        template = None
-        template_id = payloads.as_id(selected.get("value"))
-        async with deps.sessions() as s:
-            if template_id is not None:
-                template = await s.get(Template, template_id)
-                if template is not None and template.waba_id != thread.channel.waba_id:
-                    template = None
-            contact = await s.get(Contact, thread.contact_id)
-        errors, values = validate_submission(state, template, bool(contact and contact.opted_out))
-        if errors or template is None:
-            await ack(response_action="errors", errors=errors)
-            return
-        # The same person submitting the same form in the same modal is one send, however often it arrives.
-        key = once.action_key("picker", user, str(view.get("id") or ""), json.dumps(state, sort_keys=True))
-        prior = await once.claim(deps.sessions, key)
-        if prior is not None:
-            await ack(**(prior.outcome if prior.outcome is not None else
-                         {"response_action": "errors", "errors": {TEMPLATE_BLOCK: ALREADY_SENDING}}))
-            return
-        sending = asyncio.ensure_future(send_template(deps, thread, template, values, user))
-        done, _ = await asyncio.wait({sending}, timeout=MODAL_SEND_BUDGET)
-        if done and sending.exception() is not None:
-            exc = sending.exception()
-            assert exc is not None
-            answer = {"response_action": "errors", "errors": {TEMPLATE_BLOCK: _failure_words(exc)[:300]}}
-            await settle_send_failure(deps, thread, key, exc, answer)
-            await ack(**answer)
-            return
-        await ack()
-        if done:
-            await once.settle(deps.sessions, key, {})
-            return
-        try:
-            await sending
-        except (GraphError, ThrottleUnavailable, TimeoutError) as exc:
-            await settle_send_failure(deps, thread, key, exc, {})
-            await ephemeral(deps, thread, thread.slack_channel, user,
-                            f":warning: Template {template.name} not sent: {_failure_words(exc)}")
-        else:
-            await once.settle(deps.sessions, key, {})
 
-    async def shortcut_thread(body: dict[str, Any]) -> BridgedThread | None:
-        channel = str((body.get("channel") or {}).get("id") or "")
-        message = body.get("message") or {}
-        thread_ts = message.get("thread_ts") or message.get("ts")
-        thread = await find_thread(deps, channel, str(thread_ts)) if thread_ts else None
-        if thread is None:
-            user = str((body.get("user") or {}).get("id") or "")
-            await ephemeral(deps, None, channel, user, "That message is not in a WhatsApp conversation thread.")
-        return thread
-
-    async def send_template_shortcut(ack: Any, body: dict[str, Any], client: Any) -> None:
-        await ack()
-        thread = await shortcut_thread(body)
-        user = str((body.get("user") or {}).get("id") or "")
-        if thread is not None and not await refused(Action.SEND_TEMPLATES, user, thread.slack_channel, thread):
-            await open_picker(deps, client, str(body["trigger_id"]), thread, user)
-
-    async def toggle_opt_out(ack: Any, body: dict[str, Any]) -> None:
-        await ack()
-        thread = await shortcut_thread(body)
-        if thread is None:
-            return
-        user = str((body.get("user") or {}).get("id") or "")
-        if await refused(Action.OPT_OUT, user, thread.slack_channel, thread) \
-                or not await first_delivery(deps, "optout", body, thread, user):
-            return
-        async with deps.sessions() as s, s.begin():
-            contact = await s.get(Contact, thread.contact_id)
-            if contact is None:
-                return
-            opted_out = not contact.opted_out
-            await repo.set_opt_out(s, contact.id, opted_out, reason=f"marked in Slack by {user}")
-            text = (f":no_bell: Marked *opted out* of marketing campaigns by <@{user}>." if opted_out
-                    else f":bell: Marked *opted back in* to marketing campaigns by <@{user}>.")
-            await repo.enqueue_slack(s, dedupe_key=f"optmark:{thread.conversation_id}:{body.get('action_ts')}",
-                                     thread_key=f"conv:{thread.conversation_id}", kind="note",
-                                     payload={"text": text, "conversation_id": thread.conversation_id,
-                                              "mrkdwn": True}, conversation_id=thread.conversation_id)
-        wake_outbox(deps)
-
-    async def export_thread(ack: Any, body: dict[str, Any], client: Any) -> None:
-        await ack()
-        thread = await shortcut_thread(body)
-        if thread is None:
-            return
-        user = str((body.get("user") or {}).get("id") or "")
-        if await refused(Action.EXPORT, user, thread.slack_channel, thread) \
-                or not await first_delivery(deps, "export", body, thread, user):
-            return
-        content, filename = await transcript_for(deps, thread)
-        try:
-            await client.files_upload_v2(channel=thread.slack_channel, thread_ts=thread.thread_ts,
-                                         content=content, filename=filename, title=filename)
-        except SlackApiError as exc:
-            log.warning("export of %s failed: %s", thread.thread_ts, exc.response.get("error"))
-
-    bolt.action(OPEN_PICKER_ACTION)(open_from_button)
-    bolt.action(TEMPLATE_SELECT)(template_chosen)
-    bolt.options(TEMPLATE_SELECT)(template_options)
-    bolt.view(PICKER_CALLBACK)(submitted)
-    bolt.shortcut(SHORTCUT_SEND_TEMPLATE)(send_template_shortcut)
-    bolt.shortcut(SHORTCUT_OPT_OUT)(toggle_opt_out)
-    bolt.shortcut(SHORTCUT_EXPORT)(export_thread)
+async def export_thread(app: _TemplateListeners, ack: Any, body: dict[str, Any], client: Any) -> None:
+    deps = app.deps
+    await ack()
+    thread = await shortcut_thread(app, body)
+    if thread is None:
+        return
+    user = str((body.get("user") or {}).get("id") or "")
+    if await refused(app, Action.EXPORT, user, thread.slack_channel, thread) \
+            or not await first_delivery(deps, "export", body, thread, user):
+        return
+    content, filename = await transcript_for(deps, thread)
+    try:
+        await client.files_upload_v2(channel=thread.slack_channel, thread_ts=thread.thread_ts,
+                                     content=content, filename=filename, title=filename)
+    except SlackApiError as exc:
+        log.warning("export of %s failed: %s", thread.thread_ts, exc.response.get("error"))
 
 
 def _who(msg: Message, customer: str, channel: str) -> str:

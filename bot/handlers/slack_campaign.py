@@ -13,6 +13,8 @@ import io
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -156,131 +158,149 @@ async def _header_problem(deps: Deps, form: Form) -> dict[str, str] | None:
     return None
 
 
+@dataclass
+class _CampaignListeners:
+    """What the listeners below share within one app."""
+
+    deps: Deps
+    groups: _Groups
+    background: set[asyncio.Task[None]]
+
+
 def register(bolt: AsyncApp, deps: Deps) -> None:
     """Add `/campaign` and its modals to the bolt app."""
-    groups = _Groups()
-    background: set[asyncio.Task[None]] = set()
-    settings = deps.settings
+    app = _CampaignListeners(deps, _Groups(), set())
+    bolt.command("/campaign")(partial(on_command, app))
+    bolt.options(TEMPLATE_ACTION)(partial(template_options, app))
+    bolt.view(CREATE_CALLBACK)(partial(on_create, app))
+    bolt.view(CONFIRM_CALLBACK)(partial(on_confirm, app))
+    bolt.view_closed(CONFIRM_CALLBACK)(partial(on_closed, app))
 
-    @bolt.command("/campaign")
-    async def on_command(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
-        cmd = parse_command(str(body.get("text") or ""))
-        user = str(body.get("user_id") or "")
-        verb, _, rest = str(body.get("text") or "").strip().partition(" ")
-        if verb.lower() in OPS_SUBCOMMANDS:  # templates, doctor, spend, export: managers only
-            if not await may_manage(deps, groups, user):
-                await ack(text=REFUSAL)
-                return
-            await ack(text=OPS_WORKING)
-            ops_in_background(deps, background, respond, verb.lower(), rest, user_id=user,
-                              slack_channel=str(body.get("channel_id") or "") or None)
-            return
-        if verb.lower() in ONBOARDING_SUBCOMMANDS:  # connect, history: managers only
-            if not await may_manage(deps, groups, user):
-                await ack(text=REFUSAL)
-                return
-            await ack(text=ONBOARDING_WORKING)
-            onboarding_in_background(deps, background, respond, verb.lower(), rest, user_id=user,
-                                     slack_channel=str(body.get("channel_id") or "") or None)
-            return
-        if cmd.action == "help":
-            await ack(text=(f"{cmd.problem}\n\n" if cmd.problem else "") + USAGE)
-            return
-        if cmd.action == "list":
-            await ack(text=campaign_lines(await campaigns.summaries(deps.sessions, limit=15), settings.timezone))
-            return
-        if cmd.action == "show":
-            assert cmd.campaign_id is not None
-            try:
-                await ack(text=campaign_detail(await campaigns.campaign(deps.sessions, cmd.campaign_id),
-                                               settings.timezone))
-            except campaigns.ControlError as exc:
-                await ack(text=str(exc).capitalize() + ".")
-            return
-        if not await may_manage(deps, groups, user):
+
+async def on_command(app: _CampaignListeners, ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
+    deps = app.deps
+    cmd = parse_command(str(body.get("text") or ""))
+    user = str(body.get("user_id") or "")
+    verb, _, rest = str(body.get("text") or "").strip().partition(" ")
+    if verb.lower() in OPS_SUBCOMMANDS:  # templates, doctor, spend, export: managers only
+        if not await may_manage(deps, app.groups, user):
             await ack(text=REFUSAL)
             return
-        if cmd.action == "create":
-            await ack()
-            origin = str(body.get("channel_id") or "")
-            view = create_modal(settings, await approved_templates(deps), channel=deps.channel_for_slack(origin),
-                                origin=origin)
-            await client.views_open(trigger_id=body["trigger_id"], view=view)
+        await ack(text=OPS_WORKING)
+        ops_in_background(deps, app.background, respond, verb.lower(), rest, user_id=user,
+                          slack_channel=str(body.get("channel_id") or "") or None)
+        return
+    if verb.lower() in ONBOARDING_SUBCOMMANDS:  # connect, history: managers only
+        if not await may_manage(deps, app.groups, user):
+            await ack(text=REFUSAL)
             return
+        await ack(text=ONBOARDING_WORKING)
+        onboarding_in_background(deps, app.background, respond, verb.lower(), rest, user_id=user,
+                                 slack_channel=str(body.get("channel_id") or "") or None)
+        return
+    if cmd.action == "help":
+        await ack(text=(f"{cmd.problem}\n\n" if cmd.problem else "") + USAGE)
+        return
+    if cmd.action == "list":
+        await ack(text=campaign_lines(await campaigns.summaries(deps.sessions, limit=15), deps.settings.timezone))
+        return
+    if cmd.action == "show":
         assert cmd.campaign_id is not None
         try:
-            if cmd.action == "pause":
-                text = await campaigns.pause(deps.sessions, cmd.campaign_id, f"paused by <@{user}>")
-            elif cmd.action == "resume":
-                text = await campaigns.resume(deps.sessions, cmd.campaign_id)
-            else:
-                text = await campaigns.cancel(deps.sessions, cmd.campaign_id)
+            await ack(text=campaign_detail(await campaigns.campaign(deps.sessions, cmd.campaign_id),
+                                           deps.settings.timezone))
         except campaigns.ControlError as exc:
-            text = str(exc)
-        await ack(text=text[0].upper() + text[1:] + ".")
-
-    @bolt.options(TEMPLATE_ACTION)
-    async def template_options(ack: Any, body: dict[str, Any]) -> None:
-        """The create modal's template select asks which templates match what was typed."""
-        view = body.get("view") or {}
-        if not await may_manage(deps, groups, str((body.get("user") or {}).get("id") or "")):
-            await ack(options=[])
-            return
-        await ack(**template_suggestions(deps.settings, await approved_templates(deps), str(body.get("value") or ""),
-                                         selected_channel(view)))
-
-    @bolt.view(CREATE_CALLBACK)
-    async def on_create(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
-        user = str((body.get("user") or {}).get("id") or "")
-        if not await may_manage(deps, groups, user):
-            await ack(response_action="errors", errors={"channel": REFUSAL})
-            return
-        result = parse_submission(view["state"]["values"], settings, await approved_templates(deps))
-        if isinstance(result, dict):
-            await ack(response_action="errors", errors=result)
-            return
-        problem = await _header_problem(deps, result)
-        if problem:
-            await ack(response_action="errors", errors=problem)
-            return
-        origin = str(payloads.metadata(view.get("private_metadata")).get("origin") or "")
-        await ack(response_action="update", view=preparing_view(result, origin))
-        task = asyncio.create_task(_prepare(deps, result, user, origin, str(view["id"])))
-        background.add(task)
-        task.add_done_callback(background.discard)
-
-    @bolt.view(CONFIRM_CALLBACK)
-    async def on_confirm(ack: Any, body: dict[str, Any], view: dict[str, Any], client: Any) -> None:
-        user = str((body.get("user") or {}).get("id") or "")
-        meta = payloads.metadata(view.get("private_metadata"))
-        campaign_id = payloads.as_id(meta.get("campaign_id"))
-        if not await may_manage(deps, groups, user):
-            await ack(response_action="update", view=problem_view(REFUSAL))
-            return
-        if campaign_id is None:
-            await ack()
-            return
-        try:
-            c = await campaigns.activate(deps.sessions, campaign_id)
-        except campaigns.ControlError as exc:
-            await ack(response_action="update", view=problem_view(str(exc)))
-            return
-        await ack(response_action="clear")
-        origin = meta.get("origin")
-        if origin:
-            text = (f":white_check_mark: Campaign #{c.id} {c.name} scheduled: {describe(campaigns.schedule_of(c))}. "
-                    "Its progress will be posted in the number's channel.")
-            try:
-                await client.chat_postEphemeral(channel=origin, user=user, text=text)
-            except SlackApiError as exc:
-                log.info("could not confirm campaign %s to %s: %s", c.id, user, exc.response.get("error"))
-
-    @bolt.view_closed(CONFIRM_CALLBACK)
-    async def on_closed(ack: Any, view: dict[str, Any]) -> None:
+            await ack(text=str(exc).capitalize() + ".")
+        return
+    if not await may_manage(deps, app.groups, user):
+        await ack(text=REFUSAL)
+        return
+    if cmd.action == "create":
         await ack()
-        campaign_id = payloads.as_id(payloads.metadata(view.get("private_metadata")).get("campaign_id"))
-        if campaign_id is not None:
-            await campaigns.discard_draft(deps.sessions, campaign_id)
+        origin = str(body.get("channel_id") or "")
+        view = create_modal(deps.settings, await approved_templates(deps), channel=deps.channel_for_slack(origin),
+                            origin=origin)
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
+        return
+    assert cmd.campaign_id is not None
+    try:
+        if cmd.action == "pause":
+            text = await campaigns.pause(deps.sessions, cmd.campaign_id, f"paused by <@{user}>")
+        elif cmd.action == "resume":
+            text = await campaigns.resume(deps.sessions, cmd.campaign_id)
+        else:
+            text = await campaigns.cancel(deps.sessions, cmd.campaign_id)
+    except campaigns.ControlError as exc:
+        text = str(exc)
+    await ack(text=text[0].upper() + text[1:] + ".")
+
+
+async def template_options(app: _CampaignListeners, ack: Any, body: dict[str, Any]) -> None:
+    """The create modal's template select asks which templates match what was typed."""
+    deps = app.deps
+    view = body.get("view") or {}
+    if not await may_manage(deps, app.groups, str((body.get("user") or {}).get("id") or "")):
+        await ack(options=[])
+        return
+    await ack(**template_suggestions(deps.settings, await approved_templates(deps), str(body.get("value") or ""),
+                                     selected_channel(view)))
+
+
+async def on_create(app: _CampaignListeners, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+    deps = app.deps
+    user = str((body.get("user") or {}).get("id") or "")
+    if not await may_manage(deps, app.groups, user):
+        await ack(response_action="errors", errors={"channel": REFUSAL})
+        return
+    result = parse_submission(view["state"]["values"], deps.settings, await approved_templates(deps))
+    if isinstance(result, dict):
+        await ack(response_action="errors", errors=result)
+        return
+    problem = await _header_problem(deps, result)
+    if problem:
+        await ack(response_action="errors", errors=problem)
+        return
+    origin = str(payloads.metadata(view.get("private_metadata")).get("origin") or "")
+    await ack(response_action="update", view=preparing_view(result, origin))
+    task = asyncio.create_task(_prepare(deps, result, user, origin, str(view["id"])))
+    app.background.add(task)
+    task.add_done_callback(app.background.discard)
+
+
+async def on_confirm(app: _CampaignListeners, ack: Any, body: dict[str, Any], view: dict[str, Any],
+                     client: Any) -> None:
+    deps = app.deps
+    user = str((body.get("user") or {}).get("id") or "")
+    meta = payloads.metadata(view.get("private_metadata"))
+    campaign_id = payloads.as_id(meta.get("campaign_id"))
+    if not await may_manage(deps, app.groups, user):
+        await ack(response_action="update", view=problem_view(REFUSAL))
+        return
+    if campaign_id is None:
+        await ack()
+        return
+    try:
+        c = await campaigns.activate(deps.sessions, campaign_id)
+    except campaigns.ControlError as exc:
+        await ack(response_action="update", view=problem_view(str(exc)))
+        return
+    await ack(response_action="clear")
+    origin = meta.get("origin")
+    if origin:
+        text = (f":white_check_mark: Campaign #{c.id} {c.name} scheduled: {describe(campaigns.schedule_of(c))}. "
+                "Its progress will be posted in the number's channel.")
+        try:
+            await client.chat_postEphemeral(channel=origin, user=user, text=text)
+        except SlackApiError as exc:
+            log.info("could not confirm campaign %s to %s: %s", c.id, user, exc.response.get("error"))
+
+
+async def on_closed(app: _CampaignListeners, ack: Any, view: dict[str, Any]) -> None:
+    deps = app.deps
+    await ack()
+    campaign_id = payloads.as_id(payloads.metadata(view.get("private_metadata")).get("campaign_id"))
+    if campaign_id is not None:
+        await campaigns.discard_draft(deps.sessions, campaign_id)
 
 
 async def _prepare(deps: Deps, form: Form, user: str, origin: str, view_id: str) -> None:

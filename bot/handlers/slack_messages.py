@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -316,10 +317,10 @@ async def handle_thread_message(deps: Deps, body: dict[str, Any], event: dict[st
 
 def register(bolt: AsyncApp, deps: Deps) -> None:
     """Listen to messages in bridged threads."""
+    bolt.event("message")(partial(on_message, deps))
 
-    async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
-        outcome = await handle_thread_message(deps, body, event)
-        if outcome is not Outcome.IGNORED:
-            log.info("Slack message %s in %s: %s", event.get("ts"), event.get("channel"), outcome.value)
 
-    bolt.event("message")(on_message)
+async def on_message(deps: Deps, body: dict[str, Any], event: dict[str, Any]) -> None:
+    outcome = await handle_thread_message(deps, body, event)
+    if outcome is not Outcome.IGNORED:
+        log.info("Slack message %s in %s: %s", event.get("ts"), event.get("channel"), outcome.value)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -16,25 +18,36 @@ from scheduler.campaigns.unknown_store import resend_unknown
 log = logging.getLogger(__name__)
 
 
-def register(bolt: AsyncApp, deps: Deps) -> None:
-    groups = _Groups()
+@dataclass
+class _ResendListeners:
+    """What the listeners below share within one app."""
 
-    @bolt.action(RESEND_ACTION)
-    async def on_resend(ack: Any, body: dict[str, Any], respond: Any) -> None:
-        await ack()
-        user = str((body.get("user") or {}).get("id") or "")
-        if not await may_manage(deps, groups, user):
-            await respond(response_type="ephemeral", replace_original=False, text=REFUSAL)
-            return
-        actions = body.get("actions") or [{}]
-        parsed = parse_button_value(str(actions[0].get("value") or ""))
-        if parsed is None:
-            await respond(response_type="ephemeral", replace_original=False,
-                          text="This button is not valid any more; use `wabridge campaign resend-unknown ID`.")
-            return
-        campaign_id, newest_id = parsed
-        # The UPDATE is conditional on `unknown`: a second click (or Slack's retry) finds none and sends nobody.
-        async with deps.sessions() as session, session.begin():
-            n = await resend_unknown(session, campaign_id, up_to=newest_id)
-        log.info("campaign %s: %s unknown recipients resent by %s", campaign_id, n, user)
-        await respond(replace_original=True, text=resent_text(campaign_id, n, user))
+    deps: Deps
+    groups: _Groups
+
+
+def register(bolt: AsyncApp, deps: Deps) -> None:
+    app = _ResendListeners(deps, _Groups())
+    bolt.action(RESEND_ACTION)(partial(on_resend, app))
+
+
+async def on_resend(app: _ResendListeners, ack: Any, body: dict[str, Any], respond: Any) -> None:
+    deps = app.deps
+    await ack()
+    user = str((body.get("user") or {}).get("id") or "")
+    if not await may_manage(deps, app.groups, user):
+        await respond(response_type="ephemeral", replace_original=False, text=REFUSAL)
+        return
+    actions = body.get("actions") or [{}]
+    parsed = parse_button_value(str(actions[0].get("value") or ""))
+    if parsed is None:
+        await respond(response_type="ephemeral", replace_original=False,
+                      text="This button is not valid any more; use `wabridge campaign resend-unknown ID`.")
+        return
+    campaign_id, newest_id = parsed
+    # The UPDATE is conditional on `unknown`: a second click (or Slack's retry) finds none and sends nobody.
+    async with deps.sessions() as session, session.begin():
+        n = await resend_unknown(session, campaign_id, up_to=newest_id)
+    log.info("campaign %s: %s unknown recipients resent by %s", campaign_id, n, user)
+    await respond(replace_original=True, text=resent_text(campaign_id, n, user))
+
