@@ -398,16 +398,26 @@ async def send_template_shortcut(app: _TemplateListeners, ack: Any, body: dict[s
         await open_picker(deps, client, str(body["trigger_id"]), thread, user)
 
 
+async def _acted_on(app: _TemplateListeners, body: dict[str, Any], action: Action,
+                    kind: str) -> tuple[BridgedThread, str] | None:
+    """The thread a message shortcut was used on and who used it, when they may, the first time only."""
+    thread = await shortcut_thread(app, body)
+    if thread is None:
+        return None
+    user = str((body.get("user") or {}).get("id") or "")
+    if await refused(app, action, user, thread.slack_channel, thread) \
+            or not await first_delivery(app.deps, kind, body, thread, user):
+        return None
+    return thread, user
+
+
 async def toggle_opt_out(app: _TemplateListeners, ack: Any, body: dict[str, Any]) -> None:
     deps = app.deps
     await ack()
-    thread = await shortcut_thread(app, body)
-    if thread is None:
+    acted = await _acted_on(app, body, Action.OPT_OUT, "optout")
+    if acted is None:
         return
-    user = str((body.get("user") or {}).get("id") or "")
-    if await refused(app, Action.OPT_OUT, user, thread.slack_channel, thread) \
-            or not await first_delivery(deps, "optout", body, thread, user):
-        return
+    thread, user = acted
     async with deps.sessions() as s, s.begin():
         contact = await s.get(Contact, thread.contact_id)
         if contact is None:
@@ -426,13 +436,10 @@ async def toggle_opt_out(app: _TemplateListeners, ack: Any, body: dict[str, Any]
 async def export_thread(app: _TemplateListeners, ack: Any, body: dict[str, Any], client: Any) -> None:
     deps = app.deps
     await ack()
-    thread = await shortcut_thread(app, body)
-    if thread is None:
+    acted = await _acted_on(app, body, Action.EXPORT, "export")
+    if acted is None:
         return
-    user = str((body.get("user") or {}).get("id") or "")
-    if await refused(app, Action.EXPORT, user, thread.slack_channel, thread) \
-            or not await first_delivery(deps, "export", body, thread, user):
-        return
+    thread, _ = acted
     content, filename = await transcript_for(deps, thread)
     try:
         await client.files_upload_v2(channel=thread.slack_channel, thread_ts=thread.thread_ts,
