@@ -13,7 +13,7 @@ from bot.handlers import appkeys
 from bot.slack.outbox import ItemContext, OutboxWorker
 from bot.slack.render import Post
 from storage import repository as repo
-from storage.models import SlackOutbox
+from storage.models import Conversation, SlackOutbox
 from tests.harness import BridgeFactory, all_text, bridges, eventually, now_ts, thread_posts
 from tests.helpers import SLACK_CHANNEL, inbound_text
 
@@ -105,6 +105,22 @@ async def test_one_claim_leases_one_head_per_thread_and_unstarted_items_go_back_
     again = await OutboxWorker(deps, builtin_kinds(), concurrency=1, claim_batch=10).claim(10)
     assert sorted(i.id for i in again) == sorted(i.id for i in claimed)
     assert not any(item.uncertain for item in again)
+
+
+async def test_while_background_work_is_held_back_only_urgent_heads_are_claimed(make: BridgeFactory) -> None:
+    intake = await make(with_slack=False)
+    await _store_inbound(intake, conversations=2, per_conversation=1)
+    deps = intake.app[appkeys.DEPS]
+    async with deps.sessions() as s, s.begin():
+        conversations = (await s.scalars(select(Conversation.id))).all()
+        for conversation_id in conversations:
+            await repo.owe_parent_refresh(s, conversation_id, "test")  # background kind, threads of their own
+    worker = OutboxWorker(deps, builtin_kinds(), concurrency=2, claim_batch=10)
+    assert "message" in worker._urgent_kinds and "thread_parent" not in worker._urgent_kinds
+    urgent = await worker.claim(10, kinds=worker._urgent_kinds)
+    assert sorted(i.kind for i in urgent) == ["message", "message"]
+    rest = await worker.claim(10)
+    assert sorted(i.kind for i in rest) == ["thread_parent"] * 2
 
 
 async def test_items_queued_past_their_lease_margin_are_handed_back_and_still_posted_once_in_order(

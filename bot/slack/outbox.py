@@ -28,7 +28,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -406,6 +406,7 @@ class OutboxWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[None]] = set()
         self.background_slots = max(1, self.concurrency // 2)
+        self._urgent_kinds = frozenset(k for k in self.kinds if priority_of(k) < URGENT_BELOW)
         self.claim_batch = max(self.concurrency, claim_batch or self.concurrency * 4)
         # Claimed but not started: (item, loop time of its claim); one per thread, in claim order.
         self._queue: collections.deque[tuple[OutboxItem, float]] = collections.deque()
@@ -427,11 +428,16 @@ class OutboxWorker:
             while True:
                 await self._start_queued()
                 await self._publish_backlog(loop.time())
-                want = self.claim_batch - len(self._tasks)
+                # With a slot free, what is still queued is background work held back by its share of the
+                # slots: claim only urgent items then, and no more than the free slots, so the queue never
+                # grows past one claim of leases waiting to wear thin.
+                held_back = bool(self._queue)
+                free = self.concurrency - len(self._tasks)
+                want = free if held_back else self.claim_batch - len(self._tasks)
                 claimed: list[OutboxItem] = []
-                if len(self._tasks) < self.concurrency:  # hence nothing queued
+                if free > 0:
                     try:
-                        claimed = await self.claim(want)
+                        claimed = await self.claim(want, kinds=self._urgent_kinds if held_back else None)
                     except asyncio.CancelledError:
                         raise
                     except Exception:
@@ -518,9 +524,10 @@ class OutboxWorker:
 
     # ---- the table ---------------------------------------------------------------------------------
 
-    async def claim(self, limit: int, now: datetime | None = None) -> list[OutboxItem]:
-        """Lease up to limit thread heads that are due and whose thread has nothing in flight."""
-        return await self.queue.claim(limit, now)
+    async def claim(self, limit: int, now: datetime | None = None, *,
+                    kinds: Collection[str] | None = None) -> list[OutboxItem]:
+        """Lease up to limit thread heads (of these kinds) that are due and whose thread has nothing in flight."""
+        return await self.queue.claim(limit, now, kinds=kinds)
 
     async def unclaim(self, items: Sequence[OutboxItem]) -> None:
         """Hand back claimed items that were never started, as if this claim had not happened."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -63,8 +63,10 @@ class OutboxQueue:
         # This process's worker id: claims are bound to its liveness (taken over once it is silent) and fenced.
         self._owner = owner or (lambda: None)
 
-    async def claim(self, limit: int, now: datetime | None = None) -> list[OutboxItem]:
-        """Lease up to limit thread heads that are due and whose thread has nothing in flight."""
+    async def claim(self, limit: int, now: datetime | None = None, *,
+                    kinds: Collection[str] | None = None) -> list[OutboxItem]:
+        """Lease up to limit thread heads (of these kinds, if given) that are due and whose thread has
+        nothing in flight."""
         now = now or utcnow()
         o = SlackOutbox
         earlier = aliased(SlackOutbox)
@@ -82,7 +84,8 @@ class OutboxQueue:
             if session.bind.dialect.name == "postgresql":
                 await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
             heads = (await session.execute(
-                select(o.id, o.owner_id).where(o.done_at.is_(None), is_head, thread_idle, due)
+                select(o.id, o.owner_id).where(o.done_at.is_(None), is_head, thread_idle, due,
+                                               *([o.kind.in_(sorted(kinds))] if kinds is not None else []))
                 .order_by(o.order_ts, o.id).limit(limit)
             )).all()
             if not heads:
