@@ -30,8 +30,6 @@ class StatusBatchResult:
     run_ids: set[int] = field(default_factory=set)
 
 
-
-
 async def _insert_new(session: AsyncSession, rows: Sequence[StatusRow]) -> set[tuple[str, str]]:
     """Keep each (wamid, status) once; returns the keys this batch added."""
     table: Table = MessageStatus.__table__  # type: ignore[assignment]

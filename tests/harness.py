@@ -106,6 +106,17 @@ async def eventually(check: Callable[[], Any | Awaitable[Any]], timeout: float =
 BridgeFactory = Callable[..., Awaitable[Bridge]]
 
 
+async def workspace_standin() -> SlackStandin:
+    """A started Slack stand-in with the bridged channel, the alerts channel and a staff member in the first."""
+    slack = SlackStandin(bot_token=BOT_TOKEN)
+    await slack.start()
+    slack.add_channel(SLACK_CHANNEL, "lucknow-whatsapp")
+    slack.add_channel("C0ALERTS", "alerts")
+    slack.add_user(STAFF, "asha", real_name="Asha")
+    slack.join(SLACK_CHANNEL, STAFF)
+    return slack
+
+
 @contextlib.asynccontextmanager
 async def bridges(aiohttp_client: Any, db_url: str) -> AsyncIterator[BridgeFactory]:
     """A factory of bridges on one database: each gets fresh stand-ins unless given ones to share."""
@@ -115,13 +126,8 @@ async def bridges(aiohttp_client: Any, db_url: str) -> AsyncIterator[BridgeFacto
                     channel_extra: dict[str, Any] | None = None, outbox: dict[str, Any] | None = None,
                     with_slack: bool = True, run_migrations: bool = True) -> Bridge:
         if slack is None:
-            slack = SlackStandin(bot_token=BOT_TOKEN)
-            await slack.start()
+            slack = await workspace_standin()
             started.append(slack)
-            slack.add_channel(SLACK_CHANNEL, "lucknow-whatsapp")
-            slack.add_channel("C0ALERTS", "alerts")
-            slack.add_user(STAFF, "asha", real_name="Asha")
-            slack.join(SLACK_CHANNEL, STAFF)
         if graph is None:
             graph = GraphStandin()
             await graph.start()

@@ -18,10 +18,10 @@ from bot.core import json_limits
 from bot.handlers import appkeys
 from bot.handlers.slack_actions import PICKER_CALLBACK, STALE_FORM, TEMPLATE_BLOCK, TEMPLATE_SELECT, PickerTarget
 from bot.slack.payloads import as_id, metadata
-from bot.standins import GraphStandin, SlackStandin, sign_slack
+from bot.standins import GraphStandin, sign_slack
 from storage.models import Conversation, Template, WebhookLog
-from tests.harness import FAST_OUTBOX, STAFF, Bridge, now_ts, thread_with
-from tests.helpers import BOT_TOKEN, SIGNING_SECRET, SLACK_CHANNEL, WABA, inbound_text, make_settings, signed
+from tests.harness import FAST_OUTBOX, STAFF, Bridge, now_ts, thread_with, workspace_standin
+from tests.helpers import SIGNING_SECRET, SLACK_CHANNEL, WABA, inbound_text, make_settings, signed
 
 DEEP = "[" * 100_000 + "]" * 100_000
 
@@ -62,13 +62,9 @@ def test_rejection_log_is_rate_limited_per_key_and_counts_what_it_held_back() ->
 @pytest.fixture
 async def bridge(aiohttp_client: Any, db_url: str) -> AsyncIterator[Bridge]:
     """The app with Slack and the onboarding page mounted, against the stand-ins."""
-    slack = SlackStandin(bot_token=BOT_TOKEN)
+    slack = await workspace_standin()
     graph = GraphStandin()
-    await slack.start()
     await graph.start()
-    slack.add_channel(SLACK_CHANNEL, "lucknow-whatsapp")
-    slack.add_user(STAFF, "asha")
-    slack.join(SLACK_CHANNEL, STAFF)
     settings = make_settings(db_url, graph_url=graph.base_url, slack_url=slack.api_url)
     client = await aiohttp_client(create_app(settings, components=[make_slack_component(**FAST_OUTBOX),
                                                                    onboarding_component]))

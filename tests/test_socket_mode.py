@@ -17,7 +17,7 @@ from bot.app.slack_component import make_slack_component
 from bot.handlers.slack_actions import PICKER_CALLBACK, STALE_FORM, TEMPLATE_BLOCK, TEMPLATE_SELECT
 from bot.standins import GraphStandin, SlackStandin
 from storage.models import Message
-from tests.harness import FAST_OUTBOX, STAFF, WA_ID, Bridge, eventually, now_ts, thread_with
+from tests.harness import FAST_OUTBOX, STAFF, WA_ID, Bridge, eventually, now_ts, thread_with, workspace_standin
 from tests.helpers import BOT_TOKEN, SLACK_CHANNEL, inbound_text, make_settings
 
 WAIT = 20.0  # generous bound for a busy machine; the assertions are about what happens, not how fast
@@ -25,12 +25,8 @@ WAIT = 20.0  # generous bound for a busy machine; the assertions are about what 
 
 @pytest.fixture
 async def bridge(aiohttp_client: Any, db_url: str) -> AsyncIterator[Bridge]:
-    slack, graph = SlackStandin(bot_token=BOT_TOKEN), GraphStandin()
-    await slack.start()
+    slack, graph = await workspace_standin(), GraphStandin()
     await graph.start()
-    slack.add_channel(SLACK_CHANNEL, "lucknow-whatsapp")
-    slack.add_user(STAFF, "asha")
-    slack.join(SLACK_CHANNEL, STAFF)
     settings = make_settings(db_url, graph_url=graph.base_url, slack_url=slack.api_url)
     raw = settings.model_dump()
     raw["slack"]["app_token"] = slack.app_token

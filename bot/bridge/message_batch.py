@@ -74,8 +74,6 @@ def plain_messages(ctx: EventContext, events: list[ev.WebhookEvent]) -> list[Pla
     return out
 
 
-
-
 async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[PlainMessage]) -> None:
     """Store messages (their contacts and conversations exist already) and owe Slack their posts."""
     if not messages:

@@ -7,11 +7,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import AudienceMember
+from storage.upsert import insert_ignore_many
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # COPY cannot skip conflicting rows: it fills a per-connection scratch table emptied at every commit, and
@@ -38,10 +38,6 @@ async def insert_members(
             "audience_load", records=[(wa_id, _dumps(fields)) for wa_id, fields in rows], columns=["wa_id", "fields"])
         await conn.execute(_MOVE, campaign_id)
         return
-    values = [{"campaign_id": campaign_id, "wa_id": wa_id, "fields": fields} for wa_id, fields in rows]
-    stmt: Any
-    if session.bind.dialect.name == "postgresql":
-        stmt = postgresql.insert(AudienceMember).on_conflict_do_nothing(index_elements=["campaign_id", "wa_id"])
-    else:
-        stmt = sqlite.insert(AudienceMember).on_conflict_do_nothing(index_elements=["campaign_id", "wa_id"])
-    await session.execute(stmt, values)
+    table: Table = AudienceMember.__table__  # type: ignore[assignment]
+    await insert_ignore_many(session, table, [{"campaign_id": campaign_id, "wa_id": wa_id, "fields": fields}
+                                              for wa_id, fields in rows], ["campaign_id", "wa_id"])
