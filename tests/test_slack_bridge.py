@@ -106,6 +106,17 @@ async def test_failed_status_gets_a_note_with_the_meta_code_and_its_meaning(brid
     assert [r["name"] for r in echo_post.get("reactions", [])] == ["x"]
 
 
+async def test_a_status_item_retried_after_its_reaction_does_not_add_it_again(bridge: Bridge) -> None:
+    await bridge.webhook(inbound_text("wamid.IN", "hello", ts=now_ts(-120)))
+    await bridge.webhook(echo_text("wamid.ECHO", "reply from the phone", ts=now_ts(-60)))
+    await thread_with(bridge, 2)
+    bridge.slack.fail_next("chat.postMessage", "internal_error")  # the failure note fails once, after the ✗
+    await bridge.webhook(status("wamid.ECHO", "failed", ts=now_ts(-30), error_code=131047))
+    _, replies = await thread_with(bridge, 3)
+    assert "131047" in all_text(replies[2])
+    assert [c.args["name"] for c in bridge.slack.calls_to("reactions.add")] == ["x"]
+
+
 async def test_each_status_reaction_is_added_once_whatever_the_order(bridge: Bridge) -> None:
     await bridge.webhook(inbound_text("wamid.IN", "hello", ts=now_ts(-120)))
     # One status before the echo itself (Meta does not promise order), the rest after it, read and played

@@ -229,13 +229,17 @@ class ItemContext:
         await self.call("chat.update", channel, lambda: self.slack.chat_update(**args))
 
     async def react(self, channel: str, ts: str, name: str) -> None:
-        """Add a reaction; one already there counts as done."""
+        """Add a reaction (once per item, across attempts); one already there counts as done."""
+        part = f"reaction:{channel}:{ts}:{name}"
+        if part in self.parts:
+            return
         try:
             await self.call("reactions.add", channel,
                             lambda: self.slack.reactions_add(channel=channel, timestamp=ts, name=name))
         except SlackCallFailed as exc:
             if exc.error != "already_reacted":
                 raise
+        self.parts[part] = name
 
     async def unreact(self, channel: str, ts: str, name: str) -> None:
         """Remove the bot's reaction; one that is not there counts as done."""
@@ -245,6 +249,7 @@ class ItemContext:
         except SlackCallFailed as exc:
             if exc.error != "no_reaction":
                 raise
+        self.parts.pop(f"reaction:{channel}:{ts}:{name}", None)
 
     async def upload(self, channel: str, thread_ts: str | None, data: bytes, filename: str, *,
                      title: str | None = None, part: str = "file") -> str:
