@@ -7,7 +7,6 @@ for the report (the rest are counted), so memory stays constant however long the
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import functools
 import io
@@ -43,7 +42,6 @@ PHONE_COLUMNS = (
 )
 MAX_REPORTED = 1000
 BATCH = 5000  # rows per transaction: large enough that per-commit costs stop mattering
-YIELD_EVERY = 250  # rows parsed between two chances for the batch being written to move on
 MAX_FIELD = 1024  # a template parameter longer than this is a broken file, not a name
 _SCIENTIFIC = re.compile(r"^\d(\.\d+)?[eE]\+?\d+$")
 _E164 = re.compile(r"\+([1-9]\d{6,14})")
@@ -147,11 +145,11 @@ def _fast_national(digits: str, region: str) -> tuple[str, str] | None:
         if prefix and rest.startswith(prefix):
             return None
         general = meta.general_desc
-        if general is None:
+        if general is None or not general.national_number_pattern:
             return None
         lengths = general.possible_length
         too_long = bool(lengths) and len(digits) > max(lengths)
-        if not too_long and _matches_general(meta, digits):
+        if not too_long and _compiled(general.national_number_pattern).fullmatch(digits) is not None:
             return None
         return _valid(meta, rest)
     if prefix and digits.startswith(prefix):
@@ -159,11 +157,6 @@ def _fast_national(digits: str, region: str) -> tuple[str, str] | None:
         # always matches it, so a valid rest is what the parser reads too.
         return _valid(meta, digits[len(prefix):])
     return _valid(meta, digits)
-
-
-def _matches_general(meta: Any, digits: str) -> bool:
-    pattern = meta.general_desc.national_number_pattern if meta.general_desc is not None else None
-    return pattern is not None and _compiled(pattern).fullmatch(digits) is not None
 
 
 @functools.lru_cache(maxsize=512)
@@ -323,43 +316,28 @@ async def import_audience(
     *,
     batch_size: int = BATCH,
 ) -> ImportReport:
-    """Stream a CSV into campaign_id's audience, committing every batch; returns the report.
-
-    A full batch is written by a task while the next one is parsed: the database does its share of the
-    write meanwhile, instead of parsing and writing taking turns.
-    """
+    """Stream a CSV into campaign_id's audience, committing every batch; returns the report."""
     report = ImportReport()
     batch: list[Row] = []
     valid = 0
 
-    async def write(rows: list[Row]) -> None:
+    async def flush() -> None:
         async with sessions() as session, session.begin():
-            await _insert_batch(session, campaign_id, rows)
+            await _insert_batch(session, campaign_id, batch)
+        batch.clear()
 
-    writing: asyncio.Task[None] | None = None
-    try:
-        for item in parse_rows(stream, region, required, report=report):
-            report.rows += 1
-            if writing is not None and report.rows % YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # the write's next statement goes as soon as the last one is answered
-            if isinstance(item, BadRow):
-                report.add_bad(item)
-                continue
-            valid += 1
-            report.regions[item.region] = report.regions.get(item.region, 0) + 1
-            batch.append(item)
-            if len(batch) >= batch_size:
-                if writing is not None:
-                    await writing
-                writing, batch = asyncio.create_task(write(batch)), []
-        if writing is not None:
-            await writing
-        if batch:
-            await write(batch)
-    finally:
-        if writing is not None and not writing.done():
-            # A file-wide problem found mid-file: the batch already handed over is still written.
-            await asyncio.shield(writing)
+    for item in parse_rows(stream, region, required, report=report):
+        report.rows += 1
+        if isinstance(item, BadRow):
+            report.add_bad(item)
+            continue
+        valid += 1
+        report.regions[item.region] = report.regions.get(item.region, 0) + 1
+        batch.append(item)
+        if len(batch) >= batch_size:
+            await flush()
+    if batch:
+        await flush()
     async with sessions() as session:
         report.imported = int(
             await session.scalar(
