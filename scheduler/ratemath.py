@@ -21,7 +21,10 @@ Where the bound comes from:
 
 * a *slot* (``grant_slots``, the campaign path) is in flight with the bound ``grant + hold`` (the longest
   a request can take); ``settle`` lowers it to the moment its response came back. A saturated number then
-  runs at ``mps / (1 + latency)``: 0.99 of the cap at the 10 ms of a near Graph API, whatever the jitter;
+  runs at ``mps / (1 + latency)``: 0.99 of the cap at the 10 ms of a near Graph API, whatever the jitter.
+  A slot may be granted with a *lead*: its sender promises not to send before ``grant + lead`` and the slot
+  is checked and counted as of that moment, so what the sender does between grant and request (commit the
+  attempt) is not latency. The proof above holds with "grant" read as "the moment checked";
 * a plain grant (``decide``, replies and other single sends that do not report back) gets the bound
   ``grant + margin``: jitter under ``margin`` is absorbed, at ``1 / (1 + margin)`` of the cap.
 """
@@ -126,12 +129,19 @@ class ArrivalLog:
             heap.clear()
         return len(self.bounds)
 
-    def free_at(self, mps: int, now: float) -> float:
-        """Earliest time at which fewer than ``mps`` bounds lie within the last second (assuming none settles)."""
-        n = self.live(now)
-        if n < mps:
-            return now
-        return sorted(self.bounds.values())[n - mps] + WINDOW
+    def free_at(self, mps: int, now: float, at: float | None = None) -> float:
+        """Earliest moment from ``at`` (default ``now``) at which fewer than ``mps`` bounds lie within the
+        second before it (assuming none settles). Pruning goes by ``now``: a bound older than ``at``'s
+        second can still share one with a plain grant made before ``at``."""
+        at = now if at is None else at
+        total = self.live(now)
+        if self.count_after(at - WINDOW) < mps:
+            return at
+        return sorted(self.bounds.values())[total - mps] + WINDOW
+
+    def count_after(self, horizon: float) -> int:
+        """Bounds later than ``horizon`` (nothing is pruned)."""
+        return sum(1 for bound in self.bounds.values() if bound > horizon)
 
 
 @dataclass
@@ -155,14 +165,16 @@ class Decision:
         return self.reason is Reason.OK
 
 
-def earliest_wait(state: NumberState, pacing: Pacing, now: float) -> tuple[float, Reason]:
-    """Seconds until a grant could be made, ignoring priority, and the binding constraint."""
+def earliest_wait(state: NumberState, pacing: Pacing, now: float, lead: float = 0.0) -> tuple[float, Reason]:
+    """Seconds until a grant could be made, ignoring priority, and the binding constraint; with ``lead``,
+    for a send that will not leave before ``now + lead``."""
+    at = now + lead
     wait, reason = 0.0, Reason.OK
-    if state.penalty_until - now > wait:
-        wait, reason = state.penalty_until - now, Reason.PENALTY
+    if state.penalty_until - at > wait:
+        wait, reason = state.penalty_until - at, Reason.PENALTY
     if state.tat - now > wait:
         wait, reason = state.tat - now, Reason.PACE
-    window_wait = state.log.free_at(pacing.mps, now) - now
+    window_wait = state.log.free_at(pacing.mps, now, at) - at
     if window_wait > wait:
         wait, reason = window_wait, Reason.WINDOW
     return wait, reason
@@ -204,23 +216,28 @@ def grant_slots(
     want: int,
     hold: float,
     *,
+    lead: float = 0.0,
     interactive_waiting: bool,
     mint: Callable[[int], str],
 ) -> tuple[list[str], Decision]:
     """Grant up to ``want`` campaign slots at once, each in flight until settled (at most ``hold``).
 
+    A slot granted with ``lead`` must not be sent before ``now + lead``: it is checked against the cap as
+    of that moment, so work its sender does first (committing the attempt) is not counted as latency.
     Returns the slot ids (``mint(i)`` for the i-th) and, when none could be granted, how long to wait.
     Bulk only: a registered interactive waiter makes it yield, as in ``decide``.
     """
-    wait, reason = earliest_wait(state, pacing, now)
+    wait, reason = earliest_wait(state, pacing, now, lead)
     if interactive_waiting:
         return [], Decision(wait + pacing.interval, Reason.YIELD)
     if wait > 0:
         return [], Decision(wait, reason)
-    count = min(want, pacing.mps - state.log.live(now), pace_budget(state, pacing, now))
+    at = now + lead
+    state.log.live(now)
+    count = min(want, pacing.mps - state.log.count_after(at - WINDOW), pace_budget(state, pacing, now))
     base = max(state.tat, now - pacing.catch_up)
     state.tat = base + count * pacing.interval
-    slots = [state.log.add(now + hold, mint(i)) for i in range(count)]
+    slots = [state.log.add(at + hold, mint(i)) for i in range(count)]
     return slots, Decision(0.0, Reason.OK)
 
 

@@ -1,12 +1,19 @@
 """Throttle slots for one run's senders in one process: several grants per round trip to the throttle,
-each carrying the settlements (response times) of the sends that finished since the last one."""
+each carrying the settlements (response times) of the sends that finished since the last one.
+
+Slots are granted with a lead (``Slot.not_before``): the time a sender expects to spend between taking a
+slot and sending with it (committing the attempt), measured by the caller. The throttle checks the slot as
+of then, so that time does not count against the number's rate."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from scheduler.throttle import Throttle, ThrottleUnavailable
 
@@ -15,15 +22,32 @@ log = logging.getLogger(__name__)
 MIN_GAP = 0.002  # at most one round trip per this while senders wait: batches grants at high rates
 
 
+@dataclass(frozen=True)
+class Slot:
+    """Permission for one send, not before ``not_before`` (``time.monotonic()``)."""
+
+    id: str
+    not_before: float = 0.0
+
+    async def wait(self) -> None:
+        """Sleep until the slot may be used."""
+        delay = self.not_before - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
 class SlotDispenser:
     """Senders ``take()`` a slot before a Graph send and ``settle()`` it when the response is back."""
 
-    def __init__(self, throttle: Throttle, key: str, mps: int, hold: float) -> None:
+    def __init__(
+        self, throttle: Throttle, key: str, mps: int, hold: float, lead: Callable[[], float] = lambda: 0.0
+    ) -> None:
         self._throttle = throttle
         self._key = key
         self._mps = mps
         self._hold = hold
-        self._waiting: deque[asyncio.Future[str]] = deque()
+        self._lead = lead
+        self._waiting: deque[asyncio.Future[Slot]] = deque()
         self._settled: list[tuple[str, float]] = []
         self._unused: list[str] = []
         self._kick = asyncio.Event()
@@ -46,28 +70,29 @@ class SlotDispenser:
             with contextlib.suppress(ThrottleUnavailable):
                 await self._throttle.settle(self._key, settled, unused)
 
-    async def take(self) -> str:
-        """Wait for a slot; ``ThrottleUnavailable`` if the throttle cannot be reached."""
-        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    async def take(self) -> Slot:
+        """Wait for a slot (send with it only after ``slot.wait()``); ``ThrottleUnavailable`` if the throttle
+        cannot be reached."""
+        fut: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
         self._waiting.append(fut)
         self._kick.set()
         try:
             return await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled() and fut.exception() is None:
-                self._unused.append(fut.result())  # granted as the caller gave up: nothing was sent with it
+                self._unused.append(fut.result().id)  # granted as the caller gave up: nothing was sent with it
             fut.cancel()
             raise
 
-    def settle(self, slot: str, responded_at: float) -> None:
+    def settle(self, slot: Slot, responded_at: float) -> None:
         """The send with ``slot`` got its answer at ``responded_at`` (``time.monotonic()``)."""
-        self._settled.append((slot, responded_at))
+        self._settled.append((slot.id, responded_at))
         self._news.set()
         self._kick.set()
 
-    def give_back(self, slot: str) -> None:
+    def give_back(self, slot: Slot) -> None:
         """Nothing was sent with ``slot``."""
-        self._unused.append(slot)
+        self._unused.append(slot.id)
         self._news.set()
         self._kick.set()
 
@@ -92,19 +117,22 @@ class SlotDispenser:
                 continue
             asked = loop.time()
             self._news.clear()
+            lead = self._lead()
             try:
                 slots, wait = await self._throttle.try_slots(
-                    self._key, self._mps, len(live), hold=self._hold, settled=settled, unused=unused)
+                    self._key, self._mps, len(live), hold=self._hold, lead=lead, settled=settled, unused=unused)
             except ThrottleUnavailable as exc:
                 for fut in live:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
+            # Counted from the answer's arrival, which is after the throttle's clock read its own now.
+            not_before = time.monotonic() + lead
             for slot in slots:
                 while self._waiting and self._waiting[0].done():
                     self._waiting.popleft()
                 if self._waiting:
-                    self._waiting.popleft().set_result(slot)
+                    self._waiting.popleft().set_result(Slot(slot, not_before))
                 else:
                     self._unused.append(slot)
             if self._waiting or self._unused:

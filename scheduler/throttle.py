@@ -92,14 +92,16 @@ class Throttle(Protocol):
         want: int,
         *,
         hold: float,
+        lead: float = 0.0,
         settled: Sequence[tuple[str, float]] = (),
         unused: Sequence[str] = (),
     ) -> list[str]:
         """Wait for between 1 and ``want`` bulk send slots, granted in one round trip.
 
         A slot counts against the cap from its grant until it is settled with the moment its response came
-        back (``time.monotonic()``), or for ``hold`` seconds if it never is. ``settled`` and ``unused``
-        (slots granted but not sent with) are recorded in the same round trip.
+        back (``time.monotonic()``), or for ``hold`` seconds if it never is. With ``lead``, the caller must
+        not send before ``lead`` seconds after the call returned; the slot is checked against the cap as of
+        then. ``settled`` and ``unused`` (slots granted but not sent with) are recorded in the same round trip.
         """
         ...
 
@@ -110,6 +112,7 @@ class Throttle(Protocol):
         want: int,
         *,
         hold: float,
+        lead: float = 0.0,
         settled: Sequence[tuple[str, float]] = (),
         unused: Sequence[str] = (),
     ) -> tuple[list[str], float]:
@@ -146,9 +149,10 @@ class _PacedThrottle:
 
     async def _exchange(
         self, key: str, pacing: Pacing, want: int, hold: float, prefix: str,
-        settled: Sequence[tuple[str, float]], unused: Sequence[str],
+        settled: Sequence[tuple[str, float]], unused: Sequence[str], lead: float = 0.0,
     ) -> tuple[int, ratemath.Decision]:
-        """Settle and release slots, then grant up to ``want`` (``prefix`` + index); settled as (slot, age)."""
+        """Settle and release slots, then grant up to ``want`` (``prefix`` + index) checked as of ``lead``
+        from now; settled as (slot, age)."""
         raise NotImplementedError
 
     async def _withdraw(self, key: str, waiter: str) -> None:
@@ -161,6 +165,7 @@ class _PacedThrottle:
         want: int,
         *,
         hold: float,
+        lead: float = 0.0,
         settled: Sequence[tuple[str, float]] = (),
         unused: Sequence[str] = (),
     ) -> tuple[list[str], float]:
@@ -171,7 +176,7 @@ class _PacedThrottle:
         prefix = uuid.uuid4().hex[:16] + ":"
         now = time.monotonic()
         ages = [(slot, max(0.0, now - at)) for slot, at in settled]
-        count, decision = await self._exchange(key, pacing, max(1, want), hold, prefix, ages, unused)
+        count, decision = await self._exchange(key, pacing, max(1, want), hold, prefix, ages, unused, lead)
         if count:
             return [f"{prefix}{i}" for i in range(count)], 0.0
         # A wait bound by a slot still in flight ends when that slot settles, not at its hold: look again soon.
@@ -184,12 +189,13 @@ class _PacedThrottle:
         want: int,
         *,
         hold: float,
+        lead: float = 0.0,
         settled: Sequence[tuple[str, float]] = (),
         unused: Sequence[str] = (),
     ) -> list[str]:
         """See ``Throttle.acquire_slots``."""
         while True:
-            slots, wait = await self.try_slots(key, mps, want, hold=hold, settled=settled, unused=unused)
+            slots, wait = await self.try_slots(key, mps, want, hold=hold, lead=lead, settled=settled, unused=unused)
             if slots:
                 return slots
             settled, unused = (), ()
@@ -291,7 +297,7 @@ class RedisThrottle(_PacedThrottle, Throttle):
 
     async def _call(
         self, key: str, pacing: Pacing, *, interactive: bool, waiter: str, want: int, hold: float, prefix: str,
-        settled: Sequence[tuple[str, float]] = (), unused: Sequence[str] = (),
+        lead: float = 0.0, settled: Sequence[tuple[str, float]] = (), unused: Sequence[str] = (),
     ) -> tuple[int, ratemath.Decision, float]:
         args: list[str | int] = [
             pacing.mps,
@@ -304,6 +310,7 @@ class RedisThrottle(_PacedThrottle, Throttle):
             want,
             _micros(hold),
             prefix,
+            _micros(lead),
             len(settled),
         ]
         for slot, age in settled:
@@ -323,10 +330,10 @@ class RedisThrottle(_PacedThrottle, Throttle):
 
     async def _exchange(
         self, key: str, pacing: Pacing, want: int, hold: float, prefix: str,
-        settled: Sequence[tuple[str, float]], unused: Sequence[str],
+        settled: Sequence[tuple[str, float]], unused: Sequence[str], lead: float = 0.0,
     ) -> tuple[int, ratemath.Decision]:
         count, decision, _ = await self._call(
-            key, pacing, interactive=False, waiter="", want=want, hold=hold, prefix=prefix,
+            key, pacing, interactive=False, waiter="", want=want, hold=hold, prefix=prefix, lead=lead,
             settled=settled, unused=unused)
         return count, decision
 
@@ -381,7 +388,7 @@ class LocalThrottle(_PacedThrottle, Throttle):
 
     async def _exchange(
         self, key: str, pacing: Pacing, want: int, hold: float, prefix: str,
-        settled: Sequence[tuple[str, float]], unused: Sequence[str],
+        settled: Sequence[tuple[str, float]], unused: Sequence[str], lead: float = 0.0,
     ) -> tuple[int, ratemath.Decision]:
         state = self._states.setdefault(key, ratemath.NumberState())
         now = time.monotonic()
@@ -392,7 +399,7 @@ class LocalThrottle(_PacedThrottle, Throttle):
         if want == 0:
             return 0, ratemath.Decision(0.0, Reason.OK)
         slots, decision = ratemath.grant_slots(
-            state, pacing, now, want, hold, interactive_waiting=bool(self._waiters.get(key)),
+            state, pacing, now, want, hold, lead=lead, interactive_waiting=bool(self._waiters.get(key)),
             mint=lambda i: f"{prefix}{i}")
         return len(slots), decision
 

@@ -3,7 +3,8 @@
 # Lua mirror of ratemath.decide/grant_slots/settle/release, in integer microseconds of Redis's clock.
 # KEYS: tat, arrival log (zset: slot -> bound), penalty deadline, interactive waiters (zset: id -> expiry)
 # ARGV: mps, interval, window, catch_up, interactive (1/0), waiter id, registration grace, want, hold,
-#       slot id prefix, number of settled pairs, then (slot, age) pairs, then unused slot ids.
+#       slot id prefix, lead (a slot is checked as of now + lead; its sender sends no earlier), number of
+#       settled pairs, then (slot, age) pairs, then unused slot ids.
 # Returns {granted, wait, reason, now}; the granted slots are prefix .. 0 … prefix .. granted-1.
 ACQUIRE_LUA = """
 local t = redis.call('TIME')
@@ -18,10 +19,11 @@ local grace = tonumber(ARGV[7])
 local want = tonumber(ARGV[8])
 local hold = tonumber(ARGV[9])
 local prefix = ARGV[10]
-local settled = tonumber(ARGV[11])
+local at = now + tonumber(ARGV[11])
+local settled = tonumber(ARGV[12])
 local function int(x) return string.format('%.0f', x) end
 
-local i = 12
+local i = 13
 for _ = 1, settled do
   local done = now - tonumber(ARGV[i + 1])
   local bound = redis.call('ZSCORE', KEYS[2], ARGV[i])
@@ -37,14 +39,16 @@ if want == 0 then return {0, 0, 'ok', now} end
 local wait = 0
 local reason = 'ok'
 local pen = tonumber(redis.call('GET', KEYS[3]) or '0')
-if pen - now > wait then wait = pen - now; reason = 'penalty' end
+if pen - at > wait then wait = pen - at; reason = 'penalty' end
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat - now > wait then wait = tat - now; reason = 'pace' end
+-- Pruned by now, counted as of at: a bound older than at's second may share one with a plain grant.
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(now - window))
-local live = redis.call('ZCARD', KEYS[2])
+local total = redis.call('ZCARD', KEYS[2])
+local live = redis.call('ZCOUNT', KEYS[2], '(' .. int(at - window), '+inf')
 if live >= mps then
-  local nth = redis.call('ZRANGE', KEYS[2], live - mps, live - mps, 'WITHSCORES')
-  local free = tonumber(nth[2]) + window - now
+  local nth = redis.call('ZRANGE', KEYS[2], total - mps, total - mps, 'WITHSCORES')
+  local free = tonumber(nth[2]) + window - at
   if free > wait then wait = free; reason = 'window' end
 end
 
@@ -67,10 +71,10 @@ local base = tat
 if now - catch_up > base then base = now - catch_up end
 local count = math.min(want, mps - live, math.floor((now - base) / interval) + 1)
 for k = 0, count - 1 do
-  redis.call('ZADD', KEYS[2], int(now + hold), prefix .. k)
+  redis.call('ZADD', KEYS[2], int(at + hold), prefix .. k)
 end
 redis.call('SET', KEYS[1], int(base + count * interval), 'PX', int(math.ceil((window + interval) / 1000) + 1000))
-redis.call('PEXPIRE', KEYS[2], int(math.ceil((window + hold + interval) / 1000) + 1000))
+redis.call('PEXPIRE', KEYS[2], int(math.ceil((window + hold + interval + at - now) / 1000) + 1000))
 if interactive then redis.call('ZREM', KEYS[4], waiter) end
 return {count, 0, 'ok', now}
 """

@@ -34,7 +34,7 @@ from bot.meta.errors import GraphError, SendAction
 from bot.meta.graph import GraphClient
 from bot.meta.sender import TemplateBody, TemplateSender
 from scheduler.campaigns import progress
-from scheduler.campaigns.attempts import AttemptMarks
+from scheduler.campaigns.attempts import MAX_LEAD, AttemptMarks
 from scheduler.campaigns.estimate import CAMPAIGN_MARGIN
 from scheduler.campaigns.pipe import Pipe, RunState, Stopped
 from scheduler.campaigns.policy import Claimed, Outcome, Result, RunnerConfig, backoff, decide, penalty_hold
@@ -69,9 +69,9 @@ def batch_size(mps: int) -> int:
 
 
 def worker_count(mps: int) -> int:
-    """Concurrent senders per run and process: enough requests in flight to cover 50 ms of latency (a
-    busy event loop included) at the full rate."""
-    return max(1, min(64, math.ceil(mps / 20)))
+    """Concurrent senders per run and process: enough to cover, at the full rate, the attempt mark's lead
+    (at most ``MAX_LEAD``) and 50 ms of latency (a busy event loop included)."""
+    return max(1, min(160, math.ceil(mps * (MAX_LEAD + 0.05))))
 
 
 @dataclass
@@ -232,7 +232,8 @@ class CampaignRunner:
         await self._warm_up(ctx, workers)
         # A quarter of a second of sends in reserve rides out a slow commit without idling the senders.
         pipe = Pipe(size, reserve=ctx.channel.mps // 4)
-        slots = SlotDispenser(self._throttle, ctx.channel.phone_number_id, ctx.channel.mps, self.config.slot_hold)
+        slots = SlotDispenser(self._throttle, ctx.channel.phone_number_id, ctx.channel.mps, self.config.slot_hold,
+                              lead=self._marks.lead)
         slots.start()
         senders = [asyncio.create_task(self._sender(ctx, state, pipe, slots)) for _ in range(workers)]
         writer = asyncio.create_task(self._writer(ctx, pipe))
@@ -347,6 +348,7 @@ class CampaignRunner:
             if held is not None:
                 slots.give_back(slot)
                 return held
+            await slot.wait()  # the slot was granted for the moment the mark was expected to be done
             state.in_flight.add(rec.id)
             try:
                 components = components_for(ctx.variables, rec.fields)
