@@ -34,6 +34,7 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -119,9 +120,8 @@ class ArrivalLog:
 
     def live(self, now: float) -> int:
         """Sends that may still fall in a window with one granted at ``now``."""
-        horizon = now - WINDOW
         heap = self._heap
-        while heap and heap[0][0] <= horizon:
+        while heap and now - heap[0][0] >= WINDOW:
             bound, slot = heapq.heappop(heap)
             if self.bounds.get(slot) == bound:
                 del self.bounds[slot]
@@ -129,19 +129,10 @@ class ArrivalLog:
             heap.clear()
         return len(self.bounds)
 
-    def free_at(self, mps: int, now: float, at: float | None = None) -> float:
-        """Earliest moment from ``at`` (default ``now``) at which fewer than ``mps`` bounds lie within the
-        second before it (assuming none settles). Pruning goes by ``now``: a bound older than ``at``'s
-        second can still share one with a plain grant made before ``at``."""
-        at = now if at is None else at
-        total = self.live(now)
-        if self.count_after(at - WINDOW) < mps:
-            return at
-        return sorted(self.bounds.values())[total - mps] + WINDOW
-
-    def count_after(self, horizon: float) -> int:
-        """Bounds later than ``horizon`` (nothing is pruned)."""
-        return sum(1 for bound in self.bounds.values() if bound > horizon)
+    def sorted_bounds(self, now: float) -> list[float]:
+        """Bounds still within a window of ``now``, oldest first."""
+        self.live(now)
+        return sorted(self.bounds.values())
 
 
 @dataclass
@@ -165,19 +156,44 @@ class Decision:
         return self.reason is Reason.OK
 
 
-def earliest_wait(state: NumberState, pacing: Pacing, now: float, lead: float = 0.0) -> tuple[float, Reason]:
-    """Seconds until a grant could be made, ignoring priority, and the binding constraint; with ``lead``,
-    for a send that will not leave before ``now + lead``."""
+def schedule(
+    state: NumberState, pacing: Pacing, now: float, want: int = 1, *, lead: float = 0.0, horizon: float = 0.0
+) -> tuple[list[float], Decision]:
+    """Start times for up to ``want`` sends, each the earliest the penalty, the pacer and the cap allow,
+    none before ``now + lead`` nor after ``now + lead + horizon``. Records nothing.
+
+    The k-th new send may start once all but ``mps - 1 - k`` of the logged bounds are a second old: the
+    k sends before it in the batch count too (their bounds are later than its start minus a second).
+    When none fits, the decision says how long until the first would.
+    """
     at = now + lead
-    wait, reason = 0.0, Reason.OK
-    if state.penalty_until - at > wait:
-        wait, reason = state.penalty_until - at, Reason.PENALTY
-    if state.tat - now > wait:
-        wait, reason = state.tat - now, Reason.PACE
-    window_wait = state.log.free_at(pacing.mps, now, at) - at
-    if window_wait > wait:
-        wait, reason = window_wait, Reason.WINDOW
-    return wait, reason
+    bounds = state.log.sorted_bounds(now)
+    first = len(bounds) - pacing.mps
+    tat = state.tat
+    starts: list[float] = []
+    for k in range(min(want, pacing.mps)):
+        start, reason = at, Reason.OK
+        if state.penalty_until > start:
+            start, reason = state.penalty_until, Reason.PENALTY
+        if tat > start:
+            start, reason = tat, Reason.PACE
+        if first + k >= 0 and start - bounds[first + k] < WINDOW:
+            start, reason = a_window_after(bounds[first + k]), Reason.WINDOW
+        if start > at + horizon:
+            if not starts:
+                return [], Decision(start - at - horizon, reason)
+            break
+        starts.append(start)
+        tat = max(tat, start - pacing.catch_up) + pacing.interval
+    return starts, Decision(0.0, Reason.OK)
+
+
+def a_window_after(t: float) -> float:
+    """The first float ``s`` with ``s - t >= WINDOW`` (``t + WINDOW`` can fall short by rounding)."""
+    s = t + WINDOW
+    while s - t < WINDOW:
+        s = math.nextafter(s, math.inf)
+    return s
 
 
 def decide(state: NumberState, pacing: Pacing, now: float, *, interactive: bool, interactive_waiting: bool) -> Decision:
@@ -186,11 +202,11 @@ def decide(state: NumberState, pacing: Pacing, now: float, *, interactive: bool,
     Bulk callers yield to any registered interactive waiter: they are told to come back one interval
     after the slot the waiter will take.
     """
-    wait, reason = earliest_wait(state, pacing, now)
+    starts, decision = schedule(state, pacing, now)
     if not interactive and interactive_waiting:
-        return Decision(wait + pacing.interval, Reason.YIELD)
-    if wait > 0:
-        return Decision(wait, reason)
+        return Decision(decision.wait + pacing.interval, Reason.YIELD)
+    if not starts:
+        return decision
     record_grant(state, pacing, now)
     return Decision(0.0, Reason.OK)
 
@@ -201,14 +217,6 @@ def record_grant(state: NumberState, pacing: Pacing, now: float) -> None:
     state.log.add(now + pacing.margin)
 
 
-def pace_budget(state: NumberState, pacing: Pacing, now: float) -> int:
-    """Grants the pacer allows at ``now`` back to back (its catch-up lets a late caller take a few)."""
-    base = max(state.tat, now - pacing.catch_up)
-    if base > now:
-        return 0
-    return int((now - base) / pacing.interval) + 1
-
-
 def grant_slots(
     state: NumberState,
     pacing: Pacing,
@@ -217,28 +225,27 @@ def grant_slots(
     hold: float,
     *,
     lead: float = 0.0,
+    horizon: float = 0.0,
     interactive_waiting: bool,
     mint: Callable[[int], str],
-) -> tuple[list[str], Decision]:
+) -> tuple[list[tuple[str, float]], Decision]:
     """Grant up to ``want`` campaign slots at once, each in flight until settled (at most ``hold``).
 
-    A slot granted with ``lead`` must not be sent before ``now + lead``: it is checked against the cap as
-    of that moment, so work its sender does first (committing the attempt) is not counted as latency.
-    Returns the slot ids (``mint(i)`` for the i-th) and, when none could be granted, how long to wait.
-    Bulk only: a registered interactive waiter makes it yield, as in ``decide``.
+    Each slot comes with the moment its send may start (``schedule``): from ``now + lead``, so work its
+    sender does first (committing the attempt) is not counted as latency, to ``horizon`` later, so that a
+    slot the cap frees between two requests is not lost to the time between them. Returns (``mint(i)``,
+    start) pairs and, when none could be granted, how long to wait. Bulk only: a registered interactive
+    waiter makes it yield, as in ``decide``.
     """
-    wait, reason = earliest_wait(state, pacing, now, lead)
     if interactive_waiting:
-        return [], Decision(wait + pacing.interval, Reason.YIELD)
-    if wait > 0:
-        return [], Decision(wait, reason)
-    at = now + lead
-    state.log.live(now)
-    count = min(want, pacing.mps - state.log.count_after(at - WINDOW), pace_budget(state, pacing, now))
-    base = max(state.tat, now - pacing.catch_up)
-    state.tat = base + count * pacing.interval
-    slots = [state.log.add(at + hold, mint(i)) for i in range(count)]
-    return slots, Decision(0.0, Reason.OK)
+        starts, decision = schedule(state, pacing, now, lead=lead)
+        return [], Decision(decision.wait + pacing.interval, Reason.YIELD)
+    starts, decision = schedule(state, pacing, now, want, lead=lead, horizon=horizon)
+    slots: list[tuple[str, float]] = []
+    for i, start in enumerate(starts):
+        slots.append((state.log.add(start + hold, mint(i)), start))
+        state.tat = max(state.tat, start - pacing.catch_up) + pacing.interval
+    return slots, decision
 
 
 def settle(state: NumberState, slot: str, responded_at: float) -> None:

@@ -1,39 +1,25 @@
 """Throttle slots for one run's senders in one process: several grants per round trip to the throttle,
 each carrying the settlements (response times) of the sends that finished since the last one.
 
-Slots are granted with a lead (``Slot.not_before``): the time a sender expects to spend between taking a
-slot and sending with it (committing the attempt), measured by the caller. The throttle checks the slot as
-of then, so that time does not count against the number's rate."""
+Each slot says when it may be used (``Slot.not_before``): no sooner than the lead, the time a sender
+expects to spend between taking a slot and sending with it (committing the attempt, measured by the
+caller), and up to ``HORIZON`` later when the cap frees a place only then. So neither that time nor the
+time between two round trips counts against the number's rate."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from scheduler.throttle import Throttle, ThrottleUnavailable
+from scheduler.throttle import Slot, Throttle, ThrottleUnavailable
 
 log = logging.getLogger(__name__)
 
 MIN_GAP = 0.002  # at most one round trip per this while senders wait: batches grants at high rates
-
-
-@dataclass(frozen=True)
-class Slot:
-    """Permission for one send, not before ``not_before`` (``time.monotonic()``)."""
-
-    id: str
-    not_before: float = 0.0
-
-    async def wait(self) -> None:
-        """Sleep until the slot may be used."""
-        delay = self.not_before - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+HORIZON = 0.010  # how far ahead of its start a slot may be granted: covers a few round trips' lag
 
 
 class SlotDispenser:
@@ -120,21 +106,20 @@ class SlotDispenser:
             lead = self._lead()
             try:
                 slots, wait = await self._throttle.try_slots(
-                    self._key, self._mps, len(live), hold=self._hold, lead=lead, settled=settled, unused=unused)
+                    self._key, self._mps, len(live), hold=self._hold, lead=lead, horizon=HORIZON,
+                    settled=settled, unused=unused)
             except ThrottleUnavailable as exc:
                 for fut in live:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
-            # Counted from the answer's arrival, which is after the throttle's clock read its own now.
-            not_before = time.monotonic() + lead
             for slot in slots:
                 while self._waiting and self._waiting[0].done():
                     self._waiting.popleft()
                 if self._waiting:
-                    self._waiting.popleft().set_result(Slot(slot, not_before))
+                    self._waiting.popleft().set_result(slot)
                 else:
-                    self._unused.append(slot)
+                    self._unused.append(slot.id)
             if self._waiting or self._unused:
                 self._kick.set()
             # Pace the round trips, not the grants: a short sleep lets several grants accrue to one trip.

@@ -37,6 +37,7 @@ import math
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -52,6 +53,7 @@ __all__ = [
     "LocalThrottle",
     "Priority",
     "RedisThrottle",
+    "Slot",
     "Throttle",
     "ThrottleUnavailable",
     "make_throttle",
@@ -70,6 +72,20 @@ class Priority(enum.IntEnum):
 
 class ThrottleUnavailable(Exception):
     """The shared throttle cannot be consulted (Redis down or throttle closed); do not send."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Permission for one campaign send, not before ``not_before`` (``time.monotonic()``)."""
+
+    id: str
+    not_before: float = 0.0
+
+    async def wait(self) -> None:
+        """Sleep until the slot may be used."""
+        delay = self.not_before - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
 
 class Throttle(Protocol):
@@ -93,15 +109,17 @@ class Throttle(Protocol):
         *,
         hold: float,
         lead: float = 0.0,
+        horizon: float = 0.0,
         settled: Sequence[tuple[str, float]] = (),
         unused: Sequence[str] = (),
-    ) -> list[str]:
+    ) -> list[Slot]:
         """Wait for between 1 and ``want`` bulk send slots, granted in one round trip.
 
         A slot counts against the cap from its grant until it is settled with the moment its response came
-        back (``time.monotonic()``), or for ``hold`` seconds if it never is. With ``lead``, the caller must
-        not send before ``lead`` seconds after the call returned; the slot is checked against the cap as of
-        then. ``settled`` and ``unused`` (slots granted but not sent with) are recorded in the same round trip.
+        back (``time.monotonic()``), or for ``hold`` seconds if it never is. Each slot says when it may be
+        used (``Slot.not_before``): from ``lead`` after the call returned, up to ``horizon`` later when the
+        cap frees a place only then (``ratemath.schedule``). ``settled`` and ``unused`` (slots granted but
+        not sent with) are recorded in the same round trip.
         """
         ...
 
@@ -113,9 +131,10 @@ class Throttle(Protocol):
         *,
         hold: float,
         lead: float = 0.0,
+        horizon: float = 0.0,
         settled: Sequence[tuple[str, float]] = (),
         unused: Sequence[str] = (),
-    ) -> tuple[list[str], float]:
+    ) -> tuple[list[Slot], float]:
         """One round trip of ``acquire_slots``: the slots granted (maybe none) and, if none, how long to wait."""
         ...
 
@@ -149,10 +168,10 @@ class _PacedThrottle:
 
     async def _exchange(
         self, key: str, pacing: Pacing, want: int, hold: float, prefix: str,
-        settled: Sequence[tuple[str, float]], unused: Sequence[str], lead: float = 0.0,
-    ) -> tuple[int, ratemath.Decision]:
-        """Settle and release slots, then grant up to ``want`` (``prefix`` + index) checked as of ``lead``
-        from now; settled as (slot, age)."""
+        settled: Sequence[tuple[str, float]], unused: Sequence[str], lead: float = 0.0, horizon: float = 0.0,
+    ) -> tuple[list[float], ratemath.Decision]:
+        """Settle and release slots (settled as (slot, age)), then grant up to ``want`` (``prefix`` +
+        index); returns each granted slot's start, in seconds after the store's now."""
         raise NotImplementedError
 
     async def _withdraw(self, key: str, waiter: str) -> None:
@@ -166,9 +185,10 @@ class _PacedThrottle:
         *,
         hold: float,
         lead: float = 0.0,
+        horizon: float = 0.0,
         settled: Sequence[tuple[str, float]] = (),
         unused: Sequence[str] = (),
-    ) -> tuple[list[str], float]:
+    ) -> tuple[list[Slot], float]:
         """See ``Throttle.try_slots``."""
         if self._closed:
             raise ThrottleUnavailable("throttle is closed")
@@ -176,9 +196,12 @@ class _PacedThrottle:
         prefix = uuid.uuid4().hex[:16] + ":"
         now = time.monotonic()
         ages = [(slot, max(0.0, now - at)) for slot, at in settled]
-        count, decision = await self._exchange(key, pacing, max(1, want), hold, prefix, ages, unused, lead)
-        if count:
-            return [f"{prefix}{i}" for i in range(count)], 0.0
+        offsets, decision = await self._exchange(
+            key, pacing, max(1, want), hold, prefix, ages, unused, lead, horizon)
+        if offsets:
+            # From the answer's arrival, which is later than the store's clock reading its now.
+            arrived = time.monotonic()
+            return [Slot(f"{prefix}{i}", arrived + offset) for i, offset in enumerate(offsets)], 0.0
         # A wait bound by a slot still in flight ends when that slot settles, not at its hold: look again soon.
         return [], min(decision.wait, max(pacing.interval, SLOT_POLL))
 
@@ -190,12 +213,14 @@ class _PacedThrottle:
         *,
         hold: float,
         lead: float = 0.0,
+        horizon: float = 0.0,
         settled: Sequence[tuple[str, float]] = (),
         unused: Sequence[str] = (),
-    ) -> list[str]:
+    ) -> list[Slot]:
         """See ``Throttle.acquire_slots``."""
         while True:
-            slots, wait = await self.try_slots(key, mps, want, hold=hold, lead=lead, settled=settled, unused=unused)
+            slots, wait = await self.try_slots(
+                key, mps, want, hold=hold, lead=lead, horizon=horizon, settled=settled, unused=unused)
             if slots:
                 return slots
             settled, unused = (), ()
@@ -287,7 +312,7 @@ class RedisThrottle(_PacedThrottle, Throttle):
         # sorted set under a new name: the list of grants that older versions kept there would be the
         # wrong type for it.
         base = f"{self._prefix}:{{{key}}}"
-        return [f"{base}:tat", f"{base}:arrivals", f"{base}:penalty", f"{base}:interactive"]
+        return [f"{base}:tat", f"{base}:arrivals", f"{base}:penalty", f"{base}:interactive", f"{base}:lead"]
 
     async def _run(self, script: Any, keys: list[str], args: list[str | int]) -> Any:
         try:
@@ -297,8 +322,9 @@ class RedisThrottle(_PacedThrottle, Throttle):
 
     async def _call(
         self, key: str, pacing: Pacing, *, interactive: bool, waiter: str, want: int, hold: float, prefix: str,
-        lead: float = 0.0, settled: Sequence[tuple[str, float]] = (), unused: Sequence[str] = (),
-    ) -> tuple[int, ratemath.Decision, float]:
+        lead: float = 0.0, horizon: float = 0.0, settled: Sequence[tuple[str, float]] = (),
+        unused: Sequence[str] = (),
+    ) -> tuple[list[float], ratemath.Decision, float]:
         args: list[str | int] = [
             pacing.mps,
             _micros(pacing.interval),
@@ -311,14 +337,16 @@ class RedisThrottle(_PacedThrottle, Throttle):
             _micros(hold),
             prefix,
             _micros(lead),
+            _micros(horizon),
             len(settled),
         ]
         for slot, age in settled:
             args += [slot, _micros(age)]
         args += list(unused)
-        count, wait_us, reason, now_us = await self._run(self._acquire_script, self._keys(key), args)
+        count, wait_us, reason, now_us, *offsets = await self._run(self._acquire_script, self._keys(key), args)
         reason_text = reason.decode() if isinstance(reason, bytes) else str(reason)
-        return int(count), ratemath.Decision(int(wait_us) / MICROS, Reason(reason_text)), int(now_us) / MICROS
+        starts = [int(o) / MICROS for o in offsets[: int(count)]]
+        return starts, ratemath.Decision(int(wait_us) / MICROS, Reason(reason_text)), int(now_us) / MICROS
 
     async def _attempt(
         self, key: str, pacing: Pacing, priority: Priority, waiter: str
@@ -330,12 +358,12 @@ class RedisThrottle(_PacedThrottle, Throttle):
 
     async def _exchange(
         self, key: str, pacing: Pacing, want: int, hold: float, prefix: str,
-        settled: Sequence[tuple[str, float]], unused: Sequence[str], lead: float = 0.0,
-    ) -> tuple[int, ratemath.Decision]:
-        count, decision, _ = await self._call(
+        settled: Sequence[tuple[str, float]], unused: Sequence[str], lead: float = 0.0, horizon: float = 0.0,
+    ) -> tuple[list[float], ratemath.Decision]:
+        starts, decision, _ = await self._call(
             key, pacing, interactive=False, waiter="", want=want, hold=hold, prefix=prefix, lead=lead,
-            settled=settled, unused=unused)
-        return count, decision
+            horizon=horizon, settled=settled, unused=unused)
+        return starts, decision
 
     async def _withdraw(self, key: str, waiter: str) -> None:
         # Best effort: if this fails the entry expires on its own after the grace period.
@@ -388,8 +416,8 @@ class LocalThrottle(_PacedThrottle, Throttle):
 
     async def _exchange(
         self, key: str, pacing: Pacing, want: int, hold: float, prefix: str,
-        settled: Sequence[tuple[str, float]], unused: Sequence[str], lead: float = 0.0,
-    ) -> tuple[int, ratemath.Decision]:
+        settled: Sequence[tuple[str, float]], unused: Sequence[str], lead: float = 0.0, horizon: float = 0.0,
+    ) -> tuple[list[float], ratemath.Decision]:
         state = self._states.setdefault(key, ratemath.NumberState())
         now = time.monotonic()
         for slot, age in settled:
@@ -397,11 +425,11 @@ class LocalThrottle(_PacedThrottle, Throttle):
         for slot in unused:
             ratemath.release(state, slot)
         if want == 0:
-            return 0, ratemath.Decision(0.0, Reason.OK)
+            return [], ratemath.Decision(0.0, Reason.OK)
         slots, decision = ratemath.grant_slots(
-            state, pacing, now, want, hold, lead=lead, interactive_waiting=bool(self._waiters.get(key)),
-            mint=lambda i: f"{prefix}{i}")
-        return len(slots), decision
+            state, pacing, now, want, hold, lead=lead, horizon=horizon,
+            interactive_waiting=bool(self._waiters.get(key)), mint=lambda i: f"{prefix}{i}")
+        return [start - now for _, start in slots], decision
 
     async def _withdraw(self, key: str, waiter: str) -> None:
         self._waiters.get(key, set()).discard(waiter)

@@ -9,7 +9,7 @@ import itertools
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import pytest
 import redis.asyncio as aioredis
@@ -18,19 +18,21 @@ from hypothesis import strategies as st
 
 from scheduler import ratemath
 from scheduler.ratemath import NumberState, Pacing, Reason, achieved_rate, max_in_window
-from scheduler.throttle import LocalThrottle, Priority, RedisThrottle
+from scheduler.throttle import LocalThrottle, Priority, RedisThrottle, Slot
 from tests import services
 
 AnyThrottle = RedisThrottle | LocalThrottle
 
 
 def _simulate_slots(
-    mps: int, senders: int, latencies: list[float], seed: int, duration: float, *, honest: bool = True
+    mps: int, senders: int, latencies: list[float], seed: int, duration: float, *, honest: bool = True,
+    lead: float = 0.0, horizon: float = 0.0, marks: Sequence[float] = (0.0,),
 ) -> tuple[list[float], list[float]]:
-    """Event-driven: ``senders`` take slots in batches; each send arrives at Meta at an adversarial moment
-    between its grant and its response (one latency later). Returns (grant times, arrival times).
+    """Event-driven: ``senders`` take slots in batches; a sender spends a mark time (from ``marks``) before
+    it may send, then waits for its slot's start, and its request arrives at Meta at an adversarial moment
+    between sending and its response (one latency later). Returns (send times, arrival times).
 
-    ``honest=False`` settles every slot at its grant instead of its response, which is what a throttle
+    ``honest=False`` settles every slot at its start instead of its response, which is what a throttle
     counting grants does; the test below shows that breaks the cap.
     """
     pacing = Pacing(mps, 0.0)
@@ -38,7 +40,7 @@ def _simulate_slots(
     rng = random.Random(seed)
     ids = itertools.count()
     responses: list[tuple[float, str]] = []
-    grants: list[float] = []
+    sends: list[float] = []
     arrivals: list[float] = []
     free, now, k = senders, 0.0, 0
     while now <= duration:
@@ -49,21 +51,24 @@ def _simulate_slots(
         wait = 0.001
         if free:
             slots, decision = ratemath.grant_slots(
-                state, pacing, now, free, hold=30.0, interactive_waiting=False, mint=lambda _i: f"s{next(ids)}")
-            for slot in slots:
+                state, pacing, now, free, hold=30.0, lead=lead, horizon=horizon, interactive_waiting=False,
+                mint=lambda _i: f"s{next(ids)}")
+            for slot, start in slots:
+                assert start >= now + lead
                 latency = latencies[k % len(latencies)]
+                sent = max(start, now + marks[k % len(marks)])
                 k += 1
-                arrivals.append(rng.choice([now, now + latency, now + rng.uniform(0, latency)]))
-                grants.append(now)
-                heapq.heappush(responses, (now + latency, slot))
+                arrivals.append(rng.choice([sent, sent + latency, sent + rng.uniform(0, latency)]))
+                sends.append(sent)
+                heapq.heappush(responses, (sent + latency, slot))
                 if not honest:
-                    ratemath.settle(state, slot, now)
+                    ratemath.settle(state, slot, start)
             free -= len(slots)
             if not slots:
                 wait = max(decision.wait, 1e-6)  # float rounding must not stall the clock
         next_response = responses[0][0] if responses else now + wait
         now = min(now + wait, next_response) if free else next_response
-    return grants, arrivals
+    return sends, arrivals
 
 
 @settings(max_examples=60, deadline=None)
@@ -80,6 +85,26 @@ def test_slots_never_exceed_mps_in_any_window_of_arrivals(
     assert max_in_window(arrivals, 1.0) <= mps
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    mps=st.sampled_from([1, 5, 80, 1000]),
+    senders=st.integers(1, 40),
+    latencies=st.lists(st.floats(0.0, 0.4), min_size=1, max_size=30),
+    marks=st.lists(st.floats(0.0, 0.1), min_size=1, max_size=10),
+    lead=st.floats(0.0, 0.06),
+    horizon=st.floats(0.0, 0.02),
+    seed=st.integers(0, 2**16),
+)
+def test_slots_granted_ahead_never_exceed_mps_whatever_the_marks_take(
+    mps: int, senders: int, latencies: list[float], marks: list[float], lead: float, horizon: float, seed: int
+) -> None:
+    # A mark longer than the lead sends late (rate lost), shorter waits for the slot's start: either way
+    # the cap holds where Meta counts.
+    _, arrivals = _simulate_slots(mps, senders, latencies, seed, duration=2.5, lead=lead, horizon=horizon,
+                                  marks=marks)
+    assert max_in_window(arrivals, 1.0) <= mps
+
+
 def test_counting_grants_instead_of_responses_breaks_the_cap_under_jitter() -> None:
     # Same senders, same latencies: only the settlement differs. Guards the test above against passing
     # for reasons that have nothing to do with the arrival bound.
@@ -91,9 +116,37 @@ def test_counting_grants_instead_of_responses_breaks_the_cap_under_jitter() -> N
 @pytest.mark.parametrize("mps", [5, 80, 1000])
 def test_slots_reach_the_cap_less_only_the_latency(mps: int) -> None:
     latency = 0.004
-    grants, arrivals = _simulate_slots(mps, 64, [latency], 1, duration=4.0)
+    sends, arrivals = _simulate_slots(mps, 64, [latency], 1, duration=4.0)
     assert max_in_window(arrivals, 1.0) <= mps
-    assert achieved_rate(grants) >= 0.99 * mps / (1 + latency)
+    assert achieved_rate(sends) >= 0.99 * mps / (1 + latency)
+
+
+@pytest.mark.parametrize("mps", [80, 1000])
+def test_a_mark_within_the_lead_costs_no_rate(mps: int) -> None:
+    # Senders spend 5-15 ms on their mark before each request: granted without a lead they would run at
+    # 1 / (1 + latency + mark) of the cap; with a 20 ms lead the mark is not counted.
+    latency, marks = 0.002, [0.005, 0.015, 0.01]
+    without, _ = _simulate_slots(mps, 160, [latency], 1, duration=4.0, marks=marks)
+    sends, arrivals = _simulate_slots(mps, 160, [latency], 1, duration=4.0, marks=marks, lead=0.02,
+                                      horizon=0.01)
+    assert max_in_window(arrivals, 1.0) <= mps
+    assert achieved_rate(sends) >= 0.99 * mps / (1 + latency)
+    assert achieved_rate(sends) > achieved_rate(without)
+
+
+def test_a_slot_is_granted_ahead_for_the_moment_the_cap_frees_it() -> None:
+    pacing = Pacing(2, 0.0)
+    state = NumberState()
+    ((a, _),), _ = ratemath.grant_slots(state, pacing, 0.0, 1, 5.0, interactive_waiting=False, mint=str)
+    ((b, _),), _ = ratemath.grant_slots(state, pacing, 0.5, 1, 5.0, interactive_waiting=False, mint=lambda _: "b")
+    ratemath.settle(state, a, 0.1)
+    ratemath.settle(state, b, 0.5)
+    # The first place frees at 1.1: refused at 1.05 without a horizon, granted for 1.1 with one.
+    _, refused = ratemath.grant_slots(state, pacing, 1.05, 2, 5.0, interactive_waiting=False, mint=str)
+    assert refused.reason is Reason.WINDOW and refused.wait == pytest.approx(0.05)
+    slots, _ = ratemath.grant_slots(state, pacing, 1.05, 2, 5.0, horizon=0.1, interactive_waiting=False,
+                                    mint=str)
+    assert [start for _, start in slots] == [pytest.approx(1.1)]  # the second place frees only at 1.5
 
 
 def test_grant_slots_grants_a_batch_bounded_by_the_pacer_and_the_cap() -> None:
@@ -119,7 +172,7 @@ def test_grant_slots_yields_to_a_waiting_reply() -> None:
 def test_an_unsettled_slot_holds_its_place_until_its_hold_and_a_released_one_frees_it() -> None:
     pacing = Pacing(1, 0.0)
     state = NumberState()
-    (first,), _ = ratemath.grant_slots(state, pacing, 0.0, 1, 5.0, interactive_waiting=False, mint=str)
+    ((first, _),), _ = ratemath.grant_slots(state, pacing, 0.0, 1, 5.0, interactive_waiting=False, mint=str)
     _, blocked = ratemath.grant_slots(state, pacing, 3.0, 1, 5.0, interactive_waiting=False, mint=str)
     assert blocked.reason is Reason.WINDOW and blocked.wait == pytest.approx(3.0)  # 0 + 5 hold + 1 - 3
     ratemath.settle(state, first, 0.5)
@@ -152,23 +205,25 @@ async def throttle(request: pytest.FixtureRequest) -> AsyncIterator[AnyThrottle]
 
 
 async def _send_with_slots(throttle: AnyThrottle, key: str, mps: int, total: int,
-                           latencies: list[float]) -> list[float]:
+                           latencies: list[float], lead: float = 0.0, horizon: float = 0.0) -> list[float]:
     """Send ``total`` fake messages through slots; each "arrives" at a moment between grant and response."""
     arrivals: list[float] = []
     settled: list[tuple[str, float]] = []
     tasks: set[asyncio.Task[None]] = set()
     rng = random.Random(3)
 
-    async def send(slot: str, latency: float) -> None:
+    async def send(slot: Slot, latency: float) -> None:
+        await slot.wait()
         await asyncio.sleep(latency * rng.random())
         arrivals.append(time.monotonic())
         await asyncio.sleep(latency * rng.random())
-        settled.append((slot, time.monotonic()))
+        settled.append((slot.id, time.monotonic()))
 
     sent = 0
     while sent < total:
         batch, settled[:] = list(settled), []
-        slots = await throttle.acquire_slots(key, mps, min(8, total - sent), hold=10.0, settled=batch)
+        slots = await throttle.acquire_slots(key, mps, min(8, total - sent), hold=10.0, lead=lead,
+                                             horizon=horizon, settled=batch)
         for slot in slots:
             task = asyncio.create_task(send(slot, latencies[sent % len(latencies)]))
             tasks.add(task)
@@ -178,10 +233,12 @@ async def _send_with_slots(throttle: AnyThrottle, key: str, mps: int, total: int
     return arrivals
 
 
-@pytest.mark.parametrize("mps", [5, 80])
-async def test_slots_keep_the_cap_on_arrivals_with_slow_and_jittery_responses(throttle: AnyThrottle,
-                                                                              mps: int) -> None:
-    arrivals = await _send_with_slots(throttle, "100000000000501", mps, mps * 2 + 1, [0.0, 0.15, 0.02, 0.3])
+@pytest.mark.parametrize(("mps", "lead", "horizon"), [(5, 0.0, 0.0), (80, 0.0, 0.0), (80, 0.03, 0.01)])
+async def test_slots_keep_the_cap_on_arrivals_with_slow_and_jittery_responses(
+    throttle: AnyThrottle, mps: int, lead: float, horizon: float
+) -> None:
+    arrivals = await _send_with_slots(throttle, "100000000000501", mps, mps * 2 + 1, [0.0, 0.15, 0.02, 0.3],
+                                      lead, horizon)
     assert len(arrivals) == mps * 2 + 1
     assert max_in_window(arrivals, 1.0) <= mps
 
@@ -201,6 +258,16 @@ async def test_a_reply_is_granted_while_slots_saturate_the_number(throttle: AnyT
 async def test_unused_slots_are_given_back(throttle: AnyThrottle) -> None:
     key = "100000000000503"
     slots = await throttle.acquire_slots(key, 1, 1, hold=30.0)
-    await throttle.settle(key, [], unused=slots)
+    await throttle.settle(key, [], unused=[slot.id for slot in slots])
     # The one slot of a 1-mps number is free again at once, not after its 30 s hold.
     assert len(await asyncio.wait_for(throttle.acquire_slots(key, 1, 1, hold=30.0), timeout=3)) == 1
+
+
+async def test_a_slot_granted_with_a_lead_starts_no_sooner(throttle: AnyThrottle) -> None:
+    asked = time.monotonic()
+    slots = await throttle.acquire_slots("100000000000504", 80, 4, hold=5.0, lead=0.05, horizon=0.01)
+    assert slots and all(slot.not_before >= asked + 0.05 for slot in slots)
+    # The pacer's 20 ms catch-up lets two start at once and a third 5 ms later; the fourth would start
+    # 17.5 ms after the first, beyond the 10 ms horizon.
+    assert len(slots) == 3
+    assert slots[2].not_before - slots[0].not_before == pytest.approx(0.005, abs=0.001)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -38,6 +39,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_UNAVAILABLE
     app = create_app(settings, run_migrations=not args.no_migrate, workers=role != "web",
                      webhooks=role != "worker", components=default_components(settings, role=role))
+    app.on_startup.append(_freeze_heap)
     try:
         web.run_app(app, host=host, port=port,
                     print=lambda _: log.info("listening on http://%s:%s (role %s)", host, port, role))
@@ -47,6 +49,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"serve: {bind_error(host, port, exc)}", file=sys.stderr)  # taken between the check and now
         return EXIT_UNAVAILABLE
     return 0
+
+
+async def _freeze_heap(_app: object) -> None:
+    """What is alive once the server has started lives as long as the process: keep the garbage collector
+    from scanning it again (a full collection of a started server's heap stops the event loop for about
+    100 ms, in the middle of a campaign or a customer's message)."""
+    gc.collect()
+    gc.freeze()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

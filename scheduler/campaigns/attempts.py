@@ -23,29 +23,28 @@ from storage.models import CampaignRecipient, utcnow
 log = logging.getLogger(__name__)
 R = CampaignRecipient
 
-MAX_LEAD = 0.06  # a slower database delays the request past its slot (rate lost), never before it
+MAX_LEAD = 0.06  # a slower database delays requests past their slots (rate lost), never before them
 
 
 @dataclass
-class Latency:
-    """A running estimate of how long a sender waits for its mark.
+class Lead:
+    """How long before its request a sender takes its throttle slot: the 95th percentile of its waits for
+    the mark, tracked a step at a time (no samples kept).
 
-    It starts high and learns downwards. A lead that shrinks costs nothing, but one that grows while the
-    pacer (not the window) sets the pace, as in a run's first second, leaves a gap between sends that the
-    sliding window then repeats every second after.
+    It starts high and moves slowly. A lead that shrinks costs nothing, but one that grows while the
+    pacer (not the window) sets the pace, as in a run's first second, leaves a gap between sends; a mark
+    that outlasts the lead delays its send (rate lost) but never brings it forward.
     """
 
-    mean: float = 0.03
-    deviation: float = 0.01
-    weight: float = 0.05
+    value: float = 0.05
+    quantile: float = 0.95
+    step: float = 0.0005
 
     def add(self, seconds: float) -> None:
-        self.deviation += self.weight * (abs(seconds - self.mean) - self.deviation)
-        self.mean += self.weight * (seconds - self.mean)
-
-    def high(self) -> float:
-        """A wait most marks stay under (taking a slot too early costs a sender's idle time, too late rate)."""
-        return min(MAX_LEAD, max(0.0, self.mean + 2 * self.deviation))
+        if seconds > self.value:
+            self.value = min(MAX_LEAD, self.value + self.step * self.quantile)
+        else:
+            self.value = max(0.0, self.value - self.step * (1 - self.quantile))
 
 
 @dataclass
@@ -63,11 +62,11 @@ class AttemptMarks:
         self._sessions = sessions
         self._waiting: list[_Mark] = []
         self._flusher: asyncio.Task[None] | None = None
-        self.latency = Latency()
+        self._lead = Lead()
 
     def lead(self) -> float:
         """How long before its request a sender should take its throttle slot."""
-        return self.latency.high()
+        return self._lead.value
 
     async def before_send(self, rec: Claimed, owner: int | None, retry_in: float) -> Result | None:
         """None when rec may be sent now (its attempt is committed); else the result to record instead:
@@ -91,7 +90,7 @@ class AttemptMarks:
             self._flusher = asyncio.create_task(self._flush())
         started = time.monotonic()
         marked = await asyncio.shield(done)
-        self.latency.add(time.monotonic() - started)
+        self._lead.add(time.monotonic() - started)
         return marked
 
     async def _flush(self) -> None:
