@@ -15,7 +15,7 @@ with `python -m bot campaign create …` while they run, as an operator's script
 Figures per campaign, from the stand-in's arrival stamps: achieved rate ÷ cap (first to last send), the
 most sends in any sliding one-second window, 130429 refusals, recipients sent twice, and each process's
 share (from its /metrics). The baseline is the cap itself: a campaign send counts against the cap from
-its grant until its response is back (the latest moment it can have reached Meta), so a saturated number
+its start until its response is back (the latest moment it can have reached Meta), so a saturated number
 runs at 1 / (1 + response latency) of the cap, whatever the jitter or the CPU load. ``--hog N`` runs N
 busy processes beside the bridge for the whole measurement.
 """

@@ -11,22 +11,23 @@ Two mechanisms work together:
 * a sliding log of recent sends is the hard cap (below). It is exact over any window, not aligned
   buckets, whatever the pacer's catch-up allows.
 
-Meta counts arrivals, not grants, and a request reaches Meta at some unknown moment between its grant
-and the return of its response. So the log holds, for every recent send, the latest moment it can have
-arrived (its *bound*), and a grant at ``now`` is refused while ``mps`` bounds lie after ``now - 1 s``.
-That is exact whatever the latency: if some one-second window at Meta held ``mps + 1`` arrivals, the last
-of them to be granted would have seen the other ``mps`` with bounds after its own grant minus one second.
+Meta counts arrivals, not grants, and a request reaches Meta at some unknown moment between its *start*
+(the moment it was granted for; its sender sends no earlier) and the return of its response. So the log
+holds, for every recent send, the latest moment it can have arrived (its *bound*), and a send may start
+at ``s`` only while fewer than ``mps`` bounds lie after ``s - 1 s``. That is exact whatever the latency:
+if some one-second window at Meta held ``mps + 1`` arrivals, the last of them to be granted would have
+seen the other ``mps`` with bounds after its own start minus one second.
 
 Where the bound comes from:
 
-* a *slot* (``grant_slots``, the campaign path) is in flight with the bound ``grant + hold`` (the longest
+* a *slot* (``grant_slots``, the campaign path) is in flight with the bound ``start + hold`` (the longest
   a request can take); ``settle`` lowers it to the moment its response came back. A saturated number then
   runs at ``mps / (1 + latency)``: 0.99 of the cap at the 10 ms of a near Graph API, whatever the jitter.
-  A slot may be granted with a *lead*: its sender promises not to send before ``grant + lead`` and the slot
-  is checked and counted as of that moment, so what the sender does between grant and request (commit the
-  attempt) is not latency. The proof above holds with "grant" read as "the moment checked";
-* a plain grant (``decide``, replies and other single sends that do not report back) gets the bound
-  ``grant + margin``: jitter under ``margin`` is absorbed, at ``1 / (1 + margin)`` of the cap.
+  Slots are scheduled (``schedule``): each gets the earliest start the penalty, the pacer and the log
+  allow, from ``now + lead`` (what its sender does first, committing the attempt, is then not latency) to
+  ``horizon`` later (a place the log frees between two requests is not lost to the time between them);
+* a plain grant (``decide``, replies and other single sends that do not report back) starts at once with
+  the bound ``now + margin``: jitter under ``margin`` is absorbed, at ``1 / (1 + margin)`` of the cap.
 """
 
 from __future__ import annotations

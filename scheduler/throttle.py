@@ -81,9 +81,9 @@ class Slot:
     id: str
     not_before: float = 0.0
 
-    async def wait(self) -> None:
-        """Sleep until the slot may be used."""
-        delay = self.not_before - time.monotonic()
+    async def wait(self, ahead: float = 0.0) -> None:
+        """Sleep until ``ahead`` seconds before the slot may be used."""
+        delay = self.not_before - ahead - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
 

@@ -344,6 +344,8 @@ class CampaignRunner:
             except ThrottleUnavailable as exc:
                 log.warning("campaign run %s: throttle unavailable (%s); retrying later", ctx.run_id, exc)
                 return Result(rec, Outcome.RETRY, delay=self.config.backoff_base, note=str(exc))
+            # Mark no earlier than needed: a crash between mark and request leaves the recipient `unknown`.
+            await slot.wait(ahead=self._marks.lead())
             held = await self._marks.before_send(rec, self._owner(), self.config.backoff_base)
             if held is not None:
                 slots.give_back(slot)
