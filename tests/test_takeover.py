@@ -3,6 +3,7 @@ recipients are taken over within a second of the silence, and what the old owner
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -144,3 +145,31 @@ async def test_a_process_that_may_have_lost_its_claim_posts_nothing(aiohttp_clie
         async with deps.sessions() as s:
             row = await s.get(SlackOutbox, item.id)
             assert row is not None and row.done_at is None and (row.result or {}).get("uncertain") is True
+
+
+async def test_marks_committed_together_are_matched_one_by_one(db_url: str) -> None:
+    # Senders granted at the same moment share one commit: each mark still matches its own claim (owner and
+    # fence), so one taken over in the same batch is refused while the others go ahead.
+    db = await open_db(make_settings(db_url))
+    try:
+        cid = await make_campaign(db, numbers(4))
+        run_id = await start_run(db, cid)
+        owner = await liveness.register(db.sessions, "sender")
+        async with db.sessions() as s, s.begin():
+            await s.execute(update(CampaignRecipient).where(CampaignRecipient.run_id == run_id)
+                            .values(status="sending", owner_id=owner, fence=1, attempts=1))
+        async with db.sessions() as s:
+            ids = sorted((await s.scalars(select(CampaignRecipient.id))).all())
+        async with db.sessions() as s, s.begin():
+            # Taken over and claimed again by someone else (a later fence), and one already settled.
+            await s.execute(update(CampaignRecipient).where(CampaignRecipient.id == ids[1]).values(fence=2))
+            await s.execute(update(CampaignRecipient).where(CampaignRecipient.id == ids[3]).values(status="sent"))
+        marks = AttemptMarks(db.sessions)
+        results = await asyncio.gather(*(marks.mark(i, owner, 1) for i in ids))
+        assert results == [True, False, True, False]
+        async with db.sessions() as s:
+            marked = set((await s.scalars(select(CampaignRecipient.id)
+                                          .where(CampaignRecipient.attempted_at.is_not(None)))).all())
+        assert marked == {ids[0], ids[2]}
+    finally:
+        await db.close()

@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler.campaigns.policy import Claimed, Outcome, Result
@@ -108,15 +108,24 @@ class AttemptMarks:
                     m.done.set_result(m.recipient_id in marked)
 
     async def _write(self, batch: list[_Mark]) -> set[int]:
+        """One statement for the recipients claimed with an owner (matched on owner and fence), one for
+        those without; returns the ids marked."""
         now = utcnow()
+        fenced: dict[int | None, list[tuple[int, int | None]]] = {}
+        plain: list[int] = []
+        for m in batch:
+            if m.owner is None:
+                plain.append(m.recipient_id)
+            else:
+                fenced.setdefault(m.owner, []).append((m.recipient_id, m.fence))
+        sending = R.status == RecipientStatus.SENDING.value
+        statements = [update(R).where(R.id.in_(plain), sending)] if plain else []
+        statements += [update(R).where(tuple_(R.id, R.fence).in_(pairs), R.owner_id == owner, sending)
+                       for owner, pairs in fenced.items()]
         marked: set[int] = set()
         async with self._sessions() as session, session.begin():
-            for m in batch:
-                where = [R.id == m.recipient_id, R.status == RecipientStatus.SENDING.value]
-                if m.owner is not None:
-                    where += [R.owner_id == m.owner, R.fence == m.fence]
-                result = await session.execute(update(R).where(*where).values(attempted_at=now)
+            for statement in statements:
+                result = await session.execute(statement.values(attempted_at=now).returning(R.id)
                                                .execution_options(synchronize_session=False))
-                if result.rowcount:  # type: ignore[attr-defined]
-                    marked.add(m.recipient_id)
+                marked.update(result.scalars().all())
         return marked
