@@ -104,17 +104,21 @@ async def test_a_post_whose_owner_died_mid_attempt_is_looked_up_before_posting_a
             assert row is not None and row.done_at is not None and "late" not in (row.result or {})
 
 
+async def _claimed_by(db: Any, count: int, name: str) -> tuple[int, list[int]]:
+    """A run of ``count`` recipients, all `sending` under one claim (fence 1) of a worker named ``name``."""
+    run_id = await start_run(db, await make_campaign(db, numbers(count)))
+    owner = await liveness.register(db.sessions, name)
+    async with db.sessions() as s, s.begin():
+        await s.execute(update(CampaignRecipient).where(CampaignRecipient.run_id == run_id)
+                        .values(status="sending", owner_id=owner, fence=1, attempts=1))
+    async with db.sessions() as s:
+        return owner, sorted((await s.scalars(select(CampaignRecipient.id))).all())
+
+
 async def test_recipients_taken_over_cannot_be_marked_or_recorded_by_their_old_sender(db_url: str) -> None:
     db = await open_db(make_settings(db_url))
     try:
-        cid = await make_campaign(db, numbers(2))
-        run_id = await start_run(db, cid)
-        old = await liveness.register(db.sessions, "old")
-        async with db.sessions() as s, s.begin():
-            await s.execute(update(CampaignRecipient).where(CampaignRecipient.run_id == run_id)
-                            .values(status="sending", owner_id=old, fence=1, attempts=1))
-        async with db.sessions() as s:
-            ids = sorted((await s.scalars(select(CampaignRecipient.id))).all())
+        old, ids = await _claimed_by(db, 2, "old")
         marks = AttemptMarks(db.sessions)
         assert await marks.mark(ids[0], old, 1)
         await _go_silent(db.sessions, old)
@@ -152,14 +156,7 @@ async def test_marks_committed_together_are_matched_one_by_one(db_url: str) -> N
     # fence), so one taken over in the same batch is refused while the others go ahead.
     db = await open_db(make_settings(db_url))
     try:
-        cid = await make_campaign(db, numbers(4))
-        run_id = await start_run(db, cid)
-        owner = await liveness.register(db.sessions, "sender")
-        async with db.sessions() as s, s.begin():
-            await s.execute(update(CampaignRecipient).where(CampaignRecipient.run_id == run_id)
-                            .values(status="sending", owner_id=owner, fence=1, attempts=1))
-        async with db.sessions() as s:
-            ids = sorted((await s.scalars(select(CampaignRecipient.id))).all())
+        owner, ids = await _claimed_by(db, 4, "sender")
         async with db.sessions() as s, s.begin():
             # Taken over and claimed again by someone else (a later fence), and one already settled.
             await s.execute(update(CampaignRecipient).where(CampaignRecipient.id == ids[1]).values(fence=2))
