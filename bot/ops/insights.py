@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from enum import StrEnum
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from bot.core.window import WINDOW
@@ -153,13 +154,18 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
+class Labelled(Protocol):
+    @property
+    def label(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class ConversationInput:
     """A conversation's identity and its events, as the caller loaded them."""
 
     conversation_id: int
     channel: str
-    customer: str
+    customer: str | Labelled  # a label, or what makes one when the customer is shown (formatting costs)
     events: tuple[Event, ...]
     thread: tuple[str, str] | None = None  # (Slack channel, thread ts)
 
@@ -219,7 +225,8 @@ def figures(conversations: Iterable[ConversationInput], *, since: datetime, now:
         replies.update(r.responder for r in t.replies if since <= r.at <= now)
         open_wait = t.open_wait
         if open_wait is not None and open_wait.started_at <= now:
-            waiting.append(Waiting(conv.conversation_id, conv.channel, conv.customer, open_wait.started_at,
+            customer = conv.customer if isinstance(conv.customer, str) else conv.customer.label
+            waiting.append(Waiting(conv.conversation_id, conv.channel, customer, open_wait.started_at,
                                    elapsed(open_wait.started_at, now), open_wait.last_customer_at + WINDOW,
                                    open_wait.ref, conv.thread))
     waiting.sort(key=lambda w: (w.since, w.conversation_id))
