@@ -348,6 +348,9 @@ class CampaignRunner:
             # twice the lead, as a mark that outlasts its slot's start costs rate (measured: with one lead,
             # 0.983-0.997 of a 1,000-mps cap; with two, 0.993-0.997, as when marking at the grant).
             await slot.wait(ahead=2 * self._marks.lead())
+            if state.stopped.is_set():  # paused or cancelled meanwhile: not attempted
+                slots.give_back(slot)
+                return Result(rec, Outcome.RELEASE)
             held = await self._marks.before_send(rec, self._owner(), self.config.backoff_base)
             if held is not None:
                 slots.give_back(slot)
