@@ -14,6 +14,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
+from bot.core.waits import wait_until
 from scheduler.throttle import Slot, Throttle, ThrottleUnavailable
 
 log = logging.getLogger(__name__)
@@ -127,5 +128,4 @@ class SlotDispenser:
             if not slots and wait > MIN_GAP:
                 # Refused: a slot settling here may be what the cap was waiting for (its bound in the
                 # throttle is still its hold), so look again as soon as one does.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._news.wait(), timeout=wait - MIN_GAP)
+                await wait_until(self._news.wait(), wait - MIN_GAP)

@@ -207,7 +207,7 @@ async def test_opted_out_contacts_get_no_marketing(db_url: str, redis_client: An
     rows = await recipients(db, run_id)
     if skipped:
         assert {w for w, r in rows.items() if r.status == "skipped"} == set(audience[:3])
-        assert [s.to for s in graph.sends] == audience[3:]
+        assert sorted(s.to for s in graph.sends) == audience[3:]  # concurrent senders: any order
     else:
         assert {r.status for r in rows.values()} == {"sent"}
     await db.close()

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.bridge import webhook_batch
 from bot.bridge.meta_events import EventContext, apply_event
 from bot.core.metrics import Metrics
+from bot.core.waits import wait_until
 from bot.meta.parser import event_type_of, parse_delivery
 from storage import webhook_logs
 from storage.fencing import FencedOut
@@ -87,10 +88,7 @@ class WebhookWorker:
                 # a moment and are applied by the hundred instead; a full batch means a backlog, no wait.
                 await asyncio.sleep(self._bulk_linger)
             elif done == 0:
-                try:
-                    await asyncio.wait_for(wake.wait(), timeout=self._poll)
-                except TimeoutError:
-                    pass
+                await wait_until(wake.wait(), self._poll)
                 wake.clear()
 
     async def process_available(self, *, lanes: Sequence[Lane] = LANES) -> int:

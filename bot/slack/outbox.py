@@ -39,6 +39,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Executable
 
+from bot.core.waits import wait_until
 from bot.deps import Deps
 from bot.slack.backlog import estimate, owed_per_channel
 from bot.slack.outbox_policy import COALESCED_KINDS, Action, Backoff, decide, priority_of
@@ -452,8 +453,7 @@ class OutboxWorker:
                     await self._start_queued()
                 if claimed and len(claimed) == want and len(self._tasks) < self.concurrency:
                     continue  # there may be more heads ready
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                await wait_until(self._wake.wait(), self.poll_interval)
                 self._wake.clear()
         finally:
             self.deps.outbox_waker.detach(self.wake)

@@ -10,12 +10,12 @@ processes posting into one channel share Slack's allowance, and the rare 429 tha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bot.core.waits import wait_until
 from bot.slack.pacing import SLACK_LIMITS, Bucket, Limit, limit_key
 
 Key = tuple[str, str]
@@ -76,8 +76,7 @@ class Pacer:
                         heapq.heappop(heap)
                         return
                     # Woken early if someone more urgent arrives and takes the head, or a pause changes.
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(event.wait(), timeout=wait)
+                    await wait_until(event.wait(), wait)
                 else:
                     await event.wait()
         finally:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from bot.core.waits import wait_until
 from scheduler.campaigns.policy import Claimed, Result
 
 T = TypeVar("T")
@@ -44,8 +45,7 @@ class RunState:
         raise Stopped()
 
     async def sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopped.wait(), timeout=max(0.0, seconds))
+        await wait_until(self.stopped.wait(), max(0.0, seconds))
 
 
 class Stopped(Exception):
@@ -127,6 +127,8 @@ class Pipe:
 
 
 async def _wait(cond: asyncio.Condition, state: RunState) -> None:
-    # A short timeout re-checks the run's status even when nobody notifies.
+    # A short timeout re-checks the run's status even when nobody notifies. Not wait_until: under
+    # asyncio.timeout a Condition's wait, cancelled while it takes the lock back, stalled senders for seconds;
+    # a cancellation wait_for loses here is caught by that re-check.
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(cond.wait(), timeout=0.1)

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import ChannelSettings, Settings
 from bot.core.metrics import Metrics
+from bot.core.waits import wait_until
 from bot.meta.errors import GraphError, SendAction
 from bot.meta.graph import GraphClient
 from bot.meta.sender import TemplateBody, TemplateSender
@@ -147,8 +148,7 @@ class CampaignRunner:
                     raise
                 except Exception:
                     log.exception("campaign runner loop failed; retrying")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.config.poll)
+                await wait_until(self._wake.wait(), self.config.poll)
                 self._wake.clear()
         finally:
             for task in self._tasks.values():
@@ -279,8 +279,7 @@ class CampaignRunner:
             with contextlib.suppress(Exception):
                 await self._graph.get_phone_number(pnid, ctx.channel.access_token, fields=("id",))
 
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(touch() for _ in range(connections))), timeout=5)
+        await wait_until(asyncio.gather(*(touch() for _ in range(connections))), 5)
         self._graph_used[pnid] = loop.time()
 
     async def _feeder(self, ctx: RunContext, state: RunState, pipe: Pipe, size: int) -> None:
@@ -309,8 +308,7 @@ class CampaignRunner:
         loop = asyncio.get_running_loop()
         last_refresh = loop.time()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(pipe.flush_now.wait(), timeout=0.05)
+            await wait_until(pipe.flush_now.wait(), 0.05)
             pipe.flush_now.clear()
             await self._flush(ctx, pipe)
             if pipe.closed:
