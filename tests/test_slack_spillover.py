@@ -35,7 +35,7 @@ async def _campaign_sent_to(b: Bridge, wa_id: str, wamid: str) -> None:
                             language="en", schedule_kind="now")
         s.add(campaign)
         await s.flush()
-        run = CampaignRun(campaign_id=campaign.id, scheduled_for=utcnow())
+        run = CampaignRun(campaign_id=campaign.id, scheduled_for=utcnow(), status="done", finished_at=utcnow())
         s.add(run)
         await s.flush()
         s.add(CampaignRecipient(run_id=run.id, wa_id=wa_id, wamid=wamid, status="sent"))
