@@ -130,12 +130,6 @@ class ArrivalLog:
             heap.clear()
         return len(self.bounds)
 
-    def sorted_bounds(self, now: float) -> list[float]:
-        """Bounds still within a window of ``now``, oldest first."""
-        self.live(now)
-        return sorted(self.bounds.values())
-
-
 @dataclass
 class NumberState:
     """Throttle state of one number: pacer, arrival log of recent sends and any penalty."""
@@ -168,11 +162,13 @@ def schedule(
     When none fits, the decision says how long until the first would.
     """
     at = now + lead
-    bounds = state.log.sorted_bounds(now)
-    first = len(bounds) - pacing.mps
+    want = min(want, pacing.mps)
+    first = state.log.live(now) - pacing.mps
+    # Sorted only when the log can bind one of these sends (it holds at least mps - want + 1 bounds).
+    bounds = sorted(state.log.bounds.values()) if first + want > 0 else []
     tat = state.tat
     starts: list[float] = []
-    for k in range(min(want, pacing.mps)):
+    for k in range(want):
         start, reason = at, Reason.OK
         if state.penalty_until > start:
             start, reason = state.penalty_until, Reason.PENALTY
@@ -185,8 +181,13 @@ def schedule(
                 return [], Decision(start - at - horizon, reason)
             break
         starts.append(start)
-        tat = max(tat, start - pacing.catch_up) + pacing.interval
+        tat = next_tat(tat, start, pacing)
     return starts, Decision(0.0, Reason.OK)
+
+
+def next_tat(tat: float, start: float, pacing: Pacing) -> float:
+    """The pacer after a send starting at ``start``: one interval on, from no further back than its catch-up."""
+    return max(tat, start - pacing.catch_up) + pacing.interval
 
 
 def a_window_after(t: float) -> float:
@@ -214,7 +215,7 @@ def decide(state: NumberState, pacing: Pacing, now: float, *, interactive: bool,
 
 def record_grant(state: NumberState, pacing: Pacing, now: float) -> None:
     """Advance the pacer and log a plain grant, whose arrival is assumed within ``margin`` of it."""
-    state.tat = max(state.tat, now - pacing.catch_up) + pacing.interval
+    state.tat = next_tat(state.tat, now, pacing)
     state.log.add(now + pacing.margin)
 
 
@@ -239,13 +240,13 @@ def grant_slots(
     waiter makes it yield, as in ``decide``.
     """
     if interactive_waiting:
-        starts, decision = schedule(state, pacing, now, lead=lead)
+        _, decision = schedule(state, pacing, now, lead=lead)
         return [], Decision(decision.wait + pacing.interval, Reason.YIELD)
     starts, decision = schedule(state, pacing, now, want, lead=lead, horizon=horizon)
     slots: list[tuple[str, float]] = []
     for i, start in enumerate(starts):
         slots.append((state.log.add(start + hold, mint(i)), start))
-        state.tat = max(state.tat, start - pacing.catch_up) + pacing.interval
+        state.tat = next_tat(state.tat, start, pacing)
     return slots, decision
 
 

@@ -345,7 +345,7 @@ class RedisThrottle(_PacedThrottle, Throttle):
         args += list(unused)
         count, wait_us, reason, now_us, *offsets = await self._run(self._acquire_script, self._keys(key), args)
         reason_text = reason.decode() if isinstance(reason, bytes) else str(reason)
-        starts = [int(o) / MICROS for o in offsets[: int(count)]]
+        starts = [int(o) / MICROS for o in offsets[: int(count)]]  # after the store's now
         return starts, ratemath.Decision(int(wait_us) / MICROS, Reason(reason_text)), int(now_us) / MICROS
 
     async def _attempt(
@@ -360,10 +360,10 @@ class RedisThrottle(_PacedThrottle, Throttle):
         self, key: str, pacing: Pacing, want: int, hold: float, prefix: str,
         settled: Sequence[tuple[str, float]], unused: Sequence[str], lead: float = 0.0, horizon: float = 0.0,
     ) -> tuple[list[float], ratemath.Decision]:
-        starts, decision, _ = await self._call(
+        offsets, decision, _ = await self._call(
             key, pacing, interactive=False, waiter="", want=want, hold=hold, prefix=prefix, lead=lead,
             horizon=horizon, settled=settled, unused=unused)
-        return starts, decision
+        return offsets, decision
 
     async def _withdraw(self, key: str, waiter: str) -> None:
         # Best effort: if this fails the entry expires on its own after the grace period.

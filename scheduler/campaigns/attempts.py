@@ -111,7 +111,7 @@ class AttemptMarks:
         """One statement for the recipients claimed with an owner (matched on owner and fence), one for
         those without; returns the ids marked."""
         now = utcnow()
-        fenced: dict[int | None, list[tuple[int, int | None]]] = {}
+        fenced: dict[int, list[tuple[int, int | None]]] = {}
         plain: list[int] = []
         for m in batch:
             if m.owner is None:
