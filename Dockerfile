@@ -10,7 +10,7 @@ WORKDIR /app
 
 # Only what `pip install .` needs: the project metadata and the three packages. The source is removed after
 # the install so that the installed package is the only copy Python can import.
-COPY pyproject.toml README.md /tmp/src/
+COPY pyproject.toml README.md LICENSE /tmp/src/
 COPY bot /tmp/src/bot
 COPY scheduler /tmp/src/scheduler
 COPY storage /tmp/src/storage

@@ -16,6 +16,7 @@ from bot.cli import campaign, onboarding, ops, report
 from bot.cli.base import EXIT_CONFIG, EXIT_UNAVAILABLE, Command, add_command, settings_from
 from bot.core.config import ConfigError
 from bot.core.logs import configure
+from bot.core.version import installed_version
 
 log = logging.getLogger("bot.serve")
 
@@ -115,6 +116,8 @@ def command_table() -> dict[str, Command]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wabridge", description="WhatsApp <-> Slack bridge")
+    parser.add_argument("--version", action="version", version=f"wabridge {installed_version()}",
+                        help="print the installed version and exit")
     parser.add_argument("--config", default=os.environ.get("WABRIDGE_CONFIG", "app.yaml"),
                         help="path to app.yaml (default: app.yaml or $WABRIDGE_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
