@@ -122,6 +122,10 @@ EXPECTED: dict[str, tuple[list[type], str]] = {
     "account_update_auth_intl": ([AccountUpdate], "account_update"),
     "account_update_partner_added": ([AccountUpdate], "account_update"),
     "phone_number_quality_throughput": ([QualityUpdate], "quality_update"),
+    "request_welcome": ([InboundMessage], "message"),
+    "referred_product": ([InboundMessage], "message"),
+    "interactive_undeliverable": ([InboundMessage], "message"),
+    "status_failed_131000": ([StatusUpdate], "status"),
     "batch": (
         [InboundMessage] * 3 + [StatusUpdate] * 2 + [InboundMessage] * 2 + [MessageEcho] * 2,
         "mixed",
@@ -826,3 +830,28 @@ def test_category_notice_reads_the_current_and_the_coming_category() -> None:
         "welcome_template (en-US) is UTILITY and becomes MARKETING on 2 May 2025: it will be billed as marketing")
     assert alert_texts.template_category(change)[1] == (
         "welcome_template (en-US) changed category: UTILITY → MARKETING; from now on it will be billed as marketing")
+
+
+# ---- issue 29: regressions -------------------------------------------------------------------------
+
+
+def test_request_welcome_is_its_own_kind() -> None:
+    m = only("request_welcome")
+    assert isinstance(m, InboundMessage)
+    assert (m.content.kind, m.content.original_type, m.content.problem) == ("request_welcome", "request_welcome", None)
+    assert m.from_wa_id == SUNIL and m.profile_name == "Sunil Verma"
+
+
+def test_referred_product_is_kept_in_the_context() -> None:
+    m = only("referred_product")
+    assert isinstance(m, InboundMessage) and m.content.text == "Is this still available?"
+    assert m.content.context is not None
+    assert m.content.context["referred_product"] == {"catalog_id": "194836987003835",
+                                                     "product_retailer_id": "di9ozbzfi4"}
+
+
+def test_interactive_message_meta_could_not_deliver_keeps_its_error() -> None:
+    m = only("interactive_undeliverable")
+    assert isinstance(m, InboundMessage)
+    assert (m.content.kind, m.content.original_type) == ("unsupported", "interactive")
+    assert [e.code for e in m.content.errors] == [131000]

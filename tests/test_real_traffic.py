@@ -264,13 +264,35 @@ async def test_call_permission_reply_and_calls_become_thread_notes(bridge: Bridg
     assert len(replies) == 6
 
 
-async def test_message_errors_become_a_thread_note_and_an_alert(bridge: Bridge) -> None:
+async def test_an_unsupported_message_is_one_line_in_the_thread_and_no_alert(bridge: Bridge) -> None:
     await bridge.webhook(fixture("unsupported"))
+    await bridge.webhook(fixture("unknown_type"))
     await settled(bridge)
-    alerts = await eventually(lambda: bridge.slack.messages("C0ALERTS"))
-    assert "131051" in all_text(alerts[0]) and "Message type is currently not supported" in all_text(alerts[0])
     _, replies = await thread_with(bridge, 2)
-    assert any("131051" in all_text(r) for r in replies)
+    await asyncio.sleep(0.2)
+    assert len(thread_posts(bridge, bridge.parents()[0])) == 2  # one line per message, no extra notes
+    assert "does not pass on to this app (*edit*)" in all_text(bridge.parents()[0])
+    assert all("Open WhatsApp on the phone" in all_text(r) for r in replies)
+    assert bridge.slack.messages("C0ALERTS") == []
+
+
+async def test_an_interactive_message_meta_could_not_deliver_says_so(bridge: Bridge) -> None:
+    await bridge.webhook(fixture("interactive_undeliverable"))
+    await settled(bridge)
+    parent, _ = await thread_with(bridge, 1)
+    shown = all_text(parent) + "".join(all_text(r) for r in thread_posts(bridge, parent))
+    assert "could not deliver here (Meta error 131000: Something went wrong)" in shown
+    assert "retrying" not in shown and "object is missing" not in shown
+    assert len(thread_posts(bridge, parent)) == 1 and bridge.slack.messages("C0ALERTS") == []
+
+
+async def test_request_welcome_and_a_product_question_read_as_sentences(bridge: Bridge) -> None:
+    await bridge.webhook(fixture("request_welcome"))
+    await bridge.webhook(fixture("referred_product"))
+    await settled(bridge)
+    texts = [all_text(p) + "".join(all_text(r) for r in thread_posts(bridge, p)) for p in bridge.parents()]
+    assert any("Opened the chat for the first time" in t and "Sunil Verma" in t for t in texts)
+    assert any("Asked about product *di9ozbzfi4* from catalog 194836987003835" in t for t in texts)
 
 
 async def test_echo_to_the_business_number_opens_no_thread(bridge: Bridge) -> None:
@@ -306,7 +328,7 @@ async def test_every_alert_from_every_fixture_reads_as_sentences(make_bridge: Br
     assert ":chart_with_upwards_trend: 915224000000 can now send faster" in joined
     assert "broke a WhatsApp policy. Violation info / Violation type: SCAM" in joined
     assert "visit_reminder (en) was edited" in joined
-    assert "Meta error 131000 (Something went wrong)" in joined
+    assert "Meta error 131000 (Something went wrong)" in joined and "retrying" not in joined
 
 
 def test_alert_post_escapes_and_uses_the_given_icon() -> None:

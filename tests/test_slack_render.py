@@ -105,7 +105,8 @@ def test_interactive_button_order_system_and_unsupported_are_readable() -> None:
             {"product_retailer_id": "SKU1", "quantity": 2, "item_price": 50, "currency": "INR"}]}),
                   "2 x SKU1 @ 50 INR"),
         "system": (_view("system", "Customer changed number"), "Customer changed number"),
-        "unsupported": (_view("unsupported", None, unsupported_type="poll", errors=[]), "Unsupported message: *poll*"),
+        "unsupported": (_view("unsupported", None, unsupported_type="poll", errors=[]),
+                        "WhatsApp does not pass on to this app (*poll*)"),
     }
     for name, (view, expected) in cases.items():
         assert expected in _shown(render.message_posts(view, CONTACT, CHANNEL)), name
@@ -168,3 +169,43 @@ def test_whatsapp_media_limits_explain_what_cannot_go() -> None:
     exe = whatsapp_kind("application/x-msdownload", 10, "setup.exe")
     assert exe.kind is None and "does not accept" in (exe.reason or "")
     assert whatsapp_kind(None, 10, "voice.ogg").kind == "audio"
+
+
+def test_an_unsupported_message_is_one_line_without_parser_wording() -> None:
+    err = {"code": 131051, "title": "Message type unknown", "message": "Message type unknown"}
+    posts = render.message_posts(_view("unsupported", None, unsupported_type="edit", original_type="unsupported",
+                                       errors=[err]), CONTACT, CHANNEL)
+    assert len(posts) == 1
+    shown = _shown(posts)
+    assert "a message of a kind WhatsApp does not pass on to this app (*edit*)" in shown
+    legacy = _shown(render.message_posts(_view("unsupported", None, original_type="unknown", errors=[err]),
+                                         CONTACT, CHANNEL))
+    assert "(*unknown*)" not in legacy and "does not pass on" in legacy
+    unread = _shown(render.message_posts(_view("unsupported", None, original_type="text",
+                                               problem="text: 'text' object is missing or not an object",
+                                               errors=[]), CONTACT, CHANNEL))
+    assert "could not read" in unread and "object is missing" not in unread
+
+
+def test_an_interactive_message_meta_could_not_deliver_says_so() -> None:
+    err = {"code": 131000, "title": "Something went wrong", "message": "Something went wrong"}
+    shown = _shown(render.message_posts(_view("unsupported", None, original_type="interactive", errors=[err],
+                                              problem="interactive: 'interactive' object is missing"),
+                                        CONTACT, CHANNEL))
+    assert "Sent an *interactive* message that WhatsApp could not deliver here (Meta error 131000: " \
+           "Something went wrong)" in shown
+    assert "retrying" not in shown and "object is missing" not in shown
+
+
+def test_a_failed_status_never_promises_a_retry() -> None:
+    note = render.failure_text(131000, "Something went wrong")
+    assert "retrying" not in note and "it is not retried: send it again if it still matters" in note
+
+
+def test_request_welcome_and_referred_product_read_as_sentences() -> None:
+    assert "Opened the chat for the first time" in _shown(render.message_posts(_view("request_welcome"), CONTACT,
+                                                                                 CHANNEL))
+    view = _view("text", "Is this still available?", context={
+        "id": "wamid.P", "referred_product": {"catalog_id": "194836987003835", "product_retailer_id": "di9ozbzfi4"}})
+    assert "Asked about product *di9ozbzfi4* from catalog 194836987003835" in _shown(
+        render.message_posts(view, CONTACT, CHANNEL))

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from bot.core.readable import day, day_time, flatten, label, sentence
 from bot.meta import events as ev
-from bot.meta.errors import explain, known_codes
+from bot.meta.errors import explain_reported, known_codes
 
 Alert = tuple[str, str]
 
@@ -177,7 +177,7 @@ def errors(errs: Sequence[ev.MetaError], where: str) -> Alert:
         line = f"Meta error {err.code} ({err.title or err.message or 'no title'})"
         if err.details:
             line += f": {err.details}"
-        meaning = explain(err.code) if err.code in known_codes() else ""
+        meaning = explain_reported(err.code, resend_hint=False) if err.code in known_codes() else ""
         if meaning and meaning.lower() not in line.lower():
             line += f". {meaning[:1].upper()}{meaning[1:]}"
         lines.append(line)

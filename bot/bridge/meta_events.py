@@ -167,8 +167,7 @@ async def on_inbound(session: AsyncSession, ctx: EventContext, e: ev.InboundMess
     conv = await session.get(Conversation, conv_id)
     if e.content.kind == "system" and conv is not None:
         await _system_change(session, ctx, e, conv)
-    if e.content.errors:
-        await _message_errors(session, ctx, e, conv_id)
+    # Meta's message-level errors are shown on the message's own post (one line, not a note and an alert).
     payload = (e.content.button or {}).get("payload") or (e.content.interactive or {}).get("id")
     change = opt_change(ctx.settings.opt_out, e.content.text, payload)
     if change is not None and conv is not None:
@@ -256,17 +255,6 @@ async def on_status(session: AsyncSession, ctx: EventContext, e: ev.StatusUpdate
                                 "error_title": err.title if err else None},
         order_ts=e.timestamp, conversation_id=conv.id if conv else None,
     )
-
-
-async def _message_errors(session: AsyncSession, ctx: EventContext, e: ev.InboundMessage, conv_id: int) -> None:
-    """Meta's message-level `errors[]`: a thread note, and the alert, with code, title and details."""
-    icon, text = alert_texts.errors(e.content.errors, "A customer's message could not be read")
-    await repo.enqueue_slack(session, dedupe_key=f"msgerrors:{e.wamid}", thread_key=f"conv:{conv_id}", kind="note",
-                             payload={"text": text, "conversation_id": conv_id}, order_ts=e.timestamp,
-                             conversation_id=conv_id)
-    await raise_alert_once(session, "errors", e.envelope.phone_number_id or e.envelope.waba_id,
-                           ",".join(str(err.code) for err in e.content.errors), text,
-                           dedupe=f"errors:{e.wamid}", icon=icon)
 
 
 def call_note(e: ev.CallEvent, tz: str) -> str | None:

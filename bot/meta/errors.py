@@ -166,6 +166,21 @@ def explain(code: int | None, subcode: int | None = None) -> str:
     return f"WhatsApp error {code}"
 
 
+_RETRIED = frozenset({SendAction.RETRY_BACKOFF, SendAction.THROTTLE, SendAction.RETRY_RECIPIENT_LATER})
+
+
+def explain_reported(code: int | None, *, resend_hint: bool = True) -> str:
+    """What an error Meta *reports* (a webhook) means. Nothing retries a reported error, so the sender's
+    "retrying" is replaced by what happened (and, with `resend_hint`, what a person can do)."""
+    entry = _entry(code)
+    if entry is None:
+        return "no reason given" if code is None else f"WhatsApp error {code}"
+    if entry.action in _RETRIED:
+        what = entry.explanation.split(":")[0]
+        return what + "; it is not retried: send it again if it still matters" if resend_hint else what
+    return entry.explanation
+
+
 def known_codes() -> frozenset[int]:
     """Every code with its own row in the table (for documentation and tests)."""
     return frozenset(_TABLE)

@@ -35,6 +35,7 @@ CONTENT_KINDS = frozenset(
         "order",
         "system",
         "revoke",
+        "request_welcome",
         "unsupported",
     }
 )

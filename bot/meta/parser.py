@@ -332,6 +332,11 @@ def _edit(m: dict, mtype: str, base: MessageContent) -> MessageContent:
                    context=content.context or base.context, errors=base.errors + content.errors)
 
 
+def _request_welcome(m: dict, mtype: str, base: MessageContent) -> MessageContent:
+    """The customer opened the chat for the first time (Meta's welcome-message trigger; no content)."""
+    return replace(base, kind="request_welcome")
+
+
 def _revoke(m: dict, mtype: str, base: MessageContent) -> MessageContent:
     o = _obj(m, "revoke")
     return replace(base, kind="revoke", revokes=_req_str(o, "original_message_id"))
@@ -353,6 +358,7 @@ _BUILDERS: dict[str, Callable[[dict, str, MessageContent], MessageContent]] = {
     "system": _system,
     "edit": _edit,
     "revoke": _revoke,
+    "request_welcome": _request_welcome,
 }
 
 
@@ -365,8 +371,10 @@ def _context(x: object) -> dict | None:
         "forwarded": x.get("forwarded") is True,
         "frequently_forwarded": x.get("frequently_forwarded") is True,
     }
-    if isinstance(x.get("referred_product"), dict):
-        ctx["referred_product"] = x["referred_product"]
+    product = x.get("referred_product")
+    if isinstance(product, dict):  # "Message business" on a product: which one the customer asks about
+        ctx["referred_product"] = {"catalog_id": _id(product.get("catalog_id")),
+                                   "product_retailer_id": _id(product.get("product_retailer_id"))}
     return ctx
 
 

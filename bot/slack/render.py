@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from bot.core.readable import epoch, flow_answers
-from bot.meta.errors import explain
+from bot.meta.errors import explain_reported
 from bot.slack import limits
 from bot.slack.limits import split_text
 
@@ -335,16 +335,40 @@ def body_text(view: MessageView, tz: str = "UTC") -> str:
         return escape(view.text or "")
     if kind == "revoke":
         return ":wastebasket: Deleted a message that is not in this thread"
-    # unsupported, unknown, or unreadable: say what it was
-    inner = c.get("unsupported_type") or c.get("original_type") or kind
-    reason = ""
+    if kind == "request_welcome":
+        return ":wave: Opened the chat for the first time"
+    return _unreadable(c, kind)
+
+
+# Kinds with a body of their own (errors Meta attaches to them go in the context line).
+CONTENT_SHOWN = frozenset({"text", "image", "audio", "video", "document", "sticker", "location", "contacts",
+                           "interactive", "button", "reaction", "order", "system", "revoke", "request_welcome"})
+
+# Types Meta names in `unsupported.type` / legacy `type`, as staff would say them.
+_NO_NAME = frozenset({"", "unsupported", "unknown", "media_placeholder"})
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def _unreadable(c: Mapping[str, Any], kind: str) -> str:
+    """A message this app cannot show, in one line: what it was and what to do; Meta's code when it gave one
+    (never the parser's own wording, which stays in the stored content for audit)."""
+    inner = str(c.get("unsupported_type") or c.get("original_type") or kind)
     errors = c.get("errors") or []
-    if errors:
-        first = errors[0]
-        reason = f" ({escape(str(first.get('title') or first.get('message') or first.get('code')))})"
-    elif c.get("problem"):
-        reason = f" ({escape(str(c['problem']))})"
-    return (f":warning: Unsupported message: *{escape(str(inner))}*{reason}. "
+    first = errors[0] if errors else {}
+    code = first.get("code")
+    name = "" if inner in _NO_NAME else f" (*{escape(inner)}*)"
+    if errors and code != 131051:
+        title = first.get("title") or first.get("message")
+        what = f"Meta error {escape(str(code))}" + (f": {escape(str(title))}" if title else "")
+        label = f"{_article(inner)} *{escape(inner)}* message" if inner not in _NO_NAME else "a message"
+        return (f":warning: Sent {label} that WhatsApp could not deliver here ({what}). "
+                "Ask the customer to send it again, or open WhatsApp on the phone.")
+    if c.get("problem") and not errors:
+        return f":warning: Sent a message this app could not read{name}. Open WhatsApp on the phone to see it."
+    return (f":warning: Sent a message of a kind WhatsApp does not pass on to this app{name}. "
             "Open WhatsApp on the phone to see it.")
 
 
@@ -360,6 +384,15 @@ def _extras(view: MessageView) -> list[str]:
         what = ref.get("headline") or ref.get("body") or ref.get("source_type") or "an ad"
         src = f" ({escape(str(ref['source_url']))})" if ref.get("source_url") else ""
         lines.append(f":mega: Came from an ad: {escape(str(what))}{src}")
+    errors = c.get("errors") or []
+    if errors and view.type in CONTENT_SHOWN:  # the unreadable kinds say it in their body already
+        first = errors[0]
+        lines.append(f":warning: Meta reported error {escape(str(first.get('code')))} with this message: "
+                     f"{escape(str(first.get('title') or first.get('message') or 'no title'))}")
+    product = ctx.get("referred_product") or {}
+    if product.get("product_retailer_id"):
+        catalog = f" from catalog {escape(str(product['catalog_id']))}" if product.get("catalog_id") else ""
+        lines.append(f":shopping_bags: Asked about product *{escape(str(product['product_retailer_id']))}*{catalog}")
     if view.campaign:
         lines.append(f":loudspeaker: Reply to campaign *{escape(view.campaign)}*")
     return lines
@@ -441,8 +474,8 @@ def status_reaction(status: str) -> str | None:
 
 
 def failure_text(code: int | None, title: str | None) -> str:
-    """The thread note for a failed delivery: Meta's code and what it means."""
-    meaning = explain(code)
+    """The thread note for a failed delivery: Meta's code and what it means (a failed status is final)."""
+    meaning = explain_reported(code)
     what = f"Meta error {code}" if code is not None else "Meta error"
     title_part = f" ({escape(title)})" if title else ""
     return f":warning: *Not delivered.* {what}{title_part}: {escape(meaning)}"
