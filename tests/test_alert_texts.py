@@ -11,6 +11,7 @@ from bot.core.readable import flatten, flow_answers
 from bot.meta import events as ev
 from bot.meta.parser import parse_delivery
 from bot.slack import render
+from bot.slack.display_names import isolate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "meta"
 
@@ -65,5 +66,5 @@ def test_deleted_message_is_struck_through_or_hidden_as_configured() -> None:
 
 def test_a_contact_without_a_number_is_named_not_shown_as_an_id() -> None:
     view = render.ContactView("user.4f1c2b9a", None, "@meera.lko")
-    assert view.label == "@meera.lko" and not view.has_number
+    assert view.label == isolate("@meera.lko") and not view.has_number
     assert render.ContactView("user.4f1c2b9a").label == "WhatsApp user (number hidden)"

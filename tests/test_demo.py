@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from bot.cli.demo import run_demo
+from bot.slack.display_names import isolate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,7 +17,7 @@ async def test_demo_transcript_shows_every_step_of_the_scenario() -> None:
     out = io.StringIO()
     result = await run_demo(out, recipients=8)
     text = result.transcript
-    ravi = text.split("● Wabridge: :speech_balloon: *Ravi*")[1].split("● Wabridge")[0]
+    ravi = text.split(f"● Wabridge: :speech_balloon: *{isolate('Ravi')}*")[1].split("● Wabridge")[0]
     # Printed as Slack received it: escaped, so it never reads as a real @channel; the parent carries it.
     assert "Hi! Is the Monday JEE batch full? &lt;!channel&gt;" in ravi
     assert "<!channel>" not in text
@@ -24,9 +25,9 @@ async def test_demo_transcript_shows_every_step_of_the_scenario() -> None:
     assert "Priya: Booked! See you Monday at 9am, Ravi." in ravi
     assert ":eyes:" in ravi  # read receipt on the Slack reply
     assert "Priya: note: paid by UPI" in ravi and ":lock:" in ravi
-    assert "Window closed" in text.split("*Asha*")[1].split("● Wabridge")[0]
+    assert "Window closed" in text.split(f"*{isolate('Asha')}*")[1].split("● Wabridge")[0]
     assert "Not sent: the 24-hour window closed" in text and "[Send a template]" in text
-    asha = text.split("*Asha*")[1].split("● Wabridge")[0]
+    asha = text.split(f"*{isolate('Asha')}*")[1].split("● Wabridge")[0]
     assert "Yes, Saturdays at 10am!  [:no_entry_sign:]" in asha  # the refused reply is marked for everyone
     assert result.refused_reply_sent is False
     assert result.campaign_sends == 8

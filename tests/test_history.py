@@ -10,6 +10,7 @@ from typing import Any
 from bot.handlers import appkeys
 from bot.onboarding.syncs import SyncView, sync_problems
 from bot.ops.doctor import DoctorEnv, Severity, sync_checks
+from bot.slack.display_names import isolate
 from storage.models import Contact, Conversation, Message, SmbSync, utcnow
 from tests.harness import all_text, eventually, now_ts
 from tests.helpers import PNID, envelope, inbound_text, metadata
@@ -199,7 +200,7 @@ async def test_contacts_renamed_from_the_phone_show_the_new_name(harness: Harnes
     assert renamed[0]["ts"] == parent["ts"]
     await h.webhook(inbound_text("wamid.LIVE4", "Any update?", wa_id=RAVI, name="Ravi", ts=now_ts(-60)))
     replies = await eventually(lambda: (r := h.replies(parent["ts"])) and len(r) >= 1 and r)
-    assert replies[0]["username"].startswith("Ravi Kumar (Site 4)")
+    assert replies[0]["username"].startswith(isolate("Ravi Kumar (Site 4)"))
     [contacts_sync] = await h.rows(SmbSync, SmbSync.sync_type == "smb_app_state_sync")
     assert contacts_sync.state == "completed"
 

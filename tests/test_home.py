@@ -17,6 +17,7 @@ from bot.app.factory import create_app
 from bot.app.home_component import HOME, make_home_component, period_starts
 from bot.app.slack_component import make_slack_component
 from bot.handlers import appkeys
+from bot.slack.display_names import isolate
 from bot.standins import SlackStandin
 from storage.models import AudienceMember, Campaign, utcnow
 from tests.harness import eventually
@@ -89,7 +90,7 @@ async def test_a_manager_sees_who_waits_windows_closing_response_times_replies_a
     assert "https://standin.slack.com/archives/C0LUCKNOW/p" in text
     assert "waiting 45 min :warning:" in text or "waiting 46 min :warning:" in text
     assert "2 waiting" in text
-    assert "window closing within 2 hours" in text and "Gopal (+91 98000 00003): closes at" in text
+    assert "window closing within 2 hours" in text and f"{isolate('Gopal')} (+91 98000 00003): closes at" in text
     assert "p50 6 min" in text  # Sita answered after 6 min; notes and campaigns answer nobody
     assert "Asha Verma: 1 today, 1 this week" in text
     assert "Diwali offer" in text and "0/3 sent" in text

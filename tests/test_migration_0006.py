@@ -7,6 +7,7 @@ from datetime import timedelta
 from sqlalchemy import inspect, select
 
 from bot.ops.insights_store import period_figures
+from bot.slack.display_names import isolate
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.models import Channel, Message, utcnow
 from tests.insights_seed import Msg, seed
@@ -36,6 +37,6 @@ async def test_upgrade_from_0005_keeps_messages_and_adds_the_time_index(db_url: 
             assert len((await s.scalars(select(Message.id))).all()) == 3
         figures = await period_figures(sessions, since=start - timedelta(minutes=1))
         assert figures.first_responses == (timedelta(minutes=7),)
-        assert [w.customer for w in figures.waiting] == ["Ravi (+91 98000 00001)"]
+        assert [w.customer for w in figures.waiting] == [f"{isolate('Ravi')} (+91 98000 00001)"]
     finally:
         await engine.dispose()

@@ -22,6 +22,7 @@ from bot.handlers import appkeys
 from bot.ops.insights import Waiting
 from bot.ops.nudges import nudges
 from bot.ops.sla import Target, elapsed_for, target_for
+from bot.slack.display_names import isolate
 from bot.standins import SlackStandin
 from storage.models import Conversation, SlackOutbox, utcnow
 from tests.harness import eventually
@@ -125,7 +126,8 @@ async def test_one_reminder_per_wait_in_the_thread(bridge: Bridge) -> None:
     assert await bridge.worker.run_once() == 0  # every later round (and every other process) finds it owed
     await eventually(lambda: len(bridge.reminders()) == 1)
     [reminder] = bridge.reminders()
-    assert reminder["text"].startswith("<!subteam^S0MANAGERS> :alarm_clock: Ravi (+91 98000 00001) has waited")
+    who = f"{isolate('Ravi')} (+91 98000 00001)"
+    assert reminder["text"].startswith(f"<!subteam^S0MANAGERS> :alarm_clock: {who} has waited")
     async with sessions() as s:
         thread_ts = (await s.get(Conversation, conv_id)).slack_thread_ts  # type: ignore[union-attr]
     assert reminder.get("thread_ts") == thread_ts

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from bot.slack.display_names import isolate
 from storage.models import Conversation, Message, SlackOutbox
 from tests.harness import (
     STAFF,
@@ -42,7 +43,7 @@ async def test_first_message_creates_a_thread_and_later_ones_reply_in_it(bridge:
     assert "lucknow" in all_text(parent) and "Window open" in all_text(parent)
     assert [("Monday batch" in all_text(r), "fee" in all_text(r)) for r in replies] == [(True, False),
                                                                                             (False, True)]
-    assert replies[1]["username"] == "Ravi (+91 98123 45678)"  # reads as the customer
+    assert replies[1]["username"] == f"{isolate('Ravi')} (+91 98123 45678)"  # reads as the customer
     conv = await bridge.one(Conversation)
     assert conv.slack_thread_ts == parent["ts"] and conv.slack_channel == SLACK_CHANNEL
     first = await bridge.one(Message, Message.wamid == "wamid.A1")
@@ -91,7 +92,7 @@ async def test_phone_app_echo_appears_as_outbound_via_phone_app(bridge: Bridge) 
     _, replies = await thread_with(bridge, 2)
     echo = replies[1]
     assert "Saturday 10am" in all_text(echo)
-    assert "Outbound* to Ravi" in all_text(echo)
+    assert f"Outbound* to {isolate('Ravi')}" in all_text(echo)
     assert echo["username"] == "lucknow via phone app"
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from bot.bridge.media import whatsapp_kind
 from bot.slack import render
+from bot.slack.display_names import isolate
 
 CONTACT = render.ContactView("919812345678", "Ravi")
 CHANNEL = render.ChannelView("lucknow", "+91 522 400 0000")
@@ -57,7 +58,7 @@ def test_long_customer_message_is_split_not_truncated() -> None:
 
 def test_customer_message_reads_as_the_customer() -> None:
     post = render.message_posts(_view("text", "hello"), CONTACT, CHANNEL)[0]
-    assert post.username == "Ravi (+91 98123 45678)" and post.icon_emoji == render.CUSTOMER_ICON
+    assert post.username == f"{isolate('Ravi')} (+91 98123 45678)" and post.icon_emoji == render.CUSTOMER_ICON
 
 
 def test_phone_app_echo_is_outbound_via_phone_app() -> None:
@@ -65,7 +66,7 @@ def test_phone_app_echo_is_outbound_via_phone_app() -> None:
                               content={})
     post = render.message_posts(view, CONTACT, CHANNEL)[0]
     assert post.username == "lucknow via phone app"
-    assert "*Outbound* to Ravi" in _shown([post])
+    assert f"*Outbound* to {isolate('Ravi')}" in post.blocks[0]["elements"][0]["text"]
     # The author name says it once; the blocks do not repeat it.
     assert "via phone app" not in json.dumps(post.blocks)
 
@@ -126,7 +127,8 @@ def test_parent_shows_contact_number_channel_and_window() -> None:
     now = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
     post = render.parent_post(CONTACT, CHANNEL, now + timedelta(hours=3), now)
     shown = _shown([post])
-    assert "*Ravi* · +91 98123 45678" in shown and "lucknow (+91 522 400 0000)" in shown
+    assert f"*{isolate('Ravi')}* · +91 98123 45678" in post.blocks[0]["text"]["text"]
+    assert "lucknow (+91 522 400 0000)" in shown
     assert "Window open until 1 Jan 13:00 UTC" in shown
     closed = _shown([render.parent_post(CONTACT, CHANNEL, now - timedelta(hours=1), now)])
     assert "Window closed at 1 Jan 09:00 UTC" in closed

@@ -20,6 +20,7 @@ from bot.handlers.slack_actions import (
     var_block_id,
 )
 from bot.handlers.slack_messages import OPEN_PICKER_ACTION
+from bot.slack.display_names import isolate
 from storage.models import Contact, Message, Template
 from tests.harness import (
     STAFF,
@@ -220,7 +221,7 @@ async def test_shortcuts_mark_opted_out_and_export_the_thread(make: BridgeFactor
     file = shared[0]["files"][0]
     transcript = b.slack._file_data[file["id"]].decode()
     assert file["name"] == f"transcript-{WA_ID}.txt"
-    assert "Ravi (+91 98123 45678): Is the Monday batch full?" in transcript
+    assert f"{isolate('Ravi')} (+91 98123 45678): Is the Monday batch full?" in transcript
 
 
 async def test_picker_refused_by_slack_is_explained_to_the_person_who_asked(make: BridgeFactory) -> None:

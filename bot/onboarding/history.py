@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from bot.ops.export import describe_content
 from bot.slack import limits, render
+from bot.slack.display_names import shown_name
 from storage.models import Channel, Contact, Conversation, Message
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def history_lines(messages: Sequence[Message], contact_name: str | None) -> tupl
     """Messages as transcript lines: the customer by name, the business as 'Phone app'."""
     out = []
     for m in messages:
-        who = (contact_name or "Customer") if m.direction == "inbound" else "Phone app"
+        who = (shown_name(contact_name) or "Customer") if m.direction == "inbound" else "Phone app"
         out.append(HistoryLine(m.wa_timestamp, who, describe_content(m.type, m.text, m.content)))
     return tuple(out)
 

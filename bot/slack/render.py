@@ -21,6 +21,7 @@ import phonenumbers
 from bot.core.readable import epoch, flow_answers
 from bot.meta.errors import explain_reported
 from bot.slack import limits
+from bot.slack.display_names import shown_name
 from bot.slack.limits import split_text
 
 SECTION_LIMIT = limits.SECTION_TEXT
@@ -88,7 +89,7 @@ def format_time(at: datetime, tz: str = "UTC") -> str:
 
 @dataclass(frozen=True)
 class ContactView:
-    """Who the customer is."""
+    """Who the customer is. Names are WhatsApp's (the customer's own text): shown cleaned and isolated."""
 
     wa_id: str
     name: str | None = None
@@ -99,11 +100,21 @@ class ContactView:
         return not any(ch.isalpha() for ch in self.wa_id)  # business-scoped user ids always hold letters
 
     @property
+    def shown_name(self) -> str | None:
+        """The profile name as shown in Slack (see bot.slack.display_names); None when nothing is left."""
+        return shown_name(self.name)
+
+    @property
+    def shown_username(self) -> str | None:
+        return shown_name(self.username)
+
+    @property
     def label(self) -> str:
+        name = self.shown_name
         if not self.has_number:  # a business-scoped user id means nothing to staff: show who it is
-            return self.name or self.username or "WhatsApp user (number hidden)"
+            return name or self.shown_username or "WhatsApp user (number hidden)"
         number = format_number(self.wa_id)
-        return f"{self.name} ({number})" if self.name else number
+        return f"{name} ({number})" if name else number
 
 
 @dataclass(frozen=True)
@@ -183,12 +194,12 @@ def window_line(closes_at: datetime | None, now: datetime, tz: str = "UTC") -> s
 def parent_post(contact: ContactView, channel: ChannelView, closes_at: datetime | None, now: datetime,
                 tz: str = "UTC") -> Post:
     """The thread's first message: who the customer is, which number, the window's state."""
-    name = escape(contact.name or contact.username or "Unknown name")
+    shown, username = contact.shown_name, contact.shown_username
+    name = escape(shown or username or "Unknown name")  # the number follows: it is not repeated here
     if contact.has_number:
         number = escape(format_number(contact.wa_id))
     else:
-        number = "number hidden" + (f" (username {escape(contact.username)})"
-                                    if contact.username and contact.name else "")
+        number = "number hidden" + (f" (username {escape(username)})" if username and shown else "")
     head = f":speech_balloon: *{name}* · {number}"
     details = f"WhatsApp number: *{escape(channel.label)}*"
     return Post(
