@@ -29,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from bot.core.workspace import DEFAULT_WORKSPACE
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -97,6 +99,9 @@ class Channel(Base):
     mode: Mapped[str] = mapped_column(String(20))
     mps: Mapped[int] = mapped_column(Integer)
     slack_channel: Mapped[str] = mapped_column(String(64), default="")
+    # The Slack workspace this row belongs to (bot.core.workspace): every read from Slack is scoped by it.
+    slack_team: Mapped[str] = mapped_column(String(32), default=DEFAULT_WORKSPACE, server_default=DEFAULT_WORKSPACE,
+                                            index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -136,6 +141,9 @@ class Conversation(Base):
     last_customer_message_at: Mapped[datetime | None]
     slack_channel: Mapped[str | None] = mapped_column(String(64))
     slack_thread_ts: Mapped[str | None] = mapped_column(String(32))
+    # The Slack workspace this row belongs to (bot.core.workspace): every read from Slack is scoped by it.
+    slack_team: Mapped[str] = mapped_column(String(32), default=DEFAULT_WORKSPACE, server_default=DEFAULT_WORKSPACE,
+                                            index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -217,6 +225,9 @@ class SlackOutbox(Base):
     dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
     thread_key: Mapped[str] = mapped_column(String(64))
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
+    # The Slack workspace this row belongs to (bot.core.workspace): every read from Slack is scoped by it.
+    slack_team: Mapped[str] = mapped_column(String(32), default=DEFAULT_WORKSPACE, server_default=DEFAULT_WORKSPACE,
+                                            index=True)
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     order_ts: Mapped[datetime] = mapped_column(default=utcnow)
@@ -274,6 +285,9 @@ class Campaign(Base):
     pause_reason: Mapped[str | None] = mapped_column(String(500))
     created_by: Mapped[str | None] = mapped_column(String(64))
     slack_channel: Mapped[str | None] = mapped_column(String(64))
+    # The Slack workspace this row belongs to (bot.core.workspace): every read from Slack is scoped by it.
+    slack_team: Mapped[str] = mapped_column(String(32), default=DEFAULT_WORKSPACE, server_default=DEFAULT_WORKSPACE,
+                                            index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -366,6 +380,7 @@ class OnboardedChannel(Base):
     mode: Mapped[str] = mapped_column(String(20))
     mps: Mapped[int] = mapped_column(Integer)
     slack_channel: Mapped[str] = mapped_column(String(64))
+    slack_team: Mapped[str] = mapped_column(String(32), default=DEFAULT_WORKSPACE, server_default=DEFAULT_WORKSPACE)
     token_ciphertext: Mapped[str] = mapped_column(Text)  # Fernet token of the business access token
     onboarded_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -379,6 +394,7 @@ class OnboardingLink(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     slack_channel: Mapped[str] = mapped_column(String(64))
+    slack_team: Mapped[str] = mapped_column(String(32), default=DEFAULT_WORKSPACE, server_default=DEFAULT_WORKSPACE)
     channel_name: Mapped[str | None] = mapped_column(String(100))
     requested_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -427,3 +443,19 @@ class SendErrorCount(Base):
     code: Mapped[int] = mapped_column(Integer, primary_key=True)
     hour: Mapped[datetime] = mapped_column(primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SlackWorkspace(Base):
+    """A workspace that installed the app (many-workspace mode): whether its work runs or waits for a reinstall.
+
+    The tokens are in slack_installations / slack_bots (slack_sdk's installation store, sealed); this row is
+    what stays after an uninstall deletes them, so the workspace's numbers and queued work wait, not vanish."""
+
+    __tablename__ = "slack_workspaces"
+    team: Mapped[str] = mapped_column(String(32), primary_key=True)  # bot.core.workspace.workspace_key
+    enterprise_id: Mapped[str | None] = mapped_column(String(32))
+    name: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(20), default="active")  # active | uninstalled | revoked
+    installed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    paused_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.core.workspace import DEFAULT_WORKSPACE
 from storage.models import (
+    Campaign,
     CampaignRecipient,
     Channel,
     Contact,
@@ -26,8 +28,13 @@ from storage.wamid_locks import lock_wamids
 # The outbox thread every alert (template, quality, account, payment problems) is posted in, in order.
 ALERTS_THREAD = "alerts"
 
-async def sync_channels(sessions: async_sessionmaker[AsyncSession], channels: Iterable[Any]) -> dict[str, int]:
-    """Mirror the configured channels into the database; returns phone_number_id -> channel id."""
+async def sync_channels(sessions: async_sessionmaker[AsyncSession], channels: Iterable[Any],
+                        workspace_of: Callable[[Any], str] | None = None) -> dict[str, int]:
+    """Mirror the configured channels into the database; returns phone_number_id -> channel id.
+
+    `workspace_of` names each channel's workspace (Settings.workspace_of; without it, single-workspace mode's
+    'default'). A channel given a real workspace takes its 'default' conversations, campaigns and posts along
+    (a deployment moving from one bot token to installs); rows already in another workspace stay there."""
     out: dict[str, int] = {}
     async with sessions() as session, session.begin():
         for ch in channels:
@@ -44,9 +51,24 @@ async def sync_channels(sessions: async_sessionmaker[AsyncSession], channels: It
             row.mode = str(ch.mode)
             row.mps = ch.mps
             row.slack_channel = ch.slack_channel
+            team = workspace_of(ch) if workspace_of is not None else DEFAULT_WORKSPACE
+            row.slack_team = team
             await session.flush()
+            if team != DEFAULT_WORKSPACE:
+                await _adopt_default_rows(session, row.id, team)
             out[ch.phone_number_id] = row.id
     return out
+
+
+async def _adopt_default_rows(session: AsyncSession, channel_id: int, team: str) -> None:
+    """File the channel's rows from single-workspace days under its workspace."""
+    conversations = select(Conversation.id).where(Conversation.channel_id == channel_id)
+    await session.execute(update(SlackOutbox).where(SlackOutbox.slack_team == DEFAULT_WORKSPACE,
+                                                    SlackOutbox.conversation_id.in_(conversations))
+                          .values(slack_team=team))
+    for model in (Conversation, Campaign):
+        await session.execute(update(model).where(model.channel_id == channel_id,
+                                                  model.slack_team == DEFAULT_WORKSPACE).values(slack_team=team))
 
 
 async def contact_for(session: AsyncSession, wa_id: str, profile_name: str | None = None) -> Contact:

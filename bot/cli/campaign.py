@@ -63,7 +63,7 @@ async def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     try:
         sessions = make_sessionmaker(engine)
-        await sync_channels(sessions, settings.channels)
+        await sync_channels(sessions, settings.channels, settings.workspace_of)
         sub = args.campaign_command
         if sub == "create":
             return await _create(settings, sessions, args)

@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from bot.core.workspace import DEFAULT_WORKSPACE, is_workspace_id
+
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 DEFAULT_MPS = {"coexistence": 5, "cloud_api": 80}
@@ -139,7 +141,13 @@ class PermissionSettings(_Strict):
 
 class SlackSettings(_Strict):
     api_url: str = "https://slack.com/api/"
-    bot_token: str
+    # One workspace: its bot token. Many workspaces: client_id and client_secret (bolt's OAuth install at
+    # /slack/install), each workspace's token then lives in the database, sealed with meta.token_key.
+    bot_token: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    # Bot scopes asked for at install (empty: the ones slack-manifest.yaml lists).
+    scopes: list[str] = Field(default_factory=list)
     signing_secret: str
     app_token: str = ""
     alerts_channel: str = ""
@@ -161,6 +169,11 @@ class SlackSettings(_Strict):
                     or parts.query or parts.fragment or parts.username is not None:
                 raise ValueError(f"{value!r} is not an origin; write it as https://host or https://host:port")
         return values
+
+    @property
+    def many_workspaces(self) -> bool:
+        """True when workspaces install the app through OAuth (slack.client_id) rather than one bot token."""
+        return bool(self.client_id)
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -197,6 +210,9 @@ class ChannelSettings(_Strict):
     mps: int = Field(default=0, ge=0, le=MAX_MPS)
     access_token: str
     slack_channel: str
+    # The Slack workspace (T…, or E… for an org-wide install) this number belongs to; required with
+    # slack.client_id, ignored without it (single-workspace mode files everything under "default").
+    slack_team: str = ""
     thread_replies: ThreadReplies = ThreadReplies.TWO_WAY
     sla: SlaSettings | None = None  # overrides the top-level sla for this channel
     # Where a reply to a campaign from someone with no conversation yet opens its thread (empty: slack_channel).
@@ -210,6 +226,14 @@ class ChannelSettings(_Strict):
         if not value.isascii() or not value.isdigit():
             raise ValueError("must be Meta's phone number ID (digits only, e.g. \"100000000000001\"), "
                              "not the phone number")
+        return value
+
+    @field_validator("slack_team")
+    @classmethod
+    def _team_id(cls, value: str) -> str:
+        if value and not is_workspace_id(value):
+            raise ValueError(f"{value!r} is not a Slack team id; write the workspace's T… id "
+                             "(or E… for an Enterprise Grid org install)")
         return value
 
     @model_validator(mode="after")
@@ -304,6 +328,31 @@ class Settings(_Strict):
                 seen.add(value)
         return channels
 
+    @model_validator(mode="after")
+    def _workspaces(self) -> Settings:
+        slack = self.slack
+        if slack.client_id and not slack.client_secret:
+            raise ValueError("slack.client_secret: required with slack.client_id; export SLACK_CLIENT_SECRET "
+                             "(Basic Information > App Credentials)")
+        if slack.client_secret and not slack.client_id:
+            raise ValueError("slack.client_id: required with slack.client_secret; export SLACK_CLIENT_ID")
+        if not slack.client_id and not slack.bot_token:
+            raise ValueError("slack.bot_token: not set; export SLACK_BOT_TOKEN for one workspace, or set "
+                             "slack.client_id and slack.client_secret to install in many")
+        if slack.client_id and not self.meta.token_key:
+            raise ValueError("meta.token_key: required with slack.client_id (workspaces' tokens are stored "
+                             "sealed with it); export WABRIDGE_TOKEN_KEY")
+        if slack.client_id:
+            for i, ch in enumerate(self.channels):
+                if not ch.slack_team:
+                    raise ValueError(f"channels[{i}].slack_team: required with slack.client_id; write the T… id "
+                                     "of the workspace this number belongs to")
+        return self
+
+    def workspace_of(self, channel: ChannelSettings) -> str:
+        """The workspace key a channel's rows are filed under (see bot.core.workspace)."""
+        return channel.slack_team if self.slack.many_workspaces else DEFAULT_WORKSPACE
+
     def channel(self, name: str) -> ChannelSettings:
         """The channel called name; ConfigError when there is none."""
         for ch in self.channels:
@@ -333,6 +382,8 @@ def normalize_database_url(url: str) -> str:
 
 
 SECRETS = ("meta.app_secret", "meta.verify_token", "slack.bot_token", "slack.signing_secret")
+# Secrets that slack.client_id (many workspaces, tokens from the OAuth install) makes unnecessary.
+ONE_WORKSPACE_SECRETS = ("slack.bot_token",)
 
 
 def _at(tree: Any, path: str) -> Any:
@@ -349,7 +400,9 @@ def _at(tree: Any, path: str) -> Any:
 
 def _unset_secrets(raw: Any, tree: Any) -> list[str]:
     """Every required secret that is absent or empty, as `key (export VAR)` where the file names a variable."""
-    paths = list(SECRETS)
+    client_id = _at(tree, "slack.client_id")
+    many = isinstance(client_id, str) and bool(client_id.strip())
+    paths = [p for p in SECRETS if not (many and p in ONE_WORKSPACE_SECRETS)]
     channels = tree.get("channels") if isinstance(tree, dict) else None
     if isinstance(channels, list):
         paths += [f"channels[{i}].access_token" for i, ch in enumerate(channels) if isinstance(ch, dict)]
@@ -366,6 +419,10 @@ def _unset_secrets(raw: Any, tree: Any) -> list[str]:
     return unset
 
 
+# A validator's message may start with the key it is about ("channels[0].slack_team: …"): that key is named.
+_KEY_PATH = re.compile(r"[a-z_]+(\[\d+\])?(\.[a-z_]+(\[\d+\])?)+|channels\[\d+\]\.[a-z_]+")
+
+
 def _first_error(exc: ValidationError) -> ConfigError:
     err = exc.errors()[0]
     loc = ".".join(
@@ -378,7 +435,7 @@ def _first_error(exc: ValidationError) -> ConfigError:
         return ConfigError(loc, "unknown key")
     if msg.startswith("Value error, "):
         text = msg.removeprefix("Value error, ")
-        if ": " in text and text.split(": ", 1)[0].startswith("channels["):
+        if ": " in text and _KEY_PATH.fullmatch(text.split(": ", 1)[0]):
             key, text = text.split(": ", 1)
             return ConfigError(key, text)
         return ConfigError(loc, text)

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import ChannelSettings, Mode, Settings
+from bot.core.workspace import DEFAULT_WORKSPACE, as_setting
 from bot.onboarding.crypto import TokenBox, TokenKeyMissing, TokenUnreadable, token_box
 from storage.models import Channel, OnboardedChannel, utcnow
 from storage.repository import sync_channels
@@ -33,7 +34,8 @@ def channel_settings(row: OnboardedChannel, token: str) -> ChannelSettings:
     """The ChannelSettings of a stored onboarded channel, given its decrypted token."""
     return ChannelSettings(name=row.name, phone_number_id=row.phone_number_id, waba_id=row.waba_id,
                            display_phone_number=row.display_phone_number, mode=Mode(row.mode), mps=row.mps,
-                           access_token=token, slack_channel=row.slack_channel)
+                           access_token=token, slack_channel=row.slack_channel,
+                           slack_team=as_setting(row.slack_team))
 
 
 def is_onboarded(settings: Settings, phone_number_id: str) -> bool:
@@ -98,7 +100,7 @@ async def merge_onboarded(settings: Settings, sessions: async_sessionmaker[Async
     channel_ids.update({pnid: int(cid) for pnid, cid in known})
     changed = apply_channels(settings, stored)
     if changed:
-        channel_ids.update(await sync_channels(sessions, changed))
+        channel_ids.update(await sync_channels(sessions, changed, settings.workspace_of))
         for ch in changed:
             log.info("channel %s (%s) taken from onboarding", ch.name, ch.phone_number_id)
     return changed
@@ -140,6 +142,7 @@ async def store_channel(session: AsyncSession, box: TokenBox, channel: ChannelSe
     row.mode = channel.mode.value
     row.mps = channel.mps
     row.slack_channel = channel.slack_channel
+    row.slack_team = channel.slack_team or DEFAULT_WORKSPACE
     row.token_ciphertext = box.seal(channel.access_token)
     row.onboarded_by = onboarded_by
     row.updated_at = utcnow()

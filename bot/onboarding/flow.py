@@ -16,6 +16,7 @@ from typing import cast
 from sqlalchemy import select
 
 from bot.core.config import ChannelSettings, Mode, Settings
+from bot.core.workspace import as_setting
 from bot.deps import Deps
 from bot.meta.errors import GraphError
 from bot.meta.graph import SyncType
@@ -198,9 +199,10 @@ async def _store(deps: Deps, link: Link, signup: SignupResult, token: str, displ
             name = channel_name(link.channel_name, str(verified_name or ""), display, taken)
         channel = ChannelSettings(name=name, phone_number_id=signup.phone_number_id, waba_id=signup.waba_id,
                                   display_phone_number=display, mode=Mode.COEXISTENCE, mps=COEXISTENCE_MPS,
-                                  access_token=token, slack_channel=link.slack_channel)
+                                  access_token=token, slack_channel=link.slack_channel,
+                                  slack_team=as_setting(link.slack_team))
         await store_channel(session, box, channel, link.requested_by)
-    deps.channel_ids.update(await sync_channels(deps.sessions, [channel]))
+    deps.channel_ids.update(await sync_channels(deps.sessions, [channel], deps.settings.workspace_of))
     apply_channels(settings, [channel])
     log.info("channel %s (%s) connected through /onboard", channel.name, channel.phone_number_id)
     return channel

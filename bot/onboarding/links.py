@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import Settings
+from bot.core.workspace import DEFAULT_WORKSPACE
 from storage.models import OnboardingLink, utcnow
 
 DEFAULT_VALID = timedelta(hours=1)
@@ -39,6 +40,7 @@ class Link:
     channel_name: str | None
     requested_by: str | None
     expires_at: datetime
+    slack_team: str = DEFAULT_WORKSPACE  # the workspace whose connect made the link: the number joins it
 
 
 def token_hash(token: str) -> str:
@@ -53,19 +55,20 @@ def link_url(settings: Settings, token: str) -> str:
 
 async def create_link(sessions: async_sessionmaker[AsyncSession], *, slack_channel: str,
                       channel_name: str | None = None, requested_by: str | None = None,
-                      valid_for: timedelta = DEFAULT_VALID) -> tuple[str, datetime]:
+                      valid_for: timedelta = DEFAULT_VALID,
+                      slack_team: str = DEFAULT_WORKSPACE) -> tuple[str, datetime]:
     """A new link's token (shown once, never stored) and its expiry."""
     token = secrets.token_urlsafe(32)
     expires = utcnow() + valid_for
     async with sessions() as session, session.begin():
         session.add(OnboardingLink(token_hash=token_hash(token), slack_channel=slack_channel,
                                    channel_name=channel_name or None, requested_by=requested_by,
-                                   created_at=utcnow(), expires_at=expires))
+                                   created_at=utcnow(), expires_at=expires, slack_team=slack_team))
     return token, expires
 
 
 def _as_link(row: OnboardingLink) -> Link:
-    return Link(row.id, row.slack_channel, row.channel_name, row.requested_by, row.expires_at)
+    return Link(row.id, row.slack_channel, row.channel_name, row.requested_by, row.expires_at, row.slack_team)
 
 
 async def check_link(session: AsyncSession, token: str, now: datetime | None = None
