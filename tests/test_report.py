@@ -115,6 +115,21 @@ async def test_report_as_text(tmp_path: Path, db_url: str, slack: SlackStandin,
     assert "  U0BILAL: 1" in out and "Asha" not in out  # her failed send is not a reply
 
 
+async def test_report_times_are_in_the_configured_timezone(tmp_path: Path, db_url: str, slack: SlackStandin,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    config = await _scenario(tmp_path, db_url, slack)  # timezone: Asia/Kolkata
+    assert await _run(["--config", str(config), "report"]) == 0
+    text = capsys.readouterr().out
+    assert "+00:00" not in text
+    assert text.startswith("Report from ") and text.split("\n")[0].endswith(" IST")
+    assert " IST)" in text  # since when the unanswered customer waits
+    assert await _run(["--config", str(config), "report", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["timezone"] == "Asia/Kolkata"
+    assert data["since"].endswith("+05:30") and data["unanswered"][0]["waiting_since"].endswith("+05:30")
+    assert "." not in data["until"]  # whole seconds
+
+
 async def test_report_refuses_bad_arguments_with_a_message(tmp_path: Path, db_url: str, slack: SlackStandin,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     config = await _scenario(tmp_path, db_url, slack)

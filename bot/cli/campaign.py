@@ -1,4 +1,4 @@
-"""`python -m bot campaign create|list|show|pause|resume|cancel|resend-unknown`: campaigns from a terminal.
+"""`wabridge campaign create|list|show|pause|resume|cancel|resend-unknown`: campaigns from a terminal.
 
 A campaign created here is a row in the database; a running `serve` picks it up within a second (its
 scheduler re-reads the campaigns table every second), so no restart is needed.
@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.cli.base import Command, add_command, run_async, settings_from
+from bot.cli.base import Command, add_command, add_group, run_async, settings_from
 from bot.core.config import Settings
 
 EXIT_FAILED = 1
@@ -20,8 +20,9 @@ MAX_BAD_ROWS_SHOWN = 20
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    campaign = add_command(sub, "campaign", help="create, list and control template campaigns")
-    csub = campaign.add_subparsers(dest="campaign_command", required=True)
+    _, csub = add_group(sub, "campaign", help="create, list and control template campaigns",
+                        description="Create, list and control template campaigns. A running `serve` picks up "
+                                    "changes within a second. Needs database_url only.")
     create = add_command(csub, "create", help="create a campaign from a CSV audience")
     create.add_argument("--channel", required=True, help="channel (WhatsApp number) name from app.yaml")
     create.add_argument("--template", required=True, help="approved template name")
@@ -37,17 +38,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--name", default="", help="campaign name (default: template and date)")
     create.add_argument("--category", default=None, choices=["marketing", "utility", "authentication"],
                         help="template category when the template has not been synced")
-    listing = add_command(csub, "list", help="recent campaigns")
-    listing.add_argument("--limit", type=int, default=20)
+    listing = add_command(csub, "list", help="recent campaigns, newest first")
+    listing.add_argument("--limit", type=int, default=20, help="how many to show (default 20)")
     for name, text in (("show", "one campaign and its runs"), ("pause", "stop sending and firing"),
                        ("resume", "continue a paused or missed campaign"), ("cancel", "stop for good")):
         p = add_command(csub, name, help=text)
-        p.add_argument("id", type=int)
+        p.add_argument("id", type=int, help="campaign number (see `campaign list`)")
         if name == "pause":
-            p.add_argument("--reason", default="paused from the command line")
+            p.add_argument("--reason", default="paused from the command line",
+                           help="shown with the campaign's status")
     resend = add_command(csub, "resend-unknown", help="send again to recipients Meta never reported on")
-    resend.add_argument("id", type=int)
-
+    resend.add_argument("id", type=int, help="campaign number (see `campaign list`)")
 
 
 def cmd_campaign(args: argparse.Namespace) -> int:

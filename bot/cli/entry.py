@@ -13,8 +13,16 @@ import sys
 from collections.abc import Callable, Sequence
 
 from bot.cli import campaign, onboarding, ops, report
-from bot.cli.base import EXIT_CONFIG, EXIT_UNAVAILABLE, Command, add_command, settings_from
-from bot.core.config import ConfigError
+from bot.cli.base import (
+    EXIT_CONFIG,
+    EXIT_UNAVAILABLE,
+    Command,
+    add_command,
+    database_line,
+    missing_sub_command,
+    settings_from,
+)
+from bot.core.config import EVERY_SECRET, ConfigError
 from bot.core.logs import configure
 from bot.core.version import installed_version
 
@@ -30,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bot.app.factory import create_app
     from bot.app.preflight import bind_error, database_problem, port_problem
 
-    settings = settings_from(args)
+    settings = settings_from(args, EVERY_SECRET)
     configure(os.environ.get("WABRIDGE_LOG_LEVEL", "INFO"))
     role = args.role
     host, port = args.host or settings.server.host, args.port or settings.server.port
@@ -81,14 +89,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_core_parsers(sub: argparse._SubParsersAction) -> None:
-    serve = add_command(sub, "serve", help="run the server (webhooks, Slack, scheduler, campaign runner)")
-    serve.add_argument("--port", type=int, default=None)
-    serve.add_argument("--host", default=None)
+    serve = add_command(
+        sub, "serve", help="run the server (webhooks, Slack, scheduler, campaign runner)",
+        description="Run Wabridge: receive Meta's webhooks and Slack's events, mirror conversations into Slack, "
+                    "send staff replies and campaigns. Needs every secret (Meta, Slack, each channel's token); "
+                    "applies pending database migrations at start unless --no-migrate.")
+    serve.add_argument("--port", type=int, default=None, help="port to listen on (default: server.port, 8080)")
+    serve.add_argument("--host", default=None,
+                       help="address to listen on (default: server.host, 0.0.0.0 = every interface)")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations at start")
     serve.add_argument("--role", choices=ROLES, default="all",
                        help="all (default); web: HTTP endpoints only; worker: background workers only")
-    add_command(sub, "migrate", help="apply database migrations and exit")
-    demo = add_command(sub, "demo", help="play the bridge against local stand-ins for Meta and Slack")
+    add_command(sub, "migrate", help="apply database migrations and exit",
+                description="Bring the database at database_url to the newest schema and exit. Needs only "
+                            "database_url: no Meta or Slack secret.")
+    demo = add_command(sub, "demo", help="play the bridge against local stand-ins for Meta and Slack",
+                       description="Run the whole bridge on SQLite against built-in stand-ins for Meta and "
+                                   "Slack, and print what Slack shows. Needs no app.yaml and no secret.")
     demo.add_argument("--recipients", type=int, default=20, help="campaign audience size (default 20)")
 
 
@@ -115,12 +132,15 @@ def command_table() -> dict[str, Command]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wabridge", description="WhatsApp <-> Slack bridge")
+    parser = argparse.ArgumentParser(
+        prog="wabridge", description="Wabridge: a WhatsApp Business number bridged to a Slack workspace.",
+        epilog="`wabridge COMMAND --help` describes a command and its options. Secrets come from the "
+               "environment variables app.yaml names; each command asks only for those it uses.")
     parser.add_argument("--version", action="version", version=f"wabridge {installed_version()}",
                         help="print the installed version and exit")
     parser.add_argument("--config", default=os.environ.get("WABRIDGE_CONFIG", "app.yaml"),
                         help="path to app.yaml (default: app.yaml or $WABRIDGE_CONFIG)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for add_parsers, _ in GROUPS:
         add_parsers(sub)
     return parser
@@ -129,10 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    group = missing_sub_command(args)
+    if group is not None:
+        group.print_help()
+        return 0
     try:
         return command_table()[args.command](args)
     except ConfigError as exc:
         print(f"config error: {exc.key}: {exc.message}", file=sys.stderr)
         return EXIT_CONFIG
+    except Exception as exc:
+        line = database_line(exc) if args.command != "serve" else None  # serve checks before it starts
+        if line is None:
+            raise
+        print(f"{args.command}: {line}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         return 130

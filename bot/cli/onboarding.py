@@ -1,4 +1,4 @@
-"""`python -m bot connect --slack-channel C123 [--name NAME]`: a one-time /onboard link from a terminal."""
+"""`wabridge connect --slack-channel C123 [--name NAME]`: a one-time /onboard link from a terminal."""
 
 from __future__ import annotations
 
@@ -8,10 +8,15 @@ from datetime import timedelta
 
 from bot.cli.base import Command, add_command, run_async, settings_from
 from bot.core.config import Settings
+from bot.core.readable import day_time
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub, "connect", help="print a one-time link that connects a WhatsApp Business app number")
+    p = add_command(sub, "connect", help="print a one-time link that connects a WhatsApp Business app number",
+                    description="Print a one-time /onboard link: the shop owner opens it and connects the "
+                                "number they use in the WhatsApp Business app (Coexistence). Needs "
+                                "server.public_url, meta.app_id, meta.embedded_signup_config_id and "
+                                "meta.token_key for the page to work.")
     p.add_argument("--slack-channel", required=True, help="Slack channel ID the number's chats go to (C…)")
     p.add_argument("--name", default=None, help="channel name (default: from the business's name)")
     p.add_argument("--valid-minutes", type=int, default=60, help="how long the link works (default 60)")
@@ -49,7 +54,7 @@ async def _connect(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         await engine.dispose()
     print(link_url(settings, token))
-    print(f"works once, until {expires:%Y-%m-%d %H:%M} UTC", file=sys.stderr)
+    print(f"works once, until {day_time(expires, settings.timezone)}", file=sys.stderr)
     return 0
 
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.cli.base import Command, add_command, run_async, settings_from
-from bot.core.config import Settings
+from bot.cli.base import Command, add_command, add_group, run_async, settings_from, slack_names
+from bot.core.config import Need, Settings
 from bot.meta.graph import GraphClient, GraphError
 
 if TYPE_CHECKING:
@@ -49,21 +49,31 @@ async def runtime(settings: Settings, *, migrate_first: bool = False) -> AsyncIt
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    templates = add_command(sub, "templates", help="sync, list or copy message templates")
-    tsub = templates.add_subparsers(dest="templates_command", required=True)
+    _, tsub = add_group(sub, "templates", help="sync, list or copy message templates",
+                        description="Message templates of each channel's WABA: `sync` and `copy` call the "
+                                    "Graph API with the channels' access tokens; `list` reads the database only.")
     sync = add_command(tsub, "sync", help="store every template of each channel's WABA")
-    sync.add_argument("--channel", default=None, help="only this channel's WABA")
+    sync.add_argument("--channel", default=None, help="only this channel's WABA (default: every channel)")
     listing = add_command(tsub, "list", help="show stored templates with status")
-    listing.add_argument("--channel", default=None)
+    listing.add_argument("--channel", default=None, help="only this channel's WABA (default: every channel)")
     cp = add_command(tsub, "copy", help="submit one channel's templates on another channel's WABA")
     cp.add_argument("--from", dest="source", required=True, help="channel whose templates are copied")
     cp.add_argument("--to", dest="dest", required=True, help="channel whose WABA receives them")
 
-    doctor = add_command(sub, "doctor", help="check tokens, webhooks, traffic, Slack, database and Redis")
-    doctor.add_argument("--channel", default=None)
+    doctor = add_command(
+        sub, "doctor", help="check tokens, webhooks, traffic, Slack, database and Redis",
+        description="Check the set-up end to end: database, Redis, each channel's token and number, the app's "
+                    "webhook fields, recent traffic and errors, Slack's token and scopes, who may run /campaign. "
+                    "Each problem comes with its fix; unset secrets are findings, not a refusal to run. Exit "
+                    "code 1 when a check fails.")
+    doctor.add_argument("--channel", default=None, help="check only this channel (default: every channel)")
 
-    export = add_command(sub, "export", help="write one conversation's transcript")
-    export.add_argument("--channel", required=True)
+    export = add_command(
+        sub, "export", help="write one conversation's transcript",
+        description="Write one conversation's audit transcript (every message, edit, deletion, note and status) "
+                    "as CSV, Markdown or HTML, times in the configured timezone. Needs database_url; Slack "
+                    "authors are named when slack.bot_token is set and Slack answers.")
+    export.add_argument("--channel", required=True, help="channel (WhatsApp number) name from app.yaml")
     export.add_argument("--contact", required=True, help="the customer's number (or saved name)")
     export.add_argument("--format", choices=["csv", "md", "html"], default=None,
                         help="default: from --out's extension, else csv")
@@ -71,15 +81,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     spend = add_command(sub, "spend", help="estimated spend by month, channel and category")
     spend.add_argument("month", nargs="?", default=None, help="YYYY-MM (default: this month)")
-    spend.add_argument("--channel", default=None)
-
+    spend.add_argument("--channel", default=None, help="only this channel (default: every channel)")
 
 
 # ---- templates ----------------------------------------------------------------------------------
 
 
 def cmd_templates(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = settings_from(args, frozenset() if args.templates_command == "list" else frozenset({Need.CHANNELS}))
     handlers = {"sync": _templates_sync, "list": _templates_list, "copy": _templates_copy}
     return run_async(handlers[args.templates_command](settings, args))
 
@@ -110,7 +119,7 @@ async def _templates_list(settings: Settings, args: argparse.Namespace) -> int:
             for t in rows:
                 print(f"  {describe(t)}")
             if not rows:
-                print("  none stored: run `templates sync`")
+                print("  none stored: run `wabridge templates sync`")
     return 0
 
 
@@ -187,12 +196,13 @@ def export_format(fmt: str | None, out: str | None) -> str:
 
 
 async def _load_transcript(settings: Settings, channel: str, contact: str) -> Transcript:
-    from bot.ops.export import load_transcript
+    from bot.ops.export import load_transcript, slack_users, with_slack_names
 
     async with runtime(settings) as rt:
-        return await load_transcript(rt.sessions, channel, contact, default_region=settings.default_region,
-                                     timezone=settings.timezone,
-                                     exported_by=f"{getpass.getuser()} (command line)")
+        transcript = await load_transcript(rt.sessions, channel, contact, default_region=settings.default_region,
+                                           timezone=settings.timezone,
+                                           exported_by=f"{getpass.getuser()} (command line)")
+    return with_slack_names(transcript, await slack_names(settings, slack_users(transcript)))
 
 
 # ---- spend --------------------------------------------------------------------------------------

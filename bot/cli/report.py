@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
 
-from bot.cli.base import Command, add_command, run_async, settings_from
+from bot.cli.base import Command, add_command, run_async, settings_from, slack_names
 from bot.core.config import Settings
 from bot.ops.report import Format
 
@@ -14,10 +13,17 @@ EXIT_USAGE = 2
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    report = add_command(sub, "report", help="first-response times, unanswered conversations, replies per responder")
-    report.add_argument("--since", default="7d", help="a span (7d, 24h, 90m, 2w) or a date (default: 7d)")
-    report.add_argument("--channel", default=None, help="only this channel")
-    report.add_argument("--format", choices=[f.value for f in Format], default=Format.TEXT.value)
+    report = add_command(
+        sub, "report", help="first-response times, unanswered conversations, replies per responder",
+        description="The managers' figures (as on the Home tab) for a period, times in the configured "
+                    "timezone. Needs database_url; responders are named when slack.bot_token is set and Slack "
+                    "answers, else their Slack ids stay.")
+    report.add_argument("--since", default="7d",
+                        help="a span (7d, 24h, 90m, 2w) or a date/time, in the configured timezone unless it "
+                             "gives an offset (default: 7d)")
+    report.add_argument("--channel", default=None, help="only this channel (default: every channel)")
+    report.add_argument("--format", choices=[f.value for f in Format], default=Format.TEXT.value,
+                        help="text (default), csv or json")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -36,7 +42,7 @@ async def _report(settings: Settings, since_text: str, channel: str | None, fmt:
 
     now = utcnow()
     try:
-        since = parse_since(since_text, now)
+        since = parse_since(since_text, now, settings.timezone)
     except ValueError as exc:
         print(f"report: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -44,18 +50,8 @@ async def _report(settings: Settings, since_text: str, channel: str | None, fmt:
         figures = await period_figures(rt.sessions, since=since, now=now,
                                        channels=[channel] if channel else None, elapsed=elapsed_for(settings))
     names = await slack_names(settings, figures.replies)
-    sys.stdout.write(render(as_dict(figures, names, channel), fmt))
+    sys.stdout.write(render(as_dict(figures, names, channel, settings.timezone), fmt))
     return 0
-
-
-async def slack_names(settings: Settings, users: Iterable[str]) -> dict[str, str]:
-    """Slack users' names for the report; without Slack the ids stay."""
-    from slack_sdk.web.async_client import AsyncWebClient
-
-    from bot.slack.names import UserNames
-
-    slack = AsyncWebClient(token=settings.slack.bot_token, base_url=settings.slack.api_url, timeout=10)
-    return await UserNames(slack).of(users)
 
 
 COMMANDS: dict[str, Command] = {"report": cmd_report}

@@ -17,7 +17,16 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bot.core.workspace import DEFAULT_WORKSPACE, is_workspace_id
 
@@ -296,6 +305,20 @@ class Settings(_Strict):
     campaigns: CampaignsSettings = Field(default_factory=CampaignsSettings)
     # phone_number_ids of the channels this process took from /onboard rather than app.yaml.
     _onboarded: set[str] = PrivateAttr(default_factory=set)
+    # Secrets the command did not need and the file or environment left unset (their keys).
+    _unset: list[str] = PrivateAttr(default_factory=list)
+    # Keys whose whole value in app.yaml is ${VAR}: key -> VAR.
+    _env_vars: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def unset_secrets(self) -> list[str]:
+        """Secrets left unset because the command that loaded the settings does not use them."""
+        return list(self._unset)
+
+    def how_to_set(self, key: str) -> str:
+        """The fix for an unset key: the variable app.yaml reads it from, else the key in app.yaml."""
+        var = self._env_vars.get(key)
+        return f"export {var} (app.yaml reads {key} from ${{{var}}})" if var else f"set {key} in app.yaml"
 
     @property
     def onboarded_ids(self) -> set[str]:
@@ -329,14 +352,15 @@ class Settings(_Strict):
         return channels
 
     @model_validator(mode="after")
-    def _workspaces(self) -> Settings:
+    def _workspaces(self, info: ValidationInfo) -> Settings:
         slack = self.slack
+        needs_slack = Need.SLACK in (info.context or {}).get("needs", EVERY_SECRET)
         if slack.client_id and not slack.client_secret:
             raise ValueError("slack.client_secret: required with slack.client_id; export SLACK_CLIENT_SECRET "
                              "(Basic Information > App Credentials)")
         if slack.client_secret and not slack.client_id:
             raise ValueError("slack.client_id: required with slack.client_secret; export SLACK_CLIENT_ID")
-        if not slack.client_id and not slack.bot_token:
+        if needs_slack and not slack.client_id and not slack.bot_token:
             raise ValueError("slack.bot_token: not set; export SLACK_BOT_TOKEN for one workspace, or set "
                              "slack.client_id and slack.client_secret to install in many")
         if slack.client_id and not self.meta.token_key:
@@ -386,6 +410,48 @@ SECRETS = ("meta.app_secret", "meta.verify_token", "slack.bot_token", "slack.sig
 ONE_WORKSPACE_SECRETS = ("slack.bot_token",)
 
 
+class Need(StrEnum):
+    """Which secrets a command uses: it is refused only when one of those is unset."""
+
+    META = "meta"  # meta.app_secret, meta.verify_token: webhooks from Meta
+    SLACK = "slack"  # slack.bot_token, slack.signing_secret
+    CHANNELS = "channels"  # each channel's access_token: calls to the Graph API
+
+
+EVERY_SECRET: frozenset[Need] = frozenset(Need)
+
+
+def _group(path: str) -> Need:
+    return Need.CHANNELS if path.startswith("channels[") else Need(path.split(".", 1)[0])
+
+
+def _put(tree: dict[str, Any], path: str, value: str) -> None:
+    """Set a secret's dotted path (meta.x, slack.x, channels[i].x) in a loaded tree, creating its section."""
+    node: Any = tree
+    parts = re.split(r"\.|(?=\[)", path)
+    for part in parts[:-1]:
+        if part.startswith("["):
+            node = node[int(part[1:-1])]
+        else:
+            if node.get(part) is None:
+                node[part] = {}
+            elif not isinstance(node[part], dict | list):
+                return  # a section of the wrong type: the model names it
+            node = node[part]
+    node[parts[-1]] = value
+
+
+def _env_vars(raw: Any, path: str = "") -> dict[str, str]:
+    """Every key whose whole value is ${VAR} or ${VAR:-default}, with the variable's name."""
+    if isinstance(raw, dict):
+        return {k: v for key, value in raw.items()
+                for k, v in _env_vars(value, f"{path}.{key}" if path else str(key)).items()}
+    if isinstance(raw, list):
+        return {k: v for i, value in enumerate(raw) for k, v in _env_vars(value, f"{path}[{i}]").items()}
+    whole = _VAR.fullmatch(raw) if isinstance(raw, str) else None
+    return {path: whole.group("name")} if whole else {}
+
+
 def _at(tree: Any, path: str) -> Any:
     """The value at a dotted path such as channels[0].access_token, or None."""
     node: Any = tree
@@ -398,15 +464,15 @@ def _at(tree: Any, path: str) -> Any:
     return node
 
 
-def _unset_secrets(raw: Any, tree: Any) -> list[str]:
-    """Every required secret that is absent or empty, as `key (export VAR)` where the file names a variable."""
+def _unset_secrets(raw: Any, tree: Any) -> list[tuple[str, str]]:
+    """Every secret that is absent or empty: (key, `key (export VAR)` where the file names a variable)."""
     client_id = _at(tree, "slack.client_id")
     many = isinstance(client_id, str) and bool(client_id.strip())
     paths = [p for p in SECRETS if not (many and p in ONE_WORKSPACE_SECRETS)]
     channels = tree.get("channels") if isinstance(tree, dict) else None
     if isinstance(channels, list):
         paths += [f"channels[{i}].access_token" for i, ch in enumerate(channels) if isinstance(ch, dict)]
-    unset: list[str] = []
+    unset: list[tuple[str, str]] = []
     for path in paths:
         node = _at(tree, path)
         if isinstance(node, str) and node.strip():
@@ -415,7 +481,7 @@ def _unset_secrets(raw: Any, tree: Any) -> list[str]:
             continue  # a wrong type: the model names it
         written = _at(raw, path)
         var = _VAR.fullmatch(written) if isinstance(written, str) else None
-        unset.append(f"{path} (export {var.group('name')})" if var else path)
+        unset.append((path, f"{path} (export {var.group('name')})" if var else path))
     return unset
 
 
@@ -462,8 +528,12 @@ def _strip_missing(tree: Any) -> tuple[Any, dict[str, str]]:
     return walk(tree, ""), missing
 
 
-def parse_settings(raw: Any, env: Mapping[str, str] | None = None) -> Settings:
-    """Validate a loaded YAML tree into Settings; ConfigError names the first bad key."""
+def parse_settings(raw: Any, env: Mapping[str, str] | None = None, *,
+                   needs: frozenset[Need] = EVERY_SECRET) -> Settings:
+    """Validate a loaded YAML tree into Settings; ConfigError names the first bad key.
+
+    Only the secrets of `needs` must be set; the others may be unset (they read as "" and are listed in
+    `unset_secrets`), so a command that never talks to Meta or Slack runs without their secrets."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -471,19 +541,26 @@ def parse_settings(raw: Any, env: Mapping[str, str] | None = None) -> Settings:
     tree = interpolate(raw, os.environ if env is None else env)
     tree, missing = _strip_missing(tree)
     unset = _unset_secrets(raw, tree)
-    if unset:
-        raise ConfigError("secrets", "not set or empty: " + ", ".join(unset))
+    refused = [text for path, text in unset if _group(path) in needs]
+    if refused:
+        raise ConfigError("secrets", "not set or empty: " + ", ".join(refused))
+    for path, _ in unset:
+        _put(tree, path, "")
     try:
-        return Settings.model_validate(tree)
+        settings = Settings.model_validate(tree, context={"needs": needs})
     except ValidationError as exc:
         err = _first_error(exc)
         if err.key in missing:
             err = ConfigError(err.key, f"secret not set: export {missing[err.key]}")
         raise err from None
+    settings._unset = [path for path, _ in unset]
+    settings._env_vars = _env_vars(raw)
+    return settings
 
 
-def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate the YAML config file at path."""
+def load_settings(path: str | Path, env: Mapping[str, str] | None = None, *,
+                  needs: frozenset[Need] = EVERY_SECRET) -> Settings:
+    """Read and validate the YAML config file at path (see parse_settings for `needs`)."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(str(p), "config file not found")
@@ -493,4 +570,4 @@ def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Set
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise ConfigError(str(p), f"not valid YAML{where}") from None
-    return parse_settings(raw, env)
+    return parse_settings(raw, env, needs=needs)

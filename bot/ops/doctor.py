@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -22,6 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import ChannelSettings, Mode, Settings
 from bot.meta.graph import GraphClient, GraphError
+from bot.ops.checks import CheckResult, Severity, failed, passed, warned
+from bot.ops.checks import all_passed as all_passed  # re-exported for the commands that run doctor
+from bot.ops.doctor_config import campaign_managers_check, secret_findings
+from bot.ops.reachability import network_cause, network_fix
 from bot.slack.backlog import WARN_AFTER_SECONDS, ChannelLag, estimate, owed_per_channel
 from storage.models import CampaignRecipient, MessageStatus, WebhookLog, as_utc, utcnow
 from storage.retention import TableStat, table_stats
@@ -53,47 +56,6 @@ ECHO_SILENCE = timedelta(days=7)
 ERROR_WINDOW = timedelta(hours=24)
 PAYMENT_ERROR = 131042
 THROUGHPUT_ERROR = 130429
-
-
-class Severity(StrEnum):
-    OK = "ok"
-    WARN = "warn"
-    FAIL = "fail"
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One check: ok, or what is wrong (detail) and how to fix it (fix)."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-    severity: Severity | None = None
-
-    @property
-    def level(self) -> Severity:
-        if self.severity is not None:
-            return self.severity
-        return Severity.OK if self.ok else Severity.FAIL
-
-
-def passed(name: str, detail: str) -> CheckResult:
-    return CheckResult(name, True, detail)
-
-
-def failed(name: str, detail: str, fix: str) -> CheckResult:
-    return CheckResult(name, False, detail, fix)
-
-
-def warned(name: str, detail: str, fix: str) -> CheckResult:
-    """A problem worth a look that does not fail the run."""
-    return CheckResult(name, True, detail, fix, Severity.WARN)
-
-
-def all_passed(results: Iterable[CheckResult]) -> bool:
-    """True when no check failed (warnings allowed)."""
-    return all(r.ok for r in results)
 
 
 # ---- pure checks --------------------------------------------------------------------------------
@@ -250,6 +212,12 @@ def _header(headers: Any, name: str) -> str:
 # ---- checks with I/O ----------------------------------------------------------------------------
 
 
+def unreachable(name: str, service: str, url: str, exc: BaseException) -> CheckResult | None:
+    """A failure that blames the network when the service was not reached, else None."""
+    cause = network_cause(exc)
+    return failed(name, f"{service} not reached: {cause}", network_fix(url)) if cause else None
+
+
 @dataclass
 class DoctorEnv:
     """What the checks talk to."""
@@ -272,8 +240,9 @@ async def check_token(env: DoctorEnv, channel: ChannelSettings) -> CheckResult:
         try:
             info = await env.graph.debug_token(channel.access_token, app_token)
         except GraphError as exc:
-            return failed(name, f"could not inspect the token: {exc}",
-                          "check meta.app_id and meta.app_token (or meta.app_secret)")
+            return unreachable(name, "Meta's Graph API", env.settings.meta.graph_url, exc) or failed(
+                name, f"could not inspect the token: {exc}", "check meta.app_id and meta.app_token (or "
+                                                             "meta.app_secret)")
         if not info.get("is_valid"):
             reason = (info.get("error") or {}).get("message") if isinstance(info.get("error"), dict) else None
             return failed(name, f"invalid{': ' + reason if reason else ''}", fix)
@@ -292,8 +261,9 @@ async def check_token(env: DoctorEnv, channel: ChannelSettings) -> CheckResult:
     try:
         await env.graph.get_phone_number(channel.phone_number_id, channel.access_token, fields=("id",))
     except GraphError as exc:
-        return failed(name, str(exc), fix)
-    return passed(name, "valid (number readable; set meta.app_id to also check scopes)")
+        return unreachable(name, "Meta's Graph API", env.settings.meta.graph_url, exc) or failed(name, str(exc), fix)
+    return passed(name, "valid (number readable; to also check its scopes: "
+                        f"{env.settings.how_to_set('meta.app_id')})")
 
 
 async def check_waba_subscription(env: DoctorEnv, channel: ChannelSettings) -> CheckResult:
@@ -305,12 +275,13 @@ async def check_waba_subscription(env: DoctorEnv, channel: ChannelSettings) -> C
     try:
         apps = await env.graph.get_subscribed_apps(channel.waba_id, channel.access_token)
     except GraphError as exc:
-        return failed(name, str(exc), fix)
+        return unreachable(name, "Meta's Graph API", meta.graph_url, exc) or failed(name, str(exc), fix)
     ids = {str((a.get("whatsapp_business_api_data") or {}).get("id") or a.get("id") or "") for a in apps}
     if meta.app_id and meta.app_id in ids:
         return passed(name, f"app {meta.app_id} subscribed")
     if not meta.app_id and apps:
-        return passed(name, f"{len(apps)} app(s) subscribed (set meta.app_id to check it is this one)")
+        return passed(name, f"{len(apps)} app(s) subscribed (to check it is this one: "
+                            f"{env.settings.how_to_set('meta.app_id')})")
     return failed(name, f"app {meta.app_id or '?'} is not subscribed to WABA {channel.waba_id}", fix)
 
 
@@ -319,12 +290,14 @@ async def check_app_fields(env: DoctorEnv, channels: Sequence[ChannelSettings]) 
     settings = env.settings
     if not settings.meta.app_id:
         return failed("webhook fields", "meta.app_id is not set, so the app's webhook fields cannot be read",
-                      "set meta.app_id (and meta.app_token, or rely on meta.app_secret) in app.yaml")
+                      f"{settings.how_to_set('meta.app_id')} (the App ID at the top of the App Dashboard); "
+                      "meta.app_secret or meta.app_token then reads the fields")
     try:
         subs = await env.graph.get_app_subscriptions(settings.meta.app_id, app_token_for(settings))
     except GraphError as exc:
-        return failed("webhook fields", f"could not read the app's subscriptions: {exc}",
-                      "check meta.app_id and meta.app_token (an app token: APP_ID|APP_SECRET)")
+        return unreachable("webhook fields", "Meta's Graph API", settings.meta.graph_url, exc) or failed(
+            "webhook fields", f"could not read the app's subscriptions: {exc}",
+            "check meta.app_id and meta.app_token (an app token: APP_ID|APP_SECRET)")
     need_echoes = any(c.mode is Mode.COEXISTENCE for c in channels)
     return check_fields(subs, need_echoes, settings)
 
@@ -336,8 +309,9 @@ async def check_number(env: DoctorEnv, channel: ChannelSettings) -> CheckResult:
             channel.phone_number_id, channel.access_token,
             fields=("id", "throughput", "platform_type", "is_on_biz_app", "quality_rating"))
     except GraphError as exc:
-        return failed(f"{channel.name}: throughput", f"could not read the number: {exc}",
-                      "check phone_number_id and the token")
+        name = f"{channel.name}: throughput"
+        return unreachable(name, "Meta's Graph API", env.settings.meta.graph_url, exc) or failed(
+            name, f"could not read the number: {exc}", "check phone_number_id and the token")
     return check_throughput(channel, number)
 
 
@@ -362,7 +336,7 @@ async def check_database(env: DoctorEnv) -> tuple[CheckResult, bool]:
             await session.scalar(select(func.count()).select_from(WebhookLog))
     except Exception as exc:
         return failed("database", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
-                      "check database_url, that the server runs, and `python -m bot migrate`"), False
+                      "check database_url, that the server runs, and `wabridge migrate`"), False
     return passed("database", "reachable, schema present"), True
 
 
@@ -384,12 +358,15 @@ async def check_redis(settings: Settings) -> CheckResult:
 async def check_slack(env: DoctorEnv) -> list[CheckResult]:
     try:
         response = await env.slack.auth_test()
-    except SlackApiError as exc:
+    except Exception as exc:
+        lost = unreachable("slack auth", "Slack", env.settings.slack.api_url, exc)
+        if lost is not None:
+            return [lost]
+        if not isinstance(exc, SlackApiError):
+            raise
         error = exc.response.get("error") if exc.response is not None else str(exc)
         return [failed("slack auth", f"auth.test: {error}",
                        "check slack.bot_token (xoxb-…) and that the app is installed in the workspace")]
-    except Exception as exc:
-        return [failed("slack auth", f"{type(exc).__name__}: {exc}", "check slack.api_url and the network")]
     team, user = response.get("team"), response.get("user")
     results = [passed("slack auth", f"bot {user} in {team}")]
     scopes = _header(response.headers, "x-oauth-scopes")
@@ -475,13 +452,15 @@ async def run_doctor(env: DoctorEnv, channel: str | None = None) -> list[CheckRe
     settings = env.settings
     now = env.now or utcnow()
     channels = [settings.channel(channel)] if channel else list(settings.channels)
-    results: list[CheckResult] = []
+    results: list[CheckResult] = secret_findings(settings)
     db, db_ok = await check_database(env)
     results.append(db)
     results.append(await check_redis(settings))
     if not channels:
         results.append(failed("channels", "no channel configured", "add a channels: entry to app.yaml"))
     for ch in channels:
+        if not ch.access_token:
+            continue  # its secret's finding says what to set; every Graph call would be refused
         results.append(await check_token(env, ch))
         results.append(await check_waba_subscription(env, ch))
         results.append(await check_number(env, ch))
@@ -493,7 +472,10 @@ async def run_doctor(env: DoctorEnv, channel: str | None = None) -> list[CheckRe
             results.extend(check_slack_backlog(estimate(await owed_per_channel(session))))
             stats = await table_stats(session)
         results.append(check_log_tables(stats, settings.retention.days, now))
-    results.extend(await check_slack(env))
+    slack_token = bool(settings.slack.bot_token)
+    if slack_token:
+        results.extend(await check_slack(env))
+    results.append(await campaign_managers_check(settings, env.slack if slack_token else None))
     return results
 
 

@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from bot.core.readable import day_time
 from bot.ops.insights import PHONE_APP, Figures, humanize
 
 _SPAN = re.compile(r"^(?P<n>\d+)\s*(?P<unit>[mhdw])$")
@@ -23,8 +25,8 @@ class Format(StrEnum):
     JSON = "json"
 
 
-def parse_since(value: str, now: datetime) -> datetime:
-    """`7d`, `24h`, `90m`, `2w`, or an ISO date/time (UTC unless it says otherwise); ValueError otherwise."""
+def parse_since(value: str, now: datetime, tz: str = "UTC") -> datetime:
+    """`7d`, `24h`, `90m`, `2w`, or an ISO date/time (in `tz` unless it says otherwise); ValueError otherwise."""
     text = value.strip().lower()
     m = _SPAN.match(text)
     if m:
@@ -38,7 +40,7 @@ def parse_since(value: str, now: datetime) -> datetime:
         raise ValueError(f"--since {value!r}: give a span such as 7d, 24h, 90m, 2w or a date such as "
                          "2026-11-01") from None
     if at.tzinfo is None:
-        at = at.replace(tzinfo=now.tzinfo)
+        at = at.replace(tzinfo=ZoneInfo(tz))
     if at >= now:
         raise ValueError(f"--since {value!r} is not in the past")
     return at
@@ -52,25 +54,36 @@ def _name(responder: str, names: Mapping[str, str]) -> str:
     return responder if responder == PHONE_APP else names.get(responder, responder)
 
 
-def as_dict(f: Figures, names: Mapping[str, str], channel: str | None = None) -> dict[str, Any]:
-    """The report as plain data (what JSON shows; text and CSV are drawn from it)."""
+def as_dict(f: Figures, names: Mapping[str, str], channel: str | None = None, tz: str = "UTC") -> dict[str, Any]:
+    """The report as plain data (what JSON shows; text and CSV are drawn from it); times in `tz`."""
+    zone = ZoneInfo(tz)
+
+    def at(when: datetime) -> str:
+        return when.astimezone(zone).isoformat(timespec="seconds")
+
     return {
-        "since": f.since.isoformat(), "until": f.now.isoformat(), "channel": channel,
+        "since": at(f.since), "until": at(f.now), "timezone": tz, "channel": channel,
         "first_response": {"answered": len(f.first_responses), "p50_minutes": _minutes(f.p50),
                            "p90_minutes": _minutes(f.p90)},
-        "unanswered": [{"channel": w.channel, "customer": w.customer, "waiting_since": w.since.isoformat(),
+        "unanswered": [{"channel": w.channel, "customer": w.customer, "waiting_since": at(w.since),
                         "waiting_minutes": _minutes(w.waited),
-                        "window_closes_at": w.window_closes_at.isoformat(),
+                        "window_closes_at": at(w.window_closes_at),
                         "window_closing_soon": w in f.closing} for w in f.waiting],
         "replies": [{"responder": _name(r, names), "id": None if r == PHONE_APP else r, "replies": n}
                     for r, n in f.replies.items()],
     }
 
 
+def _readable(iso: str, tz: str) -> str:
+    """`29 Nov 2026 17:56 IST` from the ISO time as_dict wrote."""
+    return day_time(datetime.fromisoformat(iso), tz)
+
+
 def render_text(data: Mapping[str, Any]) -> str:
     fr = data["first_response"]
     scope = f" in {data['channel']}" if data["channel"] else ""
-    lines = [f"Report{scope} from {data['since']} to {data['until']}", ""]
+    tz = data["timezone"]
+    lines = [f"Report{scope} from {_readable(data['since'], tz)} to {_readable(data['until'], tz)}", ""]
     if fr["answered"]:
         lines.append(f"First response: p50 {_span(fr['p50_minutes'])}, p90 {_span(fr['p90_minutes'])} "
                      f"({fr['answered']} answered)")
@@ -79,7 +92,8 @@ def render_text(data: Mapping[str, Any]) -> str:
     lines += ["", f"Unanswered: {len(data['unanswered'])}"]
     for w in data["unanswered"]:
         closing = ", window closes soon" if w["window_closing_soon"] else ""
-        lines.append(f"  {w['channel']}: {w['customer']}, waiting {_span(w['waiting_minutes'])}{closing}")
+        lines.append(f"  {w['channel']}: {w['customer']}, waiting {_span(w['waiting_minutes'])} (since "
+                     f"{_readable(w['waiting_since'], tz)}){closing}")
     lines += ["", "Replies per responder:"]
     lines += [f"  {r['responder']}: {r['replies']}" for r in data["replies"]] or ["  none"]
     return "\n".join(lines) + "\n"
