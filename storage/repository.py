@@ -38,9 +38,13 @@ async def sync_channels(sessions: async_sessionmaker[AsyncSession], channels: It
     out: dict[str, int] = {}
     async with sessions() as session, session.begin():
         for ch in channels:
-            row = await session.scalar(select(Channel).where(Channel.name == ch.name))
-            if row is None:
-                row = await session.scalar(select(Channel).where(Channel.phone_number_id == ch.phone_number_id))
+            # A row is a number: its conversations were had with that number, so a name now given to another
+            # number moves to a new row (the old one keeps its threads, renamed), never the other way round.
+            row = await session.scalar(select(Channel).where(Channel.phone_number_id == ch.phone_number_id))
+            named = await session.scalar(select(Channel).where(Channel.name == ch.name))
+            if named is not None and named is not row:
+                named.name = retired_name(named.name, named.phone_number_id)
+                await session.flush()
             if row is None:
                 row = Channel(name=ch.name, phone_number_id=ch.phone_number_id)
                 session.add(row)
@@ -69,6 +73,12 @@ async def _adopt_default_rows(session: AsyncSession, channel_id: int, team: str)
     for model in (Conversation, Campaign):
         await session.execute(update(model).where(model.channel_id == channel_id,
                                                   model.slack_team == DEFAULT_WORKSPACE).values(slack_team=team))
+
+
+def retired_name(name: str, phone_number_id: str) -> str:
+    """The name a number's row keeps once its configured name went to another number (names are unique)."""
+    suffix = f" (was {phone_number_id})"
+    return name[:100 - len(suffix)] + suffix
 
 
 async def contact_for(session: AsyncSession, wa_id: str, profile_name: str | None = None) -> Contact:

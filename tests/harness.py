@@ -124,7 +124,8 @@ async def bridges(aiohttp_client: Any, db_url: str) -> AsyncIterator[BridgeFacto
 
     async def build(*, slack: SlackStandin | None = None, graph: GraphStandin | None = None,
                     channel_extra: dict[str, Any] | None = None, outbox: dict[str, Any] | None = None,
-                    with_slack: bool = True, run_migrations: bool = True) -> Bridge:
+                    with_slack: bool = True, run_migrations: bool = True,
+                    channels: list[dict[str, Any]] | None = None) -> Bridge:
         if slack is None:
             slack = await workspace_standin()
             started.append(slack)
@@ -133,9 +134,12 @@ async def bridges(aiohttp_client: Any, db_url: str) -> AsyncIterator[BridgeFacto
             await graph.start()
             started.append(graph)
         settings = make_settings(db_url, graph_url=graph.base_url, slack_url=slack.api_url)
-        if channel_extra:
+        if channel_extra or channels is not None:
             raw = settings.model_dump()
-            raw["channels"][0].update(channel_extra)
+            if channels is not None:  # whole entries, in place of the one channel
+                raw["channels"] = channels
+            if channel_extra:
+                raw["channels"][0].update(channel_extra)
             settings = type(settings).model_validate(raw)
         options = {**FAST_OUTBOX, **(outbox or {})}
         components = [make_slack_component(**options)] if with_slack else []

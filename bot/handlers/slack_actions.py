@@ -26,8 +26,11 @@ from bot.deps import Deps
 from bot.handlers.slack_messages import (
     OPEN_PICKER_ACTION,
     BridgedThread,
+    NumberGone,
     ephemeral,
     find_thread,
+    lookup_thread,
+    number_gone_text,
     record_sent,
 )
 from bot.handlers.slack_once import first_delivery, settle_send_failure
@@ -382,11 +385,15 @@ async def shortcut_thread(app: _TemplateListeners, body: dict[str, Any]) -> Brid
     channel = str((body.get("channel") or {}).get("id") or "")
     message = body.get("message") or {}
     thread_ts = message.get("thread_ts") or message.get("ts")
-    thread = await find_thread(deps, channel, str(thread_ts)) if thread_ts else None
-    if thread is None:
-        user = str((body.get("user") or {}).get("id") or "")
+    found = await lookup_thread(deps, channel, str(thread_ts)) if thread_ts else None
+    if isinstance(found, BridgedThread):
+        return found
+    user = str((body.get("user") or {}).get("id") or "")
+    if isinstance(found, NumberGone):
+        await ephemeral(deps, None, channel, user, number_gone_text(found), thread_ts=found.thread_ts)
+    else:
         await ephemeral(deps, None, channel, user, "That message is not in a WhatsApp conversation thread.")
-    return thread
+    return None
 
 
 async def send_template_shortcut(app: _TemplateListeners, ack: Any, body: dict[str, Any], client: Any) -> None:

@@ -34,7 +34,7 @@ from bot.slack.reply_parts import CAPTIONED_KINDS, caption_and_rest, split_messa
 from bot.slack.to_whatsapp import NO_NAMES, Converted, references, to_whatsapp
 from scheduler.throttle import Priority, ThrottleUnavailable
 from storage import repository as repo
-from storage.models import Contact, Conversation, Direction, SlackEvent, Source, utcnow
+from storage.models import Channel, Contact, Conversation, Direction, SlackEvent, Source, utcnow
 from storage.upsert import insert_ignore
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class Outcome(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     EMPTY = "empty"
+    NUMBER_GONE = "number_gone"
 
 
 @dataclass(frozen=True)
@@ -68,26 +69,51 @@ class BridgedThread:
     thread_ts: str
 
 
-async def find_thread(deps: Deps, slack_channel: str, thread_ts: str) -> BridgedThread | None:
-    """The conversation mirrored into this Slack thread, if the bridge made it."""
-    cfg = deps.channel_for_slack(slack_channel)
-    if cfg is None:
-        return None
+@dataclass(frozen=True)
+class NumberGone:
+    """A thread the bridge made for a number that is no longer configured: nothing can be sent from it."""
+
+    conversation_id: int
+    slack_channel: str
+    thread_ts: str
+    number: str  # the old number as people know it: its name and display number
+
+
+async def lookup_thread(deps: Deps, slack_channel: str, thread_ts: str) -> BridgedThread | NumberGone | None:
+    """The conversation mirrored into this Slack thread, if the bridge made it, with the number it was made for.
+
+    The thread's own number decides, never the Slack channel's: a number moved to another channel (or
+    replaced by another on this one) keeps answering its old threads, and a number no longer configured
+    sends nothing."""
     async with deps.sessions() as s:
         row = (await s.execute(
-            select(Conversation, Contact).join(Contact, Contact.id == Conversation.contact_id)
+            select(Conversation, Contact, Channel).join(Contact, Contact.id == Conversation.contact_id)
+            .join(Channel, Channel.id == Conversation.channel_id)
             .where(Conversation.slack_channel == slack_channel, Conversation.slack_thread_ts == thread_ts)
         )).first()
     if row is None:
         return None
-    conv, contact = row
-    channel_id = deps.channel_ids.get(cfg.phone_number_id)
-    if channel_id is not None and conv.channel_id != channel_id:
-        # Two numbers share one Slack channel: the thread's own number decides.
-        cfg = next((c for c in deps.settings.channels if deps.channel_ids.get(c.phone_number_id) == conv.channel_id),
-                   cfg)
+    conv, contact, number = row
+    cfg = deps.settings.channel_by_phone_number_id(number.phone_number_id)
+    if cfg is None:
+        shown = " ".join(p for p in (number.name, f"({number.display_phone_number})"
+                                     if number.display_phone_number else "") if p)
+        return NumberGone(conv.id, slack_channel, thread_ts, shown or number.phone_number_id)
     return BridgedThread(conv.id, contact.wa_id, contact.id, conv.last_customer_message_at, cfg, slack_channel,
                          thread_ts)
+
+
+async def find_thread(deps: Deps, slack_channel: str, thread_ts: str) -> BridgedThread | None:
+    """The bridged thread replies can be sent from; None for other threads and those of a number gone."""
+    found = await lookup_thread(deps, slack_channel, thread_ts)
+    return found if isinstance(found, BridgedThread) else None
+
+
+def number_gone_text(gone: NumberGone) -> str:
+    """What the thread says when someone answers in it after its number was removed from the config."""
+    return (f"Not sent: this conversation belongs to the WhatsApp number {render.escape(gone.number)}, which is "
+            "no longer configured in Wabridge, so nothing goes to the customer from this thread. Ask your "
+            "Wabridge admin to add the number back to reply from it.")
 
 
 async def claim_event(deps: Deps, keys: list[str]) -> bool:
@@ -138,7 +164,7 @@ async def tell_window_closed(deps: Deps, thread: BridgedThread, user: str, close
                     window_closed_blocks(thread.conversation_id, closes_at, tz))
 
 
-async def store_note(deps: Deps, thread: BridgedThread, text: str, user: str, ts: str) -> None:
+async def store_note(deps: Deps, thread: BridgedThread | NumberGone, text: str, user: str, ts: str) -> None:
     """Keep an internal note (never sent) with its author."""
     async with deps.sessions() as s, s.begin():
         await repo.insert_message(s, {
@@ -181,7 +207,7 @@ async def record_sent(deps: Deps, thread: BridgedThread, result: SendResult, *, 
     return message_id
 
 
-async def note_in_thread(deps: Deps, thread: BridgedThread, mrkdwn: str, *, key: str) -> None:
+async def note_in_thread(deps: Deps, thread: BridgedThread | NumberGone, mrkdwn: str, *, key: str) -> None:
     """Queue a line from the bridge into the thread (once per key), for everyone in the channel to see."""
     async with deps.sessions() as s, s.begin():
         await repo.enqueue_slack(s, dedupe_key=f"{key}:{thread.conversation_id}",
@@ -280,7 +306,7 @@ async def handle_thread_message(deps: Deps, body: dict[str, Any], event: dict[st
     channel, user = event.get("channel"), event.get("user")
     if not ts or not thread_ts or thread_ts == ts or not channel or not user:
         return Outcome.IGNORED
-    thread = await find_thread(deps, str(channel), str(thread_ts))
+    thread = await lookup_thread(deps, str(channel), str(thread_ts))
     if thread is None:
         return Outcome.IGNORED
     keys = [f"msg:{channel}:{ts}"]
@@ -294,6 +320,11 @@ async def handle_thread_message(deps: Deps, body: dict[str, Any], event: dict[st
         await store_note(deps, thread, text, str(user), str(ts))
         await react(deps, str(channel), str(ts), render.NOTE_REACTION)
         return Outcome.NOTE
+    if isinstance(thread, NumberGone):
+        log.warning("reply %s in %s not sent: its number %s is no longer configured", ts, thread_ts, thread.number)
+        await react(deps, str(channel), str(ts), render.NOT_SENT_REACTION)
+        await note_in_thread(deps, thread, number_gone_text(thread), key=f"numbergone:{ts}")
+        return Outcome.NUMBER_GONE
     if thread.channel.thread_replies is ThreadReplies.NOTES_ONLY:
         await store_note(deps, thread, text, str(user), str(ts))
         await react(deps, str(channel), str(ts), render.NOTE_REACTION)
