@@ -26,9 +26,9 @@ from scheduler.campaigns.unknowns import (
     settles_unknown,
 )
 from storage import liveness
-from storage.models import CampaignRecipient, CampaignRun, SlackOutbox, utcnow
+from storage.models import CampaignRecipient, CampaignRun, SlackOutbox, WebhookLog, utcnow
 from tests.harness import bridges, eventually
-from tests.helpers import SLACK_CHANNEL, make_settings, status
+from tests.helpers import SLACK_CHANNEL, inbound_text, make_settings, status
 from tests.test_campaign_support import Db, make_campaign, numbers, open_db, start_run
 
 R = CampaignRecipient
@@ -147,6 +147,49 @@ async def test_status_webhooks_settle_unknown_recipients_by_their_callback_data(
                 rows = {r.id: r for r in (await s.scalars(select(R).where(R.id.in_(ids)))).all()}
             assert [rows[i].wamid for i in ids] == ["wamid.cb0", "wamid.cb1", "wamid.cb2", None]
             assert rows[ids[1]].error_code == 131047
+        finally:
+            await db.close()
+
+
+FOREIGN_PNID = "109999999999999"  # another business's number, subscribed to the same app
+
+
+def _from_number(payload: dict[str, Any], phone_number_id: str) -> dict[str, Any]:
+    payload["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = phone_number_id
+    return payload
+
+
+async def test_a_status_from_another_number_never_settles_our_recipient(aiohttp_client: Any, db_url: str) -> None:
+    async with bridges(aiohttp_client, db_url) as build:
+        b = await build(with_slack=False)
+        db = await open_db(make_settings(db_url))
+        try:
+            _, _, ids = await _run_with(db, 2)
+            wa = numbers(2)
+            await _set(db, ids, status="unknown", attempted_at=utcnow())
+            # Signed by Meta (same app), right recipient, our callback data: but sent from another number.
+            forged = _from_number(_with_callback(status("wamid.OTHER0", "delivered", recipient=wa[0]),
+                                                 callback_data(ids[0])), FOREIGN_PNID)
+            await b.webhook(forged)
+            # The same with a customer message next to it (applied by the handlers, not set-based).
+            mixed = _from_number(_with_callback(status("wamid.OTHER1", "failed", recipient=wa[1],
+                                                       error_code=131047), callback_data(ids[1])), FOREIGN_PNID)
+            mixed["entry"][0]["changes"][0]["value"]["messages"] = inbound_text(
+                "wamid.MIXED", "hi")["entry"][0]["changes"][0]["value"]["messages"]
+            await b.webhook(mixed)
+            # Then a status from the campaign's own number: the first report that counts.
+            await b.webhook(_with_callback(status("wamid.OURS", "sent", recipient=wa[0]), callback_data(ids[0])))
+            await eventually(lambda: _settled(db, ids, 1))
+
+            async def all_applied() -> bool:
+                return await b.count(WebhookLog, WebhookLog.processed_at.is_(None)) == 0
+
+            await eventually(all_applied)
+            assert await _states(db, ids) == ["sent", "unknown"]
+            async with db.sessions() as s:
+                rows = {r.id: r for r in (await s.scalars(select(R).where(R.id.in_(ids)))).all()}
+            assert [rows[i].wamid for i in ids] == ["wamid.OURS", None]
+            assert rows[ids[1]].status == "unknown" and rows[ids[1]].error_code is None
         finally:
             await db.close()
 

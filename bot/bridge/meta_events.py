@@ -238,7 +238,7 @@ async def on_status(session: AsyncSession, ctx: EventContext, e: ev.StatusUpdate
         return
     # A campaign send whose answer was lost is known only by the recipient id it carried.
     await note_callback(session, e.biz_opaque_callback_data, e.wamid, e.status, e.recipient_id,
-                        (err.code, err.title) if err else (None, None))
+                        (err.code, err.title) if err else (None, None), phone_number_id=e.envelope.phone_number_id)
     applied = await repo.apply_statuses(session, e.wamid)
     if e.status not in applied:
         return

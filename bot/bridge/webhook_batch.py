@@ -81,7 +81,8 @@ def callback_reports(events: list[ev.WebhookEvent]) -> list[CallbackReport]:
         if isinstance(e, ev.StatusUpdate) and e.biz_opaque_callback_data:
             err = e.errors[0] if e.errors else None
             out.append(CallbackReport(e.biz_opaque_callback_data, e.wamid, e.status, e.recipient_id,
-                                      (err.code, err.title) if err else (None, None)))
+                                      (err.code, err.title) if err else (None, None),
+                                      phone_number_id=e.envelope.phone_number_id))
     return out
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from scheduler.campaigns.records import CampaignStatus, RecipientStatus, RunStatus
 from scheduler.campaigns.unknowns import orphan_fate, quiet_enough, recipient_of, settles_unknown
 from storage import repository as repo
-from storage.models import Campaign, CampaignRecipient, CampaignRun, as_utc, utcnow
+from storage.models import Campaign, CampaignRecipient, CampaignRun, Channel, as_utc, utcnow
 
 R = CampaignRecipient
 _TABLE = cast(Table, R.__table__)
@@ -59,12 +59,33 @@ async def recover_orphans(session: AsyncSession, silent_owners: set[int]) -> Cou
 
 
 async def note_callback(session: AsyncSession, data: str | None, wamid: str, status: str,
-                        wa_id: str | None, error: tuple[int | None, str | None] = (None, None)) -> bool:
+                        wa_id: str | None, error: tuple[int | None, str | None] = (None, None), *,
+                        phone_number_id: str | None) -> bool:
     """Pin a status webhook's message on the recipient its callback data names, and settle the recipient
-    if its outcome was not known. Call before `repository.apply_statuses`, which then folds in the rest."""
+    if its outcome was not known. Call before `repository.apply_statuses`, which then folds in the rest.
+
+    Only a status from the number the recipient's campaign sends from counts: the callback data is plain
+    text any business can put on its own sends, and every number subscribed to the app reports here."""
     recipient_id = recipient_of(data)
-    if recipient_id is None:
+    if recipient_id is None or not phone_number_id:
         return False
+    if (await _numbers_of(session, {recipient_id})).get(recipient_id) != phone_number_id:
+        return False
+    return await _settle(session, recipient_id, wamid, status, wa_id, error)
+
+
+async def _numbers_of(session: AsyncSession, recipient_ids: set[int]) -> dict[int, str]:
+    """The phone_number_id each recipient's campaign sends from."""
+    rows = (await session.execute(
+        select(R.id, Channel.phone_number_id).join(CampaignRun, CampaignRun.id == R.run_id)
+        .join(Campaign, Campaign.id == CampaignRun.campaign_id).join(Channel, Channel.id == Campaign.channel_id)
+        .where(R.id.in_(recipient_ids))
+    )).all()
+    return {int(rid): str(pnid) for rid, pnid in rows}
+
+
+async def _settle(session: AsyncSession, recipient_id: int, wamid: str, status: str, wa_id: str | None,
+                  error: tuple[int | None, str | None]) -> bool:
     rec = await session.get(R, recipient_id)
     if rec is None or (wa_id and rec.wa_id != wa_id):
         return False  # not ours, or not the number the callback data was sent to
@@ -91,6 +112,7 @@ class CallbackReport:
     status: str
     wa_id: str | None
     error: tuple[int | None, str | None] = (None, None)
+    phone_number_id: str | None = None  # the number the status came from (the webhook's metadata)
 
 
 async def note_callbacks(session: AsyncSession, reports: list[CallbackReport]) -> int:
@@ -100,10 +122,12 @@ async def note_callbacks(session: AsyncSession, reports: list[CallbackReport]) -
     if not named:
         return 0
     open_ids = set((await session.scalars(select(R.id).where(R.id.in_(named), R.wamid.is_(None)))).all())
+    numbers = await _numbers_of(session, open_ids) if open_ids else {}
     touched = 0
     for r in reports:
-        if recipient_of(r.data) in open_ids:
-            touched += await note_callback(session, r.data, r.wamid, r.status, r.wa_id, r.error)
+        rid = recipient_of(r.data)
+        if rid in open_ids and r.phone_number_id and numbers.get(rid) == r.phone_number_id:
+            touched += await _settle(session, rid, r.wamid, r.status, r.wa_id, r.error)
     return touched
 
 
