@@ -82,3 +82,24 @@ def status(wamid: str, state: str, *, recipient: str = "919812345678", ts: int =
     if pricing is not None:
         st["pricing"] = pricing
     return envelope("messages", {"messaging_product": "whatsapp", "metadata": metadata(), "statuses": [st]})
+
+
+def history_chunk(conversations: int, per_conversation: int = 2, *, chunk_order: int = 1, progress: int = 50,
+                  first_wa_id: int = 919800000000, text: str = "Is the flat ready to move in?") -> dict[str, Any]:
+    """One `history` webhook as Meta sends it during onboarding: `conversations` threads, each with
+    `per_conversation` messages alternating customer and business (about 180 bytes a message)."""
+    threads = []
+    for c in range(conversations):
+        wa_id = str(first_wa_id + c)
+        messages = []
+        for m in range(per_conversation):
+            customer = m % 2 == 0
+            msg: dict[str, Any] = {"from": wa_id if customer else BUSINESS, "id": f"wamid.H{chunk_order}.{c}.{m}",
+                                   "timestamp": str(1_748_678_400 + m * 60), "type": "text",
+                                   "text": {"body": text}, "history_context": {"status": "READ"}}
+            if not customer:
+                msg["to"] = wa_id
+            messages.append(msg)
+        threads.append({"id": wa_id, "messages": messages})
+    return envelope("history", {"messaging_product": "whatsapp", "metadata": metadata(), "history": [
+        {"metadata": {"phase": 1, "chunk_order": chunk_order, "progress": progress}, "threads": threads}]})

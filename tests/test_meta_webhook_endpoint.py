@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from bot.app.factory import create_app
 from bot.handlers import appkeys
 from storage.models import WebhookLog
-from tests.helpers import VERIFY_TOKEN, inbound_text, make_settings, signed
+from tests.helpers import VERIFY_TOKEN, history_chunk, inbound_text, make_settings, signed
 
 
 async def _client(aiohttp_client, db_url, **kw):  # type: ignore[no-untyped-def]
@@ -66,6 +66,22 @@ async def test_oversized_body_is_413(aiohttp_client, db_url) -> None:  # type: i
     resp = await client.post("/webhooks/meta", data=body, headers=headers)
     assert resp.status == 413
     assert await _log_count(client) == 0
+
+
+async def test_a_history_chunk_of_ten_thousand_conversations_fits_the_default_limit(aiohttp_client, db_url) -> None:  # type: ignore[no-untyped-def]
+    from bot.core.config import DEFAULT_MAX_BODY_BYTES
+
+    client = await _client(aiohttp_client, db_url)
+    body, headers = signed(history_chunk(10_000, 1))
+    assert 2_000_000 < len(body) < 3_000_000  # what a real chunk of 10k conversations weighs
+    resp = await client.post("/webhooks/meta", data=body, headers=headers)
+    assert resp.status == 200
+    assert await _log_count(client) == 1
+    # Meta documents webhooks of up to 3 MB: the default keeps more than twice that as headroom.
+    assert DEFAULT_MAX_BODY_BYTES >= 2 * 3_000_000
+    over, over_headers = signed(b'{"pad": "' + b"x" * DEFAULT_MAX_BODY_BYTES + b'"}')
+    assert (await client.post("/webhooks/meta", data=over, headers=over_headers)).status == 413
+    assert await _log_count(client) == 1
 
 
 async def test_signed_delivery_is_committed_before_the_200(aiohttp_client, db_url) -> None:  # type: ignore[no-untyped-def]

@@ -91,6 +91,9 @@ class ThreadReplies(StrEnum):
     NOTES_ONLY = "notes_only"
 
 
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -98,7 +101,9 @@ class _Strict(BaseModel):
 class ServerSettings(_Strict):
     host: str = "0.0.0.0"
     port: int = 8080
-    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # Meta sends webhooks of up to 3 MB (history chunks of thousands of conversations come close): 8 MiB
+    # leaves room for that and for Meta growing its chunks.
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     public_url: str = ""
     # /metrics asks for `Authorization: Bearer <metrics_token>` when set; with metrics_port it is served only
     # there (on metrics_host), not on the main port.
