@@ -232,7 +232,7 @@ def write_config(path: Path, *, database_url: str, redis_url: str, graph_url: st
     import yaml
 
     raw = {
-        "server": {"host": "127.0.0.1", "port": 8080},
+        "server": {"host": "127.0.0.1", "port": 8080, "metrics_public": True},  # the benchmarks read /metrics
         "database_url": database_url,
         "redis_url": redis_url,
         "meta": {"graph_url": graph_url, "app_id": "300000000000001", "app_secret": APP_SECRET,

@@ -133,7 +133,9 @@ async def bridges(aiohttp_client: Any, db_url: str) -> AsyncIterator[BridgeFacto
             graph = GraphStandin()
             await graph.start()
             started.append(graph)
-        settings = make_settings(db_url, graph_url=graph.base_url, slack_url=slack.api_url)
+        # /metrics public: bridge tests read the figures there (it is off by default).
+        settings = make_settings(db_url, graph_url=graph.base_url, slack_url=slack.api_url,
+                                 server={"metrics_public": True})
         if channel_extra or channels is not None:
             raw = settings.model_dump()
             if channels is not None:  # whole entries, in place of the one channel

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -9,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from aiohttp import web
 
 from bot.app.components import onboarding_component
 from bot.app.factory import create_app
@@ -57,6 +59,43 @@ def test_rejection_log_is_rate_limited_per_key_and_counts_what_it_held_back() ->
     now[0] = 61.0
     assert limiter.admit("a") == (True, 3)
     assert limiter.admit("a") == (True, 0)
+
+
+async def _raw(port: int, request: bytes) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    head = await reader.read()
+    writer.close()
+    return int(head.split(b" ", 2)[1])
+
+
+async def test_requests_aiohttp_refuses_are_one_rate_limited_line_without_a_traceback(
+        aiohttp_client: Any, db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(make_settings(db_url), workers=False, webhooks=False)
+
+    async def broken(_request: web.Request) -> web.Response:
+        raise RuntimeError("a bug of ours")
+
+    app.router.add_get("/broken", broken)
+    client = await aiohttp_client(app)
+    port = client.server.port
+    assert port is not None
+    caplog.set_level(logging.INFO)
+    long_query = b"GET /healthz?" + b"q" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    for _ in range(15):
+        assert await _raw(port, long_query) == 400
+    assert await _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"h" * 100_000 + b"\r\n\r\n") == 400
+    assert await _raw(port, b"GET /health\x00z HTTP/1.1\r\nHost: x\r\n\r\n") == 400
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.app.rejections"]
+    assert len(lines) == 10  # the limiter's lines per minute; the rest are counted, not written
+    assert lines[0] == "rejected a malformed request from 127.0.0.1: 400 request line or header too long"
+    assert all(len(line) < 300 and "qqqq" not in line for line in lines)
+    assert [r for r in caplog.records if r.exc_info or r.name == "aiohttp.server"] == []
+
+    assert (await client.get("/broken")).status == 500  # our own bug keeps its traceback
+    bugs = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(bugs) == 1 and bugs[0].exc_info and isinstance(bugs[0].exc_info[1], RuntimeError)
 
 
 @pytest.fixture

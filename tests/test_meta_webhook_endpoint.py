@@ -103,7 +103,7 @@ async def test_signed_delivery_is_committed_before_the_200(aiohttp_client, db_ur
 
 
 async def test_healthz_and_metrics_answer(aiohttp_client, db_url, redis_url) -> None:  # type: ignore[no-untyped-def]
-    client = await _client(aiohttp_client, db_url, redis_url=redis_url)
+    client = await _client(aiohttp_client, db_url, redis_url=redis_url, server={"metrics_public": True})
     resp = await client.get("/healthz")
     assert resp.status == 200
     assert (await resp.json()) == {"status": "ok", "database": "ok", "redis": "ok"}

@@ -1,4 +1,5 @@
-"""/metrics protects itself (bearer token, own port); serve's log says where it listens and stays quiet."""
+"""/metrics is off by default and protects itself (bearer token, own port); its database gauges are cached;
+serve's log says where it listens and where /metrics is, and stays quiet."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from sqlalchemy.exc import OperationalError
 
 from bot.app.bolt import build_bolt_app
 from bot.app.factory import create_app
-from bot.app.metrics_endpoint import authorised
+from bot.app.metrics_endpoint import CachedRefresh, Exposure, authorised, exposure, exposure_line
+from bot.core.config import ServerSettings
 from bot.core.logs import configure
 from bot.deps import Deps
+from bot.handlers import appkeys
 from tests.helpers import make_settings
 
 TOKEN = "metrics-secret-1"
@@ -69,6 +74,68 @@ async def test_metrics_on_their_own_port_are_not_on_the_main_one(aiohttp_client:
     status, body = await _raw_get(port, "/metrics", f"Authorization: Bearer {TOKEN}\r\n")
     assert status == 200 and b"wabridge_webhooks_received" in body
     assert (await _raw_get(port, "/healthz"))[0] == 404
+
+
+def test_metrics_are_off_unless_a_token_a_port_or_public_asks_for_them() -> None:
+    cases = [({}, Exposure.OFF, "is off; set server.metrics_token"),
+             ({"metrics_token": TOKEN}, Exposure.TOKEN, "on the main port, behind server.metrics_token"),
+             ({"metrics_port": 9464}, Exposure.OWN_PORT, "http://127.0.0.1:9464/metrics only, with no token"),
+             ({"metrics_port": 9464, "metrics_token": TOKEN}, Exposure.OWN_PORT, "only, behind server.metrics_token"),
+             ({"metrics_public": True}, Exposure.PUBLIC, "on the main port is public (server.metrics_public: true)")]
+    for server, where, line in cases:
+        settings = ServerSettings.model_validate(server)
+        assert exposure(settings) is where and line in exposure_line(settings), server
+        assert len(exposure_line(settings).splitlines()) == 1
+
+
+async def test_metrics_by_default_are_not_served_and_the_log_says_so(aiohttp_client: Any, db_url: str,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="bot.app.metrics_endpoint")
+    client = await aiohttp_client(create_app(make_settings(db_url), workers=False))
+    assert (await client.get("/metrics")).status == 404
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("metrics: ")]
+    assert lines == ["metrics: /metrics is off; set server.metrics_token (bearer token), server.metrics_port "
+                     "(own port) or server.metrics_public: true to serve it"]
+
+
+async def test_public_metrics_scrapes_do_not_each_query_the_database(aiohttp_client: Any, db_url: str) -> None:
+    settings = make_settings(db_url, server={"metrics_public": True})
+    client = await aiohttp_client(create_app(settings, workers=False, webhooks=False))
+    statements = client.app[appkeys.METRICS].db_statements
+    first = await client.get("/metrics")
+    assert first.status == 200 and "wabridge_meta_throughput_errors_24h" in await first.text()
+    before = statements._value.get()
+    for _ in range(5):
+        assert (await client.get("/metrics")).status == 200
+    assert statements._value.get() == before  # the gauges came from the cache
+
+
+async def test_cached_refresh_runs_once_per_period_and_survives_an_outage(caplog: pytest.LogCaptureFixture) -> None:
+    now = [100.0]
+    calls: list[float] = []
+    failing = [False]
+
+    async def refresh(_app: web.Application) -> None:
+        calls.append(now[0])
+        if failing[0]:
+            raise OperationalError("SELECT", {}, ConnectionRefusedError())
+
+    cached = CachedRefresh(refresh, seconds=5.0, clock=lambda: now[0])
+    app = web.Application()
+    await asyncio.gather(*(cached(app) for _ in range(4)))
+    assert calls == [100.0]
+    now[0] = 104.9
+    await cached(app)
+    assert calls == [100.0]
+    now[0], failing[0] = 105.0, True
+    await cached(app)  # the database is down: one line, no exception, the last values stay
+    await cached(app)
+    assert calls == [100.0, 105.0]
+    assert [r.getMessage() for r in caplog.records if "not refreshed" in r.getMessage()] == [
+        "metrics: database gauges not refreshed (OperationalError); serving the last values"]
+    now[0], failing[0] = 110.0, False
+    await cached(app)
+    assert calls == [100.0, 105.0, 110.0]
 
 
 def test_bolt_says_nothing_about_an_unused_token(db_url: str, caplog: pytest.LogCaptureFixture,
@@ -123,4 +190,5 @@ channels: []
         proc.terminate()
         proc.wait(timeout=30)
     assert any(f"listening on http://127.0.0.1:{port}" in line for line in lines), lines
+    assert len([line for line in lines if "metrics: /metrics is off" in line]) == 1, lines
     assert not [line for line in lines if "will be unused" in line or "Traceback" in line]

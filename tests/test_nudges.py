@@ -109,7 +109,8 @@ async def bridge(aiohttp_client: Any, db_url: str) -> AsyncIterator[Bridge]:
     async with SlackStandin(bot_token=BOT_TOKEN) as slack:
         slack.add_channel(SLACK_CHANNEL, "lucknow-whatsapp")
         settings = make_settings(db_url, slack_url=slack.api_url,
-                                 sla={"first_response_minutes": 30, "mention": "S0MANAGERS"})
+                                 sla={"first_response_minutes": 30, "mention": "S0MANAGERS"},
+                                 server={"metrics_public": True})
         components = [make_slack_component(poll_interval=0.1, backoff_base=0.2, backoff_cap=1.0),
                       make_insights_component(interval=None)]
         client = await aiohttp_client(create_app(settings, workers=False, components=components))

@@ -22,7 +22,7 @@ def _web_app(db_url: str):
 
 
 def _worker_app(db_url: str):
-    settings = make_settings(db_url)
+    settings = make_settings(db_url, server={"metrics_public": True})
     return create_app(settings, webhooks=False, components=default_components(settings, role="worker"))
 
 

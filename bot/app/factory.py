@@ -13,8 +13,8 @@ from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
-from bot.app.metrics_endpoint import metrics_handler, metrics_site
-from bot.app.rejections import RateLimitedLog, rejection_logger
+from bot.app.metrics_endpoint import CachedRefresh, Exposure, announce, exposure, metrics_handler, metrics_site
+from bot.app.rejections import RateLimitedLog, quiet_malformed_requests, rejection_logger
 from bot.app.throughput_gauge import refresh_throughput_gauge
 from bot.bridge.ingest_writer import IngestWriter
 from bot.bridge.meta_events import EventContext
@@ -184,8 +184,10 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
     """Build the application; workers=False leaves background processing to another process or a test.
 
     webhooks=False (a worker-only process) mounts no /webhooks/meta and runs no ingest writer."""
+    refusals = RateLimitedLog()
+    quiet_malformed_requests(refusals)
     app = web.Application(client_max_size=settings.server.max_body_bytes + 1024,
-                          middlewares=[rejection_logger(RateLimitedLog())])
+                          middlewares=[rejection_logger(refusals)])
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()
     app.cleanup_ctx.append(database_ctx(run_migrations))
@@ -202,10 +204,13 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
         app.router.add_get("/webhooks/meta", meta_webhook.handshake)
         app.router.add_post("/webhooks/meta", meta_webhook.receive)
     app.router.add_get("/healthz", healthz)
-    serve_metrics = metrics_handler(app, refresh=refresh_throughput_gauge)
-    if settings.server.metrics_port:
+    serve_metrics = metrics_handler(app, refresh=CachedRefresh(refresh_throughput_gauge))
+    where = exposure(settings.server)
+    if where is Exposure.OWN_PORT:
         app.cleanup_ctx.append(metrics_site(serve_metrics))
     else:
+        app.on_startup.append(announce)
+    if where in (Exposure.TOKEN, Exposure.PUBLIC):
         app.router.add_get("/metrics", serve_metrics)
     for component in components or []:
         component(app)

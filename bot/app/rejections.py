@@ -1,7 +1,9 @@
 """Refused requests (4xx) logged as one line each, at most a few per route and minute.
 
 An attacker can send thousands of bad requests; each still gets its answer, but the log gets a bounded
-number of lines per (route, status) and a count of the lines it held back.
+number of lines per (route, status) and a count of the lines it held back. Requests aiohttp refuses before
+any route sees them (a 100 KB query string, an oversized header, a broken request line) are logged by
+aiohttp with a traceback each; `quiet_malformed_requests` turns those into the same rate-limited line.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 log = logging.getLogger("bot.app.rejections")
 
@@ -82,3 +85,42 @@ def _note(limiter: RateLimitedLog, request: web.Request, status: int, reason: st
     more = f" ({held} more like it not logged)" if held else ""
     log.warning("rejected %s %s from %s: %s %s%s", request.method, request.path[:200], request.remote or "?",
                 status, (reason or "-")[:200], more)
+
+
+_AIOHTTP_SERVER = "aiohttp.server"  # aiohttp's RequestHandler logs "Error handling request from …" here
+
+
+def _what(exc: HttpProcessingError) -> str:
+    # aiohttp's message quotes the offending bytes (a 100 KB line): never copy them into the log.
+    if isinstance(exc, LineTooLong):
+        return "request line or header too long"
+    first = str(exc.message or "").splitlines()[0] if exc.message else ""
+    return f"{type(exc).__name__}: {first[:80]}" if first else type(exc).__name__
+
+
+class MalformedRequestFilter(logging.Filter):
+    """On aiohttp's server logger: a request aiohttp refused as malformed (4xx) becomes one rate-limited line
+    on this module's logger, without a traceback; everything else (a 500 from our code) passes unchanged."""
+
+    def __init__(self, limiter: RateLimitedLog) -> None:
+        super().__init__()
+        self.limiter = limiter
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError) or not 400 <= (exc.code or 400) < 500:
+            return True
+        ok, held = self.limiter.admit(f"malformed {exc.code or 400}")
+        if ok:
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            more = f" ({held} more like it not logged)" if held else ""
+            log.warning("rejected a malformed request from %s: %s %s%s", remote, exc.code or 400, _what(exc), more)
+        return False
+
+
+def quiet_malformed_requests(limiter: RateLimitedLog) -> None:
+    """Put the filter on aiohttp's server logger (once: a later app replaces an earlier app's filter)."""
+    logger = logging.getLogger(_AIOHTTP_SERVER)
+    for old in [f for f in logger.filters if isinstance(f, MalformedRequestFilter)]:
+        logger.removeFilter(old)
+    logger.addFilter(MalformedRequestFilter(limiter))

@@ -105,11 +105,13 @@ class ServerSettings(_Strict):
     # leaves room for that and for Meta growing its chunks.
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     public_url: str = ""
-    # /metrics asks for `Authorization: Bearer <metrics_token>` when set; with metrics_port it is served only
-    # there (on metrics_host), not on the main port.
+    # /metrics is off unless one of these is set. metrics_token: it asks for `Authorization: Bearer <token>`;
+    # metrics_port: it is served only there (on metrics_host), not on the main port; metrics_public: it is
+    # served on the main port to anyone (only for a port no one outside a private network reaches).
     metrics_token: str = ""
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
+    metrics_public: bool = False
 
 
 class MetaSettings(_Strict):

@@ -7,7 +7,11 @@ as a real subprocess with the Meta and Slack stand-ins on loopback and a canary 
   broken private_metadata or ids: 4xx or a readable answer, never a 5xx.
 - One signed template-picker submission posted three times sends one template; an opt-out by someone outside
   the channel is refused.
-- /metrics and /%6detrics without the bearer token: 401.
+- /metrics and /%6detrics without the bearer token: 401; with no token, port or metrics_public set, `serve` does
+  not serve /metrics (404) and its log says so in one line.
+- A 100 KB query string, sent a dozen times: 400 each, at most ten log lines, no traceback.
+- A customer whose WhatsApp name is made of bidi overrides and zero-width characters shows in Slack with them
+  stripped and the rest isolated (U+2068 … U+2069); a name with nothing visible left shows as the number.
 - A reply whose answer is lost after Meta took it is sent once; a 130429 on a reply shows in doctor.
 - Config: empty secrets all named at once, a display number as phone_number_id, a misspelt time zone,
   postgres:// and sqlite:// URLs, a port in use: one line each, the right exit code.
@@ -30,6 +34,7 @@ import yaml
 from sqlalchemy import insert
 
 from bot.handlers.slack_actions import PICKER_CALLBACK, SHORTCUT_OPT_OUT, TEMPLATE_BLOCK, TEMPLATE_SELECT
+from bot.slack.display_names import FSI, PDI
 from bot.standins import sign_slack
 from storage.models import Contact, Conversation, Template
 from tests.canary import Canary
@@ -41,6 +46,11 @@ from tests.test_campaign_slack import form_values
 METRICS_TOKEN = "drill-metrics-token"
 STAFF, OUTSIDER, MANAGER = "U0STAFF", "U0OUTSIDER", "UMANAGER"
 WA_ID = "919812345678"
+SPOOF_ID, BLANK_ID = "919812340001", "919812340002"
+# "\u202e" (RIGHT-TO-LEFT OVERRIDE) would reverse "Support" and the number after it; the rest hide or reorder.
+SPOOF_NAME = "\u202etroppuS\u200b\u2066 Desk\ufeff\u2069\u200f"
+BLANK_NAME = "\u200b\u200d\u2060\u202e\u2800"
+CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u200b\u200c\u200d\u200e\u200f\u2060\ufeff")
 DEEP = "[" * 50_000 + "]" * 50_000
 
 
@@ -94,6 +104,7 @@ class Attacker:
 async def test_every_attack_in_one_run(db_url: str, tmp_path: Path, standins: Standins, serves: Serves) -> None:
     config = write_config(tmp_path / "app.yaml", standins, db_url)
     raw = yaml.safe_load(config.read_text())
+    raw["server"].pop("metrics_public", None)
     raw["server"]["metrics_token"] = METRICS_TOKEN
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     slack, graph = standins.slack, standins.graph
@@ -109,14 +120,19 @@ async def test_every_attack_in_one_run(db_url: str, tmp_path: Path, standins: St
             attacker = Attacker(http, serve.url, standins)
             await _attack(attacker, db, canary, slack, graph)
         await _careless_operator(tmp_path, raw, serve.port, db_url)
+        await _metrics_off_by_default(tmp_path, raw, serves)
         await _doctor_counts_the_130429(config)
     finally:
         await canary.stop()
         await db.close()
     log = serve.log_text()
     assert f"listening on http://127.0.0.1:{serve.port}" in log
+    assert [line for line in log.splitlines() if "metrics: " in line][-1].endswith(
+        "metrics: /metrics on the main port, behind server.metrics_token")
     assert "rejected POST /webhooks/meta" in log and "rejected GET /metrics" in log
     assert "will be unused" not in log and "Traceback" not in log
+    malformed = [line for line in log.splitlines() if "rejected a malformed request" in line]
+    assert len(malformed) == 10 and all("request line or header too long" in line for line in malformed)
     assert "Running job" not in log and "executed successfully" not in log
 
 
@@ -189,6 +205,10 @@ async def _attack(a: Attacker, db: DbProbe, canary: Canary, slack: Any, graph: A
     assert [await a.raw_get(p) for p in ("/metrics", "/%6detrics")] == [401, 401]
     assert await a.raw_get("/%6detrics", f"Authorization: Bearer {METRICS_TOKEN}\r\n") == 200
 
+    # 4b. Requests aiohttp refuses before any route: answered 400, logged in a bounded number of lines.
+    for _ in range(12):
+        assert await a.raw_get("/healthz?" + "q" * 100_000) == 400
+
     # 5. Send outcomes on replies: an answer lost after Meta took it; a 130429.
     graph.drop_answer_next()
     reply = slack.user_message(SLACK_CHANNEL, STAFF, "sent once", thread_ts=parent["ts"])
@@ -200,6 +220,17 @@ async def _attack(a: Attacker, db: DbProbe, canary: Canary, slack: Any, graph: A
     await eventually(lambda: [e for e in slack.ephemerals if "130429" in e["text"]], timeout=30)
     texts = [s.payload.get("text", {}).get("body") for s in graph.sends_to(WA_ID)]
     assert texts.count("sent once") == 1 and "too fast" not in texts
+
+    # 6. Names: bidi overrides and zero-width tricks in WhatsApp profile names.
+    for wamid, wa_id, name in (("wamid.SPOOF", SPOOF_ID, SPOOF_NAME), ("wamid.BLANK", BLANK_ID, BLANK_NAME)):
+        body, headers = signed(inbound_text(wamid, "hi", wa_id=wa_id, name=name, ts=now_ts(-30)))
+        assert await a.post("/webhooks/meta", body, headers) == 200
+    parents = await eventually(lambda: (p := slack.messages(SLACK_CHANNEL, top_level_only=True)) and len(p) >= 3
+                               and p, timeout=30)
+    shown = json.dumps([[p.get("text"), p.get("blocks"), p.get("username")] for p in parents], ensure_ascii=False)
+    assert not set(shown) & CONTROLS
+    assert f"*{FSI}troppuS Desk{PDI}* · +91 98123 40001" in shown
+    assert "*Unknown name* · +91 98123 40002" in shown
 
 
 async def _careless_operator(tmp_path: Path, raw: dict[str, Any], busy_port: int, db_url: str) -> None:
@@ -234,6 +265,21 @@ async def _careless_operator(tmp_path: Path, raw: dict[str, Any], busy_port: int
     done = _run(config("busy", server__host="127.0.0.1", server__port=busy_port), "serve", "--no-migrate")
     assert done.returncode == 69 and done.stderr.strip().startswith(f"serve: cannot listen on 127.0.0.1:{busy_port}")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+async def _metrics_off_by_default(tmp_path: Path, raw: dict[str, Any], serves: Serves) -> None:
+    tree = json.loads(json.dumps(raw))
+    tree["server"].pop("metrics_token")
+    config = tmp_path / "no-metrics.yaml"
+    config.write_text(yaml.safe_dump(tree, sort_keys=False))
+    serve = await serves.start(config, "no-metrics")
+    async with aiohttp.ClientSession() as http, http.get(f"{serve.url}/metrics") as resp:
+        assert resp.status == 404
+    await serve.stop()
+    lines = [line for line in serve.log_text().splitlines() if "metrics: " in line]
+    assert len(lines) == 1 and lines[0].endswith("metrics: /metrics is off; set server.metrics_token (bearer "
+                                                 "token), server.metrics_port (own port) or "
+                                                 "server.metrics_public: true to serve it")
 
 
 async def _doctor_counts_the_130429(config: Path) -> None:
