@@ -7,10 +7,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
-import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
 from bot.app.metrics_endpoint import CachedRefresh, Exposure, announce, exposure, metrics_handler, metrics_site
@@ -28,6 +26,7 @@ from bot.handlers import appkeys, meta_webhook
 from bot.meta.graph import GraphClient
 from bot.onboarding.channels import merge_onboarded
 from bot.ops.retention_worker import RetentionWorker
+from bot.slack.client import slack_client, slack_session
 from scheduler.throttle import RedisThrottle, Throttle, make_throttle
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.liveness import Heartbeat
@@ -74,11 +73,8 @@ async def deps_ctx(app: web.Application) -> AsyncIterator[None]:
     """Graph client, Slack Web API client and throttle, shared by every worker and listener."""
     settings = app[appkeys.SETTINGS]
     graph = GraphClient(settings.meta.graph_url, settings.meta.api_version)
-    # No rate-limit retry handler: the Slack outbox honours Retry-After itself (slack_sdk's async handler
-    # reads only the first character of the header, so "Retry-After: 30" would wait 3 s).
-    # One shared session: without it slack_sdk opens a new connection (and TLS handshake) per call.
-    slack_http = aiohttp.ClientSession()
-    slack = AsyncWebClient(token=settings.slack.bot_token, base_url=settings.slack.api_url, session=slack_http)
+    slack_http = slack_session()
+    slack = slack_client(settings.slack, slack_http)
     redis_client = app[appkeys.REDIS]
     throttle: Throttle = RedisThrottle(redis_client) if redis_client is not None else make_throttle(None)
     app[appkeys.DEPS] = Deps(settings=settings, sessions=app[appkeys.SESSIONS], graph=graph, slack=slack,

@@ -22,12 +22,14 @@ from bot.app.bolt import BOLT
 from bot.app.factory import Component
 from bot.deps import Deps
 from bot.handlers import appkeys
-from bot.handlers.slack_campaign import _Groups, may_manage
 from bot.ops.home_view import CampaignLine, HomeData, manager_view, member_view, shown
 from bot.ops.insights import Waiting
 from bot.ops.insights_store import figures_for
 from bot.ops.sla import elapsed_for, target_for
+from bot.slack.errors import slack_reason
+from bot.slack.lookup import lookup
 from bot.slack.names import UserNames
+from bot.slack.permissions import MembershipUnknown, Permissions
 from storage.models import Campaign, Message, utcnow
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ class HomePublisher:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
         self.names = UserNames(deps.slack)
-        self._groups = _Groups()
+        self.permissions = Permissions(deps.settings.slack, deps.slack)
         self._links: dict[tuple[str, str], str] = {}
         self.viewers: dict[str, float] = {}  # user id -> when they last opened the tab (monotonic)
 
@@ -71,13 +73,16 @@ class HomePublisher:
         try:
             await self.deps.slack.views_publish(user_id=user, view=view)
         except SlackApiError as exc:
-            log.warning("home tab for %s not published: %s", user, exc.response.get("error"))
+            log.warning("home tab for %s not published: %s", user, slack_reason(exc))
             return False
         return True
 
     async def view_for(self, user: str, now: datetime | None = None,
                        shared: dict[bool, HomeData] | None = None) -> dict[str, Any]:
-        manager = await may_manage(self.deps, self._groups, user)
+        try:
+            manager = await self.permissions.is_manager(user)
+        except MembershipUnknown:  # the tab is still published, with what every member sees
+            manager = False
         data = shared.get(manager) if shared is not None else None
         if data is None:
             data = await self.data(now or utcnow(), manager=manager)
@@ -123,10 +128,10 @@ class HomePublisher:
                 continue
             link = self._links.get(w.thread)
             if link is None:
-                try:
-                    resp = await self.deps.slack.chat_getPermalink(channel=w.thread[0], message_ts=w.thread[1])
-                except SlackApiError:
-                    continue
+                resp = await lookup(self.deps.slack.chat_getPermalink(channel=w.thread[0], message_ts=w.thread[1]),
+                                    f"the link to thread {w.thread[1]}")
+                if resp is None:
+                    break  # Slack is not answering: the tab goes out now, without the links not yet known
                 link = str(resp.get("permalink") or "")
                 if link:
                     self._links[w.thread] = link

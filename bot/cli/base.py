@@ -70,11 +70,9 @@ def run_async(coro: object) -> int:
 
 async def slack_names(settings: Settings, users: Iterable[str]) -> dict[str, str]:
     """Slack users' names for the report; without Slack (no token, or no answer) the ids stay."""
-    from slack_sdk.web.async_client import AsyncWebClient
-
+    from bot.slack.client import slack_client
     from bot.slack.names import UserNames
 
     if not settings.slack.bot_token:
         return {}
-    slack = AsyncWebClient(token=settings.slack.bot_token, base_url=settings.slack.api_url, timeout=10)
-    return await UserNames(slack).of(users)
+    return await UserNames(slack_client(settings.slack)).of(users)

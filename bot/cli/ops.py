@@ -153,11 +153,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 async def _doctor(settings: Settings, channel: str | None) -> int:
-    from slack_sdk.web.async_client import AsyncWebClient
-
     from bot.ops.doctor import DoctorEnv, all_passed, render_text, run_doctor
+    from bot.slack.client import slack_client
 
-    slack = AsyncWebClient(token=settings.slack.bot_token, base_url=settings.slack.api_url, timeout=10)
+    slack = slack_client(settings.slack, timeout=10)
     async with runtime(settings) as rt:
         results = await run_doctor(DoctorEnv(settings, rt.sessions, rt.graph, slack), channel)
     print(render_text(results))

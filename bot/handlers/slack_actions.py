@@ -37,8 +37,9 @@ from bot.handlers.slack_once import first_delivery, settle_send_failure
 from bot.meta.errors import GraphError, explain
 from bot.meta.graph import SendResult
 from bot.slack import limits, once, payloads, render, template_choice
+from bot.slack.errors import slack_reason
 from bot.slack.outbox import wake_outbox
-from bot.slack.permissions import Action, Permissions, refusal
+from bot.slack.permissions import UNCHECKED, Action, MembershipUnknown, Permissions, refusal
 from scheduler.throttle import Priority, ThrottleUnavailable
 from storage import repository as repo
 from storage.models import Contact, Conversation, Message, Template
@@ -169,7 +170,7 @@ async def open_picker(deps: Deps, client: Any, trigger_id: str, thread: BridgedT
                            await has_approved_templates(deps, thread.channel.waba_id))
         await client.views_open(trigger_id=trigger_id, view=view)
     except SlackApiError as exc:
-        error = str(exc.response.get("error") or "unknown_error")
+        error = slack_reason(exc)
         log.warning("template picker not opened: %s", error)
         await ephemeral(deps, thread, thread.slack_channel, user, picker_failure_text(error))
 
@@ -268,11 +269,19 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
 async def refused(app: _TemplateListeners, action: Action, user: str, channel: str,
                   thread: BridgedThread | None) -> bool:
     """True (and the person told, privately) when user may not do this here."""
-    deps = app.deps
-    if await app.permissions.allows(action, user, channel):
+    answer = await refusal_for(app.permissions, action, user, channel)
+    if answer is None:
         return False
-    await ephemeral(deps, thread, channel, user, refusal(action, app.permissions.role(action)))
+    await ephemeral(app.deps, thread, channel, user, answer)
     return True
+
+
+async def refusal_for(permissions: Permissions, action: Action, user: str, channel: str) -> str | None:
+    """None when user may do this here; else what they are told (refused, or Slack did not say in time)."""
+    try:
+        return None if await permissions.allows(action, user, channel) else refusal(action, permissions.role(action))
+    except MembershipUnknown:
+        return UNCHECKED
 
 
 async def open_from_button(app: _TemplateListeners, ack: Any, body: dict[str, Any], client: Any) -> None:
@@ -317,7 +326,7 @@ async def template_chosen(app: _TemplateListeners, ack: Any, body: dict[str, Any
     try:
         await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=new_view)
     except SlackApiError as exc:
-        log.warning("template picker update failed: %s", exc.response.get("error"))
+        log.warning("template picker update failed: %s", slack_reason(exc))
 
 
 async def submitted(app: _TemplateListeners, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
@@ -334,9 +343,9 @@ async def submitted(app: _TemplateListeners, ack: Any, body: dict[str, Any], vie
     if thread is None:
         await ack(response_action="errors", errors={TEMPLATE_BLOCK: "This conversation is gone."})
         return
-    if not await app.permissions.allows(Action.SEND_TEMPLATES, user, thread.slack_channel):
-        role = app.permissions.role(Action.SEND_TEMPLATES)
-        await ack(response_action="errors", errors={TEMPLATE_BLOCK: refusal(Action.SEND_TEMPLATES, role)})
+    no = await refusal_for(app.permissions, Action.SEND_TEMPLATES, user, thread.slack_channel)
+    if no is not None:
+        await ack(response_action="errors", errors={TEMPLATE_BLOCK: no})
         return
     template = None
     template_id = payloads.as_id(selected.get("value"))
@@ -452,7 +461,7 @@ async def export_thread(app: _TemplateListeners, ack: Any, body: dict[str, Any],
         await client.files_upload_v2(channel=thread.slack_channel, thread_ts=thread.thread_ts,
                                      content=content, filename=filename, title=filename)
     except SlackApiError as exc:
-        log.warning("export of %s failed: %s", thread.thread_ts, exc.response.get("error"))
+        log.warning("export of %s failed: %s", thread.thread_ts, slack_reason(exc))
 
 
 def _who(msg: Message, customer: str, channel: str) -> str:

@@ -12,7 +12,6 @@ import asyncio
 import io
 import logging
 import tempfile
-import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -28,7 +27,9 @@ from bot.handlers.slack_ops import OPS_SUBCOMMANDS, OPS_WORKING, ops_in_backgrou
 from bot.onboarding.slack_commands import ONBOARDING_SUBCOMMANDS, onboarding_in_background
 from bot.onboarding.slack_commands import WORKING as ONBOARDING_WORKING
 from bot.slack import payloads
+from bot.slack.errors import slack_reason
 from bot.slack.file_fetch import FileOriginRefused, stream_slack_file
+from bot.slack.permissions import UNCHECKED, MembershipUnknown, Permissions
 from scheduler.campaigns import records as campaigns
 from scheduler.campaigns.audience import AudienceError, find_phone_column, mapped_columns, open_text, read_header
 from scheduler.campaigns.create import CampaignInputError, Request, prepare
@@ -45,7 +46,6 @@ from scheduler.campaigns.forms import (
     campaign_lines,
     confirm_view,
     create_modal,
-    is_manager,
     parse_command,
     parse_submission,
     preparing_view,
@@ -61,36 +61,14 @@ log = logging.getLogger(__name__)
 HEADER_BYTES = 16384
 HEADER_BUDGET = 1.5  # seconds of Slack's 3 spent, at most, reading the file's header before answering
 MAX_AUDIENCE_BYTES = 50 * 1024 * 1024
-GROUP_CACHE_TTL = 60.0
 
 
-class _Groups:
-    """Members of the user groups named in campaign_managers, cached for a minute."""
-
-    def __init__(self) -> None:
-        self._members: dict[str, tuple[float, set[str]]] = {}
-
-    async def of(self, deps: Deps, group: str) -> set[str]:
-        cached = self._members.get(group)
-        if cached is not None and time.monotonic() - cached[0] < GROUP_CACHE_TTL:
-            return cached[1]
-        try:
-            resp = await deps.slack.usergroups_users_list(usergroup=group)
-            members = set(resp.get("users") or [])
-        except SlackApiError as exc:
-            log.warning("cannot read user group %s: %s", group, exc.response.get("error"))
-            members = set()
-        self._members[group] = (time.monotonic(), members)
-        return members
-
-
-async def may_manage(deps: Deps, groups: _Groups, user: str) -> bool:
-    """True for a campaign manager (listed directly or through a user group)."""
-    managers = deps.settings.slack.campaign_managers
-    if user in managers:
-        return True
-    member_of = [g for g in managers if g.startswith("S") and user in await groups.of(deps, g)]
-    return is_manager(user, managers, member_of)
+async def manager_refusal(permissions: Permissions, user: str) -> str | None:
+    """None for a campaign manager; else what the person is told (refused, or Slack did not say in time)."""
+    try:
+        return None if await permissions.is_manager(user) else REFUSAL
+    except MembershipUnknown:
+        return UNCHECKED
 
 
 async def approved_templates(deps: Deps) -> list[TemplateChoice]:
@@ -163,13 +141,13 @@ class _CampaignListeners:
     """What the listeners below share within one app."""
 
     deps: Deps
-    groups: _Groups
+    permissions: Permissions
     background: set[asyncio.Task[None]]
 
 
 def register(bolt: AsyncApp, deps: Deps) -> None:
     """Add `/campaign` and its modals to the bolt app."""
-    app = _CampaignListeners(deps, _Groups(), set())
+    app = _CampaignListeners(deps, Permissions(deps.settings.slack, deps.slack), set())
     bolt.command("/campaign")(partial(on_command, app))
     bolt.options(TEMPLATE_ACTION)(partial(template_options, app))
     bolt.view(CREATE_CALLBACK)(partial(on_create, app))
@@ -183,16 +161,16 @@ async def on_command(app: _CampaignListeners, ack: Any, body: dict[str, Any], cl
     user = str(body.get("user_id") or "")
     verb, _, rest = str(body.get("text") or "").strip().partition(" ")
     if verb.lower() in OPS_SUBCOMMANDS:  # templates, doctor, spend, export: managers only
-        if not await may_manage(deps, app.groups, user):
-            await ack(text=REFUSAL)
+        if (refused := await manager_refusal(app.permissions, user)) is not None:
+            await ack(text=refused)
             return
         await ack(text=OPS_WORKING)
         ops_in_background(deps, app.background, respond, verb.lower(), rest, user_id=user,
                           slack_channel=str(body.get("channel_id") or "") or None)
         return
     if verb.lower() in ONBOARDING_SUBCOMMANDS:  # connect, history: managers only
-        if not await may_manage(deps, app.groups, user):
-            await ack(text=REFUSAL)
+        if (refused := await manager_refusal(app.permissions, user)) is not None:
+            await ack(text=refused)
             return
         await ack(text=ONBOARDING_WORKING)
         onboarding_in_background(deps, app.background, respond, verb.lower(), rest, user_id=user,
@@ -212,8 +190,8 @@ async def on_command(app: _CampaignListeners, ack: Any, body: dict[str, Any], cl
         except campaigns.ControlError as exc:
             await ack(text=str(exc).capitalize() + ".")
         return
-    if not await may_manage(deps, app.groups, user):
-        await ack(text=REFUSAL)
+    if (refused := await manager_refusal(app.permissions, user)) is not None:
+        await ack(text=refused)
         return
     if cmd.action == "create":
         await ack()
@@ -239,7 +217,7 @@ async def template_options(app: _CampaignListeners, ack: Any, body: dict[str, An
     """The create modal's template select asks which templates match what was typed."""
     deps = app.deps
     view = body.get("view") or {}
-    if not await may_manage(deps, app.groups, str((body.get("user") or {}).get("id") or "")):
+    if await manager_refusal(app.permissions, str((body.get("user") or {}).get("id") or "")) is not None:
         await ack(options=[])
         return
     await ack(**template_suggestions(deps.settings, await approved_templates(deps), str(body.get("value") or ""),
@@ -249,8 +227,8 @@ async def template_options(app: _CampaignListeners, ack: Any, body: dict[str, An
 async def on_create(app: _CampaignListeners, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
     deps = app.deps
     user = str((body.get("user") or {}).get("id") or "")
-    if not await may_manage(deps, app.groups, user):
-        await ack(response_action="errors", errors={"channel": REFUSAL})
+    if (refused := await manager_refusal(app.permissions, user)) is not None:
+        await ack(response_action="errors", errors={"channel": refused})
         return
     result = parse_submission(view["state"]["values"], deps.settings, await approved_templates(deps))
     if isinstance(result, dict):
@@ -273,8 +251,8 @@ async def on_confirm(app: _CampaignListeners, ack: Any, body: dict[str, Any], vi
     user = str((body.get("user") or {}).get("id") or "")
     meta = payloads.metadata(view.get("private_metadata"))
     campaign_id = payloads.as_id(meta.get("campaign_id"))
-    if not await may_manage(deps, app.groups, user):
-        await ack(response_action="update", view=problem_view(REFUSAL))
+    if (refused := await manager_refusal(app.permissions, user)) is not None:
+        await ack(response_action="update", view=problem_view(refused))
         return
     if campaign_id is None:
         await ack()
@@ -292,7 +270,7 @@ async def on_confirm(app: _CampaignListeners, ack: Any, body: dict[str, Any], vi
         try:
             await client.chat_postEphemeral(channel=origin, user=user, text=text)
         except SlackApiError as exc:
-            log.info("could not confirm campaign %s to %s: %s", c.id, user, exc.response.get("error"))
+            log.info("could not confirm campaign %s to %s: %s", c.id, user, slack_reason(exc))
 
 
 async def on_closed(app: _CampaignListeners, ack: Any, view: dict[str, Any]) -> None:
@@ -333,4 +311,4 @@ async def _prepare(deps: Deps, form: Form, user: str, origin: str, view_id: str)
     try:
         await deps.slack.views_update(view_id=view_id, view=view)
     except SlackApiError as exc:
-        log.warning("could not update the campaign modal: %s", exc.response.get("error"))
+        log.warning("could not update the campaign modal: %s", slack_reason(exc))

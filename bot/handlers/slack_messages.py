@@ -28,6 +28,7 @@ from bot.deps import Deps
 from bot.meta.errors import GraphError, SendAction, explain
 from bot.meta.graph import SendResult
 from bot.slack import limits, render, reply_ledger
+from bot.slack.errors import slack_reason
 from bot.slack.names import resolve_names
 from bot.slack.outbox import wake_outbox
 from bot.slack.reply_parts import CAPTIONED_KINDS, caption_and_rest, split_message
@@ -134,7 +135,7 @@ async def ephemeral(deps: Deps, thread: BridgedThread | None, channel: str, user
         await deps.slack.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks,
                                             thread_ts=thread_ts or (thread.thread_ts if thread else None))
     except SlackApiError as exc:
-        log.warning("could not tell %s in %s: %s", user, channel, exc.response.get("error"))
+        log.warning("could not tell %s in %s: %s", user, channel, slack_reason(exc))
 
 
 async def react(deps: Deps, channel: str, ts: str, name: str) -> None:
@@ -142,8 +143,8 @@ async def react(deps: Deps, channel: str, ts: str, name: str) -> None:
     try:
         await deps.slack.reactions_add(channel=channel, timestamp=ts, name=name)
     except SlackApiError as exc:
-        if exc.response.get("error") != "already_reacted":
-            log.warning("reaction %s on %s failed: %s", name, ts, exc.response.get("error"))
+        if (reason := slack_reason(exc)) != "already_reacted":
+            log.warning("reaction %s on %s failed: %s", name, ts, reason)
 
 
 def window_closed_blocks(conversation_id: int, closes_at: datetime | None, tz: str) -> list[dict[str, Any]]:

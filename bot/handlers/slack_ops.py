@@ -24,6 +24,8 @@ from bot.ops.export import ExportError, Format, load_transcript, render, slack_u
 from bot.ops.spend import money, render_text, spend_for_month
 from bot.ops.templates import channels_by_waba, describe, stored_templates, sync_templates
 from bot.slack import limits
+from bot.slack.errors import slack_reason
+from bot.slack.names import UserNames
 
 log = logging.getLogger(__name__)
 
@@ -153,17 +155,7 @@ async def spend_reply(deps: Deps, month: str | None = None) -> OpsReply:
 
 
 async def _slack_names(deps: Deps, user_ids: Sequence[str]) -> dict[str, str]:
-    names: dict[str, str] = {}
-    for user in user_ids:
-        try:
-            info = await deps.slack.users_info(user=user)
-        except SlackApiError:
-            continue
-        profile = (info.get("user") or {}).get("profile") or {}
-        name = profile.get("real_name") or profile.get("display_name") or (info.get("user") or {}).get("name")
-        if name:
-            names[user] = str(name)
-    return names
+    return await UserNames(deps.slack).of(user_ids)
 
 
 async def export_reply(deps: Deps, *, user_id: str, query: str, slack_channel: str | None = None,
@@ -198,7 +190,7 @@ async def export_reply(deps: Deps, *, user_id: str, query: str, slack_channel: s
             file_uploads=[{"content": render(transcript, fmt).encode(), "filename": transcript.filename(fmt),
                            "title": f"{transcript.title} ({fmt.value})"} for fmt in formats])
     except SlackApiError as exc:
-        error = exc.response.get("error") if exc.response is not None else str(exc)
+        error = slack_reason(exc)
         log.warning("transcript upload failed: %s", error)
         return OpsReply(f"Could not send the transcript: Slack said {error}")
     return OpsReply(f"Sent you the transcript of {transcript.title} ({len(transcript.lines)} messages) "

@@ -10,8 +10,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.deps import Deps
-from bot.handlers.slack_campaign import _Groups, may_manage
-from scheduler.campaigns.forms import REFUSAL
+from bot.handlers.slack_campaign import manager_refusal
+from bot.slack.permissions import Permissions
 from scheduler.campaigns.unknown_notice import RESEND_ACTION, parse_button_value, resent_text
 from scheduler.campaigns.unknown_store import resend_unknown
 
@@ -23,11 +23,11 @@ class _ResendListeners:
     """What the listeners below share within one app."""
 
     deps: Deps
-    groups: _Groups
+    permissions: Permissions
 
 
 def register(bolt: AsyncApp, deps: Deps) -> None:
-    app = _ResendListeners(deps, _Groups())
+    app = _ResendListeners(deps, Permissions(deps.settings.slack, deps.slack))
     bolt.action(RESEND_ACTION)(partial(on_resend, app))
 
 
@@ -35,8 +35,8 @@ async def on_resend(app: _ResendListeners, ack: Any, body: dict[str, Any], respo
     deps = app.deps
     await ack()
     user = str((body.get("user") or {}).get("id") or "")
-    if not await may_manage(deps, app.groups, user):
-        await respond(response_type="ephemeral", replace_original=False, text=REFUSAL)
+    if (refused := await manager_refusal(app.permissions, user)) is not None:
+        await respond(response_type="ephemeral", replace_original=False, text=refused)
         return
     actions = body.get("actions") or [{}]
     parsed = parse_button_value(str(actions[0].get("value") or ""))

@@ -26,6 +26,7 @@ from bot.ops.checks import all_passed as all_passed  # re-exported for the comma
 from bot.ops.doctor_config import campaign_managers_check, secret_findings
 from bot.ops.reachability import network_cause, network_fix
 from bot.slack.backlog import WARN_AFTER_SECONDS, ChannelLag, estimate, owed_per_channel
+from bot.slack.errors import slack_reason
 from storage.models import CampaignRecipient, MessageStatus, WebhookLog, as_utc, utcnow
 from storage.retention import TableStat, table_stats
 from storage.send_errors import counts_since
@@ -364,8 +365,7 @@ async def check_slack(env: DoctorEnv) -> list[CheckResult]:
             return [lost]
         if not isinstance(exc, SlackApiError):
             raise
-        error = exc.response.get("error") if exc.response is not None else str(exc)
-        return [failed("slack auth", f"auth.test: {error}",
+        return [failed("slack auth", f"auth.test: {slack_reason(exc)}",
                        "check slack.bot_token (xoxb-…) and that the app is installed in the workspace")]
     team, user = response.get("team"), response.get("user")
     results = [passed("slack auth", f"bot {user} in {team}")]

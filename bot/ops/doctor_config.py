@@ -9,6 +9,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.config import Settings
 from bot.ops.checks import CheckResult, failed, passed, warned
 from bot.ops.reachability import network_cause, network_fix
+from bot.slack.errors import slack_reason
 
 _SLACK_ID = re.compile(r"[UWS][A-Z0-9]{2,}")
 MANAGERS_FIX = ("list who may run /campaign under slack.campaign_managers in app.yaml: Slack user ids (U…) or "
@@ -44,8 +45,7 @@ async def campaign_managers_check(settings: Settings, slack: AsyncWebClient | No
             response = await slack.usergroups_users_list(usergroup=group)
         except Exception as exc:
             cause = network_cause(exc)
-            error = getattr(getattr(exc, "response", None), "get", lambda _k: None)("error")
-            return warned(name, f"{summary}; user group {group} could not be read: {cause or error or exc}",
+            return warned(name, f"{summary}; user group {group} could not be read: {cause or slack_reason(exc)}",
                           network_fix(settings.slack.api_url) if cause else
                           "check the group id and the usergroups:read scope")
         members.update(str(u) for u in response.get("users") or [])

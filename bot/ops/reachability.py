@@ -15,6 +15,7 @@ import httpx
 from slack_sdk.errors import SlackApiError
 
 from bot.meta.errors import GraphError
+from bot.slack.errors import http_status, slack_error_code
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -52,9 +53,8 @@ def network_cause(exc: BaseException) -> str | None:
             return f"HTTP {exc.http_status} without Meta's error body (Meta down, or a proxy on the way)"
         return None
     if isinstance(exc, SlackApiError):
-        response = exc.response
-        status = getattr(response, "status_code", 200)
-        if response is not None and not response.get("error") and status != 200:
+        status = http_status(exc)
+        if slack_error_code(exc) is None and status is not None and status != 200:
             return f"HTTP {status} without Slack's error body (a proxy on the way, or slack.api_url is wrong)"
         return None
     return _transport_cause(exc)

@@ -11,6 +11,7 @@ and outage switch) that every endpoint reads and writes.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import copy
@@ -51,6 +52,9 @@ MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3_000
 _SLACK_ID = re.compile(r"^[A-Z][A-Z0-9]{2,}$")
 _TS = re.compile(r"^\d+\.\d+$")
+# What a proxy or a failing Slack edge answers instead of Slack's JSON: a plain-text 503, a JSON content type
+# with a body that is not JSON, or no answer at all (the connection stays open until the caller gives up).
+BROKEN_ANSWERS = ("text_503", "invalid_json", "hang")
 
 
 class SlackError(Exception):
@@ -91,6 +95,8 @@ class _Faults:
     down_until: float | None = None
     down: bool = False
     lost_answers: dict[str, int] = field(default_factory=dict)  # method -> calls whose answer is lost
+    broken: dict[str, list[str]] = field(default_factory=dict)  # method -> queued broken answers (BROKEN_ANSWERS)
+    broken_always: dict[str, str] = field(default_factory=dict)  # method -> broken answer until mended
 
 
 @dataclass
@@ -235,6 +241,7 @@ class SlackStandin(LoopbackServer):
         self._triggers: dict[str, float | None] = {}  # trigger_id -> issue time; None once used
         self._ts_counter = 0
         self._faults = _Faults()
+        self._hangs_end = asyncio.Event()  # set on stop, so a hanging answer does not hold the shutdown
         self._limits: dict[str, _Limit] = {}
         self.socket_mode = SocketModeHub(app_id)
         self.add_user(bot_user_id, "wabridge", real_name="Wabridge", is_bot=True)
@@ -398,6 +405,21 @@ class SlackStandin(LoopbackServer):
         """Carry out the next `times` calls of `method`, then drop the connection instead of answering."""
         self._faults.lost_answers[method] = self._faults.lost_answers.get(method, 0) + times
 
+    def break_answers(self, method: str, kind: str, times: int | None = 1) -> None:
+        """Answer the next `times` calls of `method` (every call while `times` is None, until `mend`) with a
+        broken answer: `text_503`, `invalid_json` or `hang` (see BROKEN_ANSWERS)."""
+        if kind not in BROKEN_ANSWERS:
+            raise ValueError(f"kind must be one of {BROKEN_ANSWERS}")
+        if times is None:
+            self._faults.broken_always[method] = kind
+        else:
+            self._faults.broken.setdefault(method, []).extend([kind] * times)
+
+    def mend(self, method: str) -> None:
+        """Answer `method` normally again (undoes break_answers)."""
+        self._faults.broken.pop(method, None)
+        self._faults.broken_always.pop(method, None)
+
     def set_down(self, down: bool) -> None:
         """Answer every request with HTTP 503 until set_down(False)."""
         self._faults.down = down
@@ -509,8 +531,10 @@ class SlackStandin(LoopbackServer):
         app.router.add_get("/link/", self.socket_mode.handle)
 
     async def stop(self) -> None:
+        self._hangs_end.set()
         await self.socket_mode.close()
         await super().stop()
+        self._hangs_end = asyncio.Event()
 
     def _response(self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> web.Response:
         all_headers = {"X-OAuth-Scopes": ",".join(self.scopes), **(headers or {})}
@@ -565,6 +589,9 @@ class SlackStandin(LoopbackServer):
         if self._is_down():
             call.status, call.ok, call.error = 503, False, "service_unavailable"
             return self._response(503, {"ok": False, "error": "service_unavailable"})
+        broken = await self._broken_answer(method, call)
+        if broken is not None:
+            return broken
         queued_limits = self._faults.rate_limited.get(method)
         if queued_limits:
             retry_after = queued_limits.pop(0)
@@ -603,6 +630,19 @@ class SlackStandin(LoopbackServer):
             if request.transport is not None:
                 request.transport.close()  # done, but the caller never hears so
         return self._response(200, {"ok": True, **result})
+
+    async def _broken_answer(self, method: str, call: SlackCall) -> web.Response | None:
+        queued = self._faults.broken.get(method)
+        kind = queued.pop(0) if queued else self._faults.broken_always.get(method)
+        if kind is None:
+            return None
+        call.status, call.ok, call.error = (503 if kind == "text_503" else 200), False, kind
+        if kind == "hang":
+            await self._hangs_end.wait()  # however long the caller waits; released when the server stops
+        if kind in ("text_503", "hang"):
+            return web.Response(status=503, text="upstream connect error or disconnect/reset before headers",
+                                content_type="text/plain")
+        return web.Response(status=200, body=b"<html>not json", content_type="application/json")
 
     # ---- state helpers ---------------------------------------------------------------------------
 
