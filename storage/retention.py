@@ -1,26 +1,29 @@
-"""Retention: delete processed log rows older than a cutoff, a small batch per statement.
+"""Retention: delete processed log rows older than a cutoff, a small batch per statement; and, when the
+operator sets how long, customers' messages, media references and erasure audit records (docs/privacy.md).
 
 Only rows whose work is over are touched: deliveries already processed, Slack event ids already handled,
-Slack posts already delivered. Short statements keep locks brief so pruning never stalls the hot path.
+Slack posts already delivered, erasures done. Short statements keep locks brief so pruning never stalls the hot path.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select, text
+from sqlalchemy import ColumnElement, Executable, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import SlackEvent, SlackOutbox, WebhookLog
+from storage.models import Erasure, Message, MessageStatus, SlackEvent, SlackOutbox, WebhookLog
 
 
 @dataclass(frozen=True)
 class Prunable:
-    """A log table: its key, the time that ages a row, what makes a row finished, and when a row was made
-    (read through an indexed order, so finding the oldest row never scans the table)."""
+    """A table rows age out of: its key, the time that ages a row, what makes a row finished, when a row was made
+    (read through an indexed order, so finding the oldest row never scans the table), the `retention` key that
+    says after how many days, and the rows that go with it (deleted first, in the same transaction)."""
 
     name: str
     model: Any
@@ -29,6 +32,13 @@ class Prunable:
     finished: ColumnElement[bool] | None
     born: Any
     oldest_first: Any
+    days_key: str = "days"
+    dependents: Callable[[list[Any]], Executable] | None = None
+
+
+def _statuses_of(message_ids: list[Any]) -> Executable:
+    return delete(MessageStatus).where(MessageStatus.wamid.in_(
+        select(Message.wamid).where(Message.id.in_(message_ids), Message.wamid.is_not(None))))
 
 
 PRUNABLE: tuple[Prunable, ...] = (
@@ -39,6 +49,13 @@ PRUNABLE: tuple[Prunable, ...] = (
     Prunable("slack_outbox", SlackOutbox, SlackOutbox.id, SlackOutbox.done_at, SlackOutbox.done_at.is_not(None),
              SlackOutbox.created_at, SlackOutbox.id),
 )
+# Customers' data, aged only when its key is set (docs/privacy.md); not part of doctor's log tables.
+PERSONAL: tuple[Prunable, ...] = (
+    Prunable("messages", Message, Message.id, Message.wa_timestamp, None, Message.wa_timestamp,
+             Message.wa_timestamp, "messages_days", _statuses_of),
+    Prunable("erasures", Erasure, Erasure.id, Erasure.requested_at, Erasure.state == "done", Erasure.requested_at,
+             Erasure.requested_at, "audit_days"),
+)
 
 
 async def prune_batch(session: AsyncSession, table: Prunable, cutoff: datetime, limit: int) -> int:
@@ -46,7 +63,14 @@ async def prune_batch(session: AsyncSession, table: Prunable, cutoff: datetime, 
     where = [table.aged_by < cutoff]
     if table.finished is not None:
         where.append(table.finished)
-    doomed = select(table.key).where(*where).limit(limit).scalar_subquery()
+    if table.dependents is not None:
+        keys = list((await session.scalars(select(table.key).where(*where).limit(limit))).all())
+        if not keys:
+            return 0
+        await session.execute(table.dependents(keys))
+        doomed: Any = keys
+    else:
+        doomed = select(table.key).where(*where).limit(limit).scalar_subquery()
     result = await session.execute(delete(table.model).where(table.key.in_(doomed))
                                    .execution_options(synchronize_session=False))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -62,6 +86,29 @@ async def prune_table(sessions: async_sessionmaker[AsyncSession], table: Prunabl
         total += n
         if n < limit:
             return total
+        await asyncio.sleep(pause)
+
+
+async def strip_media(sessions: async_sessionmaker[AsyncSession], cutoff: datetime, limit: int,
+                      pause: float = 0.0) -> int:
+    """Clear the media references (Meta media id, type, file name and hash) of messages older than cutoff,
+    batch by batch in timestamp order; the message, its caption and its Slack copy stay. Returns rows changed."""
+    total, since = 0, None
+    while True:
+        async with sessions() as session, session.begin():
+            query = select(Message.id, Message.wa_timestamp, Message.content).where(
+                Message.wa_timestamp < cutoff, Message.media_id.is_not(None))
+            if since is not None:
+                query = query.where(Message.wa_timestamp >= since)
+            rows = (await session.execute(query.order_by(Message.wa_timestamp).limit(limit))).all()
+            for row in rows:
+                content = {k: v for k, v in (row.content or {}).items() if k != "media"} if row.content else None
+                await session.execute(update(Message).where(Message.id == row.id)
+                                      .values(media_id=None, media_mime=None, content=content))
+        total += len(rows)
+        if len(rows) < limit:
+            return total
+        since = rows[-1].wa_timestamp
         await asyncio.sleep(pause)
 
 

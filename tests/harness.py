@@ -125,7 +125,8 @@ async def bridges(aiohttp_client: Any, db_url: str) -> AsyncIterator[BridgeFacto
     async def build(*, slack: SlackStandin | None = None, graph: GraphStandin | None = None,
                     channel_extra: dict[str, Any] | None = None, outbox: dict[str, Any] | None = None,
                     with_slack: bool = True, run_migrations: bool = True,
-                    channels: list[dict[str, Any]] | None = None) -> Bridge:
+                    channels: list[dict[str, Any]] | None = None,
+                    settings_extra: dict[str, Any] | None = None) -> Bridge:
         if slack is None:
             slack = await workspace_standin()
             started.append(slack)
@@ -135,7 +136,7 @@ async def bridges(aiohttp_client: Any, db_url: str) -> AsyncIterator[BridgeFacto
             started.append(graph)
         # /metrics public: bridge tests read the figures there (it is off by default).
         settings = make_settings(db_url, graph_url=graph.base_url, slack_url=slack.api_url,
-                                 server={"metrics_public": True})
+                                 server={"metrics_public": True}, **(settings_extra or {}))
         if channel_extra or channels is not None:
             raw = settings.model_dump()
             if channels is not None:  # whole entries, in place of the one channel

@@ -49,6 +49,7 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "files.info": frozenset({"files:read"}),
     "files.getUploadURLExternal": frozenset({"files:write"}),
     "files.completeUploadExternal": frozenset({"files:write"}),
+    "files.delete": frozenset({"files:write"}),  # erasure on request: the bot deletes files it uploaded
     "reactions.add": frozenset({"reactions:write"}),
     "reactions.remove": frozenset({"reactions:write"}),
     "users.info": frozenset({"users:read"}),
@@ -382,7 +383,8 @@ def test_shortcuts_in_the_manifest_are_the_ones_the_code_handles(manifest: dict[
     # the handlers read body["message"] and body["channel"], which only message shortcuts carry
     assert all(sc["type"] == "message" for sc in listed.values())
     names = {sc["name"] for sc in listed.values()}
-    assert names == {"Send template", "Mark opted out / in", "Export thread"}
+    assert names == {"Send template", "Mark opted out / in", "Export thread", "Export customer data",
+                     "Erase customer data"}
 
 
 def test_slash_commands_in_the_manifest_are_the_ones_the_code_handles(manifest: dict[str, Any],

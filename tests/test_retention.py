@@ -54,3 +54,54 @@ async def test_only_finished_rows_older_than_the_period_are_pruned(db_url: str) 
             "webhook_logs": 0, "slack_events": 0, "slack_outbox": 0}
     finally:
         await engine.dispose()
+
+
+async def test_customers_data_ages_out_only_past_its_own_period_in_batches(db_url: str) -> None:
+    from bot.core.metrics import Metrics
+    from storage.models import Channel, Contact, Conversation, Erasure, Message, MessageStatus
+
+    await migrate(db_url)
+    engine = make_engine(db_url)
+    sessions = make_sessionmaker(engine)
+    now = utcnow()
+    try:
+        async with sessions() as s, s.begin():
+            channel = Channel(name="c", phone_number_id="1", waba_id="2", mode="coexistence", mps=5)
+            contact = Contact(wa_id="919812345678")
+            s.add_all([channel, contact])
+            await s.flush()
+            conv = Conversation(channel_id=channel.id, contact_id=contact.id)
+            s.add(conv)
+            await s.flush()
+            for i, age in enumerate((400, 400, 400, 400, 400, 200, 100, 10)):
+                at = now - timedelta(days=age)
+                s.add(Message(conversation_id=conv.id, direction="inbound", source="customer", type="image",
+                              text=f"m{age}-{i}", wamid=f"wamid.{i}", media_id=f"media{i}", media_mime="image/jpeg",
+                              content={"media": {"id": f"media{i}", "filename": "x.jpg"}, "kind": "image"},
+                              wa_timestamp=at))
+                s.add(MessageStatus(wamid=f"wamid.{i}", status="read", wa_timestamp=at))
+            for age, state in ((40, "done"), (40, "redacting"), (5, "done")):
+                s.add(Erasure(requested_by="U1", requested_at=now - timedelta(days=age), identity_hashes=[],
+                              state=state, contact_ids=[], conversation_ids=[], threads=[], counts={},
+                              slack_refused=[]))
+        metrics = Metrics()
+        settings = RetentionSettings(days=30, batch_size=2, messages_days=365, media_days=90, audit_days=30)
+        deleted = await RetentionWorker(sessions, settings, metrics=metrics).prune_once()
+        assert deleted["messages"] == 5 and deleted["media"] == 2 and deleted["erasures"] == 1
+        assert metrics.registry.get_sample_value("wabridge_retention_rows_total", {"table": "messages"}) == 5
+        async with sessions() as s:
+            left = (await s.execute(select(Message.text, Message.media_id, Message.content)
+                                    .order_by(Message.wa_timestamp))).all()
+            statuses = sorted((await s.scalars(select(MessageStatus.wamid))).all())
+            erasures = sorted((await s.execute(select(Erasure.state, Erasure.requested_at))).tuples().all(),
+                              key=lambda r: r[1])
+        assert [r.text for r in left] == ["m200-5", "m100-6", "m10-7"]
+        assert [r.media_id for r in left] == [None, None, "media7"]  # older than 90 days: reference cleared
+        assert left[0].content == {"kind": "image"} and left[2].content["media"]["filename"] == "x.jpg"
+        assert statuses == ["wamid.5", "wamid.6", "wamid.7"]  # with their messages
+        assert [state for state, _ in erasures] == ["redacting", "done"]  # an unfinished erasure is never aged out
+        again = await RetentionWorker(sessions, settings).prune_once()
+        assert again == {"webhook_logs": 0, "slack_events": 0, "slack_outbox": 0, "messages": 0, "erasures": 0,
+                         "media": 0}
+    finally:
+        await engine.dispose()

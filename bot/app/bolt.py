@@ -17,7 +17,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 
 from bot.deps import Deps
-from bot.handlers import appkeys, slack_actions, slack_campaign, slack_messages, slack_resend
+from bot.handlers import appkeys, slack_actions, slack_campaign, slack_messages, slack_privacy, slack_resend
 from bot.slack.request_guard import body_problem
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ Registrar = Callable[[AsyncApp, Deps], None]
 
 # Every listener module, listed once: each `register(bolt, deps)` adds its listeners to one bolt app.
 LISTENERS: tuple[Registrar, ...] = (slack_messages.register, slack_actions.register, slack_campaign.register,
-                                     slack_resend.register)
+                                     slack_resend.register, slack_privacy.register)
 
 BOLT = web.AppKey("slack_bolt", AsyncApp)
 

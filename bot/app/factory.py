@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -25,6 +26,7 @@ from bot.deps import Deps
 from bot.handlers import appkeys, meta_webhook
 from bot.meta.graph import GraphClient
 from bot.onboarding.channels import merge_onboarded
+from bot.ops import privacy
 from bot.ops.retention_worker import RetentionWorker
 from bot.slack.client import slack_client, slack_session
 from scheduler.throttle import RedisThrottle, Throttle, make_throttle
@@ -149,7 +151,9 @@ def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
 
 
 def _start_retention(app: web.Application) -> asyncio.Task[None]:
-    worker = RetentionWorker(app[appkeys.SESSIONS], app[appkeys.SETTINGS].retention)
+    deps = app[appkeys.DEPS]
+    worker = RetentionWorker(deps.sessions, deps.settings.retention, metrics=deps.metrics,
+                             resume=partial(privacy.resume, deps.sessions, deps.settings, deps.slack))
     return asyncio.create_task(worker.run())
 
 

@@ -20,8 +20,10 @@ from bot.bridge.alert_events import raise_alert_once
 from bot.bridge.message_revisions import apply_edit, apply_revoke
 from bot.bridge.optout import OptChange, opt_change
 from bot.core.config import Settings
+from bot.core.identity_hash import optional_salt, wa_id_hash
 from bot.meta import events as ev
 from scheduler.campaigns.unknown_store import note_callback
+from storage import erasure
 from storage import repository as repo
 from storage.identities import Identity, change_number, looks_like_user_id, resolve_contact
 from storage.models import (
@@ -172,6 +174,9 @@ async def on_inbound(session: AsyncSession, ctx: EventContext, e: ev.InboundMess
     change = opt_change(ctx.settings.opt_out, e.content.text, payload)
     if change is not None and conv is not None:
         opted_out = change is OptChange.OPT_OUT
+        salt = optional_salt(ctx.settings)
+        if not opted_out and salt is not None:  # an erased person who comes back and opts in may hear from us
+            await erasure.lift(session, [wa_id_hash(salt, e.from_wa_id)])
         if await repo.set_opt_out(session, conv.contact_id, opted_out, reason=f"customer wrote {e.content.text!r}"):
             await repo.enqueue_slack(
                 session, dedupe_key=f"optout:{message_id}", thread_key=f"conv:{conv_id}", kind="note",

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from bot.cli import campaign, onboarding, ops, report
+from bot.cli import campaign, contact, onboarding, ops, report
 from bot.cli.base import (
     EXIT_CONFIG,
     EXIT_UNAVAILABLE,
@@ -116,6 +116,7 @@ GROUPS: tuple[tuple[Callable[[argparse._SubParsersAction], None], dict[str, Comm
     (_add_core_parsers, CORE_COMMANDS),
     (campaign.add_parsers, campaign.COMMANDS),
     (ops.add_parsers, ops.COMMANDS),
+    (contact.add_parsers, contact.COMMANDS),
     (onboarding.add_parsers, onboarding.COMMANDS),
     (report.add_parsers, report.COMMANDS),
 )

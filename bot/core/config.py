@@ -280,11 +280,24 @@ class CampaignsSettings(_Strict):
 
 
 class RetentionSettings(_Strict):
-    """How long finished log rows (processed deliveries, handled Slack events, delivered posts) are kept."""
+    """How long finished log rows (processed deliveries, handled Slack events, delivered posts) are kept, and
+    customers' data when set: messages (with their statuses), media references, erasure audit records.
+    Unset: kept until erased on request (docs/privacy.md)."""
 
     days: float = Field(default=30, gt=0)
     batch_size: int = Field(default=1000, gt=0)
     interval_seconds: float = Field(default=3600, gt=0)
+    messages_days: float | None = Field(default=None, gt=0)
+    media_days: float | None = Field(default=None, gt=0)
+    audit_days: float | None = Field(default=None, gt=0)
+
+
+class PrivacySettings(_Strict):
+    """Erasure on request: the salt of the identity hashes kept after an erasure (audit and opt-out).
+
+    Empty: the first meta.token_key is used. Never change it once used, or erased people's opt-outs are lost."""
+
+    salt: str = ""
 
 
 class WorkerSettings(_Strict):
@@ -304,6 +317,7 @@ class Settings(_Strict):
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     opt_out: OptOutSettings = Field(default_factory=OptOutSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     default_region: str = "IN"
     timezone: str = "Asia/Kolkata"

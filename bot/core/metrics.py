@@ -35,6 +35,8 @@ class Metrics:
         self.slack_backlog_wait = Gauge("wabridge_slack_backlog_wait_seconds",
                                         "Least time until a Slack channel's backlog is posted, at Slack's rate",
                                         ["channel"], registry=r)
+        self.retention_rows = Counter("wabridge_retention_rows", "Rows the retention pass deleted (media: cleared)",
+                                      ["table"], registry=r)
         self.whatsapp_sends = Counter("wabridge_whatsapp_sends", "Messages sent through the Cloud API",
                                       ["channel", "source", "outcome"], registry=r)
         # Read from the database at each scrape, so every process reports the cluster's count.

@@ -237,6 +237,7 @@ class SlackStandin(LoopbackServer):
         self.members: dict[str, list[str]] = {}  # channel id -> member user ids
         self._messages: dict[str, list[dict[str, Any]]] = {}
         self._file_data: dict[str, bytes] = {}
+        self.deleted_files: set[str] = set()
         self._uploads: dict[str, _Upload] = {}
         self._triggers: dict[str, float | None] = {}  # trigger_id -> issue time; None once used
         self._ts_counter = 0
@@ -265,6 +266,8 @@ class SlackStandin(LoopbackServer):
             "files.getUploadURLExternal": self._files_get_upload_url,
             "files.completeUploadExternal": self._files_complete_upload,
             "files.info": self._files_info,
+            "files.delete": self._files_delete,
+            "conversations.open": self._conversations_open,
             "views.open": self._views_open,
             "views.push": self._views_push,
             "views.update": self._views_update,
@@ -1051,6 +1054,37 @@ class SlackStandin(LoopbackServer):
         if file is None:
             raise SlackError("file_not_found")
         return {"file": copy.deepcopy(file), "comments": [], "response_metadata": {"next_cursor": ""}}
+
+    async def _files_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A bot token deletes only the files its app uploaded; messages keep a tombstone in their place."""
+        file_id = str(args.get("file") or "")
+        file = self.files.get(file_id)
+        if file is None:
+            raise SlackError("file_deleted" if file_id in self.deleted_files else "file_not_found")
+        if file["user"] != self.bot_user_id:
+            raise SlackError("cant_delete_file")
+        del self.files[file_id]
+        self._file_data.pop(file_id, None)
+        self.deleted_files.add(file_id)
+        for messages in self._messages.values():
+            for m in messages:
+                if any(f.get("id") == file_id for f in m.get("files") or []):
+                    m["files"] = [{"id": file_id, "mode": "tombstone"} if f.get("id") == file_id else f
+                                  for f in m["files"]]
+        return {}
+
+    async def _conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A direct message with one user (created on first use)."""
+        users = [u for u in str(args.get("users") or "").split(",") if u]
+        if len(users) != 1:
+            raise SlackError("invalid_arguments" if not users else "not_implemented")
+        self._user(users[0])
+        dm_id = "D" + users[0][1:]
+        if dm_id not in self.channels:
+            channel = self.add_channel(dm_id, dm_id.lower())
+            channel.update(is_channel=False, is_im=True, user=users[0])
+            self.members[dm_id].append(users[0])
+        return {"channel": {"id": dm_id}}
 
     async def _download(self, request: web.Request) -> web.Response:
         team_file = request.match_info["team_file"]

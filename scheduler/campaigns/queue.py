@@ -18,11 +18,13 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.core.identity_hash import wa_id_hash
 from bot.meta.errors import GraphError
 from scheduler.campaigns import progress
 from scheduler.campaigns.jobs import alert
 from scheduler.campaigns.policy import Claimed, Outcome, Result
 from scheduler.campaigns.records import CampaignStatus, RecipientStatus, RunStatus
+from storage import erasure
 from storage import repository as repo
 from storage.fencing import claim_values
 from storage.models import Campaign, CampaignRecipient, CampaignRun, Contact, MessageStatus, as_utc, utcnow
@@ -38,9 +40,10 @@ class RecipientQueue:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], lease: float, *,
                  owner: Callable[[], int | None] | None = None,
-                 guard: Callable[[], Callable[[], bool]] | None = None) -> None:
+                 guard: Callable[[], Callable[[], bool]] | None = None, salt: bytes | None = None) -> None:
         self._sessions = sessions
         self._lease = lease
+        self._salt = salt  # of the hashes erased people are kept out of campaigns by (privacy.salt)
         # This process's worker id and heartbeat guard: claims are then bound to its liveness (taken back by
         # scheduler.campaigns.recovery once it is silent) and fenced.
         self._owner = owner or (lambda: None)
@@ -88,6 +91,17 @@ class RecipientQueue:
             log.warning("campaign runner: %s recipients were in flight when a sender died; marked unknown", n)
         return n
 
+    async def _erased(self, session: AsyncSession, ids: list[int]) -> set[int]:
+        """Recipients whose data was erased on request: they stay opted out, by the hash of their id."""
+        if self._salt is None:
+            return set()
+        salt = self._salt
+        rows = (await session.execute(select(CampaignRecipient.id, CampaignRecipient.wa_id)
+                                      .where(CampaignRecipient.id.in_(ids)))).all()
+        hashes = {r.id: wa_id_hash(salt, r.wa_id) for r in rows}
+        erased = await erasure.is_suppressed(session, list(hashes.values()))
+        return {i for i, h in hashes.items() if h in erased}
+
     async def claim(self, run_id: int, limit: int, *, marketing: bool) -> list[Claimed]:
         """Mark up to limit due recipients `sending` and commit, before anything is sent to Meta."""
         while True:
@@ -122,6 +136,7 @@ class RecipientQueue:
                         )
                     ).all()
                 )
+                opted |= await self._erased(session, ids)
                 if opted:
                     skipped = True
                     await session.execute(

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import ChannelSettings, Settings
+from bot.core.identity_hash import optional_salt
 from bot.core.metrics import Metrics
 from bot.core.waits import wait_until
 from bot.meta.errors import GraphError, SendAction
@@ -115,7 +116,8 @@ class CampaignRunner:
         self._settings = settings
         self._metrics = metrics
         self.config = config or RunnerConfig()
-        self._queue = RecipientQueue(sessions, self.config.lease, owner=owner, guard=guard)
+        self._queue = RecipientQueue(sessions, self.config.lease, owner=owner, guard=guard,
+                                     salt=optional_salt(settings))
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._penalty_streak: dict[str, int] = {}

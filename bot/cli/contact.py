@@ -1,0 +1,118 @@
+"""`contact export|forget`: a customer's data on request (docs/privacy.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.cli.base import Command, add_command, run_async, settings_from
+from bot.cli.ops import EXIT_FAILED, EXIT_USAGE, Runtime, runtime
+from bot.core.config import Settings
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    contact = add_command(sub, "contact", help="export or erase one customer's data")
+    csub = contact.add_subparsers(dest="contact_command", required=True)
+    export = add_command(csub, "export", help="everything stored about one customer, as JSON or HTML")
+    export.add_argument("who", help="the customer's number, user id or username")
+    export.add_argument("--channel", default=None, help="only this number's conversations")
+    export.add_argument("--format", choices=["json", "html"], default=None,
+                        help="default: from --out's extension, else json")
+    export.add_argument("--out", default=None, help="file to write (default: standard output)")
+    forget = add_command(csub, "forget", help="erase one customer's data and redact their Slack threads")
+    forget.add_argument("who", nargs="?", default=None, help="the customer's number, user id or username")
+    forget.add_argument("--channel", default=None, help="only this number's conversations")
+    forget.add_argument("--yes", action="store_true", help="erase (without it: only say what would go)")
+    forget.add_argument("--no-slack", action="store_true",
+                        help="leave the Slack threads for the server's retention pass to redact")
+    forget.add_argument("--resume", action="store_true", help="carry on erasures a stop left unfinished")
+
+
+async def _scope(rt: Runtime, channel: str | None) -> list[int] | None:
+    from storage.models import Channel
+
+    if channel is None:
+        return None
+    rt.settings.channel(channel)  # a clear config error for an unknown channel
+    async with rt.sessions() as s:
+        found = await s.scalar(select(Channel.id).where(Channel.name == channel))
+    return [found] if found is not None else []
+
+
+async def _export(settings: Settings, args: argparse.Namespace) -> dict[str, Any] | None:
+    from bot.ops.privacy import PersonNotFound, export_person
+
+    async with runtime(settings) as rt:
+        try:
+            return await export_person(rt.sessions, settings, args.who, channel_ids=await _scope(rt, args.channel),
+                                       exported_by=f"cli:{getpass.getuser()}")
+        except PersonNotFound as exc:
+            print(f"contact export: {exc}", file=sys.stderr)
+            return None
+
+
+def _write_export(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.ops.privacy_export import render_html, render_json
+
+    fmt = args.format or ("html" if args.out and Path(args.out).suffix.lower() in (".html", ".htm") else "json")
+    doc = asyncio.run(_export(settings, args))
+    if doc is None:
+        return EXIT_FAILED
+    body = render_html(doc) if fmt == "html" else render_json(doc)
+    if args.out:
+        Path(args.out).write_text(body, encoding="utf-8")
+        print(f"{len(doc['messages'])} messages of {len(doc['conversations'])} conversations written to "
+              f"{args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(body)
+    return 0
+
+
+async def _forget(settings: Settings, args: argparse.Namespace) -> int:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.core.identity_hash import salt_of
+    from bot.ops.privacy import PersonNotFound, export_person, forget, resume
+
+    salt_of(settings)  # the one-line config error before anything else
+    if not args.resume and not args.who:
+        print("contact forget: name the customer (number, user id or username), or --resume", file=sys.stderr)
+        return EXIT_USAGE
+    slack = None if args.no_slack else AsyncWebClient(token=settings.slack.bot_token,
+                                                      base_url=settings.slack.api_url)
+    async with runtime(settings) as rt:
+        if args.resume:
+            for outcome in await resume(rt.sessions, settings, slack):
+                print(outcome.summary())
+            return 0
+        scope = await _scope(rt, args.channel)
+        try:
+            if not args.yes:
+                doc = await export_person(rt.sessions, settings, args.who, channel_ids=scope)
+                print(f"would erase {len(doc['contacts'])} contact(s), {len(doc['conversations'])} conversation(s), "
+                      f"{len(doc['messages'])} message(s) and {len(doc['campaign_sends'])} campaign send(s) "
+                      "(kept as counts); run again with --yes to erase")
+                return EXIT_USAGE
+            outcome = await forget(rt.sessions, settings, slack, args.who,
+                                   requested_by=f"cli:{getpass.getuser()}", channel_ids=scope)
+        except PersonNotFound as exc:
+            print(f"contact forget: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+    print(outcome.summary())
+    return 0
+
+
+def cmd_contact(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if args.contact_command == "export":
+        return _write_export(settings, args)
+    return run_async(_forget(settings, args))
+
+
+COMMANDS: dict[str, Command] = {"contact": cmd_contact}

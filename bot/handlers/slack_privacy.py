@@ -1,0 +1,180 @@
+"""The customer's data from a thread, for campaign managers only (docs/privacy.md).
+
+- "Export customer data": everything stored about the thread's customer, as JSON and HTML in a DM.
+- "Erase customer data": a confirmation dialog, then the erasure (bot/ops/privacy.py) in the background;
+  the outcome, with what Slack refused, arrives as a DM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+
+from bot.core.config import ConfigError
+from bot.deps import Deps
+from bot.handlers.slack_messages import BridgedThread, ephemeral, find_thread
+from bot.handlers.slack_once import first_delivery
+from bot.ops.privacy import PersonNotFound, export_person, forget
+from bot.ops.privacy_export import filename, render_html, render_json
+from bot.slack import limits, once, payloads, render
+from bot.slack.permissions import Permissions
+from storage.models import Contact, Conversation
+
+log = logging.getLogger(__name__)
+
+SHORTCUT_EXPORT_CUSTOMER = "wabridge_export_customer"
+SHORTCUT_FORGET_CUSTOMER = "wabridge_forget_customer"
+FORGET_CONFIRM = "wabridge_forget_confirm"
+MANAGERS_ONLY = ":no_entry: Only campaign managers may export or erase a customer's data."
+
+
+@dataclass
+class _PrivacyListeners:
+    """What the listeners below share within one app."""
+
+    deps: Deps
+    permissions: Permissions
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def register(bolt: AsyncApp, deps: Deps) -> None:
+    """The two message shortcuts and the erasure's confirmation."""
+    app = _PrivacyListeners(deps, Permissions(deps.settings.slack, deps.slack))
+    bolt.shortcut(SHORTCUT_EXPORT_CUSTOMER)(partial(export_customer, app))
+    bolt.shortcut(SHORTCUT_FORGET_CUSTOMER)(partial(ask_to_forget, app))
+    bolt.view(FORGET_CONFIRM)(partial(confirmed_forget, app))
+
+
+def _scope(deps: Deps, body: dict[str, Any]) -> list[int] | None:
+    """The channels a request from this workspace covers: every number, while one workspace is served."""
+    return None
+
+
+async def _manager_thread(app: _PrivacyListeners, body: dict[str, Any]) -> tuple[BridgedThread, str] | None:
+    """The thread the shortcut was used on and its user, when that user is a campaign manager (else told)."""
+    deps = app.deps
+    channel = str((body.get("channel") or {}).get("id") or "")
+    message = body.get("message") or {}
+    thread_ts = message.get("thread_ts") or message.get("ts")
+    user = str((body.get("user") or {}).get("id") or "")
+    thread = await find_thread(deps, channel, str(thread_ts)) if thread_ts else None
+    if thread is None:
+        await ephemeral(deps, None, channel, user, "That message is not in a WhatsApp conversation thread.")
+        return None
+    if not user or not await app.permissions.is_manager(user):
+        await ephemeral(deps, thread, channel, user, MANAGERS_ONLY)
+        return None
+    return thread, user
+
+
+async def _dm(deps: Deps, user: str, text: str, files: list[dict[str, Any]] | None = None) -> None:
+    """Tell user something in a direct message, with files when given (best effort: a failure is logged)."""
+    try:
+        opened = await deps.slack.conversations_open(users=user)
+        dm = str((opened.get("channel") or {}).get("id"))
+        if files:
+            await deps.slack.files_upload_v2(channel=dm, initial_comment=text, file_uploads=files)
+        else:
+            await deps.slack.chat_postMessage(channel=dm, text=text)
+    except SlackApiError as exc:
+        log.warning("privacy DM to %s failed: %s", user, exc.response.get("error"))
+
+
+async def export_customer(app: _PrivacyListeners, ack: Any, body: dict[str, Any]) -> None:
+    deps = app.deps
+    await ack()
+    acted = await _manager_thread(app, body)
+    if acted is None:
+        return
+    thread, user = acted
+    if not await first_delivery(deps, "export_customer", body, thread, user):
+        return
+    try:
+        doc = await export_person(deps.sessions, deps.settings, thread.wa_id, channel_ids=_scope(deps, body),
+                                  exported_by=user)
+    except PersonNotFound as exc:
+        await ephemeral(deps, thread, thread.slack_channel, user, f"Nothing to export: {exc}.")
+        return
+    files = [{"content": body_.encode(), "filename": filename(doc, ext), "title": filename(doc, ext)}
+             for ext, body_ in (("json", render_json(doc)), ("html", render_html(doc)))]
+    await _dm(deps, user, f"Everything stored about this customer: {len(doc['messages'])} messages in "
+                          f"{len(doc['conversations'])} conversations.", files)
+
+
+def confirm_view(conversation_id: int, who: str) -> dict[str, Any]:
+    """The confirmation dialog: what goes, what stays, and that it cannot be undone."""
+    return limits.fit_view({
+        "type": "modal", "callback_id": FORGET_CONFIRM,
+        "title": limits.plain("Erase customer data", limits.PLACEHOLDER),
+        "submit": limits.plain("Erase", limits.PLACEHOLDER), "close": limits.plain("Cancel", limits.PLACEHOLDER),
+        "private_metadata": json.dumps({"conversation_id": conversation_id}),
+        "blocks": [limits.section(
+            f"Erase everything Wabridge holds about *{render.escape(who)}*? Their messages, media, ids, campaign "
+            "audience rows and history imports are deleted, and their Slack thread is redacted. An audit record "
+            "without personal data is kept, and they get no marketing campaign until they write START. "
+            "*This cannot be undone.*")],
+    })
+
+
+async def ask_to_forget(app: _PrivacyListeners, ack: Any, body: dict[str, Any], client: Any) -> None:
+    deps = app.deps
+    await ack()
+    acted = await _manager_thread(app, body)
+    if acted is None:
+        return
+    thread, user = acted
+    async with deps.sessions() as s:
+        contact = await s.get(Contact, thread.contact_id)
+    who = render.ContactView(thread.wa_id, (contact.address_book_name or contact.profile_name)
+                             if contact else None).label
+    try:
+        await client.views_open(trigger_id=body.get("trigger_id"), view=confirm_view(thread.conversation_id, who))
+    except SlackApiError as exc:
+        await ephemeral(deps, thread, thread.slack_channel, user,
+                        f":warning: The confirmation did not open ({exc.response.get('error')}); try again.")
+
+
+async def confirmed_forget(app: _PrivacyListeners, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+    deps = app.deps
+    user = str((body.get("user") or {}).get("id") or "")
+    conversation_id = payloads.as_id(payloads.metadata(view.get("private_metadata")).get("conversation_id"))
+    await ack()
+    if conversation_id is None or not user:
+        return
+    if not await app.permissions.is_manager(user):
+        await _dm(deps, user, MANAGERS_ONLY)
+        return
+    if await once.claim(deps.sessions, once.action_key("forget", user, str(view.get("id") or ""))) is not None:
+        return  # Slack delivered the submission again: the first one is at work
+    async with deps.sessions() as s:
+        conv = await s.get(Conversation, conversation_id)
+        contact = await s.get(Contact, conv.contact_id) if conv is not None else None
+    if contact is None:
+        await _dm(deps, user, "Nothing to erase: this customer's data is already gone.")
+        return
+    task = asyncio.create_task(_forget(deps, user, contact.wa_id, _scope(deps, body)))
+    app.tasks.add(task)
+    task.add_done_callback(app.tasks.discard)
+
+
+async def _forget(deps: Deps, user: str, wa_id: str, scope: list[int] | None) -> None:
+    try:
+        outcome = await forget(deps.sessions, deps.settings, deps.slack, wa_id, requested_by=user,
+                               channel_ids=scope)
+    except PersonNotFound:
+        await _dm(deps, user, "Nothing to erase: this customer's data is already gone.")
+    except ConfigError as exc:
+        await _dm(deps, user, f":warning: Not erased: {exc.key}: {exc.message} (ask your Wabridge admin).")
+    except Exception:
+        log.exception("erasure requested by %s stopped; the retention pass carries it on", user)
+        await _dm(deps, user, ":warning: The erasure stopped (see the server's log). What it had begun is "
+                              "carried on by the next retention pass; otherwise use the shortcut again.")
+    else:
+        await _dm(deps, user, outcome.summary())

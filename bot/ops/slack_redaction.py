@@ -1,0 +1,105 @@
+"""Redact one Slack thread: every post's text replaced through `chat.update`, every file removed through
+`files.delete`. What Slack refuses (a teammate's own reply, a file someone else uploaded) is returned with
+Slack's error, for the person who asked to remove by hand. Posts already redacted are left alone, so a
+resumed redaction costs only what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+log = logging.getLogger(__name__)
+
+RATE_LIMIT_TRIES = 5
+GONE_FILE = ("file_deleted", "file_not_found")  # already what we want
+# Worth asking again later (the redaction stops and resumes at the next pass); any other error is Slack's
+# answer for good, and listed.
+TRANSIENT = frozenset({"ratelimited", "fatal_error", "internal_error", "service_unavailable", "request_timeout",
+                       "unexpected_response", "unknown_error"})
+
+
+class SlackUnavailable(Exception):
+    """Slack could not answer now; the thread is redacted at a later pass."""
+
+
+def redacted_text(on: datetime) -> str:
+    """What every redacted post says, dated in the workspace's time zone ("6 Dec")."""
+    return f"Erased on request on {on.day} {on:%b}"
+
+
+def _error(exc: SlackApiError) -> str:
+    """Slack's error name; SlackUnavailable when it is one worth asking again later."""
+    data = getattr(exc.response, "data", None)
+    error = str(data.get("error") or "unknown_error") if isinstance(data, dict) else "unexpected_response"
+    if error in TRANSIENT or getattr(exc.response, "status_code", 200) >= 500:
+        raise SlackUnavailable(error) from exc
+    return error
+
+
+async def _paced(call: Callable[[], Awaitable[Any]]) -> Any:
+    """A Slack call, waiting out 429s (Retry-After) a few times before giving up with the error."""
+    for attempt in range(RATE_LIMIT_TRIES):
+        try:
+            return await call()
+        except SlackApiError as exc:
+            if getattr(exc.response, "status_code", 200) != 429 or attempt == RATE_LIMIT_TRIES - 1:
+                raise
+            headers = getattr(exc.response, "headers", None) or {}
+            await asyncio.sleep(float(headers.get("Retry-After") or headers.get("retry-after") or 1))
+    raise AssertionError("unreachable")
+
+
+def _is_redacted(message: dict[str, Any], text: str) -> bool:
+    return message.get("text") == text and not message.get("blocks") and not message.get("attachments")
+
+
+async def thread_messages(slack: AsyncWebClient, channel: str, ts: str) -> list[dict[str, Any]]:
+    """Every message of a thread, parent first, through conversations.replies' pages."""
+    out: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        resp = await _paced(partial(slack.conversations_replies, channel=channel, ts=ts, limit=200, cursor=cursor))
+        out.extend(resp.get("messages") or [])
+        cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
+        if not resp.get("has_more") or not cursor:
+            return out
+
+
+async def redact_thread(slack: AsyncWebClient, channel: str, ts: str, text: str) -> list[dict[str, Any]]:
+    """Redact the thread at (channel, ts); returns what Slack refused, each with its error.
+
+    SlackUnavailable (or a transport error) when Slack cannot answer now: the thread is to be tried again."""
+    try:
+        messages = await thread_messages(slack, channel, ts)
+    except SlackApiError as exc:
+        return [{"what": "thread", "channel": channel, "ts": ts, "error": _error(exc)}]
+    refused: list[dict[str, Any]] = []
+    for m in messages:
+        m_ts = str(m.get("ts"))
+        author = "post" if m.get("bot_id") else f"reply by <@{m.get('user', '?')}>"
+        if not _is_redacted(m, text):
+            try:
+                await _paced(partial(slack.chat_update, channel=channel, ts=m_ts, text=text, blocks=[],
+                                     attachments=[]))
+            except SlackApiError as exc:
+                refused.append({"what": author, "channel": channel, "ts": m_ts, "error": _error(exc)})
+        for f in m.get("files") or []:
+            if f.get("mode") == "tombstone" or not f.get("id"):
+                continue
+            file_id = str(f["id"])
+            try:
+                await _paced(partial(slack.files_delete, file=file_id))
+            except SlackApiError as exc:
+                if _error(exc) not in GONE_FILE:
+                    refused.append({"what": f"file {file_id} in {author}", "channel": channel, "ts": m_ts,
+                                    "error": _error(exc)})
+    log.info("thread %s/%s redacted; %d refused by Slack", channel, ts, len(refused))
+    return refused

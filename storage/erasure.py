@@ -1,0 +1,214 @@
+"""One person's rows: found by any id they have, and erased in steps that can stop and resume.
+
+A person is every contact row one of the ids given names (a phone number, a business-scoped user id, a
+username), within the channels in scope (None: all). Erasure is keyed by their conversations and the
+campaigns of those channels, so with several workspaces it stays inside the caller's numbers. Messages and
+logs go in small batches (one short transaction each); the rest goes in one final transaction that also
+moves the audit record on, so a stop anywhere leaves a record that says what is left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import String, cast, delete, func, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from bot.core.identity_hash import USERNAME, wa_id_kind
+from storage.models import (
+    AudienceMember,
+    Campaign,
+    CampaignRecipient,
+    CampaignRun,
+    Contact,
+    ContactIdentity,
+    Conversation,
+    Erasure,
+    Message,
+    MessageStatus,
+    SlackOutbox,
+    SuppressedIdentity,
+    WebhookLog,
+    utcnow,
+)
+from storage.upsert import insert_ignore_many
+
+ERASING, REDACTING, DONE = "erasing", "redacting", "done"
+ERASED_PREFIX = "erased:"
+ERASED_NOTE = "erased on request"
+_OPEN_RECIPIENT = ("pending", "sending")
+
+
+@dataclass(frozen=True)
+class Person:
+    """Everything that names one person in the database, within a scope of channels."""
+
+    contact_ids: tuple[int, ...]
+    ids: tuple[tuple[str, str], ...]  # (kind, value): every id they are known by
+    conversation_ids: tuple[int, ...]
+    threads: tuple[tuple[str, str], ...]  # (Slack channel, thread ts)
+    elsewhere: bool  # they have conversations outside the scope: the contact rows stay for those
+
+    @property
+    def values(self) -> list[str]:
+        return sorted({v for _, v in self.ids})
+
+    @property
+    def wa_ids(self) -> list[str]:
+        """The ids a campaign audience or a status names them by (phone numbers and user ids)."""
+        return sorted({v for k, v in self.ids if k != USERNAME})
+
+
+def _scoped(column: Any, channel_ids: Sequence[int] | None) -> list[ColumnElement[bool]]:
+    return [] if channel_ids is None else [column.in_(list(channel_ids))]
+
+
+async def find_person(session: AsyncSession, values: Sequence[str],
+                      channel_ids: Sequence[int] | None) -> Person | None:
+    """The person any of values names (a wa_id, an identity, a username), or None when none does."""
+    wanted = sorted({v.strip() for v in values if v.strip()})
+    lowered = sorted({v.lstrip("@").lower() for v in wanted})
+    by_identity = select(ContactIdentity.contact_id).where(or_(
+        ContactIdentity.value.in_(wanted),
+        (ContactIdentity.kind == USERNAME) & func.lower(ContactIdentity.value).in_(lowered)))
+    contacts = (await session.scalars(select(Contact).where(or_(
+        Contact.wa_id.in_(wanted), func.lower(Contact.username).in_(lowered), Contact.id.in_(by_identity)))
+        .order_by(Contact.id))).all()
+    if not contacts:
+        return None
+    contact_ids = tuple(c.id for c in contacts)
+    ids: set[tuple[str, str]] = {(wa_id_kind(c.wa_id), c.wa_id) for c in contacts}
+    ids |= {(USERNAME, c.username) for c in contacts if c.username}
+    ids |= {(str(k), str(v)) for k, v in (await session.execute(select(ContactIdentity.kind, ContactIdentity.value)
+                                                                .where(ContactIdentity.contact_id.in_(contact_ids))))}
+    convs = (await session.execute(select(Conversation.id, Conversation.slack_channel, Conversation.slack_thread_ts)
+                                   .where(Conversation.contact_id.in_(contact_ids),
+                                          *_scoped(Conversation.channel_id, channel_ids))
+                                   .order_by(Conversation.id))).all()
+    elsewhere = channel_ids is not None and await session.scalar(
+        select(Conversation.id).where(Conversation.contact_id.in_(contact_ids),
+                                      Conversation.channel_id.not_in(list(channel_ids))).limit(1)) is not None
+    return Person(contact_ids, tuple(sorted(ids)), tuple(c.id for c in convs),
+                  tuple((str(c.slack_channel), str(c.slack_thread_ts)) for c in convs
+                        if c.slack_channel and c.slack_thread_ts), elsewhere)
+
+
+def campaigns_in(channel_ids: Sequence[int] | None) -> Any:
+    return select(Campaign.id).where(*_scoped(Campaign.channel_id, channel_ids))
+
+
+def runs_in(channel_ids: Sequence[int] | None) -> Any:
+    return select(CampaignRun.id).where(CampaignRun.campaign_id.in_(campaigns_in(channel_ids)))
+
+
+# ---- erasure ------------------------------------------------------------------------------------------
+
+
+async def begin(session: AsyncSession, person: Person, *, requested_by: str, hashes: Sequence[str],
+                channel_ids: Sequence[int] | None) -> Erasure:
+    """The audit record of an erasure about to start, and the person's hashes kept out of campaigns."""
+    await insert_ignore_many(session, SuppressedIdentity.__table__,  # type: ignore[arg-type]
+                             [{"hash": h, "created_at": utcnow()} for h in sorted(set(hashes))], ["hash"])
+    record = Erasure(requested_by=requested_by, requested_at=utcnow(), identity_hashes=sorted(set(hashes)),
+                     scope=None if channel_ids is None else sorted(channel_ids), state=ERASING,
+                     contact_ids=list(person.contact_ids), conversation_ids=list(person.conversation_ids),
+                     threads=[list(t) for t in person.threads], counts={}, slack_refused=[])
+    session.add(record)
+    await session.flush()
+    return record
+
+
+async def erase_messages(session: AsyncSession, conversation_ids: Sequence[int], limit: int) -> int:
+    """Delete up to limit messages of these conversations, with the statuses Meta reported for them."""
+    rows = (await session.execute(select(Message.id, Message.wamid)
+                                  .where(Message.conversation_id.in_(list(conversation_ids))).limit(limit))).all()
+    wamids = [r.wamid for r in rows if r.wamid]
+    if wamids:
+        await session.execute(delete(MessageStatus).where(MessageStatus.wamid.in_(wamids)))
+    if rows:
+        await session.execute(delete(Message).where(Message.id.in_([r.id for r in rows])))
+    return len(rows)
+
+
+async def erase_logs(session: AsyncSession, values: Sequence[str], after_id: int, span: int) -> tuple[int, int]:
+    """Delete the processed deliveries among the next span (by id, after after_id) that name the person.
+
+    Returns (the last id looked at, deliveries deleted); the last id is after_id when none are left. A delivery
+    not yet processed is left for the worker: its messages become a fresh contact once applied."""
+    needles = [v.encode() for v in values if v]
+    rows = (await session.execute(select(WebhookLog.id, WebhookLog.raw_body, WebhookLog.processed_at)
+                                  .where(WebhookLog.id > after_id).order_by(WebhookLog.id).limit(span))).all()
+    doomed = [r.id for r in rows if r.processed_at is not None and any(n in bytes(r.raw_body) for n in needles)]
+    if doomed:
+        await session.execute(delete(WebhookLog).where(WebhookLog.id.in_(doomed)))
+    return (rows[-1].id if rows else after_id), len(doomed)
+
+
+async def finish(session: AsyncSession, record: Erasure, person: Person, channel_ids: Sequence[int] | None
+                 ) -> dict[str, int]:
+    """Erase what is left in one transaction and move the record on to redacting Slack; counts by kind."""
+    convs, wa_ids = list(person.conversation_ids), person.wa_ids
+    counts: dict[str, int] = dict(record.counts or {})
+
+    async def run(name: str, statement: Any) -> None:
+        result = await session.execute(statement.execution_options(synchronize_session=False))
+        counts[name] = counts.get(name, 0) + int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    counts["messages"] = counts.get("messages", 0) + await erase_messages(session, convs, 1_000_000)
+    await run("statuses", delete(MessageStatus).where(MessageStatus.recipient_id.in_(wa_ids)))
+    await run("slack_outbox", delete(SlackOutbox).where(or_(
+        SlackOutbox.conversation_id.in_(convs), SlackOutbox.thread_key.in_([f"conv:{c}" for c in convs]))))
+    await run("audience_rows", delete(AudienceMember).where(
+        AudienceMember.wa_id.in_(wa_ids), AudienceMember.campaign_id.in_(campaigns_in(channel_ids))))
+    # Sends are counted per state in progress and reports: the rows stay, with nothing left that names anyone.
+    recipients = CampaignRecipient.wa_id.in_(wa_ids), CampaignRecipient.run_id.in_(runs_in(channel_ids))
+    await run("campaign_sends_skipped", update(CampaignRecipient).where(
+        *recipients, CampaignRecipient.status == "pending").values(status="skipped", error_title=ERASED_NOTE))
+    await run("campaign_sends", update(CampaignRecipient).where(*recipients).values(
+        wa_id=literal(ERASED_PREFIX) + cast(CampaignRecipient.id, String), fields={}, wamid=None))
+    await run("conversations", delete(Conversation).where(Conversation.id.in_(convs)))
+    if not person.elsewhere:
+        contacts = list(person.contact_ids)
+        await run("identities", delete(ContactIdentity).where(ContactIdentity.contact_id.in_(contacts)))
+        await run("contacts", delete(Contact).where(Contact.id.in_(contacts)))
+    record.counts = counts
+    record.contact_ids, record.conversation_ids = [], []
+    record.state = REDACTING
+    return counts
+
+
+async def unfinished(session: AsyncSession) -> list[Erasure]:
+    """Erasures a stop left part-way (erasing, or their Slack threads not all redacted), oldest first."""
+    return list((await session.scalars(select(Erasure).where(Erasure.state != DONE).order_by(Erasure.id))).all())
+
+
+async def person_of(session: AsyncSession, record: Erasure) -> Person:
+    """The person an unfinished erasure is about, from the rows it named (ids read again from them)."""
+    contacts = [int(c) for c in record.contact_ids or []]
+    values = list((await session.scalars(select(Contact.wa_id).where(Contact.id.in_(contacts)))).all())
+    found = await find_person(session, values, record.scope) if values else None
+    convs = tuple(int(c) for c in record.conversation_ids or [])
+    threads = tuple((str(c), str(t)) for c, t in record.threads or [])
+    if found is None:
+        return Person(tuple(contacts), (), convs, threads, False)
+    return Person(found.contact_ids, found.ids, tuple(sorted(set(convs) | set(found.conversation_ids))),
+                  threads, found.elsewhere)
+
+
+async def is_suppressed(session: AsyncSession, hashes: Sequence[str]) -> set[str]:
+    """Which of these hashes belong to erased people still kept out of campaigns."""
+    if not hashes:
+        return set()
+    return set((await session.scalars(select(SuppressedIdentity.hash)
+                                      .where(SuppressedIdentity.hash.in_(list(hashes))))).all())
+
+
+async def lift(session: AsyncSession, hashes: Sequence[str]) -> int:
+    """An erased person opted back in (they wrote START): campaigns may reach them again."""
+    if not hashes:
+        return 0
+    result = await session.execute(delete(SuppressedIdentity).where(SuppressedIdentity.hash.in_(list(hashes))))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,219 @@
+"""A customer's data on request: the export holds everything about them and nothing about anyone else; after
+an erasure no table holds their number, ids, username or words, their Slack thread is redacted, campaigns
+keep their counts and never reach them again, and a later message starts a fresh contact."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import MetaData, func, select
+
+from bot.core.config import ConfigError
+from bot.core.identity_hash import salt_of
+from bot.handlers import appkeys
+from bot.ops.privacy import PersonNotFound, export_person, forget, resume
+from bot.ops.privacy_export import render_html, render_json
+from bot.ops.slack_redaction import redacted_text
+from scheduler.campaigns.queue import RecipientQueue
+from storage.models import (
+    AudienceMember,
+    Campaign,
+    CampaignRecipient,
+    CampaignRun,
+    Channel,
+    Contact,
+    Conversation,
+    Erasure,
+    Message,
+    utcnow,
+)
+from tests.harness import STAFF, Bridge, BridgeFactory, eventually, now_ts, thread_with
+from tests.helpers import SLACK_CHANNEL, envelope, metadata, status
+
+RAVI, RAVI_BSUID, RAVI_USERNAME = "919812345678", "US.13491208655302741918", "ravi_k"
+PRIYA = "919800000001"
+RAVI_WORDS = ("my address is 12 Baker Street", "passport scan attached", "we will check your address")
+PRIYA_WORDS = "hello from priya"
+PRIVACY = {"privacy": {"salt": "test-privacy-salt-0123456789"}}
+
+
+def _inbound(wamid: str, body: dict[str, Any], *, wa_id: str, name: str, user_id: str | None = None,
+             username: str | None = None) -> dict[str, Any]:
+    profile: dict[str, Any] = {"name": name}
+    contact: dict[str, Any] = {"profile": profile, "wa_id": wa_id}
+    msg: dict[str, Any] = {"from": wa_id, "id": wamid, "timestamp": str(now_ts(-60)), **body}
+    if user_id:
+        contact["user_id"], msg["from_user_id"] = user_id, user_id
+    if username:
+        profile["username"] = username
+    return envelope("messages", {"messaging_product": "whatsapp", "metadata": metadata(), "contacts": [contact],
+                                 "messages": [msg]})
+
+
+async def _two_customers(b: Bridge) -> dict[str, Any]:
+    """Ravi (text, an image, a staff reply and its status) and Priya; both in one sent campaign."""
+    photo = b"\xff\xd8\xff\xe0" + b"jpeg" * 50
+    media_id = b.graph.add_media(photo, "image/jpeg")
+    await b.webhook(_inbound("wamid.R1", {"type": "text", "text": {"body": RAVI_WORDS[0]}}, wa_id=RAVI,
+                             name="Ravi", user_id=RAVI_BSUID, username=RAVI_USERNAME))
+    await b.webhook(_inbound("wamid.R2", {"type": "image", "image": {"id": media_id, "mime_type": "image/jpeg",
+                                                                      "caption": RAVI_WORDS[1]}},
+                             wa_id=RAVI, name="Ravi", user_id=RAVI_BSUID, username=RAVI_USERNAME))
+    parent, _ = await thread_with(b, 3)  # the text, the caption and the file
+    event = b.slack.user_message(SLACK_CHANNEL, STAFF, RAVI_WORDS[2], thread_ts=parent["ts"])
+    assert await b.event(event, event_id="EvRAVI") == 200
+    reply = await eventually(lambda: b.count(Message, Message.source == "slack"))
+    assert reply == 1
+    sent = await b.one(Message, Message.source == "slack")
+    await b.webhook(status(sent.wamid, "delivered", recipient=RAVI, ts=now_ts()))
+    await b.webhook(_inbound("wamid.P1", {"type": "text", "text": {"body": PRIYA_WORDS}}, wa_id=PRIYA,
+                             name="Priya"))
+    await eventually(lambda: len(b.parents()) == 2)
+    async with b.app[appkeys.SESSIONS]() as s, s.begin():
+        channel_id = await s.scalar(select(Channel.id))
+        campaign = Campaign(name="Diwali", channel_id=channel_id, template_name="offer", language="en",
+                            category="MARKETING", schedule_kind="now", status="completed")
+        s.add(campaign)
+        await s.flush()
+        run = CampaignRun(campaign_id=campaign.id, scheduled_for=utcnow(), status="done")
+        s.add(run)
+        await s.flush()
+        for wa_id, name, state in ((RAVI, "Ravi", "read"), (PRIYA, "Priya", "delivered")):
+            s.add(AudienceMember(campaign_id=campaign.id, wa_id=wa_id, fields={"name": name}))
+            s.add(CampaignRecipient(run_id=run.id, wa_id=wa_id, fields={"name": name}, status=state,
+                                    wamid=f"wamid.C{wa_id}", attempts=1))
+    return {"parent": parent, "campaign_id": campaign.id, "run_id": run.id, "channel_id": channel_id}
+
+
+async def _scan(b: Bridge) -> str:
+    """Every value of every column of every table, as one text."""
+    engine = b.app[appkeys.DEPS].sessions.kw["bind"]
+    meta = MetaData()
+    async with engine.connect() as conn:
+        await conn.run_sync(meta.reflect)
+        parts = []
+        for table in meta.sorted_tables:
+            for row in (await conn.execute(table.select())).all():
+                for value in row:
+                    if isinstance(value, bytes | memoryview):
+                        value = bytes(value).decode("utf-8", "replace")
+                    parts.append(json.dumps(value, default=str, ensure_ascii=False) if not isinstance(value, str)
+                                 else value)
+    return "\n".join(parts)
+
+
+async def _counts(b: Bridge, run_id: int) -> dict[str, int]:
+    async with b.app[appkeys.SESSIONS]() as s:
+        rows = await s.execute(select(CampaignRecipient.status, func.count()).where(CampaignRecipient.run_id == run_id)
+                               .group_by(CampaignRecipient.status))
+        return dict(rows.tuples().all())
+
+
+async def test_export_holds_the_person_and_no_one_else(make_bridge: BridgeFactory) -> None:
+    b = await make_bridge(settings_extra=PRIVACY)
+    await _two_customers(b)
+    deps = b.app[appkeys.DEPS]
+    doc = await export_person(deps.sessions, deps.settings, "@" + RAVI_USERNAME, exported_by="UMANAGER")
+    body = render_json(doc)
+    for needle in (RAVI, RAVI_BSUID, RAVI_USERNAME, *RAVI_WORDS):
+        assert needle in body
+    assert PRIYA not in body and PRIYA_WORDS not in body and "Priya" not in body
+    assert [m["text"] for m in doc["messages"] if m["direction"] == "inbound"] == list(RAVI_WORDS[:2])
+    assert {i["kind"] for i in doc["identities"]} >= {"phone", "user_id", "username"}
+    assert len(doc["media"]) == 1 and doc["media"][0]["mime_type"] == "image/jpeg"
+    assert [s["status"] for s in doc["statuses"]] == ["delivered"]
+    assert [(c["campaign"], c["status"]) for c in doc["campaign_sends"]] == [("Diwali", "read")]
+    assert [a["campaign"] for a in doc["audiences"]] == ["Diwali"]
+    assert doc["opt_outs"][0]["opted_out"] is False
+    page = render_html(doc)
+    assert RAVI_WORDS[0] in page and PRIYA not in page and "<script" not in page
+    same = await export_person(deps.sessions, deps.settings, "+91 98123 45678")
+    assert same["messages"] == doc["messages"]
+    with pytest.raises(PersonNotFound):
+        await export_person(deps.sessions, deps.settings, "+44 7700 900123")
+
+
+async def test_forget_erases_the_person_everywhere_and_keeps_them_opted_out(make_bridge: BridgeFactory) -> None:
+    b = await make_bridge(settings_extra=PRIVACY)
+    seeded = await _two_customers(b)
+    deps = b.app[appkeys.DEPS]
+    before = await _counts(b, seeded["run_id"])
+    assert RAVI in await _scan(b)  # the scan sees what it looks for
+
+    outcome = await forget(deps.sessions, deps.settings, deps.slack, RAVI_BSUID, requested_by="UMANAGER")
+
+    assert outcome.state == "done" and outcome.counts["messages"] == 3 and outcome.counts["contacts"] == 1
+    found = await _scan(b)
+    for needle in (RAVI, RAVI_BSUID, RAVI_USERNAME, *RAVI_WORDS, "Ravi"):
+        assert needle not in found, needle
+    assert PRIYA in found and PRIYA_WORDS in found
+    assert await _counts(b, seeded["run_id"]) == before  # campaign counters unchanged
+
+    # Slack: every post of the thread says so, the image is gone, the teammate's own reply is listed.
+    erased = redacted_text(datetime.now(UTC).astimezone(ZoneInfo("Asia/Kolkata")))
+    thread = b.slack.thread(SLACK_CHANNEL, seeded["parent"]["ts"])
+    bot_posts = [m for m in thread if m.get("bot_id")]
+    assert bot_posts and all(m["text"] == erased and not m.get("blocks") for m in bot_posts)
+    assert all(f.get("mode") == "tombstone" for m in thread for f in m.get("files") or [])
+    assert b.slack.deleted_files and not b.slack.deleted_files & set(b.slack.files)
+    assert [r["error"] for r in outcome.slack_refused] == ["cant_update_message"]
+    priya_parent = next(p for p in b.parents() if p["ts"] != seeded["parent"]["ts"])
+    assert PRIYA_WORDS in json.dumps(priya_parent)
+
+    # The audit record names no one; a second run finds nothing to erase.
+    async with deps.sessions() as s:
+        record = (await s.scalars(select(Erasure))).one()
+    assert record.requested_by == "UMANAGER" and len(record.identity_hashes) == 3 and record.finished_at
+    with pytest.raises(PersonNotFound):
+        await forget(deps.sessions, deps.settings, deps.slack, RAVI, requested_by="UMANAGER")
+
+    # A later message starts a fresh contact and thread; campaigns still leave them out.
+    await b.webhook(_inbound("wamid.R9", {"type": "text", "text": {"body": "hi again"}}, wa_id=RAVI, name="Ravi"))
+    await eventually(lambda: len(b.parents()) == 3)
+    fresh = await b.one(Contact, Contact.wa_id == RAVI)
+    assert fresh.id not in (await b.one(Erasure, Erasure.id == record.id)).contact_ids
+    assert await b.count(Conversation, Conversation.contact_id == fresh.id) == 1
+    async with deps.sessions() as s, s.begin():
+        run = CampaignRun(campaign_id=seeded["campaign_id"], scheduled_for=utcnow(), status="running")
+        s.add(run)
+        await s.flush()
+        s.add_all([CampaignRecipient(run_id=run.id, wa_id=w, fields={}, status="pending", attempts=0)
+                   for w in (RAVI, PRIYA)])
+    queue = RecipientQueue(deps.sessions, 30.0, salt=salt_of(deps.settings))
+    claimed = await queue.claim(run.id, 10, marketing=True)
+    assert [c.wa_id for c in claimed] == [PRIYA]
+    assert (await b.one(CampaignRecipient, CampaignRecipient.run_id == run.id,
+                        CampaignRecipient.wa_id == RAVI)).status == "skipped"
+
+
+async def test_forget_needs_a_salt_and_says_which_key(make_bridge: BridgeFactory) -> None:
+    b = await make_bridge()
+    deps = b.app[appkeys.DEPS]
+    await b.webhook(_inbound("wamid.R1", {"type": "text", "text": {"body": "hi"}}, wa_id=RAVI, name="Ravi"))
+    await eventually(lambda: b.count(Message))
+    with pytest.raises(ConfigError) as raised:
+        await forget(deps.sessions, deps.settings, deps.slack, RAVI, requested_by="UMANAGER")
+    assert raised.value.key == "privacy.salt" and "\n" not in str(raised.value)
+    assert await b.count(Contact, Contact.wa_id == RAVI) == 1
+
+
+async def test_an_erasure_stopped_part_way_is_resumed(make_bridge: BridgeFactory) -> None:
+    b = await make_bridge(settings_extra=PRIVACY)
+    seeded = await _two_customers(b)
+    deps = b.app[appkeys.DEPS]
+    outcome = await forget(deps.sessions, deps.settings, None, RAVI, requested_by="cli:ops")  # no Slack yet
+    assert outcome.state == "redacting" and RAVI not in await _scan(b)
+    thread = b.slack.thread(SLACK_CHANNEL, seeded["parent"]["ts"])
+    assert not any(m.get("text", "").startswith("Erased") for m in thread)
+    b.slack.fail_next("conversations.replies", "fatal_error")  # Slack cannot answer: left for the next pass
+    first = await resume(deps.sessions, deps.settings, deps.slack)
+    assert first[0].state == "redacting" and first[0].slack_refused == []
+    again = await resume(deps.sessions, deps.settings, deps.slack)
+    assert again[0].state == "done"
+    assert all(m["text"].startswith("Erased on request on ")
+               for m in b.slack.thread(SLACK_CHANNEL, seeded["parent"]["ts"]) if m.get("bot_id"))
+    assert await resume(deps.sessions, deps.settings, deps.slack) == []
