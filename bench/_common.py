@@ -227,8 +227,9 @@ class Channel:
 
 
 def write_config(path: Path, *, database_url: str, redis_url: str, graph_url: str, slack_api_url: str,
-                 channels: Sequence[Channel]) -> Path:
-    """An app.yaml for `serve` and the CLI, with the test secrets and the given stand-ins."""
+                 channels: Sequence[Channel], extra: dict[str, Any] | None = None) -> Path:
+    """An app.yaml for `serve` and the CLI, with the test secrets and the given stand-ins (and extra top-level
+    keys, e.g. `retention`)."""
     import yaml
 
     raw = {
@@ -242,6 +243,7 @@ def write_config(path: Path, *, database_url: str, redis_url: str, graph_url: st
         "channels": [{"name": c.name, "phone_number_id": c.phone_number_id, "waba_id": c.waba_id,
                       "display_phone_number": "+91 522 400 0000", "mode": c.mode, "mps": c.mps,
                       "access_token": "EAAG-bench-token", "slack_channel": c.slack_channel} for c in channels],
+        **(extra or {}),
     }
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

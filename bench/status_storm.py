@@ -7,6 +7,7 @@ Run from the repository root:
     .venv/bin/python -m bench.status_storm --recipients 2400 --mps 80
     .venv/bin/python -m bench.status_storm --drain 50000         # `serve --role worker` alone on a backlog
     .venv/bin/python -m bench.status_storm --drain 2000 --quick
+    .venv/bin/python -m bench.status_storm --with-retention 200000   # retention deletes old messages meanwhile
 
 Storm: `serve` runs on a fresh PostgreSQL database with a private Redis; the Graph stand-in (a process of its
 own) answers every campaign send with a `sent`, `delivered` and `read` status webhook, signed, as Meta does,
@@ -15,6 +16,10 @@ so a campaign at 80 mps brings about 240 deliveries/s. Meanwhile customers write
 message carries a marker, and its latency is webhook POST -> the Slack stand-in receiving chat.postMessage.
 The baseline is the same customer traffic with no campaign, in the same run, before the campaign starts.
 Also printed: how long after the last status webhook the last one was applied (no delivery left pending).
+
+With retention (`--with-retention N`): before each campaign, N messages older than `retention.messages_days`
+are stored, and the retention pass (every second here) deletes them in its batches while the storm runs: the
+live p99 is then measured with retention at work (docs/privacy.md); "retention rows" is what it deleted.
 
 Drain: N mixed deliveries (70 % statuses of campaign messages, 30 % customer messages over 500
 conversations) are stored before `serve --role worker` starts; figures are deliveries applied per second,
@@ -95,26 +100,80 @@ def _stats(values: Sequence[float]) -> dict[str, object]:
 
 
 def storm(recipients: Sequence[int], mps: int, baseline_seconds: float,
-          live_rate: float = 1 / LIVE_INTERVAL) -> list[dict[str, object]]:
-    """The baseline, then one campaign per size in `recipients`; returns the table's rows."""
+          live_rate: float = 1 / LIVE_INTERVAL, old_messages: int = 0) -> list[dict[str, object]]:
+    """The baseline, then one campaign per size in `recipients` (each with old_messages for retention to delete
+    during it); returns the table's rows."""
     tag = uuid.uuid4().hex[:6]
     rows: list[dict[str, object]] = []
+    extra = {"retention": {"messages_days": RETENTION_DAYS, "interval_seconds": 1}} if old_messages else None
     with _common.temp_dir("wabridge-bench-storm-") as tmp, _common.Standins({PNID: mps}) as standins, \
             _common.redis_server() as redis_url, _common.pg_database() as db_url:
         config = _common.write_config(Path(tmp) / "app.yaml", database_url=db_url, redis_url=redis_url,
                                       graph_url=standins.graph_url, slack_api_url=standins.slack_api_url,
-                                      channels=[_common.Channel("storm", PNID, mode="cloud_api", mps=mps)])
+                                      channels=[_common.Channel("storm", PNID, mode="cloud_api", mps=mps)],
+                                      extra=extra)
         with _common.Serve(config, log_dir=Path(tmp)) as serve:
             webhook = f"{serve.url}/webhooks/meta"
             sent, _, errors = asyncio.run(_send(webhook, live_rate, CONVERSATIONS, baseline_seconds, f"{tag}b"))
             rows.append({"run": "baseline (no campaign)", "recipients": 0, **_stats(
                 _latencies(standins, sent, f"{tag}b")), "errors": errors, "statuses": 0, "applied after last s": "-",
                          "cpu serve": "-", "cpu pg": "-"})
+            if old_messages:
+                rows[0]["retention rows"] = "-"
             standins.send_status_webhooks(webhook)
             for n, count in enumerate(recipients):
+                if old_messages:
+                    asyncio.run(_old_messages(db_url, old_messages, n))
                 rows.append(_one_storm(config, standins, serve, db_url, Path(tmp), count, mps, f"{tag}s{n}", n,
                                        live_rate))
+                if old_messages:
+                    rows[-1]["retention rows"] = _retained(serve.url, old_messages * (n + 1)) - old_messages * n
     return rows
+
+
+RETENTION_DAYS = 30
+
+
+async def _old_messages(db_url: str, n: int, block: int) -> None:
+    """n messages of one customer, older than the retention period, for the retention pass to delete."""
+    from datetime import timedelta
+
+    from sqlalchemy import insert, select
+
+    from storage.db import make_engine, make_sessionmaker
+    from storage.models import Channel, Contact, Conversation, Message, utcnow
+
+    engine = make_engine(db_url)
+    old = utcnow() - timedelta(days=RETENTION_DAYS * 2)
+    try:
+        async with make_sessionmaker(engine)() as s, s.begin():
+            channel_id = await s.scalar(select(Channel.id).where(Channel.name == "storm"))
+            contact = Contact(wa_id=f"9199{block:08d}")
+            s.add(contact)
+            await s.flush()
+            conv = Conversation(channel_id=channel_id, contact_id=contact.id)
+            s.add(conv)
+            await s.flush()
+            conv_id = conv.id
+        for start in range(0, n, 5000):
+            async with engine.begin() as conn:
+                await conn.execute(insert(Message), [
+                    {"conversation_id": conv_id, "direction": "inbound", "source": "customer", "type": "text",
+                     "text": f"old message {i}", "wamid": f"wamid.old.{block}.{i}", "wa_timestamp": old,
+                     "created_at": old, "status_history": [], "is_history": False, "is_note": False}
+                    for i in range(start, min(n, start + 5000))])
+    finally:
+        await engine.dispose()
+
+
+def _retained(url: str, at_least: int) -> int:
+    """Messages the retention pass has deleted so far, once at least `at_least` (or the settle time is over)."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    done = int(_metric(url, "wabridge_retention_rows_total"))
+    while done < at_least and time.monotonic() < deadline:
+        time.sleep(0.5)
+        done = int(_metric(url, "wabridge_retention_rows_total"))
+    return done
 
 
 def _one_storm(config: Path, standins: _common.Standins, serve: _common.Serve, db_url: str, tmp: Path,
@@ -204,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="instead: the worker alone on a backlog of N stored deliveries")
     parser.add_argument("--live-interval", type=float, default=LIVE_INTERVAL, metavar="S",
                         help=f"seconds between two customer messages (default {LIVE_INTERVAL:g})")
+    parser.add_argument("--with-retention", type=int, default=0, metavar="N",
+                        help="store N messages past retention before each campaign; the retention pass deletes "
+                             "them during it")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     if args.drain:
@@ -214,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{'met' if rate >= TARGET_DRAIN_PER_S else 'MISSED'})")
         return 0
     sizes = args.recipients or ([240] if args.quick else [2400, 10000])
-    rows = storm(sizes, args.mps, args.baseline_seconds or (5.0 if args.quick else 15.0), 1 / args.live_interval)
+    rows = storm(sizes, args.mps, args.baseline_seconds or (5.0 if args.quick else 15.0), 1 / args.live_interval,
+                 args.with_retention)
     print(_common.table(rows, f"Status storm: a customer message every {args.live_interval:g} s during campaigns at "
                               f"{args.mps} mps; {_common.machine()}"))
     for row in rows[1:]:

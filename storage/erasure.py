@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, cast, delete, func, literal, or_, select, update
@@ -23,6 +24,7 @@ from storage.models import (
     Campaign,
     CampaignRecipient,
     CampaignRun,
+    Channel,
     Contact,
     ContactIdentity,
     Conversation,
@@ -70,7 +72,8 @@ async def find_person(session: AsyncSession, values: Sequence[str],
                       channel_ids: Sequence[int] | None) -> Person | None:
     """The person any of values names (a wa_id, an identity, a username), or None when none does."""
     wanted = sorted({v.strip() for v in values if v.strip()})
-    lowered = sorted({v.lstrip("@").lower() for v in wanted})
+    bare = {v.lstrip("@").lower() for v in wanted}
+    lowered = sorted(bare | {f"@{v}" for v in bare})  # usernames are stored with or without their @
     by_identity = select(ContactIdentity.contact_id).where(or_(
         ContactIdentity.value.in_(wanted),
         (ContactIdentity.kind == USERNAME) & func.lower(ContactIdentity.value).in_(lowered)))
@@ -180,9 +183,13 @@ async def finish(session: AsyncSession, record: Erasure, person: Person, channel
     return counts
 
 
-async def unfinished(session: AsyncSession) -> list[Erasure]:
-    """Erasures a stop left part-way (erasing, or their Slack threads not all redacted), oldest first."""
-    return list((await session.scalars(select(Erasure).where(Erasure.state != DONE).order_by(Erasure.id))).all())
+async def unfinished(session: AsyncSession, before: datetime | None = None) -> list[Erasure]:
+    """Erasures a stop left part-way (erasing, or their Slack threads not all redacted), oldest first; only those
+    requested before `before` when given (younger ones may still be at work)."""
+    query = select(Erasure).where(Erasure.state != DONE)
+    if before is not None:
+        query = query.where(Erasure.requested_at < before)
+    return list((await session.scalars(query.order_by(Erasure.id))).all())
 
 
 async def person_of(session: AsyncSession, record: Erasure) -> Person:
@@ -212,3 +219,9 @@ async def lift(session: AsyncSession, hashes: Sequence[str]) -> int:
         return 0
     result = await session.execute(delete(SuppressedIdentity).where(SuppressedIdentity.hash.in_(list(hashes))))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def workspace_channels(session: AsyncSession, team: str) -> list[int]:
+    """The ids of the numbers one Slack workspace owns (bot.core.workspace): the scope of its requests."""
+    return list((await session.scalars(select(Channel.id).where(Channel.slack_team == team)
+                                       .order_by(Channel.id))).all())

@@ -79,6 +79,15 @@ def test_status_storm_bench_applies_every_status_of_a_small_campaign(capsys: pyt
     assert storm["statuses"] == "60" and storm["n"] == "4" and storm["errors"] == "0"
 
 
+def test_status_storm_bench_runs_retention_during_the_storm(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import status_storm
+
+    assert status_storm.main(["--recipients", "20", "--mps", "10", "--baseline-seconds", "1",
+                              "--live-interval", "0.5", "--with-retention", "2500"]) == 0
+    storm = _row(capsys.readouterr().out, "storm at 10 mps")
+    assert storm["retention rows"] == "2,500" and storm["statuses"] == "60" and storm["errors"] == "0"
+
+
 def test_status_storm_drain_mode_applies_a_stored_backlog(capsys: pytest.CaptureFixture[str]) -> None:
     from bench import status_storm
 

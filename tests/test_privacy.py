@@ -5,7 +5,7 @@ keep their counts and never reach them again, and a later message starts a fresh
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -131,8 +131,9 @@ async def test_export_holds_the_person_and_no_one_else(make_bridge: BridgeFactor
     assert doc["opt_outs"][0]["opted_out"] is False
     page = render_html(doc)
     assert RAVI_WORDS[0] in page and PRIYA not in page and "<script" not in page
-    same = await export_person(deps.sessions, deps.settings, "+91 98123 45678")
-    assert same["messages"] == doc["messages"]
+    for query in ("+91 98123 45678", "Ravi_K", RAVI_BSUID):
+        same = await export_person(deps.sessions, deps.settings, query)
+        assert same["messages"] == doc["messages"], query
     with pytest.raises(PersonNotFound):
         await export_person(deps.sessions, deps.settings, "+44 7700 900123")
 
@@ -207,6 +208,7 @@ async def test_an_erasure_stopped_part_way_is_resumed(make_bridge: BridgeFactory
     deps = b.app[appkeys.DEPS]
     outcome = await forget(deps.sessions, deps.settings, None, RAVI, requested_by="cli:ops")  # no Slack yet
     assert outcome.state == "redacting" and RAVI not in await _scan(b)
+    assert await resume(deps.sessions, deps.settings, deps.slack, idle=timedelta(minutes=30)) == []  # still young
     thread = b.slack.thread(SLACK_CHANNEL, seeded["parent"]["ts"])
     assert not any(m.get("text", "").startswith("Erased") for m in thread)
     b.slack.fail_next("conversations.replies", "fatal_error")  # Slack cannot answer: left for the next pass
@@ -217,3 +219,38 @@ async def test_an_erasure_stopped_part_way_is_resumed(make_bridge: BridgeFactory
     assert all(m["text"].startswith("Erased on request on ")
                for m in b.slack.thread(SLACK_CHANNEL, seeded["parent"]["ts"]) if m.get("bot_id"))
     assert await resume(deps.sessions, deps.settings, deps.slack) == []
+
+
+async def test_erasure_in_one_workspace_leaves_the_other_workspaces_conversation(db_url: str) -> None:
+    from storage.db import make_engine, make_sessionmaker, migrate
+    from storage.erasure import workspace_channels
+    from tests.helpers import make_settings
+
+    await migrate(db_url)
+    engine = make_engine(db_url)
+    sessions = make_sessionmaker(engine)
+    settings = make_settings(db_url, **PRIVACY)
+    try:
+        async with sessions() as s, s.begin():
+            ours = Channel(name="a", phone_number_id="1", waba_id="w", mode="coexistence", mps=5, slack_team="T0A")
+            theirs = Channel(name="b", phone_number_id="2", waba_id="w", mode="coexistence", mps=5, slack_team="T0B")
+            contact = Contact(wa_id=RAVI)
+            s.add_all([ours, theirs, contact])
+            await s.flush()
+            for channel, words in ((ours, "said to A"), (theirs, "said to B")):
+                conv = Conversation(channel_id=channel.id, contact_id=contact.id, slack_team=channel.slack_team)
+                s.add(conv)
+                await s.flush()
+                s.add(Message(conversation_id=conv.id, direction="inbound", source="customer", type="text",
+                              text=words, wa_timestamp=utcnow()))
+        async with sessions() as s:
+            team_a, team_b = await workspace_channels(s, "T0A"), await workspace_channels(s, "T0B")
+        doc = await export_person(sessions, settings, RAVI, channel_ids=team_b)
+        assert [m["text"] for m in doc["messages"]] == ["said to B"]
+        outcome = await forget(sessions, settings, None, RAVI, requested_by="UA", channel_ids=team_a)
+        assert outcome.counts["messages"] == 1 and "contacts" not in outcome.counts
+        async with sessions() as s:
+            assert (await s.scalars(select(Message.text))).all() == ["said to B"]
+            assert (await s.scalars(select(Contact.wa_id))).all() == [RAVI]  # still B's customer
+    finally:
+        await engine.dispose()

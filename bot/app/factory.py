@@ -153,7 +153,8 @@ def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
 def _start_retention(app: web.Application) -> asyncio.Task[None]:
     deps = app[appkeys.DEPS]
     worker = RetentionWorker(deps.sessions, deps.settings.retention, metrics=deps.metrics,
-                             resume=partial(privacy.resume, deps.sessions, deps.settings, deps.slack))
+                             resume=partial(privacy.resume, deps.sessions, deps.settings, deps.slack,
+                                            idle=privacy.RESUME_AFTER))
     return asyncio.create_task(worker.run())
 
 

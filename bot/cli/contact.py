@@ -22,27 +22,34 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     export = add_command(csub, "export", help="everything stored about one customer, as JSON or HTML")
     export.add_argument("who", help="the customer's number, user id or username")
     export.add_argument("--channel", default=None, help="only this number's conversations")
+    export.add_argument("--workspace", default=None, help="only the numbers of this Slack workspace (T…)")
     export.add_argument("--format", choices=["json", "html"], default=None,
                         help="default: from --out's extension, else json")
     export.add_argument("--out", default=None, help="file to write (default: standard output)")
     forget = add_command(csub, "forget", help="erase one customer's data and redact their Slack threads")
     forget.add_argument("who", nargs="?", default=None, help="the customer's number, user id or username")
     forget.add_argument("--channel", default=None, help="only this number's conversations")
+    forget.add_argument("--workspace", default=None, help="only the numbers of this Slack workspace (T…)")
     forget.add_argument("--yes", action="store_true", help="erase (without it: only say what would go)")
     forget.add_argument("--no-slack", action="store_true",
                         help="leave the Slack threads for the server's retention pass to redact")
     forget.add_argument("--resume", action="store_true", help="carry on erasures a stop left unfinished")
 
 
-async def _scope(rt: Runtime, channel: str | None) -> list[int] | None:
+async def _scope(rt: Runtime, args: argparse.Namespace) -> list[int] | None:
+    """The numbers a command covers: --channel, else --workspace's, else every number."""
+    from storage.erasure import workspace_channels
     from storage.models import Channel
 
-    if channel is None:
-        return None
-    rt.settings.channel(channel)  # a clear config error for an unknown channel
-    async with rt.sessions() as s:
-        found = await s.scalar(select(Channel.id).where(Channel.name == channel))
-    return [found] if found is not None else []
+    if args.channel is not None:
+        rt.settings.channel(args.channel)  # a clear config error for an unknown channel
+        async with rt.sessions() as s:
+            found = await s.scalar(select(Channel.id).where(Channel.name == args.channel))
+        return [found] if found is not None else []
+    if args.workspace is not None:
+        async with rt.sessions() as s:
+            return await workspace_channels(s, args.workspace)
+    return None
 
 
 async def _export(settings: Settings, args: argparse.Namespace) -> dict[str, Any] | None:
@@ -50,7 +57,7 @@ async def _export(settings: Settings, args: argparse.Namespace) -> dict[str, Any
 
     async with runtime(settings) as rt:
         try:
-            return await export_person(rt.sessions, settings, args.who, channel_ids=await _scope(rt, args.channel),
+            return await export_person(rt.sessions, settings, args.who, channel_ids=await _scope(rt, args),
                                        exported_by=f"cli:{getpass.getuser()}")
         except PersonNotFound as exc:
             print(f"contact export: {exc}", file=sys.stderr)
@@ -91,7 +98,7 @@ async def _forget(settings: Settings, args: argparse.Namespace) -> int:
             for outcome in await resume(rt.sessions, settings, slack):
                 print(outcome.summary())
             return 0
-        scope = await _scope(rt, args.channel)
+        scope = await _scope(rt, args)
         try:
             if not args.yes:
                 doc = await export_person(rt.sessions, settings, args.who, channel_ids=scope)

@@ -16,8 +16,10 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.config import ConfigError
+from bot.core.workspace import workspace_key
 from bot.deps import Deps
 from bot.handlers.slack_messages import BridgedThread, ephemeral, find_thread
 from bot.handlers.slack_once import first_delivery
@@ -25,6 +27,7 @@ from bot.ops.privacy import PersonNotFound, export_person, forget
 from bot.ops.privacy_export import filename, render_html, render_json
 from bot.slack import limits, once, payloads, render
 from bot.slack.permissions import Permissions
+from storage import erasure
 from storage.models import Contact, Conversation
 
 log = logging.getLogger(__name__)
@@ -52,9 +55,15 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
     bolt.view(FORGET_CONFIRM)(partial(confirmed_forget, app))
 
 
-def _scope(deps: Deps, body: dict[str, Any]) -> list[int] | None:
-    """The channels a request from this workspace covers: every number, while one workspace is served."""
-    return None
+async def _scope(deps: Deps, body: dict[str, Any]) -> list[int] | None:
+    """The numbers a request covers: those of the caller's workspace (every number with one workspace)."""
+    if not deps.settings.slack.many_workspaces:
+        return None
+    team = workspace_key(str((body.get("team") or {}).get("id") or "") or None,
+                         str((body.get("enterprise") or {}).get("id") or "") or None,
+                         bool(body.get("is_enterprise_install")))
+    async with deps.sessions() as s:
+        return await erasure.workspace_channels(s, team)
 
 
 async def _manager_thread(app: _PrivacyListeners, body: dict[str, Any]) -> tuple[BridgedThread, str] | None:
@@ -74,20 +83,21 @@ async def _manager_thread(app: _PrivacyListeners, body: dict[str, Any]) -> tuple
     return thread, user
 
 
-async def _dm(deps: Deps, user: str, text: str, files: list[dict[str, Any]] | None = None) -> None:
+async def _dm(client: AsyncWebClient, user: str, text: str, files: list[dict[str, Any]] | None = None) -> None:
     """Tell user something in a direct message, with files when given (best effort: a failure is logged)."""
     try:
-        opened = await deps.slack.conversations_open(users=user)
+        opened = await client.conversations_open(users=user)
         dm = str((opened.get("channel") or {}).get("id"))
         if files:
-            await deps.slack.files_upload_v2(channel=dm, initial_comment=text, file_uploads=files)
+            await client.files_upload_v2(channel=dm, initial_comment=text, file_uploads=files)
         else:
-            await deps.slack.chat_postMessage(channel=dm, text=text)
+            await client.chat_postMessage(channel=dm, text=text)
     except SlackApiError as exc:
         log.warning("privacy DM to %s failed: %s", user, exc.response.get("error"))
 
 
-async def export_customer(app: _PrivacyListeners, ack: Any, body: dict[str, Any]) -> None:
+async def export_customer(app: _PrivacyListeners, ack: Any, body: dict[str, Any], client: AsyncWebClient
+                          ) -> None:
     deps = app.deps
     await ack()
     acted = await _manager_thread(app, body)
@@ -97,14 +107,14 @@ async def export_customer(app: _PrivacyListeners, ack: Any, body: dict[str, Any]
     if not await first_delivery(deps, "export_customer", body, thread, user):
         return
     try:
-        doc = await export_person(deps.sessions, deps.settings, thread.wa_id, channel_ids=_scope(deps, body),
+        doc = await export_person(deps.sessions, deps.settings, thread.wa_id, channel_ids=await _scope(deps, body),
                                   exported_by=user)
     except PersonNotFound as exc:
         await ephemeral(deps, thread, thread.slack_channel, user, f"Nothing to export: {exc}.")
         return
     files = [{"content": body_.encode(), "filename": filename(doc, ext), "title": filename(doc, ext)}
              for ext, body_ in (("json", render_json(doc)), ("html", render_html(doc)))]
-    await _dm(deps, user, f"Everything stored about this customer: {len(doc['messages'])} messages in "
+    await _dm(client, user, f"Everything stored about this customer: {len(doc['messages'])} messages in "
                           f"{len(doc['conversations'])} conversations.", files)
 
 
@@ -141,7 +151,8 @@ async def ask_to_forget(app: _PrivacyListeners, ack: Any, body: dict[str, Any], 
                         f":warning: The confirmation did not open ({exc.response.get('error')}); try again.")
 
 
-async def confirmed_forget(app: _PrivacyListeners, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+async def confirmed_forget(app: _PrivacyListeners, ack: Any, body: dict[str, Any], view: dict[str, Any],
+                           client: AsyncWebClient) -> None:
     deps = app.deps
     user = str((body.get("user") or {}).get("id") or "")
     conversation_id = payloads.as_id(payloads.metadata(view.get("private_metadata")).get("conversation_id"))
@@ -149,7 +160,7 @@ async def confirmed_forget(app: _PrivacyListeners, ack: Any, body: dict[str, Any
     if conversation_id is None or not user:
         return
     if not await app.permissions.is_manager(user):
-        await _dm(deps, user, MANAGERS_ONLY)
+        await _dm(client, user, MANAGERS_ONLY)
         return
     if await once.claim(deps.sessions, once.action_key("forget", user, str(view.get("id") or ""))) is not None:
         return  # Slack delivered the submission again: the first one is at work
@@ -157,24 +168,25 @@ async def confirmed_forget(app: _PrivacyListeners, ack: Any, body: dict[str, Any
         conv = await s.get(Conversation, conversation_id)
         contact = await s.get(Contact, conv.contact_id) if conv is not None else None
     if contact is None:
-        await _dm(deps, user, "Nothing to erase: this customer's data is already gone.")
+        await _dm(client, user, "Nothing to erase: this customer's data is already gone.")
         return
-    task = asyncio.create_task(_forget(deps, user, contact.wa_id, _scope(deps, body)))
+    task = asyncio.create_task(_forget(deps, client, user, contact.wa_id, await _scope(deps, body)))
     app.tasks.add(task)
     task.add_done_callback(app.tasks.discard)
 
 
-async def _forget(deps: Deps, user: str, wa_id: str, scope: list[int] | None) -> None:
+async def _forget(deps: Deps, client: AsyncWebClient, user: str, wa_id: str, scope: list[int] | None) -> None:
+    """Erase with the caller's workspace client (its token redacts the thread) and tell them how it went."""
     try:
-        outcome = await forget(deps.sessions, deps.settings, deps.slack, wa_id, requested_by=user,
+        outcome = await forget(deps.sessions, deps.settings, client, wa_id, requested_by=user,
                                channel_ids=scope)
     except PersonNotFound:
-        await _dm(deps, user, "Nothing to erase: this customer's data is already gone.")
+        await _dm(client, user, "Nothing to erase: this customer's data is already gone.")
     except ConfigError as exc:
-        await _dm(deps, user, f":warning: Not erased: {exc.key}: {exc.message} (ask your Wabridge admin).")
+        await _dm(client, user, f":warning: Not erased: {exc.key}: {exc.message} (ask your Wabridge admin).")
     except Exception:
         log.exception("erasure requested by %s stopped; the retention pass carries it on", user)
-        await _dm(deps, user, ":warning: The erasure stopped (see the server's log). What it had begun is "
+        await _dm(client, user, ":warning: The erasure stopped (see the server's log). What it had begun is "
                               "carried on by the next retention pass; otherwise use the shortcut again.")
     else:
-        await _dm(deps, user, outcome.summary())
+        await _dm(client, user, outcome.summary())

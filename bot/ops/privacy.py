@@ -11,6 +11,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 
 MESSAGE_BATCH = 500  # messages deleted per transaction: short enough not to hold up live writes
 LOG_SPAN = 500  # deliveries read per transaction when looking for the person's in webhook_logs
+# The retention pass leaves younger erasures to the process that took the request (a long thread is redacted at
+# Slack's pace for chat.update, about 50 posts a minute).
+RESUME_AFTER = timedelta(minutes=30)
 
 
 class PersonNotFound(Exception):
@@ -178,8 +182,9 @@ async def _redact(sessions: async_sessionmaker[AsyncSession], settings: Settings
 
 
 async def resume(sessions: async_sessionmaker[AsyncSession], settings: Settings,
-                 slack: AsyncWebClient | None) -> list[Outcome]:
-    """Carry every unfinished erasure on (after a stop); returns what each one did."""
+                 slack: AsyncWebClient | None, *, idle: timedelta | None = None) -> list[Outcome]:
+    """Carry every unfinished erasure on (after a stop), or only those requested more than `idle` ago (younger
+    ones may still be at work in the process that took the request); returns what each one did."""
     async with sessions() as session:
-        ids = [r.id for r in await erasure.unfinished(session)]
+        ids = [r.id for r in await erasure.unfinished(session, None if idle is None else utcnow() - idle)]
     return [await carry_on(sessions, settings, slack, i) for i in ids]
