@@ -11,14 +11,15 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.cli.base import Command, add_command, run_async, settings_from
+from bot.cli.base import Command, add_command, add_group, run_async, settings_from
 from bot.cli.ops import EXIT_FAILED, EXIT_USAGE, Runtime, runtime
-from bot.core.config import Settings
+from bot.core.config import Need, Settings
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    contact = add_command(sub, "contact", help="export or erase one customer's data")
-    csub = contact.add_subparsers(dest="contact_command", required=True)
+    _, csub = add_group(sub, "contact", help="export or erase one customer's data",
+                        description="A customer's data on request (docs/privacy.md): `export` reads the database "
+                                    "only; `forget` also redacts their Slack threads with the bot token.")
     export = add_command(csub, "export", help="everything stored about one customer, as JSON or HTML")
     export.add_argument("who", help="the customer's number, user id or username")
     export.add_argument("--channel", default=None, help="only this number's conversations")
@@ -116,10 +117,9 @@ async def _forget(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_contact(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
     if args.contact_command == "export":
-        return _write_export(settings, args)
-    return run_async(_forget(settings, args))
+        return _write_export(settings_from(args), args)
+    return run_async(_forget(settings_from(args, frozenset() if args.no_slack else frozenset({Need.SLACK})), args))
 
 
 COMMANDS: dict[str, Command] = {"contact": cmd_contact}
