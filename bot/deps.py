@@ -9,6 +9,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import ChannelSettings, Settings
+from bot.core.loop_health import LoopHealth
 from bot.core.metrics import Metrics
 from bot.core.name_cache import NameCache
 from bot.meta.graph import GraphClient
@@ -47,6 +48,7 @@ class Deps:
     channel_ids: dict[str, int]  # phone_number_id -> channels.id
     slack_names: NameCache = field(default_factory=NameCache)  # Slack names for ids in replies to customers
     outbox_waker: OutboxWaker = field(default_factory=OutboxWaker)
+    loop_health: LoopHealth = field(default_factory=LoopHealth)  # what /healthz reports of the loops
 
     def channel_for_slack(self, slack_channel: str) -> ChannelSettings | None:
         """The WhatsApp channel bridged into a Slack channel, if any."""

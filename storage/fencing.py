@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, select, update
+from sqlalchemy import ColumnElement, Table, and_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 
@@ -64,3 +64,45 @@ async def owners_of(session: AsyncSession, table: Table, unfinished: ColumnEleme
     rows = await session.scalars(select(table.c.owner_id).where(table.c.owner_id.is_not(None), unfinished)
                                  .distinct())
     return {int(o) for o in rows.all() if o is not None}
+
+
+class InHand:
+    """The claims of one queue this process still works on: row id -> fence token.
+
+    A claim is put in hand before its transaction commits and dropped once its outcome is written (or its
+    work is abandoned). This process's unfinished rows missing from it were cut off (a database outage ended
+    their work, a claim's commit answer was lost) and `release_own` gives them back without waiting for a
+    lease to run out or for this process to fall silent."""
+
+    def __init__(self) -> None:
+        self.claims: dict[int, int] = {}
+
+    def take(self, claims: Iterable[tuple[int, int]]) -> None:
+        self.claims.update(claims)
+
+    def drop(self, claims: Iterable[tuple[int, int]]) -> None:
+        for row_id, token in claims:
+            if self.claims.get(row_id) == token:
+                del self.claims[row_id]
+
+    def holds(self, row_id: int, token: int) -> bool:
+        return self.claims.get(row_id) == token
+
+
+async def release_own(session: AsyncSession, table: Table, owner: int, unfinished: ColumnElement[bool],
+                      hand: InHand, **values: Any) -> int:
+    """Give back this owner's unfinished rows that are not in hand, as `release_from` does for silent owners.
+
+    The hand is read after the rows, so a claim committed before the read is in it; each row is matched on
+    the token read with it, so one settled and claimed again meanwhile is left alone."""
+    rows = (await session.execute(
+        select(table.c.id, table.c.fence).where(table.c.owner_id == owner, unfinished)
+    )).all()
+    loose = [(int(r.id), int(r.fence)) for r in rows if not hand.holds(int(r.id), int(r.fence))]
+    if not loose:
+        return 0
+    result = await session.execute(
+        update(table).where(tuple_(table.c.id, table.c.fence).in_(loose), table.c.owner_id == owner, unfinished)
+        .values(fence=table.c.fence + 1, **values).execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.liveness import HEARTBEAT_INTERVAL, SILENCE, is_silent, still_trusted
+from bot.core.loop_health import LoopHealth
 from storage.models import Worker, utcnow
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,10 @@ class Heartbeat:
     """Registers this process and keeps its heartbeat fresh; start with `run()` as a background task."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], name: str, *,
-                 interval: float = HEARTBEAT_INTERVAL, silence: timedelta = SILENCE) -> None:
+                 interval: float = HEARTBEAT_INTERVAL, silence: timedelta = SILENCE,
+                 health: LoopHealth | None = None) -> None:
         self._sessions = sessions
+        self._health = (health or LoopHealth()).loop("heartbeat", log)
         self._name = name
         self._interval = interval
         self._silence = silence
@@ -121,13 +124,14 @@ class Heartbeat:
                         if self._last_ok is None or now - self._last_ok >= self._silence / 2:
                             self._epoch += 1
                         self._last_ok = now
+                        self._health.ok()
                     else:
                         log.error("worker %s was marked stopped; no longer trusted with work", self.worker_id)
                         self._last_ok = None
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.warning("heartbeat of worker %s failed; retrying", self.worker_id, exc_info=True)
+                except Exception as exc:
+                    self._health.failed(exc, f"heartbeat of worker {self.worker_id}")
         finally:
             # Others may take this process's work at once; bounded, so a database that is gone cannot hold
             # the shutdown (the silence then says the same a few seconds later).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -17,7 +17,8 @@ from sqlalchemy import ColumnElement, Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.liveness import HEARTBEAT_INTERVAL
-from storage.fencing import owners_of, release_from
+from bot.core.loop_health import LoopHealth
+from storage.fencing import InHand, owners_of, release_from, release_own
 from storage.liveness import silent_workers
 from storage.models import SlackOutbox, WebhookLog
 
@@ -52,19 +53,41 @@ async def take_over(session: AsyncSession, queues: tuple[Queue, ...] = QUEUES) -
     return freed
 
 
+async def give_back_own(session: AsyncSession, owner: int, hands: Mapping[str, InHand],
+                        queues: tuple[Queue, ...] = QUEUES) -> dict[str, int]:
+    """This process's own leased rows that it no longer works on (see `InHand`), given back at once; per queue."""
+    freed: dict[str, int] = {}
+    for queue in queues:
+        hand = hands.get(queue.name)
+        if hand is not None:
+            n = await release_own(session, queue.table, owner, queue.held, hand, claimed_until=None)
+            if n:
+                freed[queue.name] = n
+    return freed
+
+
 async def run_takeover(sessions: async_sessionmaker[AsyncSession], *, interval: float = HEARTBEAT_INTERVAL,
-                       on_freed: Callable[[], None] | None = None) -> None:
-    """Loop forever (a background task of every process that works on the queues)."""
+                       on_freed: Callable[[], None] | None = None, health: LoopHealth | None = None,
+                       owner: Callable[[], int | None] | None = None, hands: Mapping[str, InHand] | None = None
+                       ) -> None:
+    """Loop forever (a background task of every process that works on the queues). With owner and hands
+    (this process's worker id and its claims in hand per queue), its own cut-off claims are given back too."""
+    monitor = (health or LoopHealth()).loop("take-over of silent processes' work", log)
     while True:
         try:
             async with sessions() as session, session.begin():
                 freed = await take_over(session)
+                me = owner() if owner is not None else None
+                own = await give_back_own(session, me, hands) if me is not None and hands else {}
+            monitor.ok()
             if any(freed.values()):
                 log.warning("work of silent processes given back: %s", freed)
-                if on_freed is not None:
-                    on_freed()
+            if own:
+                log.warning("work this process no longer does given back: %s", own)
+            if (any(freed.values()) or own) and on_freed is not None:
+                on_freed()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.warning("take-over pass failed; retrying", exc_info=True)
+        except Exception as exc:
+            monitor.failed(exc, "take-over pass")
         await asyncio.sleep(interval)

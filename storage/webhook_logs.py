@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select, tu
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from bot.core.liveness import Fence
-from storage.fencing import claim_values, held_by, settle
+from storage.fencing import InHand, claim_values, held_by, settle
 from storage.lanes import LANES, Lane, lane_for
 from storage.models import WebhookLog, as_utc, utcnow
 
@@ -53,6 +53,7 @@ async def store_many(conn: AsyncConnection, rows: list[tuple[bytes, str]]) -> li
 async def claim_batch(
     sessions: async_sessionmaker[AsyncSession], limit: int = 50, now: datetime | None = None,
     *, bulk_limit: int | None = None, lanes: Sequence[Lane] = LANES, owner: int | None = None,
+    hand: InHand | None = None,
 ) -> list[ClaimedLog]:
     """Lease pending logs to this worker, the live lane first; other workers skip them until the lease ends.
 
@@ -85,6 +86,15 @@ async def claim_batch(
                         **(claim_values(table, owner) if owner is not None else {"owner_id": None}))
                 .returning(table.c.id, table.c.raw_body, table.c.attempts, table.c.lane, table.c.fence)
             )).all()
+            if rows and owner is not None and hand is not None:
+                # In hand before the commit (see InHand); dropped again if the commit fails, answer lost or not.
+                taken = [(int(r.id), int(r.fence)) for r in rows]
+                hand.take(taken)
+                try:
+                    await session.commit()
+                except BaseException:
+                    hand.drop(taken)
+                    raise
             if rows:
                 return sorted((ClaimedLog(id=r.id, raw_body=r.raw_body, attempts=r.attempts, lane=r.lane,
                                           fence=Fence(owner, r.fence) if owner is not None else None)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.app.health import cached
 from bot.app.slack_component import add_outbox_kinds
 from bot.handlers import appkeys
 from bot.meta.sender import TemplateSender
@@ -16,6 +18,8 @@ from scheduler.campaigns import progress, unknown_notice
 from scheduler.campaigns.jobs import CampaignScheduler
 from scheduler.campaigns.recovery import run_recovery
 from scheduler.campaigns.runner import CampaignRunner, campaign_throttle
+from scheduler.campaigns.stalls import stalled_runs
+from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +34,14 @@ async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
     sender = TemplateSender(deps.graph.base_url, deps.graph.api_version)
     runner = CampaignRunner(deps.sessions, deps.graph, throttle, deps.settings, metrics=deps.metrics, sender=sender,
                             owner=(lambda: heartbeat.worker_id) if heartbeat is not None else None,
-                            guard=heartbeat.guard if heartbeat is not None else None)
-    scheduler = CampaignScheduler(deps.sessions, on_fire=lambda _run_id: runner.wake())
+                            guard=heartbeat.guard if heartbeat is not None else None, health=deps.loop_health)
+    scheduler = CampaignScheduler(deps.sessions, on_fire=lambda _run_id: runner.wake(), health=deps.loop_health)
     app[CAMPAIGN_RUNNER] = runner
     app[CAMPAIGN_SCHEDULER] = scheduler
     task = asyncio.create_task(runner.run(), name="campaign-runner")
-    recovery = asyncio.create_task(run_recovery(deps.sessions, deps.settings, wake=runner.wake),
-                                   name="campaign-recovery")
+    recovery = asyncio.create_task(run_recovery(deps.sessions, deps.settings, wake=runner.wake,
+                                                health=deps.loop_health), name="campaign-recovery")
+    app[appkeys.HEALTH_CHECKS].append(campaign_health_check(deps.sessions))
     await scheduler.start()
     yield
     await scheduler.stop()
@@ -45,6 +50,17 @@ async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await t
     await sender.aclose()
+
+
+def campaign_health_check(sessions: async_sessionmaker[AsyncSession], cache_seconds: float = 5.0
+                          ) -> Callable[[], Awaitable[dict[str, str]]]:
+    """The `/healthz` check of a process that sends campaigns: running runs that stopped moving."""
+
+    async def campaign_runs() -> dict[str, str]:
+        async with sessions() as session:
+            return await stalled_runs(session, utcnow())
+
+    return cached(campaign_runs, cache_seconds)
 
 
 def campaign_component(app: web.Application) -> None:

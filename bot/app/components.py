@@ -50,7 +50,7 @@ def onboarded_channels_component(app: web.Application) -> None:
 
     def start(app: web.Application) -> asyncio.Task[None]:
         return asyncio.create_task(refresh_forever(app[appkeys.SETTINGS], app[appkeys.SESSIONS],
-                                                   app[appkeys.CHANNEL_IDS]))
+                                                   app[appkeys.CHANNEL_IDS], health=app[appkeys.LOOP_HEALTH]))
 
     app.cleanup_ctx.append(background("onboarded-channels", start))
 
@@ -62,6 +62,7 @@ def onboarding_component(app: web.Application) -> None:
 
     def start(app: web.Application) -> asyncio.Task[None]:
         return asyncio.create_task(refresh_forever(app[appkeys.SETTINGS], app[appkeys.SESSIONS],
-                                                   app[appkeys.CHANNEL_IDS], channels.REFRESH_SECONDS))
+                                                   app[appkeys.CHANNEL_IDS], channels.REFRESH_SECONDS,
+                                                   health=app[appkeys.LOOP_HEALTH]))
 
     app.cleanup_ctx.append(background("onboarded-channels", start))

@@ -10,8 +10,8 @@ from functools import partial
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from sqlalchemy import text
 
+from bot.app.health import healthz
 from bot.app.metrics_endpoint import CachedRefresh, Exposure, announce, exposure, metrics_handler, metrics_site
 from bot.app.rejections import RateLimitedLog, quiet_malformed_requests, rejection_logger
 from bot.app.throughput_gauge import refresh_throughput_gauge
@@ -19,6 +19,7 @@ from bot.bridge.ingest_writer import IngestWriter
 from bot.bridge.meta_events import EventContext
 from bot.bridge.webhook_worker import WebhookWorker
 from bot.core.config import Settings
+from bot.core.loop_health import LoopHealth
 from bot.core.metrics import Metrics
 from bot.core.name_cache import NameCache
 from bot.core.statement_count import count_statements
@@ -81,7 +82,8 @@ async def deps_ctx(app: web.Application) -> AsyncIterator[None]:
     throttle: Throttle = RedisThrottle(redis_client) if redis_client is not None else make_throttle(None)
     app[appkeys.DEPS] = Deps(settings=settings, sessions=app[appkeys.SESSIONS], graph=graph, slack=slack,
                              throttle=throttle, metrics=app[appkeys.METRICS],
-                             channel_ids=app[appkeys.CHANNEL_IDS], slack_names=NameCache())
+                             channel_ids=app[appkeys.CHANNEL_IDS], slack_names=NameCache(),
+                             loop_health=app[appkeys.LOOP_HEALTH])
     yield
     await graph.aclose()
     await slack_http.close()
@@ -105,7 +107,8 @@ def background(name: str, start: Callable[[web.Application], asyncio.Task[None]]
 async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
     """This process's row in `workers`, beaten every second: what the work it claims is bound to; and the
     pass that gives back, every second, what silent processes held."""
-    heartbeat = Heartbeat(app[appkeys.SESSIONS], f"serve:{app[appkeys.SETTINGS].server.port}")
+    heartbeat = Heartbeat(app[appkeys.SESSIONS], f"serve:{app[appkeys.SETTINGS].server.port}",
+                          health=app[appkeys.LOOP_HEALTH])
     await heartbeat.start()
     app[appkeys.HEARTBEAT] = heartbeat
     task = asyncio.create_task(heartbeat.run(), name="heartbeat")
@@ -116,7 +119,10 @@ async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
             if worker is not None:
                 worker.wake()
 
-    sweeper = asyncio.create_task(run_takeover(app[appkeys.SESSIONS], on_freed=wake_workers), name="takeover")
+    sweeper = asyncio.create_task(run_takeover(app[appkeys.SESSIONS], on_freed=wake_workers,
+                                               health=app[appkeys.LOOP_HEALTH],
+                                               owner=lambda: heartbeat.worker_id,
+                                               hands=app[appkeys.CLAIMS_IN_HAND]), name="takeover")
     yield
     for t in (sweeper, task):
         t.cancel()
@@ -130,7 +136,7 @@ def _start_ingest_writer(app: web.Application) -> asyncio.Task[None]:
         if worker is not None:
             worker.wake()
 
-    writer = IngestWriter(app[appkeys.ENGINE], on_stored=wake_worker)
+    writer = IngestWriter(app[appkeys.ENGINE], on_stored=wake_worker, health=app[appkeys.LOOP_HEALTH])
     app[appkeys.INGEST_WRITER] = writer
     return asyncio.create_task(writer.run())
 
@@ -145,8 +151,10 @@ def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
         owner=(lambda: heartbeat.worker_id) if heartbeat is not None else None,
         batch=settings.worker.live_batch,
         bulk_batch=settings.worker.bulk_batch,
+        health=app[appkeys.LOOP_HEALTH],
     )
     app[appkeys.WEBHOOK_WORKER] = worker
+    app[appkeys.CLAIMS_IN_HAND]["webhook_logs"] = worker.hand
     return asyncio.create_task(worker.run())
 
 
@@ -156,28 +164,6 @@ def _start_retention(app: web.Application) -> asyncio.Task[None]:
                              resume=partial(privacy.resume, deps.sessions, deps.settings, deps.slack,
                                             idle=privacy.RESUME_AFTER))
     return asyncio.create_task(worker.run())
-
-
-async def healthz(request: web.Request) -> web.Response:
-    """200 with per-dependency status when the database and Redis answer, else 503."""
-    checks: dict[str, str] = {}
-    try:
-        async with request.app[appkeys.SESSIONS]() as session:
-            await session.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"error: {exc.__class__.__name__}"
-    client = request.app.get(appkeys.REDIS)
-    if client is None:
-        checks["redis"] = "not configured (in-process throttle)"
-    else:
-        try:
-            await client.ping()
-            checks["redis"] = "ok"
-        except Exception as exc:
-            checks["redis"] = f"error: {exc.__class__.__name__}"
-    healthy = all(v == "ok" or v.startswith("not configured") for v in checks.values())
-    return web.json_response({"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503)
 
 
 def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool = True, webhooks: bool = True,
@@ -191,6 +177,9 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
                           middlewares=[rejection_logger(refusals)])
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()
+    app[appkeys.LOOP_HEALTH] = LoopHealth()
+    app[appkeys.HEALTH_CHECKS] = []
+    app[appkeys.CLAIMS_IN_HAND] = {}
     app.cleanup_ctx.append(database_ctx(run_migrations))
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(deps_ctx)

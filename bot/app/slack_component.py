@@ -48,6 +48,7 @@ def outbox_worker_task(app: web.Application, **outbox_options: Any) -> asyncio.T
     worker = make_outbox_worker(app[appkeys.DEPS], added if added is not None else builtin_kinds(),
                                 owner=liveness_owner(app), guard=liveness_guard(app), **outbox_options)
     app[OUTBOX] = worker
+    app[appkeys.CLAIMS_IN_HAND]["slack_outbox"] = worker.queue.hand
     _chain_wake(app, worker)
     return asyncio.create_task(worker.run())
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bot.core.loop_health import LoopHealth
 from storage import webhook_logs
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,10 @@ class IngestWriter:
     """Collects deliveries from request handlers and commits them in groups from a single task."""
 
     def __init__(self, engine: AsyncEngine, *, linger: float = DEFAULT_LINGER,
-                 max_batch: int = DEFAULT_MAX_BATCH, on_stored: Callable[[], None] | None = None) -> None:
+                 max_batch: int = DEFAULT_MAX_BATCH, on_stored: Callable[[], None] | None = None,
+                 health: LoopHealth | None = None) -> None:
         self._engine = engine
+        self._health = (health or LoopHealth()).loop("webhook intake", log)
         self._linger = linger
         self._max_batch = max_batch
         self._on_stored = on_stored
@@ -93,9 +96,11 @@ class IngestWriter:
             self._fail(group, "ingest writer stopped during a commit")
             raise
         except Exception as exc:
-            log.error("webhook group of %d not stored: %s", len(group), exc.__class__.__name__, exc_info=True)
+            # Each request gets its 503; the log gets a traceback now and then, not one per group.
+            self._health.failed(exc, f"storing a group of {len(group)} deliveries (answered 503)")
             self._fail(group, f"database refused the group: {exc.__class__.__name__}")
             return
+        self._health.ok()
         self.batches += 1
         for delivery, log_id in zip(group, ids, strict=True):
             if not delivery.future.done():

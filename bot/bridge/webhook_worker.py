@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.bridge import webhook_batch
 from bot.bridge.meta_events import EventContext, apply_event
+from bot.core.loop_health import LoopHealth
 from bot.core.metrics import Metrics
 from bot.core.waits import wait_until
 from bot.meta.parser import event_type_of, parse_delivery
 from storage import webhook_logs
-from storage.fencing import FencedOut
+from storage.fencing import FencedOut, InHand
 from storage.lanes import BULK, LANES, Lane
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,11 @@ class WebhookWorker:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], make_context: Callable[[], EventContext],
                  metrics: Metrics, *, batch: int = 100, bulk_batch: int = 200, poll_interval: float = 1.0,
-                 bulk_linger: float = BULK_LINGER, owner: Callable[[], int | None] | None = None) -> None:
+                 bulk_linger: float = BULK_LINGER, owner: Callable[[], int | None] | None = None,
+                 health: LoopHealth | None = None) -> None:
         self._sessions = sessions
+        self._health = health or LoopHealth()
+        self.hand = InHand()  # deliveries this process is applying (storage.takeover gives back the rest)
         # This process's worker id (its heartbeat row): claims are then bound to its liveness and fenced.
         self._owner = owner or (lambda: None)
         self._make_context = make_context
@@ -74,13 +78,15 @@ class WebhookWorker:
     async def _loop(self, lanes: Sequence[Lane]) -> None:
         wake = asyncio.Event()
         self._wakes.append(wake)
+        health = self._health.loop(f"webhook worker ({'+'.join(lanes)})", log)
         while True:
             try:
                 done = await self.process_available(lanes=lanes)
+                health.ok()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("webhook processing loop failed; retrying")
+            except Exception as exc:
+                health.failed(exc, "claiming and applying deliveries")
                 done = 0
             if 0 < done < self._bulk_batch and lanes == (BULK,):
                 # A status storm arrives a few deliveries at a time: applied as they come, each batch pays a
@@ -94,9 +100,12 @@ class WebhookWorker:
     async def process_available(self, *, lanes: Sequence[Lane] = LANES) -> int:
         """Claim and process one batch from the first of lanes with work waiting; returns its size."""
         claimed = await webhook_logs.claim_batch(self._sessions, self._batch, bulk_limit=self._bulk_batch,
-                                                 lanes=lanes, owner=self._owner())
+                                                 lanes=lanes, owner=self._owner(), hand=self.hand)
         if claimed:
-            await self._apply(claimed)
+            try:
+                await self._apply(claimed)
+            finally:
+                self.hand.drop((c.id, c.fence.token) for c in claimed if c.fence is not None)
             for callback in self._listeners:  # before the lag query: the outbox need not wait for it
                 callback()
         self._metrics.processing_lag.set(await webhook_logs.oldest_pending_age(self._sessions))
@@ -184,6 +193,6 @@ class WebhookWorker:
                 return
             except Exception:
                 log.warning("webhook log %s: cannot record the failure yet; retrying in %.1fs", item.id, wait,
-                            exc_info=True)
+                            exc_info=wait == 0.5)  # its traceback once; the loops say how the outage goes
                 await asyncio.sleep(wait)
                 wait = min(RECORD_RETRY_CAP, wait * 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -11,8 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.bridge.ingest_writer import IngestWriter
 from bot.bridge.webhook_worker import WebhookWorker
 from bot.core.config import Settings
+from bot.core.loop_health import LoopHealth
 from bot.core.metrics import Metrics
 from bot.deps import Deps
+from storage.fencing import InHand
 from storage.liveness import Heartbeat
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -27,5 +30,11 @@ REDIS: web.AppKey[aioredis.Redis | None] = web.AppKey("redis")
 DEPS = web.AppKey("deps", Deps)
 # This process's liveness row; present when it runs background work.
 HEARTBEAT = web.AppKey("heartbeat", Heartbeat)
+# How each background loop is doing (bot.core.loop_health), for /healthz.
+LOOP_HEALTH = web.AppKey("loop_health", LoopHealth)
+# Queue name (storage.takeover.QUEUES) -> the claims this process works on, for giving back the rest.
+CLAIMS_IN_HAND: web.AppKey[dict[str, InHand]] = web.AppKey("claims_in_hand")
+# More checks for /healthz, each giving name -> reason for whatever is wrong (empty when all is well).
+HEALTH_CHECKS: web.AppKey[list[Callable[[], Awaitable[dict[str, str]]]]] = web.AppKey("health_checks")
 # Slack outbox kind -> handler, filled by the components mounted (bot.slack.component.add_outbox_kinds).
 SLACK_OUTBOX_KINDS: web.AppKey[dict[str, Any]] = web.AppKey("slack_outbox_kinds")

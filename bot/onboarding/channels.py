@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import ChannelSettings, Mode, Settings
+from bot.core.loop_health import LoopHealth
 from bot.core.workspace import DEFAULT_WORKSPACE, as_setting
 from bot.onboarding.crypto import TokenBox, TokenKeyMissing, TokenUnreadable, token_box
 from storage.models import Channel, OnboardedChannel, utcnow
@@ -151,13 +152,16 @@ async def store_channel(session: AsyncSession, box: TokenBox, channel: ChannelSe
 
 
 async def refresh_forever(settings: Settings, sessions: async_sessionmaker[AsyncSession],
-                          channel_ids: dict[str, int], interval: float = REFRESH_SECONDS) -> None:
+                          channel_ids: dict[str, int], interval: float = REFRESH_SECONDS,
+                          health: LoopHealth | None = None) -> None:
     """Merge channels connected by other processes, every interval seconds, until cancelled."""
+    monitor = (health or LoopHealth()).loop("onboarded channels refresh", log)
     while True:
         await asyncio.sleep(interval)
         try:
             await merge_onboarded(settings, sessions, channel_ids)
+            monitor.ok()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("refreshing onboarded channels failed; retrying")
+        except Exception as exc:
+            monitor.failed(exc, "refreshing onboarded channels")

@@ -429,6 +429,7 @@ class OutboxWorker:
     async def run(self) -> None:
         """Claim and deliver until cancelled."""
         self.deps.outbox_waker.attach(self.wake)
+        health = self.deps.loop_health.loop("slack outbox", log)
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -444,10 +445,11 @@ class OutboxWorker:
                 if free > 0:
                     try:
                         claimed = await self.claim(want, kinds=self._urgent_kinds if held_back else None)
+                        health.ok()
                     except asyncio.CancelledError:
                         raise
-                    except Exception:
-                        log.exception("slack outbox: claiming failed; retrying")
+                    except Exception as exc:
+                        health.failed(exc, "claiming")
                     now = loop.time()
                     self._queue.extend((item, now) for item in claimed)
                     await self._start_queued()

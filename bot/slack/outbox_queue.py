@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from bot.core.liveness import Fence
-from storage.fencing import FencedOut, claim_values, held_by, settle
+from storage.fencing import FencedOut, InHand, claim_values, held_by, settle
 from storage.models import SlackOutbox, utcnow
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class OutboxQueue:
                  guard: Callable[[], Callable[[], bool]] | None = None) -> None:
         self.sessions = sessions
         self._guard = guard
+        self.hand = InHand()  # items this process works on (storage.takeover gives back the rest)
         self.lease = lease
         # This process's worker id: claims are bound to its liveness (taken over once it is silent) and fenced.
         self._owner = owner or (lambda: None)
@@ -116,19 +117,33 @@ class OutboxQueue:
                                         claimed_until=until,
                                         fence=Fence(owner, row.fence) if owner is not None else None,
                                         guard=guard))
+            held = [(i.id, i.fence.token) for i in items if i.fence is not None]
+            # In hand before the commit (see InHand); dropped again if the commit fails, answer lost or not.
+            self.hand.take(held)
+            try:
+                await session.commit()
+            except BaseException:
+                self.hand.drop(held)
+                raise
             order = {item_id: i for i, item_id in enumerate(ids)}
             return sorted(items, key=lambda i: order[i.id])
 
     async def unclaim(self, items: Sequence[OutboxItem]) -> None:
         """Hand back claimed items that were never started, as if this claim had not happened."""
         o = SlackOutbox
-        async with self.sessions() as session, session.begin():
-            for item in items:
-                await session.execute(
-                    update(o).where(o.id == item.id, o.done_at.is_(None), o.claimed_until == item.claimed_until,
-                                    *_held(item))
-                    .values(claimed_until=None, attempts=o.attempts - 1, owner_id=None)
-                    .execution_options(synchronize_session=False))
+        try:
+            async with self.sessions() as session, session.begin():
+                for item in items:
+                    await session.execute(
+                        update(o).where(o.id == item.id, o.done_at.is_(None), o.claimed_until == item.claimed_until,
+                                        *_held(item))
+                        .values(claimed_until=None, attempts=o.attempts - 1, owner_id=None)
+                        .execution_options(synchronize_session=False))
+        finally:
+            self._let_go(items)  # handed back, or, if that failed, left to storage.takeover
+
+    def _let_go(self, items: Sequence[OutboxItem]) -> None:
+        self.hand.drop((i.id, i.fence.token) for i in items if i.fence is not None)
 
     async def has_later(self, item: OutboxItem) -> bool:
         """Whether the item's thread owes another item after it (the claimed item is its thread's head)."""
@@ -168,6 +183,12 @@ class OutboxQueue:
         Until the outcome is written the item stays leased and its whole thread waits behind it: giving up
         would hold the conversation for the rest of the lease (minutes) after a database outage of seconds.
         """
+        try:
+            await self._settle(item, values, retry=retry, writes=writes)
+        finally:
+            self._let_go([item])
+
+    async def _settle(self, item: OutboxItem, values: Any, *, retry: bool, writes: Sequence[Executable]) -> None:
         wait = 0.5
         while True:
             try:
@@ -187,6 +208,6 @@ class OutboxQueue:
                 if not retry:
                     raise
                 log.warning("slack outbox %s: cannot record its outcome yet; retrying in %.1fs", item.id, wait,
-                            exc_info=True)
+                            exc_info=wait == 0.5)  # its traceback once; the loops say how the outage goes
                 await asyncio.sleep(wait)
                 wait = min(_SETTLE_RETRY_CAP, wait * 2)

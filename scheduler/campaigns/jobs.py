@@ -26,6 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.core.loop_health import LoopHealth
 from scheduler.campaigns import progress
 from scheduler.campaigns.records import (
     ACTIVE_RUN,
@@ -185,8 +186,10 @@ class CampaignScheduler:
         sync_interval: float = 1.0,
         grace: timedelta = MISFIRE_GRACE,
         on_fire: Callable[[int], None] | None = None,
+        health: LoopHealth | None = None,
     ) -> None:
         self._sessions = sessions
+        self._health = (health or LoopHealth()).loop("campaign scheduler", log)
         self._clock = clock
         self._sync_interval = sync_interval
         self._grace = grace
@@ -232,6 +235,9 @@ class CampaignScheduler:
             self._running.add(task)
         try:
             await fn(*args)
+            self._health.ok()
+        except Exception as exc:  # the next firing (a second later for the sync) tries again
+            self._health.failed(exc, getattr(fn, "__name__", "job"))
         finally:
             if task is not None:
                 self._running.discard(task)

@@ -59,6 +59,7 @@ class Pipe:
         self.size = size
         self.reserve = max(size, reserve or 0)  # claim more once no more than this many are queued
         self.queue: list[Claimed] = []
+        self.claimed: list[Claimed] = []  # every claim of this pass
         self.results: list[Result] = []
         self.sending: dict[int, Claimed] = {}
         self.idle_senders = 0
@@ -76,6 +77,7 @@ class Pipe:
 
     async def put(self, batch: list[Claimed]) -> None:
         self.queue.extend(batch)
+        self.claimed.extend(batch)
         await self._notify()
 
     async def get(self, state: RunState) -> Claimed | None:

@@ -11,6 +11,7 @@ twice.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -24,9 +25,10 @@ from scheduler.campaigns import progress
 from scheduler.campaigns.jobs import alert
 from scheduler.campaigns.policy import Claimed, Outcome, Result
 from scheduler.campaigns.records import CampaignStatus, RecipientStatus, RunStatus
+from scheduler.campaigns.unknown_store import recover_own
 from storage import erasure
 from storage import repository as repo
-from storage.fencing import claim_values
+from storage.fencing import InHand, claim_values
 from storage.models import Campaign, CampaignRecipient, CampaignRun, Contact, MessageStatus, as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,11 @@ class RecipientQueue:
         # scheduler.campaigns.recovery once it is silent) and fenced.
         self._owner = owner or (lambda: None)
         self._guard = guard
+        # Recipients this process claimed and still works on -> their claim's fence token: added before the
+        # claim commits, dropped once their outcome is written (or their pass ends). Its own `sending` rows
+        # missing here were cut off (a database outage ended their pass, a claim's commit answer was lost):
+        # `release_own` gives them their fates without waiting for this process to fall silent.
+        self.in_hand = InHand()
 
     async def run_status(self, run_id: int) -> str | None:
         async with self._sessions() as session:
@@ -158,10 +165,35 @@ class RecipientQueue:
                     .returning(R.id, R.wa_id, R.fields, R.attempts, R.fence)
                 )
             ).all()
+            if owner is not None:
+                # In hand before the commit: `release_own` must never see the committed claim without it.
+                taken = [(int(r.id), int(r.fence)) for r in rows]
+                self.in_hand.take(taken)
+                try:
+                    await session.commit()
+                except BaseException:
+                    # Claimed or not (a lost answer), this process will not send them: `release_own` puts
+                    # back what did commit.
+                    self.in_hand.drop(taken)
+                    raise
         guard = self._guard() if self._guard is not None else None
         claimed = [Claimed(r.id, r.wa_id, dict(r.fields or {}), int(r.attempts),
                            int(r.fence) if owner is not None else None, guard) for r in rows]
         return sorted(claimed, key=lambda c: c.id), skipped
+
+    def forget(self, claims: list[Claimed]) -> None:
+        """This process no longer works on these claims (their pass ended): whatever is still `sending` of
+        them is left to `release_own`."""
+        self.in_hand.drop((c.id, c.fence) for c in claims if c.fence is not None)
+
+    async def release_own(self) -> Counter[str]:
+        """Give this process's cut-off recipients their fates: `unknown` if their request may have left,
+        `pending` if not, `sent` if Meta named their message (see `in_hand`)."""
+        owner = self._owner()
+        if owner is None:
+            return Counter()
+        async with self._sessions() as session, session.begin():
+            return await recover_own(session, owner, self.in_hand)
 
     async def refresh(self, ids: list[int]) -> None:
         """Extend the lease of a batch still being worked on (a long throttle penalty, a slow Meta)."""
@@ -267,6 +299,7 @@ class RecipientQueue:
                     MessageStatus.wamid.in_(wamids)).distinct())).all()
                 for wamid in early:
                     await repo.apply_statuses(session, wamid)
+        self.forget([res.recipient for res in results])
         if pause is not None:
             await self.pause(run_id, campaign_id, pause.note or "account problem", pause.error)
 

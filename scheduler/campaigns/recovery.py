@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import Settings
+from bot.core.loop_health import LoopHealth
 from scheduler.campaigns.records import RecipientStatus
 from scheduler.campaigns.unknown_notice import check_unknowns
 from scheduler.campaigns.unknown_store import recover_orphans
@@ -37,8 +38,9 @@ async def take_back_orphans(session: AsyncSession) -> Counter[str]:
 
 async def run_recovery(sessions: async_sessionmaker[AsyncSession], settings: Settings, *,
                        orphan_every: float = ORPHAN_EVERY, unknown_every: float = UNKNOWN_EVERY,
-                       wake: Callable[[], None] | None = None) -> None:
+                       wake: Callable[[], None] | None = None, health: LoopHealth | None = None) -> None:
     """Loop forever (a background task of `serve`)."""
+    monitor = (health or LoopHealth()).loop("campaign recovery", log)
     loop = asyncio.get_running_loop()
     last_unknown = float("-inf")
     while True:
@@ -55,8 +57,9 @@ async def run_recovery(sessions: async_sessionmaker[AsyncSession], settings: Set
                     noticed, resent = await check_unknowns(session, settings, utcnow())
                 if noticed or resent:
                     log.info("unknown campaign recipients: %s notices owed, %s resent", noticed, resent)
+            monitor.ok()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("campaign recovery pass failed; retrying")
+        except Exception as exc:
+            monitor.failed(exc, "recovery pass")
         await asyncio.sleep(orphan_every)

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import ChannelSettings, Settings
 from bot.core.identity_hash import optional_salt
+from bot.core.loop_health import Backoff, LoopHealth
 from bot.core.metrics import Metrics
 from bot.core.waits import wait_until
 from bot.meta.errors import GraphError, SendAction
@@ -41,7 +42,7 @@ from scheduler.campaigns.estimate import CAMPAIGN_MARGIN
 from scheduler.campaigns.pipe import Pipe, RunState, Stopped
 from scheduler.campaigns.policy import Claimed, Outcome, Result, RunnerConfig, backoff, decide, penalty_hold
 from scheduler.campaigns.queue import RecipientQueue
-from scheduler.campaigns.records import RunStatus, is_marketing, run_with_campaign
+from scheduler.campaigns.records import RecipientStatus, RunStatus, is_marketing, run_with_campaign
 from scheduler.campaigns.unknowns import callback_data
 from scheduler.campaigns.variables import components_for
 from scheduler.slots import SlotDispenser
@@ -105,8 +106,12 @@ class CampaignRunner:
         sender: TemplateSender | None = None,
         owner: Callable[[], int | None] | None = None,
         guard: Callable[[], Callable[[], bool]] | None = None,
+        health: LoopHealth | None = None,
     ) -> None:
         self._sessions = sessions
+        self.health = health or LoopHealth()
+        self._loop_health = self.health.loop("campaign runner", log)
+        self._pass_health = self.health.loop("campaign sending", log)
         # This process's worker id: what it claims is taken back once it falls silent (campaigns.recovery).
         self._owner = owner or (lambda: None)
         self._marks = AttemptMarks(sessions)
@@ -132,24 +137,26 @@ class CampaignRunner:
 
     async def run(self) -> None:
         """Recover what a crash left, then drive every running run until cancelled."""
-        await self.recover()
         loop = asyncio.get_running_loop()
-        last_recovery = loop.time()
+        last_recovery = float("-inf")
         try:
             while True:
                 try:
                     if loop.time() - last_recovery > self.config.lease / 2:
-                        last_recovery = loop.time()
                         await self.recover()
+                        last_recovery = loop.time()
+                    await self.release_own()
                     self._tasks = {k: t for k, t in self._tasks.items() if not t.done()}
                     for run_id in await self._queue.running_runs():
                         task = self._tasks.get(run_id)
                         if task is None or task.done():
-                            self._tasks[run_id] = asyncio.create_task(self.drive(run_id), name=f"campaign-run-{run_id}")
+                            self._tasks[run_id] = asyncio.create_task(self._drive_logged(run_id),
+                                                                      name=f"campaign-run-{run_id}")
+                    self._loop_health.ok()
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("campaign runner loop failed; retrying")
+                except Exception as exc:
+                    self._loop_health.failed(exc, "looking for runs")
                 await wait_until(self._wake.wait(), self.config.poll)
                 self._wake.clear()
         finally:
@@ -163,6 +170,25 @@ class CampaignRunner:
     async def recover(self, now: datetime | None = None) -> int:
         """Mark recipients left `sending` past the lease as `unknown` (never re-sent blindly)."""
         return await self._queue.recover(now)
+
+    async def release_own(self) -> None:
+        """Recipients this process claimed but no longer works on (a database outage cut their pass off):
+        `pending` again if never attempted, `unknown` if their request may have left."""
+        done = await self._queue.release_own()
+        if done:
+            log.warning("campaign recipients this process no longer works on given back: %s", dict(done))
+            if done.get(RecipientStatus.PENDING.value):
+                self._wake.set()
+
+    async def _drive_logged(self, run_id: int) -> None:
+        """`drive`, its failure kept in the log (at a bounded rate); the loop drives the run again."""
+        try:
+            await self.drive(run_id)
+            self._pass_health.ok()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._pass_health.failed(exc, f"run {run_id}")
 
     async def drive(self, run_id: int) -> None:
         """Send run_id's recipients from this process until none is left to claim or the run stops."""
@@ -216,8 +242,8 @@ class CampaignRunner:
             await asyncio.sleep(self.config.status_interval)
             try:
                 status = await self._queue.run_status(run_id)
-            except Exception:
-                log.exception("campaign run %s: status check failed", run_id)
+            except Exception as exc:
+                self._pass_health.failed(exc, f"run {run_id}: status check")
                 continue
             if status != RunStatus.RUNNING.value:
                 state.stop(str(status))
@@ -249,6 +275,7 @@ class CampaignRunner:
         finally:
             pipe.closed = True
             await pipe.wake()
+            claimed = list(pipe.claimed)
             # A pause lets each sender finish the request it is in; only shutdown cuts one off.
             if cancelled:
                 for task in senders:
@@ -260,8 +287,12 @@ class CampaignRunner:
             pipe.flush_now.set()
             # The writer writes what is left and stops; it is never cancelled mid-write.
             await asyncio.gather(asyncio.shield(writer), return_exceptions=True)
-            if pipe.results:
-                await asyncio.shield(self._flush(ctx, pipe))
+            try:
+                if pipe.results:
+                    await asyncio.shield(self._flush_until_written(ctx, pipe))
+            finally:
+                # Whatever is still `sending` of this pass is nobody's work now: `release_own` sees to it.
+                self._queue.forget(claimed)
         await self._maybe_progress(ctx.run_id)
 
     async def _warm_up(self, ctx: RunContext, connections: int) -> None:
@@ -285,11 +316,19 @@ class CampaignRunner:
         self._graph_used[pnid] = loop.time()
 
     async def _feeder(self, ctx: RunContext, state: RunState, pipe: Pipe, size: int) -> None:
+        retry = Backoff()
         while not state.stopped.is_set():
             await pipe.wait_for_room(state)
             if state.stopped.is_set():
                 return
-            batch = await self._queue.claim(ctx.run_id, size, marketing=ctx.marketing)
+            try:
+                batch = await self._queue.claim(ctx.run_id, size, marketing=ctx.marketing)
+            except Exception as exc:
+                # The database is away: the senders finish what they hold, the claims resume when it is back.
+                self._pass_health.failed(exc, f"run {ctx.run_id}: claiming recipients")
+                await state.sleep(retry.next())
+                continue
+            retry.reset()
             if not batch:
                 return
             await pipe.put(batch)
@@ -309,17 +348,42 @@ class CampaignRunner:
     async def _writer(self, ctx: RunContext, pipe: Pipe) -> None:
         loop = asyncio.get_running_loop()
         last_refresh = loop.time()
+        retry = Backoff()
         while True:
             await wait_until(pipe.flush_now.wait(), 0.05)
             pipe.flush_now.clear()
-            await self._flush(ctx, pipe)
-            if pipe.closed:
+            try:
+                await self._flush(ctx, pipe)
+                if pipe.closed:
+                    return
+                if loop.time() - last_refresh > self.config.lease / 3:
+                    # Keep the lease of what this process still holds (a long penalty, a slow Meta).
+                    last_refresh = loop.time()
+                    await self._queue.refresh(pipe.held())
+                await self._maybe_progress(ctx.run_id)
+                retry.reset()
+            except Exception as exc:
+                # The results stay in memory, and their recipients `sending` and this process's, until the
+                # database takes them: a send that went out is recorded `sent`, never lost nor sent again.
+                if pipe.closed:
+                    return  # the pass writes what is left itself
+                self._pass_health.failed(exc, f"run {ctx.run_id}: recording results")
+                await asyncio.sleep(retry.next())
+
+    async def _flush_until_written(self, ctx: RunContext, pipe: Pipe) -> None:
+        """The pass's last results, written once the database takes them (for up to one lease; after that
+        `release_own` gives what is left its fate)."""
+        retry = Backoff()
+        deadline = asyncio.get_running_loop().time() + self.config.lease
+        while True:
+            try:
+                await self._flush(ctx, pipe)
                 return
-            if loop.time() - last_refresh > self.config.lease / 3:
-                # Keep the lease of what this process still holds (a long penalty, a slow Meta).
-                last_refresh = loop.time()
-                await self._queue.refresh(pipe.held())
-            await self._maybe_progress(ctx.run_id)
+            except Exception as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                self._pass_health.failed(exc, f"run {ctx.run_id}: recording the last results")
+                await asyncio.sleep(retry.next())
 
     async def _flush(self, ctx: RunContext, pipe: Pipe) -> None:
         if not pipe.results:
@@ -420,5 +484,8 @@ class CampaignRunner:
             return
         self._progress_at[run_id] = loop_now
         bucket = int(utcnow().timestamp() // self.config.progress_interval)
-        async with self._sessions() as session, session.begin():
-            await progress.enqueue(session, run_id, str(bucket))
+        try:
+            async with self._sessions() as session, session.begin():
+                await progress.enqueue(session, run_id, str(bucket))
+        except Exception as exc:  # a progress update missed is made good by the next one
+            self._pass_health.failed(exc, f"run {run_id}: progress update")

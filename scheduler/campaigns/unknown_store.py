@@ -6,16 +6,18 @@ The rules are in `scheduler.campaigns.unknowns`; this module reads and writes th
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import ColumnElement, Table, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.campaigns.records import CampaignStatus, RecipientStatus, RunStatus
 from scheduler.campaigns.unknowns import orphan_fate, quiet_enough, recipient_of, settles_unknown
 from storage import repository as repo
+from storage.fencing import InHand
 from storage.models import Campaign, CampaignRecipient, CampaignRun, Channel, as_utc, utcnow
 
 R = CampaignRecipient
@@ -30,6 +32,33 @@ async def recover_orphans(session: AsyncSession, silent_owners: set[int]) -> Cou
         select(R.id, R.status, R.attempted_at, R.wamid)
         .where(R.owner_id.in_(silent_owners), R.status == RecipientStatus.SENDING.value)
     )).all()
+    return await _give_fates(session, rows, lambda ids: (_TABLE.c.id.in_(ids),
+                                                         _TABLE.c.owner_id.in_(silent_owners)))
+
+
+async def recover_own(session: AsyncSession, owner: int, in_hand: InHand) -> Counter[str]:
+    """This process's own recipients that it no longer works on (a pass cut off by a database outage, a claim
+    whose commit answer was lost), given the same fates as a silent process's.
+
+    in_hand holds each recipient this process still works on with its claim's fence token; it is read after
+    the rows, so a claim made meanwhile is either in it or not yet committed. Each row is matched on the fence
+    read with it: a recipient written and claimed again meanwhile is left alone."""
+    rows = (await session.execute(
+        select(R.id, R.status, R.attempted_at, R.wamid, R.fence)
+        .where(R.owner_id == owner, R.status == RecipientStatus.SENDING.value)
+    )).all()
+    loose = [row for row in rows if not in_hand.holds(row.id, row.fence)]
+    if not loose:
+        return Counter()
+    fences = {row.id: row.fence for row in loose}
+    return await _give_fates(session, loose, lambda ids: (
+        tuple_(_TABLE.c.id, _TABLE.c.fence).in_([(i, fences[i]) for i in ids]), _TABLE.c.owner_id == owner))
+
+
+async def _give_fates(session: AsyncSession, rows: Sequence[Any],
+                      held: Callable[[list[int]], tuple[ColumnElement[bool], ...]]) -> Counter[str]:
+    """Each in-flight row gets its `orphan_fate` (sent, unknown, pending); held(ids) says whose rows they
+    must still be for the update to apply."""
     by_fate: dict[RecipientStatus, list[int]] = {}
     for row in rows:
         fate = orphan_fate(row.status, row.attempted_at, row.wamid)
@@ -46,8 +75,7 @@ async def recover_orphans(session: AsyncSession, silent_owners: set[int]) -> Cou
     for fate, ids in by_fate.items():
         result = await session.execute(
             update(_TABLE)
-            .where(_TABLE.c.id.in_(ids), _TABLE.c.status == RecipientStatus.SENDING.value,
-                   _TABLE.c.owner_id.in_(silent_owners))
+            .where(*held(ids), _TABLE.c.status == RecipientStatus.SENDING.value)
             .values(status=fate.value, owner_id=None, fence=_TABLE.c.fence + 1, **values[fate])
         )
         done[fate.value] += int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -409,16 +409,18 @@ def private_pg() -> Iterator[PgCluster]:
     bindir = pg_bindir()
     if bindir is None:
         pytest.skip("initdb not found: PostgreSQL server binaries (e.g. postgresql-15) are not installed")
+    # The binaries are there: under WABRIDGE_REQUIRE_SERVICES=1 a cluster that will not start is a failure.
+    give_up = pytest.fail if os.environ.get("WABRIDGE_REQUIRE_SERVICES") == "1" else pytest.skip
     try:
         cluster = PgCluster(bindir, free_port())
     except PgUnavailable as exc:
-        pytest.skip(f"cannot run a private PostgreSQL cluster: {exc}")
+        give_up(f"cannot run a private PostgreSQL cluster with {bindir}: {exc}")
     try:
         cluster.init()
         cluster.start()
     except PgUnavailable as exc:
         cluster.destroy()
-        pytest.skip(f"cannot run a private PostgreSQL cluster: {exc}")
+        give_up(f"cannot run a private PostgreSQL cluster with {bindir}: {exc}")
     try:
         yield cluster
     finally:

@@ -1,0 +1,102 @@
+"""How each background loop is doing: failures logged at a bounded rate, and what `/healthz` reports.
+
+A loop that meets a database outage fails on every turn (several times a second); each failure used to log
+a full traceback. Here the first failure of a streak logs its traceback, later ones at most one per
+``traceback_every`` seconds (the rest are counted), and the first success after a streak says how long it
+lasted. A loop failing for longer than ``unhealthy_after`` is named by `failing()`, which `/healthz` reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+TRACEBACK_EVERY = 30.0  # seconds between two tracebacks of one failing loop
+UNHEALTHY_AFTER = 30.0  # seconds of failing, without one success, before /healthz names the loop
+
+
+@dataclass
+class LoopMonitor:
+    """One loop's streak of failures."""
+
+    name: str
+    log: logging.Logger
+    traceback_every: float = TRACEBACK_EVERY
+    clock: Callable[[], float] = time.monotonic
+    failing_since: float | None = None
+    failures: int = 0
+    last_error: str = ""
+    _last_traceback: float = float("-inf")
+    _held_back: int = 0
+
+    def ok(self) -> None:
+        """A turn that did its work: ends a streak of failures."""
+        if self.failing_since is None:
+            return
+        self.log.warning("%s recovered after %d failures in %.1fs", self.name, self.failures,
+                         self.clock() - self.failing_since)
+        self.failing_since = None
+        self.failures = 0
+        self._held_back = 0
+        self._last_traceback = float("-inf")
+
+    def failed(self, exc: BaseException, doing: str = "") -> None:
+        """A turn that failed: logged with its traceback if none was logged for this loop lately."""
+        now = self.clock()
+        if self.failing_since is None:
+            self.failing_since = now
+        self.failures += 1
+        self.last_error = f"{exc.__class__.__name__}: {exc}"[:300]
+        what = f"{self.name}: {doing or 'turn'} failed; retrying"
+        if now - self._last_traceback >= self.traceback_every:
+            self._last_traceback = now
+            held, self._held_back = self._held_back, 0
+            suffix = f" ({held} more failures since the last traceback)" if held else ""
+            self.log.warning(what + suffix, exc_info=exc)
+        else:
+            self._held_back += 1
+            if self._held_back == 1:  # one line, no traceback, then silence until the next traceback
+                self.log.warning("%s (%s; further failures counted, tracebacks every %.0fs)", what,
+                                 self.last_error, self.traceback_every)
+
+    def failing_for(self) -> float:
+        """Seconds this loop has been failing without a success (0 when it is not)."""
+        return 0.0 if self.failing_since is None else self.clock() - self.failing_since
+
+
+@dataclass
+class LoopHealth:
+    """Every loop of one application; `loop(name)` gives (or makes) one's monitor."""
+
+    unhealthy_after: float = UNHEALTHY_AFTER
+    traceback_every: float = TRACEBACK_EVERY
+    clock: Callable[[], float] = time.monotonic
+    loops: dict[str, LoopMonitor] = field(default_factory=dict)
+
+    def loop(self, name: str, log: logging.Logger) -> LoopMonitor:
+        if name not in self.loops:
+            self.loops[name] = LoopMonitor(name, log, self.traceback_every, self.clock)
+        return self.loops[name]
+
+    def failing(self) -> dict[str, str]:
+        """Loops failing for longer than `unhealthy_after`: name -> reason."""
+        return {name: f"failing for {m.failing_for():.0f}s ({m.failures} failures): {m.last_error}"
+                for name, m in sorted(self.loops.items()) if m.failing_for() > self.unhealthy_after}
+
+
+@dataclass
+class Backoff:
+    """Waits between retries of a failing step: `first`, doubling up to `cap`; `reset()` after a success."""
+
+    first: float = 0.25
+    cap: float = 5.0
+    _next: float = 0.0
+
+    def next(self) -> float:
+        self._next = self.first if self._next == 0.0 else min(self.cap, self._next * 2)
+        return self._next
+
+    def reset(self) -> None:
+        self._next = 0.0
