@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, or_, select, tuple_, update
+from sqlalchemy import or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Contact, ContactIdentity, Conversation, Message, SlackOutbox, utcnow
@@ -128,16 +128,26 @@ async def resolve_contact(session: AsyncSession, ident: Identity, profile_name: 
     return contact
 
 
+async def add_id(session: AsyncSession, contact: Contact, kind: str, value: str) -> Contact:
+    """Give `contact` one more id (e.g. the BSUID that replaced its old one); a contact already holding it merges
+    in, so the person keeps one contact and one thread."""
+    other = await _contacts_with(session, Identity(**{kind: value}))  # the kinds are Identity's fields
+    for row in other:
+        if row.id != contact.id:
+            await merge_into(session, contact, row)
+    await insert_ignore(session, ContactIdentity, {"contact_id": contact.id, "kind": kind, "value": value,
+                                                   "created_at": utcnow()}, ["kind", "value"])
+    await session.flush()
+    return contact
+
+
 async def change_number(session: AsyncSession, contact: Contact, new_phone: str) -> Contact:
-    """The customer moved to a new number: the contact (and its threads) follow; the old number is let go."""
+    """The customer moved to a new number: the contact (and its threads) follow. The old number stays one of
+    the contact's ids, so a late message from it (deliveries are not ordered) joins the same thread."""
     other = (await _contacts_with(session, Identity(phone=new_phone)))
     for row in other:
         if row.id != contact.id:
             await merge_into(session, contact, row)
-    old = contact.wa_id
-    await session.execute(delete(ContactIdentity).where(ContactIdentity.kind == "phone",
-                                                        ContactIdentity.value == old,
-                                                        ContactIdentity.contact_id == contact.id))
     contact.wa_id = new_phone
     await insert_ignore(session, ContactIdentity, {"contact_id": contact.id, "kind": "phone", "value": new_phone,
                                                    "created_at": utcnow()}, ["kind", "value"])

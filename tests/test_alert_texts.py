@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.bridge import alert_texts
+from bot.bridge import account_texts, alert_texts
 from bot.core.readable import flatten, flow_answers
 from bot.meta import events as ev
 from bot.meta.parser import parse_delivery
@@ -32,12 +32,65 @@ def test_throughput_upgrade_points_up_and_a_downgrade_down() -> None:
     assert icon == alert_texts.DOWN and "1,000 customers a day (was 10,000 customers a day)" in text
 
 
-def test_account_restriction_spells_out_its_fields_and_dates() -> None:
+def test_account_restriction_spells_out_what_is_restricted_and_until_when() -> None:
     e = only("account_update_restriction")
     assert isinstance(e, ev.AccountUpdate)
-    _, text = alert_texts.account(e, "Asia/Kolkata")
-    assert text == ("The WhatsApp Business account is restricted. Restriction info 1 / Restriction type: "
-                    "RESTRICTED_ADD_PHONE_NUMBER_ACTION; Restriction info 1 / Expiration: 7 Jul 2025 14:50 IST")
+    _, text = account_texts.account(e, ["+91 522 400 0000"], "Asia/Kolkata")
+    assert text == ("WhatsApp Business account 200000000000001 (number +91 522 400 0000) is restricted: adding "
+                    "phone numbers until 7 Jul 2025. Review WhatsApp Manager > Account quality")
+
+
+def _account(name: str, **counts: int) -> tuple[str, str]:
+    e = only(name)
+    assert isinstance(e, ev.AccountUpdate)
+    return account_texts.account(e, ["+91 522 400 0000"], "Asia/Kolkata", **counts)
+
+
+def test_account_events_say_what_happened_as_sentences() -> None:
+    icon, text = _account("account_offboarded", paused=2)
+    assert icon == account_texts.SIREN
+    assert text.startswith("WhatsApp Business account 200000000000001 (number +91 522 400 0000) was disconnected")
+    assert "Mirroring and sending stop until it reconnects; 2 campaigns paused" in text
+    assert "finish registering the WhatsApp Business app on the phone" in text
+    icon, text = _account("account_reconnected", resumed=1)
+    assert icon == account_texts.OK and "is connected again: mirroring and sending resume; 1 paused campaign resumed" \
+        in text
+    icon, text = _account("account_update_reinstate")
+    assert icon == account_texts.OK and "was reinstated on October 12, 2023: it can send and receive again" in text
+    icon, text = _account("account_update_disabled")
+    assert icon == account_texts.SIREN and "was disabled on October 9, 2023" in text
+    assert "was linked to ad account 500000000000001" in _account("account_update_ad_account_linked")[1]
+    assert ("business verification submitted by the partner (business 400000000000001) is failed: legal name not "
+            "matching, website not matching") in _account("account_update_certification")[1]
+    icon, text = _account("account_update_app_uninstalled")
+    assert icon == account_texts.WARN and "removed app 600000000000001's access" in text
+    assert ("moved to volume pricing tier TIER_2 for utility messages in India from 2025-07"
+            in _account("account_update_volume_tier")[1])
+    assert "broke a WhatsApp policy (scam)" in _account("account_update")[1]
+    assert "pays authentication-international rates from 1 Jul 2024 (other dates: ID from 1 Jun 2024)" in \
+        _account("account_update_auth_intl")[1]
+    for name in ("account_update", "account_update_partner_added", "account_update_restriction",
+                 "account_update_auth_intl", "account_update_disabled", "account_update_volume_tier"):
+        text = _account(name)[1]
+        assert " / " not in text and "Waba" not in text and "{" not in text, text
+
+
+def test_an_unfamiliar_account_event_reads_its_leaves_not_paths() -> None:
+    base = only("account_update_partner_added")
+    assert isinstance(base, ev.AccountUpdate)
+    e = ev.AccountUpdate(base.envelope, "SOMETHING_NEW", None, {"waba_info": {"waba_id": "1", "new_time": 1751880000}},
+                         {})
+    _, text = account_texts.account(e, [], "UTC")
+    assert text == "WhatsApp Business account 200000000000001 reported something new: waba id 1; new time 7 Jul 2025"
+
+
+def test_a_pin_reset_request_says_who_should_check() -> None:
+    e = only("security_pin_reset")
+    assert isinstance(e, ev.SecurityEvent)
+    icon, text = account_texts.security(e)
+    assert icon == account_texts.SIREN
+    assert text.startswith("WhatsApp number 915224000000: someone asked to reset the two-step verification PIN "
+                           "(requested by 700000000000001). The account's admins in WhatsApp Manager should confirm")
 
 
 def test_flow_answers_are_flattened_and_bookkeeping_hidden() -> None:

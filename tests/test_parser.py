@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from bot.meta.events import (
     AccountUpdate,
+    AutomaticEvent,
+    BusinessUsername,
     CallEvent,
     ChangeErrors,
     ContactSync,
@@ -24,12 +26,14 @@ from bot.meta.events import (
     MessageEcho,
     ParseProblem,
     QualityUpdate,
+    SecurityEvent,
     StatusUpdate,
     TemplateCategory,
     TemplateComponents,
     TemplateQuality,
     TemplateStatus,
     UnknownChange,
+    UserIdChange,
     UserPreference,
     WebhookEvent,
 )
@@ -126,6 +130,25 @@ EXPECTED: dict[str, tuple[list[type], str]] = {
     "referred_product": ([InboundMessage], "message"),
     "interactive_undeliverable": ([InboundMessage], "message"),
     "status_failed_131000": ([StatusUpdate], "status"),
+    "system_new_wa_id": ([InboundMessage], "message"),
+    "system_previous_user_id": ([InboundMessage], "message"),
+    "user_id_update": ([UserIdChange], "user_id_update"),
+    "business_username_updates": ([BusinessUsername], "business_username"),
+    "state_sync_user_id": ([ContactSync], "app_state_sync"),
+    "echo_username": ([MessageEcho], "smb_message_echo"),
+    "calls_user_id": ([CallEvent], "call"),
+    "inbound_blank_name": ([InboundMessage], "message"),
+    "history_user_id": ([HistoryChunk], "history"),
+    "account_offboarded": ([AccountUpdate], "account_update"),
+    "account_reconnected": ([AccountUpdate], "account_update"),
+    "account_update_reinstate": ([AccountUpdate], "account_update"),
+    "account_update_ad_account_linked": ([AccountUpdate], "account_update"),
+    "account_update_certification": ([AccountUpdate], "account_update"),
+    "account_update_app_uninstalled": ([AccountUpdate], "account_update"),
+    "account_update_volume_tier": ([AccountUpdate], "account_update"),
+    "security_pin_reset": ([SecurityEvent], "account_update"),
+    "automatic_events_purchase": ([AutomaticEvent], "automatic_event"),
+    "user_preferences_resume": ([UserPreference], "user_preferences"),
     "batch": (
         [InboundMessage] * 3 + [StatusUpdate] * 2 + [InboundMessage] * 2 + [MessageEcho] * 2,
         "mixed",
@@ -855,3 +878,79 @@ def test_interactive_message_meta_could_not_deliver_keeps_its_error() -> None:
     assert isinstance(m, InboundMessage)
     assert (m.content.kind, m.content.original_type) == ("unsupported", "interactive")
     assert [e.code for e in m.content.errors] == [131000]
+
+
+# ---- issue 29: usernames and ids to the end -----------------------------------------------------------
+
+BSUID = "user.4f1c2b9a7d3e8f60a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718"
+NEW_BSUID = "user.9b8a7c6d5e4f30211f0e9d8c7b6a5f4e3d2c1b0a99887766554433221100ffee"
+
+
+def test_system_new_wa_id_is_the_older_spelling_of_the_new_number() -> None:
+    m = only("system_new_wa_id")
+    assert isinstance(m, InboundMessage) and m.content.system is not None
+    assert (m.content.system["type"], m.content.system["wa_id"]) == ("user_changed_number", "919900011122")
+
+
+def test_a_user_id_change_without_from_names_the_customer_by_the_id_it_replaces() -> None:
+    m = only("system_previous_user_id")
+    assert isinstance(m, InboundMessage) and m.content.system is not None
+    assert (m.from_wa_id, m.user_id, m.phone) == (BSUID, BSUID, None)
+    assert (m.content.system["user_id"], m.content.system["previous_user_id"]) == (NEW_BSUID, BSUID)
+
+
+def test_user_id_update_and_business_username() -> None:
+    u = only("user_id_update")
+    assert isinstance(u, UserIdChange)
+    assert (u.previous_user_id, u.current_user_id, u.phone) == (BSUID, NEW_BSUID, None)
+    b = only("business_username_updates")
+    assert isinstance(b, BusinessUsername)
+    assert (b.display_phone_number, b.username, b.status) == (BIZ, "lucknowhomes", "approved")
+    singular = load("business_username_updates")
+    singular["entry"][0]["changes"][0]["field"] = "business_username_update"
+    assert isinstance(parse_delivery(singular)[0], BusinessUsername)
+
+
+def test_contact_sync_without_a_phone_number_names_the_bsuid() -> None:
+    c = only("state_sync_user_id")
+    assert isinstance(c, ContactSync)
+    assert (c.wa_id, c.phone, c.user_id, c.username, c.full_name) == (BSUID, None, BSUID, "@meera.lko",
+                                                                       "Meera Srivastava")
+
+
+def test_echoes_and_calls_to_a_user_id_carry_the_username_from_contacts() -> None:
+    e = only("echo_username")
+    assert isinstance(e, MessageEcho) and (e.to_user_id, e.username) == (BSUID, "@meera.lko")
+    c = only("calls_user_id")
+    assert isinstance(c, CallEvent)
+    assert (c.customer, c.customer_user_id, c.username, c.profile_name) == (BSUID, BSUID, "@meera.lko", None)
+
+
+def test_a_blank_profile_name_is_no_name() -> None:
+    m = only("inbound_blank_name")
+    assert isinstance(m, InboundMessage) and (m.profile_name, m.username) == (None, "@meera.lko")
+
+
+def test_history_direction_comes_from_from_and_the_thread_context_names_the_customer() -> None:
+    chunk = only("history_user_id")
+    assert isinstance(chunk, HistoryChunk)
+    first, second = chunk.messages
+    assert (first.direction, first.wa_id, first.user_id, first.username) == (Direction.INBOUND, BSUID, BSUID,
+                                                                            "@meera.lko")
+    assert (second.direction, second.wa_id) == (Direction.OUTBOUND, BSUID)
+
+
+# ---- issue 29: account events --------------------------------------------------------------------------
+
+
+def test_offboarding_names_the_account_and_security_and_automatic_events_are_read() -> None:
+    off = only("account_offboarded")
+    assert isinstance(off, AccountUpdate) and (off.event, off.envelope.waba_id, off.details) == (
+        "ACCOUNT_OFFBOARDED", WABA, {})
+    pin = only("security_pin_reset")
+    assert isinstance(pin, SecurityEvent)
+    assert (pin.display_phone_number, pin.event, pin.requester) == (BIZ, "PIN_RESET_REQUEST", "700000000000001")
+    buy = only("automatic_events_purchase")
+    assert isinstance(buy, AutomaticEvent)
+    assert (buy.event_name, buy.currency, buy.value) == ("Purchase", "INR", 4500000)
+    assert buy.wamid.startswith("wamid.") and buy.ctwa_clid

@@ -326,7 +326,8 @@ async def test_every_alert_from_every_fixture_reads_as_sentences(make_bridge: Br
     assert "welcome_template (en-US) changed category: UTILITY → MARKETING" in joined
     assert "visit_reminder (en) is UTILITY and becomes MARKETING" in joined
     assert ":chart_with_upwards_trend: 915224000000 can now send faster" in joined
-    assert "broke a WhatsApp policy. Violation info / Violation type: SCAM" in joined
+    assert "(number 915224000000) broke a WhatsApp policy (scam)" in joined
+    assert "Waba info" not in joined and "Violation info /" not in joined
     assert "visit_reminder (en) was edited" in joined
     assert "Meta error 131000 (Something went wrong)" in joined and "retrying" not in joined
 

@@ -100,13 +100,6 @@ async def on_template_components(session: AsyncSession, ctx: HasSettings, e: ev.
                            dedupe=f"tcomponents:{subject}:{utcnow().isoformat()}", icon=icon)
 
 
-async def on_account(session: AsyncSession, ctx: HasSettings, e: ev.AccountUpdate) -> None:
-    subject = e.phone_number or e.envelope.waba_id
-    icon, text = alert_texts.account(e, ctx.settings.timezone)
-    await raise_alert_once(session, "account", subject, e.event, text,
-                           dedupe=f"account:{subject}:{e.event}:{utcnow().isoformat()}", icon=icon)
-
-
 async def on_change_errors(session: AsyncSession, ctx: HasSettings, e: ev.ChangeErrors) -> None:
     """Errors Meta attaches to a change (not to one message): an alert, with Meta's code, title and details."""
     where = f"WhatsApp number {e.envelope.display_phone_number}" if e.envelope.display_phone_number \
@@ -115,3 +108,11 @@ async def on_change_errors(session: AsyncSession, ctx: HasSettings, e: ev.Change
     state = ",".join(str(err.code) for err in e.errors)
     await raise_alert_once(session, "errors", e.envelope.phone_number_id or e.envelope.waba_id, state, text,
                            dedupe=f"errors:{e.envelope.waba_id}:{state}:{utcnow().isoformat()}", icon=icon)
+
+
+async def on_business_username(session: AsyncSession, ctx: HasSettings, e: ev.BusinessUsername) -> None:
+    """The number's own username was approved, reserved or removed: one alert per state."""
+    subject = e.display_phone_number or e.envelope.waba_id
+    icon, text = alert_texts.business_username(e)
+    await raise_alert_once(session, "business_username", subject, f"{e.status}:{e.username or ''}", text,
+                           dedupe=f"busername:{subject}:{e.status}:{e.username or ''}", icon=icon)

@@ -6,7 +6,7 @@ configured timezone and nested details are spelled out as fields, never as raw d
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from bot.core.readable import day, day_time, flatten, label, sentence
 from bot.meta import events as ev
@@ -134,32 +134,6 @@ def quality(e: ev.QualityUpdate) -> Alert:
     return icon, text
 
 
-_ACCOUNT_WORDS: Mapping[str, tuple[str, str]] = {
-    "VERIFIED_ACCOUNT": ("is verified", ":white_check_mark:"),
-    "ACCOUNT_VIOLATION": ("broke a WhatsApp policy", SIREN),
-    "ACCOUNT_RESTRICTION": ("is restricted", SIREN),
-    "DISABLED_UPDATE": ("had its ban state changed", SIREN),
-    "ACCOUNT_DELETED": ("was deleted", SIREN),
-    "PARTNER_ADDED": ("has a new partner", INFO),
-    "PARTNER_REMOVED": ("lost a partner", INFO),
-    "PARTNER_APP_INSTALLED": ("installed a partner app", INFO),
-    "PARTNER_APP_UNINSTALLED": ("uninstalled a partner app", WARN),
-    "AUTH_INTL_PRICE_ELIGIBILITY_UPDATE": ("changed eligibility for international authentication rates",
-                                           INFO),
-    "BUSINESS_PRIMARY_LOCATION_COUNTRY_UPDATE": ("changed its primary business country", INFO),
-    "MM_LITE_TERMS_SIGNED": ("signed the Marketing Messages API terms", INFO),
-    "ACCOUNT_UPDATE": ("was updated", INFO),
-    "VOLUME_BASED_PRICING_TIER_UPDATE": ("moved to another volume pricing tier", INFO),
-}
-
-
-def account(e: ev.AccountUpdate, tz: str = "UTC") -> Alert:
-    who = f"The account ({e.phone_number})" if e.phone_number else "The WhatsApp Business account"
-    words, icon = _ACCOUNT_WORDS.get(e.event, (f"reported {label(e.event.lower())}", INFO))
-    details = flatten(e.details, tz)
-    return icon, f"{who} {words}" + (f". {sentence(details)}" if details else "")
-
-
 def user_preference(e: ev.UserPreference, tz: str = "UTC", *, in_thread: bool = False) -> Alert:
     """A preference change; `in_thread` words it for the customer's own thread."""
     who = "The customer" if in_thread or e.user_id == e.wa_id else e.wa_id
@@ -168,6 +142,21 @@ def user_preference(e: ev.UserPreference, tz: str = "UTC", *, in_thread: bool = 
         verb = {"stop": "stopped", "resume": "resumed"}[e.value]
         return INFO, f"{who} {verb} marketing messages from WhatsApp's menu{at}: campaigns follow this"
     return INFO, f"{who}: {label(e.category)} {e.value}{at}" + (f" ({e.detail})" if e.detail else "")
+
+
+_USERNAME_WORDS = {
+    "approved": ("was approved: customers will see it once WhatsApp usernames are live", ":white_check_mark:"),
+    "reserved": ("is reserved for this number and approved, not yet shown to customers", INFO),
+    "deleted": ("was removed: customers see the number again", WARN),
+}
+
+
+def business_username(e: ev.BusinessUsername) -> Alert:
+    """The number's own username: approved, reserved or deleted."""
+    who = f"WhatsApp number {e.display_phone_number}" if e.display_phone_number else "The WhatsApp number"
+    name = f"@{e.username.lstrip('@')}" if e.username else "Its username"
+    words, icon = _USERNAME_WORDS.get(e.status.lower(), (f"is now {e.status.lower()}", INFO))
+    return icon, f"{who}: username {name} {words}" if e.username else f"{who}: {name.lower()} {words}"
 
 
 def errors(errs: Sequence[ev.MetaError], where: str) -> Alert:

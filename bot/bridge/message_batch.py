@@ -20,7 +20,17 @@ from bot.bridge.optout import opt_change
 from bot.meta import events as ev
 from storage import repository as repo
 from storage.identities import looks_like_user_id
-from storage.models import Contact, Conversation, Direction, Message, MessageStatus, SlackOutbox, Source, utcnow
+from storage.models import (
+    Contact,
+    ContactIdentity,
+    Conversation,
+    Direction,
+    Message,
+    MessageStatus,
+    SlackOutbox,
+    Source,
+    utcnow,
+)
 from storage.upsert import insert_ignore_many
 from storage.wamid_locks import lock_wamids
 
@@ -72,6 +82,17 @@ def plain_messages(ctx: EventContext, events: list[ev.WebhookEvent]) -> list[Pla
             return None
         out.append(found)
     return out
+
+
+async def moved_numbers(session: AsyncSession, wa_ids: set[str]) -> set[str]:
+    """Which of these numbers a contact held before moving to another number."""
+    if not wa_ids:
+        return set()
+    rows = await session.scalars(
+        select(ContactIdentity.value).join(Contact, Contact.id == ContactIdentity.contact_id)
+        .where(ContactIdentity.kind == "phone", ContactIdentity.value.in_(sorted(wa_ids)),
+               Contact.wa_id != ContactIdentity.value))
+    return set(rows.all())
 
 
 async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[PlainMessage]) -> None:

@@ -2,6 +2,9 @@
 
 Everything here runs inside the caller's transaction, so a delivery's effects and its 'processed' mark
 commit together: a crash replays the whole delivery, and the unique keys make the replay a no-op.
+
+Why one module: the conversation handlers share storing a message (channel lookup, contact resolution,
+window, outbox) and the one dispatch table; alerts live in `alert_events`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.bridge import alert_events, alert_texts
+from bot.bridge import account_events, alert_events, alert_texts
 from bot.bridge.alert_events import raise_alert_once
 from bot.bridge.message_revisions import apply_edit, apply_revoke
 from bot.bridge.optout import OptChange, opt_change
@@ -25,11 +28,12 @@ from bot.meta import events as ev
 from scheduler.campaigns.unknown_store import note_callback
 from storage import erasure
 from storage import repository as repo
-from storage.identities import Identity, change_number, looks_like_user_id, resolve_contact
+from storage.identities import Identity, add_id, change_number, looks_like_user_id, resolve_contact
 from storage.models import (
     CampaignRecipient,
     CampaignRun,
     Contact,
+    ContactIdentity,
     Conversation,
     Direction,
     Source,
@@ -90,8 +94,13 @@ async def _store_message(
         log.warning("delivery for unconfigured phone_number_id %s ignored", envelope.phone_number_id)
         return None, None
     channel_id, slack_channel = found
-    contact = await resolve_contact(session, identity or Identity.of(wa_id), profile_name)
+    ident = identity or Identity.of(wa_id)
+    number_was_known = await _number_known(session, ident)
+    contact = await resolve_contact(session, ident, profile_name)
     conv = await repo.conversation_for(session, channel_id, contact.id, slack_channel)
+    if not number_was_known and conv.slack_thread_ts:
+        # A customer known by user id until now: the thread's header shows the number from now on.
+        await repo.owe_parent_refresh(session, conv.id, f"number:{ident.phone}", timestamp)
     campaign_id = None
     if content.context and content.context.get("id") and direction is Direction.INBOUND:
         campaign_id = await _campaign_answered(session, str(content.context["id"]))
@@ -116,6 +125,16 @@ async def _store_message(
         )
         await repo.owe_status_posts(session, wamid, early)
     return message_id, conv.id
+
+
+async def _number_known(session: AsyncSession, ident: Identity) -> bool:
+    """False only when this event brings a phone number next to a user id and the number is new to us."""
+    if not (ident.phone and (ident.user_id or ident.parent_user_id)):
+        return True
+    found = await session.scalar(select(ContactIdentity.id).where(ContactIdentity.kind == "phone",
+                                                                  ContactIdentity.value == ident.phone).limit(1))
+    return found is not None or await session.scalar(select(Contact.id).where(Contact.wa_id == ident.phone)
+                                                     .limit(1)) is not None
 
 
 async def _campaign_answered(session: AsyncSession, wamid: str) -> int | None:
@@ -193,13 +212,13 @@ async def _system_change(session: AsyncSession, ctx: EventContext, e: ev.Inbound
     contact = await session.get(Contact, conv.contact_id)
     if contact is None:
         return
-    if system.get("type") == "user_changed_number" and system.get("wa_id"):
-        await change_number(session, contact, str(system["wa_id"]))
-    elif system.get("type") == "user_changed_user_id" and system.get("user_id"):
-        await resolve_contact(session, Identity(phone=None if looks_like_user_id(contact.wa_id) else contact.wa_id,
-                                                user_id=str(system["user_id"])))
-    else:
+    kind = system.get("type")
+    if kind not in ("user_changed_number", "user_changed_user_id"):
         return
+    if kind == "user_changed_number" and system.get("wa_id"):
+        await change_number(session, contact, str(system["wa_id"]))
+    if system.get("user_id"):  # the new business-scoped id (sent with either change): the same person
+        await add_id(session, contact, "user_id", str(system["user_id"]))
     await repo.owe_parent_refresh(session, conv.id, f"system:{e.wamid}", e.timestamp)
 
 
@@ -217,8 +236,8 @@ async def on_echo(session: AsyncSession, ctx: EventContext, e: ev.MessageEcho) -
     if (e.content.edits or e.content.revokes) and await _revision(session, ctx, e.content, e.wamid, e.timestamp):
         ctx.count("revision")
         return
-    identity = Identity(phone=e.to_phone, user_id=e.to_user_id) if (e.to_phone or e.to_user_id) \
-        else Identity.of(e.to_wa_id)
+    identity = Identity(phone=e.to_phone, user_id=e.to_user_id, username=e.username) \
+        if (e.to_phone or e.to_user_id) else Identity.of(e.to_wa_id)
     wamid, extra = _stored_as(e.content, e.wamid, e.timestamp)
     await _store_message(
         session, ctx, envelope=e.envelope, wa_id=e.to_wa_id, profile_name=None, wamid=wamid,
@@ -292,7 +311,8 @@ async def on_call(session: AsyncSession, ctx: EventContext, e: ev.CallEvent) -> 
     if text is None:
         return
     identity = Identity(phone=e.customer if e.customer != e.customer_user_id else None,
-                        user_id=e.customer_user_id) if e.customer_user_id else Identity.of(e.customer)
+                        user_id=e.customer_user_id, username=e.username) if e.customer_user_id \
+        else Identity.of(e.customer)
     contact = await resolve_contact(session, identity, e.profile_name)
     conv = await repo.conversation_for(session, found[0], contact.id, found[1])
     await repo.enqueue_slack(session, dedupe_key=f"call:{e.call_id}:{e.event}:{e.status or ''}",
@@ -311,7 +331,8 @@ async def on_history(session: AsyncSession, ctx: EventContext, e: ev.HistoryChun
         message_id, conv_id = await _store_message(
             session, ctx, envelope=e.envelope, wa_id=m.wa_id, profile_name=None, wamid=m.wamid,
             timestamp=m.timestamp, content=m.content, direction=Direction(m.direction.value), source=source,
-            history=True,
+            history=True, identity=Identity(phone=m.phone, user_id=m.user_id, username=m.username)
+            if (m.phone or m.user_id) else None,
         )
         if message_id is not None:
             stored += 1
@@ -345,12 +366,24 @@ async def on_user_preference(session: AsyncSession, ctx: EventContext, e: ev.Use
                                   reason=e.detail or "stopped marketing messages in WhatsApp"):
         return
     _, text = alert_texts.user_preference(e, ctx.settings.timezone, in_thread=True)
-    convs = (await session.scalars(select(Conversation).where(Conversation.contact_id == contact.id))).all()
+    convs = list((await session.scalars(select(Conversation).where(Conversation.contact_id == contact.id))).all())
+    found = await _find_channel(session, ctx, e.envelope) if not convs else None
+    if found is not None:  # no conversation yet (or its first message is still on its way): this opens it
+        convs = [await repo.conversation_for(session, found[0], contact.id, found[1])]
     for conv in convs:  # staff see it where they talk to the customer
         await repo.enqueue_slack(session, dedupe_key=f"pref:{conv.id}:{e.value}:{e.timestamp}",
                                  thread_key=f"conv:{conv.id}", kind="note",
                                  payload={"text": text, "conversation_id": conv.id},
                                  order_ts=e.timestamp or utcnow(), conversation_id=conv.id)
+
+
+async def on_user_id_change(session: AsyncSession, ctx: EventContext, e: ev.UserIdChange) -> None:
+    """`user_id_update`: the customer's new BSUID joins the contact that held the old one (one contact, one
+    thread); replies go on to whatever id the contact is known by."""
+    contact = await resolve_contact(session, Identity(phone=e.phone, user_id=e.previous_user_id))
+    await add_id(session, contact, "user_id", e.current_user_id)
+    if looks_like_user_id(contact.wa_id) and contact.wa_id == e.previous_user_id:
+        contact.wa_id = e.current_user_id  # the old id no longer reaches them
 
 
 _HANDLERS: dict[type, Callable[[AsyncSession, EventContext, Any], Awaitable[None]]] = {
@@ -364,10 +397,14 @@ _HANDLERS: dict[type, Callable[[AsyncSession, EventContext, Any], Awaitable[None
     ev.TemplateComponents: alert_events.on_template_components,
     ev.ChangeErrors: alert_events.on_change_errors,
     ev.CallEvent: on_call,
-    ev.AccountUpdate: alert_events.on_account,
+    ev.AccountUpdate: account_events.on_account,
+    ev.SecurityEvent: account_events.on_security,
+    ev.AutomaticEvent: account_events.on_automatic_event,
     ev.HistoryChunk: on_history,
     ev.ContactSync: on_contact_sync,
     ev.UserPreference: on_user_preference,
+    ev.UserIdChange: on_user_id_change,
+    ev.BusinessUsername: alert_events.on_business_username,
 }
 
 

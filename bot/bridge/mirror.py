@@ -59,7 +59,9 @@ class Loaded:
 
 def contact_view(contact: Contact) -> render.ContactView:
     """How a contact is named: the phone app's address book first, then their WhatsApp profile."""
-    return render.ContactView(contact.wa_id, contact.address_book_name or contact.profile_name, contact.username)
+    # Blank names (a profile of spaces) count as none: the username is shown instead.
+    name = (contact.address_book_name or "").strip() or (contact.profile_name or "").strip() or None
+    return render.ContactView(contact.wa_id, name, contact.username)
 
 
 def _summary(msg: Message) -> str:

@@ -103,6 +103,8 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
     callbacks: list[CallbackReport] = []
     handled_statuses: set[str] = set()
     plain, rest = split_plain(ctx, batch)
+    plain, detour = await _without_moved_numbers(session, plain)
+    rest = detour + rest
     await _prepare_conversations(session, ctx, plain)
     rest = await _store_plain_messages(session, ctx, plain, outcome) + rest
     for parsed in rest:
@@ -202,6 +204,19 @@ async def _store_plain_messages(session: AsyncSession, ctx: EventContext,
 
 def _transient(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in TRANSIENT_SQLSTATES
+
+
+async def _without_moved_numbers(session: AsyncSession, plain: list[tuple[Parsed, list[message_batch.PlainMessage]]]
+                                 ) -> tuple[list[tuple[Parsed, list[message_batch.PlainMessage]]], list[Parsed]]:
+    """Deliveries from a customer's former number (a late message after a number change) go to the handlers,
+    which find the contact by any of its ids; the set-based path knows contacts by their current number only."""
+    if not plain:
+        return plain, []
+    moved = await message_batch.moved_numbers(session, {m.wa_id for _, found in plain for m in found})
+    if not moved:
+        return plain, []
+    keep = [(p, found) for p, found in plain if not any(m.wa_id in moved for m in found)]
+    return keep, [p for p, found in plain if any(m.wa_id in moved for m in found)]
 
 
 async def _prepare_conversations(session: AsyncSession, ctx: EventContext,

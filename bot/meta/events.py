@@ -3,6 +3,9 @@
 The parser in :mod:`bot.meta.parser` turns one webhook delivery into a list of these. Every
 class is a frozen dataclass so handlers can pass events around without defensive copies.
 Shapes and their sources are listed in docs/meta-webhooks.md.
+
+Why one module: it is the one catalogue of what a webhook can say; the parser builds these and every
+handler dispatches on them, so both sides read the same definitions.
 """
 
 from __future__ import annotations
@@ -131,6 +134,7 @@ class MessageEcho:
     raw: dict
     to_phone: str | None = None
     to_user_id: str | None = None
+    username: str | None = None  # the recipient's username, from the change's contacts[]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +152,7 @@ class CallEvent:
     raw: dict
     customer_user_id: str | None = None
     profile_name: str | None = None
+    username: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +272,10 @@ class HistoryMessage:
     content: MessageContent
     status: str | None  # history_context.status, lower-cased (read, delivered, played, error, ...)
     raw: dict = field(default_factory=dict)
+    # The customer's other ids (thread `context`, `from_user_id`, the media follow-up's contacts[]).
+    phone: str | None = None
+    user_id: str | None = None
+    username: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,10 +295,13 @@ class HistoryChunk:
 class ContactSync:
     envelope: Envelope
     action: str
-    wa_id: str
+    wa_id: str  # the phone number, or the BSUID when the phone app's entry has none
     full_name: str | None
     first_name: str | None
     timestamp: datetime | None
+    phone: str | None = None
+    user_id: str | None = None
+    username: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +315,52 @@ class UserPreference:
     detail: str | None
     timestamp: datetime | None
     user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserIdChange:
+    """A customer's business-scoped user id was replaced (field `user_id_update`)."""
+
+    envelope: Envelope
+    previous_user_id: str
+    current_user_id: str
+    phone: str | None
+    detail: str | None
+    timestamp: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessUsername:
+    """The business number's own username changed state (field `business_username_updates`)."""
+
+    envelope: Envelope
+    display_phone_number: str | None
+    username: str | None
+    status: str  # approved | reserved | deleted (as Meta sends it)
+    raw: dict
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEvent:
+    """A number's two-step verification PIN was changed or a reset asked for (field `security`)."""
+
+    envelope: Envelope
+    display_phone_number: str | None
+    event: str  # PIN_CHANGED | PIN_RESET_REQUEST | PIN_REQUEST_SUCCESS
+    requester: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AutomaticEvent:
+    """A purchase or lead Meta detected in a chat that began with a Click to WhatsApp ad."""
+
+    envelope: Envelope
+    wamid: str  # the message Meta detected it in
+    event_name: str  # Purchase | LeadSubmitted
+    timestamp: datetime | None
+    ctwa_clid: str | None
+    currency: str | None
+    value: int | None  # purchases: the amount x 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +397,10 @@ WebhookEvent = Union[  # noqa: UP007 - a runtime alias others import and isinsta
     HistoryChunk,
     ContactSync,
     UserPreference,
+    UserIdChange,
+    BusinessUsername,
+    SecurityEvent,
+    AutomaticEvent,
     UnknownChange,
     ParseProblem,
 ]
@@ -347,6 +409,8 @@ __all__ = [
     "CONTENT_KINDS",
     "MEDIA_KINDS",
     "AccountUpdate",
+    "AutomaticEvent",
+    "BusinessUsername",
     "CallEvent",
     "ChangeErrors",
     "ContactSync",
@@ -362,11 +426,14 @@ __all__ = [
     "ParseProblem",
     "Pricing",
     "QualityUpdate",
+    "SecurityEvent",
     "StatusUpdate",
     "TemplateCategory",
     "TemplateComponents",
     "TemplateQuality",
     "TemplateStatus",
     "UnknownChange",
+    "UserIdChange",
+    "UserPreference",
     "WebhookEvent",
 ]

@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 from bot.meta.events import (
     AccountUpdate,
+    AutomaticEvent,
+    BusinessUsername,
     CallEvent,
     ChangeErrors,
     ContactSync,
@@ -35,12 +37,14 @@ from bot.meta.events import (
     ParseProblem,
     Pricing,
     QualityUpdate,
+    SecurityEvent,
     StatusUpdate,
     TemplateCategory,
     TemplateComponents,
     TemplateQuality,
     TemplateStatus,
     UnknownChange,
+    UserIdChange,
     UserPreference,
     WebhookEvent,
 )
@@ -313,8 +317,10 @@ def _system(m: dict, mtype: str, base: MessageContent) -> MessageContent:
     system = {
         "body": _str(o, "body"),
         "type": _str(o, "type"),
-        "wa_id": _wa(o.get("wa_id")),
+        # `new_wa_id` is how webhooks up to v11.0 spelled the new number.
+        "wa_id": _wa(o.get("wa_id")) or _wa(o.get("new_wa_id")),
         "user_id": _str(o, "user_id"),
+        "previous_user_id": _str(o, "previous_user_id"),
         "customer": _wa(o.get("customer")),
     }
     return replace(base, kind="system", text=system["body"], system=system)
@@ -421,6 +427,13 @@ def _messages(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
         phone = _wa(item.get("from"))
         user_id = _str(item, "from_user_id") or None
         parent_user_id = _str(item, "from_parent_user_id") or None
+        if not (phone or user_id or parent_user_id) and item.get("type") == "system":
+            # A user-id change may name the customer only inside `system`: by the id it replaces, else
+            # by the number; never by the new id alone when the old one is given.
+            sysobj = _dict(item.get("system"))
+            user_id = _str(sysobj, "previous_user_id") or None
+            phone = None if user_id else _wa(sysobj.get("wa_id"))
+            user_id = user_id or (None if phone else _str(sysobj, "user_id") or None)
         sender = phone or user_id or parent_user_id
         if sender is None:
             raise _Malformed("'from' and 'from_user_id' are both missing")
@@ -432,7 +445,7 @@ def _messages(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
                 envelope=env,
                 wamid=_req_str(item, "id"),
                 from_wa_id=sender,
-                profile_name=_str(profile, "name"),
+                profile_name=(_str(profile, "name") or "").strip() or None,  # a blank name is no name
                 timestamp=_req_time(item, "timestamp"),
                 content=parse_content(item),
                 raw=item,
@@ -489,7 +502,21 @@ def _messages(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
     return events
 
 
+def _usernames(value: dict) -> dict[str, str]:
+    """Each contacts[] entry's username by every id it carries (phone and BSUID)."""
+    out: dict[str, str] = {}
+    for c in _list(value.get("contacts")):
+        name = _str(_dict(_dict(c).get("profile")), "username")
+        if name:
+            for key in (_wa(_dict(c).get("wa_id")), _str(_dict(c), "user_id")):
+                if key:
+                    out[key] = name
+    return out
+
+
 def _echoes(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
+    usernames = _usernames(value)
+
     def echo(item: object) -> list[WebhookEvent]:
         if not isinstance(item, dict):
             raise _Malformed(f"echo is a {type(item).__name__}, not an object")
@@ -509,6 +536,7 @@ def _echoes(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
                 raw=item,
                 to_phone=to_phone,
                 to_user_id=to_user_id,
+                username=usernames.get(to_user_id or "") or usernames.get(to_phone or ""),
             )
         ]
 
@@ -517,45 +545,81 @@ def _echoes(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
     return _each(env, value["message_echoes"], f"{where}.message_echoes", echo)
 
 
-def _history_message(env: Envelope, item: object, thread_id: str | None) -> HistoryMessage:
-    """A history message is the customer's when `from` is the thread's customer, else the business's."""
+class _Customer(NamedTuple):
+    """Who a history thread (or media follow-up) is with: any of phone, BSUID, username."""
+
+    phone: str | None = None
+    user_id: str | None = None
+    username: str | None = None
+
+
+def _thread_customer(thread: dict) -> _Customer:
+    """A thread's `id` is the customer's number; it is empty for a username-era customer, whose ids are then in
+    the thread's `context` (`wa_id`, `user_id`, `username`)."""
+    ctx = _dict(thread.get("context"))
+    return _Customer(_wa(thread.get("id")) or _wa(ctx.get("wa_id")), _str(ctx, "user_id") or None,
+                     _str(ctx, "username") or None)
+
+
+def _history_outbound(env: Envelope, item: dict, customer: _Customer | None) -> bool:
+    """The direction comes from `from`: the business's number is the business, the customer's number or a
+    `from_user_id` (only customers have one) is the customer. `to` decides only when `from` says nothing."""
+    sender = _wa(item.get("from"))
+    business = _digits(env.display_phone_number)
+    if sender and business:
+        return _digits(sender) == business
+    if _str(item, "from_user_id"):
+        return False
+    if sender and customer is not None and customer.phone:
+        return _digits(sender) != _digits(customer.phone)
+    return bool(_wa(item.get("to")) or _str(item, "to_user_id")) if not sender else False
+
+
+def _history_message(env: Envelope, item: object, thread: _Customer | None,
+                     usernames: dict[str, str] | None = None, echo: bool = False) -> HistoryMessage:
+    """One history message, the customer's or the business's (`echo`: a follow-up from `message_echoes`)."""
     if not isinstance(item, dict):
         raise _Malformed(f"history message is a {type(item).__name__}, not an object")
-    sender, to = _wa(item.get("from")), _wa(item.get("to"))
-    business = _digits(env.display_phone_number)
-    if thread_id:
-        # Meta sets `to` only on the business's own messages (echoes).
-        outbound = to is not None or _digits(sender) != _digits(thread_id)
-        customer: str | None = thread_id
-    else:  # media follow-ups arrive without a thread
-        outbound = to is not None or (bool(business) and _digits(sender) == business)
-        customer = to if outbound else sender
-    if not customer:
-        raise _Malformed("cannot tell the customer: no thread id, 'from' or 'to'")
+    outbound = echo or _history_outbound(env, item, thread)
+    if thread is not None and (thread.phone or thread.user_id):
+        customer = thread
+    elif outbound:  # media follow-ups arrive without a thread: the other side is the customer
+        customer = _Customer(_wa(item.get("to")), _str(item, "to_user_id") or None)
+    else:
+        customer = _Customer(_wa(item.get("from")), _str(item, "from_user_id") or None)
+    wa_id = customer.phone or customer.user_id
+    if not wa_id:
+        raise _Malformed("cannot tell the customer: no thread id or context, 'from' or 'to'")
+    names = usernames or {}
+    username = customer.username or names.get(customer.user_id or "") or names.get(customer.phone or "")
     hist = _dict(item.get("history_context"))
     status = _str(hist, "status")
     return HistoryMessage(
         wamid=_req_str(item, "id"),
-        wa_id=customer,
+        wa_id=wa_id,
         direction=Direction.OUTBOUND if outbound else Direction.INBOUND,
         timestamp=_req_time(item, "timestamp"),
         content=parse_content(item),
         status=status.lower() if status else None,
         raw=item,
+        phone=customer.phone,
+        user_id=customer.user_id,
+        username=username,
     )
 
 
 def _history(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
     problems: list[WebhookEvent] = []
+    usernames = _usernames(value)
 
-    def messages_of(items: object, path: str, thread_id: str | None) -> list[HistoryMessage]:
+    def messages_of(items: object, path: str, thread: _Customer | None, echo: bool = False) -> list[HistoryMessage]:
         out: list[HistoryMessage] = []
         if not isinstance(items, list):
             problems.append(ParseProblem(env, path, "expected a list", items))
             return out
         for i, item in enumerate(items):
             try:
-                out.append(_history_message(env, item, thread_id))
+                out.append(_history_message(env, item, thread, usernames, echo))
             except Exception as exc:
                 problems.append(_problem(env, f"{path}[{i}]", exc, item))
         return out
@@ -579,7 +643,7 @@ def _history(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
                     )
                     continue
                 tpath = f"{path}.threads[{t}].messages"
-                msgs += messages_of(thread.get("messages", []), tpath, _wa(thread.get("id")))
+                msgs += messages_of(thread.get("messages", []), tpath, _thread_customer(thread))
             chunks.append(
                 HistoryChunk(
                     envelope=env,
@@ -591,8 +655,10 @@ def _history(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
                     raw=item,
                 )
             )
-    elif "messages" in value:  # media content for earlier media_placeholder messages
-        msgs = messages_of(value["messages"], f"{where}.messages", None)
+    elif "messages" in value or "message_echoes" in value:  # media content for earlier media_placeholders
+        msgs = messages_of(value.get("messages", []), f"{where}.messages", None)
+        if "message_echoes" in value:
+            msgs += messages_of(value["message_echoes"], f"{where}.message_echoes", None, echo=True)
         chunks.append(HistoryChunk(env, None, None, None, msgs, _errors(value.get("errors")), value))
     else:
         return [UnknownChange(env, "history change holds neither history nor messages", value)]
@@ -606,9 +672,11 @@ def _state_sync(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
         if item.get("type") != "contact":
             return [UnknownChange(env, f"state_sync entry of type {item.get('type')!r}", item)]
         contact = _obj(item, "contact")
-        wa_id = _wa(contact.get("phone_number"))
+        # The phone number is empty for a username-era customer; the BSUID then names them.
+        phone, user_id = _wa(contact.get("phone_number")), _str(contact, "user_id") or None
+        wa_id = phone or user_id
         if not wa_id:
-            raise _Malformed("contact.phone_number is missing")
+            raise _Malformed("contact.phone_number and contact.user_id are both missing")
         return [
             ContactSync(
                 envelope=env,
@@ -617,6 +685,9 @@ def _state_sync(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
                 full_name=_str(contact, "full_name"),
                 first_name=_str(contact, "first_name"),
                 timestamp=_time(_dict(item.get("metadata")).get("timestamp")),
+                phone=phone,
+                user_id=user_id,
+                username=_str(contact, "username") or None,
             )
         ]
 
@@ -640,6 +711,47 @@ def _user_preferences(env: Envelope, value: dict, where: str) -> list[WebhookEve
     if "user_preferences" not in value:
         return [UnknownChange(env, "user_preferences change holds no user_preferences", value)]
     return _each(env, value["user_preferences"], f"{where}.user_preferences", entry)
+
+
+def _user_id_update(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
+    """`user_id_update[]`: a customer's BSUID was replaced (`user_id.previous` -> `user_id.current`)."""
+    def entry(item: object) -> list[WebhookEvent]:
+        if not isinstance(item, dict):
+            raise _Malformed(f"user_id_update entry is a {type(item).__name__}, not an object")
+        ids = _obj(item, "user_id")
+        return [UserIdChange(envelope=env, previous_user_id=_req_str(ids, "previous"),
+                             current_user_id=_req_str(ids, "current"), phone=_wa(item.get("wa_id")),
+                             detail=_str(item, "detail"), timestamp=_time(item.get("timestamp")))]
+
+    if "user_id_update" not in value:
+        return [UnknownChange(env, "user_id_update change holds no user_id_update", value)]
+    return _each(env, value["user_id_update"], f"{where}.user_id_update", entry)
+
+
+def _business_username(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
+    """`business_username_updates`: the number's own username was approved, reserved or deleted."""
+    return [BusinessUsername(envelope=env, display_phone_number=_wa(value.get("display_phone_number")),
+                             username=_str(value, "username") or None, status=_req_str(value, "status"),
+                             raw=value)]
+
+
+def _security(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
+    return [SecurityEvent(envelope=env, display_phone_number=_wa(value.get("display_phone_number")),
+                          event=_req_str(value, "event"), requester=_str(value, "requester") or None)]
+
+
+def _automatic_events(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
+    def entry(item: object) -> list[WebhookEvent]:
+        if not isinstance(item, dict):
+            raise _Malformed(f"automatic event is a {type(item).__name__}, not an object")
+        data = _dict(item.get("custom_data"))
+        return [AutomaticEvent(envelope=env, wamid=_req_str(item, "id"), event_name=_req_str(item, "event_name"),
+                               timestamp=_time(item.get("timestamp")), ctwa_clid=_str(item, "ctwa_clid"),
+                               currency=_str(data, "currency"), value=_int(data.get("value")))]
+
+    if "automatic_events" not in value:
+        return [UnknownChange(env, "automatic_events change holds no automatic_events", value)]
+    return _each(env, value["automatic_events"], f"{where}.automatic_events", entry)
 
 
 def _template_quality(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
@@ -717,6 +829,8 @@ def _calls(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
     contacts = [c for c in _list(value.get("contacts")) if isinstance(c, dict)]
     business = _digits(env.display_phone_number)
 
+    usernames = _usernames(value)
+
     def customer_of(item: dict) -> tuple[str, str | None, str | None]:
         direction = _str(item, "direction")
         sender, to = _wa(item.get("from")), _wa(item.get("to")) or _wa(item.get("recipient_id"))
@@ -729,7 +843,7 @@ def _calls(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
         customer = phone or user_id
         if not customer:
             raise _Malformed("the call names no customer ('from'/'to' or a user id)")
-        return customer, user_id, _str(_dict(contact.get("profile")), "name")
+        return customer, user_id, (_str(_dict(contact.get("profile")), "name") or "").strip() or None
 
     def call(item: object) -> list[WebhookEvent]:
         if not isinstance(item, dict):
@@ -739,7 +853,7 @@ def _calls(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
                           direction=_str(item, "direction"), customer=customer,
                           timestamp=_req_time(item, "timestamp"), status=_str(item, "status"),
                           duration=_int(item.get("duration")), raw=item, customer_user_id=user_id,
-                          profile_name=name)]
+                          profile_name=name, username=usernames.get(user_id or "") or usernames.get(customer))]
 
     def status(item: object) -> list[WebhookEvent]:
         if not isinstance(item, dict):
@@ -748,7 +862,8 @@ def _calls(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
         return [CallEvent(envelope=env, call_id=_req_str(item, "id"), event="status", direction=None,
                           customer=customer, timestamp=_req_time(item, "timestamp"),
                           status=_req_str(item, "status"), duration=None, raw=item,
-                          customer_user_id=user_id, profile_name=name)]
+                          customer_user_id=user_id, profile_name=name,
+                          username=usernames.get(user_id or "") or usernames.get(customer))]
 
     events: list[WebhookEvent] = []
     if "calls" in value:
@@ -801,6 +916,11 @@ _HANDLERS: dict[str, Handler] = {
     "user_preferences": _user_preferences,
     "message_template_components_update": _template_components,
     "calls": _calls,
+    "user_id_update": _user_id_update,
+    "security": _security,
+    "automatic_events": _automatic_events,
+    "business_username_updates": _business_username,
+    "business_username_update": _business_username,  # the singular some samples use
 }
 
 # webhook_logs.event_type per field (the messages field is split by content, see _change_kinds).
@@ -816,6 +936,11 @@ _FIELD_KINDS = {
     "user_preferences": "user_preferences",
     "message_template_components_update": "template_status",
     "calls": "call",
+    "user_id_update": "user_id_update",
+    "security": "account_update",
+    "automatic_events": "automatic_event",
+    "business_username_updates": "business_username",
+    "business_username_update": "business_username",
 }
 
 

@@ -113,7 +113,12 @@ async def _owe_progress_post(session: AsyncSession, sync: SmbSync, bucket: str) 
 
 async def contact_synced(session: AsyncSession, *, channel_id: int | None, event: ev.ContactSync) -> None:
     """Apply an address-book change from the phone; threads showing that contact get their parent renamed."""
-    contact = await repo.contact_for(session, event.wa_id)
+    from storage.identities import Identity, resolve_contact
+
+    # An entry without a phone number (a username-era customer) names the contact by BSUID: the same person.
+    identity = Identity(phone=event.phone, user_id=event.user_id, username=event.username) \
+        if (event.phone or event.user_id) else Identity.of(event.wa_id)
+    contact = await resolve_contact(session, identity)
     if event.action == "remove":
         name = None
     else:

@@ -317,57 +317,70 @@ async def pause(sessions: async_sessionmaker[AsyncSession], campaign_id: int, re
         c = await _load(session, campaign_id)
         if c.status not in (CampaignStatus.SCHEDULED.value, CampaignStatus.RUNNING.value):
             raise ControlError(f"campaign {campaign_id} is {c.status}; only a scheduled or running one can be paused")
-        c.status = CampaignStatus.PAUSED.value
-        c.pause_reason = reason[:500]
-        c.updated_at = utcnow()
-        result = await session.execute(
-            update(CampaignRun)
-            .where(CampaignRun.campaign_id == campaign_id, CampaignRun.status == RunStatus.RUNNING.value)
-            .values(status=RunStatus.PAUSED.value)
-        )
-        paused_runs = result.rowcount or 0  # type: ignore[attr-defined]
+        paused_runs = await pause_loaded(session, c, reason)
     return f"campaign {campaign_id} paused" + (" mid-send" if paused_runs else "")
+
+
+async def pause_loaded(session: AsyncSession, c: Campaign, reason: str) -> int:
+    """Pause a scheduled or running campaign in the caller's transaction; returns how many runs stopped."""
+    c.status = CampaignStatus.PAUSED.value
+    c.pause_reason = reason[:500]
+    c.updated_at = utcnow()
+    result = await session.execute(
+        update(CampaignRun)
+        .where(CampaignRun.campaign_id == c.id, CampaignRun.status == RunStatus.RUNNING.value)
+        .values(status=RunStatus.PAUSED.value)
+    )
+    return result.rowcount or 0  # type: ignore[attr-defined]
 
 
 async def resume(sessions: async_sessionmaker[AsyncSession], campaign_id: int) -> str:
     """Continue a paused (or missed) campaign: its run carries on, or it waits for its next firing."""
-    now = utcnow()
     async with sessions() as session, session.begin():
         c = await _load(session, campaign_id)
         if c.status not in (CampaignStatus.PAUSED.value, CampaignStatus.MISSED.value):
             raise ControlError(f"campaign {campaign_id} is {c.status}; only a paused or missed one can be resumed")
-        result = await session.execute(
-            update(CampaignRun)
-            .where(CampaignRun.campaign_id == campaign_id, CampaignRun.status == RunStatus.PAUSED.value)
-            .values(status=RunStatus.RUNNING.value)
-        )
-        resumed_runs = result.rowcount or 0  # type: ignore[attr-defined]
-        c.pause_reason = None
-        c.updated_at = now
-        if c.schedule_kind == "cron":
-            c.status = CampaignStatus.SCHEDULED.value
-            c.active_since = now  # what fell due while paused is not owed
-        elif resumed_runs:
-            c.status = CampaignStatus.RUNNING.value
-        else:
-            has_run = await session.scalar(
-                select(func.count())
-                .select_from(CampaignRun)
-                .where(CampaignRun.campaign_id == campaign_id, CampaignRun.status != RunStatus.MISSED.value)
-            )
-            if has_run:
-                c.status = CampaignStatus.DONE.value
-                return f"campaign {campaign_id} has nothing left to send"
-            # Not yet sent: send now if its time has passed (resuming is the decision to send it late).
-            c.status = CampaignStatus.SCHEDULED.value
-            if c.run_at is None or c.run_at < now:
-                await session.execute(
-                    delete(CampaignRun).where(
-                        CampaignRun.campaign_id == campaign_id, CampaignRun.status == RunStatus.MISSED.value
-                    )
-                )
-                c.run_at = now
+        if not await resume_loaded(session, c):
+            return f"campaign {campaign_id} has nothing left to send"
     return f"campaign {campaign_id} resumed"
+
+
+async def resume_loaded(session: AsyncSession, c: Campaign) -> bool:
+    """Resume a paused or missed campaign in the caller's transaction; False when nothing was left to send."""
+    now = utcnow()
+    campaign_id = c.id
+    result = await session.execute(
+        update(CampaignRun)
+        .where(CampaignRun.campaign_id == campaign_id, CampaignRun.status == RunStatus.PAUSED.value)
+        .values(status=RunStatus.RUNNING.value)
+    )
+    resumed_runs = result.rowcount or 0  # type: ignore[attr-defined]
+    c.pause_reason = None
+    c.updated_at = now
+    if c.schedule_kind == "cron":
+        c.status = CampaignStatus.SCHEDULED.value
+        c.active_since = now  # what fell due while paused is not owed
+    elif resumed_runs:
+        c.status = CampaignStatus.RUNNING.value
+    else:
+        has_run = await session.scalar(
+            select(func.count())
+            .select_from(CampaignRun)
+            .where(CampaignRun.campaign_id == campaign_id, CampaignRun.status != RunStatus.MISSED.value)
+        )
+        if has_run:
+            c.status = CampaignStatus.DONE.value
+            return False
+        # Not yet sent: send now if its time has passed (resuming is the decision to send it late).
+        c.status = CampaignStatus.SCHEDULED.value
+        if c.run_at is None or c.run_at < now:
+            await session.execute(
+                delete(CampaignRun).where(
+                    CampaignRun.campaign_id == campaign_id, CampaignRun.status == RunStatus.MISSED.value
+                )
+            )
+            c.run_at = now
+    return True
 
 
 async def cancel(sessions: async_sessionmaker[AsyncSession], campaign_id: int) -> str:
