@@ -149,6 +149,9 @@ EXPECTED: dict[str, tuple[list[type], str]] = {
     "security_pin_reset": ([SecurityEvent], "account_update"),
     "automatic_events_purchase": ([AutomaticEvent], "automatic_event"),
     "user_preferences_resume": ([UserPreference], "user_preferences"),
+    "calls_business_ringing": ([CallEvent], "call"),
+    "calls_business_accepted": ([CallEvent], "call"),
+    "calls_business_terminate": ([CallEvent], "call"),
     "batch": (
         [InboundMessage] * 3 + [StatusUpdate] * 2 + [InboundMessage] * 2 + [MessageEcho] * 2,
         "mixed",

@@ -264,6 +264,19 @@ async def test_call_permission_reply_and_calls_become_thread_notes(bridge: Bridg
     assert len(replies) == 6
 
 
+async def test_a_call_from_the_business_is_one_line_whatever_its_statuses(bridge: Bridge) -> None:
+    await bridge.webhook(fixture("text"))
+    await thread_with(bridge, 1)
+    for name in ("calls_business_ringing", "calls_business_accepted", "calls_business_terminate",
+                 "calls_business_ringing"):  # the last one redelivered late
+        await bridge.webhook(fixture(name))
+    await settled(bridge)
+    _, replies = await thread_with(bridge, 2)
+    await asyncio.sleep(0.2)
+    calls = [all_text(r) for r in thread_posts(bridge, bridge.parents()[0]) if "telephone_receiver" in all_text(r)]
+    assert len(calls) == 1 and "Call from the business answered, lasted 2 min 30 s" in calls[0]
+
+
 async def test_an_unsupported_message_is_one_line_in_the_thread_and_no_alert(bridge: Bridge) -> None:
     await bridge.webhook(fixture("unsupported"))
     await bridge.webhook(fixture("unknown_type"))

@@ -281,9 +281,23 @@ async def on_status(session: AsyncSession, ctx: EventContext, e: ev.StatusUpdate
     )
 
 
+def call_slot(e: ev.CallEvent) -> str | None:
+    """Which of a call's (at most two) thread lines an event fills: "start" (a customer's call ringing) or "end"
+    (its outcome); None for events that add nothing. A call from the business gets one line, its outcome:
+    RINGING and ACCEPTED come and go, and a REJECTED status is followed by a terminate saying it again."""
+    business = e.event == "status" or e.direction == "BUSINESS_INITIATED"
+    if e.event == "terminate" or (e.event == "status" and (e.status or "").upper() == "REJECTED"):
+        return "end"
+    if e.event == "connect" and not business:
+        return "start"
+    return None
+
+
 def call_note(e: ev.CallEvent, tz: str) -> str | None:
-    """The thread line for a call event; None for events that add nothing (e.g. a connect that is answered)."""
-    incoming = e.direction != "BUSINESS_INITIATED"
+    """The thread line for a call event; None for events that add nothing (see `call_slot`)."""
+    if call_slot(e) is None:
+        return None
+    incoming = e.direction != "BUSINESS_INITIATED" and e.event != "status"
     who = "Incoming call" if incoming else "Call from the business"
     if e.event == "connect":
         return f":telephone_receiver: {who} ringing"
@@ -315,7 +329,7 @@ async def on_call(session: AsyncSession, ctx: EventContext, e: ev.CallEvent) -> 
         else Identity.of(e.customer)
     contact = await resolve_contact(session, identity, e.profile_name)
     conv = await repo.conversation_for(session, found[0], contact.id, found[1])
-    await repo.enqueue_slack(session, dedupe_key=f"call:{e.call_id}:{e.event}:{e.status or ''}",
+    await repo.enqueue_slack(session, dedupe_key=f"call:{e.call_id}:{call_slot(e)}",
                              thread_key=f"conv:{conv.id}", kind="note",
                              payload={"text": text, "conversation_id": conv.id, "mrkdwn": True},
                              order_ts=e.timestamp, conversation_id=conv.id)
