@@ -271,7 +271,7 @@ async def test_a_call_from_the_business_is_one_line_whatever_its_statuses(bridge
                  "calls_business_ringing"):  # the last one redelivered late
         await bridge.webhook(fixture(name))
     await settled(bridge)
-    _, replies = await thread_with(bridge, 2)
+    await thread_with(bridge, 2)
     await asyncio.sleep(0.2)
     calls = [all_text(r) for r in thread_posts(bridge, bridge.parents()[0]) if "telephone_receiver" in all_text(r)]
     assert len(calls) == 1 and "Call from the business answered, lasted 2 min 30 s" in calls[0]
