@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -35,6 +37,18 @@ class OutboxWaker:
             target()
 
 
+class WorkspaceClients(Protocol):
+    """Slack clients per workspace (many-workspace mode): each with that workspace's own bot token."""
+
+    async def client(self, team: str) -> AsyncWebClient | None:
+        """The workspace's client; None while it has no installation (uninstalled, revoked, never)."""
+        ...
+
+    def forget(self, team: str) -> None:
+        """Drop what is cached for the workspace (its tokens were deleted or replaced)."""
+        ...
+
+
 @dataclass
 class Deps:
     """Built once per application (see bot.app.deps_ctx) and handed to workers and Slack listeners."""
@@ -49,6 +63,17 @@ class Deps:
     slack_names: NameCache = field(default_factory=NameCache)  # Slack names for ids in replies to customers
     outbox_waker: OutboxWaker = field(default_factory=OutboxWaker)
     loop_health: LoopHealth = field(default_factory=LoopHealth)  # what /healthz reports of the loops
+    # Many-workspace mode only: the installations (tokens sealed) and a client per workspace from them.
+    installations: AsyncInstallationStore | None = None
+    workspaces: WorkspaceClients | None = None
+
+    @property
+    def many_workspaces(self) -> bool:
+        return self.workspaces is not None
+
+    async def slack_for(self, team: str) -> AsyncWebClient | None:
+        """The Slack client for a workspace's calls: the one bot token's in single-workspace mode."""
+        return self.slack if self.workspaces is None else await self.workspaces.client(team)
 
     def channel_for_slack(self, slack_channel: str) -> ChannelSettings | None:
         """The WhatsApp channel bridged into a Slack channel, if any."""

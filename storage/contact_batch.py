@@ -8,18 +8,20 @@ that run afterwards find the rows already there.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.core.workspace import DEFAULT_WORKSPACE
 from storage.models import Contact, Conversation, utcnow
 from storage.upsert import insert_ignore_many
 
 
 async def ensure_conversations(session: AsyncSession, wanted: Iterable[tuple[int, str, str]],
-                               names: dict[str, str] | None = None) -> None:
-    """Create missing contacts (named from names) and conversations for (channel_id, wa_id, slack_channel)."""
+                               names: dict[str, str] | None = None, teams: Mapping[int, str] | None = None) -> None:
+    """Create missing contacts (named from names) and conversations for (channel_id, wa_id, slack_channel), in
+    their channel's workspace (`teams`: channel id -> workspace; absent ones: 'default')."""
     triples = sorted(set(wanted))
     if not triples:
         return
@@ -35,6 +37,7 @@ async def ensure_conversations(session: AsyncSession, wanted: Iterable[tuple[int
     conversations: Table = Conversation.__table__  # type: ignore[assignment]
     rows = sorted({(channel_id, ids[wa_id], slack) for channel_id, wa_id, slack in triples})
     await insert_ignore_many(session, conversations, [
-        {"channel_id": channel_id, "contact_id": contact_id, "slack_channel": slack, "created_at": now}
+        {"channel_id": channel_id, "contact_id": contact_id, "slack_channel": slack, "created_at": now,
+         "slack_team": (teams or {}).get(channel_id, DEFAULT_WORKSPACE)}
         for channel_id, contact_id, slack in rows
     ], ["channel_id", "contact_id"])

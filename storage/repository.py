@@ -93,10 +93,11 @@ async def contact_for(session: AsyncSession, wa_id: str, profile_name: str | Non
 
 
 async def conversation_for(session: AsyncSession, channel_id: int, contact_id: int,
-                           slack_channel: str | None) -> Conversation:
-    """The one conversation of channel x contact, created on first sight."""
+                           slack_channel: str | None, slack_team: str = DEFAULT_WORKSPACE) -> Conversation:
+    """The one conversation of channel x contact, created on first sight (in the channel's workspace)."""
     await insert_ignore(session, Conversation, {"channel_id": channel_id, "contact_id": contact_id,
-                                                "slack_channel": slack_channel, "created_at": utcnow()},
+                                                "slack_channel": slack_channel, "created_at": utcnow(),
+                                                "slack_team": slack_team},
                         ["channel_id", "contact_id"])
     return (await session.scalars(select(Conversation).where(
         Conversation.channel_id == channel_id, Conversation.contact_id == contact_id))).one()

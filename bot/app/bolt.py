@@ -15,9 +15,18 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.deps import Deps
-from bot.handlers import appkeys, slack_actions, slack_campaign, slack_messages, slack_privacy, slack_resend
+from bot.handlers import (
+    appkeys,
+    slack_actions,
+    slack_campaign,
+    slack_install,
+    slack_messages,
+    slack_privacy,
+    slack_resend,
+)
 from bot.slack.request_guard import body_problem
 
 log = logging.getLogger(__name__)
@@ -26,7 +35,7 @@ Registrar = Callable[[AsyncApp, Deps], None]
 
 # Every listener module, listed once: each `register(bolt, deps)` adds its listeners to one bolt app.
 LISTENERS: tuple[Registrar, ...] = (slack_messages.register, slack_actions.register, slack_campaign.register,
-                                     slack_resend.register, slack_privacy.register)
+                                     slack_resend.register, slack_privacy.register, slack_install.register)
 
 BOLT = web.AppKey("slack_bolt", AsyncApp)
 
@@ -39,17 +48,24 @@ class _WithoutClientTokenNotice(logging.Filter):
         return "will be unused" not in record.getMessage()
 
 
-def build_bolt_app(deps: Deps) -> AsyncApp:
-    """A bolt AsyncApp on the shared Slack client, with every registered listener."""
+def build_bolt_app(deps: Deps, engine: AsyncEngine | None = None) -> AsyncApp:
+    """A bolt AsyncApp on the shared Slack client, with every registered listener; with slack.client_id, bolt's
+    OAuth flow and each request authorized by its workspace's installation (`engine` keeps OAuth states)."""
     bolt_log = logging.getLogger("bot.slack.bolt")
     if not any(isinstance(f, _WithoutClientTokenNotice) for f in bolt_log.filters):
         bolt_log.addFilter(_WithoutClientTokenNotice())
+    oauth = None
+    if deps.settings.slack.many_workspaces:
+        if engine is None:
+            raise RuntimeError("many-workspace mode needs the database engine for OAuth states")
+        oauth = slack_install.oauth_settings(deps, engine)
     bolt = AsyncApp(
         client=deps.slack,
         signing_secret=deps.settings.slack.signing_secret,
         # Listeners acknowledge at once and work after; modals still answer within Slack's 3 seconds.
         process_before_response=False,
         logger=bolt_log,
+        oauth_settings=oauth,
     )
     for register in LISTENERS:
         register(bolt, deps)
@@ -90,6 +106,26 @@ async def slack_events(request: web.Request) -> web.Response:
         # Bolt's own routing and error reporting index into the payload and fail on unexpected shapes.
         log.warning("Slack request with an unexpected shape refused: %s: %s", type(exc).__name__, str(exc)[:200])
         return web.json_response({"error": "malformed payload"}, status=400)
+    return await to_aiohttp_response(answer)
+
+
+async def slack_install_page(request: web.Request) -> web.Response:
+    """`GET /slack/install`: bolt's "Add to Slack" page, with a fresh OAuth state."""
+    return await _oauth(request, install=True)
+
+
+async def slack_oauth_redirect(request: web.Request) -> web.Response:
+    """`GET /slack/oauth_redirect`: Slack sends the installer back here; bolt exchanges the code and stores."""
+    return await _oauth(request, install=False)
+
+
+async def _oauth(request: web.Request, *, install: bool) -> web.Response:
+    bolt = request.app.get(BOLT)
+    flow = bolt.oauth_flow if bolt is not None else None
+    if flow is None:
+        return web.Response(status=404, text="Not installable: slack.client_id is not set")
+    bolt_request = await to_bolt_request(request)
+    answer = await (flow.handle_installation(bolt_request) if install else flow.handle_callback(bolt_request))
     return await to_aiohttp_response(answer)
 
 

@@ -27,11 +27,14 @@ from bot.deps import Deps
 from bot.handlers import appkeys, meta_webhook
 from bot.meta.graph import GraphClient
 from bot.onboarding.channels import merge_onboarded
+from bot.onboarding.crypto import token_box
 from bot.ops import privacy
 from bot.ops.retention_worker import RetentionWorker
 from bot.slack.client import slack_client, slack_session
+from bot.slack.workspace_clients import InstalledWorkspaces
 from scheduler.throttle import RedisThrottle, Throttle, make_throttle
 from storage.db import make_engine, make_sessionmaker, migrate
+from storage.installations import SealedInstallationStore
 from storage.liveness import Heartbeat
 from storage.repository import sync_channels
 from storage.takeover import run_takeover
@@ -80,10 +83,16 @@ async def deps_ctx(app: web.Application) -> AsyncIterator[None]:
     slack = slack_client(settings.slack, slack_http)
     redis_client = app[appkeys.REDIS]
     throttle: Throttle = RedisThrottle(redis_client) if redis_client is not None else make_throttle(None)
-    app[appkeys.DEPS] = Deps(settings=settings, sessions=app[appkeys.SESSIONS], graph=graph, slack=slack,
-                             throttle=throttle, metrics=app[appkeys.METRICS],
-                             channel_ids=app[appkeys.CHANNEL_IDS], slack_names=NameCache(),
-                             loop_health=app[appkeys.LOOP_HEALTH])
+    deps = Deps(settings=settings, sessions=app[appkeys.SESSIONS], graph=graph, slack=slack, throttle=throttle,
+                metrics=app[appkeys.METRICS], channel_ids=app[appkeys.CHANNEL_IDS], slack_names=NameCache(),
+                loop_health=app[appkeys.LOOP_HEALTH])
+    if settings.slack.many_workspaces:
+        deps.installations = SealedInstallationStore(settings.slack.client_id, app[appkeys.ENGINE],
+                                                     token_box(settings))
+        deps.workspaces = InstalledWorkspaces(deps.installations, deps.sessions, slack,
+                                              client_id=settings.slack.client_id,
+                                              client_secret=settings.slack.client_secret)
+    app[appkeys.DEPS] = deps
     yield
     await graph.aclose()
     await slack_http.close()

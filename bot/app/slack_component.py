@@ -10,11 +10,18 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.app.bolt import BOLT, build_bolt_app, slack_events, start_socket_mode
+from bot.app.bolt import (
+    BOLT,
+    build_bolt_app,
+    slack_events,
+    slack_install_page,
+    slack_oauth_redirect,
+    start_socket_mode,
+)
 from bot.app.factory import Component, background
 from bot.bridge import mirror, revisions
 from bot.deps import Deps
-from bot.handlers import appkeys
+from bot.handlers import appkeys, slack_install
 from bot.onboarding import outbox_kinds
 from bot.slack import reply_ledger
 from bot.slack.outbox import Kinds, OutboxWorker
@@ -74,7 +81,7 @@ def _chain_wake(app: web.Application, worker: OutboxWorker) -> None:
 
 async def _bolt_ctx(app: web.Application) -> AsyncIterator[None]:
     deps = app[appkeys.DEPS]
-    bolt = build_bolt_app(deps)
+    bolt = build_bolt_app(deps, app[appkeys.ENGINE])
     app[BOLT] = bolt
     socket: Any = None
     if deps.settings.slack.app_token:
@@ -105,6 +112,9 @@ def make_slack_component(*, outbox: bool = True, kinds: Kinds | None = None, **o
 
     def component(app: web.Application) -> None:
         app.router.add_post("/slack/events", slack_events)
+        if app[appkeys.SETTINGS].slack.many_workspaces:
+            app.router.add_get(slack_install.INSTALL_PATH, slack_install_page)
+            app.router.add_get(slack_install.REDIRECT_PATH, slack_oauth_redirect)
         app.cleanup_ctx.append(_bolt_ctx)
         if outbox:
             add_outbox_kinds(app, builtin_kinds())

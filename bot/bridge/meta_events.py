@@ -24,6 +24,7 @@ from bot.bridge.message_revisions import apply_edit, apply_revoke
 from bot.bridge.optout import OptChange, opt_change
 from bot.core.config import Settings
 from bot.core.identity_hash import optional_salt, wa_id_hash
+from bot.core.workspace import DEFAULT_WORKSPACE
 from bot.meta import events as ev
 from scheduler.campaigns.unknown_store import note_callback
 from storage import erasure
@@ -54,6 +55,19 @@ class EventContext:
 
     def count(self, key: str) -> None:
         self.stats[key] = self.stats.get(key, 0) + 1
+
+    def team_of(self, channel_id: int) -> str:
+        """The workspace a channel's conversations are filed under (bot.core.workspace)."""
+        if not self.settings.slack.many_workspaces:
+            return DEFAULT_WORKSPACE
+        return self.teams().get(channel_id, DEFAULT_WORKSPACE)
+
+    def teams(self) -> dict[int, str]:
+        """channels.id -> workspace of every channel this process knows (empty in single-workspace mode)."""
+        if not self.settings.slack.many_workspaces:
+            return {}
+        return {self.channel_ids[c.phone_number_id]: self.settings.workspace_of(c) for c in self.settings.channels
+                if c.phone_number_id in self.channel_ids}
 
 
 def content_json(content: ev.MessageContent) -> dict[str, Any]:
@@ -97,7 +111,7 @@ async def _store_message(
     ident = identity or Identity.of(wa_id)
     number_was_known = await _number_known(session, ident)
     contact = await resolve_contact(session, ident, profile_name)
-    conv = await repo.conversation_for(session, channel_id, contact.id, slack_channel)
+    conv = await repo.conversation_for(session, channel_id, contact.id, slack_channel, ctx.team_of(channel_id))
     if not number_was_known and conv.slack_thread_ts:
         # A customer known by user id until now: the thread's header shows the number from now on.
         await repo.owe_parent_refresh(session, conv.id, f"number:{ident.phone}", timestamp)
@@ -328,7 +342,7 @@ async def on_call(session: AsyncSession, ctx: EventContext, e: ev.CallEvent) -> 
                         user_id=e.customer_user_id, username=e.username) if e.customer_user_id \
         else Identity.of(e.customer)
     contact = await resolve_contact(session, identity, e.profile_name)
-    conv = await repo.conversation_for(session, found[0], contact.id, found[1])
+    conv = await repo.conversation_for(session, found[0], contact.id, found[1], ctx.team_of(found[0]))
     await repo.enqueue_slack(session, dedupe_key=f"call:{e.call_id}:{call_slot(e)}",
                              thread_key=f"conv:{conv.id}", kind="note",
                              payload={"text": text, "conversation_id": conv.id, "mrkdwn": True},
@@ -383,7 +397,7 @@ async def on_user_preference(session: AsyncSession, ctx: EventContext, e: ev.Use
     convs = list((await session.scalars(select(Conversation).where(Conversation.contact_id == contact.id))).all())
     found = await _find_channel(session, ctx, e.envelope) if not convs else None
     if found is not None:  # no conversation yet (or its first message is still on its way): this opens it
-        convs = [await repo.conversation_for(session, found[0], contact.id, found[1])]
+        convs = [await repo.conversation_for(session, found[0], contact.id, found[1], ctx.team_of(found[0]))]
     for conv in convs:  # staff see it where they talk to the customer
         await repo.enqueue_slack(session, dedupe_key=f"pref:{conv.id}:{e.value}:{e.timestamp}",
                                  thread_key=f"conv:{conv.id}", kind="note",

@@ -234,7 +234,7 @@ async def _prepare_conversations(session: AsyncSession, ctx: EventContext,
             if isinstance(m.event, ev.InboundMessage) and m.event.profile_name:
                 names.setdefault(m.wa_id, m.event.profile_name)
             wanted.add((m.channel_id, m.wa_id, cfg.slack_channel))
-    await ensure_conversations(session, wanted, names)
+    await ensure_conversations(session, wanted, names, ctx.teams())
 
 
 async def _keep_failure(session: AsyncSession, outcome: BatchOutcome, parsed: Parsed, exc: Exception,

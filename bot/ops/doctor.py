@@ -24,6 +24,7 @@ from bot.meta.graph import GraphClient, GraphError
 from bot.ops.checks import CheckResult, Severity, failed, passed, warned
 from bot.ops.checks import all_passed as all_passed  # re-exported for the commands that run doctor
 from bot.ops.doctor_config import campaign_managers_check, secret_findings
+from bot.ops.doctor_workspaces import check_workspaces, workspace_rows
 from bot.ops.reachability import network_cause, network_fix
 from bot.slack.backlog import WARN_AFTER_SECONDS, ChannelLag, estimate, owed_per_channel
 from bot.slack.errors import slack_reason
@@ -473,7 +474,12 @@ async def run_doctor(env: DoctorEnv, channel: str | None = None) -> list[CheckRe
             stats = await table_stats(session)
         results.append(check_log_tables(stats, settings.retention.days, now))
     slack_token = bool(settings.slack.bot_token)
-    if slack_token:
+    if settings.slack.many_workspaces:
+        # No one bot token to test: each workspace's installation is the finding.
+        if db_ok:
+            async with env.sessions() as session:
+                results.extend(check_workspaces(await workspace_rows(session), settings))
+    elif slack_token:
         results.extend(await check_slack(env))
     results.append(await campaign_managers_check(settings, env.slack if slack_token else None))
     return results

@@ -25,4 +25,6 @@ def slack_client(settings: SlackSettings, session: aiohttp.ClientSession | None 
 
     No rate-limit retry handler: the Slack outbox honours Retry-After itself (slack_sdk's async handler
     reads only the first character of the header, so "Retry-After: 30" would wait 3 s)."""
-    return AsyncWebClient(token=settings.bot_token, base_url=settings.api_url, session=session, timeout=timeout)
+    # Many workspaces: no token of its own; each call takes its workspace's (Deps.slack_for, bolt's authorize).
+    return AsyncWebClient(token=settings.bot_token or None, base_url=settings.api_url, session=session,
+                          timeout=timeout)

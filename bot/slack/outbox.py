@@ -46,12 +46,14 @@ from bot.slack.outbox_policy import COALESCED_KINDS, Action, Backoff, decide, pr
 from bot.slack.outbox_queue import OutboxItem, OutboxQueue
 from bot.slack.pacer import URGENT_BELOW, Pacer
 from bot.slack.render import Post
+from storage.workspaces import paused_teams
 
 log = logging.getLogger(__name__)
 
 OUTBOX_EVENT = "wabridge_outbox"
 THREAD_EVENT = "wabridge_thread"
 _MAX_PACED_WAIT = 30.0  # a paused channel holds an item this long at most; beyond, it goes back to the table
+PAUSED_REFRESH = 2.0  # seconds between reads of which workspaces wait for a reinstall
 
 
 class Retry(Exception):
@@ -419,6 +421,8 @@ class OutboxWorker:
         self.backlog_interval = backlog_interval
         self._backlog_at = float("-inf")
         self._backlog_channels: set[str] = set()
+        self._paused: set[str] = set()  # workspaces without an installation: their items wait in the table
+        self._paused_at = float("-inf")
 
     # ---- public ------------------------------------------------------------------------------------
 
@@ -534,7 +538,24 @@ class OutboxWorker:
     async def claim(self, limit: int, now: datetime | None = None, *,
                     kinds: Collection[str] | None = None) -> list[OutboxItem]:
         """Lease up to limit thread heads (of these kinds) that are due and whose thread has nothing in flight."""
-        return await self.queue.claim(limit, now, kinds=kinds)
+        if not self.deps.many_workspaces:
+            return await self.queue.claim(limit, now, kinds=kinds)
+        await self._refresh_paused()
+        return await self.queue.claim(limit, now, kinds=kinds, paused=self._paused, workspaces=True)
+
+    async def _refresh_paused(self) -> None:
+        """Which workspaces wait for a reinstall (read from the table, so every process agrees within 2 s)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._paused_at < PAUSED_REFRESH:
+            return
+        async with self.deps.sessions() as session:
+            self._paused = await paused_teams(session)
+        self._paused_at = now
+
+    def resume(self) -> None:
+        """A workspace installed again: read the paused ones afresh and look for work now."""
+        self._paused_at = float("-inf")
+        self.wake()
 
     async def unclaim(self, items: Sequence[OutboxItem]) -> None:
         """Hand back claimed items that were never started, as if this claim had not happened."""
@@ -556,6 +577,11 @@ class OutboxWorker:
         handler = self.kinds.get(item.kind)
         q = self.queue
         try:
+            if self.deps.many_workspaces:
+                client = await self.deps.slack_for(item.slack_team)
+                if client is None:  # uninstalled since the claim: nothing is tried with a dead token
+                    raise Retry(f"workspace {item.slack_team} has no installation", delay=self.backoff_cap)
+                ctx.slack = client
             if handler is None:
                 # Perhaps a newer process knows it (rolling upgrade): keep the row, try slowly.
                 raise Retry(f"no handler for outbox kind {item.kind!r}", delay=self.backoff_cap)

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Executable, Table, and_, exists, or_, select, text, update
+from sqlalchemy import Executable, Table, and_, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from bot.core.liveness import Fence
+from bot.core.workspace import DEFAULT_WORKSPACE
 from storage.fencing import FencedOut, InHand, claim_values, held_by, settle
-from storage.models import SlackOutbox, utcnow
+from storage.models import Conversation, SlackOutbox, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class OutboxItem:
     claimed_until: datetime | None = None  # this claim's lease, which names it when handed back unstarted
     fence: Fence | None = None  # owner and token of this claim, when bound to a process's liveness
     guard: Callable[[], bool] | None = None  # false once this process may have lost the claim (Heartbeat.guard)
+    # The Slack workspace the item is delivered to: its conversation's, else its own (alerts, progress, …).
+    slack_team: str = DEFAULT_WORKSPACE
 
 
 def _held(item: OutboxItem) -> list[Any]:
@@ -65,9 +68,13 @@ class OutboxQueue:
         self._owner = owner or (lambda: None)
 
     async def claim(self, limit: int, now: datetime | None = None, *,
-                    kinds: Collection[str] | None = None) -> list[OutboxItem]:
+                    kinds: Collection[str] | None = None, paused: Collection[str] = (),
+                    workspaces: bool = False) -> list[OutboxItem]:
         """Lease up to limit thread heads (of these kinds, if given) that are due and whose thread has
-        nothing in flight."""
+        nothing in flight, leaving the `paused` workspaces' items alone (their tokens are gone).
+
+        `workspaces`: name each item's workspace from its conversation (many-workspace mode; in single-workspace
+        mode every item is the 'default' workspace's)."""
         now = now or utcnow()
         o = SlackOutbox
         earlier = aliased(SlackOutbox)
@@ -81,11 +88,14 @@ class OutboxQueue:
             busy.claimed_until >= now,
         )
         due = or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now)
+        conversation_team = select(Conversation.slack_team).where(Conversation.id == o.conversation_id)
+        not_paused = ([func.coalesce(conversation_team.scalar_subquery(), o.slack_team).not_in(sorted(paused))]
+                      if paused else [])
         async with self.sessions() as session, session.begin():
             if session.bind.dialect.name == "postgresql":
                 await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
             heads = (await session.execute(
-                select(o.id, o.owner_id).where(o.done_at.is_(None), is_head, thread_idle, due,
+                select(o.id, o.owner_id).where(o.done_at.is_(None), is_head, thread_idle, due, *not_paused,
                                                *([o.kind.in_(sorted(kinds))] if kinds is not None else []))
                 .order_by(o.order_ts, o.id).limit(limit)
             )).all()
@@ -103,9 +113,14 @@ class OutboxQueue:
             rows = (await session.execute(
                 update(o).where(o.id.in_(ids), o.done_at.is_(None), claimable)
                 .values(claimed_until=until, attempts=o.attempts + 1, **owned)
-                .returning(o.id, o.thread_key, o.kind, o.payload, o.conversation_id, o.attempts, o.result, o.fence)
+                .returning(o.id, o.thread_key, o.kind, o.payload, o.conversation_id, o.attempts, o.result, o.fence,
+                           o.slack_team)
                 .execution_options(synchronize_session=False)
             )).all()
+            conv_ids = sorted({r.conversation_id for r in rows if r.conversation_id is not None})
+            teams: dict[int, str] = dict((await session.execute(
+                select(Conversation.id, Conversation.slack_team).where(Conversation.id.in_(conv_ids))
+            )).tuples().all()) if workspaces and conv_ids else {}
             items = []
             for row in rows:
                 result = dict(row.result or {})
@@ -116,7 +131,8 @@ class OutboxQueue:
                                         attempts=row.attempts, result=result, uncertain=uncertain,
                                         claimed_until=until,
                                         fence=Fence(owner, row.fence) if owner is not None else None,
-                                        guard=guard))
+                                        guard=guard,
+                                        slack_team=teams.get(row.conversation_id or 0, row.slack_team)))
             held = [(i.id, i.fence.token) for i in items if i.fence is not None]
             # In hand before the commit (see InHand); dropped again if the commit fails, answer lost or not.
             self.hand.take(held)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextvars
 import copy
 import json
 import math
@@ -31,6 +32,7 @@ from aiohttp import web
 
 from bot.standins._http import LoopbackServer
 from bot.standins.signing import sign_slack
+from bot.standins.slack_oauth import OAuthError, OAuthServer
 from bot.standins.socket_mode import SocketModeHub
 
 DEFAULT_SCOPES = (
@@ -55,6 +57,8 @@ _TS = re.compile(r"^\d+\.\d+$")
 # What a proxy or a failing Slack edge answers instead of Slack's JSON: a plain-text 503, a JSON content type
 # with a body that is not JSON, or no answer at all (the connection stays open until the caller gives up).
 BROKEN_ANSWERS = ("text_503", "invalid_json", "hang")
+# The workspace whose token made the Web API call being answered (each request runs in its own task).
+_CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("standin_slack_caller", default=None)
 
 
 class SlackError(Exception):
@@ -76,6 +80,7 @@ class SlackCall:
     status: int = 200
     ok: bool = True
     error: str | None = None
+    team: str | None = None  # the workspace whose token made the call (None: no valid token)
 
 
 @dataclass
@@ -211,6 +216,9 @@ class SlackStandin(LoopbackServer):
         port: int = 0,
         home_tab_enabled: bool = True,
         app_token: str = "xapp-1-A0STANDIN-1-standin",
+        client_id: str = "111.222",
+        client_secret: str = "standin-client-secret",
+        token_rotation: bool = False,
     ) -> None:
         super().__init__(port=port, latency=latency)
         self.bot_token = bot_token
@@ -245,6 +253,11 @@ class SlackStandin(LoopbackServer):
         self._hangs_end = asyncio.Event()  # set on stop, so a hanging answer does not hold the shutdown
         self._limits: dict[str, _Limit] = {}
         self.socket_mode = SocketModeHub(app_id)
+        # Other workspaces installing through OAuth (bot.standins.slack_oauth); this one is its first.
+        self.oauth = OAuthServer(client_id=client_id, client_secret=client_secret, app_id=app_id,
+                                 scopes=self.scopes, rotate=token_rotation)
+        self.oauth.add_workspace(team_id, team_name, bot_user_id=bot_user_id)
+        self.channel_team: dict[str, str] = {}  # channel id -> the workspace it belongs to
         self.add_user(bot_user_id, "wabridge", real_name="Wabridge", is_bot=True)
         self._methods: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "api.test": self._api_test,
@@ -282,9 +295,11 @@ class SlackStandin(LoopbackServer):
         return f"{self.base_url}/api/"
 
     def add_channel(
-        self, channel_id: str, name: str | None = None, *, is_private: bool = False, is_member: bool = True
+        self, channel_id: str, name: str | None = None, *, is_private: bool = False, is_member: bool = True,
+        team_id: str | None = None,
     ) -> dict[str, Any]:
-        """Create a channel (the bot is a member unless told otherwise)."""
+        """Create a channel (the bot is a member unless told otherwise) in a workspace (default: the first)."""
+        team = team_id or _CALLER.get() or self.team_id
         channel = {
             "id": channel_id,
             "name": name or channel_id.lower(),
@@ -296,9 +311,10 @@ class SlackStandin(LoopbackServer):
             "is_member": is_member,
             "created": 1700000000,
             "creator": self.bot_user_id,
-            "context_team_id": self.team_id,
+            "context_team_id": team,
         }
         self.channels[channel_id] = channel
+        self.channel_team[channel_id] = team
         self._messages.setdefault(channel_id, [])
         self.members[channel_id] = [self.bot_user_id] if is_member else []
         return channel
@@ -472,13 +488,25 @@ class SlackStandin(LoopbackServer):
         async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as resp:
             return resp.status, await resp.text()
 
+    def _who(self, team_id: str | None) -> dict[str, Any]:
+        """The ids a payload from workspace `team_id` (default: the first) carries: team, enterprise, org."""
+        ws = self.oauth.workspaces.get(team_id or self.team_id)
+        if ws is None or ws.key == self.team_id:
+            return {"team_id": team_id or self.team_id, "enterprise_id": None, "is_org": False,
+                    "bot_user_id": self.bot_user_id}
+        # An org-wide install's payloads come from one of the org's workspaces; the stand-in names the org's.
+        return {"team_id": f"T{ws.key[1:]}" if ws.is_org else ws.key, "enterprise_id": ws.enterprise_id,
+                "is_org": ws.is_org, "bot_user_id": ws.bot_user_id}
+
     async def send_event(
-        self, url: str, event: Mapping[str, Any], signing_secret: str, *, event_id: str | None = None
+        self, url: str, event: Mapping[str, Any], signing_secret: str, *, event_id: str | None = None,
+        team_id: str | None = None,
     ) -> tuple[int, str]:
-        """Deliver an Events API `event_callback` wrapping `event`."""
-        envelope = {
+        """Deliver an Events API `event_callback` wrapping `event`, from workspace `team_id` (default: the first)."""
+        who = self._who(team_id)
+        envelope: dict[str, Any] = {
             "token": "verification-token",
-            "team_id": self.team_id,
+            "team_id": who["team_id"],
             "api_app_id": self.app_id,
             "event": dict(event),
             "type": "event_callback",
@@ -486,22 +514,42 @@ class SlackStandin(LoopbackServer):
             "event_time": int(time.time()),
             "authorizations": [
                 {
-                    "team_id": self.team_id,
-                    "user_id": self.bot_user_id,
+                    "enterprise_id": who["enterprise_id"],
+                    "team_id": None if who["is_org"] else who["team_id"],
+                    "user_id": who["bot_user_id"],
                     "is_bot": True,
-                    "is_enterprise_install": False,
+                    "is_enterprise_install": who["is_org"],
                 }
             ],
         }
+        if who["enterprise_id"]:
+            envelope["enterprise_id"] = who["enterprise_id"]
+            envelope["is_ext_shared_channel"] = False
         return await self.deliver(url, json.dumps(envelope).encode(), "application/json", signing_secret)
 
+    async def uninstall(self, url: str, team_id: str, signing_secret: str) -> tuple[int, str]:
+        """A workspace removes the app: its tokens stop working and `app_uninstalled` is delivered."""
+        self.oauth.revoke(team_id)
+        return await self.send_event(url, {"type": "app_uninstalled"}, signing_secret, team_id=team_id)
+
+    async def revoke_tokens(self, url: str, team_id: str, signing_secret: str) -> tuple[int, str]:
+        """A workspace's bot token is revoked: it stops working and `tokens_revoked` is delivered."""
+        bot = self._who(team_id)["bot_user_id"]
+        self.oauth.revoke(team_id)
+        return await self.send_event(url, {"type": "tokens_revoked", "tokens": {"oauth": [], "bot": [bot]}},
+                                     signing_secret, team_id=team_id)
+
     async def send_slash_command(
-        self, url: str, command: str, text: str, *, user_id: str, channel_id: str, signing_secret: str
+        self, url: str, command: str, text: str, *, user_id: str, channel_id: str, signing_secret: str,
+        team_id: str | None = None,
     ) -> tuple[int, str]:
-        """Deliver a slash command (with a fresh trigger_id)."""
+        """Deliver a slash command (with a fresh trigger_id) from workspace `team_id` (default: the first)."""
+        who = self._who(team_id)
         form = {
             "token": "verification-token",
-            "team_id": self.team_id,
+            "team_id": who["team_id"],
+            **({"enterprise_id": who["enterprise_id"], "is_enterprise_install": "true" if who["is_org"] else "false"}
+               if who["enterprise_id"] else {}),
             "channel_id": channel_id,
             "user_id": user_id,
             "user_name": self.users.get(user_id, {}).get("name", user_id.lower()),
@@ -514,10 +562,15 @@ class SlackStandin(LoopbackServer):
         body = urlencode(form).encode()
         return await self.deliver(url, body, "application/x-www-form-urlencoded", signing_secret)
 
-    async def send_interaction(self, url: str, payload: Mapping[str, Any], signing_secret: str) -> tuple[int, str]:
-        """Deliver an interactivity payload (block_actions, view_submission, …)."""
+    async def send_interaction(self, url: str, payload: Mapping[str, Any], signing_secret: str, *,
+                               team_id: str | None = None) -> tuple[int, str]:
+        """Deliver an interactivity payload (block_actions, view_submission, …) from workspace `team_id`."""
         data = dict(payload)
-        data.setdefault("team", {"id": self.team_id})
+        who = self._who(team_id)
+        data.setdefault("team", {"id": who["team_id"]})
+        if who["enterprise_id"]:
+            data.setdefault("enterprise", {"id": who["enterprise_id"]})
+            data.setdefault("is_enterprise_install", who["is_org"])
         data.setdefault("api_app_id", self.app_id)
         data.setdefault("trigger_id", self.issue_trigger_id())
         body = urlencode({"payload": json.dumps(data)}).encode()
@@ -527,6 +580,7 @@ class SlackStandin(LoopbackServer):
 
     def _routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_get("/oauth/v2/authorize", self.oauth.authorize)
         app.router.add_post("/upload/v1/{key}", self._upload)
         app.router.add_get("/files-pri/{team_file}/download/{name}", self._download)
         app.router.add_get("/files-pri/{team_file}/{name}", self._download)
@@ -550,7 +604,8 @@ class SlackStandin(LoopbackServer):
         return faults.down or faults.down_until is not None
 
     def _authorized(self, request: web.Request, args: Mapping[str, Any], method: str = "") -> str | None:
-        """None when authorized, else the Slack error name (app-level tokens only for apps.connections.open)."""
+        """None when authorized (the caller's workspace is then set), else the Slack error name (app-level
+        tokens only for apps.connections.open; an installed workspace's token only while installed)."""
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else args.get("token")
         if not token:
@@ -559,8 +614,15 @@ class SlackStandin(LoopbackServer):
         if token == self.app_token:
             return None if app_level else "not_allowed_token_type"
         if token in self.tokens:
-            return "not_allowed_token_type" if app_level else None
-        return "invalid_auth"
+            owner: str | None = self.team_id
+        else:
+            owner, error = self.oauth.owner(str(token))
+            if owner is None:
+                return error
+        if app_level:
+            return "not_allowed_token_type"
+        _CALLER.set(owner or self.team_id)
+        return None
 
     @staticmethod
     async def _args(request: web.Request) -> dict[str, Any]:
@@ -609,6 +671,13 @@ class SlackStandin(LoopbackServer):
                 # Slack's Retry-After is whole seconds, rounded up.
                 return self._response(429, {"ok": False, "error": "ratelimited"},
                                       {"Retry-After": str(max(1, math.ceil(wait)))})
+        if method == "oauth.v2.access":  # the app's client credentials, not a token
+            try:
+                return self._response(200, {"ok": True, **self.oauth.access(args, request.headers.get(
+                    "Authorization", ""))})
+            except OAuthError as exc:
+                call.ok, call.error = False, exc.error
+                return self._response(200, {"ok": False, "error": exc.error})
         handler = self._methods.get(method)
         if handler is None:
             call.status, call.ok, call.error = 404, False, "unknown_method"
@@ -617,6 +686,7 @@ class SlackStandin(LoopbackServer):
         if auth_error is not None and method != "api.test":
             call.ok, call.error = False, auth_error
             return self._response(200, {"ok": False, "error": auth_error})
+        call.team = _CALLER.get()
         queued_errors = self._faults.errors.get(method)
         if queued_errors:
             error = queued_errors.pop(0)
@@ -662,6 +732,9 @@ class SlackStandin(LoopbackServer):
             if self.strict or not _SLACK_ID.match(channel_id):
                 raise SlackError("channel_not_found")
             self.add_channel(channel_id)
+        caller = _CALLER.get()  # None outside a Web API request (a test setting the scene)
+        if caller is not None and self.channel_team.get(channel_id, self.team_id) != caller:
+            raise SlackError("channel_not_found")  # another workspace's channel: Slack does not know it here
         return self.channels[channel_id]
 
     def _user(self, user_id: Any) -> dict[str, Any]:
@@ -756,15 +829,18 @@ class SlackStandin(LoopbackServer):
         return {"args": {k: v for k, v in args.items() if isinstance(v, str)}}
 
     async def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "url": "https://standin.slack.com/",
-            "team": self.team_name,
-            "user": self.users[self.bot_user_id]["name"],
-            "team_id": self.team_id,
-            "user_id": self.bot_user_id,
-            "bot_id": self.bot_id,
-            "is_enterprise_install": False,
-        }
+        caller = _CALLER.get() or self.team_id
+        ws = self.oauth.workspaces.get(caller)
+        if caller == self.team_id or ws is None:
+            return {"url": "https://standin.slack.com/", "team": self.team_name,
+                    "user": self.users[self.bot_user_id]["name"], "team_id": self.team_id,
+                    "user_id": self.bot_user_id, "bot_id": self.bot_id, "is_enterprise_install": False}
+        answer: dict[str, Any] = {"url": f"https://{ws.key.lower()}.slack.com/", "team": ws.name, "user": "wabridge",
+                                  "team_id": None if ws.is_org else ws.key, "user_id": ws.bot_user_id,
+                                  "bot_id": f"B{ws.bot_user_id[1:]}", "is_enterprise_install": ws.is_org}
+        if ws.enterprise_id:
+            answer["enterprise_id"] = ws.enterprise_id
+        return answer
 
     async def _chat_post_message(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self._writable(args.get("channel"))

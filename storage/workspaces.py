@@ -1,0 +1,84 @@
+"""The `slack_workspaces` rows: which workspaces installed the app, and which wait for a reinstall."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Conversation, SlackOutbox, SlackWorkspace, utcnow
+from storage.upsert import insert_ignore
+
+ACTIVE = "active"
+UNINSTALLED = "uninstalled"  # app_uninstalled: the workspace removed the app
+REVOKED = "revoked"  # tokens_revoked: the bot token no longer works
+
+
+@dataclass(frozen=True)
+class WorkspaceRow:
+    team: str
+    enterprise_id: str | None
+    name: str | None
+    state: str
+    installed_at: datetime
+    paused_at: datetime | None
+
+
+async def record_install(session: AsyncSession, team: str, *, enterprise_id: str | None, name: str | None) -> bool:
+    """The workspace installed (or installed again): its work runs. True when it had been paused."""
+    now = utcnow()
+    await insert_ignore(session, SlackWorkspace, {"team": team, "enterprise_id": enterprise_id, "name": name,
+                                                  "state": ACTIVE, "installed_at": now, "updated_at": now},
+                        ["team"])
+    row = await session.get(SlackWorkspace, team, populate_existing=True)
+    assert row is not None  # inserted or already there, in this transaction
+    was_paused = row.state != ACTIVE
+    row.state, row.paused_at, row.updated_at = ACTIVE, None, now
+    row.enterprise_id, row.name = enterprise_id, name or row.name
+    if was_paused:
+        row.installed_at = now
+    return was_paused
+
+
+async def record_removal(session: AsyncSession, team: str, state: str) -> bool:
+    """The workspace's tokens are gone (uninstalled or revoked): its work waits. True when it was active."""
+    now = utcnow()
+    changed = await session.execute(update(SlackWorkspace).where(SlackWorkspace.team == team,
+                                                                 SlackWorkspace.state == ACTIVE)
+                                    .values(state=state, paused_at=now, updated_at=now))
+    if getattr(changed, "rowcount", 0):
+        return True
+    await insert_ignore(session, SlackWorkspace, {"team": team, "state": state, "installed_at": now,
+                                                  "paused_at": now, "updated_at": now}, ["team"])
+    return False
+
+
+async def paused_teams(session: AsyncSession) -> set[str]:
+    """Workspaces whose work waits for a reinstall."""
+    return set((await session.scalars(select(SlackWorkspace.team).where(SlackWorkspace.state != ACTIVE))).all())
+
+
+async def workspace(session: AsyncSession, team: str) -> WorkspaceRow | None:
+    row = await session.get(SlackWorkspace, team)
+    return None if row is None else _row(row)
+
+
+async def all_workspaces(session: AsyncSession) -> list[WorkspaceRow]:
+    rows = (await session.scalars(select(SlackWorkspace).order_by(SlackWorkspace.team))).all()
+    return [_row(r) for r in rows]
+
+
+async def held_posts(session: AsyncSession, team: str) -> int:
+    """Posts owed to a workspace's Slack and not delivered (its conversations' and its own)."""
+    conversations = select(Conversation.id).where(Conversation.slack_team == team)
+    own = await session.scalar(select(func.count()).select_from(SlackOutbox).where(
+        SlackOutbox.done_at.is_(None), SlackOutbox.conversation_id.is_(None), SlackOutbox.slack_team == team))
+    theirs = await session.scalar(select(func.count()).select_from(SlackOutbox).where(
+        SlackOutbox.done_at.is_(None), SlackOutbox.conversation_id.in_(conversations)))
+    return int(own or 0) + int(theirs or 0)
+
+
+def _row(r: SlackWorkspace) -> WorkspaceRow:
+    return WorkspaceRow(r.team, r.enterprise_id, r.name, r.state, r.installed_at, r.paused_at)

@@ -1,0 +1,106 @@
+"""Many businesses on one deployment: workspaces install through bolt's OAuth flow, each number's traffic
+reaches only its own workspace with that workspace's token, and an uninstall pauses that workspace's work
+(nothing tried with the dead token, nothing dropped) until it installs again."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from bot.handlers import appkeys
+from bot.ops.doctor_workspaces import check_workspaces, workspace_rows
+from storage.models import Conversation, SlackOutbox, SlackWorkspace
+from tests.harness import eventually
+from tests.helpers import SIGNING_SECRET
+from tests.workspaces_harness import ALPHA, BETA, Deployment, deployment_of
+
+
+@pytest.fixture
+async def deployment(aiohttp_client: Any, db_url: str) -> AsyncIterator[Deployment]:
+    async with deployment_of(aiohttp_client, db_url) as d:
+        yield d
+
+
+async def _states(d: Deployment) -> dict[str, str]:
+    async with d.client.app[appkeys.SESSIONS]() as s:
+        return dict((await s.execute(select(SlackWorkspace.team, SlackWorkspace.state))).tuples().all())
+
+
+async def _is(value: Any, expected: Any) -> bool:
+    return await value == expected
+
+
+async def test_two_workspaces_install_and_each_number_reaches_only_its_own(deployment: Deployment) -> None:
+    d = deployment
+    assert await d.install("T0ALPHA") == 200
+    assert await d.install("T0BETA") == 200
+    assert await _states(d) == {"T0ALPHA": "active", "T0BETA": "active"}
+    async with d.client.app[appkeys.ENGINE].connect() as conn:
+        stored = (await conn.execute(text("SELECT team_id, bot_token FROM slack_bots"))).all()
+    assert sorted(t for t, _ in stored) == ["T0ALPHA", "T0BETA"]
+    assert not any(token.startswith("xox") for _, token in stored)  # sealed at rest
+
+    await d.customer_writes(ALPHA, "wamid.A1", "Namaste from Alpha's customer")
+    await d.customer_writes(BETA, "wamid.B1", "Hello from Beta's customer")
+    await eventually(lambda: any("Alpha's customer" in str(m) for m in d.posts(ALPHA)))
+    await eventually(lambda: any("Beta's customer" in str(m) for m in d.posts(BETA)))
+    assert not any("Beta's customer" in str(m) for m in d.posts(ALPHA))
+    assert not any("Alpha's customer" in str(m) for m in d.posts(BETA))
+    # Each channel was written with its own workspace's token (the stand-in refuses any other).
+    assert {c.args.get("channel") for c in d.calls_by("T0ALPHA")} == {ALPHA[1]}
+    assert {c.args.get("channel") for c in d.calls_by("T0BETA")} == {BETA[1]}
+    assert not [c for c in d.slack.calls if c.error in ("channel_not_found", "invalid_auth", "not_authed")]
+    async with d.client.app[appkeys.SESSIONS]() as s:
+        teams = dict((await s.execute(select(Conversation.slack_channel, Conversation.slack_team))).tuples().all())
+    assert teams == {ALPHA[1]: "T0ALPHA", BETA[1]: "T0BETA"}
+
+
+async def test_uninstall_pauses_that_workspace_and_reinstall_resumes_with_nothing_lost(
+        deployment: Deployment, caplog: pytest.LogCaptureFixture) -> None:
+    d = deployment
+    await d.install("T0ALPHA")
+    await d.install("T0BETA")
+    await d.customer_writes(ALPHA, "wamid.A1", "first before uninstall")
+    await eventually(lambda: any("first before uninstall" in str(m) for m in d.posts(ALPHA)))
+
+    status, _ = await d.slack.uninstall(d.events_url, "T0ALPHA", SIGNING_SECRET)
+    assert status == 200
+    async def alpha_state() -> str:
+        return (await _states(d))["T0ALPHA"]
+
+    await eventually(lambda: _is(alpha_state(), "uninstalled"))
+    async with d.client.app[appkeys.ENGINE].connect() as conn:
+        left = (await conn.execute(text("SELECT team_id FROM slack_bots"))).scalars().all()
+    assert left == ["T0BETA"]  # Alpha's tokens are deleted
+
+    calls_before = len(d.slack.calls)
+    await d.customer_writes(ALPHA, "wamid.A2", "second while uninstalled")
+    await d.customer_writes(BETA, "wamid.B2", "Beta carries on")
+    await eventually(lambda: any("Beta carries on" in str(m) for m in d.posts(BETA)))
+
+    async def alpha_held() -> bool:
+        async with d.client.app[appkeys.SESSIONS]() as s:
+            pending = (await s.scalars(select(SlackOutbox.id).join(Conversation, Conversation.id ==
+                                                                  SlackOutbox.conversation_id)
+                                       .where(Conversation.slack_team == "T0ALPHA",
+                                              SlackOutbox.done_at.is_(None)))).all()
+        return bool(pending)
+
+    await eventually(alpha_held)
+    async with d.client.app[appkeys.SESSIONS]() as s:
+        findings = check_workspaces(await workspace_rows(s), d.client.app[appkeys.SETTINGS])
+    assert [(f.name, f.ok) for f in findings] == [("slack workspace T0ALPHA (T0Alpha)", False),
+                                                  ("slack workspace T0BETA (T0Beta)", True)]
+    assert "uninstalled the app" in findings[0].detail and "1 Slack post(s) held" in findings[0].detail
+    assert "uninstalled the app" in caplog.text and "T0ALPHA" in caplog.text
+    # Nothing was tried with Alpha's dead token (the stand-in would have answered token_revoked).
+    assert not [c for c in d.slack.calls[calls_before:] if c.error in ("token_revoked", "invalid_auth", "not_authed")]
+    assert not any("second while uninstalled" in str(m) for m in d.posts(ALPHA))
+
+    assert await d.install("T0ALPHA") == 200
+    assert (await _states(d))["T0ALPHA"] == "active"
+    await eventually(lambda: any("second while uninstalled" in str(m) for m in d.posts(ALPHA)))
+    assert sum("first before uninstall" in str(m) for m in d.posts(ALPHA)) == 1
