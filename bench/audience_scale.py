@@ -80,7 +80,8 @@ def _child_csv(path: str) -> dict[str, Any]:
 
 
 def _child_parse(path: str) -> dict[str, Any]:
-    from scheduler.campaigns.audience import BadRow, open_text, parse_rows
+    from scheduler.campaigns.audience import BadRow, parse_rows
+    from scheduler.campaigns.audience_text import open_text
 
     rows = bad = 0
     with open_text(path) as stream:
@@ -92,7 +93,8 @@ def _child_parse(path: str) -> dict[str, Any]:
 
 async def _child_import(path: str, db_url: str) -> dict[str, Any]:
     from scheduler.campaigns import records as campaigns
-    from scheduler.campaigns.audience import import_audience, open_text
+    from scheduler.campaigns.audience import import_audience
+    from scheduler.campaigns.audience_text import open_text
     from scheduler.campaigns.schedule import Schedule
     from storage.db import make_engine, make_sessionmaker
     from storage.models import Channel, utcnow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import tracemalloc
 from pathlib import Path
@@ -9,15 +10,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from scheduler.campaigns import audience_text as audience
 from scheduler.campaigns.audience import (
-    AudienceError,
     BadRow,
     Row,
     import_audience,
     normalise_phone,
-    open_text,
     parse_rows,
 )
+from scheduler.campaigns.audience_text import AudienceError, open_text
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.models import AudienceMember, Campaign, Channel
 
@@ -134,3 +135,85 @@ async def test_import_memory_does_not_grow_with_the_file(tmp_path: Path) -> None
     # Ten times the rows; holding them would take ten times the memory. Streaming stays in the same range.
     assert large < small + 500_000, (small, large)
     await engine.dispose()  # type: ignore[attr-defined]
+
+
+# ---- limits, the same on every path ---------------------------------------------------------------------
+
+LINE_LIMIT = 64 * 1024
+
+
+def _file_with_a_long_line(path: Path, long_mb: int, *, quoted: bool = False) -> Path:
+    """Two good rows, one line of `long_mb` MB (written in 1 MB pieces, never held whole), one good row."""
+    piece = "y" * (1024 * 1024)
+    with path.open("w") as f:
+        f.write("phone,name\n9812345678,Ravi\n9812345679,Sita\n9812345680,")
+        f.write('"' if quoted else "")
+        for _ in range(long_mb):
+            f.write(piece if not quoted else piece[:-1] + "\n")
+        f.write("\n9812345681,Asha\n")
+    return path
+
+
+def test_a_line_past_the_limit_is_refused_naming_the_file_and_the_limit_in_bounded_memory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audience, "MAX_LINE_CHARS", LINE_LIMIT)
+    path = _file_with_a_long_line(tmp_path / "students.csv", 8)
+    tracemalloc.start()
+    try:
+        with open_text(path) as stream, pytest.raises(AudienceError) as refused:
+            list(parse_rows(stream, "IN", source="students.csv"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(refused.value) == ("line 4 of students.csv is longer than 65,536 characters, the most one row of "
+                                  "an audience file may have (is it a CSV file?)")
+    # The 8 MB line was never held: a few times the limit at most.
+    assert peak < 8 * LINE_LIMIT, peak
+
+
+def test_a_quoted_field_running_over_many_lines_is_refused_not_a_csv_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audience, "MAX_LINE_CHARS", 2 * 1024 * 1024)
+    path = _file_with_a_long_line(tmp_path / "quoted.csv", 3, quoted=True)
+    tracemalloc.start()
+    try:
+        with open_text(path) as stream, pytest.raises(AudienceError) as refused:
+            list(parse_rows(stream, "IN", source="quoted.csv"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(refused.value).startswith("line ") and " of quoted.csv: field larger than field limit" in str(
+        refused.value)
+    assert peak < 6 * 1024 * 1024, peak
+
+
+def test_a_file_past_the_limit_is_refused_by_its_size_or_while_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audience, "MAX_FILE_BYTES", 1024 * 1024)
+    path = tmp_path / "big.csv"
+    with path.open("w") as f:
+        f.write("phone,name\n")
+        for i in range(120_000):  # about 3 MB of good rows
+            f.write(f"98{i:08d},Student {i}\n")
+    expected = "the file big.csv is larger than 1 MB, the most an audience file may be; split it into several campaigns"
+    with open_text(path) as stream, pytest.raises(AudienceError, match="^" + expected):
+        list(parse_rows(stream, "IN", source="big.csv"))
+    with pytest.raises(AudienceError, match="^" + expected):  # a stream that is not a file: counted as read
+        list(parse_rows(io.StringIO(path.read_text()), "IN", source="big.csv"))
+
+
+async def test_the_cli_says_which_limit_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli.entry import main
+    from tests.test_campaign_scheduler import _write_config
+
+    monkeypatch.setattr(audience, "MAX_LINE_CHARS", LINE_LIMIT)
+    config = str(_write_config(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"))
+    path = str(_file_with_a_long_line(tmp_path / "students.csv", 8))
+    code = await asyncio.to_thread(main, ["--config", config, "campaign", "create", "--channel", "lucknow",
+                                          "--template", "fees", "--language", "en", "--audience", path])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err[-1] == (f"error: audience: line 4 of {path} is longer than 65,536 characters, the most one row of "
+                       "an audience file may have (is it a CSV file?)")
+    assert not any("Traceback" in line or "_csv.Error" in line for line in err)

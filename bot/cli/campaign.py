@@ -85,7 +85,7 @@ def _err(text: str) -> int:
 async def _create(settings: Settings, sessions: Any, args: argparse.Namespace) -> int:
     from scheduler.campaigns import estimate
     from scheduler.campaigns import records as campaigns
-    from scheduler.campaigns.audience import open_text
+    from scheduler.campaigns.audience_text import open_text
     from scheduler.campaigns.create import CampaignInputError, Request, prepare
     from scheduler.campaigns.schedule import Schedule, ScheduleError, describe, parse_at
     from scheduler.campaigns.variables import MappingError, describe_mapping, parse_mapping
@@ -107,7 +107,7 @@ async def _create(settings: Settings, sessions: Any, args: argparse.Namespace) -
                       category=args.category.upper() if args.category else None)
     try:
         with open_text(args.audience) as stream:
-            prepared = await prepare(sessions, settings, request, stream)
+            prepared = await prepare(sessions, settings, request, stream, source=str(args.audience))
     except FileNotFoundError:
         return _err(f"audience file not found: {args.audience}")
     except CampaignInputError as exc:

@@ -30,8 +30,10 @@ from bot.slack import payloads
 from bot.slack.errors import slack_reason
 from bot.slack.file_fetch import FileOriginRefused, stream_slack_file
 from bot.slack.permissions import UNCHECKED, MembershipUnknown, Permissions
+from scheduler.campaigns import audience_text
 from scheduler.campaigns import records as campaigns
-from scheduler.campaigns.audience import AudienceError, find_phone_column, mapped_columns, open_text, read_header
+from scheduler.campaigns.audience import find_phone_column, mapped_columns
+from scheduler.campaigns.audience_text import AudienceError, open_text, read_header
 from scheduler.campaigns.create import CampaignInputError, Request, prepare
 from scheduler.campaigns.forms import (
     CONFIRM_CALLBACK,
@@ -60,7 +62,6 @@ log = logging.getLogger(__name__)
 
 HEADER_BYTES = 16384
 HEADER_BUDGET = 1.5  # seconds of Slack's 3 spent, at most, reading the file's header before answering
-MAX_AUDIENCE_BYTES = 50 * 1024 * 1024
 
 
 async def manager_refusal(permissions: Permissions, user: str) -> str | None:
@@ -81,22 +82,25 @@ async def approved_templates(deps: Deps) -> list[TemplateChoice]:
             for t in rows]
 
 
-async def _download(deps: Deps, file_id: str, *, limit: int | None = None) -> bytes | Path:
-    """A Slack file's bytes (the first `limit` of them), or the whole file spooled to a temporary path."""
+async def _download(deps: Deps, file_id: str, *, limit: int | None = None) -> tuple[bytes | Path, str]:
+    """A Slack file's bytes (the first `limit` of them), or the whole file spooled to a temporary path; and
+    the file's name, for what is said about it."""
     info = await deps.slack.files_info(file=file_id)
     file = info.get("file") or {}
+    name = str(file.get("name") or file.get("title") or "the file")
     url = file.get("url_private_download") or file.get("url_private")
     if not url:
         raise CampaignInputError("audience", "Slack did not give a download link for the file")
     try:
         async with stream_slack_file(deps.settings.slack, str(url), read_timeout=30) as resp:
-            return await _save(resp, limit)
+            return await _save(resp, limit, name), name
     except FileOriginRefused as exc:
         raise CampaignInputError("audience", f"{exc}; share a file uploaded to Slack") from None
 
 
-async def _save(resp: httpx.Response, limit: int | None) -> bytes | Path:
-    """The first `limit` bytes of the response, or all of it spooled to a temporary path."""
+async def _save(resp: httpx.Response, limit: int | None, name: str) -> bytes | Path:
+    """The first `limit` bytes of the response, or all of it spooled to a temporary path (up to the audience
+    file limit, `audience_text.MAX_FILE_BYTES`, the same as from the command line)."""
     if resp.status_code >= 400:
         raise CampaignInputError("audience", f"could not download the file (HTTP {resp.status_code})")
     if limit is not None:
@@ -110,8 +114,8 @@ async def _save(resp: httpx.Response, limit: int | None) -> bytes | Path:
     with tempfile.NamedTemporaryFile(prefix="wabridge-audience-", suffix=".csv", delete=False) as out:
         async for chunk in resp.aiter_bytes():
             total += len(chunk)
-            if total > MAX_AUDIENCE_BYTES:
-                raise CampaignInputError("audience", "the file is larger than 50 MB")
+            if total > audience_text.MAX_FILE_BYTES:
+                raise CampaignInputError("audience", audience_text.file_too_large(name))
             out.write(chunk)
         return Path(out.name)
 
@@ -119,7 +123,7 @@ async def _save(resp: httpx.Response, limit: int | None) -> bytes | Path:
 async def _header_problem(deps: Deps, form: Form) -> dict[str, str] | None:
     """Inline errors from the file's first row (phone column, mapped columns), if it can be read in time."""
     try:
-        head = await asyncio.wait_for(_download(deps, form.file_id, limit=HEADER_BYTES), timeout=HEADER_BUDGET)
+        head, _ = await asyncio.wait_for(_download(deps, form.file_id, limit=HEADER_BYTES), timeout=HEADER_BUDGET)
     except (TimeoutError, SlackApiError, httpx.HTTPError, CampaignInputError):
         return None  # the import after the answer reports whatever this could not check
     assert isinstance(head, bytes)
@@ -285,14 +289,14 @@ async def _prepare(deps: Deps, form: Form, user: str, origin: str, view_id: str)
     """Download and import the audience, then show the confirmation (or why it cannot be used)."""
     path: Path | None = None
     try:
-        downloaded = await _download(deps, form.file_id)
+        downloaded, name = await _download(deps, form.file_id)
         assert isinstance(downloaded, Path)
         path = downloaded
         request = Request(channel=form.channel, template=form.template, language=form.language,
                           variables=form.variables, schedule=form.schedule, name=form.name, created_by=user,
                           category=form.category)
         with open_text(path) as stream:
-            prepared = await prepare(deps.sessions, deps.settings, request, stream)
+            prepared = await prepare(deps.sessions, deps.settings, request, stream, source=name)
         report = prepared.report
         summary = Summary(campaign_id=prepared.campaign_id, form=form, rows=report.rows,
                           recipients=prepared.recipients, opted_out=prepared.opted_out,

@@ -2,18 +2,16 @@
 
 The file is read row by row and inserted in batches; duplicates are dropped by the database's unique
 (campaign_id, wa_id) key rather than an in-memory set, and only the first ``MAX_REPORTED`` bad rows are kept
-for the report (the rest are counted), so memory stays constant however long the file is.
+for the report (the rest are counted), so memory stays constant however long the file is. Reading the file
+as text within its size limits is `audience_text`'s job.
 """
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 import phonenumbers
@@ -21,6 +19,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler.campaigns.audience_store import insert_members
+from scheduler.campaigns.audience_text import (
+    AudienceError,
+    read_header,
+    records,
+)
 from scheduler.campaigns.estimate import UNKNOWN_REGION, region_of_prefix
 from scheduler.campaigns.phone_validity import valid_region
 from storage.models import AudienceMember
@@ -48,10 +51,6 @@ _E164 = re.compile(r"\+([1-9]\d{6,14})")
 _NATIONAL = re.compile(r"[1-9]\d{5,13}")
 _DIGITS = re.compile(r"\d{6,17}")
 _SEPARATORS = str.maketrans("", "", " -.()")
-
-
-class AudienceError(ValueError):
-    """The file as a whole cannot be used (no header, no phone column, a mapped column missing)."""
 
 
 @dataclass(frozen=True)
@@ -216,58 +215,16 @@ def _parse(text: str, region: str) -> tuple[str, str]:
     return wa_id, phonenumbers.region_code_for_number(number) or UNKNOWN_REGION
 
 
-def _sniff_dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    except csv.Error:
-        return csv.excel
-
-
-def open_text(path: str | Path) -> IO[str]:
-    """Open a CSV file as text, tolerating Excel's byte-order mark and stray bytes."""
-    return open(path, encoding="utf-8-sig", errors="replace", newline="")
-
-
-def read_header(stream: IO[str]) -> tuple[list[str], Any]:
-    """Read the header row from the start of a stream; returns (columns, csv reader for the rest)."""
-    sample = stream.read(16384)
-    dialect = _sniff_dialect(sample)
-    reader = csv.reader(_chained(sample, stream), dialect)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise AudienceError("the file is empty") from None
-    header = [h.strip().lstrip("\ufeff").strip() for h in header]
-    if not any(header):
-        raise AudienceError("the first row must name the columns (e.g. phone,name)")
-    return header, reader
-
-
-def _chained(head: str, rest: IO[str]) -> Iterator[str]:
-    """Lines of an already-read sample followed by the rest of the stream (the sample may end mid-line)."""
-    pending = ""
-    for line in io.StringIO(head, newline=""):
-        if line.endswith(("\n", "\r")):
-            yield pending + line
-            pending = ""
-        else:
-            pending += line
-    for line in rest:
-        yield pending + line
-        pending = ""
-    if pending:
-        yield pending
-
-
 def parse_rows(
-    stream: IO[str], region: str, required: Iterable[str] = (), *, report: ImportReport | None = None
+    stream: IO[str], region: str, required: Iterable[str] = (), *, report: ImportReport | None = None,
+    source: str = "the file",
 ) -> Iterator[Row | BadRow]:
     """Rows of a CSV stream as Row (with wa_id) or BadRow; AudienceError for a file-wide problem.
 
     `required` are columns a template variable is mapped to: they must exist, and an empty cell in one of
-    them makes a bad row (Meta rejects an empty parameter).
+    them makes a bad row (Meta rejects an empty parameter). `source` names the file in errors.
     """
-    header, reader = read_header(stream)
+    header, reader = read_header(stream, source)
     phone_idx = find_phone_column(header)
     by_norm = {_norm_header(h): h for h in header if h}
     missing = [c for c in required if c not in header and _norm_header(c) not in by_norm]
@@ -279,7 +236,7 @@ def parse_rows(
     if report is not None:
         report.columns = [h for h in header if h]
         report.phone_column = header[phone_idx]
-    for cells in reader:
+    for cells in records(reader, source):
         line = reader.line_num
         if not cells or all(not c.strip() for c in cells):
             continue
@@ -315,8 +272,10 @@ async def import_audience(
     required: Iterable[str] = (),
     *,
     batch_size: int = BATCH,
+    source: str = "the file",
 ) -> ImportReport:
-    """Stream a CSV into campaign_id's audience, committing every batch; returns the report."""
+    """Stream a CSV into campaign_id's audience, committing every batch; returns the report. `source` names the
+    file in errors."""
     report = ImportReport()
     batch: list[Row] = []
     valid = 0
@@ -326,7 +285,7 @@ async def import_audience(
             await _insert_batch(session, campaign_id, batch)
         batch.clear()
 
-    for item in parse_rows(stream, region, required, report=report):
+    for item in parse_rows(stream, region, required, report=report, source=source):
         report.rows += 1
         if isinstance(item, BadRow):
             report.add_bad(item)

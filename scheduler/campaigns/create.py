@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.core.config import ChannelSettings, Settings
 from scheduler.campaigns import estimate
 from scheduler.campaigns import records as campaigns
-from scheduler.campaigns.audience import AudienceError, ImportReport, import_audience, mapped_columns
+from scheduler.campaigns.audience import ImportReport, import_audience, mapped_columns
+from scheduler.campaigns.audience_text import AudienceError
 from scheduler.campaigns.schedule import Schedule
 from scheduler.campaigns.variables import body_placeholders, check_mapping
 from storage.models import Channel, utcnow
@@ -88,8 +89,9 @@ async def check_template(session: AsyncSession, request: Request) -> tuple[str |
 
 
 async def prepare(sessions: async_sessionmaker[AsyncSession], settings: Settings, request: Request,
-                  stream: IO[str]) -> Prepared:
-    """Create the draft and import its audience; the draft is discarded if the audience is unusable."""
+                  stream: IO[str], *, source: str = "the file") -> Prepared:
+    """Create the draft and import its audience; the draft is discarded if the audience is unusable. `source`
+    names the audience file in errors."""
     check_schedule(request.schedule)
     async with sessions() as session, session.begin():
         category, warnings = await check_template(session, request)
@@ -102,7 +104,7 @@ async def prepare(sessions: async_sessionmaker[AsyncSession], settings: Settings
         campaign_id = draft.id
     try:
         report = await import_audience(sessions, campaign_id, stream, settings.default_region,
-                                       mapped_columns(request.variables))
+                                       mapped_columns(request.variables), source=source)
     except AudienceError as exc:
         await campaigns.discard_draft(sessions, campaign_id)
         raise CampaignInputError("audience", str(exc)) from None
