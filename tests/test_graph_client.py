@@ -10,7 +10,9 @@ import pytest
 
 from bot.meta.errors import GraphError, SendAction, classify, explain, known_codes, parse_error_body
 from bot.meta.graph import GraphClient
+from bot.meta.origins import UntrustedURL
 from bot.standins.graph import GraphStandin
+from tests.canary import Canary
 
 PNID = "100000000000001"
 OTHER_PNID = "100000000000002"
@@ -330,7 +332,64 @@ async def test_media_download_needs_the_token(client: GraphClient, standin: Grap
     assert bad.value.code == 190
 
 
+async def test_a_media_url_elsewhere_is_not_fetched_with_the_token(client: GraphClient, standin: GraphStandin) -> None:
+    canary = Canary()
+    await canary.start()
+    try:
+        standin.media_url_base = canary.url
+        info = await client.get_media(standin.add_media(b"\x89PNG...", "image/png"), TOKEN)
+        assert info.url.startswith(canary.url)
+        with pytest.raises(UntrustedURL) as refused:
+            await client.download_media(info.url, TOKEN)
+        assert refused.value.origin == standin.media_url_base
+    finally:
+        await canary.stop()
+    assert canary.hits == []
+
+
+def test_only_graphs_origin_and_metas_media_host_are_followed() -> None:
+    graph = GraphClient("https://graph.facebook.com", VERSION)
+    followed = [
+        "https://graph.facebook.com/v23.0/123/message_templates?after=x",
+        "https://graph.facebook.com:443/v23.0/123",
+        "https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1&ext=2&hash=3",
+        "123/message_templates?after=x",  # relative: on Graph's base
+    ]
+    assert [graph.followable(u).split("/")[2] for u in followed] == [
+        "graph.facebook.com", "graph.facebook.com", "lookaside.fbsbx.com", "graph.facebook.com"]
+    refused = [
+        "https://lookaside.fbsbx.com.evil.example/x",
+        "http://lookaside.fbsbx.com/x",  # the token in the clear
+        "https://graph.facebook.com:8443/v23.0/1",
+        "https://graph.facebook.com@evil.example/v23.0/1",
+        "//evil.example/v23.0/1",
+        "https://evil.example/v23.0/1",
+    ]
+    for url in refused:
+        with pytest.raises(UntrustedURL):
+            graph.followable(url)
+
+
 # ---- templates -----------------------------------------------------------------------------------
+
+
+async def test_paging_elsewhere_stops_with_a_warning_and_sends_no_token(
+        standin: GraphStandin, caplog: pytest.LogCaptureFixture) -> None:
+    for i in range(5):
+        standin.add_template(WABA, f"template_{i}", "en")
+    canary = Canary()
+    await canary.start()
+    try:
+        standin.paging_base = elsewhere = canary.url
+        async with GraphClient(standin.base_url, VERSION) as graph:
+            seen = [t["name"] async for t in graph.list_templates(WABA, TOKEN, limit=2)]
+    finally:
+        await canary.stop()
+    assert seen == ["template_0", "template_1"]
+    assert canary.hits == []
+    assert any("stopped paging" in r.getMessage() and elsewhere in r.getMessage() for r in caplog.records)
+
+
 
 
 async def test_list_templates_follows_paging_over_three_pages(standin: GraphStandin) -> None:

@@ -8,6 +8,7 @@ and sent. WhatsApp's type and size limits are checked first, and a file that can
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,10 +20,13 @@ from bot.core.config import ChannelSettings
 from bot.deps import Deps
 from bot.meta.errors import GraphError, SendAction, explain
 from bot.meta.graph import MediaTooLarge, SendResult
+from bot.meta.origins import UntrustedURL
 from bot.slack import render
 from bot.slack.file_fetch import FileOriginRefused, stream_slack_file
 from bot.slack.outbox import ItemContext, Retry, Thread
 from storage.models import Message
+
+log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 KB = 1024
@@ -128,6 +132,13 @@ async def mirror_to_slack(ctx: ItemContext, thread: Thread, msg: Message, channe
         return
     except MediaTooLarge:
         note = f":warning: The {msg.type} is larger than {human_size(INBOUND_MAX_BYTES)} and was not copied."
+        await ctx.post(thread.channel, render.note_post(note), thread_ts=thread.ts, part="file")
+        return
+    except UntrustedURL as exc:
+        log.warning("media %s of message %s not fetched: %s", msg.media_id, msg.id, exc)
+        where = render.escape(exc.origin or "an address that is not a web origin")
+        note = (f":warning: The {msg.type} was not copied: WhatsApp's answer pointed at {where}, which is not one "
+                "of Meta's hosts, and the bridge sends the number's token only to Meta.")
         await ctx.post(thread.channel, render.note_post(note), thread_ts=thread.ts, part="file")
         return
     filename = _filename(msg, info.mime_type)

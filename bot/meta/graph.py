@@ -1,12 +1,17 @@
 """The one client for Meta's Graph API (WhatsApp Cloud API and the few management calls the bridge needs).
 
 Tokens are passed per call because each channel (WhatsApp number) has its own. Every failure surfaces as
-`GraphError`; its `.action` says what a sender should do.
+`GraphError`; its `.action` says what a sender should do. A URL an answer names is followed with the token only
+on Graph's own origins (`bot.meta.origins`).
+
+Why one module: every Graph call shares one transport, its stale-connection retry, error parsing and origin
+rule; the calls themselves are a few lines each.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,6 +22,7 @@ import httpx
 from bot.meta.callback import opaque
 from bot.meta.delivery import Delivery, RequestTrace, delivery_of
 from bot.meta.errors import GraphError, SendAction, parse_error_body
+from bot.meta.origins import META_MEDIA_ORIGIN, UntrustedURL, origin_of
 
 __all__ = [
     "DEFAULT_PHONE_FIELDS",
@@ -28,7 +34,10 @@ __all__ = [
     "MediaTooLarge",
     "SendAction",
     "SendResult",
+    "UntrustedURL",
 ]
+
+log = logging.getLogger(__name__)
 
 MEDIA_KINDS = frozenset({"image", "video", "audio", "document", "sticker"})
 DEFAULT_PHONE_FIELDS = (
@@ -88,6 +97,9 @@ class GraphClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_version = api_version.strip("/")
+        # The token goes only to the configured Graph origin and Meta's media host, whatever a URL in an
+        # answer names: an answer is data, and a proxy or a bug upstream could point anywhere.
+        self.trusted_origins = frozenset({origin_of(httpx.URL(self.base_url)), META_MEDIA_ORIGIN})
         self._http = httpx.AsyncClient(
             base_url=f"{self.base_url}/{self.api_version}/",
             timeout=timeout,
@@ -131,6 +143,17 @@ class GraphClient:
                 body = response.text
             raise parse_error_body(response.status_code, body, response.headers.get("Retry-After"))
         return response
+
+    def followable(self, url: str) -> str:
+        """An URL from an answer made absolute against Graph's base; UntrustedURL when it leaves Graph's origins."""
+        try:
+            absolute = httpx.URL(f"{self.base_url}/{self.api_version}/").join(url)
+        except (httpx.InvalidURL, TypeError, ValueError):
+            raise UntrustedURL(str(url), "") from None
+        origin = origin_of(absolute)
+        if origin not in self.trusted_origins:
+            raise UntrustedURL(str(url), origin)
+        return str(absolute)
 
     async def _json(self, method: str, url: str, token: str | None, **kwargs: Any) -> dict[str, Any]:
         response = await self._send(method, url, token, **kwargs)
@@ -287,9 +310,11 @@ class GraphClient:
         )
 
     async def download_media(self, url: str, token: str, *, max_bytes: int | None = None) -> bytes:
-        """Fetch media bytes from the absolute URL `get_media` returned, with the bearer token."""
+        """Fetch media bytes from the absolute URL `get_media` returned, with the bearer token; UntrustedURL
+        (nothing sent) when it is not on Graph's origin or Meta's media host."""
         if not url.startswith(("http://", "https://")):
-            raise ValueError("media URL must be absolute")
+            raise UntrustedURL(url, "")
+        url = self.followable(url)
         headers = {"Authorization": f"Bearer {token}"}
         try:
             async with self._http.stream("GET", url, headers=headers) as response:
@@ -341,7 +366,12 @@ class GraphClient:
             if not next_url or next_url in seen or not body.get("data"):
                 return
             seen.add(next_url)
-            body = await self._json("GET", next_url, token)
+            try:
+                followed = self.followable(str(next_url))
+            except UntrustedURL as exc:
+                log.warning("templates of WABA %s: stopped paging, the next page is elsewhere: %s", waba_id, exc)
+                return
+            body = await self._json("GET", followed, token)
 
     async def create_template(self, waba_id: str, token: str, template: Mapping[str, Any]) -> dict[str, Any]:
         """Submit a template for review; returns `{id, status, category}`."""

@@ -294,6 +294,10 @@ class GraphStandin(LoopbackServer):
         self._used_connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._oauth_codes: dict[str, _OAuthCode] = {}
         self.status_feed: StatusFeed | None = None
+        # Where the URLs in answers point (media `url`, `paging.next`); None: here. A test sets another origin
+        # to play a proxy or an upstream bug that names somewhere else.
+        self.media_url_base: str | None = None
+        self.paging_base: str | None = None
 
     # ---- configuration helpers -------------------------------------------------------------------
 
@@ -742,7 +746,7 @@ class GraphStandin(LoopbackServer):
         query = urlencode({"sig": media.sig})
         return {
             "messaging_product": "whatsapp",
-            "url": f"{self.base_url}/media-download/{media.id}?{query}",
+            "url": f"{self.media_url_base or self.base_url}/media-download/{media.id}?{query}",
             "mime_type": media.mime_type,
             "sha256": media.sha256,
             "file_size": len(media.data),
@@ -823,7 +827,8 @@ class GraphStandin(LoopbackServer):
                 query = {k: v for k, v in request.query.items() if k not in ("after", "before")}
                 query.update({"limit": str(limit), "after": after})
                 body["paging"]["next"] = (
-                    f"{self.base_url}/{request.match_info['version']}/{waba}/message_templates?" + urlencode(query)
+                    f"{self.paging_base or self.base_url}/{request.match_info['version']}/{waba}/message_templates?"
+                    + urlencode(query)
                 )
         return web.json_response(body)
 
