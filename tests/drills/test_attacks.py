@@ -13,6 +13,9 @@ as a real subprocess with the Meta and Slack stand-ins on loopback and a canary 
 - A customer whose WhatsApp name is made of bidi overrides and zero-width characters shows in Slack with them
   stripped and the rest isolated (U+2068 … U+2069); a name with nothing visible left shows as the number.
 - A reply whose answer is lost after Meta took it is sent once; a 130429 on a reply shows in doctor.
+- Meta's side: a signed status from another business's number naming our campaign recipient settles nothing;
+  a media URL in Graph's answer on the canary's origin is not fetched (the thread says why); a 2 MB history
+  chunk is taken under the default body limit, a 9 MiB body gets 413.
 - Config: empty secrets all named at once, a display number as phone_number_id, a misspelt time zone,
   postgres:// and sqlite:// URLs, a port in use: one line each, the right exit code.
 - The log: a 'listening on' line, refusals logged, no bolt token notice, no scheduler chatter, no traceback.
@@ -31,16 +34,27 @@ from urllib.parse import urlencode
 
 import aiohttp
 import yaml
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from bot.handlers.slack_actions import PICKER_CALLBACK, SHORTCUT_OPT_OUT, TEMPLATE_BLOCK, TEMPLATE_SELECT
 from bot.slack.display_names import FSI, PDI
 from bot.standins import sign_slack
-from storage.models import Contact, Conversation, Template
+from scheduler.campaigns.unknowns import callback_data
+from storage.models import (
+    Campaign,
+    CampaignRecipient,
+    CampaignRun,
+    Channel,
+    Contact,
+    Conversation,
+    Template,
+    WebhookLog,
+    utcnow,
+)
 from tests.canary import Canary
 from tests.drills.conftest import ROOT, DbProbe, Serves, Standins, write_config
 from tests.harness import eventually, now_ts
-from tests.helpers import PNID, SIGNING_SECRET, SLACK_CHANNEL, WABA, inbound_text, signed
+from tests.helpers import PNID, SIGNING_SECRET, SLACK_CHANNEL, WABA, history_chunk, inbound_text, signed, status
 from tests.test_campaign_slack import form_values
 
 METRICS_TOKEN = "drill-metrics-token"
@@ -231,6 +245,67 @@ async def _attack(a: Attacker, db: DbProbe, canary: Canary, slack: Any, graph: A
     assert not set(shown) & CONTROLS
     assert f"*{FSI}troppuS Desk{PDI}* · +91 98123 40001" in shown
     assert "*Unknown name* · +91 98123 40002" in shown
+
+    await _edges(a, db, canary, slack, graph, parent["ts"])
+
+
+async def _edges(a: Attacker, db: DbProbe, canary: Canary, slack: Any, graph: Any, thread_ts: str) -> None:
+    """Meta's side: another business's status, Graph answers naming another origin, Meta's largest bodies."""
+    # 7. A status signed by Meta but from another business's number, naming our campaign recipient.
+    channel_id = (await db.all(select(Channel.id).where(Channel.phone_number_id == PNID)))[0][0]
+    await db.write(insert(Campaign).values(name="Fees", channel_id=channel_id, template_name="hello", language="en",
+                                           schedule_kind="now"))
+    campaign_id = (await db.all(select(Campaign.id)))[-1][0]
+    await db.write(insert(CampaignRun).values(campaign_id=campaign_id, scheduled_for=utcnow(), status="done"))
+    run_id = (await db.all(select(CampaignRun.id)))[-1][0]
+    await db.write(insert(CampaignRecipient).values(run_id=run_id, wa_id="919810000077", status="unknown",
+                                                    attempted_at=utcnow()))
+    recipient_id = (await db.all(select(CampaignRecipient.id)))[-1][0]
+    forged = status("wamid.FOREIGN", "delivered", recipient="919810000077", ts=now_ts())
+    value = forged["entry"][0]["changes"][0]["value"]
+    value["metadata"]["phone_number_id"] = "109999999999999"
+    value["statuses"][0]["biz_opaque_callback_data"] = callback_data(recipient_id)
+    assert await a.post("/webhooks/meta", *signed(forged)) == 200
+    await _wait_all_applied(db, 30)
+    assert [r.status for r in await db.all(select(CampaignRecipient.status).where(
+        CampaignRecipient.id == recipient_id))] == ["unknown"]
+
+    # 8. A media URL in Graph's answer on another origin: not fetched, the thread says why.
+    graph.media_url_base = canary.url
+    try:
+        media_id = graph.add_media(b"\x89PNG\r\n\x1a\n", "image/png")
+        image = inbound_text("wamid.IMGELSEWHERE", "", wa_id=WA_ID, ts=now_ts())
+        image["entry"][0]["changes"][0]["value"]["messages"][0].update(
+            type="image", image={"id": media_id, "mime_type": "image/png", "sha256": "x"})
+        del image["entry"][0]["changes"][0]["value"]["messages"][0]["text"]
+        assert await a.post("/webhooks/meta", *signed(image)) == 200
+        await eventually(lambda: [m for m in slack.thread(SLACK_CHANNEL, thread_ts)
+                                  if "not one of Meta's hosts" in str(m)], timeout=30)
+    finally:
+        graph.media_url_base = None
+    assert canary.hits == []
+
+    # 9. Meta's largest bodies: a history chunk of about 2 MB is taken; one past the limit is 413.
+    chunk, headers = signed(history_chunk(200, 10, text="x" * 900))
+    assert 2_000_000 < len(chunk) < 3_000_000
+    assert await a.post("/webhooks/meta", chunk, headers) == 200
+    huge, huge_headers = signed(b'{"pad": "' + b"x" * (9 * 1024 * 1024) + b'"}')
+    assert await a.post("/webhooks/meta", huge, huge_headers) == 413
+    await _wait_all_applied(db, 120)
+
+
+async def _all_applied(db: DbProbe) -> bool:
+    return await db.count(WebhookLog, WebhookLog.processed_at.is_(None)) == 0
+
+
+async def _wait_all_applied(db: DbProbe, timeout: float) -> None:  # noqa: ASYNC109
+    """Every stored delivery applied; the ones still waiting (with their errors) when it fails."""
+    try:
+        await eventually(lambda: _all_applied(db), timeout=timeout)
+    except AssertionError:
+        waiting = await db.all(select(WebhookLog.id, WebhookLog.event_type, WebhookLog.attempts, WebhookLog.error)
+                               .where(WebhookLog.processed_at.is_(None)))
+        raise AssertionError(f"deliveries not applied within {timeout:g} s: {waiting}") from None
 
 
 async def _careless_operator(tmp_path: Path, raw: dict[str, Any], busy_port: int, db_url: str) -> None:
