@@ -36,9 +36,12 @@ HEALS_WITHIN = 40.0
 TRACEBACKS_AT_MOST = 40
 
 
-async def restart(pg: PgCluster, down_for: float = 1.0) -> None:
-    """A clean restart: `pg_ctl stop -m fast` (every connection cut), a moment down, then start."""
+async def restart(pg: PgCluster, serve_url: str, down_for: float = 1.0) -> None:
+    """A clean restart: `pg_ctl stop -m fast` (every connection cut), a moment down, then start. Meanwhile
+    `/healthz` says what is wrong."""
     await asyncio.to_thread(pg.stop, "fast")
+    code, body = await healthz(serve_url)
+    assert code == 503 and str(body.get("database", "")).startswith("error"), body
     await asyncio.sleep(down_for)
     await asyncio.to_thread(pg.start)
 
@@ -65,7 +68,7 @@ async def test_postgres_restart_mid_campaign_and_mid_status_storm_heals_without_
     audience = [f"9198400{i:05d}" for i in range(AUDIENCE)]
     campaign_id = await create_campaign(config, write_audience(tmp_path / "audience.csv", audience))
     await eventually(lambda: len(graph.sends) >= AUDIENCE // 4, timeout=60)
-    await restart(private_pg)
+    await restart(private_pg, serve.url)
     restarted = time.monotonic()
     sent_by_restart = len(graph.sends)
     assert sent_by_restart < AUDIENCE  # the restart did land mid-campaign
@@ -91,7 +94,7 @@ async def test_postgres_restart_mid_campaign_and_mid_status_storm_heals_without_
     storm = [_read(w, sends[w][0].wamid) for w in audience]
     loader = asyncio.create_task(load(storm, lambda: serve.url, rate=400, concurrency=16))
     await eventually(lambda: sum(d.acked for d in storm) >= len(storm) // 4, timeout=30)
-    await restart(private_pg)
+    await restart(private_pg, serve.url)
     await loader
     await redeliver([d for d in storm if not d.acked], serve.url)  # Meta retries what got no 200
     assert all(d.acked for d in storm)
