@@ -149,10 +149,20 @@ class Role(StrEnum):
     CAMPAIGN_MANAGERS = "campaign_managers"  # listed in slack.campaign_managers (users or user groups)
 
 
+class ReplyRole(StrEnum):
+    """Whose thread replies reach the customer."""
+
+    # Members of the workspace the app is installed in (with slack.client_id: the channel's slack_team):
+    # no Slack Connect users from other organisations, no guests.
+    WORKSPACE_MEMBERS = "workspace_members"
+    ANYONE = "anyone"  # everyone who can write in the channel, Slack Connect users and guests included
+
+
 class PermissionSettings(_Strict):
     send_templates: Role = Role.CHANNEL_MEMBERS
     opt_out: Role = Role.CHANNEL_MEMBERS
     export: Role = Role.CAMPAIGN_MANAGERS
+    reply_to_customers: ReplyRole = ReplyRole.WORKSPACE_MEMBERS
 
 
 class SlackSettings(_Strict):

@@ -1,6 +1,8 @@
 """Human messages in a bridged Slack thread: sent to the customer inside the 24-hour window, else explained.
 
 Notes (a configured prefix such as `note:`) and every message in a `notes_only` channel stay in Slack.
+Only the people `slack.permissions.reply_to_customers` allows reach the customer (by default the
+workspace's members, not Slack Connect users or guests); anyone else is told why, privately.
 Bot posts, edits, joins, top-level messages and threads the bridge did not create are ignored. Slack's
 retries of one event (same event_id, or the same message again) act once: the first delivery claims the
 event in `slack_events` before anything is sent.
@@ -31,6 +33,7 @@ from bot.slack import limits, render, reply_ledger
 from bot.slack.errors import slack_reason
 from bot.slack.names import resolve_names
 from bot.slack.outbox import wake_outbox
+from bot.slack.reply_gate import ReplyGate
 from bot.slack.reply_parts import CAPTIONED_KINDS, caption_and_rest, split_message
 from bot.slack.to_whatsapp import NO_NAMES, Converted, references, to_whatsapp
 from scheduler.throttle import Priority, ThrottleUnavailable
@@ -51,6 +54,7 @@ class Outcome(StrEnum):
     NOTE = "note"
     NOTES_ONLY = "notes_only"
     WINDOW_CLOSED = "window_closed"
+    NOT_ALLOWED = "not_allowed"
     SENT = "sent"
     FAILED = "failed"
     EMPTY = "empty"
@@ -299,7 +303,13 @@ async def _send(deps: Deps, thread: BridgedThread, event: dict[str, Any], user: 
     return Outcome.SENT
 
 
-async def handle_thread_message(deps: Deps, body: dict[str, Any], event: dict[str, Any]) -> Outcome:
+def reply_gate(deps: Deps) -> ReplyGate:
+    """The gate for slack.permissions.reply_to_customers (one per app: it caches users.info a minute)."""
+    return ReplyGate(deps.settings.slack.permissions.reply_to_customers, deps.slack)
+
+
+async def handle_thread_message(deps: Deps, body: dict[str, Any], event: dict[str, Any],
+                                gate: ReplyGate | None = None) -> Outcome:
     """Act on one `message` event; returns what happened (for logs and tests)."""
     if event.get("subtype") not in _HANDLED_SUBTYPES or event.get("bot_id") or event.get("bot_profile"):
         return Outcome.IGNORED
@@ -333,6 +343,12 @@ async def handle_thread_message(deps: Deps, body: dict[str, Any], event: dict[st
                         ":lock: This channel mirrors WhatsApp only: your message was kept as an internal note "
                         "and was not sent to the customer.")
         return Outcome.NOTES_ONLY
+    refusal = await (gate or reply_gate(deps)).refusal(body, event, thread.channel.slack_team)
+    if refusal is not None:
+        log.info("reply from %s in %s not sent: not allowed to reply to customers", user, thread.thread_ts)
+        await react(deps, str(channel), str(ts), render.NOT_SENT_REACTION)
+        await ephemeral(deps, thread, str(channel), str(user), f":no_entry: {refusal}")
+        return Outcome.NOT_ALLOWED
     if not window_open(thread.last_customer_message_at, utcnow()):
         # Marked for everyone in the thread, so nobody takes the customer for answered.
         await react(deps, str(channel), str(ts), render.NOT_SENT_REACTION)
@@ -349,10 +365,10 @@ async def handle_thread_message(deps: Deps, body: dict[str, Any], event: dict[st
 
 def register(bolt: AsyncApp, deps: Deps) -> None:
     """Listen to messages in bridged threads."""
-    bolt.event("message")(partial(on_message, deps))
+    bolt.event("message")(partial(on_message, deps, reply_gate(deps)))
 
 
-async def on_message(deps: Deps, body: dict[str, Any], event: dict[str, Any]) -> None:
-    outcome = await handle_thread_message(deps, body, event)
+async def on_message(deps: Deps, gate: ReplyGate, body: dict[str, Any], event: dict[str, Any]) -> None:
+    outcome = await handle_thread_message(deps, body, event, gate)
     if outcome is not Outcome.IGNORED:
         log.info("Slack message %s in %s: %s", event.get("ts"), event.get("channel"), outcome.value)

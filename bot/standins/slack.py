@@ -329,18 +329,23 @@ class SlackStandin(LoopbackServer):
         self._channel(channel_id)["is_archived"] = True
 
     def add_user(
-        self, user_id: str, name: str, *, real_name: str | None = None, is_bot: bool = False, tz: str = "UTC"
+        self, user_id: str, name: str, *, real_name: str | None = None, is_bot: bool = False, tz: str = "UTC",
+        team_id: str | None = None, is_restricted: bool = False, is_ultra_restricted: bool = False,
     ) -> dict[str, Any]:
-        """Create a workspace user."""
+        """Create a user: of this workspace, one of its guests (is_restricted: multi-channel guest,
+        is_ultra_restricted: single-channel guest), or with another team_id a Slack Connect user from another
+        organisation, whose messages then carry `user_team` and `source_team` as Slack's do."""
         real = real_name or name
         user = {
             "id": user_id,
-            "team_id": self.team_id,
+            "team_id": team_id or self.team_id,
             "name": name,
             "real_name": real,
             "is_bot": is_bot,
             "deleted": False,
             "tz": tz,
+            "is_restricted": is_restricted or is_ultra_restricted,
+            "is_ultra_restricted": is_ultra_restricted,
             "profile": {"real_name": real, "display_name": name, "image_72": ""},
         }
         self.users[user_id] = user
@@ -470,7 +475,10 @@ class SlackStandin(LoopbackServer):
         files: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Store a message a person wrote in Slack and return it as a `message` event."""
-        message: dict[str, Any] = {"type": "message", "user": user, "text": text, "team": self.team_id}
+        team = str(self.users.get(user, {}).get("team_id") or self.team_id)
+        message: dict[str, Any] = {"type": "message", "user": user, "text": text, "team": team}
+        if team != self.team_id:  # a Slack Connect user's message names the team it comes from
+            message.update({"user_team": team, "source_team": team})
         if files:
             message["files"] = files
             message["subtype"] = "file_share"

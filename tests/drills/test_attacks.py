@@ -7,6 +7,8 @@ as a real subprocess with the Meta and Slack stand-ins on loopback and a canary 
   broken private_metadata or ids: 4xx or a readable answer, never a 5xx.
 - One signed template-picker submission posted three times sends one template; an opt-out by someone outside
   the channel is refused.
+- A Slack Connect user from another organisation, in the channel, replies in the thread: nothing reaches the
+  customer and they are told why.
 - /metrics and /%6detrics without the bearer token: 401; with no token, port or metrics_public set, `serve` does
   not serve /metrics (404) and its log says so in one line.
 - A 100 KB query string, sent a dozen times: 400 each, at most ten log lines, no traceback.
@@ -58,7 +60,7 @@ from tests.helpers import PNID, SIGNING_SECRET, SLACK_CHANNEL, WABA, history_chu
 from tests.test_campaign_slack import form_values
 
 METRICS_TOKEN = "drill-metrics-token"
-STAFF, OUTSIDER, MANAGER = "U0STAFF", "U0OUTSIDER", "UMANAGER"
+STAFF, OUTSIDER, MANAGER, PARTNER = "U0STAFF", "U0OUTSIDER", "UMANAGER", "U0PARTNER"
 WA_ID = "919812345678"
 SPOOF_ID, BLANK_ID = "919812340001", "919812340002"
 # "\u202e" (RIGHT-TO-LEFT OVERRIDE) would reverse "Support" and the number after it; the rest hide or reorder.
@@ -124,7 +126,8 @@ async def test_every_attack_in_one_run(db_url: str, tmp_path: Path, standins: St
     slack, graph = standins.slack, standins.graph
     for user in (STAFF, OUTSIDER, MANAGER):
         slack.add_user(user, user.lower())
-    slack.join(SLACK_CHANNEL, STAFF)
+    slack.add_user(PARTNER, "partner", team_id="T0PARTNER")  # another organisation's, through Slack Connect
+    slack.join(SLACK_CHANNEL, STAFF, PARTNER)
     canary = Canary()
     await canary.start()
     serve = await serves.start(config, "attacked")
@@ -154,7 +157,9 @@ async def _attack(a: Attacker, db: DbProbe, canary: Canary, slack: Any, graph: A
     body, headers = signed(inbound_text("wamid.ATTACK", "hello", wa_id=WA_ID, ts=now_ts(-60)))
     assert await a.post("/webhooks/meta", body, headers) == 200
     parent = (await eventually(lambda: slack.messages(SLACK_CHANNEL, top_level_only=True), timeout=30))[0]
-    conversation = (await eventually(lambda: db.all(Conversation.__table__.select()), timeout=30))[0]
+    # The thread is known once its parent's ts is stored (a reply before that finds no thread and is ignored).
+    recorded = Conversation.__table__.select().where(Conversation.slack_thread_ts == parent["ts"])
+    conversation = (await eventually(lambda: db.all(recorded), timeout=30))[0]
 
     # 1. The token leak: a shared file and an audience CSV hosted on the canary.
     file = dict(slack.add_file(b"%PDF-1.4", "brochure.pdf", "application/pdf", user=STAFF))
@@ -215,6 +220,12 @@ async def _attack(a: Attacker, db: DbProbe, canary: Canary, slack: Any, graph: A
     await eventually(lambda: [e for e in slack.ephemerals if e["user"] == OUTSIDER], timeout=30)
     assert [c.opted_out for c in await db.all(Contact.__table__.select())] == [False]
 
+    # 3b. A Slack Connect user replies to the customer.
+    outside = slack.user_message(SLACK_CHANNEL, PARTNER, "from another company", thread_ts=parent["ts"])
+    assert await a.event(outside, "EvPARTNER") == 200
+    await eventually(lambda: [e for e in slack.ephemerals if e["user"] == PARTNER and "Slack Connect" in e["text"]],
+                     timeout=30)
+
     # 4. /metrics is not reachable by spelling its path differently.
     assert [await a.raw_get(p) for p in ("/metrics", "/%6detrics")] == [401, 401]
     assert await a.raw_get("/%6detrics", f"Authorization: Bearer {METRICS_TOKEN}\r\n") == 200
@@ -233,7 +244,7 @@ async def _attack(a: Attacker, db: DbProbe, canary: Canary, slack: Any, graph: A
     assert await a.event(throttled, "Ev130429") == 200
     await eventually(lambda: [e for e in slack.ephemerals if "130429" in e["text"]], timeout=30)
     texts = [s.payload.get("text", {}).get("body") for s in graph.sends_to(WA_ID)]
-    assert texts.count("sent once") == 1 and "too fast" not in texts
+    assert texts.count("sent once") == 1 and "too fast" not in texts and "from another company" not in texts
 
     # 6. Names: bidi overrides and zero-width tricks in WhatsApp profile names.
     for wamid, wa_id, name in (("wamid.SPOOF", SPOOF_ID, SPOOF_NAME), ("wamid.BLANK", BLANK_ID, BLANK_NAME)):
