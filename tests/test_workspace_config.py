@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from bot.core.config import ConfigError, parse_settings
 from bot.core.workspace import DEFAULT_WORKSPACE, workspace_key
-from bot.onboarding.crypto import new_key
 
-KEY = new_key()
+# A fixed key: parametrised test ids must be the same in every pytest-xdist worker.
+KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
 
 
 def _raw(slack: dict[str, object], *, team: str | None = None, token_key: str = KEY) -> dict[str, object]:
