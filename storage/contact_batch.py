@@ -14,24 +14,30 @@ from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.workspace import DEFAULT_WORKSPACE
+from storage.erasure import opt_out_if_erased
 from storage.models import Contact, Conversation, utcnow
 from storage.upsert import insert_ignore_many
 
 
 async def ensure_conversations(session: AsyncSession, wanted: Iterable[tuple[int, str, str]],
-                               names: dict[str, str] | None = None, teams: Mapping[int, str] | None = None) -> None:
+                               names: dict[str, str] | None = None, teams: Mapping[int, str] | None = None,
+                               salt: bytes | None = None) -> None:
     """Create missing contacts (named from names) and conversations for (channel_id, wa_id, slack_channel), in
-    their channel's workspace (`teams`: channel id -> workspace; absent ones: 'default')."""
+    their channel's workspace (`teams`: channel id -> workspace; absent ones: 'default').
+
+    With salt (privacy.salt), a new contact whose id an erasure kept out of campaigns starts opted out."""
     triples = sorted(set(wanted))
     if not triples:
         return
     now = utcnow()
     wa_ids = sorted({wa_id for _, wa_id, _ in triples})
     contacts: Table = Contact.__table__  # type: ignore[assignment]
-    await insert_ignore_many(session, contacts, [
+    created = await insert_ignore_many(session, contacts, [
         {"wa_id": w, "profile_name": (names or {}).get(w), "opted_out": False, "created_at": now, "updated_at": now}
         for w in wa_ids
-    ], ["wa_id"])
+    ], ["wa_id"], returning=("id", "wa_id") if salt is not None else ())
+    if created and salt is not None:
+        await opt_out_if_erased(session, [(r.id, r.wa_id) for r in created], salt)
     ids = dict((await session.execute(select(Contact.wa_id, Contact.id).where(Contact.wa_id.in_(wa_ids))))
                .tuples().all())
     conversations: Table = Conversation.__table__  # type: ignore[assignment]

@@ -18,7 +18,7 @@ from sqlalchemy import String, cast, delete, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from bot.core.identity_hash import USERNAME, wa_id_kind
+from bot.core.identity_hash import USERNAME, wa_id_hash, wa_id_kind
 from storage.models import (
     AudienceMember,
     Campaign,
@@ -136,15 +136,19 @@ async def erase_messages(session: AsyncSession, conversation_ids: Sequence[int],
     return len(rows)
 
 
-async def erase_logs(session: AsyncSession, values: Sequence[str], after_id: int, span: int) -> tuple[int, int]:
-    """Delete the processed deliveries among the next span (by id, after after_id) that name the person.
+async def erase_logs(session: AsyncSession, values: Sequence[str], after_id: int, span: int,
+                     numbers: Sequence[str] | None = None) -> tuple[int, int]:
+    """Delete the processed deliveries among the next span (by id, after after_id) that name the person, and
+    (numbers given: the phone_number_ids in scope) were sent for one of those numbers.
 
     Returns (the last id looked at, deliveries deleted); the last id is after_id when none are left. A delivery
     not yet processed is left for the worker: its messages become a fresh contact once applied."""
     needles = [v.encode() for v in values if v]
+    ours = None if numbers is None else [f'"{n}"'.encode() for n in numbers]
     rows = (await session.execute(select(WebhookLog.id, WebhookLog.raw_body, WebhookLog.processed_at)
                                   .where(WebhookLog.id > after_id).order_by(WebhookLog.id).limit(span))).all()
-    doomed = [r.id for r in rows if r.processed_at is not None and any(n in bytes(r.raw_body) for n in needles)]
+    doomed = [r.id for r in rows if r.processed_at is not None and any(n in bytes(r.raw_body) for n in needles)
+              and (ours is None or any(n in bytes(r.raw_body) for n in ours))]
     if doomed:
         await session.execute(delete(WebhookLog).where(WebhookLog.id.in_(doomed)))
     return (rows[-1].id if rows else after_id), len(doomed)
@@ -161,13 +165,16 @@ async def finish(session: AsyncSession, record: Erasure, person: Person, channel
         counts[name] = counts.get(name, 0) + int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     counts["messages"] = counts.get("messages", 0) + await erase_messages(session, convs, 1_000_000)
-    await run("statuses", delete(MessageStatus).where(MessageStatus.recipient_id.in_(wa_ids)))
+    recipients = CampaignRecipient.wa_id.in_(wa_ids), CampaignRecipient.run_id.in_(runs_in(channel_ids))
+    sends = select(CampaignRecipient.wamid).where(*recipients, CampaignRecipient.wamid.is_not(None))
+    await run("statuses", delete(MessageStatus).where(MessageStatus.wamid.in_(sends)))
+    if not person.elsewhere:  # else the number's other statuses may be another workspace's sends
+        await run("statuses", delete(MessageStatus).where(MessageStatus.recipient_id.in_(wa_ids)))
     await run("slack_outbox", delete(SlackOutbox).where(or_(
         SlackOutbox.conversation_id.in_(convs), SlackOutbox.thread_key.in_([f"conv:{c}" for c in convs]))))
     await run("audience_rows", delete(AudienceMember).where(
         AudienceMember.wa_id.in_(wa_ids), AudienceMember.campaign_id.in_(campaigns_in(channel_ids))))
     # Sends are counted per state in progress and reports: the rows stay, with nothing left that names anyone.
-    recipients = CampaignRecipient.wa_id.in_(wa_ids), CampaignRecipient.run_id.in_(runs_in(channel_ids))
     await run("campaign_sends_skipped", update(CampaignRecipient).where(
         *recipients, CampaignRecipient.status == "pending").values(status="skipped", error_title=ERASED_NOTE))
     await run("campaign_sends", update(CampaignRecipient).where(*recipients).values(
@@ -225,3 +232,26 @@ async def workspace_channels(session: AsyncSession, team: str) -> list[int]:
     """The ids of the numbers one Slack workspace owns (bot.core.workspace): the scope of its requests."""
     return list((await session.scalars(select(Channel.id).where(Channel.slack_team == team)
                                        .order_by(Channel.id))).all())
+
+
+ERASED_OPT_OUT = "erased on request earlier; opted out until they write START"
+
+
+async def opt_out_if_erased(session: AsyncSession, contacts: Sequence[tuple[int, str]], salt: bytes) -> int:
+    """Opt out the new contacts (id, wa_id) whose id an erasure keeps out of campaigns: an erased person who
+    writes again starts a fresh contact, still opted out. Returns how many."""
+    hashes = {cid: wa_id_hash(salt, wa_id) for cid, wa_id in contacts}
+    erased = await is_suppressed(session, list(hashes.values()))
+    ids = [cid for cid, h in hashes.items() if h in erased]
+    if ids:
+        await session.execute(update(Contact).where(Contact.id.in_(ids)).values(
+            opted_out=True, opted_out_at=utcnow(), opt_out_reason=ERASED_OPT_OUT))
+    return len(ids)
+
+
+async def numbers_of(session: AsyncSession, channel_ids: Sequence[int] | None) -> list[str] | None:
+    """The phone_number_ids of the channels in scope (None: every number)."""
+    if channel_ids is None:
+        return None
+    return list((await session.scalars(select(Channel.phone_number_id).where(Channel.id.in_(list(channel_ids)))))
+                .all())

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.erasure import opt_out_if_erased
 from storage.models import Contact, ContactIdentity, Conversation, Message, SlackOutbox, utcnow
 from storage.upsert import insert_ignore
 
@@ -100,16 +101,21 @@ async def merge_into(session: AsyncSession, keep: Contact, gone: Contact) -> Non
         keep.wa_id = gone_wa_id
 
 
-async def resolve_contact(session: AsyncSession, ident: Identity, profile_name: str | None = None) -> Contact:
-    """The one contact these ids belong to: created on first sight, merged when they span two."""
+async def resolve_contact(session: AsyncSession, ident: Identity, profile_name: str | None = None, *,
+                          salt: bytes | None = None) -> Contact:
+    """The one contact these ids belong to: created on first sight, merged when they span two.
+
+    With salt (privacy.salt), a contact created for ids an erasure kept out of campaigns starts opted out."""
     primary = ident.primary
     if primary is None:
         raise ValueError("an identity needs at least one id")
     found = await _contacts_with(session, ident)
     if not found:
-        await insert_ignore(session, Contact, {"wa_id": primary, "profile_name": profile_name,
-                                               "opted_out": False, "created_at": utcnow(),
-                                               "updated_at": utcnow()}, ["wa_id"])
+        new_id = await insert_ignore(session, Contact, {"wa_id": primary, "profile_name": profile_name,
+                                                        "opted_out": False, "created_at": utcnow(),
+                                                        "updated_at": utcnow()}, ["wa_id"])
+        if new_id is not None and salt is not None:
+            await opt_out_if_erased(session, [(int(new_id), primary)], salt)
         found = await _contacts_with(session, ident)
     contact = _survivor(found, ident)
     for other in found:

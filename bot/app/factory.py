@@ -170,7 +170,9 @@ def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
 def _start_retention(app: web.Application) -> asyncio.Task[None]:
     deps = app[appkeys.DEPS]
     worker = RetentionWorker(deps.sessions, deps.settings.retention, metrics=deps.metrics,
-                             resume=partial(privacy.resume, deps.sessions, deps.settings, deps.slack,
+                             # Many workspaces: no one token redacts every thread (those wait, rows erased).
+                             resume=partial(privacy.resume, deps.sessions, deps.settings,
+                                            None if deps.settings.slack.many_workspaces else deps.slack,
                                             idle=privacy.RESUME_AFTER))
     return asyncio.create_task(worker.run())
 

@@ -110,7 +110,7 @@ async def _store_message(
     channel_id, slack_channel = found
     ident = identity or Identity.of(wa_id)
     number_was_known = await _number_known(session, ident)
-    contact = await resolve_contact(session, ident, profile_name)
+    contact = await resolve_contact(session, ident, profile_name, salt=optional_salt(ctx.settings))
     conv = await repo.conversation_for(session, channel_id, contact.id, slack_channel, ctx.team_of(channel_id))
     if not number_was_known and conv.slack_thread_ts:
         # A customer known by user id until now: the thread's header shows the number from now on.

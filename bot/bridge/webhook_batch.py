@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.bridge import message_batch
 from bot.bridge.meta_events import EventContext, apply_event
+from bot.core.identity_hash import optional_salt
 from bot.meta import events as ev
 from bot.meta.parser import event_type_of, parse_delivery
 from scheduler.campaigns.unknown_store import CallbackReport, note_callbacks
@@ -234,7 +235,7 @@ async def _prepare_conversations(session: AsyncSession, ctx: EventContext,
             if isinstance(m.event, ev.InboundMessage) and m.event.profile_name:
                 names.setdefault(m.wa_id, m.event.profile_name)
             wanted.add((m.channel_id, m.wa_id, cfg.slack_channel))
-    await ensure_conversations(session, wanted, names, ctx.teams())
+    await ensure_conversations(session, wanted, names, ctx.teams(), optional_salt(ctx.settings))
 
 
 async def _keep_failure(session: AsyncSession, outcome: BatchOutcome, parsed: Parsed, exc: Exception,

@@ -83,17 +83,15 @@ def _write_export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _forget(settings: Settings, args: argparse.Namespace) -> int:
-    from slack_sdk.web.async_client import AsyncWebClient
-
     from bot.core.identity_hash import salt_of
     from bot.ops.privacy import PersonNotFound, export_person, forget, resume
+    from bot.slack.client import slack_client
 
     salt_of(settings)  # the one-line config error before anything else
     if not args.resume and not args.who:
         print("contact forget: name the customer (number, user id or username), or --resume", file=sys.stderr)
         return EXIT_USAGE
-    slack = None if args.no_slack else AsyncWebClient(token=settings.slack.bot_token,
-                                                      base_url=settings.slack.api_url)
+    slack = None if args.no_slack else slack_client(settings.slack)
     async with runtime(settings) as rt:
         if args.resume:
             for outcome in await resume(rt.sessions, settings, slack):

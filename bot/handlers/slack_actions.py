@@ -22,6 +22,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
+from bot.core.identity_hash import optional_salt, wa_id_hash
 from bot.deps import Deps
 from bot.handlers.slack_messages import (
     OPEN_PICKER_ACTION,
@@ -41,6 +42,7 @@ from bot.slack.errors import slack_reason
 from bot.slack.outbox import wake_outbox
 from bot.slack.permissions import UNCHECKED, Action, MembershipUnknown, Permissions, refusal
 from scheduler.throttle import Priority, ThrottleUnavailable
+from storage import erasure
 from storage import repository as repo
 from storage.models import Contact, Conversation, Message, Template
 
@@ -440,6 +442,9 @@ async def toggle_opt_out(app: _TemplateListeners, ack: Any, body: dict[str, Any]
             return
         opted_out = not contact.opted_out
         await repo.set_opt_out(s, contact.id, opted_out, reason=f"marked in Slack by {user}")
+        salt = optional_salt(deps.settings)
+        if not opted_out and salt is not None:  # an erased person opted back in may hear from campaigns again
+            await erasure.lift(s, [wa_id_hash(salt, contact.wa_id)])
         text = (f":no_bell: Marked *opted out* of marketing campaigns by <@{user}>." if opted_out
                 else f":bell: Marked *opted back in* to marketing campaigns by <@{user}>.")
         await repo.enqueue_slack(s, dedupe_key=f"optmark:{thread.conversation_id}:{body.get('action_ts')}",

@@ -26,7 +26,8 @@ from bot.handlers.slack_once import first_delivery
 from bot.ops.privacy import PersonNotFound, export_person, forget
 from bot.ops.privacy_export import filename, render_html, render_json
 from bot.slack import limits, once, payloads, render
-from bot.slack.permissions import Permissions
+from bot.slack.errors import slack_reason
+from bot.slack.permissions import UNCHECKED, MembershipUnknown, Permissions
 from storage import erasure
 from storage.models import Contact, Conversation
 
@@ -77,10 +78,19 @@ async def _manager_thread(app: _PrivacyListeners, body: dict[str, Any]) -> tuple
     if thread is None:
         await ephemeral(deps, None, channel, user, "That message is not in a WhatsApp conversation thread.")
         return None
-    if not user or not await app.permissions.is_manager(user):
-        await ephemeral(deps, thread, channel, user, MANAGERS_ONLY)
+    refusal = await _refusal(app, user)
+    if refusal is not None:
+        await ephemeral(deps, thread, channel, user, refusal)
         return None
     return thread, user
+
+
+async def _refusal(app: _PrivacyListeners, user: str) -> str | None:
+    """None for a campaign manager, else what the person is told (also when Slack did not say in time)."""
+    try:
+        return None if user and await app.permissions.is_manager(user) else MANAGERS_ONLY
+    except MembershipUnknown:
+        return UNCHECKED
 
 
 async def _dm(client: AsyncWebClient, user: str, text: str, files: list[dict[str, Any]] | None = None) -> None:
@@ -93,7 +103,7 @@ async def _dm(client: AsyncWebClient, user: str, text: str, files: list[dict[str
         else:
             await client.chat_postMessage(channel=dm, text=text)
     except SlackApiError as exc:
-        log.warning("privacy DM to %s failed: %s", user, exc.response.get("error"))
+        log.warning("privacy DM to %s failed: %s", user, slack_reason(exc))
 
 
 async def export_customer(app: _PrivacyListeners, ack: Any, body: dict[str, Any], client: AsyncWebClient
@@ -148,7 +158,7 @@ async def ask_to_forget(app: _PrivacyListeners, ack: Any, body: dict[str, Any], 
         await client.views_open(trigger_id=body.get("trigger_id"), view=confirm_view(thread.conversation_id, who))
     except SlackApiError as exc:
         await ephemeral(deps, thread, thread.slack_channel, user,
-                        f":warning: The confirmation did not open ({exc.response.get('error')}); try again.")
+                        f":warning: The confirmation did not open ({slack_reason(exc)}); try again.")
 
 
 async def confirmed_forget(app: _PrivacyListeners, ack: Any, body: dict[str, Any], view: dict[str, Any],
@@ -159,8 +169,9 @@ async def confirmed_forget(app: _PrivacyListeners, ack: Any, body: dict[str, Any
     await ack()
     if conversation_id is None or not user:
         return
-    if not await app.permissions.is_manager(user):
-        await _dm(client, user, MANAGERS_ONLY)
+    refusal = await _refusal(app, user)
+    if refusal is not None:
+        await _dm(client, user, refusal)
         return
     if await once.claim(deps.sessions, once.action_key("forget", user, str(view.get("id") or ""))) is not None:
         return  # Slack delivered the submission again: the first one is at work

@@ -131,6 +131,7 @@ async def _erase_rows(sessions: async_sessionmaker[AsyncSession], record_id: int
         record = await session.get(Erasure, record_id)
         assert record is not None
         person = await erasure.person_of(session, record)
+        numbers = await erasure.numbers_of(session, record.scope)
     removed = 0
     while True:
         async with sessions() as session, session.begin():
@@ -141,7 +142,7 @@ async def _erase_rows(sessions: async_sessionmaker[AsyncSession], record_id: int
     after, logs = 0, 0
     while person.values:
         async with sessions() as session, session.begin():
-            last, n = await erasure.erase_logs(session, person.values, after, LOG_SPAN)
+            last, n = await erasure.erase_logs(session, person.values, after, LOG_SPAN, numbers)
         logs += n
         if last == after:
             break

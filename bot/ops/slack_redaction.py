@@ -16,14 +16,19 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack.errors import http_status, slack_error_code, slack_reason
+
 log = logging.getLogger(__name__)
 
 RATE_LIMIT_TRIES = 5
+MAX_WAIT = 120.0  # seconds: a longer Retry-After leaves the thread for the next pass
 GONE_FILE = ("file_deleted", "file_not_found")  # already what we want
-# Worth asking again later (the redaction stops and resumes at the next pass); any other error is Slack's
-# answer for good, and listed.
+# Worth asking again later (the redaction stops and resumes at the next pass): Slack busy or down, or a token
+# or scope the operator can fix (a reinstall grants files:write); any other error is Slack's answer for good,
+# and listed.
 TRANSIENT = frozenset({"ratelimited", "fatal_error", "internal_error", "service_unavailable", "request_timeout",
-                       "unexpected_response", "unknown_error"})
+                       "unexpected_response", "unknown_error", "not_authed", "invalid_auth", "token_revoked",
+                       "token_expired", "account_inactive", "missing_scope", "team_access_not_granted"})
 
 
 class SlackUnavailable(Exception):
@@ -36,11 +41,11 @@ def redacted_text(on: datetime) -> str:
 
 
 def _error(exc: SlackApiError) -> str:
-    """Slack's error name; SlackUnavailable when it is one worth asking again later."""
-    data = getattr(exc.response, "data", None)
-    error = str(data.get("error") or "unknown_error") if isinstance(data, dict) else "unexpected_response"
-    if error in TRANSIENT or getattr(exc.response, "status_code", 200) >= 500:
-        raise SlackUnavailable(error) from exc
+    """Slack's error name; SlackUnavailable when it is one worth asking again later (or no error code came:
+    a proxy's page, invalid JSON)."""
+    error = slack_error_code(exc)
+    if error is None or error in TRANSIENT or (http_status(exc) or 200) >= 500:
+        raise SlackUnavailable(error or slack_reason(exc)) from exc
     return error
 
 
@@ -50,10 +55,14 @@ async def _paced(call: Callable[[], Awaitable[Any]]) -> Any:
         try:
             return await call()
         except SlackApiError as exc:
-            if getattr(exc.response, "status_code", 200) != 429 or attempt == RATE_LIMIT_TRIES - 1:
+            if http_status(exc) != 429 or attempt == RATE_LIMIT_TRIES - 1:
                 raise
             headers = getattr(exc.response, "headers", None) or {}
-            await asyncio.sleep(float(headers.get("Retry-After") or headers.get("retry-after") or 1))
+            try:
+                wait = float(headers.get("Retry-After") or headers.get("retry-after") or 1)
+            except ValueError:
+                wait = 1.0
+            await asyncio.sleep(min(wait, MAX_WAIT))
     raise AssertionError("unreachable")
 
 
