@@ -83,3 +83,12 @@ def test_cleaning_removes_every_control_and_is_stable(name: str) -> None:
         if ch in (ZWJ, ZWNJ):  # only after a virama, or a ZWJ between two pictographs
             assert cleaned[i - 1] == "\u094d" or (ch == ZWJ and 0 < i < len(cleaned) - 1)
     assert clean_name(cleaned) == cleaned
+
+
+def test_a_shared_contact_card_name_is_cleaned_and_isolated() -> None:
+    card = {"name": {"formatted_name": "\u202eSupport\u200b Desk"}, "phones": [{"phone": "+91 98100 00001"}]}
+    view = render.MessageView(direction="inbound", source="customer", type="contacts", content={"contacts": [card]})
+    assert render.body_text(view).splitlines()[0] == f":bust_in_silhouette: *{FSI}Support Desk{PDI}*"
+    blank = {"name": {"formatted_name": "\u200b\u2066"}}
+    view = render.MessageView(direction="inbound", source="customer", type="contacts", content={"contacts": [blank]})
+    assert render.body_text(view) == ":bust_in_silhouette: *Contact*"

@@ -229,8 +229,8 @@ def _location(loc: Mapping[str, Any]) -> str:
 def _contact_card(card: Mapping[str, Any]) -> str:
     name_obj = card.get("name") or {}
     name = name_obj.get("formatted_name") or " ".join(
-        str(name_obj.get(k)) for k in ("first_name", "last_name") if name_obj.get(k)) or "Contact"
-    lines = [f":bust_in_silhouette: *{escape(str(name))}*"]
+        str(name_obj.get(k)) for k in ("first_name", "last_name") if name_obj.get(k))
+    lines = [f":bust_in_silhouette: *{escape(shown_name(str(name or '')) or 'Contact')}*"]
     org = card.get("org") or {}
     if org.get("company"):
         lines.append(f"Company: {escape(str(org['company']))}")
