@@ -286,3 +286,15 @@ async def test_a_claimed_delivery_is_held_while_it_is_applied(db_url: str) -> No
             assert row is not None and row.processed_at is not None
     finally:
         await db.close()
+
+
+def test_a_loop_that_fails_and_succeeds_in_turn_still_logs_one_traceback_per_interval(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    monitor = LoopMonitor("writer", logging.getLogger("test.loop"), traceback_every=30.0, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="test.loop"):
+        for _ in range(20):
+            monitor.failed(ConnectionRefusedError("refused"))
+            monitor.ok()
+            clock.now += 1.0
+    assert sum(1 for r in caplog.records if r.exc_info) == 1

@@ -40,7 +40,7 @@ class LoopMonitor:
         self.failing_since = None
         self.failures = 0
         self._held_back = 0
-        self._last_traceback = float("-inf")
+        # The traceback clock is kept: a loop that fails and succeeds in turn still logs one per interval.
 
     def failed(self, exc: BaseException, doing: str = "") -> None:
         """A turn that failed: logged with its traceback if none was logged for this loop lately."""

@@ -112,6 +112,7 @@ class CampaignRunner:
         self.health = health or LoopHealth()
         self._loop_health = self.health.loop("campaign runner", log)
         self._pass_health = self.health.loop("campaign sending", log)
+        self._progress_health = self.health.loop("campaign progress updates", log)
         # This process's worker id: what it claims is taken back once it falls silent (campaigns.recovery).
         self._owner = owner or (lambda: None)
         self._marks = AttemptMarks(sessions)
@@ -329,6 +330,7 @@ class CampaignRunner:
                 await state.sleep(retry.next())
                 continue
             retry.reset()
+            self._pass_health.ok()
             if not batch:
                 return
             await pipe.put(batch)
@@ -362,6 +364,7 @@ class CampaignRunner:
                     await self._queue.refresh(pipe.held())
                 await self._maybe_progress(ctx.run_id)
                 retry.reset()
+                self._pass_health.ok()
             except Exception as exc:
                 # The results stay in memory, and their recipients `sending` and this process's, until the
                 # database takes them: a send that went out is recorded `sent`, never lost nor sent again.
@@ -487,5 +490,6 @@ class CampaignRunner:
         try:
             async with self._sessions() as session, session.begin():
                 await progress.enqueue(session, run_id, str(bucket))
+            self._progress_health.ok()
         except Exception as exc:  # a progress update missed is made good by the next one
-            self._pass_health.failed(exc, f"run {run_id}: progress update")
+            self._progress_health.failed(exc, f"run {run_id}: progress update")
