@@ -79,7 +79,8 @@ def settings_raw(db_url: str, slack: SlackStandin, graph: GraphStandin) -> dict[
             "meta": {"graph_url": graph.base_url, "app_id": "300000000000001", "app_secret": APP_SECRET,
                      "verify_token": VERIFY_TOKEN, "token_key": new_key()},
             "slack": {"api_url": slack.api_url, "client_id": slack.oauth.client_id,
-                      "client_secret": slack.oauth.client_secret, "signing_secret": SIGNING_SECRET},
+                      "client_secret": slack.oauth.client_secret, "signing_secret": SIGNING_SECRET,
+                      "campaign_managers": sorted(STAFF.values())},
             "channels": channels}
 
 

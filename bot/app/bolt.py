@@ -26,6 +26,7 @@ from bot.handlers import (
     slack_messages,
     slack_privacy,
     slack_resend,
+    slack_scope,
 )
 from bot.slack.request_guard import body_problem
 
@@ -67,6 +68,7 @@ def build_bolt_app(deps: Deps, engine: AsyncEngine | None = None) -> AsyncApp:
         logger=bolt_log,
         oauth_settings=oauth,
     )
+    slack_scope.register(bolt, deps)  # before any listener: the request's workspace scopes what they see
     for register in LISTENERS:
         register(bolt, deps)
     bolt.error(_on_error)

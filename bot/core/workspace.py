@@ -8,7 +8,12 @@ database needs no network call to be upgraded or read, and the key never changes
 
 from __future__ import annotations
 
+import logging
 import re
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 DEFAULT_WORKSPACE = "default"
 
@@ -35,3 +40,36 @@ def is_workspace_id(value: str) -> bool:
 def as_setting(key: str) -> str:
     """A stored workspace key as `channels[].slack_team` writes it: empty for single-workspace mode's sentinel."""
     return "" if key == DEFAULT_WORKSPACE else key
+
+
+@dataclass(frozen=True)
+class RequestScope:
+    """The workspace a Slack request came from, and its bot token (None in single-workspace mode)."""
+
+    workspace: str
+    token: str | None = None
+
+
+# Set for the length of one Slack request (and the tasks it starts): what every read and call is scoped by.
+_SCOPE: ContextVar[RequestScope | None] = ContextVar("wabridge_request_scope", default=None)
+
+
+def request_scope() -> RequestScope | None:
+    """The current Slack request's workspace; None outside one (workers, commands, webhooks)."""
+    return _SCOPE.get()
+
+
+def enter_scope(scope: RequestScope | None) -> None:
+    """Scope the rest of this task (and tasks it starts) to a request's workspace."""
+    _SCOPE.set(scope)
+
+
+def in_scope(workspace: str, what: str = "") -> bool:
+    """Whether a row of `workspace` may be seen by the current request (always, outside a request); a refusal
+    is logged, naming `what` was asked for (e.g. "campaign 7")."""
+    scope = _SCOPE.get()
+    if scope is None or scope.workspace == workspace:
+        return True
+    log.warning("Slack request from workspace %s names %s of workspace %s: refused", scope.workspace,
+                what or "a row", workspace)
+    return False

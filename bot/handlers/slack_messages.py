@@ -26,6 +26,7 @@ from bot.bridge.media import FileOffSlack, FileRefused, send_slack_file
 from bot.bridge.throughput import after_send_error
 from bot.core.config import ChannelSettings, ThreadReplies
 from bot.core.window import window_closes_at, window_open
+from bot.core.workspace import in_scope
 from bot.deps import Deps
 from bot.meta.errors import GraphError, SendAction, explain
 from bot.meta.graph import SendResult
@@ -99,6 +100,8 @@ async def lookup_thread(deps: Deps, slack_channel: str, thread_ts: str) -> Bridg
     if row is None:
         return None
     conv, contact, number = row
+    if not in_scope(conv.slack_team, f"the thread {slack_channel}/{thread_ts}"):
+        return None
     cfg = deps.settings.channel_by_phone_number_id(number.phone_number_id)
     if cfg is None:
         shown = " ".join(p for p in (number.name, f"({number.display_phone_number})"

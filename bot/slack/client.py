@@ -6,10 +6,13 @@ timeout it was made with (aiohttp's default is five minutes), so the shared sess
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.config import SlackSettings
+from bot.core.workspace import request_scope
 
 CALL_TIMEOUT = 30  # seconds for one ordinary Web API call, connection included
 
@@ -25,6 +28,20 @@ def slack_client(settings: SlackSettings, session: aiohttp.ClientSession | None 
 
     No rate-limit retry handler: the Slack outbox honours Retry-After itself (slack_sdk's async handler
     reads only the first character of the header, so "Retry-After: 30" would wait 3 s)."""
-    # Many workspaces: no token of its own; each call takes its workspace's (Deps.slack_for, bolt's authorize).
-    return AsyncWebClient(token=settings.bot_token or None, base_url=settings.api_url, session=session,
-                          timeout=timeout)
+    if settings.many_workspaces:
+        # No token of its own: a call made for a Slack request takes that workspace's (ScopedClient); the
+        # outbox and other workers take theirs from Deps.slack_for.
+        return ScopedClient(token=None, base_url=settings.api_url, session=session, timeout=timeout)
+    return AsyncWebClient(token=settings.bot_token, base_url=settings.api_url, session=session, timeout=timeout)
+
+
+class ScopedClient(AsyncWebClient):
+    """A client whose calls carry the bot token of the Slack request being answered (bot.core.workspace)."""
+
+    async def api_call(self, api_method: str, *, headers: dict[str, Any] | None = None,
+                       **kwargs: Any) -> Any:
+        scope = request_scope()
+        # A call with credentials of its own (oauth.v2.access's client id and secret) keeps them.
+        if scope is not None and scope.token and kwargs.get("auth") is None and "Authorization" not in (headers or {}):
+            headers = {**(headers or {}), "Authorization": f"Bearer {scope.token}"}
+        return await super().api_call(api_method, headers=headers, **kwargs)

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.core.workspace import DEFAULT_WORKSPACE, in_scope, request_scope
 from scheduler.campaigns.schedule import Schedule, describe
 from storage.models import (
     AudienceMember,
@@ -131,6 +132,9 @@ async def create_draft(
         slack_channel=slack_channel,
         created_at=now,
         updated_at=now,
+        # The campaign belongs to its number's workspace; only that workspace's requests see it.
+        slack_team=await session.scalar(select(Channel.slack_team).where(Channel.id == channel_id))
+        or DEFAULT_WORKSPACE,
     )
     session.add(c)
     await session.flush()
@@ -144,7 +148,7 @@ async def activate(
     now = now or utcnow()
     async with sessions() as session, session.begin():
         c = await session.get(Campaign, campaign_id)
-        if c is None:
+        if c is None or not in_scope(c.slack_team, f"campaign {campaign_id}"):
             raise ControlError(f"campaign {campaign_id} does not exist")
         if c.status != CampaignStatus.DRAFT.value:
             raise ControlError(f"campaign {campaign_id} is {c.status}, not a draft")
@@ -159,7 +163,7 @@ async def discard_draft(sessions: async_sessionmaker[AsyncSession], campaign_id:
     """Delete a draft and its audience (a modal closed, an import that found nobody)."""
     async with sessions() as session, session.begin():
         c = await session.get(Campaign, campaign_id)
-        if c is None or c.status != CampaignStatus.DRAFT.value:
+        if c is None or c.status != CampaignStatus.DRAFT.value or not in_scope(c.slack_team, f"campaign {campaign_id}"):
             return False
         await session.execute(delete(AudienceMember).where(AudienceMember.campaign_id == campaign_id))
         await session.delete(c)
@@ -257,12 +261,17 @@ async def summaries(
             .scalar_subquery()
         )
         query = select(Campaign, Channel.name, audience).join(Channel, Channel.id == Campaign.channel_id)
+        scope = request_scope()
+        if scope is not None and campaign_id is None:  # a Slack request lists its own workspace's only
+            query = query.where(Campaign.slack_team == scope.workspace)
         if campaign_id is not None:
             query = query.where(Campaign.id == campaign_id)
         else:
             query = query.where(Campaign.status != CampaignStatus.DRAFT.value).order_by(Campaign.id.desc()).limit(limit)
         out = []
         for c, channel_name, size in (await session.execute(query)).all():
+            if not in_scope(c.slack_team, f"campaign {c.id}"):
+                continue
             try:
                 sched_text = describe(schedule_of(c))
             except ValueError:
@@ -306,7 +315,7 @@ async def campaign(sessions: async_sessionmaker[AsyncSession], campaign_id: int)
 
 async def _load(session: AsyncSession, campaign_id: int) -> Campaign:
     c = await session.get(Campaign, campaign_id, with_for_update=session.bind.dialect.name == "postgresql")
-    if c is None or c.status == CampaignStatus.DRAFT.value:
+    if c is None or c.status == CampaignStatus.DRAFT.value or not in_scope(c.slack_team, f"campaign {campaign_id}"):
         raise ControlError(f"campaign {campaign_id} does not exist")
     return c
 

@@ -14,6 +14,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Table, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.core.workspace import in_scope
 from scheduler.campaigns.records import CampaignStatus, RecipientStatus, RunStatus
 from scheduler.campaigns.unknowns import orphan_fate, quiet_enough, recipient_of, settles_unknown
 from storage import repository as repo
@@ -202,6 +203,9 @@ async def unknown_count(session: AsyncSession, campaign_id: int) -> int:
 async def resend_unknown(session: AsyncSession, campaign_id: int, *, up_to: int | None = None) -> int:
     """Offer a campaign's `unknown` recipients for sending again (those with id <= up_to, when given: what
     the manager was shown); reopens their runs. Returns how many; 0 when already done (a second click)."""
+    owner = await session.scalar(select(Campaign.slack_team).where(Campaign.id == campaign_id))
+    if owner is not None and not in_scope(owner, f"campaign {campaign_id}"):
+        return 0  # another workspace's campaign: a Slack request never reaches it
     runs = select(CampaignRun.id).where(CampaignRun.campaign_id == campaign_id,
                                         CampaignRun.status != RunStatus.CANCELLED.value)
     # One whose message Meta named (a wamid) did reach Meta: never offered again.
