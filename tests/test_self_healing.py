@@ -298,3 +298,56 @@ def test_a_loop_that_fails_and_succeeds_in_turn_still_logs_one_traceback_per_int
             monitor.ok()
             clock.now += 1.0
     assert sum(1 for r in caplog.records if r.exc_info) == 1
+
+
+async def test_a_campaign_pass_keeps_its_claims_and_results_through_database_errors(db_url: str) -> None:
+    """Claims and result writes that fail (the database restarting) are retried by the pass itself: every
+    recipient is sent once and recorded `sent`, and nothing is left `sending` or in hand."""
+    from bot.meta.graph import GraphClient
+    from bot.standins import GraphStandin
+    from scheduler.campaigns.policy import RunnerConfig
+    from scheduler.campaigns.runner import CampaignRunner, campaign_throttle
+    from tests.test_campaign_support import ThreadedStandin, campaign_settings
+
+    with ThreadedStandin(GraphStandin()) as standin:
+        settings = campaign_settings(db_url, graph_url=standin.base_url, mps=40)
+        db = await open_db(settings)
+        graph = GraphClient(standin.base_url, "v23.0")
+        try:
+            me = await liveness.register(db.sessions, "me")
+            runner = CampaignRunner(db.sessions, graph, campaign_throttle(None), settings,
+                                    config=RunnerConfig(poll=0.1), owner=lambda: me)
+            queue = runner._queue
+            real_write, real_claim = queue.write, queue.claim
+            calls = {"write": 0, "claim": 0}
+
+            async def write(*args: Any, **kwargs: Any) -> None:
+                calls["write"] += 1
+                if calls["write"] in (2, 3, 4):
+                    raise ConnectionResetError("connection lost: the database restarted")
+                await real_write(*args, **kwargs)
+
+            async def claim(*args: Any, **kwargs: Any) -> Any:
+                calls["claim"] += 1
+                if calls["claim"] in (2, 3):
+                    raise ConnectionResetError("connection refused: the database is starting")
+                return await real_claim(*args, **kwargs)
+
+            queue.write = write  # type: ignore[method-assign]
+            queue.claim = claim  # type: ignore[method-assign]
+            audience = numbers(30)
+            run_id = await start_run(db, await make_campaign(db, audience))
+            await runner.drive(run_id)
+
+            assert calls["write"] > 4 and calls["claim"] > 3  # the failures did happen
+            assert {w: len(standin.sends_to(w)) for w in audience} == dict.fromkeys(audience, 1)
+            async with db.sessions() as s:
+                states = {r.wa_id: (r.status, r.wamid) for r in (await s.scalars(
+                    select(R).where(R.run_id == run_id))).all()}
+                run = await s.get(CampaignRun, run_id)
+            assert {w: states[w] for w in audience} == {w: ("sent", standin.sends_to(w)[0].wamid) for w in audience}
+            assert run is not None and run.status == "done"
+            assert queue.in_hand.claims == {}
+        finally:
+            await graph.aclose()
+            await db.close()
