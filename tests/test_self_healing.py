@@ -173,12 +173,14 @@ def test_a_failing_loop_logs_one_traceback_per_interval_and_says_when_it_recover
             clock.now += 0.2
         assert sum(1 for r in caplog.records if r.exc_info) == 1
         assert len(caplog.records) == 2  # the traceback, then one line saying the rest are counted
-        clock.now += 25.0
-        monitor.failed(ConnectionRefusedError("refused"), "claiming")
+        for _ in range(25):  # still failing, once a second (its retry back-off)
+            monitor.failed(ConnectionRefusedError("refused"), "claiming")
+            clock.now += 1.0
         assert sum(1 for r in caplog.records if r.exc_info) == 2
-        assert "49 more failures" in caplog.records[-1].getMessage()
+        tracebacks = [r for r in caplog.records if r.exc_info]
+        assert "69 more failures" in tracebacks[-1].getMessage()
         monitor.ok()
-        assert "recovered after 51 failures" in caplog.records[-1].getMessage()
+        assert "recovered after 75 failures" in caplog.records[-1].getMessage()
     assert monitor.failing_for() == 0.0
 
 
@@ -186,10 +188,13 @@ def test_loop_health_names_a_loop_only_once_it_has_failed_for_a_while() -> None:
     clock = FakeClock()
     health = LoopHealth(unhealthy_after=30.0, clock=clock)
     monitor = health.loop("webhook worker (live)", logging.getLogger("test.loop"))
-    monitor.failed(OSError("down"))
-    clock.now += 10
+    for _ in range(3):
+        monitor.failed(OSError("down"))
+        clock.now += 5
     assert health.failing() == {}
-    clock.now += 25
+    for _ in range(5):
+        monitor.failed(OSError("down"))
+        clock.now += 5
     assert "webhook worker (live)" in health.failing()
     monitor.ok()
     assert health.failing() == {}
@@ -246,8 +251,9 @@ async def test_healthz_is_503_with_a_reason_for_a_stalled_run_and_for_a_failing_
         assert (await client.get("/healthz")).status == 200
         # A loop failing for longer than the limit is named too.
         monitor = app[appkeys.LOOP_HEALTH].loop("slack outbox", logging.getLogger("test.loop"))
-        monitor.failed(ConnectionRefusedError("refused"), "claiming")
-        clock.now += 60
+        for _ in range(12):  # a minute of failing, retried every five seconds
+            monitor.failed(ConnectionRefusedError("refused"), "claiming")
+            clock.now += 5
         resp = await client.get("/healthz")
         body = await resp.json()
         assert resp.status == 503 and "slack outbox" in body["stuck"] and "refused" in body["reason"]
@@ -351,3 +357,18 @@ async def test_a_campaign_pass_keeps_its_claims_and_results_through_database_err
         finally:
             await graph.aclose()
             await db.close()
+
+
+def test_a_streak_with_no_failure_for_a_while_is_over_even_without_a_success() -> None:
+    """The webhook intake only reports when webhooks arrive: after an outage with none, it is not named."""
+    clock = FakeClock()
+    health = LoopHealth(unhealthy_after=30.0, clock=clock)
+    intake = health.loop("webhook intake", logging.getLogger("test.loop"))
+    for _ in range(40):  # forty seconds of refused webhooks
+        intake.failed(OSError("refused"))
+        clock.now += 1
+    assert "webhook intake" in health.failing()
+    clock.now += 11  # the database is back; no webhook has come since
+    assert health.failing() == {}
+    intake.failed(OSError("refused"))  # a new failure starts a new streak
+    assert intake.failures == 1 and health.failing() == {}

@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 
 TRACEBACK_EVERY = 30.0  # seconds between two tracebacks of one failing loop
 UNHEALTHY_AFTER = 30.0  # seconds of failing, without one success, before /healthz names the loop
+# A streak whose last failure is older than this is over: some loops only report when they have work (the
+# webhook intake, a campaign's writer), and a success may never come to close their streak. Every loop retries
+# at least this often while it fails.
+STALE_AFTER = 10.0
 
 
 @dataclass
@@ -28,6 +32,7 @@ class LoopMonitor:
     failing_since: float | None = None
     failures: int = 0
     last_error: str = ""
+    last_failure: float = float("-inf")
     _last_traceback: float = float("-inf")
     _held_back: int = 0
 
@@ -45,8 +50,9 @@ class LoopMonitor:
     def failed(self, exc: BaseException, doing: str = "") -> None:
         """A turn that failed: logged with its traceback if none was logged for this loop lately."""
         now = self.clock()
-        if self.failing_since is None:
-            self.failing_since = now
+        if self.failing_since is None or now - self.last_failure > STALE_AFTER:
+            self.failing_since, self.failures, self._held_back = now, 0, 0  # a new streak
+        self.last_failure = now
         self.failures += 1
         self.last_error = f"{exc.__class__.__name__}: {exc}"[:300]
         what = f"{self.name}: {doing or 'turn'} failed; retrying"
@@ -62,8 +68,12 @@ class LoopMonitor:
                                  self.last_error, self.traceback_every)
 
     def failing_for(self) -> float:
-        """Seconds this loop has been failing without a success (0 when it is not)."""
-        return 0.0 if self.failing_since is None else self.clock() - self.failing_since
+        """Seconds this loop has been failing without a success (0 when it is not, or its last failure is
+        older than `STALE_AFTER`)."""
+        now = self.clock()
+        if self.failing_since is None or now - self.last_failure > STALE_AFTER:
+            return 0.0
+        return now - self.failing_since
 
 
 @dataclass
