@@ -21,7 +21,7 @@ from sqlalchemy.orm import aliased
 from bot.core.liveness import Fence
 from bot.core.workspace import DEFAULT_WORKSPACE
 from storage.fencing import FencedOut, InHand, claim_values, held_by, settle
-from storage.models import Conversation, SlackOutbox, utcnow
+from storage.models import Campaign, CampaignRun, Conversation, SlackOutbox, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,24 @@ class OutboxItem:
 def _held(item: OutboxItem) -> list[Any]:
     """The condition that this claim still holds the row (none for a claim made without an owner)."""
     return [held_by(_TABLE, item.fence)] if item.fence is not None else []
+
+
+async def _item_teams(session: AsyncSession, rows: Sequence[Any]) -> dict[int, str]:
+    """Each claimed item's workspace, where it is not the item's own: a conversation's items go to the
+    conversation's workspace, a campaign run's (progress, unknown notices; thread `campaign:<run>`) to the
+    campaign's."""
+    conv_ids = sorted({r.conversation_id for r in rows if r.conversation_id is not None})
+    run_of = {r.id: int(r.thread_key.split(":", 1)[1]) for r in rows if r.conversation_id is None
+              and r.thread_key.startswith("campaign:") and r.thread_key.split(":", 1)[1].isdigit()}
+    by_conv: dict[int, str] = dict((await session.execute(
+        select(Conversation.id, Conversation.slack_team).where(Conversation.id.in_(conv_ids)))).tuples().all()
+    ) if conv_ids else {}
+    by_run: dict[int, str] = dict((await session.execute(
+        select(CampaignRun.id, Campaign.slack_team).join(Campaign, Campaign.id == CampaignRun.campaign_id)
+        .where(CampaignRun.id.in_(sorted(set(run_of.values())))))).tuples().all()) if run_of else {}
+    out = {r.id: by_conv[r.conversation_id] for r in rows if r.conversation_id in by_conv}
+    out.update({item: by_run[run] for item, run in run_of.items() if run in by_run})
+    return out
 
 
 class OutboxQueue:
@@ -94,11 +112,19 @@ class OutboxQueue:
         async with self.sessions() as session, session.begin():
             if session.bind.dialect.name == "postgresql":
                 await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
-            heads = (await session.execute(
-                select(o.id, o.owner_id).where(o.done_at.is_(None), is_head, thread_idle, due, *not_paused,
-                                               *([o.kind.in_(sorted(kinds))] if kinds is not None else []))
-                .order_by(o.order_ts, o.id).limit(limit)
-            )).all()
+            ready = [o.done_at.is_(None), is_head, thread_idle, due, *not_paused,
+                     *([o.kind.in_(sorted(kinds))] if kinds is not None else [])]
+            if workspaces:
+                # Round robin across workspaces: each one's oldest head, then each one's second, …, so a
+                # storm in one workspace never makes another's customer messages wait behind it.
+                team = func.coalesce(conversation_team.scalar_subquery(), o.slack_team)
+                turn = func.row_number().over(partition_by=team, order_by=(o.order_ts, o.id)).label("turn")
+                due_heads = select(o.id, o.owner_id, o.order_ts, turn).where(*ready).subquery()
+                query = (select(due_heads.c.id, due_heads.c.owner_id)
+                         .order_by(due_heads.c.turn, due_heads.c.order_ts, due_heads.c.id).limit(limit))
+            else:
+                query = select(o.id, o.owner_id).where(*ready).order_by(o.order_ts, o.id).limit(limit)
+            heads = (await session.execute(query)).all()
             if not heads:
                 return []
             ids = [h.id for h in heads]
@@ -117,10 +143,7 @@ class OutboxQueue:
                            o.slack_team)
                 .execution_options(synchronize_session=False)
             )).all()
-            conv_ids = sorted({r.conversation_id for r in rows if r.conversation_id is not None})
-            teams: dict[int, str] = dict((await session.execute(
-                select(Conversation.id, Conversation.slack_team).where(Conversation.id.in_(conv_ids))
-            )).tuples().all()) if workspaces and conv_ids else {}
+            teams = await _item_teams(session, rows) if workspaces else {}
             items = []
             for row in rows:
                 result = dict(row.result or {})
@@ -132,7 +155,7 @@ class OutboxQueue:
                                         claimed_until=until,
                                         fence=Fence(owner, row.fence) if owner is not None else None,
                                         guard=guard,
-                                        slack_team=teams.get(row.conversation_id or 0, row.slack_team)))
+                                        slack_team=teams.get(row.id, row.slack_team)))
             held = [(i.id, i.fence.token) for i in items if i.fence is not None]
             # In hand before the commit (see InHand); dropped again if the commit fails, answer lost or not.
             self.hand.take(held)

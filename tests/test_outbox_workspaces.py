@@ -1,0 +1,69 @@
+"""The outbox across workspaces: heads are taken round robin, paused workspaces' items stay in the table,
+and each item is named for the workspace it is delivered to."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.slack.outbox_queue import OutboxQueue
+from storage.db import make_engine, make_sessionmaker, migrate
+from storage.models import Campaign, CampaignRun, Channel, Contact, Conversation
+from storage.repository import enqueue_slack
+
+T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+async def _seed(db_url: str) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession], int]:
+    await migrate(db_url)
+    engine = make_engine(db_url)
+    sessions = make_sessionmaker(engine)
+    async with sessions() as s, s.begin():
+        for n, team in ((1, "T0STORM"), (2, "T0QUIET")):
+            s.add(Channel(id=n, name=f"n{n}", phone_number_id=str(n), waba_id="w", mode="coexistence", mps=80,
+                          slack_channel=f"C{n}", slack_team=team))
+        await s.flush()
+        # A reply storm: 30 customers of the storm workspace wrote first; then one of the quiet workspace.
+        for i in range(31):
+            team, channel = ("T0QUIET", 2) if i == 30 else ("T0STORM", 1)
+            contact = Contact(wa_id=f"9198000{i:05d}")
+            s.add(contact)
+            await s.flush()
+            conv = Conversation(channel_id=channel, contact_id=contact.id, slack_channel=f"C{channel}",
+                                slack_team=team)
+            s.add(conv)
+            await s.flush()
+            await enqueue_slack(s, dedupe_key=f"msg:{i}", thread_key=f"conv:{conv.id}", kind="message",
+                                payload={}, order_ts=T0 + timedelta(seconds=i), conversation_id=conv.id)
+        camp = Campaign(name="c", channel_id=2, template_name="t", language="en", schedule_kind="now",
+                        status="running", slack_team="T0QUIET")
+        s.add(camp)
+        await s.flush()
+        run = CampaignRun(campaign_id=camp.id, scheduled_for=T0)
+        s.add(run)
+        await s.flush()
+        await enqueue_slack(s, dedupe_key="progress", thread_key=f"campaign:{run.id}", kind="campaign_progress",
+                            payload={"run_id": run.id}, order_ts=T0 + timedelta(seconds=40))
+    return engine, sessions, run.id
+
+
+async def test_one_workspaces_storm_does_not_keep_anothers_message_waiting(db_url: str) -> None:
+    engine, sessions, _ = await _seed(db_url)
+    try:
+        queue = OutboxQueue(sessions, timedelta(seconds=60))
+        first = await queue.claim(4, T0 + timedelta(minutes=1), workspaces=True)
+        assert sorted(i.slack_team for i in first) == ["T0QUIET", "T0QUIET", "T0STORM", "T0STORM"]
+        assert {i.kind for i in first if i.slack_team == "T0QUIET"} == {"message", "campaign_progress"}
+    finally:
+        await engine.dispose()
+
+
+async def test_a_paused_workspaces_items_are_not_claimed(db_url: str) -> None:
+    engine, sessions, _ = await _seed(db_url)
+    try:
+        queue = OutboxQueue(sessions, timedelta(seconds=60))
+        claimed = await queue.claim(100, T0 + timedelta(minutes=1), paused={"T0STORM"}, workspaces=True)
+        assert claimed and {i.slack_team for i in claimed} == {"T0QUIET"}
+    finally:
+        await engine.dispose()
