@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import select
 
 from bot.core.config import ConfigError, ReplyRole
 from bot.handlers import appkeys
+from bot.handlers.slack_actions import PICKER_CALLBACK, TEMPLATE_BLOCK, TEMPLATE_SELECT, PickerTarget
 from bot.handlers.slack_messages import Outcome, handle_thread_message
 from bot.slack.reply_gate import EXTERNAL, GUEST, ReplyGate, home_teams, verdict_from_event, verdict_from_user
 from bot.standins import SlackStandin
+from storage.models import Conversation, Template
 from tests.harness import STAFF, WA_ID, Bridge, BridgeFactory, bridges, eventually, now_ts, thread_with
-from tests.helpers import BOT_TOKEN, SLACK_CHANNEL, inbound_text, make_settings
+from tests.helpers import BOT_TOKEN, SLACK_CHANNEL, WABA, inbound_text, make_settings
 
 PARTNER, GUEST_USER = "U0PARTNER", "U0GUEST"
 PARTNER_TEAM = "T0PARTNER"
@@ -115,3 +119,34 @@ async def test_anyone_lets_slack_connect_users_reply(make: BridgeFactory) -> Non
     body = {"team_id": b.slack.team_id, "event_id": "EvANY"}
     outcome = await handle_thread_message(deps, body, external, ReplyGate(ReplyRole.ANYONE, deps.slack))
     assert outcome is Outcome.SENT and _sent_texts(b) == ["partner may"]
+
+
+async def test_a_slack_connect_user_in_the_channel_cannot_send_a_template(make: BridgeFactory) -> None:
+    b = await make()
+    thread_ts = await _thread(b)
+    b.slack.join(SLACK_CHANNEL, PARTNER, GUEST_USER)  # members: send_templates (channel_members) alone lets them
+    async with b.app[appkeys.SESSIONS]() as s, s.begin():
+        template = Template(waba_id=WABA, name="hello", language="en", category="UTILITY", status="APPROVED",
+                            components=[{"type": "BODY", "text": "Hello!"}])
+        s.add(template)
+        await s.flush()
+        template_id = template.id
+    async with b.app[appkeys.SESSIONS]() as s:
+        conversation_id = (await s.scalars(select(Conversation.id))).one()
+    target = PickerTarget(conversation_id, SLACK_CHANNEL, thread_ts).dump()
+    values = {TEMPLATE_BLOCK: {TEMPLATE_SELECT: {"type": "static_select",
+                                                 "selected_option": {"value": str(template_id)}}}}
+
+    def submission(user: str, team: str, view_id: str) -> dict[str, Any]:
+        return {"type": "view_submission", "user": {"id": user, "team_id": team}, "view": {
+            "id": view_id, "type": "modal", "callback_id": PICKER_CALLBACK, "private_metadata": target,
+            "state": {"values": values}}}
+
+    status, answer = await b.interaction(submission(PARTNER, PARTNER_TEAM, "VPARTNER"))
+    assert status == 200 and json.loads(answer)["errors"][TEMPLATE_BLOCK] == EXTERNAL
+    status, answer = await b.interaction(submission(GUEST_USER, b.slack.team_id, "VGUEST"))
+    assert status == 200 and json.loads(answer)["errors"][TEMPLATE_BLOCK] == GUEST
+    assert b.graph.sends_to(WA_ID) == []
+    status, _ = await b.interaction(submission(STAFF, b.slack.team_id, "VSTAFF"))
+    assert status == 200
+    await eventually(lambda: b.graph.sends_to(WA_ID))

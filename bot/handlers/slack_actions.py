@@ -33,6 +33,7 @@ from bot.handlers.slack_messages import (
     lookup_thread,
     number_gone_text,
     record_sent,
+    reply_gate,
 )
 from bot.handlers.slack_once import first_delivery, settle_send_failure
 from bot.meta.errors import GraphError, explain
@@ -41,6 +42,7 @@ from bot.slack import limits, once, payloads, render, template_choice
 from bot.slack.errors import slack_reason
 from bot.slack.outbox import wake_outbox
 from bot.slack.permissions import UNCHECKED, Action, MembershipUnknown, Permissions, refusal
+from bot.slack.reply_gate import ReplyGate, installed_teams
 from scheduler.throttle import Priority, ThrottleUnavailable
 from storage import erasure
 from storage import repository as repo
@@ -254,11 +256,12 @@ class _TemplateListeners:
 
     deps: Deps
     permissions: Permissions
+    gate: ReplyGate  # slack.permissions.reply_to_customers: a template is a message to the customer too
 
 
 def register(bolt: AsyncApp, deps: Deps) -> None:
     """Template picker, its submission, and the message shortcuts."""
-    app = _TemplateListeners(deps, Permissions(deps.settings.slack, deps.slack))
+    app = _TemplateListeners(deps, Permissions(deps.settings.slack, deps.slack), reply_gate(deps))
     bolt.action(OPEN_PICKER_ACTION)(partial(open_from_button, app))
     bolt.action(TEMPLATE_SELECT)(partial(template_chosen, app))
     bolt.options(TEMPLATE_SELECT)(partial(template_options, app))
@@ -331,7 +334,8 @@ async def template_chosen(app: _TemplateListeners, ack: Any, body: dict[str, Any
         log.warning("template picker update failed: %s", slack_reason(exc))
 
 
-async def submitted(app: _TemplateListeners, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+async def submitted(app: _TemplateListeners, ack: Any, body: dict[str, Any], view: dict[str, Any],
+                    context: Any = None) -> None:
     deps = app.deps
     user = str((body.get("user") or {}).get("id") or "")
     target = PickerTarget.load(view.get("private_metadata"))
@@ -346,6 +350,9 @@ async def submitted(app: _TemplateListeners, ack: Any, body: dict[str, Any], vie
         await ack(response_action="errors", errors={TEMPLATE_BLOCK: "This conversation is gone."})
         return
     no = await refusal_for(app.permissions, Action.SEND_TEMPLATES, user, thread.slack_channel)
+    if no is None:
+        home = installed_teams(getattr(context, "authorize_result", None), thread.channel.slack_team)
+        no = await app.gate.judge(user, str((body.get("user") or {}).get("team_id") or ""), home)
     if no is not None:
         await ack(response_action="errors", errors={TEMPLATE_BLOCK: no})
         return

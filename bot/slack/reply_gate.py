@@ -1,4 +1,4 @@
-"""Who may reply to customers from a Slack thread (`slack.permissions.reply_to_customers`).
+"""Who may reply to customers from Slack, in a thread or with a template (`slack.permissions.reply_to_customers`).
 
 A Slack Connect channel holds people from other organisations, and a workspace has guests; by default only
 the members of the workspace the app is installed in reach customers. The event says where its author comes
@@ -39,6 +39,13 @@ def home_teams(body: Mapping[str, Any], slack_team: str = "") -> frozenset[str]:
     ids = {_str(first.get("team_id")), _str(first.get("enterprise_id")), slack_team}
     if not _str(first.get("team_id")):
         ids.add(_str(body.get("team_id")))
+    return frozenset(i for i in ids if i)
+
+
+def installed_teams(authorize_result: Any, slack_team: str = "") -> frozenset[str]:
+    """The ids that mean "this workspace" for an interaction: bolt's installation (team and org) and the channel's."""
+    ids = {_str(getattr(authorize_result, "team_id", None)), _str(getattr(authorize_result, "enterprise_id", None)),
+           slack_team}
     return frozenset(i for i in ids if i)
 
 
@@ -88,11 +95,16 @@ class ReplyGate:
         """The note for an author who may not reply; None when they may."""
         if self.role is ReplyRole.ANYONE:
             return None
-        home = home_teams(body, slack_team)
-        said = verdict_from_event(event, home)
+        return await self.judge(_str(event.get("user")), author_team(event), home_teams(body, slack_team))
+
+    async def judge(self, user_id: str, team: str, home: frozenset[str]) -> str | None:
+        """Why user_id (of team, when the payload says) may not send to customers; None when they may."""
+        if self.role is ReplyRole.ANYONE:
+            return None
+        said = verdict_from_event({"team": team}, home)
         if said is not None:
             return said
-        user = await self._user(_str(event.get("user")))
+        user = await self._user(user_id)
         return verdict_from_user(user, home) if user is not None else None
 
     async def _user(self, user_id: str) -> Mapping[str, Any] | None:
