@@ -36,7 +36,7 @@ def home_teams(body: Mapping[str, Any], slack_team: str = "") -> frozenset[str]:
     """The ids that mean "this workspace" for an event: the installation's team and org, and the channel's."""
     auths = body.get("authorizations")
     first = auths[0] if isinstance(auths, list) and auths and isinstance(auths[0], Mapping) else {}
-    ids = {_str(first.get("team_id")), _str(first.get("enterprise_id")), slack_team}
+    ids = {_str(first.get("team_id")), _str(first.get("enterprise_id")), slack_team, _str(body.get("enterprise_id"))}
     if not _str(first.get("team_id")):
         ids.add(_str(body.get("team_id")))
     return frozenset(i for i in ids if i)
@@ -57,9 +57,12 @@ def author_team(event: Mapping[str, Any]) -> str:
 def verdict_from_event(event: Mapping[str, Any], home: frozenset[str]) -> str | None:
     """Why the event's author may not reply, from the event alone; None when it does not say they are external."""
     team = author_team(event)
-    if team and home and team not in home:
-        return EXTERNAL
-    return None
+    if not team or not home or team in home:
+        return None
+    if any(h.startswith("E") for h in home):
+        # Enterprise Grid: another workspace of the same org is still "us"; only users.info names the org.
+        return None
+    return EXTERNAL
 
 
 def verdict_from_user(user: Mapping[str, Any], home: frozenset[str]) -> str | None:
