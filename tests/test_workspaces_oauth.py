@@ -4,12 +4,14 @@ reaches only its own workspace with that workspace's token, and an uninstall pau
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from sqlalchemy import select, text
 
+from bot.cli.tenants import _tenants
 from bot.handlers import appkeys
 from bot.ops.doctor_workspaces import check_workspaces, workspace_rows
 from storage.models import Conversation, SlackOutbox, SlackWorkspace
@@ -59,7 +61,7 @@ async def test_two_workspaces_install_and_each_number_reaches_only_its_own(deplo
 
 
 async def test_uninstall_pauses_that_workspace_and_reinstall_resumes_with_nothing_lost(
-        deployment: Deployment, caplog: pytest.LogCaptureFixture) -> None:
+        deployment: Deployment, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
     d = deployment
     await d.install("T0ALPHA")
     await d.install("T0BETA")
@@ -94,8 +96,17 @@ async def test_uninstall_pauses_that_workspace_and_reinstall_resumes_with_nothin
         findings = check_workspaces(await workspace_rows(s), d.client.app[appkeys.SETTINGS])
     assert [(f.name, f.ok) for f in findings] == [("slack workspace T0ALPHA (T0Alpha)", False),
                                                   ("slack workspace T0BETA (T0Beta)", True)]
-    assert "uninstalled the app" in findings[0].detail and "1 Slack post(s) held" in findings[0].detail
+    assert re.search(r"uninstalled the app .*: its work is paused, [1-9]\d* Slack post\(s\) held", findings[0].detail)
     assert "uninstalled the app" in caplog.text and "T0ALPHA" in caplog.text
+    async with d.client.app[appkeys.SESSIONS]() as s:
+        only_beta = check_workspaces(await workspace_rows(s), d.client.app[appkeys.SETTINGS], "T0BETA")
+    assert [(f.name, f.ok) for f in only_beta] == [("slack workspace T0BETA (T0Beta)", True)]  # doctor --team
+    capsys.readouterr()
+    assert await _tenants(d.client.app[appkeys.SETTINGS]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"T0ALPHA \(T0Alpha\): uninstalled; numbers: alpha; Slack posts owed: [1-9]\d*", lines[0])
+    assert len(lines) == 2 and re.fullmatch(r"T0BETA \(T0Beta\): active; numbers: beta; Slack posts owed: \d+",
+                                            lines[1])
     # Nothing was tried with Alpha's dead token (the stand-in would have answered token_revoked).
     assert not [c for c in d.slack.calls[calls_before:] if c.error in ("token_revoked", "invalid_auth", "not_authed")]
     assert not any("second while uninstalled" in str(m) for m in d.posts(ALPHA))

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from bot.cli import campaign, contact, onboarding, ops, report
+from bot.cli import campaign, contact, onboarding, ops, report, tenants
 from bot.cli.base import (
     EXIT_CONFIG,
     EXIT_UNAVAILABLE,
@@ -119,6 +119,7 @@ GROUPS: tuple[tuple[Callable[[argparse._SubParsersAction], None], dict[str, Comm
     (contact.add_parsers, contact.COMMANDS),
     (onboarding.add_parsers, onboarding.COMMANDS),
     (report.add_parsers, report.COMMANDS),
+    (tenants.add_parsers, tenants.COMMANDS),
 )
 
 

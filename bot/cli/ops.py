@@ -67,6 +67,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     "Each problem comes with its fix; unset secrets are findings, not a refusal to run. Exit "
                     "code 1 when a check fails.")
     doctor.add_argument("--channel", default=None, help="check only this channel (default: every channel)")
+    doctor.add_argument("--team", default=None, help="many workspaces: check only this workspace (T…) and its "
+                                                     "numbers")
 
     export = add_command(
         sub, "export", help="write one conversation's transcript",
@@ -149,16 +151,16 @@ async def _templates_copy(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    return run_async(_doctor(settings, args.channel))
+    return run_async(_doctor(settings, args.channel, args.team))
 
 
-async def _doctor(settings: Settings, channel: str | None) -> int:
+async def _doctor(settings: Settings, channel: str | None, team: str | None = None) -> int:
     from bot.ops.doctor import DoctorEnv, all_passed, render_text, run_doctor
     from bot.slack.client import slack_client
 
     slack = slack_client(settings.slack, timeout=10)
     async with runtime(settings) as rt:
-        results = await run_doctor(DoctorEnv(settings, rt.sessions, rt.graph, slack), channel)
+        results = await run_doctor(DoctorEnv(settings, rt.sessions, rt.graph, slack), channel, team=team)
     print(render_text(results))
     return 0 if all_passed(results) else EXIT_FAILED
 

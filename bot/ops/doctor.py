@@ -448,11 +448,13 @@ def check_slack_backlog(lags: Sequence[ChannelLag]) -> list[CheckResult]:
                    "campaign replies, set campaign_replies_channel on the number") for lag in long]
 
 
-async def run_doctor(env: DoctorEnv, channel: str | None = None) -> list[CheckResult]:
+async def run_doctor(env: DoctorEnv, channel: str | None = None, *, team: str | None = None) -> list[CheckResult]:
     """Every check, in a stable order: storage, Meta per channel, webhooks, traffic, Slack."""
     settings = env.settings
     now = env.now or utcnow()
     channels = [settings.channel(channel)] if channel else list(settings.channels)
+    if team is not None:  # one workspace's numbers only
+        channels = [c for c in channels if settings.workspace_of(c) == team]
     results: list[CheckResult] = secret_findings(settings)
     db, db_ok = await check_database(env)
     results.append(db)
@@ -478,7 +480,7 @@ async def run_doctor(env: DoctorEnv, channel: str | None = None) -> list[CheckRe
         # No one bot token to test: each workspace's installation is the finding.
         if db_ok:
             async with env.sessions() as session:
-                results.extend(check_workspaces(await workspace_rows(session), settings))
+                results.extend(check_workspaces(await workspace_rows(session), settings, team))
     elif slack_token:
         results.extend(await check_slack(env))
     results.append(await campaign_managers_check(settings, env.slack if slack_token else None))
