@@ -487,3 +487,19 @@ class SuppressedIdentity(Base):
     __tablename__ = "suppressed_identities"
     hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WhatsAppGroup(Base):
+    """A WhatsApp group the business number is in (Groups API). Its thread belongs to the contact
+    `group:<group_id>`; this row holds what the thread's header shows and whether the group can be written to."""
+
+    __tablename__ = "whatsapp_groups"
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(512), unique=True)
+    subject: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    invite_link: Mapped[str | None] = mapped_column(String(512))
+    # [{"wa_id", "user_id", "username", "name"}], in the order they were first seen
+    participants: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    state: Mapped[str] = mapped_column(String(20), default="active")  # active | suspended | deleted
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -75,6 +75,13 @@ def test_account_events_say_what_happened_as_sentences() -> None:
         assert " / " not in text and "Waba" not in text and "{" not in text, text
 
 
+def test_a_numbers_settings_change_reads_as_a_sentence() -> None:
+    icon, text = _account("account_settings_update")
+    assert icon == account_texts.INFO
+    assert text == ("WhatsApp Business account 200000000000001 (number 915224000000): settings changed (calling: "
+                    "status enabled, call icon visibility default, callback permission status enabled)")
+
+
 def test_an_unfamiliar_account_event_reads_its_leaves_not_paths() -> None:
     base = only("account_update_partner_added")
     assert isinstance(base, ev.AccountUpdate)

@@ -21,6 +21,7 @@ from bot.meta.events import (
     ChangeErrors,
     ContactSync,
     Direction,
+    GroupEvent,
     HistoryChunk,
     InboundMessage,
     MessageEcho,
@@ -152,6 +153,16 @@ EXPECTED: dict[str, tuple[list[type], str]] = {
     "calls_business_ringing": ([CallEvent], "call"),
     "calls_business_accepted": ([CallEvent], "call"),
     "calls_business_terminate": ([CallEvent], "call"),
+    "account_settings_update": ([AccountUpdate], "account_update"),
+    "group_create": ([GroupEvent], "group"),
+    "group_message": ([InboundMessage], "message"),
+    "group_message_other": ([InboundMessage], "message"),
+    "group_participants_add": ([GroupEvent], "group"),
+    "group_participant_leaves": ([GroupEvent], "group"),
+    "group_join_request": ([GroupEvent], "group"),
+    "group_settings_update": ([GroupEvent], "group"),
+    "group_suspend": ([GroupEvent], "group"),
+    "group_suspend_cleared": ([GroupEvent], "group"),
     "batch": (
         [InboundMessage] * 3 + [StatusUpdate] * 2 + [InboundMessage] * 2 + [MessageEcho] * 2,
         "mixed",
@@ -957,3 +968,34 @@ def test_offboarding_names_the_account_and_security_and_automatic_events_are_rea
     assert isinstance(buy, AutomaticEvent)
     assert (buy.event_name, buy.currency, buy.value) == ("Purchase", "INR", 4500000)
     assert buy.wamid.startswith("wamid.") and buy.ctwa_clid
+
+
+# ---- issue 29: groups ----------------------------------------------------------------------------------
+
+GROUP = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD"
+
+
+def test_group_messages_carry_the_group_and_their_sender() -> None:
+    m = only("group_message")
+    assert isinstance(m, InboundMessage)
+    assert (m.group_id, m.from_wa_id, m.profile_name, m.content.text) == (
+        GROUP, RAVI, "Ravi Kumar", "Is the Saturday visit still on?")
+
+
+def test_group_events_are_read_by_type() -> None:
+    create = only("group_create")
+    assert isinstance(create, GroupEvent)
+    assert (create.group_id, create.type, create.subject, create.invite_link) == (
+        GROUP, "group_create", "Gomti Nagar site visit", "https://chat.whatsapp.com/LINK_ID")
+    add = only("group_participants_add")
+    assert isinstance(add, GroupEvent) and [m.wa_id for m in add.added] == [SUNIL] and add.reason == "invite_link"
+    leave = only("group_participant_leaves")
+    assert isinstance(leave, GroupEvent) and leave.initiated_by == "participant"
+    assert [m.wa_id for m in leave.removed] == [SUNIL]
+    join = only("group_join_request")
+    assert isinstance(join, GroupEvent) and join.member is not None and join.member.wa_id == "919811112222"
+    settings = only("group_settings_update")
+    assert isinstance(settings, GroupEvent) and settings.subject == "Gomti Nagar visit, Saturday 11am"
+    assert set(settings.settings) == {"group_subject", "group_description"}
+    assert [only(n).type for n in ("group_suspend", "group_suspend_cleared")] == [  # type: ignore[union-attr]
+        "group_suspend", "group_suspend_cleared"]

@@ -62,6 +62,8 @@ async def on_account(session: AsyncSession, ctx: HasSettings, e: ev.AccountUpdat
     state = e.event
     if e.event == "DISABLED_UPDATE":  # each ban state is news (a reinstatement after a ban above all)
         state = f"{e.event}:{(e.details.get('ban_info') or {}).get('waba_ban_state', '')}"
+    elif e.event == "ACCOUNT_SETTINGS_UPDATE":  # each new setting is news; the same one redelivered is not
+        state = f"{e.event}:{text[-120:]}"
     await raise_alert_once(session, "account", subject, state, text,
                            dedupe=f"account:{subject}:{state}:{utcnow().isoformat()}", icon=icon)
 

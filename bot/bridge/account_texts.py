@@ -159,7 +159,21 @@ def account(e: ev.AccountUpdate, numbers: Sequence[str], tz: str = "UTC", *, pau
             return INFO, f"{whom} accepted the Marketing Messages API terms"
         case "VERIFIED_ACCOUNT":
             return OK, f"{whom} is verified"
+        case "ACCOUNT_SETTINGS_UPDATE":
+            return INFO, f"{whom}: settings changed" + _settings(d, tz)
     return INFO, f"{whom} reported {label(e.event.lower()).lower()}" + _leaves(d, tz)
+
+
+def _settings(details: Mapping[str, Any], tz: str) -> str:
+    """Each group of settings (e.g. `calling`) as 'calling: status enabled, ...'."""
+    parts = []
+    for key, value in details.items():
+        if isinstance(value, Mapping):
+            inner = _leaves(value, tz).removeprefix(": ").replace("; ", ", ")
+            parts.append(f"{label(str(key)).lower()}: {inner.lower()}" if inner else label(str(key)).lower())
+        elif value is not None and value != "":
+            parts.append(f"{label(str(key)).lower()} {str(value).lower()}")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _leaves(details: Mapping[str, Any], tz: str) -> str:

@@ -61,6 +61,8 @@ def plain_message(ctx: EventContext, e: ev.WebhookEvent) -> PlainMessage | None:
     if e.content.edits or e.content.revokes or e.content.errors or e.content.kind == "system":
         return None  # revises an earlier message, carries Meta's errors, or changes the customer's number
     if isinstance(e, ev.InboundMessage):
+        if e.group_id:
+            return None  # a group's message: its handler keeps the group thread and the sender
         if e.user_id or e.username or e.parent_user_id or (e.phone and e.phone != e.from_wa_id) \
                 or looks_like_user_id(e.from_wa_id):
             return None  # a username-era customer: the handler resolves (and may merge) the contact

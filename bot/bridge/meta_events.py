@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.bridge import account_events, alert_events, alert_texts
+from bot.bridge import account_events, alert_events, alert_texts, group_events
 from bot.bridge.alert_events import raise_alert_once
 from bot.bridge.message_revisions import apply_edit, apply_revoke
 from bot.bridge.optout import OptChange, opt_change
@@ -188,6 +188,9 @@ def _stored_as(content: ev.MessageContent, wamid: str, at: datetime) -> tuple[st
 
 
 async def on_inbound(session: AsyncSession, ctx: EventContext, e: ev.InboundMessage) -> None:
+    if e.group_id:  # a participant wrote in a group: the group's thread, not a 1:1 conversation
+        await group_events.on_group_message(session, ctx, e, _store_message)
+        return
     if (e.content.edits or e.content.revokes) and await _revision(session, ctx, e.content, e.wamid, e.timestamp):
         ctx.count("revision")
         return
@@ -428,6 +431,7 @@ _HANDLERS: dict[type, Callable[[AsyncSession, EventContext, Any], Awaitable[None
     ev.AccountUpdate: account_events.on_account,
     ev.SecurityEvent: account_events.on_security,
     ev.AutomaticEvent: account_events.on_automatic_event,
+    ev.GroupEvent: lambda session, ctx, e: group_events.on_group_event(session, ctx, e, _find_channel),
     ev.HistoryChunk: on_history,
     ev.ContactSync: on_contact_sync,
     ev.UserPreference: on_user_preference,

@@ -57,11 +57,23 @@ class Loaded:
         return render.ChannelView(self.channel_row.name, self.channel_row.display_phone_number)
 
 
-def contact_view(contact: Contact) -> render.ContactView:
-    """How a contact is named: the phone app's address book first, then their WhatsApp profile."""
+def contact_view(contact: Contact, members: tuple[str, ...] = ()) -> render.ContactView:
+    """How a contact is named: the phone app's address book first, then their WhatsApp profile (a group: its
+    subject, and `members` its participants)."""
     # Blank names (a profile of spaces) count as none: the username is shown instead.
     name = (contact.address_book_name or "").strip() or (contact.profile_name or "").strip() or None
-    return render.ContactView(contact.wa_id, name, contact.username)
+    return render.ContactView(contact.wa_id, name, contact.username, members)
+
+
+async def header_view(ctx: ItemContext, contact: Contact) -> render.ContactView:
+    """The contact as a thread's header shows it: a group with its participants."""
+    if not contact.wa_id.startswith("group:"):
+        return contact_view(contact)
+    from bot.bridge.group_events import member_label, members_of
+
+    async with ctx.deps.sessions() as s:
+        members = await members_of(s, contact.id) or []
+    return contact_view(contact, tuple(member_label(m) for m in members))
 
 
 def _summary(msg: Message) -> str:
@@ -172,7 +184,7 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
                     ctx.parts[opening.part] = ts
     if ts is None:
         header = render.parent_post(
-            contact_view(contact), render.ChannelView(channel_row.name, channel_row.display_phone_number),
+            await header_view(ctx, contact), render.ChannelView(channel_row.name, channel_row.display_phone_number),
             window_closes_at(conv.last_customer_message_at), utcnow(), ctx.deps.settings.timezone)
         folded = opening_parent(header, opening.post) if opening is not None else None
         if opening is not None and folded is not None:
@@ -200,8 +212,8 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
 async def current_parent(ctx: ItemContext, conv: Conversation, contact: Contact, channel_row: Channel,
                          parent_ts: str) -> render.Post:
     """The parent as it should read now: fresh header fields, and the first message if the parent carries it."""
-    header = render.parent_post(contact_view(contact), render.ChannelView(channel_row.name,
-                                                                         channel_row.display_phone_number),
+    header = render.parent_post(await header_view(ctx, contact), render.ChannelView(channel_row.name,
+                                                                                   channel_row.display_phone_number),
                                 window_closes_at(conv.last_customer_message_at), utcnow(),
                                 ctx.deps.settings.timezone)
     async with ctx.deps.sessions() as s:

@@ -119,6 +119,7 @@ class InboundMessage:
     username: str | None = None
     phone: str | None = None  # the phone number when Meta sent one ("from" may be empty)
     parent_user_id: str | None = None  # "from_parent_user_id", when parent BSUIDs are enabled
+    group_id: str | None = None  # set when the message was written in a group (`from` is the participant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +365,46 @@ class AutomaticEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupMember:
+    """A participant as a groups webhook names them (any id may be missing; `input` is what the business sent)."""
+
+    wa_id: str | None
+    user_id: str | None = None
+    username: str | None = None
+    input: str | None = None
+    errors: list[MetaError] = field(default_factory=list)
+
+    @property
+    def key(self) -> str | None:
+        return self.wa_id or self.user_id or self.input
+
+
+@dataclass(frozen=True, slots=True)
+class GroupEvent:
+    """One `groups[]` element of group_lifecycle_update, group_participants_update, group_settings_update or
+    group_status_update: `type` says which (group_create, group_participants_add, group_suspend, ...)."""
+
+    envelope: Envelope
+    group_id: str
+    type: str
+    timestamp: datetime | None
+    subject: str | None = None
+    description: str | None = None
+    invite_link: str | None = None
+    added: list[GroupMember] = field(default_factory=list)
+    removed: list[GroupMember] = field(default_factory=list)
+    failed: list[GroupMember] = field(default_factory=list)
+    member: GroupMember | None = None  # a join request's requester
+    initiated_by: str | None = None  # business | participant (removals)
+    reason: str | None = None
+    request_id: str | None = None
+    join_request_id: str | None = None
+    settings: dict = field(default_factory=dict)  # group_subject / group_description / profile_picture
+    errors: list[MetaError] = field(default_factory=list)
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownChange:
     """A change the parser does not understand (unknown field or content); kept, never dropped."""
 
@@ -401,6 +442,7 @@ WebhookEvent = Union[  # noqa: UP007 - a runtime alias others import and isinsta
     BusinessUsername,
     SecurityEvent,
     AutomaticEvent,
+    GroupEvent,
     UnknownChange,
     ParseProblem,
 ]
@@ -416,6 +458,8 @@ __all__ = [
     "ContactSync",
     "Direction",
     "Envelope",
+    "GroupEvent",
+    "GroupMember",
     "HistoryChunk",
     "HistoryMessage",
     "InboundMessage",

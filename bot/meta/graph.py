@@ -23,6 +23,7 @@ from bot.meta.callback import opaque
 from bot.meta.delivery import Delivery, RequestTrace, delivery_of
 from bot.meta.errors import GraphError, SendAction, parse_error_body
 from bot.meta.origins import META_MEDIA_ORIGIN, UntrustedURL, origin_of
+from bot.meta.recipients import address_of
 
 __all__ = [
     "DEFAULT_PHONE_FIELDS",
@@ -180,13 +181,9 @@ class GraphClient:
 
     @staticmethod
     def _envelope(to: str, kind: str, content: dict[str, Any], reply_to: str | None) -> dict[str, Any]:
-        # A customer known only by business-scoped user id is addressed with `recipient` (Cloud API,
-        # "Business-scoped user IDs"); phone numbers keep using `to`.
-        address = "recipient" if any(ch.isalpha() for ch in to) else "to"
         payload: dict[str, Any] = {
             "messaging_product": "whatsapp",
-            "recipient_type": "individual",
-            address: to,
+            **address_of(to),  # `to`, `recipient` (a user id) or a group (see bot.meta.recipients)
             "type": kind,
             kind: content,
         }

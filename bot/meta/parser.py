@@ -27,6 +27,8 @@ from bot.meta.events import (
     ContactSync,
     Direction,
     Envelope,
+    GroupEvent,
+    GroupMember,
     HistoryChunk,
     HistoryMessage,
     InboundMessage,
@@ -176,6 +178,11 @@ def _errors(x: object) -> list[MetaError]:
             )
         )
     return out
+
+
+def parse_errors(x: object) -> list[MetaError]:
+    """Meta's `errors[]` wherever they sit (e.g. inside a group setting)."""
+    return _errors(x)
 
 
 def _problem(env: Envelope, where: str, exc: BaseException, value: object) -> ParseProblem:
@@ -453,6 +460,7 @@ def _messages(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
                 username=_str(profile, "username"),
                 phone=phone,
                 parent_user_id=parent_user_id,
+                group_id=_str(item, "group_id") or None,
             )
         ]
 
@@ -735,6 +743,14 @@ def _business_username(env: Envelope, value: dict, where: str) -> list[WebhookEv
                              raw=value)]
 
 
+def _account_settings(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
+    """`account_settings_update`: a number's settings (e.g. calling) changed; read as an account event whose
+    details are the settings Meta sent, whatever their names."""
+    details = {k: v for k, v in value.items() if k not in ("messaging_product", "metadata")}
+    return [AccountUpdate(envelope=env, event="ACCOUNT_SETTINGS_UPDATE",
+                          phone_number=env.display_phone_number, details=details, raw=value)]
+
+
 def _security(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
     return [SecurityEvent(envelope=env, display_phone_number=_wa(value.get("display_phone_number")),
                           event=_req_str(value, "event"), requester=_str(value, "requester") or None)]
@@ -752,6 +768,40 @@ def _automatic_events(env: Envelope, value: dict, where: str) -> list[WebhookEve
     if "automatic_events" not in value:
         return [UnknownChange(env, "automatic_events change holds no automatic_events", value)]
     return _each(env, value["automatic_events"], f"{where}.automatic_events", entry)
+
+
+def _member(x: object) -> GroupMember:
+    d = _dict(x)
+    return GroupMember(wa_id=_wa(d.get("wa_id")), user_id=_str(d, "user_id") or None,
+                       username=_str(d, "username") or None, input=_wa(d.get("input")),
+                       errors=_errors(d.get("errors")))
+
+
+def _groups(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
+    """The four groups fields: each `groups[]` element is one event, told apart by its `type`."""
+    def entry(item: object) -> list[WebhookEvent]:
+        if not isinstance(item, dict):
+            raise _Malformed(f"group entry is a {type(item).__name__}, not an object")
+        settings = {k: item[k] for k in ("group_subject", "group_description", "profile_picture")
+                    if isinstance(item.get(k), dict)}
+        subject = _str(item, "subject") or _str(_dict(item.get("group_subject")), "text")
+        requester = _member(item) if (item.get("wa_id") or item.get("user_id")) else None
+        return [GroupEvent(
+            envelope=env, group_id=_req_str(item, "group_id"), type=_req_str(item, "type"),
+            timestamp=_time(item.get("timestamp")), subject=subject,
+            description=_str(item, "description") or _str(_dict(item.get("group_description")), "text"),
+            invite_link=_str(item, "invite_link"),
+            added=[_member(m) for m in _list(item.get("added_participants"))],
+            removed=[_member(m) for m in _list(item.get("removed_participants"))],
+            failed=[_member(m) for m in _list(item.get("failed_participants"))],
+            member=requester, initiated_by=_str(item, "initiated_by") or _str(value, "initiated_by"),
+            reason=_str(item, "reason"), request_id=_str(item, "request_id"),
+            join_request_id=_str(item, "join_request_id"), settings=settings,
+            errors=_errors(item.get("errors")), raw=item)]
+
+    if "groups" not in value:
+        return [UnknownChange(env, f"{env.field} change holds no groups", value)]
+    return _each(env, value["groups"], f"{where}.groups", entry)
 
 
 def _template_quality(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
@@ -918,6 +968,11 @@ _HANDLERS: dict[str, Handler] = {
     "calls": _calls,
     "user_id_update": _user_id_update,
     "security": _security,
+    "account_settings_update": _account_settings,
+    "group_lifecycle_update": _groups,
+    "group_participants_update": _groups,
+    "group_settings_update": _groups,
+    "group_status_update": _groups,
     "automatic_events": _automatic_events,
     "business_username_updates": _business_username,
     "business_username_update": _business_username,  # the singular some samples use
@@ -938,6 +993,11 @@ _FIELD_KINDS = {
     "calls": "call",
     "user_id_update": "user_id_update",
     "security": "account_update",
+    "account_settings_update": "account_update",
+    "group_lifecycle_update": "group",
+    "group_participants_update": "group",
+    "group_settings_update": "group",
+    "group_status_update": "group",
     "automatic_events": "automatic_event",
     "business_username_updates": "business_username",
     "business_username_update": "business_username",

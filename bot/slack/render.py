@@ -94,6 +94,11 @@ class ContactView:
     wa_id: str
     name: str | None = None
     username: str | None = None
+    members: tuple[str, ...] = ()  # a group's participants, as labels
+
+    @property
+    def is_group(self) -> bool:
+        return self.wa_id.startswith("group:")  # a WhatsApp group's thread (bot.bridge.group_events)
 
     @property
     def has_number(self) -> bool:
@@ -111,6 +116,8 @@ class ContactView:
     @property
     def label(self) -> str:
         name = self.shown_name
+        if self.is_group:
+            return name or "WhatsApp group"
         if not self.has_number:  # a business-scoped user id means nothing to staff: show who it is
             return name or self.shown_username or "WhatsApp user (number hidden)"
         number = format_number(self.wa_id)
@@ -193,7 +200,10 @@ def window_line(closes_at: datetime | None, now: datetime, tz: str = "UTC") -> s
 
 def parent_post(contact: ContactView, channel: ChannelView, closes_at: datetime | None, now: datetime,
                 tz: str = "UTC") -> Post:
-    """The thread's first message: who the customer is, which number, the window's state."""
+    """The thread's first message: who the customer is (a group: its subject and participants), which number,
+    the window's state."""
+    if contact.is_group:
+        return _group_parent(contact, channel, closes_at, now, tz)
     shown, username = contact.shown_name, contact.shown_username
     name = escape(shown or username or "Unknown name")  # the number follows: it is not repeated here
     if contact.has_number:
@@ -206,6 +216,27 @@ def parent_post(contact: ContactView, channel: ChannelView, closes_at: datetime 
         text=limits.summary(f"{name} · {number} on {escape(channel.name)}"),
         blocks=[_section(head), _context(details, window_line(closes_at, now, tz))],
     )
+
+
+def _group_parent(contact: ContactView, channel: ChannelView, closes_at: datetime | None, now: datetime,
+                  tz: str) -> Post:
+    name = escape(contact.label)
+    count = len(contact.members)
+    people = (f"{count} participant{'s' if count != 1 else ''}: " + escape(", ".join(
+        shown_name(m) or m for m in contact.members))) if count else "participants not known yet"
+    head = f":busts_in_silhouette: *{name}* · WhatsApp group"
+    return Post(text=limits.summary(f"{name} · WhatsApp group on {escape(channel.name)}"),
+                blocks=[_section(head), _context(people),
+                        _context(f"WhatsApp number: *{escape(channel.label)}*", window_line(closes_at, now, tz))])
+
+
+def group_sender(sender: Mapping[str, Any]) -> str:
+    """Who wrote a group message: their name (and number), else username or number."""
+    name = shown_name(str(sender.get("name") or "")) or None
+    number = format_number(str(sender["wa_id"])) if sender.get("wa_id") else None
+    if name:
+        return f"{name} ({number})" if number else name
+    return shown_name(str(sender.get("username") or "")) or number or "A participant"
 
 
 # ---- one message -----------------------------------------------------------------------------------
@@ -450,7 +481,11 @@ def message_posts(view: MessageView, contact: ContactView, channel: ChannelView,
         blocks.append(_section("_Replying to:_\n" + _quote(limits.clip(quoted, 600))))
     username: str | None = None
     icon: str | None = None
-    if view.direction == "inbound":
+    sender = view.content.get("group_sender")
+    if view.direction == "inbound" and isinstance(sender, Mapping):  # a group: each message names its sender
+        username, icon = f"{group_sender(sender)} in {contact.label}", CUSTOMER_ICON
+        fallback = f"{escape(username)}: {body}"
+    elif view.direction == "inbound":
         username, icon = contact.label, CUSTOMER_ICON
         fallback = f"{escape(contact.label)}: {body}"
     elif view.source == "phone_app":
