@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.handlers.slack_ops import slack_title
+from bot.ops.export import Transcript
 from bot.slack import render
 from bot.slack.display_names import FSI, PDI, ZWJ, ZWNJ, clean_name, isolate, shown_name
 
@@ -92,3 +94,10 @@ def test_a_shared_contact_card_name_is_cleaned_and_isolated() -> None:
     blank = {"name": {"formatted_name": "\u200b\u2066"}}
     view = render.MessageView(direction="inbound", source="customer", type="contacts", content={"contacts": [blank]})
     assert render.body_text(view) == ":bust_in_silhouette: *Contact*"
+
+
+def test_an_exported_transcript_is_named_in_slack_with_the_cleaned_name() -> None:
+    t = Transcript(channel="lucknow", business_number="+91 522 400 0000", wa_id="919812345678",
+                   contact_name="\u202eRavi\u200b", timezone="UTC", lines=())
+    assert slack_title(t) == f"Conversation with {FSI}Ravi{PDI} (+919812345678) on lucknow"
+    assert t.title == "Conversation with \u202eRavi\u200b (+919812345678) on lucknow"  # the file keeps what was stored

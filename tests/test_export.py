@@ -20,6 +20,7 @@ from bot.cli.entry import main
 from bot.handlers import appkeys
 from bot.handlers.slack_ops import export_reply
 from bot.ops.export import ExportError, Format, load_transcript, normalize_number, render
+from bot.slack.display_names import isolate
 from bot.standins.slack import SlackStandin
 from storage import repository as repo
 from storage.models import Conversation
@@ -124,7 +125,7 @@ async def test_slack_export_uploads_csv_and_html_to_the_requester(
     await _conversation(client)
     reply = await export_reply(client.app[appkeys.DEPS], user_id="UMANAGER", query="@ravi",
                                slack_channel="C0LUCKNOW")
-    assert reply.text.startswith("Sent you the transcript of Conversation with Ravi (+919812345678)")
+    assert reply.text.startswith(f"Sent you the transcript of Conversation with {isolate('Ravi')} (+919812345678)")
     [upload] = [m for m in slack.messages("DMANAGER") if m.get("files")]
     names = [f["name"] for f in upload["files"]]
     assert names == ["transcript-lucknow-919812345678.csv", "transcript-lucknow-919812345678.html"]

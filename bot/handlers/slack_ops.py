@@ -11,7 +11,7 @@ import asyncio
 import logging
 import shlex
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -20,10 +20,11 @@ from bot.core.config import ChannelSettings
 from bot.deps import Deps
 from bot.meta.graph import GraphError
 from bot.ops.doctor import DoctorEnv, Severity, all_passed, run_doctor
-from bot.ops.export import ExportError, Format, load_transcript, render, slack_users, with_slack_names
+from bot.ops.export import ExportError, Format, Transcript, load_transcript, render, slack_users, with_slack_names
 from bot.ops.spend import money, render_text, spend_for_month
 from bot.ops.templates import channels_by_waba, describe, stored_templates, sync_templates
 from bot.slack import limits
+from bot.slack.display_names import shown_name
 from bot.slack.errors import slack_reason
 from bot.slack.names import UserNames
 
@@ -41,6 +42,11 @@ class OpsReply:
 
     text: str
     blocks: list[dict[str, Any]] = field(default_factory=list)
+
+
+def slack_title(transcript: Transcript) -> str:
+    """The transcript's title as shown in Slack: the customer's name cleaned and isolated (the file keeps it)."""
+    return replace(transcript, contact_name=shown_name(transcript.contact_name) or "").title
 
 
 def _escape(text: str) -> str:
@@ -186,14 +192,14 @@ async def export_reply(deps: Deps, *, user_id: str, query: str, slack_channel: s
         opened = await deps.slack.conversations_open(users=user_id)
         dm = str((opened.get("channel") or {}).get("id"))
         await deps.slack.files_upload_v2(
-            channel=dm, initial_comment=_escape(f"{transcript.title}: {len(transcript.lines)} messages"),
+            channel=dm, initial_comment=_escape(f"{slack_title(transcript)}: {len(transcript.lines)} messages"),
             file_uploads=[{"content": render(transcript, fmt).encode(), "filename": transcript.filename(fmt),
-                           "title": f"{transcript.title} ({fmt.value})"} for fmt in formats])
+                           "title": f"{slack_title(transcript)} ({fmt.value})"} for fmt in formats])
     except SlackApiError as exc:
         error = slack_reason(exc)
         log.warning("transcript upload failed: %s", error)
         return OpsReply(f"Could not send the transcript: Slack said {error}")
-    return OpsReply(f"Sent you the transcript of {transcript.title} ({len(transcript.lines)} messages) "
+    return OpsReply(f"Sent you the transcript of {_escape(slack_title(transcript))} ({len(transcript.lines)} messages) "
                     "as a direct message.")
 
 
