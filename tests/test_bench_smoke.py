@@ -102,3 +102,14 @@ def test_send_cpu_bench_measures_both_clients(capsys: pytest.CaptureFixture[str]
     assert send_cpu.main(["--sends", "20", "--concurrency", "2"]) == 0
     out = capsys.readouterr().out
     assert "general Graph client (httpx)" in out and "pooled template sender (aiohttp)" in out
+
+
+def test_workspaces_fairness_bench_mirrors_other_workspaces_during_a_campaign(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import workspaces_fairness
+
+    assert workspaces_fairness.main(["--workspaces", "3", "--rate", "4", "--seconds", "1",
+                                     "--campaign-seconds", "0.5"]) == 0
+    row = _row(capsys.readouterr().out, "3")
+    assert row["n"] == "4" and row["not mirrored"] == "0" and row["errors"] == "0"
+    assert int(row["campaign sends meanwhile"]) >= 40
