@@ -90,3 +90,16 @@ def migrate_sync(url: str, revision: str = "head") -> None:
 async def migrate(url: str, revision: str = "head") -> None:
     """Apply Alembic migrations without blocking the event loop."""
     await asyncio.to_thread(migrate_sync, url, revision)
+
+
+
+async def revision(url: str) -> str | None:
+    """The database's Alembic revision; None for a database never migrated."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+    finally:
+        await engine.dispose()

@@ -268,3 +268,23 @@ def test_compose_interpolation_follows_compose_rules() -> None:
     with pytest.raises(MissingVariable):
         interpolate_compose("${EMPTY:?need it}", env)
     assert interpolate_compose("${EMPTY?need it}", env) == ""
+
+
+def test_env_example_names_every_variable_compose_reads() -> None:
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    names = {line.split("=", 1)[0] for line in example.splitlines() if line and not line.startswith("#")}
+    read = {m.group("name") for m in _COMPOSE_VAR.finditer(COMPOSE.read_text(encoding="utf-8")) if m.group("name")}
+    assert read == names, (read - names, names - read)
+    assert set(DOTENV) <= names
+
+
+OPERATOR_DOCS = ("README.md", "CHANGELOG.md", "CONTRIBUTING.md", "docs/deployment.md", "docs/meta-setup.md",
+                 "docs/slack-setup.md", "docs/onboarding.md", "docs/insights.md")
+
+
+@pytest.mark.parametrize("doc", OPERATOR_DOCS)
+def test_operator_docs_use_the_wabridge_command_and_cite_no_commits(doc: str) -> None:
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    assert "python -m bot" not in text
+    commits = re.findall(r"(?<![\w/.-])[0-9a-f]{7,40}(?![\w-])", text)
+    assert not [c for c in commits if not c.isdigit()], commits

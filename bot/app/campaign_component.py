@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -11,6 +10,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app.health import cached
+from bot.app.shutdown import stop_tasks
 from bot.app.slack_component import add_outbox_kinds
 from bot.handlers import appkeys
 from bot.meta.sender import TemplateSender
@@ -45,10 +45,7 @@ async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
     await scheduler.start()
     yield
     await scheduler.stop()
-    for t in (task, recovery):
-        t.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await t
+    await stop_tasks(app, task, recovery)
     await sender.aclose()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from functools import partial
@@ -14,6 +13,7 @@ from aiohttp import web
 from bot.app.health import healthz
 from bot.app.metrics_endpoint import CachedRefresh, Exposure, announce, exposure, metrics_handler, metrics_site
 from bot.app.rejections import RateLimitedLog, quiet_malformed_requests, rejection_logger
+from bot.app.shutdown import stop_tasks
 from bot.app.throughput_gauge import refresh_throughput_gauge
 from bot.bridge.ingest_writer import IngestWriter
 from bot.bridge.meta_events import EventContext
@@ -33,7 +33,7 @@ from bot.ops.retention_worker import RetentionWorker
 from bot.slack.client import slack_client, slack_session
 from bot.slack.workspace_clients import InstalledWorkspaces
 from scheduler.throttle import RedisThrottle, Throttle, make_throttle
-from storage.db import make_engine, make_sessionmaker, migrate
+from storage.db import make_engine, make_sessionmaker, migrate, revision
 from storage.installations import SealedInstallationStore
 from storage.liveness import Heartbeat
 from storage.repository import sync_channels
@@ -47,8 +47,14 @@ Component = Callable[[web.Application], None]
 def database_ctx(run_migrations: bool) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[appkeys.SETTINGS]
+        before = await revision(settings.database_url)
         if run_migrations:
             await migrate(settings.database_url)
+            after = await revision(settings.database_url)
+            app[appkeys.MIGRATIONS] = (f"migrations applied: {before or 'none'} → {after}" if after != before
+                                       else f"migrations: at {after}, nothing to apply")
+        else:
+            app[appkeys.MIGRATIONS] = f"migrations not run (--no-migrate): at {before or 'none'}"
         engine = make_engine(settings.database_url)
         count_statements(engine, app[appkeys.METRICS])
         app[appkeys.ENGINE] = engine
@@ -106,9 +112,7 @@ def background(name: str, start: Callable[[web.Application], asyncio.Task[None]]
         task = start(app)
         task.set_name(name)
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_tasks(app, task)
 
     return ctx
 
@@ -133,10 +137,7 @@ async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
                                                owner=lambda: heartbeat.worker_id,
                                                hands=app[appkeys.CLAIMS_IN_HAND]), name="takeover")
     yield
-    for t in (sweeper, task):
-        t.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await t
+    await stop_tasks(app, sweeper, task)
 
 
 def _start_ingest_writer(app: web.Application) -> asyncio.Task[None]:

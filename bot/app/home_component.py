@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from bot.app.bolt import BOLT
 from bot.app.factory import Component
+from bot.app.shutdown import stop_tasks
 from bot.deps import Deps
 from bot.handlers import appkeys
 from bot.ops.home_view import CampaignLine, HomeData, manager_view, member_view, shown
@@ -191,11 +192,7 @@ def make_home_component(refresh_interval: float = REFRESH_INTERVAL) -> Component
         register(bolt, publisher)
         task = asyncio.create_task(publisher.refresh_forever(refresh_interval), name="home-refresh")
         yield
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        await stop_tasks(app, task)
 
     def component(app: web.Application) -> None:
         app.cleanup_ctx.append(ctx)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
@@ -12,6 +11,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app.factory import Component
+from bot.app.shutdown import stop_tasks
 from bot.core.config import Settings
 from bot.core.response_metrics import FirstResponseHistogram
 from bot.handlers import appkeys
@@ -91,9 +91,7 @@ def make_insights_component(interval: float | None = INTERVAL) -> Component:
             return
         task = asyncio.create_task(worker.run(interval), name="insights")
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_tasks(app, task)
 
     def component(app: web.Application) -> None:
         app.cleanup_ctx.append(ctx)

@@ -135,6 +135,12 @@ class IngestWriter:
             self._conn = await self._engine.connect()
         return self._conn
 
+    @property
+    def parked_connections(self) -> int:
+        """Connections this writer keeps checked out between groups (1 or 0): not a statement in progress."""
+        conn = self._conn
+        return 1 if conn is not None and not conn.closed and not conn.in_transaction() else 0
+
     async def _release_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:

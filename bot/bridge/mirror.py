@@ -25,6 +25,7 @@ from bot.slack import render, status_marks
 from bot.slack.outbox import GiveUp, ItemContext, Kinds, SlackCallFailed, Thread
 from bot.slack.outbox_policy import superseded
 from bot.slack.parent import opening_parent
+from scheduler.campaigns.sent_text import campaign_text
 from storage import repository as repo
 from storage.models import Campaign, Channel, Contact, Conversation, Message, SlackOutbox, utcnow
 
@@ -110,6 +111,8 @@ async def load_message(ctx: ItemContext, message_id: int) -> Loaded | None:
             target = await s.scalar(select(Message).where(Message.wamid == ctx_id["id"]))
             if target is not None:
                 quoted = _summary(target)
+            else:  # a reply to a campaign: what that recipient read is the template filled with their row
+                quoted = await campaign_text(s, str(ctx_id["id"]))
         campaign = None
         if msg.campaign_id is not None:
             row = await s.get(Campaign, msg.campaign_id)

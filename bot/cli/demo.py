@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import re
 import socket
 import tempfile
 import time
@@ -23,6 +22,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from bot.app.factory import create_app
+from bot.cli import slack_view as view
 from bot.core.config import Settings, parse_settings
 from bot.handlers import appkeys
 from bot.meta.signature import sign
@@ -50,6 +50,8 @@ class DemoResult:
     refused_reply_sent: bool
     progress_lines: list[str] = field(default_factory=list)
     home: str = ""
+    html: str = ""
+    slack_messages: list[dict[str, Any]] = field(default_factory=list)  # #lucknow as Slack stored it
 
 
 def _free_port() -> int:
@@ -116,73 +118,64 @@ async def _until(check: Callable[[], Awaitable[Any] | Any], within: float = 60.0
         await asyncio.sleep(0.05)
 
 
-_SLACK_MARKUP = re.compile(r"<([^|>]+)\|([^>]+)>")
+def _names(slack: SlackStandin) -> view.Names:
+    users = {uid: str(u.get("real_name") or u.get("name") or uid) for uid, u in slack.users.items()}
+    channels = {cid: str(c.get("name") or cid) for cid, c in getattr(slack, "channels", {}).items()
+                if isinstance(c, dict)}
+    return view.Names(users, channels)
 
 
-def _plain(text: str) -> str:
-    """Slack mrkdwn as a terminal shows it: links as 'label (url)'. `&lt;`/`&gt;` stay as Slack received
-    them, so escaped customer text (`&lt;!channel&gt;`) is not mistaken for a real mention."""
-    text = _SLACK_MARKUP.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
-    return text.replace("&amp;", "&")
+def _text(message: dict[str, Any], names: view.Names, style: view.Style) -> list[str]:
+    return view.mrkdwn("\n".join(view.message_mrkdwn(message)), names, style).splitlines() or [""]
 
 
-def _buttons(message: dict[str, Any]) -> str:
-    labels = [str(e.get("text", {}).get("text", "")) for b in message.get("blocks") or []
-              if b.get("type") == "actions" for e in b.get("elements", []) if e.get("type") == "button"]
-    return "".join(f"  [{label}]" for label in labels if label)
+def _decorations(message: dict[str, Any]) -> str:
+    files = " ".join(f"📎 {f.get('name')}" for f in message.get("files", []))
+    marks = " ".join(view.reactions(message))
+    return (f" {files}" if files else "") + (f"   {marks}" if marks else "")
 
 
-def _message_text(message: dict[str, Any]) -> str:
-    parts: list[str] = []
-    for block in message.get("blocks") or []:
-        if block.get("type") == "section" and block.get("text"):
-            parts.append(block["text"]["text"])
-        elif block.get("type") == "context":
-            parts.extend(e.get("text", "") for e in block.get("elements", []))
-    if not parts:
-        parts.append(message.get("text", ""))
-    return _plain("\n".join(p for p in parts if p))
+def author(slack: SlackStandin, message: dict[str, Any]) -> str:
+    """The name Slack shows above a message: the name it was posted under, the person's, or the app's."""
+    person = slack.users.get(message.get("user", ""), {})
+    return str(message.get("username") or ("Wabridge" if message.get("bot_id") or not message.get("user") else
+                                           person.get("real_name") or message.get("user", "?")))
 
 
-def _reactions(message: dict[str, Any]) -> str:
-    names = [r["name"] for r in message.get("reactions", [])]
-    return f"  [{' '.join(':' + n + ':' for n in names)}]" if names else ""
-
-
-def render_channel(slack: SlackStandin, channel: str, title: str) -> str:
-    """What a Slack channel shows, thread by thread."""
+def render_channel(slack: SlackStandin, channel: str, title: str, style: view.Style = view.PLAIN) -> str:
+    """What a Slack channel shows, thread by thread, with a legend for the status reactions."""
+    names = _names(slack)
+    bold = style.bold
     out = [f"━━ {title} ━━"]
+    used: list[str] = []
     for top in slack.messages(channel, top_level_only=True):
-        who = top.get("username") or "Wabridge"
-        lines = _message_text(top).splitlines() or [""]
-        out.append(f"● {who}: {lines[0]}{_reactions(top)}")
+        lines = _text(top, names, style)
+        out.append(f"● {bold[0]}{author(slack, top)}{bold[1]}: {lines[0]}{_decorations(top)}")
         out.extend(f"  {line}" for line in lines[1:])
+        used += [r["name"] for r in top.get("reactions", [])]
         for reply in slack.thread(channel, top["ts"])[1:]:
-            person = slack.users.get(reply.get("user", ""), {})
-            rwho = reply.get("username") or ("Wabridge" if reply.get("bot_id") else
-                                             person.get("real_name") or reply.get("user", "?"))
-            rlines = _message_text(reply).splitlines() or [""]
-            files = " ".join(f"📎 {f.get('name')}" for f in reply.get("files", []))
-            out.append(f"  └ {rwho}: {rlines[0]}{(' ' + files) if files else ''}{_reactions(reply)}")
+            rlines = _text(reply, names, style)
+            out.append(f"  └ {bold[0]}{author(slack, reply)}{bold[1]}: {rlines[0]}{_decorations(reply)}")
             out.extend(f"    {line}" for line in rlines[1:])
+            used += [r["name"] for r in reply.get("reactions", [])]
+    if view.legend(used):
+        out.append(f"  Reactions: {view.legend(used)}")
     return "\n".join(out)
 
 
-def render_home(view: dict[str, Any], title: str) -> str:
+def render_home(home: dict[str, Any], title: str, style: view.Style = view.PLAIN,
+                names: view.Names | None = None) -> str:
     """What a Home tab shows."""
+    names = names or view.Names({}, {})
     out = [f"━━ {title} ━━"]
-    for block in view.get("blocks") or []:
+    for block in home.get("blocks") or []:
         kind = block.get("type")
         if kind == "header":
-            out.append(f"■ {block['text']['text']}")
+            out.append(f"■ {style.bold[0]}{view.emojize(block['text']['text'])}{style.bold[1]}")
         elif kind == "divider":
             out.append("  ─────")
-        elif kind == "section":
-            texts = [block["text"]["text"]] if block.get("text") else []
-            texts += [f["text"] for f in block.get("fields") or []]
-            out.extend(f"  {line}" for t in texts for line in _plain(t).splitlines())
-        elif kind == "context":
-            out.extend(f"  {_plain(e.get('text', ''))}" for e in block.get("elements", []))
+        elif kind in ("section", "context"):
+            out.extend(f"  {line}" for line in _text({"blocks": [block]}, names, style))
     return "\n".join(out)
 
 
@@ -243,7 +236,7 @@ class Scenario:
     def thread_of(self, wa_id: str) -> str | None:
         digits = wa_id[-4:]
         for top in self.slack.messages(CHANNEL, top_level_only=True):
-            if digits in _message_text(top):
+            if digits in "\n".join(view.message_mrkdwn(top)):
                 return str(top["ts"])
         return None
 
@@ -299,7 +292,7 @@ async def _campaign(sc: Scenario, settings: Settings, recipients: int) -> tuple[
     return int(c.id), lines
 
 
-async def _play(sc: Scenario, settings: Settings, recipients: int) -> DemoResult:
+async def _play(sc: Scenario, settings: Settings, recipients: int, style: view.Style) -> DemoResult:
     now = datetime.now(UTC)
     sc.say("▶ Ravi writes on WhatsApp")
     await sc.webhook(customer_says("wamid.demo.1", RAVI, "Ravi", "Hi! Is the Monday JEE batch full? <!channel>",
@@ -344,24 +337,29 @@ async def _play(sc: Scenario, settings: Settings, recipients: int) -> DemoResult
     await asyncio.sleep(2.0)  # the campaign's final report and last outbox rows
 
     sc.say("▶ Meera (manager) and Priya open Wabridge's Home tab in Slack")
-    home = "\n\n".join([render_home(await sc.open_home(MANAGER), "Home tab, as Meera (manager) sees it"),
-                         render_home(await sc.open_home(STAFF), "Home tab, as Priya sees it")])
+    names = _names(sc.slack)
+    home = "\n\n".join([
+        render_home(await sc.open_home(MANAGER), "Home tab, as Meera (manager) sees it", style, names),
+        render_home(await sc.open_home(STAFF), "Home tab, as Priya sees it", style, names)])
 
     times = sorted(s.time for s in campaign_sends)
     worst = max((sum(1 for t in times if start <= t < start + 1.0) for start in times), default=0)
+    ephemerals = [f"● {' '.join(_text(e, names, style))}" + "".join(f"  [{b}]" for b in view.buttons(e))
+                  for e in sc.slack.ephemerals]
     transcript = "\n\n".join([
-        render_channel(sc.slack, CHANNEL, "#lucknow"),
-        render_channel(sc.slack, ALERTS, "#alerts"),
-        "━━ only visible to Priya ━━\n" + "\n".join(f"● {_plain(e.get('text', ''))}{_buttons(e)}"
-                                                 for e in sc.slack.ephemerals),
+        render_channel(sc.slack, CHANNEL, "#lucknow", style),
+        render_channel(sc.slack, ALERTS, "#alerts", style),
+        "━━ only visible to Priya ━━\n" + "\n".join(ephemerals),
         home,
     ])
     return DemoResult(transcript=transcript, campaign_sends=len(campaign_sends), max_sends_in_one_second=worst,
                       refused_reply_sent=refused_sent, progress_lines=progress_lines, home=home)
 
 
-async def run_demo(out: TextIO, *, recipients: int = 20) -> DemoResult:
-    """Start stand-ins and the real server, play the scenario, print what Slack shows."""
+async def run_demo(out: TextIO, *, recipients: int = 20, style: view.Style = view.PLAIN,
+                   page: bool = False) -> DemoResult:
+    """Start stand-ins and the real server, play the scenario, print what Slack shows (with page, also the
+    #lucknow channel as an HTML page drawn like Slack, in result.html)."""
     from bot.app.components import default_components
     from storage.models import WebhookLog
 
@@ -380,7 +378,12 @@ async def run_demo(out: TextIO, *, recipients: int = 20) -> DemoResult:
             try:
                 sc.say(f"Wabridge demo: server on http://127.0.0.1:{port}, Meta and Slack stand-ins on loopback, "
                        f"SQLite in {tmp}\n")
-                result = await _play(sc, settings, recipients)
+                result = await _play(sc, settings, recipients, style)
+                result.slack_messages = list(slack.messages(CHANNEL))
+                if page:
+                    from bot.cli.demo_html import channel_page
+
+                    result.html = channel_page(slack, CHANNEL, "lucknow", author)
                 async with app[appkeys.SESSIONS]() as s:
                     pending = await s.scalar(select(func.count()).select_from(WebhookLog)
                                              .where(WebhookLog.processed_at.is_(None)))

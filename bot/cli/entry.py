@@ -10,7 +10,11 @@ import gc
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from bot.cli import campaign, contact, onboarding, ops, report, tenants
 from bot.cli.base import (
@@ -25,6 +29,9 @@ from bot.cli.base import (
 from bot.core.config import EVERY_SECRET, ConfigError
 from bot.core.logs import configure
 from bot.core.version import installed_version
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("bot.serve")
 
@@ -49,15 +56,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, run_migrations=not args.no_migrate, workers=role != "web",
                      webhooks=role != "worker", components=default_components(settings, role=role))
     app.on_startup.append(_freeze_heap)
+    stopping: list[float] = []
+    app.on_shutdown.append(lambda _app: _note(stopping))
     try:
-        web.run_app(app, host=host, port=port,
-                    print=lambda _: log.info("listening on http://%s:%s (role %s)", host, port, role))
+        web.run_app(app, host=host, port=port, print=lambda _: log.info("%s", startup_line(app, host, port, role)))
     except OSError as exc:
         if exc.errno is None:
             raise
         print(f"serve: {bind_error(host, port, exc)}", file=sys.stderr)  # taken between the check and now
         return EXIT_UNAVAILABLE
+    took = f" in {time.monotonic() - stopping[0]:.1f} s" if stopping else ""
+    log.info("wabridge stopped%s: workers finished, database and Redis connections closed", took)
     return 0
+
+
+async def _note(stopping: list[float]) -> None:
+    stopping.append(time.monotonic())
+
+
+def startup_line(app: web.Application, host: str, port: int, role: str) -> str:
+    """`wabridge 0.3.0 listening on http://HOST:PORT (role all); database …; migrations …; redis …`."""
+    from bot.handlers import appkeys
+
+    settings = app[appkeys.SETTINGS]
+    redis = safe_url(settings.redis_url) if settings.redis_url else "none (in-process throttle, one process only)"
+    return (f"wabridge {installed_version()} listening on http://{host}:{port} (role {role}); database "
+            f"{safe_url(settings.database_url)}; {app.get(appkeys.MIGRATIONS, 'migrations: unknown')}; "
+            f"redis {redis}")
+
+
+def safe_url(url: str) -> str:
+    """A database or Redis URL without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}@" if parts.username else ""
+    host = parts.hostname or ""
+    netloc = f"{user}{'[' + host + ']' if ':' in host else host}{f':{parts.port}' if parts.port else ''}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 async def _freeze_heap(_app: object) -> None:
@@ -78,11 +114,17 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.cli import slack_view
     from bot.cli.demo import run_demo
 
     configure(os.environ.get("WABRIDGE_LOG_LEVEL", "WARNING"))
     logging.getLogger("bot").setLevel(os.environ.get("WABRIDGE_LOG_LEVEL", "WARNING"))
-    result = asyncio.run(run_demo(sys.stdout, recipients=args.recipients))
+    # Bold as bold in a terminal; plain text when piped or when NO_COLOR asks for it (no-color.org).
+    style = slack_view.ANSI if sys.stdout.isatty() and not os.environ.get("NO_COLOR") else slack_view.PLAIN
+    result = asyncio.run(run_demo(sys.stdout, recipients=args.recipients, style=style, page=bool(args.html)))
+    if args.html:
+        Path(args.html).write_text(result.html, encoding="utf-8")
+        print(f"the #lucknow channel as Slack draws it: {args.html}", file=sys.stderr)
     ok = (not result.refused_reply_sent and result.campaign_sends == args.recipients
           and result.max_sends_in_one_second <= 5)
     return 0 if ok else 1
@@ -107,6 +149,8 @@ def _add_core_parsers(sub: argparse._SubParsersAction) -> None:
                        description="Run the whole bridge on SQLite against built-in stand-ins for Meta and "
                                    "Slack, and print what Slack shows. Needs no app.yaml and no secret.")
     demo.add_argument("--recipients", type=int, default=20, help="campaign audience size (default 20)")
+    demo.add_argument("--html", default=None, metavar="FILE",
+                      help="also write the #lucknow channel as an HTML page drawn like Slack (for a screenshot)")
 
 
 CORE_COMMANDS: dict[str, Command] = {"serve": cmd_serve, "migrate": cmd_migrate, "demo": cmd_demo}

@@ -29,5 +29,6 @@ def configure(level: str = "INFO") -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # httpx logs every request at INFO: one line per WhatsApp send drowns the useful lines (and costs CPU).
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    # APScheduler's executor logs two INFO lines per job run, and the campaign poller runs every second.
-    logging.getLogger("apscheduler.executors").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    # APScheduler logs two INFO lines per job run (the campaign poller runs every second) and its own start,
+    # jobs and stop: serve's start-up and shutdown lines say what matters.
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

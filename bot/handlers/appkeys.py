@@ -28,6 +28,8 @@ INGEST_WRITER = web.AppKey("ingest_writer", IngestWriter)
 # None when running without Redis (in-process throttle, one process only).
 REDIS: web.AppKey[aioredis.Redis | None] = web.AppKey("redis")
 DEPS = web.AppKey("deps", Deps)
+# What the migrations did at start-up, for serve's start-up line ("migrations applied: 0012 → 0013").
+MIGRATIONS = web.AppKey("migrations", str)
 # This process's liveness row; present when it runs background work.
 HEARTBEAT = web.AppKey("heartbeat", Heartbeat)
 # How each background loop is doing (bot.core.loop_health), for /healthz.

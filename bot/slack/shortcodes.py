@@ -31,6 +31,8 @@ _SLACK_ONLY: Mapping[str, str] = {
     "crazy_face": "\U0001F92A",
     "face_palm": "\U0001F926",
     "shipit": "\U0001F43F\ufe0f",  # Slack's built-in squirrel
+    "large_green_circle": "\U0001F7E2",  # Slack's name for green_circle
+    "shopping_trolley": "\U0001F6D2",
 }
 
 # Slack's skin-tone-2 … skin-tone-6 are the five Fitzpatrick modifiers; skin-tone-1 is the default yellow.

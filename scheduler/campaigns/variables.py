@@ -93,6 +93,17 @@ def body_parameters(mapping: Mapping[str, Any], fields: Mapping[str, Any]) -> li
     return params
 
 
+def filled_body(components: Iterable[Mapping[str, Any]], mapping: Mapping[str, Any],
+                fields: Mapping[str, Any]) -> str | None:
+    """The template's BODY as one recipient read it ({{1}} replaced by their value); None without a BODY."""
+    body = next((str(c.get("text") or "") for c in components if str(c.get("type", "")).upper() == "BODY"), None)
+    if body is None:
+        return None
+    values = {str(p.get("parameter_name") or key): p["text"]
+              for key, p in zip(sorted(mapping, key=_order), body_parameters(mapping, fields), strict=True)}
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), body)
+
+
 def components_for(mapping: Mapping[str, Any], fields: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The `components` of a template send for one recipient (empty when the template has no variables)."""
     params = body_parameters(mapping, fields)
