@@ -75,3 +75,17 @@ async def test_the_stand_in_refuses_callback_data_over_512_characters_as_meta_do
     finally:
         await client.aclose()
         await graph.stop()
+
+
+def test_a_group_sends_statuses_name_the_group_without_pricing() -> None:
+    from bot.meta.parser import parse_delivery
+    from bot.standins.status_feed import status_payload
+
+    payload = status_payload(waba_id="200000000000001", phone_number_id="100000000000001",
+                             display_phone_number="915224000000", wamid="wamid.G1", state="sent",
+                             recipient="Y2FwaV9ncm91cA", timestamp=1751280000, template=False, group=True)
+    status = payload["entry"][0]["changes"][0]["value"]["statuses"][0]
+    assert (status["recipient_type"], status["recipient_id"]) == ("group", "Y2FwaV9ncm91cA")
+    assert "pricing" not in status and "conversation" not in status
+    event = parse_delivery(payload)[0]
+    assert event.wamid == "wamid.G1" and event.status == "sent"  # type: ignore[union-attr]

@@ -667,6 +667,7 @@ class GraphStandin(LoopbackServer):
             return invalid
         to = str(payload.get("to") or payload["recipient"])
         by_user_id = not payload.get("to")
+        group = payload.get("recipient_type") == "group"  # Groups API: `to` is the group's id
         kind = str(payload.get("type", "text"))
         record = SendRecord(now, pnid, to, kind, payload)
 
@@ -699,9 +700,9 @@ class GraphStandin(LoopbackServer):
             self.status_feed.schedule(
                 waba_id=(number.waba_id if number is not None else None) or "200000000000001",
                 phone_number_id=pnid, display_phone_number=number.display_phone_number if number else "",
-                wamid=record.wamid, recipient=_digits(to), template=kind == "template",
+                wamid=record.wamid, recipient=to if group else _digits(to), template=kind == "template",
                 callback_data=str(payload["biz_opaque_callback_data"]) if payload.get("biz_opaque_callback_data")
-                else None)
+                else None, group=group)
         message: dict[str, Any] = {"id": record.wamid}
         if kind == "template":
             message["message_status"] = "accepted"

@@ -24,19 +24,22 @@ RETRY_FIRST, RETRY_CAP = 0.5, 30.0
 
 def status_payload(*, waba_id: str, phone_number_id: str, display_phone_number: str, wamid: str, state: str,
                    recipient: str, timestamp: int, template: bool,
-                   callback_data: str | None = None) -> dict[str, Any]:
+                   callback_data: str | None = None, group: bool = False) -> dict[str, Any]:
     """One status webhook as Meta formats it (pricing on sent and delivered; a conversation on sent; the
-    send's `biz_opaque_callback_data`, when it had one, on every status)."""
+    send's `biz_opaque_callback_data`, when it had one, on every status). A group send's statuses name the
+    group (`recipient_type: group`) and carry no conversation or pricing, as in Meta's group message samples."""
     status: dict[str, Any] = {"id": wamid, "status": state, "timestamp": str(timestamp),
                               "recipient_id": recipient}
+    if group:
+        status["recipient_type"] = "group"
     if callback_data:
         status["biz_opaque_callback_data"] = callback_data
     category = "marketing" if template else "service"
-    if state == "sent":
+    if state == "sent" and not group:
         status["conversation"] = {"id": f"CONV{abs(hash(recipient)) % 10**12}",
                                   "expiration_timestamp": str(timestamp + 86400),
                                   "origin": {"type": category}}
-    if state in ("sent", "delivered"):
+    if state in ("sent", "delivered") and not group:
         status["pricing"] = {"billable": template, "pricing_model": "PMP", "category": category,
                              "type": "regular"}
     return {"object": "whatsapp_business_account", "entry": [{"id": waba_id, "changes": [{
@@ -74,13 +77,13 @@ class StatusFeed:
         return len(self._tasks)
 
     def schedule(self, *, waba_id: str, phone_number_id: str, display_phone_number: str, wamid: str,
-                 recipient: str, template: bool, callback_data: str | None = None) -> None:
+                 recipient: str, template: bool, callback_data: str | None = None, group: bool = False) -> None:
         """Owe the callback the statuses of one accepted send."""
         for state, delay in self.delays:
             payload = status_payload(waba_id=waba_id, phone_number_id=phone_number_id,
                                      display_phone_number=display_phone_number, wamid=wamid, state=state,
                                      recipient=recipient, timestamp=int(time.time() + delay), template=template,
-                                     callback_data=callback_data)
+                                     callback_data=callback_data, group=group)
             task = asyncio.create_task(self._deliver(json.dumps(payload).encode(), delay))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
