@@ -33,11 +33,12 @@ from bot.ops.retention_worker import RetentionWorker
 from bot.slack.client import slack_client, slack_session
 from bot.slack.workspace_clients import InstalledWorkspaces
 from scheduler.throttle import RedisThrottle, Throttle, make_throttle
-from storage.db import make_engine, make_sessionmaker, migrate, revision
+from storage.db import is_sqlite, make_engine, make_sessionmaker, migrate, revision
 from storage.installations import SealedInstallationStore
 from storage.liveness import Heartbeat
 from storage.repository import sync_channels
 from storage.takeover import run_takeover
+from storage.write_gate import SQLITE_PAUSE, WriteGate
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,8 @@ def _start_ingest_writer(app: web.Application) -> asyncio.Task[None]:
         if worker is not None:
             worker.wake()
 
-    writer = IngestWriter(app[appkeys.ENGINE], on_stored=wake_worker, health=app[appkeys.LOOP_HEALTH])
+    writer = IngestWriter(app[appkeys.ENGINE], on_stored=wake_worker, health=app[appkeys.LOOP_HEALTH],
+                          gate=app[appkeys.WRITE_GATE])
     app[appkeys.INGEST_WRITER] = writer
     return asyncio.create_task(writer.run())
 
@@ -162,6 +164,7 @@ def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
         batch=settings.worker.live_batch,
         bulk_batch=settings.worker.bulk_batch,
         health=app[appkeys.LOOP_HEALTH],
+        gate=app[appkeys.WRITE_GATE],
     )
     app[appkeys.WEBHOOK_WORKER] = worker
     app[appkeys.CLAIMS_IN_HAND]["webhook_logs"] = worker.hand
@@ -190,6 +193,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()
     app[appkeys.LOOP_HEALTH] = LoopHealth()
+    app[appkeys.WRITE_GATE] = WriteGate(pause=SQLITE_PAUSE if is_sqlite(settings.database_url) else 0.0)
     app[appkeys.HEALTH_CHECKS] = []
     app[appkeys.CLAIMS_IN_HAND] = {}
     app.cleanup_ctx.append(database_ctx(run_migrations))

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.core.loop_health import LoopHealth
 from storage import webhook_logs
+from storage.write_gate import WriteGate
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,10 @@ class IngestWriter:
 
     def __init__(self, engine: AsyncEngine, *, linger: float = DEFAULT_LINGER,
                  max_batch: int = DEFAULT_MAX_BATCH, on_stored: Callable[[], None] | None = None,
-                 health: LoopHealth | None = None) -> None:
+                 health: LoopHealth | None = None, gate: WriteGate | None = None) -> None:
         self._engine = engine
+        # Long jobs (a history import) let waiting deliveries go first between their transactions.
+        self._gate = gate or WriteGate()
         self._health = (health or LoopHealth()).loop("webhook intake", log)
         self._linger = linger
         self._max_batch = max_batch
@@ -69,23 +72,27 @@ class IngestWriter:
         try:
             while True:
                 await self._arrived.wait()
-                if self._linger > 0 and len(self._waiting) < self._max_batch:
-                    # Give requests already on their way a moment to join this group.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self._linger):
-                            await self._full.wait()
-                group = self._waiting[:self._max_batch]
-                del self._waiting[:self._max_batch]
-                if len(self._waiting) < self._max_batch:
-                    self._full.clear()
-                if not self._waiting:
-                    self._arrived.clear()
-                await self._commit(group)
+                async with self._gate.urgent():
+                    await self._next_group()
         finally:
             self._closed = True
             self._fail(self._waiting, "ingest writer stopped")
             self._waiting = []
             await self._release_connection()
+
+    async def _next_group(self) -> None:
+        if self._linger > 0 and len(self._waiting) < self._max_batch:
+            # Give requests already on their way a moment to join this group.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._linger):
+                    await self._full.wait()
+        group = self._waiting[:self._max_batch]
+        del self._waiting[:self._max_batch]
+        if len(self._waiting) < self._max_batch:
+            self._full.clear()
+        if not self._waiting:
+            self._arrived.clear()
+        await self._commit(group)
 
     async def _commit(self, group: list[_Delivery]) -> None:
         rows = [(d.raw_body, d.event_type) for d in group]

@@ -10,7 +10,7 @@ window, outbox) and the one dispatch table; alerts live in `alert_events`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -354,10 +354,16 @@ async def on_call(session: AsyncSession, ctx: EventContext, e: ev.CallEvent) -> 
 
 async def on_history(session: AsyncSession, ctx: EventContext, e: ev.HistoryChunk) -> None:
     """Store a history chunk's messages (never posted one by one) and fold it into the import's progress."""
+    await fold_history(session, ctx, e, await store_history(session, ctx, e, e.messages))
+
+
+async def store_history(session: AsyncSession, ctx: EventContext, e: ev.HistoryChunk,
+                        messages: Sequence[ev.HistoryMessage]) -> int:
+    """Store some of a chunk's messages (a slice, in `history_import`); returns how many were new."""
     from bot.onboarding import syncs
 
     stored = 0
-    for m in e.messages:
+    for m in messages:
         source = Source.CUSTOMER if m.direction is ev.Direction.INBOUND else Source.PHONE_APP
         message_id, conv_id = await _store_message(
             session, ctx, envelope=e.envelope, wa_id=m.wa_id, profile_name=None, wamid=m.wamid,
@@ -369,6 +375,13 @@ async def on_history(session: AsyncSession, ctx: EventContext, e: ev.HistoryChun
             stored += 1
         elif conv_id is not None and await syncs.fill_placeholder(session, m, content_json(m.content)):
             stored += 1
+    return stored
+
+
+async def fold_history(session: AsyncSession, ctx: EventContext, e: ev.HistoryChunk, stored: int) -> None:
+    """Fold a chunk whose messages are stored into its import's progress."""
+    from bot.onboarding import syncs
+
     found = await _find_channel(session, ctx, e.envelope)
     if found is not None:
         await syncs.history_chunk(session, channel_id=found[0], slack_channel=found[1], chunk=e, stored=stored)

@@ -12,15 +12,17 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.bridge import webhook_batch
+from bot.bridge import history_import, webhook_batch
 from bot.bridge.meta_events import EventContext, apply_event
 from bot.core.loop_health import LoopHealth
 from bot.core.metrics import Metrics
 from bot.core.waits import wait_until
+from bot.meta.events import HistoryChunk
 from bot.meta.parser import event_type_of, parse_delivery
 from storage import webhook_logs
 from storage.fencing import FencedOut, InHand
 from storage.lanes import BULK, LANES, Lane
+from storage.write_gate import WriteGate
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,9 @@ class WebhookWorker:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], make_context: Callable[[], EventContext],
                  metrics: Metrics, *, batch: int = 100, bulk_batch: int = 200, poll_interval: float = 1.0,
                  bulk_linger: float = BULK_LINGER, owner: Callable[[], int | None] | None = None,
-                 health: LoopHealth | None = None) -> None:
+                 health: LoopHealth | None = None, gate: WriteGate | None = None) -> None:
         self._sessions = sessions
+        self._gate = gate or WriteGate()  # history imports let webhooks being stored go first
         self._health = health or LoopHealth()
         self.hand = InHand()  # deliveries this process is applying (storage.takeover gives back the rest)
         # This process's worker id (its heartbeat row): claims are then bound to its liveness and fenced.
@@ -120,6 +123,12 @@ class WebhookWorker:
             if n % PARSE_SLICE == 0:
                 # Parsing a bulk batch is pure CPU: let the ack path (same event loop in `--role all`) run.
                 await asyncio.sleep(0)
+        history = [p for p in batch if history_import.carries_history(p)]
+        for parsed in history:
+            await self._apply_history(parsed)
+        batch = [p for p in batch if p not in history]
+        if not batch:
+            return
         ctx = self._make_context()
         try:
             async with self._sessions() as session, session.begin():
@@ -127,10 +136,10 @@ class WebhookWorker:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.warning("batch of %d deliveries failed to commit; applying them one by one", len(claimed),
+            log.warning("batch of %d deliveries failed to commit; applying them one by one", len(batch),
                         exc_info=True)
-            for item in claimed:
-                await self._process(item)
+            for parsed in batch:
+                await self._process(parsed.item)
             return
         for kind, n in ctx.stats.items():
             self._metrics.events_applied.labels(kind).inc(n)
@@ -144,6 +153,31 @@ class WebhookWorker:
             "first_log_id": claimed[0].id, "last_log_id": claimed[-1].id,
             "latency_ms": round((time.perf_counter() - started) * 1000, 1),
         })
+
+    async def _apply_history(self, parsed: webhook_batch.Parsed) -> None:
+        """A history delivery in slices of its own transactions (see history_import)."""
+        item = parsed.item
+        ctx = self._make_context()
+        started = time.perf_counter()
+        try:
+            await history_import.apply_history(self._sessions, ctx, parsed, self._gate)
+        except FencedOut:
+            log.warning("webhook log %s was taken over by another process; dropped here", item.id)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("webhook log %s failed (attempt %s)", item.id, item.attempts)
+            self._metrics.webhooks_processed.labels(parsed.event_type, "error").inc()
+            await self._record_failure(item, repr(exc))
+            return
+        for kind, n in ctx.stats.items():
+            self._metrics.events_applied.labels(kind).inc(n)
+        self._metrics.webhooks_processed.labels(parsed.event_type, "ok").inc()
+        log.info("history delivery processed", extra={
+            "log_id": item.id, "messages": sum(len(e.messages) for e in parsed.events
+                                               if isinstance(e, HistoryChunk)),
+            "latency_ms": round((time.perf_counter() - started) * 1000, 1)})
 
     async def _process(self, item: webhook_logs.ClaimedLog) -> None:
         try:

@@ -17,6 +17,7 @@ from bot.core.metrics import Metrics
 from bot.deps import Deps
 from storage.fencing import InHand
 from storage.liveness import Heartbeat
+from storage.write_gate import WriteGate
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
@@ -34,6 +35,8 @@ MIGRATIONS = web.AppKey("migrations", str)
 HEARTBEAT = web.AppKey("heartbeat", Heartbeat)
 # How each background loop is doing (bot.core.loop_health), for /healthz.
 LOOP_HEALTH = web.AppKey("loop_health", LoopHealth)
+# Webhooks being stored go before a history import's next transaction (SQLite has one writer).
+WRITE_GATE = web.AppKey("write_gate", WriteGate)
 # Queue name (storage.takeover.QUEUES) -> the claims this process works on, for giving back the rest.
 CLAIMS_IN_HAND: web.AppKey[dict[str, InHand]] = web.AppKey("claims_in_hand")
 # More checks for /healthz, each giving name -> reason for whatever is wrong (empty when all is well).
