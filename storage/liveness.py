@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.core.liveness import HEARTBEAT_INTERVAL, SILENCE, is_silent, still_trusted
 from bot.core.loop_health import LoopHealth
 from storage.models import Worker, utcnow
+from storage.write_gate import WriteGate
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,10 @@ class Heartbeat:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], name: str, *,
                  interval: float = HEARTBEAT_INTERVAL, silence: timedelta = SILENCE,
-                 health: LoopHealth | None = None) -> None:
+                 health: LoopHealth | None = None, gate: WriteGate | None = None) -> None:
         self._sessions = sessions
         self._health = (health or LoopHealth()).loop("heartbeat", log)
+        self._gate = gate or WriteGate()  # a beat goes before a long job's next transaction (SQLite: one writer)
         self._name = name
         self._interval = interval
         self._silence = silence
@@ -119,8 +121,10 @@ class Heartbeat:
             while True:
                 await asyncio.sleep(self._interval)
                 try:
-                    now = utcnow()
-                    if await beat(self._sessions, self.worker_id, now=now):
+                    async with self._gate.urgent():
+                        now = utcnow()
+                        alive = await beat(self._sessions, self.worker_id, now=now)
+                    if alive:
                         if self._last_ok is None or now - self._last_ok >= self._silence / 2:
                             self._epoch += 1
                         self._last_ok = now

@@ -13,7 +13,7 @@ from storage.models import Message, SmbSync, WebhookLog
 from tests.harness import bridges, eventually, now_ts
 from tests.helpers import history_chunk, inbound_text, signed
 
-CONVERSATIONS, PER_CONVERSATION = 3000, 2
+CONVERSATIONS, PER_CONVERSATION = 1500, 2
 TOTAL = CONVERSATIONS * PER_CONVERSATION
 
 

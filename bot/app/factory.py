@@ -122,7 +122,7 @@ async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
     """This process's row in `workers`, beaten every second: what the work it claims is bound to; and the
     pass that gives back, every second, what silent processes held."""
     heartbeat = Heartbeat(app[appkeys.SESSIONS], f"serve:{app[appkeys.SETTINGS].server.port}",
-                          health=app[appkeys.LOOP_HEALTH])
+                          health=app[appkeys.LOOP_HEALTH], gate=app[appkeys.WRITE_GATE])
     await heartbeat.start()
     app[appkeys.HEARTBEAT] = heartbeat
     task = asyncio.create_task(heartbeat.run(), name="heartbeat")

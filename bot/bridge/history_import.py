@@ -1,5 +1,5 @@
-"""A history delivery applied in slices: HISTORY_SLICE messages per transaction, then the chunk's progress and
-the delivery's mark in a last one.
+"""A history delivery applied in slices: HISTORY_SLICE messages (or SLICE_SECONDS) per transaction, then the
+chunk's progress and the delivery's mark in a last one.
 
 Meta sends a Business app's history in chunks of thousands of conversations. In one transaction a chunk held
 SQLite's only write lock for longer than a customer's webhook may wait for its row (30 s, then 503). Between
@@ -10,6 +10,8 @@ what the first attempt stored.
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.bridge.meta_events import EventContext, apply_event, fold_history, store_history
@@ -18,7 +20,9 @@ from bot.meta import events as ev
 from storage import webhook_logs
 from storage.write_gate import WriteGate
 
-HISTORY_SLICE = 100  # messages per transaction: a few hundred milliseconds of SQLite's write lock at most
+HISTORY_SLICE = 100  # messages per transaction at most
+SLICE_SECONDS = 0.2  # and a transaction's time at most (checked every _STEP messages)
+_STEP = 10
 
 
 def carries_history(parsed: Parsed) -> bool:
@@ -35,11 +39,17 @@ async def apply_history(sessions: async_sessionmaker[AsyncSession], ctx: EventCo
     for n, event in enumerate(parsed.events):
         if not isinstance(event, ev.HistoryChunk):
             continue
-        for start in range(0, len(event.messages), slice_size):
+        done = 0
+        while done < len(event.messages):
             await gate.between()
             async with sessions() as session, session.begin():
-                new = await store_history(session, ctx, event, event.messages[start:start + slice_size])
-            stored[n] = stored.get(n, 0) + new
+                # A slice ends at slice_size messages or SLICE_SECONDS, whichever comes first: on a busy host
+                # a hundred messages can take seconds, and the lock is what others wait for.
+                end, deadline = min(done + slice_size, len(event.messages)), time.monotonic() + SLICE_SECONDS
+                while done < end and time.monotonic() < deadline:
+                    step = event.messages[done:min(done + _STEP, end)]
+                    stored[n] = stored.get(n, 0) + await store_history(session, ctx, event, step)
+                    done += len(step)
     await gate.between()
     async with sessions() as session, session.begin():
         for n, event in enumerate(parsed.events):
