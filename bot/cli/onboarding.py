@@ -9,6 +9,7 @@ from datetime import timedelta
 from bot.cli.base import Command, add_command, run_async, settings_from
 from bot.core.config import Settings
 from bot.core.readable import day_time
+from bot.core.workspace import DEFAULT_WORKSPACE, is_workspace_id
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +21,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slack-channel", required=True, help="Slack channel ID the number's chats go to (C…)")
     p.add_argument("--name", default=None, help="channel name (default: from the business's name)")
     p.add_argument("--valid-minutes", type=int, default=60, help="how long the link works (default 60)")
+    p.add_argument("--team", default=None, help="many workspaces (slack.client_id): the workspace (T…) the "
+                                                "number will belong to; its Slack channel must be in it")
 
 
 
@@ -36,6 +39,11 @@ async def _connect(settings: Settings, args: argparse.Namespace) -> int:
     if isinstance(parsed, str):
         print(f"error: {parsed}", file=sys.stderr)
         return 1
+    if settings.slack.many_workspaces and not (args.team and is_workspace_id(args.team)):
+        print("error: --team T… is required with slack.client_id: the workspace the number belongs to",
+              file=sys.stderr)
+        return 1
+    team = args.team if settings.slack.many_workspaces else DEFAULT_WORKSPACE
     if args.valid_minutes <= 0:
         print("error: --valid-minutes must be positive", file=sys.stderr)
         return 1
@@ -50,7 +58,7 @@ async def _connect(settings: Settings, args: argparse.Namespace) -> int:
     try:
         token, expires = await create_link(make_sessionmaker(engine), slack_channel=parsed[0],
                                            channel_name=parsed[1], requested_by="cli",
-                                           valid_for=timedelta(minutes=args.valid_minutes))
+                                           valid_for=timedelta(minutes=args.valid_minutes), slack_team=team)
     finally:
         await engine.dispose()
     print(link_url(settings, token))

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from bot.core.workspace import DEFAULT_WORKSPACE, request_scope
 from bot.deps import Deps
 from bot.onboarding.links import DEFAULT_VALID, create_link, link_url
 from bot.ops.export import find_contacts
@@ -62,8 +63,10 @@ async def connect_reply(deps: Deps, *, user_id: str, args: str, slack_channel: s
                               ("meta.token_key", meta.token_key)) if not v]
     if missing:
         return f"Connecting numbers is not set up: set {', '.join(missing)} in app.yaml (see docs/onboarding.md)."
+    scope = request_scope()  # the number joins the workspace whose /campaign connect made the link
     token, expires = await create_link(deps.sessions, slack_channel=target, channel_name=name,
-                                       requested_by=user_id, valid_for=DEFAULT_VALID)
+                                       requested_by=user_id, valid_for=DEFAULT_VALID,
+                                       slack_team=scope.workspace if scope is not None else DEFAULT_WORKSPACE)
     url = link_url(deps.settings, token)
     until = format_time(expires, deps.settings.timezone)
     note = "" if url.startswith("http") else " (set server.public_url so this becomes a full address)"

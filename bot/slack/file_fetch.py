@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 
 from bot.core.config import SlackSettings
+from bot.core.workspace import request_scope
 from bot.slack.file_origin import allowed_origins, is_allowed, origin_of
 
 MAX_REDIRECTS = 5
@@ -31,7 +32,9 @@ async def stream_slack_file(slack: SlackSettings, url: str, *,
                             read_timeout: float) -> AsyncIterator[httpx.Response]:
     """The streamed response for url; FileOriginRefused before any request leaves for another origin."""
     origins = token_origins(slack)
-    headers = {"Authorization": f"Bearer {slack.bot_token}"}
+    scope = request_scope()  # many workspaces: the token of the workspace whose staff shared the file
+    token = scope.token if scope is not None and scope.token else slack.bot_token
+    headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(timeout=read_timeout, follow_redirects=False) as http:
         for _ in range(MAX_REDIRECTS + 1):
             if not is_allowed(url, origins):
