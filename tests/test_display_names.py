@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.bridge.group_events import group_note
 from bot.handlers.slack_ops import slack_title
+from bot.meta import events as ev
 from bot.ops.export import Transcript
 from bot.slack import render
 from bot.slack.display_names import FSI, PDI, ZWJ, ZWNJ, clean_name, isolate, shown_name
@@ -101,3 +103,18 @@ def test_an_exported_transcript_is_named_in_slack_with_the_cleaned_name() -> Non
                    contact_name="\u202eRavi\u200b", timezone="UTC", lines=())
     assert slack_title(t) == f"Conversation with {FSI}Ravi{PDI} (+919812345678) on lucknow"
     assert t.title == "Conversation with \u202eRavi\u200b (+919812345678) on lucknow"  # the file keeps what was stored
+
+
+def test_group_subjects_and_participants_in_notes_are_cleaned_and_isolated() -> None:
+    env = ev.Envelope(waba_id="W1", field="group_lifecycle_update", phone_number_id="1", display_phone_number="+91")
+    created = ev.GroupEvent(envelope=env, group_id="G1", type="group_create", timestamp=None,
+                            subject="\u202eSales\u200b")
+    assert group_note(created, []) == f":busts_in_silhouette: Group created: *{FSI}Sales{PDI}*."
+    joined = ev.GroupEvent(envelope=env, group_id="G1", type="group_participants_add", timestamp=None,
+                           added=[ev.GroupMember(wa_id="919812345678"),
+                                  ev.GroupMember(wa_id=None, username="@\u2066x")])
+    known = [{"wa_id": "919812345678", "name": "\u2067Ravi\u2069\u200b"}]
+    assert group_note(joined, known) == f":inbox_tray: {FSI}Ravi{PDI} (+91 98123 45678), {FSI}@x{PDI} joined the group"
+    renamed = ev.GroupEvent(envelope=env, group_id="G1", type="group_settings_update", timestamp=None,
+                            settings={"group_subject": {"text": "\u202eNew\u2060"}})
+    assert f"*{FSI}New{PDI}*" in str(group_note(renamed, []))

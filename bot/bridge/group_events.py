@@ -19,6 +19,7 @@ from bot.bridge.alert_events import raise_alert_once
 from bot.meta import events as ev
 from bot.meta.parser import parse_errors
 from bot.meta.recipients import GROUP_PREFIX
+from bot.slack.display_names import shown_name
 from bot.slack.render import escape, format_number
 from storage import repository as repo
 from storage.identities import Identity, resolve_contact
@@ -40,11 +41,12 @@ def member_label(member: dict[str, Any], known: list[dict[str, Any]] | None = No
         if (member.get("wa_id") and k.get("wa_id") == member.get("wa_id")) or (
                 member.get("user_id") and k.get("user_id") == member.get("user_id")):
             member = {**k, **{key: v for key, v in member.items() if v}}
-    name = (member.get("name") or "").strip()
+    # Names and usernames are the customers' own text: cleaned and isolated (bot.slack.display_names).
+    name = shown_name(str(member.get("name") or ""))
     number = format_number(str(member["wa_id"])) if member.get("wa_id") else None
     if name:
         return f"{name} ({number})" if number else name
-    return str(member.get("username") or number or member.get("user_id") or "someone")
+    return shown_name(str(member.get("username") or "")) or number or str(member.get("user_id") or "someone")
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -130,7 +132,7 @@ def _settings_lines(settings: dict[str, Any]) -> list[str]:
                          + (f" ({escape(_errors(parse_errors(value.get('errors'))))})" if value.get("errors")
                             else ""))
         elif key == "group_subject" and value.get("text"):
-            lines.append(f"The group's subject is now *{escape(str(value['text']))}*")
+            lines.append(f"The group's subject is now *{escape(shown_name(str(value['text'])) or 'blank')}*")
         else:
             lines.append(f"The group's {what} was changed")
     return lines
@@ -143,7 +145,7 @@ def group_note(e: ev.GroupEvent, known: list[dict[str, Any]]) -> str | None:
     match e.type:
         case "group_create":
             link = f" Invite link: {escape(e.invite_link)}" if e.invite_link else ""
-            return f":busts_in_silhouette: Group created: *{escape(e.subject or 'no subject')}*.{link}"
+            return f":busts_in_silhouette: Group created: *{escape(shown_name(e.subject) or 'no subject')}*.{link}"
         case "group_delete":
             return ":wastebasket: The group was deleted: nothing more can be sent to it"
         case "group_participants_add" | "group_add_participants":
@@ -206,7 +208,7 @@ async def on_group_event(session: AsyncSession, ctx: Any, e: ev.GroupEvent, find
     _apply(group, e)
     if group.subject and contact.profile_name != group.subject:
         contact.profile_name = group.subject
-    name = group.subject or "A WhatsApp group"
+    name = shown_name(group.subject) or "A WhatsApp group"
     number = e.envelope.display_phone_number or e.envelope.waba_id
     dedupe = f"group:{e.group_id}:{e.type}:{e.request_id or e.join_request_id or ''}:{e.timestamp}"
     if e.type == "group_suspend":
@@ -221,7 +223,7 @@ async def on_group_event(session: AsyncSession, ctx: Any, e: ev.GroupEvent, find
     elif e.errors and e.type in ("group_create", "group_delete"):
         what = "Creating" if e.type == "group_create" else "Deleting"
         await raise_alert_once(session, "group", e.group_id, f"{e.type}:failed",
-                               f"{what} group {e.subject or name} on {number} failed: {_errors(e.errors)}",
+                               f"{what} group {shown_name(e.subject) or name} on {number} failed: {_errors(e.errors)}",
                                dedupe=dedupe, icon=account_texts.WARN)
     text = group_note(e, known)
     if text is None:
