@@ -4,6 +4,7 @@ a running scheduler picking up what the CLI creates."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -189,7 +190,9 @@ async def test_cli_create_reports_bad_rows_and_controls_the_campaign(
     assert "not in the synced list" in out.err
 
     assert (await cli("list")) == 0
-    assert f"{cid:>5}  scheduled" in capsys.readouterr().out
+    listing = capsys.readouterr().out
+    assert f"{cid:>5}  scheduled" in listing
+    assert re.search(r" 1 [A-Z][a-z]{2} \d{4} 10:00 IST ", listing), listing  # next firing in the configured zone
     assert (await cli("pause", str(cid))) == 0
     assert (await cli("pause", str(cid))) == 1
     assert "only a scheduled or running one can be paused" in capsys.readouterr().err

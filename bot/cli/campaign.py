@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from bot.cli.base import Command, add_command, add_group, run_async, settings_from
 from bot.core.config import Settings
+from bot.core.readable import day_time
 
 EXIT_FAILED = 1
 MAX_BAD_ROWS_SHOWN = 20
@@ -130,7 +131,7 @@ async def _create(settings: Settings, sessions: Any, args: argparse.Namespace) -
 
 
 def _when(at: datetime | None, tz: str) -> str:
-    return "-" if at is None else f"{at.astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M}"
+    return "-" if at is None else day_time(at, tz)
 
 
 async def _list(settings: Settings, sessions: Any, limit: int) -> int:
@@ -140,10 +141,10 @@ async def _list(settings: Settings, sessions: Any, limit: int) -> int:
     if not rows:
         print("no campaigns")
         return 0
-    print(f"{'ID':>5}  {'STATUS':<10} {'CHANNEL':<12} {'TEMPLATE':<24} {'AUDIENCE':>8}  {'NEXT':<16}  SCHEDULE")
+    print(f"{'ID':>5}  {'STATUS':<10} {'CHANNEL':<12} {'TEMPLATE':<24} {'AUDIENCE':>8}  {'NEXT':<21}  SCHEDULE")
     for c in rows:
         print(f"{c.id:>5}  {c.status:<10} {c.channel[:12]:<12} {c.template[:24]:<24} {c.audience:>8}  "
-              f"{_when(c.next_fire, settings.timezone):<16}  {c.schedule}")
+              f"{_when(c.next_fire, settings.timezone):<21}  {c.schedule}")
     return 0
 
 

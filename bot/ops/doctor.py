@@ -20,6 +20,7 @@ from sqlalchemy import func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import ChannelSettings, Mode, Settings
+from bot.core.readable import day_time
 from bot.meta.graph import GraphClient, GraphError
 from bot.ops.checks import CheckResult, Severity, failed, passed, warned
 from bot.ops.checks import all_passed as all_passed  # re-exported for the commands that run doctor
@@ -404,14 +405,15 @@ async def traffic_checks(env: DoctorEnv, channels: Sequence[ChannelSettings], no
             *check_error_counts(counts[PAYMENT_ERROR], counts[THROUGHPUT_ERROR])]
 
 
-def check_log_tables(stats: Sequence[TableStat], retention_days: float, now: datetime) -> CheckResult:
-    """Size and oldest row of each log table; a warning when rows outlive retention by more than a day."""
+def check_log_tables(stats: Sequence[TableStat], retention_days: float, now: datetime,
+                     tz: str = "UTC") -> CheckResult:
+    """Size and oldest row of each log table (in `tz`); a warning when rows outlive retention by over a day."""
     parts = []
     stale = []
     for st in stats:
         size = f", {st.bytes / 1_048_576:.1f} MB" if st.bytes is not None else ""
         oldest = _aware(st.oldest)
-        age = f", oldest {oldest:%Y-%m-%d %H:%M} UTC ({_ago(now - oldest)})" if oldest else ""
+        age = f", oldest {day_time(oldest, tz)} ({_ago(now - oldest)})" if oldest else ""
         parts.append(f"{st.name} {st.rows:,} rows{size}{age}")
         if oldest is not None and now - oldest > timedelta(days=retention_days + 1):
             stale.append(st.name)
@@ -474,7 +476,7 @@ async def run_doctor(env: DoctorEnv, channel: str | None = None, *, team: str | 
         async with env.sessions() as session:
             results.extend(check_slack_backlog(estimate(await owed_per_channel(session))))
             stats = await table_stats(session)
-        results.append(check_log_tables(stats, settings.retention.days, now))
+        results.append(check_log_tables(stats, settings.retention.days, now, settings.timezone))
     slack_token = bool(settings.slack.bot_token)
     if settings.slack.many_workspaces:
         # No one bot token to test: each workspace's installation is the finding.
