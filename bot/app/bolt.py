@@ -1,13 +1,16 @@
 """The slack-bolt app inside our aiohttp application: `POST /slack/events`, or Socket Mode with an app token.
 
-Listeners come from the modules named in `LISTENERS`; one error handler logs what a listener raised.
+Listeners come from the modules named in `LISTENERS`; one error handler (`listener_errors`) logs what a
+listener raised with its traceback, counts it and tells the person. Only the payload check at the edge
+(`request_guard`, `payloads.check_shape`) answers 400.
 Bolt talks to Slack through `Deps.slack`, whose base URL is `slack.api_url`, so tests use a stand-in.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +20,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.app.listener_errors import on_listener_error
 from bot.deps import Deps
 from bot.handlers import (
     appkeys,
@@ -28,6 +32,7 @@ from bot.handlers import (
     slack_resend,
     slack_scope,
 )
+from bot.slack.payloads import check_shape
 from bot.slack.request_guard import body_problem
 
 log = logging.getLogger(__name__)
@@ -68,30 +73,17 @@ def build_bolt_app(deps: Deps, engine: AsyncEngine | None = None) -> AsyncApp:
         logger=bolt_log,
         oauth_settings=oauth,
     )
+    bolt.use(_shape_checked)  # Socket Mode requests skip `slack_events`' own check
     slack_scope.register(bolt, deps)  # before any listener: the request's workspace scopes what they see
     for register in LISTENERS:
         register(bolt, deps)
-    bolt.error(_on_error)
+    bolt.error(partial(on_listener_error, deps))
     return bolt
 
 
-# A listener failing on one of these read a payload of the wrong shape (a forged or broken request): the
-# sender gets a 400 and the log one line. Anything else is a fault of ours and keeps its traceback.
-_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError)
-
-
-async def _on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> BoltResponse | None:
-    """One line per failed listener; a payload of the wrong shape is answered 400 when Slack still waits."""
-    kind = body.get("type") if isinstance(body, dict) else None
-    if isinstance(error, _MALFORMED):
-        log.warning("Slack request (%s) with an unexpected shape refused: %s: %s", kind, type(error).__name__,
-                    str(error)[:200])
-        # No response means the listener had already acknowledged; nothing more can be said to Slack.
-        return None if response is None else BoltResponse(status=400, body='{"error": "malformed payload"}',
-                                                          headers={"content-type": "application/json"})
-    log.error("Slack %s failed: %s: %s", kind or "request", error.__class__.__name__, error,
-              exc_info=(type(error), error, error.__traceback__))
-    return None
+async def _shape_checked(body: dict[str, Any], next_: Callable[[], Awaitable[BoltResponse]]) -> BoltResponse:
+    check_shape(body)  # MalformedPayload reaches the error handler, which answers 400
+    return await next_()
 
 
 async def slack_events(request: web.Request) -> web.Response:
@@ -104,10 +96,10 @@ async def slack_events(request: web.Request) -> web.Response:
         return refused
     try:
         answer = await bolt.async_dispatch(await to_bolt_request(request))
-    except _MALFORMED as exc:
-        # Bolt's own routing and error reporting index into the payload and fail on unexpected shapes.
-        log.warning("Slack request with an unexpected shape refused: %s: %s", type(exc).__name__, str(exc)[:200])
-        return web.json_response({"error": "malformed payload"}, status=400)
+    except Exception:  # outside any listener (bolt's routing): ours to fix; Slack retries an event it gets 500 for
+        request.app[appkeys.METRICS].listener_errors.labels("dispatch").inc()
+        log.exception("Slack request failed before reaching a listener")
+        return web.json_response({"error": "internal error"}, status=500)
     return await to_aiohttp_response(answer)
 
 

@@ -37,6 +37,9 @@ class Metrics:
                                         ["channel"], registry=r)
         self.retention_rows = Counter("wabridge_retention_rows", "Rows the retention pass deleted (media: cleared)",
                                       ["table"], registry=r)
+        self.listener_errors = Counter("wabridge_slack_listener_errors",
+                                       "Exceptions raised in Slack listeners (each logged with its traceback)",
+                                       ["kind"], registry=r)
         self.whatsapp_sends = Counter("wabridge_whatsapp_sends", "Messages sent through the Cloud API",
                                       ["channel", "source", "outcome"], registry=r)
         # Read from the database at each scrape, so every process reports the cluster's count.

@@ -361,7 +361,13 @@ async def handle_thread_message(deps: Deps, body: dict[str, Any], event: dict[st
     key = reply_ledger.reply_key(str(channel), str(ts))
     await reply_ledger.begin(deps.sessions, key, conversation_id=thread.conversation_id, user=str(user),
                              ts=str(ts))
-    outcome = await _send(deps, thread, event, str(user))
+    try:
+        outcome = await _send(deps, thread, event, str(user))
+    except Exception:
+        # A fault of ours: closed on record here (the sweep would call it a stop), and raised on so the
+        # listeners' error handler logs it with its traceback and tells the author in the thread.
+        await reply_ledger.finish(deps.sessions, key, "error")
+        raise
     await reply_ledger.finish(deps.sessions, key, outcome.value)
     return outcome
 

@@ -1,7 +1,8 @@
 """What a request to `/slack/events` must look like before bolt parses it (pure).
 
 Bolt parses the body before checking anything and crashes (500) on JSON that is invalid, too deep, or not an
-object. Slack never sends those; this says what is wrong so the endpoint can answer 400 instead.
+object, and reads fields of the wrong type; Slack never sends those. This says what is wrong (JSON, then the
+payload's shape, `payloads.check_shape`) so the endpoint can answer 400 instead.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from bot.core import json_limits
+from bot.slack.payloads import MalformedPayload, check_shape
 
 
 def body_problem(body: str, content_type: str | None) -> str | None:
@@ -23,7 +25,7 @@ def body_problem(body: str, content_type: str | None) -> str | None:
             return None
         document = payload
     else:
-        return None
+        return _shape_problem(dict(parse_qsl(body, keep_blank_values=True)))
     try:
         parsed = json_limits.loads(document)
     except json_limits.TooDeep as exc:
@@ -32,4 +34,12 @@ def body_problem(body: str, content_type: str | None) -> str | None:
         return "the body is not valid JSON"
     if not isinstance(parsed, dict):
         return "the body must be a JSON object"
+    return _shape_problem(parsed)
+
+
+def _shape_problem(parsed: dict[str, object]) -> str | None:
+    try:
+        check_shape(parsed)
+    except MalformedPayload as exc:
+        return str(exc)
     return None
