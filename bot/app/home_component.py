@@ -164,11 +164,12 @@ class HomePublisher:
 
     async def change_marker(self) -> tuple[Any, ...]:
         async with self.deps.sessions() as s:
-            messages = (await s.execute(select(func.max(Message.id), func.count(Message.status)).where(
-                Message.status == "failed"))).one()
+            # Any new message (a customer waiting, a reply) and any newly failed one change what the tab shows.
+            newest = await s.scalar(select(func.max(Message.id)))
+            failed = await s.scalar(select(func.count()).select_from(Message).where(Message.status == "failed"))
             campaigns = (await s.execute(select(func.max(Campaign.updated_at), func.count(Campaign.id)))).one()
         # The minute is part of the marker: waiting times grow even when nothing is written.
-        return (*messages, *campaigns, self.deps.settings.channels, int(time.monotonic() // 60))
+        return (newest, failed, *campaigns, self.deps.settings.channels, int(time.monotonic() // 60))
 
 
 HOME = web.AppKey("home_publisher", HomePublisher)
