@@ -267,3 +267,46 @@ async def test_socket_mode_requests_get_the_same_shape_check(bridge: Bridge) -> 
             "user": {"id": STAFF}, "actions": [{"action_id": "wabridge_open_template_picker", "value": [1]}]}
     answer = await bolt.async_dispatch(AsyncBoltRequest(body=body, mode="socket_mode"))
     assert answer.status == 400 and "malformed" in answer.body
+
+
+async def test_a_bug_in_the_home_tab_a_modal_or_a_button_is_logged_and_told(
+        bridge: Bridge, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from bot.app.home_component import HomePublisher
+    from bot.app.listener_errors import HOME_FAILED
+    from bot.handlers import slack_actions
+    from bot.handlers.slack_actions import PICKER_CALLBACK, PickerTarget
+    from bot.handlers.slack_messages import OPEN_PICKER_ACTION
+
+    async def broken(*_: Any, **__: Any) -> Any:
+        raise TypeError("a bug of ours")
+
+    caplog.set_level(logging.ERROR, logger="bot.app.bolt")
+    monkeypatch.setattr(HomePublisher, "view_for", broken)
+    await _open_home(bridge, STAFF)
+    home = await eventually(lambda: bridge.slack.home_views.get(STAFF))
+    assert HOME_FAILED in json.dumps(home["blocks"])  # the tab says so rather than staying blank
+
+    thread_ts = await _thread(bridge)
+    monkeypatch.setattr(slack_actions, "thread_by_conversation", broken)
+    target = PickerTarget(1, SLACK_CHANNEL, thread_ts).dump()
+    status, text = await bridge.interaction({
+        "type": "view_submission", "user": {"id": STAFF},
+        "view": {"id": "V1", "type": "modal", "callback_id": PICKER_CALLBACK, "private_metadata": target,
+                 "state": {"values": {}}}})
+    assert status == 200
+    answer = json.loads(text)
+    assert answer["response_action"] == "update" and TRY_AGAIN in json.dumps(answer["view"])
+
+    status, _ = await bridge.interaction({
+        "type": "block_actions", "user": {"id": STAFF}, "channel": {"id": SLACK_CHANNEL},
+        "response_url": f"{bridge.slack.base_url}/response-url/y",
+        "actions": [{"action_id": OPEN_PICKER_ACTION, "block_id": "b", "type": "button",
+                     "value": json.dumps({"conversation_id": 1}), "action_ts": "1"}]})
+    assert status == 200
+    said = await eventually(lambda: bridge.slack.calls_to("response_url"))
+    assert said[0].args["text"] == TRY_AGAIN
+    logged = [r.exc_info[0] for r in caplog.records if r.name == "bot.app.bolt" and r.exc_info]
+    assert logged == [TypeError, TypeError, TypeError]
+    errors = bridge.app[appkeys.METRICS].listener_errors
+    assert [errors.labels(k)._value.get() for k in ("app_home_opened", "view_submission", "block_actions")] == [
+        1, 1, 1]
