@@ -42,7 +42,7 @@ async def _beta_thread(d: Deployment) -> tuple[str, int, int, int]:
     (Beta's thread ts, conversation id, template id, campaign id)."""
     assert await d.install("T0ALPHA") == 200
     assert await d.install("T0BETA") == 200
-    await d.customer_writes(BETA, "wamid.B1", "Beta's customer asks")
+    await d.customer_writes(BETA, "wamid.B1", "Beta's customer asks", wa_id="919800000077", name="Zubin")
     parents = await eventually(lambda: d.slack.messages(BETA[1], top_level_only=True))
     async with d.client.app[appkeys.SESSIONS]() as s, s.begin():
         conv = (await s.scalars(select(Conversation).where(Conversation.slack_team == "T0BETA"))).one()
@@ -138,3 +138,15 @@ async def test_every_entry_point_refuses_another_workspaces_ids(deployment: Depl
     # Alpha's own thread still works: the refusals were about Beta's ids only.
     await d.customer_writes(ALPHA, "wamid.A1", "Alpha's customer")
     await eventually(lambda: any("Alpha's customer" in str(m) for m in d.posts(ALPHA)))
+
+
+async def test_the_home_tab_shows_a_workspace_its_own_numbers_with_its_own_token(deployment: Deployment) -> None:
+    d = deployment
+    await _beta_thread(d)  # Beta has a customer waiting
+    status, _ = await d.slack.send_event(d.events_url, {"type": "app_home_opened", "user": ASHA, "tab": "home"},
+                                         SIGNING_SECRET, team_id="T0ALPHA")
+    assert status == 200
+    published = await eventually(lambda: [c for c in d.slack.calls_to("views.publish") if c.ok])
+    assert {(c.team, c.args.get("user_id")) for c in published} == {("T0ALPHA", ASHA)}
+    view = json.dumps(published[0].args.get("view"))
+    assert "alpha" in view and "beta" not in view.lower() and "Zubin" not in view

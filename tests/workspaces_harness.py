@@ -4,6 +4,7 @@ each workspace installed through bolt's OAuth flow as an admin's browser would."
 from __future__ import annotations
 
 import contextlib
+import time
 import html
 import re
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from bot.app.factory import create_app
+from bot.app.home_component import make_home_component
 from bot.app.slack_component import make_slack_component
 from bot.core.config import parse_settings
 from bot.onboarding.crypto import new_key
@@ -53,8 +55,8 @@ class Deployment:
         return done.status
 
     async def customer_writes(self, number: tuple[str, str, str, str], wamid: str, text: str,
-                              wa_id: str = "919812345678") -> None:
-        payload = inbound_text(wamid, text, wa_id=wa_id)
+                              wa_id: str = "919812345678", name: str = "Ravi") -> None:
+        payload = inbound_text(wamid, text, wa_id=wa_id, name=name, ts=int(time.time()) - 5)
         change = payload["entry"][0]
         change["id"] = number[3]
         change["changes"][0]["value"]["metadata"]["phone_number_id"] = number[2]
@@ -97,7 +99,8 @@ async def deployment_of(aiohttp_client: Any, db_url: str) -> AsyncIterator[Deplo
         slack.add_user(STAFF[team], STAFF[team].lower())
         slack.join(channel, STAFF[team])
     settings = parse_settings(settings_raw(db_url, slack, graph), env={})
-    client = await aiohttp_client(create_app(settings, components=[make_slack_component(**FAST_OUTBOX)]))
+    client = await aiohttp_client(create_app(settings, components=[make_slack_component(**FAST_OUTBOX),
+                                                                   make_home_component(refresh_interval=0.5)]))
     slack.oauth.redirect_uri = str(client.make_url("/slack/oauth_redirect"))
     try:
         yield Deployment(client, slack, graph)

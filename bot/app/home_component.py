@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from bot.app.bolt import BOLT
 from bot.app.factory import Component
 from bot.app.shutdown import stop_tasks
+from bot.core.workspace import DEFAULT_WORKSPACE, RequestScope, request_scope, scoped
 from bot.deps import Deps
 from bot.handlers import appkeys
 from bot.ops.home_view import CampaignLine, HomeData, manager_view, member_view, shown
@@ -56,52 +57,67 @@ class HomePublisher:
         self.names = UserNames(deps.slack)
         self.permissions = Permissions(deps.settings.slack, deps.slack)
         self._links: dict[tuple[str, str], str] = {}
-        self.viewers: dict[str, float] = {}  # user id -> when they last opened the tab (monotonic)
+        # (workspace, user id) -> when they last opened the tab (monotonic); each sees their workspace only.
+        self.viewers: dict[tuple[str, str], float] = {}
 
     async def on_opened(self, event: dict[str, Any]) -> None:
         """bolt listener for app_home_opened (the Messages tab fires it too, and is left alone)."""
         user = event.get("user")
         if event.get("tab", "home") != "home" or not isinstance(user, str):
             return
-        self.viewers[user] = time.monotonic()
-        await self.publish(user)
+        scope = request_scope()
+        team = scope.workspace if scope is not None else DEFAULT_WORKSPACE
+        self.viewers[(team, user)] = time.monotonic()
+        await self.publish(user, team=team)
 
-    async def publish(self, user: str, shared: dict[bool, HomeData] | None = None) -> bool:
-        """Publish the user's Home view; False when Slack refused it (logged).
+    async def publish(self, user: str, shared: dict[bool, HomeData] | None = None, *,
+                      team: str = DEFAULT_WORKSPACE) -> bool:
+        """Publish the user's Home view of their workspace; False when Slack refused it (logged) or the
+        workspace has no installation.
 
-        shared: figures already computed in this round (by manager or not), reused for every viewer."""
-        view = await self.view_for(user, shared=shared)
-        try:
-            await self.deps.slack.views_publish(user_id=user, view=view)
-        except SlackApiError as exc:
-            log.warning("home tab for %s not published: %s", user, slack_reason(exc))
+        shared: figures already computed in this round for this workspace (by manager or not), reused."""
+        client = await self.deps.slack_for(team)
+        if client is None:
             return False
+        token = client.token if self.deps.many_workspaces else None
+        with scoped(RequestScope(team, token)):  # names, permissions and links asked with its token
+            view = await self.view_for(user, shared=shared, team=team)
+            try:
+                await client.views_publish(user_id=user, view=view)
+            except SlackApiError as exc:
+                log.warning("home tab for %s not published: %s", user, slack_reason(exc))
+                return False
         return True
 
     async def view_for(self, user: str, now: datetime | None = None,
-                       shared: dict[bool, HomeData] | None = None) -> dict[str, Any]:
+                       shared: dict[bool, HomeData] | None = None, *,
+                       team: str = DEFAULT_WORKSPACE) -> dict[str, Any]:
         try:
             manager = await self.permissions.is_manager(user)
         except MembershipUnknown:  # the tab is still published, with what every member sees
             manager = False
         data = shared.get(manager) if shared is not None else None
         if data is None:
-            data = await self.data(now or utcnow(), manager=manager)
+            data = await self.data(now or utcnow(), manager=manager, team=team)
             if shared is not None:
                 shared[manager] = data
         return manager_view(data) if manager else member_view(user, data)
 
-    async def data(self, now: datetime, *, manager: bool) -> HomeData:
+    async def data(self, now: datetime, *, manager: bool, team: str = DEFAULT_WORKSPACE) -> HomeData:
         settings = self.deps.settings
         today, week = period_starts(now, settings.timezone)
         elapsed = elapsed_for(settings)
-        today_figures, week_figures = await figures_for(self.deps.sessions, [today, week], now=now, elapsed=elapsed)
+        # Many workspaces: only this workspace's numbers (single-workspace mode: every number).
+        numbers = [c for c in settings.channels if settings.workspace_of(c) == team]
+        names_of = [c.name for c in numbers] if self.deps.many_workspaces else None
+        today_figures, week_figures = await figures_for(self.deps.sessions, [today, week], now=now, elapsed=elapsed,
+                                                        channels=names_of)
         names = await self.names.of(week_figures.replies)
         if not manager:
             return HomeData(now, settings.timezone, today_figures, week_figures, [], names=names,
                             note_prefixes=settings.slack.note_prefixes)
-        limits = {t.channel: t.limit for c in settings.channels if (t := target_for(settings, c)) is not None}
-        return HomeData(now, settings.timezone, today_figures, week_figures, [c.name for c in settings.channels],
+        limits = {t.channel: t.limit for c in numbers if (t := target_for(settings, c)) is not None}
+        return HomeData(now, settings.timezone, today_figures, week_figures, [c.name for c in numbers],
                         campaigns=await self.campaigns(), names=names,
                         links=await self.links(shown(today_figures)), limits=limits,
                         note_prefixes=settings.slack.note_prefixes)
@@ -154,12 +170,12 @@ class HomePublisher:
         current = await self.change_marker()
         if current != marker:
             cutoff = time.monotonic() - VIEWER_TTL
-            shared: dict[bool, HomeData] = {}
-            for user, seen in list(self.viewers.items()):
+            shared: dict[str, dict[bool, HomeData]] = {}
+            for (team, user), seen in list(self.viewers.items()):
                 if seen < cutoff:
-                    del self.viewers[user]
+                    del self.viewers[(team, user)]
                 else:
-                    await self.publish(user, shared)
+                    await self.publish(user, shared.setdefault(team, {}), team=team)
         return current
 
     async def change_marker(self) -> tuple[Any, ...]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -73,3 +75,13 @@ def in_scope(workspace: str, what: str = "") -> bool:
     log.warning("Slack request from workspace %s names %s of workspace %s: refused", scope.workspace,
                 what or "a row", workspace)
     return False
+
+
+@contextmanager
+def scoped(scope: RequestScope) -> Iterator[None]:
+    """Work done outside a Slack request on one workspace's behalf (a Home tab refresh), scoped like one."""
+    token = _SCOPE.set(scope)
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
