@@ -4,9 +4,9 @@ each workspace installed through bolt's OAuth flow as an admin's browser would."
 from __future__ import annotations
 
 import contextlib
-import time
 import html
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
