@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.core.identity_hash import USERNAME, wa_id_hash, wa_id_kind
+from bot.core.workspace import DEFAULT_WORKSPACE
 from storage.models import (
     AudienceMember,
     Campaign,
@@ -51,7 +52,7 @@ class Person:
     contact_ids: tuple[int, ...]
     ids: tuple[tuple[str, str], ...]  # (kind, value): every id they are known by
     conversation_ids: tuple[int, ...]
-    threads: tuple[tuple[str, str], ...]  # (Slack channel, thread ts)
+    threads: tuple[tuple[str, str, str], ...]  # (Slack channel, thread ts, workspace)
     elsewhere: bool  # they have conversations outside the scope: the contact rows stay for those
 
     @property
@@ -87,7 +88,8 @@ async def find_person(session: AsyncSession, values: Sequence[str],
     ids |= {(USERNAME, c.username) for c in contacts if c.username}
     ids |= {(str(k), str(v)) for k, v in (await session.execute(select(ContactIdentity.kind, ContactIdentity.value)
                                                                 .where(ContactIdentity.contact_id.in_(contact_ids))))}
-    convs = (await session.execute(select(Conversation.id, Conversation.slack_channel, Conversation.slack_thread_ts)
+    convs = (await session.execute(select(Conversation.id, Conversation.slack_channel, Conversation.slack_thread_ts,
+                                          Conversation.slack_team)
                                    .where(Conversation.contact_id.in_(contact_ids),
                                           *_scoped(Conversation.channel_id, channel_ids))
                                    .order_by(Conversation.id))).all()
@@ -95,7 +97,7 @@ async def find_person(session: AsyncSession, values: Sequence[str],
         select(Conversation.id).where(Conversation.contact_id.in_(contact_ids),
                                       Conversation.channel_id.not_in(list(channel_ids))).limit(1)) is not None
     return Person(contact_ids, tuple(sorted(ids)), tuple(c.id for c in convs),
-                  tuple((str(c.slack_channel), str(c.slack_thread_ts)) for c in convs
+                  tuple((str(c.slack_channel), str(c.slack_thread_ts), str(c.slack_team)) for c in convs
                         if c.slack_channel and c.slack_thread_ts), elsewhere)
 
 
@@ -205,7 +207,7 @@ async def person_of(session: AsyncSession, record: Erasure) -> Person:
     values = list((await session.scalars(select(Contact.wa_id).where(Contact.id.in_(contacts)))).all())
     found = await find_person(session, values, record.scope) if values else None
     convs = tuple(int(c) for c in record.conversation_ids or [])
-    threads = tuple((str(c), str(t)) for c, t in record.threads or [])
+    threads = tuple(thread_of(t) for t in record.threads or [])
     if found is None:
         return Person(tuple(contacts), (), convs, threads, False)
     return Person(found.contact_ids, found.ids, tuple(sorted(set(convs) | set(found.conversation_ids))),
@@ -255,3 +257,9 @@ async def numbers_of(session: AsyncSession, channel_ids: Sequence[int] | None) -
         return None
     return list((await session.scalars(select(Channel.phone_number_id).where(Channel.id.in_(list(channel_ids)))))
                 .all())
+
+
+def thread_of(stored: Sequence[Any]) -> tuple[str, str, str]:
+    """(Slack channel, thread ts, workspace) of a thread an erasure record names ([channel, ts] before
+    workspaces: the default one)."""
+    return str(stored[0]), str(stored[1]), str(stored[2]) if len(stored) > 2 else DEFAULT_WORKSPACE

@@ -15,7 +15,7 @@ from sqlalchemy import MetaData, func, select
 from bot.core.config import ConfigError
 from bot.core.identity_hash import salt_of
 from bot.handlers import appkeys
-from bot.ops.privacy import PersonNotFound, export_person, forget, resume
+from bot.ops.privacy import PersonNotFound, export_person, forget, one_client, resume
 from bot.ops.privacy_export import render_html, render_json
 from bot.ops.slack_redaction import redacted_text
 from scheduler.campaigns.queue import RecipientQueue
@@ -147,7 +147,7 @@ async def test_forget_erases_the_person_everywhere_and_keeps_them_opted_out(make
     before = await _counts(b, seeded["run_id"])
     assert RAVI in await _scan(b)  # the scan sees what it looks for
 
-    outcome = await forget(deps.sessions, deps.settings, deps.slack, RAVI_BSUID, requested_by="UMANAGER")
+    outcome = await forget(deps.sessions, deps.settings, one_client(deps.slack), RAVI_BSUID, requested_by="UMANAGER")
 
     assert outcome.state == "done" and outcome.counts["messages"] == 3 and outcome.counts["contacts"] == 1
     found = await _scan(b)
@@ -172,7 +172,7 @@ async def test_forget_erases_the_person_everywhere_and_keeps_them_opted_out(make
         record = (await s.scalars(select(Erasure))).one()
     assert record.requested_by == "UMANAGER" and len(record.identity_hashes) == 3 and record.finished_at
     with pytest.raises(PersonNotFound):
-        await forget(deps.sessions, deps.settings, deps.slack, RAVI, requested_by="UMANAGER")
+        await forget(deps.sessions, deps.settings, one_client(deps.slack), RAVI, requested_by="UMANAGER")
 
     # A later message starts a fresh contact and thread; campaigns still leave them out.
     await b.webhook(_inbound("wamid.R9", {"type": "text", "text": {"body": "hi again"}}, wa_id=RAVI, name="Ravi"))
@@ -214,7 +214,7 @@ async def test_forget_needs_a_salt_and_says_which_key(make_bridge: BridgeFactory
     await b.webhook(_inbound("wamid.R1", {"type": "text", "text": {"body": "hi"}}, wa_id=RAVI, name="Ravi"))
     await eventually(lambda: b.count(Message))
     with pytest.raises(ConfigError) as raised:
-        await forget(deps.sessions, deps.settings, deps.slack, RAVI, requested_by="UMANAGER")
+        await forget(deps.sessions, deps.settings, one_client(deps.slack), RAVI, requested_by="UMANAGER")
     assert raised.value.key == "privacy.salt" and "\n" not in str(raised.value)
     assert await b.count(Contact, Contact.wa_id == RAVI) == 1
 
@@ -225,18 +225,21 @@ async def test_an_erasure_stopped_part_way_is_resumed(make_bridge: BridgeFactory
     deps = b.app[appkeys.DEPS]
     outcome = await forget(deps.sessions, deps.settings, None, RAVI, requested_by="cli:ops")  # no Slack yet
     assert outcome.state == "redacting" and RAVI not in await _scan(b)
-    assert await resume(deps.sessions, deps.settings, deps.slack, idle=timedelta(minutes=30)) == []  # still young
+    young = await resume(deps.sessions, deps.settings, one_client(deps.slack), idle=timedelta(minutes=30))
+    assert young == []  # left to the process that took the request
+    other = await resume(deps.sessions, deps.settings, one_client(deps.slack, team="T0OTHER"))
+    assert other[0].state == "redacting"  # no client of the thread's own workspace: it waits
     thread = b.slack.thread(SLACK_CHANNEL, seeded["parent"]["ts"])
     assert not any(m.get("text", "").startswith("Erased") for m in thread)
     for error in ("fatal_error", "invalid_auth"):  # Slack down, or a token to fix: left for the next pass
         b.slack.fail_next("conversations.replies", error)
-        first = await resume(deps.sessions, deps.settings, deps.slack)
+        first = await resume(deps.sessions, deps.settings, one_client(deps.slack))
         assert first[0].state == "redacting" and first[0].slack_refused == [], error
-    again = await resume(deps.sessions, deps.settings, deps.slack)
+    again = await resume(deps.sessions, deps.settings, deps.slack_for)  # what the retention pass uses
     assert again[0].state == "done"
     assert all(m["text"].startswith("Erased on request on ")
                for m in b.slack.thread(SLACK_CHANNEL, seeded["parent"]["ts"]) if m.get("bot_id"))
-    assert await resume(deps.sessions, deps.settings, deps.slack) == []
+    assert await resume(deps.sessions, deps.settings, one_client(deps.slack)) == []
 
 
 async def test_erasure_in_one_workspace_leaves_the_other_workspaces_conversation(db_url: str) -> None:

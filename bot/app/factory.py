@@ -174,9 +174,8 @@ def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
 def _start_retention(app: web.Application) -> asyncio.Task[None]:
     deps = app[appkeys.DEPS]
     worker = RetentionWorker(deps.sessions, deps.settings.retention, metrics=deps.metrics,
-                             # Many workspaces: no one token redacts every thread (those wait, rows erased).
-                             resume=partial(privacy.resume, deps.sessions, deps.settings,
-                                            None if deps.settings.slack.many_workspaces else deps.slack,
+                             # Each thread is redacted with its own workspace's token.
+                             resume=partial(privacy.resume, deps.sessions, deps.settings, deps.slack_for,
                                             idle=privacy.RESUME_AFTER))
     return asyncio.create_task(worker.run())
 

@@ -33,7 +33,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     forget.add_argument("--workspace", default=None, help="only the numbers of this Slack workspace (T…)")
     forget.add_argument("--yes", action="store_true", help="erase (without it: only say what would go)")
     forget.add_argument("--no-slack", action="store_true",
-                        help="leave the Slack threads for the server's retention pass to redact")
+                        help="leave the Slack threads for the server's retention pass to redact (always so with "
+                             "many workspaces)")
     forget.add_argument("--resume", action="store_true", help="carry on erasures a stop left unfinished")
 
 
@@ -84,14 +85,15 @@ def _write_export(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _forget(settings: Settings, args: argparse.Namespace) -> int:
     from bot.core.identity_hash import salt_of
-    from bot.ops.privacy import PersonNotFound, export_person, forget, resume
+    from bot.ops.privacy import PersonNotFound, export_person, forget, one_client, resume
     from bot.slack.client import slack_client
 
     salt_of(settings)  # the one-line config error before anything else
     if not args.resume and not args.who:
         print("contact forget: name the customer (number, user id or username), or --resume", file=sys.stderr)
         return EXIT_USAGE
-    slack = None if args.no_slack else slack_client(settings.slack)
+    # Many workspaces: each thread needs its workspace's token, which the server holds; it redacts them.
+    slack = None if args.no_slack or settings.slack.many_workspaces else one_client(slack_client(settings.slack))
     async with runtime(settings) as rt:
         if args.resume:
             for outcome in await resume(rt.sessions, settings, slack):

@@ -23,7 +23,7 @@ from bot.core.workspace import workspace_key
 from bot.deps import Deps
 from bot.handlers.slack_messages import BridgedThread, ephemeral, find_thread
 from bot.handlers.slack_once import first_delivery
-from bot.ops.privacy import PersonNotFound, export_person, forget
+from bot.ops.privacy import PersonNotFound, export_person, forget, one_client
 from bot.ops.privacy_export import filename, render_html, render_json
 from bot.slack import limits, once, payloads, render
 from bot.slack.errors import slack_reason
@@ -56,13 +56,20 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
     bolt.view(FORGET_CONFIRM)(partial(confirmed_forget, app))
 
 
-async def _scope(deps: Deps, body: dict[str, Any]) -> list[int] | None:
-    """The numbers a request covers: those of the caller's workspace (every number with one workspace)."""
+def _team(deps: Deps, body: dict[str, Any]) -> str | None:
+    """The caller's workspace with many workspaces (bot.core.workspace); None while one workspace is served."""
     if not deps.settings.slack.many_workspaces:
         return None
-    team = workspace_key(str((body.get("team") or {}).get("id") or "") or None,
+    return workspace_key(str((body.get("team") or {}).get("id") or "") or None,
                          str((body.get("enterprise") or {}).get("id") or "") or None,
                          bool(body.get("is_enterprise_install")))
+
+
+async def _scope(deps: Deps, body: dict[str, Any]) -> list[int] | None:
+    """The numbers a request covers: those of the caller's workspace (every number with one workspace)."""
+    team = _team(deps, body)
+    if team is None:
+        return None
     async with deps.sessions() as s:
         return await erasure.workspace_channels(s, team)
 
@@ -181,15 +188,17 @@ async def confirmed_forget(app: _PrivacyListeners, ack: Any, body: dict[str, Any
     if contact is None:
         await _dm(client, user, "Nothing to erase: this customer's data is already gone.")
         return
-    task = asyncio.create_task(_forget(deps, client, user, contact.wa_id, await _scope(deps, body)))
+    task = asyncio.create_task(_forget(deps, client, _team(deps, body), user, contact.wa_id,
+                                       await _scope(deps, body)))
     app.tasks.add(task)
     task.add_done_callback(app.tasks.discard)
 
 
-async def _forget(deps: Deps, client: AsyncWebClient, user: str, wa_id: str, scope: list[int] | None) -> None:
-    """Erase with the caller's workspace client (its token redacts the thread) and tell them how it went."""
+async def _forget(deps: Deps, client: AsyncWebClient, team: str | None, user: str, wa_id: str,
+                  scope: list[int] | None) -> None:
+    """Erase with the caller's workspace client (its token redacts the threads) and tell them how it went."""
     try:
-        outcome = await forget(deps.sessions, deps.settings, client, wa_id, requested_by=user,
+        outcome = await forget(deps.sessions, deps.settings, one_client(client, team), wa_id, requested_by=user,
                                channel_ids=scope)
     except PersonNotFound:
         await _dm(client, user, "Nothing to erase: this customer's data is already gone.")

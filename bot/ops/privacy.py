@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -34,6 +34,21 @@ LOG_SPAN = 500  # deliveries read per transaction when looking for the person's 
 # The retention pass leaves younger erasures to the process that took the request (a long thread is redacted at
 # Slack's pace for chat.update, about 50 posts a minute).
 RESUME_AFTER = timedelta(minutes=30)
+
+
+ClientFor = Callable[[str], Awaitable[AsyncWebClient | None]]
+"""The Slack client of a workspace (bot.core.workspace key), None when there is none to use now."""
+
+
+def one_client(slack: AsyncWebClient | None, team: str | None = None) -> ClientFor | None:
+    """Redact with slack: every thread, or (team given) only the threads of that workspace."""
+    if slack is None:
+        return None
+
+    async def client_for(thread_team: str) -> AsyncWebClient | None:
+        return slack if team is None or thread_team == team else None
+
+    return client_for
 
 
 class PersonNotFound(Exception):
@@ -95,9 +110,10 @@ async def export_person(sessions: async_sessionmaker[AsyncSession], settings: Se
             "scope": "all numbers" if channel_ids is None else {"channel_ids": sorted(channel_ids)}, **data}
 
 
-async def forget(sessions: async_sessionmaker[AsyncSession], settings: Settings, slack: AsyncWebClient | None,
+async def forget(sessions: async_sessionmaker[AsyncSession], settings: Settings, slack: ClientFor | None,
                  query: str, *, requested_by: str, channel_ids: Sequence[int] | None = None) -> Outcome:
-    """Erase the person query names (ConfigError first when no salt is set); Slack redaction needs slack."""
+    """Erase the person query names (ConfigError first when no salt is set); each Slack thread is redacted with
+    its workspace's client from slack (a thread without one waits for a later pass)."""
     salt_of(settings)
     async with sessions() as session, session.begin():
         person = await _person(session, settings, query, channel_ids)
@@ -108,7 +124,7 @@ async def forget(sessions: async_sessionmaker[AsyncSession], settings: Settings,
     return await carry_on(sessions, settings, slack, record_id)
 
 
-async def carry_on(sessions: async_sessionmaker[AsyncSession], settings: Settings, slack: AsyncWebClient | None,
+async def carry_on(sessions: async_sessionmaker[AsyncSession], settings: Settings, slack: ClientFor | None,
                    record_id: int) -> Outcome:
     """Take an erasure as far as it can go from wherever it stopped."""
     async with sessions() as session:
@@ -155,25 +171,29 @@ async def _erase_rows(sessions: async_sessionmaker[AsyncSession], record_id: int
     log.info("erasure %s: rows erased", record_id, extra={"erased": counts})
 
 
-async def _redact(sessions: async_sessionmaker[AsyncSession], settings: Settings, slack: AsyncWebClient,
+async def _redact(sessions: async_sessionmaker[AsyncSession], settings: Settings, slack: ClientFor,
                   record_id: int) -> None:
     async with sessions() as session:
         record = await session.get(Erasure, record_id)
         if record is None or record.state != erasure.REDACTING:
             return
-        threads = [(str(c), str(t)) for c, t in record.threads or []]
+        threads = [erasure.thread_of(t) for t in record.threads or []]
         requested_at = record.requested_at
     text = redacted_text(requested_at.astimezone(ZoneInfo(settings.timezone)))
-    for channel, ts in threads:
+    for channel, ts, team in threads:
+        client = await slack(team)
+        if client is None:
+            log.info("erasure %s: no Slack client for workspace %s yet; its thread waits", record_id, team)
+            continue
         try:
-            refused = await redact_thread(slack, channel, ts, text)
+            refused = await redact_thread(client, channel, ts, text)
         except (SlackUnavailable, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("erasure %s: Slack thread %s/%s left for the next pass: %s", record_id, channel, ts, exc)
             return
         async with sessions() as session, session.begin():
             record = await session.get(Erasure, record_id)
             assert record is not None
-            record.threads = [t for t in record.threads if (str(t[0]), str(t[1])) != (channel, ts)]
+            record.threads = [t for t in record.threads if erasure.thread_of(t)[:2] != (channel, ts)]
             record.slack_refused = [*(record.slack_refused or []), *refused]
     async with sessions() as session, session.begin():
         record = await session.get(Erasure, record_id)
@@ -183,7 +203,7 @@ async def _redact(sessions: async_sessionmaker[AsyncSession], settings: Settings
 
 
 async def resume(sessions: async_sessionmaker[AsyncSession], settings: Settings,
-                 slack: AsyncWebClient | None, *, idle: timedelta | None = None) -> list[Outcome]:
+                 slack: ClientFor | None, *, idle: timedelta | None = None) -> list[Outcome]:
     """Carry every unfinished erasure on (after a stop), or only those requested more than `idle` ago (younger
     ones may still be at work in the process that took the request); returns what each one did."""
     async with sessions() as session:
