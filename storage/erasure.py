@@ -138,22 +138,34 @@ async def erase_messages(session: AsyncSession, conversation_ids: Sequence[int],
     return len(rows)
 
 
+@dataclass(frozen=True)
+class LogScan:
+    """One span of webhook_logs looked through: the last id read (the one given when none were left), the
+    deliveries deleted, and the first one naming the person that the worker has not applied yet."""
+
+    last_id: int
+    deleted: int
+    first_waiting: int | None
+
+
 async def erase_logs(session: AsyncSession, values: Sequence[str], after_id: int, span: int,
-                     numbers: Sequence[str] | None = None) -> tuple[int, int]:
+                     numbers: Sequence[str] | None = None) -> LogScan:
     """Delete the processed deliveries among the next span (by id, after after_id) that name the person, and
     (numbers given: the phone_number_ids in scope) were sent for one of those numbers.
 
-    Returns (the last id looked at, deliveries deleted); the last id is after_id when none are left. A delivery
-    not yet processed is left for the worker: its messages become a fresh contact once applied."""
+    A delivery not yet processed is left for the worker (deleting it would lose other customers' events in
+    it); the caller waits for it and looks again."""
     needles = [v.encode() for v in values if v]
     ours = None if numbers is None else [f'"{n}"'.encode() for n in numbers]
     rows = (await session.execute(select(WebhookLog.id, WebhookLog.raw_body, WebhookLog.processed_at)
                                   .where(WebhookLog.id > after_id).order_by(WebhookLog.id).limit(span))).all()
-    doomed = [r.id for r in rows if r.processed_at is not None and any(n in bytes(r.raw_body) for n in needles)
+    naming = [r for r in rows if any(n in bytes(r.raw_body) for n in needles)
               and (ours is None or any(n in bytes(r.raw_body) for n in ours))]
+    doomed = [r.id for r in naming if r.processed_at is not None]
+    waiting = [r.id for r in naming if r.processed_at is None]
     if doomed:
         await session.execute(delete(WebhookLog).where(WebhookLog.id.in_(doomed)))
-    return (rows[-1].id if rows else after_id), len(doomed)
+    return LogScan(rows[-1].id if rows else after_id, len(doomed), waiting[0] if waiting else None)
 
 
 async def finish(session: AsyncSession, record: Erasure, person: Person, channel_ids: Sequence[int] | None

@@ -72,6 +72,7 @@ async def _two_customers(b: Bridge) -> dict[str, Any]:
     assert reply == 1
     sent = await b.one(Message, Message.source == "slack")
     await b.webhook(status(sent.wamid, "delivered", recipient=RAVI, ts=now_ts()))
+    await eventually(lambda: b.count(MessageStatus))
     await b.webhook(_inbound("wamid.P1", {"type": "text", "text": {"body": PRIYA_WORDS}}, wa_id=PRIYA,
                              name="Priya"))
     await eventually(lambda: len(b.parents()) == 2)
@@ -147,6 +148,8 @@ async def test_forget_erases_the_person_everywhere_and_keeps_them_opted_out(make
     before = await _counts(b, seeded["run_id"])
     assert RAVI in await _scan(b)  # the scan sees what it looks for
 
+    # A delivery naming them may still be queued: the erasure waits for it to be applied, then erases that too.
+    await b.webhook(status(f"wamid.C{RAVI}", "read", recipient=RAVI, ts=now_ts()))
     outcome = await forget(deps.sessions, deps.settings, one_client(deps.slack), RAVI_BSUID, requested_by="UMANAGER")
 
     assert outcome.state == "done" and outcome.counts["messages"] == 3 and outcome.counts["contacts"] == 1
@@ -302,5 +305,29 @@ async def test_a_contact_made_from_an_erased_user_id_starts_opted_out(db_url: st
             other = await resolve_contact(s, Identity(phone=PRIYA), "Priya", salt=salt)
             unsalted = await resolve_contact(s, Identity(user_id="US.1"), "Someone")
         assert back.opted_out and not other.opted_out and not unsalted.opted_out
+    finally:
+        await engine.dispose()
+
+
+async def test_deliveries_still_queued_are_waited_for_not_deleted(db_url: str) -> None:
+    from storage.db import make_engine, make_sessionmaker, migrate
+    from storage.erasure import erase_logs
+
+    await migrate(db_url)
+    engine = make_engine(db_url)
+    sessions = make_sessionmaker(engine)
+    try:
+        async with sessions() as s, s.begin():
+            for body, done in ((RAVI, True), (PRIYA, True), (RAVI, False)):
+                s.add(WebhookLog(raw_body=json.dumps({"from": body}).encode(), event_type="message",
+                                 processed_at=utcnow() if done else None))
+        async with sessions() as s, s.begin():
+            scan = await erase_logs(s, [RAVI], 0, 2)
+            rest = await erase_logs(s, [RAVI], scan.last_id, 2)
+        assert (scan.deleted, scan.first_waiting) == (1, None)
+        assert rest.deleted == 0 and rest.first_waiting == rest.last_id == 3
+        async with sessions() as s:
+            left = (await s.execute(select(WebhookLog.id, WebhookLog.processed_at).order_by(WebhookLog.id))).all()
+        assert [(r.id, r.processed_at is None) for r in left] == [(2, False), (3, True)]
     finally:
         await engine.dispose()

@@ -7,6 +7,7 @@ then carried out in steps that a stop can resume (`resume`, also run by the rete
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 MESSAGE_BATCH = 500  # messages deleted per transaction: short enough not to hold up live writes
 LOG_SPAN = 500  # deliveries read per transaction when looking for the person's in webhook_logs
+LOG_ROUNDS, LOG_WAIT = 20, 1.0  # how often, and how many seconds apart, queued deliveries naming them are awaited
 # The retention pass leaves younger erasures to the process that took the request (a long thread is redacted at
 # Slack's pace for chat.update, about 50 posts a minute).
 RESUME_AFTER = timedelta(minutes=30)
@@ -155,14 +157,23 @@ async def _erase_rows(sessions: async_sessionmaker[AsyncSession], record_id: int
         removed += n
         if n < MESSAGE_BATCH:
             break
-    after, logs = 0, 0
-    while person.values:
-        async with sessions() as session, session.begin():
-            last, n = await erasure.erase_logs(session, person.values, after, LOG_SPAN, numbers)
-        logs += n
-        if last == after:
+    logs, start = 0, 0
+    for _ in range(LOG_ROUNDS):
+        after, waiting = start, None
+        while person.values:
+            async with sessions() as session, session.begin():
+                scan = await erasure.erase_logs(session, person.values, after, LOG_SPAN, numbers)
+            logs += scan.deleted
+            if waiting is None and scan.first_waiting is not None:
+                waiting = scan.first_waiting
+            if scan.last_id == after:
+                break
+            after = scan.last_id
+        if waiting is None:
             break
-        after = last
+        # Deliveries naming them are still queued: once applied, what they stored goes too (finish below).
+        start = waiting - 1
+        await asyncio.sleep(LOG_WAIT)
     async with sessions() as session, session.begin():
         record = await session.get(Erasure, record_id)
         assert record is not None
