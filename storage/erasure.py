@@ -35,6 +35,7 @@ from storage.models import (
     SlackOutbox,
     SuppressedIdentity,
     WebhookLog,
+    WhatsAppGroup,
     utcnow,
 )
 from storage.upsert import insert_ignore_many
@@ -42,6 +43,7 @@ from storage.upsert import insert_ignore_many
 ERASING, REDACTING, DONE = "erasing", "redacting", "done"
 ERASED_PREFIX = "erased:"
 ERASED_NOTE = "erased on request"
+IDS_KEY = "_ids"
 _OPEN_RECIPIENT = ("pending", "sending")
 
 
@@ -81,10 +83,14 @@ async def find_person(session: AsyncSession, values: Sequence[str],
     contacts = (await session.scalars(select(Contact).where(or_(
         Contact.wa_id.in_(wanted), func.lower(Contact.username).in_(lowered), Contact.id.in_(by_identity)))
         .order_by(Contact.id))).all()
-    if not contacts:
+    members = await _group_members(session, set(wanted), set(lowered))
+    if not contacts and not members:
         return None
     contact_ids = tuple(c.id for c in contacts)
     ids: set[tuple[str, str]] = {(wa_id_kind(c.wa_id), c.wa_id) for c in contacts}
+    for m in members:  # a group participant has no contact row of their own
+        ids |= {(kind, str(m[key])) for key, kind in (("wa_id", "phone"), ("user_id", "user_id"),
+                                                      ("username", USERNAME)) if m.get(key)}
     ids |= {(USERNAME, c.username) for c in contacts if c.username}
     ids |= {(str(k), str(v)) for k, v in (await session.execute(select(ContactIdentity.kind, ContactIdentity.value)
                                                                 .where(ContactIdentity.contact_id.in_(contact_ids))))}
@@ -99,6 +105,17 @@ async def find_person(session: AsyncSession, values: Sequence[str],
     return Person(contact_ids, tuple(sorted(ids)), tuple(c.id for c in convs),
                   tuple((str(c.slack_channel), str(c.slack_thread_ts), str(c.slack_team)) for c in convs
                         if c.slack_channel and c.slack_thread_ts), elsewhere)
+
+
+async def _group_members(session: AsyncSession, wanted: set[str], lowered: set[str]) -> list[dict[str, Any]]:
+    """Participant entries of WhatsApp groups that any of the wanted ids names."""
+    out = []
+    for participants in (await session.scalars(select(WhatsAppGroup.participants))).all():
+        for p in participants or []:
+            if (p.get("wa_id") in wanted or p.get("user_id") in wanted
+                    or str(p.get("username") or "").lower() in lowered):
+                out.append(p)
+    return out
 
 
 def campaigns_in(channel_ids: Sequence[int] | None) -> Any:
@@ -120,7 +137,9 @@ async def begin(session: AsyncSession, person: Person, *, requested_by: str, has
     record = Erasure(requested_by=requested_by, requested_at=utcnow(), identity_hashes=sorted(set(hashes)),
                      scope=None if channel_ids is None else sorted(channel_ids), state=ERASING,
                      contact_ids=list(person.contact_ids), conversation_ids=list(person.conversation_ids),
-                     threads=[list(t) for t in person.threads], counts={}, slack_refused=[])
+                     threads=[list(t) for t in person.threads], slack_refused=[],
+                     # While erasing only (finish clears it): ids no contact row holds, e.g. a group participant's.
+                     counts={IDS_KEY: [list(i) for i in person.ids]})
     session.add(record)
     await session.flush()
     return record
@@ -198,6 +217,7 @@ async def finish(session: AsyncSession, record: Erasure, person: Person, channel
         contacts = list(person.contact_ids)
         await run("identities", delete(ContactIdentity).where(ContactIdentity.contact_id.in_(contacts)))
         await run("contacts", delete(Contact).where(Contact.id.in_(contacts)))
+    counts.pop(IDS_KEY, None)
     record.counts = counts
     record.contact_ids, record.conversation_ids = [], []
     record.state = REDACTING
@@ -217,6 +237,7 @@ async def person_of(session: AsyncSession, record: Erasure) -> Person:
     """The person an unfinished erasure is about, from the rows it named (ids read again from them)."""
     contacts = [int(c) for c in record.contact_ids or []]
     values = list((await session.scalars(select(Contact.wa_id).where(Contact.id.in_(contacts)))).all())
+    values += [str(v) for _, v in (record.counts or {}).get(IDS_KEY, [])]
     found = await find_person(session, values, record.scope) if values else None
     convs = tuple(int(c) for c in record.conversation_ids or [])
     threads = tuple(thread_of(t) for t in record.threads or [])
@@ -275,3 +296,8 @@ def thread_of(stored: Sequence[Any]) -> tuple[str, str, str]:
     """(Slack channel, thread ts, workspace) of a thread an erasure record names ([channel, ts] before
     workspaces: the default one)."""
     return str(stored[0]), str(stored[1]), str(stored[2]) if len(stored) > 2 else DEFAULT_WORKSPACE
+
+
+def is_single_post(stored: Sequence[Any]) -> bool:
+    """True for one post to redact (the person's message in a group's thread), not a whole thread."""
+    return len(stored) > 3 and stored[3] == "post"

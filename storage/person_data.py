@@ -15,6 +15,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.erasure import Person, campaigns_in, runs_in
+from storage.erasure_groups import names_person
 from storage.models import (
     AudienceMember,
     Campaign,
@@ -27,6 +28,7 @@ from storage.models import (
     Erasure,
     Message,
     MessageStatus,
+    WhatsAppGroup,
 )
 
 
@@ -67,6 +69,7 @@ async def collect(session: AsyncSession, person: Person, channel_ids: Sequence[i
         select(AudienceMember, Campaign.name).join(Campaign, Campaign.id == AudienceMember.campaign_id)
         .where(AudienceMember.wa_id.in_(person.wa_ids), AudienceMember.campaign_id.in_(campaigns_in(channel_ids)))
         .order_by(AudienceMember.id))).all()
+    groups = await _groups(session, person, channel_ids)
     erasures = [e for e in (await session.scalars(select(Erasure).order_by(Erasure.id))).all()
                 if set(hashes) & set(e.identity_hashes or [])] if hashes else []
     return {
@@ -84,5 +87,25 @@ async def collect(session: AsyncSession, person: Person, channel_ids: Sequence[i
         "campaign_sends": [{**as_row(r, leave_out=("owner_id", "fence")), "campaign": name,
                             "scheduled_for": at.isoformat()} for r, name, at in sends],
         "audiences": [{**as_row(a), "campaign": name} for a, name in audience],
+        "groups": groups,
         "audit": [as_row(e, leave_out=("contact_ids", "conversation_ids")) for e in erasures],
     }
+
+
+async def _groups(session: AsyncSession, person: Person, channel_ids: Sequence[int] | None) -> list[dict[str, Any]]:
+    """The WhatsApp groups they are in: the group's subject, their own entry and the messages they sent there."""
+    where = [] if channel_ids is None else [Conversation.channel_id.in_(list(channel_ids))]
+    rows = (await session.execute(select(WhatsAppGroup, Conversation.id)
+                                  .join(Conversation, Conversation.contact_id == WhatsAppGroup.contact_id)
+                                  .where(*where).order_by(Conversation.id))).all()
+    out = []
+    for group, conv_id in rows:
+        entry = [p for p in group.participants or [] if names_person(p, person)]
+        messages = [as_row(m) for m in (await session.scalars(
+            select(Message).where(Message.conversation_id == conv_id, Message.direction == "inbound")
+            .order_by(Message.wa_timestamp, Message.id))).all()
+            if names_person(dict((m.content or {}).get("group_sender") or {}), person)]
+        if entry or messages:
+            out.append({"group_id": group.group_id, "subject": group.subject, "as_participant": entry,
+                        "messages": messages})
+    return out

@@ -331,3 +331,30 @@ async def test_deliveries_still_queued_are_waited_for_not_deleted(db_url: str) -
         assert [(r.id, r.processed_at is None) for r in left] == [(2, False), (3, True)]
     finally:
         await engine.dispose()
+
+
+async def test_a_group_participant_is_erased_from_the_group_and_nothing_else(make_bridge: BridgeFactory) -> None:
+    from storage.models import WhatsAppGroup
+    from tests.test_real_traffic import fixture, settled
+
+    b = await make_bridge(settings_extra=PRIVACY)
+    for name in ("group_create", "group_message", "group_message_other"):
+        await b.webhook(fixture(name))
+        await settled(b)
+    deps = b.app[appkeys.DEPS]
+    doc = await export_person(deps.sessions, deps.settings, "+91 98123 45678")
+    assert [m["text"] for g in doc["groups"] for m in g["messages"]] == ["Is the Saturday visit still on?"]
+    assert "919876543210" not in render_json(doc)  # the other participant is not theirs to see
+
+    outcome = await forget(deps.sessions, deps.settings, deps.slack_for, RAVI, requested_by="UMANAGER")
+    assert outcome.state == "done" and outcome.counts["group_messages"] == 1
+    assert outcome.counts["group_memberships"] == 1
+    found = await _scan(b)
+    assert RAVI not in found and "Saturday visit still on" not in found and "Ravi Kumar" not in found
+    assert "919876543210" in found  # the other participant and their message stay
+    group = await b.one(WhatsAppGroup)
+    assert [p["wa_id"] for p in group.participants] == ["919876543210"]
+    posts = b.slack.thread(SLACK_CHANNEL, b.parents()[0]["ts"])
+    texts = json.dumps(posts)
+    assert "Saturday visit still on" not in texts and "Erased on request on " in texts
+    assert await b.count(Message) == 1

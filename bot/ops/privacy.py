@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.core.config import ConfigError, Settings
 from bot.core.identity_hash import identity_hash, salt_of
 from bot.ops.export import normalize_number
-from bot.ops.slack_redaction import SlackUnavailable, redact_thread, redacted_text
+from bot.ops.slack_redaction import SlackUnavailable, redact_post, redact_thread, redacted_text
 from storage import erasure
+from storage.erasure_groups import erase_from_groups
 from storage.models import Erasure, utcnow
 from storage.person_data import collect
 
@@ -177,7 +178,9 @@ async def _erase_rows(sessions: async_sessionmaker[AsyncSession], record_id: int
     async with sessions() as session, session.begin():
         record = await session.get(Erasure, record_id)
         assert record is not None
-        record.counts = {**(record.counts or {}), "messages": removed, "webhook_logs": logs}
+        in_groups, posts = await erase_from_groups(session, person, record.scope, record_id)
+        record.counts = {**(record.counts or {}), "messages": removed, "webhook_logs": logs, **in_groups}
+        record.threads = [*(record.threads or []), *posts]
         counts = await erasure.finish(session, record, person, record.scope)
     log.info("erasure %s: rows erased", record_id, extra={"erased": counts})
 
@@ -189,6 +192,7 @@ async def _redact(sessions: async_sessionmaker[AsyncSession], settings: Settings
         if record is None or record.state != erasure.REDACTING:
             return
         threads = [erasure.thread_of(t) for t in record.threads or []]
+        posts = {erasure.thread_of(t)[:2] for t in record.threads or [] if erasure.is_single_post(t)}
         requested_at = record.requested_at
     text = redacted_text(requested_at.astimezone(ZoneInfo(settings.timezone)))
     for channel, ts, team in threads:
@@ -197,7 +201,7 @@ async def _redact(sessions: async_sessionmaker[AsyncSession], settings: Settings
             log.info("erasure %s: no Slack client for workspace %s yet; its thread waits", record_id, team)
             continue
         try:
-            refused = await redact_thread(client, channel, ts, text)
+            refused = await (redact_post if (channel, ts) in posts else redact_thread)(client, channel, ts, text)
         except (SlackUnavailable, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("erasure %s: Slack thread %s/%s left for the next pass: %s", record_id, channel, ts, exc)
             return

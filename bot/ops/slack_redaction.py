@@ -112,3 +112,15 @@ async def redact_thread(slack: AsyncWebClient, channel: str, ts: str, text: str)
                                     "error": _error(exc)})
     log.info("thread %s/%s redacted; %d refused by Slack", channel, ts, len(refused))
     return refused
+
+
+async def redact_post(slack: AsyncWebClient, channel: str, ts: str, text: str) -> list[dict[str, Any]]:
+    """Redact one post (the person's message in a group's thread, among other people's); returns what Slack
+    refused. Files are not looked up: the post's own text is what names them."""
+    try:
+        await _paced(partial(slack.chat_update, channel=channel, ts=ts, text=text, blocks=[], attachments=[]))
+    except SlackApiError as exc:
+        error = _error(exc)
+        if error != "message_not_found":
+            return [{"what": "group post", "channel": channel, "ts": ts, "error": error}]
+    return []
