@@ -132,3 +132,14 @@ def test_delivery_ticks_superseded_by_a_later_state_are_skipped() -> None:
     assert superseded("delivered", "read") and superseded("sent", "delivered")
     assert not superseded("read", "read") and not superseded("read", "delivered")
     assert not superseded("failed", "read") and not superseded("delivered", "failed")
+
+
+async def test_a_method_tier_is_paced_per_workspace() -> None:
+    """Slack counts a method's tier per workspace: one workspace's 429 on reactions.add holds only its own."""
+    reactions = SLACK_LIMITS["reactions.add"]
+    assert limit_key("reactions.add", None, reactions, "T0A") != limit_key("reactions.add", None, reactions, "T0B")
+    pacer = Pacer()
+    pacer.pause("reactions.add", "C1", 30.0, "T0A")
+    await pacer.acquire("reactions.add", "C2", 0, "T0B")  # returns: T0B is not held by T0A's pause
+    assert pacer.paused_for("reactions.add", "C9", "T0A") > 25.0
+    assert pacer.paused_for("reactions.add", "C1", "T0B") == 0.0

@@ -137,7 +137,7 @@ class ItemContext:
 
     async def call(self, method: str, channel: str | None, fn: Callable[[], Awaitable[Any]]) -> Any:
         """Run one Slack call in its paced slot, mapping failures onto Retry / SlackCallFailed."""
-        await self.worker.paced(method, channel, priority_of(self.item.kind))
+        await self.worker.paced(method, channel, priority_of(self.item.kind), self.item.slack_team)
         if self.item.guard is not None and not self.item.guard():
             # This process went unheard long enough for another to have taken the item over: posting now
             # could double what the other posts. Its settle will be fenced off; the new claimant decides.
@@ -151,7 +151,7 @@ class ItemContext:
             outcome = decide(error, self.item.attempts, status=status, retry_after=retry_after,
                              backoff=self.worker.backoff_policy)
             if outcome.action is Action.RETRY and (status == 429 or error == "ratelimited"):
-                self.worker.pacer.pause(method, channel, outcome.delay)
+                self.worker.pacer.pause(method, channel, outcome.delay, self.item.slack_team)
                 raise Retry(f"{method}: rate limited for {outcome.delay:g}s", delay=outcome.delay) from exc
             if outcome.action is Action.RETRY and outcome.uncertain:
                 raise Retry(f"{method}: HTTP {status} {error}", uncertain=True) from exc
@@ -526,12 +526,13 @@ class OutboxWorker:
         """Exponential delay for the n-th failed attempt, capped, with a little jitter."""
         return self.backoff_policy.delay(attempts)
 
-    async def paced(self, method: str, channel: str | None, priority: int) -> None:
-        """Wait for the call's slot; a long Retry-After pause sends the item back to the table instead."""
-        paused = self.pacer.paused_for(method, channel)
+    async def paced(self, method: str, channel: str | None, priority: int, workspace: str = "") -> None:
+        """Wait for the call's slot (per channel, or per workspace for Slack's method tiers); a long Retry-After
+        pause sends the item back to the table instead."""
+        paused = self.pacer.paused_for(method, channel, workspace)
         if paused > _MAX_PACED_WAIT:
-            raise Retry(f"{method} on {channel} rate limited", delay=paused)
-        await self.pacer.acquire(method, channel, priority)
+            raise Retry(f"{method} on {channel or workspace} rate limited", delay=paused)
+        await self.pacer.acquire(method, channel, priority, workspace)
 
     # ---- the table ---------------------------------------------------------------------------------
 

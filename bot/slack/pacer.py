@@ -45,21 +45,21 @@ class Pacer:
     def _now() -> float:
         return asyncio.get_running_loop().time()
 
-    def _bucket(self, method: str, channel: str | None) -> tuple[Key, Bucket] | None:
+    def _bucket(self, method: str, channel: str | None, workspace: str = "") -> tuple[Key, Bucket] | None:
         limit = self.limits.get(method)
         if limit is None:
             return None
-        key = limit_key(method, channel, limit)
+        key = limit_key(method, channel, limit, workspace)
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = Bucket(limit)
         return key, bucket
 
-    async def acquire(self, method: str, channel: str | None, priority: int = 0) -> None:
+    async def acquire(self, method: str, channel: str | None, priority: int = 0, workspace: str = "") -> None:
         """Wait for this call's slot; lower `priority` numbers go first among those waiting, and only the
         urgent ones (below URGENT_BELOW) may use a bucket's reserve."""
         urgent = priority < URGENT_BELOW
-        found = self._bucket(method, channel)
+        found = self._bucket(method, channel, workspace)
         if found is None:
             return
         key, bucket = found
@@ -88,16 +88,17 @@ class Pacer:
             else:
                 self._waiting.pop(key, None)
 
-    def pause(self, method: str, channel: str | None, seconds: float) -> None:
-        """Slack answered 429 with Retry-After: hold this method (on this channel) for `seconds`."""
-        found = self._bucket(method, channel)
+    def pause(self, method: str, channel: str | None, seconds: float, workspace: str = "") -> None:
+        """Slack answered 429 with Retry-After: hold this method (on this channel, or in this workspace) for
+        `seconds`."""
+        found = self._bucket(method, channel, workspace)
         if found is not None:
             found[1].pause(self._now(), seconds)
 
-    def paused_for(self, method: str, channel: str | None) -> float:
-        """Seconds left of a Retry-After pause on this method (and channel); 0 when not paused."""
+    def paused_for(self, method: str, channel: str | None, workspace: str = "") -> float:
+        """Seconds left of a Retry-After pause on this method (and channel or workspace); 0 when not paused."""
         limit = self.limits.get(method)
-        bucket = self._buckets.get(limit_key(method, channel, limit)) if limit is not None else None
+        bucket = self._buckets.get(limit_key(method, channel, limit, workspace)) if limit is not None else None
         return max(0.0, bucket.paused_until - self._now()) if bucket is not None else 0.0
 
     def backlog(self) -> dict[str, ChannelBacklog]:

@@ -47,9 +47,10 @@ SLACK_LIMITS: Mapping[str, Limit] = {
 """Defaults per method; methods not listed are not paced (Slack rarely refuses them)."""
 
 
-def limit_key(method: str, channel: str | None, limit: Limit) -> tuple[str, str]:
-    """Which bucket a call draws from: (method, channel) for per-channel limits, else (method, "")."""
-    return (method, channel or "") if limit.per_channel else (method, "")
+def limit_key(method: str, channel: str | None, limit: Limit, workspace: str = "") -> tuple[str, str]:
+    """Which bucket a call draws from: (method, channel) for per-channel limits (channel ids are unique across
+    workspaces), else (method, workspace): Slack's method tiers count per workspace."""
+    return (method, channel or "") if limit.per_channel else (method, f"workspace:{workspace}" if workspace else "")
 
 
 @dataclass
