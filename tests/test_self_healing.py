@@ -372,3 +372,13 @@ def test_a_streak_with_no_failure_for_a_while_is_over_even_without_a_success() -
     assert health.failing() == {}
     intake.failed(OSError("refused"))  # a new failure starts a new streak
     assert intake.failures == 1 and health.failing() == {}
+
+
+def test_a_side_job_failing_is_logged_but_never_makes_the_process_unhealthy() -> None:
+    clock = FakeClock()
+    health = LoopHealth(unhealthy_after=30.0, clock=clock)
+    home = health.loop("home tab refresh", logging.getLogger("test.loop"), reported=False)
+    for _ in range(12):
+        home.failed(OSError("slack is down"))
+        clock.now += 5
+    assert home.failing_for() > 30 and health.failing() == {}

@@ -159,12 +159,15 @@ class HomePublisher:
     async def refresh_forever(self, interval: float = REFRESH_INTERVAL) -> None:
         """Republish the tabs of recent viewers when a message or a campaign has changed since last look."""
         marker: tuple[Any, ...] | None = None
+        # A side job: its failures are logged at a bounded rate, but never make the process unhealthy.
+        health = self.deps.loop_health.loop("home tab refresh", log, reported=False)
         while True:
             await asyncio.sleep(interval)
             try:
                 marker = await self.refresh_if_changed(marker)
-            except Exception:  # a failed round must not end refreshing
-                log.exception("home tab refresh failed")
+                health.ok()
+            except Exception as exc:  # a failed round must not end refreshing
+                health.failed(exc, "refreshing home tabs")
 
     async def refresh_if_changed(self, marker: tuple[Any, ...] | None) -> tuple[Any, ...]:
         current = await self.change_marker()

@@ -29,6 +29,7 @@ class LoopMonitor:
     log: logging.Logger
     traceback_every: float = TRACEBACK_EVERY
     clock: Callable[[], float] = time.monotonic
+    reported: bool = True  # named by /healthz while it fails (not a side job whose failure Slack can cause)
     failing_since: float | None = None
     failures: int = 0
     last_error: str = ""
@@ -85,15 +86,16 @@ class LoopHealth:
     clock: Callable[[], float] = time.monotonic
     loops: dict[str, LoopMonitor] = field(default_factory=dict)
 
-    def loop(self, name: str, log: logging.Logger) -> LoopMonitor:
+    def loop(self, name: str, log: logging.Logger, *, reported: bool = True) -> LoopMonitor:
+        """The monitor of loop `name`; `reported=False` for side jobs /healthz should not judge by."""
         if name not in self.loops:
-            self.loops[name] = LoopMonitor(name, log, self.traceback_every, self.clock)
+            self.loops[name] = LoopMonitor(name, log, self.traceback_every, self.clock, reported)
         return self.loops[name]
 
     def failing(self) -> dict[str, str]:
         """Loops failing for longer than `unhealthy_after`: name -> reason."""
         return {name: f"failing for {m.failing_for():.0f}s ({m.failures} failures): {m.last_error}"
-                for name, m in sorted(self.loops.items()) if m.failing_for() > self.unhealthy_after}
+                for name, m in sorted(self.loops.items()) if m.reported and m.failing_for() > self.unhealthy_after}
 
 
 @dataclass
