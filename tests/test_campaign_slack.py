@@ -21,6 +21,7 @@ from bot.app.slack_component import make_slack_component
 from bot.handlers import appkeys
 from bot.slack import limits
 from bot.standins import GraphStandin, SlackStandin, sign_slack
+from scheduler.campaigns import audience_text
 from scheduler.campaigns.forms import CONFIRM_CALLBACK, CREATE_CALLBACK, NAME_MAX, REFUSAL, TEMPLATE_ACTION
 from storage.models import Campaign, CampaignRecipient, Message, SlackOutbox, Template
 from tests.canary import Canary
@@ -341,6 +342,23 @@ async def test_audience_file_hosted_off_slack_is_refused_without_the_token(app: 
         assert canary.hits == []
     finally:
         await canary.stop()
+
+
+async def test_audience_limits_from_slack_are_those_of_the_command_line(
+        app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audience_text, "MAX_LINE_CHARS", 1024)
+    monkeypatch.setattr(audience_text, "MAX_FILE_BYTES", 4096)
+    long_line = app.slack.add_file(b"name,phone,batch\nRavi,09810000001,A\nSita,09810000002,B\n"
+                                   + b"Asha," + b"9" * 2000 + b",C\n", "students.csv")["id"]
+    big = app.slack.add_file(b"name,phone,batch\n" + b"Ravi,09810000001,A\n" * 400, "everyone.csv")["id"]
+    shown = []
+    for n, file_id in enumerate((long_line, big), 1):
+        await app.submit(CREATE_CALLBACK, form_values(file_id=file_id), view_id=f"VLIMIT{n}")
+        updated = await eventually(lambda n=n: [c for c in app.slack.calls_to("views.update")
+                                                if c.args["view_id"] == f"VLIMIT{n}"])
+        shown.append(json.dumps(updated[-1].args["view"]))
+    assert "Line 4 of students.csv is longer than 1,024 characters" in shown[0]
+    assert "The file everyone.csv is larger than 4 KB" in shown[1]
 
 
 async def _outbox_settled(app: App) -> bool:
