@@ -66,3 +66,16 @@ async def test_erase_shortcut_asks_first_then_erases_and_redacts(make_bridge: Br
     assert await b.count(Contact, Contact.wa_id == WA_ID) == 0 and await b.count(Message) == 0
     thread = b.slack.thread(SLACK_CHANNEL, parent["ts"])
     assert all(m["text"].startswith("Erased on request on ") and not m.get("blocks") for m in thread)
+
+
+async def test_a_group_thread_is_not_one_customer_to_erase(make_bridge: BridgeFactory) -> None:
+    from tests.test_real_traffic import fixture, settled
+
+    b = await make_bridge(settings_extra=PRIVACY)
+    await b.webhook(fixture("group_message"))
+    await settled(b)
+    parent = b.parents()[0]
+    await b.interaction(_shortcut(b, parent["ts"], SHORTCUT_FORGET_CUSTOMER, MANAGER, "400.1"))
+    told = await eventually(lambda: b.slack.ephemerals)
+    assert "group's thread" in told[0]["text"] and not b.slack.calls_to("views.open")
+    assert await b.count(Message) == 1

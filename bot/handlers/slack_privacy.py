@@ -23,6 +23,7 @@ from bot.core.workspace import workspace_key
 from bot.deps import Deps
 from bot.handlers.slack_messages import BridgedThread, ephemeral, find_thread
 from bot.handlers.slack_once import first_delivery
+from bot.meta.recipients import GROUP_PREFIX
 from bot.ops.privacy import PersonNotFound, export_person, forget, one_client
 from bot.ops.privacy_export import filename, render_html, render_json
 from bot.slack import limits, once, payloads, render
@@ -37,6 +38,8 @@ SHORTCUT_EXPORT_CUSTOMER = "wabridge_export_customer"
 SHORTCUT_FORGET_CUSTOMER = "wabridge_forget_customer"
 FORGET_CONFIRM = "wabridge_forget_confirm"
 MANAGERS_ONLY = ":no_entry: Only campaign managers may export or erase a customer's data."
+GROUP_THREAD = ("This is a WhatsApp group's thread, not one customer's: export or erase a participant with "
+                "`wabridge contact export|forget <number | user id | username>`.")
 
 
 @dataclass
@@ -88,6 +91,9 @@ async def _manager_thread(app: _PrivacyListeners, body: dict[str, Any]) -> tuple
     refusal = await _refusal(app, user)
     if refusal is not None:
         await ephemeral(deps, thread, channel, user, refusal)
+        return None
+    if thread.wa_id.startswith(GROUP_PREFIX):  # a group is not one person: its participants are erased by id
+        await ephemeral(deps, thread, channel, user, GROUP_THREAD)
         return None
     return thread, user
 
