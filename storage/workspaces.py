@@ -82,3 +82,29 @@ async def held_posts(session: AsyncSession, team: str) -> int:
 
 def _row(r: SlackWorkspace) -> WorkspaceRow:
     return WorkspaceRow(r.team, r.enterprise_id, r.name, r.state, r.installed_at, r.paused_at)
+
+
+async def owed_per_workspace(session: AsyncSession) -> dict[str, int]:
+    """Undelivered Slack posts per workspace (a conversation's items count for its workspace)."""
+    team = func.coalesce(Conversation.slack_team, SlackOutbox.slack_team)
+    rows = (await session.execute(
+        select(team, func.count()).select_from(SlackOutbox)
+        .outerjoin(Conversation, Conversation.id == SlackOutbox.conversation_id)
+        .where(SlackOutbox.done_at.is_(None)).group_by(team))).tuples().all()
+    return {str(t): int(n) for t, n in rows}
+
+
+async def states(session: AsyncSession) -> dict[str, int]:
+    """How many workspaces are in each state."""
+    rows = (await session.execute(select(SlackWorkspace.state, func.count()).group_by(SlackWorkspace.state)))
+    return {str(s): int(n) for s, n in rows.tuples().all()}
+
+
+def top_labels(counts: dict[str, int], keep: int) -> dict[str, int]:
+    """The `keep` largest counts by name, the rest summed under "other": a bounded set of metric labels."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    out = dict(ranked[:keep])
+    rest = sum(n for _, n in ranked[keep:])
+    if rest or len(ranked) > keep:
+        out["other"] = rest
+    return out

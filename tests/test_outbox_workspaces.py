@@ -11,6 +11,7 @@ from bot.slack.outbox_queue import OutboxQueue
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.models import Campaign, CampaignRun, Channel, Contact, Conversation
 from storage.repository import enqueue_slack
+from storage.workspaces import owed_per_workspace, top_labels
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
@@ -67,3 +68,16 @@ async def test_a_paused_workspaces_items_are_not_claimed(db_url: str) -> None:
         assert claimed and {i.slack_team for i in claimed} == {"T0QUIET"}
     finally:
         await engine.dispose()
+
+
+async def test_metrics_name_the_workspaces_owed_most_and_sum_the_rest(db_url: str) -> None:
+    engine, sessions, _ = await _seed(db_url)
+    try:
+        async with sessions() as s:
+            owed = await owed_per_workspace(s)
+    finally:
+        await engine.dispose()
+    assert owed == {"T0STORM": 30, "T0QUIET": 1, "default": 1}  # the campaign item is filed under its own row
+    assert top_labels(owed, 1) == {"T0STORM": 30, "other": 2}
+    assert top_labels(owed, 5) == owed
+    assert top_labels({f"T{i}": i for i in range(100)}, 20).keys() == {f"T{i}" for i in range(80, 100)} | {"other"}

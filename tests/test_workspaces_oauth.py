@@ -98,6 +98,12 @@ async def test_uninstall_pauses_that_workspace_and_reinstall_resumes_with_nothin
                                                   ("slack workspace T0BETA (T0Beta)", True)]
     assert re.search(r"uninstalled the app .*: its work is paused, [1-9]\d* Slack post\(s\) held", findings[0].detail)
     assert "uninstalled the app" in caplog.text and "T0ALPHA" in caplog.text
+    async def metrics() -> str:
+        text = await (await d.client.get("/metrics")).text()
+        held = re.search(r'wabridge_workspace_slack_posts_owed\{workspace="T0ALPHA"\} [1-9]', text)
+        return text if held and 'wabridge_workspaces{state="uninstalled"} 1.0' in text else ""
+
+    await eventually(metrics)  # /metrics: the paused workspace and what it is owed
     async with d.client.app[appkeys.SESSIONS]() as s:
         only_beta = check_workspaces(await workspace_rows(s), d.client.app[appkeys.SETTINGS], "T0BETA")
     assert [(f.name, f.ok) for f in only_beta] == [("slack workspace T0BETA (T0Beta)", True)]  # doctor --team

@@ -77,7 +77,7 @@ def settings_raw(db_url: str, slack: SlackStandin, graph: GraphStandin) -> dict[
     channels = [{"name": name, "phone_number_id": pnid, "waba_id": waba, "access_token": f"EAAG-{name}",
                  "slack_channel": channel, "slack_team": team}
                 for name, (team, channel, pnid, waba) in (("alpha", ALPHA), ("beta", BETA))]
-    return {"database_url": db_url,
+    return {"database_url": db_url, "server": {"metrics_public": True},
             "meta": {"graph_url": graph.base_url, "app_id": "300000000000001", "app_secret": APP_SECRET,
                      "verify_token": VERIFY_TOKEN, "token_key": new_key()},
             "slack": {"api_url": slack.api_url, "client_id": slack.oauth.client_id,
@@ -99,8 +99,8 @@ async def deployment_of(aiohttp_client: Any, db_url: str) -> AsyncIterator[Deplo
         slack.add_user(STAFF[team], STAFF[team].lower())
         slack.join(channel, STAFF[team])
     settings = parse_settings(settings_raw(db_url, slack, graph), env={})
-    client = await aiohttp_client(create_app(settings, components=[make_slack_component(**FAST_OUTBOX),
-                                                                   make_home_component(refresh_interval=0.5)]))
+    components = [make_slack_component(**FAST_OUTBOX, backlog_interval=0.3), make_home_component(refresh_interval=0.5)]
+    client = await aiohttp_client(create_app(settings, components=components))
     slack.oauth.redirect_uri = str(client.make_url("/slack/oauth_redirect"))
     try:
         yield Deployment(client, slack, graph)

@@ -32,6 +32,11 @@ class Metrics:
                                    registry=r)
         self.slack_backlog = Gauge("wabridge_slack_backlog_items", "Slack outbox items owed per Slack channel",
                                    ["channel"], registry=r)
+        # Many workspaces: the WORKSPACE_LABELS workspaces owed most, the rest summed as workspace="other".
+        self.workspace_backlog = Gauge("wabridge_workspace_slack_posts_owed",
+                                       "Slack posts owed per workspace (the largest ones; the rest as other)",
+                                       ["workspace"], registry=r)
+        self.workspaces = Gauge("wabridge_workspaces", "Installed Slack workspaces by state", ["state"], registry=r)
         self.slack_backlog_wait = Gauge("wabridge_slack_backlog_wait_seconds",
                                         "Least time until a Slack channel's backlog is posted, at Slack's rate",
                                         ["channel"], registry=r)

@@ -46,13 +46,14 @@ from bot.slack.outbox_policy import COALESCED_KINDS, Action, Backoff, decide, pr
 from bot.slack.outbox_queue import OutboxItem, OutboxQueue
 from bot.slack.pacer import URGENT_BELOW, Pacer
 from bot.slack.render import Post
-from storage.workspaces import paused_teams
+from storage.workspaces import owed_per_workspace, paused_teams, states, top_labels
 
 log = logging.getLogger(__name__)
 
 OUTBOX_EVENT = "wabridge_outbox"
 THREAD_EVENT = "wabridge_thread"
 _MAX_PACED_WAIT = 30.0  # a paused channel holds an item this long at most; beyond, it goes back to the table
+WORKSPACE_LABELS = 20  # /metrics names this many workspaces (those owed most); the rest are "other"
 PAUSED_REFRESH = 2.0  # seconds between reads of which workspaces wait for a reinstall
 
 
@@ -421,6 +422,7 @@ class OutboxWorker:
         self.backlog_interval = backlog_interval
         self._backlog_at = float("-inf")
         self._backlog_channels: set[str] = set()
+        self._workspace_labels: set[str] = set()
         self._paused: set[str] = set()  # workspaces without an installation: their items wait in the table
         self._paused_at = float("-inf")
 
@@ -521,6 +523,26 @@ class OutboxWorker:
             self.deps.metrics.slack_backlog.labels(gone).set(0)
             self.deps.metrics.slack_backlog_wait.labels(gone).set(0)
         self._backlog_channels |= seen
+        if self.deps.many_workspaces:
+            await self._publish_workspaces()
+
+    async def _publish_workspaces(self) -> None:
+        """/metrics per workspace, bounded: the WORKSPACE_LABELS most owed, the rest as "other"."""
+        try:
+            async with self.deps.sessions() as session:
+                owed = top_labels(await owed_per_workspace(session), WORKSPACE_LABELS)
+                by_state = await states(session)
+        except Exception:
+            log.warning("slack outbox: cannot count posts per workspace", exc_info=True)
+            return
+        metrics = self.deps.metrics
+        for gone in self._workspace_labels - set(owed):
+            metrics.workspace_backlog.labels(gone).set(0)
+        for team, n in owed.items():
+            metrics.workspace_backlog.labels(team).set(n)
+        self._workspace_labels |= set(owed)
+        for state in ("active", "uninstalled", "revoked"):
+            metrics.workspaces.labels(state).set(by_state.get(state, 0))
 
     def backoff(self, attempts: int) -> float:
         """Exponential delay for the n-th failed attempt, capped, with a little jitter."""
