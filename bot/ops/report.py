@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from bot.core.readable import day_time
 from bot.ops.insights import PHONE_APP, Figures, humanize
+from bot.slack.display_names import unisolated
 
 _SPAN = re.compile(r"^(?P<n>\d+)\s*(?P<unit>[mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -55,7 +56,10 @@ def _name(responder: str, names: Mapping[str, str]) -> str:
 
 
 def as_dict(f: Figures, names: Mapping[str, str], channel: str | None = None, tz: str = "UTC") -> dict[str, Any]:
-    """The report as plain data (what JSON shows; text and CSV are drawn from it); times in `tz`."""
+    """The report as plain data (what JSON shows; text and CSV are drawn from it); times in `tz`.
+
+    Names come without the isolates Slack needs: a leading FSI would hide a formula from `_safe`.
+    """
     zone = ZoneInfo(tz)
 
     def at(when: datetime) -> str:
@@ -65,7 +69,7 @@ def as_dict(f: Figures, names: Mapping[str, str], channel: str | None = None, tz
         "since": at(f.since), "until": at(f.now), "timezone": tz, "channel": channel,
         "first_response": {"answered": len(f.first_responses), "p50_minutes": _minutes(f.p50),
                            "p90_minutes": _minutes(f.p90)},
-        "unanswered": [{"channel": w.channel, "customer": w.customer, "waiting_since": at(w.since),
+        "unanswered": [{"channel": w.channel, "customer": unisolated(w.customer), "waiting_since": at(w.since),
                         "waiting_minutes": _minutes(w.waited),
                         "window_closes_at": at(w.window_closes_at),
                         "window_closing_soon": w in f.closing} for w in f.waiting],

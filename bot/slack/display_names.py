@@ -99,6 +99,11 @@ def isolate(text: str) -> str:
     return f"{FSI}{text}{PDI}"
 
 
+def unisolated(text: str) -> str:
+    """`text` without the isolates `isolate` added: for output that is not Slack (reports, CSV, a terminal)."""
+    return text.replace(FSI, "").replace(PDI, "")
+
+
 def shown_name(name: str | None) -> str | None:
     """The cleaned, isolated name to show in Slack; None when nothing visible is left."""
     cleaned = clean_name(name)
