@@ -182,12 +182,13 @@ async def apply_statuses(session: AsyncSession, wamid: str) -> list[str]:
 
 async def enqueue_slack(session: AsyncSession, *, dedupe_key: str, thread_key: str, kind: str,
                         payload: dict[str, Any], order_ts: datetime | None = None,
-                        conversation_id: int | None = None) -> bool:
-    """Owe Slack one post (idempotent on dedupe_key); delivered later by the Slack outbox worker."""
+                        conversation_id: int | None = None, slack_team: str = DEFAULT_WORKSPACE) -> bool:
+    """Owe Slack one post (idempotent on dedupe_key); delivered later by the Slack outbox worker, to
+    `slack_team` (a conversation's items go to the conversation's workspace whatever this says)."""
     return await insert_ignore(session, SlackOutbox, {
         "dedupe_key": dedupe_key, "thread_key": thread_key, "kind": kind, "payload": payload,
         "order_ts": order_ts or utcnow(), "conversation_id": conversation_id, "attempts": 0,
-        "created_at": utcnow(),
+        "created_at": utcnow(), "slack_team": slack_team,
     }, ["dedupe_key"]) is not None
 
 

@@ -4,8 +4,10 @@ reaches only its own workspace with that workspace's token, and an uninstall pau
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from bot.handlers import appkeys
 from bot.ops.doctor_workspaces import check_workspaces, workspace_rows
 from storage.models import Conversation, SlackOutbox, SlackWorkspace
 from tests.harness import eventually
-from tests.helpers import SIGNING_SECRET
+from tests.helpers import SIGNING_SECRET, signed
 from tests.workspaces_harness import ALPHA, BETA, Deployment, deployment_of
 
 
@@ -121,3 +123,19 @@ async def test_uninstall_pauses_that_workspace_and_reinstall_resumes_with_nothin
     assert (await _states(d))["T0ALPHA"] == "active"
     await eventually(lambda: any("second while uninstalled" in str(m) for m in d.posts(ALPHA)))
     assert sum("first before uninstall" in str(m) for m in d.posts(ALPHA)) == 1
+
+
+async def test_a_numbers_alerts_go_to_its_own_workspace(deployment: Deployment) -> None:
+    d = deployment
+    await d.install("T0ALPHA")
+    await d.install("T0BETA")
+    payload = json.loads((Path(__file__).parent / "fixtures" / "meta" / "message_template_status_update.json")
+                         .read_text())
+    payload["entry"][0]["id"] = BETA[3]  # a template of Beta's WABA was rejected
+    body, headers = signed(payload)
+    assert (await d.client.post("/webhooks/meta", data=body, headers=headers)).status == 200
+    alert = await eventually(lambda: [m for m in d.posts(BETA) if "visit_reminder" in json.dumps(m)])
+    assert len(alert) == 1
+    assert {c.team for c in d.slack.calls_to("chat.postMessage") if "visit_reminder" in json.dumps(c.args)} \
+        == {"T0BETA"}
+    assert not [m for m in d.posts(ALPHA) if "visit_reminder" in json.dumps(m)]

@@ -6,6 +6,8 @@ dispatches to them); the sentences come from `bot.bridge.alert_texts`.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -13,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.bridge import alert_texts
 from bot.core.config import Settings
+from bot.core.workspace import DEFAULT_WORKSPACE
 from bot.meta import events as ev
 from storage import repository as repo
 from storage.models import AlertState, Template, utcnow
@@ -24,9 +27,31 @@ class HasSettings(Protocol):
     settings: Settings
 
 
+@dataclass(frozen=True)
+class AlertTarget:
+    """Many workspaces: where the alerts of the delivery being applied go (its number's workspace and channel)."""
+
+    slack_team: str
+    slack_channel: str
+
+
+# Set by bot.bridge.meta_events.apply_event around each event of a number that belongs to a workspace.
+ALERT_TARGET: ContextVar[AlertTarget | None] = ContextVar("wabridge_alert_target", default=None)
+
+
+def alert_target(settings: Settings, phone_number_id: str | None, waba_id: str) -> AlertTarget | None:
+    """Many workspaces: the number the event is about (else the first of its WABA), as an alert target."""
+    if not settings.slack.many_workspaces:
+        return None
+    number = settings.channel_by_phone_number_id(phone_number_id or "") or next(
+        (c for c in settings.channels if c.waba_id == waba_id), None)
+    return None if number is None else AlertTarget(settings.workspace_of(number), number.slack_channel)
+
+
 async def raise_alert_once(session: AsyncSession, kind: str, subject: str, state: str, text: str,
                            dedupe: str, icon: str | None = None) -> bool:
-    """Post text to the alerts channel when subject's state changed since the last alert."""
+    """Post text to the alerts channel when subject's state changed since the last alert (many workspaces:
+    to the channel of the number it is about, in its workspace)."""
     current = await session.get(AlertState, (kind, subject))
     if current is not None and current.state == state:
         return False
@@ -34,9 +59,12 @@ async def raise_alert_once(session: AsyncSession, kind: str, subject: str, state
         session.add(AlertState(kind=kind, subject=subject, state=state, raised_at=utcnow()))
     else:
         current.state, current.raised_at = state, utcnow()
+    target = ALERT_TARGET.get()
     await repo.enqueue_slack(session, dedupe_key=f"alert:{dedupe}", thread_key=repo.ALERTS_THREAD, kind="alert",
                              payload={"alert": kind, "subject": subject, "state": state, "text": text,
-                                      **({"icon": icon} if icon else {})})
+                                      **({"icon": icon} if icon else {}),
+                                      **({"channel": target.slack_channel} if target else {})},
+                             slack_team=target.slack_team if target else DEFAULT_WORKSPACE)
     return True
 
 

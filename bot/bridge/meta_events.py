@@ -460,4 +460,11 @@ async def apply_event(session: AsyncSession, ctx: EventContext, event: ev.Webhoo
     if handler is None:
         log.info("webhook event kept in the log only: %s", type(event).__name__)
         return
-    await handler(session, ctx, event)
+    envelope = getattr(event, "envelope", None)
+    target = alert_events.alert_target(ctx.settings, envelope.phone_number_id, envelope.waba_id) \
+        if isinstance(envelope, ev.Envelope) else None
+    token = alert_events.ALERT_TARGET.set(target)
+    try:
+        await handler(session, ctx, event)
+    finally:
+        alert_events.ALERT_TARGET.reset(token)

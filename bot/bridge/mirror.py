@@ -436,8 +436,9 @@ async def mirror_note(ctx: ItemContext) -> None:
 
 
 async def mirror_alert(ctx: ItemContext) -> None:
-    """Template, quality and account changes go to the alerts channel."""
-    channel = ctx.deps.settings.slack.alerts_channel
+    """Template, quality and account changes go to the alerts channel (many workspaces: the channel of the
+    number they are about, in its workspace)."""
+    channel = str(ctx.item.payload.get("channel") or "") or ctx.deps.settings.slack.alerts_channel
     if not channel:
         log.info("alert not posted (slack.alerts_channel is not set): %s", ctx.item.payload.get("text"))
         return
