@@ -6,6 +6,7 @@ dispatches to them); the sentences come from `bot.bridge.alert_texts`.
 
 from __future__ import annotations
 
+import logging
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +20,8 @@ from bot.core.workspace import DEFAULT_WORKSPACE
 from bot.meta import events as ev
 from storage import repository as repo
 from storage.models import AlertState, Template, utcnow
+
+log = logging.getLogger(__name__)
 
 
 class HasSettings(Protocol):
@@ -136,6 +139,17 @@ async def on_change_errors(session: AsyncSession, ctx: HasSettings, e: ev.Change
     state = ",".join(str(err.code) for err in e.errors)
     await raise_alert_once(session, "errors", e.envelope.phone_number_id or e.envelope.waba_id, state, text,
                            dedupe=f"errors:{e.envelope.waba_id}:{state}:{utcnow().isoformat()}", icon=icon)
+
+
+async def on_parse_problem(session: AsyncSession, ctx: HasSettings, e: ev.ParseProblem) -> None:
+    """A malformed part of a delivery: logged, and an alert the first time its field fails this way
+    (counted with the other events, as `wabridge_events_applied{kind="ParseProblem"}`)."""
+    log.warning("webhook part not readable: %s at %s: %s", e.envelope.field or "payload", e.where, e.error[:200])
+    icon, text = alert_texts.parse_problem(e)
+    subject = f"{e.envelope.waba_id or '-'}:{e.envelope.field or 'payload'}"[:200]  # from the payload: bounded
+    state = e.error[:120]
+    await raise_alert_once(session, "parse_problem", subject, state, text,
+                           dedupe=f"parse:{utcnow().isoformat()}:{subject}:{state}"[:180], icon=icon)
 
 
 async def on_business_username(session: AsyncSession, ctx: HasSettings, e: ev.BusinessUsername) -> None:

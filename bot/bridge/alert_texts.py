@@ -171,3 +171,12 @@ def errors(errs: Sequence[ev.MetaError], where: str) -> Alert:
             line += f". {meaning[:1].upper()}{meaning[1:]}"
         lines.append(line)
     return WARN, (f"{where}: " + " | ".join(lines)) if lines else f"{where}: Meta reported an error"
+
+
+def parse_problem(e: ev.ParseProblem) -> Alert:
+    """A part of a webhook the parser could not read: where, why, and that the rest was applied."""
+    source = f"WhatsApp number {e.envelope.display_phone_number}" if e.envelope.display_phone_number \
+        else "WhatsApp Business account"
+    field = e.envelope.field or "webhook"
+    return WARN, (f"{source}: part of a `{field}` webhook could not be read ({e.where}: {e.error[:200]}). The rest "
+                  "of the delivery was applied; the raw delivery is kept in the webhook log.")

@@ -450,6 +450,7 @@ _HANDLERS: dict[type, Callable[[AsyncSession, EventContext, Any], Awaitable[None
     ev.UserPreference: on_user_preference,
     ev.UserIdChange: on_user_id_change,
     ev.BusinessUsername: alert_events.on_business_username,
+    ev.ParseProblem: alert_events.on_parse_problem,
 }
 
 

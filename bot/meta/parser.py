@@ -200,7 +200,7 @@ def _each(
     for i, item in enumerate(items):
         try:
             out.extend(build(item))
-        except Exception as exc:  # one element's defect must not lose the others
+        except _Malformed as exc:  # one element's defect must not lose the others
             out.append(_problem(env, f"{where}[{i}]", exc, item))
     return out
 
@@ -628,7 +628,7 @@ def _history(env: Envelope, value: dict, where: str) -> list[WebhookEvent]:
         for i, item in enumerate(items):
             try:
                 out.append(_history_message(env, item, thread, usernames, echo))
-            except Exception as exc:
+            except _Malformed as exc:
                 problems.append(_problem(env, f"{path}[{i}]", exc, item))
         return out
 
@@ -1080,7 +1080,10 @@ def _slots(payload: object) -> Iterable[_Slot]:
 
 
 def parse_delivery(payload: object) -> list[WebhookEvent]:
-    """Decode one webhook delivery (decoded JSON) into events, in payload order; never raises."""
+    """Decode one webhook delivery (decoded JSON) into events, in payload order.
+
+    Input of the wrong shape becomes a ParseProblem (the parser's own `_Malformed`); any other exception is a
+    bug of ours and reaches the caller, whose retry keeps the delivery."""
     events: list[WebhookEvent] = []
     try:
         for slot in _slots(payload):
@@ -1094,9 +1097,9 @@ def parse_delivery(payload: object) -> list[WebhookEvent]:
             else:
                 try:
                     events.extend(_HANDLERS[slot.field](env, value, slot.where))
-                except Exception as exc:  # a change-level defect costs only that change
+                except _Malformed as exc:  # a change-level defect costs only that change
                     events.append(_problem(env, slot.where, exc, value))
-    except Exception as exc:  # last line of defence: the caller must always get a list
+    except _Malformed as exc:
         events.append(_problem(_NO_ENVELOPE, "payload", exc, payload))
     return events
 
