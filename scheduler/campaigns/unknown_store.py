@@ -32,6 +32,7 @@ async def recover_orphans(session: AsyncSession, silent_owners: set[int]) -> Cou
     rows = (await session.execute(
         select(R.id, R.status, R.attempted_at, R.wamid)
         .where(R.owner_id.in_(silent_owners), R.status == RecipientStatus.SENDING.value)
+        .order_by(R.id).with_for_update(skip_locked=True)
     )).all()
     return await _give_fates(session, rows, lambda ids: (_TABLE.c.id.in_(ids),
                                                          _TABLE.c.owner_id.in_(silent_owners)))
@@ -47,6 +48,7 @@ async def recover_own(session: AsyncSession, owner: int, in_hand: InHand) -> Cou
     rows = (await session.execute(
         select(R.id, R.status, R.attempted_at, R.wamid, R.fence)
         .where(R.owner_id == owner, R.status == RecipientStatus.SENDING.value)
+        .order_by(R.id).with_for_update(skip_locked=True)
     )).all()
     loose = [row for row in rows if not in_hand.holds(row.id, row.fence)]
     if not loose:
@@ -59,7 +61,11 @@ async def recover_own(session: AsyncSession, owner: int, in_hand: InHand) -> Cou
 async def _give_fates(session: AsyncSession, rows: Sequence[Any],
                       held: Callable[[list[int]], tuple[ColumnElement[bool], ...]]) -> Counter[str]:
     """Each in-flight row gets its `orphan_fate` (sent, unknown, pending); held(ids) says whose rows they
-    must still be for the update to apply."""
+    must still be for the update to apply.
+
+    The rows were read locked (FOR UPDATE), skipping those another transaction is writing: a status webhook
+    pinning its wamid on one must not be overwritten by a fate decided without it (`unknown` with a wamid
+    is never settled again). A skipped row gets its fate on the next pass."""
     by_fate: dict[RecipientStatus, list[int]] = {}
     for row in rows:
         fate = orphan_fate(row.status, row.attempted_at, row.wamid)
@@ -115,7 +121,9 @@ async def _numbers_of(session: AsyncSession, recipient_ids: set[int]) -> dict[in
 
 async def _settle(session: AsyncSession, recipient_id: int, wamid: str, status: str, wa_id: str | None,
                   error: tuple[int | None, str | None]) -> bool:
-    rec = await session.get(R, recipient_id)
+    # Locked and read afresh: recovery may be turning this `sending` row `unknown` right now; decided on the
+    # row as it was, the wamid would land on an `unknown` row that no later status settles.
+    rec = await session.get(R, recipient_id, with_for_update=True, populate_existing=True)
     if rec is None or (wa_id and rec.wa_id != wa_id):
         return False  # not ours, or not the number the callback data was sent to
     if rec.wamid is None:
@@ -150,7 +158,8 @@ async def note_callbacks(session: AsyncSession, reports: list[CallbackReport]) -
     named = {rid for r in reports if (rid := recipient_of(r.data)) is not None}
     if not named:
         return 0
-    open_ids = set((await session.scalars(select(R.id).where(R.id.in_(named), R.wamid.is_(None)))).all())
+    open_ids = set((await session.scalars(  # locked in id order, as recovery locks them (no deadlock)
+        select(R.id).where(R.id.in_(named), R.wamid.is_(None)).order_by(R.id).with_for_update())).all())
     numbers = await _numbers_of(session, open_ids) if open_ids else {}
     touched = 0
     for r in reports:
