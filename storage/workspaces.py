@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Conversation, SlackOutbox, SlackWorkspace, utcnow
@@ -39,6 +39,13 @@ async def record_install(session: AsyncSession, team: str, *, enterprise_id: str
     row.enterprise_id, row.name = enterprise_id, name or row.name
     if was_paused:
         row.installed_at = now
+        # Posts tried while the workspace had no token wait out a back-off: they are due now.
+        conversations = select(Conversation.id).where(Conversation.slack_team == team)
+        await session.execute(update(SlackOutbox).where(
+            SlackOutbox.done_at.is_(None), SlackOutbox.next_attempt_at.is_not(None),
+            or_(SlackOutbox.conversation_id.in_(conversations),
+                and_(SlackOutbox.conversation_id.is_(None), SlackOutbox.slack_team == team)))
+            .values(next_attempt_at=None).execution_options(synchronize_session=False))
     return was_paused
 
 

@@ -121,6 +121,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     logging.getLogger("bot").setLevel(os.environ.get("WABRIDGE_LOG_LEVEL", "WARNING"))
     # Bold as bold in a terminal; plain text when piped or when NO_COLOR asks for it (no-color.org).
     style = slack_view.ANSI if sys.stdout.isatty() and not os.environ.get("NO_COLOR") else slack_view.PLAIN
+    if args.workspaces > 1:
+        from bot.cli.demo_workspaces import run_workspaces_demo
+
+        shown = asyncio.run(run_workspaces_demo(sys.stdout, args.workspaces))
+        return 0 if (len(shown.installed) == args.workspaces and not shown.leaks and not shown.forged_reply_sent
+                     and shown.held_then_delivered) else 1
     result = asyncio.run(run_demo(sys.stdout, recipients=args.recipients, style=style, page=bool(args.html)))
     if args.html:
         Path(args.html).write_text(result.html, encoding="utf-8")
@@ -149,6 +155,9 @@ def _add_core_parsers(sub: argparse._SubParsersAction) -> None:
                        description="Run the whole bridge on SQLite against built-in stand-ins for Meta and "
                                    "Slack, and print what Slack shows. Needs no app.yaml and no secret.")
     demo.add_argument("--recipients", type=int, default=20, help="campaign audience size (default 20)")
+    demo.add_argument("--workspaces", type=int, default=1,
+                      help="2 or more: that many businesses, each its own Slack workspace installed through "
+                           "/slack/install, side by side and isolated (default 1: the one-business scenario)")
     demo.add_argument("--html", default=None, metavar="FILE",
                       help="also write the #lucknow channel as an HTML page drawn like Slack (for a screenshot)")
 
