@@ -22,6 +22,7 @@ from bot.handlers.slack_actions import (
     PickerTarget,
 )
 from bot.handlers.slack_messages import OPEN_PICKER_ACTION
+from bot.handlers.slack_privacy import SHORTCUT_EXPORT_CUSTOMER, SHORTCUT_FORGET_CUSTOMER
 from scheduler.campaigns.unknown_notice import RESEND_ACTION
 from storage.models import Campaign, CampaignRecipient, CampaignRun, Channel, Contact, Conversation, Template
 from tests.harness import eventually
@@ -80,7 +81,8 @@ async def test_every_entry_point_refuses_another_workspaces_ids(deployment: Depl
         "ts": "1800000000.000100", "thread_ts": thread_ts}, SIGNING_SECRET, team_id="T0ALPHA")
     assert status == 200
     # Message shortcuts on Beta's thread.
-    for n, callback in enumerate((SHORTCUT_SEND_TEMPLATE, SHORTCUT_OPT_OUT, SHORTCUT_EXPORT)):
+    for n, callback in enumerate((SHORTCUT_SEND_TEMPLATE, SHORTCUT_OPT_OUT, SHORTCUT_EXPORT,
+                                  SHORTCUT_EXPORT_CUSTOMER, SHORTCUT_FORGET_CUSTOMER)):
         assert await _interaction(d, {"type": "message_action", "callback_id": callback,
                                       "channel": {"id": BETA[1]}, "message": message,
                                       "message_ts": message["ts"], "action_ts": f"9.{n}",
@@ -95,6 +97,13 @@ async def test_every_entry_point_refuses_another_workspaces_ids(deployment: Depl
         "id": "VPICK9", "type": "modal", "callback_id": PICKER_CALLBACK,
         "private_metadata": PickerTarget(conv_id, BETA[1], thread_ts).dump(),
         "state": {"values": values}}}) == 200
+    # The picker's type-ahead, asked for Beta's conversation: no templates offered.
+    status, options = await d.slack.send_interaction(d.events_url, {
+        "type": "block_suggestion", "user": {"id": ASHA}, "action_id": TEMPLATE_SELECT, "block_id": TEMPLATE_BLOCK,
+        "value": "hel", "view": {"id": "VPICK9", "type": "modal", "callback_id": PICKER_CALLBACK,
+                                 "private_metadata": PickerTarget(conv_id, BETA[1], thread_ts).dump()}},
+        SIGNING_SECRET, team_id="T0ALPHA")
+    assert status == 200 and "hello" not in options
     # "Resend N" of Beta's campaign, and /campaign commands naming it.
     assert await _interaction(d, {"type": "block_actions", "channel": {"id": ALPHA[1]},
                                   "response_url": f"{d.slack.base_url}/response-url/y", "actions": [
@@ -111,6 +120,12 @@ async def test_every_entry_point_refuses_another_workspaces_ids(deployment: Depl
                                                  channel_id=BETA[1], signing_secret=SIGNING_SECRET, team_id="T0ALPHA")
     assert status == 200
 
+    def refusals(text: str) -> int:
+        return sum(text in r.getMessage() for r in caplog.records if "refused" in r.getMessage())
+
+    # Listeners answer after their ack: wait for the lookups of Beta's thread and campaign to be refused.
+    await eventually(lambda: refusals(f"names the thread {BETA[1]}/{thread_ts} of workspace T0BETA") >= 3
+                     and refusals(f"names campaign {campaign_id} of workspace T0BETA") >= 4)
     # Nothing reached WhatsApp, no picker opened, nothing was posted or marked in Beta's workspace.
     assert d.graph.attempts == []
     later = d.slack.calls[calls_before:]
@@ -130,10 +145,10 @@ async def test_every_entry_point_refuses_another_workspaces_ids(deployment: Depl
     assert "beta offer" not in answers["list"]
     assert not any("beta offer" in a for a in answers.values())
     refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
-    assert sum("from workspace T0ALPHA names channel C0BETA of workspace T0BETA" in m for m in refused) == 5
+    assert sum("from workspace T0ALPHA names channel C0BETA of workspace T0BETA" in m for m in refused) == 7
     # Ids that name no channel (a conversation in a button or a modal, a campaign) are refused where they are
     # looked up, and logged there.
-    assert sum(f"names the thread {BETA[1]}/{thread_ts} of workspace T0BETA" in m for m in refused) >= 2
+    assert sum(f"names the thread {BETA[1]}/{thread_ts} of workspace T0BETA" in m for m in refused) >= 3
     assert sum(f"names campaign {campaign_id} of workspace T0BETA" in m for m in refused) >= 4
     # Alpha's own thread still works: the refusals were about Beta's ids only.
     await d.customer_writes(ALPHA, "wamid.A1", "Alpha's customer")
