@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 
 from aiohttp import web
 
@@ -19,7 +20,8 @@ from bot.handlers import appkeys
 
 log = logging.getLogger(__name__)
 
-IDLE_GRACE = 10.0  # seconds to wait for the pool to be idle before cancelling anyway
+IDLE_GRACE = 5.0  # seconds of the whole shutdown spent waiting for the pool to be idle, at most
+_deadlines: weakref.WeakKeyDictionary[web.Application, float] = weakref.WeakKeyDictionary()
 IDLE_POLL = 0.002
 
 
@@ -36,7 +38,8 @@ def _busy(app: web.Application) -> bool:
 async def stop_tasks(app: web.Application, *tasks: asyncio.Task[object] | asyncio.Task[None]) -> None:
     """Cancel tasks once no database connection is in use (or after IDLE_GRACE), and wait for them."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + IDLE_GRACE
+    # One grace for the whole shutdown, not one per task group: a process manager's stop timeout is short.
+    deadline = _deadlines.setdefault(app, loop.time() + IDLE_GRACE)
     while _busy(app) and not all(t.done() for t in tasks):
         if loop.time() > deadline:
             log.warning("database still in use %.0f s into shutdown: stopping %s anyway", IDLE_GRACE,
