@@ -254,4 +254,4 @@ async def owe_report(deps: Deps, outcome: Outcome, link: Link) -> None:
         await repo.enqueue_slack(session, dedupe_key=f"onboarding:{link.id}:{utcnow().isoformat()}",
                                  thread_key=f"onboarding:{link.id}", kind="onboarding_notice",
                                  payload={"text": slack_report(outcome, link, deps.settings),
-                                          "slack_channel": link.slack_channel})
+                                          "slack_channel": link.slack_channel}, slack_team=link.slack_team)

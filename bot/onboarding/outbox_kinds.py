@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 def notice_channel(ctx: ItemContext, fallback: str | None) -> str | None:
     """The alerts channel, else the Slack channel the number is bridged into."""
+    if ctx.deps.many_workspaces:  # the deployment's alerts channel is in no business's workspace
+        return fallback or None
     return ctx.deps.settings.slack.alerts_channel or fallback or None
 
 
