@@ -29,6 +29,7 @@ from storage.models import (
     Contact,
     ContactIdentity,
     Conversation,
+    ConversationEvent,
     Erasure,
     Message,
     MessageStatus,
@@ -212,6 +213,9 @@ async def finish(session: AsyncSession, record: Erasure, person: Person, channel
         *recipients, CampaignRecipient.status == "pending").values(status="skipped", error_title=ERASED_NOTE))
     await run("campaign_sends", update(CampaignRecipient).where(*recipients).values(
         wa_id=literal(ERASED_PREFIX) + cast(CampaignRecipient.id, String), fields={}, wamid=None))
+    # The inbox's audit of these conversations names only staff; it goes with them (SQLite keeps no cascade).
+    await session.execute(delete(ConversationEvent).where(ConversationEvent.conversation_id.in_(convs))
+                          .execution_options(synchronize_session=False))
     await run("conversations", delete(Conversation).where(Conversation.id.in_(convs)))
     if not person.elsewhere:
         contacts = list(person.contact_ids)

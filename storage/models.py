@@ -145,6 +145,27 @@ class Conversation(Base):
     slack_team: Mapped[str] = mapped_column(String(32), default=DEFAULT_WORKSPACE, server_default=DEFAULT_WORKSPACE,
                                             index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The team's inbox (bot.bridge.inbox): who handles it, open or resolved, and the last status change.
+    owner: Mapped[str | None] = mapped_column(String(64))  # a Slack user id
+    inbox_status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    status_by: Mapped[str | None] = mapped_column(String(64))  # a Slack user id, or "customer"
+    status_at: Mapped[datetime | None]
+
+
+class ConversationEvent(Base):
+    """What staff (or the customer) did to a conversation in the inbox: take, assign, resolve, reopen; who, when.
+
+    `dedupe_key` names the Slack interaction (or the customer's message) that caused it, so a replay adds nothing."""
+
+    __tablename__ = "conversation_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    slack_team: Mapped[str] = mapped_column(String(32), default=DEFAULT_WORKSPACE, server_default=DEFAULT_WORKSPACE)
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(64))  # a Slack user id, or "customer"
+    assignee: Mapped[str | None] = mapped_column(String(64))
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Message(Base):

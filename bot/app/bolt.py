@@ -26,6 +26,7 @@ from bot.handlers import (
     appkeys,
     slack_actions,
     slack_campaign,
+    slack_inbox,
     slack_install,
     slack_messages,
     slack_privacy,
@@ -41,7 +42,8 @@ Registrar = Callable[[AsyncApp, Deps], None]
 
 # Every listener module, listed once: each `register(bolt, deps)` adds its listeners to one bolt app.
 LISTENERS: tuple[Registrar, ...] = (slack_messages.register, slack_actions.register, slack_campaign.register,
-                                     slack_resend.register, slack_privacy.register, slack_install.register)
+                                     slack_resend.register, slack_privacy.register, slack_install.register,
+                                     slack_inbox.register)
 
 BOLT = web.AppKey("slack_bolt", AsyncApp)
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.bridge import inbox
 from bot.bridge.meta_events import EventContext, content_json, is_business_number
 from bot.bridge.optout import opt_change
 from bot.meta import events as ev
@@ -150,6 +151,9 @@ async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[P
              for w, message_id in sorted(new.items(), key=lambda kv: kv[1])]
     outbox: Table = SlackOutbox.__table__  # type: ignore[assignment]
     await insert_ignore_many(session, outbox, posts, ["dedupe_key"])
+    # After the messages' posts: the reopen note follows the message that caused it in the thread.
+    await inbox.customer_wrote(session, _latest_inbound([rows[w] for w in new
+                                                         if rows[w]["direction"] == Direction.INBOUND.value]))
 
 
 async def _rename_contacts(session: AsyncSession, messages: list[PlainMessage], names: dict[str, str | None]) -> None:
@@ -166,13 +170,19 @@ async def _rename_contacts(session: AsyncSession, messages: list[PlainMessage], 
             .values(profile_name=bindparam("name"), updated_at=utcnow()), changed)
 
 
-async def _move_windows(session: AsyncSession, inbound: list[dict[str, Any]]) -> None:
-    """Move each conversation's 24-hour window to its latest new customer message; never backwards."""
+def _latest_inbound(inbound: list[dict[str, Any]]) -> dict[int, datetime]:
+    """Each conversation's newest customer message among these rows."""
     latest: dict[int, datetime] = {}
     for row in inbound:
         conv_id, at = row["conversation_id"], row["wa_timestamp"]
         if conv_id not in latest or latest[conv_id] < at:
             latest[conv_id] = at
+    return latest
+
+
+async def _move_windows(session: AsyncSession, inbound: list[dict[str, Any]]) -> None:
+    """Move each conversation's 24-hour window to its latest new customer message; never backwards."""
+    latest = _latest_inbound(inbound)
     if not latest:
         return
     table: Table = Conversation.__table__  # type: ignore[assignment]

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.bridge import account_events, alert_events, alert_texts, group_events
+from bot.bridge import account_events, alert_events, alert_texts, group_events, inbox
 from bot.bridge.alert_events import raise_alert_once
 from bot.bridge.message_revisions import apply_edit, apply_revoke
 from bot.bridge.optout import OptChange, opt_change
@@ -138,6 +138,8 @@ async def _store_message(
             payload={"message_id": message_id}, order_ts=timestamp, conversation_id=conv.id,
         )
         await repo.owe_status_posts(session, wamid, early)
+        if direction is Direction.INBOUND:  # the customer wrote again: a resolved conversation is open again
+            await inbox.customer_wrote(session, {conv.id: timestamp})
     return message_id, conv.id
 
 

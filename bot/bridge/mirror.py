@@ -19,6 +19,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import aliased
 
+from bot.bridge.inbox import parent_with_inbox
 from bot.core.config import ChannelSettings
 from bot.core.window import window_closes_at
 from bot.slack import render, status_marks
@@ -186,9 +187,10 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
                 if opening is not None and found.carries(ctx.item.id, opening.part):
                     ctx.parts[opening.part] = ts
     if ts is None:
-        header = render.parent_post(
+        header = parent_with_inbox(render.parent_post(
             await header_view(ctx, contact), render.ChannelView(channel_row.name, channel_row.display_phone_number),
-            window_closes_at(conv.last_customer_message_at), utcnow(), ctx.deps.settings.timezone)
+            window_closes_at(conv.last_customer_message_at), utcnow(), ctx.deps.settings.timezone),
+            conv, ctx.deps.settings.timezone)
         folded = opening_parent(header, opening.post) if opening is not None else None
         if opening is not None and folded is not None:
             ts = await ctx.post_parent(slack_channel, folded, conversation_id, part=opening.part)
@@ -215,10 +217,10 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
 async def current_parent(ctx: ItemContext, conv: Conversation, contact: Contact, channel_row: Channel,
                          parent_ts: str) -> render.Post:
     """The parent as it should read now: fresh header fields, and the first message if the parent carries it."""
-    header = render.parent_post(await header_view(ctx, contact), render.ChannelView(channel_row.name,
-                                                                                   channel_row.display_phone_number),
-                                window_closes_at(conv.last_customer_message_at), utcnow(),
-                                ctx.deps.settings.timezone)
+    tz = ctx.deps.settings.timezone
+    header = parent_with_inbox(render.parent_post(
+        await header_view(ctx, contact), render.ChannelView(channel_row.name, channel_row.display_phone_number),
+        window_closes_at(conv.last_customer_message_at), utcnow(), tz), conv, tz)
     async with ctx.deps.sessions() as s:
         carried = await s.scalar(select(Message.id).where(Message.conversation_id == conv.id,
                                                           Message.slack_ts == parent_ts).limit(1))

@@ -162,6 +162,7 @@ class PermissionSettings(_Strict):
     send_templates: Role = Role.CHANNEL_MEMBERS
     opt_out: Role = Role.CHANNEL_MEMBERS
     export: Role = Role.CAMPAIGN_MANAGERS
+    inbox: Role = Role.CHANNEL_MEMBERS  # take, assign, resolve and reopen; also who may be assigned
     reply_to_customers: ReplyRole = ReplyRole.WORKSPACE_MEMBERS
 
 

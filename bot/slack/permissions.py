@@ -28,6 +28,7 @@ class Action(StrEnum):
     SEND_TEMPLATES = "send_templates"
     OPT_OUT = "opt_out"
     EXPORT = "export"
+    INBOX = "inbox"  # take, assign, resolve, reopen conversations (and be assigned one)
 
 
 class MembershipUnknown(Exception):
@@ -35,7 +36,7 @@ class MembershipUnknown(Exception):
 
 
 _DOING = {Action.SEND_TEMPLATES: "send templates", Action.OPT_OUT: "opt customers out or in",
-          Action.EXPORT: "export threads"}
+          Action.EXPORT: "export threads", Action.INBOX: "take, assign, resolve or reopen conversations"}
 _WHO = {Role.CHANNEL_MEMBERS: "members of this channel", Role.CAMPAIGN_MANAGERS: "campaign managers"}
 UNCHECKED = (":hourglass_flowing_sand: Slack did not answer in time whether you may do this, so nothing was done. "
              "Try again in a moment.")

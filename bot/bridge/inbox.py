@@ -1,0 +1,69 @@
+"""The team inbox: taking, assigning, resolving and reopening conversations, and what the thread says of it.
+
+A change is applied in the caller's transaction together with what Slack is owed: a thread note ("Asha assigned
+this to Ravi") and a refresh of the parent, which shows the owner and the status (bot.slack.inbox_view).
+A customer writing again reopens a resolved conversation; echoes, statuses and history never do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.slack.inbox_view import InboxView, who, with_inbox
+from bot.slack.render import Post
+from storage import inbox
+from storage import repository as repo
+from storage.inbox import Change, InboxAction, Outcome
+from storage.models import Conversation
+
+
+def view_of(conv: Conversation) -> InboxView:
+    """The conversation's inbox state as its parent shows it."""
+    return InboxView(conv.id, conv.owner, conv.inbox_status or inbox.OPEN, conv.status_by, conv.status_at)
+
+
+def parent_with_inbox(header: Post, conv: Conversation, tz: str) -> Post:
+    """A thread parent's header with the owner, status and the inbox buttons under it."""
+    return replace(header, blocks=with_inbox(list(header.blocks), view_of(conv), tz))
+
+
+def note_text(change: Change) -> str:
+    """The thread note a change leaves (mrkdwn; mentions render as names)."""
+    actor = who(change.actor)
+    if change.action is InboxAction.TAKE:
+        return f":raising_hand: {actor} took this conversation."
+    if change.action is InboxAction.ASSIGN:
+        if change.assignee == change.actor:
+            return f":raising_hand: {actor} assigned this to themselves."
+        return f":bust_in_silhouette: {actor} assigned this to {who(change.assignee or '?')}."
+    if change.action is InboxAction.RESOLVE:
+        return f":white_check_mark: {actor} resolved this conversation."
+    if change.actor == inbox.CUSTOMER:
+        return ":inbox_tray: Reopened by the customer: they wrote again."
+    return f":inbox_tray: {actor} reopened this conversation."
+
+
+async def staff_change(session: AsyncSession, change: Change) -> Outcome:
+    """Apply a change asked for from Slack; when it changed something, owe its note and the parent's refresh."""
+    outcome = await inbox.apply(session, change)
+    if outcome is Outcome.DONE:
+        await _owe_slack(session, change)
+    return outcome
+
+
+async def customer_wrote(session: AsyncSession, latest: dict[int, datetime]) -> None:
+    """New customer messages (conversation id -> newest one's time) reopen resolved conversations."""
+    for conv_id, at in await inbox.reopen_for_customer(session, latest):
+        await _owe_slack(session, Change(conv_id, "", InboxAction.REOPEN, inbox.CUSTOMER, at,
+                                         f"customer:{conv_id}:{at.isoformat()}"))
+
+
+async def _owe_slack(session: AsyncSession, change: Change) -> None:
+    key = f"inbox:{change.dedupe_key}"
+    await repo.enqueue_slack(session, dedupe_key=key, thread_key=f"conv:{change.conversation_id}", kind="note",
+                             payload={"text": note_text(change), "conversation_id": change.conversation_id,
+                                      "mrkdwn": True}, order_ts=change.at, conversation_id=change.conversation_id)
+    await repo.owe_parent_refresh(session, change.conversation_id, key, change.at)

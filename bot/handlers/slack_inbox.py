@@ -1,0 +1,93 @@
+"""The inbox buttons on a thread parent: "Take it", "Assign…", "Resolve" and "Reopen".
+
+Each click names only a conversation id; it is looked up in the request's workspace (another workspace's id
+is refused and logged there), the person must be allowed (`slack.permissions.inbox`, channel members by
+default), and the change is applied once per click: a replayed payload finds its audit row and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.bridge import inbox as bridge_inbox
+from bot.core.workspace import request_scope
+from bot.deps import Deps
+from bot.handlers.slack_actions import refusal_for, thread_by_conversation
+from bot.handlers.slack_messages import ephemeral
+from bot.slack import once, payloads
+from bot.slack.inbox_view import ACTIONS_BLOCK, ASSIGN_ACTION, REOPEN_ACTION, RESOLVE_ACTION, TAKE_ACTION
+from bot.slack.outbox import wake_outbox
+from bot.slack.permissions import UNCHECKED, Action, MembershipUnknown, Permissions
+from storage.inbox import Change, InboxAction, Outcome
+from storage.models import utcnow
+
+log = logging.getLogger(__name__)
+
+_ACTIONS = {TAKE_ACTION: InboxAction.TAKE, ASSIGN_ACTION: InboxAction.ASSIGN, RESOLVE_ACTION: InboxAction.RESOLVE,
+            REOPEN_ACTION: InboxAction.REOPEN}
+_UNCHANGED = {InboxAction.TAKE: "You already own this conversation.",
+              InboxAction.ASSIGN: "That person already owns this conversation.",
+              InboxAction.RESOLVE: "This conversation is already resolved.",
+              InboxAction.REOPEN: "This conversation is open already."}
+
+
+def register(bolt: AsyncApp, deps: Deps) -> None:
+    permissions = Permissions(deps.settings.slack, deps.slack)
+    for action_id, kind in _ACTIONS.items():
+        bolt.action(action_id)(partial(on_inbox_action, deps, permissions, kind))
+
+
+def conversation_named(action: dict[str, Any]) -> int | None:
+    """The conversation a button's value names, or a users_select's block id (`wabridge_inbox:<id>`)."""
+    found = payloads.as_id(payloads.metadata(action.get("value")).get("conversation_id"))
+    if found is not None:
+        return found
+    prefix, _, rest = str(action.get("block_id") or "").partition(":")
+    return payloads.as_id(rest) if prefix == ACTIONS_BLOCK else None
+
+
+async def on_inbox_action(deps: Deps, permissions: Permissions, kind: InboxAction, ack: Any,
+                          body: dict[str, Any]) -> None:
+    await ack()
+    action = (body.get("actions") or [{}])[0]
+    user = str((body.get("user") or {}).get("id") or "")
+    scope = request_scope()
+    conversation_id = conversation_named(action)
+    thread = await thread_by_conversation(deps, conversation_id) if conversation_id is not None else None
+    if thread is None or scope is None or not user:
+        log.info("inbox %s by %s names no conversation of this workspace (%s): nothing done", kind.value,
+                 user or "nobody", conversation_id)
+        return
+    no = await refusal_for(permissions, Action.INBOX, user, thread.slack_channel)
+    assignee = str(action.get("selected_user") or "") if kind is InboxAction.ASSIGN else None
+    if no is None and assignee is not None:
+        no = await _assignee_refusal(permissions, assignee, thread.slack_channel)
+    if no is not None:
+        await ephemeral(deps, thread, thread.slack_channel, user, no)
+        return
+    stamp = str(action.get("action_ts") or body.get("trigger_id") or "")
+    key = once.action_key("inbox", kind.value, user, str(thread.conversation_id), stamp, assignee or "")
+    change = Change(thread.conversation_id, scope.workspace, kind, user, utcnow(), key, assignee)
+    async with deps.sessions() as s, s.begin():
+        outcome = await bridge_inbox.staff_change(s, change)
+    if outcome is Outcome.DONE:
+        wake_outbox(deps)
+    elif outcome is Outcome.UNCHANGED:
+        await ephemeral(deps, thread, thread.slack_channel, user, _UNCHANGED[kind])
+    else:
+        log.info("inbox %s by %s on conversation %s already handled", kind.value, user, thread.conversation_id)
+
+
+async def _assignee_refusal(permissions: Permissions, assignee: str, channel: str) -> str | None:
+    """None when `assignee` may own a conversation here, else what the person assigning is told."""
+    if not assignee:
+        return "Pick someone to assign this conversation to."
+    try:
+        allowed = await permissions.allows(Action.INBOX, assignee, channel)
+    except MembershipUnknown:
+        return UNCHECKED
+    return None if allowed else f":no_entry: <@{assignee}> is not a member of this channel, so cannot own this."

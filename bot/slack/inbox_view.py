@@ -1,0 +1,84 @@
+"""What a thread parent shows of the team inbox: owner, status (who resolved it, when) and the buttons.
+
+Buttons carry only the conversation id; the listeners (bot.handlers.slack_inbox) look the conversation up
+in the request's workspace, so a forged id of another workspace acts on nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.slack import limits
+from bot.slack.render import format_time
+
+TAKE_ACTION = "wabridge_inbox_take"
+ASSIGN_ACTION = "wabridge_inbox_assign"
+RESOLVE_ACTION = "wabridge_inbox_resolve"
+REOPEN_ACTION = "wabridge_inbox_reopen"
+ACTIONS_BLOCK = "wabridge_inbox"
+CUSTOMER = "customer"
+
+
+@dataclass(frozen=True)
+class InboxView:
+    """A conversation's inbox state as the parent shows it."""
+
+    conversation_id: int
+    owner: str | None = None
+    status: str = "open"
+    status_by: str | None = None
+    status_at: datetime | None = None
+
+    @property
+    def resolved(self) -> bool:
+        return self.status == "resolved"
+
+
+def who(actor: str) -> str:
+    """A person as Slack shows them (a mention renders as their name); the customer in words."""
+    return "the customer" if actor == CUSTOMER else f"<@{actor}>"
+
+
+def status_line(view: InboxView, tz: str) -> str:
+    """`Owner: @Asha · Resolved by @Ravi, 6 Dec 15:04 IST`, or open and who reopened it."""
+    owner = f"Owner: {who(view.owner)}" if view.owner else "Owner: nobody yet"
+    when = f", {format_time(view.status_at, tz)}" if view.status_at is not None else ""
+    if view.resolved:
+        state = f":white_check_mark: *Resolved* by {who(view.status_by or '?')}{when}"
+    elif view.status_by:
+        reopened = "Reopened by the customer" if view.status_by == CUSTOMER else f"Reopened by {who(view.status_by)}"
+        state = f":inbox_tray: *Open* · {reopened}{when}"
+    else:
+        state = ":inbox_tray: *Open*"
+    return f"{owner} · {state}"
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {"type": "button", "action_id": action_id, "value": value,
+                              "text": limits.plain(text, limits.BUTTON_TEXT)}
+    if style:
+        button["style"] = style
+    return button
+
+
+def inbox_blocks(view: InboxView, tz: str) -> list[dict[str, Any]]:
+    """The parent's inbox line and its buttons: Take it, Assign…, Resolve or Reopen."""
+    value = json.dumps({"conversation_id": view.conversation_id})
+    assign: dict[str, Any] = {"type": "users_select", "action_id": ASSIGN_ACTION,
+                              "placeholder": limits.plain("Assign…", limits.PLACEHOLDER)}
+    if view.owner:
+        assign["initial_user"] = view.owner
+    status = (_button("Reopen", REOPEN_ACTION, value) if view.resolved
+              else _button("Resolve", RESOLVE_ACTION, value, "primary"))
+    # The conversation rides in the block id: a users_select has no value of its own.
+    return [limits.context(status_line(view, tz)),
+            {"type": "actions", "block_id": f"{ACTIONS_BLOCK}:{view.conversation_id}",
+             "elements": [_button("Take it", TAKE_ACTION, value), assign, status]}]
+
+
+def with_inbox(blocks: list[dict[str, Any]], view: InboxView | None, tz: str) -> list[dict[str, Any]]:
+    """A parent's header blocks followed by the inbox's (unchanged without a view)."""
+    return blocks if view is None else [*blocks, *inbox_blocks(view, tz)]

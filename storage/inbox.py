@@ -1,0 +1,102 @@
+"""The team inbox's state in the database: a conversation's owner and status, and the audit of every change.
+
+Each change is one conditional UPDATE (it changes nothing when the conversation is already so) and one
+`conversation_events` row keyed by what caused it (a Slack interaction, a customer's message): a replay of
+the same cause finds the key and changes nothing, in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import CursorResult, Update, delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Conversation, ConversationEvent
+from storage.upsert import insert_ignore
+
+CUSTOMER = "customer"  # the actor of a reopen caused by the customer writing again
+OPEN, RESOLVED = "open", "resolved"
+
+
+class InboxAction(StrEnum):
+    TAKE = "take"
+    ASSIGN = "assign"
+    RESOLVE = "resolve"
+    REOPEN = "reopen"
+
+
+class Outcome(StrEnum):
+    DONE = "done"
+    REPLAY = "replay"  # the same interaction was applied before
+    UNCHANGED = "unchanged"  # the conversation already was so
+
+
+@dataclass(frozen=True)
+class Change:
+    """One inbox change asked for: by whom, on which conversation, caused by `dedupe_key`."""
+
+    conversation_id: int
+    slack_team: str
+    action: InboxAction
+    actor: str
+    at: datetime
+    dedupe_key: str
+    assignee: str | None = None  # ASSIGN's new owner
+
+
+async def apply(session: AsyncSession, change: Change) -> Outcome:
+    """Record and apply one change in the caller's transaction."""
+    event_id = await insert_ignore(session, ConversationEvent, {
+        "conversation_id": change.conversation_id, "slack_team": change.slack_team, "action": change.action.value,
+        "actor": change.actor, "assignee": change.assignee, "dedupe_key": change.dedupe_key,
+        "created_at": change.at}, ["dedupe_key"])
+    if event_id is None:
+        return Outcome.REPLAY
+    result = await session.execute(_update(change).execution_options(synchronize_session=False))
+    if not isinstance(result, CursorResult) or result.rowcount != 1:
+        await session.execute(delete(ConversationEvent).where(ConversationEvent.id == event_id))
+        return Outcome.UNCHANGED
+    return Outcome.DONE
+
+
+def _update(change: Change) -> Update:
+    c = Conversation
+    where = [c.id == change.conversation_id, c.slack_team == change.slack_team]
+    if change.action is InboxAction.TAKE or change.action is InboxAction.ASSIGN:
+        owner = change.actor if change.action is InboxAction.TAKE else change.assignee
+        return update(c).where(*where, or_(c.owner.is_(None), c.owner != owner)).values(owner=owner)
+    if change.action is InboxAction.RESOLVE:
+        return update(c).where(*where, c.inbox_status != RESOLVED).values(
+            inbox_status=RESOLVED, status_by=change.actor, status_at=change.at)
+    return update(c).where(*where, c.inbox_status == RESOLVED).values(
+        inbox_status=OPEN, status_by=change.actor, status_at=change.at)
+
+
+async def reopen_for_customer(session: AsyncSession, latest: dict[int, datetime]) -> list[tuple[int, datetime]]:
+    """Reopen the resolved conversations among `latest` (conversation id -> its newest customer message) whose
+    message was written after the resolve; returns those reopened, with that message's time."""
+    if not latest:
+        return []
+    rows = (await session.execute(
+        select(Conversation.id, Conversation.slack_team, Conversation.status_at)
+        .where(Conversation.id.in_(sorted(latest)), Conversation.inbox_status == RESOLVED))).all()
+    reopened = []
+    for conv_id, team, resolved_at in rows:
+        at = latest[conv_id]
+        # WhatsApp times messages to the second: one written in the second of the resolve reopens it (a customer
+        # left waiting is worse than a second look); one written before it, delivered late, leaves it resolved.
+        if resolved_at is not None and at < resolved_at.replace(microsecond=0):
+            continue
+        change = Change(conv_id, team, InboxAction.REOPEN, CUSTOMER, at, f"customer:{conv_id}:{at.isoformat()}")
+        if await apply(session, change) is Outcome.DONE:
+            reopened.append((conv_id, at))
+    return reopened
+
+
+async def events_of(session: AsyncSession, conversation_id: int) -> list[ConversationEvent]:
+    """A conversation's inbox changes, oldest first."""
+    return list((await session.scalars(select(ConversationEvent).where(
+        ConversationEvent.conversation_id == conversation_id).order_by(ConversationEvent.id))).all())
