@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.slack.outbox_queue import OutboxQueue
+from scheduler.campaigns.jobs import alert
 from storage.db import make_engine, make_sessionmaker, migrate
-from storage.models import Campaign, CampaignRun, Channel, Contact, Conversation
+from storage.models import Campaign, CampaignRun, Channel, Contact, Conversation, SlackOutbox
 from storage.repository import enqueue_slack
 from storage.workspaces import owed_per_workspace, top_labels
 
@@ -81,3 +83,24 @@ async def test_metrics_name_the_workspaces_owed_most_and_sum_the_rest(db_url: st
     assert top_labels(owed, 1) == {"T0STORM": 30, "other": 2}
     assert top_labels(owed, 5) == owed
     assert top_labels({f"T{i}": i for i in range(100)}, 20).keys() == {f"T{i}" for i in range(80, 100)} | {"other"}
+
+
+async def test_a_campaign_alert_goes_to_the_campaigns_own_workspace(db_url: str) -> None:
+    engine, sessions, _ = await _seed(db_url)
+    try:
+        async with sessions() as s, s.begin():
+            camp = (await s.scalars(select(Campaign))).one()
+            camp.slack_channel = "C2"
+            other = Campaign(name="d", channel_id=1, template_name="t", language="en", schedule_kind="now",
+                             status="running", slack_channel="C1")  # single-workspace days: 'default'
+            s.add(other)
+            await s.flush()
+            await alert(s, "a", "campaign", "paused", "paused", campaign_id=camp.id)
+            await alert(s, "b", "campaign", "paused", "paused", campaign_id=other.id)
+        async with sessions() as s:
+            rows = (await s.execute(select(SlackOutbox.dedupe_key, SlackOutbox.slack_team, SlackOutbox.payload)
+                                    .where(SlackOutbox.kind == "alert").order_by(SlackOutbox.dedupe_key))).all()
+    finally:
+        await engine.dispose()
+    assert [(k, t, p.get("channel")) for k, t, p in rows] == [("alert:campaign:a", "T0QUIET", "C2"),
+                                                             ("alert:campaign:b", "default", None)]

@@ -27,6 +27,7 @@ from sqlalchemy import insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.loop_health import LoopHealth
+from bot.core.workspace import DEFAULT_WORKSPACE
 from scheduler.campaigns import progress
 from scheduler.campaigns.records import (
     ACTIVE_RUN,
@@ -50,14 +51,22 @@ SYNC_JOB = "campaigns-sync"
 DRAFT_TTL = timedelta(days=1)
 
 
-async def alert(session: AsyncSession, dedupe: str, subject: str, state: str, text: str) -> None:
-    """Owe the alerts channel a message (once per dedupe key)."""
+async def alert(session: AsyncSession, dedupe: str, subject: str, state: str, text: str,
+                campaign_id: int | None = None) -> None:
+    """Owe the alerts channel a message (once per dedupe key); a campaign of a workspace other than the
+    single-workspace one tells the channel it was created from, in its workspace."""
+    found = (await session.execute(select(Campaign.slack_team, Campaign.slack_channel).where(
+        Campaign.id == campaign_id))).first() if campaign_id is not None else None
+    team, channel = (found[0], found[1]) if found is not None else (DEFAULT_WORKSPACE, None)
+    elsewhere = team != DEFAULT_WORKSPACE and bool(channel)
     await enqueue_slack(
         session,
         dedupe_key=f"alert:campaign:{dedupe}",
         thread_key=ALERTS_THREAD,
         kind="alert",
-        payload={"alert": "campaign", "subject": subject, "state": state, "text": text},
+        payload={"alert": "campaign", "subject": subject, "state": state, "text": text,
+                 **({"channel": channel} if elsewhere else {})},
+        slack_team=team if elsewhere else DEFAULT_WORKSPACE,
     )
 
 
@@ -103,6 +112,7 @@ async def fire(
                 "skipped",
                 f"Campaign #{campaign_id} {c.name}: the firing of "
                 f"{scheduled_for:%Y-%m-%d %H:%M} UTC was skipped because run #{busy} is still going.",
+                campaign_id=campaign_id,
             )
             return None
         # Copy the audience server-side: constant memory whatever its size.
@@ -171,6 +181,7 @@ async def record_missed(
             "missed",
             f"Campaign #{campaign_id} {c.name} was due at {scheduled_for:%Y-%m-%d %H:%M} UTC, "
             f"{int(late.total_seconds() // 3600)} h ago, while the server was down. {what}",
+            campaign_id=campaign_id,
         )
         return True
 

@@ -325,6 +325,7 @@ class RecipientQueue:
                 "paused",
                 f":warning: Campaign #{campaign_id} {name} paused: {reason}. "
                 f"Fix it, then `/campaign resume {campaign_id}`.",
+                campaign_id=campaign_id,
             )
             await progress.enqueue(session, run_id, f"paused:{utcnow().isoformat()}")
         log.warning("campaign %s paused: %s", campaign_id, reason)
