@@ -63,3 +63,25 @@ def test_an_org_wide_install_is_filed_under_its_enterprise_and_a_workspace_insta
     assert workspace_key(None, "E1") == "E1"
     with pytest.raises(ValueError):
         workspace_key(None, None)
+
+
+async def test_a_workspace_may_name_its_own_campaign_managers_and_permissions() -> None:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.core.config import Role
+    from bot.core.workspace import RequestScope, scoped
+    from bot.slack.permissions import Action, Permissions
+
+    raw = _raw({"bot_token": "b", "campaign_managers": ["U0DEPLOY"],
+                "workspaces": {"T0AAA": {"campaign_managers": ["U0ALPHA"], "permissions": {"export": "anyone"}}}})
+    settings = parse_settings(raw, env={})
+    permissions = Permissions(settings.slack, AsyncWebClient(token="unused"))
+    with scoped(RequestScope("T0AAA")):
+        assert await permissions.is_manager("U0ALPHA") and not await permissions.is_manager("U0DEPLOY")
+        assert permissions.role(Action.EXPORT) is Role.ANYONE
+    with scoped(RequestScope("T0BBB")):  # no list of its own: the deployment's
+        assert await permissions.is_manager("U0DEPLOY") and not await permissions.is_manager("U0ALPHA")
+        assert permissions.role(Action.EXPORT) is Role.CAMPAIGN_MANAGERS
+    with pytest.raises(ConfigError) as err:
+        parse_settings(_raw({"bot_token": "b", "workspaces": {"acme": {}}}), env={})
+    assert err.value.key == "slack.workspaces" and "T… id" in err.value.message

@@ -166,6 +166,13 @@ class PermissionSettings(_Strict):
     reply_to_customers: ReplyRole = ReplyRole.WORKSPACE_MEMBERS
 
 
+class WorkspaceSlackSettings(_Strict):
+    """One workspace's own answers to who may do what (many workspaces); unset keys take the deployment's."""
+
+    campaign_managers: list[str] | None = None
+    permissions: PermissionSettings | None = None
+
+
 class SlackSettings(_Strict):
     api_url: str = "https://slack.com/api/"
     # One workspace: its bot token. Many workspaces: client_id and client_secret (bolt's OAuth install at
@@ -186,6 +193,8 @@ class SlackSettings(_Strict):
     # receive the bot token when downloading shared files; e.g. an Enterprise Grid file host.
     file_origins: list[str] = Field(default_factory=list)
     permissions: PermissionSettings = Field(default_factory=PermissionSettings)
+    # Many workspaces: per workspace (T…) campaign managers and permissions, instead of the two above.
+    workspaces: dict[str, WorkspaceSlackSettings] = Field(default_factory=dict)
 
     @field_validator("file_origins")
     @classmethod
@@ -196,6 +205,24 @@ class SlackSettings(_Strict):
                     or parts.query or parts.fragment or parts.username is not None:
                 raise ValueError(f"{value!r} is not an origin; write it as https://host or https://host:port")
         return values
+
+    @field_validator("workspaces")
+    @classmethod
+    def _workspace_keys(cls, value: dict[str, WorkspaceSlackSettings]) -> dict[str, WorkspaceSlackSettings]:
+        for key in value:
+            if not is_workspace_id(key):
+                raise ValueError(f"{key!r} is not a Slack team id; key each workspace by its T… id")
+        return value
+
+    def managers_of(self, workspace: str | None) -> list[str]:
+        """Who may run campaigns in a workspace: its own list, else the deployment's."""
+        own = self.workspaces.get(workspace or "")
+        return own.campaign_managers if own is not None and own.campaign_managers is not None \
+            else self.campaign_managers
+
+    def permissions_of(self, workspace: str | None) -> PermissionSettings:
+        own = self.workspaces.get(workspace or "")
+        return own.permissions if own is not None and own.permissions is not None else self.permissions
 
     @property
     def many_workspaces(self) -> bool:

@@ -16,6 +16,7 @@ from functools import partial
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.config import Role, SlackSettings
+from bot.core.workspace import request_scope
 from bot.slack.lookup import as_dict, as_list, lookup
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class Permissions:
         self._cache = _TimedSets(clock)
 
     def role(self, action: Action) -> Role:
-        return Role(getattr(self._settings.permissions, action.value))
+        return Role(getattr(self._settings.permissions_of(_workspace()), action.value))
 
     async def allows(self, action: Action, user: str, channel: str) -> bool:
         role = self.role(action)
@@ -96,7 +97,7 @@ class Permissions:
 
     async def is_manager(self, user: str) -> bool:
         """True for a campaign manager, listed directly or through a user group."""
-        managers = self._settings.campaign_managers
+        managers = self._settings.managers_of(_workspace())  # the requesting workspace's, if it has its own
         if user in managers:
             return True
         if not user:
@@ -123,3 +124,8 @@ class Permissions:
     async def _group_members(self, group: str) -> frozenset[str] | None:
         resp = await lookup(self._client.usergroups_users_list(usergroup=group), f"the members of user group {group}")
         return None if resp is None else frozenset(str(u) for u in as_list(resp.get("users")))
+
+
+def _workspace() -> str | None:
+    scope = request_scope()
+    return scope.workspace if scope is not None else None
