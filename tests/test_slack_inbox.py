@@ -7,11 +7,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
 from bot.core.config import Role
 from bot.handlers import appkeys
+from bot.handlers.slack_actions import SHORTCUT_EXPORT
 from bot.slack.inbox_view import (
     ACTIONS_BLOCK,
     ASSIGN_ACTION,
@@ -22,7 +24,7 @@ from bot.slack.inbox_view import (
 from bot.slack.permissions import Action, refusal
 from storage.models import Conversation, ConversationEvent, Message, MessageStatus
 from tests.harness import STAFF, Bridge, BridgeFactory, bridges, eventually, now_ts, thread_with
-from tests.helpers import SLACK_CHANNEL, echo_text, inbound_text, status
+from tests.helpers import BOT_TOKEN, SLACK_CHANNEL, echo_text, inbound_text, status
 from tests.workspaces_harness import ALPHA, BETA, Deployment, deployment_of
 from tests.workspaces_harness import STAFF as WORKSPACE_STAFF
 
@@ -140,6 +142,29 @@ async def test_resolved_by_button_and_reopened_by_the_customer_not_by_an_echo_or
     await b.interaction(click(REOPEN_ACTION, STAFF, conv_id, "2.3"))
     await eventually(lambda: f"Reopened by <@{STAFF}>" in inbox_line(b, ts))
     assert [e[0] for e in await events(b)] == ["resolve", "reopen", "resolve", "reopen"]
+
+
+async def test_the_thread_export_includes_the_inbox_changes(make: BridgeFactory) -> None:
+    b = await make()
+    ts, conv_id = await _thread(b)
+    await b.interaction(click(ASSIGN_ACTION, STAFF, conv_id, "6.1", selected_user=RAVI))
+    await eventually(lambda: inbox_line(b, ts).startswith(f"Owner: <@{RAVI}>"))
+    await b.interaction(click(RESOLVE_ACTION, RAVI, conv_id, "6.2"))
+    await eventually(lambda: "*Resolved*" in inbox_line(b, ts))
+    message = b.slack.thread(SLACK_CHANNEL, ts)[0]
+    await b.interaction({"type": "message_action", "callback_id": SHORTCUT_EXPORT, "user": {"id": "UMANAGER"},
+                         "channel": {"id": SLACK_CHANNEL}, "message": message, "message_ts": message["ts"],
+                         "action_ts": "6.3", "response_url": f"{b.slack.base_url}/response-url/x"})
+    await eventually(lambda: b.slack.files)
+    [file] = b.slack.files.values()
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {BOT_TOKEN}"}) as http, \
+            http.get(file["url_private_download"]) as resp:
+        body = await resp.text()
+    lines = body.splitlines()
+    asked = next(i for i, line in enumerate(lines) if "about my fee refund" in line)
+    assigned = next(i for i, line in enumerate(lines) if f"inbox: {STAFF} assigned this to {RAVI}" in line)
+    resolved = next(i for i, line in enumerate(lines) if f"inbox: {RAVI} resolved this conversation" in line)
+    assert asked < assigned < resolved
 
 
 async def test_replayed_actions_are_processed_once(make: BridgeFactory) -> None:

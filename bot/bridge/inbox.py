@@ -46,6 +46,18 @@ def note_text(change: Change) -> str:
     return f":inbox_tray: {actor} reopened this conversation."
 
 
+def audit_text(action: str, actor: str, assignee: str | None) -> str:
+    """One stored change in plain words, for transcripts (Slack ids as stored, like the rest of a transcript)."""
+    person = "the customer" if actor == inbox.CUSTOMER else actor
+    if action == InboxAction.TAKE:
+        return f"{person} took this conversation"
+    if action == InboxAction.ASSIGN:
+        return f"{person} assigned this to {assignee or '?'}"
+    if action == InboxAction.RESOLVE:
+        return f"{person} resolved this conversation"
+    return f"reopened by {person}"
+
+
 async def staff_change(session: AsyncSession, change: Change) -> Outcome:
     """Apply a change asked for from Slack; when it changed something, owe its note and the parent's refresh."""
     outcome = await inbox.apply(session, change)

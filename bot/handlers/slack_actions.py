@@ -22,6 +22,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
+from bot.bridge.inbox import audit_text
 from bot.core.identity_hash import optional_salt, wa_id_hash
 from bot.deps import Deps
 from bot.handlers.slack_messages import (
@@ -45,6 +46,7 @@ from bot.slack.permissions import UNCHECKED, Action, MembershipUnknown, Permissi
 from bot.slack.reply_gate import ReplyGate, installed_teams
 from scheduler.throttle import Priority, ThrottleUnavailable
 from storage import erasure
+from storage import inbox as inbox_store
 from storage import repository as repo
 from storage.models import Contact, Conversation, Message, Template
 
@@ -494,9 +496,14 @@ async def transcript_for(deps: Deps, thread: BridgedThread) -> tuple[str, str]:
         contact = await s.get(Contact, thread.contact_id)
         rows = (await s.scalars(select(Message).where(Message.conversation_id == thread.conversation_id)
                                 .order_by(Message.wa_timestamp, Message.id))).all()
+        changes = await inbox_store.events_of(s, thread.conversation_id)
     who = render.ContactView(thread.wa_id, (contact.address_book_name or contact.profile_name)
                              if contact else None).label
     lines = [render.TranscriptLine(m.wa_timestamp, _who(m, who, thread.channel.name), m.text or f"[{m.type}]")
              for m in rows]
+    # The inbox's changes (take, assign, resolve, reopen) in their place among the messages.
+    lines += [render.TranscriptLine(e.created_at, "inbox", audit_text(e.action, e.actor, e.assignee))
+              for e in changes]
+    lines.sort(key=lambda line: line.at)
     title = f"WhatsApp conversation with {who} on {thread.channel.name}"
     return render.transcript(title, lines, deps.settings.timezone), f"transcript-{thread.wa_id}.txt"
