@@ -139,3 +139,17 @@ async def test_a_numbers_alerts_go_to_its_own_workspace(deployment: Deployment) 
     assert {c.team for c in d.slack.calls_to("chat.postMessage") if "visit_reminder" in json.dumps(c.args)} \
         == {"T0BETA"}
     assert not [m for m in d.posts(ALPHA) if "visit_reminder" in json.dumps(m)]
+
+
+async def test_a_token_due_to_expire_is_rotated_before_the_outbox_uses_it(aiohttp_client: Any, db_url: str) -> None:
+    # Tokens living an hour are inside the two hours before expiry in which they are rotated: every use rotates.
+    async with deployment_of(aiohttp_client, db_url, token_expires_in=3600) as d:
+        assert await d.install("T0ALPHA") == 200
+        first = [c for c in d.slack.calls_to("oauth.v2.access") if c.ok]
+        assert len(first) == 1  # the code exchange
+        await d.customer_writes(ALPHA, "wamid.R1", "a message after rotation")
+        await eventually(lambda: any("a message after rotation" in str(m) for m in d.posts(ALPHA)))
+        refreshes = [c for c in d.slack.calls_to("oauth.v2.access") if c.args.get("grant_type") == "refresh_token"]
+        assert refreshes and all(c.ok for c in refreshes)
+        assert {c.team for c in d.calls_by("T0ALPHA")} == {"T0ALPHA"}
+        assert not [c for c in d.slack.calls if c.error in ("token_expired", "invalid_refresh_token")]

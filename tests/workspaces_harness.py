@@ -87,9 +87,13 @@ def settings_raw(db_url: str, slack: SlackStandin, graph: GraphStandin) -> dict[
 
 
 @contextlib.asynccontextmanager
-async def deployment_of(aiohttp_client: Any, db_url: str) -> AsyncIterator[Deployment]:
-    """The app with two numbers, one per workspace (Alpha, Beta), neither installed yet."""
-    slack = SlackStandin(strict=True)
+async def deployment_of(aiohttp_client: Any, db_url: str, *, token_expires_in: int | None = None
+                        ) -> AsyncIterator[Deployment]:
+    """The app with two numbers, one per workspace (Alpha, Beta), neither installed yet; with
+    token_expires_in, installs get rotating tokens that live that many seconds."""
+    slack = SlackStandin(strict=True, token_rotation=token_expires_in is not None)
+    if token_expires_in is not None:
+        slack.oauth.expires_in = token_expires_in
     graph = GraphStandin()
     await slack.start()
     await graph.start()
