@@ -13,13 +13,17 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
+from bot.app.factory import create_app
+from bot.app.slack_component import make_slack_component
 from bot.cli.tenants import _tenants
+from bot.core.config import parse_settings
 from bot.handlers import appkeys
 from bot.ops.doctor_workspaces import check_workspaces, workspace_rows
+from bot.standins import GraphStandin, SlackStandin
 from storage.models import Conversation, SlackOutbox, SlackWorkspace
-from tests.harness import eventually
+from tests.harness import FAST_OUTBOX, eventually
 from tests.helpers import SIGNING_SECRET, signed
-from tests.workspaces_harness import ALPHA, BETA, Deployment, deployment_of
+from tests.workspaces_harness import ALPHA, BETA, Deployment, deployment_of, settings_raw
 
 
 @pytest.fixture
@@ -153,3 +157,31 @@ async def test_a_token_due_to_expire_is_rotated_before_the_outbox_uses_it(aiohtt
         assert refreshes and all(c.ok for c in refreshes)
         assert {c.team for c in d.calls_by("T0ALPHA")} == {"T0ALPHA"}
         assert not [c for c in d.slack.calls if c.error in ("token_expired", "invalid_refresh_token")]
+
+
+async def test_an_enterprise_grid_org_install_is_keyed_by_its_enterprise(aiohttp_client: Any, db_url: str) -> None:
+    slack, graph = SlackStandin(strict=True), GraphStandin()
+    await slack.start()
+    await graph.start()
+    try:
+        slack.oauth.add_workspace("E0ORG", "Org", is_org=True)
+        slack.add_channel(BETA[1], "org-channel", team_id="E0ORG")
+        raw = settings_raw(db_url, slack, graph)
+        raw["channels"] = [dict(raw["channels"][1], slack_team="E0ORG")]  # Beta's number, in the org
+        client = await aiohttp_client(create_app(parse_settings(raw, env={}),
+                                                 components=[make_slack_component(**FAST_OUTBOX)]))
+        slack.oauth.redirect_uri = str(client.make_url("/slack/oauth_redirect"))
+        d = Deployment(client, slack, graph)
+        assert await d.install("E0ORG") == 200
+        async with client.app[appkeys.ENGINE].connect() as conn:
+            rows = (await conn.execute(text("SELECT enterprise_id, team_id, is_enterprise_install FROM slack_bots"))
+                    ).all()
+        assert [tuple(r) for r in rows] == [("E0ORG", None, True)]
+        async with client.app[appkeys.SESSIONS]() as s:
+            assert (await s.scalars(select(SlackWorkspace.team))).all() == ["E0ORG"]
+        await d.customer_writes(BETA, "wamid.E1", "hello from the org's customer")
+        await eventually(lambda: any("org's customer" in str(m) for m in d.posts(BETA)))
+        assert {c.team for c in d.slack.calls_to("chat.postMessage")} == {"E0ORG"}
+    finally:
+        await slack.stop()
+        await graph.stop()
