@@ -524,3 +524,18 @@ class WhatsAppGroup(Base):
     participants: Mapped[list[Any]] = mapped_column(JSON, default=list)
     state: Mapped[str] = mapped_column(String(20), default="active")  # active | suspended | deleted
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SavedReply(Base):
+    """A saved reply of one workspace's library (for every number, or for one): text staff send with a click."""
+
+    __tablename__ = "saved_replies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slack_team: Mapped[str] = mapped_column(String(32), index=True)  # bot.core.workspace.workspace_key
+    phone_number_id: Mapped[str | None] = mapped_column(String(64))  # None: every number of the workspace
+    name: Mapped[str] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(Text)
+    uses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # replies sent with it
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -385,14 +385,14 @@ def test_shortcuts_in_the_manifest_are_the_ones_the_code_handles(manifest: dict[
     # the handlers read body["message"] and body["channel"], which only message shortcuts carry
     assert all(sc["type"] == "message" for sc in listed.values())
     names = {sc["name"] for sc in listed.values()}
-    assert names == {"Send template", "Mark opted out / in", "Export thread", "Export customer data",
-                     "Erase customer data"}
+    assert names == {"Send template", "Saved reply", "Mark opted out / in", "Export thread",
+                     "Export customer data", "Erase customer data"}
 
 
 def test_slash_commands_in_the_manifest_are_the_ones_the_code_handles(manifest: dict[str, Any],
                                                                       facts: SourceFacts) -> None:
     listed = {cmd["command"] for cmd in manifest["features"]["slash_commands"]}
-    assert listed == {"/campaign"}
+    assert listed == {"/campaign", "/wabridge"}
     unlisted = set(facts.commands) - listed
     assert not unlisted, f"commands registered in code but missing from the manifest: {unlisted}"
     if not facts.commands:

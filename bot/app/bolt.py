@@ -31,6 +31,7 @@ from bot.handlers import (
     slack_messages,
     slack_privacy,
     slack_resend,
+    slack_saved_replies,
     slack_scope,
 )
 from bot.slack.payloads import check_shape
@@ -43,7 +44,7 @@ Registrar = Callable[[AsyncApp, Deps], None]
 # Every listener module, listed once: each `register(bolt, deps)` adds its listeners to one bolt app.
 LISTENERS: tuple[Registrar, ...] = (slack_messages.register, slack_actions.register, slack_campaign.register,
                                      slack_resend.register, slack_privacy.register, slack_install.register,
-                                     slack_inbox.register)
+                                     slack_inbox.register, slack_saved_replies.register)
 
 BOLT = web.AppKey("slack_bolt", AsyncApp)
 

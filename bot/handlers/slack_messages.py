@@ -229,7 +229,7 @@ def _count(deps: Deps, channel: ChannelSettings, outcome: str) -> None:
     deps.metrics.whatsapp_sends.labels(channel.name, Source.SLACK.value, outcome).inc()
 
 
-async def _explain_failure(deps: Deps, thread: BridgedThread, user: str, ts: str, exc: Exception) -> Outcome:
+async def _explain_failure(deps: Deps, thread: BridgedThread, user: str, ts: str | None, exc: Exception) -> Outcome:
     if isinstance(exc, GraphError) and exc.action is SendAction.WINDOW_CLOSED:
         await tell_window_closed(deps, thread, user, window_closes_at(thread.last_customer_message_at))
         return Outcome.WINDOW_CLOSED
@@ -247,7 +247,8 @@ async def _explain_failure(deps: Deps, thread: BridgedThread, user: str, ts: str
         what = str(exc)
     else:
         what = "WhatsApp is busy on this number right now; try again in a moment"
-    await react(deps, thread.slack_channel, ts, "warning")
+    if ts is not None:
+        await react(deps, thread.slack_channel, ts, "warning")
     await ephemeral(deps, thread, thread.slack_channel, user, f":warning: Not sent to the customer: {what}")
     return Outcome.FAILED
 
@@ -259,19 +260,27 @@ async def whatsapp_text(deps: Deps, slack_text: str) -> Converted:
     return to_whatsapp(slack_text, names)
 
 
-async def _send(deps: Deps, thread: BridgedThread, event: dict[str, Any], user: str) -> Outcome:
-    cfg = thread.channel
-    ts = str(event["ts"])
-    converted = await whatsapp_text(deps, str(event.get("text") or ""))
-    body = converted.text
-    files = [f for f in event.get("files") or [] if isinstance(f, dict)]
+@dataclass(frozen=True)
+class Reply:
+    """A staff reply: its Slack text, files, and Slack message (None when made in a modal: the thread gets a copy)."""
+
+    text: str
+    files: list[dict[str, Any]]
+    slack_ts: str | None
+    content: dict[str, Any] | None = None  # kept with each message sent (e.g. which saved reply)
+
+
+async def _send(deps: Deps, thread: BridgedThread, reply: Reply, user: str) -> Outcome:
+    cfg, ts = thread.channel, reply.slack_ts
+    converted = await whatsapp_text(deps, reply.text)
+    body, files = converted.text, reply.files
     if not body and not files:
         await ephemeral(deps, thread, thread.slack_channel, user,
                         ":information_source: Nothing was sent: without the @here / @channel there is no text "
                         "for the customer.")
         return Outcome.EMPTY
     # The thread shows what the customer received whenever it is not what Slack shows its author.
-    show = converted.differs
+    show = converted.differs or ts is None
     try:
         for i, file in enumerate(files):
             await deps.throttle.acquire(cfg.phone_number_id, cfg.mps, Priority.INTERACTIVE,
@@ -283,7 +292,8 @@ async def _send(deps: Deps, thread: BridgedThread, event: dict[str, Any], user: 
             if captioned:
                 body = rest
                 show = show or bool(rest)
-            content: dict[str, Any] = {"slack_file": {"id": file.get("id"), "name": file.get("name")}}
+            content: dict[str, Any] = {**(reply.content or {}),
+                                       "slack_file": {"id": file.get("id"), "name": file.get("name")}}
             if captioned:
                 content["media"] = {"caption": caption, "filename": file.get("name")}
             await record_sent(deps, thread, result, kind=verdict.kind or "document",
@@ -296,7 +306,8 @@ async def _send(deps: Deps, thread: BridgedThread, event: dict[str, Any], user: 
                                         timeout=INTERACTIVE_SEND_TIMEOUT)
             result = await deps.graph.send_text(cfg.phone_number_id, cfg.access_token, thread.wa_id, chunk)
             _count(deps, cfg, "ok")
-            await record_sent(deps, thread, result, kind="text", text=chunk, user=user, slack_ts=ts, mirror=show)
+            await record_sent(deps, thread, result, kind="text", text=chunk, user=user, slack_ts=ts,
+                              content=reply.content, mirror=show)
     except (GraphError, FileRefused, ThrottleUnavailable, TimeoutError) as exc:
         _count(deps, cfg, "error")
         if isinstance(exc, GraphError):
@@ -357,12 +368,17 @@ async def handle_thread_message(deps: Deps, body: dict[str, Any], event: dict[st
         await react(deps, str(channel), str(ts), render.NOT_SENT_REACTION)
         await tell_window_closed(deps, thread, str(user), window_closes_at(thread.last_customer_message_at))
         return Outcome.WINDOW_CLOSED
+    reply = Reply(text, [f for f in event.get("files") or [] if isinstance(f, dict)], str(ts))
+    return await send_reply(deps, thread, reply, str(user), reply_ledger.reply_key(str(channel), str(ts)))
+
+
+async def send_reply(deps: Deps, thread: BridgedThread, reply: Reply, user: str, key: str) -> Outcome:
+    """Send a reply whose checks passed (window open, allowed): the one path every staff reply takes."""
     # On record before the send and done only after it is stored: a stop in between is found and told.
-    key = reply_ledger.reply_key(str(channel), str(ts))
-    await reply_ledger.begin(deps.sessions, key, conversation_id=thread.conversation_id, user=str(user),
-                             ts=str(ts))
+    await reply_ledger.begin(deps.sessions, key, conversation_id=thread.conversation_id, user=user,
+                             ts=reply.slack_ts or "")
     try:
-        outcome = await _send(deps, thread, event, str(user))
+        outcome = await _send(deps, thread, reply, user)
     except Exception:
         # A fault of ours: closed on record here (the sweep would call it a stop), and raised on so the
         # listeners' error handler logs it with its traceback and tells the author in the thread.
