@@ -221,3 +221,18 @@ async def test_another_workspaces_saved_reply_is_refused_and_logged(make: Bridge
     await asyncio.sleep(0.3)
     assert b.graph.sends_to(WA_ID) == [] and await b.count(SavedReply) == 2
     assert b.slack.views[view["id"]]["callback_id"] == ui.PICKER_CALLBACK  # no editor opened on their reply
+
+
+async def test_the_thread_parents_saved_reply_button_opens_the_picker(make: BridgeFactory) -> None:
+    b = await make()
+    parent = await _thread(b, customer_wrote_at=now_ts(-600))
+    await _add(b, "Fees are due on the 5th.")
+    parent = await eventually(lambda: next((m for m in b.parents() if ui.OPEN_ACTION in json.dumps(m)), None))
+    button = next(e for blk in parent["blocks"] if blk["type"] == "actions" for e in blk["elements"]
+                  if e.get("action_id") == ui.OPEN_ACTION)
+    await b.interaction({"type": "block_actions", "user": {"id": STAFF}, "channel": {"id": SLACK_CHANNEL},
+                         "container": {"type": "message", "channel_id": SLACK_CHANNEL, "message_ts": parent["ts"]},
+                         "message": parent, "actions": [{**button, "block_id": "b", "action_ts": "4"}]})
+    view = await eventually(lambda: next(iter(b.slack.views.values()), None))
+    assert view["callback_id"] == ui.PICKER_CALLBACK
+    assert json.loads(view["private_metadata"])["thread_ts"] == parent["ts"]

@@ -1,5 +1,6 @@
 """Saved replies from Slack: `/wabridge replies` (the library: add, edit, delete) and the "Saved reply" shortcut
-in a thread (a type-ahead picker, the reply filled in for the customer and editable, sent as the person's reply).
+or thread parent button (a type-ahead picker, the reply filled in for the customer and editable, sent as the
+person's reply).
 
 Everything is scoped to the request's workspace: a saved reply of another workspace named in a payload is refused
 and logged. A picked reply goes the way a typed one does (`slack_messages.send_reply`: window, ledger, thread
@@ -34,7 +35,7 @@ from bot.handlers.slack_messages import (
     send_reply,
     tell_window_closed,
 )
-from bot.slack import once, render, reply_ledger
+from bot.slack import once, payloads, render, reply_ledger
 from bot.slack import saved_replies as ui
 from bot.slack.display_names import clean_name
 from bot.slack.errors import slack_reason
@@ -45,6 +46,7 @@ from bot.slack.saved_replies import (
     DELETE_ACTION,
     EDIT_ACTION,
     EDIT_CALLBACK,
+    OPEN_ACTION,
     PICKER_CALLBACK,
     REPLY_SELECT,
 )
@@ -76,6 +78,7 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
     bolt.action(DELETE_ACTION)(partial(on_delete, app))
     bolt.view(EDIT_CALLBACK)(partial(on_saved, app))
     bolt.shortcut(SHORTCUT)(partial(on_shortcut, app))
+    bolt.action(OPEN_ACTION)(partial(on_button, app))
     bolt.options(REPLY_SELECT)(partial(on_options, app))
     bolt.action(REPLY_SELECT)(partial(on_chosen, app))
     bolt.view(PICKER_CALLBACK)(partial(on_send, app))
@@ -255,7 +258,22 @@ async def on_shortcut(app: _Listeners, ack: Any, body: dict[str, Any], client: A
             "That message is not in a WhatsApp conversation thread."
         await ephemeral(deps, None, channel, user, text, thread_ts=str(thread_ts) if found else None)
         return
-    thread = found
+    await _offer(app, body, client, context, found)
+
+
+async def on_button(app: _Listeners, ack: Any, body: dict[str, Any], client: Any, context: Any = None) -> None:
+    """The thread parent's "Saved reply" button: the shortcut's picker, for the conversation it names."""
+    await ack()
+    value = str(((body.get("actions") or [{}])[0]).get("value") or "")
+    conversation_id = payloads.as_id(payloads.metadata(value).get("conversation_id"))
+    thread = await thread_by_conversation(app.deps, conversation_id) if conversation_id is not None else None
+    if thread is not None:
+        await _offer(app, body, client, context, thread)
+
+
+async def _offer(app: _Listeners, body: dict[str, Any], client: Any, context: Any, thread: BridgedThread) -> None:
+    """Open the picker for a thread, or say privately why not (not allowed, notes only, window closed)."""
+    deps, user, channel = app.deps, _user(body)[0], thread.slack_channel
     no = await _refusal(app, body, context, thread.channel.slack_team)
     if thread.channel.thread_replies is ThreadReplies.NOTES_ONLY:
         no = ":lock: This channel mirrors WhatsApp only: nothing is sent to the customer from it."

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.slack import limits
+from bot.slack import limits, saved_replies
 from bot.slack.render import format_time
 
 TAKE_ACTION = "wabridge_inbox_take"
@@ -65,7 +65,7 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
 
 
 def inbox_blocks(view: InboxView, tz: str) -> list[dict[str, Any]]:
-    """The parent's inbox line and its buttons: Take it, Assign…, Resolve or Reopen."""
+    """The parent's inbox line and its buttons: Take it, Assign…, Resolve or Reopen, and Saved reply."""
     value = json.dumps({"conversation_id": view.conversation_id})
     assign: dict[str, Any] = {"type": "users_select", "action_id": ASSIGN_ACTION,
                               "placeholder": limits.plain("Assign…", limits.PLACEHOLDER)}
@@ -76,7 +76,8 @@ def inbox_blocks(view: InboxView, tz: str) -> list[dict[str, Any]]:
     # The conversation rides in the block id: a users_select has no value of its own.
     return [limits.context(status_line(view, tz)),
             {"type": "actions", "block_id": f"{ACTIONS_BLOCK}:{view.conversation_id}",
-             "elements": [_button("Take it", TAKE_ACTION, value), assign, status]}]
+             "elements": [_button("Take it", TAKE_ACTION, value), assign, status,
+                          _button("Saved reply", saved_replies.OPEN_ACTION, value)]}]
 
 
 def with_inbox(blocks: list[dict[str, Any]], view: InboxView | None, tz: str) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ ADD_ACTION = "wabridge_saved_reply_add"
 EDIT_ACTION = "wabridge_saved_reply_change"
 DELETE_ACTION = "wabridge_saved_reply_delete"
 REPLY_SELECT = "wabridge_saved_reply_choice"
+OPEN_ACTION = "wabridge_saved_reply_open"  # the thread parent's "Saved reply" button
 REPLY_BLOCK = "saved_reply"
 TEXT_PREFIX = "text:"  # the editable text's block id names the reply it was filled from
 NAME_BLOCK, BODY_BLOCK, NUMBER_BLOCK = "name", "body", "number"
