@@ -17,6 +17,7 @@ from sqlalchemy import update
 from bot.handlers import appkeys
 from bot.handlers.slack_messages import OPEN_PICKER_ACTION
 from bot.handlers.slack_saved_replies import NOT_HERE, SHORTCUT
+from bot.slack import reply_ledger
 from bot.slack import saved_replies as ui
 from storage.models import Conversation, Message, SavedReply, SlackAction, utcnow
 from tests.harness import STAFF, WA_ID, Bridge, BridgeFactory, all_text, bridges, eventually, now_ts, thread_with
@@ -166,8 +167,19 @@ async def test_a_saved_reply_is_filled_in_edited_and_sent_once_as_the_persons_re
     copy = await eventually(lambda: [m for m in b.slack.thread(SLACK_CHANNEL, parent["ts"])
                                      if "the 7th" in all_text(m)])
     assert f"<@{STAFF}>" in all_text(copy[0])
-    ledger = [a.outcome for a in await _ledger(b)]
-    assert ledger == [{"state": "done", "outcome": "sent"}]  # on record like a typed reply
+    ledger = await _ledger(b)
+    assert [a.outcome for a in ledger] == [{"state": "done", "outcome": "sent"}]  # on record like a typed reply
+    # Had the process stopped after storing the reply and before closing its record, the sweep finds it sent;
+    # one stopped before anything was stored is noted in the thread.
+    deps = b.app[appkeys.DEPS]
+    pending = {"state": "sending", "conversation_id": msg.conversation_id, "user": STAFF, "ts": ""}
+    async with b.app[appkeys.SESSIONS]() as s, s.begin():
+        await s.execute(update(SlackAction).where(SlackAction.key == ledger[0].key).values(outcome=pending))
+    assert await reply_ledger.sweep(deps, older_than=timedelta(0)) == 0
+    assert [a.outcome for a in await _ledger(b)] == [{"state": "done", "outcome": "sent"}]
+    await reply_ledger.begin(deps.sessions, reply_ledger.reply_key(SLACK_CHANNEL, "saved:stopped"),
+                             conversation_id=msg.conversation_id, user=STAFF, ts="")
+    assert await reply_ledger.sweep(deps, older_than=timedelta(0)) == 1
 
 
 async def _ledger(b: Bridge) -> list[SlackAction]:

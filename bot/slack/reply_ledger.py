@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -35,7 +35,8 @@ class PendingReply:
     key: str
     conversation_id: int
     user: str
-    ts: str
+    ts: str  # the Slack message that is the reply; empty for one made in a modal (a saved reply)
+    since: datetime | None = None  # when it was put on record
 
 
 def reply_key(channel: str, ts: str) -> str:
@@ -69,7 +70,7 @@ async def interrupted(sessions: async_sessionmaker[AsyncSession], older_than: ti
         o: dict[str, Any] = row.outcome or {}
         if o.get("state") == SENDING:
             found.append(PendingReply(row.key, int(o.get("conversation_id") or 0), str(o.get("user") or ""),
-                                      str(o.get("ts") or "")))
+                                      str(o.get("ts") or ""), row.created_at))
     return found
 
 
@@ -78,8 +79,11 @@ async def sweep(deps: Deps, older_than: timedelta = SWEEP_AFTER) -> int:
     noted = 0
     for reply in await interrupted(deps.sessions, older_than):
         async with deps.sessions() as s, s.begin():
+            # A reply made in a modal is no Slack message: what its author sent since it went on record counts.
+            mine = (Message.slack_ts == reply.ts if reply.ts or reply.since is None else
+                    (Message.slack_user == reply.user) & (Message.wa_timestamp >= reply.since))
             stored = int(await s.scalar(select(func.count()).select_from(Message).where(
-                Message.conversation_id == reply.conversation_id, Message.slack_ts == reply.ts,
+                Message.conversation_id == reply.conversation_id, mine,
                 Message.source == Source.SLACK.value, Message.is_note.is_(False))) or 0)
             if not stored:
                 text = (f":warning: A reply by <@{reply.user}> may not have reached the customer: the bridge "
