@@ -73,6 +73,7 @@ EVENT_SCOPES: dict[str, str] = {
     "message.im": "im:history",
     "message.mpim": "mpim:history",
     "app_mention": "app_mentions:read",
+    "reaction_added": "reactions:read",
 }
 # What a bolt listener on an event type subscribes to: Wabridge bridges public and private channels, not DMs.
 BOLT_EVENT_SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {"message": ("message.channels", "message.groups")}

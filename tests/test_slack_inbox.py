@@ -144,6 +144,30 @@ async def test_resolved_by_button_and_reopened_by_the_customer_not_by_an_echo_or
     assert [e[0] for e in await events(b)] == ["resolve", "reopen", "resolve", "reopen"]
 
 
+def reaction(user: str, ts: str, name: str = "white_check_mark") -> dict[str, Any]:
+    return {"type": "reaction_added", "user": user, "reaction": name, "event_ts": f"{now_ts()}.000100",
+            "item": {"type": "message", "channel": SLACK_CHANNEL, "ts": ts}}
+
+
+async def test_a_check_mark_on_the_parent_resolves_once_and_only_for_members(make: BridgeFactory) -> None:
+    b = await make()
+    ts, _ = await _thread(b)
+    await b.webhook(inbound_text("wamid.IN2", "second message", ts=now_ts(-60)))
+    reply_ts = (await eventually(lambda: b.replies(ts)))[0]["ts"]
+    assert await b.event(reaction(STAFF, reply_ts), event_id="EvR1") == 200  # on a reply: not the parent
+    assert await b.event(reaction(STAFF, ts, "eyes"), event_id="EvR2") == 200  # another reaction
+    assert await b.event(reaction(OUTSIDER, ts), event_id="EvR3") == 200
+    told = await eventually(lambda: b.slack.ephemerals)
+    assert (told[0]["user"], told[0]["text"]) == (OUTSIDER, refusal(Action.INBOX, Role.CHANNEL_MEMBERS))
+    assert (await b.one(Conversation)).inbox_status == "open" and await events(b) == []
+    for retry in (None, 1, 2):  # Slack retries an event it thinks was not acknowledged
+        assert await b.event(reaction(RAVI, ts), event_id="EvR4", retry_num=retry) == 200
+    await eventually(lambda: f"*Resolved* by <@{RAVI}>" in inbox_line(b, ts))
+    await eventually(lambda: any(f"<@{RAVI}> resolved this conversation." in n for n in notes(b, ts)))
+    assert await events(b) == [("resolve", RAVI, None)]
+    assert len(notes(b, ts)) == 1
+
+
 async def test_the_thread_export_includes_the_inbox_changes(make: BridgeFactory) -> None:
     b = await make()
     ts, conv_id = await _thread(b)

@@ -1,4 +1,4 @@
-"""The inbox buttons on a thread parent: "Take it", "Assign…", "Resolve" and "Reopen".
+"""The inbox buttons on a thread parent: "Take it", "Assign…", "Resolve" and "Reopen"; a ✅ on it resolves too.
 
 Each click names only a conversation id; it is looked up in the request's workspace (another workspace's id
 is refused and logged there), the person must be allowed (`slack.permissions.inbox`, channel members by
@@ -17,7 +17,7 @@ from bot.bridge import inbox as bridge_inbox
 from bot.core.workspace import request_scope
 from bot.deps import Deps
 from bot.handlers.slack_actions import refusal_for, thread_by_conversation
-from bot.handlers.slack_messages import ephemeral
+from bot.handlers.slack_messages import ephemeral, find_thread
 from bot.slack import once, payloads
 from bot.slack.inbox_view import ACTIONS_BLOCK, ASSIGN_ACTION, REOPEN_ACTION, RESOLVE_ACTION, TAKE_ACTION
 from bot.slack.outbox import wake_outbox
@@ -27,18 +27,47 @@ from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
-_ACTIONS = {TAKE_ACTION: InboxAction.TAKE, ASSIGN_ACTION: InboxAction.ASSIGN, RESOLVE_ACTION: InboxAction.RESOLVE,
-            REOPEN_ACTION: InboxAction.REOPEN}
 _UNCHANGED = {InboxAction.TAKE: "You already own this conversation.",
               InboxAction.ASSIGN: "That person already owns this conversation.",
               InboxAction.RESOLVE: "This conversation is already resolved.",
               InboxAction.REOPEN: "This conversation is open already."}
 
 
+# A ✅ on a thread parent resolves the conversation, as the "Resolve" button does.
+RESOLVE_REACTIONS = frozenset({"white_check_mark", "heavy_check_mark"})
+
+
 def register(bolt: AsyncApp, deps: Deps) -> None:
     permissions = Permissions(deps.settings.slack, deps.slack)
-    for action_id, kind in _ACTIONS.items():
-        bolt.action(action_id)(partial(on_inbox_action, deps, permissions, kind))
+    bolt.action(TAKE_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.TAKE))
+    bolt.action(ASSIGN_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.ASSIGN))
+    bolt.action(RESOLVE_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.RESOLVE))
+    bolt.action(REOPEN_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.REOPEN))
+    bolt.event("reaction_added")(partial(on_reaction, deps, permissions))
+
+
+async def on_reaction(deps: Deps, permissions: Permissions, body: dict[str, Any], event: dict[str, Any]) -> None:
+    """A ✅ on a thread parent: resolve, once per event (Slack retries an event; its event_id stays)."""
+    found = event.get("item")
+    item: dict[str, Any] = found if isinstance(found, dict) else {}
+    if event.get("reaction") not in RESOLVE_REACTIONS or item.get("type") != "message":
+        return
+    user = str(event.get("user") or "")
+    scope = request_scope()
+    thread = await find_thread(deps, str(item.get("channel") or ""), str(item.get("ts") or ""))
+    if thread is None or scope is None or not user:
+        return  # not a parent of a conversation this workspace owns (a reply, another thread, another workspace)
+    no = await refusal_for(permissions, Action.INBOX, user, thread.slack_channel)
+    if no is not None:
+        await ephemeral(deps, thread, thread.slack_channel, user, no)
+        return
+    stamp = str(body.get("event_id") or event.get("event_ts") or "")
+    key = once.action_key("inbox", "reaction", user, str(thread.conversation_id), stamp)
+    change = Change(thread.conversation_id, scope.workspace, InboxAction.RESOLVE, user, utcnow(), key)
+    async with deps.sessions() as s, s.begin():
+        outcome = await bridge_inbox.staff_change(s, change)
+    if outcome is Outcome.DONE:
+        wake_outbox(deps)
 
 
 def conversation_named(action: dict[str, Any]) -> int | None:

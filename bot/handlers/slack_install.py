@@ -32,8 +32,8 @@ REDIRECT_PATH = "/slack/oauth_redirect"
 STATE_SECONDS = 600
 # What slack-manifest.yaml asks for (tests/test_manifest.py keeps the two in step).
 DEFAULT_SCOPES = ("channels:history", "groups:history", "channels:read", "groups:read", "chat:write",
-                  "chat:write.customize", "commands", "files:read", "files:write", "im:write", "reactions:write",
-                  "users:read", "usergroups:read")
+                  "chat:write.customize", "commands", "files:read", "files:write", "im:write", "reactions:read",
+                  "reactions:write", "users:read", "usergroups:read")
 
 
 def authorization_url(api_url: str) -> str:

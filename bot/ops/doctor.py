@@ -46,9 +46,10 @@ REQUIRED_SLACK_SCOPES = ("channels:history", "groups:history", "channels:read", 
                          "chat:write.customize", "commands",
                          "files:read", "files:write", "im:write", "reactions:write", "users:read",
                          "usergroups:read")
-# Scopes whose absence only degrades a feature (a warning, not a failure); none at present: channels:read
-# and groups:read, which name #channels in replies, are required for slack.permissions anyway.
-USEFUL_SLACK_SCOPES: tuple[str, ...] = ()
+# Scopes whose absence only degrades a feature (a warning, not a failure): reactions:read lets a ✅ on a thread
+# parent resolve the conversation (the Resolve button works without it). channels:read and groups:read, which
+# name #channels in replies, are required for slack.permissions anyway.
+USEFUL_SLACK_SCOPES: tuple[str, ...] = ("reactions:read",)
 REQUIRED_TOKEN_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
 
 # Meta's documented throughput per number (Throughput page): 80 by default, 1,000 after the automatic
