@@ -16,7 +16,7 @@ from sqlalchemy import update
 
 from bot.handlers import appkeys
 from bot.handlers.slack_messages import OPEN_PICKER_ACTION
-from bot.handlers.slack_saved_replies import NOT_HERE, SHORTCUT
+from bot.handlers.slack_saved_replies import LIBRARY_REFUSED, NOT_HERE, SHORTCUT
 from bot.slack import reply_ledger
 from bot.slack import saved_replies as ui
 from storage.models import Conversation, Message, SavedReply, SlackAction, utcnow
@@ -30,8 +30,8 @@ async def make(aiohttp_client: Any, db_url: str) -> AsyncIterator[BridgeFactory]
         yield build
 
 
-async def _command(b: Bridge, text: str) -> tuple[int, str]:
-    form = {"token": "t", "team_id": b.slack.team_id, "channel_id": SLACK_CHANNEL, "user_id": STAFF,
+async def _command(b: Bridge, text: str, user: str = STAFF) -> tuple[int, str]:
+    form = {"token": "t", "team_id": b.slack.team_id, "channel_id": SLACK_CHANNEL, "user_id": user,
             "command": "/wabridge", "text": text, "api_app_id": b.slack.app_id,
             "response_url": f"{b.slack.base_url}/response-url/x", "trigger_id": b.slack.issue_trigger_id()}
     return await b.slack_request(urlencode(form).encode(), "application/x-www-form-urlencoded")
@@ -65,6 +65,9 @@ async def test_the_library_adds_edits_and_deletes_saved_replies(make: BridgeFact
     b = await make()
     status_, usage = await _command(b, "help")
     assert status_ == 200 and "/wabridge replies" in usage and b.slack.views == {}
+    b.slack.add_user("U0GUEST", "guest", is_restricted=True)
+    assert await _command(b, "replies", user="U0GUEST") == (200, LIBRARY_REFUSED)  # a guest keeps none
+    assert b.slack.views == {}
     status_, _ = await _command(b, "replies")
     assert status_ == 200
     library = await eventually(lambda: next(iter(b.slack.views.values()), None))

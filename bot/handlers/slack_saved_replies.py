@@ -61,6 +61,8 @@ SHORTCUT = "wabridge_saved_reply"
 USAGE = "Usage: `/wabridge replies` opens this workspace's saved replies (add, edit, delete)."
 NOT_HERE = "That saved reply is not in this workspace's library; pick another."
 ALREADY = "This reply is already being sent; check the thread."
+LIBRARY_REFUSED = ("Only those who may reply to customers (`slack.permissions.reply_to_customers`) keep this "
+                   "workspace's saved replies.")
 
 
 @dataclass
@@ -143,9 +145,8 @@ async def on_command(app: _Listeners, ack: Any, body: dict[str, Any], client: An
     if words[:1] != ["replies"]:
         await ack(text=USAGE)
         return
-    no = await _refusal(app, body, context)
-    if no is not None:
-        await ack(text=no)
+    if await _refusal(app, body, context) is not None:
+        await ack(text=LIBRARY_REFUSED)
         return
     await ack()
     try:
@@ -198,9 +199,8 @@ async def on_saved(app: _Listeners, ack: Any, body: dict[str, Any], view: dict[s
     if edited is None:
         await ack(response_action="errors", errors=errors)
         return
-    no = await _refusal(app, body, context)
-    if no is not None:
-        await ack(response_action="errors", errors={ui.NAME_BLOCK: no})
+    if await _refusal(app, body, context) is not None:
+        await ack(response_action="errors", errors={ui.NAME_BLOCK: LIBRARY_REFUSED})
         return
     if reply_id is not None and await _own(deps, reply_id) is None:
         await ack(response_action="errors", errors={ui.NAME_BLOCK: "This saved reply is gone; close and reopen."})
