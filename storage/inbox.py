@@ -45,6 +45,7 @@ class Change:
     at: datetime
     dedupe_key: str
     assignee: str | None = None  # ASSIGN's new owner
+    unowned_only: bool = False  # TAKE only while nobody owns it (the first reply from Slack)
 
 
 async def apply(session: AsyncSession, change: Change) -> Outcome:
@@ -67,7 +68,8 @@ def _update(change: Change) -> Update:
     where = [c.id == change.conversation_id, c.slack_team == change.slack_team]
     if change.action is InboxAction.TAKE or change.action is InboxAction.ASSIGN:
         owner = change.actor if change.action is InboxAction.TAKE else change.assignee
-        return update(c).where(*where, or_(c.owner.is_(None), c.owner != owner)).values(owner=owner)
+        free = c.owner.is_(None) if change.unowned_only else or_(c.owner.is_(None), c.owner != owner)
+        return update(c).where(*where, free).values(owner=owner)
     if change.action is InboxAction.RESOLVE:
         return update(c).where(*where, c.inbox_status != RESOLVED).values(
             inbox_status=RESOLVED, status_by=change.actor, status_at=change.at)

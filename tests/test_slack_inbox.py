@@ -168,6 +168,34 @@ async def test_a_check_mark_on_the_parent_resolves_once_and_only_for_members(mak
     assert len(notes(b, ts)) == 1
 
 
+async def _reply(b: Bridge, ts: str, user: str, text: str, event_id: str) -> None:
+    assert await b.event(b.slack.user_message(SLACK_CHANNEL, user, text, thread_ts=ts), event_id=event_id) == 200
+
+
+@pytest.mark.parametrize("auto_assign", ["first_reply", "off"])
+async def test_the_first_reply_from_slack_takes_ownership_when_configured(make: BridgeFactory,
+                                                                          auto_assign: str) -> None:
+    b = await make(settings_extra={"inbox": {"auto_assign": auto_assign}})
+    ts, _ = await _thread(b)
+    await b.webhook(echo_text("wamid.ECHO1", "answered from the phone", ts=now_ts(-30)))  # answers, does not take
+    await eventually(lambda: len(b.replies(ts)) >= 1)
+    await _reply(b, ts, STAFF, "Yes, the refund is on its way", "EvA1")
+    await eventually(lambda: len(b.graph.sends_to("919812345678")) == 1)
+    await _reply(b, ts, RAVI, "It takes three days", "EvA2")
+    await eventually(lambda: len(b.graph.sends_to("919812345678")) == 2)
+    if auto_assign == "off":
+        async def both_stored() -> bool:
+            return await b.count(Message, Message.source == "slack") == 2
+
+        await eventually(both_stored)
+        assert (await b.one(Conversation)).owner is None and await events(b) == []
+        return
+    await eventually(lambda: inbox_line(b, ts).startswith(f"Owner: <@{STAFF}>"))
+    await eventually(lambda: any(f"<@{STAFF}> answered first and owns this conversation now." in n
+                                 for n in notes(b, ts)))
+    assert (await b.one(Conversation)).owner == STAFF and await events(b) == [("take", STAFF, None)]
+
+
 async def test_the_thread_export_includes_the_inbox_changes(make: BridgeFactory) -> None:
     b = await make()
     ts, conv_id = await _thread(b)

@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.core.config import AutoAssign
 from bot.slack.inbox_view import InboxView, who, with_inbox
 from bot.slack.render import Post
 from storage import inbox
@@ -33,6 +35,8 @@ def parent_with_inbox(header: Post, conv: Conversation, tz: str) -> Post:
 def note_text(change: Change) -> str:
     """The thread note a change leaves (mrkdwn; mentions render as names)."""
     actor = who(change.actor)
+    if change.action is InboxAction.TAKE and change.unowned_only:
+        return f":raising_hand: {actor} answered first and owns this conversation now."
     if change.action is InboxAction.TAKE:
         return f":raising_hand: {actor} took this conversation."
     if change.action is InboxAction.ASSIGN:
@@ -64,6 +68,21 @@ async def staff_change(session: AsyncSession, change: Change) -> Outcome:
     if outcome is Outcome.DONE:
         await _owe_slack(session, change)
     return outcome
+
+
+async def answered_from_slack(session: AsyncSession, auto_assign: AutoAssign, conversation_id: int, user: str,
+                              at: datetime) -> bool:
+    """`inbox.auto_assign: first_reply`: a reply sent from Slack makes its author the owner of an unowned
+    conversation (phone-app replies never reach here: they answer, they do not take). True when it did."""
+    if auto_assign is not AutoAssign.FIRST_REPLY or not user:
+        return False
+    team = await session.scalar(select(Conversation.slack_team).where(Conversation.id == conversation_id,
+                                                                     Conversation.owner.is_(None)))
+    if team is None:
+        return False
+    change = Change(conversation_id, team, InboxAction.TAKE, user, at, f"first_reply:{conversation_id}:{user}",
+                    unowned_only=True)
+    return await staff_change(session, change) is Outcome.DONE
 
 
 async def customer_wrote(session: AsyncSession, latest: dict[int, datetime]) -> None:

@@ -234,6 +234,17 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WORKWEEK: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
 
 
+class AutoAssign(StrEnum):
+    OFF = "off"
+    FIRST_REPLY = "first_reply"  # whoever answers an unowned conversation first from Slack owns it
+
+
+class InboxSettings(_Strict):
+    """The team inbox on thread parents (owner, status)."""
+
+    auto_assign: AutoAssign = AutoAssign.OFF
+
+
 class SlaSettings(_Strict):
     """First-response target: a conversation waiting longer gets one reminder in its thread."""
 
@@ -360,6 +371,7 @@ class Settings(_Strict):
     default_region: str = "IN"
     timezone: str = "Asia/Kolkata"
     sla: SlaSettings = Field(default_factory=SlaSettings)
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
     business_hours: BusinessHoursSettings | None = None
     campaigns: CampaignsSettings = Field(default_factory=CampaignsSettings)
     # phone_number_ids of the channels this process took from /onboard rather than app.yaml.

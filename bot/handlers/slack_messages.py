@@ -6,6 +6,9 @@ workspace's members, not Slack Connect users or guests); anyone else is told why
 Bot posts, edits, joins, top-level messages and threads the bridge did not create are ignored. Slack's
 retries of one event (same event_id, or the same message again) act once: the first delivery claims the
 event in `slack_events` before anything is sent.
+
+Why one module: one reply's path (thread lookup, event claim, gate, window, conversion, send, record, and the
+private explanation when it fails) shares the thread it found and what it recorded at each step.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
+from bot.bridge import inbox
 from bot.bridge.media import FileOffSlack, FileRefused, send_slack_file
 from bot.bridge.throughput import after_send_error
 from bot.core.config import ChannelSettings, ThreadReplies
@@ -197,6 +201,7 @@ async def record_sent(deps: Deps, thread: BridgedThread, result: SendResult, *, 
         })
         if message_id is None:
             return None
+        owned = await inbox.answered_from_slack(s, deps.settings.inbox.auto_assign, thread.conversation_id, user, now)
         # Statuses can arrive before the send call returns; they waited in message_statuses.
         applied = await repo.apply_statuses(s, result.wamid)
         if mirror:
@@ -210,7 +215,7 @@ async def record_sent(deps: Deps, thread: BridgedThread, result: SendResult, *, 
                                      payload={"message_id": message_id, "status": last, "error_code": None,
                                               "error_title": None}, order_ts=now,
                                      conversation_id=thread.conversation_id)
-    if mirror or applied:
+    if mirror or applied or owned:
         wake_outbox(deps)
     return message_id
 
