@@ -77,6 +77,15 @@ def _update(change: Change) -> Update:
         inbox_status=OPEN, status_by=change.actor, status_at=change.at)
 
 
+async def open_since(session: AsyncSession, conversation_id: int) -> datetime | None:
+    """When an open conversation was opened: its last reopening, else its creation; None when resolved."""
+    row = (await session.execute(select(Conversation.inbox_status, Conversation.status_at, Conversation.created_at)
+                                 .where(Conversation.id == conversation_id))).first()
+    if row is None or row[0] == RESOLVED:
+        return None
+    return row[1] or row[2]
+
+
 async def reopen_for_customer(session: AsyncSession, latest: dict[int, datetime]) -> list[tuple[int, datetime]]:
     """Reopen the resolved conversations among `latest` (conversation id -> its newest customer message) whose
     message was written after the resolve; returns those reopened, with that message's time."""

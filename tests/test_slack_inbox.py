@@ -142,6 +142,11 @@ async def test_resolved_by_button_and_reopened_by_the_customer_not_by_an_echo_or
     await b.interaction(click(REOPEN_ACTION, STAFF, conv_id, "2.3"))
     await eventually(lambda: f"Reopened by <@{STAFF}>" in inbox_line(b, ts))
     assert [e[0] for e in await events(b)] == ["resolve", "reopen", "resolve", "reopen"]
+    # /metrics counts the changes made from Slack, and how long each resolved conversation had been open.
+    metrics = await (await b.client.get("/metrics")).text()
+    assert 'wabridge_inbox_changes_total{action="resolve"} 2.0' in metrics
+    assert 'wabridge_inbox_changes_total{action="reopen"} 1.0' in metrics
+    assert "wabridge_time_to_resolve_seconds_count 2.0" in metrics
 
 
 def reaction(user: str, ts: str, name: str = "white_check_mark") -> dict[str, Any]:

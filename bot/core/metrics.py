@@ -47,6 +47,12 @@ class Metrics:
                                        ["kind"], registry=r)
         self.whatsapp_sends = Counter("wabridge_whatsapp_sends", "Messages sent through the Cloud API",
                                       ["channel", "source", "outcome"], registry=r)
+        self.inbox_changes = Counter("wabridge_inbox_changes", "Inbox changes made from Slack (take, assign, "
+                                     "resolve, reopen; by this process)", ["action"], registry=r)
+        self.time_to_resolve = Histogram("wabridge_time_to_resolve_seconds", "From a conversation's opening (or "
+                                         "its last reopening) to its resolve from Slack", registry=r,
+                                         buckets=(60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 86400,
+                                                  3 * 86400, 7 * 86400))
         # Read from the database at each scrape, so every process reports the cluster's count.
         self.throughput_errors = Gauge("wabridge_meta_throughput_errors_24h",
                                        "Sends Meta refused with 130429 or 131056 in the last 24 hours",

@@ -22,8 +22,8 @@ from bot.slack import once, payloads
 from bot.slack.inbox_view import ACTIONS_BLOCK, ASSIGN_ACTION, REOPEN_ACTION, RESOLVE_ACTION, TAKE_ACTION
 from bot.slack.outbox import wake_outbox
 from bot.slack.permissions import UNCHECKED, Action, MembershipUnknown, Permissions
-from storage.inbox import Change, InboxAction, Outcome
-from storage.models import utcnow
+from storage.inbox import Change, InboxAction, Outcome, open_since
+from storage.models import as_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,20 @@ async def on_reaction(deps: Deps, permissions: Permissions, body: dict[str, Any]
         return
     stamp = str(body.get("event_id") or event.get("event_ts") or "")
     key = once.action_key("inbox", "reaction", user, str(thread.conversation_id), stamp)
-    change = Change(thread.conversation_id, scope.workspace, InboxAction.RESOLVE, user, utcnow(), key)
+    await _apply(deps, Change(thread.conversation_id, scope.workspace, InboxAction.RESOLVE, user, utcnow(), key))
+
+
+async def _apply(deps: Deps, change: Change) -> Outcome:
+    """Apply a change from Slack in one transaction; count it (and a resolve's time open) when it changed."""
     async with deps.sessions() as s, s.begin():
+        opened = await open_since(s, change.conversation_id) if change.action is InboxAction.RESOLVE else None
         outcome = await bridge_inbox.staff_change(s, change)
     if outcome is Outcome.DONE:
+        deps.metrics.inbox_changes.labels(change.action.value).inc()
+        if opened is not None:
+            deps.metrics.time_to_resolve.observe(max((change.at - as_utc(opened)).total_seconds(), 0.0))
         wake_outbox(deps)
+    return outcome
 
 
 def conversation_named(action: dict[str, Any]) -> int | None:
@@ -101,11 +110,8 @@ async def on_inbox_action(deps: Deps, permissions: Permissions, kind: InboxActio
     stamp = str(action.get("action_ts") or body.get("trigger_id") or "")
     key = once.action_key("inbox", kind.value, user, str(thread.conversation_id), stamp, assignee or "")
     change = Change(thread.conversation_id, scope.workspace, kind, user, utcnow(), key, assignee)
-    async with deps.sessions() as s, s.begin():
-        outcome = await bridge_inbox.staff_change(s, change)
-    if outcome is Outcome.DONE:
-        wake_outbox(deps)
-    elif outcome is Outcome.UNCHANGED:
+    outcome = await _apply(deps, change)
+    if outcome is Outcome.UNCHANGED:
         await ephemeral(deps, thread, thread.slack_channel, user, _UNCHANGED[kind])
     else:
         log.info("inbox %s by %s on conversation %s already handled", kind.value, user, thread.conversation_id)
