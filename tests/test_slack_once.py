@@ -82,6 +82,19 @@ async def test_a_replayed_template_submission_sends_one_template(make: BridgeFac
     assert await b.count(Message, Message.type == "template") == 1
 
 
+async def test_a_submission_checked_slowly_and_sent_slowly_is_still_answered_within_slacks_3_seconds(
+        make: BridgeFactory) -> None:
+    b = await make()
+    thread_ts, conv_id, template_id = await _thread(b)
+    b.slack.set_latency(0.5)  # the lookups before the send (Slack's answers on who may send) take a while
+    b.graph.set_latency(4.0)  # and Meta answers after Slack has stopped waiting
+    status, text = await b.interaction(_submission(STAFF, conv_id, thread_ts, template_id))
+    assert (status, text in ("", "{}")) == (200, True)  # the modal closes; the send goes on
+    b.slack.set_latency(0)
+    await eventually(lambda: b.graph.sends_to(WA_ID))
+    assert await eventually(lambda: b.count(Message, Message.type == "template")) == 1
+
+
 async def test_a_submission_meta_refused_may_be_sent_again(make: BridgeFactory) -> None:
     b = await make()
     thread_ts, conv_id, template_id = await _thread(b)

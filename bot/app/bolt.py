@@ -9,6 +9,7 @@ Bolt talks to Slack through `Deps.slack`, whose base URL is `slack.api_url`, so 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -34,6 +35,7 @@ from bot.handlers import (
     slack_saved_replies,
     slack_scope,
 )
+from bot.slack.answer_time import note_arrival
 from bot.slack.payloads import check_shape
 from bot.slack.request_guard import body_problem
 
@@ -91,6 +93,7 @@ async def _shape_checked(body: dict[str, Any], next_: Callable[[], Awaitable[Bol
 
 async def slack_events(request: web.Request) -> web.Response:
     """`POST /slack/events`: Events API, slash commands and interactivity, verified by bolt."""
+    received = time.monotonic()  # Slack's 3 seconds run from here (answer_time)
     bolt = request.app.get(BOLT)
     if bolt is None:
         return web.Response(status=503, text="Slack is not ready yet")
@@ -98,7 +101,9 @@ async def slack_events(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     try:
-        answer = await bolt.async_dispatch(await to_bolt_request(request))
+        bolt_request = await to_bolt_request(request)
+        note_arrival(bolt_request.context, received)
+        answer = await bolt.async_dispatch(bolt_request)
     except Exception:  # outside any listener (bolt's routing): ours to fix; Slack retries an event it gets 500 for
         request.app[appkeys.METRICS].listener_errors.labels("dispatch").inc()
         log.exception("Slack request failed before reaching a listener")

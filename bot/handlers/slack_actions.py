@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -40,6 +41,7 @@ from bot.handlers.slack_once import first_delivery, settle_send_failure
 from bot.meta.errors import GraphError, explain
 from bot.meta.graph import SendResult
 from bot.slack import limits, once, payloads, render, template_choice
+from bot.slack.answer_time import answer_by
 from bot.slack.errors import slack_reason
 from bot.slack.outbox import wake_outbox
 from bot.slack.permissions import UNCHECKED, Action, MembershipUnknown, Permissions, refusal
@@ -59,7 +61,7 @@ SHORTCUT_SEND_TEMPLATE = "wabridge_send_template"
 SHORTCUT_OPT_OUT = "wabridge_toggle_opt_out"
 SHORTCUT_EXPORT = "wabridge_export_thread"
 TEMPLATE_BLOCK = "template"
-MODAL_SEND_BUDGET = 2.2  # seconds to wait for Meta before closing the modal (Slack allows 3)
+MODAL_SEND_BUDGET = 2.2  # seconds after the request arrived to wait for Meta before closing the modal (Slack allows 3)
 MAX_OPTIONS = 100  # Block Kit: options in a static select
 ALREADY_SENDING = "This template is already being sent; check the thread."
 STALE_FORM = "This form can no longer be used; close it and open the template picker again."
@@ -339,6 +341,7 @@ async def template_chosen(app: _TemplateListeners, ack: Any, body: dict[str, Any
 async def submitted(app: _TemplateListeners, ack: Any, body: dict[str, Any], view: dict[str, Any],
                     context: Any = None) -> None:
     deps = app.deps
+    answer_at = answer_by(context, MODAL_SEND_BUDGET)  # the checks below count against Slack's 3 seconds too
     user = str((body.get("user") or {}).get("id") or "")
     target = PickerTarget.load(view.get("private_metadata"))
     state = (view.get("state") or {}).get("values") or {}
@@ -378,7 +381,7 @@ async def submitted(app: _TemplateListeners, ack: Any, body: dict[str, Any], vie
                      {"response_action": "errors", "errors": {TEMPLATE_BLOCK: ALREADY_SENDING}}))
         return
     sending = asyncio.ensure_future(send_template(deps, thread, template, values, user))
-    done, _ = await asyncio.wait({sending}, timeout=MODAL_SEND_BUDGET)
+    done, _ = await asyncio.wait({sending}, timeout=max(0.0, answer_at - time.monotonic()))
     if done and sending.exception() is not None:
         exc = sending.exception()
         assert exc is not None
