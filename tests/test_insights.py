@@ -126,6 +126,15 @@ def test_figures_percentiles_replies_and_waiting() -> None:
     assert f.closing == ()
 
 
+def test_a_resolved_conversation_waits_on_nobody() -> None:
+    from dataclasses import replace
+
+    thanks = conv(1, (0, "c"), (2, "U1"), (5, "c"))  # "ok thanks 👍" after the answer
+    assert [w.conversation_id for w in figures([thanks], since=at(-5), now=at(100)).waiting] == [1]
+    f = figures([replace(thanks, resolved=True)], since=at(-5), now=at(100))
+    assert f.waiting == () and f.first_responses == (timedelta(minutes=2),)  # its answer still counts
+
+
 def test_figures_count_only_waits_answered_in_the_period() -> None:
     convs = [conv(1, (0, "c"), (2, "U1"), (50, "c"), (55, "U1"))]
     f = figures(convs, since=at(10), now=at(100))

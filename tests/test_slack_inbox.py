@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from bot.core.config import Role
 from bot.handlers import appkeys
 from bot.handlers.slack_actions import SHORTCUT_EXPORT
+from bot.ops.insights_store import period_figures
 from bot.slack.inbox_view import (
     ACTIONS_BLOCK,
     ASSIGN_ACTION,
@@ -111,8 +113,15 @@ async def test_resolved_by_button_and_reopened_by_the_customer_not_by_an_echo_or
                                                                                           ) -> None:
     b = await make()
     ts, conv_id = await _thread(b)
+
+    async def waiting() -> list[int]:
+        found = await period_figures(b.app[appkeys.SESSIONS], since=datetime.now(UTC) - timedelta(days=1))
+        return [w.conversation_id for w in found.waiting]
+
+    assert await waiting() == [conv_id]
     await b.interaction(click(RESOLVE_ACTION, RAVI, conv_id, "2.1"))
     await eventually(lambda: f"*Resolved* by <@{RAVI}>" in inbox_line(b, ts))
+    assert await waiting() == []  # the Home tab, reminders and the report wait on nobody here
     assert buttons(b, ts) == [TAKE_ACTION, ASSIGN_ACTION, REOPEN_ACTION]
     await eventually(lambda: any(f"<@{RAVI}> resolved this conversation." in n for n in notes(b, ts)))
 
@@ -135,6 +144,7 @@ async def test_resolved_by_button_and_reopened_by_the_customer_not_by_an_echo_or
     await eventually(lambda: any("Reopened by the customer" in n for n in notes(b, ts)))
     conv = await b.one(Conversation)
     assert (conv.inbox_status, conv.status_by) == ("open", "customer")
+    assert await waiting() == [conv_id]
     assert await events(b) == [("resolve", RAVI, None), ("reopen", "customer", None)]
     # Staff may resolve it again and reopen it themselves.
     await b.interaction(click(RESOLVE_ACTION, STAFF, conv_id, "2.2"))

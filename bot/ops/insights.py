@@ -168,6 +168,7 @@ class ConversationInput:
     customer: str | Labelled  # a label, or what makes one when the customer is shown (formatting costs)
     events: tuple[Event, ...]
     thread: tuple[str, str] | None = None  # (Slack channel, thread ts)
+    resolved: bool = False  # marked resolved in the inbox: nobody is waited on until the customer writes again
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ def figures(conversations: Iterable[ConversationInput], *, since: datetime, now:
                 by.setdefault(w.responder, []).append(responses[-1])
         replies.update(r.responder for r in t.replies if since <= r.at <= now)
         open_wait = t.open_wait
-        if open_wait is not None and open_wait.started_at <= now:
+        if open_wait is not None and open_wait.started_at <= now and not conv.resolved:
             customer = conv.customer if isinstance(conv.customer, str) else conv.customer.label
             waiting.append(Waiting(conv.conversation_id, conv.channel, customer, open_wait.started_at,
                                    elapsed(open_wait.started_at, now), open_wait.last_customer_at + WINDOW,
