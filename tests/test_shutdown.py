@@ -55,18 +55,19 @@ async def test_tasks_are_cancelled_only_once_no_connection_is_in_use(tmp_path: P
     engine = make_engine(url)
     app = web.Application()
     app[appkeys.ENGINE] = engine
-    release = asyncio.Event()
+    release, held = asyncio.Event(), asyncio.Event()
     finished: list[str] = []
 
     async def busy() -> None:
         async with engine.connect() as conn:
+            held.set()
             await release.wait()
             await conn.exec_driver_sql("SELECT 1")
         finished.append("statement done")
         await asyncio.Event().wait()
 
     task = asyncio.create_task(busy())
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(held.wait(), 10)  # the connection is checked out (opening it can take a while)
     stopping = asyncio.create_task(stop_tasks(app, task))
     await asyncio.sleep(0.2)
     assert not task.done()  # holding a connection: not cancelled yet
