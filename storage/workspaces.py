@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Conversation, SlackOutbox, SlackWorkspace, utcnow
+from bot.core.workspace import DEFAULT_WORKSPACE
+from storage.models import Campaign, CampaignRun, Conversation, SlackOutbox, SlackWorkspace, utcnow
 from storage.upsert import insert_ignore
 
 ACTIVE = "active"
@@ -85,6 +87,18 @@ async def held_posts(session: AsyncSession, team: str) -> int:
     theirs = await session.scalar(select(func.count()).select_from(SlackOutbox).where(
         SlackOutbox.done_at.is_(None), SlackOutbox.conversation_id.in_(conversations)))
     return int(own or 0) + int(theirs or 0)
+
+
+async def run_teams(session: AsyncSession, run_ids: Iterable[int]) -> dict[int, str]:
+    """The workspace of each campaign run (its campaign's): a run's Slack posts (progress, unknown notices)
+    belong to it, for fairness, pausing and /metrics alike."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return {}
+    rows = (await session.execute(select(CampaignRun.id, Campaign.slack_team)
+                                  .join(Campaign, Campaign.id == CampaignRun.campaign_id)
+                                  .where(CampaignRun.id.in_(ids)))).tuples().all()
+    return {int(run): str(team or DEFAULT_WORKSPACE) for run, team in rows}
 
 
 def _row(r: SlackWorkspace) -> WorkspaceRow:

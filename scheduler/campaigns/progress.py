@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.config import Settings
+from bot.core.workspace import DEFAULT_WORKSPACE
 from bot.slack import limits
 from bot.slack.render import Post, escape
 from scheduler.campaigns import estimate
@@ -26,6 +27,7 @@ from scheduler.campaigns.records import RecipientStatus, RunStatus, run_with_cam
 from storage.models import CampaignRecipient, CampaignRun, utcnow
 from storage.progress_refresh import PROGRESS_KIND
 from storage.repository import enqueue_slack
+from storage.workspaces import run_teams
 
 KIND = PROGRESS_KIND
 RATE_WINDOW = timedelta(seconds=10)
@@ -195,12 +197,14 @@ async def snapshot(
 
 async def enqueue(session: AsyncSession, run_id: int, key: str) -> bool:
     """Owe Slack a refresh of the run's progress message; `key` dedupes (e.g. a time bucket, "final")."""
+    teams = await run_teams(session, [run_id])
     return await enqueue_slack(
         session,
         dedupe_key=f"{KIND}:{run_id}:{key}",
         thread_key=f"campaign:{run_id}",
         kind=KIND,
         payload={"run_id": run_id},
+        slack_team=teams.get(run_id, DEFAULT_WORKSPACE),
     )
 
 

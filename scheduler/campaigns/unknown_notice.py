@@ -16,11 +16,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.config import Settings
+from bot.core.workspace import DEFAULT_WORKSPACE
 from bot.slack.render import Post, escape
 from scheduler.campaigns.unknown_store import UnknownRun, quiet_unknowns, resend_unknown
 from scheduler.campaigns.unknowns import quiet_enough
 from storage.models import utcnow
 from storage.repository import enqueue_slack
+from storage.workspaces import run_teams
 
 KIND = "campaign_unknown"
 RESEND_ACTION = "campaign_resend_unknown"
@@ -74,7 +76,9 @@ async def check_unknowns(session: AsyncSession, settings: Settings, now: datetim
     quiet = timedelta(seconds=conf.unknown_quiet)
     auto = timedelta(seconds=conf.resend_unknown_after) if conf.resend_unknown_after is not None else None
     noticed = resent = 0
-    for run in await quiet_unknowns(session, now, min(quiet, auto) if auto is not None else quiet):
+    runs = await quiet_unknowns(session, now, min(quiet, auto) if auto is not None else quiet)
+    teams = await run_teams(session, [run.run_id for run in runs])
+    for run in runs:
         if auto is not None and quiet_enough(run.last_attempt, now, auto):
             resent += await resend_unknown(session, run.campaign_id, up_to=run.newest_id)
             continue
@@ -87,7 +91,8 @@ async def check_unknowns(session: AsyncSession, settings: Settings, now: datetim
                                payload={"run_id": run.run_id, "channel": run.slack_channel,
                                         "campaign_id": run.campaign_id, "name": run.campaign_name,
                                         "created_by": run.created_by, "count": run.count,
-                                        "newest_id": run.newest_id}):
+                                        "newest_id": run.newest_id},
+                               slack_team=teams.get(run.run_id, DEFAULT_WORKSPACE)):
             noticed += 1
     return noticed, resent
 
