@@ -57,7 +57,7 @@ def test_slack_limits_key_posts_by_channel_and_tiered_methods_by_workspace() -> 
 
 async def test_waiting_calls_go_by_priority_then_in_arrival_order() -> None:
     pacer = Pacer({POST: Limit(20.0, 1, per_channel=True)})
-    pacer.pause(POST, "C1", 0.2)  # a Retry-After: everyone below has to wait for it
+    await pacer.pause(POST, "C1", 0.2)  # a Retry-After: everyone below has to wait for it
     order: list[str] = []
 
     async def call(name: str, priority: int) -> None:
@@ -75,7 +75,7 @@ async def test_waiting_calls_go_by_priority_then_in_arrival_order() -> None:
 
 async def test_a_retry_after_pauses_that_channel_only() -> None:
     pacer = Pacer()
-    pacer.pause(POST, "C1", 30.0)
+    await pacer.pause(POST, "C1", 30.0)
     await pacer.acquire(POST, "C2")  # returns: C2 is not held by C1's pause
     await pacer.acquire("api.test", "C1")  # unpaced methods never wait
     assert pacer.paused_for(POST, "C1") > 25.0 and pacer.paused_for(POST, "C2") == 0.0
@@ -83,7 +83,7 @@ async def test_a_retry_after_pauses_that_channel_only() -> None:
 
 async def test_a_cancelled_waiter_leaves_the_queue_to_the_next() -> None:
     pacer = Pacer({POST: Limit(20.0, 1, per_channel=True)})
-    pacer.pause(POST, "C1", 0.1)
+    await pacer.pause(POST, "C1", 0.1)
     first = asyncio.create_task(pacer.acquire(POST, "C1", 0))
     second = asyncio.create_task(pacer.acquire(POST, "C1", 1))
     await asyncio.sleep(0)
@@ -139,7 +139,7 @@ async def test_a_method_tier_is_paced_per_workspace() -> None:
     reactions = SLACK_LIMITS["reactions.add"]
     assert limit_key("reactions.add", None, reactions, "T0A") != limit_key("reactions.add", None, reactions, "T0B")
     pacer = Pacer()
-    pacer.pause("reactions.add", "C1", 30.0, "T0A")
+    await pacer.pause("reactions.add", "C1", 30.0, "T0A")
     await pacer.acquire("reactions.add", "C2", 0, "T0B")  # returns: T0B is not held by T0A's pause
     assert pacer.paused_for("reactions.add", "C9", "T0A") > 25.0
     assert pacer.paused_for("reactions.add", "C1", "T0B") == 0.0

@@ -25,6 +25,7 @@ from bot.handlers import appkeys, slack_install
 from bot.onboarding import outbox_kinds
 from bot.slack import reply_ledger
 from bot.slack.outbox import Kinds, OutboxWorker
+from bot.slack.pacer import make_pacer
 from scheduler.campaigns import progress
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ def add_outbox_kinds(app: web.Application, kinds: Kinds) -> None:
 def outbox_worker_task(app: web.Application, **outbox_options: Any) -> asyncio.Task[None]:
     """Build this process's outbox worker with the kinds the components added, and run it."""
     added: dict[str, Any] | None = app.get(appkeys.SLACK_OUTBOX_KINDS)
+    # With Redis every process paces each Slack channel's allowance together (bot.slack.pace_redis).
+    outbox_options.setdefault("pacer", make_pacer(app[appkeys.REDIS]))
     worker = make_outbox_worker(app[appkeys.DEPS], added if added is not None else builtin_kinds(),
                                 owner=liveness_owner(app), guard=liveness_guard(app), **outbox_options)
     app[OUTBOX] = worker

@@ -152,7 +152,7 @@ class ItemContext:
             outcome = decide(error, self.item.attempts, status=status, retry_after=retry_after,
                              backoff=self.worker.backoff_policy)
             if outcome.action is Action.RETRY and (status == 429 or error == "ratelimited"):
-                self.worker.pacer.pause(method, channel, outcome.delay, self.item.slack_team)
+                await self.worker.pacer.pause(method, channel, outcome.delay, self.item.slack_team)
                 raise Retry(f"{method}: rate limited for {outcome.delay:g}s", delay=outcome.delay) from exc
             if outcome.action is Action.RETRY and outcome.uncertain:
                 raise Retry(f"{method}: HTTP {status} {error}", uncertain=True) from exc

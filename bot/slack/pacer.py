@@ -1,10 +1,11 @@
 """The per-channel pacer in front of the Slack outbox: calls wait for their slot instead of being refused.
 
 Each call draws from the bucket of its method (and channel, for chat.postMessage; see bot.slack.pacing).
-Callers waiting for one bucket are served by priority, then in arrival order, so while a channel is
-backed up a customer's message goes before a status reaction or a progress update. A 429's Retry-After
-pauses only the bucket that was refused: other channels keep going. Pacing is per process; several
-processes posting into one channel share Slack's allowance, and the rare 429 that follows is honoured.
+Callers waiting for one bucket in this process are served by priority, then in arrival order, so while a
+channel is backed up a customer's message goes before a status reaction or a progress update. A 429's
+Retry-After pauses only the bucket that was refused, and lowers its rate and burst until calls going through
+show it may climb back (a workspace stricter than Slack documents). The buckets live in Redis when it is
+configured (bot.slack.pace_redis: every process shares each channel's allowance), else in this process.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import heapq
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from bot.core.waits import wait_until
-from bot.slack.pacing import SLACK_LIMITS, Bucket, Limit, limit_key
-
-Key = tuple[str, str]
+from bot.slack.pace_redis import RedisPaces
+from bot.slack.pace_store import Grant, Key, LocalPaces, Paces
+from bot.slack.pacing import SLACK_LIMITS, Limit, limit_key
 
 URGENT_BELOW = 2
 """Priorities below this are what a person is waiting to read (bot.slack.outbox_policy.priority_of)."""
@@ -35,34 +37,33 @@ class ChannelBacklog:
 class Pacer:
     """Token buckets per Slack method (and channel), with priority queues of waiting callers."""
 
-    def __init__(self, limits: Mapping[str, Limit] = SLACK_LIMITS) -> None:
+    def __init__(self, limits: Mapping[str, Limit] = SLACK_LIMITS, paces: Paces | None = None) -> None:
         self.limits = dict(limits)
-        self._buckets: dict[Key, Bucket] = {}
+        self.paces: Paces = paces if paces is not None else LocalPaces()
         self._waiting: dict[Key, list[tuple[int, int, asyncio.Event]]] = {}
+        self._seen: dict[Key, tuple[float, Grant]] = {}  # each bucket's last answer, and when
         self._seq = itertools.count()
 
     @staticmethod
     def _now() -> float:
         return asyncio.get_running_loop().time()
 
-    def _bucket(self, method: str, channel: str | None, workspace: str = "") -> tuple[Key, Bucket] | None:
+    def _find(self, method: str, channel: str | None, workspace: str) -> tuple[Key, Limit, Key | None] | None:
         limit = self.limits.get(method)
         if limit is None:
             return None
-        key = limit_key(method, channel, limit, workspace)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = Bucket(limit)
-        return key, bucket
+        # A channel without a 429 of its own paces by what its workspace's channels learned.
+        profile = (method, f"workspace:{workspace}") if limit.per_channel else None
+        return limit_key(method, channel, limit, workspace), limit, profile
 
     async def acquire(self, method: str, channel: str | None, priority: int = 0, workspace: str = "") -> None:
         """Wait for this call's slot; lower `priority` numbers go first among those waiting, and only the
         urgent ones (below URGENT_BELOW) may use a bucket's reserve."""
         urgent = priority < URGENT_BELOW
-        found = self._bucket(method, channel, workspace)
+        found = self._find(method, channel, workspace)
         if found is None:
             return
-        key, bucket = found
+        key, limit, profile = found
         heap = self._waiting.setdefault(key, [])
         entry = (priority, next(self._seq), asyncio.Event())
         heapq.heappush(heap, entry)
@@ -71,12 +72,12 @@ class Pacer:
                 event = entry[2]
                 event.clear()
                 if heap[0] is entry:
-                    wait = bucket.take(self._now(), urgent)
-                    if wait <= 0:
-                        heapq.heappop(heap)
+                    grant = await self.paces.take(key, limit, urgent, profile, workspace)
+                    self._seen[key] = (self._now(), grant)
+                    if grant.wait <= 0:
                         return
                     # Woken early if someone more urgent arrives and takes the head, or a pause changes.
-                    await wait_until(event.wait(), wait)
+                    await wait_until(event.wait(), grant.wait)
                 else:
                     await event.wait()
         finally:
@@ -88,27 +89,39 @@ class Pacer:
             else:
                 self._waiting.pop(key, None)
 
-    def pause(self, method: str, channel: str | None, seconds: float, workspace: str = "") -> None:
+    async def pause(self, method: str, channel: str | None, seconds: float, workspace: str = "") -> None:
         """Slack answered 429 with Retry-After: hold this method (on this channel, or in this workspace) for
-        `seconds`."""
-        found = self._bucket(method, channel, workspace)
-        if found is not None:
-            found[1].pause(self._now(), seconds)
+        `seconds`, and pace it more slowly for a while."""
+        found = self._find(method, channel, workspace)
+        if found is None:
+            return
+        key, limit, profile = found
+        await self.paces.refused(key, limit, seconds, profile, workspace)
+        seen = self._seen.get(key)
+        rate, burst = (seen[1].rate, seen[1].burst) if seen is not None else (limit.per_second, limit.burst)
+        self._seen[key] = (self._now(), Grant(seconds, seconds, rate, burst))
 
     def paused_for(self, method: str, channel: str | None, workspace: str = "") -> float:
-        """Seconds left of a Retry-After pause on this method (and channel or workspace); 0 when not paused."""
-        limit = self.limits.get(method)
-        bucket = self._buckets.get(limit_key(method, channel, limit, workspace)) if limit is not None else None
-        return max(0.0, bucket.paused_until - self._now()) if bucket is not None else 0.0
+        """Seconds left of a Retry-After pause on this method (and channel or workspace), as last seen here."""
+        found = self._find(method, channel, workspace)
+        seen = self._seen.get(found[0]) if found is not None else None
+        return max(0.0, seen[1].paused - (self._now() - seen[0])) if seen is not None else 0.0
 
     def backlog(self) -> dict[str, ChannelBacklog]:
         """Callers waiting for chat.postMessage per channel, and how long until the last of them may go."""
         now = self._now()
         out: dict[str, ChannelBacklog] = {}
-        for (method, channel), heap in self._waiting.items():
+        for key, heap in self._waiting.items():
+            method, channel = key
             if method != "chat.postMessage" or not channel or not heap:
                 continue
-            bucket = self._buckets[(method, channel)]
-            seconds = bucket.wait(now) + (len(heap) - 1) / bucket.limit.per_second
-            out[channel] = ChannelBacklog(len(heap), seconds)
+            seen = self._seen.get(key)
+            ahead, rate = ((max(0.0, seen[1].wait - (now - seen[0])), seen[1].rate) if seen is not None
+                           else (0.0, self.limits[method].per_second))
+            out[channel] = ChannelBacklog(len(heap), ahead + (len(heap) - 1) / rate)
         return out
+
+
+def make_pacer(redis: Any = None, limits: Mapping[str, Limit] = SLACK_LIMITS) -> Pacer:
+    """This process's pacer: buckets in Redis (shared by every process) when a client is given."""
+    return Pacer(limits, RedisPaces(redis) if redis is not None else None)
