@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CursorResult, Update, delete, or_, select, update
+from sqlalchemy import CursorResult, Update, delete, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Conversation, ConversationEvent
@@ -26,6 +26,7 @@ class InboxAction(StrEnum):
     ASSIGN = "assign"
     RESOLVE = "resolve"
     REOPEN = "reopen"
+    UNASSIGN = "unassign"
 
 
 class Outcome(StrEnum):
@@ -44,8 +45,9 @@ class Change:
     actor: str
     at: datetime
     dedupe_key: str
-    assignee: str | None = None  # ASSIGN's new owner
-    unowned_only: bool = False  # TAKE only while nobody owns it (the first reply from Slack)
+    assignee: str | None = None  # ASSIGN's new owner; UNASSIGN's owner before (changed only while still so)
+    unowned_only: bool = False  # TAKE only while nobody owns it (a click, or the first reply from Slack)
+    by_reply: bool = False  # a TAKE made by answering first (inbox.auto_assign: first_reply)
 
 
 async def apply(session: AsyncSession, change: Change) -> Outcome:
@@ -70,11 +72,20 @@ def _update(change: Change) -> Update:
         owner = change.actor if change.action is InboxAction.TAKE else change.assignee
         free = c.owner.is_(None) if change.unowned_only else or_(c.owner.is_(None), c.owner != owner)
         return update(c).where(*where, free).values(owner=owner)
+    if change.action is InboxAction.UNASSIGN:
+        held = c.owner == change.assignee if change.assignee else false()  # nobody to unassign: no change
+        return update(c).where(*where, held).values(owner=None)
     if change.action is InboxAction.RESOLVE:
         return update(c).where(*where, c.inbox_status != RESOLVED).values(
             inbox_status=RESOLVED, status_by=change.actor, status_at=change.at)
     return update(c).where(*where, c.inbox_status == RESOLVED).values(
         inbox_status=OPEN, status_by=change.actor, status_at=change.at)
+
+
+async def owner_of(session: AsyncSession, conversation_id: int, slack_team: str) -> str | None:
+    """Who owns a conversation of this workspace now (None: nobody, or not this workspace's)."""
+    return await session.scalar(select(Conversation.owner).where(Conversation.id == conversation_id,
+                                                                 Conversation.slack_team == slack_team))
 
 
 async def open_since(session: AsyncSession, conversation_id: int) -> datetime | None:

@@ -2,7 +2,8 @@
 
 Only rows that belong to the person are read: their contact rows and ids, their conversations in scope and the
 messages in them (staff replies included: they are part of the conversation), the statuses of those
-messages, their campaign sends and audience rows in scope, and earlier erasures of their ids.
+messages, the inbox's changes to those conversations, their campaign sends and audience rows in scope, and
+earlier erasures of their ids.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from storage.models import (
     Contact,
     ContactIdentity,
     Conversation,
+    ConversationEvent,
     Erasure,
     Message,
     MessageStatus,
@@ -69,6 +71,9 @@ async def collect(session: AsyncSession, person: Person, channel_ids: Sequence[i
         select(AudienceMember, Campaign.name).join(Campaign, Campaign.id == AudienceMember.campaign_id)
         .where(AudienceMember.wa_id.in_(person.wa_ids), AudienceMember.campaign_id.in_(campaigns_in(channel_ids)))
         .order_by(AudienceMember.id))).all()
+    changes = (await session.scalars(select(ConversationEvent).where(
+        ConversationEvent.conversation_id.in_(person.conversation_ids))
+        .order_by(ConversationEvent.conversation_id, ConversationEvent.id))).all()
     groups = await _groups(session, person, channel_ids)
     erasures = [e for e in (await session.scalars(select(Erasure).order_by(Erasure.id))).all()
                 if set(hashes) & set(e.identity_hashes or [])] if hashes else []
@@ -88,6 +93,8 @@ async def collect(session: AsyncSession, person: Person, channel_ids: Sequence[i
                             "scheduled_for": at.isoformat()} for r, name, at in sends],
         "audiences": [{**as_row(a), "campaign": name} for a, name in audience],
         "groups": groups,
+        # Who took, assigned, resolved or reopened their conversations, and when (the team inbox's audit).
+        "inbox_changes": [as_row(c, leave_out=("dedupe_key",)) for c in changes],
         "audit": [as_row(e, leave_out=("contact_ids", "conversation_ids")) for e in erasures],
     }
 

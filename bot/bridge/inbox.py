@@ -1,4 +1,5 @@
-"""The team inbox: taking, assigning, resolving and reopening conversations, and what the thread says of it.
+"""The team inbox: taking, assigning, unassigning, resolving and reopening conversations, and what the thread
+says of it.
 
 A change is applied in the caller's transaction together with what Slack is owed: a thread note ("Asha assigned
 this to Ravi") and a refresh of the parent, which shows the owner and the status (bot.slack.inbox_view).
@@ -35,7 +36,7 @@ def parent_with_inbox(header: Post, conv: Conversation, tz: str) -> Post:
 def note_text(change: Change) -> str:
     """The thread note a change leaves (mrkdwn; mentions render as names)."""
     actor = who(change.actor)
-    if change.action is InboxAction.TAKE and change.unowned_only:
+    if change.action is InboxAction.TAKE and change.by_reply:
         return f":raising_hand: {actor} answered first and owns this conversation now."
     if change.action is InboxAction.TAKE:
         return f":raising_hand: {actor} took this conversation."
@@ -43,6 +44,10 @@ def note_text(change: Change) -> str:
         if change.assignee == change.actor:
             return f":raising_hand: {actor} assigned this to themselves."
         return f":bust_in_silhouette: {actor} assigned this to {who(change.assignee or '?')}."
+    if change.action is InboxAction.UNASSIGN:
+        if change.assignee == change.actor:
+            return f":wave: {actor} let go of this conversation: nobody owns it now."
+        return f":wave: {actor} unassigned {who(change.assignee or '?')}: nobody owns this conversation now."
     if change.action is InboxAction.RESOLVE:
         return f":white_check_mark: {actor} resolved this conversation."
     if change.actor == inbox.CUSTOMER:
@@ -57,6 +62,8 @@ def audit_text(action: str, actor: str, assignee: str | None) -> str:
         return f"{person} took this conversation"
     if action == InboxAction.ASSIGN:
         return f"{person} assigned this to {assignee or '?'}"
+    if action == InboxAction.UNASSIGN:
+        return f"{person} unassigned {assignee or '?'}"
     if action == InboxAction.RESOLVE:
         return f"{person} resolved this conversation"
     return f"reopened by {person}"
@@ -81,7 +88,7 @@ async def answered_from_slack(session: AsyncSession, auto_assign: AutoAssign, co
     if team is None:
         return False
     change = Change(conversation_id, team, InboxAction.TAKE, user, at, f"first_reply:{conversation_id}:{user}",
-                    unowned_only=True)
+                    unowned_only=True, by_reply=True)
     return await staff_change(session, change) is Outcome.DONE
 
 

@@ -14,7 +14,7 @@ EXIT_USAGE = 2
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     report = add_command(
-        sub, "report", help="first-response times, unanswered conversations, replies per responder",
+        sub, "report", help="first-response times, unanswered conversations, replies per responder, inbox changes",
         description="The managers' figures (as on the Home tab) for a period, times in the configured "
                     "timezone. Needs database_url; responders are named when slack.bot_token is set and Slack "
                     "answers, else their Slack ids stay.")
@@ -35,6 +35,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 async def _report(settings: Settings, since_text: str, channel: str | None, fmt: Format) -> int:
     from bot.cli.ops import runtime
+    from bot.ops.inbox_audit import changes_in, people_in
     from bot.ops.insights_store import period_figures
     from bot.ops.report import as_dict, parse_since, render
     from bot.ops.sla import elapsed_for
@@ -49,8 +50,9 @@ async def _report(settings: Settings, since_text: str, channel: str | None, fmt:
     async with runtime(settings) as rt:
         figures = await period_figures(rt.sessions, since=since, now=now,
                                        channels=[channel] if channel else None, elapsed=elapsed_for(settings))
-    names = await slack_names(settings, figures.replies)
-    sys.stdout.write(render(as_dict(figures, names, channel, settings.timezone), fmt))
+        changes = await changes_in(rt.sessions, since=since, now=now, channels=[channel] if channel else None)
+    names = await slack_names(settings, [*figures.replies, *sorted(people_in(changes))])
+    sys.stdout.write(render(as_dict(figures, names, channel, settings.timezone, changes), fmt))
     return 0
 
 

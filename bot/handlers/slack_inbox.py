@@ -1,8 +1,11 @@
-"""The inbox buttons on a thread parent: "Take it", "Assign…", "Resolve" and "Reopen"; a ✅ on it resolves too.
+"""The inbox buttons on a thread parent: "Take it", "Assign…", "Unassign", "Resolve" and "Reopen"; a ✅ on it
+resolves too.
 
-Each click names only a conversation id; it is looked up in the request's workspace (another workspace's id
-is refused and logged there), the person must be allowed (`slack.permissions.inbox`, channel members by
-default), and the change is applied once per click: a replayed payload finds its audit row and does nothing.
+"Take it" takes only a conversation nobody owns: of two people taking it at once the second is told who holds
+it (taking over is a deliberate Assign…). Each click names only a conversation id; it is looked up in the
+request's workspace (another workspace's id is refused and logged there), the person must be allowed
+(`slack.permissions.inbox`, channel members by default), and the change is applied once per click: a replayed
+payload finds its audit row and does nothing.
 """
 
 from __future__ import annotations
@@ -19,10 +22,18 @@ from bot.deps import Deps
 from bot.handlers.slack_actions import refusal_for, thread_by_conversation
 from bot.handlers.slack_messages import ephemeral, find_thread
 from bot.slack import once, payloads
-from bot.slack.inbox_view import ACTIONS_BLOCK, ASSIGN_ACTION, REOPEN_ACTION, RESOLVE_ACTION, TAKE_ACTION
+from bot.slack.inbox_view import (
+    ACTIONS_BLOCK,
+    ASSIGN_ACTION,
+    REOPEN_ACTION,
+    RESOLVE_ACTION,
+    TAKE_ACTION,
+    UNASSIGN_ACTION,
+    who,
+)
 from bot.slack.outbox import wake_outbox
 from bot.slack.permissions import UNCHECKED, Action, MembershipUnknown, Permissions
-from storage.inbox import Change, InboxAction, Outcome, open_since
+from storage.inbox import Change, InboxAction, Outcome, open_since, owner_of
 from storage.models import as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -30,7 +41,8 @@ log = logging.getLogger(__name__)
 _UNCHANGED = {InboxAction.TAKE: "You already own this conversation.",
               InboxAction.ASSIGN: "That person already owns this conversation.",
               InboxAction.RESOLVE: "This conversation is already resolved.",
-              InboxAction.REOPEN: "This conversation is open already."}
+              InboxAction.REOPEN: "This conversation is open already.",
+              InboxAction.UNASSIGN: "Nobody owns this conversation."}
 
 
 # A ✅ on a thread parent resolves the conversation, as the "Resolve" button does.
@@ -41,6 +53,7 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
     permissions = Permissions(deps.settings.slack, deps.slack)
     bolt.action(TAKE_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.TAKE))
     bolt.action(ASSIGN_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.ASSIGN))
+    bolt.action(UNASSIGN_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.UNASSIGN))
     bolt.action(RESOLVE_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.RESOLVE))
     bolt.action(REOPEN_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.REOPEN))
     bolt.event("reaction_added")(partial(on_reaction, deps, permissions))
@@ -109,12 +122,34 @@ async def on_inbox_action(deps: Deps, permissions: Permissions, kind: InboxActio
         return
     stamp = str(action.get("action_ts") or body.get("trigger_id") or "")
     key = once.action_key("inbox", kind.value, user, str(thread.conversation_id), stamp, assignee or "")
-    change = Change(thread.conversation_id, scope.workspace, kind, user, utcnow(), key, assignee)
+    if kind is InboxAction.UNASSIGN:
+        assignee = await _owner(deps, thread.conversation_id, scope.workspace)  # changed only while still theirs
+    change = Change(thread.conversation_id, scope.workspace, kind, user, utcnow(), key, assignee,
+                    unowned_only=kind is InboxAction.TAKE)
     outcome = await _apply(deps, change)
     if outcome is Outcome.UNCHANGED:
-        await ephemeral(deps, thread, thread.slack_channel, user, _UNCHANGED[kind])
-    else:
+        await ephemeral(deps, thread, thread.slack_channel, user,
+                        await _unchanged_text(deps, change) or _UNCHANGED[kind])
+    elif outcome is Outcome.REPLAY:
         log.info("inbox %s by %s on conversation %s already handled", kind.value, user, thread.conversation_id)
+
+
+async def _owner(deps: Deps, conversation_id: int, workspace: str) -> str | None:
+    async with deps.sessions() as s:
+        return await owner_of(s, conversation_id, workspace)
+
+
+async def _unchanged_text(deps: Deps, change: Change) -> str | None:
+    """Why a take or an unassign changed nothing when someone else holds the conversation (they got there first)."""
+    if change.action not in (InboxAction.TAKE, InboxAction.UNASSIGN):
+        return None
+    holder = await _owner(deps, change.conversation_id, change.slack_team)
+    if holder is None or (holder == change.actor and change.action is InboxAction.TAKE):
+        return None
+    if change.action is InboxAction.TAKE:
+        return (f":raised_hand: {who(holder)} holds this conversation already. To take it over, pick yourself "
+                "in Assign…")
+    return f":raised_hand: {who(holder)} owns this conversation now; use Unassign again to let it go."
 
 
 async def _assignee_refusal(permissions: Permissions, assignee: str, channel: str) -> str | None:

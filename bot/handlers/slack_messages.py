@@ -32,6 +32,7 @@ from bot.core.config import ChannelSettings, ThreadReplies
 from bot.core.window import window_closes_at, window_open
 from bot.core.workspace import in_scope
 from bot.deps import Deps
+from bot.handlers.slack_collision import tell_if_others
 from bot.meta.errors import GraphError, SendAction, explain
 from bot.meta.graph import SendResult
 from bot.slack import limits, render, reply_ledger
@@ -390,6 +391,8 @@ async def send_reply(deps: Deps, thread: BridgedThread, reply: Reply, user: str,
         await reply_ledger.finish(deps.sessions, key, "error")
         raise
     await reply_ledger.finish(deps.sessions, key, outcome.value)
+    if outcome is Outcome.SENT:
+        await tell_if_others(deps, thread.conversation_id, thread.slack_channel, thread.thread_ts, user)
     return outcome
 
 

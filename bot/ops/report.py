@@ -6,15 +6,17 @@ import csv
 import io
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.core.readable import day_time
+from bot.ops.inbox_audit import AuditEntry
 from bot.ops.insights import PHONE_APP, Figures, humanize
 from bot.slack.display_names import unisolated
+from storage.inbox import CUSTOMER
 
 _SPAN = re.compile(r"^(?P<n>\d+)\s*(?P<unit>[mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -55,8 +57,10 @@ def _name(responder: str, names: Mapping[str, str]) -> str:
     return responder if responder == PHONE_APP else names.get(responder, responder)
 
 
-def as_dict(f: Figures, names: Mapping[str, str], channel: str | None = None, tz: str = "UTC") -> dict[str, Any]:
-    """The report as plain data (what JSON shows; text and CSV are drawn from it); times in `tz`.
+def as_dict(f: Figures, names: Mapping[str, str], channel: str | None = None, tz: str = "UTC",
+            changes: Sequence[AuditEntry] = ()) -> dict[str, Any]:
+    """The report as plain data (what JSON shows; text and CSV are drawn from it); times in `tz`; `changes` are
+    the inbox's audit rows of the period.
 
     Names come without the isolates Slack needs: a leading FSI would hide a formula from `_safe`.
     """
@@ -75,7 +79,19 @@ def as_dict(f: Figures, names: Mapping[str, str], channel: str | None = None, tz
                         "window_closing_soon": w in f.closing} for w in f.waiting],
         "replies": [{"responder": _name(r, names), "id": None if r == PHONE_APP else r, "replies": n}
                     for r, n in f.replies.items()],
+        "inbox_changes": [{"at": at(c.at), "channel": c.channel, "customer": unisolated(c.customer),
+                           "action": c.action, "by": _person(c.actor, names), "by_id": _id(c.actor),
+                           "assignee": _person(c.assignee, names) if c.assignee else None,
+                           "assignee_id": _id(c.assignee) if c.assignee else None} for c in changes],
     }
+
+
+def _person(user: str, names: Mapping[str, str]) -> str:
+    return "the customer" if user == CUSTOMER else names.get(user, user)
+
+
+def _id(user: str) -> str | None:
+    return None if user == CUSTOMER else user
 
 
 def _readable(iso: str, tz: str) -> str:
@@ -100,14 +116,26 @@ def render_text(data: Mapping[str, Any]) -> str:
                      f"{_readable(w['waiting_since'], tz)}){closing}")
     lines += ["", "Replies per responder:"]
     lines += [f"  {r['responder']}: {r['replies']}" for r in data["replies"]] or ["  none"]
+    changes = data.get("inbox_changes") or []
+    lines += ["", f"Inbox changes: {len(changes)}"]
+    lines += [f"  {_readable(c['at'], tz)} {c['channel']}: {c['customer']}: {_change_text(c)}" for c in changes]
     return "\n".join(lines) + "\n"
+
+
+def _change_text(change: Mapping[str, Any]) -> str:
+    """`Asha Verma assigned it to Ravi`, `reopened by the customer`."""
+    by, action, assignee = change["by"], change["action"], change["assignee"] or "?"
+    return {"take": f"{by} took it", "assign": f"{by} assigned it to {assignee}",
+            "unassign": f"{by} unassigned {assignee}", "resolve": f"{by} resolved it",
+            "reopen": f"reopened by {by}"}.get(action, f"{action} by {by}")
 
 
 def _span(minutes: float) -> str:
     return humanize(timedelta(minutes=minutes))
 
 
-CSV_COLUMNS = ("section", "channel", "name", "minutes", "count", "since", "window_closes_at")
+CSV_COLUMNS = ("section", "channel", "name", "minutes", "count", "since", "window_closes_at", "action", "by",
+               "assignee")
 
 
 def render_csv(data: Mapping[str, Any]) -> str:
@@ -124,6 +152,10 @@ def render_csv(data: Mapping[str, Any]) -> str:
                     u["window_closes_at"]])
     for r in data["replies"]:
         w.writerow(["replies", scope, _safe(r["responder"]), "", r["replies"], data["since"], ""])
+    # An inbox change: `since` is when it was made, `name` the customer.
+    for c in data.get("inbox_changes") or []:
+        w.writerow(["inbox", c["channel"], _safe(c["customer"]), "", "", c["at"], "", c["action"], _safe(c["by"]),
+                    _safe(c["assignee"] or "")])
     return out.getvalue()
 
 

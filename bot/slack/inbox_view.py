@@ -16,6 +16,7 @@ from bot.slack.render import format_time
 
 TAKE_ACTION = "wabridge_inbox_take"
 ASSIGN_ACTION = "wabridge_inbox_assign"
+UNASSIGN_ACTION = "wabridge_inbox_unassign"
 RESOLVE_ACTION = "wabridge_inbox_resolve"
 REOPEN_ACTION = "wabridge_inbox_reopen"
 ACTIONS_BLOCK = "wabridge_inbox"
@@ -65,7 +66,8 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
 
 
 def inbox_blocks(view: InboxView, tz: str) -> list[dict[str, Any]]:
-    """The parent's inbox line and its buttons: Take it, Assign…, Resolve or Reopen, and Saved reply."""
+    """The parent's inbox line and its buttons: Take it, Assign…, Unassign (when owned), Resolve or Reopen, and
+    Saved reply."""
     value = json.dumps({"conversation_id": view.conversation_id})
     assign: dict[str, Any] = {"type": "users_select", "action_id": ASSIGN_ACTION,
                               "placeholder": limits.plain("Assign…", limits.PLACEHOLDER)}
@@ -73,10 +75,11 @@ def inbox_blocks(view: InboxView, tz: str) -> list[dict[str, Any]]:
         assign["initial_user"] = view.owner
     status = (_button("Reopen", REOPEN_ACTION, value) if view.resolved
               else _button("Resolve", RESOLVE_ACTION, value, "primary"))
+    unassign = [_button("Unassign", UNASSIGN_ACTION, value)] if view.owner else []
     # The conversation rides in the block id: a users_select has no value of its own.
     return [limits.context(status_line(view, tz)),
             {"type": "actions", "block_id": f"{ACTIONS_BLOCK}:{view.conversation_id}",
-             "elements": [_button("Take it", TAKE_ACTION, value), assign, status,
+             "elements": [_button("Take it", TAKE_ACTION, value), assign, *unassign, status,
                           _button("Saved reply", saved_replies.OPEN_ACTION, value)]}]
 
 
