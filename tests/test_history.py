@@ -243,3 +243,22 @@ def test_sync_problems_tell_stalled_from_under_way() -> None:
     assert "under way" in detail and not fix and not failure
     [(_, detail, _, failure)] = sync_problems([view("requested", 25, None)], now)
     assert "never completed" in detail and failure
+
+
+async def test_a_rename_applied_while_the_parent_is_being_posted_still_reaches_the_parent(harness: Harness) -> None:
+    h = harness
+    # The parent lands in Slack but its answer is lost, and Slack then goes down: the thread stays unrecorded
+    # while the phone's rename is applied, so the rename finds no thread to refresh.
+    h.slack.lose_answers("chat.postMessage", 1)
+    await h.webhook(inbound_text("wamid.LIVE5", "Hi", wa_id=RAVI, name="Ravi", ts=now_ts(-120)))
+    parent = (await eventually(lambda: h.parents()))[0]
+    h.slack.set_down(True)
+    await deliver(h, "state_sync_rename.json")
+    await eventually(lambda: h.rows(Contact, Contact.address_book_name == "Ravi Kumar (Site 4)"))
+    [conv] = await h.rows(Conversation)
+    assert conv.slack_thread_ts is None
+    assert "Ravi Kumar" not in all_text(parent)
+
+    h.slack.set_down(False)
+    renamed = await eventually(lambda: [m for m in h.parents() if "Ravi Kumar (Site 4)" in all_text(m)])
+    assert [m["ts"] for m in renamed] == [parent["ts"]] and len(h.parents()) == 1

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from bot.bridge.inbox import parent_with_inbox
@@ -178,6 +179,7 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
     if not slack_channel:
         raise GiveUp(f"channel {channel_row.name} has no Slack channel")
     ts = None
+    rendered: Contact | None = None  # the contact as this attempt's parent shows it; None: an earlier attempt's
     if ctx.item.uncertain or "parent" in ctx.parts:
         ts = ctx.parts.get("parent")
         if ts is None:
@@ -187,6 +189,7 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
                 if opening is not None and found.carries(ctx.item.id, opening.part):
                     ctx.parts[opening.part] = ts
     if ts is None:
+        rendered = contact
         header = parent_with_inbox(render.parent_post(
             await header_view(ctx, contact), render.ChannelView(channel_row.name, channel_row.display_phone_number),
             window_closes_at(conv.last_customer_message_at), utcnow(), ctx.deps.settings.timezone),
@@ -203,15 +206,30 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
 
     await post_history_intro(ctx, conversation_id, Thread(slack_channel, ts))
     async with ctx.deps.sessions() as s, s.begin():
-        await s.execute(update(Conversation).where(
+        recorded = await s.execute(update(Conversation).where(
             Conversation.id == conversation_id, Conversation.slack_thread_ts.is_(None)
         ).values(slack_thread_ts=ts, slack_channel=slack_channel))
+        if recorded.rowcount:  # type: ignore[attr-defined]
+            await _refresh_if_renamed_meanwhile(s, conversation_id, contact.id, rendered, ts)
         # Another attempt may have recorded its thread first: the one recorded wins.
         stored = (await s.execute(select(Conversation.slack_thread_ts, Conversation.slack_channel)
                                   .where(Conversation.id == conversation_id))).first()
         final_ts = (stored[0] if stored else None) or ts
         final_channel = (stored[1] if stored else None) or slack_channel
     return Thread(final_channel, final_ts)
+
+
+async def _refresh_if_renamed_meanwhile(s: AsyncSession, conversation_id: int, contact_id: int,
+                                       rendered: Contact | None, ts: str) -> None:
+    """A rename applied while the parent was being posted found no thread to refresh: owe the refresh here.
+
+    The contact's row lock orders this against the rename's transaction, which writes the contact before it
+    looks for threads: whichever commits second sees the other's write, so one of the two owes the refresh.
+    A parent an earlier attempt posted (found, not rendered now) may show any older name: refresh it."""
+    fresh = (await s.execute(select(Contact).where(Contact.id == contact_id).with_for_update()
+                             .execution_options(populate_existing=True))).scalar_one_or_none()
+    if fresh is not None and (rendered is None or contact_view(fresh) != contact_view(rendered)):
+        await repo.owe_parent_refresh(s, conversation_id, f"renamed-while-posting:{ts}")
 
 
 async def current_parent(ctx: ItemContext, conv: Conversation, contact: Contact, channel_row: Channel,
