@@ -121,6 +121,7 @@ async def workspace_standin() -> SlackStandin:
 async def bridges(aiohttp_client: Any, db_url: str) -> AsyncIterator[BridgeFactory]:
     """A factory of bridges on one database: each gets fresh stand-ins unless given ones to share."""
     started: list[Any] = []
+    clients: list[Any] = []  # closed first: the app's workers stop before their database and stand-ins go
 
     async def build(*, slack: SlackStandin | None = None, graph: GraphStandin | None = None,
                     channel_extra: dict[str, Any] | None = None, outbox: dict[str, Any] | None = None,
@@ -147,11 +148,14 @@ async def bridges(aiohttp_client: Any, db_url: str) -> AsyncIterator[BridgeFacto
         options = {**FAST_OUTBOX, **(outbox or {})}
         components = [make_slack_component(**options)] if with_slack else []
         client = await aiohttp_client(create_app(settings, run_migrations=run_migrations, components=components))
+        clients.append(client)
         return Bridge(client, slack, graph)
 
     try:
         yield build
     finally:
+        for client in clients:
+            await client.close()
         for server in started:
             await server.stop()
 

@@ -109,6 +109,7 @@ HarnessFactory = Callable[..., Awaitable[Harness]]
 @contextlib.asynccontextmanager
 async def harnesses(aiohttp_client: Any, db_url: str) -> AsyncIterator[HarnessFactory]:
     started: list[Any] = []
+    clients: list[Any] = []  # closed first: the app's workers stop before their database and stand-ins go
 
     async def build(*, slack: SlackStandin | None = None, graph: GraphStandin | None = None,
                     run_migrations: bool = True) -> Harness:
@@ -126,11 +127,14 @@ async def harnesses(aiohttp_client: Any, db_url: str) -> AsyncIterator[HarnessFa
         settings = onboarding_settings(db_url, graph, slack)
         components = [make_slack_component(**FAST_OUTBOX), onboarding_component]
         client = await aiohttp_client(create_app(settings, run_migrations=run_migrations, components=components))
+        clients.append(client)
         return Harness(client, slack, graph)
 
     try:
         yield build
     finally:
+        for client in clients:
+            await client.close()
         for server in started:
             await server.stop()
 
