@@ -45,7 +45,7 @@ from bot.slack.answer_time import answer_by
 from bot.slack.errors import slack_reason
 from bot.slack.outbox import wake_outbox
 from bot.slack.permissions import UNCHECKED, Action, MembershipUnknown, Permissions, refusal
-from bot.slack.reply_gate import ReplyGate, installed_teams
+from bot.slack.reply_gate import OUTSIDER, ReplyGate, installed_teams
 from scheduler.throttle import Priority, ThrottleUnavailable
 from storage import erasure
 from storage import inbox as inbox_store
@@ -428,23 +428,42 @@ async def send_template_shortcut(app: _TemplateListeners, ack: Any, body: dict[s
         await open_picker(deps, client, str(body["trigger_id"]), thread, user)
 
 
-async def _acted_on(app: _TemplateListeners, body: dict[str, Any], action: Action,
-                    kind: str) -> tuple[BridgedThread, str] | None:
-    """The thread a message shortcut was used on and who used it, when they may, the first time only."""
+async def outsider_refusal(gate: ReplyGate, body: dict[str, Any], context: Any, slack_team: str) -> str | None:
+    """What a Slack Connect user (another organisation's) is told when asking for a customer's data or consent;
+    None for this workspace's members. Unlike a reply, this waits for Slack's word: without it nothing is done."""
+    raw = body.get("user")
+    who: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    outsider = await gate.outsider(str(who.get("id") or ""), str(who.get("team_id") or ""),
+                                   installed_teams(getattr(context, "authorize_result", None), slack_team))
+    if outsider is None:
+        return UNCHECKED
+    return OUTSIDER if outsider else None
+
+
+async def _acted_on(app: _TemplateListeners, body: dict[str, Any], action: Action, kind: str,
+                    context: Any) -> tuple[BridgedThread, str] | None:
+    """The thread a message shortcut was used on and who used it, when they may, the first time only.
+    Opt-outs and exports are for this workspace's members only (never Slack Connect users)."""
     thread = await shortcut_thread(app, body)
     if thread is None:
         return None
     user = str((body.get("user") or {}).get("id") or "")
-    if await refused(app, action, user, thread.slack_channel, thread) \
-            or not await first_delivery(app.deps, kind, body, thread, user):
+    if await refused(app, action, user, thread.slack_channel, thread):
+        return None
+    outsider = await outsider_refusal(app.gate, body, context, thread.channel.slack_team)
+    if outsider is not None:
+        log.info("%s by %s refused: not a member of workspace %s", kind, user, thread.channel.slack_team)
+        await ephemeral(app.deps, thread, thread.slack_channel, user, outsider)
+        return None
+    if not await first_delivery(app.deps, kind, body, thread, user):
         return None
     return thread, user
 
 
-async def toggle_opt_out(app: _TemplateListeners, ack: Any, body: dict[str, Any]) -> None:
+async def toggle_opt_out(app: _TemplateListeners, ack: Any, body: dict[str, Any], context: Any = None) -> None:
     deps = app.deps
     await ack()
-    acted = await _acted_on(app, body, Action.OPT_OUT, "optout")
+    acted = await _acted_on(app, body, Action.OPT_OUT, "optout", context)
     if acted is None:
         return
     thread, user = acted
@@ -466,10 +485,11 @@ async def toggle_opt_out(app: _TemplateListeners, ack: Any, body: dict[str, Any]
     wake_outbox(deps)
 
 
-async def export_thread(app: _TemplateListeners, ack: Any, body: dict[str, Any], client: Any) -> None:
+async def export_thread(app: _TemplateListeners, ack: Any, body: dict[str, Any], client: Any,
+                        context: Any = None) -> None:
     deps = app.deps
     await ack()
-    acted = await _acted_on(app, body, Action.EXPORT, "export")
+    acted = await _acted_on(app, body, Action.EXPORT, "export", context)
     if acted is None:
         return
     thread, _ = acted

@@ -19,9 +19,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.config import ConfigError
-from bot.core.workspace import workspace_key
+from bot.core.workspace import in_scope, workspace_key
 from bot.deps import Deps
-from bot.handlers.slack_messages import BridgedThread, ephemeral, find_thread
+from bot.handlers.slack_actions import outsider_refusal
+from bot.handlers.slack_messages import BridgedThread, ephemeral, find_thread, reply_gate
 from bot.handlers.slack_once import first_delivery
 from bot.meta.recipients import GROUP_PREFIX
 from bot.ops.privacy import PersonNotFound, export_person, forget, one_client
@@ -29,6 +30,7 @@ from bot.ops.privacy_export import filename, render_html, render_json
 from bot.slack import limits, once, payloads, render
 from bot.slack.errors import slack_reason
 from bot.slack.permissions import UNCHECKED, MembershipUnknown, Permissions
+from bot.slack.reply_gate import ReplyGate
 from storage import erasure
 from storage.models import Contact, Conversation
 
@@ -48,12 +50,13 @@ class _PrivacyListeners:
 
     deps: Deps
     permissions: Permissions
+    gate: ReplyGate  # its users.info: a Slack Connect user is never given a customer's data
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 def register(bolt: AsyncApp, deps: Deps) -> None:
     """The two message shortcuts and the erasure's confirmation."""
-    app = _PrivacyListeners(deps, Permissions(deps.settings.slack, deps.slack))
+    app = _PrivacyListeners(deps, Permissions(deps.settings.slack, deps.slack), reply_gate(deps))
     bolt.shortcut(SHORTCUT_EXPORT_CUSTOMER)(partial(export_customer, app))
     bolt.shortcut(SHORTCUT_FORGET_CUSTOMER)(partial(ask_to_forget, app))
     bolt.view(FORGET_CONFIRM)(partial(confirmed_forget, app))
@@ -77,8 +80,10 @@ async def _scope(deps: Deps, body: dict[str, Any]) -> list[int] | None:
         return await erasure.workspace_channels(s, team)
 
 
-async def _manager_thread(app: _PrivacyListeners, body: dict[str, Any]) -> tuple[BridgedThread, str] | None:
-    """The thread the shortcut was used on and its user, when that user is a campaign manager (else told)."""
+async def _manager_thread(app: _PrivacyListeners, body: dict[str, Any], context: Any
+                          ) -> tuple[BridgedThread, str] | None:
+    """The thread the shortcut was used on and its user, when that user is a campaign manager of this
+    workspace (else told)."""
     deps = app.deps
     channel = str((body.get("channel") or {}).get("id") or "")
     message = body.get("message") or {}
@@ -88,7 +93,7 @@ async def _manager_thread(app: _PrivacyListeners, body: dict[str, Any]) -> tuple
     if thread is None:
         await ephemeral(deps, None, channel, user, "That message is not in a WhatsApp conversation thread.")
         return None
-    refusal = await _refusal(app, user)
+    refusal = await _refusal(app, body, context, thread.channel.slack_team)
     if refusal is not None:
         await ephemeral(deps, thread, channel, user, refusal)
         return None
@@ -98,12 +103,19 @@ async def _manager_thread(app: _PrivacyListeners, body: dict[str, Any]) -> tuple
     return thread, user
 
 
-async def _refusal(app: _PrivacyListeners, user: str) -> str | None:
-    """None for a campaign manager, else what the person is told (also when Slack did not say in time)."""
+async def _refusal(app: _PrivacyListeners, body: dict[str, Any], context: Any, slack_team: str) -> str | None:
+    """None for a campaign manager who is a member of this workspace, else what the person is told (also when
+    Slack did not say in time). A Slack Connect user is refused even when listed as a manager."""
+    user = str((body.get("user") or {}).get("id") or "")
     try:
-        return None if user and await app.permissions.is_manager(user) else MANAGERS_ONLY
+        if not user or not await app.permissions.is_manager(user):
+            return MANAGERS_ONLY
     except MembershipUnknown:
         return UNCHECKED
+    outsider = await outsider_refusal(app.gate, body, context, slack_team)
+    if outsider is not None:
+        log.info("customer data request by %s refused: not a member of workspace %s", user, slack_team)
+    return outsider
 
 
 async def _dm(client: AsyncWebClient, user: str, text: str, files: list[dict[str, Any]] | None = None) -> None:
@@ -119,11 +131,11 @@ async def _dm(client: AsyncWebClient, user: str, text: str, files: list[dict[str
         log.warning("privacy DM to %s failed: %s", user, slack_reason(exc))
 
 
-async def export_customer(app: _PrivacyListeners, ack: Any, body: dict[str, Any], client: AsyncWebClient
-                          ) -> None:
+async def export_customer(app: _PrivacyListeners, ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                          context: Any = None) -> None:
     deps = app.deps
     await ack()
-    acted = await _manager_thread(app, body)
+    acted = await _manager_thread(app, body, context)
     if acted is None:
         return
     thread, user = acted
@@ -156,10 +168,11 @@ def confirm_view(conversation_id: int, who: str) -> dict[str, Any]:
     })
 
 
-async def ask_to_forget(app: _PrivacyListeners, ack: Any, body: dict[str, Any], client: Any) -> None:
+async def ask_to_forget(app: _PrivacyListeners, ack: Any, body: dict[str, Any], client: Any,
+                        context: Any = None) -> None:
     deps = app.deps
     await ack()
-    acted = await _manager_thread(app, body)
+    acted = await _manager_thread(app, body, context)
     if acted is None:
         return
     thread, user = acted
@@ -175,22 +188,24 @@ async def ask_to_forget(app: _PrivacyListeners, ack: Any, body: dict[str, Any], 
 
 
 async def confirmed_forget(app: _PrivacyListeners, ack: Any, body: dict[str, Any], view: dict[str, Any],
-                           client: AsyncWebClient) -> None:
+                           client: AsyncWebClient, context: Any = None) -> None:
     deps = app.deps
     user = str((body.get("user") or {}).get("id") or "")
     conversation_id = payloads.as_id(payloads.metadata(view.get("private_metadata")).get("conversation_id"))
     await ack()
     if conversation_id is None or not user:
         return
-    refusal = await _refusal(app, user)
+    async with deps.sessions() as s:
+        conv = await s.get(Conversation, conversation_id)
+        contact = await s.get(Contact, conv.contact_id) if conv is not None else None
+    if conv is not None and not in_scope(conv.slack_team, f"conversation {conversation_id}"):
+        return  # another workspace's customer: refused (and logged), nothing erased, nothing said
+    refusal = await _refusal(app, body, context, conv.slack_team if conv is not None else "")
     if refusal is not None:
         await _dm(client, user, refusal)
         return
     if await once.claim(deps.sessions, once.action_key("forget", user, str(view.get("id") or ""))) is not None:
         return  # Slack delivered the submission again: the first one is at work
-    async with deps.sessions() as s:
-        conv = await s.get(Conversation, conversation_id)
-        contact = await s.get(Contact, conv.contact_id) if conv is not None else None
     if contact is None:
         await _dm(client, user, "Nothing to erase: this customer's data is already gone.")
         return

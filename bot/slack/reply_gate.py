@@ -24,6 +24,10 @@ CACHE_SECONDS = 60.0
 
 EXTERNAL = ("Not sent to the customer: you are in this channel through Slack Connect, and only members of "
             "this workspace may reply to customers (`slack.permissions.reply_to_customers`).")
+# Export and opt-out touch a customer's personal data and consent: never for people of another organisation,
+# whatever slack.permissions says.
+OUTSIDER = (":no_entry: You are in this channel through Slack Connect: only members of this workspace may export "
+            "a customer's data or change their opt-out.")
 GUEST = ("Not sent to the customer: guests of this workspace may not reply to customers "
          "(`slack.permissions.reply_to_customers`). Ask a member to send it, or keep it as a note.")
 
@@ -109,6 +113,17 @@ class ReplyGate:
             return said
         user = await self._user(user_id)
         return verdict_from_user(user, home) if user is not None else None
+
+    async def outsider(self, user_id: str, team: str, home: frozenset[str]) -> bool | None:
+        """Whether user_id (of team, when the payload says) is from another organisation (Slack Connect),
+        whatever the role; None when nobody can tell yet (the payload names no other team and users.info gave
+        no answer). Guests of this workspace are not outsiders."""
+        if verdict_from_event({"team": team}, home) is not None:
+            return True
+        user = await self._user(user_id)
+        if user is None:
+            return None
+        return verdict_from_user(user, home) == EXTERNAL
 
     async def _user(self, user_id: str) -> Mapping[str, Any] | None:
         if not user_id:
