@@ -104,8 +104,12 @@ def status_of(wamid: str, wa_id: str, state: str, at: datetime) -> dict[str, Any
                                                 "timestamp": str(int(at.timestamp()))}]})
 
 
-async def _until(check: Callable[[], Awaitable[Any] | Any], within: float = 60.0) -> Any:
-    """Poll check until it returns something truthy (the bridge works asynchronously)."""
+class DemoStalled(RuntimeError):
+    """The scenario waited in vain for the bridge: a bug to report, not an environment problem."""
+
+
+async def _until(check: Callable[[], Awaitable[Any] | Any], what: str, within: float = 60.0) -> Any:
+    """Poll check until it returns something truthy (the bridge works asynchronously); `what` names the wait."""
     deadline = time.monotonic() + within
     while True:
         value = check()
@@ -114,7 +118,7 @@ async def _until(check: Callable[[], Awaitable[Any] | Any], within: float = 60.0
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError("the demo scenario did not progress in time")
+            raise DemoStalled(f"the scenario waited {within:.0f} s in vain for {what}")
         await asyncio.sleep(0.05)
 
 
@@ -223,7 +227,7 @@ class Scenario:
         if status != 200:
             raise RuntimeError(f"Slack event refused: {status}")
         return dict(await _until(lambda: self.slack.home_views.get(user, {}).get("hash") not in (None, before)
-                                 and self.slack.home_views[user]))
+                                 and self.slack.home_views[user], f"{user}'s Home tab"))
 
     async def recorded(self, thread_ts: str) -> bool:
         """True once the bridge has stored the thread (staff replies in it are then recognised)."""
@@ -269,7 +273,7 @@ async def _campaign(sc: Scenario, settings: Settings, recipients: int) -> tuple[
         async with sessions() as s:
             return await s.scalar(select(CampaignRun.id).where(CampaignRun.campaign_id == c.id))
 
-    rid = await _until(run_id, within=10)
+    rid = await _until(run_id, "the campaign's run to be scheduled", within=10)
     lines: list[str] = []
     last = ""
     while True:
@@ -297,16 +301,17 @@ async def _play(sc: Scenario, settings: Settings, recipients: int, style: view.S
     sc.say("▶ Ravi writes on WhatsApp")
     await sc.webhook(customer_says("wamid.demo.1", RAVI, "Ravi", "Hi! Is the Monday JEE batch full? <!channel>",
                                    now - timedelta(minutes=12)))
-    ravi_thread = await _until(lambda: sc.thread_of(RAVI))
-    await _until(lambda: sc.recorded(ravi_thread))
+    ravi_thread = await _until(lambda: sc.thread_of(RAVI), "Ravi's thread in Slack")
+    await _until(lambda: sc.recorded(ravi_thread), "Ravi's thread to be recorded")
     sc.say("▶ Staff answer from the phone app (Coexistence echo)")
     await sc.webhook(phone_app_says("wamid.demo.2", RAVI, "Hi Ravi, 3 seats left. Shall I book one?",
                                     now - timedelta(minutes=10)))
     await sc.webhook(customer_says("wamid.demo.3", RAVI, "Ravi", "Yes please!", now - timedelta(minutes=2)))
-    await _until(lambda: len(sc.slack.thread(CHANNEL, ravi_thread)) >= 3)  # the parent carries the first message
+    # The parent carries the first message.
+    await _until(lambda: len(sc.slack.thread(CHANNEL, ravi_thread)) >= 3, "the phone-app echo and Ravi's answer")
     sc.say("▶ Priya replies in the Slack thread (inside the 24-hour window)")
     await sc.staff_reply(ravi_thread, "Booked! See you Monday at 9am, Ravi.")
-    sent = await _until(lambda: sc.graph.sends_to(RAVI))
+    sent = await _until(lambda: sc.graph.sends_to(RAVI), "Priya's reply to reach WhatsApp")
     for i, state in enumerate(("sent", "delivered", "read")):
         await sc.webhook(status_of(sent[0].wamid, RAVI, state, now + timedelta(seconds=i)))
     await sc.staff_reply(ravi_thread, "note: paid by UPI, confirm receipt with accounts")
@@ -314,14 +319,15 @@ async def _play(sc: Scenario, settings: Settings, recipients: int, style: view.S
     sc.say("▶ Asha last wrote 30 hours ago; Priya tries to reply from Slack")
     await sc.webhook(customer_says("wamid.demo.4", ASHA, "Asha", "Do you have weekend classes?",
                                    now - timedelta(hours=30)))
-    asha_thread = await _until(lambda: sc.thread_of(ASHA))
-    await _until(lambda: sc.recorded(asha_thread))
+    asha_thread = await _until(lambda: sc.thread_of(ASHA), "Asha's thread in Slack")
+    await _until(lambda: sc.recorded(asha_thread), "Asha's thread to be recorded")
     await sc.staff_reply(asha_thread, "Yes, Saturdays at 10am!")
-    await _until(lambda: sc.slack.ephemerals)
+    await _until(lambda: sc.slack.ephemerals, "the notice that Asha's window is closed")
     refused_sent = bool(sc.graph.sends_to(ASHA))
 
     # Let the Slack outbox settle (status reactions, the note's marker) before the campaign starts.
-    await _until(lambda: len([r for m in sc.slack.thread(CHANNEL, ravi_thread) for r in m.get("reactions", [])]) >= 3)
+    await _until(lambda: len([r for m in sc.slack.thread(CHANNEL, ravi_thread) for r in m.get("reactions", [])]) >= 3,
+                 "the reply's status reactions")
     _, progress_lines = await _campaign(sc, settings, recipients)
     campaign_sends = [s for s in sc.graph.sends if s.type == "template"]
 
@@ -333,7 +339,7 @@ async def _play(sc: Scenario, settings: Settings, recipients: int, style: view.S
     first = campaign_sends[0]
     await sc.webhook(customer_says("wamid.demo.5", first.to, "Student 1", "Thanks! Is there a mock test too?",
                                    datetime.now(UTC), replying_to=first.wamid))
-    await _until(lambda: sc.thread_of(first.to))
+    await _until(lambda: sc.thread_of(first.to), "the student's answer to the campaign")
     await asyncio.sleep(2.0)  # the campaign's final report and last outbox rows
 
     sc.say("▶ Meera (manager) and Priya open Wabridge's Home tab in Slack")

@@ -154,7 +154,8 @@ async def run_workspaces_demo(out: TextIO, count: int = 2) -> WorkspacesResult:
                                   f"{'ok' if status == 200 else f'HTTP {status}'}\n")
                     for s in shops:
                         await _post_webhook(http, base, _customer_says(s, f"wamid.ws.{s.n}", f"Hello {s.name}!"))
-                    await _until(lambda: all(_shows(slack, s, f"Hello {s.name}!") for s in shops))
+                    await _until(lambda: all(_shows(slack, s, f"Hello {s.name}!") for s in shops),
+                                 "every shop's greeting in its own workspace")
                     out.write("\n")
                     for s in shops:
                         others = [o for o in shops if o != s and _shows(slack, s, f"Hello {o.name}!")]
@@ -203,16 +204,16 @@ async def _uninstall_and_back(http: aiohttp.ClientSession, base: str, slack: Sla
             return await held_posts(session, shop.team) > 0
 
     await slack.uninstall(f"{base}/slack/events", shop.team, SIGNING_SECRET)
-    await _until(paused)
+    await _until(paused, "the uninstalled workspace to be paused")
     calls = len(slack.calls)
     await _post_webhook(http, base, _customer_says(shop, f"wamid.ws.{shop.n}.2", f"Are you there {shop.name}?"))
-    await _until(held)  # stored and owed to Slack
+    await _until(held, "the message to the paused workspace to be stored")  # and owed to Slack
     dead = [c for c in slack.calls[calls:] if c.error in ("token_revoked", "invalid_auth", "not_authed")]
     waited = not _shows(slack, shop, f"Are you there {shop.name}?") and not dead
     out.write(f"{shop.team} uninstalled the app; its customer wrote again: "
               f"{'held, nothing tried with the dead token' if waited else 'posted (wrong!)'}\n")
     status = await _install(http, base, shop.team)
-    await _until(lambda: _shows(slack, shop, f"Are you there {shop.name}?"))
+    await _until(lambda: _shows(slack, shop, f"Are you there {shop.name}?"), "the held message after reinstalling")
     out.write(f"{shop.team} installed the app again (HTTP {status}): the held message is in #{shop.name}\n")
     return waited
 

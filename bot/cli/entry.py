@@ -114,6 +114,18 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.cli.demo import DemoStalled
+
+    try:
+        return _demo(args)
+    except DemoStalled as exc:
+        # A stall is the bridge's own failure: its logs above say why; never blamed on the database.
+        logging.getLogger("bot.cli").error("demo stalled", exc_info=True)
+        print(f"demo: {exc}; the log above shows what the bridge was doing (please report it)", file=sys.stderr)
+        return 1
+
+
+def _demo(args: argparse.Namespace) -> int:
     from bot.cli import slack_view
     from bot.cli.demo import run_demo
 
