@@ -105,7 +105,8 @@ async def test_a_member_gets_help_and_their_own_figures(home: Home) -> None:
     assert "Your replies*: 1 today, 1 this week" in text
     assert "Your first responses this week*: 1, p50 6 min" in text
     assert "`note:` or `//`" in text
-    assert "Ravi" not in text and "Diwali" not in text  # the dashboard is for managers
+    assert "Diwali" not in text and "Who is waiting" not in text  # the dashboard is for managers
+    assert "*Unassigned and waiting*: 2" in text  # the inbox is for everyone (tests/test_home_inbox.py)
 
 
 async def test_the_messages_tab_publishes_nothing_and_the_home_tab_refreshes_on_change(home: Home) -> None:

@@ -24,7 +24,9 @@ from bot.app.shutdown import stop_tasks
 from bot.core.workspace import DEFAULT_WORKSPACE, RequestScope, request_scope, scoped
 from bot.deps import Deps
 from bot.handlers import appkeys
+from bot.ops.home_inbox_view import MINE_ROWS, TAKE_ROWS
 from bot.ops.home_view import CampaignLine, HomeData, manager_view, member_view, shown
+from bot.ops.inbox_home import InboxState, read_inbox, unassigned
 from bot.ops.insights import Waiting
 from bot.ops.insights_store import figures_for
 from bot.ops.sla import elapsed_for, target_for
@@ -32,7 +34,7 @@ from bot.slack.errors import slack_reason
 from bot.slack.lookup import lookup
 from bot.slack.names import UserNames
 from bot.slack.permissions import MembershipUnknown, Permissions
-from storage.models import Campaign, Message, utcnow
+from storage.models import Campaign, ConversationEvent, Message, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,7 @@ class HomePublisher:
             data = await self.data(now or utcnow(), manager=manager, team=team)
             if shared is not None:
                 shared[manager] = data
-        return manager_view(data) if manager else member_view(user, data)
+        return manager_view(data, user) if manager else member_view(user, data)
 
     async def data(self, now: datetime, *, manager: bool, team: str = DEFAULT_WORKSPACE) -> HomeData:
         settings = self.deps.settings
@@ -112,15 +114,43 @@ class HomePublisher:
         names_of = [c.name for c in numbers] if self.deps.many_workspaces else None
         today_figures, week_figures = await figures_for(self.deps.sessions, [today, week], now=now, elapsed=elapsed,
                                                         channels=names_of)
-        names = await self.names.of(week_figures.replies)
+        inbox = await self.inbox(week, names_of)
+        owners = sorted(set(inbox.owners.values()) | {r.owner for r in inbox.resolves if r.owner}) \
+            if inbox is not None and manager else []
+        names = await self.names.of([*week_figures.replies, *owners])
+        listed = self.inbox_listed(inbox, today_figures.waiting)
         if not manager:
             return HomeData(now, settings.timezone, today_figures, week_figures, [], names=names,
-                            note_prefixes=settings.slack.note_prefixes)
+                            links=await self.links(listed), note_prefixes=settings.slack.note_prefixes,
+                            inbox=inbox, today_start=today)
         limits = {t.channel: t.limit for c in numbers if (t := target_for(settings, c)) is not None}
         return HomeData(now, settings.timezone, today_figures, week_figures, [c.name for c in numbers],
                         campaigns=await self.campaigns(), names=names,
-                        links=await self.links(shown(today_figures)), limits=limits,
-                        note_prefixes=settings.slack.note_prefixes)
+                        links=await self.links([*listed, *shown(today_figures)]), limits=limits,
+                        note_prefixes=settings.slack.note_prefixes, inbox=inbox, today_start=today)
+
+    async def inbox(self, week: datetime, channels: Sequence[str] | None) -> InboxState | None:
+        """The workspace's inbox; None when it cannot be read (a side failure: the tab goes out without it)."""
+        try:
+            return await read_inbox(self.deps.sessions, week=week, channels=channels)
+        except Exception:
+            log.exception("home tab: the inbox could not be read; published without it")
+            return None
+
+    @staticmethod
+    def inbox_listed(inbox: InboxState | None, waiting: Sequence[Waiting]) -> list[Waiting]:
+        """The waiting conversations an inbox part lists (each owner's first, the first unassigned): they need a
+        thread link."""
+        if inbox is None:
+            return []
+        per_owner: dict[str, int] = {}
+        out = unassigned(inbox, waiting)[:TAKE_ROWS]
+        for w in waiting:
+            owner = inbox.owners.get(w.conversation_id)
+            if owner is not None and per_owner.get(owner, 0) < MINE_ROWS:
+                per_owner[owner] = per_owner.get(owner, 0) + 1
+                out.append(w)
+        return out
 
     async def campaigns(self) -> list[CampaignLine]:
         from scheduler.campaigns.records import summaries
@@ -187,8 +217,9 @@ class HomePublisher:
             newest = await s.scalar(select(func.max(Message.id)))
             failed = await s.scalar(select(func.count()).select_from(Message).where(Message.status == "failed"))
             campaigns = (await s.execute(select(func.max(Campaign.updated_at), func.count(Campaign.id)))).one()
+            inbox = await s.scalar(select(func.max(ConversationEvent.id)))  # a take, assign, resolve…
         # The minute is part of the marker: waiting times grow even when nothing is written.
-        return (newest, failed, *campaigns, self.deps.settings.channels, int(time.monotonic() // 60))
+        return (newest, failed, *campaigns, inbox, self.deps.settings.channels, int(time.monotonic() // 60))
 
 
 HOME = web.AppKey("home_publisher", HomePublisher)

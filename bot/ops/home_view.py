@@ -1,4 +1,5 @@
-"""The App Home tab as Block Kit (pure): the managers' dashboard, and a short help view for everyone else."""
+"""The App Home tab as Block Kit (pure): everyone's inbox (bot.ops.home_inbox_view), then the managers' dashboard
+or, for everyone else, a short help view."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.ops.home_inbox_view import inbox_blocks, team_blocks
+from bot.ops.inbox_home import InboxState
 from bot.ops.insights import PHONE_APP, Figures, Waiting, humanize, pct
 from bot.slack.render import escape
 
@@ -38,6 +41,13 @@ class HomeData:
     links: Mapping[int, str] = field(default_factory=dict)  # conversation id -> thread permalink
     limits: Mapping[str, timedelta] = field(default_factory=dict)  # channel -> first-response target
     note_prefixes: Sequence[str] = ("note:", "//")
+    # The workspace's inbox (owners, resolves); None when it could not be read (the tab shows the rest).
+    inbox: InboxState | None = field(default_factory=lambda: InboxState({}))
+    today_start: datetime | None = None  # local midnight, for "resolved today" (default: the last 24 hours)
+
+    def inbox_part(self, user: str) -> list[dict[str, Any]]:
+        """The user's own and the unassigned conversations (everyone sees them)."""
+        return inbox_blocks(user, self.inbox, self.today.waiting, self.links)
 
 
 def shown(f: Figures) -> list[Waiting]:
@@ -94,9 +104,14 @@ def _local(at: datetime, tz: str) -> str:
     return at.astimezone(ZoneInfo(tz)).strftime("%H:%M")
 
 
-def manager_view(d: HomeData) -> dict[str, Any]:
-    """Per channel who is waiting and whose window closes soon; response times; replies; campaigns."""
+def manager_view(d: HomeData, user: str | None = None) -> dict[str, Any]:
+    """The user's inbox; per channel who is waiting and whose window closes soon; response times; replies; the
+    team's inbox per owner; campaigns."""
+    inbox = d.inbox_part(user) if user else []
+    team = team_blocks(d.inbox, d.today.waiting, d.today_start or d.now - timedelta(days=1), d.names)
+    budget = MAX_CHANNEL_BLOCKS - len(inbox) - len(team)  # the whole view stays within Slack's 100 blocks
     blocks: list[dict[str, Any]] = [
+        *inbox,
         _header("Who is waiting"),
         _context(f"Updated {_local(d.now, d.timezone)} ({escape(d.timezone)}). A conversation waits from the "
                  "customer's first unanswered message until a reply from Slack or the phone app."),
@@ -109,7 +124,7 @@ def manager_view(d: HomeData) -> dict[str, Any]:
         if not waiting:
             quiet.append(escape(channel))
             continue
-        if len(per_channel) + 2 > MAX_CHANNEL_BLOCKS:
+        if len(per_channel) + 2 > budget:
             left_out += 1
             continue
         limit = d.limits.get(channel)
@@ -143,6 +158,7 @@ def manager_view(d: HomeData) -> dict[str, Any]:
     replies += [f"• {_responder(r, d.names)}: {n} this week" for r, n in d.week.replies.items()
                 if r not in d.today.replies]
     blocks.append(_section("*Replies per responder*\n" + (_capped(replies) if replies else "none this week")))
+    blocks += team
     blocks += [{"type": "divider"}, _header("Campaigns")]
     if d.campaigns:
         lines = []
@@ -156,7 +172,7 @@ def manager_view(d: HomeData) -> dict[str, Any]:
 
 
 def member_view(user: str, d: HomeData) -> dict[str, Any]:
-    """How to use the bridge, and the user's own figures."""
+    """The user's inbox, how to use the bridge, and the user's own figures."""
     own_week = d.week.answered_by.get(user, ())
     p50 = pct(own_week, 50)
     mine = (f"*Your replies*: {d.today.replies.get(user, 0)} today, {d.week.replies.get(user, 0)} this week\n"
@@ -164,6 +180,8 @@ def member_view(user: str, d: HomeData) -> dict[str, Any]:
             + (f", p50 {humanize(p50)}" if p50 is not None else ""))
     notes = " or ".join(f"`{escape(p)}`" for p in d.note_prefixes) or "a note prefix"
     return {"type": "home", "callback_id": "wabridge_home", "blocks": [
+        *d.inbox_part(user),
+        {"type": "divider"},
         _header("Wabridge"),
         _section("Every WhatsApp conversation has its own thread in its channel.\n"
                  "• Reply in the thread to answer the customer on WhatsApp (within 24 hours of their last "
