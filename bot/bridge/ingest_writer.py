@@ -2,6 +2,10 @@
 
 A request waits on its future until the group holding its row has committed, so every 200 still follows
 a durable row; a group that cannot be committed fails every request in it (`IngestUnavailable`).
+
+Several groups may be in flight at once, each on a connection of its own (`connections`, 4 on PostgreSQL):
+while one group waits for its commit the next one forms and goes, so an ack waits for about one commit
+rather than for the commits queued in front of it. SQLite has one writer, so one group at a time there.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from storage.write_gate import WriteGate
 log = logging.getLogger(__name__)
 
 DEFAULT_LINGER = 0.002
-DEFAULT_MAX_BATCH = 100
+DEFAULT_MAX_BATCH = 500
+DEFAULT_CONNECTIONS = 4  # groups in flight at once on PostgreSQL
 
 
 class IngestUnavailable(Exception):
@@ -37,11 +42,12 @@ class _Delivery:
 
 
 class IngestWriter:
-    """Collects deliveries from request handlers and commits them in groups from a single task."""
+    """Collects deliveries from request handlers and commits them in groups, several groups in flight."""
 
     def __init__(self, engine: AsyncEngine, *, linger: float = DEFAULT_LINGER,
                  max_batch: int = DEFAULT_MAX_BATCH, on_stored: Callable[[], None] | None = None,
-                 health: LoopHealth | None = None, gate: WriteGate | None = None) -> None:
+                 health: LoopHealth | None = None, gate: WriteGate | None = None,
+                 connections: int | None = None) -> None:
         self._engine = engine
         # Long jobs (a history import) let waiting deliveries go first between their transactions.
         self._gate = gate or WriteGate()
@@ -49,12 +55,17 @@ class IngestWriter:
         self._linger = linger
         self._max_batch = max_batch
         self._on_stored = on_stored
+        self._postgres = engine.dialect.name == "postgresql"
+        self._slots = max(1, connections if connections is not None
+                          else (DEFAULT_CONNECTIONS if self._postgres else 1))
         self._waiting: list[_Delivery] = []
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
-        self._conn: AsyncConnection | None = None
+        self._idle: list[AsyncConnection] = []  # parked between groups, one per slot at most
+        self._busy: set[AsyncConnection] = set()
         self._closed = False
         self.batches = 0  # groups committed, for tests and metrics
+        self.most_in_flight = 0  # the most groups seen in flight at once, for tests
 
     async def submit(self, raw_body: bytes, event_type: str) -> int:
         """Queue one delivery and return its webhook_logs id once committed; raises IngestUnavailable."""
@@ -69,19 +80,39 @@ class IngestWriter:
 
     async def run(self) -> None:
         """Commit groups until cancelled; on the way out every request still waiting gets IngestUnavailable."""
+        slots = asyncio.Semaphore(self._slots)
+        in_flight: set[asyncio.Task[None]] = set()
         try:
             while True:
                 await self._arrived.wait()
-                async with self._gate.urgent():
-                    await self._next_group()
+                # Waiting for a slot is lingering enough: the group formed meanwhile.
+                waited = slots.locked()
+                await slots.acquire()
+                group = await self._next_group(linger=not waited)
+                if not group:
+                    slots.release()
+                    continue
+                task = asyncio.create_task(self._commit(group), name="ingest-group")
+                in_flight.add(task)
+                self.most_in_flight = max(self.most_in_flight, len(in_flight))
+
+                def done(t: asyncio.Task[None]) -> None:
+                    in_flight.discard(t)
+                    slots.release()
+
+                task.add_done_callback(done)
         finally:
             self._closed = True
+            for task in list(in_flight):
+                task.cancel()
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
             self._fail(self._waiting, "ingest writer stopped")
             self._waiting = []
-            await self._release_connection()
+            await self._release_all()
 
-    async def _next_group(self) -> None:
-        if self._linger > 0 and len(self._waiting) < self._max_batch:
+    async def _next_group(self, *, linger: bool = True) -> list[_Delivery]:
+        if linger and self._linger > 0 and len(self._waiting) < self._max_batch:
             # Give requests already on their way a moment to join this group.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._linger):
@@ -92,12 +123,13 @@ class IngestWriter:
             self._full.clear()
         if not self._waiting:
             self._arrived.clear()
-        await self._commit(group)
+        return group
 
     async def _commit(self, group: list[_Delivery]) -> None:
         rows = [(d.raw_body, d.event_type) for d in group]
         try:
-            ids = await self._insert(rows)
+            async with self._gate.urgent():
+                ids = await self._insert(rows)
         except asyncio.CancelledError:
             # The commit may or may not have happened: no 200 for rows not known to be stored.
             self._fail(group, "ingest writer stopped during a commit")
@@ -116,41 +148,74 @@ class IngestWriter:
             self._on_stored()
 
     async def _insert(self, rows: list[tuple[bytes, str]]) -> list[int]:
-        """Insert on the writer's own connection; a dropped connection is replaced and the group tried once more."""
-        # Holding one connection means no pool checkout (and no pre-ping) per group; a connection lost
-        # meanwhile (database restarted) shows up here as a disconnect and is retried on a fresh one.
-        # A disconnect during COMMIT can leave the rows stored and the retry stores them again: duplicates
-        # are already expected (Meta redelivers) and processing ignores a wamid it has seen.
+        """Insert on a connection of the writer's own; a dropped connection is replaced and the group tried
+        once more."""
+        # Parked connections mean no pool checkout (and no pre-ping) per group; one lost meanwhile (database
+        # restarted) shows up here as a disconnect and is retried on a fresh one. A disconnect during the
+        # commit can leave the rows stored and the retry stores them again: duplicates are already expected
+        # (Meta redelivers) and processing ignores a wamid it has seen.
         for attempt in (1, 2):
+            conn = None
             try:
-                conn = await self._connection()
+                conn = await self._connection(fresh=attempt > 1)
                 async with conn.begin():
-                    return await webhook_logs.store_many(conn, rows)
+                    ids = await webhook_logs.store_many(conn, rows)
+                self._park(conn)
+                return ids
             except DBAPIError as exc:
-                await self._release_connection()
+                await self._discard(conn)
                 if attempt == 1 and exc.connection_invalidated:
                     log.warning("webhook writer lost its database connection; retrying the group once")
+                    # A restart took the parked ones too: drop them rather than fail a group on each.
+                    await self._drop_idle()
                     continue
                 raise
             except BaseException:
-                await self._release_connection()
+                await self._discard(conn)
                 raise
         raise AssertionError("unreachable")
 
-    async def _connection(self) -> AsyncConnection:
-        if self._conn is None or self._conn.closed or self._conn.invalidated:
-            self._conn = await self._engine.connect()
-        return self._conn
+    async def _connection(self, *, fresh: bool = False) -> AsyncConnection:
+        while self._idle and not fresh:
+            conn = self._idle.pop()
+            if not conn.closed and not conn.invalidated:
+                self._busy.add(conn)
+                return conn
+            with contextlib.suppress(Exception):
+                await conn.close()
+        conn = await self._engine.connect()
+        self._busy.add(conn)
+        if self._postgres:
+            # Each group's INSERT is its own transaction: no BEGIN and COMMIT round trips around it.
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn
+
+    def _park(self, conn: AsyncConnection) -> None:
+        self._busy.discard(conn)
+        self._idle.append(conn)
 
     @property
     def parked_connections(self) -> int:
-        """Connections this writer keeps checked out between groups (1 or 0): not a statement in progress."""
-        conn = self._conn
-        return 1 if conn is not None and not conn.closed and not conn.in_transaction() else 0
+        """Connections this writer keeps checked out between groups: not a statement in progress."""
+        return sum(1 for conn in self._idle if not conn.closed and not conn.in_transaction())
 
-    async def _release_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
+    async def _discard(self, conn: AsyncConnection | None) -> None:
+        if conn is None:
+            return
+        self._busy.discard(conn)
+        with contextlib.suppress(Exception):
+            await conn.close()
+
+    async def _drop_idle(self) -> None:
+        conns, self._idle = self._idle, []
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _release_all(self) -> None:
+        conns = [*self._idle, *self._busy]
+        self._idle, self._busy = [], set()
+        for conn in conns:
             with contextlib.suppress(Exception):
                 await conn.close()
 
