@@ -35,11 +35,13 @@ from bot.handlers.slack_messages import (
     send_reply,
     tell_window_closed,
 )
+from bot.handlers.slack_search import on_find
 from bot.slack import once, payloads, render, reply_ledger
 from bot.slack import saved_replies as ui
 from bot.slack.display_names import clean_name
 from bot.slack.errors import slack_reason
 from bot.slack.names import resolve_names
+from bot.slack.permissions import Permissions
 from bot.slack.reply_gate import ReplyGate, installed_teams
 from bot.slack.saved_replies import (
     ADD_ACTION,
@@ -58,7 +60,8 @@ log = logging.getLogger(__name__)
 
 COMMAND = "/wabridge"
 SHORTCUT = "wabridge_saved_reply"
-USAGE = "Usage: `/wabridge replies` opens this workspace's saved replies (add, edit, delete)."
+USAGE = ("Usage: `/wabridge replies` opens this workspace's saved replies (add, edit, delete); `/wabridge find "
+         "<words | name | number> [owner:@someone] [status:open]` finds conversations.")
 NOT_HERE = "That saved reply is not in this workspace's library; pick another."
 ALREADY = "This reply is already being sent; check the thread."
 LIBRARY_REFUSED = ("Only those who may reply to customers (`slack.permissions.reply_to_customers`) keep this "
@@ -69,11 +72,12 @@ LIBRARY_REFUSED = ("Only those who may reply to customers (`slack.permissions.re
 class _Listeners:
     deps: Deps
     gate: ReplyGate  # slack.permissions.reply_to_customers: who may send, and so who keeps the library
+    permissions: Permissions  # channel membership, for `/wabridge find`
 
 
 def register(bolt: AsyncApp, deps: Deps) -> None:
     """`/wabridge`, the library's buttons and editor, the shortcut and its picker."""
-    app = _Listeners(deps, reply_gate(deps))
+    app = _Listeners(deps, reply_gate(deps), Permissions(deps.settings.slack, deps.slack))
     bolt.command(COMMAND)(partial(on_command, app))
     bolt.action(ADD_ACTION)(partial(on_add, app))
     bolt.action(EDIT_ACTION)(partial(on_edit, app))
@@ -140,8 +144,12 @@ async def _show(client: Any, view: dict[str, Any], new_view: dict[str, Any]) -> 
 
 # -- the library -------------------------------------------------------------------------------------------------
 
-async def on_command(app: _Listeners, ack: Any, body: dict[str, Any], client: Any, context: Any = None) -> None:
+async def on_command(app: _Listeners, ack: Any, body: dict[str, Any], client: Any, context: Any = None,
+                     respond: Any = None) -> None:
     words = str(body.get("text") or "").split()
+    if words[:1] == ["find"]:
+        await on_find(app.deps, app.permissions, ack, respond, body, str(body.get("text") or "").strip()[4:])
+        return
     if words[:1] != ["replies"]:
         await ack(text=USAGE)
         return

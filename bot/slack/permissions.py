@@ -95,6 +95,11 @@ class Permissions:
             return user in await self._cache.get(f"channel:{channel}", lambda: self._channel_members(channel))
         return await self.is_manager(user)
 
+    async def in_channel(self, user: str, channel: str) -> bool:
+        """Whether `user` is a member of `channel` (MembershipUnknown when Slack does not say)."""
+        return bool(user) and user in await self._cache.get(f"channel:{channel}",
+                                                            lambda: self._channel_members(channel))
+
     async def is_manager(self, user: str) -> bool:
         """True for a campaign manager, listed directly or through a user group."""
         managers = self._settings.managers_of(_workspace())  # the requesting workspace's, if it has its own
