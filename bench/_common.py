@@ -103,6 +103,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is pid (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children so far (a `serve --processes N` supervisor and its N)."""
+    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in children_of(pid))
+
+
 def pids_named(name: str) -> list[int]:
     """Processes whose command name is `name` (e.g. postgres, redis-server)."""
     found = []
@@ -253,9 +271,10 @@ class Serve:
     """`python -m bot serve --config FILE --port N` as a subprocess; its output goes to a log file."""
 
     def __init__(self, config: Path, *, log_dir: Path, name: str = "serve", migrate: bool = True,
-                 log_level: str = "INFO", role: str = "all") -> None:
+                 log_level: str = "INFO", role: str = "all", processes: int = 1) -> None:
         self.config = config
         self.role = role
+        self.processes = processes  # > 1: `--role web --processes N` (a supervisor and N web processes)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"{name}-{self.port}.log"
@@ -270,6 +289,8 @@ class Serve:
             args.append("--no-migrate")
         if self.role != "all":
             args += ["--role", self.role]
+        if self.processes > 1:
+            args += ["--processes", str(self.processes)]
         env = {**_env(), "WABRIDGE_LOG_LEVEL": self.log_level}
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -166,10 +166,10 @@ async def _measure(url: str, rates: Sequence[int], seconds: float, connections: 
         for n, rate in enumerate(rates):
             items = deliveries(max(1, int(rate * seconds)), f"{tag}{n}")
             done_before = (await backlog.counts())[0] if backlog else 0
-            cpu0, began = (_common.cpu_seconds(pid) if pid else 0.0), time.monotonic()
+            cpu0, began = (_common.tree_cpu_seconds(pid) if pid else 0.0), time.monotonic()
             measured = Measured(await load(session, url, items, rate))
             if pid:
-                measured.cpu = (_common.cpu_seconds(pid) - cpu0) / (time.monotonic() - began)
+                measured.cpu = (_common.tree_cpu_seconds(pid) - cpu0) / (time.monotonic() - began)
             if backlog is not None:
                 measured.processed, measured.backlog = await backlog.watch(done_before, began, drain_wait)
             out.append(measured)
@@ -177,10 +177,12 @@ async def _measure(url: str, rates: Sequence[int], seconds: float, connections: 
 
 
 def run(rates: Sequence[int], seconds: float, connections: int, *, drain_wait: float = DRAIN_WAIT,
-        profile: str = "", split: bool = False) -> dict[str, object]:
+        profile: str = "", split: bool = False, web: int = 1) -> dict[str, object]:
     """Baseline then `serve`; returns the figures (also printed).
 
-    split: `serve --role web` takes the deliveries and `serve --role worker` processes them; CPU is the web's."""
+    split: `serve --role web` takes the deliveries and `serve --role worker` processes them; CPU is the web's.
+    web > 1: that many web processes on the port (`serve --role web --processes N`), with a worker beside."""
+    split = split or web > 1
     tag = uuid.uuid4().hex[:6]
     with _common.temp_dir("wabridge-bench-ingest-") as tmp, _common.Standins() as standins, \
             _common.redis_server() as redis_url, _common.pg_database() as db_url:
@@ -191,7 +193,7 @@ def run(rates: Sequence[int], seconds: float, connections: int, *, drain_wait: f
         config = _common.write_config(Path(tmp) / "app.yaml", database_url=db_url, redis_url=redis_url,
                                       graph_url=standins.graph_url, slack_api_url=standins.slack_api_url,
                                       channels=[_common.Channel("lucknow", "100000000000001")])
-        with _common.Serve(config, log_dir=Path(tmp), role="web" if split else "all") as serve, \
+        with _common.Serve(config, log_dir=Path(tmp), role="web" if split else "all", processes=web) as serve, \
                 (_common.Serve(config, log_dir=Path(tmp), name="worker", migrate=False, role="worker")
                  if split else contextlib.nullcontext()) as worker:
             assert serve.proc is not None
@@ -214,7 +216,8 @@ def run(rates: Sequence[int], seconds: float, connections: int, *, drain_wait: f
     top = rows[-1]
     ratio = float(top["ratio"])  # type: ignore[arg-type]
     p99 = float(top["serve p99 ms"])  # type: ignore[arg-type]
-    layout = ", serve --role web + serve --role worker" if split else ""
+    layout = (f", serve --role web --processes {web} + serve --role worker" if web > 1
+              else ", serve --role web + serve --role worker" if split else "")
     print(_common.table(rows, f"Ingest: {seconds:g} s per rate, {connections} connections{layout}; "
                               f"{_common.machine()}"))
     print(f"\nat {top['target/s']}/s: ratio {ratio:.3f} (target >= {TARGET_RATIO}: "
@@ -236,12 +239,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="record `serve` with py-spy (collapsed stacks) while it is measured")
     parser.add_argument("--split", action="store_true",
                         help="run `serve --role web` and `serve --role worker` as two processes")
+    parser.add_argument("--web", type=int, default=1, metavar="N",
+                        help="N web processes sharing the port (`serve --role web --processes N`), a worker beside")
     args = parser.parse_args(argv)
     rates = args.rates or ([250, 4000] if args.quick else [250, 1000, 4000])
     seconds = args.seconds or (2.0 if args.quick else 6.0)
     drain_wait = args.drain_wait if args.drain_wait is not None else (3.0 if args.quick else DRAIN_WAIT)
     figures = run(rates, seconds, args.connections, drain_wait=drain_wait, profile=args.py_spy,
-                  split=args.split)
+                  split=args.split, web=args.web)
     if args.json:
         print(json.dumps(figures, default=str))
     return 0

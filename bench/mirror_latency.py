@@ -133,7 +133,8 @@ def _stats(values: Sequence[float]) -> dict[str, object]:
             "p99 ms": _common.percentile(values, 99) * ms, "max ms": max(values, default=float("nan")) * ms}
 
 
-def run(rates: Sequence[float], conversations: int, seconds: float, channels: int = CHANNELS) -> dict[str, object]:
+def run(rates: Sequence[float], conversations: int, seconds: float, channels: int = CHANNELS, *,
+        profile: str = "") -> dict[str, object]:
     """Measure each rate in turn (waiting for the previous one to be mirrored); returns the figures."""
     tag = uuid.uuid4().hex[:6]
     steps: list[tuple[float, list[float], list[float], int, int]] = []
@@ -148,6 +149,8 @@ def run(rates: Sequence[float], conversations: int, seconds: float, channels: in
                                       graph_url=standins.graph_url, slack_api_url=standins.slack_api_url,
                                       channels=bench_channels(channels))
         with _common.Serve(config, log_dir=Path(tmp)) as serve:
+            assert serve.proc is not None
+            spy = _common.py_spy(serve.proc.pid, profile) if profile else None
             for n, rate in enumerate(rates):
                 step_tag = f"{tag}s{n}"
                 sent, acks, errors = asyncio.run(
@@ -159,6 +162,8 @@ def run(rates: Sequence[float], conversations: int, seconds: float, channels: in
                     arrived = _arrivals(standins, step_tag)
                 latencies = [arrived[i] - t for i, t in sent.items() if i in arrived]
                 steps.append((rate, acks, latencies, errors, len(sent) - len(latencies)))
+            if spy is not None:
+                _common.stop_py_spy(spy)
     floor_p50 = _common.percentile(direct, 50)
     rows: list[dict[str, object]] = [
         {"path": "direct chat.postMessage (baseline)", "msg/s": "-", **_stats(direct), "ratio p50": 1.0,
@@ -190,8 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"WhatsApp numbers (each its own Slack channel), default {CHANNELS}")
     parser.add_argument("--seconds", type=float, default=None, help="default 15 (8 with --quick)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--py-spy", default="", metavar="FILE",
+                        help="record `serve` with py-spy (collapsed stacks) while it is measured")
     args = parser.parse_args(argv)
-    run(args.rates, args.conversations, args.seconds or (8.0 if args.quick else 15.0), args.channels)
+    run(args.rates, args.conversations, args.seconds or (8.0 if args.quick else 15.0), args.channels,
+        profile=args.py_spy)
     return 0
 
 

@@ -22,11 +22,16 @@ def where(url: str) -> str:
     return f"{parts.hostname or '?'}:{parts.port or 5432}{parts.path}"
 
 
-def port_problem(host: str, port: int) -> str | None:
-    """Why host:port cannot be listened on (in use, not permitted, no such address), or None."""
+def port_problem(host: str, port: int, *, reuse_port: bool = False) -> str | None:
+    """Why host:port cannot be listened on (in use, not permitted, no such address), or None.
+
+    reuse_port: the port may already be held by other processes listening with SO_REUSEPORT (web processes
+    of one set)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp's server does
+        if reuse_port:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from bot.cli import campaign, contact, onboarding, ops, report, tenants
+from bot.cli import campaign, contact, onboarding, ops, report, tenants, web_processes
 from bot.cli.base import (
     EXIT_CONFIG,
     EXIT_UNAVAILABLE,
@@ -49,17 +49,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure(os.environ.get("WABRIDGE_LOG_LEVEL", "INFO"))
     role = args.role
     host, port = args.host or settings.server.host, args.port or settings.server.port
-    problem = port_problem(host, port) or asyncio.run(database_problem(settings.database_url))
+    processes = args.processes if args.processes > 0 else web_processes.default_processes()
+    if processes > 1 and role != "web":
+        print("serve: --processes needs --role web (run more `serve --role worker` processes for the rest)",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    reuse_port = args.reuse_port or processes > 1
+    problem = (port_problem(host, port, reuse_port=reuse_port)
+               or asyncio.run(database_problem(settings.database_url)))
     if problem:
         print(f"serve: {problem}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    if processes > 1:
+        if not args.no_migrate:
+            from storage.db import migrate_sync
+
+            migrate_sync(settings.database_url)  # once, before the web processes start
+        return web_processes.supervise([web_processes.child_args(args, host, port, i) for i in range(processes)])
+    if args.process_index and settings.server.metrics_port:
+        # Each web process of a set serves its own figures: metrics_port, metrics_port + 1, …
+        server = settings.server.model_copy(update={"metrics_port": settings.server.metrics_port
+                                                    + args.process_index})
+        settings = settings.model_copy(update={"server": server})
     app = create_app(settings, run_migrations=not args.no_migrate, workers=role != "web",
                      webhooks=role != "worker", components=default_components(settings, role=role))
     app.on_startup.append(_freeze_heap)
     stopping: list[float] = []
     app.on_shutdown.append(lambda _app: _note(stopping))
     try:
-        web.run_app(app, host=host, port=port, print=lambda _: log.info("%s", startup_line(app, host, port, role)))
+        web.run_app(app, host=host, port=port, reuse_port=reuse_port or None,
+                    print=lambda _: log.info("%s", startup_line(app, host, port, role)))
     except OSError as exc:
         if exc.errno is None:
             raise
@@ -160,6 +179,11 @@ def _add_core_parsers(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations at start")
     serve.add_argument("--role", choices=ROLES, default="all",
                        help="all (default); web: HTTP endpoints only; worker: background workers only")
+    serve.add_argument("--processes", type=int, default=1, metavar="N",
+                       help="with --role web: N web processes sharing the port (0: one per core; default 1)")
+    serve.add_argument("--reuse-port", action="store_true",
+                       help="listen with SO_REUSEPORT, so that several `serve --role web` share one port")
+    serve.add_argument("--process-index", type=int, default=0, help=argparse.SUPPRESS)
     add_command(sub, "migrate", help="apply database migrations and exit",
                 description="Bring the database at database_url to the newest schema and exit. Needs only "
                             "database_url: no Meta or Slack secret.")
