@@ -93,8 +93,9 @@ async def test_two_web_processes_share_the_port_and_every_200_has_its_row(tmp_pa
     port = _free_port()
     config = _config(tmp_path, pg_url, port)
     env = {**os.environ, "WABRIDGE_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(config), "serve", "--role", "web",
-                             "--processes", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = await asyncio.to_thread(
+        subprocess.Popen, [sys.executable, "-m", "bot", "--config", str(config), "serve", "--role", "web",
+                           "--processes", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         await asyncio.to_thread(_wait_healthy, port, proc)
         assert len(_children(proc.pid)) == 2
@@ -118,7 +119,7 @@ def test_sigterm_stops_every_web_process_and_exits_zero(tmp_path: Path) -> None:
     config = _config(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'wa.db'}", port)
     env = {**os.environ, "WABRIDGE_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(config), "serve", "--role", "web",
-                             "--processes", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--processes", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_healthy(port, proc)
         children = _children(proc.pid)
