@@ -228,6 +228,8 @@ class WebhookLog(Base):
     raw_body: Mapped[bytes] = mapped_column(LargeBinary)
     event_type: Mapped[str] = mapped_column(String(32), index=True)
     lane: Mapped[str] = mapped_column(String(8), default="live", server_default="live")
+    # Whose delivery it is (bot.bridge.webhook_sources): live deliveries are claimed round robin across sources.
+    source: Mapped[str] = mapped_column(String(64), default="", server_default="")
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)

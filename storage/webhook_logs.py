@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     LargeBinary,
     String,
+    Select,
     Table,
     and_,
     bindparam,
@@ -27,10 +28,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from bot.core.liveness import Fence
 from storage.fencing import InHand, claim_values, held_by, settle
-from storage.lanes import LANES, Lane, lane_for
+from storage.lanes import LANES, LIVE, Lane, lane_for
 from storage.models import WebhookLog, as_utc, utcnow
 
 LEASE = timedelta(seconds=60)
+_LIVE_CLAIM_LOCK = 0x7762_6C69_7665  # pg_advisory_xact_lock key of round-robin live claims ("wblive")
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,11 @@ class ClaimedLog:
     fence: Fence | None = None  # None: claimed without an owner (a bare lease)
 
 
-async def store(sessions: async_sessionmaker[AsyncSession], raw_body: bytes, event_type: str) -> int:
+async def store(sessions: async_sessionmaker[AsyncSession], raw_body: bytes, event_type: str,
+                source: str = "") -> int:
     """Commit one raw delivery; returns its id only once it is durable."""
     async with sessions() as session, session.begin():
-        log = WebhookLog(raw_body=raw_body, event_type=event_type, lane=lane_for(event_type))
+        log = WebhookLog(raw_body=raw_body, event_type=event_type, lane=lane_for(event_type), source=source)
         session.add(log)
         await session.flush()
         return log.id
@@ -58,26 +61,29 @@ _INSERT_MANY = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=Tru
 # PostgreSQL: the group as arrays, unnested in their order (WITH ORDINALITY … ORDER BY) so that the ids come
 # back in the order of the rows (an INSERT … SELECT returns its rows in the order it inserted them).
 _INSERT_ARRAYS = text(
-    "INSERT INTO webhook_logs (raw_body, event_type, lane, received_at, attempts) "
-    "SELECT r.body, r.event_type, r.lane, :at, 0 "
-    "FROM unnest(:bodies, :types, :lanes) WITH ORDINALITY AS r(body, event_type, lane, n) ORDER BY r.n "
-    "RETURNING id"
+    "INSERT INTO webhook_logs (raw_body, event_type, lane, source, received_at, attempts) "
+    "SELECT r.body, r.event_type, r.lane, r.source, :at, 0 "
+    "FROM unnest(:bodies, :types, :lanes, :sources) WITH ORDINALITY AS r(body, event_type, lane, source, n) "
+    "ORDER BY r.n RETURNING id"
 ).bindparams(bindparam("bodies", type_=ARRAY(LargeBinary)), bindparam("types", type_=ARRAY(String)),
-             bindparam("lanes", type_=ARRAY(String)), bindparam("at", type_=DateTime(timezone=True)))
+             bindparam("lanes", type_=ARRAY(String)), bindparam("sources", type_=ARRAY(String)),
+             bindparam("at", type_=DateTime(timezone=True)))
 
 
-async def store_many(conn: AsyncConnection, rows: list[tuple[bytes, str]]) -> list[int]:
-    """Insert (raw_body, event_type) rows in the caller's transaction; ids in the order of rows."""
+async def store_many(conn: AsyncConnection, rows: Sequence[tuple[bytes, str] | tuple[bytes, str, str]]
+                     ) -> list[int]:
+    """Insert (raw_body, event_type[, source]) rows in the caller's transaction; ids in the order of rows."""
     received_at = utcnow()
+    sources = [str(row[2]) if len(row) > 2 else "" for row in rows]
     if conn.dialect.name == "postgresql":
-        # One statement with three array parameters: no per-row work in SQLAlchemy (3 µs a row, not 11),
+        # One statement with four array parameters: no per-row work in SQLAlchemy (3 µs a row, not 11),
         # and on an AUTOCOMMIT connection the INSERT is its own transaction: one round trip per group.
         result = await conn.execute(_INSERT_ARRAYS, {
-            "bodies": [body for body, _ in rows], "types": [event_type for _, event_type in rows],
-            "lanes": [lane_for(event_type) for _, event_type in rows], "at": received_at})
+            "bodies": [row[0] for row in rows], "types": [row[1] for row in rows],
+            "lanes": [lane_for(row[1]) for row in rows], "sources": sources, "at": received_at})
         return list(result.scalars().all())
-    params = [{"raw_body": body, "event_type": event_type, "lane": lane_for(event_type),
-               "received_at": received_at, "attempts": 0} for body, event_type in rows]
+    params = [{"raw_body": row[0], "event_type": row[1], "lane": lane_for(row[1]), "source": source,
+               "received_at": received_at, "attempts": 0} for row, source in zip(rows, sources, strict=True)]
     result = await conn.execute(_INSERT_MANY, params)
     return list(result.scalars().all())
 
@@ -85,7 +91,7 @@ async def store_many(conn: AsyncConnection, rows: list[tuple[bytes, str]]) -> li
 async def claim_batch(
     sessions: async_sessionmaker[AsyncSession], limit: int = 50, now: datetime | None = None,
     *, bulk_limit: int | None = None, lanes: Sequence[Lane] = LANES, owner: int | None = None,
-    hand: InHand | None = None,
+    hand: InHand | None = None, fair: bool = False,
 ) -> list[ClaimedLog]:
     """Lease pending logs to this worker, the live lane first; other workers skip them until the lease ends.
 
@@ -93,6 +99,8 @@ async def claim_batch(
     limit) bulk ones. So a customer message waits for at most the one bulk batch already being applied.
     With an owner (this process's worker id) the claim is bound to its liveness: silent owners' leases are
     given back within seconds (storage/takeover.py), and the claim's fence token fences its settles.
+    `fair`: live deliveries are taken round robin across their sources (workspaces): each one's oldest, then
+    each one's second, …, so one business's storm never queues in front of another's customers.
     """
     now = now or utcnow()
     limits: dict[Lane, int] = {"live": limit, "bulk": bulk_limit or limit}
@@ -102,12 +110,16 @@ async def claim_batch(
         or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
     )
     async with sessions() as session, session.begin():
+        postgres = session.bind.dialect.name == "postgresql"
         for lane in lanes:
             # One statement per lane: pick, lease and read the rows (a worker's claim is one round trip).
-            pick = (select(table.c.id).where(table.c.lane == lane, claimable)
-                    .order_by(table.c.id).limit(limits[lane]))
-            if session.bind.dialect.name == "postgresql":
-                pick = pick.with_for_update(skip_locked=True)
+            if fair and lane == LIVE:
+                pick = await _round_robin(session, claimable, limits[lane], postgres)
+            else:
+                pick = (select(table.c.id).where(table.c.lane == lane, claimable)
+                        .order_by(table.c.id).limit(limits[lane]))
+                if postgres:
+                    pick = pick.with_for_update(skip_locked=True)
             # Materialised: as a plain `IN (subquery)` PostgreSQL may run the LIMIT … SKIP LOCKED pick more
             # than once and lease more rows than asked for.
             picked = pick.cte("picked").prefix_with("MATERIALIZED")
@@ -132,6 +144,17 @@ async def claim_batch(
                                           fence=Fence(owner, r.fence) if owner is not None else None)
                                for r in rows), key=lambda c: c.id)
     return []
+
+
+async def _round_robin(session: AsyncSession, claimable: ColumnElement[bool], limit: int, postgres: bool
+                       ) -> Select[tuple[int]]:
+    """The live lane's pick, round robin across sources. PostgreSQL allows no SKIP LOCKED beside a window
+    function, so live claims there take turns under a transaction-scoped advisory lock instead."""
+    if postgres:
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LIVE_CLAIM_LOCK})
+    turn = func.row_number().over(partition_by=_TABLE.c.source, order_by=_TABLE.c.id).label("turn")
+    ranked = select(_TABLE.c.id, turn).where(_TABLE.c.lane == LIVE, claimable).subquery()
+    return select(ranked.c.id).order_by(ranked.c.turn, ranked.c.id).limit(limit)
 
 
 def _held(log_id: int, fence: Fence | None) -> list[ColumnElement[bool]]:

@@ -165,6 +165,7 @@ def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
         bulk_batch=settings.worker.bulk_batch,
         health=app[appkeys.LOOP_HEALTH],
         gate=app[appkeys.WRITE_GATE],
+        fair=settings.slack.many_workspaces,
     )
     app[appkeys.WEBHOOK_WORKER] = worker
     app[appkeys.CLAIMS_IN_HAND]["webhook_logs"] = worker.hand

@@ -38,6 +38,7 @@ class IngestUnavailable(Exception):
 class _Delivery:
     raw_body: bytes
     event_type: str
+    source: str
     future: asyncio.Future[int] = field(repr=False)
 
 
@@ -67,12 +68,13 @@ class IngestWriter:
         self.batches = 0  # groups committed, for tests and metrics
         self.most_in_flight = 0  # the most groups seen in flight at once, for tests
 
-    async def submit(self, raw_body: bytes, event_type: str) -> int:
-        """Queue one delivery and return its webhook_logs id once committed; raises IngestUnavailable."""
+    async def submit(self, raw_body: bytes, event_type: str, source: str = "") -> int:
+        """Queue one delivery (of `source`, see bot.bridge.webhook_sources) and return its webhook_logs id once
+        committed; raises IngestUnavailable."""
         if self._closed:
             raise IngestUnavailable("ingest writer stopped")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Delivery(raw_body, event_type, future))
+        self._waiting.append(_Delivery(raw_body, event_type, source, future))
         self._arrived.set()
         if len(self._waiting) >= self._max_batch:
             self._full.set()
@@ -126,7 +128,7 @@ class IngestWriter:
         return group
 
     async def _commit(self, group: list[_Delivery]) -> None:
-        rows = [(d.raw_body, d.event_type) for d in group]
+        rows = [(d.raw_body, d.event_type, d.source) for d in group]
         try:
             async with self._gate.urgent():
                 ids = await self._insert(rows)
@@ -147,7 +149,7 @@ class IngestWriter:
         if self._on_stored is not None:
             self._on_stored()
 
-    async def _insert(self, rows: list[tuple[bytes, str]]) -> list[int]:
+    async def _insert(self, rows: list[tuple[bytes, str, str]]) -> list[int]:
         """Insert on a connection of the writer's own; a dropped connection is replaced and the group tried
         once more."""
         # Parked connections mean no pool checkout (and no pre-ping) per group; one lost meanwhile (database

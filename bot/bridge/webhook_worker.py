@@ -48,7 +48,7 @@ class WebhookWorker:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], make_context: Callable[[], EventContext],
                  metrics: Metrics, *, batch: int = 100, bulk_batch: int = 200, poll_interval: float = 1.0,
                  bulk_linger: float = BULK_LINGER, owner: Callable[[], int | None] | None = None,
-                 health: LoopHealth | None = None, gate: WriteGate | None = None) -> None:
+                 health: LoopHealth | None = None, gate: WriteGate | None = None, fair: bool = False) -> None:
         self._sessions = sessions
         self._gate = gate or WriteGate()  # history imports let webhooks being stored go first
         self._health = health or LoopHealth()
@@ -61,6 +61,9 @@ class WebhookWorker:
         self._bulk_batch = bulk_batch
         self._poll = poll_interval
         self._bulk_linger = bulk_linger
+        # Many workspaces: live deliveries are claimed round robin across workspaces (one's storm never
+        # queues in front of another's customers); with one workspace, in arrival order.
+        self._fair = fair
         self._wakes: list[asyncio.Event] = []
         self._listeners: list[Callable[[], None]] = []
 
@@ -103,7 +106,8 @@ class WebhookWorker:
     async def process_available(self, *, lanes: Sequence[Lane] = LANES) -> int:
         """Claim and process one batch from the first of lanes with work waiting; returns its size."""
         claimed = await webhook_logs.claim_batch(self._sessions, self._batch, bulk_limit=self._bulk_batch,
-                                                 lanes=lanes, owner=self._owner(), hand=self.hand)
+                                                 lanes=lanes, owner=self._owner(), hand=self.hand,
+                                                 fair=self._fair)
         if claimed:
             try:
                 await self._apply(claimed)

@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 
 from bot.bridge.ingest_writer import IngestUnavailable
+from bot.bridge.webhook_sources import SOURCES
 from bot.core import json_limits
 from bot.handlers import appkeys
 from bot.meta.parser import event_type_of
@@ -56,7 +57,7 @@ async def receive(request: web.Request) -> web.Response:
     event_type = event_type_of(payload)
     try:
         # Committed together with whatever other deliveries are waiting; the worker is woken per group.
-        await app[appkeys.INGEST_WRITER].submit(body, event_type)
+        await app[appkeys.INGEST_WRITER].submit(body, event_type, SOURCES.of(settings, payload))
     except IngestUnavailable:
         # Not stored, so not acknowledged: Meta retries a 5xx.
         return _reject(request, 503, "unavailable", "delivery not stored, retry later")
