@@ -91,7 +91,8 @@ async def test_two_workers_claiming_round_robin_never_share_a_delivery(pg_url: s
 
 def test_a_deliverys_source_is_its_numbers_workspace() -> None:
     # Settings only: nothing is started or called.
-    slack = SimpleNamespace(api_url="http://127.0.0.1:9/api/", oauth=SimpleNamespace(client_id="1.2", client_secret="s"))
+    slack = SimpleNamespace(api_url="http://127.0.0.1:9/api/",
+                            oauth=SimpleNamespace(client_id="1.2", client_secret="s"))
     graph = SimpleNamespace(base_url="http://127.0.0.1:9")
     settings = parse_settings(settings_raw("sqlite+aiosqlite:///unused.db", slack, graph), env={})  # type: ignore[arg-type]
     sources = WebhookSources()
