@@ -1,4 +1,4 @@
-"""Migration 0018 upgrades a database filled by 0017: pending deliveries keep their place and share one source."""
+"""Migration 0019 upgrades a database filled by 0018: pending deliveries keep their place and share one source."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from storage.db import make_engine, make_sessionmaker, migrate
 NOW = datetime(2026, 12, 6, 17, 0, tzinfo=UTC)
 
 
-async def test_upgrade_from_0017_keeps_pending_deliveries_claimable(db_url: str) -> None:
-    await migrate(db_url, "0017")
+async def test_upgrade_from_0018_keeps_pending_deliveries_claimable(db_url: str) -> None:
+    await migrate(db_url, "0018")
     engine = make_engine(db_url)
     try:
         async with engine.begin() as conn:
