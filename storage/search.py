@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, func, literal_column, or_, select, text
+from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Channel, Contact, Conversation, Message, as_utc
 
 MAX_HITS = 20
+PAGES = (200, 1000, 5000)  # matching messages read newest first before grouping every match
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -68,35 +69,54 @@ async def find(session: AsyncSession, query: Query, *, workspace: str, channel_i
         scope.append(Conversation.inbox_status == query.status)
     found: dict[int, datetime] = {}
     if query.words:
-        for conv_id, at in (await session.execute(await _by_text(session, query.words, scope, limit))).tuples():
-            found[conv_id] = as_utc(at)
+        found = await _newest(session, [*scope, await _matching(session, query.words)], limit)
         for conv_id, at in (await session.execute(_by_contact(query.words, scope, limit))).tuples():
             if at is not None:
                 found[conv_id] = max(found.get(conv_id, as_utc(at)), as_utc(at))
     else:  # filters only: the conversations most recently written in
-        newest = (select(Message.conversation_id, func.max(Message.wa_timestamp).label("at"))
-                  .join(Conversation, Conversation.id == Message.conversation_id).where(*scope)
-                  .group_by(Message.conversation_id).order_by(text("at DESC")).limit(limit))
-        found = {c: as_utc(at) for c, at in (await session.execute(newest)).tuples()}
+        found = await _newest(session, scope, limit)
     chosen = sorted(found, key=lambda c: found[c], reverse=True)[:limit]
-    return await _hits(session, chosen)
+    return await hits_for(session, chosen)
 
 
-async def _by_text(session: AsyncSession, words: Sequence[str], scope: list[ColumnElement[bool]], limit: int) -> Select:
-    """Conversations with a message holding every word, with their newest such message's time."""
+async def _matching(session: AsyncSession, words: Sequence[str]) -> ColumnElement[bool]:
+    """A message holding every word (by prefix), through the database's full-text index."""
     dialect = (await session.connection()).dialect.name
-    base = (select(Message.conversation_id, func.max(Message.wa_timestamp).label("at"))
-            .join(Conversation, Conversation.id == Message.conversation_id).where(*scope))
     if dialect == "postgresql":
         tsquery = " & ".join(f"{_pg_quoted(w)}:*" for w in words)
-        base = base.where(literal_column("messages.search_tsv").op("@@")(func.to_tsquery("simple", tsquery)))
-    elif dialect == "sqlite" and await _has_fts(session):
+        return literal_column("messages.search_tsv").op("@@")(func.to_tsquery("simple", tsquery))
+    if dialect == "sqlite" and await _has_fts(session):
         match = " AND ".join(f'"{w}"*' for w in words)  # quoted: no word is read as an FTS operator
-        base = base.where(Message.id.in_(text("SELECT rowid FROM messages_fts WHERE messages_fts MATCH :match")
-                                         .bindparams(match=match)))
-    else:
-        base = base.where(*[func.lower(Message.text).like(f"%{_like(w)}%", escape="\\") for w in words])
-    return base.group_by(Message.conversation_id).order_by(text("at DESC")).limit(limit)
+        return Message.id.in_(text("SELECT rowid FROM messages_fts WHERE messages_fts MATCH :match")
+                              .bindparams(match=match))
+    return and_(*[func.lower(Message.text).like(f"%{_like(w)}%", escape="\\") for w in words])
+
+
+async def _newest(session: AsyncSession, where: list[ColumnElement[bool]], limit: int,
+                  pages: Sequence[int] = PAGES) -> dict[int, datetime]:
+    """The `limit` conversations with the newest messages meeting `where`, and that message's time.
+
+    Matching messages are read newest first, a page at a time, until enough conversations turned up: a common
+    word then costs a few hundred rows, not every match (the database picks the time index or the text index).
+    When a few chatty conversations fill the pages, the rest is found by grouping every match."""
+    found: dict[int, datetime] = {}
+    after: tuple[datetime, int] | None = None
+    base = (select(Message.conversation_id, Message.wa_timestamp, Message.id)
+            .join(Conversation, Conversation.id == Message.conversation_id).where(*where)
+            .order_by(Message.wa_timestamp.desc(), Message.id.desc()))
+    for page in pages:
+        query = base if after is None else base.where(or_(
+            Message.wa_timestamp < after[0], and_(Message.wa_timestamp == after[0], Message.id < after[1])))
+        rows = (await session.execute(query.limit(page))).tuples().all()
+        for conv_id, at, _ in rows:
+            found.setdefault(conv_id, as_utc(at))
+        if len(found) >= limit or len(rows) < page:
+            return found
+        after = (rows[-1][1], rows[-1][2])
+    grouped = (select(Message.conversation_id, func.max(Message.wa_timestamp).label("at"))
+               .join(Conversation, Conversation.id == Message.conversation_id).where(*where)
+               .group_by(Message.conversation_id).order_by(text("at DESC")).limit(limit))
+    return {c: as_utc(at) for c, at in (await session.execute(grouped)).tuples()}
 
 
 def _by_contact(words: Sequence[str], scope: list[ColumnElement[bool]], limit: int) -> Select:
@@ -112,7 +132,8 @@ def _by_contact(words: Sequence[str], scope: list[ColumnElement[bool]], limit: i
             .join(Contact, Contact.id == Conversation.contact_id).where(*scope, who).limit(limit))
 
 
-async def _hits(session: AsyncSession, conversation_ids: list[int]) -> list[Hit]:
+async def hits_for(session: AsyncSession, conversation_ids: list[int]) -> list[Hit]:
+    """The answer's rows for these conversations, in their order: names, owner, status, newest message."""
     if not conversation_ids:
         return []
     rows = (await session.execute(

@@ -113,3 +113,11 @@ def test_workspaces_fairness_bench_mirrors_other_workspaces_during_a_campaign(
     row = _row(capsys.readouterr().out, "3")
     assert row["n"] == "4" and row["not mirrored"] == "0" and row["errors"] == "0"
     assert int(row["campaign sends meanwhile"]) >= 40
+
+
+def test_search_bench_times_every_kind_of_search(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import search
+
+    assert search.main(["--messages", "2000", "--repeat", "2"]) == 0
+    out = capsys.readouterr().out
+    assert _row(out, "all searches")["runs"] == "14" and _row(out, "rare word")["messages"] == "2,000"

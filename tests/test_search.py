@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.models import Channel, Contact, Conversation, Message
-from storage.search import Query, find, words_of
+from storage.search import Query, _matching, _newest, find, words_of
 from tests.harness import STAFF, Bridge, BridgeFactory, bridges, eventually, now_ts, thread_with
 from tests.helpers import SLACK_CHANNEL, inbound_text
 
@@ -113,6 +113,19 @@ async def test_a_redacted_or_deleted_message_is_not_found(store: tuple[Any, dict
         await s.execute(Message.__table__.delete().where(Message.conversation_id == ids["gopal"]))
     assert await _found(sessions, ids, Query(("refund",))) == []
     assert await _found(sessions, ids, Query(("erased",))) == ["ravi"]
+
+
+async def test_a_chatty_conversation_does_not_hide_the_others(store: tuple[Any, dict[str, int]]) -> None:
+    sessions, ids = store
+    async with sessions() as s, s.begin():  # 250 newer matches in Ravi's conversation fill the first page
+        s.add_all([Message(conversation_id=ids["ravi"], direction="inbound", source="customer", type="text",
+                           text=f"fee question {i}", wamid=f"wamid.chatty.{i}",
+                           wa_timestamp=T0 + timedelta(hours=10, seconds=i)) for i in range(250)])
+    assert await _found(sessions, ids, Query(("fee",))) == ["ravi", "gopal"]
+    async with sessions() as s:  # pages too small for both: every match is grouped instead
+        found = await _newest(s, [Conversation.slack_team == "default", await _matching(s, ("fee",))], 2,
+                              pages=(5, 5))
+    assert sorted(found) == sorted([ids["ravi"], ids["gopal"]])
 
 
 async def test_sqlite_without_fts5_searches_with_like(db_url: str, store: tuple[Any, dict[str, int]]) -> None:
