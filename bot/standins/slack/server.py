@@ -6,6 +6,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -57,6 +58,10 @@ class SlackStandin(LoopbackServer, SlackTowardsApp):
             client_secret=client_secret, token_rotation=token_rotation,
         )
         self._faults = Faults()
+        # Each Web API method's handler, bound to this workspace; a subclass may add or replace one.
+        self._methods: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+            name: partial(handler, self) for name, handler in METHODS.items()
+        }
         self._hangs_end = asyncio.Event()  # set on stop, so a hanging answer does not hold the shutdown
 
     @property
@@ -207,7 +212,7 @@ class SlackStandin(LoopbackServer, SlackTowardsApp):
             except OAuthError as exc:
                 call.ok, call.error = False, exc.error
                 return self._response(200, {"ok": False, "error": exc.error})
-        handler = METHODS.get(method)
+        handler = self._methods.get(method)
         if handler is None:
             call.status, call.ok, call.error = 404, False, "unknown_method"
             return self._response(404, {"ok": False, "error": "unknown_method"})
@@ -222,7 +227,7 @@ class SlackStandin(LoopbackServer, SlackTowardsApp):
             call.ok, call.error = False, error
             return self._response(200, {"ok": False, "error": error})
         try:
-            result = await handler(self, args)
+            result = await handler(args)
         except SlackError as exc:
             call.ok, call.error = False, exc.error
             return self._response(200, {"ok": False, "error": exc.error, **exc.extra})

@@ -298,6 +298,8 @@ class SlackWorkspace:
             self.add_user(user_id, user_id.lower())
         return self.users[user_id]
 
+    _user = user_for  # the name subclasses written before the split call
+
     def writable(self, channel_id: Any) -> dict[str, Any]:
         """A channel the bot may post in (not archived, a member)."""
         channel = self.channel_for(channel_id)
