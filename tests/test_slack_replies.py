@@ -21,7 +21,7 @@ from bot.handlers.slack_actions import (
 )
 from bot.handlers.slack_messages import OPEN_PICKER_ACTION
 from bot.slack.display_names import isolate
-from storage.models import Contact, Message, Template
+from storage.models import Contact, Message, MessageStatus, Template
 from tests.harness import (
     STAFF,
     WA_ID,
@@ -79,6 +79,29 @@ async def test_statuses_show_as_reactions_on_the_reply(make: BridgeFactory) -> N
     await eventually(lambda: b.count(Message, Message.wamid == sends[0].wamid))
     for i, state in enumerate(("sent", "delivered", "read")):
         await b.webhook(status(sends[0].wamid, state, ts=now_ts(i)))
+
+    def reactions() -> list[str]:
+        mine = next(m for m in b.slack.thread(SLACK_CHANNEL, thread_ts) if m["ts"] == event["ts"])
+        return [r["name"] for r in mine.get("reactions", [])]
+
+    assert await eventually(lambda: len(reactions()) == 3 and reactions()) == [
+        "heavy_check_mark", "ballot_box_with_check", "eyes"]
+
+
+async def test_statuses_that_arrive_before_the_send_is_answered_all_show_on_the_reply(make: BridgeFactory) -> None:
+    b = await make()
+    thread_ts = await _open_thread(b, customer_wrote_at=now_ts(-600))
+    b.graph.hold_answers()  # Meta sends the message and reports it before answering the send call
+    event = await _reply(b, thread_ts, "On it", event_id="EvEARLY")
+    sends = await eventually(lambda: b.graph.sends_to(WA_ID))
+    for i, state in enumerate(("sent", "delivered", "read")):
+        await b.webhook(status(sends[0].wamid, state, ts=now_ts(i)))
+    async def stored() -> bool:
+        return await b.count(MessageStatus, MessageStatus.wamid == sends[0].wamid) == 3
+
+    await eventually(stored)
+    assert await b.count(Message, Message.wamid == sends[0].wamid) == 0  # the statuses came first
+    b.graph.release_answers()
 
     def reactions() -> list[str]:
         mine = next(m for m in b.slack.thread(SLACK_CHANNEL, thread_ts) if m["ts"] == event["ts"])

@@ -209,13 +209,10 @@ async def record_sent(deps: Deps, thread: BridgedThread, result: SendResult, *, 
             await repo.enqueue_slack(s, dedupe_key=f"msg:{message_id}", thread_key=f"conv:{thread.conversation_id}",
                                      kind="message", payload={"message_id": message_id}, order_ts=now,
                                      conversation_id=thread.conversation_id)
-        elif applied:
-            last = applied[-1]
-            await repo.enqueue_slack(s, dedupe_key=f"status:{result.wamid}:{last}",
-                                     thread_key=f"conv:{thread.conversation_id}", kind="status",
-                                     payload={"message_id": message_id, "status": last, "error_code": None,
-                                              "error_title": None}, order_ts=now,
-                                     conversation_id=thread.conversation_id)
+        else:
+            # One item per status, as for any message stored after its statuses: an item for the last one
+            # alone would take the earlier ticks as shown by items that never existed.
+            await repo.owe_status_posts(s, result.wamid, applied)
     if mirror or applied or owned:
         wake_outbox(deps)
     return message_id

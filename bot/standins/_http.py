@@ -19,6 +19,8 @@ class LoopbackServer:
         self.host = host
         self.port = port
         self.latency = latency
+        self._answers_open = asyncio.Event()
+        self._answers_open.set()
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
 
@@ -38,6 +40,15 @@ class LoopbackServer:
         """Delay every response by `seconds` (to exercise client timeouts)."""
         self.latency = seconds
 
+    def hold_answers(self) -> None:
+        """Carry out each request but keep its answer until release_answers() (a call Meta acted on at once
+        and answered late: its statuses can arrive before its answer)."""
+        self._answers_open.clear()
+
+    def release_answers(self) -> None:
+        """Send the answers held since hold_answers()."""
+        self._answers_open.set()
+
     def _routes(self, app: web.Application) -> None:
         raise NotImplementedError
 
@@ -45,7 +56,9 @@ class LoopbackServer:
     async def _latency_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.latency > 0:
             await asyncio.sleep(self.latency)
-        return await handler(request)
+        response = await handler(request)
+        await self._answers_open.wait()
+        return response
 
     async def start(self) -> str:
         """Listen on loopback and return the base URL."""
@@ -65,6 +78,7 @@ class LoopbackServer:
 
     async def stop(self) -> None:
         """Stop listening (the same port is reused by a later start())."""
+        self._answers_open.set()  # a held answer never holds the shutdown
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
