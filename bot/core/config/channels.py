@@ -1,0 +1,107 @@
+"""The `channels:` list (one entry per WhatsApp number) and the team inbox's settings: assignment, SLA,
+business hours."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from bot.core.config.base import Strict
+from bot.core.workspace import is_workspace_id
+
+DEFAULT_MPS = {"coexistence": 5, "cloud_api": 80}
+MAX_MPS = 1000
+
+
+class Mode(StrEnum):
+    COEXISTENCE = "coexistence"
+    CLOUD_API = "cloud_api"
+
+
+class ThreadReplies(StrEnum):
+    TWO_WAY = "two_way"
+    NOTES_ONLY = "notes_only"
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WORKWEEK: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
+
+
+class AutoAssign(StrEnum):
+    OFF = "off"
+    FIRST_REPLY = "first_reply"  # whoever answers an unowned conversation first from Slack owns it
+
+
+class InboxSettings(Strict):
+    """The team inbox on thread parents (owner, status)."""
+
+    auto_assign: AutoAssign = AutoAssign.OFF
+
+
+class SlaSettings(Strict):
+    """First-response target: a conversation waiting longer gets one reminder in its thread."""
+
+    first_response_minutes: int | None = Field(default=None, gt=0)
+    mention: str = ""  # Slack user group (S…) or user (U…) named in the reminder
+
+
+class BusinessHoursSettings(Strict):
+    """Only time inside these hours (in `timezone`) counts towards waits and first responses."""
+
+    opens: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    closes: str = Field(default="18:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    days: list[Weekday] = Field(default_factory=lambda: list(WORKWEEK))
+
+    @model_validator(mode="after")
+    def _opens_before_closes(self) -> BusinessHoursSettings:
+        if self.opens >= self.closes:
+            raise ValueError("business_hours: opens must be earlier than closes")
+        return self
+
+
+class ChannelSettings(Strict):
+    name: str
+    phone_number_id: str
+    waba_id: str
+    display_phone_number: str = ""
+    mode: Mode = Mode.COEXISTENCE
+    mps: int = Field(default=0, ge=0, le=MAX_MPS)
+    access_token: str
+    slack_channel: str
+    # The Slack workspace (T…, or E… for an org-wide install) this number belongs to; required with
+    # slack.client_id, ignored without it (single-workspace mode files everything under "default").
+    slack_team: str = ""
+    thread_replies: ThreadReplies = ThreadReplies.TWO_WAY
+    sla: SlaSettings | None = None  # overrides the top-level sla for this channel
+    # Where a reply to a campaign from someone with no conversation yet opens its thread (empty: slack_channel).
+    # Slack paces posts per channel, so a second channel takes a reply storm's new threads in parallel.
+    campaign_replies_channel: str = ""
+
+    @field_validator("phone_number_id")
+    @classmethod
+    def _digits(cls, value: str) -> str:
+        # Meta's id of the number, not the number itself: a "+91 522…" here is the display number.
+        if not value.isascii() or not value.isdigit():
+            raise ValueError("must be Meta's phone number ID (digits only, e.g. \"100000000000001\"), "
+                             "not the phone number")
+        return value
+
+    @field_validator("slack_team")
+    @classmethod
+    def _team_id(cls, value: str) -> str:
+        if value and not is_workspace_id(value):
+            raise ValueError(f"{value!r} is not a Slack team id; write the workspace's T… id "
+                             "(or E… for an Enterprise Grid org install)")
+        return value
+
+    @model_validator(mode="after")
+    def _default_mps(self) -> ChannelSettings:
+        if self.mps == 0:
+            object.__setattr__(self, "mps", DEFAULT_MPS[self.mode.value])
+        return self
