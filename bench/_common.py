@@ -421,6 +421,134 @@ def temp_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix=prefix)
 
 
+# ---- customers writing, and their posts in Slack (the mirror benchmarks) ---------------------------
+
+
+@contextmanager
+def mirror_stack(prefix: str, caps: Mapping[str, int] | None = None) -> Iterator[tuple[Path, Standins, str, str]]:
+    """What a mirror benchmark runs on: (a temporary directory, the stand-ins, a private Redis, a fresh
+    PostgreSQL database), all gone afterwards."""
+    with temp_dir(prefix) as tmp, Standins(caps) as standins, redis_server() as redis_url, \
+            pg_database() as db_url:
+        yield Path(tmp), standins, redis_url, db_url
+
+
+def customer_message(marker: str, i: int, *, number: str, wa_id: str, name: str, ts: int,
+                     text: str = "question {marker}-{i}") -> tuple[bytes, dict[str, str]]:
+    """A customer's signed text to `number`, carrying `marker-i` so that its Slack post is found by text."""
+    from tests.helpers import inbound_text, signed
+
+    payload = inbound_text(f"wamid.{marker}.{i}", text.format(marker=marker, i=i), wa_id=wa_id, name=name, ts=ts)
+    payload["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = number
+    return signed(payload)
+
+
+async def open_loop(url: str, items: Sequence[tuple[bytes, Mapping[str, str]]], rate: float
+                    ) -> tuple[dict[int, float], list[float], int]:
+    """POST items at `rate` a second whatever the answers take (open loop): ({item: send time}, ack
+    latencies, errors)."""
+    import aiohttp
+
+    sent: dict[int, float] = {}
+    acks: list[float] = []
+    errors = 0
+
+    async def one(session: aiohttp.ClientSession, i: int, body: bytes, headers: Mapping[str, str]) -> None:
+        nonlocal errors
+        sent[i] = time.monotonic()
+        try:
+            async with session.post(url, data=body, headers=dict(headers)) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    errors += 1
+                    return
+        except (aiohttp.ClientError, TimeoutError):
+            errors += 1
+            return
+        acks.append(time.monotonic() - sent[i])
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32),
+                                     timeout=aiohttp.ClientTimeout(total=10)) as session:
+        start = time.monotonic() + 0.01
+        tasks = []
+        for i, (body, headers) in enumerate(items):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(session, i, body, headers)))
+        await asyncio.gather(*tasks)
+    return sent, acks, errors
+
+
+def first_posts(standins: Standins, marker: str) -> dict[int, float]:
+    """When Slack first took a post carrying `marker-i`, for each i."""
+    import re
+
+    pattern = re.compile(rf"{re.escape(marker)}-(\d+)\b")
+    first: dict[int, float] = {}
+    for post in standins.slack_posts():
+        if post["ok"]:
+            for m in set(pattern.findall(post["blob"])):
+                first[int(m)] = min(post["t"], first.get(int(m), post["t"]))
+    return first
+
+
+def mirrored(standins: Standins, marker: str, sent: Mapping[int, float], timeout: float) -> list[float]:
+    """Wait up to `timeout` for every sent message's post; the latencies of those that arrived."""
+    deadline = time.monotonic() + timeout
+    got = first_posts(standins, marker)
+    while len(got) < len(sent) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        got = first_posts(standins, marker)
+    return [got[i] - t for i, t in sent.items() if i in got]
+
+
+STAGES = ("stored", "applied", "posted")
+
+
+def webhook_stages(db_url: str, marker: str, sent: Mapping[int, float], arrived: Mapping[int, float]
+                   ) -> dict[str, list[float]]:
+    """Where each message's time went: POST to stored (`webhook_logs.received_at`), stored to applied by the
+    webhook worker (`processed_at`), applied to posted in Slack (the outbox). Seconds, per stage."""
+    import re
+
+    from sqlalchemy import select
+
+    from storage.db import make_engine
+    from storage.models import WebhookLog, as_utc
+
+    async def rows() -> list[Any]:
+        engine = make_engine(db_url)
+        try:
+            async with engine.connect() as conn:
+                return list((await conn.execute(select(WebhookLog.raw_body, WebhookLog.received_at,
+                                                       WebhookLog.processed_at)
+                                                .where(WebhookLog.lane == "live"))).all())
+        finally:
+            await engine.dispose()
+
+    wall = time.time() - time.monotonic()  # CLOCK_MONOTONIC to wall clock (one machine: one offset)
+    pattern = re.compile(rf"{re.escape(marker)}-(\d+)\b".encode())
+    out: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    for body, received, processed in asyncio.run(rows()):
+        found = pattern.search(body)
+        i = int(found.group(1)) if found else -1
+        if i not in sent or i not in arrived or processed is None:
+            continue
+        stored, applied = as_utc(received).timestamp() - wall, as_utc(processed).timestamp() - wall
+        out["stored"].append(stored - sent[i])
+        out["applied"].append(applied - stored)
+        out["posted"].append(arrived[i] - applied)
+    return out
+
+
+def latency_stats(values: Sequence[float]) -> dict[str, object]:
+    """n, p50, p99 and max in milliseconds."""
+    ms = 1000.0
+    return {"n": len(values), "p50 ms": percentile(values, 50) * ms, "p99 ms": percentile(values, 99) * ms,
+            "max ms": max(values, default=float("nan")) * ms}
+
+
 def py_spy(pid: int, out: str, rate: int = 200) -> subprocess.Popen[bytes] | None:
     """Start `py-spy record` (collapsed stacks) on pid until stopped; None when py-spy is not installed."""
     import shutil

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 import time
 import uuid
@@ -37,7 +36,7 @@ import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bench import _common
-from tests.helpers import BOT_TOKEN, inbound_text, signed
+from tests.helpers import BOT_TOKEN
 
 TARGET_P50_MS = 100.0
 TARGET_P99_MS = 500.0
@@ -61,57 +60,11 @@ async def _send(url: str, rate: float, conversations: int, seconds: float, tag: 
     """Post inbound texts open-loop; returns ({message number: send time}, ack latencies, errors)."""
     n = max(1, int(rate * seconds))
     base_ts = int(time.time()) - 5
-    items = []
-    for i in range(n):
-        wa_id = f"9198300{i % conversations:05d}"
-        payload = inbound_text(f"wamid.mlat.{tag}.{i}", f"question mlat-{tag}-{i} about the batch", wa_id=wa_id,
-                               name=f"Customer {i % conversations}", ts=base_ts + i // conversations)
-        if channels > 1:
-            payload["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = channel_number(i % channels)
-        items.append(signed(payload))
-    sent: dict[int, float] = {}
-    acks: list[float] = []
-    errors = 0
-
-    async def one(session: aiohttp.ClientSession, i: int, body: bytes, headers: dict[str, str]) -> None:
-        nonlocal errors
-        sent[i] = time.monotonic()
-        try:
-            async with session.post(url, data=body, headers=headers) as resp:
-                await resp.read()
-                if resp.status != 200:
-                    errors += 1
-                    return
-        except (aiohttp.ClientError, TimeoutError):
-            errors += 1
-            return
-        acks.append(time.monotonic() - sent[i])
-
-    timeout = aiohttp.ClientTimeout(total=10)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32), timeout=timeout) as session:
-        start = time.monotonic() + 0.01
-        tasks = []
-        for i, (body, headers) in enumerate(items):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(session, i, body, headers)))
-        await asyncio.gather(*tasks)
-    return sent, acks, errors
-
-
-def _arrivals(standins: _common.Standins, tag: str) -> dict[int, float]:
-    """First chat.postMessage arrival carrying each message's marker."""
-    marker = re.compile(rf"mlat-{re.escape(tag)}-(\d+)\b")
-    first: dict[int, float] = {}
-    for post in standins.slack_posts():
-        if not post["ok"]:
-            continue
-        for m in set(marker.findall(post["blob"])):
-            i = int(m)
-            if i not in first or post["t"] < first[i]:
-                first[i] = post["t"]
-    return first
+    items = [_common.customer_message(f"mlat-{tag}", i, number=channel_number(i % channels),
+                                      wa_id=f"9198300{i % conversations:05d}", name=f"Customer {i % conversations}",
+                                      ts=base_ts + i // conversations, text="question {marker}-{i} about the batch")
+             for i in range(n)]
+    return await _common.open_loop(url, items, rate)
 
 
 async def _direct_posts(api_url: str, n: int) -> list[float]:
@@ -127,10 +80,7 @@ async def _direct_posts(api_url: str, n: int) -> list[float]:
     return list(sent.values())
 
 
-def _stats(values: Sequence[float]) -> dict[str, object]:
-    ms = 1000.0
-    return {"n": len(values), "p50 ms": _common.percentile(values, 50) * ms,
-            "p99 ms": _common.percentile(values, 99) * ms, "max ms": max(values, default=float("nan")) * ms}
+_stats = _common.latency_stats
 
 
 def run(rates: Sequence[float], conversations: int, seconds: float, channels: int = CHANNELS, *,
@@ -138,8 +88,7 @@ def run(rates: Sequence[float], conversations: int, seconds: float, channels: in
     """Measure each rate in turn (waiting for the previous one to be mirrored); returns the figures."""
     tag = uuid.uuid4().hex[:6]
     steps: list[tuple[float, list[float], list[float], int, int]] = []
-    with _common.temp_dir("wabridge-bench-mirror-") as tmp, _common.Standins() as standins, \
-            _common.redis_server() as redis_url, _common.pg_database() as db_url:
+    with _common.mirror_stack("wabridge-bench-mirror-") as (tmp, standins, redis_url, db_url):
         # Baseline: direct posts to the stand-in, matched to its arrival stamps by text.
         direct_sent = asyncio.run(_direct_posts(standins.slack_api_url, 50))
         direct_arrived = [p["t"] for p in standins.slack_posts() if '"direct-' in p["blob"]]
@@ -155,12 +104,7 @@ def run(rates: Sequence[float], conversations: int, seconds: float, channels: in
                 step_tag = f"{tag}s{n}"
                 sent, acks, errors = asyncio.run(
                     _send(f"{serve.url}/webhooks/meta", rate, conversations, seconds, step_tag, channels=channels))
-                deadline = time.monotonic() + SETTLE_TIMEOUT
-                arrived = _arrivals(standins, step_tag)
-                while len(arrived) < len(sent) and time.monotonic() < deadline:
-                    time.sleep(0.5)
-                    arrived = _arrivals(standins, step_tag)
-                latencies = [arrived[i] - t for i, t in sent.items() if i in arrived]
+                latencies = _common.mirrored(standins, f"mlat-{step_tag}", sent, SETTLE_TIMEOUT)
                 steps.append((rate, acks, latencies, errors, len(sent) - len(latencies)))
             if spy is not None:
                 _common.stop_py_spy(spy)

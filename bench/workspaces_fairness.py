@@ -15,6 +15,9 @@ the work measured. Workspace 0's first number (Cloud API, 80 mps) sends a campai
 while the stand-in answers every send with sent/delivered/read webhooks (a status storm in workspace 0); at the
 same time customers write to the other workspaces' numbers at `--rate` messages a second, each to a number of
 its own in turn. Target: their p99 below 300 ms.
+
+Baseline, in the same run: the same customers writing at the same rate before the campaign starts (no storm);
+the storm phase's p50 and p99 are printed as ratios of it. `--py-spy FILE` records `serve` during the storm.
 """
 
 from __future__ import annotations
@@ -32,12 +35,11 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import aiohttp
 import yaml
 
 from bench import _common
 from bench.campaign_throughput import write_audience
-from tests.helpers import BOT_TOKEN, inbound_text, signed
+from tests.helpers import BOT_TOKEN
 
 TARGET_P99_MS = 300.0
 SETTLE_TIMEOUT = 60.0
@@ -97,71 +99,53 @@ async def install_all(db_url: str, workspaces: int, token_key: str) -> None:
         await engine.dispose()
 
 
-async def customers(url: str, workspaces: int, rate: float, seconds: float, tag: str
+async def customers(url: str, workspaces: int, rate: float, seconds: float, marker: str, phase: int = 0
                     ) -> tuple[dict[int, float], int]:
-    """Customers of workspaces 1… write open-loop, message i to the (i mod 2(w-1))-th of their numbers."""
+    """Customers of workspaces 1… write open-loop, message i to the (i mod 2(w-1))-th of their numbers; each
+    phase's customers are new (their first message opens a thread), so two phases measure the same work."""
     others = [(n, k) for n in range(1, workspaces) for k in range(2)]
-    total = max(1, int(rate * seconds))
     base_ts = int(time.time()) - 5
-    sent: dict[int, float] = {}
-    errors = 0
-    bodies = []
-    for i in range(total):
-        n, k = others[i % len(others)]
-        payload = inbound_text(f"wamid.fair.{tag}.{i}", f"question fair-{tag}-{i}", wa_id=f"9198400{i:05d}",
-                               name=f"Customer {i}", ts=base_ts)
-        payload["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = number(n, k)
-        bodies.append(signed(payload))
-
-    async def one(session: aiohttp.ClientSession, i: int, body: bytes, headers: dict[str, str]) -> None:
-        nonlocal errors
-        sent[i] = time.monotonic()
-        try:
-            async with session.post(url, data=body, headers=headers) as resp:
-                await resp.read()
-                errors += resp.status != 200
-        except (aiohttp.ClientError, TimeoutError):
-            errors += 1
-
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32),
-                                     timeout=aiohttp.ClientTimeout(total=10)) as session:
-        start = time.monotonic() + 0.01
-        tasks = []
-        for i, (body, headers) in enumerate(bodies):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(session, i, body, headers)))
-        await asyncio.gather(*tasks)
+    items = [_common.customer_message(marker, i, number=number(*others[i % len(others)]),
+                                      wa_id=f"919840{phase % 10}{i:05d}", name=f"Customer {i}", ts=base_ts)
+             for i in range(max(1, int(rate * seconds)))]
+    sent, _, errors = await _common.open_loop(url, items, rate)
     return sent, errors
 
 
-def arrivals(standins: _common.Standins, tag: str) -> dict[int, float]:
-    marker = re.compile(rf"fair-{re.escape(tag)}-(\d+)\b")
-    first: dict[int, float] = {}
-    for post in standins.slack_posts():
-        if post["ok"]:
-            for m in set(marker.findall(post["blob"])):
-                first[int(m)] = min(post["t"], first.get(int(m), post["t"]))
-    return first
+def _row(phase: str, latencies: list[float], sent: dict[int, float], errors: int, rate: float,
+         baseline: dict[str, object] | None, campaign_sends: int | str) -> dict[str, object]:
+    stats = _common.latency_stats(latencies)
+    row: dict[str, object] = {"phase": phase, "msg/s": rate, **stats}
+    for p in ("p50", "p99"):
+        quiet = float(baseline[f"{p} ms"]) if baseline is not None else float(stats[f"{p} ms"])  # type: ignore[arg-type]
+        row[f"ratio {p}"] = float(stats[f"{p} ms"]) / quiet if quiet else float("nan")  # type: ignore[arg-type]
+    row.update({"campaign sends": campaign_sends, "errors": errors,
+                "not mirrored": len(sent) - len(latencies)})
+    return row
 
 
-def run(workspaces: int, rate: float, seconds: float, campaign_seconds: float) -> dict[str, object]:
+def run(workspaces: int, rate: float, seconds: float, campaign_seconds: float, *, profile: str = ""
+        ) -> dict[str, object]:
+    """The quiet workspaces' latency without the storm (the baseline), then during it, in one run."""
     from bot.onboarding.crypto import new_key
 
     tag = uuid.uuid4().hex[:6]
     key = new_key()
     recipients = max(2, int(CAMPAIGN_MPS * campaign_seconds))
-    with _common.temp_dir("wabridge-bench-fair-") as tmp_name, \
-            _common.Standins({number(0, 0): CAMPAIGN_MPS}) as standins, \
-            _common.redis_server() as redis_url, _common.pg_database() as db_url:
-        tmp = Path(tmp_name)
+    url_of = "{}/webhooks/meta".format
+    with _common.mirror_stack("wabridge-bench-fair-", {number(0, 0): CAMPAIGN_MPS}) as (tmp, standins,
+                                                                                         redis_url, db_url):
         config = write_config(tmp / "app.yaml", workspaces=workspaces, db_url=db_url, redis_url=redis_url,
                               standins=standins, token_key=key)
         _common.cli(config, "migrate")
         asyncio.run(install_all(db_url, workspaces, key))
         with _common.Serve(config, log_dir=tmp) as serve:
-            standins.send_status_webhooks(f"{serve.url}/webhooks/meta")
+            assert serve.proc is not None
+            # Baseline: the same customers of the same workspaces, same rate, nothing else going on.
+            quiet_sent, quiet_errors = asyncio.run(customers(url_of(serve.url), workspaces, rate, seconds,
+                                                             f"fair-{tag}q"))
+            quiet = _common.mirrored(standins, f"fair-{tag}q", quiet_sent, SETTLE_TIMEOUT)
+            standins.send_status_webhooks(url_of(serve.url))
             audience = write_audience(tmp / "audience.csv", recipients, 7)
             campaign = threading.Thread(target=_common.cli, args=(
                 config, "campaign", "create", "--channel", "w0n0", "--template", "bench_notice", "--language",
@@ -172,25 +156,33 @@ def run(workspaces: int, rate: float, seconds: float, campaign_seconds: float) -
                 if time.monotonic() > started:
                     raise RuntimeError(f"the campaign did not start; serve log:\n{serve.tail()}")
                 time.sleep(0.1)
-            sent, errors = asyncio.run(customers(f"{serve.url}/webhooks/meta", workspaces, rate, seconds, tag))
+            spy = _common.py_spy(serve.proc.pid, profile) if profile else None
+            sent, errors = asyncio.run(customers(url_of(serve.url), workspaces, rate, seconds, f"fair-{tag}s", 1))
             campaign_sends = standins.sends_count(number(0, 0))
-            deadline = time.monotonic() + SETTLE_TIMEOUT
-            got = arrivals(standins, tag)
-            while len(got) < len(sent) and time.monotonic() < deadline:
-                time.sleep(0.5)
-                got = arrivals(standins, tag)
+            if spy is not None:
+                _common.stop_py_spy(spy)
+            storm = _common.mirrored(standins, f"fair-{tag}s", sent, SETTLE_TIMEOUT)
             campaign.join()
-    latencies = [got[i] - t for i, t in sent.items() if i in got]
-    ms = 1000.0
-    p99 = _common.percentile(latencies, 99) * ms
-    row = {"workspaces": workspaces, "numbers": 2 * workspaces, "msg/s": rate, "n": len(latencies),
-           "p50 ms": _common.percentile(latencies, 50) * ms, "p99 ms": p99,
-           "max ms": max(latencies, default=float("nan")) * ms, "campaign sends meanwhile": campaign_sends,
-           "errors": errors, "not mirrored": len(sent) - len(latencies)}
-    print(_common.table([row], f"Other workspaces' customers during workspace 0's {CAMPAIGN_MPS}-mps campaign, "
-                               f"{seconds:g} s; {_common.machine()}"))
-    print(f"\np99 {p99:.1f} ms (target < {TARGET_P99_MS:g}: {'met' if p99 < TARGET_P99_MS else 'MISSED'})")
-    return row
+        stages = {phase: _common.webhook_stages(db_url, marker, phase_sent, _common.first_posts(standins, marker))
+                  for phase, marker, phase_sent in (("no storm", f"fair-{tag}q", quiet_sent),
+                                                    ("storm", f"fair-{tag}s", sent))}
+    baseline = _row("no storm (baseline)", quiet, quiet_sent, quiet_errors, rate, None, "-")
+    row = _row(f"workspace 0 at {CAMPAIGN_MPS} mps", storm, sent, errors, rate, baseline, campaign_sends)
+    p99 = float(row["p99 ms"])  # type: ignore[arg-type]
+    print(_common.table([baseline, row], f"Other workspaces' customers ({workspaces} workspaces x 2 numbers), "
+                                         f"{seconds:g} s per phase; {_common.machine()}"))
+    print(f"\nratio: against the same customers' latency with no storm, measured first in this run; "
+          f"not mirrored: no post within {SETTLE_TIMEOUT:g} s")
+    print(f"p99 {p99:.1f} ms, {float(row['ratio p99']):.2f} x the quiet p99 "  # type: ignore[arg-type]
+          f"(target < {TARGET_P99_MS:g} ms: {'met' if p99 < TARGET_P99_MS else 'MISSED'})\n")
+    print(_common.table([{"phase": phase, "stage": stage, **_common.latency_stats(values)}
+                         for phase, by_stage in stages.items() for stage, values in by_stage.items()],
+                        "Where the time went: POST to stored, stored to applied (webhook worker), applied to "
+                        "posted (Slack outbox)"))
+    if profile:
+        for share, frame in _common.top_frames(profile, "bot/", 15):
+            print(f"{share:6.1%}  {frame}")
+    return {"baseline": baseline, "storm": row}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -201,10 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--campaign-seconds", type=float, default=None,
                         help="campaign size in seconds at 80 mps (default: --seconds + 10)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--py-spy", default="", metavar="FILE",
+                        help="record `serve` with py-spy (raw stacks) during the storm phase; prints the top frames")
     args = parser.parse_args(argv)
     workspaces = max(2, args.workspaces or (20 if args.quick else 100))
     seconds = args.seconds or (8.0 if args.quick else 15.0)
-    run(workspaces, args.rate, seconds, args.campaign_seconds or seconds + 10.0)
+    run(workspaces, args.rate, seconds, args.campaign_seconds or seconds + 10.0, profile=args.py_spy)
     return 0
 
 
