@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 PREFIX = "wabridge:slack:pace"
 TTL_SECONDS = 6 * 3600  # what a bucket learned is forgotten after this long without a call
 RETRY_SECONDS = 5.0  # while Redis does not answer, ask it again this often
-CALL_TIMEOUT = 0.5  # a Redis slower than this paces nobody: this process goes on alone
+CALL_TIMEOUT = 2.0  # a Redis slower than this paces nobody: this process goes on alone (a busy event loop
+# stretches every wait, so this is well above a round trip)
 
 # KEYS: the bucket; the workspace's profile (what its channels learned together; unused when ARGV[8] is 0).
 # ARGV: op ('take' | 'refused'), documented rate (per second), documented burst, reserve, urgent (1/0),
