@@ -39,6 +39,7 @@ from storage.models import (
     WhatsAppGroup,
     utcnow,
 )
+from storage.outbox_kinds import conversation_thread
 from storage.upsert import insert_ignore_many
 
 ERASING, REDACTING, DONE = "erasing", "redacting", "done"
@@ -205,7 +206,7 @@ async def finish(session: AsyncSession, record: Erasure, person: Person, channel
     if not person.elsewhere:  # else the number's other statuses may be another workspace's sends
         await run("statuses", delete(MessageStatus).where(MessageStatus.recipient_id.in_(wa_ids)))
     await run("slack_outbox", delete(SlackOutbox).where(or_(
-        SlackOutbox.conversation_id.in_(convs), SlackOutbox.thread_key.in_([f"conv:{c}" for c in convs]))))
+        SlackOutbox.conversation_id.in_(convs), SlackOutbox.thread_key.in_([conversation_thread(c) for c in convs]))))
     await run("audience_rows", delete(AudienceMember).where(
         AudienceMember.wa_id.in_(wa_ids), AudienceMember.campaign_id.in_(campaigns_in(channel_ids))))
     # Sends are counted per state in progress and reports: the rows stay, with nothing left that names anyone.

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.erasure import opt_out_if_erased
 from storage.models import Contact, ContactIdentity, Conversation, Message, SlackOutbox, utcnow
+from storage.outbox_kinds import conversation_thread
 from storage.upsert import insert_ignore
 
 KINDS = ("phone", "user_id", "parent_user_id", "username")
@@ -82,7 +83,7 @@ async def merge_into(session: AsyncSession, keep: Contact, gone: Contact) -> Non
         await session.execute(update(Message).where(Message.conversation_id == conv.id)
                               .values(conversation_id=twin.id))
         await session.execute(update(SlackOutbox).where(SlackOutbox.conversation_id == conv.id)
-                              .values(conversation_id=twin.id, thread_key=f"conv:{twin.id}"))
+                              .values(conversation_id=twin.id, thread_key=conversation_thread(twin.id)))
         if conv.last_customer_message_at and (twin.last_customer_message_at is None
                                               or twin.last_customer_message_at < conv.last_customer_message_at):
             twin.last_customer_message_at = conv.last_customer_message_at

@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.workspace import DEFAULT_WORKSPACE
 from storage.models import SlackOutbox
-from storage.repository import enqueue_slack
+from storage.outbox_kinds import CampaignProgress, enqueue
 from storage.workspaces import run_teams
 
-PROGRESS_KIND = "campaign_progress"  # the Slack outbox kind that renders a run's progress message
+PROGRESS_KIND = CampaignProgress.KIND  # the Slack outbox kind that renders a run's progress message
 
 
 def progress_dedupe_key(run_id: int, key: str) -> str:
@@ -35,13 +35,13 @@ async def refresh(session: AsyncSession, run_ids: Iterable[int], key: str) -> in
     wanted = sorted(set(run_ids))
     teams = await run_teams(session, wanted) if wanted else {}
     for run_id in wanted:
-        owed = (select(o.id).where(o.thread_key == f"campaign:{run_id}", o.kind == PROGRESS_KIND,
+        item = CampaignProgress(run_id)
+        owed = (select(o.id).where(o.thread_key == item.thread_key, o.kind == PROGRESS_KIND,
                                    o.done_at.is_(None), o.claimed_until.is_(None)).limit(1))
         if session.bind.dialect.name == "postgresql":
             owed = owed.with_for_update()
-        if await session.scalar(owed) is None and await enqueue_slack(
-            session, dedupe_key=progress_dedupe_key(run_id, key), thread_key=f"campaign:{run_id}",
-            kind=PROGRESS_KIND, payload={"run_id": run_id}, slack_team=teams.get(run_id, DEFAULT_WORKSPACE),
-        ):
+        if await session.scalar(owed) is None and await enqueue(
+                session, item, dedupe_key=progress_dedupe_key(run_id, key),
+                slack_team=teams.get(run_id, DEFAULT_WORKSPACE)):
             added += 1
     return added

@@ -21,12 +21,11 @@ from storage.models import (
     SlackOutbox,
     utcnow,
 )
+from storage.outbox_kinds import ParentRefresh, StatusMark, enqueue
 from storage.status_fold import MessageFold, RecipientFold, StatusRow, fold_message, fold_recipient
 from storage.upsert import insert_ignore
 from storage.wamid_locks import lock_wamids
 
-# The outbox thread every alert (template, quality, account, payment problems) is posted in, in order.
-ALERTS_THREAD = "alerts"
 
 async def sync_channels(sessions: async_sessionmaker[AsyncSession], channels: Iterable[Any],
                         workspace_of: Callable[[Any], str] | None = None) -> dict[str, int]:
@@ -142,11 +141,8 @@ async def owe_status_posts(session: AsyncSession, wamid: str, statuses: list[str
     rows = (await session.scalars(select(MessageStatus).where(
         MessageStatus.wamid == wamid, MessageStatus.status.in_(statuses)))).all()
     for st in rows:
-        await enqueue_slack(
-            session, dedupe_key=f"status:{wamid}:{st.status}", thread_key=f"conv:{msg.conversation_id}",
-            kind="status", payload={"message_id": msg.id, "status": st.status, "error_code": st.error_code,
-                                    "error_title": st.error_title},
-            order_ts=max(st.wa_timestamp, msg.wa_timestamp), conversation_id=msg.conversation_id)
+        await enqueue(session, StatusMark(msg.id, st.status, msg.conversation_id, st.error_code, st.error_title),
+                      dedupe_key=f"status:{wamid}:{st.status}", order_ts=max(st.wa_timestamp, msg.wa_timestamp))
 
 
 async def apply_statuses(session: AsyncSession, wamid: str) -> list[str]:
@@ -180,28 +176,14 @@ async def apply_statuses(session: AsyncSession, wamid: str) -> list[str]:
     return applied
 
 
-async def enqueue_slack(session: AsyncSession, *, dedupe_key: str, thread_key: str, kind: str,
-                        payload: dict[str, Any], order_ts: datetime | None = None,
-                        conversation_id: int | None = None, slack_team: str = DEFAULT_WORKSPACE) -> bool:
-    """Owe Slack one post (idempotent on dedupe_key); delivered later by the Slack outbox worker, to
-    `slack_team` (a conversation's items go to the conversation's workspace whatever this says)."""
-    return await insert_ignore(session, SlackOutbox, {
-        "dedupe_key": dedupe_key, "thread_key": thread_key, "kind": kind, "payload": payload,
-        "order_ts": order_ts or utcnow(), "conversation_id": conversation_id, "attempts": 0,
-        "created_at": utcnow(), "slack_team": slack_team,
-    }, ["dedupe_key"]) is not None
-
-
 async def owe_parent_refresh(session: AsyncSession, conversation_id: int, reason: str,
                              order_ts: datetime | None = None) -> bool:
     """Owe the thread's parent a refresh (name, window); `reason` makes it once per cause.
 
     Refreshes travel in a thread of their own, apart from the conversation's messages, which never wait
     for Slack's slower chat.update allowance; a later refresh owed makes an earlier one unnecessary."""
-    return await enqueue_slack(session, dedupe_key=f"parent:{conversation_id}:{reason}",
-                               thread_key=f"parent:{conversation_id}", kind="thread_parent",
-                               payload={"conversation_id": conversation_id}, order_ts=order_ts,
-                               conversation_id=conversation_id)
+    return await enqueue(session, ParentRefresh(conversation_id), dedupe_key=f"parent:{conversation_id}:{reason}",
+                         order_ts=order_ts)
 
 
 async def set_opt_out(session: AsyncSession, contact_id: int, opted_out: bool, reason: str) -> bool:

@@ -16,6 +16,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import CampaignRecipient, Message, MessageStatus, SlackOutbox, Source, utcnow
+from storage.outbox_kinds import StatusMark, outbox_row
 from storage.status_fold import MessageFold, RecipientFold, StatusRow, coalesce, fold_message, fold_recipient
 from storage.upsert import insert_ignore_many
 from storage.wamid_locks import lock_wamids
@@ -54,7 +55,6 @@ async def _fold_messages(session: AsyncSession, by_wamid: dict[str, list[StatusR
     )).all()
     updates: list[dict[str, Any]] = []
     posts: list[dict[str, Any]] = []
-    now = utcnow()
     for m in found:
         seen.add(m.wamid)
         fold = fold_message(MessageFold(m.status, list(m.status_history or []), m.error_code, m.error_title,
@@ -67,13 +67,8 @@ async def _fold_messages(session: AsyncSession, by_wamid: dict[str, list[StatusR
         if m.source == Source.CAMPAIGN.value:
             continue  # campaign statuses feed the campaign's progress message, not threads
         for st in fold.applied:
-            posts.append({
-                "dedupe_key": f"status:{st.wamid}:{st.status}", "thread_key": f"conv:{m.conversation_id}",
-                "kind": "status", "payload": {"message_id": m.id, "status": st.status,
-                                              "error_code": st.error_code, "error_title": st.error_title},
-                "order_ts": st.wa_timestamp, "conversation_id": m.conversation_id, "attempts": 0,
-                "created_at": now,
-            })
+            mark = StatusMark(m.id, st.status, m.conversation_id, st.error_code, st.error_title)
+            posts.append(outbox_row(mark, dedupe_key=f"status:{st.wamid}:{st.status}", order_ts=st.wa_timestamp))
     if updates:
         # Rows locked in id order, whichever worker: concurrent batches queue, they never deadlock.
         await session.execute(update(Message), sorted(updates, key=lambda u: u["id"]))

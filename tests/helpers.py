@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot.core.config import Settings, parse_settings
+from bot.core.workspace import DEFAULT_WORKSPACE
 from bot.meta.signature import sign
+from storage.models import SlackOutbox, utcnow
 
 APP_SECRET = "test-app-secret"
 VERIFY_TOKEN = "test-verify-token"
@@ -103,3 +108,15 @@ def history_chunk(conversations: int, per_conversation: int = 2, *, chunk_order:
         threads.append({"id": wa_id, "messages": messages})
     return envelope("history", {"messaging_product": "whatsapp", "metadata": metadata(), "history": [
         {"metadata": {"phase": 1, "chunk_order": chunk_order, "progress": progress}, "threads": threads}]})
+
+
+async def owe_raw(session: AsyncSession, *, kind: str, payload: dict[str, Any], dedupe_key: str,
+                  thread_key: str = "t", order_ts: datetime | None = None, conversation_id: int | None = None,
+                  slack_team: str = DEFAULT_WORKSPACE) -> SlackOutbox:
+    """An outbox row written as stored, without a kind class: a test kind's, or an earlier version's."""
+    row = SlackOutbox(dedupe_key=dedupe_key, thread_key=thread_key, kind=kind, payload=payload,
+                      order_ts=order_ts or utcnow(), conversation_id=conversation_id, attempts=0,
+                      created_at=utcnow(), slack_team=slack_team)
+    session.add(row)
+    await session.flush()
+    return row

@@ -16,7 +16,7 @@ from scheduler.campaigns.unknown_notice import check_unknowns
 from storage import progress_refresh
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.models import Campaign, CampaignRecipient, CampaignRun, Channel, Contact, Conversation, SlackOutbox
-from storage.repository import enqueue_slack
+from storage.outbox_kinds import MessagePost, enqueue
 from storage.workspaces import owed_per_workspace, top_labels
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -41,8 +41,7 @@ async def _seed(db_url: str) -> tuple[AsyncEngine, async_sessionmaker[AsyncSessi
                                 slack_team=team)
             s.add(conv)
             await s.flush()
-            await enqueue_slack(s, dedupe_key=f"msg:{i}", thread_key=f"conv:{conv.id}", kind="message",
-                                payload={}, order_ts=T0 + timedelta(seconds=i), conversation_id=conv.id)
+            await enqueue(s, MessagePost(i, conv.id), dedupe_key=f"msg:{i}", order_ts=T0 + timedelta(seconds=i))
         camp = Campaign(name="c", channel_id=2, template_name="t", language="en", schedule_kind="now",
                         status="running", slack_team="T0QUIET")
         s.add(camp)

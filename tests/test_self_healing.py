@@ -21,11 +21,10 @@ from scheduler.campaigns.attempts import AttemptMarks
 from scheduler.campaigns.queue import RecipientQueue
 from scheduler.campaigns.stalls import stalled_runs
 from storage import liveness, webhook_logs
-from storage import repository as repo
 from storage.fencing import InHand
 from storage.models import CampaignRecipient, CampaignRun, SlackOutbox, WebhookLog, utcnow
 from storage.takeover import give_back_own
-from tests.helpers import make_settings
+from tests.helpers import make_settings, owe_raw
 from tests.test_campaign_support import make_campaign, numbers, open_db, start_run
 
 R = CampaignRecipient
@@ -89,7 +88,7 @@ async def test_own_slack_posts_cut_off_are_given_back_and_looked_up_before_posti
     try:
         async with sessions() as s, s.begin():
             for n in range(2):
-                await repo.enqueue_slack(s, dedupe_key=f"k{n}", thread_key=f"t{n}", kind="note", payload={})
+                await owe_raw(s, dedupe_key=f"k{n}", thread_key=f"t{n}", kind="note", payload={})
         me = await liveness.register(sessions, "me")
         queue = OutboxQueue(sessions, timedelta(seconds=120), owner=lambda: me)
         first, second = await queue.claim(10)

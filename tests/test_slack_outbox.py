@@ -8,14 +8,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.app.slack_component import OUTBOX, builtin_kinds
+from bot.app.slack_component import builtin_kinds
 from bot.handlers import appkeys
-from bot.slack.outbox import ItemContext, OutboxWorker
-from bot.slack.render import Post
+from bot.slack.outbox import OutboxWorker
 from storage import repository as repo
 from storage.models import Conversation, SlackOutbox
 from tests.harness import BridgeFactory, all_text, bridges, eventually, now_ts, thread_posts
-from tests.helpers import SLACK_CHANNEL, inbound_text
+from tests.helpers import inbound_text
 
 
 @pytest.fixture
@@ -53,20 +52,6 @@ async def test_two_processes_share_the_outbox_in_timestamp_order_without_doublin
         name = next(n for _, n in customers if n in all_text(parent))
         shown = [next(t for t in expected[name] if t in all_text(r)) for r in thread_posts(a, parent)]
         assert shown == expected[name]
-
-
-async def test_another_component_can_add_an_outbox_kind(make: BridgeFactory) -> None:
-    async def progress(ctx: ItemContext) -> None:
-        await ctx.post(SLACK_CHANNEL, Post(text=f"Campaign {ctx.item.payload['name']}: 3/10 sent"))
-
-    b = await make(outbox={"kinds": {"test_progress": progress}})
-    async with b.app[appkeys.SESSIONS]() as s, s.begin():
-        await repo.enqueue_slack(s, dedupe_key="progress:1", thread_key="campaign:1", kind="test_progress",
-                                 payload={"name": "Diwali offer"})
-    b.app[appkeys.DEPS].outbox_waker.wake()
-    posted = await eventually(lambda: b.parents())
-    assert posted[0]["text"] == "Campaign Diwali offer: 3/10 sent"
-    assert "message" in b.app[OUTBOX].kinds  # the built-in kinds stay
 
 
 async def _store_inbound(intake: Any, conversations: int, per_conversation: int) -> None:

@@ -15,12 +15,11 @@ from bot.slack.render import Post
 from scheduler.campaigns.attempts import AttemptMarks
 from scheduler.campaigns.recovery import take_back_orphans
 from storage import liveness, webhook_logs
-from storage import repository as repo
 from storage.fencing import FencedOut
 from storage.models import CampaignRecipient, SlackOutbox, WebhookLog, Worker, utcnow
 from storage.takeover import take_over
 from tests.harness import bridges
-from tests.helpers import SLACK_CHANNEL, make_settings
+from tests.helpers import SLACK_CHANNEL, make_settings, owe_raw
 from tests.test_campaign_support import make_campaign, numbers, open_db, start_run
 
 
@@ -50,7 +49,7 @@ async def test_deliveries_of_a_silent_worker_are_given_back_and_its_late_commit_
 
         try:
             async with sessions() as s, s.begin():
-                await repo.enqueue_slack(s, dedupe_key="late", thread_key="t", kind="note", payload={})
+                await owe_raw(s, dedupe_key="late", kind="note", payload={})
                 await webhook_logs.mark_processed(s, mine.id, fence=mine.fence)
             raise AssertionError("a taken-over delivery was settled by its old owner")
         except FencedOut:
@@ -78,7 +77,7 @@ async def test_a_post_whose_owner_died_mid_attempt_is_looked_up_before_posting_a
         dead = await liveness.register(deps.sessions, "dead")
         alive = await liveness.register(deps.sessions, "alive")
         async with deps.sessions() as s, s.begin():
-            await repo.enqueue_slack(s, dedupe_key="once", thread_key="t1", kind="test_once", payload={})
+            await owe_raw(s, dedupe_key="once", thread_key="t1", kind="test_once", payload={})
             # A previous attempt that failed cleanly left "not uncertain" behind it.
             await s.execute(update(SlackOutbox).values(result={"uncertain": False}, attempts=1))
         first = OutboxWorker(deps, kinds, owner=lambda: dead)
@@ -141,7 +140,7 @@ async def test_a_process_that_may_have_lost_its_claim_posts_nothing(aiohttp_clie
         deps = b.app[appkeys.DEPS]
         me = await liveness.register(deps.sessions, "paused")
         async with deps.sessions() as s, s.begin():
-            await repo.enqueue_slack(s, dedupe_key="guarded", thread_key="t1", kind="test_guard", payload={})
+            await owe_raw(s, dedupe_key="guarded", thread_key="t1", kind="test_guard", payload={})
         lost = OutboxWorker(deps, {"test_guard": note}, owner=lambda: me, guard=lambda: (lambda: False))
         [item] = await lost.claim(10)
         await lost._deliver(item)

@@ -18,8 +18,8 @@ from bot.handlers import appkeys
 from bot.ops.insights_store import period_figures
 from bot.ops.nudges import nudges
 from bot.ops.sla import elapsed_for, target_for
-from storage import repository as repo
 from storage.models import utcnow
+from storage.outbox_kinds import Note, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,7 @@ class InsightsWorker:
         queued = 0
         async with self.sessions() as s, s.begin():
             for n in owed:
-                queued += await repo.enqueue_slack(
-                    s, dedupe_key=n.key, thread_key=f"conv:{n.conversation_id}", kind="note",
-                    payload={"conversation_id": n.conversation_id, "text": n.text, "mrkdwn": True},
-                    conversation_id=n.conversation_id)
+                queued += await enqueue(s, Note(n.conversation_id, n.text, mrkdwn=True), dedupe_key=n.key)
         if queued and self.on_queued is not None:
             self.on_queued()
         return queued

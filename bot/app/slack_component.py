@@ -52,7 +52,7 @@ def add_outbox_kinds(app: web.Application, kinds: Kinds) -> None:
 
 def outbox_worker_task(app: web.Application, **outbox_options: Any) -> asyncio.Task[None]:
     """Build this process's outbox worker with the kinds the components added, and run it."""
-    added: dict[str, Any] | None = app.get(appkeys.SLACK_OUTBOX_KINDS)
+    added = app.get(appkeys.SLACK_OUTBOX_KINDS)
     # With Redis every process paces each Slack channel's allowance together (bot.slack.pace_redis).
     outbox_options.setdefault("pacer", make_pacer(app[appkeys.REDIS]))
     worker = make_outbox_worker(app[appkeys.DEPS], added if added is not None else builtin_kinds(),

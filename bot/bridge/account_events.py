@@ -14,8 +14,8 @@ from bot.bridge import account_texts
 from bot.bridge.alert_events import HasSettings, raise_alert_once
 from bot.meta import events as ev
 from scheduler.campaigns.records import CampaignStatus, pause_loaded, resume_loaded
-from storage import repository as repo
 from storage.models import Campaign, Channel, Conversation, Message, utcnow
+from storage.outbox_kinds import Note, enqueue
 
 # The pause reason the bridge writes when Meta offboards an account; only campaigns paused with it are resumed
 # on ACCOUNT_RECONNECTED (a manager's own pause stays).
@@ -84,6 +84,5 @@ async def on_automatic_event(session: AsyncSession, ctx: HasSettings, e: ev.Auto
         await raise_alert_once(session, "automatic_event", e.wamid, e.event_name, f"{text} (message {e.wamid})",
                                dedupe=f"autoevent:{e.wamid}:{e.event_name}")
         return
-    await repo.enqueue_slack(session, dedupe_key=f"autoevent:{e.wamid}:{e.event_name}", thread_key=f"conv:{conv.id}",
-                             kind="note", payload={"text": text, "conversation_id": conv.id, "mrkdwn": True},
-                             order_ts=e.timestamp or utcnow(), conversation_id=conv.id)
+    await enqueue(session, Note(conv.id, text, mrkdwn=True), dedupe_key=f"autoevent:{e.wamid}:{e.event_name}",
+                  order_ts=e.timestamp or utcnow())

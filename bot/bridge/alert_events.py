@@ -18,8 +18,8 @@ from bot.bridge import alert_texts
 from bot.core.config import Settings
 from bot.core.workspace import DEFAULT_WORKSPACE
 from bot.meta import events as ev
-from storage import repository as repo
 from storage.models import AlertState, Template, utcnow
+from storage.outbox_kinds import Alert, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,9 @@ async def raise_alert_once(session: AsyncSession, kind: str, subject: str, state
     else:
         current.state, current.raised_at = state, utcnow()
     target = ALERT_TARGET.get()
-    await repo.enqueue_slack(session, dedupe_key=f"alert:{dedupe}", thread_key=repo.ALERTS_THREAD, kind="alert",
-                             payload={"alert": kind, "subject": subject, "state": state, "text": text,
-                                      **({"icon": icon} if icon else {}),
-                                      **({"channel": target.slack_channel} if target else {})},
-                             slack_team=target.slack_team if target else DEFAULT_WORKSPACE)
+    await enqueue(session, Alert(kind, subject, state, text, icon=icon or None,
+                                 channel=target.slack_channel if target else None),
+                  dedupe_key=f"alert:{dedupe}", slack_team=target.slack_team if target else DEFAULT_WORKSPACE)
     return True
 
 

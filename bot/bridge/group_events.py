@@ -24,6 +24,7 @@ from bot.slack.render import escape, format_number
 from storage import repository as repo
 from storage.identities import Identity, resolve_contact
 from storage.models import Contact, Conversation, Direction, Source, WhatsAppGroup, utcnow
+from storage.outbox_kinds import Note, enqueue
 
 
 def group_wa_id(group_id: str) -> str:
@@ -231,9 +232,7 @@ async def on_group_event(session: AsyncSession, ctx: Any, e: ev.GroupEvent, find
     conv = await _conversation(session, ctx, e, contact, find_channel)
     if conv is None:
         return
-    await repo.enqueue_slack(session, dedupe_key=dedupe, thread_key=f"conv:{conv.id}", kind="note",
-                             payload={"text": text, "conversation_id": conv.id, "mrkdwn": True},
-                             order_ts=e.timestamp or utcnow(), conversation_id=conv.id)
+    await enqueue(session, Note(conv.id, text, mrkdwn=True), dedupe_key=dedupe, order_ts=e.timestamp or utcnow())
     if e.added or e.removed or e.settings:
         await repo.owe_parent_refresh(session, conv.id, f"group:{dedupe}", e.timestamp)
 

@@ -21,6 +21,7 @@ from storage import inbox
 from storage import repository as repo
 from storage.inbox import Change, InboxAction, Outcome
 from storage.models import Conversation
+from storage.outbox_kinds import Note, enqueue
 
 
 def view_of(conv: Conversation) -> InboxView:
@@ -101,7 +102,6 @@ async def customer_wrote(session: AsyncSession, latest: dict[int, datetime]) -> 
 
 async def _owe_slack(session: AsyncSession, change: Change) -> None:
     key = f"inbox:{change.dedupe_key}"
-    await repo.enqueue_slack(session, dedupe_key=key, thread_key=f"conv:{change.conversation_id}", kind="note",
-                             payload={"text": note_text(change), "conversation_id": change.conversation_id,
-                                      "mrkdwn": True}, order_ts=change.at, conversation_id=change.conversation_id)
+    await enqueue(session, Note(change.conversation_id, note_text(change), mrkdwn=True), dedupe_key=key,
+                  order_ts=change.at)
     await repo.owe_parent_refresh(session, change.conversation_id, key, change.at)

@@ -32,6 +32,7 @@ from storage.models import (
     Source,
     utcnow,
 )
+from storage.outbox_kinds import MessagePost, outbox_row
 from storage.upsert import insert_ignore_many
 from storage.wamid_locks import lock_wamids
 
@@ -145,9 +146,8 @@ async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[P
                                        .distinct())).all()
         for wamid in sorted(early):
             await repo.owe_status_posts(session, wamid, await repo.apply_statuses(session, wamid))
-    posts = [{"dedupe_key": f"msg:{message_id}", "thread_key": f"conv:{rows[w]['conversation_id']}",
-              "kind": "message", "payload": {"message_id": message_id}, "order_ts": rows[w]["wa_timestamp"],
-              "conversation_id": rows[w]["conversation_id"], "attempts": 0, "created_at": now}
+    posts = [outbox_row(MessagePost(message_id, rows[w]["conversation_id"]), dedupe_key=f"msg:{message_id}",
+                        order_ts=rows[w]["wa_timestamp"])
              for w, message_id in sorted(new.items(), key=lambda kv: kv[1])]
     outbox: Table = SlackOutbox.__table__  # type: ignore[assignment]
     await insert_ignore_many(session, outbox, posts, ["dedupe_key"])

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import repository as repo
 from storage.models import Message
+from storage.outbox_kinds import Revision, enqueue
 
 
 def edited_content(previous: dict[str, Any], new: dict[str, Any], *, event_wamid: str,
@@ -37,9 +37,7 @@ async def _target(session: AsyncSession, wamid: str) -> Message | None:
 
 
 async def _owe_revision(session: AsyncSession, msg: Message, event_wamid: str, at: datetime) -> None:
-    await repo.enqueue_slack(session, dedupe_key=f"revision:{event_wamid}", thread_key=f"conv:{msg.conversation_id}",
-                             kind="revision", payload={"message_id": msg.id}, order_ts=at,
-                             conversation_id=msg.conversation_id)
+    await enqueue(session, Revision(msg.id, msg.conversation_id), dedupe_key=f"revision:{event_wamid}", order_ts=at)
 
 
 async def apply_edit(session: AsyncSession, *, target_wamid: str, event_wamid: str, new: dict[str, Any],

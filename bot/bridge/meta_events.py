@@ -40,6 +40,7 @@ from storage.models import (
     Source,
     utcnow,
 )
+from storage.outbox_kinds import MessagePost, Note, StatusMark, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +134,7 @@ async def _store_message(
         await repo.touch_window(session, conv.id, timestamp)
     early = await repo.apply_statuses(session, wamid) if direction is Direction.OUTBOUND else []
     if not history:
-        await repo.enqueue_slack(
-            session, dedupe_key=f"msg:{message_id}", thread_key=f"conv:{conv.id}", kind="message",
-            payload={"message_id": message_id}, order_ts=timestamp, conversation_id=conv.id,
-        )
+        await enqueue(session, MessagePost(message_id, conv.id), dedupe_key=f"msg:{message_id}", order_ts=timestamp)
         await repo.owe_status_posts(session, wamid, early)
         if direction is Direction.INBOUND:  # the customer wrote again: a resolved conversation is open again
             await inbox.customer_wrote(session, {conv.id: timestamp})
@@ -216,12 +214,8 @@ async def on_inbound(session: AsyncSession, ctx: EventContext, e: ev.InboundMess
         if not opted_out and salt is not None:  # an erased person who comes back and opts in may hear from us
             await erasure.lift(session, [wa_id_hash(salt, e.from_wa_id)])
         if await repo.set_opt_out(session, conv.contact_id, opted_out, reason=f"customer wrote {e.content.text!r}"):
-            await repo.enqueue_slack(
-                session, dedupe_key=f"optout:{message_id}", thread_key=f"conv:{conv_id}", kind="note",
-                payload={"text": "Opted out of marketing campaigns." if opted_out
-                         else "Opted back in to marketing campaigns.", "conversation_id": conv_id},
-                order_ts=e.timestamp, conversation_id=conv_id,
-            )
+            text = "Opted out of marketing campaigns." if opted_out else "Opted back in to marketing campaigns."
+            await enqueue(session, Note(conv_id, text), dedupe_key=f"optout:{message_id}", order_ts=e.timestamp)
 
 
 async def _system_change(session: AsyncSession, ctx: EventContext, e: ev.InboundMessage,
@@ -285,19 +279,13 @@ async def on_status(session: AsyncSession, ctx: EventContext, e: ev.StatusUpdate
     applied = await repo.apply_statuses(session, e.wamid)
     if e.status not in applied:
         return
-    from storage.models import Conversation, Message
+    from storage.models import Message
 
     msg = await session.scalar(select(Message).where(Message.wamid == e.wamid))
     if msg is None or msg.source == Source.CAMPAIGN.value:
         return  # campaign statuses feed the campaign's progress message, not threads
-    conv = await session.get(Conversation, msg.conversation_id)
-    await repo.enqueue_slack(
-        session, dedupe_key=f"status:{e.wamid}:{e.status}", thread_key=f"conv:{msg.conversation_id}",
-        kind="status", payload={"message_id": msg.id, "status": e.status,
-                                "error_code": err.code if err else None,
-                                "error_title": err.title if err else None},
-        order_ts=e.timestamp, conversation_id=conv.id if conv else None,
-    )
+    mark = StatusMark(msg.id, e.status, msg.conversation_id, err.code if err else None, err.title if err else None)
+    await enqueue(session, mark, dedupe_key=f"status:{e.wamid}:{e.status}", order_ts=e.timestamp)
 
 
 def call_slot(e: ev.CallEvent) -> str | None:
@@ -348,10 +336,8 @@ async def on_call(session: AsyncSession, ctx: EventContext, e: ev.CallEvent) -> 
         else Identity.of(e.customer)
     contact = await resolve_contact(session, identity, e.profile_name)
     conv = await repo.conversation_for(session, found[0], contact.id, found[1], ctx.team_of(found[0]))
-    await repo.enqueue_slack(session, dedupe_key=f"call:{e.call_id}:{call_slot(e)}",
-                             thread_key=f"conv:{conv.id}", kind="note",
-                             payload={"text": text, "conversation_id": conv.id, "mrkdwn": True},
-                             order_ts=e.timestamp, conversation_id=conv.id)
+    await enqueue(session, Note(conv.id, text, mrkdwn=True), dedupe_key=f"call:{e.call_id}:{call_slot(e)}",
+                  order_ts=e.timestamp)
 
 
 async def on_history(session: AsyncSession, ctx: EventContext, e: ev.HistoryChunk) -> None:
@@ -417,10 +403,8 @@ async def on_user_preference(session: AsyncSession, ctx: EventContext, e: ev.Use
     if found is not None:  # no conversation yet (or its first message is still on its way): this opens it
         convs = [await repo.conversation_for(session, found[0], contact.id, found[1], ctx.team_of(found[0]))]
     for conv in convs:  # staff see it where they talk to the customer
-        await repo.enqueue_slack(session, dedupe_key=f"pref:{conv.id}:{e.value}:{e.timestamp}",
-                                 thread_key=f"conv:{conv.id}", kind="note",
-                                 payload={"text": text, "conversation_id": conv.id},
-                                 order_ts=e.timestamp or utcnow(), conversation_id=conv.id)
+        await enqueue(session, Note(conv.id, text), dedupe_key=f"pref:{conv.id}:{e.value}:{e.timestamp}",
+                      order_ts=e.timestamp or utcnow())
 
 
 async def on_user_id_change(session: AsyncSession, ctx: EventContext, e: ev.UserIdChange) -> None:

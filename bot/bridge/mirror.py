@@ -1,10 +1,5 @@
-"""The built-in outbox kinds: a conversation's messages, statuses and notes in its thread; alerts.
-
-Payloads (written by bot.handlers.meta_events and the Slack listeners):
-- "message": {message_id}
-- "status":  {message_id, status, error_code, error_title}
-- "note":    {text, conversation_id, mrkdwn?}
-- "alert":   {alert, subject, state, text} (thread_key "alerts")
+"""The built-in outbox kinds: a conversation's messages (MessagePost), statuses (StatusMark) and notes (Note)
+in its thread; alerts (Alert) in the alerts channel. The kinds are storage.outbox_kinds.
 
 Why one module: the message, status, note and alert kinds share loading a message with its
 conversation, contact and channel, and the thread they post into.
@@ -24,12 +19,14 @@ from bot.bridge.inbox import parent_with_inbox
 from bot.core.config import ChannelSettings
 from bot.core.window import window_closes_at
 from bot.slack import render, status_marks
-from bot.slack.outbox import GiveUp, ItemContext, Kinds, SlackCallFailed, Thread
+from bot.slack.outbox import GiveUp, ItemContext, SlackCallFailed, Thread
+from bot.slack.outbox_handlers import Kinds, handle, kinds
 from bot.slack.outbox_policy import superseded
 from bot.slack.parent import opening_parent
 from scheduler.campaigns.sent_text import campaign_text
 from storage import repository as repo
 from storage.models import Campaign, Channel, Contact, Conversation, Message, SlackOutbox, utcnow
+from storage.outbox_kinds import Alert, MessagePost, Note, StatusMark
 
 log = logging.getLogger(__name__)
 
@@ -322,11 +319,11 @@ async def _status_reactions(ctx: ItemContext, channel: str, ts: str, msg: Messag
         await ctx.react(channel, ts, name)
 
 
-async def mirror_message(ctx: ItemContext) -> None:
+async def mirror_message(ctx: ItemContext, item: MessagePost) -> None:
     """Post one stored message into its conversation's thread."""
-    loaded = await load_message(ctx, int(ctx.item.payload["message_id"]))
+    loaded = await load_message(ctx, item.message_id)
     if loaded is None:
-        log.warning("outbox %s: message %s is gone", ctx.item.id, ctx.item.payload.get("message_id"))
+        log.warning("outbox %s: message %s is gone", ctx.item.id, item.message_id)
         return
     msg = loaded.msg
     if msg.is_history or msg.source == "campaign":
@@ -409,22 +406,21 @@ async def _previous_reaction(ctx: ItemContext, loaded: Loaded) -> str | None:
     return None
 
 
-async def mirror_status(ctx: ItemContext) -> None:
+async def mirror_status(ctx: ItemContext, item: StatusMark) -> None:
     """A delivery status: a reaction on the mirrored message; a failure also gets a note explaining it."""
-    p = ctx.item.payload
     async with ctx.deps.sessions() as s:
-        msg = await s.get(Message, int(p["message_id"]))
+        msg = await s.get(Message, item.message_id)
         conv = await s.get(Conversation, msg.conversation_id) if msg is not None else None
     if msg is None or conv is None:
         return
-    if superseded(p.get("status"), msg.status):
+    if superseded(item.status, msg.status):
         ctx.result["skipped"] = True  # the later state's item adds this tick too: one call saved per state
         return
     if msg.slack_ts and conv.slack_channel:
         # Earlier statuses were shown by their own items (or by the message's post when they came first),
         # except those skipped as superseded: this item adds theirs.
         seen = _statuses_seen(msg)
-        status = str(p.get("status"))
+        status = item.status
         earlier = seen[:seen.index(status)] if status in seen else []
         skipped = set(await _skipped(ctx, msg.wamid, earlier))
         owed: list[str] = []  # skipped since the last item that ran (that one showed everything before it)
@@ -438,32 +434,29 @@ async def mirror_status(ctx: ItemContext) -> None:
         except SlackCallFailed as exc:
             if exc.error not in ("message_not_found", "too_many_reactions"):
                 raise
-    if p.get("status") == "failed":
-        code = p.get("error_code")
-        post = render.note_post(render.failure_text(int(code) if code is not None else None, p.get("error_title")))
+    if item.status == "failed":
+        code = item.error_code
+        post = render.note_post(render.failure_text(int(code) if code is not None else None, item.error_title))
         await _post_in_thread(ctx, conv.id, post, "failed")
 
 
-async def mirror_note(ctx: ItemContext) -> None:
+async def mirror_note(ctx: ItemContext, note: Note) -> None:
     """A line from the bridge itself in a conversation's thread (opt-out changes, sends from Slack, …)."""
-    p = ctx.item.payload
-    conversation_id = p.get("conversation_id") or ctx.item.conversation_id
-    if conversation_id is None:
-        raise GiveUp("note without a conversation")
-    raw = str(p.get("text") or "")
-    text = raw if p.get("mrkdwn") else render.escape(raw)
-    await _post_in_thread(ctx, int(conversation_id), render.note_post(text), "0")
+    raw = str(note.text or "")
+    text = raw if note.mrkdwn else render.escape(raw)
+    await _post_in_thread(ctx, int(note.conversation_id), render.note_post(text), "0")
 
 
-async def mirror_alert(ctx: ItemContext) -> None:
+async def mirror_alert(ctx: ItemContext, alert: Alert) -> None:
     """Template, quality and account changes go to the alerts channel (many workspaces: the channel of the
     number they are about, in its workspace)."""
-    channel = str(ctx.item.payload.get("channel") or "") or ctx.deps.settings.slack.alerts_channel
+    channel = alert.channel or ctx.deps.settings.slack.alerts_channel
     if not channel:
-        log.info("alert not posted (slack.alerts_channel is not set): %s", ctx.item.payload.get("text"))
+        log.info("alert not posted (slack.alerts_channel is not set): %s", alert.text)
         return
-    await ctx.post(channel, render.alert_post(ctx.item.payload), part="0")
+    await ctx.post(channel, render.alert_post(alert.payload()), part="0")
 
 
-KINDS: Kinds = {"message": mirror_message, "status": mirror_status, "note": mirror_note, "alert": mirror_alert}
+KINDS: Kinds = kinds(handle(MessagePost, mirror_message), handle(StatusMark, mirror_status),
+                     handle(Note, mirror_note), handle(Alert, mirror_alert))
 """The built-in kinds, handed to the outbox worker by the Slack component."""

@@ -1,6 +1,6 @@
-"""The "revision" outbox kind: a stored message was edited or deleted, so its mirrored post is updated.
+"""The Revision outbox kind: a stored message was edited or deleted, so its mirrored post is updated.
 
-Payload: {message_id}. The post is re-rendered from the stored message (which carries its versions and
+The post is re-rendered from the stored message (which carries its versions and
 its deletion mark) and replaces the mirrored post with chat.update; updating twice gives the same post,
 so a retry never doubles anything. A message not mirrored yet is left to its own "message" item, which
 renders the latest version.
@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 
 from bot.bridge.mirror import current_parent, load_message, message_posts
-from bot.slack.outbox import ItemContext, Kinds, SlackCallFailed
+from bot.slack.outbox import ItemContext, SlackCallFailed
+from bot.slack.outbox_handlers import Kinds, handle, kinds
+from storage.outbox_kinds import Revision
 
 log = logging.getLogger(__name__)
 
 
-async def revise_post(ctx: ItemContext) -> None:
+async def revise_post(ctx: ItemContext, item: Revision) -> None:
     """Replace the mirrored post of an edited or deleted message with its current rendering."""
-    loaded = await load_message(ctx, int(ctx.item.payload["message_id"]))
+    loaded = await load_message(ctx, item.message_id)
     if loaded is None:
         return
     msg = loaded.msg
@@ -37,4 +39,4 @@ async def revise_post(ctx: ItemContext) -> None:
         log.info("post %s of message %s not revised: %s", msg.slack_ts, msg.id, exc.error)
 
 
-KINDS: Kinds = {"revision": revise_post}
+KINDS: Kinds = kinds(handle(Revision, revise_post))

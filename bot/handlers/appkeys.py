@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -15,6 +14,7 @@ from bot.core.config import Settings
 from bot.core.loop_health import LoopHealth
 from bot.core.metrics import Metrics
 from bot.deps import Deps
+from bot.slack.outbox_handlers import Handler
 from storage.fencing import InHand
 from storage.liveness import Heartbeat
 from storage.write_gate import WriteGate
@@ -41,5 +41,5 @@ WRITE_GATE = web.AppKey("write_gate", WriteGate)
 CLAIMS_IN_HAND: web.AppKey[dict[str, InHand]] = web.AppKey("claims_in_hand")
 # More checks for /healthz, each giving name -> reason for whatever is wrong (empty when all is well).
 HEALTH_CHECKS: web.AppKey[list[Callable[[], Awaitable[dict[str, str]]]]] = web.AppKey("health_checks")
-# Slack outbox kind -> handler, filled by the components mounted (bot.slack.component.add_outbox_kinds).
-SLACK_OUTBOX_KINDS: web.AppKey[dict[str, Any]] = web.AppKey("slack_outbox_kinds")
+# Slack outbox kind -> handler, filled by the components mounted (bot.app.slack_component.add_outbox_kinds).
+SLACK_OUTBOX_KINDS: web.AppKey[dict[str, Handler]] = web.AppKey("slack_outbox_kinds")

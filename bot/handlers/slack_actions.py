@@ -51,6 +51,7 @@ from storage import erasure
 from storage import inbox as inbox_store
 from storage import repository as repo
 from storage.models import Contact, Conversation, Message, Template
+from storage.outbox_kinds import Note, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -478,10 +479,8 @@ async def toggle_opt_out(app: _TemplateListeners, ack: Any, body: dict[str, Any]
             await erasure.lift(s, [wa_id_hash(salt, contact.wa_id)])
         text = (f":no_bell: Marked *opted out* of marketing campaigns by <@{user}>." if opted_out
                 else f":bell: Marked *opted back in* to marketing campaigns by <@{user}>.")
-        await repo.enqueue_slack(s, dedupe_key=f"optmark:{thread.conversation_id}:{body.get('action_ts')}",
-                                 thread_key=f"conv:{thread.conversation_id}", kind="note",
-                                 payload={"text": text, "conversation_id": thread.conversation_id,
-                                          "mrkdwn": True}, conversation_id=thread.conversation_id)
+        await enqueue(s, Note(thread.conversation_id, text, mrkdwn=True),
+                      dedupe_key=f"optmark:{thread.conversation_id}:{body.get('action_ts')}")
     wake_outbox(deps)
 
 

@@ -45,6 +45,7 @@ from bot.slack.to_whatsapp import NO_NAMES, Converted, references, to_whatsapp
 from scheduler.throttle import Priority, ThrottleUnavailable
 from storage import repository as repo
 from storage.models import Channel, Contact, Conversation, Direction, SlackEvent, Source, utcnow
+from storage.outbox_kinds import MessagePost, Note, enqueue
 from storage.upsert import insert_ignore
 
 log = logging.getLogger(__name__)
@@ -206,9 +207,8 @@ async def record_sent(deps: Deps, thread: BridgedThread, result: SendResult, *, 
         # Statuses can arrive before the send call returns; they waited in message_statuses.
         applied = await repo.apply_statuses(s, result.wamid)
         if mirror:
-            await repo.enqueue_slack(s, dedupe_key=f"msg:{message_id}", thread_key=f"conv:{thread.conversation_id}",
-                                     kind="message", payload={"message_id": message_id}, order_ts=now,
-                                     conversation_id=thread.conversation_id)
+            await enqueue(s, MessagePost(message_id, thread.conversation_id), dedupe_key=f"msg:{message_id}",
+                          order_ts=now)
         else:
             # One item per status, as for any message stored after its statuses: an item for the last one
             # alone would take the earlier ticks as shown by items that never existed.
@@ -221,10 +221,8 @@ async def record_sent(deps: Deps, thread: BridgedThread, result: SendResult, *, 
 async def note_in_thread(deps: Deps, thread: BridgedThread | NumberGone, mrkdwn: str, *, key: str) -> None:
     """Queue a line from the bridge into the thread (once per key), for everyone in the channel to see."""
     async with deps.sessions() as s, s.begin():
-        await repo.enqueue_slack(s, dedupe_key=f"{key}:{thread.conversation_id}",
-                                 thread_key=f"conv:{thread.conversation_id}", kind="note",
-                                 payload={"text": f":warning: {mrkdwn}", "conversation_id": thread.conversation_id,
-                                          "mrkdwn": True}, conversation_id=thread.conversation_id)
+        await enqueue(s, Note(thread.conversation_id, f":warning: {mrkdwn}", mrkdwn=True),
+                      dedupe_key=f"{key}:{thread.conversation_id}")
     wake_outbox(deps)
 
 

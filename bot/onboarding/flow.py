@@ -25,8 +25,8 @@ from bot.onboarding.channels import COEXISTENCE_MPS, apply_channels, is_onboarde
 from bot.onboarding.crypto import TokenBox, TokenKeyMissing, token_box
 from bot.onboarding.links import Link
 from bot.onboarding.signin import token_failure_message
-from storage import repository as repo
 from storage.models import Channel, OnboardedChannel, utcnow
+from storage.outbox_kinds import OnboardingNotice, enqueue
 from storage.repository import sync_channels
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,6 @@ def _escape(text: str) -> str:
 async def owe_report(deps: Deps, outcome: Outcome, link: Link) -> None:
     """Queue the Slack report (alerts channel, else the channel the number was meant for)."""
     async with deps.sessions() as session, session.begin():
-        await repo.enqueue_slack(session, dedupe_key=f"onboarding:{link.id}:{utcnow().isoformat()}",
-                                 thread_key=f"onboarding:{link.id}", kind="onboarding_notice",
-                                 payload={"text": slack_report(outcome, link, deps.settings),
-                                          "slack_channel": link.slack_channel}, slack_team=link.slack_team)
+        notice = OnboardingNotice(slack_report(outcome, link, deps.settings), link.slack_channel, link_id=link.id)
+        await enqueue(session, notice, dedupe_key=f"onboarding:{link.id}:{utcnow().isoformat()}",
+                      slack_team=link.slack_team)

@@ -1,10 +1,9 @@
 """Slack outbox kinds of onboarding, as the mapping `KINDS` the Slack component hands to the outbox.
 
-Payloads:
-- "history":          {conversation_id, requested_by?}  a manager asked for the earlier history in the thread
-- "history_progress": {sync_id}  the one alerts-channel message of a history import, posted then updated
-- "thread_parent":    {conversation_id}  the parent renamed after the phone's address book changed
-- "onboarding_notice": {text, slack_channel}  how an onboarding went, for the alerts channel
+- HistoryPost: a manager asked for the earlier history in the thread
+- HistoryProgress: the one alerts-channel message of a history import, posted then updated
+- ParentRefresh: the parent rendered again (the phone's address book changed, the inbox state moved, …)
+- OnboardingNotice: how an onboarding went, for the alerts channel
 """
 
 from __future__ import annotations
@@ -17,8 +16,10 @@ from bot.bridge.mirror import current_parent
 from bot.onboarding.history import post_history_intro
 from bot.onboarding.syncs import progress_text, view_of
 from bot.slack import limits, render
-from bot.slack.outbox import GiveUp, ItemContext, Kinds, SlackCallFailed
+from bot.slack.outbox import GiveUp, ItemContext, SlackCallFailed
+from bot.slack.outbox_handlers import Kinds, handle, kinds
 from storage.models import Channel, Contact, Conversation, SmbSync
+from storage.outbox_kinds import HistoryPost, HistoryProgress, OnboardingNotice, ParentRefresh
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +31,16 @@ def notice_channel(ctx: ItemContext, fallback: str | None) -> str | None:
     return ctx.deps.settings.slack.alerts_channel or fallback or None
 
 
-async def post_history(ctx: ItemContext) -> None:
+async def post_history(ctx: ItemContext, item: HistoryPost) -> None:
     """Summary and transcript of the imported history, in the conversation's thread."""
-    conversation_id = int(ctx.item.payload["conversation_id"])
+    conversation_id = item.conversation_id
     thread = await ctx.thread_for(conversation_id)  # a new thread gets the same parts: nothing doubles
     await post_history_intro(ctx, conversation_id, thread)
 
 
-async def history_progress(ctx: ItemContext) -> None:
+async def history_progress(ctx: ItemContext, item: HistoryProgress) -> None:
     """Post the import's progress message once, then keep it up to date."""
-    sync_id = int(ctx.item.payload["sync_id"])
+    sync_id = item.sync_id
     async with ctx.deps.sessions() as s:
         sync = await s.get(SmbSync, sync_id)
         channel_row = await s.get(Channel, sync.channel_id) if sync is not None else None
@@ -61,9 +62,9 @@ async def history_progress(ctx: ItemContext) -> None:
                         .values(slack_channel=channel, slack_ts=ts))
 
 
-async def refresh_parent(ctx: ItemContext) -> None:
+async def refresh_parent(ctx: ItemContext, item: ParentRefresh) -> None:
     """Show the contact's current name (the phone's address book first) on the thread's parent."""
-    conversation_id = int(ctx.item.payload["conversation_id"])
+    conversation_id = item.conversation_id
     async with ctx.deps.sessions() as s:
         conv = await s.get(Conversation, conversation_id)
         contact = await s.get(Contact, conv.contact_id) if conv else None
@@ -81,16 +82,16 @@ async def refresh_parent(ctx: ItemContext) -> None:
         log.info("thread parent %s not renamed: %s", conv.slack_thread_ts, exc.error)
 
 
-async def onboarding_notice(ctx: ItemContext) -> None:
+async def onboarding_notice(ctx: ItemContext, notice: OnboardingNotice) -> None:
     """How an onboarding went (success or each failed step in plain words)."""
-    channel = notice_channel(ctx, ctx.item.payload.get("slack_channel"))
+    channel = notice_channel(ctx, notice.slack_channel)
     if not channel:
-        log.info("onboarding notice not posted (no Slack channel): %s", ctx.item.payload.get("text"))
+        log.info("onboarding notice not posted (no Slack channel): %s", notice.text)
         return
-    text = str(ctx.item.payload.get("text") or "")
+    text = str(notice.text or "")
     for i, blocks in enumerate(limits.pack_blocks(limits.sections(text) or [limits.section(" ")])):
         await ctx.post(channel, render.Post(text=limits.summary(text), blocks=blocks), part=str(i))
 
 
-KINDS: Kinds = {"history": post_history, "history_progress": history_progress, "thread_parent": refresh_parent,
-                "onboarding_notice": onboarding_notice}
+KINDS: Kinds = kinds(handle(HistoryPost, post_history), handle(HistoryProgress, history_progress),
+                     handle(ParentRefresh, refresh_parent), handle(OnboardingNotice, onboarding_notice))

@@ -20,8 +20,8 @@ from bot.onboarding.links import DEFAULT_VALID, create_link, link_url
 from bot.ops.export import find_contacts
 from bot.slack.outbox import wake_outbox
 from bot.slack.render import format_time
-from storage import repository as repo
 from storage.models import Channel, Conversation, Message, utcnow
+from storage.outbox_kinds import HistoryPost, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,8 @@ async def history_reply(deps: Deps, *, user_id: str, query: str, slack_channel: 
             return (f"{query} has history on {', '.join(sorted(str(r[1]) for r in rows))}: run the command in "
                     "that number's Slack channel.")
         conversation_id, channel, count = rows[0]
-        await repo.enqueue_slack(session, dedupe_key=f"history:{conversation_id}:{utcnow().isoformat()}",
-                                 thread_key=f"conv:{conversation_id}", kind="history",
-                                 payload={"conversation_id": conversation_id, "requested_by": user_id},
-                                 conversation_id=conversation_id)
+        await enqueue(session, HistoryPost(conversation_id, requested_by=user_id),
+                      dedupe_key=f"history:{conversation_id}:{utcnow().isoformat()}")
     wake_outbox(deps)
     return f"The earlier history of {query} on {channel} ({count} messages) will appear in its thread shortly."
 

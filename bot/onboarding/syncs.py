@@ -20,6 +20,7 @@ from bot.core.workspace import DEFAULT_WORKSPACE
 from bot.meta import events as ev
 from storage import repository as repo
 from storage.models import Channel, Contact, Conversation, Message, SmbSync, utcnow
+from storage.outbox_kinds import HistoryProgress, enqueue
 
 SYNC_CONTACTS = "smb_app_state_sync"
 SYNC_HISTORY = "history"
@@ -108,9 +109,8 @@ async def history_chunk(session: AsyncSession, *, channel_id: int, slack_channel
 async def _owe_progress_post(session: AsyncSession, sync: SmbSync, bucket: str) -> None:
     # One Slack update per tenth of progress and phase at most: chunks can number in the hundreds.
     team = await session.scalar(select(Channel.slack_team).where(Channel.id == sync.channel_id))
-    await repo.enqueue_slack(session, dedupe_key=f"history-progress:{sync.id}:{bucket}",
-                             thread_key=f"sync:{sync.id}", kind="history_progress",
-                             payload={"sync_id": sync.id}, slack_team=team or DEFAULT_WORKSPACE)
+    await enqueue(session, HistoryProgress(sync.id), dedupe_key=f"history-progress:{sync.id}:{bucket}",
+                  slack_team=team or DEFAULT_WORKSPACE)
 
 
 async def contact_synced(session: AsyncSession, *, channel_id: int | None, event: ev.ContactSync) -> None:

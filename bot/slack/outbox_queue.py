@@ -22,6 +22,7 @@ from bot.core.liveness import Fence
 from bot.core.workspace import DEFAULT_WORKSPACE
 from storage.fencing import FencedOut, InHand, claim_values, held_by, settle
 from storage.models import Campaign, CampaignRun, Conversation, SlackOutbox, utcnow
+from storage.outbox_kinds import run_of_thread
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,10 @@ def _held(item: OutboxItem) -> list[Any]:
 
 async def _item_teams(session: AsyncSession, rows: Sequence[Any]) -> dict[int, str]:
     """Each claimed item's workspace, where it is not the item's own: a conversation's items go to the
-    conversation's workspace, a campaign run's (progress, unknown notices; thread `campaign:<run>`) to the
+    conversation's workspace, a campaign run's (progress, unknown notices; a run's thread) to the
     campaign's."""
     conv_ids = sorted({r.conversation_id for r in rows if r.conversation_id is not None})
-    run_of = {r.id: int(r.thread_key.split(":", 1)[1]) for r in rows if r.conversation_id is None
-              and r.thread_key.startswith("campaign:") and r.thread_key.split(":", 1)[1].isdigit()}
+    run_of = {r.id: run for r in rows if r.conversation_id is None and (run := run_of_thread(r.thread_key)) is not None}
     by_conv: dict[int, str] = dict((await session.execute(
         select(Conversation.id, Conversation.slack_team).where(Conversation.id.in_(conv_ids)))).tuples().all()
     ) if conv_ids else {}

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.deps import Deps
 from bot.slack.outbox import wake_outbox
-from storage import repository as repo
 from storage.models import Message, SlackAction, Source, utcnow
+from storage.outbox_kinds import Note, enqueue
 from storage.upsert import insert_ignore
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,8 @@ async def sweep(deps: Deps, older_than: timedelta = SWEEP_AFTER) -> int:
             if not stored:
                 text = (f":warning: A reply by <@{reply.user}> may not have reached the customer: the bridge "
                         "stopped while sending it. Check the thread's statuses before sending it again.")
-                await repo.enqueue_slack(s, dedupe_key=f"interrupted:{reply.key}"[:200],
-                                         thread_key=f"conv:{reply.conversation_id}", kind="note",
-                                         payload={"text": text, "conversation_id": reply.conversation_id,
-                                                  "mrkdwn": True}, conversation_id=reply.conversation_id)
+                await enqueue(s, Note(reply.conversation_id, text, mrkdwn=True),
+                              dedupe_key=f"interrupted:{reply.key}"[:200])
                 noted += 1
             await s.execute(update(SlackAction).where(SlackAction.key == reply.key).values(
                 outcome={"state": "done", "outcome": "sent" if stored else "interrupted"}))

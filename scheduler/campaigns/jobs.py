@@ -42,7 +42,7 @@ from scheduler.campaigns.records import (
 )
 from scheduler.campaigns.schedule import MISFIRE_GRACE, Schedule, describe, due
 from storage.models import AudienceMember, Campaign, CampaignRecipient, CampaignRun, Channel, Contact, utcnow
-from storage.repository import ALERTS_THREAD, enqueue_slack
+from storage.outbox_kinds import Alert, enqueue
 from storage.upsert import insert_ignore
 
 log = logging.getLogger(__name__)
@@ -59,15 +59,8 @@ async def alert(session: AsyncSession, dedupe: str, subject: str, state: str, te
         Campaign.id == campaign_id))).first() if campaign_id is not None else None
     team, channel = (found[0], found[1]) if found is not None else (DEFAULT_WORKSPACE, None)
     elsewhere = team != DEFAULT_WORKSPACE and bool(channel)
-    await enqueue_slack(
-        session,
-        dedupe_key=f"alert:campaign:{dedupe}",
-        thread_key=ALERTS_THREAD,
-        kind="alert",
-        payload={"alert": "campaign", "subject": subject, "state": state, "text": text,
-                 **({"channel": channel} if elsewhere else {})},
-        slack_team=team if elsewhere else DEFAULT_WORKSPACE,
-    )
+    await enqueue(session, Alert("campaign", subject, state, text, channel=channel if elsewhere else None),
+                  dedupe_key=f"alert:campaign:{dedupe}", slack_team=team if elsewhere else DEFAULT_WORKSPACE)
 
 
 async def fire(

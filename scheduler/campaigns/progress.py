@@ -1,7 +1,7 @@
 """A campaign run's one live Slack message: progress bar, counts, rate, ETA, spend, then the final report.
 
-Senders never post to Slack themselves: they owe a `campaign_progress` item to the Slack outbox (thread key
-`campaign:<run id>`, so updates stay in order) and the outbox handler renders the run's state as it is at
+Senders never post to Slack themselves: they owe a CampaignProgress item to the Slack outbox (in the run's
+thread, so updates stay in order) and the outbox handler renders the run's state as it is at
 delivery time. The first delivery posts the message and stores its ts on the run; later ones edit it. So
 a backlog of owed updates while Slack is slow costs a few edits showing the latest numbers, never a flood.
 Campaign sends are not mirrored into conversation threads: a customer's reply is attributed to the
@@ -10,7 +10,6 @@ campaign through `campaign_recipients.wamid`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,15 +20,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.core.config import Settings
 from bot.core.workspace import DEFAULT_WORKSPACE
 from bot.slack import limits
+from bot.slack.outbox import ItemContext
+from bot.slack.outbox_handlers import Kinds, handle, kinds
 from bot.slack.render import Post, escape
 from scheduler.campaigns import estimate
 from scheduler.campaigns.records import RecipientStatus, RunStatus, run_with_campaign
 from storage.models import CampaignRecipient, CampaignRun, utcnow
-from storage.progress_refresh import PROGRESS_KIND
-from storage.repository import enqueue_slack
+from storage.outbox_kinds import CampaignProgress
+from storage.outbox_kinds import enqueue as enqueue_slack
+from storage.progress_refresh import progress_dedupe_key
 from storage.workspaces import run_teams
 
-KIND = PROGRESS_KIND
+KIND = CampaignProgress.KIND
 RATE_WINDOW = timedelta(seconds=10)
 BAR_WIDTH = 20
 NAME_SHOWN = 200  # the whole name is in `/campaign show`; names typed in Slack are limited to this
@@ -198,19 +200,13 @@ async def snapshot(
 async def enqueue(session: AsyncSession, run_id: int, key: str) -> bool:
     """Owe Slack a refresh of the run's progress message; `key` dedupes (e.g. a time bucket, "final")."""
     teams = await run_teams(session, [run_id])
-    return await enqueue_slack(
-        session,
-        dedupe_key=f"{KIND}:{run_id}:{key}",
-        thread_key=f"campaign:{run_id}",
-        kind=KIND,
-        payload={"run_id": run_id},
-        slack_team=teams.get(run_id, DEFAULT_WORKSPACE),
-    )
+    return await enqueue_slack(session, CampaignProgress(run_id), dedupe_key=progress_dedupe_key(run_id, key),
+                               slack_team=teams.get(run_id, DEFAULT_WORKSPACE))
 
 
-async def deliver(ctx: Any) -> None:
+async def deliver(ctx: ItemContext, item: CampaignProgress) -> None:
     """Outbox handler: post the progress message the first time, edit it afterwards."""
-    run_id = int(ctx.item.payload["run_id"])
+    run_id = item.run_id
     deps = ctx.deps
     async with deps.sessions() as session:
         found = await snapshot(session, run_id, deps.settings)
@@ -234,5 +230,5 @@ async def deliver(ctx: Any) -> None:
         await ctx.update_message(snap.slack_channel, progress_ts, post)
 
 
-KINDS: Mapping[str, Callable[[Any], Awaitable[None]]] = {KIND: deliver}
+KINDS: Kinds = kinds(handle(CampaignProgress, deliver))
 """The `campaign_progress` kind, handed to the Slack outbox worker by the campaign component."""

@@ -9,7 +9,6 @@ second click, or a click on an old notice, sends nobody again.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,14 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.config import Settings
 from bot.core.workspace import DEFAULT_WORKSPACE
+from bot.slack.outbox import ItemContext
+from bot.slack.outbox_handlers import Kinds, handle, kinds
 from bot.slack.render import Post, escape
 from scheduler.campaigns.unknown_store import UnknownRun, quiet_unknowns, resend_unknown
 from scheduler.campaigns.unknowns import quiet_enough
 from storage.models import utcnow
-from storage.repository import enqueue_slack
+from storage.outbox_kinds import CampaignUnknown, enqueue
 from storage.workspaces import run_teams
 
-KIND = "campaign_unknown"
+KIND = CampaignUnknown.KIND
 RESEND_ACTION = "campaign_resend_unknown"
 
 
@@ -86,24 +87,21 @@ async def check_unknowns(session: AsyncSession, settings: Settings, now: datetim
             continue
         if not run.slack_channel:
             continue
-        if await enqueue_slack(session, dedupe_key=f"{KIND}:{run.run_id}:{run.newest_id}",
-                               thread_key=f"campaign:{run.run_id}", kind=KIND,
-                               payload={"run_id": run.run_id, "channel": run.slack_channel,
-                                        "campaign_id": run.campaign_id, "name": run.campaign_name,
-                                        "created_by": run.created_by, "count": run.count,
-                                        "newest_id": run.newest_id},
-                               slack_team=teams.get(run.run_id, DEFAULT_WORKSPACE)):
+        notice = CampaignUnknown(run_id=run.run_id, channel=run.slack_channel, campaign_id=run.campaign_id,
+                                 name=run.campaign_name, count=run.count, newest_id=run.newest_id,
+                                 created_by=run.created_by)
+        if await enqueue(session, notice, dedupe_key=f"{KIND}:{run.run_id}:{run.newest_id}",
+                         slack_team=teams.get(run.run_id, DEFAULT_WORKSPACE)):
             noticed += 1
     return noticed, resent
 
 
-async def deliver(ctx: Any) -> None:
+async def deliver(ctx: ItemContext, notice: CampaignUnknown) -> None:
     """Outbox handler: post the notice in the campaign's channel."""
-    p = ctx.item.payload
-    run = UnknownRun(int(p["run_id"]), int(p["campaign_id"]), str(p["name"]), str(p["channel"]),
-                     p.get("created_by"), int(p["count"]), int(p["newest_id"]), utcnow())
-    await ctx.post(run.slack_channel, render_notice(run), part="unknown")
+    run = UnknownRun(notice.run_id, notice.campaign_id, notice.name, notice.channel, notice.created_by,
+                     notice.count, notice.newest_id, utcnow())
+    await ctx.post(notice.channel, render_notice(run), part="unknown")
 
 
-KINDS: Mapping[str, Callable[[Any], Awaitable[None]]] = {KIND: deliver}
+KINDS: Kinds = kinds(handle(CampaignUnknown, deliver))
 """The outbox kind this module delivers (added by the campaign component)."""
