@@ -38,6 +38,7 @@ from bot.ops.doctor_traffic import (
     traffic_checks,
 )
 from bot.ops.doctor_workspaces import check_workspaces, workspace_rows
+from bot.ops.sync_status import latest_views, sync_problems
 from bot.slack.backlog import estimate, owed_per_channel
 from storage.models import WebhookLog, utcnow
 from storage.retention import table_stats
@@ -71,8 +72,6 @@ async def check_redis(settings: Settings) -> CheckResult:
 
 async def sync_checks(env: DoctorEnv, now: datetime) -> list[CheckResult]:
     """Business App syncs (contacts, history) asked of Meta that never completed or stalled."""
-    from bot.onboarding.syncs import latest_views, sync_problems
-
     out = []
     for name, detail, fix, failure in sync_problems(await latest_views(env.sessions), now):
         out.append(failed(name, detail, fix) if failure else warned(name, detail, fix) if fix
