@@ -18,8 +18,11 @@ The baseline is the same customer traffic with no campaign, in the same run, bef
 Also printed: how long after the last status webhook the last one was applied (no delivery left pending).
 
 With retention (`--with-retention N`): before each campaign, N messages older than `retention.messages_days`
-are stored, and the retention pass (every second here) deletes them in its batches while the storm runs: the
-live p99 is then measured with retention at work (docs/privacy.md); "retention rows" is what it deleted.
+are stored, each with a Slack post of its own, and the retention pass (every second here) deletes them in its
+batches while the storm runs, owing each post a redaction that the server's redaction worker carries out
+(chat.update at the lowest priority, behind live posts): the live p99 is then measured with retention at work
+(docs/privacy.md); "retention rows" is the messages it deleted, "posts redacted" the Slack posts redacted by
+the end of the storm (paced at Slack's chat.update allowance, so far fewer).
 
 Drain: N mixed deliveries (70 % statuses of campaign messages, 30 % customer messages over 500
 conversations) are stored before `serve --role worker` starts; figures are deliveries applied per second,
@@ -79,10 +82,12 @@ def _pending(db_url: str) -> bool:
     return asyncio.run(any_pending())
 
 
-def _metric(url: str, name: str) -> float:
+def _metric(url: str, name: str, label: str = "") -> float:
+    """The sum of a /metrics sample over its labels (only those whose labels include `label`, when given)."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
         text = resp.read().decode()
-    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
+    return sum(float(v) for labels, v in re.findall(rf"^{name}(?:{{([^}}]*)}})? ([0-9.e+]+)$", text, re.M)
+               if label in labels)
 
 
 def _latencies(standins: _common.Standins, sent: dict[int, float], tag: str) -> list[float]:
@@ -119,7 +124,7 @@ def storm(recipients: Sequence[int], mps: int, baseline_seconds: float,
                 _latencies(standins, sent, f"{tag}b")), "errors": errors, "statuses": 0, "applied after last s": "-",
                          "cpu serve": "-", "cpu pg": "-"})
             if old_messages:
-                rows[0]["retention rows"] = "-"
+                rows[0]["retention rows"] = rows[0]["posts redacted"] = "-"
             standins.send_status_webhooks(webhook)
             for n, count in enumerate(recipients):
                 if old_messages:
@@ -128,6 +133,8 @@ def storm(recipients: Sequence[int], mps: int, baseline_seconds: float,
                                        live_rate))
                 if old_messages:
                     rows[-1]["retention rows"] = _retained(serve.url, old_messages * (n + 1)) - old_messages * n
+                    rows[-1]["posts redacted"] = int(_metric(serve.url, "wabridge_retention_rows_total",
+                                                             'table="slack_posts"'))
     return rows
 
 
@@ -135,7 +142,9 @@ RETENTION_DAYS = 30
 
 
 async def _old_messages(db_url: str, n: int, block: int) -> None:
-    """n messages of one customer, older than the retention period, for the retention pass to delete."""
+    """n messages of one customer, older than the retention period, each with its Slack post (the stand-in
+    answers message_not_found to their redaction: the cost is the same, calls and rows), for the retention pass
+    to delete."""
     from datetime import timedelta
 
     from sqlalchemy import insert, select
@@ -151,7 +160,8 @@ async def _old_messages(db_url: str, n: int, block: int) -> None:
             contact = Contact(wa_id=f"9199{block:08d}")
             s.add(contact)
             await s.flush()
-            conv = Conversation(channel_id=channel_id, contact_id=contact.id)
+            conv = Conversation(channel_id=channel_id, contact_id=contact.id, slack_channel="C0BENCH",
+                                slack_thread_ts=f"1500000000.{block:06d}")
             s.add(conv)
             await s.flush()
             conv_id = conv.id
@@ -160,6 +170,7 @@ async def _old_messages(db_url: str, n: int, block: int) -> None:
                 await conn.execute(insert(Message), [
                     {"conversation_id": conv_id, "direction": "inbound", "source": "customer", "type": "text",
                      "text": f"old message {i}", "wamid": f"wamid.old.{block}.{i}", "wa_timestamp": old,
+                     "slack_ts": f"1600{block:06d}.{i:06d}",
                      "created_at": old, "status_history": [], "is_history": False, "is_note": False}
                     for i in range(start, min(n, start + 5000))])
     finally:
@@ -169,10 +180,10 @@ async def _old_messages(db_url: str, n: int, block: int) -> None:
 def _retained(url: str, at_least: int) -> int:
     """Messages the retention pass has deleted so far, once at least `at_least` (or the settle time is over)."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
-    done = int(_metric(url, "wabridge_retention_rows_total"))
+    done = int(_metric(url, "wabridge_retention_rows_total", 'table="messages"'))
     while done < at_least and time.monotonic() < deadline:
         time.sleep(0.5)
-        done = int(_metric(url, "wabridge_retention_rows_total"))
+        done = int(_metric(url, "wabridge_retention_rows_total", 'table="messages"'))
     return done
 
 

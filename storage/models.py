@@ -541,3 +541,27 @@ class SavedReply(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SlackRedaction(Base):
+    """A Slack post whose data the retention pass deleted, owed a redaction (bot/ops/retention_redaction.py).
+
+    Written in the transaction that deletes the message, so a stop never loses one; worked off slowly, behind
+    each workspace's live posts. `parent`: the thread's parent carried the message, refreshed rather than
+    overwritten (it holds the conversation's header and buttons)."""
+
+    __tablename__ = "slack_redactions"
+    __table_args__ = (UniqueConstraint("channel", "ts"), Index("ix_slack_redactions_pending", "done_at", "id"))
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    slack_team: Mapped[str] = mapped_column(String(32), default=DEFAULT_WORKSPACE)
+    channel: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[str] = mapped_column(String(32))
+    conversation_id: Mapped[int | None] = mapped_column(Integer)
+    parent: Mapped[bool] = mapped_column(Boolean, default=False)
+    files: Mapped[list[str]] = mapped_column(JSON, default=list)  # Slack file ids shared with the message
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    claimed_until: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(100))  # "redacted", or Slack's refusal
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None]

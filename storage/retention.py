@@ -8,7 +8,7 @@ Slack posts already delivered, erasures done. Short statements keep locks brief 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Executable, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import Erasure, Message, MessageStatus, SlackEvent, SlackOutbox, WebhookLog
+from storage.models import Erasure, Message, MessageStatus, SlackEvent, SlackOutbox, SlackRedaction, WebhookLog
+from storage.redactions import owe_for_messages
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class Prunable:
     oldest_first: Any
     days_key: str = "days"
     dependents: Callable[[list[Any]], Executable] | None = None
+    # What the rows leave owed elsewhere (their Slack posts' redaction), written in the same transaction.
+    owes: Callable[[AsyncSession, list[Any]], Awaitable[int]] | None = None
 
 
 def _statuses_of(message_ids: list[Any]) -> Executable:
@@ -48,26 +51,33 @@ PRUNABLE: tuple[Prunable, ...] = (
              SlackEvent.received_at, SlackEvent.received_at),
     Prunable("slack_outbox", SlackOutbox, SlackOutbox.id, SlackOutbox.done_at, SlackOutbox.done_at.is_not(None),
              SlackOutbox.created_at, SlackOutbox.id),
+    Prunable("slack_redactions", SlackRedaction, SlackRedaction.id, SlackRedaction.done_at,
+             SlackRedaction.done_at.is_not(None), SlackRedaction.created_at, SlackRedaction.id),
 )
 # Customers' data, aged only when its key is set (docs/privacy.md); not part of doctor's log tables.
 PERSONAL: tuple[Prunable, ...] = (
     Prunable("messages", Message, Message.id, Message.wa_timestamp, None, Message.wa_timestamp,
-             Message.wa_timestamp, "messages_days", _statuses_of),
+             Message.wa_timestamp, "messages_days", _statuses_of, owe_for_messages),
     Prunable("erasures", Erasure, Erasure.id, Erasure.requested_at, Erasure.state == "done", Erasure.requested_at,
              Erasure.requested_at, "audit_days"),
 )
 
 
-async def prune_batch(session: AsyncSession, table: Prunable, cutoff: datetime, limit: int) -> int:
-    """Delete up to limit finished rows of table aged before cutoff; returns how many went."""
+async def prune_batch(session: AsyncSession, table: Prunable, cutoff: datetime, limit: int, *,
+                      owe: bool = False) -> int:
+    """Delete up to limit finished rows of table aged before cutoff; returns how many went. `owe`: record
+    what they leave owed (table.owes) first."""
     where = [table.aged_by < cutoff]
     if table.finished is not None:
         where.append(table.finished)
-    if table.dependents is not None:
+    if table.dependents is not None or (owe and table.owes is not None):
         keys = list((await session.scalars(select(table.key).where(*where).limit(limit))).all())
         if not keys:
             return 0
-        await session.execute(table.dependents(keys))
+        if owe and table.owes is not None:
+            await table.owes(session, keys)
+        if table.dependents is not None:
+            await session.execute(table.dependents(keys))
         doomed: Any = keys
     else:
         doomed = select(table.key).where(*where).limit(limit).scalar_subquery()
@@ -77,12 +87,12 @@ async def prune_batch(session: AsyncSession, table: Prunable, cutoff: datetime, 
 
 
 async def prune_table(sessions: async_sessionmaker[AsyncSession], table: Prunable, cutoff: datetime,
-                      limit: int, pause: float = 0.0) -> int:
+                      limit: int, pause: float = 0.0, *, owe: bool = False) -> int:
     """Prune table batch by batch (one commit each, pause seconds apart) until nothing old is left."""
     total = 0
     while True:
         async with sessions() as session, session.begin():
-            n = await prune_batch(session, table, cutoff, limit)
+            n = await prune_batch(session, table, cutoff, limit, owe=owe)
         total += n
         if n < limit:
             return total

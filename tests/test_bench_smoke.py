@@ -86,6 +86,7 @@ def test_status_storm_bench_runs_retention_during_the_storm(capsys: pytest.Captu
                               "--live-interval", "0.5", "--with-retention", "2500"]) == 0
     storm = _row(capsys.readouterr().out, "storm at 10 mps")
     assert storm["retention rows"] == "2,500" and storm["statuses"] == "60" and storm["errors"] == "0"
+    assert storm["posts redacted"].replace(",", "").isdigit()  # the posts' redaction ran alongside (paced)
 
 
 def test_status_storm_drain_mode_applies_a_stored_backlog(capsys: pytest.CaptureFixture[str]) -> None:

@@ -42,7 +42,7 @@ async def test_only_finished_rows_older_than_the_period_are_pruned(db_url: str) 
         assert warning.severity == "warn" and "webhook_logs 27 rows" in warning.detail
 
         deleted = await RetentionWorker(sessions, RetentionSettings(days=30, batch_size=10)).prune_once()
-        assert deleted == {"webhook_logs": 25, "slack_events": 1, "slack_outbox": 1}
+        assert deleted == {"webhook_logs": 25, "slack_events": 1, "slack_outbox": 1, "slack_redactions": 0}
         async with sessions() as s:
             logs = sorted(r for r in (await s.scalars(select(WebhookLog.raw_body))).all())
             events = (await s.scalars(select(SlackEvent.event_id))).all()
@@ -51,7 +51,7 @@ async def test_only_finished_rows_older_than_the_period_are_pruned(db_url: str) 
         assert list(events) == ["Ev-recent"]
         assert list(posts) == ["old-owed"]
         assert await RetentionWorker(sessions, RetentionSettings(days=30)).prune_once() == {
-            "webhook_logs": 0, "slack_events": 0, "slack_outbox": 0}
+            "webhook_logs": 0, "slack_events": 0, "slack_outbox": 0, "slack_redactions": 0}
     finally:
         await engine.dispose()
 
@@ -101,7 +101,7 @@ async def test_customers_data_ages_out_only_past_its_own_period_in_batches(db_ur
         assert statuses == ["wamid.5", "wamid.6", "wamid.7"]  # with their messages
         assert [state for state, _ in erasures] == ["redacting", "done"]  # an unfinished erasure is never aged out
         again = await RetentionWorker(sessions, settings).prune_once()
-        assert again == {"webhook_logs": 0, "slack_events": 0, "slack_outbox": 0, "messages": 0, "erasures": 0,
-                         "media": 0}
+        assert again == {"webhook_logs": 0, "slack_events": 0, "slack_outbox": 0, "slack_redactions": 0,
+                         "messages": 0, "erasures": 0, "media": 0}
     finally:
         await engine.dispose()

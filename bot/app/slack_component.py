@@ -23,6 +23,7 @@ from bot.bridge import mirror, revisions
 from bot.deps import Deps
 from bot.handlers import appkeys, slack_install
 from bot.onboarding import outbox_kinds
+from bot.ops.retention_redaction import RedactionWorker
 from bot.slack import reply_ledger
 from bot.slack.outbox import Kinds, OutboxWorker
 from bot.slack.pacer import make_pacer
@@ -110,6 +111,13 @@ def _start_reply_sweep(app: web.Application) -> asyncio.Task[None]:
     return asyncio.create_task(forever())
 
 
+def _start_redaction(app: web.Application) -> asyncio.Task[None]:
+    """Redact the Slack posts of messages retention deleted, sharing the outbox's pacer (behind its posts)."""
+    deps = app[appkeys.DEPS]
+    worker = RedactionWorker(deps.sessions, deps.slack_for, app[OUTBOX].pacer, metrics=deps.metrics)
+    return asyncio.create_task(worker.run())
+
+
 def make_slack_component(*, outbox: bool = True, kinds: Kinds | None = None, **outbox_options: Any) -> Component:
     """The component; `kinds` adds outbox kinds, `outbox_options` tune the worker (concurrency, backoff, …)."""
 
@@ -124,6 +132,7 @@ def make_slack_component(*, outbox: bool = True, kinds: Kinds | None = None, **o
             add_outbox_kinds(app, kinds or {})
             app.cleanup_ctx.append(background("slack-outbox", lambda a: outbox_worker_task(a, **outbox_options)))
             app.cleanup_ctx.append(background("slack-reply-sweep", _start_reply_sweep))
+            app.cleanup_ctx.append(background("retention-redaction", _start_redaction))
 
     return component
 

@@ -43,7 +43,7 @@ class RetentionWorker:
             days = getattr(s, table.days_key)
             if days is not None:
                 deleted[table.name] = await retention.prune_table(self._sessions, table, now - timedelta(days=days),
-                                                                  s.batch_size, BATCH_PAUSE)
+                                                                  s.batch_size, BATCH_PAUSE, owe=s.redact_slack)
         if s.media_days is not None:
             deleted["media"] = await retention.strip_media(self._sessions, now - timedelta(days=s.media_days),
                                                            s.batch_size, BATCH_PAUSE)
