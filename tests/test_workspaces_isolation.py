@@ -22,9 +22,30 @@ from bot.handlers.slack_actions import (
     PickerTarget,
 )
 from bot.handlers.slack_messages import OPEN_PICKER_ACTION
-from bot.handlers.slack_privacy import SHORTCUT_EXPORT_CUSTOMER, SHORTCUT_FORGET_CUSTOMER
+from bot.handlers.slack_privacy import FORGET_CONFIRM, SHORTCUT_EXPORT_CUSTOMER, SHORTCUT_FORGET_CUSTOMER
+from bot.handlers.slack_saved_replies import NOT_HERE
+from bot.slack import saved_replies as saved_ui
+from bot.slack.inbox_view import (
+    ACTIONS_BLOCK,
+    ASSIGN_ACTION,
+    REOPEN_ACTION,
+    RESOLVE_ACTION,
+    TAKE_ACTION,
+    UNASSIGN_ACTION,
+)
 from scheduler.campaigns.unknown_notice import RESEND_ACTION
-from storage.models import Campaign, CampaignRecipient, CampaignRun, Channel, Contact, Conversation, Template
+from storage.models import (
+    Campaign,
+    CampaignRecipient,
+    CampaignRun,
+    Channel,
+    Contact,
+    Conversation,
+    ConversationEvent,
+    Message,
+    SavedReply,
+    Template,
+)
 from tests.harness import eventually
 from tests.helpers import SIGNING_SECRET
 from tests.workspaces_harness import ALPHA, BETA, STAFF, Deployment, deployment_of
@@ -165,3 +186,145 @@ async def test_the_home_tab_shows_a_workspace_its_own_numbers_with_its_own_token
     assert {(c.team, c.args.get("user_id")) for c in published} == {("T0ALPHA", ASHA)}
     view = json.dumps(published[0].args.get("view"))
     assert "alpha" in view and "beta" not in view.lower() and "Zubin" not in view
+
+
+async def _settled_thread(d: Deployment, number: tuple[str, str, str, str], wamid: str, text: str, wa_id: str,
+                          name: str) -> tuple[int, str]:
+    """A customer of `number` writes; (their conversation id, its thread ts) once the thread is recorded."""
+    await d.customer_writes(number, wamid, text, wa_id=wa_id, name=name)
+    parent = (await eventually(lambda: d.slack.messages(number[1], top_level_only=True)))[0]
+
+    async def recorded() -> int | None:
+        async with d.client.app[appkeys.SESSIONS]() as s:
+            return await s.scalar(select(Conversation.id).where(Conversation.slack_thread_ts == parent["ts"]))
+
+    return int(await eventually(recorded)), str(parent["ts"])
+
+
+async def test_inbox_saved_replies_and_erasure_refuse_another_workspaces_ids(
+        deployment: Deployment, caplog: pytest.LogCaptureFixture) -> None:
+    """The inbox (take, assign, unassign, resolve, reopen, the ✅ reaction, a note), the saved replies (library
+    edit, delete and save; the picker's button, type-ahead, choice and send) and the erasure's confirmation,
+    each reached from Alpha with an id of Beta's conversation, thread or saved reply: refused, logged, and
+    nothing changed, sent, posted or opened."""
+    d = deployment
+    assert await d.install("T0ALPHA") == 200 and await d.install("T0BETA") == 200
+    beta_conv, beta_ts = await _settled_thread(d, BETA, "wamid.B1", "Beta's customer asks", "919800000077", "Zubin")
+    alpha_conv, alpha_ts = await _settled_thread(d, ALPHA, "wamid.A1", "Alpha's customer asks", "919800000066",
+                                                 "Ravi")
+    async with d.client.app[appkeys.SESSIONS]() as s, s.begin():
+        reply = SavedReply(slack_team="T0BETA", name="Bank", text="Beta's bank: 0002", created_by=STAFF["T0BETA"])
+        s.add(reply)
+        await s.flush()
+        reply_id = reply.id
+    d.graph.reset_records()
+    calls_before = len(d.slack.calls)
+    library = {"id": "VLIB9", "type": "modal", "callback_id": saved_ui.LIBRARY_CALLBACK, "state": {"values": {}}}
+
+    def picker(conversation_id: int, thread_ts: str, channel: str) -> dict[str, Any]:
+        return {"id": "VSAVED9", "type": "modal", "callback_id": saved_ui.PICKER_CALLBACK, "hash": "h",
+                "private_metadata": PickerTarget(conversation_id, channel, thread_ts).dump(), "state": {"values": {}}}
+
+    chosen = {saved_ui.REPLY_BLOCK: {saved_ui.REPLY_SELECT: {"type": "external_select",
+                                                             "selected_option": {"value": str(reply_id)}}},
+              f"{saved_ui.TEXT_PREFIX}{reply_id}": {saved_ui.VALUE_ACTION: {"type": "plain_text_input",
+                                                                            "value": "Beta's bank: 0002"}}}
+    edited = {saved_ui.NAME_BLOCK: {saved_ui.VALUE_ACTION: {"type": "plain_text_input", "value": "Taken"}},
+              saved_ui.BODY_BLOCK: {saved_ui.VALUE_ACTION: {"type": "plain_text_input", "value": "Alpha's now"}},
+              saved_ui.NUMBER_BLOCK: {saved_ui.VALUE_ACTION: {"type": "static_select",
+                                                              "selected_option": {"value": "*"}}}}
+
+    # The inbox's buttons and select, naming Beta's conversation from Alpha's channel.
+    for n, action_id in enumerate((TAKE_ACTION, ASSIGN_ACTION, UNASSIGN_ACTION, RESOLVE_ACTION, REOPEN_ACTION)):
+        action: dict[str, Any] = {"action_id": action_id, "action_ts": f"7.{n}",
+                                  "block_id": f"{ACTIONS_BLOCK}:{beta_conv}"}
+        if action_id == ASSIGN_ACTION:
+            action.update(type="users_select", selected_user=ASHA)
+        else:
+            action.update(type="button", value=json.dumps({"conversation_id": beta_conv}))
+        assert await _interaction(d, {"type": "block_actions", "channel": {"id": ALPHA[1]},
+                                      "actions": [action]}) == 200
+    # A ✅ on Beta's parent and a note in Beta's thread, sent as Alpha.
+    for n, event in enumerate(({"type": "reaction_added", "user": ASHA, "reaction": "white_check_mark",
+                                "item": {"type": "message", "channel": BETA[1], "ts": beta_ts},
+                                "event_ts": "1800000000.000200"},
+                               {"type": "message", "channel": BETA[1], "user": ASHA, "text": "note: Alpha was here",
+                                "ts": "1800000000.000300", "thread_ts": beta_ts})):
+        status, _ = await d.slack.send_event(d.events_url, event, SIGNING_SECRET, team_id="T0ALPHA",
+                                             event_id=f"EvCROSS{n}")
+        assert status == 200
+    # The erasure's confirmation, naming Beta's conversation.
+    assert await _interaction(d, {"type": "view_submission", "view": {
+        "id": "VFORGET9", "type": "modal", "callback_id": FORGET_CONFIRM, "state": {"values": {}},
+        "private_metadata": json.dumps({"conversation_id": beta_conv})}}) == 200
+    # Saved replies: Beta's reply edited, deleted and saved over from Alpha's library ...
+    for n, action_id in enumerate((saved_ui.EDIT_ACTION, saved_ui.DELETE_ACTION)):
+        assert await _interaction(d, {"type": "block_actions", "view": library,
+                                      "container": {"type": "view", "view_id": library["id"]},
+                                      "actions": [{"action_id": action_id, "block_id": "b", "type": "button",
+                                                   "value": str(reply_id), "action_ts": f"8.{n}"}]}) == 200
+    status, answer = await d.slack.send_interaction(d.events_url, {"user": {"id": ASHA}, "type": "view_submission",
+        "view": {"id": "VEDIT9", "type": "modal", "callback_id": saved_ui.EDIT_CALLBACK,
+                 "private_metadata": json.dumps({"id": reply_id}), "state": {"values": edited}}},
+        SIGNING_SECRET, team_id="T0ALPHA")
+    assert status == 200 and "gone" in answer
+    # ... the picker opened on Beta's conversation, asked for options there, and Beta's reply picked and sent,
+    # in Beta's conversation and in Alpha's own.
+    assert await _interaction(d, {"type": "block_actions", "channel": {"id": ALPHA[1]}, "actions": [
+        {"action_id": saved_ui.OPEN_ACTION, "type": "button", "action_ts": "8.5",
+         "value": json.dumps({"conversation_id": beta_conv})}]}) == 200
+    status, options = await d.slack.send_interaction(d.events_url, {
+        "type": "block_suggestion", "user": {"id": ASHA}, "action_id": saved_ui.REPLY_SELECT,
+        "block_id": saved_ui.REPLY_BLOCK, "value": "Ba", "view": picker(beta_conv, beta_ts, BETA[1])},
+        SIGNING_SECRET, team_id="T0ALPHA")
+    assert status == 200 and "Bank" not in options
+    assert await _interaction(d, {"type": "block_actions", "view": picker(alpha_conv, alpha_ts, ALPHA[1]),
+                                  "actions": [{"action_id": saved_ui.REPLY_SELECT, "block_id": saved_ui.REPLY_BLOCK,
+                                               "type": "external_select", "action_ts": "8.7",
+                                               "selected_option": {"value": str(reply_id)}}]}) == 200
+    answers = []
+    for conversation_id, thread_ts, channel in ((alpha_conv, alpha_ts, ALPHA[1]), (beta_conv, beta_ts, BETA[1])):
+        status, answer = await d.slack.send_interaction(d.events_url, {
+            "user": {"id": ASHA}, "type": "view_submission",
+            "view": {**picker(conversation_id, thread_ts, channel), "state": {"values": chosen}}},
+            SIGNING_SECRET, team_id="T0ALPHA")
+        assert status == 200
+        answers.append(answer)
+    assert json.loads(answers[0]) == {"response_action": "errors", "errors": {saved_ui.REPLY_BLOCK: NOT_HERE}}
+
+    def refused(text: str) -> int:
+        return sum(text in r.getMessage() for r in caplog.records if "refused" in r.getMessage())
+
+    # Listeners answer after their ack: wait until each lookup has been refused.
+    await eventually(lambda: refused(f"names the thread {BETA[1]}/{beta_ts} of workspace T0BETA") >= 8
+                     and refused(f"names saved reply {reply_id} of workspace T0BETA") >= 4
+                     and refused(f"names conversation {beta_conv} of workspace T0BETA") >= 1)
+    assert refused("from workspace T0ALPHA names channel C0BETA of workspace T0BETA") >= 2  # the ✅ and the note
+    assert d.graph.attempts == []
+    later = d.slack.calls[calls_before:]
+    assert [c.method for c in later if c.method.startswith("views.")] == []
+    assert [c for c in later if c.team == "T0BETA"] == []
+    async with d.client.app[appkeys.SESSIONS]() as s:
+        beta = await s.get(Conversation, beta_conv)
+        audit = (await s.scalars(select(ConversationEvent))).all()
+        replies = (await s.execute(select(SavedReply.slack_team, SavedReply.name, SavedReply.text, SavedReply.uses)
+                                   )).tuples().all()
+        contact = await s.scalar(select(Contact.id).where(Contact.wa_id == "919800000077"))
+        notes = (await s.scalars(select(Message.text).where(Message.conversation_id == beta_conv,
+                                                            Message.is_note.is_(True)))).all()
+    assert beta is not None and (beta.owner, beta.inbox_status) == (None, "open") and audit == []
+    assert replies == [("T0BETA", "Bank", "Beta's bank: 0002", 0)]
+    assert contact is not None and notes == []
+    # The same ids from Beta itself do work: the refusals were about the workspace, not the payloads' shape.
+    status, _ = await d.slack.send_interaction(d.events_url, {
+        "type": "block_actions", "user": {"id": STAFF["T0BETA"]}, "channel": {"id": BETA[1]},
+        "actions": [{"action_id": TAKE_ACTION, "type": "button", "action_ts": "9.9",
+                     "block_id": f"{ACTIONS_BLOCK}:{beta_conv}", "value": json.dumps({"conversation_id": beta_conv})}]},
+        SIGNING_SECRET, team_id="T0BETA")
+    assert status == 200
+
+    async def taken_by_beta() -> bool:
+        async with d.client.app[appkeys.SESSIONS]() as s:
+            return await s.scalar(select(Conversation.owner).where(Conversation.id == beta_conv)) == STAFF["T0BETA"]
+
+    await eventually(taken_by_beta)

@@ -100,7 +100,7 @@ async def deployment_of(aiohttp_client: Any, db_url: str, *, token_expires_in: i
     for team, channel, _, _ in (ALPHA, BETA):
         slack.oauth.add_workspace(team, team.title())
         slack.add_channel(channel, channel.lower(), team_id=team)
-        slack.add_user(STAFF[team], STAFF[team].lower())
+        slack.add_user(STAFF[team], STAFF[team].lower(), team_id=team)  # a member of their own workspace
         slack.join(channel, STAFF[team])
     settings = parse_settings(settings_raw(db_url, slack, graph), env={})
     components = [make_slack_component(**FAST_OUTBOX, backlog_interval=0.3), make_home_component(refresh_interval=0.5)]
