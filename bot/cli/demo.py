@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import socket
 import tempfile
 import time
@@ -38,6 +39,8 @@ CHANNEL, ALERTS = "C0LUCKNOW", "C0ALERTS"
 MANAGER, STAFF = "U0MANAGER", "U0PRIYA"
 RAVI, ASHA = "919812345678", "919876543210"
 TEMPLATE_BODY = "Hi {{1}}, your {{2}} class schedule for this week is ready. Reply to ask us anything."
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -362,6 +365,21 @@ async def _play(sc: Scenario, settings: Settings, recipients: int, style: view.S
                       refused_reply_sent=refused_sent, progress_lines=progress_lines, home=home)
 
 
+async def _log_backlog(app: web.Application) -> None:
+    """What the bridge still owes when the scenario stalls: the work left in its queues, for the report."""
+    from storage.models import MessageStatus, SlackOutbox, WebhookLog
+
+    async with app[appkeys.SESSIONS]() as s:
+        webhooks = (await s.execute(select(WebhookLog.id, WebhookLog.event_type, WebhookLog.attempts,
+                                           WebhookLog.error).where(WebhookLog.processed_at.is_(None)))).all()
+        owed = (await s.execute(select(SlackOutbox.id, SlackOutbox.kind, SlackOutbox.dedupe_key, SlackOutbox.attempts,
+                                       SlackOutbox.last_error, SlackOutbox.done_at, SlackOutbox.result)
+                                .order_by(SlackOutbox.id))).all()
+        statuses = (await s.execute(select(MessageStatus.wamid, MessageStatus.status))).all()
+    log.error("demo stalled; unprocessed webhooks: %s; Slack outbox: %s; statuses: %s",
+              [tuple(r) for r in webhooks], [tuple(r) for r in owed], [tuple(r) for r in statuses])
+
+
 async def run_demo(out: TextIO, *, recipients: int = 20, style: view.Style = view.PLAIN,
                    page: bool = False) -> DemoResult:
     """Start stand-ins and the real server, play the scenario, print what Slack shows (with page, also the
@@ -384,7 +402,11 @@ async def run_demo(out: TextIO, *, recipients: int = 20, style: view.Style = vie
             try:
                 sc.say(f"Wabridge demo: server on http://127.0.0.1:{port}, Meta and Slack stand-ins on loopback, "
                        f"SQLite in {tmp}\n")
-                result = await _play(sc, settings, recipients, style)
+                try:
+                    result = await _play(sc, settings, recipients, style)
+                except DemoStalled:
+                    await _log_backlog(app)
+                    raise
                 result.slack_messages = list(slack.messages(CHANNEL))
                 if page:
                     from bot.cli.demo_html import channel_page
