@@ -57,7 +57,8 @@ async def test_demo_transcript_shows_every_step_of_the_scenario() -> None:
     assert waiting.index("Asha") < waiting.index("Student 1")  # oldest wait first
     assert "p50 2 min" in manager  # Ravi: answered from the phone app 2 minutes after he wrote
     assert "• Priya: 1 today" in manager and "phone app: 1 today" in manager
-    assert "Your replies: 1 today" in staff and "Asha" not in staff
+    assert "Your replies: 1 today" in staff and "Unassigned and waiting: 2" in staff  # everyone's inbox
+    assert "• Priya: 1 today" not in staff  # the team's figures are the managers'
     assert result.home in text
 
 
