@@ -22,6 +22,7 @@ from bot.core.identity_hash import USERNAME, wa_id_hash, wa_id_kind
 from bot.core.workspace import DEFAULT_WORKSPACE
 from storage.models import (
     AudienceMember,
+    AutoReply,
     Campaign,
     CampaignRecipient,
     CampaignRun,
@@ -216,6 +217,8 @@ async def finish(session: AsyncSession, record: Erasure, person: Person, channel
         wa_id=literal(ERASED_PREFIX) + cast(CampaignRecipient.id, String), fields={}, wamid=None))
     # The inbox's audit of these conversations names only staff; it goes with them (SQLite keeps no cascade).
     await session.execute(delete(ConversationEvent).where(ConversationEvent.conversation_id.in_(convs))
+                          .execution_options(synchronize_session=False))
+    await session.execute(delete(AutoReply).where(AutoReply.conversation_id.in_(convs))
                           .execution_options(synchronize_session=False))
     await run("conversations", delete(Conversation).where(Conversation.id.in_(convs)))
     if not person.elsewhere:

@@ -87,6 +87,11 @@ class Source(StrEnum):
     SLACK = "slack"
     CAMPAIGN = "campaign"
     API = "api"
+    BRIDGE = "bridge"  # sent by Wabridge on its own: an away message, a satisfaction survey
+
+
+CSAT_ANSWER = "csat_answer"
+"""The stored type of a customer's tap on a satisfaction survey's button: no question, so no wait, no reopen."""
 
 
 class Channel(Base):
@@ -565,3 +570,34 @@ class SlackRedaction(Base):
     outcome: Mapped[str | None] = mapped_column(String(100))  # "redacted", or Slack's refusal
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     done_at: Mapped[datetime | None]
+
+
+class AutoReply(Base):
+    """A message the bridge owes a customer on its own (an away message), at most once per key.
+
+    Written in the transaction that stores the customer's message, so a replayed webhook adds nothing; a sender
+    takes it by moving `pending` to `sending` (one process wins), and a stop after that leaves it `sending`:
+    never sent twice, at worst not at all."""
+
+    __tablename__ = "auto_replies"
+    __table_args__ = (UniqueConstraint("conversation_id", "kind", "period_key"),
+                      Index("ix_auto_replies_state", "state", "id"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    slack_team: Mapped[str] = mapped_column(String(32), default=DEFAULT_WORKSPACE, server_default=DEFAULT_WORKSPACE)
+    kind: Mapped[str] = mapped_column(String(16))  # away | csat
+    # away: the closed period's start (ISO, UTC); csat: the resolve (its conversation_events key)
+    period_key: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sending|sent|skipped|failed
+    reason: Mapped[str | None] = mapped_column(String(255))  # why skipped or failed
+    wamid: Mapped[str | None] = mapped_column(String(255))
+    message_id: Mapped[int | None] = mapped_column(Integer)
+    trigger_at: Mapped[datetime]  # the customer's message (away) or the resolve (csat) that asked for it
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # csat: the staff member credited (the owner when resolved, else who resolved) and the customer's answer
+    staff: Mapped[str | None] = mapped_column(String(64))
+    score: Mapped[int | None] = mapped_column(Integer)  # 3 best .. 1 worst
+    answer: Mapped[str | None] = mapped_column(String(32))  # the button's title
+    answered_at: Mapped[datetime | None]
+    comment: Mapped[str | None] = mapped_column(Text)

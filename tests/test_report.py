@@ -15,7 +15,7 @@ from bot.cli.entry import main
 from bot.ops.report import parse_since
 from bot.standins.slack import SlackStandin
 from storage.db import make_engine, make_sessionmaker, migrate
-from storage.models import utcnow
+from storage.models import AutoReply, utcnow
 from storage.repository import sync_channels
 from tests.helpers import BOT_TOKEN, make_settings
 from tests.insights_seed import Msg, seed
@@ -50,15 +50,22 @@ async def _scenario(tmp_path: Path, db_url: str, slack: SlackStandin) -> Path:
     sessions = make_sessionmaker(engine)
     ids = await sync_channels(sessions, settings.channels)
     start = utcnow() - timedelta(hours=3)
-    await seed(sessions, ids["1001"], "919800000001", "Ravi", start, [
+    ravi = await seed(sessions, ids["1001"], "919800000001", "Ravi", start, [
         Msg(0, "customer"), Msg(1, "slack", "U0ASHA", note=True), Msg(4, "slack", "U0ASHA"),  # 4 min
         Msg(30, "customer"), Msg(40, "phone_app"),  # 10 min
         Msg(50, "campaign"),
     ])
     await seed(sessions, ids["1001"], "919800000002", "=cmd()", start, [
         Msg(60, "campaign"), Msg(70, "customer"), Msg(75, "customer")])  # waiting since 70
-    await seed(sessions, ids["1002"], "919800000003", None, start, [
+    kanpur = await seed(sessions, ids["1002"], "919800000003", None, start, [
         Msg(0, "customer"), Msg(20, "slack", "U0ASHA", status="failed"), Msg(30, "slack", "U0BILAL")])  # 30
+    async with sessions() as s, s.begin():  # satisfaction surveys: answered, unanswered, one never sent
+        s.add_all([AutoReply(conversation_id=ravi, kind="csat", period_key="r1", state="sent", staff="U0ASHA",
+                             score=3, answer="Great", trigger_at=start, created_at=start + timedelta(minutes=45)),
+                   AutoReply(conversation_id=kanpur, kind="csat", period_key="r2", state="sent", staff="U0BILAL",
+                             trigger_at=start, created_at=start + timedelta(minutes=35)),
+                   AutoReply(conversation_id=kanpur, kind="csat", period_key="r3", state="skipped",
+                             staff="U0BILAL", trigger_at=start, created_at=start + timedelta(minutes=36))])
     await engine.dispose()
     config = tmp_path / "app.yaml"
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
@@ -86,6 +93,10 @@ async def test_report_json_has_percentiles_unanswered_and_replies_with_names(
         {"responder": "U0BILAL", "id": "U0BILAL", "replies": 1},
         {"responder": "phone app", "id": None, "replies": 1},
     ]
+    assert data["satisfaction"] == [
+        {"staff": "Asha Verma", "id": "U0ASHA", "sent": 1, "answered": 1, "average": 3.0, "best_share": 1.0},
+        {"staff": "U0BILAL", "id": "U0BILAL", "sent": 1, "answered": 0, "average": None, "best_share": None},
+    ]
 
 
 async def test_report_for_one_channel_as_csv(tmp_path: Path, db_url: str, slack: SlackStandin,
@@ -102,6 +113,7 @@ async def test_report_for_one_channel_as_csv(tmp_path: Path, db_url: str, slack:
     # a name that a spreadsheet would run as a formula is quoted
     assert [r["name"] for r in by_section["unanswered"]] == ["'=cmd() (+91 98000 00002)"]
     assert {(r["name"], r["count"]) for r in by_section["replies"]} == {("Asha Verma", "1"), ("phone app", "1")}
+    assert [(r["name"], r["minutes"], r["count"]) for r in by_section["satisfaction"]] == [("Asha Verma", "3.0", "1")]
 
 
 async def test_report_as_text(tmp_path: Path, db_url: str, slack: SlackStandin,
@@ -113,6 +125,7 @@ async def test_report_as_text(tmp_path: Path, db_url: str, slack: SlackStandin,
     assert "First response: p50 30 min, p90 30 min (1 answered)" in out
     assert "Unanswered: 0" in out
     assert "  U0BILAL: 1" in out and "Asha" not in out  # her failed send is not a reply
+    assert "Satisfaction surveys" in out and "  U0BILAL: 0 of 1 answered" in out
 
 
 async def test_report_times_are_in_the_configured_timezone(tmp_path: Path, db_url: str, slack: SlackStandin,

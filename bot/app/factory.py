@@ -15,6 +15,7 @@ from bot.app.metrics_endpoint import CachedRefresh, Exposure, announce, exposure
 from bot.app.rejections import RateLimitedLog, quiet_malformed_requests, rejection_logger
 from bot.app.shutdown import stop_tasks
 from bot.app.throughput_gauge import refresh_throughput_gauge
+from bot.bridge.auto_replies import AutoReplies
 from bot.bridge.ingest_writer import IngestWriter
 from bot.bridge.meta_events import EventContext
 from bot.bridge.webhook_worker import WebhookWorker
@@ -172,6 +173,12 @@ def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
     return asyncio.create_task(worker.run())
 
 
+def _start_auto_replies(app: web.Application) -> asyncio.Task[None]:
+    sender = AutoReplies(app[appkeys.DEPS])
+    app[appkeys.AUTO_REPLIES] = sender
+    return asyncio.create_task(sender.run())
+
+
 def _start_retention(app: web.Application) -> asyncio.Task[None]:
     deps = app[appkeys.DEPS]
     worker = RetentionWorker(deps.sessions, deps.settings.retention, metrics=deps.metrics,
@@ -205,6 +212,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
         app.cleanup_ctx.append(background("ingest-writer", _start_ingest_writer))
     if workers:
         app.cleanup_ctx.append(background("webhook-worker", _start_webhook_worker))
+        app.cleanup_ctx.append(background("auto-replies", _start_auto_replies))
         app.cleanup_ctx.append(background("retention", _start_retention))
     if webhooks:
         app.router.add_get("/webhooks/meta", meta_webhook.handshake)

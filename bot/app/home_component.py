@@ -29,7 +29,7 @@ from bot.ops.home_view import CampaignLine, HomeData, manager_view, member_view,
 from bot.ops.inbox_home import InboxState, read_inbox, unassigned
 from bot.ops.insights import Waiting
 from bot.ops.insights_store import figures_for
-from bot.ops.sla import elapsed_for, target_for
+from bot.ops.sla import elapsed_by_channel, elapsed_for, target_for
 from bot.slack.errors import slack_reason
 from bot.slack.lookup import lookup
 from bot.slack.names import UserNames
@@ -113,6 +113,7 @@ class HomePublisher:
         numbers = [c for c in settings.channels if settings.workspace_of(c) == team]
         names_of = [c.name for c in numbers] if self.deps.many_workspaces else None
         today_figures, week_figures = await figures_for(self.deps.sessions, [today, week], now=now, elapsed=elapsed,
+                                                        elapsed_of=elapsed_by_channel(settings),
                                                         channels=names_of)
         inbox = await self.inbox(week, names_of)
         owners = sorted(set(inbox.owners.values()) | {r.owner for r in inbox.resolves if r.owner}) \

@@ -17,7 +17,7 @@ from bot.core.response_metrics import FirstResponseHistogram
 from bot.handlers import appkeys
 from bot.ops.insights_store import period_figures
 from bot.ops.nudges import nudges
-from bot.ops.sla import elapsed_for, target_for
+from bot.ops.sla import elapsed_by_channel, elapsed_for, target_for
 from storage.models import utcnow
 from storage.outbox_kinds import Note, enqueue
 
@@ -39,7 +39,8 @@ class InsightsWorker:
         """Refresh the histogram, queue what reminders are owed; returns how many were new."""
         now = now or utcnow()
         figures = await period_figures(self.sessions, since=now - HISTOGRAM_SPAN, now=now,
-                                       elapsed=elapsed_for(self.settings))
+                                       elapsed=elapsed_for(self.settings),
+                                       elapsed_of=elapsed_by_channel(self.settings))
         self.histogram.update(figures.first_responses)
         targets = {t.channel: t for c in self.settings.channels if (t := target_for(self.settings, c)) is not None}
         owed = nudges(figures.waiting, targets, now)

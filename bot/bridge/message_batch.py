@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.bridge import inbox
+from bot.bridge import away, csat, inbox
 from bot.bridge.meta_events import EventContext, content_json, is_business_number
 from bot.bridge.optout import opt_change
 from bot.meta import events as ev
@@ -69,8 +69,8 @@ def plain_message(ctx: EventContext, e: ev.WebhookEvent) -> PlainMessage | None:
                 or looks_like_user_id(e.from_wa_id):
             return None  # a username-era customer: the handler resolves (and may merge) the contact
         payload = (e.content.button or {}).get("payload") or (e.content.interactive or {}).get("id")
-        if opt_change(ctx.settings.opt_out, e.content.text, payload) is not None:
-            return None
+        if opt_change(ctx.settings.opt_out, e.content.text, payload) is not None or csat.parse_answer(payload):
+            return None  # an opt-out, or a survey's answer: the handler records it
         return PlainMessage(e, channel_id, e.from_wa_id)
     if e.to_user_id or looks_like_user_id(e.to_wa_id) or is_business_number(e.to_phone or e.to_wa_id, e.envelope):
         return None  # to a user id, or a note to self on the phone
@@ -152,8 +152,15 @@ async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[P
     outbox: Table = SlackOutbox.__table__  # type: ignore[assignment]
     await insert_ignore_many(session, outbox, posts, ["dedupe_key"])
     # After the messages' posts: the reopen note follows the message that caused it in the thread.
-    await inbox.customer_wrote(session, _latest_inbound([rows[w] for w in new
-                                                         if rows[w]["direction"] == Direction.INBOUND.value]))
+    inbound = [rows[w] for w in new if rows[w]["direction"] == Direction.INBOUND.value]
+    await inbox.customer_wrote(session, _latest_inbound(inbound))
+    await away.owe_away(session, ctx.settings, _latest_inbound([r for r in inbound
+                                                               if r["type"] not in away.NOT_ASKING]))
+    if csat.any_csat(ctx.settings):  # a text soon after a survey's answer is its comment
+        for row in inbound:
+            if row["type"] == "text":
+                await csat.record_comment(session, ctx.settings, row["conversation_id"], row["text"],
+                                          row["wa_timestamp"])
 
 
 async def _rename_contacts(session: AsyncSession, messages: list[PlainMessage], names: dict[str, str | None]) -> None:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.bridge import account_events, alert_events, alert_texts, group_events, inbox
+from bot.bridge import account_events, alert_events, alert_texts, away, csat, group_events, inbox
 from bot.bridge.alert_events import raise_alert_once
 from bot.bridge.message_revisions import apply_edit, apply_revoke
 from bot.bridge.optout import OptChange, opt_change
@@ -31,6 +31,7 @@ from storage import erasure
 from storage import repository as repo
 from storage.identities import Identity, add_id, change_number, looks_like_user_id, resolve_contact
 from storage.models import (
+    CSAT_ANSWER,
     CampaignRecipient,
     CampaignRun,
     Contact,
@@ -101,6 +102,7 @@ async def _store_message(
     session: AsyncSession, ctx: EventContext, *, envelope: ev.Envelope, wa_id: str, profile_name: str | None,
     wamid: str, timestamp: datetime, content: ev.MessageContent, direction: Direction, source: Source,
     history: bool = False, identity: Identity | None = None, content_extra: dict[str, Any] | None = None,
+    reopens: bool = True,
 ) -> tuple[int | None, int | None]:
     """Store one message; returns (message id or None if already stored, conversation id)."""
     found = await _find_channel(session, ctx, envelope)
@@ -136,7 +138,7 @@ async def _store_message(
     if not history:
         await enqueue(session, MessagePost(message_id, conv.id), dedupe_key=f"msg:{message_id}", order_ts=timestamp)
         await repo.owe_status_posts(session, wamid, early)
-        if direction is Direction.INBOUND:  # the customer wrote again: a resolved conversation is open again
+        if direction is Direction.INBOUND and reopens:  # the customer wrote again: a resolved conversation is open
             await inbox.customer_wrote(session, {conv.id: timestamp})
     return message_id, conv.id
 
@@ -195,13 +197,21 @@ async def on_inbound(session: AsyncSession, ctx: EventContext, e: ev.InboundMess
         ctx.count("revision")
         return
     wamid, extra = _stored_as(e.content, e.wamid, e.timestamp)
+    # A tap on a satisfaction survey asks nothing: stored as such, it neither reopens nor starts a wait.
+    answer = csat.parse_answer((e.content.interactive or {}).get("id"))
+    content = replace(e.content, kind=CSAT_ANSWER) if answer is not None else e.content
     message_id, conv_id = await _store_message(
         session, ctx, envelope=e.envelope, wa_id=e.from_wa_id, profile_name=e.profile_name, wamid=wamid,
-        timestamp=e.timestamp, content=e.content, direction=Direction.INBOUND, source=Source.CUSTOMER,
-        identity=_inbound_identity(e), content_extra=extra,
+        timestamp=e.timestamp, content=content, direction=Direction.INBOUND, source=Source.CUSTOMER,
+        identity=_inbound_identity(e), content_extra=extra, reopens=answer is None,
     )
     if message_id is None or conv_id is None:
         return
+    if answer is not None:
+        await csat.record_answer(session, conv_id, answer, e.content.text or "", e.timestamp)
+        return
+    if e.content.kind == "text":
+        await csat.record_comment(session, ctx.settings, conv_id, e.content.text, e.timestamp)
     conv = await session.get(Conversation, conv_id)
     if e.content.kind == "system" and conv is not None:
         await _system_change(session, ctx, e, conv)
@@ -216,6 +226,8 @@ async def on_inbound(session: AsyncSession, ctx: EventContext, e: ev.InboundMess
         if await repo.set_opt_out(session, conv.contact_id, opted_out, reason=f"customer wrote {e.content.text!r}"):
             text = "Opted out of marketing campaigns." if opted_out else "Opted back in to marketing campaigns."
             await enqueue(session, Note(conv_id, text), dedupe_key=f"optout:{message_id}", order_ts=e.timestamp)
+    if e.content.kind not in away.NOT_ASKING:  # after the opt-out: STOP at night gets no away message
+        await away.owe_away(session, ctx.settings, {conv_id: e.timestamp})
 
 
 async def _system_change(session: AsyncSession, ctx: EventContext, e: ev.InboundMessage,

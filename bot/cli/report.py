@@ -35,10 +35,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 async def _report(settings: Settings, since_text: str, channel: str | None, fmt: Format) -> int:
     from bot.cli.ops import runtime
+    from bot.ops.csat_figures import load_surveys, per_staff
     from bot.ops.inbox_audit import changes_in, people_in
     from bot.ops.insights_store import period_figures
     from bot.ops.report import as_dict, parse_since, render
-    from bot.ops.sla import elapsed_for
+    from bot.ops.sla import elapsed_by_channel, elapsed_for
     from storage.models import utcnow
 
     now = utcnow()
@@ -49,10 +50,14 @@ async def _report(settings: Settings, since_text: str, channel: str | None, fmt:
         return EXIT_USAGE
     async with runtime(settings) as rt:
         figures = await period_figures(rt.sessions, since=since, now=now,
-                                       channels=[channel] if channel else None, elapsed=elapsed_for(settings))
+                                       channels=[channel] if channel else None, elapsed=elapsed_for(settings),
+                                       elapsed_of=elapsed_by_channel(settings))
         changes = await changes_in(rt.sessions, since=since, now=now, channels=[channel] if channel else None)
-    names = await slack_names(settings, [*figures.replies, *sorted(people_in(changes))])
-    sys.stdout.write(render(as_dict(figures, names, channel, settings.timezone, changes), fmt))
+        scores = per_staff(await load_surveys(rt.sessions, since=since, until=now,
+                                              channels=[channel] if channel else None))
+    names = await slack_names(settings, [*figures.replies, *sorted(people_in(changes)),
+                                         *(s.staff for s in scores if s.staff)])
+    sys.stdout.write(render(as_dict(figures, names, channel, settings.timezone, changes, scores), fmt))
     return 0
 
 

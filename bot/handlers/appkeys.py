@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.bridge.auto_replies import AutoReplies
 from bot.bridge.ingest_writer import IngestWriter
 from bot.bridge.webhook_worker import WebhookWorker
 from bot.core.config import Settings
@@ -25,6 +26,7 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions")
 CHANNEL_IDS: web.AppKey[dict[str, int]] = web.AppKey("channel_ids")
 WEBHOOK_WORKER = web.AppKey("webhook_worker", WebhookWorker)
+AUTO_REPLIES = web.AppKey("auto_replies", AutoReplies)
 INGEST_WRITER = web.AppKey("ingest_writer", IngestWriter)
 # None when running without Redis (in-process throttle, one process only).
 REDIS: web.AppKey[aioredis.Redis | None] = web.AppKey("redis")

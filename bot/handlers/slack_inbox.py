@@ -16,6 +16,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.bridge import csat
 from bot.bridge import inbox as bridge_inbox
 from bot.core.workspace import request_scope
 from bot.deps import Deps
@@ -84,6 +85,9 @@ async def _apply(deps: Deps, change: Change) -> Outcome:
     async with deps.sessions() as s, s.begin():
         opened = await open_since(s, change.conversation_id) if change.action is InboxAction.RESOLVE else None
         outcome = await bridge_inbox.staff_change(s, change)
+        if outcome is Outcome.DONE and change.action is InboxAction.RESOLVE:  # resolved: maybe ask the customer
+            await csat.owe_survey(s, deps.settings, change.conversation_id, change.dedupe_key, change.actor,
+                                  change.at)
     if outcome is Outcome.DONE:
         deps.metrics.inbox_changes.labels(change.action.value).inc()
         if opened is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
@@ -204,6 +204,15 @@ class GraphClient:
         """Send a free-form text message (only inside the 24-hour window)."""
         content = {"body": body, "preview_url": preview_url}
         return await self._send_message(phone_number_id, token, self._envelope(to, "text", content, reply_to))
+
+    async def send_buttons(
+        self, phone_number_id: str, token: str, to: str, body: str, buttons: Sequence[tuple[str, str]],
+    ) -> SendResult:
+        """Send an interactive message with up to three reply buttons ((id, title) each; only inside the
+        24-hour window). A tap comes back as an inbound `interactive` `button_reply` naming the id."""
+        content = {"type": "button", "body": {"text": body},
+                   "action": {"buttons": [{"type": "reply", "reply": {"id": i, "title": t}} for i, t in buttons]}}
+        return await self._send_message(phone_number_id, token, self._envelope(to, "interactive", content, None))
 
     async def send_template(
         self,

@@ -18,6 +18,7 @@ from bot.ops.checks import CheckResult, Severity, failed, passed, warned
 from bot.ops.checks import all_passed as all_passed  # re-exported for the commands that run doctor
 from bot.ops.doctor_config import campaign_managers_check, secret_findings
 from bot.ops.doctor_env import DoctorEnv
+from bot.ops.doctor_hours import hours_findings
 from bot.ops.doctor_meta import (
     REQUIRED_FIELDS,
     app_token_for,
@@ -99,6 +100,7 @@ async def run_doctor(env: DoctorEnv, channel: str | None = None, *, team: str | 
         results.append(await check_waba_subscription(env, ch))
         results.append(await check_number(env, ch))
     results.append(await check_app_fields(env, channels))
+    results.extend(hours_findings(settings, channels, now))
     if db_ok:
         results.extend(await traffic_checks(env, channels, now))
         results.extend(await sync_checks(env, now))

@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
+from bot.core.hours import BusinessHours as BusinessHours  # re-exported: the figures' clock
 from bot.core.window import WINDOW
 
 PHONE_APP = "phone app"
 """The responder every Coexistence echo is credited to: Meta does not say who held the phone."""
 
 CLOSING_SOON = timedelta(hours=2)
+NOT_WAITING = frozenset({"reaction", "csat_answer"})  # customers' messages that ask nothing of anyone
 
 Elapsed = Callable[[datetime, datetime], timedelta]
 
@@ -55,7 +56,7 @@ def classify(*, direction: str, source: str, type: str = "text", is_note: bool =
     if is_note or is_history:
         return Kind.OTHER
     if direction == "inbound":
-        return Kind.OTHER if type == "reaction" else Kind.CUSTOMER
+        return Kind.OTHER if type in NOT_WAITING else Kind.CUSTOMER
     if status == "failed":  # never reached the customer
         return Kind.OTHER
     if source == "phone_app" or (source == "slack" and slack_user):
@@ -116,33 +117,6 @@ def trace(events: Iterable[Event]) -> ConversationTrace:
 
 def wall_clock(start: datetime, end: datetime) -> timedelta:
     return max(end - start, timedelta(0))
-
-
-@dataclass(frozen=True)
-class BusinessHours:
-    """Opening hours in one time zone; `elapsed` counts only the time inside them."""
-
-    opens: time
-    closes: time
-    days: frozenset[int] = frozenset(range(5))  # Monday = 0
-    timezone: str = "UTC"
-
-    def elapsed(self, start: datetime, end: datetime) -> timedelta:
-        if end <= start:
-            return timedelta(0)
-        tz = ZoneInfo(self.timezone)
-        day = start.astimezone(tz).date()
-        last = end.astimezone(tz).date()
-        total = timedelta(0)
-        while day <= last:
-            if day.weekday() in self.days:
-                o = datetime.combine(day, self.opens, tz)
-                c = datetime.combine(day, self.closes, tz)
-                lo, hi = max(o, start), min(c, end)
-                if hi > lo:
-                    total += hi - lo
-            day += timedelta(days=1)
-        return total
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -211,24 +185,27 @@ def pct(values: Sequence[timedelta], q: float) -> timedelta | None:
 
 
 def figures(conversations: Iterable[ConversationInput], *, since: datetime, now: datetime,
-            elapsed: Elapsed = wall_clock) -> Figures:
-    """The period's first responses, replies per responder, and who is waiting now."""
+            elapsed: Elapsed = wall_clock, elapsed_of: Mapping[str, Elapsed] | None = None) -> Figures:
+    """The period's first responses, replies per responder, and who is waiting now.
+
+    `elapsed_of` gives a channel (by name) its own clock (its own opening hours); others use `elapsed`."""
     responses: list[timedelta] = []
     by: dict[str, list[timedelta]] = {}
     replies: Counter[str] = Counter()
     waiting: list[Waiting] = []
     for conv in conversations:
+        clock = elapsed_of.get(conv.channel, elapsed) if elapsed_of else elapsed
         t = trace(conv.events)
         for w in t.waits:
             if w.answered_at is not None and w.responder and since <= w.answered_at <= now:
-                responses.append(elapsed(w.started_at, w.answered_at))
+                responses.append(clock(w.started_at, w.answered_at))
                 by.setdefault(w.responder, []).append(responses[-1])
         replies.update(r.responder for r in t.replies if since <= r.at <= now)
         open_wait = t.open_wait
         if open_wait is not None and open_wait.started_at <= now and not conv.resolved:
             customer = conv.customer if isinstance(conv.customer, str) else conv.customer.label
             waiting.append(Waiting(conv.conversation_id, conv.channel, customer, open_wait.started_at,
-                                   elapsed(open_wait.started_at, now), open_wait.last_customer_at + WINDOW,
+                                   clock(open_wait.started_at, now), open_wait.last_customer_at + WINDOW,
                                    open_wait.ref, conv.thread))
     waiting.sort(key=lambda w: (w.since, w.conversation_id))
     closing = sorted((w for w in waiting if now < w.window_closes_at <= now + CLOSING_SOON),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -79,16 +79,17 @@ async def load_conversations(sessions: async_sessionmaker[AsyncSession], *, star
 
 async def figures_for(sessions: async_sessionmaker[AsyncSession], sinces: Sequence[datetime], *,
                       now: datetime | None = None, channels: Sequence[str] | None = None,
-                      elapsed: Elapsed = wall_clock) -> list[Figures]:
+                      elapsed: Elapsed = wall_clock, elapsed_of: Mapping[str, Elapsed] | None = None) -> list[Figures]:
     """The figures of several periods ending now (e.g. today and this week), from one read."""
     now = now or utcnow()
     convs = await load_conversations(sessions, start=min(sinces) - LOOKBACK, end=now, channels=channels)
-    return [figures(convs, since=since, now=now, elapsed=elapsed) for since in sinces]
+    return [figures(convs, since=since, now=now, elapsed=elapsed, elapsed_of=elapsed_of) for since in sinces]
 
 
 async def period_figures(sessions: async_sessionmaker[AsyncSession], *, since: datetime,
                          now: datetime | None = None, channels: Sequence[str] | None = None,
-                         elapsed: Elapsed = wall_clock) -> Figures:
+                         elapsed: Elapsed = wall_clock, elapsed_of: Mapping[str, Elapsed] | None = None) -> Figures:
     """The figures for [since, now] from stored messages."""
-    [found] = await figures_for(sessions, [since], now=now, channels=channels, elapsed=elapsed)
+    [found] = await figures_for(sessions, [since], now=now, channels=channels, elapsed=elapsed,
+                                elapsed_of=elapsed_of)
     return found

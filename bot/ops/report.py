@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.core.readable import day_time
+from bot.ops.csat_figures import StaffScore
 from bot.ops.inbox_audit import AuditEntry
 from bot.ops.insights import PHONE_APP, Figures, humanize
 from bot.slack.display_names import unisolated
@@ -58,9 +59,9 @@ def _name(responder: str, names: Mapping[str, str]) -> str:
 
 
 def as_dict(f: Figures, names: Mapping[str, str], channel: str | None = None, tz: str = "UTC",
-            changes: Sequence[AuditEntry] = ()) -> dict[str, Any]:
+            changes: Sequence[AuditEntry] = (), satisfaction: Sequence[StaffScore] = ()) -> dict[str, Any]:
     """The report as plain data (what JSON shows; text and CSV are drawn from it); times in `tz`; `changes` are
-    the inbox's audit rows of the period.
+    the inbox's audit rows of the period, `satisfaction` the surveys per staff member.
 
     Names come without the isolates Slack needs: a leading FSI would hide a formula from `_safe`.
     """
@@ -83,6 +84,8 @@ def as_dict(f: Figures, names: Mapping[str, str], channel: str | None = None, tz
                            "action": c.action, "by": _person(c.actor, names), "by_id": _id(c.actor),
                            "assignee": _person(c.assignee, names) if c.assignee else None,
                            "assignee_id": _id(c.assignee) if c.assignee else None} for c in changes],
+        "satisfaction": [{**s.as_dict(), "staff": names.get(s.staff, s.staff) if s.staff else "nobody",
+                          "id": s.staff or None} for s in satisfaction],
     }
 
 
@@ -119,6 +122,10 @@ def render_text(data: Mapping[str, Any]) -> str:
     changes = data.get("inbox_changes") or []
     lines += ["", f"Inbox changes: {len(changes)}"]
     lines += [f"  {_readable(c['at'], tz)} {c['channel']}: {c['customer']}: {_change_text(c)}" for c in changes]
+    lines += ["", "Satisfaction surveys (credited to the owner when resolved):"]
+    lines += [f"  {c['staff']}: {c['answered']} of {c['sent']} answered" + (
+        f", average {c['average']:.2f} of 3, {c['best_share']:.0%} best" if c["answered"] else "")
+        for c in data.get("satisfaction", [])] or ["  none sent"]
     return "\n".join(lines) + "\n"
 
 
@@ -156,6 +163,9 @@ def render_csv(data: Mapping[str, Any]) -> str:
     for c in data.get("inbox_changes") or []:
         w.writerow(["inbox", c["channel"], _safe(c["customer"]), "", "", c["at"], "", c["action"], _safe(c["by"]),
                     _safe(c["assignee"] or "")])
+    for c in data.get("satisfaction", []):  # minutes: the average score (1-3); count: answered
+        w.writerow(["satisfaction", scope, _safe(c["staff"]), _cell(c["average"]), c["answered"], data["since"],
+                    ""])
     return out.getvalue()
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import time, timedelta
 
-from bot.core.config import ChannelSettings, Settings
-from bot.ops.insights import BusinessHours, Elapsed, wall_clock
+from bot.core.config import BusinessHoursSettings, ChannelSettings, Settings
+from bot.core.hours import DAYS, BusinessHours, weekday_numbers
+from bot.ops.insights import Elapsed, wall_clock
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+__all__ = ["DAYS", "Target", "elapsed_by_channel", "elapsed_for", "hours_for", "mention_markup", "target_for"]
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,28 @@ def target_for(settings: Settings, channel: ChannelSettings) -> Target | None:
     return Target(channel.name, timedelta(minutes=minutes), mention)
 
 
+def business_hours(settings: Settings, hours: BusinessHoursSettings) -> BusinessHours:
+    """Configured opening hours as the clock that reads them."""
+    return BusinessHours(opens=time.fromisoformat(hours.opens), closes=time.fromisoformat(hours.closes),
+                         days=weekday_numbers(hours.days), timezone=settings.hours_zone(hours),
+                         holidays=frozenset(hours.holidays))
+
+
+def hours_for(settings: Settings, channel: ChannelSettings) -> BusinessHours | None:
+    """A number's opening hours (its own, else the top-level business_hours); None when neither is set."""
+    hours = settings.hours_of(channel)
+    return None if hours is None else business_hours(settings, hours)
+
+
 def elapsed_for(settings: Settings) -> Elapsed:
     """How a wait's length is counted: only inside business hours when they are configured."""
     hours = settings.business_hours
-    if hours is None:
-        return wall_clock
-    return BusinessHours(opens=time.fromisoformat(hours.opens), closes=time.fromisoformat(hours.closes),
-                         days=frozenset(DAYS.index(d) for d in hours.days), timezone=settings.timezone).elapsed
+    return wall_clock if hours is None else business_hours(settings, hours).elapsed
+
+
+def elapsed_by_channel(settings: Settings) -> dict[str, Elapsed]:
+    """The clock of each number with hours of its own (channel name -> clock); others use `elapsed_for`."""
+    return {c.name: business_hours(settings, c.hours).elapsed for c in settings.channels if c.hours is not None}
 
 
 def mention_markup(mention: str) -> str:

@@ -134,6 +134,9 @@ def body_text(view: MessageView, tz: str = "UTC") -> str:
         return "\n\n".join(_contact_card(card) for card in cards) or ":bust_in_silhouette: Contact card"
     if kind == "interactive" and c.get("interactive"):
         return _interactive(c["interactive"], tz)
+    if kind == "csat_answer":  # a tap on the satisfaction survey's buttons (bot.bridge.csat)
+        title = escape(str((c.get("interactive") or {}).get("title") or "?"))
+        return f":bar_chart: Answered the satisfaction survey: *{title}*"
     if kind == "button":
         return f":radio_button: Tapped: *{escape(view.text or str((c.get('button') or {}).get('payload') or '?'))}*"
     if kind == "order" and c.get("order"):

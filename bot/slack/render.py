@@ -196,6 +196,10 @@ def revision_line(view: MessageView, tz: str = "UTC") -> str | None:
     return None
 
 
+AUTOMATIC = {"away": "the away message (the number is closed)", "csat": "the satisfaction survey"}
+"""What the bridge sent on its own, as a thread names it (messages of source `bridge`, by `content.auto`)."""
+
+
 def message_posts(view: MessageView, contact: ContactView, channel: ChannelView, *, tz: str = "UTC",
                   show_deleted_text: bool = True) -> list[Post]:
     """The Slack post(s) for one stored message: as the customer, 'via phone app', or by its sender."""
@@ -227,6 +231,13 @@ def message_posts(view: MessageView, contact: ContactView, channel: ChannelView,
         what = "Template" if view.type == "template" else "Reply"
         blocks.append(_context(f":outbox_tray: *Outbound* · {what} sent from Slack by {who}"))
         fallback = f"Sent from Slack by {who}: {body}"
+    elif view.source == "bridge":
+        what = AUTOMATIC.get(str(view.content.get("auto") or ""), "message")
+        blocks.append(_context(f":robot_face: *Outbound* · Sent automatically by Wabridge: {what}"))
+        fallback = f"Sent automatically by Wabridge ({what}): {body}"
+        titles = view.content.get("buttons")
+        if isinstance(titles, list) and titles:  # a survey: the customer sees these buttons under the text
+            body = f"{body}\n" + "  ".join(f"`{escape(str(t))}`" for t in titles)
     else:
         blocks.append(_context(f":outbox_tray: *Outbound* via {escape(view.source)}"))
         fallback = f"Outbound via {escape(view.source)}: {body}"

@@ -64,7 +64,7 @@ class MessageView:
     """One stored message, with what rendering needs from around it."""
 
     direction: str  # inbound | outbound
-    source: str  # customer | phone_app | slack | campaign | api
+    source: str  # customer | phone_app | slack | campaign | api | bridge
     type: str
     text: str | None = None
     content: Mapping[str, Any] = field(default_factory=dict)

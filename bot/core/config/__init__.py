@@ -18,6 +18,7 @@ from bot.core.config.channels import (
 )
 from bot.core.config.errors import EVERY_SECRET, ONE_WORKSPACE_SECRETS, SECRETS, ConfigError, Need
 from bot.core.config.load import interpolate, load_settings, parse_settings
+from bot.core.config.replies import AwayMode, AwaySettings, CsatSettings, CsatTexts
 from bot.core.config.sections import (
     DEFAULT_MAX_BODY_BYTES,
     CampaignsSettings,
@@ -40,10 +41,14 @@ __all__ = [
     "ONE_WORKSPACE_SECRETS",
     "SECRETS",
     "AutoAssign",
+    "AwayMode",
+    "AwaySettings",
     "BusinessHoursSettings",
     "CampaignsSettings",
     "ChannelSettings",
     "ConfigError",
+    "CsatSettings",
+    "CsatTexts",
     "InboxSettings",
     "MetaSettings",
     "Mode",

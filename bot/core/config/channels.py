@@ -1,8 +1,9 @@
 """The `channels:` list (one entry per WhatsApp number) and the team inbox's settings: assignment, SLA,
-business hours."""
+business hours (with holidays), the away message."""
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from typing import Literal
 
@@ -13,6 +14,7 @@ from pydantic import (
 )
 
 from bot.core.config.base import Strict
+from bot.core.config.replies import CsatSettings, known_zone
 from bot.core.workspace import is_workspace_id
 
 DEFAULT_MPS = {"coexistence": 5, "cloud_api": 80}
@@ -52,16 +54,24 @@ class SlaSettings(Strict):
 
 
 class BusinessHoursSettings(Strict):
-    """Only time inside these hours (in `timezone`) counts towards waits and first responses."""
+    """Opening hours: only time inside them counts towards waits and first responses, and a customer writing
+    outside them may get the number's away message. `timezone` empty: the top-level `timezone`."""
 
     opens: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     closes: str = Field(default="18:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     days: list[Weekday] = Field(default_factory=lambda: list(WORKWEEK))
+    timezone: str = ""
+    holidays: list[date] = Field(default_factory=list)  # closed all day, e.g. 2026-12-25
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return known_zone(value) if value else value
 
     @model_validator(mode="after")
     def _opens_before_closes(self) -> BusinessHoursSettings:
         if self.opens >= self.closes:
-            raise ValueError("business_hours: opens must be earlier than closes")
+            raise ValueError(f"opens must be earlier than closes (opens {self.opens}, closes {self.closes})")
         return self
 
 
@@ -82,6 +92,11 @@ class ChannelSettings(Strict):
     # Where a reply to a campaign from someone with no conversation yet opens its thread (empty: slack_channel).
     # Slack paces posts per channel, so a second channel takes a reply storm's new threads in parallel.
     campaign_replies_channel: str = ""
+    # Opening hours of this number (None: the top-level business_hours) and what a customer writing outside
+    # them is told, once per closed period (empty: nothing; see away.mode).
+    hours: BusinessHoursSettings | None = None
+    away_message: str = Field(default="", max_length=4096)
+    csat: CsatSettings | None = None  # this number's satisfaction survey (None: the top-level csat)
 
     @field_validator("phone_number_id")
     @classmethod

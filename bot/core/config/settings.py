@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from pydantic import (
     Field,
     PrivateAttr,
@@ -15,6 +13,7 @@ from pydantic import (
 from bot.core.config.base import Strict
 from bot.core.config.channels import BusinessHoursSettings, ChannelSettings, InboxSettings, SlaSettings
 from bot.core.config.errors import EVERY_SECRET, ConfigError, Need
+from bot.core.config.replies import AwaySettings, CsatSettings, known_zone
 from bot.core.config.sections import (
     CampaignsSettings,
     MetaSettings,
@@ -46,6 +45,8 @@ class Settings(Strict):
     sla: SlaSettings = Field(default_factory=SlaSettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
     business_hours: BusinessHoursSettings | None = None
+    away: AwaySettings = Field(default_factory=AwaySettings)
+    csat: CsatSettings = Field(default_factory=CsatSettings)
     campaigns: CampaignsSettings = Field(default_factory=CampaignsSettings)
     # phone_number_ids of the channels this process took from /onboard rather than app.yaml.
     _onboarded: set[str] = PrivateAttr(default_factory=set)
@@ -72,11 +73,7 @@ class Settings(Strict):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Asia/Kolkata") from None
-        return value
+        return known_zone(value)
 
     @field_validator("database_url")
     @classmethod
@@ -130,6 +127,18 @@ class Settings(Strict):
 
     def channel_by_phone_number_id(self, phone_number_id: str) -> ChannelSettings | None:
         return next((c for c in self.channels if c.phone_number_id == phone_number_id), None)
+
+    def hours_of(self, channel: ChannelSettings) -> BusinessHoursSettings | None:
+        """The channel's opening hours: its own, else the top-level business_hours; None when neither is set."""
+        return channel.hours or self.business_hours
+
+    def hours_zone(self, hours: BusinessHoursSettings) -> str:
+        """The time zone opening hours are read in: their own, else the top-level one."""
+        return hours.timezone or self.timezone
+
+    def csat_of(self, channel: ChannelSettings) -> CsatSettings:
+        """The channel's satisfaction survey: its own, else the top-level one."""
+        return channel.csat or self.csat
 
 
 _ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg",

@@ -34,6 +34,33 @@ def _request_parameters(payload_template: Mapping[str, Any], component_type: str
     return 0
 
 
+def _reply_buttons_problem(content: Mapping[str, Any]) -> str | None:
+    """What Meta refuses in a reply-buttons message: body text (1,024 characters at most), one to three buttons,
+    each a `reply` with an id (256 at most) and a title of 1 to 20 characters, titles unique."""
+    body = content.get("body")
+    text = body.get("text") if isinstance(body, Mapping) else None
+    if not isinstance(text, str) or not text.strip() or len(text) > 1024:
+        return "interactive['body']['text'] is required, at most 1024 characters."
+    action = content.get("action")
+    buttons = action.get("buttons") if isinstance(action, Mapping) else None
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+        return "interactive['action']['buttons'] takes 1 to 3 buttons."
+    titles = []
+    for button in buttons:
+        reply = button.get("reply") if isinstance(button, Mapping) else None
+        if not isinstance(button, Mapping) or button.get("type") != "reply" or not isinstance(reply, Mapping):
+            return "each button is {type: reply, reply: {id, title}}."
+        bid, title = reply.get("id"), reply.get("title")
+        if not isinstance(bid, str) or not bid or len(bid) > 256:
+            return "a button's reply id is required, at most 256 characters."
+        if not isinstance(title, str) or not title.strip() or len(title) > 20:
+            return "a button's title is required, at most 20 characters."
+        titles.append(title)
+    if len(set(titles)) != len(titles):
+        return "button titles must be unique."
+    return None
+
+
 def _validate_message(payload: Mapping[str, Any]) -> web.Response | None:
     if payload.get("messaging_product") != "whatsapp":
         return missing("messaging_product")
@@ -66,6 +93,10 @@ def _validate_message(payload: Mapping[str, Any]) -> web.Response | None:
             return invalid(f"Param {kind}['caption'] is not allowed for {kind} messages.")
         if len(str(content.get("caption") or "")) > 1024:
             return invalid(f"{kind}['caption'] is longer than 1024 characters.")
+    if kind == "interactive" and content.get("type") == "button":
+        problem = _reply_buttons_problem(content)
+        if problem is not None:
+            return invalid(problem)
     if kind == "reaction" and (not content.get("message_id") or "emoji" not in content):
         return missing("reaction['message_id'] and reaction['emoji']")
     return None
