@@ -24,6 +24,8 @@ from bot.app.shutdown import stop_tasks
 from bot.core.workspace import DEFAULT_WORKSPACE, RequestScope, request_scope, scoped
 from bot.deps import Deps
 from bot.handlers import appkeys
+from bot.ops.csat_figures import load_surveys, per_staff
+from bot.ops.csat_home import Satisfaction
 from bot.ops.home_inbox_view import MINE_ROWS, TAKE_ROWS
 from bot.ops.home_view import CampaignLine, HomeData, manager_view, member_view, shown
 from bot.ops.inbox_home import InboxState, read_inbox, unassigned
@@ -118,17 +120,32 @@ class HomePublisher:
         inbox = await self.inbox(week, names_of)
         owners = sorted(set(inbox.owners.values()) | {r.owner for r in inbox.resolves if r.owner}) \
             if inbox is not None and manager else []
-        names = await self.names.of([*week_figures.replies, *owners])
+        sat = await self.satisfaction(now, names_of)
+        surveyed = sorted({s.staff for s in sat.month if s.staff}) if sat is not None and manager else []
+        names = await self.names.of([*week_figures.replies, *owners, *surveyed])
         listed = self.inbox_listed(inbox, today_figures.waiting)
         if not manager:
             return HomeData(now, settings.timezone, today_figures, week_figures, [], names=names,
                             links=await self.links(listed), note_prefixes=settings.slack.note_prefixes,
-                            inbox=inbox, today_start=today)
+                            inbox=inbox, today_start=today, satisfaction=sat)
         limits = {t.channel: t.limit for c in numbers if (t := target_for(settings, c)) is not None}
         return HomeData(now, settings.timezone, today_figures, week_figures, [c.name for c in numbers],
                         campaigns=await self.campaigns(), names=names,
                         links=await self.links([*listed, *shown(today_figures)]), limits=limits,
-                        note_prefixes=settings.slack.note_prefixes, inbox=inbox, today_start=today)
+                        note_prefixes=settings.slack.note_prefixes, inbox=inbox, today_start=today,
+                        satisfaction=sat)
+
+    async def satisfaction(self, now: datetime, channels: Sequence[str] | None) -> Satisfaction | None:
+        """The surveys of the last 7 and 30 days per staff member; None when they cannot be read (a side failure:
+        the tab goes out without them)."""
+        try:
+            month = await load_surveys(self.deps.sessions, since=now - timedelta(days=30), until=now,
+                                       channels=channels)
+        except Exception:
+            log.exception("home tab: the satisfaction surveys could not be read; published without them")
+            return None
+        week = [s for s in month if s.sent_at >= now - timedelta(days=7)]
+        return Satisfaction(per_staff(week), per_staff(month))
 
     async def inbox(self, week: datetime, channels: Sequence[str] | None) -> InboxState | None:
         """The workspace's inbox; None when it cannot be read (a side failure: the tab goes out without it)."""

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import AutoReply, Channel, Conversation
+from storage.models import AutoReply, Channel, Conversation, as_utc
 
 UNOWNED = ""  # a survey nobody is credited with (should not happen: the resolver is credited at least)
 
@@ -19,6 +19,7 @@ UNOWNED = ""  # a survey nobody is credited with (should not happen: the resolve
 class Survey:
     staff: str
     score: int | None  # None: not answered
+    sent_at: datetime
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def per_staff(surveys: Iterable[Survey]) -> list[StaffScore]:
 async def load_surveys(sessions: async_sessionmaker[AsyncSession], *, since: datetime, until: datetime,
                        channels: Sequence[str] | None = None, team: str | None = None) -> list[Survey]:
     """The surveys sent in [since, until] (optionally on these numbers, or in one workspace)."""
-    query = (select(AutoReply.staff, AutoReply.score)
+    query = (select(AutoReply.staff, AutoReply.score, AutoReply.created_at)
              .join(Conversation, Conversation.id == AutoReply.conversation_id)
              .join(Channel, Channel.id == Conversation.channel_id)
              .where(AutoReply.kind == "csat", AutoReply.state == "sent", AutoReply.created_at >= since,
@@ -62,4 +63,4 @@ async def load_surveys(sessions: async_sessionmaker[AsyncSession], *, since: dat
         query = query.where(AutoReply.slack_team == team)
     async with sessions() as s:
         rows = (await s.execute(query)).tuples().all()
-    return [Survey(staff or UNOWNED, score) for staff, score in rows]
+    return [Survey(staff or UNOWNED, score, as_utc(at)) for staff, score, at in rows]

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.ops.csat_home import Satisfaction, own_line, team_section
 from bot.ops.home_inbox_view import inbox_blocks, team_blocks
 from bot.ops.inbox_home import InboxState
 from bot.ops.insights import PHONE_APP, Figures, Waiting, humanize, pct
@@ -44,6 +45,7 @@ class HomeData:
     # The workspace's inbox (owners, resolves); None when it could not be read (the tab shows the rest).
     inbox: InboxState | None = field(default_factory=lambda: InboxState({}))
     today_start: datetime | None = None  # local midnight, for "resolved today" (default: the last 24 hours)
+    satisfaction: Satisfaction | None = None  # surveys per staff member, 7 and 30 days (None: unreadable or off)
 
     def inbox_part(self, user: str) -> list[dict[str, Any]]:
         """The user's own and the unassigned conversations (everyone sees them)."""
@@ -108,7 +110,8 @@ def manager_view(d: HomeData, user: str | None = None) -> dict[str, Any]:
     """The user's inbox; per channel who is waiting and whose window closes soon; response times; replies; the
     team's inbox per owner; campaigns."""
     inbox = d.inbox_part(user) if user else []
-    team = team_blocks(d.inbox, d.today.waiting, d.today_start or d.now - timedelta(days=1), d.names)
+    team = [*team_blocks(d.inbox, d.today.waiting, d.today_start or d.now - timedelta(days=1), d.names),
+            *team_section(d.satisfaction, d.names)]
     budget = MAX_CHANNEL_BLOCKS - len(inbox) - len(team)  # the whole view stays within Slack's 100 blocks
     blocks: list[dict[str, Any]] = [
         *inbox,
@@ -177,7 +180,7 @@ def member_view(user: str, d: HomeData) -> dict[str, Any]:
     p50 = pct(own_week, 50)
     mine = (f"*Your replies*: {d.today.replies.get(user, 0)} today, {d.week.replies.get(user, 0)} this week\n"
             f"*Your first responses this week*: {len(own_week)}"
-            + (f", p50 {humanize(p50)}" if p50 is not None else ""))
+            + (f", p50 {humanize(p50)}" if p50 is not None else "") + own_line(d.satisfaction, user))
     notes = " or ".join(f"`{escape(p)}`" for p in d.note_prefixes) or "a note prefix"
     return {"type": "home", "callback_id": "wabridge_home", "blocks": [
         *d.inbox_part(user),
