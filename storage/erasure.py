@@ -31,6 +31,7 @@ from storage.models import (
     ContactIdentity,
     Conversation,
     ConversationEvent,
+    ConversationLabel,
     Erasure,
     Message,
     MessageStatus,
@@ -219,6 +220,8 @@ async def finish(session: AsyncSession, record: Erasure, person: Person, channel
     await session.execute(delete(ConversationEvent).where(ConversationEvent.conversation_id.in_(convs))
                           .execution_options(synchronize_session=False))
     await session.execute(delete(AutoReply).where(AutoReply.conversation_id.in_(convs))
+                          .execution_options(synchronize_session=False))
+    await session.execute(delete(ConversationLabel).where(ConversationLabel.conversation_id.in_(convs))
                           .execution_options(synchronize_session=False))
     await run("conversations", delete(Conversation).where(Conversation.id.in_(convs)))
     if not person.elsewhere:

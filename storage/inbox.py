@@ -18,6 +18,7 @@ from storage.models import Conversation, ConversationEvent
 from storage.upsert import insert_ignore
 
 CUSTOMER = "customer"  # the actor of a reopen caused by the customer writing again
+CLOCK = "snooze"  # the actor of a wake when the snooze's time came
 OPEN, RESOLVED = "open", "resolved"
 
 
@@ -27,6 +28,8 @@ class InboxAction(StrEnum):
     RESOLVE = "resolve"
     REOPEN = "reopen"
     UNASSIGN = "unassign"
+    SNOOZE = "snooze"
+    WAKE = "wake"  # back from a snooze: its time came, the customer wrote, or someone unsnoozed it
 
 
 class Outcome(StrEnum):
@@ -48,6 +51,7 @@ class Change:
     assignee: str | None = None  # ASSIGN's new owner; UNASSIGN's owner before (changed only while still so)
     unowned_only: bool = False  # TAKE only while nobody owns it (a click, or the first reply from Slack)
     by_reply: bool = False  # a TAKE made by answering first (inbox.auto_assign: first_reply)
+    until: datetime | None = None  # SNOOZE's time; a timed WAKE's snooze (changed only while still so)
 
 
 async def apply(session: AsyncSession, change: Change) -> Outcome:
@@ -55,6 +59,7 @@ async def apply(session: AsyncSession, change: Change) -> Outcome:
     event_id = await insert_ignore(session, ConversationEvent, {
         "conversation_id": change.conversation_id, "slack_team": change.slack_team, "action": change.action.value,
         "actor": change.actor, "assignee": change.assignee, "dedupe_key": change.dedupe_key,
+        "detail": change.until.isoformat() if change.until is not None else None,
         "created_at": change.at}, ["dedupe_key"])
     if event_id is None:
         return Outcome.REPLAY
@@ -75,9 +80,15 @@ def _update(change: Change) -> Update:
     if change.action is InboxAction.UNASSIGN:
         held = c.owner == change.assignee if change.assignee else false()  # nobody to unassign: no change
         return update(c).where(*where, held).values(owner=None)
-    if change.action is InboxAction.RESOLVE:
+    if change.action is InboxAction.RESOLVE:  # a resolved conversation waits on nobody: its snooze goes
         return update(c).where(*where, c.inbox_status != RESOLVED).values(
-            inbox_status=RESOLVED, status_by=change.actor, status_at=change.at)
+            inbox_status=RESOLVED, status_by=change.actor, status_at=change.at, snoozed_until=None)
+    if change.action is InboxAction.SNOOZE:
+        return update(c).where(*where, c.inbox_status == OPEN, or_(
+            c.snoozed_until.is_(None), c.snoozed_until != change.until)).values(snoozed_until=change.until)
+    if change.action is InboxAction.WAKE:
+        still = c.snoozed_until == change.until if change.until is not None else c.snoozed_until.is_not(None)
+        return update(c).where(*where, still).values(snoozed_until=None)
     return update(c).where(*where, c.inbox_status == RESOLVED).values(
         inbox_status=OPEN, status_by=change.actor, status_at=change.at)
 
@@ -116,6 +127,39 @@ async def reopen_for_customer(session: AsyncSession, latest: dict[int, datetime]
         if await apply(session, change) is Outcome.DONE:
             reopened.append((conv_id, at))
     return reopened
+
+
+async def wake_due(session: AsyncSession, now: datetime) -> list[Change]:
+    """Wake the conversations whose snooze time has come (each once, whichever process looks first)."""
+    rows = (await session.execute(select(Conversation.id, Conversation.slack_team, Conversation.snoozed_until)
+                                  .where(Conversation.snoozed_until <= now)
+                                  .order_by(Conversation.snoozed_until).limit(500))).tuples().all()
+    woken = []
+    for conv_id, team, until in rows:
+        if until is None:
+            continue
+        change = Change(conv_id, team, InboxAction.WAKE, CLOCK, now, f"wake:{conv_id}:{until.isoformat()}",
+                        until=until)
+        if await apply(session, change) is Outcome.DONE:
+            woken.append(change)
+    return woken
+
+
+async def wake_for_customer(session: AsyncSession, latest: dict[int, datetime]) -> list[Change]:
+    """Wake the snoozed conversations among `latest` (conversation id -> the customer's newest message)."""
+    if not latest:
+        return []
+    rows = (await session.execute(select(Conversation.id, Conversation.slack_team, Conversation.snoozed_until)
+                                  .where(Conversation.id.in_(sorted(latest)),
+                                         Conversation.snoozed_until.is_not(None)))).tuples().all()
+    woken = []
+    for conv_id, team, until in rows:
+        at = latest[conv_id]
+        change = Change(conv_id, team, InboxAction.WAKE, CUSTOMER, at, f"customer-wake:{conv_id}:{at.isoformat()}",
+                        until=until)
+        if await apply(session, change) is Outcome.DONE:
+            woken.append(change)
+    return woken
 
 
 async def events_of(session: AsyncSession, conversation_id: int) -> list[ConversationEvent]:

@@ -155,6 +155,8 @@ class Conversation(Base):
     inbox_status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
     status_by: Mapped[str | None] = mapped_column(String(64))  # a Slack user id, or "customer"
     status_at: Mapped[datetime | None]
+    # Snoozed: out of the waiting lists until then or until the customer writes (bot.bridge.inbox).
+    snoozed_until: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class ConversationEvent(Base):
@@ -169,8 +171,18 @@ class ConversationEvent(Base):
     action: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str] = mapped_column(String(64))  # a Slack user id, or "customer"
     assignee: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(String(255))  # a snooze's time, a label change ("+fees -complaint")
     dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConversationLabel(Base):
+    """One of a conversation's labels (from `inbox.labels`)."""
+
+    __tablename__ = "conversation_labels"
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"),
+                                                 primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
 class Message(Base):

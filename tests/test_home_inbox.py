@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
-from bot.app.home_component import period_starts
+from bot.app.home_component import HOME, period_starts
 from bot.handlers import appkeys
 from bot.ops.home_inbox_view import UNREADABLE
 from bot.ops.inbox_home import read_inbox
@@ -80,6 +80,12 @@ async def test_everyone_sees_their_own_and_the_unassigned_and_takes_from_home(ho
     assert "https://standin.slack.com/archives/C0LUCKNOW/p" in text
     assert "*Unassigned and waiting*: 1" in text and _take_buttons(home, AGENT) == [ids["ravi"]]
     assert "Team inbox" not in text  # the team view is the managers'
+    # Gopal's conversation snoozed: counted as such, not as answered.
+    async with home.client.app[appkeys.SESSIONS]() as s, s.begin():
+        await s.execute(update(Conversation).where(Conversation.id == ids["gopal"])
+                        .values(snoozed_until=utcnow() + timedelta(hours=2)))
+    await home.client.app[HOME].publish(AGENT)
+    assert "*Mine*: 1 waiting, 1 snoozed, none open and answered" in home.text(AGENT)
 
     # Take it from the Home tab: the conversation is hers and her tab says so.
     url = str(home.client.make_url("/slack/events"))

@@ -76,7 +76,9 @@ def inbox_line(b: Bridge, ts: str) -> str:
 
 
 def buttons(b: Bridge, ts: str) -> list[str]:
+    """The first row of inbox buttons (the snooze row is tests/test_inbox_snooze.py's)."""
     return [e["action_id"] for block in parent_of(b, ts).get("blocks") or [] if block["type"] == "actions"
+            and str(block.get("block_id", "")).startswith(f"{ACTIONS_BLOCK}:")
             for e in block["elements"] if str(e.get("action_id", "")).startswith("wabridge_inbox")]
 
 

@@ -117,7 +117,7 @@ class HomePublisher:
         today_figures, week_figures = await figures_for(self.deps.sessions, [today, week], now=now, elapsed=elapsed,
                                                         elapsed_of=elapsed_by_channel(settings),
                                                         channels=names_of)
-        inbox = await self.inbox(week, names_of)
+        inbox = await self.inbox(week, names_of, now)
         owners = sorted(set(inbox.owners.values()) | {r.owner for r in inbox.resolves if r.owner}) \
             if inbox is not None and manager else []
         sat = await self.satisfaction(now, names_of)
@@ -147,10 +147,10 @@ class HomePublisher:
         week = [s for s in month if s.sent_at >= now - timedelta(days=7)]
         return Satisfaction(per_staff(week), per_staff(month))
 
-    async def inbox(self, week: datetime, channels: Sequence[str] | None) -> InboxState | None:
+    async def inbox(self, week: datetime, channels: Sequence[str] | None, now: datetime) -> InboxState | None:
         """The workspace's inbox; None when it cannot be read (a side failure: the tab goes out without it)."""
         try:
-            return await read_inbox(self.deps.sessions, week=week, channels=channels)
+            return await read_inbox(self.deps.sessions, week=week, channels=channels, now=now)
         except Exception:
             log.exception("home tab: the inbox could not be read; published without it")
             return None

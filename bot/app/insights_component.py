@@ -1,4 +1,5 @@
-"""Every half minute: refresh the first-response histogram and queue reminders for overdue waits."""
+"""Every half minute: bring back snoozed conversations whose time came, refresh the first-response histogram
+and queue reminders for overdue waits."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app.factory import Component
 from bot.app.shutdown import stop_tasks
+from bot.bridge.inbox import wake_snoozed
 from bot.core.config import Settings
 from bot.core.response_metrics import FirstResponseHistogram
 from bot.handlers import appkeys
@@ -36,8 +38,13 @@ class InsightsWorker:
         self.on_queued = on_queued
 
     async def run_once(self, now: datetime | None = None) -> int:
-        """Refresh the histogram, queue what reminders are owed; returns how many were new."""
+        """Bring back snoozed conversations whose time came, refresh the histogram, queue what reminders are
+        owed; returns how many reminders and snooze notes were new."""
         now = now or utcnow()
+        async with self.sessions() as s, s.begin():
+            woken = await wake_snoozed(s, now)  # each once, whichever process looks first
+        if woken and self.on_queued is not None:
+            self.on_queued()
         figures = await period_figures(self.sessions, since=now - HISTOGRAM_SPAN, now=now,
                                        elapsed=elapsed_for(self.settings),
                                        elapsed_of=elapsed_by_channel(self.settings))
@@ -45,14 +52,14 @@ class InsightsWorker:
         targets = {t.channel: t for c in self.settings.channels if (t := target_for(self.settings, c)) is not None}
         owed = nudges(figures.waiting, targets, now)
         if not owed:
-            return 0
+            return woken
         queued = 0
         async with self.sessions() as s, s.begin():
             for n in owed:
                 queued += await enqueue(s, Note(n.conversation_id, n.text, mrkdwn=True), dedupe_key=n.key)
         if queued and self.on_queued is not None:
             self.on_queued()
-        return queued
+        return queued + woken
 
     async def run(self, interval: float = INTERVAL) -> None:
         while True:

@@ -20,13 +20,14 @@ from bot.slack.render import Post
 from storage import inbox
 from storage import repository as repo
 from storage.inbox import Change, InboxAction, Outcome
-from storage.models import Conversation
+from storage.models import Conversation, as_utc
 from storage.outbox_kinds import Note, enqueue
 
 
 def view_of(conv: Conversation) -> InboxView:
     """The conversation's inbox state as its parent shows it."""
-    return InboxView(conv.id, conv.owner, conv.inbox_status or inbox.OPEN, conv.status_by, conv.status_at)
+    return InboxView(conv.id, conv.owner, conv.inbox_status or inbox.OPEN, conv.status_by, conv.status_at,
+                     as_utc(conv.snoozed_until) if conv.snoozed_until is not None else None)
 
 
 def parent_with_inbox(header: Post, conv: Conversation, tz: str) -> Post:
@@ -51,14 +52,33 @@ def note_text(change: Change) -> str:
         return f":wave: {actor} unassigned {who(change.assignee or '?')}: nobody owns this conversation now."
     if change.action is InboxAction.RESOLVE:
         return f":white_check_mark: {actor} resolved this conversation."
+    if change.action is InboxAction.SNOOZE:
+        return f":zzz: {actor} snoozed this conversation until {slack_time(change.until)}."
+    if change.action is InboxAction.WAKE:
+        if change.actor == inbox.CUSTOMER:
+            return ":alarm_clock: Back from snooze: the customer wrote."
+        if change.actor == inbox.CLOCK:
+            return ":alarm_clock: Back from snooze: its time has come."
+        return f":alarm_clock: {actor} ended the snooze."
     if change.actor == inbox.CUSTOMER:
         return ":inbox_tray: Reopened by the customer: they wrote again."
     return f":inbox_tray: {actor} reopened this conversation."
 
 
-def audit_text(action: str, actor: str, assignee: str | None) -> str:
+def slack_time(at: datetime | None) -> str:
+    """A time Slack shows in each reader's own timezone (`<!date^…>`), UTC in words as its fallback."""
+    if at is None:
+        return "later"
+    return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{at:%d %b %Y %H:%M} UTC>"
+
+
+def audit_text(action: str, actor: str, assignee: str | None, detail: str | None = None) -> str:
     """One stored change in plain words, for transcripts (Slack ids as stored, like the rest of a transcript)."""
     person = "the customer" if actor == inbox.CUSTOMER else actor
+    if action == InboxAction.SNOOZE:
+        return f"{person} snoozed this until {detail or '?'}"
+    if action == InboxAction.WAKE:
+        return "back from snooze" + ("" if actor == inbox.CLOCK else f" ({person})")
     if action == InboxAction.TAKE:
         return f"{person} took this conversation"
     if action == InboxAction.ASSIGN:
@@ -94,10 +114,21 @@ async def answered_from_slack(session: AsyncSession, auto_assign: AutoAssign, co
 
 
 async def customer_wrote(session: AsyncSession, latest: dict[int, datetime]) -> None:
-    """New customer messages (conversation id -> newest one's time) reopen resolved conversations."""
+    """New customer messages (conversation id -> newest one's time) reopen resolved conversations and wake
+    snoozed ones."""
     for conv_id, at in await inbox.reopen_for_customer(session, latest):
         await _owe_slack(session, Change(conv_id, "", InboxAction.REOPEN, inbox.CUSTOMER, at,
                                          f"customer:{conv_id}:{at.isoformat()}"))
+    for change in await inbox.wake_for_customer(session, latest):
+        await _owe_slack(session, change)
+
+
+async def wake_snoozed(session: AsyncSession, now: datetime) -> int:
+    """Bring back the conversations whose snooze time has come, with a note; how many came back."""
+    woken = await inbox.wake_due(session, now)
+    for change in woken:
+        await _owe_slack(session, change)
+    return len(woken)
 
 
 async def _owe_slack(session: AsyncSession, change: Change) -> None:

@@ -358,7 +358,7 @@ async def transcript_for(deps: Deps, thread: BridgedThread) -> tuple[str, str]:
     lines = [render.TranscriptLine(m.wa_timestamp, _who(m, who, thread.channel.name), m.text or f"[{m.type}]")
              for m in rows]
     # The inbox's changes (take, assign, resolve, reopen) in their place among the messages.
-    lines += [render.TranscriptLine(e.created_at, "inbox", audit_text(e.action, e.actor, e.assignee))
+    lines += [render.TranscriptLine(e.created_at, "inbox", audit_text(e.action, e.actor, e.assignee, e.detail))
               for e in changes]
     lines.sort(key=lambda line: line.at)
     title = f"WhatsApp conversation with {who} on {thread.channel.name}"

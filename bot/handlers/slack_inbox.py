@@ -11,6 +11,7 @@ payload finds its audit row and does nothing.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -26,14 +27,19 @@ from bot.slack import once, payloads
 from bot.slack.inbox_view import (
     ACTIONS_BLOCK,
     ASSIGN_ACTION,
+    MORE_BLOCK,
     REOPEN_ACTION,
     RESOLVE_ACTION,
+    SNOOZE_ACTION,
+    SNOOZE_DATE_ACTION,
     TAKE_ACTION,
     UNASSIGN_ACTION,
+    UNSNOOZE_ACTION,
     who,
 )
 from bot.slack.outbox import wake_outbox
 from bot.slack.permissions import UNCHECKED, Action, MembershipUnknown, Permissions
+from bot.slack.snooze import until_date, until_for
 from storage.inbox import Change, InboxAction, Outcome, open_since, owner_of
 from storage.models import as_utc, utcnow
 
@@ -43,7 +49,10 @@ _UNCHANGED = {InboxAction.TAKE: "You already own this conversation.",
               InboxAction.ASSIGN: "That person already owns this conversation.",
               InboxAction.RESOLVE: "This conversation is already resolved.",
               InboxAction.REOPEN: "This conversation is open already.",
-              InboxAction.UNASSIGN: "Nobody owns this conversation."}
+              InboxAction.UNASSIGN: "Nobody owns this conversation.",
+              InboxAction.SNOOZE: "This conversation is resolved, or snoozed until then already.",
+              InboxAction.WAKE: "This conversation is not snoozed."}
+NOT_LATER = "Pick a time in the future to snooze this conversation until."
 
 
 # A ✅ on a thread parent resolves the conversation, as the "Resolve" button does.
@@ -55,6 +64,9 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
     bolt.action(TAKE_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.TAKE))
     bolt.action(ASSIGN_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.ASSIGN))
     bolt.action(UNASSIGN_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.UNASSIGN))
+    bolt.action(SNOOZE_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.SNOOZE))
+    bolt.action(SNOOZE_DATE_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.SNOOZE))
+    bolt.action(UNSNOOZE_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.WAKE))
     bolt.action(RESOLVE_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.RESOLVE))
     bolt.action(REOPEN_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.REOPEN))
     bolt.event("reaction_added")(partial(on_reaction, deps, permissions))
@@ -102,7 +114,15 @@ def conversation_named(action: dict[str, Any]) -> int | None:
     if found is not None:
         return found
     prefix, _, rest = str(action.get("block_id") or "").partition(":")
-    return payloads.as_id(rest) if prefix == ACTIONS_BLOCK else None
+    return payloads.as_id(rest) if prefix in (ACTIONS_BLOCK, MORE_BLOCK) else None
+
+
+def snooze_time(action: dict[str, Any], now: datetime, tz: str) -> datetime | None:
+    """When the snooze picked (from the menu or the date picker) ends; None when none or not in the future."""
+    if action.get("action_id") == SNOOZE_DATE_ACTION:
+        return until_date(str(action.get("selected_date") or ""), now, tz)
+    option = action.get("selected_option")
+    return until_for(str(option.get("value") or ""), now, tz) if isinstance(option, dict) else None
 
 
 async def on_inbox_action(deps: Deps, permissions: Permissions, kind: InboxAction, ack: Any,
@@ -125,11 +145,18 @@ async def on_inbox_action(deps: Deps, permissions: Permissions, kind: InboxActio
         await ephemeral(deps, thread, thread.slack_channel, user, no)
         return
     stamp = str(action.get("action_ts") or body.get("trigger_id") or "")
-    key = once.action_key("inbox", kind.value, user, str(thread.conversation_id), stamp, assignee or "")
+    now = utcnow()
+    until = snooze_time(action, now, deps.settings.timezone) if kind is InboxAction.SNOOZE else None
+    if kind is InboxAction.SNOOZE and until is None:
+        await ephemeral(deps, thread, thread.slack_channel, user, NOT_LATER)
+        return
+    # The pick, not its time ("1 hour" from each delivery's now): a replay is the same change.
+    picked = str(action.get("selected_date") or (action.get("selected_option") or {}).get("value") or "")
+    key = once.action_key("inbox", kind.value, user, str(thread.conversation_id), stamp, assignee or "", picked)
     if kind is InboxAction.UNASSIGN:
         assignee = await _owner(deps, thread.conversation_id, scope.workspace)  # changed only while still theirs
-    change = Change(thread.conversation_id, scope.workspace, kind, user, utcnow(), key, assignee,
-                    unowned_only=kind is InboxAction.TAKE)
+    change = Change(thread.conversation_id, scope.workspace, kind, user, now, key, assignee,
+                    unowned_only=kind is InboxAction.TAKE, until=until)
     outcome = await _apply(deps, change)
     if outcome is Outcome.UNCHANGED:
         await ephemeral(deps, thread, thread.slack_channel, user,

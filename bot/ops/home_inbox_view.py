@@ -58,12 +58,13 @@ def inbox_blocks(user: str, state: InboxState | None, waiting: Sequence[Waiting]
     blocks: list[dict[str, Any]] = [_header("Your inbox")]
     if state is None:
         return [*blocks, _section(UNREADABLE)]
-    own, answered = mine(state, user, waiting)
+    own, snoozed, answered = mine(state, user, waiting)
     lines = [f"• {_who(w, links)} ({escape(w.channel)}): waiting {humanize(w.waited)}" for w in own[:MINE_ROWS]]
     if len(own) > MINE_ROWS:
         lines.append(f"_and {len(own) - MINE_ROWS} more waiting_")
     rest = f"{answered} more open, answered" if answered else "none open and answered"
-    blocks.append(_section(f"*Mine*: {len(own)} waiting, {rest}" + ("\n" + "\n".join(lines) if lines else "")))
+    asleep = f"{snoozed} snoozed, " if snoozed else ""
+    blocks.append(_section(f"*Mine*: {len(own)} waiting, {asleep}{rest}" + ("\n" + "\n".join(lines) if lines else "")))
     free = unassigned(state, waiting)
     blocks.append(_section(f"*Unassigned and waiting*: {len(free)}" if free else
                            "*Unassigned and waiting*: nobody :white_check_mark:"))

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.ops.insights import Waiting, pct
 from storage.inbox import OPEN, InboxAction
-from storage.models import Channel, Conversation, ConversationEvent, as_utc
+from storage.models import Channel, Conversation, ConversationEvent, as_utc, utcnow
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class InboxState:
 
     owners: Mapping[int, str]  # open conversation id -> owner
     resolves: Sequence[Resolve] = ()
+    snoozed: frozenset[int] = frozenset()  # open conversations snoozed now (owned or not)
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,16 @@ class OwnerLine:
 
 
 async def read_inbox(sessions: async_sessionmaker[AsyncSession], *, week: datetime,
-                     channels: Sequence[str] | None = None) -> InboxState:
-    """The owners of open conversations, and the resolves made since `week` (on `channels` only, if given)."""
+                     channels: Sequence[str] | None = None, now: datetime | None = None) -> InboxState:
+    """The owners of open conversations, the snoozed ones, and the resolves made since `week` (on `channels`
+    only, if given)."""
     in_channels = [] if channels is None else [Conversation.channel_id.in_(
         select(Channel.id).where(Channel.name.in_(list(channels))))]
     async with sessions() as s:
         owners = {conv: owner for conv, owner in (await s.execute(select(Conversation.id, Conversation.owner).where(
             Conversation.inbox_status == OPEN, Conversation.owner.is_not(None), *in_channels))).tuples() if owner}
+        snoozed = frozenset((await s.scalars(select(Conversation.id).where(
+            Conversation.inbox_status == OPEN, Conversation.snoozed_until > (now or utcnow()), *in_channels))).all())
         resolved = select(ConversationEvent.conversation_id).where(
             ConversationEvent.action == InboxAction.RESOLVE.value, ConversationEvent.created_at >= week)
         rows = (await s.execute(
@@ -63,7 +67,7 @@ async def read_inbox(sessions: async_sessionmaker[AsyncSession], *, week: dateti
             .join(Conversation, Conversation.id == ConversationEvent.conversation_id)
             .where(ConversationEvent.conversation_id.in_(resolved), *in_channels)
             .order_by(ConversationEvent.conversation_id, ConversationEvent.id))).tuples().all()
-    return InboxState(owners, tuple(r for r in _resolves(rows) if r.at >= as_utc(week)))
+    return InboxState(owners, tuple(r for r in _resolves(rows) if r.at >= as_utc(week)), snoozed)
 
 
 def _resolves(rows: Sequence[tuple[int, datetime, str, str, str | None, datetime]]) -> list[Resolve]:
@@ -89,11 +93,13 @@ def _resolves(rows: Sequence[tuple[int, datetime, str, str, str | None, datetime
     return out
 
 
-def mine(state: InboxState, user: str, waiting: Sequence[Waiting]) -> tuple[list[Waiting], int]:
-    """The user's waiting conversations (oldest first), and how many more of theirs are open but answered."""
+def mine(state: InboxState, user: str, waiting: Sequence[Waiting]) -> tuple[list[Waiting], int, int]:
+    """The user's waiting conversations (oldest first), how many of theirs are snoozed, and how many more are
+    open but answered."""
     owned = {c for c, o in state.owners.items() if o == user}
     rows = [w for w in waiting if w.conversation_id in owned]
-    return rows, len(owned) - len(rows)
+    snoozed = len(owned & state.snoozed)
+    return rows, snoozed, len(owned) - len(rows) - snoozed
 
 
 def unassigned(state: InboxState, waiting: Sequence[Waiting]) -> list[Waiting]:

@@ -143,6 +143,7 @@ class ConversationInput:
     events: tuple[Event, ...]
     thread: tuple[str, str] | None = None  # (Slack channel, thread ts)
     resolved: bool = False  # marked resolved in the inbox: nobody is waited on until the customer writes again
+    snoozed: bool = False  # snoozed in the inbox: out of the waiting lists until its time or the customer writes
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def figures(conversations: Iterable[ConversationInput], *, since: datetime, now:
                 by.setdefault(w.responder, []).append(responses[-1])
         replies.update(r.responder for r in t.replies if since <= r.at <= now)
         open_wait = t.open_wait
-        if open_wait is not None and open_wait.started_at <= now and not conv.resolved:
+        if open_wait is not None and open_wait.started_at <= now and not conv.resolved and not conv.snoozed:
             customer = conv.customer if isinstance(conv.customer, str) else conv.customer.label
             waiting.append(Waiting(conv.conversation_id, conv.channel, customer, open_wait.started_at,
                                    clock(open_wait.started_at, now), open_wait.last_customer_at + WINDOW,

@@ -21,7 +21,7 @@ from bot.ops.insights import (
     wall_clock,
 )
 from bot.slack.render import ContactView
-from storage.models import Channel, Contact, Conversation, Message, utcnow
+from storage.models import Channel, Contact, Conversation, Message, as_utc, utcnow
 
 LOOKBACK = timedelta(days=7)
 """How far before a period its waits are traced back: a wait that began earlier counts from within it."""
@@ -37,7 +37,8 @@ async def load_conversations(sessions: async_sessionmaker[AsyncSession], *, star
     # Plain columns, not ORM objects, and a subquery rather than a list of ids: a week can hold many
     # thousands of conversations (SQLite caps a statement's parameters).
     named = (select(Conversation.id, Conversation.slack_channel, Conversation.slack_thread_ts, Contact.wa_id,
-                    Contact.address_book_name, Contact.profile_name, Channel.name, Conversation.inbox_status)
+                    Contact.address_book_name, Contact.profile_name, Channel.name, Conversation.inbox_status,
+                    Conversation.snoozed_until)
              .join(Contact, Contact.id == Conversation.contact_id)
              .join(Channel, Channel.id == Conversation.channel_id)
              .where(Conversation.id.in_(select(Message.conversation_id).where(in_period).distinct())))
@@ -67,12 +68,13 @@ async def load_conversations(sessions: async_sessionmaker[AsyncSession], *, star
             return []
         rows = (await (await s.connection()).execute(named)).all()
     out = []
-    for cid, slack_channel, thread_ts, wa_id, book_name, profile_name, channel_name, status in rows:
+    for cid, slack_channel, thread_ts, wa_id, book_name, profile_name, channel_name, status, snoozed in rows:
         if cid not in events:  # written between the two reads
             continue
         name = ContactView(wa_id, book_name or profile_name)  # labelled only if shown: 30 µs a number
         thread = (slack_channel, thread_ts) if slack_channel and thread_ts else None
-        out.append(ConversationInput(cid, channel_name, name, tuple(events[cid]), thread, status == "resolved"))
+        out.append(ConversationInput(cid, channel_name, name, tuple(events[cid]), thread, status == "resolved",
+                                     snoozed is not None and as_utc(snoozed) > end))
     out.sort(key=lambda c: c.conversation_id)
     return out
 

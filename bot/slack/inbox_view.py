@@ -13,10 +13,15 @@ from typing import Any
 
 from bot.slack import limits, saved_replies
 from bot.slack.render import format_time
+from bot.slack.snooze import CHOICES
 
 TAKE_ACTION = "wabridge_inbox_take"
 ASSIGN_ACTION = "wabridge_inbox_assign"
 UNASSIGN_ACTION = "wabridge_inbox_unassign"
+SNOOZE_ACTION = "wabridge_inbox_snooze"
+SNOOZE_DATE_ACTION = "wabridge_inbox_snooze_date"
+UNSNOOZE_ACTION = "wabridge_inbox_unsnooze"
+MORE_BLOCK = "wabridge_inbox_more"
 RESOLVE_ACTION = "wabridge_inbox_resolve"
 REOPEN_ACTION = "wabridge_inbox_reopen"
 ACTIONS_BLOCK = "wabridge_inbox"
@@ -32,10 +37,15 @@ class InboxView:
     status: str = "open"
     status_by: str | None = None
     status_at: datetime | None = None
+    snoozed_until: datetime | None = None
 
     @property
     def resolved(self) -> bool:
         return self.status == "resolved"
+
+    @property
+    def snoozed(self) -> bool:
+        return self.snoozed_until is not None and not self.resolved
 
 
 def who(actor: str) -> str:
@@ -54,6 +64,8 @@ def status_line(view: InboxView, tz: str) -> str:
         state = f":inbox_tray: *Open* · {reopened}{when}"
     else:
         state = ":inbox_tray: *Open*"
+    if view.snoozed and view.snoozed_until is not None:
+        state += f" · :zzz: Snoozed until {format_time(view.snoozed_until, tz)}"
     return f"{owner} · {state}"
 
 
@@ -77,10 +89,25 @@ def inbox_blocks(view: InboxView, tz: str) -> list[dict[str, Any]]:
               else _button("Resolve", RESOLVE_ACTION, value, "primary"))
     unassign = [_button("Unassign", UNASSIGN_ACTION, value)] if view.owner else []
     # The conversation rides in the block id: a users_select has no value of its own.
-    return [limits.context(status_line(view, tz)),
-            {"type": "actions", "block_id": f"{ACTIONS_BLOCK}:{view.conversation_id}",
-             "elements": [_button("Take it", TAKE_ACTION, value), assign, *unassign, status,
-                          _button("Saved reply", saved_replies.OPEN_ACTION, value)]}]
+    blocks = [limits.context(status_line(view, tz)),
+              {"type": "actions", "block_id": f"{ACTIONS_BLOCK}:{view.conversation_id}",
+               "elements": [_button("Take it", TAKE_ACTION, value), assign, *unassign, status,
+                            _button("Saved reply", saved_replies.OPEN_ACTION, value)]}]
+    if not view.resolved:
+        blocks.append({"type": "actions", "block_id": f"{MORE_BLOCK}:{view.conversation_id}",
+                       "elements": snooze_elements(view, value)})
+    return blocks
+
+
+def snooze_elements(view: InboxView, value: str) -> list[dict[str, Any]]:
+    """Snooze… (a menu), a date picker, and Unsnooze while snoozed."""
+    menu = {"type": "static_select", "action_id": SNOOZE_ACTION,
+            "placeholder": limits.plain("Snooze…", limits.PLACEHOLDER),
+            "options": [limits.option(label, choice) for choice, label in CHOICES]}
+    picker = {"type": "datepicker", "action_id": SNOOZE_DATE_ACTION,
+              "placeholder": limits.plain("Snooze until a date", limits.PLACEHOLDER)}
+    unsnooze = [_button("Unsnooze", UNSNOOZE_ACTION, value)] if view.snoozed else []
+    return [menu, picker, *unsnooze]
 
 
 def with_inbox(blocks: list[dict[str, Any]], view: InboxView | None, tz: str) -> list[dict[str, Any]]:
