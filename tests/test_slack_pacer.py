@@ -143,3 +143,17 @@ async def test_a_method_tier_is_paced_per_workspace() -> None:
     await pacer.acquire("reactions.add", "C2", 0, "T0B")  # returns: T0B is not held by T0A's pause
     assert pacer.paused_for("reactions.add", "C9", "T0A") > 25.0
     assert pacer.paused_for("reactions.add", "C1", "T0B") == 0.0
+
+
+async def test_ahead_counts_the_bucket_and_the_callers_that_would_go_first() -> None:
+    pacer = Pacer({POST: Limit(1.0, 1, per_channel=True)})
+    assert pacer.ahead(POST, "C1", 0) == 0.0  # an idle channel: nothing ahead
+    await pacer.acquire(POST, "C1", 0)  # the burst is spent: the next slot is a second away
+    waiting = [asyncio.create_task(pacer.acquire(POST, "C1", prio)) for prio in (0, 0, 2)]
+    await asyncio.sleep(0)
+    assert 2.5 < pacer.ahead(POST, "C1", 0) <= 3.0  # the bucket's second, then the two urgent callers
+    assert 3.5 < pacer.ahead(POST, "C1", 2) <= 4.0  # a background call waits behind all three
+    assert pacer.ahead(POST, "C2", 0) == 0.0
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)

@@ -47,6 +47,7 @@ from storage.workspaces import owed_per_workspace, paused_teams, states, top_lab
 
 log = logging.getLogger(__name__)
 
+_MAX_HELD_WAIT = 1.0  # many workspaces: an item waits this long for a Slack call's slot while holding an outbox slot
 _MAX_PACED_WAIT = 30.0  # a paused channel holds an item this long at most; beyond, it goes back to the table
 WORKSPACE_LABELS = 20  # /metrics names this many workspaces (those owed most); the rest are "other"
 PAUSED_REFRESH = 2.0  # seconds between reads of which workspaces wait for a reinstall
@@ -241,6 +242,12 @@ class OutboxWorker:
         paused = self.pacer.paused_for(method, channel, workspace)
         if paused > _MAX_PACED_WAIT:
             raise Retry(f"{method} on {channel or workspace} rate limited", delay=paused)
+        if self.deps.many_workspaces:
+            # A slot held while the call waits its turn in a busy channel is a slot another workspace's customer
+            # cannot have: a call more than a moment away goes back to the table until about its turn.
+            ahead = self.pacer.ahead(method, channel, priority, workspace)
+            if ahead > _MAX_HELD_WAIT:
+                raise Retry(f"{method} on {channel or workspace}: {ahead:.1f} s of calls ahead", delay=ahead)
         await self.pacer.acquire(method, channel, priority, workspace)
 
     # ---- the table ---------------------------------------------------------------------------------

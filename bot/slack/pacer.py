@@ -107,6 +107,19 @@ class Pacer:
         seen = self._seen.get(found[0]) if found is not None else None
         return max(0.0, seen[1].paused - (self._now() - seen[0])) if seen is not None else 0.0
 
+    def ahead(self, method: str, channel: str | None, priority: int = 0, workspace: str = "") -> float:
+        """Seconds until a new call of this priority would get its slot, as this process sees it: the bucket's
+        wait when last asked, and one slot for each caller here that would go first."""
+        found = self._find(method, channel, workspace)
+        if found is None:
+            return 0.0
+        key, limit, _ = found
+        first = sum(1 for waiting in self._waiting.get(key, ()) if waiting[0] <= priority)
+        seen = self._seen.get(key)
+        wait, rate = ((max(0.0, seen[1].wait - (self._now() - seen[0])), seen[1].rate) if seen is not None
+                      else (0.0, limit.per_second))
+        return wait + first / rate
+
     def backlog(self) -> dict[str, ChannelBacklog]:
         """Callers waiting for chat.postMessage per channel, and how long until the last of them may go."""
         now = self._now()
