@@ -19,6 +19,7 @@ from storage.erasure import Person, campaigns_in, runs_in
 from storage.erasure_groups import names_person
 from storage.models import (
     AudienceMember,
+    AutoReply,
     Campaign,
     CampaignRecipient,
     CampaignRun,
@@ -74,6 +75,8 @@ async def collect(session: AsyncSession, person: Person, channel_ids: Sequence[i
     changes = (await session.scalars(select(ConversationEvent).where(
         ConversationEvent.conversation_id.in_(person.conversation_ids))
         .order_by(ConversationEvent.conversation_id, ConversationEvent.id))).all()
+    automatic = (await session.scalars(select(AutoReply).where(
+        AutoReply.conversation_id.in_(person.conversation_ids)).order_by(AutoReply.id))).all()
     groups = await _groups(session, person, channel_ids)
     erasures = [e for e in (await session.scalars(select(Erasure).order_by(Erasure.id))).all()
                 if set(hashes) & set(e.identity_hashes or [])] if hashes else []
@@ -95,6 +98,8 @@ async def collect(session: AsyncSession, person: Person, channel_ids: Sequence[i
         "groups": groups,
         # Who took, assigned, resolved or reopened their conversations, and when (the team inbox's audit).
         "inbox_changes": [as_row(c, leave_out=("dedupe_key",)) for c in changes],
+        # Away messages and satisfaction surveys the bridge sent them, with their answers and comments.
+        "automatic_messages": [as_row(a, leave_out=("period_key",)) for a in automatic],
         "audit": [as_row(e, leave_out=("contact_ids", "conversation_ids")) for e in erasures],
     }
 

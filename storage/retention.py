@@ -16,7 +16,16 @@ from typing import Any
 from sqlalchemy import ColumnElement, Executable, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import Erasure, Message, MessageStatus, SlackEvent, SlackOutbox, SlackRedaction, WebhookLog
+from storage.models import (
+    AutoReply,
+    Erasure,
+    Message,
+    MessageStatus,
+    SlackEvent,
+    SlackOutbox,
+    SlackRedaction,
+    WebhookLog,
+)
 from storage.redactions import owe_for_messages
 
 
@@ -58,6 +67,9 @@ PRUNABLE: tuple[Prunable, ...] = (
 PERSONAL: tuple[Prunable, ...] = (
     Prunable("messages", Message, Message.id, Message.wa_timestamp, None, Message.wa_timestamp,
              Message.wa_timestamp, "messages_days", _statuses_of, owe_for_messages),
+    # Away messages and surveys (a survey keeps the customer's answer and comment): they age with the messages.
+    Prunable("auto_replies", AutoReply, AutoReply.id, AutoReply.created_at, None, AutoReply.created_at,
+             AutoReply.created_at, "messages_days"),
     Prunable("erasures", Erasure, Erasure.id, Erasure.requested_at, Erasure.state == "done", Erasure.requested_at,
              Erasure.requested_at, "audit_days"),
 )

@@ -191,3 +191,30 @@ def test_only_a_survey_button_names_an_answer(value: object, expected: tuple[int
 
     found = parse_answer(value)
     assert (None if found is None else (found.survey_id, found.score)) == expected
+
+
+async def test_a_customers_answer_and_comment_are_in_their_export_and_go_with_their_erasure(
+        make: BridgeFactory) -> None:
+    from bot.ops.privacy import export_person, forget, one_client
+
+    b = await make(channel_extra={"csat": SURVEY}, settings_extra={"privacy": {"salt": "test-privacy-salt-0123"}})
+    _, conv_id = await customer_thread(b)
+    await b.interaction(click(RESOLVE_ACTION, RAVI, conv_id, "5.1"))
+    sent = (await eventually(lambda: surveys(b)))[0]
+    await b.webhook(tap("wamid.TAP5", sent.payload["interactive"]["action"]["buttons"][1], context=str(sent.wamid),
+                        ts=now_ts()))
+    await b.webhook(inbound_text("wamid.C5", "the receipt never came", ts=now_ts()))
+    await eventually(lambda: _commented(b))
+    deps = b.app[appkeys.DEPS]
+    doc = await export_person(deps.sessions, deps.settings, WA_ID, exported_by="UMANAGER")
+    [survey] = doc["automatic_messages"]
+    assert (survey["kind"], survey["score"], survey["answer"], survey["comment"]) == (
+        "csat", 2, "Fine", "the receipt never came")
+    outcome = await forget(deps.sessions, deps.settings, one_client(deps.slack), WA_ID, requested_by="UMANAGER")
+    assert outcome.state == "done"
+    assert await b.count(AutoReply) == 0
+
+
+async def _commented(b: Bridge) -> bool:
+    async with b.app[appkeys.SESSIONS]() as s:
+        return await s.scalar(select(AutoReply.comment)) is not None

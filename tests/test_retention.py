@@ -58,7 +58,7 @@ async def test_only_finished_rows_older_than_the_period_are_pruned(db_url: str) 
 
 async def test_customers_data_ages_out_only_past_its_own_period_in_batches(db_url: str) -> None:
     from bot.core.metrics import Metrics
-    from storage.models import Channel, Contact, Conversation, Erasure, Message, MessageStatus
+    from storage.models import AutoReply, Channel, Contact, Conversation, Erasure, Message, MessageStatus
 
     await migrate(db_url)
     engine = make_engine(db_url)
@@ -80,6 +80,10 @@ async def test_customers_data_ages_out_only_past_its_own_period_in_batches(db_ur
                               content={"media": {"id": f"media{i}", "filename": "x.jpg"}, "kind": "image"},
                               wa_timestamp=at))
                 s.add(MessageStatus(wamid=f"wamid.{i}", status="read", wa_timestamp=at))
+            for age in (400, 10):  # a survey keeps the customer's answer and comment: it ages with the messages
+                at = now - timedelta(days=age)
+                s.add(AutoReply(conversation_id=conv.id, kind="csat", period_key=f"r{age}", state="sent",
+                                score=3, comment=f"c{age}", trigger_at=at, created_at=at))
             for age, state in ((40, "done"), (40, "redacting"), (5, "done")):
                 s.add(Erasure(requested_by="U1", requested_at=now - timedelta(days=age), identity_hashes=[],
                               state=state, contact_ids=[], conversation_ids=[], threads=[], counts={},
@@ -99,9 +103,12 @@ async def test_customers_data_ages_out_only_past_its_own_period_in_batches(db_ur
         assert [r.media_id for r in left] == [None, None, "media7"]  # older than 90 days: reference cleared
         assert left[0].content == {"kind": "image"} and left[2].content["media"]["filename"] == "x.jpg"
         assert statuses == ["wamid.5", "wamid.6", "wamid.7"]  # with their messages
+        assert deleted["auto_replies"] == 1
+        async with sessions() as s:
+            assert (await s.scalars(select(AutoReply.comment))).all() == ["c10"]
         assert [state for state, _ in erasures] == ["redacting", "done"]  # an unfinished erasure is never aged out
         again = await RetentionWorker(sessions, settings).prune_once()
         assert again == {"webhook_logs": 0, "slack_events": 0, "slack_outbox": 0, "slack_redactions": 0,
-                         "messages": 0, "erasures": 0, "media": 0}
+                         "messages": 0, "auto_replies": 0, "erasures": 0, "media": 0}
     finally:
         await engine.dispose()

@@ -15,7 +15,8 @@ _STYLE = ("body{font-family:system-ui,sans-serif;margin:1rem;max-width:70rem}tab
 SECTIONS = (("contacts", "Contact"), ("identities", "Identities"), ("conversations", "Conversations"),
             ("messages", "Messages"), ("media", "Media references"), ("statuses", "Delivery statuses"),
             ("opt_outs", "Opt-outs"), ("campaign_sends", "Campaign sends"), ("audiences", "Campaign audiences"),
-            ("groups", "WhatsApp groups"), ("inbox_changes", "Inbox changes"), ("audit", "Erasure records"))
+            ("groups", "WhatsApp groups"), ("inbox_changes", "Inbox changes"),
+            ("automatic_messages", "Away messages and satisfaction surveys"), ("audit", "Erasure records"))
 
 
 def render_json(doc: dict[str, Any]) -> str:
