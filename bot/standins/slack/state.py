@@ -85,7 +85,8 @@ class SlackWorkspace:
         self.strict = strict
         self.trigger_ttl = trigger_ttl
         self.home_tab_enabled = home_tab_enabled
-        self.home_views: dict[str, dict[str, Any]] = {}  # user id -> the Home tab last published to them
+        # workspace -> user id -> the Home tab last published to them there (`home_views`: the first workspace's)
+        self.team_home_views: dict[str, dict[str, dict[str, Any]]] = {}
         self.calls: list[SlackCall] = []
         self.channels: dict[str, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
@@ -100,6 +101,7 @@ class SlackWorkspace:
         self.deleted_files: set[str] = set()
         self._uploads: dict[str, Upload] = {}
         self._triggers: dict[str, float | None] = {}  # trigger_id -> issue time; None once used
+        self._trigger_team: dict[str, str] = {}  # trigger_id -> the workspace whose payload carried it
         self._ts_counter = 0
         self.socket_mode = SocketModeHub(app_id)
         # Other workspaces installing through OAuth (bot.standins.slack.oauth); this one is its first.
@@ -108,6 +110,34 @@ class SlackWorkspace:
         self.oauth.add_workspace(team_id, team_name, bot_user_id=bot_user_id)
         self.channel_team: dict[str, str] = {}  # channel id -> the workspace it belongs to
         self.add_user(bot_user_id, "wabridge", real_name="Wabridge", is_bot=True)
+
+    @property
+    def home_views(self) -> dict[str, dict[str, Any]]:
+        """The Home tabs published in the first workspace, by user id."""
+        return self.home_views_of(self.team_id)
+
+    def home_views_of(self, team: str) -> dict[str, dict[str, Any]]:
+        """The Home tabs published in workspace `team`, by user id."""
+        return self.team_home_views.setdefault(team, {})
+
+    def caller_team(self) -> str:
+        """The workspace whose token made the call being answered (the first one outside a call)."""
+        return CALLER.get() or self.team_id
+
+    def _org_of(self, team: str) -> str | None:
+        ws = self.oauth.workspaces.get(team)
+        return ws.enterprise_id if ws is not None else None
+
+    def sees_user(self, user: dict[str, Any], caller: str | None = None) -> bool:
+        """Whether workspace `caller` (default: the calling one) can look the user up, as in Slack: its own
+        members and those of its Enterprise Grid org, and people of organisations outside this stand-in
+        (Slack Connect); never the members of another workspace installed here."""
+        caller = caller or CALLER.get()
+        team = str(user.get("team_id") or self.team_id)
+        if caller is None or team == caller or team not in self.oauth.workspaces:
+            return True
+        org = self._org_of(team)
+        return org is not None and (org == caller or org == self._org_of(caller))
 
     @property
     def base_url(self) -> str:
@@ -160,7 +190,7 @@ class SlackWorkspace:
         real = real_name or name
         user = {
             "id": user_id,
-            "team_id": team_id or self.team_id,
+            "team_id": team_id or self.caller_team(),
             "name": name,
             "real_name": real,
             "is_bot": is_bot,
@@ -222,10 +252,12 @@ class SlackWorkspace:
         self._file_data[file_id] = data
         return file
 
-    def issue_trigger_id(self) -> str:
-        """A trigger_id as Slack puts in a slash command or interaction (valid for `trigger_ttl` s)."""
+    def issue_trigger_id(self, team_id: str | None = None) -> str:
+        """A trigger_id as Slack puts in a slash command or interaction from workspace `team_id` (default: the
+        first), valid for `trigger_ttl` s and only with that workspace's token."""
         trigger = f"{secrets.randbelow(10**10)}.{secrets.randbelow(10**10)}.{secrets.token_hex(16)}"
         self._triggers[trigger] = time.monotonic()
+        self._trigger_team[trigger] = team_id or self.team_id
         return trigger
 
     def user_message(
@@ -290,12 +322,15 @@ class SlackWorkspace:
         return self.channels[channel_id]
 
     def user_for(self, user_id: Any) -> dict[str, Any]:
-        """The user, or `user_not_found`."""
+        """The user as the calling workspace sees it, or `user_not_found` (also for another installed
+        workspace's member: Slack does not know them there)."""
         user_id = str(user_id or "")
         if user_id not in self.users:
             if self.strict or not SLACK_ID.match(user_id):
                 raise SlackError("user_not_found")
             self.add_user(user_id, user_id.lower())
+        if not self.sees_user(self.users[user_id]):
+            raise SlackError("user_not_found")
         return self.users[user_id]
 
     _user = user_for  # the name subclasses written before the split call

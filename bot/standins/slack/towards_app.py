@@ -30,10 +30,10 @@ class SlackTowardsApp(SlackWorkspace):
         ws = self.oauth.workspaces.get(team_id or self.team_id)
         if ws is None or ws.key == self.team_id:
             return {"team_id": team_id or self.team_id, "enterprise_id": None, "is_org": False,
-                    "bot_user_id": self.bot_user_id}
+                    "bot_user_id": self.bot_user_id, "key": team_id or self.team_id}
         # An org-wide install's payloads come from one of the org's workspaces; the stand-in names the org's.
         return {"team_id": f"T{ws.key[1:]}" if ws.is_org else ws.key, "enterprise_id": ws.enterprise_id,
-                "is_org": ws.is_org, "bot_user_id": ws.bot_user_id}
+                "is_org": ws.is_org, "bot_user_id": ws.bot_user_id, "key": ws.key}
 
     async def send_event(
         self, url: str, event: Mapping[str, Any], signing_secret: str, *, event_id: str | None = None,
@@ -94,7 +94,7 @@ class SlackTowardsApp(SlackWorkspace):
             "text": text,
             "api_app_id": self.app_id,
             "response_url": f"{self.base_url}/response-url/{secrets.token_hex(8)}",
-            "trigger_id": self.issue_trigger_id(),
+            "trigger_id": self.issue_trigger_id(who["key"]),
         }
         body = urlencode(form).encode()
         return await self.deliver(url, body, "application/x-www-form-urlencoded", signing_secret)
@@ -109,6 +109,6 @@ class SlackTowardsApp(SlackWorkspace):
             data.setdefault("enterprise", {"id": who["enterprise_id"]})
             data.setdefault("is_enterprise_install", who["is_org"])
         data.setdefault("api_app_id", self.app_id)
-        data.setdefault("trigger_id", self.issue_trigger_id())
+        data.setdefault("trigger_id", self.issue_trigger_id(who["key"]))
         body = urlencode({"payload": json.dumps(data)}).encode()
         return await self.deliver(url, body, "application/x-www-form-urlencoded", signing_secret)

@@ -44,6 +44,8 @@ def _view_breaks_limits(view: dict[str, Any]) -> bool:
 def _use_trigger(ws: SlackWorkspace, trigger_id: Any) -> None:
     if not trigger_id or str(trigger_id) not in ws._triggers:
         raise SlackError("invalid_trigger_id")
+    if ws._trigger_team.get(str(trigger_id), ws.team_id) != ws.caller_team():
+        raise SlackError("invalid_trigger_id")  # issued to another workspace's payload
     issued = ws._triggers[str(trigger_id)]
     if issued is None:
         raise SlackError("exchanged_trigger_id")
@@ -62,7 +64,7 @@ def _new_view(ws: SlackWorkspace, view_arg: Any, previous: str | None = None, ro
     view_id = "V" + secrets.token_hex(5).upper()
     stored = {
         "id": view_id,
-        "team_id": ws.team_id,
+        "team_id": ws.caller_team(),
         "type": view["type"],
         "title": view.get("title"),
         "submit": view.get("submit"),
@@ -99,14 +101,16 @@ async def push(ws: SlackWorkspace, args: dict[str, Any]) -> dict[str, Any]:
 async def update(ws: SlackWorkspace, args: dict[str, Any]) -> dict[str, Any]:
     """views.update by view_id or external_id, refused on a stale hash."""
     current: dict[str, Any] | None = None
+    team = ws.caller_team()
     if args.get("view_id"):
         current = ws.views.get(str(args["view_id"]))
     elif args.get("external_id"):
-        current = next((v for v in ws.views.values() if v["external_id"] == args["external_id"]), None)
+        current = next((v for v in ws.views.values() if v["external_id"] == args["external_id"]
+                        and v["team_id"] == team), None)
     else:
         raise SlackError("invalid_arguments")
-    if current is None:
-        raise SlackError("not_found")
+    if current is None or current["team_id"] != team:
+        raise SlackError("not_found")  # another workspace's view: Slack does not know it here
     if args.get("hash") and args["hash"] != current["hash"]:
         raise SlackError("hash_conflict")
     replacement = _new_view(ws, args.get("view"), current["previous_view_id"], current["root_view_id"])
@@ -123,12 +127,15 @@ async def publish(ws: SlackWorkspace, args: dict[str, Any]) -> dict[str, Any]:
     user_id = str(args.get("user_id") or "")
     if not SLACK_ID.match(user_id) or (ws.strict and user_id not in ws.users):
         raise SlackError("invalid_arguments")
+    if user_id in ws.users and not ws.sees_user(ws.users[user_id]):
+        raise SlackError("user_not_found")  # another workspace's member
+    home_views = ws.home_views_of(ws.caller_team())
     view = json_arg(args.get("view"), "invalid_arguments")
     if isinstance(view, dict) and view.get("type") == "home" and not ws.home_tab_enabled:
         raise SlackError("not_enabled")
     if len(json.dumps(view)) > 250_000:
         raise SlackError("view_too_large")
-    current = ws.home_views.get(user_id)
+    current = home_views.get(user_id)
     if args.get("hash") and (current is None or args["hash"] != current["hash"]):
         raise SlackError("hash_conflict")
     published = _new_view(ws, view)
@@ -139,7 +146,7 @@ async def publish(ws: SlackWorkspace, args: dict[str, Any]) -> dict[str, Any]:
         del ws.views[published["id"]]
         published["id"] = published["root_view_id"] = current["id"]
         ws.views[current["id"]] = published
-    ws.home_views[user_id] = published
+    home_views[user_id] = published
     return {"view": copy.deepcopy(published)}
 
 
