@@ -1,4 +1,5 @@
-"""The Revision outbox kind: a stored message was edited or deleted, so its mirrored post is updated.
+"""Posts rendered again: the Revision kind (a stored message was edited or deleted, so its mirrored post is
+updated) and the ParentRefresh kind (the thread's parent shows the contact's current name and inbox state).
 
 The post is re-rendered from the stored message (which carries its versions and
 its deletion mark) and replaces the mirrored post with chat.update; updating twice gives the same post,
@@ -11,9 +12,10 @@ from __future__ import annotations
 import logging
 
 from bot.bridge.mirror import current_parent, load_message, message_posts
-from bot.slack.outbox import ItemContext, SlackCallFailed
+from bot.slack.outbox import GiveUp, ItemContext, SlackCallFailed
 from bot.slack.outbox_handlers import Kinds, handle, kinds
-from storage.outbox_kinds import Revision
+from storage.models import Channel, Contact, Conversation
+from storage.outbox_kinds import ParentRefresh, Revision
 
 log = logging.getLogger(__name__)
 
@@ -39,4 +41,24 @@ async def revise_post(ctx: ItemContext, item: Revision) -> None:
         log.info("post %s of message %s not revised: %s", msg.slack_ts, msg.id, exc.error)
 
 
-KINDS: Kinds = kinds(handle(Revision, revise_post))
+async def refresh_parent(ctx: ItemContext, item: ParentRefresh) -> None:
+    """Show the contact's current name (the phone's address book first) on the thread's parent."""
+    conversation_id = item.conversation_id
+    async with ctx.deps.sessions() as s:
+        conv = await s.get(Conversation, conversation_id)
+        contact = await s.get(Contact, conv.contact_id) if conv else None
+        channel_row = await s.get(Channel, conv.channel_id) if conv else None
+    if conv is None or contact is None or channel_row is None:
+        raise GiveUp(f"conversation {conversation_id} is gone")
+    if not conv.slack_thread_ts or not conv.slack_channel:
+        return  # no thread yet: it will be created with the new name
+    post = await current_parent(ctx, conv, contact, channel_row, conv.slack_thread_ts)
+    try:
+        await ctx.update_message(conv.slack_channel, conv.slack_thread_ts, post)
+    except SlackCallFailed as exc:
+        if exc.error not in ("message_not_found", "cant_update_message"):
+            raise
+        log.info("thread parent %s not renamed: %s", conv.slack_thread_ts, exc.error)
+
+
+KINDS: Kinds = kinds(handle(Revision, revise_post), handle(ParentRefresh, refresh_parent))

@@ -2,7 +2,6 @@
 
 - HistoryPost: a manager asked for the earlier history in the thread
 - HistoryProgress: the one alerts-channel message of a history import, posted then updated
-- ParentRefresh: the parent rendered again (the phone's address book changed, the inbox state moved, …)
 - OnboardingNotice: how an onboarding went, for the alerts channel
 """
 
@@ -12,14 +11,13 @@ import logging
 
 from sqlalchemy import update
 
-from bot.bridge.mirror import current_parent
 from bot.onboarding.history import post_history_intro
 from bot.onboarding.syncs import progress_text, view_of
 from bot.slack import limits, render
-from bot.slack.outbox import GiveUp, ItemContext, SlackCallFailed
+from bot.slack.outbox import ItemContext
 from bot.slack.outbox_handlers import Kinds, handle, kinds
-from storage.models import Channel, Contact, Conversation, SmbSync
-from storage.outbox_kinds import HistoryPost, HistoryProgress, OnboardingNotice, ParentRefresh
+from storage.models import Channel, SmbSync
+from storage.outbox_kinds import HistoryPost, HistoryProgress, OnboardingNotice
 
 log = logging.getLogger(__name__)
 
@@ -62,26 +60,6 @@ async def history_progress(ctx: ItemContext, item: HistoryProgress) -> None:
                         .values(slack_channel=channel, slack_ts=ts))
 
 
-async def refresh_parent(ctx: ItemContext, item: ParentRefresh) -> None:
-    """Show the contact's current name (the phone's address book first) on the thread's parent."""
-    conversation_id = item.conversation_id
-    async with ctx.deps.sessions() as s:
-        conv = await s.get(Conversation, conversation_id)
-        contact = await s.get(Contact, conv.contact_id) if conv else None
-        channel_row = await s.get(Channel, conv.channel_id) if conv else None
-    if conv is None or contact is None or channel_row is None:
-        raise GiveUp(f"conversation {conversation_id} is gone")
-    if not conv.slack_thread_ts or not conv.slack_channel:
-        return  # no thread yet: it will be created with the new name
-    post = await current_parent(ctx, conv, contact, channel_row, conv.slack_thread_ts)
-    try:
-        await ctx.update_message(conv.slack_channel, conv.slack_thread_ts, post)
-    except SlackCallFailed as exc:
-        if exc.error not in ("message_not_found", "cant_update_message"):
-            raise
-        log.info("thread parent %s not renamed: %s", conv.slack_thread_ts, exc.error)
-
-
 async def onboarding_notice(ctx: ItemContext, notice: OnboardingNotice) -> None:
     """How an onboarding went (success or each failed step in plain words)."""
     channel = notice_channel(ctx, notice.slack_channel)
@@ -94,4 +72,4 @@ async def onboarding_notice(ctx: ItemContext, notice: OnboardingNotice) -> None:
 
 
 KINDS: Kinds = kinds(handle(HistoryPost, post_history), handle(HistoryProgress, history_progress),
-                     handle(ParentRefresh, refresh_parent), handle(OnboardingNotice, onboarding_notice))
+                     handle(OnboardingNotice, onboarding_notice))
