@@ -208,3 +208,16 @@ async def test_a_running_bridge_redacts_what_retention_deleted(make_bridge: Brid
     assert "what are the fees?" in json.dumps(done)  # younger than a year: untouched
     assert "Take it" in done[0]  # the parent keeps its header and the inbox's buttons
     assert metrics.registry.get_sample_value("wabridge_retention_rows_total", {"table": "slack_posts"}) == 2
+
+
+async def test_a_parent_whose_conversation_was_erased_since_is_left_alone(world: World) -> None:
+    await _prune(world)
+    async with world.sessions() as s, s.begin():  # an erasure took Beta's conversation meanwhile
+        conv = (await s.scalars(select(Conversation).where(Conversation.slack_team == "T0BETA"))).one()
+        await s.delete(conv)
+    assert await world.worker().pass_once() == 4
+    async with world.sessions() as s:
+        refreshed = (await s.scalars(select(SlackOutbox.conversation_id).where(SlackOutbox.kind == "thread_parent")
+                                     )).all()
+    assert len(refreshed) == 1
+    assert sorted(str(o) for *_, o in await _rows(world)).count("conversation gone") == 1

@@ -30,6 +30,7 @@ from bot.ops.slack_redaction import GONE_FILE, TRANSIENT
 from bot.slack.errors import http_status, slack_error_code
 from bot.slack.pacer import Pacer
 from storage import redactions
+from storage.models import Conversation
 from storage.redactions import Owed
 from storage.repository import owe_parent_refresh
 from storage.workspaces import paused_teams
@@ -109,9 +110,11 @@ class RedactionWorker:
     async def _redact(self, item: Owed) -> str:
         """Redact one post (and its files); Slack's refusal for good as the outcome, _Later for "not now"."""
         if item.parent:
-            if item.conversation_id is not None:
-                async with self._sessions() as session, session.begin():
-                    await owe_parent_refresh(session, item.conversation_id, f"retention:{item.id}")
+            async with self._sessions() as session, session.begin():
+                # An erasure since may have taken the conversation (and redacted its thread) already.
+                if item.conversation_id is None or await session.get(Conversation, item.conversation_id) is None:
+                    return "conversation gone"
+                await owe_parent_refresh(session, item.conversation_id, f"retention:{item.id}")
             return "parent refreshed"
         client = await self._slack_for(item.slack_team)
         if client is None:
