@@ -48,7 +48,7 @@ if __package__ in (None, ""):
 
 from bench import _common
 from bench.campaign_throughput import TEMPLATE, write_audience
-from bench.mirror_latency import _arrivals, _send
+from bench.mirror_latency import _send
 from bot.meta.parser import event_type_of
 from tests.helpers import PNID, inbound_text, status
 
@@ -92,10 +92,10 @@ def _metric(url: str, name: str, label: str = "") -> float:
 
 def _latencies(standins: _common.Standins, sent: dict[int, float], tag: str) -> list[float]:
     deadline = time.monotonic() + SETTLE_TIMEOUT
-    arrived = _arrivals(standins, tag)
+    arrived = _common.first_posts(standins, f"mlat-{tag}")
     while len(arrived) < len(sent) and time.monotonic() < deadline:
         time.sleep(0.5)
-        arrived = _arrivals(standins, tag)
+        arrived = _common.first_posts(standins, f"mlat-{tag}")
     return [arrived[i] - t for i, t in sent.items() if i in arrived]
 
 
