@@ -16,6 +16,9 @@ while the stand-in answers every send with sent/delivered/read webhooks (a statu
 same time customers write to the other workspaces' numbers at `--rate` messages a second, each to a number of
 its own in turn. Target: their p99 below 300 ms.
 
+`--reply-storm RATE` adds a reply storm to the campaign: workspace 0's customers write RATE messages a second
+into one of its channels (Slack takes one post a second there), each opening a thread.
+
 Baseline, in the same run: the same customers writing at the same rate before the campaign starts (no storm);
 the storm phase's p50 and p99 are printed as ratios of it. `--py-spy FILE` records `serve` during the storm.
 """
@@ -29,7 +32,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -112,6 +115,19 @@ async def customers(url: str, workspaces: int, rate: float, seconds: float, mark
     return sent, errors
 
 
+async def with_reply_storm(quiet: Awaitable[tuple[dict[int, float], int]], url: str, rate: float, seconds: float,
+                           marker: str) -> tuple[dict[int, float], int]:
+    """The quiet customers' traffic while workspace 0's customers write `rate` messages a second into its
+    second number (one Slack channel, each message a new thread): a reply storm."""
+    if rate <= 0:
+        return await quiet
+    base_ts = int(time.time()) - 5
+    items = [_common.customer_message(marker, i, number=number(0, 1), wa_id=f"919850{i:06d}", name=f"Storm {i}",
+                                      ts=base_ts) for i in range(max(1, int(rate * seconds)))]
+    result, _ = await asyncio.gather(quiet, _common.open_loop(url, items, rate))
+    return result
+
+
 def _row(phase: str, latencies: list[float], sent: dict[int, float], errors: int, rate: float,
          baseline: dict[str, object] | None, campaign_sends: int | str) -> dict[str, object]:
     stats = _common.latency_stats(latencies)
@@ -124,8 +140,8 @@ def _row(phase: str, latencies: list[float], sent: dict[int, float], errors: int
     return row
 
 
-def run(workspaces: int, rate: float, seconds: float, campaign_seconds: float, *, profile: str = ""
-        ) -> dict[str, object]:
+def run(workspaces: int, rate: float, seconds: float, campaign_seconds: float, *, profile: str = "",
+        reply_storm: float = 0.0) -> dict[str, object]:
     """The quiet workspaces' latency without the storm (the baseline), then during it, in one run."""
     from bot.onboarding.crypto import new_key
 
@@ -157,7 +173,9 @@ def run(workspaces: int, rate: float, seconds: float, campaign_seconds: float, *
                     raise RuntimeError(f"the campaign did not start; serve log:\n{serve.tail()}")
                 time.sleep(0.1)
             spy = _common.py_spy(serve.proc.pid, profile) if profile else None
-            sent, errors = asyncio.run(customers(url_of(serve.url), workspaces, rate, seconds, f"fair-{tag}s", 1))
+            sent, errors = asyncio.run(with_reply_storm(
+                customers(url_of(serve.url), workspaces, rate, seconds, f"fair-{tag}s", 1), url_of(serve.url),
+                reply_storm, seconds, f"fair-{tag}r"))
             campaign_sends = standins.sends_count(number(0, 0))
             if spy is not None:
                 _common.stop_py_spy(spy)
@@ -167,7 +185,8 @@ def run(workspaces: int, rate: float, seconds: float, campaign_seconds: float, *
                   for phase, marker, phase_sent in (("no storm", f"fair-{tag}q", quiet_sent),
                                                     ("storm", f"fair-{tag}s", sent))}
     baseline = _row("no storm (baseline)", quiet, quiet_sent, quiet_errors, rate, None, "-")
-    row = _row(f"workspace 0 at {CAMPAIGN_MPS} mps", storm, sent, errors, rate, baseline, campaign_sends)
+    storm_name = f"workspace 0 at {CAMPAIGN_MPS} mps" + (f" + {reply_storm:g} replies/s" if reply_storm else "")
+    row = _row(storm_name, storm, sent, errors, rate, baseline, campaign_sends)
     p99 = float(row["p99 ms"])  # type: ignore[arg-type]
     print(_common.table([baseline, row], f"Other workspaces' customers ({workspaces} workspaces x 2 numbers), "
                                          f"{seconds:g} s per phase; {_common.machine()}"))
@@ -192,13 +211,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="default 15 (8 with --quick)")
     parser.add_argument("--campaign-seconds", type=float, default=None,
                         help="campaign size in seconds at 80 mps (default: --seconds + 10)")
+    parser.add_argument("--reply-storm", type=float, default=0.0, metavar="RATE",
+                        help="also a reply storm: workspace 0's customers write RATE messages a second into one "
+                             "of its channels during the storm phase")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--py-spy", default="", metavar="FILE",
                         help="record `serve` with py-spy (raw stacks) during the storm phase; prints the top frames")
     args = parser.parse_args(argv)
     workspaces = max(2, args.workspaces or (20 if args.quick else 100))
     seconds = args.seconds or (8.0 if args.quick else 15.0)
-    run(workspaces, args.rate, seconds, args.campaign_seconds or seconds + 10.0, profile=args.py_spy)
+    run(workspaces, args.rate, seconds, args.campaign_seconds or seconds + 10.0, profile=args.py_spy,
+        reply_storm=args.reply_storm)
     return 0
 
 

@@ -157,3 +157,16 @@ async def test_ahead_counts_the_bucket_and_the_callers_that_would_go_first() -> 
     for task in waiting:
         task.cancel()
     await asyncio.gather(*waiting, return_exceptions=True)
+
+
+async def test_calls_sent_away_come_back_one_slot_apart() -> None:
+    pacer = Pacer({POST: Limit(1.0, 1, per_channel=True)})
+    await pacer.acquire(POST, "C1", 0)
+    waiting = asyncio.create_task(pacer.acquire(POST, "C1", 0))
+    await asyncio.sleep(0)
+    first, second, third = (pacer.defer(POST, "C1", 0) for _ in range(3))
+    assert 1.5 < first <= 2.0  # after the bucket's second and the caller waiting here
+    assert second == pytest.approx(first + 1.0, abs=0.01) and third == pytest.approx(first + 2.0, abs=0.01)
+    assert pacer.defer(POST, "C2", 0) == 0.0  # another channel: its own line, nothing in it
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)

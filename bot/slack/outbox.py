@@ -247,7 +247,8 @@ class OutboxWorker:
             # cannot have: a call more than a moment away goes back to the table until about its turn.
             ahead = self.pacer.ahead(method, channel, priority, workspace)
             if ahead > _MAX_HELD_WAIT:
-                raise Retry(f"{method} on {channel or workspace}: {ahead:.1f} s of calls ahead", delay=ahead)
+                raise Retry(f"{method} on {channel or workspace}: {ahead:.1f} s of calls ahead",
+                            delay=self.pacer.defer(method, channel, priority, workspace))
         await self.pacer.acquire(method, channel, priority, workspace)
 
     # ---- the table ---------------------------------------------------------------------------------

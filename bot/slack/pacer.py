@@ -42,6 +42,7 @@ class Pacer:
         self.paces: Paces = paces if paces is not None else LocalPaces()
         self._waiting: dict[Key, list[tuple[int, int, asyncio.Event]]] = {}
         self._seen: dict[Key, tuple[float, Grant]] = {}  # each bucket's last answer, and when
+        self._deferred: dict[Key, float] = {}  # when the last call sent away (see `defer`) is due back
         self._seq = itertools.count()
 
     @staticmethod
@@ -119,6 +120,23 @@ class Pacer:
         wait, rate = ((max(0.0, seen[1].wait - (self._now() - seen[0])), seen[1].rate) if seen is not None
                       else (0.0, limit.per_second))
         return wait + first / rate
+
+    def defer(self, method: str, channel: str | None, priority: int = 0, workspace: str = "") -> float:
+        """Seconds until a call that will not wait here now should come back: after the calls ahead of it and
+        after those sent away before it, one slot apart, so that calls sent away return about at their turn
+        rather than all at once."""
+        found = self._find(method, channel, workspace)
+        if found is None:
+            return 0.0
+        key, limit, _ = found
+        now = self._now()
+        seen = self._seen.get(key)
+        rate = seen[1].rate if seen is not None else limit.per_second
+        due = max(now + self.ahead(method, channel, priority, workspace), self._deferred.get(key, 0.0) + 1.0 / rate)
+        self._deferred[key] = due
+        for other in [k for k, at in self._deferred.items() if at < now]:  # those due back already
+            del self._deferred[other]
+        return due - now
 
     def backlog(self) -> dict[str, ChannelBacklog]:
         """Callers waiting for chat.postMessage per channel, and how long until the last of them may go."""
