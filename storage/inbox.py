@@ -14,7 +14,7 @@ from enum import StrEnum
 from sqlalchemy import CursorResult, Update, delete, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Conversation, ConversationEvent
+from storage.models import Conversation, ConversationEvent, ConversationLabel
 from storage.upsert import insert_ignore
 
 CUSTOMER = "customer"  # the actor of a reopen caused by the customer writing again
@@ -30,6 +30,7 @@ class InboxAction(StrEnum):
     UNASSIGN = "unassign"
     SNOOZE = "snooze"
     WAKE = "wake"  # back from a snooze: its time came, the customer wrote, or someone unsnoozed it
+    LABEL = "label"  # labels changed: the detail says how ("+fees -complaint")
 
 
 class Outcome(StrEnum):
@@ -52,6 +53,7 @@ class Change:
     unowned_only: bool = False  # TAKE only while nobody owns it (a click, or the first reply from Slack)
     by_reply: bool = False  # a TAKE made by answering first (inbox.auto_assign: first_reply)
     until: datetime | None = None  # SNOOZE's time; a timed WAKE's snooze (changed only while still so)
+    labels: tuple[str, ...] | None = None  # LABEL's new set of labels
 
 
 async def apply(session: AsyncSession, change: Change) -> Outcome:
@@ -63,11 +65,41 @@ async def apply(session: AsyncSession, change: Change) -> Outcome:
         "created_at": change.at}, ["dedupe_key"])
     if event_id is None:
         return Outcome.REPLAY
+    if change.action is InboxAction.LABEL:
+        return await _set_labels(session, change, event_id)
     result = await session.execute(_update(change).execution_options(synchronize_session=False))
     if not isinstance(result, CursorResult) or result.rowcount != 1:
         await session.execute(delete(ConversationEvent).where(ConversationEvent.id == event_id))
         return Outcome.UNCHANGED
     return Outcome.DONE
+
+
+async def _set_labels(session: AsyncSession, change: Change, event_id: int) -> Outcome:
+    """Make the conversation's labels `change.labels`; the audit row's detail says what changed."""
+    wanted = set(change.labels or ())
+    conv = Conversation.id == change.conversation_id
+    owned = await session.scalar(select(Conversation.id).where(conv, Conversation.slack_team == change.slack_team))
+    have = set((await session.scalars(select(ConversationLabel.label).where(
+        ConversationLabel.conversation_id == change.conversation_id))).all())
+    if owned is None or wanted == have:
+        await session.execute(delete(ConversationEvent).where(ConversationEvent.id == event_id))
+        return Outcome.UNCHANGED
+    if have - wanted:
+        await session.execute(delete(ConversationLabel).where(
+            ConversationLabel.conversation_id == change.conversation_id, ConversationLabel.label.in_(have - wanted)))
+    for label in sorted(wanted - have):
+        await insert_ignore(session, ConversationLabel, {"conversation_id": change.conversation_id, "label": label},
+                            ["conversation_id", "label"])
+    detail = " ".join([*(f"+{x}" for x in sorted(wanted - have)), *(f"-{x}" for x in sorted(have - wanted))])
+    await session.execute(update(ConversationEvent).where(ConversationEvent.id == event_id)
+                          .values(detail=detail[:255]))
+    return Outcome.DONE
+
+
+async def labels_of(session: AsyncSession, conversation_id: int) -> tuple[str, ...]:
+    """A conversation's labels, sorted."""
+    return tuple(sorted((await session.scalars(select(ConversationLabel.label).where(
+        ConversationLabel.conversation_id == conversation_id))).all()))
 
 
 def _update(change: Change) -> Update:

@@ -28,6 +28,7 @@ from storage.models import (
     ContactIdentity,
     Conversation,
     ConversationEvent,
+    ConversationLabel,
     Erasure,
     Message,
     MessageStatus,
@@ -72,6 +73,11 @@ async def collect(session: AsyncSession, person: Person, channel_ids: Sequence[i
         select(AudienceMember, Campaign.name).join(Campaign, Campaign.id == AudienceMember.campaign_id)
         .where(AudienceMember.wa_id.in_(person.wa_ids), AudienceMember.campaign_id.in_(campaigns_in(channel_ids)))
         .order_by(AudienceMember.id))).all()
+    labels: dict[int, list[str]] = {}
+    for conv_id, label in (await session.execute(select(ConversationLabel.conversation_id, ConversationLabel.label)
+                                                 .where(ConversationLabel.conversation_id.in_(person.conversation_ids))
+                                                 .order_by(ConversationLabel.label))).tuples():
+        labels.setdefault(conv_id, []).append(label)
     changes = (await session.scalars(select(ConversationEvent).where(
         ConversationEvent.conversation_id.in_(person.conversation_ids))
         .order_by(ConversationEvent.conversation_id, ConversationEvent.id))).all()
@@ -83,7 +89,8 @@ async def collect(session: AsyncSession, person: Person, channel_ids: Sequence[i
     return {
         "contacts": [as_row(c) for c in contacts],
         "identities": [as_row(i) for i in identities],
-        "conversations": [{**as_row(c), "channel": name, "business_number": number} for c, name, number in convs],
+        "conversations": [{**as_row(c), "channel": name, "business_number": number, "labels": labels.get(c.id, [])}
+                          for c, name, number in convs],
         "messages": [as_row(m) for m in messages],
         "media": [{"message_id": m.id, "type": m.type, "media_id": m.media_id, "mime_type": m.media_mime,
                    **{k: v for k, v in ((m.content or {}).get("media") or {}).items() if k in ("filename", "sha256")}}

@@ -1,5 +1,5 @@
 """Finding conversations for `/wabridge find`: by words in their messages, the customer's name or number, and by
-owner and status, within the numbers (channels) a person may see.
+owner, status and label, within the numbers (channels) a person may see.
 
 Words use PostgreSQL's `search_tsv` (GIN) or SQLite's FTS5 index (migration 0018), else LIKE; each word must
 appear (a prefix is enough: "refu" finds "refund"). A name or number matching the words finds the conversation
@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Channel, Contact, Conversation, Message, as_utc
+from storage.models import Channel, Contact, Conversation, ConversationLabel, Message, as_utc
 
 MAX_HITS = 20
 PAGES = (200, 1000, 5000)  # matching messages read newest first before grouping every match
@@ -31,6 +31,7 @@ class Query:
     owner: str | None = None
     unowned: bool = False
     status: str | None = None  # open | resolved
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Hit:
     status: str
     last_text: str | None
     last_at: datetime | None
+    labels: tuple[str, ...] = ()
 
 
 def words_of(text_: str) -> tuple[str, ...]:
@@ -67,6 +69,9 @@ async def find(session: AsyncSession, query: Query, *, workspace: str, channel_i
         scope.append(Conversation.owner.is_(None))
     if query.status:
         scope.append(Conversation.inbox_status == query.status)
+    if query.label:
+        scope.append(Conversation.id.in_(select(ConversationLabel.conversation_id)
+                                         .where(ConversationLabel.label == query.label)))
     found: dict[int, datetime] = {}
     if query.words:
         found = await _newest(session, [*scope, await _matching(session, query.words)], limit)
@@ -148,11 +153,16 @@ async def hits_for(session: AsyncSession, conversation_ids: list[int]) -> list[H
     last = {c: (t, at) for c, t, at in (await session.execute(
         select(Message.conversation_id, Message.text, Message.wa_timestamp)
         .join(newest, newest.c.mid == Message.id))).tuples()}
+    labels: dict[int, list[str]] = {}
+    for cid, label in (await session.execute(select(ConversationLabel.conversation_id, ConversationLabel.label)
+                                             .where(ConversationLabel.conversation_id.in_(conversation_ids))
+                                             .order_by(ConversationLabel.label))).tuples():
+        labels.setdefault(cid, []).append(label)
     by_id = {}
     for cid, channel, slack_channel, ts, wa_id, name, owner, status in rows:
         last_text, last_at = last.get(cid, (None, None))
         by_id[cid] = Hit(cid, channel, slack_channel, ts, wa_id, name, owner, status or "open", last_text,
-                         as_utc(last_at) if last_at is not None else None)
+                         as_utc(last_at) if last_at is not None else None, tuple(labels.get(cid, ())))
     return [by_id[c] for c in conversation_ids if c in by_id]
 
 

@@ -8,6 +8,7 @@ A customer writing again reopens a resolved conversation; echoes, statuses and h
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -24,15 +25,16 @@ from storage.models import Conversation, as_utc
 from storage.outbox_kinds import Note, enqueue
 
 
-def view_of(conv: Conversation) -> InboxView:
+def view_of(conv: Conversation, labels: tuple[str, ...] = (), choices: Sequence[str] = ()) -> InboxView:
     """The conversation's inbox state as its parent shows it."""
     return InboxView(conv.id, conv.owner, conv.inbox_status or inbox.OPEN, conv.status_by, conv.status_at,
-                     as_utc(conv.snoozed_until) if conv.snoozed_until is not None else None)
+                     as_utc(conv.snoozed_until) if conv.snoozed_until is not None else None, labels, tuple(choices))
 
 
-def parent_with_inbox(header: Post, conv: Conversation, tz: str) -> Post:
-    """A thread parent's header with the owner, status and the inbox buttons under it."""
-    return replace(header, blocks=with_inbox(list(header.blocks), view_of(conv), tz))
+def parent_with_inbox(header: Post, conv: Conversation, tz: str, labels: tuple[str, ...] = (),
+                      choices: Sequence[str] = ()) -> Post:
+    """A thread parent's header with the owner, status, labels and the inbox buttons under it."""
+    return replace(header, blocks=with_inbox(list(header.blocks), view_of(conv, labels, choices), tz))
 
 
 def note_text(change: Change) -> str:
@@ -52,6 +54,8 @@ def note_text(change: Change) -> str:
         return f":wave: {actor} unassigned {who(change.assignee or '?')}: nobody owns this conversation now."
     if change.action is InboxAction.RESOLVE:
         return f":white_check_mark: {actor} resolved this conversation."
+    if change.action is InboxAction.LABEL:
+        return f":label: {actor} set the labels: {', '.join(change.labels or ()) or 'none'}."
     if change.action is InboxAction.SNOOZE:
         return f":zzz: {actor} snoozed this conversation until {slack_time(change.until)}."
     if change.action is InboxAction.WAKE:
@@ -77,6 +81,8 @@ def audit_text(action: str, actor: str, assignee: str | None, detail: str | None
     person = "the customer" if actor == inbox.CUSTOMER else actor
     if action == InboxAction.SNOOZE:
         return f"{person} snoozed this until {detail or '?'}"
+    if action == InboxAction.LABEL:
+        return f"{person} changed the labels: {detail or '?'}"
     if action == InboxAction.WAKE:
         return "back from snooze" + ("" if actor == inbox.CLOCK else f" ({person})")
     if action == InboxAction.TAKE:

@@ -25,6 +25,7 @@ from bot.slack.outbox_policy import superseded
 from bot.slack.parent import opening_parent
 from scheduler.campaigns.sent_text import campaign_text
 from storage import repository as repo
+from storage.inbox import labels_of
 from storage.models import Campaign, Channel, Contact, Conversation, Message, SlackOutbox, utcnow
 from storage.outbox_kinds import Alert, MessagePost, Note, StatusMark
 
@@ -190,7 +191,7 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
         header = parent_with_inbox(render.parent_post(
             await header_view(ctx, contact), render.ChannelView(channel_row.name, channel_row.display_phone_number),
             window_closes_at(conv.last_customer_message_at), utcnow(), ctx.deps.settings.timezone),
-            conv, ctx.deps.settings.timezone)
+            conv, ctx.deps.settings.timezone, choices=ctx.deps.settings.inbox.labels)
         folded = opening_parent(header, opening.post) if opening is not None else None
         if opening is not None and folded is not None:
             ts = await ctx.post_parent(slack_channel, folded, conversation_id, part=opening.part)
@@ -233,9 +234,12 @@ async def current_parent(ctx: ItemContext, conv: Conversation, contact: Contact,
                          parent_ts: str) -> render.Post:
     """The parent as it should read now: fresh header fields, and the first message if the parent carries it."""
     tz = ctx.deps.settings.timezone
+    async with ctx.deps.sessions() as s:
+        labels = await labels_of(s, conv.id)
     header = parent_with_inbox(render.parent_post(
         await header_view(ctx, contact), render.ChannelView(channel_row.name, channel_row.display_phone_number),
-        window_closes_at(conv.last_customer_message_at), utcnow(), tz), conv, tz)
+        window_closes_at(conv.last_customer_message_at), utcnow(), tz), conv, tz, labels,
+        ctx.deps.settings.inbox.labels)
     async with ctx.deps.sessions() as s:
         carried = await s.scalar(select(Message.id).where(Message.conversation_id == conv.id,
                                                           Message.slack_ts == parent_ts).limit(1))

@@ -11,6 +11,7 @@ payload finds its audit row and does nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -27,6 +28,7 @@ from bot.slack import once, payloads
 from bot.slack.inbox_view import (
     ACTIONS_BLOCK,
     ASSIGN_ACTION,
+    LABELS_ACTION,
     MORE_BLOCK,
     REOPEN_ACTION,
     RESOLVE_ACTION,
@@ -51,7 +53,8 @@ _UNCHANGED = {InboxAction.TAKE: "You already own this conversation.",
               InboxAction.REOPEN: "This conversation is open already.",
               InboxAction.UNASSIGN: "Nobody owns this conversation.",
               InboxAction.SNOOZE: "This conversation is resolved, or snoozed until then already.",
-              InboxAction.WAKE: "This conversation is not snoozed."}
+              InboxAction.WAKE: "This conversation is not snoozed.",
+              InboxAction.LABEL: "Those are its labels already."}
 NOT_LATER = "Pick a time in the future to snooze this conversation until."
 
 
@@ -67,6 +70,7 @@ def register(bolt: AsyncApp, deps: Deps) -> None:
     bolt.action(SNOOZE_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.SNOOZE))
     bolt.action(SNOOZE_DATE_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.SNOOZE))
     bolt.action(UNSNOOZE_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.WAKE))
+    bolt.action(LABELS_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.LABEL))
     bolt.action(RESOLVE_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.RESOLVE))
     bolt.action(REOPEN_ACTION)(partial(on_inbox_action, deps, permissions, InboxAction.REOPEN))
     bolt.event("reaction_added")(partial(on_reaction, deps, permissions))
@@ -117,6 +121,12 @@ def conversation_named(action: dict[str, Any]) -> int | None:
     return payloads.as_id(rest) if prefix in (ACTIONS_BLOCK, MORE_BLOCK) else None
 
 
+def chosen_labels(action: dict[str, Any], configured: Sequence[str]) -> tuple[str, ...]:
+    """The labels picked in the multi-select, among those configured (another value is dropped), sorted."""
+    picked = {str(o.get("value") or "") for o in action.get("selected_options") or [] if isinstance(o, dict)}
+    return tuple(sorted(picked & set(configured)))
+
+
 def snooze_time(action: dict[str, Any], now: datetime, tz: str) -> datetime | None:
     """When the snooze picked (from the menu or the date picker) ends; None when none or not in the future."""
     if action.get("action_id") == SNOOZE_DATE_ACTION:
@@ -150,13 +160,16 @@ async def on_inbox_action(deps: Deps, permissions: Permissions, kind: InboxActio
     if kind is InboxAction.SNOOZE and until is None:
         await ephemeral(deps, thread, thread.slack_channel, user, NOT_LATER)
         return
+    labels = chosen_labels(action, deps.settings.inbox.labels) if kind is InboxAction.LABEL else None
     # The pick, not its time ("1 hour" from each delivery's now): a replay is the same change.
     picked = str(action.get("selected_date") or (action.get("selected_option") or {}).get("value") or "")
+    if labels is not None:
+        picked = ",".join(labels)
     key = once.action_key("inbox", kind.value, user, str(thread.conversation_id), stamp, assignee or "", picked)
     if kind is InboxAction.UNASSIGN:
         assignee = await _owner(deps, thread.conversation_id, scope.workspace)  # changed only while still theirs
     change = Change(thread.conversation_id, scope.workspace, kind, user, now, key, assignee,
-                    unowned_only=kind is InboxAction.TAKE, until=until)
+                    unowned_only=kind is InboxAction.TAKE, until=until, labels=labels)
     outcome = await _apply(deps, change)
     if outcome is Outcome.UNCHANGED:
         await ephemeral(deps, thread, thread.slack_channel, user,

@@ -27,7 +27,7 @@ async def on_find(deps: Deps, permissions: Permissions, ack: Any, respond: Any, 
                   text: str) -> None:
     """Answer `/wabridge find <text>` (text without the `find`)."""
     user = str(body.get("user_id") or "")
-    parsed = parse(text, user)
+    parsed = parse(text, user, deps.settings.inbox.labels)
     if parsed.query is None:
         await ack(text=parsed.problem or "")
         return

@@ -1,4 +1,5 @@
-"""The inbox's audit for `wabridge report`: every take, assign, unassign, resolve and reopen in a period."""
+"""The inbox's audit for `wabridge report`: every take, assign, unassign, resolve, reopen, snooze and label change
+in a period."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.slack.render import ContactView
+from storage.inbox import CLOCK, CUSTOMER
 from storage.models import Channel, Contact, Conversation, ConversationEvent, as_utc
 
 
@@ -23,6 +25,7 @@ class AuditEntry:
     action: str
     actor: str
     assignee: str | None
+    detail: str | None = None  # a snooze's time, a label change ("+fees -complaint")
 
 
 async def changes_in(sessions: async_sessionmaker[AsyncSession], *, since: datetime, now: datetime,
@@ -30,7 +33,7 @@ async def changes_in(sessions: async_sessionmaker[AsyncSession], *, since: datet
     """The changes made in [since, now], oldest first, optionally on some channels only."""
     e = ConversationEvent
     query = (select(e.created_at, Channel.name, Contact.wa_id, Contact.address_book_name, Contact.profile_name,
-                    e.action, e.actor, e.assignee)
+                    e.action, e.actor, e.assignee, e.detail)
              .join(Conversation, Conversation.id == e.conversation_id)
              .join(Channel, Channel.id == Conversation.channel_id)
              .join(Contact, Contact.id == Conversation.contact_id)
@@ -39,10 +42,10 @@ async def changes_in(sessions: async_sessionmaker[AsyncSession], *, since: datet
         query = query.where(Channel.name.in_(channels))
     async with sessions() as s:
         rows = (await s.execute(query)).all()
-    return [AuditEntry(as_utc(at), channel, ContactView(wa_id, book or profile).label, action, actor, assignee)
-            for at, channel, wa_id, book, profile, action, actor, assignee in rows]
+    return [AuditEntry(as_utc(at), channel, ContactView(wa_id, book or profile).label, action, actor, assignee, detail)
+            for at, channel, wa_id, book, profile, action, actor, assignee, detail in rows]
 
 
 def people_in(entries: Sequence[AuditEntry]) -> set[str]:
     """The Slack users the entries name (to look their names up)."""
-    return {p for entry in entries for p in (entry.actor, entry.assignee) if p and p != "customer"}
+    return {p for entry in entries for p in (entry.actor, entry.assignee) if p and p not in (CUSTOMER, CLOCK)}

@@ -83,7 +83,8 @@ def as_dict(f: Figures, names: Mapping[str, str], channel: str | None = None, tz
         "inbox_changes": [{"at": at(c.at), "channel": c.channel, "customer": unisolated(c.customer),
                            "action": c.action, "by": _person(c.actor, names), "by_id": _id(c.actor),
                            "assignee": _person(c.assignee, names) if c.assignee else None,
-                           "assignee_id": _id(c.assignee) if c.assignee else None} for c in changes],
+                           "assignee_id": _id(c.assignee) if c.assignee else None, "detail": c.detail}
+                          for c in changes],
         "satisfaction": [{**s.as_dict(), "staff": names.get(s.staff, s.staff) if s.staff else "nobody",
                           "id": s.staff or None} for s in satisfaction],
     }
@@ -132,9 +133,12 @@ def render_text(data: Mapping[str, Any]) -> str:
 def _change_text(change: Mapping[str, Any]) -> str:
     """`Asha Verma assigned it to Ravi`, `reopened by the customer`."""
     by, action, assignee = change["by"], change["action"], change["assignee"] or "?"
+    detail = change.get("detail") or "?"
     return {"take": f"{by} took it", "assign": f"{by} assigned it to {assignee}",
             "unassign": f"{by} unassigned {assignee}", "resolve": f"{by} resolved it",
-            "reopen": f"reopened by {by}"}.get(action, f"{action} by {by}")
+            "reopen": f"reopened by {by}", "snooze": f"{by} snoozed it until {detail}",
+            "wake": "back from snooze", "label": f"{by} changed the labels: {detail}",
+            }.get(action, f"{action} by {by}")
 
 
 def _span(minutes: float) -> str:

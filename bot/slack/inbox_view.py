@@ -21,6 +21,7 @@ UNASSIGN_ACTION = "wabridge_inbox_unassign"
 SNOOZE_ACTION = "wabridge_inbox_snooze"
 SNOOZE_DATE_ACTION = "wabridge_inbox_snooze_date"
 UNSNOOZE_ACTION = "wabridge_inbox_unsnooze"
+LABELS_ACTION = "wabridge_inbox_labels"
 MORE_BLOCK = "wabridge_inbox_more"
 RESOLVE_ACTION = "wabridge_inbox_resolve"
 REOPEN_ACTION = "wabridge_inbox_reopen"
@@ -38,6 +39,8 @@ class InboxView:
     status_by: str | None = None
     status_at: datetime | None = None
     snoozed_until: datetime | None = None
+    labels: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()  # the configured labels (inbox.labels): the picker's options
 
     @property
     def resolved(self) -> bool:
@@ -66,6 +69,8 @@ def status_line(view: InboxView, tz: str) -> str:
         state = ":inbox_tray: *Open*"
     if view.snoozed and view.snoozed_until is not None:
         state += f" · :zzz: Snoozed until {format_time(view.snoozed_until, tz)}"
+    if view.labels:
+        state += " · :label: " + ", ".join(view.labels)
     return f"{owner} · {state}"
 
 
@@ -93,10 +98,23 @@ def inbox_blocks(view: InboxView, tz: str) -> list[dict[str, Any]]:
               {"type": "actions", "block_id": f"{ACTIONS_BLOCK}:{view.conversation_id}",
                "elements": [_button("Take it", TAKE_ACTION, value), assign, *unassign, status,
                             _button("Saved reply", saved_replies.OPEN_ACTION, value)]}]
-    if not view.resolved:
-        blocks.append({"type": "actions", "block_id": f"{MORE_BLOCK}:{view.conversation_id}",
-                       "elements": snooze_elements(view, value)})
+    more = [*([] if view.resolved else snooze_elements(view, value)), *label_elements(view)]
+    if more:
+        blocks.append({"type": "actions", "block_id": f"{MORE_BLOCK}:{view.conversation_id}", "elements": more})
     return blocks
+
+
+def label_elements(view: InboxView) -> list[dict[str, Any]]:
+    """Labels… (a multi-select of the configured labels, the conversation's chosen), when labels are set up."""
+    if not view.choices:
+        return []
+    picker: dict[str, Any] = {"type": "multi_static_select", "action_id": LABELS_ACTION,
+                              "placeholder": limits.plain("Labels…", limits.PLACEHOLDER),
+                              "options": [limits.option(label, label) for label in view.choices]}
+    chosen = [limits.option(label, label) for label in view.labels if label in view.choices]
+    if chosen:
+        picker["initial_options"] = chosen
+    return [picker]
 
 
 def snooze_elements(view: InboxView, value: str) -> list[dict[str, Any]]:

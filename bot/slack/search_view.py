@@ -12,7 +12,7 @@ from bot.slack.render import ContactView, escape, format_time
 from storage.search import Hit, Query, words_of
 
 USAGE = ("Usage: `/wabridge find <words | name | number>` with any of `owner:@someone`, `owner:me`, `owner:none`, "
-         "`status:open`, `status:resolved`. Example: `/wabridge find fee refund status:open`.")
+         "`status:open`, `status:resolved`, `label:NAME`. Example: `/wabridge find fee refund status:open`.")
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 SNIPPET = 150
 
@@ -25,12 +25,14 @@ class Parsed:
     problem: str | None = None
 
 
-def parse(text: str, user: str) -> Parsed:
-    """`fee refund owner:<@U0ASHA|asha> status:open` → words and filters; unknown filters are explained."""
+def parse(text: str, user: str, labels: Sequence[str] = ()) -> Parsed:
+    """`fee refund owner:<@U0ASHA|asha> status:open label:fees` → words and filters; unknown filters and labels
+    (`labels`: those configured) are explained."""
     words: list[str] = []
     owner: str | None = None
     unowned = False
     status: str | None = None
+    label: str | None = None
     for token in text.split():
         key, sep, value = token.partition(":")
         key = key.lower()
@@ -49,11 +51,16 @@ def parse(text: str, user: str) -> Parsed:
                 return Parsed(None, f"`status:` is `open` or `resolved`, not `{escape(value)}`.")
             status = value.lower()
         elif sep and key == "label":
-            return Parsed(None, "Labels are not set up in this workspace yet: search by words, owner or status.")
+            if not labels:
+                return Parsed(None, "No labels are set up (`inbox.labels`): search by words, owner or status.")
+            if value not in labels:
+                return Parsed(None, f"No label `{escape(value)}` here; the labels are "
+                                    + ", ".join(f"`{escape(x)}`" for x in labels) + ".")
+            label = value
         else:
             words += words_of(token)
-    query = Query(tuple(words), owner, unowned, status)
-    if not (query.words or query.owner or query.unowned or query.status):
+    query = Query(tuple(words), owner, unowned, status, label)
+    if not (query.words or query.owner or query.unowned or query.status or query.label):
         return Parsed(None, USAGE)
     return Parsed(query)
 
@@ -67,6 +74,8 @@ def describe(query: Query) -> str:
         parts.append("owned by nobody")
     if query.status:
         parts.append(query.status)
+    if query.label:
+        parts.append(f"labelled {escape(query.label)}")
     return ", ".join(parts)
 
 
@@ -86,7 +95,8 @@ def answer_blocks(query: Query, hits: Sequence[Hit], links: Mapping[int, str], t
             when = format_time(hit.last_at, tz) if hit.last_at else ""
             said = escape(limits.clip(" ".join((hit.last_text or "").split()), SNIPPET))
             last = f"\n> {said or '(no text)'} · {when}"
-        blocks.append(limits.section(f"*{who}* · {escape(hit.channel)} · Owner: {owner} · {state}{last}"))
+        tags = f" · :label: {escape(', '.join(hit.labels))}" if hit.labels else ""
+        blocks.append(limits.section(f"*{who}* · {escape(hit.channel)} · Owner: {owner} · {state}{tags}{last}"))
     if unchecked:
         blocks.append(limits.context("Slack did not say whether you are in " + ", ".join(
             escape(c) for c in unchecked) + ": those numbers were left out. Try again in a moment."))

@@ -41,9 +41,20 @@ class AutoAssign(StrEnum):
 
 
 class InboxSettings(Strict):
-    """The team inbox on thread parents (owner, status)."""
+    """The team inbox on thread parents (owner, status, labels)."""
 
     auto_assign: AutoAssign = AutoAssign.OFF
+    labels: list[str] = Field(default_factory=list, max_length=100)  # a multi-select holds 100 options
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: list[str]) -> list[str]:
+        cleaned = [label.strip() for label in value]
+        if any(not label or len(label) > 64 or ":" in label or " " in label for label in cleaned):
+            raise ValueError("each label is one word of 1 to 64 characters, without ':' (e.g. fees, admissions)")
+        if len(set(cleaned)) != len(cleaned):
+            raise ValueError("a label is listed twice")
+        return cleaned
 
 
 class SlaSettings(Strict):
