@@ -16,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.core.config import RetentionSettings
 from bot.core.metrics import Metrics
 from bot.handlers import appkeys
-from bot.ops.retention_redaction import REDACTED, RedactionWorker
+from bot.ops.retention_redaction import OWN_SHARE, REDACTED, RedactionWorker, _own_pacer
 from bot.ops.retention_worker import RetentionWorker
 from bot.slack.pacer import Pacer
+from bot.slack.pacing import SLACK_LIMITS
 from bot.standins import SlackStandin
 from storage import redactions
 from storage.db import make_engine, make_sessionmaker, migrate
@@ -45,7 +46,8 @@ class World:
         return self.clients.get(team)
 
     def worker(self, metrics: Metrics | None = None) -> RedactionWorker:
-        return RedactionWorker(self.sessions, self.client_for, Pacer(), metrics=metrics, idle=0.01)
+        # All of Slack's allowance here: the half kept for live edits is about time, not what is redacted.
+        return RedactionWorker(self.sessions, self.client_for, Pacer(), metrics=metrics, idle=0.01, share=1.0)
 
     def text(self, team: str, ts: str) -> str:
         return next(str(m.get("text")) for m in self.slack.messages(CHANNELS[team]) if m["ts"] == ts)
@@ -221,3 +223,12 @@ async def test_a_parent_whose_conversation_was_erased_since_is_left_alone(world:
                                      )).all()
     assert len(refreshed) == 1
     assert sorted(str(o) for *_, o in await _rows(world)).count("conversation gone") == 1
+
+
+def test_the_worker_leaves_half_of_slacks_allowance_to_live_edits() -> None:
+    own = _own_pacer(OWN_SHARE)
+    assert own is not None and OWN_SHARE == 0.5
+    for method in ("chat.update", "files.delete"):
+        assert own.limits[method].per_second == SLACK_LIMITS[method].per_second / 2
+        assert own.limits[method].burst == 1  # no burst of its own: one call at a time
+    assert _own_pacer(1.0) is None

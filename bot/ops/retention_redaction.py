@@ -5,7 +5,9 @@ transaction that deletes it; this worker works them off with each workspace's ow
 - never in front of a customer: a workspace that owes a live post (a customer's message, a note, an alert)
   gets no redaction until it is posted, and every call waits for the pacer's slot at the lowest priority,
   without the reserve kept for urgent calls (bot.slack.pacer), in every process sharing the buckets;
-- at Slack's pace: chat.update is tier 3 (about 50 a minute per workspace); a 429 pauses the bucket;
+- at Slack's pace, and at most half of it: chat.update is tier 3 (about 50 a minute per workspace), shared
+  with live edits (a thread parent's owner and status, an edited message); this worker takes no more than
+  OWN_SHARE of it in each process, so those never queue behind it; a 429 pauses the bucket;
 - resumable: a row is done only once Slack answered; a stop leaves it claimed until its lease ends, then it is
   redone (chat.update with the same text changes nothing twice).
 A post that was the thread's parent is refreshed instead (its header and buttons stay; the deleted message
@@ -29,6 +31,7 @@ from bot.core.metrics import Metrics
 from bot.ops.slack_redaction import GONE_FILE, TRANSIENT
 from bot.slack.errors import http_status, slack_error_code
 from bot.slack.pacer import Pacer
+from bot.slack.pacing import SLACK_LIMITS, Limit
 from storage import redactions
 from storage.models import Conversation
 from storage.redactions import Owed
@@ -43,6 +46,15 @@ BATCH = 20  # rows claimed at a time; the rest stay in the table for other proce
 IDLE = 5.0  # seconds between looks when nothing is owed, or every owing workspace is busy
 LEASE = timedelta(minutes=10)
 GONE_POST = frozenset({"message_not_found"})  # already what we want
+OWN_SHARE = 0.5  # of Slack's allowance per workspace for the calls below; the rest stays with live edits
+CALLS = ("chat.update", "files.delete")
+
+
+def _own_pacer(share: float) -> Pacer | None:
+    """This worker's own cap per workspace (a share of Slack's allowance, no burst); None for no cap."""
+    if share >= 1:
+        return None
+    return Pacer({m: Limit(SLACK_LIMITS[m].per_second * share, 1.0) for m in CALLS})
 
 
 def _backoff(attempts: int) -> float:
@@ -70,10 +82,12 @@ class RedactionWorker:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession],
                  slack_for: Callable[[str], Awaitable[AsyncWebClient | None]], pacer: Pacer, *,
-                 metrics: Metrics | None = None, batch: int = BATCH, idle: float = IDLE) -> None:
+                 metrics: Metrics | None = None, batch: int = BATCH, idle: float = IDLE,
+                 share: float = OWN_SHARE) -> None:
         self._sessions = sessions
         self._slack_for = slack_for
         self._pacer = pacer
+        self._own = _own_pacer(share)
         self._metrics = metrics
         self._batch = batch
         self._idle = idle
@@ -130,6 +144,8 @@ class RedactionWorker:
     async def _call(self, item: Owed, method: str, channel: str | None, call: Callable[[], Awaitable[object]],
                     gone: frozenset[str]) -> str | None:
         """One paced call; None when done (or already gone), Slack's error when it refuses for good."""
+        if self._own is not None:
+            await self._own.acquire(method, channel, BULK_PRIORITY, item.slack_team)
         await self._pacer.acquire(method, channel, BULK_PRIORITY, item.slack_team)
         try:
             await call()

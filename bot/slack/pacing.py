@@ -48,6 +48,7 @@ SLACK_LIMITS: Mapping[str, Limit] = {
     "files.getUploadURLExternal": TIER_4,
     "files.completeUploadExternal": TIER_4,
     "files.info": TIER_4,
+    "files.delete": TIER_3,
 }
 """Defaults per method; methods not listed are not paced (Slack rarely refuses them)."""
 
