@@ -105,7 +105,7 @@ class RedactionWorker:
         for n, item in enumerate(items):
             if n and item.slack_team in await self._held():
                 # A customer wrote (or a token went) meanwhile: what is left waits for their posts.
-                await redactions.release(self._sessions, [i for i in items[n:]], 0, started=False)
+                await redactions.release(self._sessions, items[n:], 0, started=False)
                 break
             settled += await self._one(item)
         return settled
