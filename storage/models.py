@@ -555,6 +555,9 @@ class SavedReply(Base):
     name: Mapped[str] = mapped_column(String(100))
     text: Mapped[str] = mapped_column(Text)
     uses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # replies sent with it
+    # An image or document sent with the text (its caption): the Slack file as uploaded in the editor (id, name,
+    # mimetype, size, url_private); None for text only.
+    attachment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,19 +25,27 @@ async def get(s: AsyncSession, reply_id: int) -> SavedReply | None:
 
 
 async def add(s: AsyncSession, workspace: str, *, name: str, text: str, phone_number_id: str | None,
-              user: str) -> int:
+              user: str, attachment: dict[str, Any] | None = None) -> int:
     row = SavedReply(slack_team=workspace, name=name, text=text, phone_number_id=phone_number_id,
-                     created_by=user)
+                     created_by=user, attachment=attachment)
     s.add(row)
     await s.flush()
     return row.id
 
 
+KEEP: Any = object()  # `change`'s attachment: leave it as it is
+
+
 async def change(s: AsyncSession, workspace: str, reply_id: int, *, name: str, text: str,
-                 phone_number_id: str | None) -> bool:
-    """Update a saved reply of this workspace; False when it has none by that id."""
+                 phone_number_id: str | None, attachment: Any = KEEP) -> bool:
+    """Update a saved reply of this workspace (its attachment only when one is given, None removes it); False
+    when it has none by that id."""
+    values: dict[str, Any] = {"name": name, "text": text, "phone_number_id": phone_number_id,
+                              "updated_at": utcnow()}
+    if attachment is not KEEP:
+        values["attachment"] = attachment
     result = await s.execute(update(SavedReply).where(SavedReply.id == reply_id, SavedReply.slack_team == workspace)
-                             .values(name=name, text=text, phone_number_id=phone_number_id, updated_at=utcnow()))
+                             .values(**values))
     return bool(getattr(result, "rowcount", 0))
 
 

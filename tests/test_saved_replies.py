@@ -72,7 +72,7 @@ async def test_the_library_adds_edits_and_deletes_saved_replies(make: BridgeFact
     assert status_ == 200
     library = await eventually(lambda: next(iter(b.slack.views.values()), None))
     assert library["callback_id"] == ui.LIBRARY_CALLBACK and "No saved replies yet" in _library_text(library)
-    assert "attachments are not supported" in json.dumps(library)
+    assert "one image or document" in json.dumps(library)
 
     await b.interaction(_click(library, ui.ADD_ACTION, "new"))
     editor = await eventually(lambda: (v := b.slack.views[library["id"]])["callback_id"] == ui.EDIT_CALLBACK and v)

@@ -18,6 +18,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
+from bot.bridge.media import whatsapp_kind
 from bot.core.config import ThreadReplies
 from bot.core.window import window_closes_at, window_open
 from bot.core.workspace import DEFAULT_WORKSPACE, in_scope, request_scope
@@ -100,9 +101,14 @@ def _numbers(deps: Deps, workspace: str) -> dict[str, str]:
     return {c.phone_number_id: c.name for c in deps.settings.channels if deps.settings.workspace_of(c) == workspace}
 
 
+def _size(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _entry(row: SavedReply, numbers: dict[str, str]) -> ui.Entry:
     number = numbers.get(row.phone_number_id, row.phone_number_id) if row.phone_number_id else None
-    return ui.Entry(row.id, row.name, row.text, number, row.uses)
+    file_name = str(row.attachment.get("name") or "file") if row.attachment else None
+    return ui.Entry(row.id, row.name, row.text, number, row.uses, file_name)
 
 
 async def _entries(deps: Deps, workspace: str, phone_number_id: str | None = None) -> list[ui.Entry]:
@@ -204,6 +210,11 @@ async def on_saved(app: _Listeners, ack: Any, body: dict[str, Any], view: dict[s
     edited, errors = ui.parse_edit((view.get("state") or {}).get("values") or {}, list(numbers))
     raw_id = json.loads(view.get("private_metadata") or "{}").get("id") if view.get("private_metadata") else None
     reply_id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else None
+    if edited is not None and edited.file is not None:  # WhatsApp must take it (kind and size), said now
+        verdict = whatsapp_kind(str(edited.file.get("mimetype") or ""), _size(edited.file.get("size")),
+                                str(edited.file.get("name") or ""))
+        if verdict.kind not in ("image", "document"):
+            edited, errors = None, {ui.FILE_BLOCK: verdict.reason or "Attach an image or a document."}
     if edited is None:
         await ack(response_action="errors", errors=errors)
         return
@@ -221,10 +232,11 @@ async def on_saved(app: _Listeners, ack: Any, body: dict[str, Any], view: dict[s
     async with deps.sessions() as s, s.begin():
         if reply_id is None:
             await store.add(s, workspace, name=edited.name, text=edited.text,
-                            phone_number_id=edited.phone_number_id, user=user)
+                            phone_number_id=edited.phone_number_id, user=user, attachment=edited.file)
         else:
+            attachment = edited.file if edited.file is not None else None if edited.drop_file else store.KEEP
             await store.change(s, workspace, reply_id, name=edited.name, text=edited.text,
-                               phone_number_id=edited.phone_number_id)
+                               phone_number_id=edited.phone_number_id, attachment=attachment)
     await once.settle(deps.sessions, key, {})
     await ack(response_action="update", view=ui.library_view(await _entries(deps, workspace)))
 
@@ -376,7 +388,9 @@ async def on_send(app: _Listeners, ack: Any, body: dict[str, Any], view: dict[st
         await once.settle(deps.sessions, key, {})
         await tell_window_closed(deps, thread, user, window_closes_at(thread.last_customer_message_at))
         return
-    reply = Reply(text, [], None, {"saved_reply": {"id": row.id, "name": row.name}})
+    # Its image or document goes first with the text as its caption, through the typed reply's file path.
+    reply = Reply(text, [row.attachment] if row.attachment else [], None,
+                  {"saved_reply": {"id": row.id, "name": row.name}})
     outcome = await send_reply(deps, thread, reply, user, reply_ledger.reply_key(thread.slack_channel,
                                                                                    f"saved:{key[:24]}"))
     if outcome is Outcome.SENT:

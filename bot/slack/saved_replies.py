@@ -1,6 +1,7 @@
 """Saved replies in Slack (pure: no I/O): placeholders filled in, the library modal, its editor and the picker.
 
-A saved reply is text only: image and document attachments are not supported yet, and the library says so.
+A saved reply is text, optionally with one image or document (uploaded in the editor, sent with the text as its
+caption).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ REPLY_SELECT = "wabridge_saved_reply_choice"
 OPEN_ACTION = "wabridge_saved_reply_open"  # the thread parent's "Saved reply" button
 REPLY_BLOCK = "saved_reply"
 TEXT_PREFIX = "text:"  # the editable text's block id names the reply it was filled from
-NAME_BLOCK, BODY_BLOCK, NUMBER_BLOCK = "name", "body", "number"
+NAME_BLOCK, BODY_BLOCK, NUMBER_BLOCK, FILE_BLOCK, DROP_BLOCK = "name", "body", "number", "file", "drop_file"
+DROP_VALUE = "drop"
+# What WhatsApp takes as an image or a document (bot.bridge.media decides on the file itself).
+FILE_TYPES = ["jpg", "jpeg", "png", "pdf", "doc", "docx", "xls", "xlsx", "ppt", "pptx", "txt"]
 VALUE_ACTION = "value"
 EVERY_NUMBER = "*"
 MAX_NAME = 100
@@ -32,8 +36,8 @@ MAX_LISTED = 40  # two blocks each, within a modal's 100
 MAX_OPTIONS = 100  # Block Kit: options in an external select
 PLACEHOLDERS = ("name", "first_name", "number", "agent", "business")
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
-TEXT_ONLY = ("Saved replies are text only: image and document attachments are not supported yet "
-             "(share the file in the thread).")
+TEXT_ONLY = ("A saved reply may carry one image or document (JPEG, PNG, PDF, Office, text): it goes with the "
+             "text as its caption.")
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class Entry:
     text: str
     number: str | None  # the number's name when it is for one number only
     uses: int = 0
+    file_name: str | None = None  # the attached image or document
 
 
 def fill(text: str, values: Mapping[str, str]) -> str:
@@ -79,7 +84,8 @@ def library_view(entries: Sequence[Entry]) -> dict[str, Any]:
         scope = f"only {render.escape(e.number)}" if e.number else "every number"
         uses = "used once" if e.uses == 1 else f"used {e.uses} times"
         preview = render.escape(limits.clip(e.text, 200)).replace("\n", " ")
-        blocks.append(limits.section(f"*{render.escape(e.name)}* · {scope} · {uses}\n{preview}"))
+        clip = f" · :paperclip: {render.escape(limits.clip(e.file_name, 60))}" if e.file_name else ""
+        blocks.append(limits.section(f"*{render.escape(e.name)}* · {scope} · {uses}{clip}\n{preview}"))
         blocks.append({"type": "actions", "elements": [
             _button("Edit", EDIT_ACTION, str(e.id)),
             _button("Delete", DELETE_ACTION, str(e.id), style="danger", confirm={
@@ -111,8 +117,16 @@ def edit_view(numbers: Sequence[tuple[str, str]], entry: Entry | None = None,
          "hint": _plain("Placeholders: " + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS))},
         {"type": "input", "block_id": NUMBER_BLOCK, "label": _plain("For"), "element": {
             "type": "static_select", "action_id": VALUE_ACTION, "options": options, "initial_option": chosen}},
-        limits.context(TEXT_ONLY),
+        {"type": "input", "block_id": FILE_BLOCK, "optional": True,
+         "label": _plain("Replace the image or document" if entry is not None and entry.file_name
+                         else "Image or document (optional)"),
+         "element": {"type": "file_input", "action_id": VALUE_ACTION, "max_files": 1, "filetypes": FILE_TYPES}},
     ]
+    if entry is not None and entry.file_name:
+        blocks.append({"type": "input", "block_id": DROP_BLOCK, "optional": True, "label": _plain("Attached"),
+                       "element": {"type": "checkboxes", "action_id": VALUE_ACTION, "options": [
+                           limits.option(f"Remove {limits.clip(entry.file_name, 60)}", DROP_VALUE)]}})
+    blocks.append(limits.context(TEXT_ONLY))
     return limits.fit_view({
         "type": "modal", "callback_id": EDIT_CALLBACK, "title": _plain("Edit saved reply" if entry else
                                                                        "New saved reply"),
@@ -127,6 +141,8 @@ class Edited:
     name: str
     text: str
     phone_number_id: str | None
+    file: dict[str, Any] | None = None  # a file uploaded in this submission
+    drop_file: bool = False  # remove the one attached before
 
 
 def state_value(state: object, block_id: str, action_id: str = VALUE_ACTION) -> dict[str, Any]:
@@ -153,9 +169,23 @@ def parse_edit(state: object, numbers: Sequence[str]) -> tuple[Edited | None, di
         errors[BODY_BLOCK] = f"At most {MAX_TEXT:,} characters."
     if number != EVERY_NUMBER and number not in numbers:
         errors[NUMBER_BLOCK] = "That number is not in this workspace any more; pick another."
+    files = state_value(state, FILE_BLOCK).get("files")
+    file = files[0] if isinstance(files, list) and files and isinstance(files[0], dict) else None
+    if file is not None and not (file.get("id") and (file.get("url_private") or file.get("url_private_download"))):
+        errors[FILE_BLOCK] = "Slack did not pass the file on; upload it again."
+    dropped = state_value(state, DROP_BLOCK).get("selected_options")
+    drop = isinstance(dropped, list) and any(isinstance(o, dict) and o.get("value") == DROP_VALUE for o in dropped)
     if errors:
         return None, errors
-    return Edited(name, text, None if number == EVERY_NUMBER else number), {}
+    return Edited(name, text, None if number == EVERY_NUMBER else number, kept_file(file), drop), {}
+
+
+def kept_file(file: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a saved reply keeps of an uploaded Slack file: enough to fetch and send it later."""
+    if file is None:
+        return None
+    keys = ("id", "name", "title", "mimetype", "size", "url_private", "url_private_download")
+    return {k: file[k] for k in keys if k in file}
 
 
 def option(entry: Entry) -> dict[str, Any]:
@@ -191,6 +221,9 @@ def picker_view(metadata: str, who: str, has_replies: bool, chosen: Entry | None
                                    "max_length": MAX_TEXT, "initial_value": filled[:MAX_TEXT]}})
         blocks.append(limits.context("Filled in for this customer; change anything before sending. It goes as "
                                      "your reply, and the thread shows a copy."))
+        if chosen.file_name:
+            blocks.append(limits.context(f":paperclip: {render.escape(limits.clip(chosen.file_name, 80))} goes "
+                                         "with it, the text as its caption."))
     return limits.fit_view(view)
 
 
