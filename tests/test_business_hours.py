@@ -164,3 +164,15 @@ def test_doctor_names_hours_and_away_messages_that_cannot_work(channel: dict[str
 def test_doctor_says_nothing_of_a_number_without_hours_or_away_message() -> None:
     settings = _settings()
     assert channel_hours_finding(settings, settings.channels[0], NOW) is None
+
+
+def test_doctor_says_when_a_survey_can_never_be_sent() -> None:
+    from bot.ops.doctor_hours import csat_finding
+
+    quiet = _settings(thread_replies="notes_only", csat={"enabled": True})
+    found = csat_finding(quiet, quiet.channels[0])
+    assert found is not None and found.level is Severity.WARN and "notes-only" in found.detail
+    on = _settings(csat={"enabled": True, "quiet_days": 3})
+    found = csat_finding(on, on.channels[0])
+    assert found is not None and found.level is Severity.OK and "quiet for 3 days" in found.detail
+    assert csat_finding(_settings(), _settings().channels[0]) is None  # off: nothing to say

@@ -132,7 +132,13 @@ async def record_comment(session: AsyncSession, settings: Settings, conversation
     """A customer's text soon after their answer is the survey's comment (the first one only)."""
     if not text or not text.strip() or not any_csat(settings):
         return False
-    minutes = max([settings.csat.comment_minutes] + [c.csat.comment_minutes for c in settings.channels if c.csat])
+    pnid = await session.scalar(select(Channel.phone_number_id)
+                                .join(Conversation, Conversation.channel_id == Channel.id)
+                                .where(Conversation.id == conversation_id))
+    channel = settings.channel_by_phone_number_id(pnid) if pnid is not None else None
+    if channel is None:
+        return False
+    minutes = settings.csat_of(channel).comment_minutes
     result = await session.execute(
         update(AutoReply).where(AutoReply.conversation_id == conversation_id, AutoReply.kind == CSAT,
                                 AutoReply.answered_at.is_not(None), AutoReply.answered_at <= at,

@@ -1,4 +1,4 @@
-"""`doctor`'s checks of opening hours and away messages (pure: reads settings only).
+"""`doctor`'s checks of opening hours, away messages and satisfaction surveys (pure: reads settings only).
 
 Start-up already refuses hours it cannot read (a bad time, opens after closes, an unknown time zone); these
 are the settings that load but cannot do what their owner meant: hours that never open, an away message that
@@ -13,7 +13,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.core.away import away_applies
-from bot.core.config import AwayMode, ChannelSettings, Mode, Settings
+from bot.core.config import AwayMode, ChannelSettings, Mode, Settings, ThreadReplies
 from bot.ops.checks import CheckResult, failed, passed, warned
 from bot.ops.sla import business_hours
 
@@ -24,13 +24,26 @@ PHONE_APP_FIX = ("in the WhatsApp Business app on the phone, turn off Business t
 
 
 def hours_findings(settings: Settings, channels: Sequence[ChannelSettings], now: datetime) -> list[CheckResult]:
-    """One finding per number that has opening hours or an away message."""
+    """One finding per number that has opening hours or an away message, and per number whose survey is on."""
     out: list[CheckResult] = []
     for channel in channels:
-        found = channel_hours_finding(settings, channel, now)
-        if found is not None:
-            out.append(found)
+        for found in (channel_hours_finding(settings, channel, now), csat_finding(settings, channel)):
+            if found is not None:
+                out.append(found)
     return out
+
+
+def csat_finding(settings: Settings, channel: ChannelSettings) -> CheckResult | None:
+    """A number whose satisfaction survey is on: whether it can ever be sent (None when it is off)."""
+    if not settings.csat_of(channel).enabled:
+        return None
+    name = f"survey {channel.name}"
+    if channel.thread_replies is ThreadReplies.NOTES_ONLY:
+        return warned(name, "csat is on, but the number's channel is notes-only: nobody resolves from Slack there "
+                      "and no survey is ever sent", f"turn csat off for {channel.name}, or set thread_replies: "
+                      "two_way")
+    survey = settings.csat_of(channel)
+    return passed(name, f"sent after a resolve from Slack ({survey.language}, quiet for {survey.quiet_days:g} days)")
 
 
 def channel_hours_finding(settings: Settings, channel: ChannelSettings, now: datetime) -> CheckResult | None:
