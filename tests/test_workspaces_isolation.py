@@ -28,10 +28,15 @@ from bot.slack import saved_replies as saved_ui
 from bot.slack.inbox_view import (
     ACTIONS_BLOCK,
     ASSIGN_ACTION,
+    LABELS_ACTION,
+    MORE_BLOCK,
     REOPEN_ACTION,
     RESOLVE_ACTION,
+    SNOOZE_ACTION,
+    SNOOZE_DATE_ACTION,
     TAKE_ACTION,
     UNASSIGN_ACTION,
+    UNSNOOZE_ACTION,
 )
 from scheduler.campaigns.unknown_notice import RESEND_ACTION
 from storage.models import (
@@ -42,6 +47,7 @@ from storage.models import (
     Contact,
     Conversation,
     ConversationEvent,
+    ConversationLabel,
     Message,
     SavedReply,
     Template,
@@ -244,6 +250,23 @@ async def test_inbox_saved_replies_and_erasure_refuse_another_workspaces_ids(
             action.update(type="button", value=json.dumps({"conversation_id": beta_conv}))
         assert await _interaction(d, {"type": "block_actions", "channel": {"id": ALPHA[1]},
                                       "actions": [action]}) == 200
+    # The snooze menu, its date picker, Unsnooze and the labels, naming Beta's conversation.
+    for n, action in enumerate((
+            {"action_id": SNOOZE_ACTION, "type": "static_select", "selected_option": {"value": "1h"}},
+            {"action_id": SNOOZE_DATE_ACTION, "type": "datepicker", "selected_date": "2099-01-01"},
+            {"action_id": UNSNOOZE_ACTION, "type": "button", "value": json.dumps({"conversation_id": beta_conv})},
+            {"action_id": LABELS_ACTION, "type": "multi_static_select",
+             "selected_options": [{"value": "fees"}]})):
+        action.update(action_ts=f"7.{n + 5}", block_id=f"{MORE_BLOCK}:{beta_conv}")
+        assert await _interaction(d, {"type": "block_actions", "channel": {"id": ALPHA[1]},
+                                      "actions": [action]}) == 200
+    # Alpha's search finds Alpha's customer only, though Beta's wrote the same words.
+    status, _ = await d.slack.send_slash_command(d.events_url, "/wabridge", "find customer asks", user_id=ASHA,
+                                                 channel_id=ALPHA[1], signing_secret=SIGNING_SECRET,
+                                                 team_id="T0ALPHA")
+    assert status == 200
+    found = await eventually(lambda: [c.args for c in d.slack.calls_to("response_url")])
+    assert "1 conversation matching" in json.dumps(found[-1]) and "Zubin" not in json.dumps(found[-1])
     # A ✅ on Beta's parent and a note in Beta's thread, sent as Alpha.
     for n, event in enumerate(({"type": "reaction_added", "user": ASHA, "reaction": "white_check_mark",
                                 "item": {"type": "message", "channel": BETA[1], "ts": beta_ts},
@@ -296,7 +319,7 @@ async def test_inbox_saved_replies_and_erasure_refuse_another_workspaces_ids(
         return sum(text in r.getMessage() for r in caplog.records if "refused" in r.getMessage())
 
     # Listeners answer after their ack: wait until each lookup has been refused.
-    await eventually(lambda: refused(f"names the thread {BETA[1]}/{beta_ts} of workspace T0BETA") >= 8
+    await eventually(lambda: refused(f"names the thread {BETA[1]}/{beta_ts} of workspace T0BETA") >= 12
                      and refused(f"names saved reply {reply_id} of workspace T0BETA") >= 4
                      and refused(f"names conversation {beta_conv} of workspace T0BETA") >= 1)
     assert refused("from workspace T0ALPHA names channel C0BETA of workspace T0BETA") >= 2  # the ✅ and the note
@@ -307,12 +330,14 @@ async def test_inbox_saved_replies_and_erasure_refuse_another_workspaces_ids(
     async with d.client.app[appkeys.SESSIONS]() as s:
         beta = await s.get(Conversation, beta_conv)
         audit = (await s.scalars(select(ConversationEvent))).all()
+        labels = (await s.scalars(select(ConversationLabel))).all()
         replies = (await s.execute(select(SavedReply.slack_team, SavedReply.name, SavedReply.text, SavedReply.uses)
                                    )).tuples().all()
         contact = await s.scalar(select(Contact.id).where(Contact.wa_id == "919800000077"))
         notes = (await s.scalars(select(Message.text).where(Message.conversation_id == beta_conv,
                                                             Message.is_note.is_(True)))).all()
-    assert beta is not None and (beta.owner, beta.inbox_status) == (None, "open") and audit == []
+    assert beta is not None and (beta.owner, beta.inbox_status, beta.snoozed_until) == (None, "open", None)
+    assert audit == [] and labels == []
     assert replies == [("T0BETA", "Bank", "Beta's bank: 0002", 0)]
     assert contact is not None and notes == []
     # The same ids from Beta itself do work: the refusals were about the workspace, not the payloads' shape.
