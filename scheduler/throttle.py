@@ -22,7 +22,7 @@ by an expiry (the wait it was told plus a short grace). Bulk acquirers yield whi
 registration exists. A waiter that crashes simply stops refreshing its entry, so bulk sends resume at
 most one wait plus the grace later.
 
-Why one module: both backends share one acquire loop and must keep the same rules as the Lua script
+Both backends share one acquire loop and must keep the same rules as the Lua script
 (``scheduler.throttle_scripts``) and ``scheduler.ratemath``; splitting them apart would let them drift.
 
 Failure mode: if Redis cannot be reached, ``acquire`` raises ``ThrottleUnavailable``; it never lets a

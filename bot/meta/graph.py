@@ -4,7 +4,7 @@ Tokens are passed per call because each channel (WhatsApp number) has its own. E
 `GraphError`; its `.action` says what a sender should do. A URL an answer names is followed with the token only
 on Graph's own origins (`bot.meta.origins`).
 
-Why one module: every Graph call shares one transport, its stale-connection retry, error parsing and origin
+Every Graph call shares one transport, its stale-connection retry, error parsing and origin
 rule; the calls themselves are a few lines each.
 """
 

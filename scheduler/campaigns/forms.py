@@ -2,7 +2,7 @@
 
 Nothing here does I/O; `bot.handlers.slack_campaign` wires it to Slack and the database.
 
-Why one module: the modal's blocks, its validation and its summaries name the same block
+The modal's blocks, its validation and its summaries name the same block
 ids and must change together.
 """
 

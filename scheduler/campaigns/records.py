@@ -4,7 +4,7 @@ Campaign status: draft (being prepared, invisible to the scheduler) -> scheduled
 paused, cancelled, missed (a one-off that fell too long after its time while nothing was running). A
 repeating campaign stays `scheduled` between firings; each firing is a run with its own status.
 
-Why one module: every state change of a campaign is here, next to the state diagram above,
+Every state change of a campaign is here, next to the state diagram above,
 so that the CLI and Slack cannot diverge.
 """
 
