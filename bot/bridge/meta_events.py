@@ -3,7 +3,7 @@
 Everything here runs inside the caller's transaction, so a delivery's effects and its 'processed' mark
 commit together: a crash replays the whole delivery, and the unique keys make the replay a no-op.
 
-Why one module: the conversation handlers share storing a message (channel lookup, contact resolution,
+The conversation handlers share storing a message (channel lookup, contact resolution,
 window, outbox) and the one dispatch table; alerts live in `alert_events`.
 """
 

@@ -1,7 +1,7 @@
 """The built-in outbox kinds: a conversation's messages (MessagePost), statuses (StatusMark) and notes (Note)
 in its thread; alerts (Alert) in the alerts channel. The kinds are storage.outbox_kinds.
 
-Why one module: the message, status, note and alert kinds share loading a message with its
+The message, status, note and alert kinds share loading a message with its
 conversation, contact and channel, and the thread they post into.
 """
 

@@ -7,7 +7,7 @@ Bot posts, edits, joins, top-level messages and threads the bridge did not creat
 retries of one event (same event_id, or the same message again) act once: the first delivery claims the
 event in `slack_events` before anything is sent.
 
-Why one module: one reply's path (thread lookup, event claim, gate, window, conversion, send, record, and the
+One reply's path (thread lookup, event claim, gate, window, conversion, send, record, and the
 private explanation when it fails) shares the thread it found and what it recorded at each step.
 """
 

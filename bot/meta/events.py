@@ -4,7 +4,7 @@ The parser in :mod:`bot.meta.parser` turns one webhook delivery into a list of t
 class is a frozen dataclass so handlers can pass events around without defensive copies.
 Shapes and their sources are listed in docs/meta-webhooks.md.
 
-Why one module: it is the one catalogue of what a webhook can say; the parser builds these and every
+It is the one catalogue of what a webhook can say; the parser builds these and every
 handler dispatches on them, so both sides read the same definitions.
 """
 

@@ -10,7 +10,7 @@ Pause, resume and cancel are rows in the database; every run's watcher re-reads 
 ``status_interval`` seconds and stops its workers (even one waiting for the throttle), so a pause takes
 effect within a second. Any number of runner tasks and processes work on the same run.
 
-Why one module: the feeder, senders, writer and watcher of a run share its state and the runner's; apart,
+The feeder, senders, writer and watcher of a run share its state and the runner's; apart,
 each would take all of it as parameters.
 """
 
