@@ -86,3 +86,39 @@ def test_contact_export_includes_the_inbox_changes(tmp_path: Path) -> None:
     page = tmp_path / "ravi.html"
     assert main(["--config", _config(tmp_path, db_url), "contact", "export", RAVI_NUMBER, "--out", str(page)]) == 0
     assert "<h2>Inbox changes</h2>" in page.read_text(encoding="utf-8")
+
+
+async def test_report_for_one_label(tmp_path: Path, db_url: str, slack: SlackStandin,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from storage.models import ConversationLabel
+
+    config = await _scenario(tmp_path, db_url, slack)
+    raw = yaml.safe_load(config.read_text())
+    raw["inbox"] = {**(raw.get("inbox") or {}), "labels": ["fees", "admissions"]}
+    config.write_text(yaml.safe_dump(raw))
+    engine = make_engine(db_url)
+    try:
+        async with make_sessionmaker(engine)() as s, s.begin():
+            for wa_id in ("919800000001", "919800000002"):
+                conv_id = (await s.execute(select(Conversation.id).join(Contact, Contact.id == Conversation.contact_id)
+                                           .where(Contact.wa_id == wa_id))).scalar_one()
+                s.add(ConversationLabel(conversation_id=conv_id, label="fees"))
+    finally:
+        await engine.dispose()
+    await _change(db_url, "919800000001", InboxAction.TAKE, ASHA, 50)
+    await _change(db_url, "919800000003", InboxAction.TAKE, BILAL, 40)  # not labelled
+
+    assert await _run(["--config", str(config), "report", "--since", "1d", "--label", "fees", "--format",
+                       "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["label"] == "fees"
+    assert data["first_response"]["answered"] == 2  # Ravi's two waits; kanpur's customer is not labelled
+    assert [u["customer"] for u in data["unanswered"]] == ["=cmd() (+91 98000 00002)"]
+    assert [(c["action"], c["by_id"]) for c in data["inbox_changes"]] == [("take", ASHA)]
+    assert await _run(["--config", str(config), "report", "--label", "admissions"]) == 0
+    out = capsys.readouterr().out
+    assert "(conversations labelled admissions)" in out and "Inbox changes: 0" in out
+    assert await _run(["--config", str(config), "report", "--label", "vip"]) == 2
+    assert "report: no label 'vip'; the labels: fees, admissions" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.slack.render import ContactView
 from storage.inbox import CLOCK, CUSTOMER
-from storage.models import Channel, Contact, Conversation, ConversationEvent, as_utc
+from storage.models import Channel, Contact, Conversation, ConversationEvent, ConversationLabel, as_utc
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,9 @@ class AuditEntry:
 
 
 async def changes_in(sessions: async_sessionmaker[AsyncSession], *, since: datetime, now: datetime,
-                     channels: Sequence[str] | None = None) -> list[AuditEntry]:
-    """The changes made in [since, now], oldest first, optionally on some channels only."""
+                     channels: Sequence[str] | None = None, label: str | None = None) -> list[AuditEntry]:
+    """The changes made in [since, now], oldest first, optionally on some channels or to conversations with
+    `label` only."""
     e = ConversationEvent
     query = (select(e.created_at, Channel.name, Contact.wa_id, Contact.address_book_name, Contact.profile_name,
                     e.action, e.actor, e.assignee, e.detail)
@@ -40,6 +41,9 @@ async def changes_in(sessions: async_sessionmaker[AsyncSession], *, since: datet
              .where(e.created_at >= since, e.created_at <= now).order_by(e.created_at, e.id))
     if channels is not None:
         query = query.where(Channel.name.in_(channels))
+    if label is not None:
+        query = query.where(e.conversation_id.in_(select(ConversationLabel.conversation_id)
+                                                  .where(ConversationLabel.label == label)))
     async with sessions() as s:
         rows = (await s.execute(query)).all()
     return [AuditEntry(as_utc(at), channel, ContactView(wa_id, book or profile).label, action, actor, assignee, detail)

@@ -21,15 +21,17 @@ from bot.ops.insights import (
     wall_clock,
 )
 from bot.slack.render import ContactView
-from storage.models import Channel, Contact, Conversation, Message, as_utc, utcnow
+from storage.models import Channel, Contact, Conversation, ConversationLabel, Message, as_utc, utcnow
 
 LOOKBACK = timedelta(days=7)
 """How far before a period its waits are traced back: a wait that began earlier counts from within it."""
 
 
 async def load_conversations(sessions: async_sessionmaker[AsyncSession], *, start: datetime, end: datetime,
-                             channels: Sequence[str] | None = None) -> list[ConversationInput]:
-    """Every conversation with a message in [start, end], with those messages as events."""
+                             channels: Sequence[str] | None = None,
+                             label: str | None = None) -> list[ConversationInput]:
+    """Every conversation with a message in [start, end] (with `label` only, if given), with those messages as
+    events."""
     in_period = (Message.wa_timestamp >= start) & (Message.wa_timestamp <= end)
     query = (select(Message.id, Message.conversation_id, Message.direction, Message.source, Message.type,
                     Message.is_note, Message.is_history, Message.status, Message.slack_user, Message.wa_timestamp)
@@ -47,6 +49,10 @@ async def load_conversations(sessions: async_sessionmaker[AsyncSession], *, star
             .where(Channel.name.in_(channels))
         query = query.where(Message.conversation_id.in_(wanted))
         named = named.where(Channel.name.in_(channels))
+    if label is not None:
+        labelled = select(ConversationLabel.conversation_id).where(ConversationLabel.label == label)
+        query = query.where(Message.conversation_id.in_(labelled))
+        named = named.where(Conversation.id.in_(labelled))
     events: dict[int, list[Event]] = {}
     kinds: dict[tuple[Any, ...], Kind] = {}  # a handful of combinations over many thousand rows
     async with sessions() as s:
@@ -81,17 +87,20 @@ async def load_conversations(sessions: async_sessionmaker[AsyncSession], *, star
 
 async def figures_for(sessions: async_sessionmaker[AsyncSession], sinces: Sequence[datetime], *,
                       now: datetime | None = None, channels: Sequence[str] | None = None,
-                      elapsed: Elapsed = wall_clock, elapsed_of: Mapping[str, Elapsed] | None = None) -> list[Figures]:
+                      elapsed: Elapsed = wall_clock, elapsed_of: Mapping[str, Elapsed] | None = None,
+                      label: str | None = None) -> list[Figures]:
     """The figures of several periods ending now (e.g. today and this week), from one read."""
     now = now or utcnow()
-    convs = await load_conversations(sessions, start=min(sinces) - LOOKBACK, end=now, channels=channels)
+    convs = await load_conversations(sessions, start=min(sinces) - LOOKBACK, end=now, channels=channels,
+                                     label=label)
     return [figures(convs, since=since, now=now, elapsed=elapsed, elapsed_of=elapsed_of) for since in sinces]
 
 
 async def period_figures(sessions: async_sessionmaker[AsyncSession], *, since: datetime,
                          now: datetime | None = None, channels: Sequence[str] | None = None,
-                         elapsed: Elapsed = wall_clock, elapsed_of: Mapping[str, Elapsed] | None = None) -> Figures:
-    """The figures for [since, now] from stored messages."""
+                         elapsed: Elapsed = wall_clock, elapsed_of: Mapping[str, Elapsed] | None = None,
+                         label: str | None = None) -> Figures:
+    """The figures for [since, now] from stored messages (of conversations with `label` only, if given)."""
     [found] = await figures_for(sessions, [since], now=now, channels=channels, elapsed=elapsed,
-                                elapsed_of=elapsed_of)
+                                elapsed_of=elapsed_of, label=label)
     return found

@@ -59,7 +59,8 @@ def _name(responder: str, names: Mapping[str, str]) -> str:
 
 
 def as_dict(f: Figures, names: Mapping[str, str], channel: str | None = None, tz: str = "UTC",
-            changes: Sequence[AuditEntry] = (), satisfaction: Sequence[StaffScore] = ()) -> dict[str, Any]:
+            changes: Sequence[AuditEntry] = (), satisfaction: Sequence[StaffScore] = (),
+            label: str | None = None) -> dict[str, Any]:
     """The report as plain data (what JSON shows; text and CSV are drawn from it); times in `tz`; `changes` are
     the inbox's audit rows of the period, `satisfaction` the surveys per staff member.
 
@@ -71,7 +72,7 @@ def as_dict(f: Figures, names: Mapping[str, str], channel: str | None = None, tz
         return when.astimezone(zone).isoformat(timespec="seconds")
 
     return {
-        "since": at(f.since), "until": at(f.now), "timezone": tz, "channel": channel,
+        "since": at(f.since), "until": at(f.now), "timezone": tz, "channel": channel, "label": label,
         "first_response": {"answered": len(f.first_responses), "p50_minutes": _minutes(f.p50),
                            "p90_minutes": _minutes(f.p90)},
         "unanswered": [{"channel": w.channel, "customer": unisolated(w.customer), "waiting_since": at(w.since),
@@ -106,6 +107,8 @@ def _readable(iso: str, tz: str) -> str:
 def render_text(data: Mapping[str, Any]) -> str:
     fr = data["first_response"]
     scope = f" in {data['channel']}" if data["channel"] else ""
+    if data.get("label"):
+        scope += f" (conversations labelled {data['label']})"
     tz = data["timezone"]
     lines = [f"Report{scope} from {_readable(data['since'], tz)} to {_readable(data['until'], tz)}", ""]
     if fr["answered"]:
