@@ -22,7 +22,14 @@ from storage.models import (
     utcnow,
 )
 from storage.outbox_kinds import ParentRefresh, StatusMark, enqueue
-from storage.status_fold import MessageFold, RecipientFold, StatusRow, fold_message, fold_recipient
+from storage.status_fold import (
+    MessageFold,
+    RecipientFold,
+    StatusRow,
+    fold_message,
+    fold_recipient,
+    status_item_order,
+)
 from storage.upsert import insert_ignore
 from storage.wamid_locks import lock_wamids
 
@@ -142,7 +149,8 @@ async def owe_status_posts(session: AsyncSession, wamid: str, statuses: list[str
         MessageStatus.wamid == wamid, MessageStatus.status.in_(statuses)))).all()
     for st in rows:
         await enqueue(session, StatusMark(msg.id, st.status, msg.conversation_id, st.error_code, st.error_title),
-                      dedupe_key=f"status:{wamid}:{st.status}", order_ts=max(st.wa_timestamp, msg.wa_timestamp))
+                      dedupe_key=f"status:{wamid}:{st.status}",
+                      order_ts=status_item_order(st.status, st.wa_timestamp, msg.wa_timestamp))
 
 
 async def apply_statuses(session: AsyncSession, wamid: str) -> list[str]:

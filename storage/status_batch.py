@@ -17,7 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import CampaignRecipient, Message, MessageStatus, SlackOutbox, Source, utcnow
 from storage.outbox_kinds import StatusMark, outbox_row
-from storage.status_fold import MessageFold, RecipientFold, StatusRow, coalesce, fold_message, fold_recipient
+from storage.status_fold import (
+    MessageFold,
+    RecipientFold,
+    StatusRow,
+    coalesce,
+    fold_message,
+    fold_recipient,
+    status_item_order,
+)
 from storage.upsert import insert_ignore_many
 from storage.wamid_locks import lock_wamids
 
@@ -50,7 +58,7 @@ async def _fold_messages(session: AsyncSession, by_wamid: dict[str, list[StatusR
     found = (await session.execute(
         select(Message.id, Message.wamid, Message.status, Message.status_history, Message.error_code,
                Message.error_title, Message.pricing_category, Message.billable, Message.source,
-               Message.conversation_id)
+               Message.conversation_id, Message.wa_timestamp)
         .where(Message.wamid.in_(list(by_wamid)))
     )).all()
     updates: list[dict[str, Any]] = []
@@ -68,7 +76,8 @@ async def _fold_messages(session: AsyncSession, by_wamid: dict[str, list[StatusR
             continue  # campaign statuses feed the campaign's progress message, not threads
         for st in fold.applied:
             mark = StatusMark(m.id, st.status, m.conversation_id, st.error_code, st.error_title)
-            posts.append(outbox_row(mark, dedupe_key=f"status:{st.wamid}:{st.status}", order_ts=st.wa_timestamp))
+            posts.append(outbox_row(mark, dedupe_key=f"status:{st.wamid}:{st.status}",
+                                    order_ts=status_item_order(st.status, st.wa_timestamp, m.wa_timestamp)))
     if updates:
         # Rows locked in id order, whichever worker: concurrent batches queue, they never deadlock.
         await session.execute(update(Message), sorted(updates, key=lambda u: u["id"]))

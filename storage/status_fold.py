@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 # Later states win; failed and deleted end the line whatever came before.
@@ -33,17 +33,25 @@ class StatusRow:
                 "error_title": self.error_title, "pricing": self.pricing}
 
 
+def status_item_order(status: str, reported_at: datetime, message_at: datetime) -> datetime:
+    """Where a status's Slack item sorts in its thread: after its message (Meta's clock may be behind ours)
+    and, among the same message's statuses, in the order of the states, whatever order they were stored in:
+    a later state's item adds the ticks of those it superseded only once their items have run."""
+    return max(reported_at, message_at) + timedelta(microseconds=STATUS_RANK.get(status, 0))
+
+
 def status_advances(current: str | None, new: str) -> bool:
     """True when new is a later state than current (statuses can arrive out of order)."""
     return STATUS_RANK.get(new, 0) > STATUS_RANK.get(current or "", -1)
 
 
 def coalesce(rows: Iterable[StatusRow]) -> list[StatusRow]:
-    """One row per (wamid, status), the first report kept (as the unique key would), in timestamp order."""
+    """One row per (wamid, status), the first report kept (as the unique key would), in timestamp order and,
+    within one second (Meta's timestamps have no finer grain), in the order of the states."""
     seen: dict[tuple[str, str], StatusRow] = {}
     for row in rows:
         seen.setdefault((row.wamid, row.status), row)
-    return sorted(seen.values(), key=lambda r: (r.wamid, r.wa_timestamp, r.status))
+    return sorted(seen.values(), key=lambda r: (r.wamid, r.wa_timestamp, STATUS_RANK.get(r.status, 0), r.status))
 
 
 @dataclass

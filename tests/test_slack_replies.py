@@ -33,7 +33,7 @@ from tests.harness import (
     now_ts,
     thread_with,
 )
-from tests.helpers import PNID, SLACK_CHANNEL, WABA, inbound_text, status
+from tests.helpers import PNID, SLACK_CHANNEL, WABA, envelope, inbound_text, metadata, status
 
 
 @pytest.fixture
@@ -102,6 +102,25 @@ async def test_statuses_that_arrive_before_the_send_is_answered_all_show_on_the_
     await eventually(stored)
     assert await b.count(Message, Message.wamid == sends[0].wamid) == 0  # the statuses came first
     b.graph.release_answers()
+
+    def reactions() -> list[str]:
+        mine = next(m for m in b.slack.thread(SLACK_CHANNEL, thread_ts) if m["ts"] == event["ts"])
+        return [r["name"] for r in mine.get("reactions", [])]
+
+    assert await eventually(lambda: len(reactions()) == 3 and reactions()) == [
+        "heavy_check_mark", "ballot_box_with_check", "eyes"]
+
+
+async def test_statuses_reported_in_one_second_and_one_delivery_all_show_in_order(make: BridgeFactory) -> None:
+    b = await make()
+    thread_ts = await _open_thread(b, customer_wrote_at=now_ts(-600))
+    event = await _reply(b, thread_ts, "On it", event_id="EvSAMESECOND")
+    sends = await eventually(lambda: b.graph.sends_to(WA_ID))
+    await eventually(lambda: b.count(Message, Message.wamid == sends[0].wamid))
+    # Meta's clock a little behind ours, and the three states stamped with the same second.
+    reports = [status(sends[0].wamid, state, ts=now_ts(-5)) for state in ("read", "sent", "delivered")]
+    await b.webhook(envelope("messages", {"messaging_product": "whatsapp", "metadata": metadata(), "statuses": [
+        r["entry"][0]["changes"][0]["value"]["statuses"][0] for r in reports]}))
 
     def reactions() -> list[str]:
         mine = next(m for m in b.slack.thread(SLACK_CHANNEL, thread_ts) if m["ts"] == event["ts"])

@@ -28,6 +28,7 @@ from storage import repository as repo
 from storage.inbox import labels_of
 from storage.models import Campaign, Channel, Contact, Conversation, Message, SlackOutbox, utcnow
 from storage.outbox_kinds import Alert, MessagePost, Note, StatusMark
+from storage.status_fold import STATUS_RANK
 
 log = logging.getLogger(__name__)
 
@@ -289,10 +290,11 @@ def _set_slack_ts(ctx: ItemContext, message_id: int, ts: str) -> None:
 
 
 def _statuses_seen(msg: Message) -> list[str]:
+    """The message's states in their own order (reports of one second, or late ones, come in any order)."""
     seen = [str(h.get("status")) for h in msg.status_history or []]
     if msg.status and msg.status not in seen:
         seen.append(msg.status)
-    return seen
+    return sorted(seen, key=lambda st: STATUS_RANK.get(st, 0))
 
 
 async def _skipped(ctx: ItemContext, wamid: str | None, statuses: list[str]) -> list[str]:
