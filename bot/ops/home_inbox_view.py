@@ -18,8 +18,8 @@ MINE_ROWS = 10
 TAKE_ROWS = 5  # one block each (a Take it button): the Home view holds at most 100 blocks
 TEAM_ROWS = 15
 SECTION_LIMIT = 3000
-UNREADABLE = (":warning: The inbox could not be read just now (the figures above are fine); it comes back at the "
-              "next refresh.")
+UNREADABLE = (":warning: The inbox could not be read just now (the rest of this tab is up to date); it comes back "
+              "at the next refresh.")
 
 
 def _section(text: str, accessory: dict[str, Any] | None = None) -> dict[str, Any]:
