@@ -22,6 +22,7 @@ from bot.ops.sync_status import progress_text as progress_text
 from bot.ops.sync_status import sync_problems as sync_problems
 from bot.ops.sync_status import view_of as view_of
 from storage import repository as repo
+from storage.identities import Identity, resolve_contact
 from storage.models import Channel, Contact, Conversation, Message, SmbSync, utcnow
 from storage.outbox_kinds import HistoryProgress, enqueue
 
@@ -109,8 +110,6 @@ async def _owe_progress_post(session: AsyncSession, sync: SmbSync, bucket: str) 
 
 async def contact_synced(session: AsyncSession, *, channel_id: int | None, event: ev.ContactSync) -> None:
     """Apply an address-book change from the phone; threads showing that contact get their parent renamed."""
-    from storage.identities import Identity, resolve_contact
-
     # An entry without a phone number (a username-era customer) names the contact by BSUID: the same person.
     identity = Identity(phone=event.phone, user_id=event.user_id, username=event.username) \
         if (event.phone or event.user_id) else Identity.of(event.wa_id)
