@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Executable, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.workspace import DEFAULT_WORKSPACE
@@ -21,7 +21,7 @@ from storage.models import (
     SlackOutbox,
     utcnow,
 )
-from storage.outbox_kinds import ParentRefresh, StatusMark, enqueue
+from storage.outbox_kinds import ParentRefresh, StatusMark, enqueue, outbox_row
 from storage.status_fold import (
     MessageFold,
     RecipientFold,
@@ -30,7 +30,7 @@ from storage.status_fold import (
     fold_recipient,
     status_item_order,
 )
-from storage.upsert import insert_ignore
+from storage.upsert import insert_ignore, insert_ignore_statement
 from storage.wamid_locks import lock_wamids
 
 
@@ -182,6 +182,15 @@ async def apply_statuses(session: AsyncSession, wamid: str) -> list[str]:
         recipient.status, recipient.error_code, recipient.error_title = rf.status, rf.error_code, rf.error_title
         recipient.pricing_category, recipient.billable = rf.pricing_category, rf.billable
     return applied
+
+
+def parent_refresh_statement(dialect: Any, conversation_id: int, reason: str,
+                             order_ts: datetime | None = None) -> Executable:
+    """`owe_parent_refresh` as one statement, to run in a transaction of the caller's choosing (an outbox
+    item's outcome: no transaction of its own per customer message)."""
+    row = outbox_row(ParentRefresh(conversation_id), dedupe_key=f"parent:{conversation_id}:{reason}",
+                     order_ts=order_ts)
+    return insert_ignore_statement(dialect, SlackOutbox, row, ["dedupe_key"])
 
 
 async def owe_parent_refresh(session: AsyncSession, conversation_id: int, reason: str,

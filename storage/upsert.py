@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Table, TextualSelect, bindparam, text
+from sqlalchemy import Executable, Row, Table, TextualSelect, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
@@ -61,6 +61,15 @@ async def insert_ignore(
     result = await session.execute(stmt, row_values)
     row = result.first()
     return None if row is None else row[0]
+
+
+def insert_ignore_statement(dialect: Any, model: type[DeclarativeBase], values: dict[str, Any],
+                            conflict: list[str]) -> Executable:
+    """`insert_ignore` as a statement with its values bound, to run later in another transaction (e.g. with
+    an outbox item's outcome)."""
+    table: Table = model.__table__  # type: ignore[assignment]
+    row_values = _with_defaults(table, values)
+    return _statement(dialect, table, tuple(sorted(row_values)), tuple(conflict)).bindparams(**row_values)
 
 
 async def insert_ignore_many(

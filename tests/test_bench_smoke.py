@@ -29,9 +29,12 @@ def test_ingest_bench_prints_serve_and_bare_rates(capsys: pytest.CaptureFixture[
 def test_mirror_latency_bench_matches_posts_to_webhooks(capsys: pytest.CaptureFixture[str]) -> None:
     from bench import mirror_latency
 
-    assert mirror_latency.main(["--rates", "4", "--conversations", "2", "--seconds", "1"]) == 0
-    row = _row(capsys.readouterr().out, "webhook -> Slack post")
+    assert mirror_latency.main(["--rates", "4", "--conversations", "2", "--seconds", "1",
+                                "--max-rate-messages", "12", "--max-rate-channels", "3"]) == 0
+    out = capsys.readouterr().out
+    row = _row(out, "webhook -> Slack post")
     assert row["n"] == "4" and row["not mirrored"] == "0"
+    assert "(12 of 12 offered" in out and "over 3 channels" in out and "0 not mirrored" in out
 
 
 def test_campaign_throughput_bench_sends_a_campaign_created_by_the_cli(capsys: pytest.CaptureFixture[str]) -> None:

@@ -56,6 +56,7 @@ def outbox_worker_task(app: web.Application, **outbox_options: Any) -> asyncio.T
     added = app.get(appkeys.SLACK_OUTBOX_KINDS)
     # With Redis every process paces each Slack channel's allowance together (bot.slack.pace_redis).
     outbox_options.setdefault("pacer", make_pacer(app[appkeys.REDIS]))
+    outbox_options.setdefault("concurrency", app[appkeys.SETTINGS].worker.outbox_concurrency)
     worker = make_outbox_worker(app[appkeys.DEPS], added if added is not None else builtin_kinds(),
                                 owner=liveness_owner(app), guard=liveness_guard(app), **outbox_options)
     app[OUTBOX] = worker

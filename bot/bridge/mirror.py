@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -87,20 +88,27 @@ def _summary(msg: Message) -> str:
 _ROWS = "conversation_rows"  # ctx.cache key: conversation id -> (conversation, contact, channel)
 
 
-async def load_message(ctx: ItemContext, message_id: int) -> Loaded | None:
-    """The message, its conversation, contact, channel, quoted message and campaign name."""
+def _load_statement() -> Select[Any]:
     earlier = aliased(Message)
     previous = (select(earlier.wa_timestamp).where(
         earlier.conversation_id == Message.conversation_id, earlier.direction == "inbound",
         earlier.is_history.is_(False), earlier.wa_timestamp < Message.wa_timestamp)
         .order_by(earlier.wa_timestamp.desc()).limit(1).scalar_subquery())
-    async with ctx.deps.sessions() as s:
-        found = (await s.execute(
-            select(Message, Conversation, Contact, Channel, previous)
+    return (select(Message, Conversation, Contact, Channel, previous)
             .join(Conversation, Conversation.id == Message.conversation_id)
             .join(Contact, Contact.id == Conversation.contact_id)
             .join(Channel, Channel.id == Conversation.channel_id)
-            .where(Message.id == message_id))).first()
+            .where(Message.id == bindparam("message_id")))
+
+
+# Built once: building it (and its cache key) for every item cost more CPU than running it.
+_LOAD_MESSAGE = _load_statement()
+
+
+async def load_message(ctx: ItemContext, message_id: int) -> Loaded | None:
+    """The message, its conversation, contact, channel, quoted message and campaign name."""
+    async with ctx.deps.sessions() as s:
+        found = (await s.execute(_LOAD_MESSAGE, {"message_id": message_id})).first()
         if found is None:
             return None
         msg, conv, contact, channel_row, previous_inbound = found
@@ -366,10 +374,11 @@ async def _refresh_parent_window(ctx: ItemContext, loaded: Loaded) -> None:
     if latest is not None and latest > msg.wa_timestamp:
         return  # a later message already moved the window; its own post refreshes the parent
     # Owed, not done here: chat.update has a far smaller allowance than posting, and the conversation's next
-    # message must not wait for it.
-    async with ctx.deps.sessions() as s, s.begin():
-        await repo.owe_parent_refresh(s, loaded.conv.id, f"window:{msg.id}", msg.wa_timestamp)
-    ctx.deps.outbox_waker.wake()
+    # message must not wait for it. Owed in the transaction that records this item's outcome, not one of its
+    # own; the worker looks for work again once the item is settled.
+    dialect = ctx.deps.sessions.kw["bind"].dialect
+    ctx.write_with_outcome(repo.parent_refresh_statement(dialect, loaded.conv.id, f"window:{msg.id}",
+                                                         msg.wa_timestamp))
 
 
 async def _mirror_reaction(ctx: ItemContext, loaded: Loaded) -> None:

@@ -162,6 +162,7 @@ class OutboxWorker:
             if waiting:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.unclaim(waiting))
+            await self.queue.close()
 
     async def _start_queued(self) -> None:
         """Start claimed items while there are free slots; hand back those whose lease has worn thin."""

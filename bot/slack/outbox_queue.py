@@ -8,9 +8,10 @@ write lock) so that two processes can never both put an item of one thread in fl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 _TABLE: Table = SlackOutbox.__table__  # type: ignore[assignment]
 _CLAIM_LOCK_KEY = 0x5AB0_0B0C  # pg_advisory_xact_lock key serializing outbox claims
 _SETTLE_RETRY_CAP = 5.0  # seconds between attempts to record an outcome while the database is away
+_SETTLE_BATCH = 100  # outcomes written in one transaction at most
 
 
 @dataclass
@@ -72,6 +74,16 @@ async def _item_teams(session: AsyncSession, rows: Sequence[Any]) -> dict[int, s
     return out
 
 
+@dataclass
+class _Outcome:
+    """An item's outcome waiting to be written with others."""
+
+    item: OutboxItem
+    values: Callable[[], dict[str, Any]]
+    writes: tuple[Executable, ...]
+    done: asyncio.Future[None] = field(repr=False)
+
+
 class OutboxQueue:
     """The outbox's SQL: every statement the worker runs against `slack_outbox`."""
 
@@ -84,6 +96,9 @@ class OutboxQueue:
         self.lease = lease
         # This process's worker id: claims are bound to its liveness (taken over once it is silent) and fenced.
         self._owner = owner or (lambda: None)
+        self._outcomes: list[_Outcome] = []  # outcomes waiting for the next batch
+        self._writer: asyncio.Task[None] | None = None  # writes batches while outcomes wait
+        self._alone: set[asyncio.Task[None]] = set()  # outcomes of a failed batch, written one by one
 
     async def claim(self, limit: int, now: datetime | None = None, *,
                     kinds: Collection[str] | None = None, paused: Collection[str] = (),
@@ -221,22 +236,106 @@ class OutboxQueue:
 
         Until the outcome is written the item stays leased and its whole thread waits behind it: giving up
         would hold the conversation for the rest of the lease (minutes) after a database outage of seconds.
+        Outcomes that arrive while another batch is being written go together in the next one (one
+        transaction for many items instead of one each); the call returns once its own is committed.
         """
         try:
-            await self._settle(item, values, retry=retry, writes=writes)
+            if not retry:  # a worker stopping: its own transaction, now
+                await self._settle(item, values, retry=retry, writes=writes)
+                return
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._outcomes.append(_Outcome(item, values, tuple(writes), done))
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.create_task(self._write_outcomes(), name="slack-outbox-settle")
+            # Shielded: a caller cancelled meanwhile does not take the others' outcomes down with it.
+            await asyncio.shield(done)
         finally:
             self._let_go([item])
+
+    async def _settle_alone(self, outcome: _Outcome) -> None:
+        try:
+            await self._settle(outcome.item, outcome.values, retry=True, writes=outcome.writes)
+        except BaseException as exc:
+            if not outcome.done.done():
+                outcome.done.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not outcome.done.done():
+                outcome.done.set_result(None)
+
+    async def close(self) -> None:
+        """Write the batch under way, and stop retrying outcomes that could not be written (a stopping worker
+        calls this last; their leases run out and the items are tried again)."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await self._writer
+        alone = list(self._alone)
+        for task in alone:
+            task.cancel()
+        if alone:
+            await asyncio.gather(*alone, return_exceptions=True)
+
+    async def _write_outcomes(self) -> None:
+        batch: list[_Outcome] = []
+        try:
+            while self._outcomes:
+                batch = self._outcomes[:_SETTLE_BATCH]
+                del self._outcomes[:_SETTLE_BATCH]
+                await self._write_batch(batch)
+        except BaseException as exc:
+            # Stopped (the loop is closing): whoever still waits hears it, as from a settle of their own;
+            # those outcomes are not written, like a crash's (their leases run out, or takeover frees them).
+            left, self._outcomes = [*batch, *self._outcomes], []
+            for outcome in left:
+                if not outcome.done.done():
+                    outcome.done.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            raise
+
+    async def _write_batch(self, batch: list[_Outcome]) -> None:
+        """One transaction for the batch; if it fails, each outcome on its own (retried while the database is
+        away), so that one item's failing write never holds the others."""
+        fenced: list[_Outcome] = []
+        try:
+            async with self.sessions() as session, session.begin():
+                for outcome in batch:
+                    item = outcome.item
+                    changed = (await session.execute(
+                        update(_TABLE).where(_TABLE.c.id == item.id, *_held(item)).values(**outcome.values())
+                    )).rowcount  # type: ignore[attr-defined]
+                    if item.fence is not None and not changed:
+                        fenced.append(outcome)  # taken over: what this attempt learnt is not written
+                        continue
+                    for statement in outcome.writes:
+                        await session.execute(statement)
+        except Exception:
+            if len(batch) > 1:
+                log.info("slack outbox: a batch of %d outcomes failed; writing them one by one", len(batch),
+                         exc_info=True)
+            # Each on its own, retried while it fails, beside the batches that follow: an outcome that
+            # cannot be written holds its own thread only, as it would unbatched.
+            for outcome in batch:
+                task = asyncio.create_task(self._settle_alone(outcome), name=f"slack-outbox-settle-{outcome.item.id}")
+                self._alone.add(task)
+                task.add_done_callback(self._alone.discard)
+            return
+        for outcome in fenced:
+            log.warning("slack outbox %s was taken over by another process; its outcome is theirs", outcome.item.id)
+        for outcome in batch:
+            if not outcome.done.done():
+                outcome.done.set_result(None)
 
     async def _settle(self, item: OutboxItem, values: Any, *, retry: bool, writes: Sequence[Executable]) -> None:
         wait = 0.5
         while True:
             try:
                 async with self.sessions() as session, session.begin():
-                    # What the attempt learnt (e.g. a message's Slack ts) commits with its outcome, or neither.
-                    for statement in writes:
-                        await session.execute(statement)
+                    # What the attempt learnt (e.g. a message's Slack ts) commits with its outcome, or neither
+                    # (in this order, as in a batch: a fenced-out settle raises before anything is written).
                     await settle(session, update(_TABLE).where(_TABLE.c.id == item.id, *_held(item))
                                  .values(**values()), expected=1 if item.fence is not None else 0)
+                    for statement in writes:
+                        await session.execute(statement)
                 return
             except FencedOut:
                 # Taken over while this process was silent: the new claimant looks in Slack before posting and

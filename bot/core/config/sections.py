@@ -101,7 +101,9 @@ class PrivacySettings(Strict):
 
 
 class WorkerSettings(Strict):
-    """Deliveries claimed per batch: live (customer messages, echoes) and bulk (statuses, history, …)."""
+    """Deliveries claimed per batch: live (customer messages, echoes) and bulk (statuses, history, …); Slack
+    outbox items in flight at once per process (each thread still one at a time, each channel paced)."""
 
     live_batch: int = Field(default=100, gt=0, le=1000)
     bulk_batch: int = Field(default=200, gt=0, le=1000)
+    outbox_concurrency: int = Field(default=64, gt=0, le=1024)
