@@ -94,6 +94,11 @@ def machine() -> str:
             f"python={platform.python_version()} ({platform.python_implementation()}) load(1 min)={load:.2f}")
 
 
+def load_average() -> float:
+    """The machine's 1-minute load average now."""
+    return os.getloadavg()[0]
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc; 0 when it is gone)."""
     try:

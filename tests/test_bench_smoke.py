@@ -127,3 +127,17 @@ def test_search_bench_times_every_kind_of_search(capsys: pytest.CaptureFixture[s
     assert search.main(["--messages", "2000", "--repeat", "2"]) == 0
     out = capsys.readouterr().out
     assert _row(out, "all searches")["runs"] == "14" and _row(out, "rare word")["messages"] == "2,000"
+
+
+def test_scale_out_bench_runs_each_layout_to_the_end(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import scale_out
+
+    assert scale_out.main(["--workers", "1", "2", "--web", "1", "--deliveries", "40", "--channels", "4",
+                           "--offered", "100"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("|")]
+    headers = [c.strip() for c in lines[0].split("|")[1:-1]]
+    rows = [dict(zip(headers, [c.strip() for c in line.split("|")[1:-1]], strict=True)) for line in lines[2:]]
+    assert [r["workers"] for r in rows] == ["x1", "x2"]
+    for row in rows:
+        assert row["deliveries"] == "40" and row["not applied"] == "0" and row["not mirrored"] == "0"

@@ -57,7 +57,9 @@ def database_ctx(run_migrations: bool) -> Callable[[web.Application], AsyncItera
                                        else f"migrations: at {after}, nothing to apply")
         else:
             app[appkeys.MIGRATIONS] = f"migrations not run (--no-migrate): at {before or 'none'}"
-        engine = make_engine(settings.database_url)
+        pool = settings.database_pool_size
+        engine = (make_engine(settings.database_url) if is_sqlite(settings.database_url)
+                  else make_engine(settings.database_url, pool_size=pool, max_overflow=2 * pool))
         count_statements(engine, app[appkeys.METRICS])
         app[appkeys.ENGINE] = engine
         app[appkeys.SESSIONS] = make_sessionmaker(engine)
