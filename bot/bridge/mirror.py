@@ -218,7 +218,8 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
         ).values(slack_thread_ts=ts, slack_channel=slack_channel))
         if recorded.rowcount:  # type: ignore[attr-defined]
             await _refresh_if_renamed_meanwhile(s, conversation_id, contact.id, rendered, ts)
-        # Another attempt may have recorded its thread first: the one recorded wins.
+            return Thread(slack_channel, ts)  # ours is the thread recorded: nothing to read back
+        # Another attempt recorded its thread first: the one recorded wins.
         stored = (await s.execute(select(Conversation.slack_thread_ts, Conversation.slack_channel)
                                   .where(Conversation.id == conversation_id))).first()
         final_ts = (stored[0] if stored else None) or ts
