@@ -24,6 +24,7 @@ from bot.bridge.csat import CSAT
 from bot.bridge.throughput import after_send_error
 from bot.core.away import away_applies
 from bot.core.config import ChannelSettings, ThreadReplies
+from bot.core.waits import wait_until
 from bot.core.window import window_open
 from bot.deps import Deps
 from bot.meta.errors import GraphError, explain
@@ -50,7 +51,7 @@ class AutoReplies:
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-        self.wake = asyncio.Event()
+        self.wake = asyncio.Event()  # set to send at once rather than at the next round
 
     async def run_once(self, now: datetime | None = None) -> int:
         """Send (or settle) the pending rows this process takes; returns how many it took."""
@@ -71,11 +72,8 @@ class AutoReplies:
                 await self.run_once()
                 monitor.ok()
             except Exception as exc:  # a failed round (database away) must not end the loop
-                monitor.failed(exc, "sending away messages")
-            try:
-                await asyncio.wait_for(self.wake.wait(), interval)
-            except TimeoutError:
-                pass
+                monitor.failed(exc, "sending away messages and surveys")
+            await wait_until(self.wake.wait(), interval)  # keeps a shutdown's cancellation (bot.core.waits)
             self.wake.clear()
 
     async def _take(self, reply_id: int) -> bool:
