@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -12,29 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import ChannelSettings, Settings
 from bot.core.loop_health import LoopHealth
+from bot.core.loops import WakeHub
 from bot.core.metrics import Metrics
 from bot.core.name_cache import NameCache
 from bot.meta.graph import GraphClient
 from scheduler.throttle import Throttle
-
-
-class OutboxWaker:
-    """Lets request handlers wake this process's Slack outbox worker after committing new rows."""
-
-    def __init__(self) -> None:
-        self._targets: list[Callable[[], None]] = []
-
-    def attach(self, wake: Callable[[], None]) -> None:
-        self._targets.append(wake)
-
-    def detach(self, wake: Callable[[], None]) -> None:
-        if wake in self._targets:
-            self._targets.remove(wake)
-
-    def wake(self) -> None:
-        """Wake every attached worker; a no-op in a process without one."""
-        for target in list(self._targets):
-            target()
 
 
 class WorkspaceClients(Protocol):
@@ -61,7 +42,8 @@ class Deps:
     metrics: Metrics
     channel_ids: dict[str, int]  # phone_number_id -> channels.id
     slack_names: NameCache = field(default_factory=NameCache)  # Slack names for ids in replies to customers
-    outbox_waker: OutboxWaker = field(default_factory=OutboxWaker)
+    # "New rows are committed": wakes this process's workers of a queue (bot.core.loops), e.g. the outbox.
+    wakes: WakeHub = field(default_factory=WakeHub)
     loop_health: LoopHealth = field(default_factory=LoopHealth)  # what /healthz reports of the loops
     # Many-workspace mode only: the installations (tokens sealed) and a client per workspace from them.
     installations: AsyncInstallationStore | None = None

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.liveness import HEARTBEAT_INTERVAL, SILENCE, is_silent, still_trusted
 from bot.core.loop_health import LoopHealth
+from bot.core.loops import forever
 from storage.models import Worker, utcnow
 from storage.write_gate import WriteGate
 
@@ -114,28 +115,26 @@ class Heartbeat:
         epoch = self._epoch
         return lambda: self._epoch == epoch and self.trusted
 
+    async def _beat(self) -> None:
+        assert self.worker_id is not None
+        async with self._gate.urgent():
+            now = utcnow()
+            alive = await beat(self._sessions, self.worker_id, now=now)
+        if alive:
+            if self._last_ok is None or now - self._last_ok >= self._silence / 2:
+                self._epoch += 1
+            self._last_ok = now
+        else:
+            log.error("worker %s was marked stopped; no longer trusted with work", self.worker_id)
+            self._last_ok = None
+
     async def run(self) -> None:
         await self.start()
         assert self.worker_id is not None
         try:
-            while True:
-                await asyncio.sleep(self._interval)
-                try:
-                    async with self._gate.urgent():
-                        now = utcnow()
-                        alive = await beat(self._sessions, self.worker_id, now=now)
-                    if alive:
-                        if self._last_ok is None or now - self._last_ok >= self._silence / 2:
-                            self._epoch += 1
-                        self._last_ok = now
-                        self._health.ok()
-                    else:
-                        log.error("worker %s was marked stopped; no longer trusted with work", self.worker_id)
-                        self._last_ok = None
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self._health.failed(exc, f"heartbeat of worker {self.worker_id}")
+            await asyncio.sleep(self._interval)  # registering was the first beat
+            await forever(self._beat, self._interval, monitor=self._health,
+                          doing=f"heartbeat of worker {self.worker_id}")
         finally:
             # Others may take this process's work at once; bounded, so a database that is gone cannot hold
             # the shutdown (the silence then says the same a few seconds later).

@@ -7,7 +7,6 @@ after the fixed lease. Campaign recipients need more than a cleared lease (`sche
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.liveness import HEARTBEAT_INTERVAL
 from bot.core.loop_health import LoopHealth
+from bot.core.loops import WakeHub, forever, monitor_of
 from storage.fencing import InHand, owners_of, release_from, release_own
 from storage.liveness import silent_workers
 from storage.models import SlackOutbox, WebhookLog
@@ -67,27 +67,24 @@ async def give_back_own(session: AsyncSession, owner: int, hands: Mapping[str, I
 
 
 async def run_takeover(sessions: async_sessionmaker[AsyncSession], *, interval: float = HEARTBEAT_INTERVAL,
-                       on_freed: Callable[[], None] | None = None, health: LoopHealth | None = None,
+                       wakes: WakeHub | None = None, health: LoopHealth | None = None,
                        owner: Callable[[], int | None] | None = None, hands: Mapping[str, InHand] | None = None
                        ) -> None:
     """Loop forever (a background task of every process that works on the queues). With owner and hands
-    (this process's worker id and its claims in hand per queue), its own cut-off claims are given back too."""
-    monitor = (health or LoopHealth()).loop("take-over of silent processes' work", log)
-    while True:
-        try:
-            async with sessions() as session, session.begin():
-                freed = await take_over(session)
-                me = owner() if owner is not None else None
-                own = await give_back_own(session, me, hands) if me is not None and hands else {}
-            monitor.ok()
-            if any(freed.values()):
-                log.warning("work of silent processes given back: %s", freed)
-            if own:
-                log.warning("work this process no longer does given back: %s", own)
-            if (any(freed.values()) or own) and on_freed is not None:
-                on_freed()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            monitor.failed(exc, "take-over pass")
-        await asyncio.sleep(interval)
+    (this process's worker id and its claims in hand per queue), its own cut-off claims are given back too;
+    the workers of the queues given work back are woken through `wakes`."""
+
+    async def turn() -> None:
+        async with sessions() as session, session.begin():
+            freed = await take_over(session)
+            me = owner() if owner is not None else None
+            own = await give_back_own(session, me, hands) if me is not None and hands else {}
+        if any(freed.values()):
+            log.warning("work of silent processes given back: %s", freed)
+        if own:
+            log.warning("work this process no longer does given back: %s", own)
+        if wakes is not None:
+            wakes.wake(*(queue for queue, n in {**freed, **own}.items() if n))
+
+    await forever(turn, interval, monitor=monitor_of(health, "take-over of silent processes' work", log),
+                  doing="take-over pass")

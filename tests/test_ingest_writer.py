@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app.factory import create_app
 from bot.bridge.ingest_writer import IngestUnavailable, IngestWriter
+from bot.core.loops import SLACK_OUTBOX, WEBHOOKS, WakeHub
 from bot.handlers import appkeys
 from storage.db import make_engine, migrate
 from storage.models import WebhookLog
@@ -55,13 +56,18 @@ async def test_concurrent_deliveries_commit_in_groups_and_each_gets_its_own_row(
     assert writer.batches >= 3
 
 
-async def test_on_stored_runs_after_each_group(engine: AsyncEngine) -> None:
-    calls: list[int] = []
-    writer = IngestWriter(engine, linger=0.0, on_stored=lambda: calls.append(1))
+async def test_each_stored_group_wakes_the_webhook_workers(engine: AsyncEngine) -> None:
+    wakes = WakeHub()
+    wake = wakes.listen(WEBHOOKS)
+    outbox = wakes.listen(SLACK_OUTBOX)
+    writer = IngestWriter(engine, linger=0.0, wakes=wakes)
     async with running(writer):
-        await writer.submit(b"{}", "message")
-        await writer.submit(b"{}", "status")
-    assert len(calls) == writer.batches == 2
+        for n, event_type in enumerate(["message", "status"], 1):
+            assert not wake.is_set()
+            await writer.submit(b"{}", event_type)
+            assert wake.is_set() and writer.batches == n
+            assert await wake.wait(0.0)  # taken: the next wait starts afresh
+    assert not outbox.is_set()  # only the queue whose rows were committed
 
 
 async def test_a_refused_group_fails_every_request_in_it_and_nothing_is_acked(engine: AsyncEngine) -> None:

@@ -15,6 +15,7 @@ from bot.app.factory import create_app
 from bot.bridge import message_batch, meta_events
 from bot.bridge.meta_events import EventContext
 from bot.bridge.webhook_worker import WebhookWorker
+from bot.core.loops import WEBHOOKS
 from bot.core.metrics import Metrics
 from bot.handlers import appkeys
 from storage import webhook_logs
@@ -324,7 +325,7 @@ async def test_a_customer_message_is_applied_while_a_bulk_batch_is_still_in_prog
     try:
         await asyncio.wait_for(entered.wait(), timeout=60)
         await _store(app, [inbound_text("wamid.LIVE", "Is my order ready?", ts=1_760_001_000)])
-        worker.wake()
+        worker.wakes.wake(WEBHOOKS)
         for _ in range(600):
             if await _count(app, Message, Message.wamid == "wamid.LIVE"):
                 break

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.app.health import cached
 from bot.app.shutdown import stop_tasks
 from bot.app.slack_component import add_outbox_kinds
+from bot.core.loops import CAMPAIGNS
 from bot.handlers import appkeys
 from bot.meta.sender import TemplateSender
 from scheduler.campaigns import progress, unknown_notice
@@ -34,12 +35,14 @@ async def _campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
     sender = TemplateSender(deps.graph.base_url, deps.graph.api_version)
     runner = CampaignRunner(deps.sessions, deps.graph, throttle, deps.settings, metrics=deps.metrics, sender=sender,
                             owner=(lambda: heartbeat.worker_id) if heartbeat is not None else None,
-                            guard=heartbeat.guard if heartbeat is not None else None, health=deps.loop_health)
-    scheduler = CampaignScheduler(deps.sessions, on_fire=lambda _run_id: runner.wake(), health=deps.loop_health)
+                            guard=heartbeat.guard if heartbeat is not None else None, health=deps.loop_health,
+                            wakes=deps.wakes)
+    scheduler = CampaignScheduler(deps.sessions, on_fire=lambda _run_id: deps.wakes.wake(CAMPAIGNS),
+                                  health=deps.loop_health)
     app[CAMPAIGN_RUNNER] = runner
     app[CAMPAIGN_SCHEDULER] = scheduler
     task = asyncio.create_task(runner.run(), name="campaign-runner")
-    recovery = asyncio.create_task(run_recovery(deps.sessions, deps.settings, wake=runner.wake,
+    recovery = asyncio.create_task(run_recovery(deps.sessions, deps.settings, wakes=deps.wakes,
                                                 health=deps.loop_health), name="campaign-recovery")
     app[appkeys.HEALTH_CHECKS].append(campaign_health_check(deps.sessions))
     await scheduler.start()

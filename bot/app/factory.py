@@ -21,6 +21,7 @@ from bot.bridge.meta_events import EventContext
 from bot.bridge.webhook_worker import WebhookWorker
 from bot.core.config import Settings
 from bot.core.loop_health import LoopHealth
+from bot.core.loops import WakeHub
 from bot.core.metrics import Metrics
 from bot.core.name_cache import NameCache
 from bot.core.statement_count import count_statements
@@ -95,7 +96,7 @@ async def deps_ctx(app: web.Application) -> AsyncIterator[None]:
     throttle: Throttle = RedisThrottle(redis_client) if redis_client is not None else make_throttle(None)
     deps = Deps(settings=settings, sessions=app[appkeys.SESSIONS], graph=graph, slack=slack, throttle=throttle,
                 metrics=app[appkeys.METRICS], channel_ids=app[appkeys.CHANNEL_IDS], slack_names=NameCache(),
-                loop_health=app[appkeys.LOOP_HEALTH])
+                loop_health=app[appkeys.LOOP_HEALTH], wakes=app[appkeys.WAKES])
     if settings.slack.many_workspaces:
         deps.installations = SealedInstallationStore(settings.slack.client_id, app[appkeys.ENGINE],
                                                      token_box(settings))
@@ -129,14 +130,7 @@ async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
     await heartbeat.start()
     app[appkeys.HEARTBEAT] = heartbeat
     task = asyncio.create_task(heartbeat.run(), name="heartbeat")
-
-    def wake_workers() -> None:
-        for key in (appkeys.WEBHOOK_WORKER,):
-            worker = app.get(key)
-            if worker is not None:
-                worker.wake()
-
-    sweeper = asyncio.create_task(run_takeover(app[appkeys.SESSIONS], on_freed=wake_workers,
+    sweeper = asyncio.create_task(run_takeover(app[appkeys.SESSIONS], wakes=app[appkeys.WAKES],
                                                health=app[appkeys.LOOP_HEALTH],
                                                owner=lambda: heartbeat.worker_id,
                                                hands=app[appkeys.CLAIMS_IN_HAND]), name="takeover")
@@ -145,12 +139,7 @@ async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def _start_ingest_writer(app: web.Application) -> asyncio.Task[None]:
-    def wake_worker() -> None:
-        worker = app.get(appkeys.WEBHOOK_WORKER)
-        if worker is not None:
-            worker.wake()
-
-    writer = IngestWriter(app[appkeys.ENGINE], on_stored=wake_worker, health=app[appkeys.LOOP_HEALTH],
+    writer = IngestWriter(app[appkeys.ENGINE], wakes=app[appkeys.WAKES], health=app[appkeys.LOOP_HEALTH],
                           gate=app[appkeys.WRITE_GATE])
     app[appkeys.INGEST_WRITER] = writer
     return asyncio.create_task(writer.run())
@@ -169,6 +158,7 @@ def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
         health=app[appkeys.LOOP_HEALTH],
         gate=app[appkeys.WRITE_GATE],
         fair=settings.slack.many_workspaces,
+        wakes=app[appkeys.WAKES],
     )
     app[appkeys.WEBHOOK_WORKER] = worker
     app[appkeys.CLAIMS_IN_HAND]["webhook_logs"] = worker.hand
@@ -202,6 +192,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics()
     app[appkeys.LOOP_HEALTH] = LoopHealth()
+    app[appkeys.WAKES] = WakeHub()
     app[appkeys.WRITE_GATE] = WriteGate(pause=SQLITE_PAUSE if is_sqlite(settings.database_url) else 0.0)
     app[appkeys.HEALTH_CHECKS] = []
     app[appkeys.CLAIMS_IN_HAND] = {}

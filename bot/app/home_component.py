@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from bot.app.bolt import BOLT
 from bot.app.factory import Component
 from bot.app.shutdown import stop_tasks
+from bot.core.loops import forever
 from bot.core.workspace import DEFAULT_WORKSPACE, RequestScope, request_scope, scoped
 from bot.deps import Deps
 from bot.handlers import appkeys
@@ -207,15 +208,15 @@ class HomePublisher:
     async def refresh_forever(self, interval: float = REFRESH_INTERVAL) -> None:
         """Republish the tabs of recent viewers when a message or a campaign has changed since last look."""
         marker: tuple[Any, ...] | None = None
+
+        async def turn() -> None:
+            nonlocal marker
+            marker = await self.refresh_if_changed(marker)
+
+        await asyncio.sleep(interval)  # nobody has looked at a tab yet
         # A side job: its failures are logged at a bounded rate, but never make the process unhealthy.
-        health = self.deps.loop_health.loop("home tab refresh", log, reported=False)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                marker = await self.refresh_if_changed(marker)
-                health.ok()
-            except Exception as exc:  # a failed round must not end refreshing
-                health.failed(exc, "refreshing home tabs")
+        await forever(turn, interval, doing="refreshing home tabs",
+                      monitor=self.deps.loop_health.loop("home tab refresh", log, reported=False))
 
     async def refresh_if_changed(self, marker: tuple[Any, ...] | None) -> tuple[Any, ...]:
         current = await self.change_marker()

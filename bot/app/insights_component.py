@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 from aiohttp import web
@@ -15,6 +15,8 @@ from bot.app.factory import Component
 from bot.app.shutdown import stop_tasks
 from bot.bridge.inbox import wake_snoozed
 from bot.core.config import Settings
+from bot.core.loop_health import LoopHealth
+from bot.core.loops import SLACK_OUTBOX, WakeHub, forever, monitor_of
 from bot.core.response_metrics import FirstResponseHistogram
 from bot.handlers import appkeys
 from bot.ops.insights_store import period_figures
@@ -31,11 +33,11 @@ HISTOGRAM_SPAN = timedelta(hours=24)
 
 class InsightsWorker:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession],
-                 histogram: FirstResponseHistogram, on_queued: Callable[[], None] | None = None) -> None:
+                 histogram: FirstResponseHistogram, wakes: WakeHub | None = None) -> None:
         self.settings = settings
         self.sessions = sessions
         self.histogram = histogram
-        self.on_queued = on_queued
+        self.wakes = wakes  # the outbox is woken for the reminders queued
 
     async def run_once(self, now: datetime | None = None) -> int:
         """Bring back snoozed conversations whose time came, refresh the histogram, queue what reminders are
@@ -43,8 +45,8 @@ class InsightsWorker:
         now = now or utcnow()
         async with self.sessions() as s, s.begin():
             woken = await wake_snoozed(s, now)  # each once, whichever process looks first
-        if woken and self.on_queued is not None:
-            self.on_queued()
+        if woken and self.wakes is not None:
+            self.wakes.wake(SLACK_OUTBOX)
         figures = await period_figures(self.sessions, since=now - HISTOGRAM_SPAN, now=now,
                                        elapsed=elapsed_for(self.settings),
                                        elapsed_of=elapsed_by_channel(self.settings))
@@ -57,17 +59,17 @@ class InsightsWorker:
         async with self.sessions() as s, s.begin():
             for n in owed:
                 queued += await enqueue(s, Note(n.conversation_id, n.text, mrkdwn=True), dedupe_key=n.key)
-        if queued and self.on_queued is not None:
-            self.on_queued()
+        if queued and self.wakes is not None:
+            self.wakes.wake(SLACK_OUTBOX)
         return queued + woken
 
-    async def run(self, interval: float = INTERVAL) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:  # a failed round (database away) must not end the loop
-                log.exception("insights round failed")
-            await asyncio.sleep(interval)
+    async def run(self, interval: float = INTERVAL, health: LoopHealth | None = None) -> None:
+        async def turn() -> None:
+            await self.run_once()
+
+        # A side job: its failures are logged, but never make the process unhealthy.
+        await forever(turn, interval, monitor=monitor_of(health, "insights", log, reported=False),
+                      doing="insights round")
 
 
 INSIGHTS = web.AppKey("insights_worker", InsightsWorker)
@@ -82,19 +84,12 @@ def make_insights_component(interval: float | None = INTERVAL) -> Component:
         histogram = FirstResponseHistogram()
         app[appkeys.METRICS].registry.register(histogram)
 
-        def wake() -> None:
-            from bot.app.slack_component import OUTBOX
-
-            outbox = app.get(OUTBOX)
-            if outbox is not None:
-                outbox.wake()
-
-        worker = InsightsWorker(app[appkeys.SETTINGS], app[appkeys.SESSIONS], histogram, wake)
+        worker = InsightsWorker(app[appkeys.SETTINGS], app[appkeys.SESSIONS], histogram, app[appkeys.WAKES])
         app[INSIGHTS] = worker
         if interval is None:
             yield
             return
-        task = asyncio.create_task(worker.run(interval), name="insights")
+        task = asyncio.create_task(worker.run(interval, app[appkeys.LOOP_HEALTH]), name="insights")
         yield
         await stop_tasks(app, task)
 

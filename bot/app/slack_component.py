@@ -20,6 +20,7 @@ from bot.app.bolt import (
 )
 from bot.app.factory import Component, background
 from bot.bridge import mirror, revisions
+from bot.core.loops import forever
 from bot.deps import Deps
 from bot.handlers import appkeys, slack_install
 from bot.onboarding import outbox_kinds
@@ -61,7 +62,6 @@ def outbox_worker_task(app: web.Application, **outbox_options: Any) -> asyncio.T
                                 owner=liveness_owner(app), guard=liveness_guard(app), **outbox_options)
     app[OUTBOX] = worker
     app[appkeys.CLAIMS_IN_HAND]["slack_outbox"] = worker.queue.hand
-    _chain_wake(app, worker)
     return asyncio.create_task(worker.run())
 
 
@@ -75,13 +75,6 @@ def liveness_guard(app: web.Application) -> Callable[[], Callable[[], bool]] | N
     """This process's heartbeat guard factory (see storage.liveness.Heartbeat.guard), when it runs one."""
     heartbeat = app.get(appkeys.HEARTBEAT)
     return heartbeat.guard if heartbeat is not None else None
-
-
-def _chain_wake(app: web.Application, worker: OutboxWorker) -> None:
-    """Wake the outbox whenever the webhook worker has committed a batch (new rows are then visible)."""
-    webhook_worker = app.get(appkeys.WEBHOOK_WORKER)
-    if webhook_worker is not None:
-        webhook_worker.on_processed(worker.wake)
 
 
 async def _bolt_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -101,15 +94,13 @@ REPLY_SWEEP_SECONDS = 60.0
 
 
 def _start_reply_sweep(app: web.Application) -> asyncio.Task[None]:
-    async def forever() -> None:
-        while True:
-            try:
-                await reply_ledger.sweep(app[appkeys.DEPS])
-            except Exception:
-                log.exception("reply sweep failed; trying again in %.0f s", REPLY_SWEEP_SECONDS)
-            await asyncio.sleep(REPLY_SWEEP_SECONDS)
+    deps = app[appkeys.DEPS]
 
-    return asyncio.create_task(forever())
+    async def sweep() -> None:
+        await reply_ledger.sweep(deps)
+
+    return asyncio.create_task(forever(sweep, REPLY_SWEEP_SECONDS, doing="reply sweep",
+                                       monitor=deps.loop_health.loop("reply sweep", log, reported=False)))
 
 
 def _start_redaction(app: web.Application) -> asyncio.Task[None]:

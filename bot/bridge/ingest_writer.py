@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.core.loop_health import LoopHealth
+from bot.core.loops import WEBHOOKS, WakeHub
 from storage import webhook_logs
 from storage.write_gate import WriteGate
 
@@ -46,7 +46,7 @@ class IngestWriter:
     """Collects deliveries from request handlers and commits them in groups, several groups in flight."""
 
     def __init__(self, engine: AsyncEngine, *, linger: float = DEFAULT_LINGER,
-                 max_batch: int = DEFAULT_MAX_BATCH, on_stored: Callable[[], None] | None = None,
+                 max_batch: int = DEFAULT_MAX_BATCH, wakes: WakeHub | None = None,
                  health: LoopHealth | None = None, gate: WriteGate | None = None,
                  connections: int | None = None) -> None:
         self._engine = engine
@@ -55,7 +55,7 @@ class IngestWriter:
         self._health = (health or LoopHealth()).loop("webhook intake", log)
         self._linger = linger
         self._max_batch = max_batch
-        self._on_stored = on_stored
+        self._wakes = wakes  # the webhook workers of this process are woken after each group
         self._postgres = engine.dialect.name == "postgresql"
         self._slots = max(1, connections if connections is not None
                           else (DEFAULT_CONNECTIONS if self._postgres else 1))
@@ -146,8 +146,8 @@ class IngestWriter:
         for delivery, log_id in zip(group, ids, strict=True):
             if not delivery.future.done():
                 delivery.future.set_result(log_id)
-        if self._on_stored is not None:
-            self._on_stored()
+        if self._wakes is not None:
+            self._wakes.wake(WEBHOOKS)
 
     async def _insert(self, rows: list[tuple[bytes, str, str]]) -> list[int]:
         """Insert on a connection of the writer's own; a dropped connection is replaced and the group tried

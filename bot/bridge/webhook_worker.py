@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.bridge import history_import, webhook_batch
 from bot.bridge.meta_events import EventContext, apply_event
 from bot.core.loop_health import LoopHealth
+from bot.core.loops import SLACK_OUTBOX, WEBHOOKS, WakeHub, forever
 from bot.core.metrics import Metrics
-from bot.core.waits import wait_until
 from bot.meta.events import HistoryChunk
 from bot.meta.parser import event_type_of, parse_delivery
 from storage import webhook_logs
@@ -48,7 +48,8 @@ class WebhookWorker:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], make_context: Callable[[], EventContext],
                  metrics: Metrics, *, batch: int = 100, bulk_batch: int = 200, poll_interval: float = 1.0,
                  bulk_linger: float = BULK_LINGER, owner: Callable[[], int | None] | None = None,
-                 health: LoopHealth | None = None, gate: WriteGate | None = None, fair: bool = False) -> None:
+                 health: LoopHealth | None = None, gate: WriteGate | None = None, fair: bool = False,
+                 wakes: WakeHub | None = None) -> None:
         self._sessions = sessions
         self._gate = gate or WriteGate()  # history imports let webhooks being stored go first
         self._health = health or LoopHealth()
@@ -64,17 +65,8 @@ class WebhookWorker:
         # Many workspaces: live deliveries are claimed round robin across workspaces (one's storm never
         # queues in front of another's customers); with one workspace, in arrival order.
         self._fair = fair
-        self._wakes: list[asyncio.Event] = []
-        self._listeners: list[Callable[[], None]] = []
-
-    def on_processed(self, callback: Callable[[], None]) -> None:
-        """Call callback after each committed batch (e.g. to wake the Slack outbox at once)."""
-        self._listeners.append(callback)
-
-    def wake(self) -> None:
-        """Called after a delivery is stored, so processing starts without waiting for the poll."""
-        for event in self._wakes:
-            event.set()
+        # Woken (WEBHOOKS) when deliveries are stored; wakes the outbox (SLACK_OUTBOX) after each batch.
+        self.wakes = wakes or WakeHub()
 
     async def run(self) -> None:
         """One loop per lane: a customer message never waits for the bulk batch in progress to commit, and
@@ -82,26 +74,22 @@ class WebhookWorker:
         await asyncio.gather(*(self._loop((lane,)) for lane in LANES))
 
     async def _loop(self, lanes: Sequence[Lane]) -> None:
-        wake = asyncio.Event()
-        self._wakes.append(wake)
-        health = self._health.loop(f"webhook worker ({'+'.join(lanes)})", log)
-        while True:
-            try:
-                done = await self.process_available(lanes=lanes)
-                health.ok()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                health.failed(exc, "claiming and applying deliveries")
-                done = 0
+        wake = self.wakes.listen(WEBHOOKS)
+
+        async def turn() -> float | None:
+            done = await self.process_available(lanes=lanes)
             if 0 < done < self._bulk_batch and lanes == (BULK,):
                 # A status storm arrives a few deliveries at a time: applied as they come, each batch pays a
                 # transaction for two or three statuses and takes the CPU live traffic needs. Statuses wait
                 # a moment and are applied by the hundred instead; a full batch means a backlog, no wait.
-                await asyncio.sleep(self._bulk_linger)
-            elif done == 0:
-                await wait_until(wake.wait(), self._poll)
-                wake.clear()
+                return self._bulk_linger
+            return 0.0 if done else None
+
+        try:
+            await forever(turn, self._poll, wake, monitor=self._health.loop(f"webhook worker ({'+'.join(lanes)})", log),
+                          doing="claiming and applying deliveries")
+        finally:
+            self.wakes.forget(WEBHOOKS, wake)
 
     async def process_available(self, *, lanes: Sequence[Lane] = LANES) -> int:
         """Claim and process one batch from the first of lanes with work waiting; returns its size."""
@@ -113,8 +101,7 @@ class WebhookWorker:
                 await self._apply(claimed)
             finally:
                 self.hand.drop((c.id, c.fence.token) for c in claimed if c.fence is not None)
-            for callback in self._listeners:  # before the lag query: the outbox need not wait for it
-                callback()
+            self.wakes.wake(SLACK_OUTBOX)  # before the lag query: the outbox need not wait for it
         self._metrics.processing_lag.set(await webhook_logs.oldest_pending_age(self._sessions))
         return len(claimed)
 

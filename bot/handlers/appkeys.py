@@ -13,6 +13,7 @@ from bot.bridge.ingest_writer import IngestWriter
 from bot.bridge.webhook_worker import WebhookWorker
 from bot.core.config import Settings
 from bot.core.loop_health import LoopHealth
+from bot.core.loops import WakeHub
 from bot.core.metrics import Metrics
 from bot.deps import Deps
 from bot.slack.outbox_handlers import Handler
@@ -39,6 +40,8 @@ HEARTBEAT = web.AppKey("heartbeat", Heartbeat)
 LOOP_HEALTH = web.AppKey("loop_health", LoopHealth)
 # Webhooks being stored go before a history import's next transaction (SQLite has one writer).
 WRITE_GATE = web.AppKey("write_gate", WriteGate)
+# This process's wake-ups per queue (bot.core.loops): the same hub as Deps.wakes.
+WAKES: web.AppKey[WakeHub] = web.AppKey("wakes", WakeHub)
 # Queue name (storage.takeover.QUEUES) -> the claims this process works on, for giving back the rest.
 CLAIMS_IN_HAND: web.AppKey[dict[str, InHand]] = web.AppKey("claims_in_hand")
 # More checks for /healthz, each giving name -> reason for whatever is wrong (empty when all is well).

@@ -20,6 +20,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.core.loops import SLACK_OUTBOX
 from bot.core.workspace import workspace_key
 from bot.deps import Deps
 from storage.installations import oauth_state_store
@@ -88,7 +89,7 @@ async def _installed(deps: Deps, args: AsyncSuccessArgs) -> BoltResponse:
         log.warning("workspace %s (%s) installed the app again: its held work resumes", team, name)
     else:
         log.info("workspace %s (%s) installed the app", team, name)
-    deps.outbox_waker.wake()
+    deps.wakes.wake(SLACK_OUTBOX)
     return await args.default.success(args)
 
 

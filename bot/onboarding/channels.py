@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import ChannelSettings, Mode, Settings
 from bot.core.loop_health import LoopHealth
+from bot.core.loops import forever, monitor_of
 from bot.core.workspace import DEFAULT_WORKSPACE, as_setting
 from bot.onboarding.crypto import TokenBox, TokenKeyMissing, TokenUnreadable, token_box
 from storage.models import Channel, OnboardedChannel, utcnow
@@ -155,13 +156,9 @@ async def refresh_forever(settings: Settings, sessions: async_sessionmaker[Async
                           channel_ids: dict[str, int], interval: float = REFRESH_SECONDS,
                           health: LoopHealth | None = None) -> None:
     """Merge channels connected by other processes, every interval seconds, until cancelled."""
-    monitor = (health or LoopHealth()).loop("onboarded channels refresh", log)
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await merge_onboarded(settings, sessions, channel_ids)
-            monitor.ok()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            monitor.failed(exc, "refreshing onboarded channels")
+    async def turn() -> None:
+        await merge_onboarded(settings, sessions, channel_ids)
+
+    await asyncio.sleep(interval)  # merged once already before the workers started
+    await forever(turn, interval, monitor=monitor_of(health, "onboarded channels refresh", log),
+                  doing="refreshing onboarded channels")

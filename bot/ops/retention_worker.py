@@ -7,7 +7,6 @@ left unfinished (bot/ops/privacy.py), so a request is completed without anyone r
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -16,6 +15,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import RetentionSettings
+from bot.core.loop_health import Backoff
+from bot.core.loops import forever, monitor_of
 from bot.core.metrics import Metrics
 from storage import retention
 from storage.models import utcnow
@@ -53,15 +54,14 @@ class RetentionWorker:
         return deleted
 
     async def run(self) -> None:
-        while True:
-            try:
-                deleted = await self.prune_once()
-                if any(deleted.values()):
-                    log.info("retention pruned old rows", extra={"deleted": deleted})
-                if self._resume is not None:
-                    await self._resume()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("retention pass failed; trying again at the next interval")
-            await asyncio.sleep(self._settings.interval_seconds)
+        interval = self._settings.interval_seconds
+        # A failed pass is tried again at the next interval (pruning is heavy; nothing waits for it).
+        await forever(self._pass, interval, doing="retention pass", backoff=Backoff(first=interval, cap=interval),
+                      monitor=monitor_of(None, "retention", log, reported=False))
+
+    async def _pass(self) -> None:
+        deleted = await self.prune_once()
+        if any(deleted.values()):
+            log.info("retention pruned old rows", extra={"deleted": deleted})
+        if self._resume is not None:
+            await self._resume()

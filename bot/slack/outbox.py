@@ -34,7 +34,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.core.waits import wait_until
+from bot.core.loops import SLACK_OUTBOX, Wake, forever
 from bot.deps import Deps
 from bot.slack.backlog import estimate, owed_per_channel
 from bot.slack.outbox_context import OUTBOX_EVENT, THREAD_EVENT, ItemContext
@@ -64,7 +64,7 @@ def _without_retries(client: AsyncWebClient) -> AsyncWebClient:
 
 def wake_outbox(deps: Deps) -> None:
     """Tell this process's outbox worker (if it runs) that new rows were committed."""
-    deps.outbox_waker.wake()
+    deps.wakes.wake(SLACK_OUTBOX)
 
 
 class OutboxWorker:
@@ -93,7 +93,7 @@ class OutboxWorker:
         self.backoff_policy = Backoff(backoff_base, backoff_cap)
         self.backoff_cap = backoff_cap
         self.upload_timeout = upload_timeout
-        self._wake = asyncio.Event()
+        self._wake = Wake()  # set by Deps.wakes (SLACK_OUTBOX) and whenever a delivery ends
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[None]] = set()
         self.background_slots = max(1, self.concurrency // 2)
@@ -116,43 +116,14 @@ class OutboxWorker:
 
     # ---- public ------------------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        """Look for work now rather than at the next poll (called after new rows are committed)."""
-        self._wake.set()
-
     async def run(self) -> None:
-        """Claim and deliver until cancelled."""
-        self.deps.outbox_waker.attach(self.wake)
-        health = self.deps.loop_health.loop("slack outbox", log)
-        loop = asyncio.get_running_loop()
+        """Claim and deliver until cancelled (woken by `Deps.wakes` when rows are committed)."""
+        self.deps.wakes.listen(SLACK_OUTBOX, self._wake)
         try:
-            while True:
-                await self._start_queued()
-                await self._publish_backlog(loop.time())
-                # With a slot free, what is still queued is background work held back by its share of the
-                # slots: claim only urgent items then, and no more than the free slots, so the queue never
-                # grows past one claim of leases waiting to wear thin.
-                held_back = bool(self._queue)
-                free = self.concurrency - len(self._tasks)
-                want = free if held_back else self.claim_batch - len(self._tasks)
-                claimed: list[OutboxItem] = []
-                if free > 0:
-                    try:
-                        claimed = await self.claim(want, kinds=self._urgent_kinds if held_back else None)
-                        health.ok()
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:
-                        health.failed(exc, "claiming")
-                    now = loop.time()
-                    self._queue.extend((item, now) for item in claimed)
-                    await self._start_queued()
-                if claimed and len(claimed) == want and len(self._tasks) < self.concurrency:
-                    continue  # there may be more heads ready
-                await wait_until(self._wake.wait(), self.poll_interval)
-                self._wake.clear()
+            await forever(self._turn, self.poll_interval, self._wake, doing="claiming",
+                          monitor=self.deps.loop_health.loop("slack outbox", log))
         finally:
-            self.deps.outbox_waker.detach(self.wake)
+            self.deps.wakes.forget(SLACK_OUTBOX, self._wake)
             for task in list(self._tasks):
                 task.cancel()
             if self._tasks:
@@ -163,6 +134,27 @@ class OutboxWorker:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.unclaim(waiting))
             await self.queue.close()
+
+    async def _turn(self) -> float | None:
+        """Start what was claimed, claim more while slots are free; 0 when more heads may be ready at once."""
+        loop = asyncio.get_running_loop()
+        await self._start_queued()
+        await self._publish_backlog(loop.time())
+        # With a slot free, what is still queued is background work held back by its share of the slots: claim
+        # only urgent items then, and no more than the free slots, so the queue never grows past one claim of
+        # leases waiting to wear thin.
+        held_back = bool(self._queue)
+        free = self.concurrency - len(self._tasks)
+        if free <= 0:
+            return None  # a delivery that ends wakes the loop
+        want = free if held_back else self.claim_batch - len(self._tasks)
+        claimed = await self.claim(want, kinds=self._urgent_kinds if held_back else None)
+        now = loop.time()
+        self._queue.extend((item, now) for item in claimed)
+        await self._start_queued()
+        if claimed and len(claimed) == want and len(self._tasks) < self.concurrency:
+            return 0.0  # there may be more heads ready
+        return None
 
     async def _start_queued(self) -> None:
         """Start claimed items while there are free slots; hand back those whose lease has worn thin."""
@@ -274,7 +266,7 @@ class OutboxWorker:
     def resume(self) -> None:
         """A workspace installed again: read the paused ones afresh and look for work now."""
         self._paused_at = float("-inf")
-        self.wake()
+        self._wake.set()
 
     async def unclaim(self, items: Sequence[OutboxItem]) -> None:
         """Hand back claimed items that were never started, as if this claim had not happened."""

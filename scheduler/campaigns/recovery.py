@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import Settings
 from bot.core.loop_health import LoopHealth
+from bot.core.loops import CAMPAIGNS, SLACK_OUTBOX, WakeHub, forever, monitor_of
 from scheduler.campaigns.records import RecipientStatus
 from scheduler.campaigns.unknown_notice import check_unknowns
 from scheduler.campaigns.unknown_store import recover_orphans
@@ -38,28 +38,26 @@ async def take_back_orphans(session: AsyncSession) -> Counter[str]:
 
 async def run_recovery(sessions: async_sessionmaker[AsyncSession], settings: Settings, *,
                        orphan_every: float = ORPHAN_EVERY, unknown_every: float = UNKNOWN_EVERY,
-                       wake: Callable[[], None] | None = None, health: LoopHealth | None = None) -> None:
+                       wakes: WakeHub | None = None, health: LoopHealth | None = None) -> None:
     """Loop forever (a background task of `serve`)."""
-    monitor = (health or LoopHealth()).loop("campaign recovery", log)
     loop = asyncio.get_running_loop()
     last_unknown = float("-inf")
-    while True:
-        try:
+
+    async def turn() -> None:
+        nonlocal last_unknown
+        async with sessions() as session, session.begin():
+            done = await take_back_orphans(session)
+        if done:
+            log.warning("campaign recipients of silent processes taken back: %s", dict(done))
+            if done.get(RecipientStatus.PENDING.value) and wakes is not None:
+                wakes.wake(CAMPAIGNS)  # recipients to send again: look for them now, not at the next poll
+        if loop.time() - last_unknown >= unknown_every:
+            last_unknown = loop.time()
             async with sessions() as session, session.begin():
-                done = await take_back_orphans(session)
-            if done:
-                log.warning("campaign recipients of silent processes taken back: %s", dict(done))
-                if done.get(RecipientStatus.PENDING.value) and wake is not None:
-                    wake()  # recipients to send again: look for them now, not at the next poll
-            if loop.time() - last_unknown >= unknown_every:
-                last_unknown = loop.time()
-                async with sessions() as session, session.begin():
-                    noticed, resent = await check_unknowns(session, settings, utcnow())
-                if noticed or resent:
-                    log.info("unknown campaign recipients: %s notices owed, %s resent", noticed, resent)
-            monitor.ok()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            monitor.failed(exc, "recovery pass")
-        await asyncio.sleep(orphan_every)
+                noticed, resent = await check_unknowns(session, settings, utcnow())
+            if noticed or resent:
+                log.info("unknown campaign recipients: %s notices owed, %s resent", noticed, resent)
+                if wakes is not None:
+                    wakes.wake(SLACK_OUTBOX, CAMPAIGNS)  # the notices to post, the recipients to resend
+
+    await forever(turn, orphan_every, monitor=monitor_of(health, "campaign recovery", log), doing="recovery pass")

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.core.config import ChannelSettings, Settings
 from bot.core.identity_hash import optional_salt
 from bot.core.loop_health import Backoff, LoopHealth
+from bot.core.loops import CAMPAIGNS, Wake, WakeHub, forever
 from bot.core.metrics import Metrics
 from bot.core.waits import wait_until
 from bot.meta.errors import GraphError, SendAction
@@ -107,8 +108,10 @@ class CampaignRunner:
         owner: Callable[[], int | None] | None = None,
         guard: Callable[[], Callable[[], bool]] | None = None,
         health: LoopHealth | None = None,
+        wakes: WakeHub | None = None,
     ) -> None:
         self._sessions = sessions
+        self.wakes = wakes or WakeHub()  # woken (CAMPAIGNS) when a campaign fires or recipients are freed
         self.health = health or LoopHealth()
         self._loop_health = self.health.loop("campaign runner", log)
         self._pass_health = self.health.loop("campaign sending", log)
@@ -125,42 +128,36 @@ class CampaignRunner:
         self._queue = RecipientQueue(sessions, self.config.lease, owner=owner, guard=guard,
                                      salt=optional_salt(settings))
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._wake = asyncio.Event()
+        self._wake = Wake()
         self._penalty_streak: dict[str, int] = {}
         self._progress_at: dict[int, float] = {}
         self._graph_used: dict[str, float] = {}  # phone_number_id -> loop time of the last Graph call
 
     # ---- the loop --------------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        """Look for runs now (a campaign just fired)."""
-        self._wake.set()
-
     async def run(self) -> None:
         """Recover what a crash left, then drive every running run until cancelled."""
         loop = asyncio.get_running_loop()
         last_recovery = float("-inf")
+
+        async def turn() -> None:
+            nonlocal last_recovery
+            if loop.time() - last_recovery > self.config.lease / 2:
+                await self.recover()
+                last_recovery = loop.time()
+            await self.release_own()
+            self._tasks = {k: t for k, t in self._tasks.items() if not t.done()}
+            for run_id in await self._queue.running_runs():
+                task = self._tasks.get(run_id)
+                if task is None or task.done():
+                    self._tasks[run_id] = asyncio.create_task(self._drive_logged(run_id),
+                                                              name=f"campaign-run-{run_id}")
+
+        self.wakes.listen(CAMPAIGNS, self._wake)
         try:
-            while True:
-                try:
-                    if loop.time() - last_recovery > self.config.lease / 2:
-                        await self.recover()
-                        last_recovery = loop.time()
-                    await self.release_own()
-                    self._tasks = {k: t for k, t in self._tasks.items() if not t.done()}
-                    for run_id in await self._queue.running_runs():
-                        task = self._tasks.get(run_id)
-                        if task is None or task.done():
-                            self._tasks[run_id] = asyncio.create_task(self._drive_logged(run_id),
-                                                                      name=f"campaign-run-{run_id}")
-                    self._loop_health.ok()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self._loop_health.failed(exc, "looking for runs")
-                await wait_until(self._wake.wait(), self.config.poll)
-                self._wake.clear()
+            await forever(turn, self.config.poll, self._wake, monitor=self._loop_health, doing="looking for runs")
         finally:
+            self.wakes.forget(CAMPAIGNS, self._wake)
             for task in self._tasks.values():
                 task.cancel()
             if self._tasks:
