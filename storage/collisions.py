@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Conversation, Direction, Message, SlackEvent, Source
+from bot.core.origin import Direction, Source
+from storage.models import Conversation, Message, SlackEvent
 from storage.upsert import insert_ignore
 
 RECENT = timedelta(minutes=2)  # another answer this close is someone else on it now
@@ -36,14 +37,14 @@ async def others_on(session: AsyncSession, conversation_id: int, user: str, now:
     owner = await session.scalar(select(Conversation.owner).where(Conversation.id == conversation_id))
     rows = (await session.execute(
         select(Message.source, Message.slack_user).where(
-            Message.conversation_id == conversation_id, Message.direction == Direction.OUTBOUND.value,
-            Message.source.in_([Source.SLACK.value, Source.PHONE_APP.value]), Message.is_note.is_(False),
+            Message.conversation_id == conversation_id, Message.direction == Direction.OUTBOUND,
+            Message.source.in_([Source.SLACK, Source.PHONE_APP]), Message.is_note.is_(False),
             Message.is_history.is_(False), Message.wa_timestamp >= now - RECENT)
         .order_by(Message.wa_timestamp, Message.id))).all()
     answered: list[str] = []
     phone_app = False
     for source, slack_user in rows:
-        if source == Source.PHONE_APP.value:
+        if source == Source.PHONE_APP:
             phone_app = True
         elif slack_user and slack_user not in (user, owner) and slack_user not in answered:
             answered.append(slack_user)  # the owner is named once, as the owner

@@ -11,6 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.identity_hash import USERNAME
+from bot.core.origin import Direction
 from storage import repository as repo
 from storage.erasure import Person
 from storage.models import Conversation, Message, MessageStatus, WhatsAppGroup, utcnow
@@ -44,7 +45,7 @@ async def erase_from_groups(session: AsyncSession, person: Person, channel_ids: 
             await repo.owe_parent_refresh(session, conv_id, f"erased:{record_id}", utcnow())
         rows = (await session.execute(select(Message.id, Message.wamid, Message.slack_ts, Message.content)
                                       .where(Message.conversation_id == conv_id,
-                                             Message.direction == "inbound"))).all()
+                                             Message.direction == Direction.INBOUND))).all()
         theirs = [r for r in rows if names_person(dict((r.content or {}).get("group_sender") or {}), person)]
         if not theirs:
             continue

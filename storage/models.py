@@ -8,12 +8,13 @@ whose metadata the migrations compare against). Every model is importable from h
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
+from enum import Enum as PyEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -23,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from bot.core.origin import Direction, Source
 from bot.core.workspace import DEFAULT_WORKSPACE
 from storage.account_models import OnboardedChannel as OnboardedChannel
 from storage.account_models import OnboardingLink as OnboardingLink
@@ -52,18 +54,11 @@ from storage.work_models import WebhookLog as WebhookLog
 from storage.work_models import Worker as Worker
 
 
-class Direction(StrEnum):
-    INBOUND = "inbound"
-    OUTBOUND = "outbound"
-
-
-class Source(StrEnum):
-    CUSTOMER = "customer"
-    PHONE_APP = "phone_app"
-    SLACK = "slack"
-    CAMPAIGN = "campaign"
-    API = "api"
-    BRIDGE = "bridge"  # sent by Wabridge on its own: an away message, a satisfaction survey
+def _stored_as_values(enum: type[PyEnum], length: int) -> Enum:
+    """An enum column stored as its members' values in a plain VARCHAR (no CHECK, no native type), as the
+    strings were stored before: rows already there read as members, and no migration is needed."""
+    return Enum(enum, native_enum=False, create_constraint=False, length=length, validate_strings=True,
+                values_callable=lambda members: [m.value for m in members])
 
 
 CSAT_ANSWER = "csat_answer"
@@ -169,8 +164,8 @@ class Message(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     wamid: Mapped[str | None] = mapped_column(String(255), unique=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
-    direction: Mapped[str] = mapped_column(String(10))
-    source: Mapped[str] = mapped_column(String(20))
+    direction: Mapped[Direction] = mapped_column(_stored_as_values(Direction, 10))
+    source: Mapped[Source] = mapped_column(_stored_as_values(Source, 20))
     type: Mapped[str] = mapped_column(String(32))
     text: Mapped[str | None] = mapped_column(Text)
     media_id: Mapped[str | None] = mapped_column(String(255))

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.core.origin import Direction
 from storage.erasure import Person, campaigns_in, runs_in
 from storage.erasure_groups import names_person
 from storage.models import (
@@ -121,7 +122,7 @@ async def _groups(session: AsyncSession, person: Person, channel_ids: Sequence[i
     for group, conv_id in rows:
         entry = [p for p in group.participants or [] if names_person(p, person)]
         messages = [as_row(m) for m in (await session.scalars(
-            select(Message).where(Message.conversation_id == conv_id, Message.direction == "inbound")
+            select(Message).where(Message.conversation_id == conv_id, Message.direction == Direction.INBOUND)
             .order_by(Message.wa_timestamp, Message.id))).all()
             if names_person(dict((m.content or {}).get("group_sender") or {}), person)]
         if entry or messages:

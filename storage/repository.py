@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Executable, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.core.origin import Source
 from bot.core.workspace import DEFAULT_WORKSPACE
 from storage.models import (
     Campaign,
@@ -143,7 +144,7 @@ async def owe_status_posts(session: AsyncSession, wamid: str, statuses: list[str
     if not statuses:
         return
     msg = await session.scalar(select(Message).where(Message.wamid == wamid))
-    if msg is None or msg.source == "campaign":
+    if msg is None or msg.source is Source.CAMPAIGN:
         return
     rows = (await session.scalars(select(MessageStatus).where(
         MessageStatus.wamid == wamid, MessageStatus.status.in_(statuses)))).all()

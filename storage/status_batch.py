@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import CampaignRecipient, Message, MessageStatus, SlackOutbox, Source, utcnow
+from bot.core.origin import Source
+from storage.models import CampaignRecipient, Message, MessageStatus, SlackOutbox, utcnow
 from storage.outbox_kinds import StatusMark, outbox_row
 from storage.status_fold import (
     MessageFold,
@@ -72,7 +73,7 @@ async def _fold_messages(session: AsyncSession, by_wamid: dict[str, list[StatusR
         updates.append({"id": m.id, "status": fold.status, "status_history": fold.status_history,
                         "error_code": fold.error_code, "error_title": fold.error_title,
                         "pricing_category": fold.pricing_category, "billable": fold.billable})
-        if m.source == Source.CAMPAIGN.value:
+        if m.source == Source.CAMPAIGN:
             continue  # campaign statuses feed the campaign's progress message, not threads
         for st in fold.applied:
             mark = StatusMark(m.id, st.status, m.conversation_id, st.error_code, st.error_title)

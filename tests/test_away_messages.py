@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import select
 
 from bot.bridge.away import owe_away
+from bot.core.origin import Source
 from bot.handlers import appkeys
 from bot.standins import GraphStandin
-from storage.models import AutoReply, Message, Source
+from storage.models import AutoReply, Message
 from tests.harness import WA_ID, Bridge, BridgeFactory, bridges, eventually, now_ts, thread_with
 from tests.helpers import PNID, echo_text, inbound_text
 

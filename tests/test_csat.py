@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from bot.core.origin import Source
 from bot.handlers import appkeys
 from bot.ops.insights_store import period_figures
 from bot.slack.inbox_view import REOPEN_ACTION, RESOLVE_ACTION, TAKE_ACTION
 from bot.standins.graph import SendRecord
-from storage.models import AutoReply, Contact, Conversation, Message, Source
+from storage.models import AutoReply, Contact, Conversation, Message
 from tests.harness import WA_ID, Bridge, BridgeFactory, bridges, eventually, now_ts, thread_with
 from tests.helpers import BUSINESS, SLACK_CHANNEL, envelope, inbound_text, metadata
 from tests.test_away_messages import settled_rows

@@ -24,6 +24,7 @@ from bot.bridge.csat import CSAT
 from bot.bridge.throughput import after_send_error
 from bot.core.away import away_applies
 from bot.core.config import ChannelSettings, ThreadReplies
+from bot.core.origin import Direction, Source
 from bot.core.waits import wait_until
 from bot.core.window import window_open
 from bot.deps import Deps
@@ -34,7 +35,7 @@ from bot.slack import render
 from bot.slack.outbox import wake_outbox
 from scheduler.throttle import Priority, ThrottleUnavailable
 from storage import repository as repo
-from storage.models import AutoReply, Channel, Contact, Conversation, Direction, Source, utcnow
+from storage.models import AutoReply, Channel, Contact, Conversation, utcnow
 from storage.outbox_kinds import MessagePost, Note, enqueue
 
 log = logging.getLogger(__name__)
@@ -188,8 +189,8 @@ class AutoReplies:
         content: dict[str, object] = {"auto": row.kind, **({"buttons": titles} if titles else {})}
         async with self.deps.sessions() as s, s.begin():
             message_id = await repo.insert_message(s, {
-                "wamid": result.wamid, "conversation_id": conv_id, "direction": Direction.OUTBOUND.value,
-                "source": Source.BRIDGE.value, "type": "text", "text": text, "content": content,
+                "wamid": result.wamid, "conversation_id": conv_id, "direction": Direction.OUTBOUND,
+                "source": Source.BRIDGE, "type": "text", "text": text, "content": content,
                 "wa_timestamp": now,
             })
             await s.execute(update(AutoReply).where(AutoReply.id == row.id).values(
@@ -200,4 +201,4 @@ class AutoReplies:
         wake_outbox(self.deps)
 
     def _count(self, channel: ChannelSettings, outcome: str) -> None:
-        self.deps.metrics.whatsapp_sends.labels(channel.name, Source.BRIDGE.value, outcome).inc()
+        self.deps.metrics.whatsapp_sends.labels(channel.name, Source.BRIDGE, outcome).inc()

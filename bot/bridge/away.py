@@ -19,19 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.away import away_applies
 from bot.core.config import Settings, ThreadReplies
+from bot.core.origin import Direction, Source
 from bot.core.window import WINDOW
 from bot.ops.sla import hours_for
-from storage.models import (
-    CSAT_ANSWER,
-    AutoReply,
-    Channel,
-    Contact,
-    Conversation,
-    Direction,
-    Message,
-    Source,
-    utcnow,
-)
+from storage.models import CSAT_ANSWER, AutoReply, Channel, Contact, Conversation, Message, utcnow
 from storage.upsert import insert_ignore
 
 log = logging.getLogger(__name__)
@@ -56,8 +47,8 @@ async def answered_since(session: AsyncSession, conversation_id: int, since: dat
     """Whether someone answered the conversation (from Slack or the phone app) since this moment: staff
     working through a closed period need no away message speaking for them."""
     found = await session.scalar(select(Message.id).where(
-        Message.conversation_id == conversation_id, Message.direction == Direction.OUTBOUND.value,
-        Message.source.in_([Source.SLACK.value, Source.PHONE_APP.value]), Message.is_note.is_(False),
+        Message.conversation_id == conversation_id, Message.direction == Direction.OUTBOUND,
+        Message.source.in_([Source.SLACK, Source.PHONE_APP]), Message.is_note.is_(False),
         Message.wa_timestamp >= since).limit(1))
     return found is not None
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.bridge import account_texts
 from bot.bridge.alert_events import raise_alert_once
+from bot.core.origin import Direction, Source
 from bot.meta import events as ev
 from bot.meta.parser import parse_errors
 from bot.meta.recipients import GROUP_PREFIX
@@ -23,7 +24,7 @@ from bot.slack.display_names import shown_name
 from bot.slack.render import escape, format_number
 from storage import repository as repo
 from storage.identities import Identity, resolve_contact
-from storage.models import Contact, Conversation, Direction, Source, WhatsAppGroup, utcnow
+from storage.models import Contact, Conversation, WhatsAppGroup, utcnow
 from storage.outbox_kinds import Note, enqueue
 
 

@@ -18,20 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.bridge import away, csat, inbox
 from bot.bridge.meta_events import EventContext, content_json, is_business_number
 from bot.bridge.optout import opt_change
+from bot.core.origin import Direction, Source
 from bot.meta import events as ev
 from storage import repository as repo
 from storage.identities import looks_like_user_id
-from storage.models import (
-    Contact,
-    ContactIdentity,
-    Conversation,
-    Direction,
-    Message,
-    MessageStatus,
-    SlackOutbox,
-    Source,
-    utcnow,
-)
+from storage.models import Contact, ContactIdentity, Conversation, Message, MessageStatus, SlackOutbox, utcnow
 from storage.outbox_kinds import MessagePost, outbox_row
 from storage.upsert import insert_ignore_many
 from storage.wamid_locks import lock_wamids
@@ -120,8 +111,8 @@ async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[P
         media = e.content.media
         rows.setdefault(e.wamid, {
             "wamid": e.wamid, "conversation_id": convs[(m.channel_id, m.wa_id)][1],
-            "direction": (Direction.INBOUND if m.inbound else Direction.OUTBOUND).value,
-            "source": (Source.CUSTOMER if m.inbound else Source.PHONE_APP).value, "type": e.content.kind,
+            "direction": Direction.INBOUND if m.inbound else Direction.OUTBOUND,
+            "source": Source.CUSTOMER if m.inbound else Source.PHONE_APP, "type": e.content.kind,
             "text": e.content.text, "media_id": media.id if media else None,
             "media_mime": media.mime_type if media else None, "content": content_json(e.content),
             "wa_timestamp": e.timestamp, "is_history": False, "campaign_id": None, "status_history": [],
@@ -136,8 +127,8 @@ async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[P
         ctx.stats["duplicate_message"] = ctx.stats.get("duplicate_message", 0) + duplicates
     if not new:
         return
-    await _move_windows(session, [rows[w] for w in new if rows[w]["direction"] == Direction.INBOUND.value])
-    outbound = [w for w in new if rows[w]["direction"] == Direction.OUTBOUND.value]
+    await _move_windows(session, [rows[w] for w in new if rows[w]["direction"] == Direction.INBOUND])
+    outbound = [w for w in new if rows[w]["direction"] == Direction.OUTBOUND]
     if outbound:
         # Statuses that came before their echo are folded in now, as the handler does; the lock makes a
         # status batch committing meanwhile either find these messages or be found here.
@@ -152,7 +143,7 @@ async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[P
     outbox: Table = SlackOutbox.__table__  # type: ignore[assignment]
     await insert_ignore_many(session, outbox, posts, ["dedupe_key"])
     # After the messages' posts: the reopen note follows the message that caused it in the thread.
-    inbound = [rows[w] for w in new if rows[w]["direction"] == Direction.INBOUND.value]
+    inbound = [rows[w] for w in new if rows[w]["direction"] == Direction.INBOUND]
     await inbox.customer_wrote(session, _latest_inbound(inbound))
     await away.owe_away(session, ctx.settings, _latest_inbound([r for r in inbound
                                                                if r["type"] not in away.NOT_ASKING]))

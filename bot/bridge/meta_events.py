@@ -24,23 +24,14 @@ from bot.bridge.message_revisions import apply_edit, apply_revoke
 from bot.bridge.optout import OptChange, opt_change
 from bot.core.config import Settings
 from bot.core.identity_hash import optional_salt, wa_id_hash
+from bot.core.origin import Direction, Source
 from bot.core.workspace import DEFAULT_WORKSPACE
 from bot.meta import events as ev
 from scheduler.campaigns.unknown_store import note_callback
 from storage import erasure
 from storage import repository as repo
 from storage.identities import Identity, add_id, change_number, looks_like_user_id, resolve_contact
-from storage.models import (
-    CSAT_ANSWER,
-    CampaignRecipient,
-    CampaignRun,
-    Contact,
-    ContactIdentity,
-    Conversation,
-    Direction,
-    Source,
-    utcnow,
-)
+from storage.models import CSAT_ANSWER, CampaignRecipient, CampaignRun, Contact, ContactIdentity, Conversation, utcnow
 from storage.outbox_kinds import MessagePost, Note, StatusMark, enqueue
 
 log = logging.getLogger(__name__)
@@ -123,7 +114,7 @@ async def _store_message(
         campaign_id = await _campaign_answered(session, str(content.context["id"]))
     media = content.media
     message_id = await repo.insert_message(session, {
-        "wamid": wamid, "conversation_id": conv.id, "direction": direction.value, "source": source.value,
+        "wamid": wamid, "conversation_id": conv.id, "direction": direction, "source": source,
         "type": content.kind, "text": content.text, "media_id": media.id if media else None,
         "media_mime": media.mime_type if media else None, "content": {**content_json(content), **(content_extra or {})},
         "wa_timestamp": timestamp, "is_history": history, "campaign_id": campaign_id,
@@ -294,7 +285,7 @@ async def on_status(session: AsyncSession, ctx: EventContext, e: ev.StatusUpdate
     from storage.models import Message
 
     msg = await session.scalar(select(Message).where(Message.wamid == e.wamid))
-    if msg is None or msg.source == Source.CAMPAIGN.value:
+    if msg is None or msg.source == Source.CAMPAIGN:
         return  # campaign statuses feed the campaign's progress message, not threads
     mark = StatusMark(msg.id, e.status, msg.conversation_id, err.code if err else None, err.title if err else None)
     await enqueue(session, mark, dedupe_key=f"status:{e.wamid}:{e.status}", order_ts=e.timestamp)
@@ -367,7 +358,7 @@ async def store_history(session: AsyncSession, ctx: EventContext, e: ev.HistoryC
         source = Source.CUSTOMER if m.direction is ev.Direction.INBOUND else Source.PHONE_APP
         message_id, conv_id = await _store_message(
             session, ctx, envelope=e.envelope, wa_id=m.wa_id, profile_name=None, wamid=m.wamid,
-            timestamp=m.timestamp, content=m.content, direction=Direction(m.direction.value), source=source,
+            timestamp=m.timestamp, content=m.content, direction=m.direction, source=source,
             history=True, identity=Identity(phone=m.phone, user_id=m.user_id, username=m.username)
             if (m.phone or m.user_id) else None,
         )

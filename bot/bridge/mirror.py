@@ -18,6 +18,7 @@ from sqlalchemy.orm import aliased
 
 from bot.bridge.inbox import parent_with_inbox
 from bot.core.config import ChannelSettings
+from bot.core.origin import Direction, Source
 from bot.core.window import window_closes_at
 from bot.slack import render, status_marks
 from bot.slack.outbox import GiveUp, ItemContext, SlackCallFailed, Thread
@@ -91,7 +92,7 @@ _ROWS = "conversation_rows"  # ctx.cache key: conversation id -> (conversation, 
 def _load_statement() -> Select[Any]:
     earlier = aliased(Message)
     previous = (select(earlier.wa_timestamp).where(
-        earlier.conversation_id == Message.conversation_id, earlier.direction == "inbound",
+        earlier.conversation_id == Message.conversation_id, earlier.direction == Direction.INBOUND,
         earlier.is_history.is_(False), earlier.wa_timestamp < Message.wa_timestamp)
         .order_by(earlier.wa_timestamp.desc()).limit(1).scalar_subquery())
     return (select(Message, Conversation, Contact, Channel, previous)
@@ -341,7 +342,7 @@ async def mirror_message(ctx: ItemContext, item: MessagePost) -> None:
         log.warning("outbox %s: message %s is gone", ctx.item.id, item.message_id)
         return
     msg = loaded.msg
-    if msg.is_history or msg.source == "campaign":
+    if msg.is_history or msg.source is Source.CAMPAIGN:
         return  # history stays out of Slack; campaign sends have their own progress message
     if msg.type == "reaction":
         await _mirror_reaction(ctx, loaded)
@@ -350,7 +351,7 @@ async def mirror_message(ctx: ItemContext, item: MessagePost) -> None:
     first = msg.slack_ts
     if not loaded.conv.slack_thread_ts:
         # A new conversation: its parent carries this message, one post where there used to be two.
-        campaign_reply = msg.direction == "inbound" and msg.campaign_id is not None
+        campaign_reply = msg.direction is Direction.INBOUND and msg.campaign_id is not None
         await ensure_thread(ctx, loaded.conv.id, Opening(msg.id, posts[0], campaign_reply=campaign_reply))
     for i, post in enumerate(posts):
         ts = ctx.parts.get(str(i)) or await _post_in_thread(ctx, loaded.conv.id, post, str(i))
@@ -358,13 +359,13 @@ async def mirror_message(ctx: ItemContext, item: MessagePost) -> None:
     if first and not msg.slack_ts:
         _set_slack_ts(ctx, msg.id, first)
     thread = await ctx.thread_for(loaded.conv.id)
-    if msg.direction == "inbound" and ctx.parts.get("parent") is None:
+    if msg.direction is Direction.INBOUND and ctx.parts.get("parent") is None:
         await _refresh_parent_window(ctx, loaded)
     if msg.type in MEDIA_TYPES and msg.media_id and loaded.channel is not None:
         from bot.bridge import media
 
         await media.mirror_to_slack(ctx, thread, msg, loaded.channel)
-    if first and msg.direction == "outbound" and (msg.status or msg.status_history):
+    if first and msg.direction is Direction.OUTBOUND and (msg.status or msg.status_history):
         await _status_reactions(ctx, thread.channel, first, msg)
 
 

@@ -29,6 +29,7 @@ from bot.bridge import inbox
 from bot.bridge.media import FileOffSlack, FileRefused, send_slack_file
 from bot.bridge.throughput import after_send_error
 from bot.core.config import ChannelSettings, ThreadReplies
+from bot.core.origin import Direction, Source
 from bot.core.window import window_closes_at, window_open
 from bot.core.workspace import in_scope
 from bot.deps import Deps
@@ -44,7 +45,7 @@ from bot.slack.reply_parts import CAPTIONED_KINDS, caption_and_rest, split_messa
 from bot.slack.to_whatsapp import NO_NAMES, Converted, references, to_whatsapp
 from scheduler.throttle import Priority, ThrottleUnavailable
 from storage import repository as repo
-from storage.models import Channel, Contact, Conversation, Direction, SlackEvent, Source, utcnow
+from storage.models import Channel, Contact, Conversation, SlackEvent, utcnow
 from storage.outbox_kinds import MessagePost, Note, enqueue
 from storage.upsert import insert_ignore
 
@@ -182,8 +183,8 @@ async def store_note(deps: Deps, thread: BridgedThread | NumberGone, text: str, 
     """Keep an internal note (never sent) with its author."""
     async with deps.sessions() as s, s.begin():
         await repo.insert_message(s, {
-            "wamid": None, "conversation_id": thread.conversation_id, "direction": Direction.OUTBOUND.value,
-            "source": Source.SLACK.value, "type": "note", "text": text, "slack_user": user, "slack_ts": ts,
+            "wamid": None, "conversation_id": thread.conversation_id, "direction": Direction.OUTBOUND,
+            "source": Source.SLACK, "type": "note", "text": text, "slack_user": user, "slack_ts": ts,
             "is_note": True, "wa_timestamp": utcnow(),
         })
 
@@ -197,7 +198,7 @@ async def record_sent(deps: Deps, thread: BridgedThread, result: SendResult, *, 
         now = utcnow()
         message_id = await repo.insert_message(s, {
             "wamid": result.wamid, "conversation_id": thread.conversation_id,
-            "direction": Direction.OUTBOUND.value, "source": Source.SLACK.value, "type": kind, "text": text,
+            "direction": Direction.OUTBOUND, "source": Source.SLACK, "type": kind, "text": text,
             "media_id": media_id, "media_mime": media_mime, "content": content or {}, "slack_user": user,
             "slack_ts": slack_ts, "wa_timestamp": now,
         })
@@ -227,7 +228,7 @@ async def note_in_thread(deps: Deps, thread: BridgedThread | NumberGone, mrkdwn:
 
 
 def _count(deps: Deps, channel: ChannelSettings, outcome: str) -> None:
-    deps.metrics.whatsapp_sends.labels(channel.name, Source.SLACK.value, outcome).inc()
+    deps.metrics.whatsapp_sends.labels(channel.name, Source.SLACK, outcome).inc()
 
 
 async def _explain_failure(deps: Deps, thread: BridgedThread, user: str, ts: str | None, exc: Exception) -> Outcome:

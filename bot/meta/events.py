@@ -12,14 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Union
 
-
-class Direction(StrEnum):
-    INBOUND = "inbound"
-    OUTBOUND = "outbound"
-
+from bot.core.origin import Direction  # which way a message went, as stored
 
 # The kinds a MessageContent can have; anything else Meta sends becomes "unsupported".
 CONTENT_KINDS = frozenset(

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from bot.core.origin import Direction
 from bot.ops.export import describe_content
 from bot.slack import limits, render
 from bot.slack.display_names import shown_name
@@ -95,7 +96,7 @@ def history_lines(messages: Sequence[Message], contact_name: str | None) -> tupl
     """Messages as transcript lines: the customer by name, the business as 'Phone app'."""
     out = []
     for m in messages:
-        who = (shown_name(contact_name) or "Customer") if m.direction == "inbound" else "Phone app"
+        who = (shown_name(contact_name) or "Customer") if m.direction is Direction.INBOUND else "Phone app"
         out.append(HistoryLine(m.wa_timestamp, who, describe_content(m.type, m.text, m.content)))
     return tuple(out)
 

@@ -21,11 +21,12 @@ import phonenumbers
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.core.origin import Source
 from bot.core.readable import flow_answers, sentence
 from bot.meta.errors import explain
 from bot.ops.export_content import full_text
 from bot.ops.export_safety import csv_cell, export_csp, markdown_text
-from storage.models import Channel, Contact, Conversation, Message, Source, as_utc
+from storage.models import Channel, Contact, Conversation, Message, as_utc
 
 
 class Format(StrEnum):
@@ -36,11 +37,11 @@ class Format(StrEnum):
 
 CONTENT_TYPES = {Format.CSV: "text/csv", Format.MD: "text/markdown", Format.HTML: "text/html"}
 SOURCE_LABELS = {
-    Source.CUSTOMER.value: "customer",
-    Source.PHONE_APP.value: "phone app",
-    Source.SLACK.value: "Slack user",
-    Source.CAMPAIGN.value: "campaign",
-    Source.API.value: "api",
+    Source.CUSTOMER: "customer",
+    Source.PHONE_APP: "phone app",
+    Source.SLACK: "Slack user",
+    Source.CAMPAIGN: "campaign",
+    Source.API: "api",
 }
 COLUMNS = ("time", "direction", "source", "author", "type", "text", "status", "status history", "error",
            "wamid", "remark", "exported at", "exported by")
@@ -322,13 +323,13 @@ def _aware(value: datetime) -> datetime:
 
 
 def _author(msg: Message, contact: Contact, slack_names: Mapping[str, str]) -> str:
-    if msg.source == Source.CUSTOMER.value:
+    if msg.source == Source.CUSTOMER:
         return contact.profile_name or contact.address_book_name or ""
-    if msg.source == Source.SLACK.value:
+    if msg.source == Source.SLACK:
         user = msg.slack_user or ""
         name = slack_names.get(user)
         return f"{name} ({user})" if name and user else name or user
-    if msg.source == Source.CAMPAIGN.value:
+    if msg.source == Source.CAMPAIGN:
         return f"#{msg.campaign_id}" if msg.campaign_id else ""
     return SOURCE_LABELS.get(msg.source, msg.source)
 

@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from bot.core.hours import BusinessHours as BusinessHours  # re-exported: the figures' clock
+from bot.core.origin import Direction, Source
 from bot.core.window import WINDOW
 
 PHONE_APP = "phone app"
@@ -50,22 +51,22 @@ class Event:
     ref: int = 0  # the message's id: names the wait it starts (nudges are keyed on it)
 
 
-def classify(*, direction: str, source: str, type: str = "text", is_note: bool = False,
+def classify(*, direction: Direction, source: Source, type: str = "text", is_note: bool = False,
              is_history: bool = False, status: str | None = None, slack_user: str | None = None) -> Kind:
     """What a stored message means for waits."""
     if is_note or is_history:
         return Kind.OTHER
-    if direction == "inbound":
+    if direction == Direction.INBOUND:
         return Kind.OTHER if type in NOT_WAITING else Kind.CUSTOMER
     if status == "failed":  # never reached the customer
         return Kind.OTHER
-    if source == "phone_app" or (source == "slack" and slack_user):
+    if source == Source.PHONE_APP or (source == Source.SLACK and slack_user):
         return Kind.REPLY
     return Kind.OTHER
 
 
-def responder_of(source: str, slack_user: str | None) -> str | None:
-    return PHONE_APP if source == "phone_app" else slack_user
+def responder_of(source: Source, slack_user: str | None) -> str | None:
+    return PHONE_APP if source == Source.PHONE_APP else slack_user
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.core.origin import Source
 from bot.deps import Deps
 from bot.slack.outbox import wake_outbox
-from storage.models import Message, SlackAction, Source, utcnow
+from storage.models import Message, SlackAction, utcnow
 from storage.outbox_kinds import Note, enqueue
 from storage.upsert import insert_ignore
 
@@ -84,7 +85,7 @@ async def sweep(deps: Deps, older_than: timedelta = SWEEP_AFTER) -> int:
                     (Message.slack_user == reply.user) & (Message.wa_timestamp >= reply.since))
             stored = int(await s.scalar(select(func.count()).select_from(Message).where(
                 Message.conversation_id == reply.conversation_id, mine,
-                Message.source == Source.SLACK.value, Message.is_note.is_(False))) or 0)
+                Message.source == Source.SLACK, Message.is_note.is_(False))) or 0)
             if not stored:
                 text = (f":warning: A reply by <@{reply.user}> may not have reached the customer: the bridge "
                         "stopped while sending it. Check the thread's statuses before sending it again.")
