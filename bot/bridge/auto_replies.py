@@ -11,7 +11,6 @@ or a stop mid-call, leaves it settled or `sending`: never sent twice.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime
 
@@ -24,8 +23,8 @@ from bot.bridge.csat import CSAT
 from bot.bridge.throughput import after_send_error
 from bot.core.away import away_applies
 from bot.core.config import ChannelSettings, ThreadReplies
+from bot.core.loops import AUTO_REPLIES, forever
 from bot.core.origin import Direction, Source
-from bot.core.waits import wait_until
 from bot.core.window import window_open
 from bot.deps import Deps
 from bot.meta.errors import GraphError, explain
@@ -52,7 +51,6 @@ class AutoReplies:
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-        self.wake = asyncio.Event()  # set to send at once rather than at the next round
 
     async def run_once(self, now: datetime | None = None) -> int:
         """Send (or settle) the pending rows this process takes; returns how many it took."""
@@ -67,15 +65,17 @@ class AutoReplies:
         return taken
 
     async def run(self, interval: float = INTERVAL) -> None:
-        monitor = self.deps.loop_health.loop("auto-replies", log)
-        while True:
-            try:
-                await self.run_once()
-                monitor.ok()
-            except Exception as exc:  # a failed round (database away) must not end the loop
-                monitor.failed(exc, "sending away messages and surveys")
-            await wait_until(self.wake.wait(), interval)  # keeps a shutdown's cancellation (bot.core.waits)
-            self.wake.clear()
+        """Send what is owed until cancelled; woken (AUTO_REPLIES) after new deliveries are applied."""
+        wake = self.deps.wakes.listen(AUTO_REPLIES)
+
+        async def turn() -> None:
+            await self.run_once()
+
+        try:  # forever waits with wait_until: a shutdown's cancellation is kept (bot.core.waits)
+            await forever(turn, interval, wake, monitor=self.deps.loop_health.loop("auto-replies", log),
+                          doing="sending away messages and surveys")
+        finally:
+            self.deps.wakes.forget(AUTO_REPLIES, wake)
 
     async def _take(self, reply_id: int) -> bool:
         async with self.deps.sessions() as s, s.begin():

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.bridge import history_import, webhook_batch
 from bot.bridge.meta_events import EventContext, apply_event
 from bot.core.loop_health import LoopHealth
-from bot.core.loops import SLACK_OUTBOX, WEBHOOKS, WakeHub, forever
+from bot.core.loops import AUTO_REPLIES, SLACK_OUTBOX, WEBHOOKS, WakeHub, forever
 from bot.core.metrics import Metrics
 from bot.meta.events import HistoryChunk
 from bot.meta.parser import event_type_of, parse_delivery
@@ -101,7 +101,8 @@ class WebhookWorker:
                 await self._apply(claimed)
             finally:
                 self.hand.drop((c.id, c.fence.token) for c in claimed if c.fence is not None)
-            self.wakes.wake(SLACK_OUTBOX)  # before the lag query: the outbox need not wait for it
+            # Before the lag query: the outbox (and the away messages owed) need not wait for it.
+            self.wakes.wake(SLACK_OUTBOX, AUTO_REPLIES)
         self._metrics.processing_lag.set(await webhook_logs.oldest_pending_age(self._sessions))
         return len(claimed)
 

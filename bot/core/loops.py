@@ -26,6 +26,7 @@ from bot.core.waits import wait_until
 WEBHOOKS = "webhook_logs"
 SLACK_OUTBOX = "slack_outbox"
 CAMPAIGNS = "campaign_recipients"
+AUTO_REPLIES = "auto_replies"
 
 FIRST_BACKOFF = 0.25  # seconds before the turn after a first failure
 MAX_BACKOFF = 5.0  # at most this long between turns of a failing loop (STALE_AFTER needs < 10 s)
@@ -107,4 +108,4 @@ def monitor_of(health: LoopHealth | None, name: str, log: logging.Logger, *, rep
     return (health or LoopHealth()).loop(name, log, reported=reported)
 
 
-__all__ = ["CAMPAIGNS", "SLACK_OUTBOX", "WEBHOOKS", "Step", "Wake", "WakeHub", "forever", "monitor_of"]
+__all__ = ["AUTO_REPLIES", "CAMPAIGNS", "SLACK_OUTBOX", "WEBHOOKS", "Step", "Wake", "WakeHub", "forever", "monitor_of"]

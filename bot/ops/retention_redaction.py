@@ -16,7 +16,6 @@ goes from it). What Slack refuses for good (a channel gone, a post deleted) is r
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -27,6 +26,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.core.loops import forever, monitor_of
 from bot.core.metrics import Metrics
 from bot.ops.slack_redaction import GONE_FILE, TRANSIENT
 from bot.slack.errors import http_status, slack_error_code
@@ -166,13 +166,9 @@ class RedactionWorker:
         return None
 
     async def run(self) -> None:
-        while True:
-            try:
-                settled = await self.pass_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("retention redaction pass failed; trying again shortly")
-                settled = 0
-            if not settled:
-                await asyncio.sleep(self._idle)
+        async def turn() -> float | None:
+            return 0.0 if await self.pass_once() else None  # settled some: more may be owed at once
+
+        # A side job: its failures are logged, but never make the process unhealthy.
+        await forever(turn, self._idle, doing="retention redaction pass",
+                      monitor=monitor_of(None, "retention redaction", log, reported=False))
