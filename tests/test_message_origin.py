@@ -23,7 +23,7 @@ NOW = datetime(2026, 12, 6, 17, 0, tzinfo=UTC)
 def test_one_direction_for_events_and_storage() -> None:
     assert ev.Direction is Direction
     assert [d.value for d in Direction] == ["inbound", "outbound"]
-    assert [s.value for s in Source] == ["customer", "phone_app", "slack", "campaign", "api"]
+    assert [s.value for s in Source] == ["customer", "phone_app", "slack", "campaign", "api", "bridge"]
 
 
 async def test_stored_strings_are_unchanged_both_ways(db_url: str) -> None:
