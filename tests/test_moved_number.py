@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from bot.bridge.reply_threads import NumberGone, lookup_thread
 from bot.handlers import appkeys
-from bot.handlers.slack_messages import NumberGone, lookup_thread
 from storage.models import Channel, Conversation
 from tests.harness import STAFF, WA_ID, Bridge, BridgeFactory, all_text, bridges, eventually, now_ts, thread_with
 from tests.helpers import PNID, SLACK_CHANNEL, WA_TOKEN, WABA, inbound_text

@@ -10,10 +10,11 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 
+from bot.bridge.staff_replies import Outcome
 from bot.core.config import ConfigError, ReplyRole
 from bot.handlers import appkeys
 from bot.handlers.slack_actions import PICKER_CALLBACK, TEMPLATE_BLOCK, TEMPLATE_SELECT, PickerTarget
-from bot.handlers.slack_messages import Outcome, handle_thread_message
+from bot.handlers.slack_messages import handle_thread_message
 from bot.slack.reply_gate import EXTERNAL, GUEST, ReplyGate, home_teams, verdict_from_event, verdict_from_user
 from bot.standins import SlackStandin
 from storage.models import Conversation, Template

@@ -20,7 +20,8 @@ from bot.app.factory import create_app
 from bot.app.home_component import make_home_component
 from bot.app.listener_errors import REPLY_FAILED, TRY_AGAIN
 from bot.app.slack_component import make_slack_component
-from bot.handlers import appkeys, slack_messages
+from bot.bridge import staff_replies
+from bot.handlers import appkeys
 from bot.handlers.slack_actions import SHORTCUT_OPT_OUT
 from bot.slack import permissions
 from bot.slack.permissions import UNCHECKED
@@ -216,7 +217,7 @@ async def test_a_bug_in_the_reply_listener_is_logged_counted_and_told_to_the_aut
     async def broken(*_: Any) -> Any:
         raise KeyError("a bug of ours")
 
-    monkeypatch.setattr(slack_messages, "whatsapp_text", broken)
+    monkeypatch.setattr(staff_replies, "whatsapp_text", broken)  # the wing, called by the reply listener
     caplog.set_level(logging.ERROR, logger="bot.app.bolt")
     await _reply(bridge, thread_ts, "Yes, seats left", "EvBUG")
     told = await eventually(lambda: [e for e in bridge.slack.ephemerals if e["text"] == REPLY_FAILED])

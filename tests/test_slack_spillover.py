@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from bot.bridge.reply_threads import find_thread
 from bot.handlers import appkeys
-from bot.handlers.slack_messages import find_thread
 from storage.models import Campaign, CampaignRecipient, CampaignRun, Conversation, utcnow
 from tests.harness import Bridge, BridgeFactory, all_text, bridges, eventually, now_ts
 from tests.helpers import SLACK_CHANNEL, inbound_text

@@ -23,18 +23,10 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
 from bot.bridge.inbox import audit_text
+from bot.bridge.reply_threads import BridgedThread, NumberGone, find_thread, lookup_thread, number_gone_text
 from bot.core.identity_hash import optional_salt, wa_id_hash
 from bot.deps import Deps
-from bot.handlers.slack_messages import (
-    OPEN_PICKER_ACTION,
-    BridgedThread,
-    NumberGone,
-    ephemeral,
-    find_thread,
-    lookup_thread,
-    number_gone_text,
-    reply_gate,
-)
+from bot.handlers.slack_messages import OPEN_PICKER_ACTION, ephemeral, reply_gate
 from bot.handlers.slack_once import first_delivery, settle_send_failure
 
 # Names tests and the saved-replies and inbox listeners know from here.

@@ -20,10 +20,11 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.bridge import csat
 from bot.bridge import inbox as bridge_inbox
+from bot.bridge.reply_threads import find_thread
 from bot.core.workspace import request_scope
 from bot.deps import Deps
 from bot.handlers.slack_actions import refusal_for, thread_by_conversation
-from bot.handlers.slack_messages import ephemeral, find_thread
+from bot.handlers.slack_messages import ephemeral
 from bot.slack import once, payloads
 from bot.slack.inbox_view import (
     ACTIONS_BLOCK,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from bot.bridge.reply_threads import BridgedThread
 from bot.bridge.throughput import after_send_error
 from bot.deps import Deps
-from bot.handlers.slack_messages import BridgedThread
 from bot.meta.errors import GraphError
 from bot.slack import once
 

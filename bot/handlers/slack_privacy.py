@@ -18,11 +18,12 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.bridge.reply_threads import BridgedThread, find_thread
 from bot.core.config import ConfigError
 from bot.core.workspace import in_scope, workspace_key
 from bot.deps import Deps
 from bot.handlers.slack_actions import outsider_refusal
-from bot.handlers.slack_messages import BridgedThread, ephemeral, find_thread, reply_gate
+from bot.handlers.slack_messages import ephemeral, reply_gate
 from bot.handlers.slack_once import first_delivery
 from bot.meta.recipients import GROUP_PREFIX
 from bot.ops.privacy import PersonNotFound, export_person, forget, one_client

@@ -3,7 +3,7 @@ or thread parent button (a type-ahead picker, the reply filled in for the custom
 person's reply).
 
 Everything is scoped to the request's workspace: a saved reply of another workspace named in a payload is refused
-and logged. A picked reply goes the way a typed one does (`slack_messages.send_reply`: window, ledger, thread
+and logged. A picked reply goes the way a typed one does (`slack_messages.send_and_answer`: window, ledger, thread
 copy); outside the 24-hour window the person is offered the template picker instead, as for a typed reply.
 """
 
@@ -19,23 +19,14 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
 from bot.bridge.media import whatsapp_kind
+from bot.bridge.reply_threads import BridgedThread, NumberGone, lookup_thread, number_gone_text
+from bot.bridge.staff_replies import Outcome, Reply
 from bot.core.config import ThreadReplies
 from bot.core.window import window_closes_at, window_open
 from bot.core.workspace import DEFAULT_WORKSPACE, in_scope, request_scope
 from bot.deps import Deps
 from bot.handlers.slack_actions import PickerTarget, thread_by_conversation
-from bot.handlers.slack_messages import (
-    BridgedThread,
-    NumberGone,
-    Outcome,
-    Reply,
-    ephemeral,
-    lookup_thread,
-    number_gone_text,
-    reply_gate,
-    send_reply,
-    tell_window_closed,
-)
+from bot.handlers.slack_messages import ephemeral, reply_gate, send_and_answer, tell_window_closed
 from bot.handlers.slack_search import on_find
 from bot.slack import once, payloads, render, reply_ledger
 from bot.slack import saved_replies as ui
@@ -391,7 +382,7 @@ async def on_send(app: _Listeners, ack: Any, body: dict[str, Any], view: dict[st
     # Its image or document goes first with the text as its caption, through the typed reply's file path.
     reply = Reply(text, [row.attachment] if row.attachment else [], None,
                   {"saved_reply": {"id": row.id, "name": row.name}})
-    outcome = await send_reply(deps, thread, reply, user, reply_ledger.reply_key(thread.slack_channel,
+    outcome = await send_and_answer(deps, thread, reply, user, reply_ledger.reply_key(thread.slack_channel,
                                                                                    f"saved:{key[:24]}"))
     if outcome is Outcome.SENT:
         async with deps.sessions() as s, s.begin():

@@ -11,8 +11,10 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
+from bot.bridge.reply_threads import BridgedThread
+from bot.bridge.staff_replies import record_sent
 from bot.deps import Deps
-from bot.handlers.slack_messages import BridgedThread, ephemeral, record_sent
+from bot.handlers.slack_messages import ephemeral
 from bot.meta.errors import GraphError, explain
 from bot.meta.graph import SendResult
 from bot.slack import limits, payloads, render, template_choice
