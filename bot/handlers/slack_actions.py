@@ -25,6 +25,7 @@ from sqlalchemy import select
 from bot.bridge.inbox import audit_text
 from bot.bridge.reply_threads import BridgedThread, NumberGone, find_thread, lookup_thread, number_gone_text
 from bot.core.identity_hash import optional_salt, wa_id_hash
+from bot.core.origin import Direction, Source
 from bot.deps import Deps
 from bot.handlers.slack_messages import OPEN_PICKER_ACTION, ephemeral, reply_gate
 from bot.handlers.slack_once import first_delivery, settle_send_failure
@@ -329,11 +330,11 @@ async def export_thread(app: _TemplateListeners, ack: Any, body: dict[str, Any],
 def _who(msg: Message, customer: str, channel: str) -> str:
     if msg.is_note:
         return f"note by {msg.slack_user or 'Slack'}"
-    if msg.direction == "inbound":
+    if msg.direction == Direction.INBOUND:
         return customer
-    if msg.source == "phone_app":
+    if msg.source == Source.PHONE_APP:
         return f"{channel} (phone app)"
-    if msg.source == "slack":
+    if msg.source == Source.SLACK:
         return f"{channel} (Slack, {msg.slack_user or '?'})"
     return f"{channel} ({msg.source})"
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from bot.core.origin import Direction, Source
 from bot.meta.errors import explain_reported
 from bot.slack import limits
 from bot.slack.display_names import shown_name
@@ -176,7 +177,7 @@ def _struck(text: str) -> str:
 def revision_line(view: MessageView, tz: str = "UTC") -> str | None:
     """The "edited" / "deleted" mark of a message changed after it was sent; None if it never was."""
     c = view.content
-    who = "the customer" if view.direction == "inbound" else "the phone app"
+    who = "the customer" if view.direction == Direction.INBOUND else "the phone app"
     revoked = c.get("revoked_at")
     if revoked:
         try:
@@ -215,23 +216,23 @@ def message_posts(view: MessageView, contact: ContactView, channel: ChannelView,
     username: str | None = None
     icon: str | None = None
     sender = view.content.get("group_sender")
-    if view.direction == "inbound" and isinstance(sender, Mapping):  # a group: each message names its sender
+    if view.direction == Direction.INBOUND and isinstance(sender, Mapping):  # a group: each message names its sender
         username, icon = f"{group_sender(sender)} in {contact.label}", CUSTOMER_ICON
         fallback = f"{escape(username)}: {body}"
-    elif view.direction == "inbound":
+    elif view.direction == Direction.INBOUND:
         username, icon = contact.label, CUSTOMER_ICON
         fallback = f"{escape(contact.label)}: {body}"
-    elif view.source == "phone_app":
+    elif view.source == Source.PHONE_APP:
         # The author name already says "via phone app"; the context line names the recipient only.
         username, icon = f"{channel.name} via phone app", PHONE_APP_ICON
         blocks.append(_context(f":outbox_tray: *Outbound* to {escape(contact.label)}"))
         fallback = f"Outbound via phone app: {body}"
-    elif view.source == "slack":
+    elif view.source == Source.SLACK:
         who = f"<@{view.slack_user}>" if view.slack_user else "Slack"
         what = "Template" if view.type == "template" else "Reply"
         blocks.append(_context(f":outbox_tray: *Outbound* · {what} sent from Slack by {who}"))
         fallback = f"Sent from Slack by {who}: {body}"
-    elif view.source == "bridge":
+    elif view.source == Source.BRIDGE:
         what = AUTOMATIC.get(str(view.content.get("auto") or ""), "message")
         blocks.append(_context(f":robot_face: *Outbound* · Sent automatically by Wabridge: {what}"))
         fallback = f"Sent automatically by Wabridge ({what}): {body}"

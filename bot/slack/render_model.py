@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.core.origin import Direction, Source
 from bot.slack.display_names import shown_name
 from bot.slack.mrkdwn import format_number
 
@@ -63,8 +64,8 @@ class ChannelView:
 class MessageView:
     """One stored message, with what rendering needs from around it."""
 
-    direction: str  # inbound | outbound
-    source: str  # customer | phone_app | slack | campaign | api | bridge
+    direction: Direction
+    source: Source
     type: str
     text: str | None = None
     content: Mapping[str, Any] = field(default_factory=dict)
