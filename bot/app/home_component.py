@@ -37,6 +37,7 @@ from bot.slack.errors import slack_reason
 from bot.slack.lookup import lookup
 from bot.slack.names import UserNames
 from bot.slack.permissions import MembershipUnknown, Permissions
+from scheduler.campaigns.records import summaries
 from storage.models import Campaign, ConversationEvent, Message, utcnow
 
 log = logging.getLogger(__name__)
@@ -172,8 +173,6 @@ class HomePublisher:
         return out
 
     async def campaigns(self) -> list[CampaignLine]:
-        from scheduler.campaigns.records import summaries
-
         out = []
         for c in await summaries(self.deps.sessions, limit=50):
             if c.status not in ACTIVE_CAMPAIGNS:

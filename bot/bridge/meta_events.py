@@ -27,11 +27,22 @@ from bot.core.identity_hash import optional_salt, wa_id_hash
 from bot.core.origin import Direction, Source
 from bot.core.workspace import DEFAULT_WORKSPACE
 from bot.meta import events as ev
+from bot.onboarding import syncs
+from bot.onboarding.channels import adopt
 from scheduler.campaigns.unknown_store import note_callback
 from storage import erasure
 from storage import repository as repo
 from storage.identities import Identity, add_id, change_number, looks_like_user_id, resolve_contact
-from storage.models import CSAT_ANSWER, CampaignRecipient, CampaignRun, Contact, ContactIdentity, Conversation, utcnow
+from storage.models import (
+    CSAT_ANSWER,
+    CampaignRecipient,
+    CampaignRun,
+    Contact,
+    ContactIdentity,
+    Conversation,
+    Message,
+    utcnow,
+)
 from storage.outbox_kinds import MessagePost, Note, StatusMark, enqueue
 
 log = logging.getLogger(__name__)
@@ -82,8 +93,6 @@ async def _find_channel(session: AsyncSession, ctx: EventContext, envelope: ev.E
     found = _channel(ctx, envelope)
     if found is None and envelope.phone_number_id:
         # Perhaps connected seconds ago through /onboard by another process.
-        from bot.onboarding.channels import adopt
-
         if await adopt(session, ctx.settings, ctx.channel_ids, envelope.phone_number_id):
             found = _channel(ctx, envelope)
     return found
@@ -282,8 +291,6 @@ async def on_status(session: AsyncSession, ctx: EventContext, e: ev.StatusUpdate
     applied = await repo.apply_statuses(session, e.wamid)
     if e.status not in applied:
         return
-    from storage.models import Message
-
     msg = await session.scalar(select(Message).where(Message.wamid == e.wamid))
     if msg is None or msg.source == Source.CAMPAIGN:
         return  # campaign statuses feed the campaign's progress message, not threads
@@ -351,8 +358,6 @@ async def on_history(session: AsyncSession, ctx: EventContext, e: ev.HistoryChun
 async def store_history(session: AsyncSession, ctx: EventContext, e: ev.HistoryChunk,
                         messages: Sequence[ev.HistoryMessage]) -> int:
     """Store some of a chunk's messages (a slice, in `history_import`); returns how many were new."""
-    from bot.onboarding import syncs
-
     stored = 0
     for m in messages:
         source = Source.CUSTOMER if m.direction is ev.Direction.INBOUND else Source.PHONE_APP
@@ -371,8 +376,6 @@ async def store_history(session: AsyncSession, ctx: EventContext, e: ev.HistoryC
 
 async def fold_history(session: AsyncSession, ctx: EventContext, e: ev.HistoryChunk, stored: int) -> None:
     """Fold a chunk whose messages are stored into its import's progress."""
-    from bot.onboarding import syncs
-
     found = await _find_channel(session, ctx, e.envelope)
     if found is not None:
         await syncs.history_chunk(session, channel_id=found[0], slack_channel=found[1], chunk=e, stored=stored)
@@ -380,8 +383,6 @@ async def fold_history(session: AsyncSession, ctx: EventContext, e: ev.HistoryCh
 
 async def on_contact_sync(session: AsyncSession, ctx: EventContext, e: ev.ContactSync) -> None:
     """The phone's address book changed: the contact's name follows, and so do their threads' parents."""
-    from bot.onboarding import syncs
-
     found = await _find_channel(session, ctx, e.envelope)
     await syncs.contact_synced(session, channel_id=found[0] if found else None, event=e)
 

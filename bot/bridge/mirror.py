@@ -16,10 +16,13 @@ from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from bot.bridge import media
+from bot.bridge.group_events import member_label, members_of
 from bot.bridge.inbox import parent_with_inbox
 from bot.core.config import ChannelSettings
 from bot.core.origin import Direction, Source
 from bot.core.window import window_closes_at
+from bot.onboarding.history import post_history_intro
 from bot.slack import render, status_marks
 from bot.slack.outbox import GiveUp, ItemContext, SlackCallFailed, Thread
 from bot.slack.outbox_handlers import Kinds, handle, kinds
@@ -73,8 +76,6 @@ async def header_view(ctx: ItemContext, contact: Contact) -> render.ContactView:
     """The contact as a thread's header shows it: a group with its participants."""
     if not contact.wa_id.startswith("group:"):
         return contact_view(contact)
-    from bot.bridge.group_events import member_label, members_of
-
     async with ctx.deps.sessions() as s:
         members = await members_of(s, contact.id) or []
     return contact_view(contact, tuple(member_label(m) for m in members))
@@ -210,8 +211,6 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
             ts = await ctx.post_parent(slack_channel, header, conversation_id)
     ctx.parts["parent"] = ts
     # Imported history goes in before the thread is recorded, so a retry after a crash still posts it.
-    from bot.onboarding.history import post_history_intro
-
     await post_history_intro(ctx, conversation_id, Thread(slack_channel, ts))
     async with ctx.deps.sessions() as s, s.begin():
         recorded = await s.execute(update(Conversation).where(
@@ -362,8 +361,6 @@ async def mirror_message(ctx: ItemContext, item: MessagePost) -> None:
     if msg.direction is Direction.INBOUND and ctx.parts.get("parent") is None:
         await _refresh_parent_window(ctx, loaded)
     if msg.type in MEDIA_TYPES and msg.media_id and loaded.channel is not None:
-        from bot.bridge import media
-
         await media.mirror_to_slack(ctx, thread, msg, loaded.channel)
     if first and msg.direction is Direction.OUTBOUND and (msg.status or msg.status_history):
         await _status_reactions(ctx, thread.channel, first, msg)
