@@ -6,6 +6,7 @@ import asyncio
 import logging
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -44,7 +45,7 @@ def test_a_429_cuts_rate_and_burst_and_remembers_the_level_refused() -> None:
     floor = nominal(DOCUMENTED)
     for _ in range(50):
         floor = cut(floor, DOCUMENTED)
-    assert floor.rate == pytest.approx(0.1) and floor.burst == 1.0
+    assert floor.rate == pytest.approx(0.5) and floor.burst == 1.0  # never below half the documented rate
 
 
 def test_probing_climbs_quickly_below_the_refused_level_and_slowly_to_it() -> None:
@@ -94,6 +95,19 @@ def test_calls_refused_together_cut_once() -> None:
     assert grant.rate == pytest.approx(0.8) and grant.burst == 1.0
 
 
+HISTORY = SLACK_LIMITS["conversations.history"]
+
+
+def test_a_method_tiers_429_pauses_it_without_lowering_it() -> None:
+    paces = LocalPaces()
+    key = ("conversations.history", "workspace:T1")
+    for at in (0.0, 2.0, 4.0):  # a storm: each retry after Retry-After is refused again
+        paces.refused_at(at, key, HISTORY, 1.0, None)
+    assert paces.take_at(4.5, key, HISTORY, True, None).paused == pytest.approx(0.5)
+    grant = paces.take_at(6.0, key, HISTORY, True, None)
+    assert (grant.rate, grant.burst) == (pytest.approx(HISTORY.per_second), HISTORY.burst)
+
+
 async def test_the_pacer_lowers_a_refused_channel_and_says_how_long_it_is_paused() -> None:
     pacer = Pacer({POST: Limit(50.0, 2, per_channel=True)})
     await pacer.acquire(POST, "C1", 0, "T1")
@@ -113,14 +127,14 @@ async def test_two_processes_share_one_channels_burst(redis_url: str) -> None:
 
     a, b = aioredis.from_url(redis_url), aioredis.from_url(redis_url)
     try:
-        await a.flushdb()
+        t = _team()  # keys of this test's own: the Redis may be shared, and tests never delete others' data
         one, two = RedisPaces(a), RedisPaces(b)
-        key, profile = (POST, "C1"), _profile("T1")
-        assert (await one.take(key, DOCUMENTED, True, profile, "T1")).wait == 0.0
-        assert (await two.take(key, DOCUMENTED, True, profile, "T1")).wait == 0.0  # the burst's second slot
-        third = await one.take(key, DOCUMENTED, True, profile, "T1")
+        key, profile = (POST, f"C1{t}"), _profile(t)
+        assert (await one.take(key, DOCUMENTED, True, profile, t)).wait == 0.0
+        assert (await two.take(key, DOCUMENTED, True, profile, t)).wait == 0.0  # the burst's second slot
+        third = await one.take(key, DOCUMENTED, True, profile, t)
         assert 0.5 < third.wait <= 1.0  # both processes drew from one bucket
-        assert (await two.take((POST, "C2"), DOCUMENTED, True, profile, "T1")).wait == 0.0
+        assert (await two.take((POST, f"C2{t}"), DOCUMENTED, True, profile, t)).wait == 0.0
         assert one.shared and two.shared
     finally:
         await a.aclose()
@@ -132,29 +146,35 @@ async def test_a_429_seen_by_one_process_paces_the_others(redis_url: str) -> Non
 
     a, b = aioredis.from_url(redis_url), aioredis.from_url(redis_url)
     try:
-        await a.flushdb()
+        t, u = _team(), _team()
         one, two = RedisPaces(a), RedisPaces(b)
-        await one.refused((POST, "C1"), DOCUMENTED, 2.0, _profile("T1"), "T1")
-        held = await two.take((POST, "C1"), DOCUMENTED, True, _profile("T1"), "T1")
+        await one.refused((POST, "C1"), DOCUMENTED, 2.0, _profile(t), t)
+        held = await two.take((POST, "C1"), DOCUMENTED, True, _profile(t), t)
         assert 1.0 < held.paused <= 2.0 and held.wait >= held.paused
         assert (held.rate, held.burst) == (pytest.approx(0.8), 1.0)
-        sibling = await two.take((POST, "C2"), DOCUMENTED, True, _profile("T1"), "T1")
+        sibling = await two.take((POST, "C2"), DOCUMENTED, True, _profile(t), t)
         assert (sibling.wait, sibling.rate, sibling.burst) == (0.0, pytest.approx(0.8), 1.0)
-        stranger = await two.take((POST, "C3"), DOCUMENTED, True, _profile("T2"), "T2")
+        stranger = await two.take((POST, "C3"), DOCUMENTED, True, _profile(u), u)
         assert (stranger.rate, stranger.burst) == (1.0, 2.0)
-        keys = sorted(k.decode() for k in await a.keys("wabridge:slack:pace:*"))
-        assert keys == ["wabridge:slack:pace:{T1}:chat.postMessage:C1", "wabridge:slack:pace:{T1}:chat.postMessage:C2",
-                        "wabridge:slack:pace:{T1}:chat.postMessage:workspace:T1",
-                        "wabridge:slack:pace:{T2}:chat.postMessage:C3"]
+        keys = sorted([k.decode() for k in await a.keys(f"wabridge:slack:pace:{{{t}}}:*")]
+                      + [k.decode() for k in await a.keys(f"wabridge:slack:pace:{{{u}}}:*")])
+        assert keys == sorted([f"wabridge:slack:pace:{{{t}}}:chat.postMessage:C1",
+                               f"wabridge:slack:pace:{{{t}}}:chat.postMessage:C2",
+                               f"wabridge:slack:pace:{{{t}}}:chat.postMessage:workspace:{t}",
+                               f"wabridge:slack:pace:{{{u}}}:chat.postMessage:C3"])
     finally:
         await a.aclose()
         await b.aclose()
 
 
-async def _take_until_granted(paces: RedisPaces, key: tuple[str, str], limit: Limit, profile: tuple[str, str]
-                              ) -> float:
+def _team() -> str:
+    return f"T{uuid.uuid4().hex[:10].upper()}"
+
+
+async def _take_until_granted(paces: RedisPaces, key: tuple[str, str], limit: Limit, profile: tuple[str, str],
+                              team: str) -> float:
     while True:
-        grant = await paces.take(key, limit, True, profile, "T1")
+        grant = await paces.take(key, limit, True, profile, team)
         if grant.wait <= 0:
             return grant.rate
         await asyncio.sleep(grant.wait)
@@ -166,15 +186,31 @@ async def test_redis_probes_back_up_by_the_same_rules(redis_url: str) -> None:
 
     client = aioredis.from_url(redis_url)
     try:
-        await client.flushdb()
-        paces, key, profile = RedisPaces(client), (POST, "C1"), _profile("T1")
-        await paces.refused(key, FAST, 0.0, profile, "T1")
+        team = _team()  # keys of this test's own, never another's
+        paces, key, profile = RedisPaces(client), (POST, f"C{team}"), _profile(team)
+        await paces.refused(key, FAST, 0.0, profile, team)
         expected = cut(nominal(FAST), FAST)
         for _ in range(3 * PROBE_AFTER + 5):
-            rate = await _take_until_granted(paces, key, FAST, profile)
+            rate = await _take_until_granted(paces, key, FAST, profile, team)
             assert rate == pytest.approx(expected.rate)
             expected = probe(expected, FAST)
         assert expected.rate == FAST.per_second and expected.burst == 1.0
+    finally:
+        await client.aclose()
+
+
+async def test_redis_a_method_tiers_429_pauses_it_without_lowering_it(redis_url: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis_url)
+    try:
+        team = _team()
+        paces, key = RedisPaces(client), ("conversations.history", f"workspace:{team}")
+        for _ in range(3):  # each retry after Retry-After refused again
+            await paces.refused(key, HISTORY, 0.05, None, team)
+            await asyncio.sleep(0.06)
+        grant = await paces.take(key, HISTORY, True, None, team)
+        assert (grant.rate, grant.burst) == (pytest.approx(HISTORY.per_second), HISTORY.burst)
     finally:
         await client.aclose()
 

@@ -7,6 +7,7 @@ conversation, contact and channel, and the thread they post into.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -188,7 +189,6 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
     if not slack_channel:
         raise GiveUp(f"channel {channel_row.name} has no Slack channel")
     ts = None
-    rendered: Contact | None = None  # the contact as this attempt's parent shows it; None: an earlier attempt's
     if ctx.item.uncertain or "parent" in ctx.parts:
         ts = ctx.parts.get("parent")
         if ts is None:
@@ -198,7 +198,8 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
                 if opening is not None and found.carries(ctx.item.id, opening.part):
                     ctx.parts[opening.part] = ts
     if ts is None:
-        rendered = contact
+        # Kept with the attempt's parts before the call, so a retry that finds this parent knows what it shows.
+        ctx.parts[_SHOWN_NAME] = _name_mark(contact)
         header = parent_with_inbox(render.parent_post(
             await header_view(ctx, contact), render.ChannelView(channel_row.name, channel_row.display_phone_number),
             window_closes_at(conv.last_customer_message_at), utcnow(), ctx.deps.settings.timezone),
@@ -217,7 +218,7 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
             Conversation.id == conversation_id, Conversation.slack_thread_ts.is_(None)
         ).values(slack_thread_ts=ts, slack_channel=slack_channel))
         if recorded.rowcount:  # type: ignore[attr-defined]
-            await _refresh_if_renamed_meanwhile(s, conversation_id, contact.id, rendered, ts)
+            await _refresh_if_renamed_meanwhile(s, conversation_id, contact.id, ctx.parts.get(_SHOWN_NAME), ts)
             return Thread(slack_channel, ts)  # ours is the thread recorded: nothing to read back
         # Another attempt recorded its thread first: the one recorded wins.
         stored = (await s.execute(select(Conversation.slack_thread_ts, Conversation.slack_channel)
@@ -227,16 +228,23 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
     return Thread(final_channel, final_ts)
 
 
+_SHOWN_NAME = "parent_name"  # ctx.parts key: a digest of the name the parent was posted with (no personal data)
+
+
+def _name_mark(contact: Contact) -> str:
+    return hashlib.sha256((contact_view(contact).name or "").encode()).hexdigest()[:16]
+
+
 async def _refresh_if_renamed_meanwhile(s: AsyncSession, conversation_id: int, contact_id: int,
-                                       rendered: Contact | None, ts: str) -> None:
+                                       shown: str | None, ts: str) -> None:
     """A rename applied while the parent was being posted found no thread to refresh: owe the refresh here.
 
     The contact's row lock orders this against the rename's transaction, which writes the contact before it
     looks for threads: whichever commits second sees the other's write, so one of the two owes the refresh.
-    A parent an earlier attempt posted (found, not rendered now) may show any older name: refresh it."""
+    `shown` is the mark of the name the parent was posted with (by this attempt or an earlier one)."""
     fresh = (await s.execute(select(Contact).where(Contact.id == contact_id).with_for_update()
                              .execution_options(populate_existing=True))).scalar_one_or_none()
-    if fresh is not None and (rendered is None or contact_view(fresh) != contact_view(rendered)):
+    if fresh is not None and shown is not None and _name_mark(fresh) != shown:
         await repo.owe_parent_refresh(s, conversation_id, f"renamed-while-posting:{ts}")
 
 

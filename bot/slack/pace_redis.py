@@ -15,7 +15,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from bot.slack.pace_store import Grant, Key, LocalPaces
-from bot.slack.pacing import CUT, FLOOR, PROBE_AFTER, PROBE_PAST, STEP, Limit
+from bot.slack.pacing import CUT, FLOOR, PROBE_AFTER, PROBE_PAST, STEP, Limit, learns
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,8 @@ CALL_TIMEOUT = 2.0  # a Redis slower than this paces nobody: this process goes o
 
 # KEYS: the bucket; the workspace's profile (what its channels learned together; unused when ARGV[8] is 0).
 # ARGV: op ('take' | 'refused'), documented rate (per second), documented burst, reserve, urgent (1/0),
-#       Retry-After seconds, ttl (ms), has profile (1/0), CUT, STEP, FLOOR, PROBE_AFTER, PROBE_PAST.
+#       Retry-After seconds, ttl (ms), has profile (1/0), CUT, STEP, FLOOR, PROBE_AFTER, PROBE_PAST,
+#       learns (1/0: a 429 cuts the level, see pacing.learns; else it only pauses).
 # Bucket fields: t tokens, at (µs), pu paused until (µs), own (1: learned from a 429 of its own), and the
 # learned level r (per second), b (burst), g (calls through since the last change), cr/cb (the level last
 # refused; -1: none). The profile has r, b, g, cr, cb. Returns {wait, paused, rate, burst} as strings.
@@ -103,7 +104,7 @@ if op == 'take' then
   end
   result = {fmt(wait / 1000000), fmt(pause / 1000000), fmt(rate), fmt(burst)}
 else
-  local learn = pu <= now
+  local learn = pu <= now and ARGV[14] == '1'
   pu = math.max(pu, now + seconds * 1000000)
   tokens = math.min(tokens, 0)
   if learn then
@@ -156,7 +157,7 @@ class RedisPaces:
             return None
         keys = [redis_key(key, workspace), redis_key(profile, workspace) if profile else redis_key(key, workspace)]
         args = [op, limit.per_second, limit.burst, limit.reserve, int(urgent), seconds, TTL_SECONDS * 1000,
-                int(profile is not None), CUT, STEP, FLOOR, PROBE_AFTER, PROBE_PAST]
+                int(profile is not None), CUT, STEP, FLOOR, PROBE_AFTER, PROBE_PAST, int(learns(limit))]
         try:
             async with asyncio.timeout(self._timeout):
                 answer = await self._script(keys=keys, args=args)

@@ -8,7 +8,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.slack.pacing import Bucket, Learned, Limit, cut, nominal, probe
+from bot.slack.pacing import Bucket, Learned, Limit, cut, learns, nominal, probe
 
 Key = tuple[str, str]
 
@@ -84,7 +84,7 @@ class LocalPaces:
         bucket = self.bucket(key, limit)
         self._follow(key, bucket, profile)
         # Calls granted before the first 429 came back are refused too: one cut per pause, not one per call.
-        learn = bucket.paused_until <= now
+        learn = bucket.paused_until <= now and learns(limit)
         bucket.pause(now, seconds)
         if not learn:
             return

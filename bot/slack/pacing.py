@@ -63,10 +63,19 @@ def limit_key(method: str, channel: str | None, limit: Limit, workspace: str = "
 
 CUT = 0.8  # a 429 multiplies the rate by this and takes one off the burst
 STEP = 1.1  # each probe multiplies the rate by this (at most back to the documented rate), then adds burst
-FLOOR = 0.1  # never below this share of the documented rate
+FLOOR = 0.5  # never below this share of the documented rate: a storm of 429s (each retry after Retry-After
+# refused again) cuts once per retry, and a channel left at a tenth of its rate took minutes to climb back
+# while customers waited; no workspace has been seen to hold a channel under one post every two seconds.
 PROBE_AFTER = 20  # calls through without a 429 before a step up that stays below the level last refused
 PROBE_PAST = 300  # ... before a step back to (or past) the level last refused: a strict workspace refuses
 # only about one call in that many, and a workspace whose limit was a passing one gets its rate back.
+
+
+def learns(limit: Limit) -> bool:
+    """Whether a 429 lowers this limit's level: only a channel's posting allowance, which some workspaces hold
+    tighter than documented. A method tier's 429 pauses for Retry-After and no more: in a storm every retry is
+    refused again, and each cut would leave a workspace-wide lookup slower for minutes after it ends."""
+    return limit.per_channel
 
 
 @dataclass(frozen=True)
