@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -20,31 +18,9 @@ from storage.db import make_engine, migrate
 from storage.models import Message, SlackOutbox, WebhookLog
 from tests.harness import drain_webhooks
 from tests.helpers import inbound_text, make_settings, signed
+from tests.ingest_support import engine, running, stored_bodies
 
-
-@pytest.fixture
-async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    await migrate(db_url)
-    eng = make_engine(db_url)
-    yield eng
-    await eng.dispose()
-
-
-@contextlib.asynccontextmanager
-async def running(writer: IngestWriter) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(writer.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _stored(engine: AsyncEngine) -> dict[int, bytes]:
-    async with engine.connect() as conn:
-        rows = (await conn.execute(select(WebhookLog.id, WebhookLog.raw_body))).all()
-    return {r.id: bytes(r.raw_body) for r in rows}
+_ = (engine,)  # the fixture, shared
 
 
 async def test_many_deliveries_with_groups_in_flight_are_each_stored_once(engine: AsyncEngine) -> None:
@@ -57,7 +33,7 @@ async def test_many_deliveries_with_groups_in_flight_are_each_stored_once(engine
 
     async with running(writer):
         ids = await asyncio.gather(*(arrive(i, b) for i, b in enumerate(bodies)))
-    stored = await _stored(engine)
+    stored = await stored_bodies(engine)
     assert len(stored) == 300
     assert [stored[i] for i in ids] == bodies  # each request answered with its own row's id
     async with engine.connect() as conn:
@@ -88,10 +64,10 @@ async def test_a_later_group_is_acknowledged_while_an_earlier_one_still_commits(
             await held.wait()
             second_id = await writer.submit(b'{"second": true}', "message")
             assert not first.done()  # not acknowledged before its own row is committed
-            assert (await _stored(engine)) == {second_id: b'{"second": true}'}
+            assert (await stored_bodies(engine)) == {second_id: b'{"second": true}'}
             release.set()
             first_id = await first
-        assert await _stored(engine) == {first_id: b'{"first": true}', second_id: b'{"second": true}'}
+        assert await stored_bodies(engine) == {first_id: b'{"first": true}', second_id: b'{"second": true}'}
         assert writer.most_in_flight >= 2
     finally:
         await engine.dispose()
@@ -106,7 +82,7 @@ async def test_one_group_at_a_time_on_sqlite(tmp_path) -> None:  # type: ignore[
         async with running(writer):
             await asyncio.gather(*(writer.submit(f'{{"n": {i}}}'.encode(), "message") for i in range(20)))
         assert writer.most_in_flight == 1  # SQLite has one writer: a second group would only wait for the lock
-        assert len(await _stored(engine)) == 20
+        assert len(await stored_bodies(engine)) == 20
     finally:
         await engine.dispose()
 
@@ -142,7 +118,7 @@ async def test_a_restart_that_drops_every_parked_connection_loses_no_group(pg_ur
             assert killed >= 4
             ids = await asyncio.gather(*(writer.submit(f'{{"after": {i}}}'.encode(), "message")
                                          for i in range(12)))
-        stored = await _stored(engine)
+        stored = await stored_bodies(engine)
         assert [stored[i] for i in ids] == [f'{{"after": {i}}}'.encode() for i in range(12)]
     finally:
         await engine.dispose()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select, text
@@ -17,31 +15,9 @@ from bot.handlers import appkeys
 from storage.db import make_engine, migrate
 from storage.models import WebhookLog
 from tests.helpers import inbound_text, make_settings, signed
+from tests.ingest_support import engine, running, stored_bodies
 
-
-@pytest.fixture
-async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    await migrate(db_url)
-    eng = make_engine(db_url)
-    yield eng
-    await eng.dispose()
-
-
-@contextlib.asynccontextmanager
-async def running(writer: IngestWriter) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(writer.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _stored(engine: AsyncEngine) -> dict[int, bytes]:
-    async with engine.connect() as conn:
-        rows = (await conn.execute(select(WebhookLog.id, WebhookLog.raw_body))).all()
-    return {r.id: bytes(r.raw_body) for r in rows}
+_ = (engine,)  # the fixture, shared
 
 
 async def test_concurrent_deliveries_commit_in_groups_and_each_gets_its_own_row(engine: AsyncEngine) -> None:
@@ -49,7 +25,7 @@ async def test_concurrent_deliveries_commit_in_groups_and_each_gets_its_own_row(
     async with running(writer):
         bodies = [f'{{"n": {i}}}'.encode() for i in range(60)]
         ids = await asyncio.gather(*(writer.submit(b, "message") for b in bodies))
-    stored = await _stored(engine)
+    stored = await stored_bodies(engine)
     assert [stored[i] for i in ids] == bodies  # each request is answered with the id of its own row
     assert len(set(ids)) == 60
     assert writer.batches < 60  # grouped (at most 25 per group): 3 groups when nothing is slow
@@ -91,7 +67,7 @@ async def test_stopping_fails_waiting_requests_and_refuses_new_ones(engine: Asyn
         await waiting
     with pytest.raises(IngestUnavailable):
         await writer.submit(b"{}", "message")
-    assert await _stored(engine) == {}
+    assert await stored_bodies(engine) == {}
 
 
 async def test_a_lost_connection_is_replaced_and_the_group_stored(pg_url: str) -> None:
@@ -110,7 +86,7 @@ async def test_a_lost_connection_is_replaced_and_the_group_stored(pg_url: str) -
             await other.dispose()
             assert killed >= 1
             log_id = await writer.submit(b'{"n": 2}', "message")
-        assert (await _stored(engine))[log_id] == b'{"n": 2}'
+        assert (await stored_bodies(engine))[log_id] == b'{"n": 2}'
     finally:
         await engine.dispose()
 
