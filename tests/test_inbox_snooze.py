@@ -23,7 +23,6 @@ from bot.slack.inbox_view import (
     SNOOZE_DATE_ACTION,
     UNSNOOZE_ACTION,
 )
-from bot.slack.outbox import wake_outbox
 from bot.slack.snooze import until_date, until_for
 from storage.models import Conversation, ConversationEvent, as_utc, utcnow
 from tests.harness import STAFF, Bridge, BridgeFactory, bridges, eventually, now_ts
@@ -91,9 +90,8 @@ async def test_snoozed_leaves_waiting_and_comes_back_once_when_its_time_comes(ma
     assert await waiting(b) == [] and await audit(b) == [("snooze", STAFF)]
 
     # The half-minute round in two processes: not yet; then, its time come, back once, with a note, waiting.
-    deps = b.app[appkeys.DEPS]
     rounds = [InsightsWorker(b.app[appkeys.SETTINGS], b.app[appkeys.SESSIONS], FirstResponseHistogram(),
-                             lambda: wake_outbox(deps)) for _ in range(2)]
+                             b.app[appkeys.WAKES]) for _ in range(2)]
     await rounds[0].run_once()
     assert await snoozed_until(b) is not None
     async with b.app[appkeys.SESSIONS]() as s, s.begin():  # the hour has passed
