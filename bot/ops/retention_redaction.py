@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.core.loops import forever, monitor_of
 from bot.core.metrics import Metrics
 from bot.ops.slack_redaction import GONE_FILE, TRANSIENT
-from bot.slack.errors import http_status, slack_error_code
+from bot.slack.errors import http_status, retry_after, slack_error_code
 from bot.slack.pacer import Pacer
 from bot.slack.pacing import SLACK_LIMITS, Limit
 from storage import redactions
@@ -59,14 +59,6 @@ def _own_pacer(share: float) -> Pacer | None:
 
 def _backoff(attempts: int) -> float:
     return float(min(3600, 15 * 2 ** max(0, attempts - 1)))
-
-
-def _retry_after(exc: SlackApiError) -> float:
-    headers = getattr(exc.response, "headers", None) or {}
-    try:
-        return float(headers.get("Retry-After") or headers.get("retry-after") or 1)
-    except ValueError:
-        return 1.0
 
 
 class _Later(Exception):
@@ -152,7 +144,7 @@ class RedactionWorker:
         except SlackApiError as exc:
             status, error = http_status(exc), slack_error_code(exc)
             if status == 429:
-                wait = _retry_after(exc)
+                wait = retry_after(exc)
                 await self._pacer.pause(method, channel, wait, item.slack_team)
                 raise _Later("ratelimited", wait) from exc
             if error is None or error in TRANSIENT or (status or 200) >= 500:

@@ -16,7 +16,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.errors import http_status, slack_error_code, slack_reason
+from bot.slack.errors import http_status, retry_after, slack_error_code, slack_reason
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +57,7 @@ async def _paced(call: Callable[[], Awaitable[Any]]) -> Any:
         except SlackApiError as exc:
             if http_status(exc) != 429 or attempt == RATE_LIMIT_TRIES - 1:
                 raise
-            headers = getattr(exc.response, "headers", None) or {}
-            try:
-                wait = float(headers.get("Retry-After") or headers.get("retry-after") or 1)
-            except ValueError:
-                wait = 1.0
-            await asyncio.sleep(min(wait, MAX_WAIT))
+            await asyncio.sleep(min(retry_after(exc), MAX_WAIT))
     raise AssertionError("unreachable")
 
 

@@ -38,6 +38,16 @@ def http_status(exc: SlackApiError) -> int | None:
     return status if isinstance(status, int) else None
 
 
+def retry_after(exc: SlackApiError) -> float:
+    """Seconds Slack asked to wait (Retry-After of a 429); 1.0 when the answer said nothing usable."""
+    headers = getattr(exc.response, "headers", None) or {}
+    value = headers.get("Retry-After") or headers.get("retry-after") if hasattr(headers, "get") else None
+    try:
+        return max(0.0, float(value)) if value is not None else 1.0
+    except (TypeError, ValueError):
+        return 1.0
+
+
 def _api_reason(exc: SlackApiError) -> str:
     code = slack_error_code(exc)
     if code is not None:

@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Executable
 
 from bot.deps import Deps
+from bot.slack.errors import retry_after as retry_after_of
 from bot.slack.outbox_errors import GiveUp, Retry, SlackCallFailed, Thread
 from bot.slack.outbox_policy import Action, Backoff, decide, priority_of
 from bot.slack.outbox_queue import OutboxItem
@@ -46,17 +47,6 @@ class Delivering(Protocol):
                             ) -> None: ...
 
     async def make_thread(self, ctx: ItemContext, conversation_id: int) -> Thread: ...
-
-
-def _retry_after(exc: SlackApiError) -> float:
-    headers: Any = getattr(exc.response, "headers", None) or {}
-    value = None
-    if hasattr(headers, "get"):
-        value = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else 1.0
-    except (TypeError, ValueError):
-        return 1.0
 
 
 def _ts_key(ts: str) -> tuple[int, ...]:
@@ -104,7 +94,7 @@ class ItemContext:
         except SlackApiError as exc:
             status = getattr(exc.response, "status_code", 200)
             error = _error_of(exc)
-            retry_after = _retry_after(exc) if status == 429 else None
+            retry_after = retry_after_of(exc) if status == 429 else None
             outcome = decide(error, self.item.attempts, status=status, retry_after=retry_after,
                              backoff=self.worker.backoff_policy)
             if outcome.action is Action.RETRY and (status == 429 or error == "ratelimited"):
