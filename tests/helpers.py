@@ -43,6 +43,14 @@ def make_settings(db_url: str, *, redis_url: str = "", graph_url: str = "http://
     return parse_settings(raw, env={})
 
 
+def midday_zone(now: datetime | None = None) -> str:
+    """A fixed-offset time zone in which it is now about noon: figures for "today" and "this week" then hold
+    for events of the last hours whenever the tests run (a real zone's midnight would split them)."""
+    hour = (now or utcnow()).hour
+    offset = 12 - hour  # -11 .. +12; Etc/GMT's sign is inverted (Etc/GMT-5 is UTC+5)
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
 def signed(body: dict[str, Any] | bytes, secret: str = APP_SECRET) -> tuple[bytes, dict[str, str]]:
     """A body and the headers Meta would send with it."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()

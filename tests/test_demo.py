@@ -6,12 +6,21 @@ import io
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.cli.demo import run_demo
+from bot.cli.demo import run_demo, story_minute
 from bot.slack.display_names import isolate
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_story_stays_within_today_just_after_local_midnight() -> None:
+    noon = datetime(2026, 12, 7, 6, 30, tzinfo=UTC)  # Monday 12:00 in Kolkata
+    assert story_minute(noon, "Asia/Kolkata") == timedelta(minutes=1)
+    just_after = datetime(2026, 12, 6, 18, 35, tzinfo=UTC)  # Monday 00:05 in Kolkata
+    minute = story_minute(just_after, "Asia/Kolkata")
+    assert just_after - 12 * minute > datetime(2026, 12, 6, 18, 30, tzinfo=UTC)
 
 
 async def test_demo_transcript_shows_every_step_of_the_scenario() -> None:

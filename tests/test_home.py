@@ -21,7 +21,7 @@ from bot.slack.display_names import isolate
 from bot.standins import SlackStandin
 from storage.models import AudienceMember, Campaign, utcnow
 from tests.harness import eventually
-from tests.helpers import BOT_TOKEN, PNID, SIGNING_SECRET, SLACK_CHANNEL, make_settings
+from tests.helpers import BOT_TOKEN, PNID, SIGNING_SECRET, SLACK_CHANNEL, make_settings, midday_zone
 from tests.insights_seed import Msg, seed
 
 MANAGER, AGENT = "UMANAGER", "U0ASHA"
@@ -55,7 +55,8 @@ async def home(aiohttp_client: Any, db_url: str) -> AsyncIterator[Home]:
         slack.add_channel(SLACK_CHANNEL, "lucknow-whatsapp")
         slack.add_user(MANAGER, "manager", real_name="Meera Manager")
         slack.add_user(AGENT, "asha", real_name="Asha Verma")
-        settings = make_settings(db_url, slack_url=slack.api_url, sla={"first_response_minutes": 30})
+        settings = make_settings(db_url, slack_url=slack.api_url, sla={"first_response_minutes": 30},
+                                 timezone=midday_zone())
         components = [make_slack_component(outbox=False), make_home_component(refresh_interval=0.2)]
         client = await aiohttp_client(create_app(settings, workers=False, components=components))
         yield Home(client, slack)

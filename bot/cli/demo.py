@@ -23,6 +23,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from bot.app.factory import create_app
+from bot.app.home_component import period_starts
 from bot.cli import slack_view as view
 from bot.core.config import Settings, parse_settings
 from bot.handlers import appkeys
@@ -299,17 +300,25 @@ async def _campaign(sc: Scenario, settings: Settings, recipients: int) -> tuple[
     return int(c.id), lines
 
 
+def story_minute(now: datetime, tz: str) -> timedelta:
+    """A minute of the story, shortened just after local midnight so that this morning's conversation is all
+    "today" on the Home tab (12 minutes before 00:05 would be yesterday's)."""
+    since_midnight = now - period_starts(now, tz)[0]
+    return min(timedelta(minutes=1), since_midnight / 13)
+
+
 async def _play(sc: Scenario, settings: Settings, recipients: int, style: view.Style) -> DemoResult:
     now = datetime.now(UTC)
+    minute = story_minute(now, settings.timezone)
     sc.say("▶ Ravi writes on WhatsApp")
     await sc.webhook(customer_says("wamid.demo.1", RAVI, "Ravi", "Hi! Is the Monday JEE batch full? <!channel>",
-                                   now - timedelta(minutes=12)))
+                                   now - 12 * minute))
     ravi_thread = await _until(lambda: sc.thread_of(RAVI), "Ravi's thread in Slack")
     await _until(lambda: sc.recorded(ravi_thread), "Ravi's thread to be recorded")
     sc.say("▶ Staff answer from the phone app (Coexistence echo)")
     await sc.webhook(phone_app_says("wamid.demo.2", RAVI, "Hi Ravi, 3 seats left. Shall I book one?",
-                                    now - timedelta(minutes=10)))
-    await sc.webhook(customer_says("wamid.demo.3", RAVI, "Ravi", "Yes please!", now - timedelta(minutes=2)))
+                                    now - 10 * minute))
+    await sc.webhook(customer_says("wamid.demo.3", RAVI, "Ravi", "Yes please!", now - 2 * minute))
     # The parent carries the first message.
     await _until(lambda: len(sc.slack.thread(CHANNEL, ravi_thread)) >= 3, "the phone-app echo and Ravi's answer")
     sc.say("▶ Priya replies in the Slack thread (inside the 24-hour window)")
