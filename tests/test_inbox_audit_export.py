@@ -117,8 +117,15 @@ async def test_report_for_one_label(tmp_path: Path, db_url: str, slack: SlackSta
     assert data["first_response"]["answered"] == 2  # Ravi's two waits; kanpur's customer is not labelled
     assert [u["customer"] for u in data["unanswered"]] == ["=cmd() (+91 98000 00002)"]
     assert [(c["action"], c["by_id"]) for c in data["inbox_changes"]] == [("take", ASHA)]
+    # The surveys too: Ravi's (Asha's) only, not the one sent to kanpur's customer (Bilal's)
+    assert [(c["id"], c["sent"], c["answered"]) for c in data["satisfaction"]] == [(ASHA, 1, 1)]
+    assert await _run(["--config", str(config), "report", "--since", "1d", "--label", "fees", "--channel",
+                       "kanpur", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["first_response"]["answered"], data["replies"], data["satisfaction"]) == (0, [], [])
     assert await _run(["--config", str(config), "report", "--label", "admissions"]) == 0
     out = capsys.readouterr().out
     assert "(conversations labelled admissions)" in out and "Inbox changes: 0" in out
+    assert "U0BILAL" not in out and "Asha" not in out  # no survey, reply or change of theirs is labelled so
     assert await _run(["--config", str(config), "report", "--label", "vip"]) == 2
     assert "report: no label 'vip'; the labels: fees, admissions" in capsys.readouterr().err

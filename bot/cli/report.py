@@ -61,7 +61,7 @@ async def _report(settings: Settings, since_text: str, channel: str | None, fmt:
         changes = await changes_in(rt.sessions, since=since, now=now, channels=[channel] if channel else None,
                                    label=label)
         scores = per_staff(await load_surveys(rt.sessions, since=since, until=now,
-                                              channels=[channel] if channel else None))
+                                              channels=[channel] if channel else None, label=label))
     names = await slack_names(settings, [*figures.replies, *sorted(people_in(changes)),
                                          *(s.staff for s in scores if s.staff)])
     sys.stdout.write(render(as_dict(figures, names, channel, settings.timezone, changes, scores, label), fmt))

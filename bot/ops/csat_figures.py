@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import AutoReply, Channel, Conversation, as_utc
+from storage.models import AutoReply, Channel, Conversation, ConversationLabel, as_utc
 
 UNOWNED = ""  # a survey nobody is credited with (should not happen: the resolver is credited at least)
 
@@ -50,8 +50,10 @@ def per_staff(surveys: Iterable[Survey]) -> list[StaffScore]:
 
 
 async def load_surveys(sessions: async_sessionmaker[AsyncSession], *, since: datetime, until: datetime,
-                       channels: Sequence[str] | None = None, team: str | None = None) -> list[Survey]:
-    """The surveys sent in [since, until] (optionally on these numbers, or in one workspace)."""
+                       channels: Sequence[str] | None = None, team: str | None = None,
+                       label: str | None = None) -> list[Survey]:
+    """The surveys sent in [since, until] (optionally on these numbers, in one workspace, or to conversations
+    with `label` only, as the report's other figures)."""
     query = (select(AutoReply.staff, AutoReply.score, AutoReply.created_at)
              .join(Conversation, Conversation.id == AutoReply.conversation_id)
              .join(Channel, Channel.id == Conversation.channel_id)
@@ -61,6 +63,9 @@ async def load_surveys(sessions: async_sessionmaker[AsyncSession], *, since: dat
         query = query.where(Channel.name.in_(list(channels)))
     if team is not None:
         query = query.where(AutoReply.slack_team == team)
+    if label is not None:
+        query = query.where(Conversation.id.in_(select(ConversationLabel.conversation_id)
+                                                .where(ConversationLabel.label == label)))
     async with sessions() as s:
         rows = (await s.execute(query)).tuples().all()
     return [Survey(staff or UNOWNED, score, as_utc(at)) for staff, score, at in rows]
