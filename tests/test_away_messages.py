@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -188,3 +189,38 @@ async def test_an_answer_lost_on_the_way_back_is_never_sent_again(make: BridgeFa
 async def settled_not_pending(b: Bridge) -> list[AutoReply] | None:
     rows = await settled(b)
     return rows if rows and all(r.state not in ("pending", "sending") for r in rows) else None
+
+
+def _with_hours(settings: Any, hours: dict[str, Any]) -> Any:
+    raw = settings.model_dump()
+    raw["channels"][0].update(hours=hours, away_message=AWAY, mode="cloud_api")
+    return type(settings).model_validate(raw)
+
+
+@pytest.mark.parametrize(("hours", "same", "new", "open_at"), [
+    # Open 18:00 to 02:00 the next morning: 02:30 and noon are one closed period; the next morning another.
+    ({"opens": "18:00", "closes": "02:00", "overnight": True}, ((8, 2, 30), (8, 12, 0), (8, 17, 59)),
+     (9, 3, 0), (8, 1, 0)),
+    # Closed 22:00 to 07:00: 23:00 and 06:00 the next day are one period across midnight.
+    ({"opens": "07:00", "closes": "22:00"}, ((7, 23, 0), (8, 0, 30), (8, 6, 59)), (8, 22, 30), (8, 12, 0)),
+], ids=["open-past-midnight", "closed-across-midnight"])
+async def test_a_closed_period_across_midnight_owes_the_away_message_once(
+        make: BridgeFactory, hours: dict[str, Any], same: tuple[tuple[int, int, int], ...],
+        new: tuple[int, int, int], open_at: tuple[int, int, int]) -> None:
+    b = await make(channel_extra={"mode": "cloud_api"})  # no hours yet: the webhook owes nothing
+    await b.webhook(inbound_text("wamid.N1", "Hi", ts=now_ts(-5)))
+    await thread_with(b, 1)
+    conv_id = (await b.one(Message)).conversation_id
+    every_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    settings = _with_hours(b.app[appkeys.SETTINGS], {**hours, "days": every_day, "timezone": "Asia/Kolkata"})
+
+    def ist(day: int, hour: int, minute: int) -> datetime:
+        return datetime(2026, 12, day, hour, minute, tzinfo=ZoneInfo("Asia/Kolkata")).astimezone(UTC)
+
+    owed = []
+    for moment in (*same, new, open_at):
+        at = ist(*moment)
+        async with b.app[appkeys.SESSIONS]() as s, s.begin():
+            owed.append(await owe_away(s, settings, {conv_id: at}, now=at + timedelta(seconds=1)))
+    assert owed == [1] + [0] * (len(same) - 1) + [1, 0]
+    assert len({r.period_key for r in await b_rows(b)}) == 2

@@ -176,3 +176,112 @@ def test_doctor_says_when_a_survey_can_never_be_sent() -> None:
     found = csat_finding(on, on.channels[0])
     assert found is not None and found.level is Severity.OK and "quiet for 3 days" in found.detail
     assert csat_finding(_settings(), _settings().channels[0]) is None  # off: nothing to say
+
+
+# Hours past midnight: a branch open 18:00 to 02:00 the next morning, Monday to Friday evenings, in Kolkata
+# (no daylight saving), and one in Dubai (UTC+4, none either) open every evening.
+NIGHTS = BusinessHours(opens=time(18), closes=time(2), days=frozenset(range(5)), timezone="Asia/Kolkata",
+                       holidays=frozenset({date(2026, 12, 25)}), overnight=True)
+
+
+def test_overnight_hours_are_open_past_midnight_on_the_day_after_the_opening() -> None:
+    assert NIGHTS.is_open(ist(7, 18))  # Monday's opening
+    assert NIGHTS.is_open(ist(7, 23, 59))
+    assert NIGHTS.is_open(ist(8, 0))  # Tuesday after midnight: still Monday's night
+    assert NIGHTS.is_open(ist(8, 1, 59))
+    assert not NIGHTS.is_open(ist(8, 2))  # closes at 02:00 sharp
+    assert not NIGHTS.is_open(ist(8, 12))
+    assert not NIGHTS.is_open(ist(7, 17, 59))
+    # Friday's night runs into Saturday; Saturday evening does not open; Monday morning holds Sunday's (none).
+    assert NIGHTS.is_open(ist(12, 1))
+    assert not NIGHTS.is_open(ist(12, 20)) and not NIGHTS.is_open(ist(14, 1))
+
+
+def test_an_overnight_closed_period_is_one_period_from_closing_to_opening() -> None:
+    # Monday's night closes on Tuesday at 02:00: Tuesday morning and afternoon are one period.
+    start = ist(8, 2)
+    for moment in (ist(8, 2), ist(8, 3), ist(8, 12), ist(8, 17, 59)):
+        assert NIGHTS.closed_since(moment) == start, moment
+    assert NIGHTS.closed_since(ist(8, 1)) is None
+    assert NIGHTS.closed_since(ist(8, 18)) is None
+    assert NIGHTS.closed_since(ist(9, 2, 30)) == ist(9, 2)  # the next morning: a new period
+    assert NIGHTS.next_opening(ist(8, 3)) == ist(8, 18)
+
+
+def test_an_overnight_weekend_wraps_from_saturday_morning_to_monday_evening() -> None:
+    # Friday 11's night ends on Saturday 12 at 02:00; no night starts on Saturday or Sunday: one period until
+    # Monday 14 at 18:00, across Sunday's midnight into Monday.
+    start = ist(12, 2)
+    for moment in (ist(12, 3), ist(13, 23, 59), ist(14, 0, 30), ist(14, 17, 59)):
+        assert NIGHTS.closed_since(moment) == start, moment
+    assert NIGHTS.next_opening(ist(13, 12)) == ist(14, 18)
+
+
+def test_sunday_night_runs_into_monday() -> None:
+    dubai = BusinessHours(opens=time(20), closes=time(4), days=frozenset({6}), timezone="Asia/Dubai",
+                          overnight=True)
+
+    def gst(day: int, hour: int) -> datetime:
+        return datetime(2026, 12, day, hour, tzinfo=dubai.zone).astimezone(UTC)
+
+    assert dubai.is_open(gst(13, 21))  # Sunday evening
+    assert dubai.is_open(gst(14, 3))  # Monday before 04:00: Sunday's night
+    assert not dubai.is_open(gst(14, 4)) and not dubai.is_open(gst(14, 21))  # Monday opens no night of its own
+    assert dubai.closed_since(gst(14, 5)) == gst(14, 4)
+    assert dubai.closed_since(gst(19, 23)) == gst(14, 4)  # all week until Sunday 20:00: one period
+    assert dubai.elapsed(gst(13, 19), gst(14, 12)) == timedelta(hours=8)
+    assert dubai.open_minutes_a_week() == 8 * 60
+
+
+def test_a_holiday_cancels_the_night_that_would_start_on_it_not_the_one_ending_on_it() -> None:
+    # Thursday 24's night runs to Friday 25 at 02:00 although the 25th is a holiday; no night starts on the 25th.
+    assert NIGHTS.is_open(ist(25, 1))
+    assert not NIGHTS.is_open(ist(25, 20))
+    assert NIGHTS.closed_since(ist(27, 12)) == ist(25, 2)
+
+
+def test_elapsed_counts_open_time_across_midnight() -> None:
+    # Monday 23:00 to Tuesday 19:00: 3 hours of Monday's night, 1 of Tuesday's.
+    assert NIGHTS.elapsed(ist(7, 23), ist(8, 19)) == timedelta(hours=4)
+    # Tuesday 01:00 (inside Monday's night) to 01:30: half an hour.
+    assert NIGHTS.elapsed(ist(8, 1), ist(8, 1, 30)) == timedelta(minutes=30)
+    assert NIGHTS.open_minutes_a_week() == 5 * 8 * 60
+
+
+def test_a_whole_day_opening_is_overnight_with_closes_equal_to_opens() -> None:
+    always = BusinessHours(opens=time(0), closes=time(0), days=frozenset(range(7)), timezone="Asia/Kolkata",
+                           overnight=True)
+    assert always.is_open(ist(7, 0)) and always.is_open(ist(13, 23, 59))
+    assert always.closed_since(ist(9, 5)) is None
+
+
+def test_overnight_hours_in_a_zone_with_daylight_saving_count_real_time() -> None:
+    # Europe/London moves its clocks back at 02:00 BST on 25 October 2026: the night of Saturday 24 from 22:00
+    # to 02:00 lasts five hours.
+    london = BusinessHours(opens=time(22), closes=time(2), days=frozenset(range(7)), timezone="Europe/London",
+                           overnight=True)
+    opened = datetime(2026, 10, 24, 22, tzinfo=london.zone).astimezone(UTC)  # 21:00 UTC; closes at 02:00 UTC
+    assert london.elapsed(opened, opened + timedelta(hours=12)) == timedelta(hours=5)
+    assert london.closed_since(opened + timedelta(hours=6)) == opened + timedelta(hours=5)
+
+
+@pytest.mark.parametrize(("hours", "words"), [
+    ({**HOURS, "opens": "18:00", "closes": "02:00"}, "for hours past midnight add overnight: true"),
+    ({**HOURS, "opens": "09:00", "closes": "09:00"}, "for hours past midnight add overnight: true"),
+    ({**HOURS, "overnight": True}, "remove overnight for hours within one day"),
+    ({**HOURS, "closes": "24:00"}, 'for closing at midnight write "00:00" with overnight: true'),
+], ids=["past-midnight", "equal", "overnight-within-a-day", "24:00"])
+def test_overnight_mistakes_are_one_line_naming_the_key_and_the_fix(hours: dict[str, Any], words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        _settings(hours=hours)
+    assert err.value.key == ("channels[0].hours.closes" if hours["closes"] == "24:00" else "channels[0].hours")
+    assert words in err.value.message and "\n" not in str(err.value)
+
+
+def test_overnight_hours_load_into_the_clock_and_doctor_shows_them() -> None:
+    settings = _settings(hours={**HOURS, "opens": "18:00", "closes": "02:00", "overnight": True},
+                         away_message="Closed", mode="cloud_api")
+    assert hours_for(settings, settings.channels[0]) == NIGHTS
+    found = channel_hours_finding(settings, settings.channels[0], NOW)
+    assert found is not None and found.level is Severity.OK
+    assert "18:00-02:00 the next day" in found.detail

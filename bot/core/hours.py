@@ -4,6 +4,10 @@ much open time lies between two moments (the SLA clock and the waiting figures c
 A closed period runs from one closing time to the next opening; holidays are closed all day, so a Friday
 18:00 close followed by a Monday holiday is one period until Tuesday's opening. The period's start names it:
 the away message is sent once per period and conversation, keyed on that start.
+
+Hours may run past midnight (`overnight`: opens 18:00, closes 02:00 the next day). A day's opening then belongs
+to the day it starts on: `days` and `holidays` name the evening, and Sunday's night runs into Monday. A holiday
+cancels the opening that would start on it; a night begun the day before still ends at its usual time.
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ NEVER_OPEN = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
 
 @dataclass(frozen=True)
 class BusinessHours:
-    """Opening hours in one time zone: `opens` to `closes` on `days` (Monday = 0), closed on `holidays`."""
+    """Opening hours in one time zone: `opens` to `closes` on `days` (Monday = 0), closed on `holidays`.
+
+    `overnight`: `closes` is on the day after `opens` (it must then be no later than `opens`)."""
 
     opens: time
     closes: time
     days: frozenset[int] = frozenset(range(5))
     timezone: str = "UTC"
     holidays: frozenset[date] = field(default_factory=frozenset)
+    overnight: bool = False
 
     @property
     def zone(self) -> ZoneInfo:
@@ -38,15 +45,25 @@ class BusinessHours:
         return day.weekday() in self.days and day not in self.holidays
 
     def _span(self, day: date) -> tuple[datetime, datetime]:
-        tz = self.zone
-        return datetime.combine(day, self.opens, tz), datetime.combine(day, self.closes, tz)
+        """The opening that starts on this local date, as UTC moments (so that comparing and subtracting them
+        counts real time, daylight saving included)."""
+        tz, utc = self.zone, ZoneInfo("UTC")
+        last = day + timedelta(days=1) if self.overnight else day
+        return (datetime.combine(day, self.opens, tz).astimezone(utc),
+                datetime.combine(last, self.closes, tz).astimezone(utc))
+
+    def _starts(self, at: datetime) -> tuple[date, ...]:
+        """The local dates whose opening may hold `at`: its own, and the day before when nights run over."""
+        day = at.astimezone(self.zone).date()
+        return (day - timedelta(days=1), day) if self.overnight else (day,)
 
     def is_open(self, at: datetime) -> bool:
-        day = at.astimezone(self.zone).date()
-        if not self.works_on(day):
-            return False
-        opens, closes = self._span(day)
-        return opens <= at < closes
+        for day in self._starts(at):
+            if self.works_on(day):
+                opens, closes = self._span(day)
+                if opens <= at < closes:
+                    return True
+        return False
 
     def closed_since(self, at: datetime) -> datetime | None:
         """The start of the closed period `at` falls in (the last closing before it, in UTC); None while open.
@@ -58,8 +75,8 @@ class BusinessHours:
         for _ in range(SEARCH_DAYS):
             if self.works_on(day):
                 _, closes = self._span(day)
-                if closes <= at:
-                    return closes.astimezone(ZoneInfo("UTC"))
+                if closes <= at:  # spans end in the order they start: the first found is the last closing
+                    return closes
             day -= timedelta(days=1)
         return NEVER_OPEN
 
@@ -70,7 +87,7 @@ class BusinessHours:
             if self.works_on(day):
                 opens, _ = self._span(day)
                 if opens >= at:
-                    return opens
+                    return opens.astimezone(self.zone)
             day += timedelta(days=1)
         return None
 
@@ -78,9 +95,8 @@ class BusinessHours:
         """The open time between start and end."""
         if end <= start:
             return timedelta(0)
-        tz = self.zone
-        day = start.astimezone(tz).date()
-        last = end.astimezone(tz).date()
+        day = self._starts(start)[0]
+        last = end.astimezone(self.zone).date()
         total = timedelta(0)
         while day <= last:
             if self.works_on(day):
@@ -94,6 +110,8 @@ class BusinessHours:
     def open_minutes_a_week(self) -> int:
         """Minutes open in an ordinary week (holidays aside): 0 means the hours never open."""
         span = datetime.combine(date.min, self.closes) - datetime.combine(date.min, self.opens)
+        if self.overnight:
+            span += timedelta(days=1)
         return max(int(span.total_seconds() // 60), 0) * len(self.days)
 
 

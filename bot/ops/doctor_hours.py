@@ -66,7 +66,7 @@ def channel_hours_finding(settings: Settings, channel: ChannelSettings, now: dat
     if clock.open_minutes_a_week() == 0 or clock.next_opening(now) is None:
         return failed(name, "these hours never open (no working day, or every one a holiday): every customer "
                       "waits forever and the SLA clock never runs", "list the working days under days, with "
-                      "opens earlier than closes")
+                      "opens earlier than closes (or overnight: true)")
     unknown = sorted({m for m in _BRACES.findall(message) if m not in PLACEHOLDERS})
     if unknown:
         return warned(name, "the away message has unknown placeholders: " + ", ".join(f"{{{u}}}" for u in unknown)
@@ -75,7 +75,8 @@ def channel_hours_finding(settings: Settings, channel: ChannelSettings, now: dat
     if hours.holidays and max(hours.holidays) < today:
         return warned(name, f"every holiday listed is past (the last was {max(hours.holidays).isoformat()})",
                       "add this year's holiday dates under holidays")
-    shown = f"{hours.opens}-{hours.closes} {', '.join(hours.days)} ({zone})"
+    closes = f"{hours.closes} the next day" if hours.overnight else hours.closes
+    shown = f"{hours.opens}-{closes} {', '.join(hours.days)} ({zone})"
     mode = settings.away.mode
     if not message:
         if mode is AwayMode.OFF or (channel.mode is Mode.COEXISTENCE and mode is AwayMode.CLOUD_API_ONLY):

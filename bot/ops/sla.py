@@ -34,7 +34,7 @@ def business_hours(settings: Settings, hours: BusinessHoursSettings) -> Business
     """Configured opening hours as the clock that reads them."""
     return BusinessHours(opens=time.fromisoformat(hours.opens), closes=time.fromisoformat(hours.closes),
                          days=weekday_numbers(hours.days), timezone=settings.hours_zone(hours),
-                         holidays=frozenset(hours.holidays))
+                         holidays=frozenset(hours.holidays), overnight=hours.overnight)
 
 
 def hours_for(settings: Settings, channel: ChannelSettings) -> BusinessHours | None:

@@ -3,6 +3,7 @@ business hours (with holidays), the away message."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from enum import StrEnum
 from typing import Literal
@@ -33,6 +34,7 @@ class ThreadReplies(StrEnum):
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WORKWEEK: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
+_TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 
 
 class AutoAssign(StrEnum):
@@ -66,23 +68,40 @@ class SlaSettings(Strict):
 
 class BusinessHoursSettings(Strict):
     """Opening hours: only time inside them counts towards waits and first responses, and a customer writing
-    outside them may get the number's away message. `timezone` empty: the top-level `timezone`."""
+    outside them may get the number's away message. `timezone` empty: the top-level `timezone`.
 
-    opens: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    closes: str = Field(default="18:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    `overnight: true`: each opening closes on the next day (opens 18:00, closes 02:00); `days` and `holidays`
+    then name the day an opening starts on."""
+
+    opens: str = "09:00"
+    closes: str = "18:00"
     days: list[Weekday] = Field(default_factory=lambda: list(WORKWEEK))
     timezone: str = ""
     holidays: list[date] = Field(default_factory=list)  # closed all day, e.g. 2026-12-25
+    overnight: bool = False  # closes the day after it opens
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         return known_zone(value) if value else value
 
+    @field_validator("opens", "closes")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        if not _TIME_OF_DAY.fullmatch(value):
+            hint = "; for closing at midnight write \"00:00\" with overnight: true" if value == "24:00" else ""
+            raise ValueError(f"{value!r} is not a time of day: write HH:MM from 00:00 to 23:59, e.g. \"18:30\"{hint}")
+        return value
+
     @model_validator(mode="after")
     def _opens_before_closes(self) -> BusinessHoursSettings:
-        if self.opens >= self.closes:
-            raise ValueError(f"opens must be earlier than closes (opens {self.opens}, closes {self.closes})")
+        shown = f"opens {self.opens}, closes {self.closes}"
+        if self.overnight and self.closes > self.opens:
+            raise ValueError(f"overnight: true closes on the next day, so closes must be no later than opens "
+                             f"({shown}); remove overnight for hours within one day")
+        if not self.overnight and self.opens >= self.closes:
+            raise ValueError(f"opens must be earlier than closes ({shown}); for hours past midnight add "
+                             "overnight: true (closes on the next day)")
         return self
 
 
