@@ -39,11 +39,13 @@ class SavedReply(Base):
 
 
 class AutoReply(Base):
-    """A message the bridge owes a customer on its own (an away message), at most once per key.
+    """A message the bridge owes a customer on its own (an away message, a survey), at most once per key.
 
     Written in the transaction that stores the customer's message, so a replayed webhook adds nothing; a sender
-    takes it by moving `pending` to `sending` (one process wins), and a stop after that leaves it `sending`:
-    never sent twice, at worst not at all."""
+    takes it by moving `pending` to `sending` under its worker id and a new fence (one process wins) and writes
+    `attempted_at` just before its request leaves. A sender that stops mid-way leaves it `sending`; once that
+    process is silent (bot.bridge.auto_replies recovery), a row never attempted is `pending` again, and one
+    whose request may have reached Meta is `failed` with a note in its thread: never sent twice."""
 
     __tablename__ = "auto_replies"
     __table_args__ = (UniqueConstraint("conversation_id", "kind", "period_key"),
@@ -67,3 +69,8 @@ class AutoReply(Base):
     answer: Mapped[str | None] = mapped_column(String(32))  # the button's title
     answered_at: Mapped[datetime | None]
     comment: Mapped[str | None] = mapped_column(Text)
+    # The claim: the sending process (workers.id) and its fence token (storage/fencing.py), and when the request
+    # to Meta was about to leave (None: the send was never attempted, so it may be tried again safely).
+    owner_id: Mapped[int | None] = mapped_column(Integer)
+    fence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    attempted_at: Mapped[datetime | None]

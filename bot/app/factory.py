@@ -166,7 +166,8 @@ def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
 
 
 def _start_auto_replies(app: web.Application) -> asyncio.Task[None]:
-    sender = AutoReplies(app[appkeys.DEPS])
+    heartbeat = app.get(appkeys.HEARTBEAT)
+    sender = AutoReplies(app[appkeys.DEPS], owner=(lambda: heartbeat.worker_id) if heartbeat is not None else None)
     app[appkeys.AUTO_REPLIES] = sender
     return asyncio.create_task(sender.run())
 
