@@ -28,6 +28,7 @@ from bot.deps import Deps
 from bot.handlers.slack_actions import PickerTarget, thread_by_conversation
 from bot.handlers.slack_messages import ephemeral, reply_gate, send_and_answer, tell_window_closed
 from bot.handlers.slack_search import on_find
+from bot.handlers.slack_settings import on_settings
 from bot.slack import once, payloads, render, reply_ledger
 from bot.slack import saved_replies as ui
 from bot.slack.display_names import clean_name
@@ -53,7 +54,8 @@ log = logging.getLogger(__name__)
 COMMAND = "/wabridge"
 SHORTCUT = "wabridge_saved_reply"
 USAGE = ("Usage: `/wabridge replies` opens this workspace's saved replies (add, edit, delete); `/wabridge find "
-         "<words | name | number> [owner:@someone] [status:open]` finds conversations.")
+         "<words | name | number> [owner:@someone] [status:open]` finds conversations; `/wabridge settings "
+         "[number]` shows managers each number's hours, away message and survey.")
 NOT_HERE = "That saved reply is not in this workspace's library; pick another."
 ALREADY = "This reply is already being sent; check the thread."
 LIBRARY_REFUSED = ("Only those who may reply to customers (`slack.permissions.reply_to_customers`) keep this "
@@ -146,6 +148,9 @@ async def on_command(app: _Listeners, ack: Any, body: dict[str, Any], client: An
     words = str(body.get("text") or "").split()
     if words[:1] == ["find"]:
         await on_find(app.deps, app.permissions, ack, respond, body, str(body.get("text") or "").strip()[4:])
+        return
+    if words[:1] == ["settings"]:
+        await on_settings(app.deps, app.permissions, ack, body, " ".join(words[1:]))
         return
     if words[:1] != ["replies"]:
         await ack(text=USAGE)
