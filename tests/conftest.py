@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 from pytest_aiohttp import AiohttpClient
 
+from bot.standins import SlackStandin
 from tests import harness, services
+
+# A trigger_id lives a minute in tests instead of Slack's 3 s: on a busy machine the app can take longer than
+# that between an interaction and its views.open, and a modal that then never opens fails tests about
+# something else. The stand-in's own test covers the expiry (test_standins).
+SlackStandin.default_trigger_ttl = 60.0
 
 REQUIRE_SERVICES = os.environ.get("WABRIDGE_REQUIRE_SERVICES") == "1"
 

@@ -395,6 +395,12 @@ async def test_views_need_a_fresh_trigger(slack: SlackStandin, web_client: Async
     with pytest.raises(SlackApiError) as reused:
         await web_client.views_open(trigger_id=trigger, view=view)
     assert reused.value.response["error"] == "exchanged_trigger_id"
+    assert SlackStandin(trigger_ttl=2.5).trigger_ttl == 2.5
+    ttl, slack.trigger_ttl = slack.trigger_ttl, 0.0  # any time at all after it was issued is too late
+    with pytest.raises(SlackApiError) as expired:
+        await web_client.views_open(trigger_id=slack.issue_trigger_id(), view=view)
+    assert expired.value.response["error"] == "expired_trigger_id"
+    slack.trigger_ttl = ttl
     updated = await web_client.views_update(view_id=view_id, view={**view, "private_metadata": "step2"})
     assert slack.views[view_id]["private_metadata"] == "step2"
     with pytest.raises(SlackApiError) as conflict:

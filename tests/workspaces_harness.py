@@ -109,5 +109,6 @@ async def deployment_of(aiohttp_client: Any, db_url: str, *, token_expires_in: i
     try:
         yield Deployment(client, slack, graph)
     finally:
+        await client.close()  # the app's workers stop before the stand-ins and the database go
         await slack.stop()
         await graph.stop()

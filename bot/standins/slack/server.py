@@ -7,7 +7,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -29,6 +29,10 @@ METHODS: dict[str, Method] = {
 class SlackStandin(LoopbackServer, SlackTowardsApp):
     """Fake Slack Web API. `strict=False` creates unknown channels/users on first use."""
 
+    # How long a trigger_id stays valid unless `trigger_ttl` says otherwise: Slack's own 3 seconds. A test
+    # suite on a busy machine may set a longer one for every stand-in it starts (see tests/conftest.py).
+    default_trigger_ttl: ClassVar[float] = 3.0
+
     def __init__(
         self,
         *,
@@ -41,7 +45,7 @@ class SlackStandin(LoopbackServer, SlackTowardsApp):
         bot_id: str = "B0STANDIN",
         app_id: str = "A0STANDIN",
         strict: bool = False,
-        trigger_ttl: float = 3.0,
+        trigger_ttl: float | None = None,
         latency: float = 0.0,
         port: int = 0,
         home_tab_enabled: bool = True,
@@ -53,7 +57,8 @@ class SlackStandin(LoopbackServer, SlackTowardsApp):
         LoopbackServer.__init__(self, port=port, latency=latency)
         SlackWorkspace.__init__(
             self, bot_token=bot_token, tokens=tokens, scopes=scopes, team_id=team_id, team_name=team_name,
-            bot_user_id=bot_user_id, bot_id=bot_id, app_id=app_id, strict=strict, trigger_ttl=trigger_ttl,
+            bot_user_id=bot_user_id, bot_id=bot_id, app_id=app_id, strict=strict,
+            trigger_ttl=self.default_trigger_ttl if trigger_ttl is None else trigger_ttl,
             home_tab_enabled=home_tab_enabled, app_token=app_token, client_id=client_id,
             client_secret=client_secret, token_rotation=token_rotation,
         )
