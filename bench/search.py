@@ -9,9 +9,10 @@ Run from the repository root:
 
 The messages are written by the database itself (PostgreSQL: one INSERT … SELECT over generate_series) from a
 vocabulary where a few words are common ("fee" is in about one message in six) and most are rare, so the
-searches cover a common word, two words, a rare word, a prefix, a customer's name and number, and a word with an
-owner filter. Each kind runs `--repeat` times in a shuffled order through storage.search.find, as the command
-does (one session, the whole answer: ids, names, newest messages); p50 and p95 per kind and over all.
+searches cover a common word, two words, a rare word, a prefix, a customer's name and number, a word with an
+owner filter, a word found by its stem ("refunds") and a quoted phrase. Each kind runs `--repeat` times in a
+shuffled order through storage.search.find, as the command does (one session, the whole answer: ids, names,
+newest messages); p50 and p95 per kind and over all.
 
 Baseline in the same run: building the answer alone (storage.search's last step: 20 conversations by id with
 their newest messages), which every search pays whatever its index.
@@ -115,6 +116,8 @@ def queries(conversations: int) -> dict[str, object]:
         "name": Query(words_of(f"Customer {conversations // 2}")),
         "number": Query(words_of(f"9198{conversations // 3:08d}")),
         "word + owner + status": Query(("school",), owner="U0ASHA", status="open"),
+        "word by its stem": Query(("refunds",)),
+        "quoted phrase": Query(phrases=(("fee", "refund"),)),
     }
 
 

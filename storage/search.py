@@ -1,37 +1,47 @@
 """Finding conversations for `/wabridge find`: by words in their messages, the customer's name or number, and by
 owner, status and label, within the numbers (channels) a person may see.
 
-Words use PostgreSQL's `search_tsv` (GIN) or SQLite's FTS5 index (migration 0018), else LIKE; each word must
-appear (a prefix is enough: "refu" finds "refund"). A name or number matching the words finds the conversation
-too. The newest match comes first.
+Words use PostgreSQL's `search_tsv` (GIN) or SQLite's FTS5 indexes (migrations 0018, 0026), else LIKE; each word
+must appear, as typed (a prefix is enough: "refu" finds "refund") or by its English stem ("refunds" finds
+"refund", "booking" finds "booked"). A word the stemmer does not know (Hindi, Hinglish, a number) is still found
+as typed. A quoted phrase must appear as written: its words in that order, whole, without stems. A name or number
+matching the words finds the conversation too. The newest match comes first.
 """
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import reduce
 
 from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select, text
+from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Channel, Contact, Conversation, ConversationLabel, Message, as_utc
 
 MAX_HITS = 20
 PAGES = (200, 1000, 5000)  # matching messages read newest first before grouping every match
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 @dataclass(frozen=True)
 class Query:
-    """What to look for: words (all of them), and optional owner (a Slack id) and status filters."""
+    """What to look for: words and quoted phrases (all of them), and optional owner (a Slack id), status and label
+    filters."""
 
     words: tuple[str, ...] = ()
     owner: str | None = None
     unowned: bool = False
     status: str | None = None  # open | resolved
     label: str | None = None
+    phrases: tuple[tuple[str, ...], ...] = ()  # each: these words, in this order, exactly as written
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """Every word asked for, the phrases' too (what a customer's name or number is compared with)."""
+        return self.words + tuple(w for phrase in self.phrases for w in phrase)
 
 
 @dataclass(frozen=True)
@@ -52,8 +62,19 @@ class Hit:
 
 
 def words_of(text_: str) -> tuple[str, ...]:
-    """The searchable words of free text, lower-cased (punctuation and operators dropped)."""
-    return tuple(w.lower() for w in _WORD.findall(text_))
+    """The searchable words of free text, lower-cased (punctuation and operators dropped). A combining mark stays
+    in its word: Hindi's vowel signs (मेरा, रिफंड) are marks, which `\\w` would split the word at."""
+    words: list[str] = []
+    word: list[str] = []
+    for ch in text_:
+        if ch.isalnum() or ch == "_" or (word and unicodedata.category(ch).startswith("M")):
+            word.append(ch)
+        elif word:
+            words.append("".join(word).lower())
+            word = []
+    if word:
+        words.append("".join(word).lower())
+    return tuple(words)
 
 
 async def find(session: AsyncSession, query: Query, *, workspace: str, channel_ids: Sequence[int],
@@ -73,9 +94,9 @@ async def find(session: AsyncSession, query: Query, *, workspace: str, channel_i
         scope.append(Conversation.id.in_(select(ConversationLabel.conversation_id)
                                          .where(ConversationLabel.label == query.label)))
     found: dict[int, datetime] = {}
-    if query.words:
-        found = await _newest(session, [*scope, await _matching(session, query.words)], limit)
-        for conv_id, at in (await session.execute(_by_contact(query.words, scope, limit))).tuples():
+    if query.terms:
+        found = await _newest(session, [*scope, await _matching(session, query.words, query.phrases)], limit)
+        for conv_id, at in (await session.execute(_by_contact(query.terms, scope, limit))).tuples():
             if at is not None:
                 found[conv_id] = max(found.get(conv_id, as_utc(at)), as_utc(at))
     else:  # filters only: the conversations most recently written in
@@ -84,17 +105,60 @@ async def find(session: AsyncSession, query: Query, *, workspace: str, channel_i
     return await hits_for(session, chosen)
 
 
-async def _matching(session: AsyncSession, words: Sequence[str]) -> ColumnElement[bool]:
-    """A message holding every word (by prefix), through the database's full-text index."""
+async def _matching(session: AsyncSession, words: Sequence[str],
+                    phrases: Sequence[Sequence[str]] = ()) -> ColumnElement[bool]:
+    """A message holding every word (as typed by prefix, or by its stem) and every phrase (as written), through
+    the database's full-text index."""
     dialect = (await session.connection()).dialect.name
     if dialect == "postgresql":
-        tsquery = " & ".join(f"{_pg_quoted(w)}:*" for w in words)
-        return literal_column("messages.search_tsv").op("@@")(func.to_tsquery("simple", tsquery))
-    if dialect == "sqlite" and await _has_fts(session):
-        match = " AND ".join(f'"{w}"*' for w in words)  # quoted: no word is read as an FTS operator
-        return Message.id.in_(text("SELECT rowid FROM messages_fts WHERE messages_fts MATCH :match")
-                              .bindparams(match=match))
-    return and_(*[func.lower(Message.text).like(f"%{_like(w)}%", escape="\\") for w in words])
+        return literal_column("messages.search_tsv").op("@@")(_pg_tsquery(words, phrases))
+    if dialect == "sqlite" and "messages_fts" in (tables := await _fts_tables(session)):
+        return and_(*_fts_matching(words, phrases, stems="messages_fts_stem" in tables))
+    return and_(*[func.lower(Message.text).like(f"%{_like(w)}%", escape="\\") for w in words],
+                *[func.lower(Message.text).like(f"%{_like(' '.join(p))}%", escape="\\") for p in phrases])
+
+
+_SIMPLE: ColumnElement[str] = literal_column("'simple'::regconfig")
+_ENGLISH: ColumnElement[str] = literal_column("'english'::regconfig")
+
+
+def _pg_tsquery(words: Sequence[str], phrases: Sequence[Sequence[str]]) -> ColumnElement[str]:
+    """One tsquery for the one GIN index on `search_tsv` (migration 0026: words as written at weight A, their
+    English stems unweighted): each word is `'word':* | stem`, each phrase `'a':A <-> 'b':A`, all joined by `&&`.
+
+    One `@@` between the indexed column and a query made of constants only is what keeps the search on the
+    index: the planner evaluates the query once and reads the GIN index with it. (Two columns OR'ed per word, or
+    a `to_tsvector` computed while searching, would read every message.) A stop word has no stem
+    (`to_tsquery('english', 'me')` is empty, and `x || empty` is x): Hinglish "me" or "to" are found as typed."""
+    parts: list[ColumnElement[str]] = [_to_tsquery(_SIMPLE, f"{_pg_quoted(w)}:*").op("||", return_type=TSQUERY)(
+        _to_tsquery(_ENGLISH, _pg_quoted(w))) for w in words]
+    parts += [_to_tsquery(_SIMPLE, " <-> ".join(f"{_pg_quoted(w)}:A" for w in p)) for p in phrases]
+    return reduce(lambda a, b: a.op("&&", return_type=TSQUERY)(b), parts)
+
+
+def _to_tsquery(config: ColumnElement[str], query: str) -> ColumnElement[str]:
+    return func.to_tsquery(config, query, type_=TSQUERY)
+
+
+_EXACT = "SELECT rowid FROM messages_fts WHERE messages_fts MATCH :{}"
+_STEMMED = "SELECT rowid FROM messages_fts_stem WHERE messages_fts_stem MATCH :{}"
+
+
+def _fts_matching(words: Sequence[str], phrases: Sequence[Sequence[str]], *, stems: bool
+                  ) -> list[ColumnElement[bool]]:
+    """SQLite: each word by prefix in `messages_fts` (as written) or, with `stems`, as a whole word in
+    `messages_fts_stem` (porter stems the query's word as it stemmed the text; not as a prefix, which would stem
+    "pais" to "pai" and find "paid"); each phrase as written in `messages_fts`. Every term is quoted, so nothing
+    in it is read as an FTS operator."""
+    out: list[ColumnElement[bool]] = []
+    for i, w in enumerate(words):
+        sql, params = _EXACT.format(f"w{i}"), {f"w{i}": f'"{w}"*'}
+        if stems:
+            sql, params = f"{sql} UNION {_STEMMED.format(f's{i}')}", {**params, f"s{i}": f'"{w}"'}
+        out.append(Message.id.in_(text(sql).bindparams(**params)))
+    for i, p in enumerate(phrases):
+        out.append(Message.id.in_(text(_EXACT.format(f"p{i}")).bindparams(**{f"p{i}": '"' + " ".join(p) + '"'})))
+    return out
 
 
 async def _newest(session: AsyncSession, where: list[ColumnElement[bool]], limit: int,
@@ -166,10 +230,11 @@ async def hits_for(session: AsyncSession, conversation_ids: list[int]) -> list[H
     return [by_id[c] for c in conversation_ids if c in by_id]
 
 
-async def _has_fts(session: AsyncSession) -> bool:
-    """Whether migration 0018 could make the FTS5 index (SQLite built without FTS5 has none)."""
-    return (await session.scalar(text(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'messages_fts'"))) == 1
+async def _fts_tables(session: AsyncSession) -> set[str]:
+    """The FTS5 indexes migrations 0018 and 0026 could make (SQLite built without FTS5 has none)."""
+    names = await session.scalars(text("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                       "AND name IN ('messages_fts', 'messages_fts_stem')"))
+    return set(names.all())
 
 
 def _pg_quoted(word: str) -> str:

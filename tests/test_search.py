@@ -1,6 +1,7 @@
-"""Search (`/wabridge find`): words (every one, by prefix) in messages through PostgreSQL's tsvector or SQLite's
-FTS5 (or LIKE without it), the customer's name or number, owner and status; only the request's workspace and the
-numbers the person may see; a redacted message is no longer found; migration 0018 indexes what was stored."""
+"""Search (`/wabridge find`): words (every one, by prefix or by English stem) and quoted phrases (as written) in
+messages through PostgreSQL's tsvector or SQLite's FTS5 (or LIKE without it), the customer's name or number, owner
+and status; only the request's workspace and the numbers the person may see; a redacted message is no longer
+found; migration 0018 indexes what was stored (0026's stems: tests/test_migration_0026.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.slack.search_view import describe, parse
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.models import Channel, Contact, Conversation, Message
 from storage.search import Query, _matching, _newest, find, words_of
@@ -132,13 +134,112 @@ async def test_sqlite_without_fts5_searches_with_like(db_url: str, store: tuple[
     if not db_url.startswith("sqlite"):
         pytest.skip("SQLite's fallback")
     sessions, ids = store
-    async with sessions() as s, s.begin():  # as migration 0018 leaves a SQLite built without FTS5
-        for trigger in ("messages_fts_insert", "messages_fts_delete", "messages_fts_update"):
-            await s.execute(text(f"DROP TRIGGER {trigger}"))
-        await s.execute(text("DROP TABLE messages_fts"))
+    async with sessions() as s, s.begin():  # as migrations 0018 and 0026 leave a SQLite built without FTS5
+        for table in ("messages_fts", "messages_fts_stem"):
+            for trigger in ("insert", "delete", "update"):
+                await s.execute(text(f"DROP TRIGGER {table}_{trigger}"))
+            await s.execute(text(f"DROP TABLE {table}"))
     assert await _found(sessions, ids, Query(("fee", "refund"))) == ["gopal", "ravi"]
     assert await _found(sessions, ids, Query(("refu",))) == ["gopal", "ravi"]
     assert await _found(sessions, ids, Query(("100%",))) == []
+    assert await _found(sessions, ids, Query(phrases=(("fee", "refund"),))) == ["ravi"]  # "Refund of the FEE": no
+
+
+@pytest.fixture
+async def languages(db_url: str) -> AsyncIterator[tuple[async_sessionmaker[AsyncSession], dict[str, int]]]:
+    """One number, one conversation per message: English in several forms, Hinglish, Hindi."""
+    await migrate(db_url)
+    engine = make_engine(db_url)
+    sessions = make_sessionmaker(engine)
+    said = {"asha": "Your room is booked for Friday", "bilal": "The bus fee was paid yesterday",
+            "chandni": "fees refunded last week", "deepak": "fee refund please", "esha": "kamra me paise do",
+            "farhan": "मेरा रिफंड कब मिलेगा", "gita": "Refund of the fee for my son"}
+    async with sessions() as s, s.begin():
+        lucknow = Channel(name="lucknow", phone_number_id="1001", waba_id="2001", mode="coexistence", mps=5)
+        s.add(lucknow)
+        await s.flush()
+        ids = {"lucknow": lucknow.id}
+        for i, (name, body) in enumerate(said.items()):  # the later in the list, the newer
+            ids[name] = await _conversation(s, lucknow, f"9198000000{i + 10}", name.title(), "default", [(i, body)])
+    yield sessions, ids
+    await engine.dispose()
+
+
+async def test_words_are_found_by_their_english_stem_and_as_typed(languages: tuple[Any, dict[str, int]]) -> None:
+    sessions, ids = languages
+    at = ("lucknow",)
+    assert await _found(sessions, ids, Query(("refunds",)), at) == ["gita", "deepak", "chandni"]
+    assert await _found(sessions, ids, Query(("booking",)), at) == ["asha"]
+    assert await _found(sessions, ids, Query(("fees", "refunding")), at) == ["gita", "deepak", "chandni"]
+    assert await _found(sessions, ids, Query(("refund",)), at) == ["gita", "deepak", "chandni"]  # "refunded" too
+    assert await _found(sessions, ids, Query(("book",)), at) == ["asha"]
+    # Hinglish and Hindi, which the English stemmer does not know, are found as typed and by prefix;
+    # "me" is an English stop word, but a Hinglish word all the same.
+    assert await _found(sessions, ids, Query(("paise",)), at) == ["esha"]
+    assert await _found(sessions, ids, Query(("kamra", "me")), at) == ["esha"]
+    assert await _found(sessions, ids, Query(("pais",)), at) == ["esha"]  # not "paid" (stem of a prefix)
+    assert await _found(sessions, ids, Query(("रिफंड",)), at) == ["farhan"]
+    assert await _found(sessions, ids, Query(words_of("मेरा रिफंड")), at) == ["farhan"]
+    assert await _found(sessions, ids, Query(words_of("+91 98000 00014")), at) == ["esha"]  # a number, exactly
+    assert await _found(sessions, ids, Query(("9800000001",)), at) == []  # ten of twelve digits: no one number
+
+
+async def test_a_quoted_phrase_is_found_as_written(languages: tuple[Any, dict[str, int]]) -> None:
+    sessions, ids = languages
+    at = ("lucknow",)
+    assert await _found(sessions, ids, Query(phrases=(("fee", "refund"),)), at) == ["deepak"]
+    assert await _found(sessions, ids, Query(phrases=(("refund", "fee"),)), at) == []  # in that order only
+    assert await _found(sessions, ids, Query(phrases=(("refunded",),)), at) == ["chandni"]  # whole, no stem
+    assert await _found(sessions, ids, Query(phrases=(("refunds",),)), at) == []
+    assert await _found(sessions, ids, Query(phrases=(("refu",),)), at) == []  # no prefix either
+    assert await _found(sessions, ids, Query(("son",), phrases=(("refund", "of", "the"),)), at) == ["gita"]
+    assert await _found(sessions, ids, Query(phrases=(("kamra", "me", "paise"),)), at) == ["esha"]
+    assert await _found(sessions, ids, Query(phrases=(("रिफंड", "कब"),)), at) == ["farhan"]
+
+
+def test_quotes_in_the_command_make_a_phrase() -> None:
+    query = parse('refunds "fee refund" status:open “kamra me”  "" "unclosed', "U0ASHA").query
+    assert query is not None
+    assert (query.words, query.phrases, query.status) == (("refunds", "unclosed"), (("fee", "refund"),
+                                                                                   ("kamra", "me")), "open")
+    assert describe(query) == "“refunds unclosed \"fee refund\" \"kamra me\"”, open"
+    only = parse('"Fee Refund"', "U0ASHA").query
+    assert only is not None and (only.words, only.phrases) == ((), (("fee", "refund"),))
+    assert parse('""', "U0ASHA").query is None  # nothing to look for
+
+
+async def test_postgresql_reads_the_text_index_for_words_and_phrases(pg_url: str) -> None:
+    """A word (its prefix OR its stem), several words and a phrase are each one condition the GIN index on
+    `search_tsv` answers whole: with reading every message ruled out, the plan reads the index with the entire
+    condition (a condition the index could not answer would still be a sequential scan, or a filter after it)."""
+    await migrate(pg_url)
+    engine = make_engine(pg_url)
+    try:
+        async with make_sessionmaker(engine)() as s, s.begin():
+            lucknow = Channel(name="lucknow", phone_number_id="1001", waba_id="2001", mode="coexistence", mps=5)
+            s.add(lucknow)
+            await s.flush()
+            conv = await _conversation(s, lucknow, "919800000001", "Ravi", "default", [(0, "fee refund please")])
+            await s.execute(text(
+                "INSERT INTO messages (wamid, conversation_id, direction, source, type, text, status_history, "
+                "is_history, is_note, wa_timestamp, created_at) SELECT 'wamid.' || g, :conv, 'inbound', "
+                "'customer', 'text', 'hello word' || g || ' kamra ' || (g % 97), '[]', false, false, "
+                "CAST(:t AS timestamptz) - (g || ' seconds')::interval, :t FROM generate_series(1, 20000) AS g"),
+                {"conv": conv, "t": T0})
+            await s.execute(text("ANALYZE messages"))
+        async with make_sessionmaker(engine)() as s, s.begin():
+            await s.execute(text("SET LOCAL enable_seqscan = off"))
+            for words, phrases in ((("refunds",), ()), (("booking", "fees"), ()), ((), (("fee", "refund"),))):
+                where = await _matching(s, words, phrases)
+                query = select(Message.id).where(where).compile(s.bind, compile_kwargs={"literal_binds": True})
+                explained = await (await s.connection()).exec_driver_sql(f"EXPLAIN {query}")  # ':A' is no parameter
+                plan = [line.strip() for line in explained.scalars()]
+                assert plan[0].startswith("Bitmap Heap Scan on messages"), plan
+                assert plan[2].startswith("->  Bitmap Index Scan on ix_messages_search_tsv"), plan
+                assert plan[3].startswith("Index Cond: (search_tsv @@ ") and "Filter" not in " ".join(plan), plan
+            assert len(await find(s, Query(("refunds",)), workspace="default", channel_ids=[lucknow.id])) == 1
+    finally:
+        await engine.dispose()
 
 
 async def test_upgrade_from_0017_indexes_the_messages_already_stored(db_url: str) -> None:
@@ -217,3 +318,11 @@ async def test_find_from_slack_answers_privately_with_links_to_threads(make: Bri
     status, body = await _command(b, "find", STAFF)
     assert status == 200 and "/wabridge find" in body
     assert len(_answers(b)) == 2
+
+    # A word by its stem, a phrase in the quotes Slack's composer curls
+    assert (await _command(b, "find refunds “my fee refund”", STAFF))[0] == 200
+    await eventually(lambda: len(_answers(b)) == 3)
+    assert '1 conversation matching “refunds \\"my fee refund\\"”' in _answers(b)[2]
+    assert (await _command(b, 'find "fee refunds"', STAFF))[0] == 200
+    await eventually(lambda: len(_answers(b)) == 4)
+    assert 'No conversation matching “\\"fee refunds\\"”' in _answers(b)[3]

@@ -11,9 +11,11 @@ from bot.slack import limits
 from bot.slack.render import ContactView, escape, format_time
 from storage.search import Hit, Query, words_of
 
-USAGE = ("Usage: `/wabridge find <words | name | number>` with any of `owner:@someone`, `owner:me`, `owner:none`, "
-         "`status:open`, `status:resolved`, `label:NAME`. Example: `/wabridge find fee refund status:open`.")
+USAGE = ("Usage: `/wabridge find <words | \"exact phrase\" | name | number>` with any of `owner:@someone`, "
+         "`owner:me`, `owner:none`, `status:open`, `status:resolved`, `label:NAME`. "
+         "Example: `/wabridge find fee refund status:open`.")
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+_PHRASE = re.compile(r'"([^"]*)"|“([^”]*)”')  # Slack's composer may curl the quotes
 SNIPPET = 150
 
 
@@ -26,8 +28,11 @@ class Parsed:
 
 
 def parse(text: str, user: str, labels: Sequence[str] = ()) -> Parsed:
-    """`fee refund owner:<@U0ASHA|asha> status:open label:fees` → words and filters; unknown filters and labels
-    (`labels`: those configured) are explained."""
+    """`fee refund owner:<@U0ASHA|asha> status:open label:fees` → words and filters; `"fee refund"` in quotes is a
+    phrase (those words, in that order, as written); unknown filters and labels (`labels`: those configured) are
+    explained."""
+    phrases = [p for m in _PHRASE.finditer(text) if (p := words_of(m.group(1) or m.group(2) or ""))]
+    text = _PHRASE.sub(" ", text)
     words: list[str] = []
     owner: str | None = None
     unowned = False
@@ -59,15 +64,16 @@ def parse(text: str, user: str, labels: Sequence[str] = ()) -> Parsed:
             label = value
         else:
             words += words_of(token)
-    query = Query(tuple(words), owner, unowned, status, label)
-    if not (query.words or query.owner or query.unowned or query.status or query.label):
+    query = Query(tuple(words), owner, unowned, status, label, tuple(phrases))
+    if not (query.terms or query.owner or query.unowned or query.status or query.label):
         return Parsed(None, USAGE)
     return Parsed(query)
 
 
 def describe(query: Query) -> str:
     """The search in words, for the answer's first line."""
-    parts = [f"“{escape(' '.join(query.words))}”"] if query.words else []
+    said = [*query.words, *(f'"{" ".join(p)}"' for p in query.phrases)]
+    parts = [f"“{escape(' '.join(said))}”"] if said else []
     if query.owner:
         parts.append(f"owned by <@{query.owner}>")
     if query.unowned:
