@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -100,22 +101,38 @@ class MaxRate:
     channels: int
     mirrored: int = 0
     seconds: float = float("nan")  # first webhook sent to last post received
+    cpu_ms: float = float("nan")  # serve's CPU time per message mirrored (less sensitive to load than the rate)
+    statements: float = float("nan")  # SQL statements per message mirrored
 
     @property
     def rate(self) -> float:
         return self.mirrored / self.seconds if self.seconds > 0 else float("nan")
 
 
-def _max_rate(url: str, standins: _common.Standins, step: MaxRate, offered: float, tag: str) -> None:
+def _statements(base_url: str) -> float:
+    """The wabridge_db_statements counter of `serve`'s /metrics."""
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("wabridge_db_statements_total "):
+                return float(line.split()[1])
+    return float("nan")
+
+
+def _max_rate(serve: _common.Serve, standins: _common.Standins, step: MaxRate, offered: float, tag: str) -> None:
     """Offer step.n messages at `offered`/s over step.channels channels (two conversations each) and time
     how long until the last is in Slack: the bridge's sustained mirror rate, Slack's per-channel pace aside
     (each channel gets n / channels posts, a few seconds of its allowance at most)."""
-    sent, _, _ = asyncio.run(_send(url, offered, 2 * step.channels, step.n / offered, tag, channels=step.channels))
+    assert serve.proc is not None
+    cpu, statements = _common.cpu_seconds(serve.proc.pid), _statements(serve.url)
+    sent, _, _ = asyncio.run(_send(f"{serve.url}/webhooks/meta", offered, 2 * step.channels, step.n / offered, tag,
+                                   channels=step.channels))
     _common.mirrored(standins, f"mlat-{tag}", sent, SETTLE_TIMEOUT)
     arrived = _common.first_posts(standins, f"mlat-{tag}")
     if sent and arrived:
         step.mirrored = len(arrived)
         step.seconds = max(arrived.values()) - min(sent.values())
+        step.cpu_ms = 1000 * (_common.cpu_seconds(serve.proc.pid) - cpu) / step.mirrored
+        step.statements = (_statements(serve.url) - statements) / step.mirrored
 
 
 def run(rates: Sequence[float], conversations: int, seconds: float, channels: int = CHANNELS, *,
@@ -145,7 +162,7 @@ def run(rates: Sequence[float], conversations: int, seconds: float, channels: in
                 latencies = _common.mirrored(standins, f"mlat-{step_tag}", sent, SETTLE_TIMEOUT)
                 steps.append((rate, acks, latencies, errors, len(sent) - len(latencies)))
             if max_rate is not None:
-                _max_rate(f"{serve.url}/webhooks/meta", standins, max_rate, offered, f"{tag}max")
+                _max_rate(serve, standins, max_rate, offered, f"{tag}max")
             if spy is not None:
                 _common.stop_py_spy(spy)
     floor_p50 = _common.percentile(direct, 50)
@@ -170,6 +187,8 @@ def run(rates: Sequence[float], conversations: int, seconds: float, channels: in
               f"offered at {offered:g}/s over {max_rate.channels} channels, in Slack {max_rate.seconds:.1f} s after "
               f"the first was sent; {lost} not mirrored within {SETTLE_TIMEOUT:g} s) (target >= {TARGET_MAX_RATE:g}: "
               f"{'met' if max_rate.rate >= TARGET_MAX_RATE and not lost else 'MISSED'})")
+        print(f"  per message mirrored: {max_rate.cpu_ms:.2f} ms of serve's CPU (intake, processing and posting), "
+              f"{max_rate.statements:.1f} SQL statements")
     print(f"at {last['msg/s']}/s: p50 {p50:.1f} ms (target < {TARGET_P50_MS:g}: "
           f"{'met' if p50 < TARGET_P50_MS else 'MISSED'}), p99 {p99:.1f} ms (target < {TARGET_P99_MS:g}: "
           f"{'met' if p99 < TARGET_P99_MS else 'MISSED'})")

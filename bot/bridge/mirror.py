@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy import Select, bindparam, case, false, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -89,6 +89,7 @@ def _summary(msg: Message) -> str:
 
 
 _ROWS = "conversation_rows"  # ctx.cache key: conversation id -> (conversation, contact, channel)
+_HISTORY = "has_history"  # ctx.cache key: conversation id -> whether it holds imported history messages
 
 
 def _load_statement() -> Select[Any]:
@@ -97,7 +98,12 @@ def _load_statement() -> Select[Any]:
         earlier.conversation_id == Message.conversation_id, earlier.direction == Direction.INBOUND,
         earlier.is_history.is_(False), earlier.wa_timestamp < Message.wa_timestamp)
         .order_by(earlier.wa_timestamp.desc()).limit(1).scalar_subquery())
-    return (select(Message, Conversation, Contact, Channel, previous)
+    imported = aliased(Message)
+    # Asked only while the conversation has no thread (a long conversation's messages are not scanned after).
+    has_history = case((Conversation.slack_thread_ts.is_(None),
+                        select(imported.id).where(imported.conversation_id == Message.conversation_id,
+                                                  imported.is_history.is_(True)).exists()), else_=false())
+    return (select(Message, Conversation, Contact, Channel, previous, has_history)
             .join(Conversation, Conversation.id == Message.conversation_id)
             .join(Contact, Contact.id == Conversation.contact_id)
             .join(Channel, Channel.id == Conversation.channel_id)
@@ -114,9 +120,10 @@ async def load_message(ctx: ItemContext, message_id: int) -> Loaded | None:
         found = (await s.execute(_LOAD_MESSAGE, {"message_id": message_id})).first()
         if found is None:
             return None
-        msg, conv, contact, channel_row, previous_inbound = found
+        msg, conv, contact, channel_row, previous_inbound, has_history = found
         # The rest of this attempt (thread, parent refresh) works from these rows rather than reading them again.
         ctx.cache.setdefault(_ROWS, {})[conv.id] = (conv, contact, channel_row)
+        ctx.cache.setdefault(_HISTORY, {})[conv.id] = bool(has_history)
         quoted = None
         ctx_id = (msg.content or {}).get("context", {}) or {}
         if ctx_id.get("id"):
@@ -211,8 +218,10 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
         else:
             ts = await ctx.post_parent(slack_channel, header, conversation_id)
     ctx.parts["parent"] = ts
-    # Imported history goes in before the thread is recorded, so a retry after a crash still posts it.
-    await post_history_intro(ctx, conversation_id, Thread(slack_channel, ts))
+    # Imported history goes in before the thread is recorded, so a retry after a crash still posts it. Most
+    # conversations have none, as the message's load already told: then there is nothing to look up.
+    if ctx.cache.get(_HISTORY, {}).get(conversation_id, True):
+        await post_history_intro(ctx, conversation_id, Thread(slack_channel, ts))
     async with ctx.deps.sessions() as s, s.begin():
         recorded = await s.execute(update(Conversation).where(
             Conversation.id == conversation_id, Conversation.slack_thread_ts.is_(None)

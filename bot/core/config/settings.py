@@ -31,8 +31,8 @@ from bot.core.workspace import DEFAULT_WORKSPACE
 class Settings(Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     database_url: str = "sqlite+aiosqlite:///wabridge.db"
-    # PostgreSQL connections one process keeps open; up to twice as many more while busy. Processes times
-    # (pool * 3) must stay under the server's max_connections (or go through PgBouncer).
+    # A process opens up to three times this many PostgreSQL connections as it gets busy, and keeps them.
+    # Processes times (pool * 3) must stay under the server's max_connections (or go through PgBouncer).
     database_pool_size: int = Field(default=10, gt=0, le=200)
     redis_url: str = ""
     meta: MetaSettings
@@ -53,6 +53,7 @@ class Settings(Strict):
     campaigns: CampaignsSettings = Field(default_factory=CampaignsSettings)
     # phone_number_ids of the channels this process took from /onboard rather than app.yaml.
     _onboarded: set[str] = PrivateAttr(default_factory=set)
+    _by_number: dict[str, int] = PrivateAttr(default_factory=dict)  # phone_number_id -> index in channels
     # Secrets the command did not need and the file or environment left unset (their keys).
     _unset: list[str] = PrivateAttr(default_factory=list)
     # Keys whose whole value in app.yaml is ${VAR}: key -> VAR.
@@ -129,7 +130,16 @@ class Settings(Strict):
         raise ConfigError("channels", f"no channel named {name!r}")
 
     def channel_by_phone_number_id(self, phone_number_id: str) -> ChannelSettings | None:
-        return next((c for c in self.channels if c.phone_number_id == phone_number_id), None)
+        """The channel of a number; indexed, because every delivery and post asks (1,000+ numbers per process)."""
+        index = self._by_number.get(phone_number_id)
+        if index is not None and index < len(self.channels):
+            found = self.channels[index]
+            if found.phone_number_id == phone_number_id:
+                return found
+        # Not indexed, or the list changed since (numbers connected or replaced at runtime): index it afresh.
+        self._by_number = {c.phone_number_id: i for i, c in reversed(list(enumerate(self.channels)))}
+        index = self._by_number.get(phone_number_id)
+        return self.channels[index] if index is not None else None
 
     def hours_of(self, channel: ChannelSettings) -> BusinessHoursSettings | None:
         """The channel's opening hours: its own, else the top-level business_hours; None when neither is set."""
