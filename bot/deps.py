@@ -48,6 +48,12 @@ class Deps:
     # Many-workspace mode only: the installations (tokens sealed) and a client per workspace from them.
     installations: AsyncInstallationStore | None = None
     workspaces: WorkspaceClients | None = None
+    # Sessions for reads outside any transaction (storage.db.make_read_sessionmaker); `sessions` when unset.
+    reads: async_sessionmaker[AsyncSession] | None = None
+
+    def read_session(self) -> AsyncSession:
+        """A session for reads only, without a transaction where the database allows it."""
+        return (self.reads or self.sessions)()
 
     @property
     def many_workspaces(self) -> bool:

@@ -71,6 +71,15 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for reads that need no transaction: on PostgreSQL each statement runs on its own, without the
+    BEGIN and ROLLBACK round trips a session otherwise adds (the mirror path reads a message this way for every
+    post). Never write through these. On SQLite, ordinary sessions."""
+    if engine.dialect.name == "sqlite":
+        return make_sessionmaker(engine)
+    return async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+
+
 def alembic_config(url: str) -> Any:
     from alembic.config import Config
 

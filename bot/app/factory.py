@@ -35,7 +35,7 @@ from bot.ops.retention_worker import RetentionWorker
 from bot.slack.client import slack_client, slack_session
 from bot.slack.workspace_clients import InstalledWorkspaces
 from scheduler.throttle import RedisThrottle, Throttle, make_throttle
-from storage.db import is_sqlite, make_engine, make_sessionmaker, migrate, revision
+from storage.db import is_sqlite, make_engine, make_read_sessionmaker, make_sessionmaker, migrate, revision
 from storage.installations import SealedInstallationStore
 from storage.liveness import Heartbeat
 from storage.repository import sync_channels
@@ -98,7 +98,8 @@ async def deps_ctx(app: web.Application) -> AsyncIterator[None]:
     throttle: Throttle = RedisThrottle(redis_client) if redis_client is not None else make_throttle(None)
     deps = Deps(settings=settings, sessions=app[appkeys.SESSIONS], graph=graph, slack=slack, throttle=throttle,
                 metrics=app[appkeys.METRICS], channel_ids=app[appkeys.CHANNEL_IDS], slack_names=NameCache(),
-                loop_health=app[appkeys.LOOP_HEALTH], wakes=app[appkeys.WAKES])
+                loop_health=app[appkeys.LOOP_HEALTH], wakes=app[appkeys.WAKES],
+                reads=make_read_sessionmaker(app[appkeys.ENGINE]))
     if settings.slack.many_workspaces:
         deps.installations = SealedInstallationStore(settings.slack.client_id, app[appkeys.ENGINE],
                                                      token_box(settings))

@@ -116,7 +116,7 @@ _LOAD_MESSAGE = _load_statement()
 
 async def load_message(ctx: ItemContext, message_id: int) -> Loaded | None:
     """The message, its conversation, contact, channel, quoted message and campaign name."""
-    async with ctx.deps.sessions() as s:
+    async with ctx.deps.read_session() as s:
         found = (await s.execute(_LOAD_MESSAGE, {"message_id": message_id})).first()
         if found is None:
             return None
@@ -170,7 +170,7 @@ async def _conversation_rows(ctx: ItemContext, conversation_id: int
     rows: dict[int, tuple[Conversation, Contact | None, Channel | None]] = ctx.cache.setdefault(_ROWS, {})
     if conversation_id in rows:
         return rows[conversation_id]
-    async with ctx.deps.sessions() as s:
+    async with ctx.deps.read_session() as s:
         row = (await s.execute(
             select(Conversation, Contact, Channel)
             .outerjoin(Contact, Contact.id == Conversation.contact_id)
