@@ -167,4 +167,8 @@ async def test_a_post_whose_answer_was_lost_is_looked_up_even_after_the_lookup_w
 
     await eventually(settled, timeout=20)
     assert len(b.parents()) == 1 and len(b.slack.calls_to("chat.postMessage")) == 1
-    assert [c.status for c in b.slack.calls_to("conversations.history")] == [429, 200]
+    # Refused, then asked again once Retry-After had passed. On a busy machine the process may doubt its claim
+    # (its heartbeat late) and look once more before posting: more lookups are allowed, never a second post.
+    lookups = b.slack.calls_to("conversations.history")
+    assert [c.status for c in lookups[:2]] == [429, 200] and all(c.status == 200 for c in lookups[1:])
+    assert lookups[1].time - lookups[0].time >= 0.9  # Retry-After: 1 s (less clock rounding)
