@@ -209,6 +209,9 @@ async def test_a_running_bridge_redacts_what_retention_deleted(make_bridge: Brid
                             and "98765" not in json.dumps(t) and t)
     assert "what are the fees?" in json.dumps(done)  # younger than a year: untouched
     assert "Take it" in done[0]  # the parent keeps its header and the inbox's buttons
+    # Counted once each redaction is recorded, which follows its chat.update: wait for the records too.
+    await eventually(lambda: (metrics.registry.get_sample_value(
+        "wabridge_retention_rows_total", {"table": "slack_posts"}) or 0) >= 2)
     assert metrics.registry.get_sample_value("wabridge_retention_rows_total", {"table": "slack_posts"}) == 2
 
 
