@@ -177,6 +177,9 @@ class Message(Base):
     error_title: Mapped[str | None] = mapped_column(String(500))
     slack_user: Mapped[str | None] = mapped_column(String(64))
     slack_ts: Mapped[str | None] = mapped_column(String(32))
+    # What the bridge itself posted for the message ({"posts": [ts, ...], "files": [file id, ...]}), kept as long
+    # as the message so retention and erasure can redact them after the outbox's record has aged out.
+    slack_posts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     campaign_id: Mapped[int | None] = mapped_column(Integer)
     is_history: Mapped[bool] = mapped_column(Boolean, default=False)
     is_note: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -26,7 +26,7 @@ from storage.models import (
     SlackRedaction,
     WebhookLog,
 )
-from storage.redactions import owe_for_messages
+from storage.redactions import owe_for_media, owe_for_messages
 
 
 @dataclass(frozen=True)
@@ -112,9 +112,10 @@ async def prune_table(sessions: async_sessionmaker[AsyncSession], table: Prunabl
 
 
 async def strip_media(sessions: async_sessionmaker[AsyncSession], cutoff: datetime, limit: int,
-                      pause: float = 0.0) -> int:
+                      pause: float = 0.0, *, owe: bool = False) -> int:
     """Clear the media references (Meta media id, type, file name and hash) of messages older than cutoff,
-    batch by batch in timestamp order; the message, its caption and its Slack copy stay. Returns rows changed."""
+    batch by batch in timestamp order; the message, its caption and its Slack post stay. `owe`: the files the
+    bridge uploaded to Slack for them are owed a deletion, recorded in the same transaction. Returns rows changed."""
     total, since = 0, None
     while True:
         async with sessions() as session, session.begin():
@@ -123,6 +124,8 @@ async def strip_media(sessions: async_sessionmaker[AsyncSession], cutoff: dateti
             if since is not None:
                 query = query.where(Message.wa_timestamp >= since)
             rows = (await session.execute(query.order_by(Message.wa_timestamp).limit(limit))).all()
+            if owe:
+                await owe_for_media(session, [row.id for row in rows])
             for row in rows:
                 content = {k: v for k, v in (row.content or {}).items() if k != "media"} if row.content else None
                 await session.execute(update(Message).where(Message.id == row.id)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -142,6 +143,8 @@ class SlackRedaction(Base):
     conversation_id: Mapped[int | None] = mapped_column(Integer)
     parent: Mapped[bool] = mapped_column(Boolean, default=False)
     files: Mapped[list[str]] = mapped_column(JSON, default=list)  # Slack file ids shared with the message
+    # Only the files go (media past retention.media_days; `ts` then holds the first file's id): the post stays.
+    files_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
     claimed_until: Mapped[datetime | None]

@@ -235,3 +235,40 @@ def test_the_worker_leaves_half_of_slacks_allowance_to_live_edits() -> None:
         assert own.limits[method].per_second == SLACK_LIMITS[method].per_second / 2
         assert own.limits[method].burst == 1  # no burst of its own: one call at a time
     assert _own_pacer(1.0) is None
+
+
+async def test_media_files_are_deleted_in_batches_once_retried_while_slack_is_down(world: World) -> None:
+    """Past retention.media_days the files the bridge uploaded go (files only: the post stays); Slack down is
+    tried again, a file Slack refuses for good (a person's upload) is recorded, and nothing is asked twice."""
+    bot_files = [world.slack.add_file(f"photo {n}".encode(), f"photo-{n}.jpg")["id"] for n in range(3)]
+    staff_file = world.slack.add_file(b"theirs", "theirs.pdf", user="U0STAFF")["id"]
+    async with world.sessions() as s, s.begin():
+        conv = (await s.scalars(select(Conversation).where(Conversation.slack_team == "T0ALPHA"))).one()
+        for n, files in enumerate([[bot_files[0]], [bot_files[1], staff_file], [bot_files[2]]]):
+            s.add(Message(conversation_id=conv.id, direction="inbound", source="customer", type="image",
+                          media_id=f"media.{n}", media_mime="image/jpeg", wamid=f"wamid.IMG{n}",
+                          slack_ts=world.posts["T0ALPHA"][2], slack_posts={"posts": [], "files": files},
+                          wa_timestamp=utcnow() - timedelta(days=100 if n < 2 else 10)))
+    settings = RetentionSettings(media_days=90, batch_size=1)
+    assert (await RetentionWorker(world.sessions, settings).prune_once())["media"] == 2
+    assert (await RetentionWorker(world.sessions, settings).prune_once())["media"] == 0
+    async with world.sessions() as s:
+        rows = (await s.execute(select(SlackRedaction.ts, SlackRedaction.files, SlackRedaction.files_only)
+                                .order_by(SlackRedaction.id))).tuples().all()
+        kept = await s.scalar(select(Message.slack_posts).where(Message.wamid == "wamid.IMG2"))
+    assert [tuple(r) for r in rows] == [(bot_files[0], [bot_files[0]], True),
+                                        (bot_files[1], [bot_files[1], staff_file], True)]
+    assert kept == {"posts": [], "files": [bot_files[2]]}  # younger than 90 days: its file stays
+
+    world.slack.fail_next("files.delete", "internal_error")
+    assert await world.worker().pass_once() == 1  # the first waits for Slack; the second went
+    assert bot_files[0] in world.slack.files and bot_files[1] not in world.slack.files
+    async with world.sessions() as s, s.begin():
+        await s.execute(update(SlackRedaction).values(next_attempt_at=None))
+    assert await world.worker().pass_once() == 1
+    assert not world.slack.calls_to("chat.update")  # the posts keep their words
+    assert set(bot_files[:2]) & set(world.slack.files) == set() and bot_files[2] in world.slack.files
+    assert staff_file in world.slack.files
+    assert sorted(str(o) for *_, o in await _rows(world)) == ["cant_delete_file", "files deleted"]
+    calls = len(world.slack.calls_to("files.delete"))
+    assert await world.worker().pass_once() == 0 and len(world.slack.calls_to("files.delete")) == calls

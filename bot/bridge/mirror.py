@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, case, false, select, update
+from sqlalchemy import Select, bindparam, case, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -34,6 +34,7 @@ from storage import repository as repo
 from storage.inbox import labels_of
 from storage.models import Campaign, Channel, Contact, Conversation, Message, SlackOutbox, utcnow
 from storage.outbox_kinds import Alert, MessagePost, Note, StatusMark
+from storage.redactions import bridge_posts
 from storage.status_fold import STATUS_RANK
 
 log = logging.getLogger(__name__)
@@ -309,12 +310,6 @@ async def _post_in_thread(ctx: ItemContext, conversation_id: int, post: render.P
         return await ctx.post(thread.channel, post, thread_ts=thread.ts, part=part)
 
 
-def _set_slack_ts(ctx: ItemContext, message_id: int, ts: str) -> None:
-    # Written with the item's outcome, in the same transaction (kept on a retry too: the post exists).
-    ctx.write_with_outcome(update(Message).where(Message.id == message_id, Message.slack_ts.is_(None))
-                           .values(slack_ts=ts))
-
-
 def _statuses_seen(msg: Message) -> list[str]:
     """The message's states in their own order (reports of one second, or late ones, come in any order)."""
     seen = [str(h.get("status")) for h in msg.status_history or []]
@@ -360,6 +355,16 @@ async def mirror_message(ctx: ItemContext, item: MessagePost) -> None:
     msg = loaded.msg
     if msg.is_history or msg.source is Source.CAMPAIGN:
         return  # history stays out of Slack; campaign sends have their own progress message
+    try:
+        await _mirror_message(ctx, loaded)
+    finally:
+        # What the bridge posted is kept with the message, also after a failed attempt (the posts exist), so
+        # retention and erasure find it after the outbox's record has aged out.
+        _record_posts(ctx, msg)
+
+
+async def _mirror_message(ctx: ItemContext, loaded: Loaded) -> None:
+    msg = loaded.msg
     if msg.type == "reaction":
         await _mirror_reaction(ctx, loaded)
         return
@@ -372,8 +377,6 @@ async def mirror_message(ctx: ItemContext, item: MessagePost) -> None:
     for i, post in enumerate(posts):
         ts = ctx.parts.get(str(i)) or await _post_in_thread(ctx, loaded.conv.id, post, str(i))
         first = first or ts
-    if first and not msg.slack_ts:
-        _set_slack_ts(ctx, msg.id, first)
     thread = await ctx.thread_for(loaded.conv.id)
     if msg.direction is Direction.INBOUND and ctx.parts.get("parent") is None:
         await _refresh_parent_window(ctx, loaded)
@@ -381,6 +384,20 @@ async def mirror_message(ctx: ItemContext, item: MessagePost) -> None:
         await media.mirror_to_slack(ctx, thread, msg, loaded.channel)
     if first and msg.direction is Direction.OUTBOUND and (msg.status or msg.status_history):
         await _status_reactions(ctx, thread.channel, first, msg)
+
+
+def _record_posts(ctx: ItemContext, msg: Message) -> None:
+    """Keep the message's first post (when it had none) and every post and file the bridge made for it with the
+    message, in the transaction that records this attempt's outcome (one statement, only when something changed)."""
+    made = bridge_posts(ctx.parts)
+    values: dict[str, Any] = {}
+    if (made["posts"] or made["files"]) and made != msg.slack_posts:
+        values["slack_posts"] = made
+    first = ctx.parts.get("0")
+    if first and not msg.slack_ts and msg.type != "reaction":
+        values["slack_ts"] = func.coalesce(Message.slack_ts, first)
+    if values:
+        ctx.write_with_outcome(update(Message).where(Message.id == msg.id).values(**values))
 
 
 async def _refresh_parent_window(ctx: ItemContext, loaded: Loaded) -> None:

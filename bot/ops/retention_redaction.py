@@ -11,7 +11,8 @@ transaction that deletes it; this worker works them off with each workspace's ow
 - resumable: a row is done only once Slack answered; a stop leaves it claimed until its lease ends, then it is
   redone (chat.update with the same text changes nothing twice).
 A post that was the thread's parent is refreshed instead (its header and buttons stay; the deleted message
-goes from it). What Slack refuses for good (a channel gone, a post deleted) is recorded, not retried.
+goes from it). A row for files only (media past `retention.media_days`) deletes the files the bridge uploaded and
+leaves the post. What Slack refuses for good (a channel gone, a post deleted) is recorded, not retried.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class RedactionWorker:
             return 0
         await redactions.settle(self._sessions, item, outcome)
         if self._metrics is not None:
-            self._metrics.retention_rows.labels("slack_posts").inc()
+            self._metrics.retention_rows.labels("slack_files" if item.files_only else "slack_posts").inc()
         return 1
 
     async def _redact(self, item: Owed) -> str:
@@ -121,17 +122,22 @@ class RedactionWorker:
                 if item.conversation_id is None or await session.get(Conversation, item.conversation_id) is None:
                     return "conversation gone"
                 await owe_parent_refresh(session, item.conversation_id, f"retention:{item.id}")
-            return "parent refreshed"
+            if not item.files:
+                return "parent refreshed"
         client = await self._slack_for(item.slack_team)
         if client is None:
             raise _Later(f"workspace {item.slack_team} has no token", _backoff(item.attempts))
-        refused = await self._call(item, "chat.update", item.channel, lambda: client.chat_update(
-            channel=item.channel, ts=item.ts, text=REDACTED, blocks=[], attachments=[]), GONE_POST)
+        refused: str | None = None
+        if not item.files_only and not item.parent:  # media past retention.media_days: the post's words stay
+            refused = await self._call(item, "chat.update", item.channel, lambda: client.chat_update(
+                channel=item.channel, ts=item.ts, text=REDACTED, blocks=[], attachments=[]), GONE_POST)
         for file_id in item.files:
             error = await self._call(item, "files.delete", None, partial(client.files_delete, file=file_id),
                                      frozenset(GONE_FILE))
             refused = refused or error
-        return refused or "redacted"
+        if item.parent:
+            return refused or "parent refreshed"
+        return refused or ("files deleted" if item.files_only else "redacted")
 
     async def _call(self, item: Owed, method: str, channel: str | None, call: Callable[[], Awaitable[object]],
                     gone: frozenset[str]) -> str | None:

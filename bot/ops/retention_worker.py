@@ -47,7 +47,7 @@ class RetentionWorker:
                                                                   s.batch_size, BATCH_PAUSE, owe=s.redact_slack)
         if s.media_days is not None:
             deleted["media"] = await retention.strip_media(self._sessions, now - timedelta(days=s.media_days),
-                                                           s.batch_size, BATCH_PAUSE)
+                                                           s.batch_size, BATCH_PAUSE, owe=s.redact_slack)
         if self._metrics is not None:
             for name, n in deleted.items():
                 self._metrics.retention_rows.labels(name).inc(n)
