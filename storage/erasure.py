@@ -312,3 +312,9 @@ def thread_of(stored: Sequence[Any]) -> tuple[str, str, str]:
 def is_single_post(stored: Sequence[Any]) -> bool:
     """True for one post to redact (the person's message in a group's thread), not a whole thread."""
     return len(stored) > 3 and stored[3] == "post"
+
+
+def is_file(stored: Sequence[Any]) -> bool:
+    """True for one file to delete (uploaded by the bridge for the person's message in a group's thread); its
+    id stands where a thread's ts would."""
+    return len(stored) > 3 and stored[3] == "file"

@@ -59,7 +59,7 @@ def bridge_posts(parts: Mapping[str, Any] | None) -> dict[str, list[str]]:
     return {"posts": posts, "files": files}
 
 
-def _posts_of(source: str, slack_ts: str | None, recorded: Mapping[str, Any] | None,
+def posts_of(source: str, slack_ts: str | None, recorded: Mapping[str, Any] | None,
               result: Mapping[str, Any] | None) -> tuple[list[str], list[str]]:
     """A message's posts made by the bridge (its first post first) and the files the bridge uploaded for it: as
     recorded with the message, else from its outbox item while the item is kept (messages mirrored before the
@@ -72,7 +72,7 @@ def _posts_of(source: str, slack_ts: str | None, recorded: Mapping[str, Any] | N
     return posts, [str(f) for f in made.get("files") or []]
 
 
-async def _outbox_results(session: AsyncSession, message_ids: Iterable[int]) -> dict[str, Any]:
+async def outbox_results(session: AsyncSession, message_ids: Iterable[int]) -> dict[str, Any]:
     keys = [f"msg:{i}" for i in message_ids]
     if not keys:
         return {}
@@ -96,12 +96,12 @@ async def owe_for_messages(session: AsyncSession, message_ids: Sequence[int]) ->
                Conversation.slack_channel.is_not(None)))).all()
     if not rows:
         return 0
-    results = await _outbox_results(session, [r.id for r in rows if r.slack_posts is None])
+    results = await outbox_results(session, [r.id for r in rows if r.slack_posts is None])
     now = utcnow()
     owed: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
     for r in rows:
-        posts, files = _posts_of(r.source, r.slack_ts, r.slack_posts, results.get(f"msg:{r.id}"))
+        posts, files = posts_of(r.source, r.slack_ts, r.slack_posts, results.get(f"msg:{r.id}"))
         for n, ts in enumerate(posts):
             if (r.slack_channel, ts) in seen:
                 continue
@@ -140,7 +140,7 @@ async def owe_for_media(session: AsyncSession, message_ids: Sequence[int]) -> in
         .join(Conversation, Conversation.id == Message.conversation_id)
         .where(Message.id.in_(list(message_ids)), Message.is_history.is_(False),
                Conversation.slack_channel.is_not(None)))).all()
-    results = await _outbox_results(session, [r.id for r in rows if r.slack_posts is None])
+    results = await outbox_results(session, [r.id for r in rows if r.slack_posts is None])
     now = utcnow()
     owed: list[dict[str, Any]] = []
     for r in rows:

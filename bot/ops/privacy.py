@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.core.config import ConfigError, Settings
 from bot.core.identity_hash import identity_hash, salt_of
 from bot.ops.export import normalize_number
-from bot.ops.slack_redaction import SlackUnavailable, redact_post, redact_thread, redacted_text
+from bot.ops.slack_redaction import SlackUnavailable, delete_file, redact_post, redact_thread, redacted_text
 from storage import erasure
 from storage.erasure_groups import erase_from_groups
 from storage.models import Erasure, utcnow
@@ -193,6 +193,7 @@ async def _redact(sessions: async_sessionmaker[AsyncSession], settings: Settings
             return
         threads = [erasure.thread_of(t) for t in record.threads or []]
         posts = {erasure.thread_of(t)[:2] for t in record.threads or [] if erasure.is_single_post(t)}
+        files = {erasure.thread_of(t)[:2] for t in record.threads or [] if erasure.is_file(t)}
         requested_at = record.requested_at
     text = redacted_text(requested_at.astimezone(ZoneInfo(settings.timezone)))
     for channel, ts, team in threads:
@@ -201,7 +202,10 @@ async def _redact(sessions: async_sessionmaker[AsyncSession], settings: Settings
             log.info("erasure %s: no Slack client for workspace %s yet; its thread waits", record_id, team)
             continue
         try:
-            refused = await (redact_post if (channel, ts) in posts else redact_thread)(client, channel, ts, text)
+            if (channel, ts) in files:
+                refused = await delete_file(client, channel, ts)
+            else:
+                refused = await (redact_post if (channel, ts) in posts else redact_thread)(client, channel, ts, text)
         except (SlackUnavailable, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("erasure %s: Slack thread %s/%s left for the next pass: %s", record_id, channel, ts, exc)
             return

@@ -119,3 +119,15 @@ async def redact_post(slack: AsyncWebClient, channel: str, ts: str, text: str) -
         if error != "message_not_found":
             return [{"what": "group post", "channel": channel, "ts": ts, "error": error}]
     return []
+
+
+async def delete_file(slack: AsyncWebClient, channel: str, file_id: str) -> list[dict[str, Any]]:
+    """Delete one file the bridge uploaded (the person's media in a group's thread); returns what Slack refused.
+    A file already gone counts as done."""
+    try:
+        await _paced(partial(slack.files_delete, file=file_id))
+    except SlackApiError as exc:
+        error = _error(exc)
+        if error not in GONE_FILE:
+            return [{"what": f"file {file_id} in a group post", "channel": channel, "ts": "", "error": error}]
+    return []
