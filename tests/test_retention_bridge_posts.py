@@ -12,11 +12,13 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from bot.core.config import RetentionSettings
+from bot.core.origin import Source
 from bot.handlers import appkeys
 from bot.ops.retention_redaction import REDACTED
 from bot.ops.retention_worker import RetentionWorker
 from storage import redactions
 from storage.models import Message, SlackOutbox, SlackRedaction, utcnow
+from storage.redactions import bridge_posts, posts_of
 from tests.harness import STAFF, WA_ID, Bridge, BridgeFactory, all_text, eventually, now_ts, thread_with
 from tests.helpers import SLACK_CHANNEL, echo_text, envelope, inbound_text, metadata
 
@@ -146,3 +148,21 @@ async def test_media_past_its_age_loses_its_slack_file_once_and_its_post_later(m
     assert outcomes[1:] == [(post_ts, False, "redacted")]
     assert _post(b, thread_ts, post_ts)["text"] == REDACTED
     assert len(b.slack.calls_to("files.delete")) == 1  # the file was deleted once, not again with its post
+
+
+def test_what_the_bridge_posted_is_read_from_an_items_parts_in_order() -> None:
+    parts = {str(n): f"1.{n:06d}" for n in range(12)} | {
+        "parent": "1.000000", "parent_name": "abc", "file": "F0PHOTO", "reaction:C0:1.000001:eyes": "eyes"}
+    made = bridge_posts(parts)
+    assert made == {"posts": [f"1.{n:06d}" for n in range(12)], "files": ["F0PHOTO"]}  # "10" after "9"
+    # A line in place of media (no file was uploaded) is a post of its own.
+    assert bridge_posts({"0": "1.1", "file": "1.2"}) == {"posts": ["1.1", "1.2"], "files": []}
+    # A staff member's own message is theirs; the bridge's copy of it is owed.
+    assert posts_of(Source.SLACK, "9.000001", {"posts": ["9.000002"], "files": []}, None) == (["9.000002"], [])
+    assert posts_of(Source.SLACK, "9.000001", None, None) == ([], [])
+    # A customer's message: its first post, then the rest; from the outbox item when nothing was recorded.
+    assert posts_of(Source.CUSTOMER, "2.1", None, {"parts": {"0": "2.1", "1": "2.2", "file": "F0X"}}) == (
+        ["2.1", "2.2"], ["F0X"])
+    assert posts_of(Source.PHONE_APP, "3.1", None, None) == (["3.1"], [])
+    # A reaction told in words has no slack_ts of its own: its post is in the record.
+    assert posts_of(Source.CUSTOMER, None, {"posts": ["4.1"], "files": []}, None) == (["4.1"], [])

@@ -88,7 +88,8 @@ class RetentionSettings(Strict):
     messages_days: float | None = Field(default=None, gt=0)
     media_days: float | None = Field(default=None, gt=0)
     audit_days: float | None = Field(default=None, gt=0)
-    # Messages aged out by messages_days have their Slack posts redacted too (slowly, behind live posts).
+    # Messages aged out by messages_days have the bridge's Slack posts redacted too, and media aged out by
+    # media_days the files it uploaded deleted (slowly, behind live posts).
     redact_slack: bool = True
 
 
