@@ -272,3 +272,18 @@ async def test_media_files_are_deleted_in_batches_once_retried_while_slack_is_do
     assert sorted(str(o) for *_, o in await _rows(world)) == ["cant_delete_file", "files deleted"]
     calls = len(world.slack.calls_to("files.delete"))
     assert await world.worker().pass_once() == 0 and len(world.slack.calls_to("files.delete")) == calls
+
+
+async def test_a_parent_that_carried_media_is_refreshed_and_its_file_deleted(world: World) -> None:
+    """A conversation opened by an image: its parent carries the caption and the file is a post of its own; the
+    parent is refreshed (not overwritten) and the file still goes."""
+    photo = world.slack.add_file(b"photo", "photo.jpg")["id"]
+    async with world.sessions() as s, s.begin():
+        await s.execute(update(Message).where(Message.wamid == "wamid.T0ALPHA.0").values(
+            slack_posts={"posts": [world.threads["T0ALPHA"]], "files": [photo]}))
+    await _prune(world)
+    assert await world.worker().pass_once() == 4
+    assert photo not in world.slack.files and photo in world.slack.deleted_files
+    parent = next(r for r in await _rows(world) if r[1] == world.threads["T0ALPHA"])
+    assert parent[2:] == (True, "parent refreshed")
+    assert world.text("T0ALPHA", world.threads["T0ALPHA"]).startswith("Ravi")  # the outbox re-renders it
