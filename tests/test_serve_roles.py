@@ -13,6 +13,7 @@ from bot.app.slack_component import OUTBOX
 from bot.cli.entry import build_parser
 from bot.handlers import appkeys
 from storage.models import Message, WebhookLog
+from tests.harness import eventually
 from tests.helpers import inbound_text, make_settings, signed
 
 
@@ -34,6 +35,10 @@ async def _counts(app) -> tuple[int, int]:
     return int(pending or 0), int(messages or 0)
 
 
+async def _counts_are(app, expected: tuple[int, int]) -> bool:
+    return await _counts(app) == expected
+
+
 async def test_web_role_acks_and_stores_without_processing_and_worker_role_processes_it(
         aiohttp_client, db_url) -> None:
     web = await aiohttp_client(_web_app(db_url))
@@ -46,11 +51,7 @@ async def test_web_role_acks_and_stores_without_processing_and_worker_role_proce
 
     worker = await aiohttp_client(_worker_app(db_url))
     assert appkeys.WEBHOOK_WORKER in worker.app and OUTBOX in worker.app and CAMPAIGN_RUNNER in worker.app
-    for _ in range(100):
-        if await _counts(worker.app) == (0, 1):
-            break
-        await asyncio.sleep(0.1)
-    assert await _counts(worker.app) == (0, 1)
+    await eventually(lambda: _counts_are(worker.app, (0, 1)))
 
 
 async def test_worker_role_serves_health_and_metrics_but_no_endpoints(aiohttp_client, db_url) -> None:

@@ -14,6 +14,7 @@ from bot.app.shutdown import stop_tasks
 from bot.handlers import appkeys
 from scheduler.campaigns.jobs import CampaignScheduler
 from storage.db import make_engine, make_sessionmaker, migrate
+from tests.harness import eventually
 
 
 class _SlowScheduler(CampaignScheduler):
@@ -42,7 +43,8 @@ async def test_a_firing_cut_short_at_stop_is_not_logged_as_an_error(
         await asyncio.wait_for(sched.started.wait(), 10)
         with caplog.at_level(logging.INFO):
             await sched.stop()  # waits its grace (5 s) for the firing, then cuts it short
-            await asyncio.sleep(0.2)  # APScheduler reports a job's end on the loop's next turns
+            # APScheduler reports a job's end on the loop's next turns
+            await eventually(lambda: any("stopped at shutdown" in r.getMessage() for r in caplog.records))
     finally:
         await engine.dispose()
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]

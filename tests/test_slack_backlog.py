@@ -40,7 +40,7 @@ async def test_owed_items_are_counted_per_channel_and_shown_in_metrics(make: Bri
     async def stored() -> bool:
         return await intake.count(SlackOutbox) == 3
 
-    await eventually(stored, timeout=10)
+    await eventually(stored)
     async with intake.app[appkeys.SESSIONS]() as s:
         assert await owed_per_channel(s) == {SLACK_CHANNEL: 3}
 
@@ -56,4 +56,4 @@ async def test_owed_items_are_counted_per_channel_and_shown_in_metrics(make: Bri
         return await worker.count(SlackOutbox, SlackOutbox.done_at.is_(None)) == 0
 
     await eventually(delivered, timeout=20)
-    await eventually(drained_in_metrics, timeout=10)
+    await eventually(drained_in_metrics)

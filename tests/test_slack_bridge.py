@@ -208,7 +208,7 @@ async def test_post_whose_answer_was_lost_is_found_not_doubled(bridge: Bridge) -
 async def test_a_restart_resumes_delivery_from_the_table(make_bridge: BridgeFactory) -> None:
     first = await make_bridge(with_slack=False)  # stores and processes webhooks, posts nothing to Slack
     await first.webhook(inbound_text("wamid.S1", "before the restart", ts=now_ts(-60)))
-    await eventually(lambda: first.count(SlackOutbox), timeout=10)
+    await eventually(lambda: first.count(SlackOutbox))
     assert first.parents() == []
     await first.client.close()
     second = await make_bridge(slack=first.slack, graph=first.graph, run_migrations=False)
@@ -222,7 +222,7 @@ async def test_delivery_ticks_superseded_before_they_reach_slack_cost_no_calls(m
     await intake.webhook(echo_text("wamid.T1", "reply from the phone", ts=now_ts(-60)))
     for i, state in enumerate(["sent", "delivered", "read"]):
         await intake.webhook(status("wamid.T1", state, ts=now_ts(-50 + i)))
-    await eventually(lambda: intake.count(SlackOutbox, SlackOutbox.kind == "status"), timeout=10)
+    await eventually(lambda: intake.count(SlackOutbox, SlackOutbox.kind == "status"))
     bridge = await make_bridge(slack=intake.slack, graph=intake.graph, run_migrations=False)
 
     async def all_done() -> bool:

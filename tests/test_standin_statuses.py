@@ -46,7 +46,7 @@ async def test_status_webhooks_echo_the_callback_data_to_whoever_listens_now() -
         await eventually(lambda: feed.stats.retries >= 1)
         assert received == []
         listening[0] = f"http://127.0.0.1:{runner.addresses[0][1]}/webhooks/meta"
-        await eventually(lambda: received, timeout=5)
+        await eventually(lambda: received)
         [status] = parse_delivery(json.loads(received[0]))
         assert getattr(status, "wamid", None) == sent.wamid and getattr(status, "status", None) == "sent"
         assert recipient_of(getattr(status, "biz_opaque_callback_data", None)) == 77

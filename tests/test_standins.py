@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -259,10 +260,14 @@ async def test_outage_and_recovery(slack: SlackStandin, web_client: AsyncWebClie
     assert info.value.response.status_code == 503
     slack.set_down(False)
     await web_client.chat_postMessage(channel=CHANNEL, text="x")
-    slack.outage(0.3)
-    with pytest.raises(SlackApiError):
+    # A timed outage: the call right after it starts meets it (3 s is ample even on a busy machine) and it
+    # ends by itself, no sooner than it said.
+    started = time.monotonic()
+    slack.outage(3.0)
+    with pytest.raises(SlackApiError) as down:
         await web_client.auth_test()
-    await asyncio.sleep(0.4)
+    assert down.value.response.status_code == 503
+    await asyncio.sleep(max(0.0, started + 3.0 - time.monotonic()))
     assert (await web_client.auth_test())["ok"]
 
 
