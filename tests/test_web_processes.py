@@ -21,7 +21,7 @@ from storage.db import make_engine
 from storage.models import WebhookLog
 from tests.helpers import APP_SECRET, VERIFY_TOKEN, inbound_text, signed
 
-START_TIMEOUT = 60.0
+START_TIMEOUT = 180.0  # starting the processes includes migrations and imports: slow on a busy machine
 
 
 def _free_port() -> int:
