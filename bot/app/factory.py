@@ -66,12 +66,16 @@ def database_ctx(run_migrations: bool) -> Callable[[web.Application], AsyncItera
         count_statements(engine, app[appkeys.METRICS])
         app[appkeys.ENGINE] = engine
         app[appkeys.SESSIONS] = make_sessionmaker(engine)
-        app[appkeys.CHANNEL_IDS] = await sync_channels(app[appkeys.SESSIONS], settings.channels,
-                                                   settings.workspace_of)
-        # Numbers connected through /onboard join the configured ones before any worker starts.
-        await merge_onboarded(settings, app[appkeys.SESSIONS], app[appkeys.CHANNEL_IDS])
-        yield
-        await engine.dispose()
+        try:
+            app[appkeys.CHANNEL_IDS] = await sync_channels(app[appkeys.SESSIONS], settings.channels,
+                                                       settings.workspace_of)
+            # Numbers connected through /onboard join the configured ones before any worker starts.
+            await merge_onboarded(settings, app[appkeys.SESSIONS], app[appkeys.CHANNEL_IDS])
+            yield
+        finally:
+            # Also when start-up fails here: an engine left open keeps SQLite connections whose worker threads
+            # outlive the event loop.
+            await engine.dispose()
 
     return ctx
 

@@ -27,10 +27,14 @@ def _run(connection: Connection) -> None:
 
 async def _run_async() -> None:
     engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
-    async with engine.connect() as conn:
-        await conn.run_sync(_run)
-        await conn.commit()
-    await engine.dispose()
+    try:
+        async with engine.connect() as conn:
+            await conn.run_sync(_run)
+            await conn.commit()
+    finally:
+        # Also when a migration fails: asyncio.run closes its loop next, and an open SQLite connection's worker
+        # thread would then answer into a closed loop.
+        await engine.dispose()
 
 
 if context.is_offline_mode():
