@@ -112,9 +112,11 @@ async def test_items_queued_past_their_lease_margin_are_handed_back_and_still_po
         make: BridgeFactory) -> None:
     intake = await make(with_slack=False)
     await _store_inbound(intake, conversations=6, per_conversation=2)
-    intake.slack.set_latency(0.2)  # one at a time, so the later heads of a claim wait past a quarter lease
+    # One at a time, so the third head of a claim waits past a quarter lease (1.2 s > 1 s); the lease is long
+    # enough that a post slowed by a busy machine does not outlive it (that would be a second attempt).
+    intake.slack.set_latency(0.6)
     worker = await make(slack=intake.slack, graph=intake.graph, run_migrations=False,
-                        outbox={"concurrency": 1, "claim_batch": 6, "lease": 1.2})
+                        outbox={"concurrency": 1, "claim_batch": 6, "lease": 4.0})
 
     async def all_done() -> bool:
         return await worker.count(SlackOutbox, SlackOutbox.done_at.is_(None)) == 0
