@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CursorResult, Update, delete, false, or_, select, update
+from sqlalchemy import CursorResult, Integer, Update, any_, bindparam, delete, false, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Conversation, ConversationEvent, ConversationLabel
@@ -140,16 +141,26 @@ async def open_since(session: AsyncSession, conversation_id: int) -> datetime | 
     return row[1] or row[2]
 
 
-async def reopen_for_customer(session: AsyncSession, latest: dict[int, datetime]) -> list[tuple[int, datetime]]:
-    """Reopen the resolved conversations among `latest` (conversation id -> its newest customer message) whose
-    message was written after the resolve; returns those reopened, with that message's time."""
+async def customer_wrote(session: AsyncSession, latest: dict[int, datetime]
+                         ) -> tuple[list[tuple[int, datetime]], list[Change]]:
+    """The customer wrote in these conversations (id -> its newest message's time): reopen the resolved ones
+    whose message was written after the resolve, then wake the snoozed ones. Returns (the reopened ones with
+    that message's time, the wakes applied); one read finds both kinds (a resolved conversation has no snooze,
+    and reopening leaves a snooze as it is)."""
     if not latest:
-        return []
+        return [], []
+    ids = sorted(latest)
+    waiting = Conversation.id == any_(bindparam("ids", ids, type_=ARRAY(Integer))) \
+        if session.bind.dialect.name == "postgresql" else Conversation.id.in_(ids)
     rows = (await session.execute(
-        select(Conversation.id, Conversation.slack_team, Conversation.status_at)
-        .where(Conversation.id.in_(sorted(latest)), Conversation.inbox_status == RESOLVED))).all()
+        select(Conversation.id, Conversation.slack_team, Conversation.inbox_status, Conversation.status_at,
+               Conversation.snoozed_until)
+        .where(waiting, or_(Conversation.inbox_status == RESOLVED, Conversation.snoozed_until.is_not(None)))
+        .order_by(Conversation.id))).tuples().all()
     reopened = []
-    for conv_id, team, resolved_at in rows:
+    for conv_id, team, status, resolved_at, _ in rows:
+        if status != RESOLVED:
+            continue
         at = latest[conv_id]
         # WhatsApp times messages to the second: one written in the second of the resolve reopens it (a customer
         # left waiting is worse than a second look); one written before it, delivered late, leaves it resolved.
@@ -158,7 +169,16 @@ async def reopen_for_customer(session: AsyncSession, latest: dict[int, datetime]
         change = Change(conv_id, team, InboxAction.REOPEN, CUSTOMER, at, f"customer:{conv_id}:{at.isoformat()}")
         if await apply(session, change) is Outcome.DONE:
             reopened.append((conv_id, at))
-    return reopened
+    woken = []
+    for conv_id, team, _, _, until in rows:
+        if until is None:
+            continue
+        at = latest[conv_id]
+        change = Change(conv_id, team, InboxAction.WAKE, CUSTOMER, at, f"customer-wake:{conv_id}:{at.isoformat()}",
+                        until=until)
+        if await apply(session, change) is Outcome.DONE:
+            woken.append(change)
+    return reopened, woken
 
 
 async def wake_due(session: AsyncSession, now: datetime) -> list[Change]:
@@ -171,23 +191,6 @@ async def wake_due(session: AsyncSession, now: datetime) -> list[Change]:
         if until is None:
             continue
         change = Change(conv_id, team, InboxAction.WAKE, CLOCK, now, f"wake:{conv_id}:{until.isoformat()}",
-                        until=until)
-        if await apply(session, change) is Outcome.DONE:
-            woken.append(change)
-    return woken
-
-
-async def wake_for_customer(session: AsyncSession, latest: dict[int, datetime]) -> list[Change]:
-    """Wake the snoozed conversations among `latest` (conversation id -> the customer's newest message)."""
-    if not latest:
-        return []
-    rows = (await session.execute(select(Conversation.id, Conversation.slack_team, Conversation.snoozed_until)
-                                  .where(Conversation.id.in_(sorted(latest)),
-                                         Conversation.snoozed_until.is_not(None)))).tuples().all()
-    woken = []
-    for conv_id, team, until in rows:
-        at = latest[conv_id]
-        change = Change(conv_id, team, InboxAction.WAKE, CUSTOMER, at, f"customer-wake:{conv_id}:{at.isoformat()}",
                         until=until)
         if await apply(session, change) is Outcome.DONE:
             woken.append(change)

@@ -195,8 +195,8 @@ async def test_a_poison_delivery_in_a_batch_of_500_fails_alone_and_keeps_its_ret
 
     real_plain = message_batch.store_plain
 
-    async def poisoned_plain(session: Any, ctx: Any, messages: Any) -> None:
-        await real_plain(session, ctx, messages)
+    async def poisoned_plain(session: Any, ctx: Any, messages: Any, convs: Any) -> None:
+        await real_plain(session, ctx, messages, convs)
         if any(m.event.wamid == "wamid.POISON" for m in messages):
             raise RuntimeError("cannot apply this delivery")
 
@@ -386,3 +386,30 @@ async def test_a_status_committing_while_its_echo_is_being_stored_is_still_folde
     msg = await _message(app, "wamid.RACE")
     assert msg.status == "delivered" and [h["status"] for h in msg.status_history] == ["delivered"]
     assert await _count(app, SlackOutbox, SlackOutbox.kind == "status") == 1
+
+
+async def test_the_processing_lag_is_read_at_most_once_a_second_not_after_every_batch(
+    aiohttp_client, db_url, monkeypatch  # type: ignore[no-untyped-def]
+) -> None:
+    from bot.bridge import webhook_worker
+
+    client = await aiohttp_client(create_app(make_settings(db_url), workers=False))
+    app = client.app
+    reads: list[float] = []
+    real = webhook_logs.oldest_pending_age
+
+    async def counted(sessions: Any) -> float:
+        reads.append(await real(sessions))
+        return reads[-1]
+
+    monkeypatch.setattr(webhook_logs, "oldest_pending_age", counted)
+    monkeypatch.setattr(webhook_worker, "LAG_REFRESH", 3600.0)
+    metrics = Metrics()
+    worker = _worker(app, metrics, batch=2)
+    await _store(app, [inbound_text(f"wamid.L{i}", f"msg {i}", ts=1_760_000_000 + i) for i in range(6)])
+    assert await _drain(worker) == 3
+    assert len(reads) == 1 and reads[0] > 0  # read after the first batch only, while four deliveries waited
+    monkeypatch.setattr(webhook_worker, "LAG_REFRESH", 0.0)  # the interval has passed
+    assert await worker.process_available() == 0
+    assert reads[1:] == [0.0]
+    assert metrics.processing_lag._value.get() == 0.0  # type: ignore[attr-defined]

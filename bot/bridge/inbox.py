@@ -122,10 +122,11 @@ async def answered_from_slack(session: AsyncSession, auto_assign: AutoAssign, co
 async def customer_wrote(session: AsyncSession, latest: dict[int, datetime]) -> None:
     """New customer messages (conversation id -> newest one's time) reopen resolved conversations and wake
     snoozed ones."""
-    for conv_id, at in await inbox.reopen_for_customer(session, latest):
+    reopened, woken = await inbox.customer_wrote(session, latest)
+    for conv_id, at in reopened:
         await _owe_slack(session, Change(conv_id, "", InboxAction.REOPEN, inbox.CUSTOMER, at,
                                          f"customer:{conv_id}:{at.isoformat()}"))
-    for change in await inbox.wake_for_customer(session, latest):
+    for change in woken:
         await _owe_slack(session, change)
 
 

@@ -8,11 +8,13 @@ Anything else is left to the per-delivery handlers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import Integer, String, Table, and_, bindparam, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.bridge import away, csat, inbox
@@ -21,10 +23,11 @@ from bot.bridge.optout import opt_change
 from bot.core.origin import Direction, Source
 from bot.meta import events as ev
 from storage import repository as repo
+from storage.contact_batch import ConversationKeys
 from storage.identities import looks_like_user_id
-from storage.models import Contact, ContactIdentity, Conversation, Message, MessageStatus, SlackOutbox, utcnow
-from storage.outbox_kinds import MessagePost, outbox_row
-from storage.upsert import insert_ignore_many
+from storage.message_rows import store_with_posts
+from storage.model_base import UTCDateTime
+from storage.models import Contact, ContactIdentity, Conversation, MessageStatus, utcnow
 from storage.wamid_locks import lock_wamids
 
 
@@ -83,6 +86,8 @@ async def moved_numbers(session: AsyncSession, wa_ids: set[str]) -> set[str]:
     """Which of these numbers a contact held before moving to another number."""
     if not wa_ids:
         return set()
+    if session.bind.dialect.name == "postgresql":  # one statement text whatever the batch's size
+        return set((await session.scalars(_PG_MOVED, {"wa_ids": sorted(wa_ids)})).all())
     rows = await session.scalars(
         select(ContactIdentity.value).join(Contact, Contact.id == ContactIdentity.contact_id)
         .where(ContactIdentity.kind == "phone", ContactIdentity.value.in_(sorted(wa_ids)),
@@ -90,38 +95,34 @@ async def moved_numbers(session: AsyncSession, wa_ids: set[str]) -> set[str]:
     return set(rows.all())
 
 
-async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[PlainMessage]) -> None:
-    """Store messages (their contacts and conversations exist already) and owe Slack their posts."""
+_PG_MOVED = text(
+    "SELECT i.value FROM contact_identities AS i JOIN contacts AS c ON c.id = i.contact_id "
+    "WHERE i.kind = 'phone' AND i.value = ANY(:wa_ids) AND c.wa_id <> i.value"
+).bindparams(bindparam("wa_ids", type_=ARRAY(String)))
+
+
+async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[PlainMessage],
+                      convs: Mapping[tuple[int, str], ConversationKeys]) -> None:
+    """Store messages (convs: their conversations, from `ensure_conversations`) and owe Slack their posts."""
     if not messages:
         return
-    wa_ids = sorted({m.wa_id for m in messages})
-    convs: dict[tuple[int, str], tuple[int, int]] = {}
-    names: dict[str, str | None] = {}
-    for channel_id, wa_id, contact_id, conv_id, name in (await session.execute(
-        select(Conversation.channel_id, Contact.wa_id, Contact.id, Conversation.id, Contact.profile_name)
-        .join(Contact, Contact.id == Conversation.contact_id).where(Contact.wa_id.in_(wa_ids))
-    )).tuples():
-        convs[(channel_id, wa_id)] = (contact_id, conv_id)
-        names[wa_id] = name
-    await _rename_contacts(session, messages, names)
+    await _rename_contacts(session, messages, {wa_id: keys.profile_name for (_, wa_id), keys in convs.items()})
     now = utcnow()
     rows: dict[str, dict[str, Any]] = {}
     for m in messages:
         e = m.event
         media = e.content.media
         rows.setdefault(e.wamid, {
-            "wamid": e.wamid, "conversation_id": convs[(m.channel_id, m.wa_id)][1],
+            "wamid": e.wamid, "conversation_id": convs[(m.channel_id, m.wa_id)].conversation_id,
             "direction": Direction.INBOUND if m.inbound else Direction.OUTBOUND,
             "source": Source.CUSTOMER if m.inbound else Source.PHONE_APP, "type": e.content.kind,
             "text": e.content.text, "media_id": media.id if media else None,
             "media_mime": media.mime_type if media else None, "content": content_json(e.content),
-            "wa_timestamp": e.timestamp, "is_history": False, "campaign_id": None, "status_history": [],
-            "is_note": False, "created_at": now,
+            "wa_timestamp": e.timestamp,
         })
         ctx.count(type(e).__name__)
-    table: Table = Message.__table__  # type: ignore[assignment]
-    new = {w: i for w, i in await insert_ignore_many(
-        session, table, sorted(rows.values(), key=lambda r: r["wamid"]), ["wamid"], returning=["wamid", "id"])}
+    # The messages and their posts (the post first, then any status that came before its echo, as one by one).
+    new = await store_with_posts(session, list(rows.values()), now)
     duplicates = len(messages) - len(new)
     if duplicates:
         ctx.stats["duplicate_message"] = ctx.stats.get("duplicate_message", 0) + duplicates
@@ -137,11 +138,6 @@ async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[P
                                        .distinct())).all()
         for wamid in sorted(early):
             await repo.owe_status_posts(session, wamid, await repo.apply_statuses(session, wamid))
-    posts = [outbox_row(MessagePost(message_id, rows[w]["conversation_id"]), dedupe_key=f"msg:{message_id}",
-                        order_ts=rows[w]["wa_timestamp"])
-             for w, message_id in sorted(new.items(), key=lambda kv: kv[1])]
-    outbox: Table = SlackOutbox.__table__  # type: ignore[assignment]
-    await insert_ignore_many(session, outbox, posts, ["dedupe_key"])
     # After the messages' posts: the reopen note follows the message that caused it in the thread.
     inbound = [rows[w] for w in new if rows[w]["direction"] == Direction.INBOUND]
     await inbox.customer_wrote(session, _latest_inbound(inbound))
@@ -178,10 +174,19 @@ def _latest_inbound(inbound: list[dict[str, Any]]) -> dict[int, datetime]:
     return latest
 
 
+_PG_WINDOWS = text(
+    "UPDATE conversations AS c SET last_customer_message_at = u.at FROM unnest(:ids, :ats) AS u(id, at) "
+    "WHERE c.id = u.id AND (c.last_customer_message_at IS NULL OR c.last_customer_message_at < u.at)"
+).bindparams(bindparam("ids", type_=ARRAY(Integer)), bindparam("ats", type_=ARRAY(UTCDateTime())))
+
+
 async def _move_windows(session: AsyncSession, inbound: list[dict[str, Any]]) -> None:
     """Move each conversation's 24-hour window to its latest new customer message; never backwards."""
-    latest = _latest_inbound(inbound)
+    latest = sorted(_latest_inbound(inbound).items())
     if not latest:
+        return
+    if session.bind.dialect.name == "postgresql":  # one statement, whatever the number of conversations
+        await session.execute(_PG_WINDOWS, {"ids": [conv for conv, _ in latest], "ats": [at for _, at in latest]})
         return
     table: Table = Conversation.__table__  # type: ignore[assignment]
     c = table.c
@@ -190,4 +195,4 @@ async def _move_windows(session: AsyncSession, inbound: list[dict[str, Any]]) ->
         .where(and_(c.id == bindparam("conv"),
                     or_(c.last_customer_message_at.is_(None), c.last_customer_message_at < bindparam("at"))))
         .values(last_customer_message_at=bindparam("at")),
-        [{"conv": conv, "at": at} for conv, at in sorted(latest.items())])
+        [{"conv": conv, "at": at} for conv, at in latest])

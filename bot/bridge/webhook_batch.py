@@ -1,8 +1,9 @@
 """Apply a claimed batch of deliveries in one transaction.
 
-Status-only deliveries (nearly all of a campaign's traffic) are coalesced and applied set-based; every
-other delivery runs its handlers inside its own savepoint, so one that fails is rolled back alone and keeps
-its error and retry time while the rest of the batch commits.
+Status-only deliveries (nearly all of a campaign's traffic) and plain customer messages (most live traffic)
+are applied set-based; every other delivery runs its handlers inside its own savepoint, so one that fails is
+rolled back alone and keeps its error and retry time while the rest of the batch commits. A set-based write
+that fails fails the batch's transaction: the worker then applies each delivery in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from bot.meta import events as ev
 from bot.meta.parser import event_type_of, parse_delivery
 from scheduler.campaigns.unknown_store import CallbackReport, note_callbacks
 from storage import progress_refresh, webhook_logs
-from storage.contact_batch import ensure_conversations
+from storage.contact_batch import ConversationKeys, ensure_conversations
 from storage.status_batch import apply_status_batch, runs_of
 from storage.status_fold import StatusRow
 
@@ -49,7 +50,8 @@ def parse(item: webhook_logs.ClaimedLog) -> Parsed:
         payload = json.loads(item.raw_body)
     except ValueError:
         payload = None
-    parsed = Parsed(item=item, event_type=event_type_of(payload))
+    # The type the ack path stored with it, else read off the payload (a second walk of it).
+    parsed = Parsed(item=item, event_type=item.event_type or event_type_of(payload))
     try:
         parsed.events = list(parse_delivery(payload))
     except Exception as exc:
@@ -106,8 +108,12 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
     plain, rest = split_plain(ctx, batch)
     plain, detour = await _without_moved_numbers(session, plain)
     rest = detour + rest
-    await _prepare_conversations(session, ctx, plain)
-    rest = await _store_plain_messages(session, ctx, plain, outcome) + rest
+    if plain:
+        # No savepoint: if the set-based write fails, the batch's transaction fails with it and the worker
+        # applies each delivery on its own (the savepoint's two round trips were paid by every batch).
+        convs = await _prepare_conversations(session, ctx, plain)
+        await message_batch.store_plain(session, ctx, [m for _, found in plain for m in found], convs)
+        outcome.applied.extend(p for p, _ in plain)
     for parsed in rest:
         if parsed.error is not None:
             await _keep_failure(session, outcome, parsed, parsed.error, retry_delay)
@@ -178,31 +184,6 @@ def split_plain(ctx: EventContext, batch: list[Parsed]
     return plain, rest
 
 
-async def _store_plain_messages(session: AsyncSession, ctx: EventContext,
-                                plain: list[tuple[Parsed, list[message_batch.PlainMessage]]],
-                                outcome: BatchOutcome) -> list[Parsed]:
-    """Store the plain deliveries set-based (see message_batch); returns those that must go one by one.
-
-    If the set-based write fails, it is rolled back and those deliveries go one by one with the rest.
-    """
-    if not plain:
-        return []
-    stats = dict(ctx.stats)
-    try:
-        async with session.begin_nested():
-            await message_batch.store_plain(session, ctx, [m for _, found in plain for m in found])
-    except Exception as exc:
-        if isinstance(exc, DBAPIError) and _transient(exc):
-            raise
-        log.warning("set-based store of %d deliveries failed; applying them one by one", len(plain),
-                    exc_info=True)
-        ctx.stats.clear()
-        ctx.stats.update(stats)
-        return [p for p, _ in plain]
-    outcome.applied.extend(p for p, _ in plain)
-    return []
-
-
 def _transient(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in TRANSIENT_SQLSTATES
 
@@ -221,8 +202,10 @@ async def _without_moved_numbers(session: AsyncSession, plain: list[tuple[Parsed
 
 
 async def _prepare_conversations(session: AsyncSession, ctx: EventContext,
-                                 plain: list[tuple[Parsed, list[message_batch.PlainMessage]]]) -> None:
-    """Create the plain messages' new contacts and conversations first, in one global order (see contact_batch).
+                                 plain: list[tuple[Parsed, list[message_batch.PlainMessage]]]
+                                 ) -> dict[tuple[int, str], ConversationKeys]:
+    """Find the plain messages' contacts and conversations, creating the new ones first, in one global order
+    (see contact_batch).
 
     Only plain ones: the others' handlers resolve identities, merges and spill-over channels themselves."""
     wanted: set[tuple[int, str, str]] = set()
@@ -235,7 +218,7 @@ async def _prepare_conversations(session: AsyncSession, ctx: EventContext,
             if isinstance(m.event, ev.InboundMessage) and m.event.profile_name:
                 names.setdefault(m.wa_id, m.event.profile_name)
             wanted.add((m.channel_id, m.wa_id, cfg.slack_channel))
-    await ensure_conversations(session, wanted, names, ctx.teams(), optional_salt(ctx.settings))
+    return await ensure_conversations(session, wanted, names, ctx.teams(), optional_salt(ctx.settings))
 
 
 async def _keep_failure(session: AsyncSession, outcome: BatchOutcome, parsed: Parsed, exc: Exception,

@@ -10,7 +10,6 @@ each webhook field is decoded by its update family in bot/meta/updates/ (as pywa
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import NamedTuple
 
 from bot.meta.events import Envelope, ParseProblem, UnknownChange, WebhookEvent
@@ -107,9 +106,10 @@ def _slots(payload: object) -> Iterable[_Slot]:
         if not isinstance(entry, dict):
             yield _Slot(where, _NO_ENVELOPE, None, entry, problem="entry is not an object")
             continue
-        entry_env = replace(
-            _NO_ENVELOPE, waba_id=as_id(entry.get("id")) or "", entry_time=as_time(entry.get("time"))
-        )
+        # Envelopes built directly: three `dataclasses.replace` per change were half of this walk's time.
+        waba_id, entry_time = as_id(entry.get("id")) or "", as_time(entry.get("time"))
+        entry_env = Envelope(waba_id=waba_id, field="", phone_number_id=None, display_phone_number=None,
+                             entry_time=entry_time)
         changes = entry.get("changes")
         if not isinstance(changes, list):
             yield _Slot(
@@ -126,16 +126,17 @@ def _slots(payload: object) -> Iterable[_Slot]:
             if fld is None:
                 yield _Slot(cwhere, entry_env, None, change, problem="change has no 'field'")
                 continue
-            env = replace(entry_env, field=fld)
             if not isinstance(value, dict):
+                env = Envelope(waba_id=waba_id, field=fld, phone_number_id=None, display_phone_number=None,
+                               entry_time=entry_time)
                 yield _Slot(f"{cwhere}.value", env, fld, value, problem="'value' is missing or not an object")
                 continue
             meta = as_dict(value.get("metadata"))
-            env = replace(
-                env,
-                phone_number_id=as_id(meta.get("phone_number_id")),
+            env = Envelope(
+                waba_id=waba_id, field=fld, phone_number_id=as_id(meta.get("phone_number_id")),
                 display_phone_number=wa_number(meta.get("display_phone_number"))
                 or wa_number(value.get("display_phone_number")),
+                entry_time=entry_time,
             )
             yield _Slot(f"{cwhere}.value", env, fld, value)
 
