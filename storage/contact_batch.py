@@ -17,14 +17,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, String, Table, and_, bindparam, select, text
+from sqlalchemy import Integer, String, Table, and_, bindparam, false, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.workspace import DEFAULT_WORKSPACE
 from storage.erasure import opt_out_if_erased
 from storage.model_base import UTCDateTime
-from storage.models import Contact, Conversation, utcnow
+from storage.models import Contact, ContactIdentity, Conversation, utcnow
 from storage.upsert import insert_ignore_many
 
 
@@ -39,11 +39,18 @@ class ConversationKeys:
 
 Key = tuple[int, str]  # (channel_id, wa_id)
 
-_PG_LOOKUP = text(
-    "SELECT c.wa_id, c.id, c.profile_name, v.channel_id, v.id FROM contacts AS c "
+_PG_LOOKUP_SQL = (
+    "SELECT c.wa_id, c.id, c.profile_name, v.channel_id, v.id, false FROM contacts AS c "
     "LEFT JOIN conversations AS v ON v.contact_id = c.id AND v.channel_id = ANY(:channel_ids) "
-    "WHERE c.wa_id = ANY(:wa_ids)"
-).bindparams(bindparam("wa_ids", type_=ARRAY(String)), bindparam("channel_ids", type_=ARRAY(Integer)))
+    "WHERE c.wa_id = ANY(:wa_ids)")
+_LOOKUP_PARAMS = (bindparam("wa_ids", type_=ARRAY(String)), bindparam("channel_ids", type_=ARRAY(Integer)))
+_PG_LOOKUP = text(_PG_LOOKUP_SQL).bindparams(*_LOOKUP_PARAMS)
+# The same, and in the same round trip the numbers among wa_ids that a contact held before moving to another.
+_PG_LOOKUP_MOVED = text(
+    _PG_LOOKUP_SQL + " UNION ALL SELECT i.value, NULL, NULL, NULL, NULL, true FROM contact_identities AS i "
+    "JOIN contacts AS o ON o.id = i.contact_id WHERE i.kind = 'phone' AND i.value = ANY(:wa_ids) "
+    "AND o.wa_id <> i.value"
+).bindparams(*_LOOKUP_PARAMS)
 _PG_CONTACTS = text(
     "INSERT INTO contacts (wa_id, profile_name, opted_out, created_at, updated_at) "
     "SELECT r.wa_id, r.name, false, :now, :now FROM unnest(:wa_ids, :names) AS r(wa_id, name) ORDER BY r.wa_id "
@@ -63,12 +70,16 @@ _PG_CONVERSATIONS = text(
 
 async def ensure_conversations(session: AsyncSession, wanted: Iterable[tuple[int, str, str]],
                                names: dict[str, str] | None = None, teams: Mapping[int, str] | None = None,
-                               salt: bytes | None = None) -> dict[Key, ConversationKeys]:
+                               salt: bytes | None = None, *, moved: set[str] | None = None
+                               ) -> dict[Key, ConversationKeys]:
     """Find or create the contacts (new ones named from names) and conversations for (channel_id, wa_id,
     slack_channel), in their channel's workspace (`teams`: channel id -> workspace; absent ones: 'default');
     returns their rows by (channel_id, wa_id).
 
-    With salt (privacy.salt), a new contact whose id an erasure kept out of campaigns starts opted out."""
+    With salt (privacy.salt), a new contact whose id an erasure kept out of campaigns starts opted out.
+    With `moved` (a set to fill), the numbers a contact held before moving to another number are left out and
+    added to it (found by the same first read on PostgreSQL): their messages are for the handlers, which find
+    the contact by any of its ids."""
     triples = sorted(set(wanted))
     if not triples:
         return {}
@@ -77,7 +88,12 @@ async def ensure_conversations(session: AsyncSession, wanted: Iterable[tuple[int
     channel_ids = sorted({channel_id for channel_id, _, _ in triples})
     contacts: dict[str, tuple[int, str | None]] = {}
     found: dict[Key, int] = {}
-    await _read(session, postgres, wa_ids, channel_ids, contacts, found)
+    await _read(session, postgres, wa_ids, channel_ids, contacts, found, moved)
+    if moved:
+        triples = [t for t in triples if t[1] not in moved]
+        wa_ids = [w for w in wa_ids if w not in moved]
+        if not triples:
+            return {}
     missing = [w for w in wa_ids if w not in contacts]
     if missing:
         now = utcnow()
@@ -106,18 +122,31 @@ async def ensure_conversations(session: AsyncSession, wanted: Iterable[tuple[int
 
 
 async def _read(session: AsyncSession, postgres: bool, wa_ids: list[str], channel_ids: list[int],
-                contacts: dict[str, tuple[int, str | None]], found: dict[Key, int]) -> None:
-    """Add the stored contacts of wa_ids, and their conversations on channel_ids, to contacts and found."""
+                contacts: dict[str, tuple[int, str | None]], found: dict[Key, int],
+                moved: set[str] | None = None) -> None:
+    """Add the stored contacts of wa_ids, and their conversations on channel_ids, to contacts and found (and
+    to moved, when given, the numbers among wa_ids that a contact held before its current one)."""
     rows: Iterable[Any]
+    params = {"wa_ids": wa_ids, "channel_ids": channel_ids}
     if postgres:
-        rows = (await session.execute(_PG_LOOKUP, {"wa_ids": wa_ids, "channel_ids": channel_ids})).tuples()
+        rows = (await session.execute(_PG_LOOKUP if moved is None else _PG_LOOKUP_MOVED, params)).tuples()
     else:
         rows = (await session.execute(
-            select(Contact.wa_id, Contact.id, Contact.profile_name, Conversation.channel_id, Conversation.id)
+            select(Contact.wa_id, Contact.id, Contact.profile_name, Conversation.channel_id, Conversation.id,
+                   false())
             .outerjoin(Conversation, and_(Conversation.contact_id == Contact.id,
                                           Conversation.channel_id.in_(channel_ids)))
-            .where(Contact.wa_id.in_(wa_ids)))).tuples()
-    for wa_id, contact_id, name, channel_id, conversation_id in rows:
+            .where(Contact.wa_id.in_(wa_ids)))).tuples().all()
+        if moved is not None:
+            moved.update((await session.scalars(
+                select(ContactIdentity.value).join(Contact, Contact.id == ContactIdentity.contact_id)
+                .where(ContactIdentity.kind == "phone", ContactIdentity.value.in_(wa_ids),
+                       Contact.wa_id != ContactIdentity.value))).all())
+    for wa_id, contact_id, name, channel_id, conversation_id, former in rows:
+        if former:
+            if moved is not None:
+                moved.add(wa_id)
+            continue
         contacts[wa_id] = (contact_id, name)
         if conversation_id is not None:
             found[(channel_id, wa_id)] = conversation_id

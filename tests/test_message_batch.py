@@ -20,7 +20,7 @@ from bot.meta import events as ev
 from bot.meta.parser import event_type_of, parse_delivery
 from storage import inbox, webhook_logs
 from storage.contact_batch import ensure_conversations
-from storage.models import Contact, Conversation, ConversationEvent, Message, SlackOutbox
+from storage.models import Contact, ContactIdentity, Conversation, ConversationEvent, Message, SlackOutbox
 from storage.outbox_kinds import MessagePost, outbox_row
 from tests.harness import eventually
 from tests.helpers import PNID, SLACK_CHANNEL, echo_text, inbound_text, make_settings
@@ -185,3 +185,23 @@ async def test_one_batch_reopens_the_resolved_and_wakes_the_snoozed_leaving_the_
     assert (rows[still].inbox_status, rows[still].snoozed_until) == ("open", None)
     assert events[2:] == [(resolved, "reopen", "customer"), (snoozed, "wake", "customer")]
     assert len(notes) == 2 and {n.split(":")[1] for n in notes} == {"customer", "customer-wake"}
+
+
+async def test_a_former_number_is_left_to_the_handlers_not_made_a_new_contact(
+    aiohttp_client, db_url  # type: ignore[no-untyped-def]
+) -> None:
+    client = await aiohttp_client(create_app(make_settings(db_url), workers=False))
+    app = client.app
+    channel_id = app[appkeys.CHANNEL_IDS][PNID]
+    old, new, other = "919800000001", "919800000002", "919800000003"
+    async with app[appkeys.SESSIONS]() as s, s.begin():
+        keys = await ensure_conversations(s, {(channel_id, new, SLACK_CHANNEL)})
+        s.add(ContactIdentity(contact_id=keys[(channel_id, new)].contact_id, kind="phone", value=old))
+    moved: set[str] = set()
+    async with app[appkeys.SESSIONS]() as s, s.begin():
+        found = await ensure_conversations(s, {(channel_id, old, SLACK_CHANNEL), (channel_id, other, SLACK_CHANNEL)},
+                                           moved=moved)
+    assert moved == {old}
+    assert set(found) == {(channel_id, other)}
+    async with app[appkeys.SESSIONS]() as s:
+        assert set((await s.scalars(select(Contact.wa_id))).all()) == {new, other}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, Table, and_, bindparam, or_, select, text, update
+from sqlalchemy import Integer, Table, and_, bindparam, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,7 +27,7 @@ from storage.contact_batch import ConversationKeys
 from storage.identities import looks_like_user_id
 from storage.message_rows import store_with_posts
 from storage.model_base import UTCDateTime
-from storage.models import Contact, ContactIdentity, Conversation, MessageStatus, utcnow
+from storage.models import Contact, Conversation, MessageStatus, utcnow
 from storage.wamid_locks import lock_wamids
 
 
@@ -80,25 +80,6 @@ def plain_messages(ctx: EventContext, events: list[ev.WebhookEvent]) -> list[Pla
             return None
         out.append(found)
     return out
-
-
-async def moved_numbers(session: AsyncSession, wa_ids: set[str]) -> set[str]:
-    """Which of these numbers a contact held before moving to another number."""
-    if not wa_ids:
-        return set()
-    if session.bind.dialect.name == "postgresql":  # one statement text whatever the batch's size
-        return set((await session.scalars(_PG_MOVED, {"wa_ids": sorted(wa_ids)})).all())
-    rows = await session.scalars(
-        select(ContactIdentity.value).join(Contact, Contact.id == ContactIdentity.contact_id)
-        .where(ContactIdentity.kind == "phone", ContactIdentity.value.in_(sorted(wa_ids)),
-               Contact.wa_id != ContactIdentity.value))
-    return set(rows.all())
-
-
-_PG_MOVED = text(
-    "SELECT i.value FROM contact_identities AS i JOIN contacts AS c ON c.id = i.contact_id "
-    "WHERE i.kind = 'phone' AND i.value = ANY(:wa_ids) AND c.wa_id <> i.value"
-).bindparams(bindparam("wa_ids", type_=ARRAY(String)))
 
 
 async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[PlainMessage],

@@ -106,12 +106,16 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
     callbacks: list[CallbackReport] = []
     handled_statuses: set[str] = set()
     plain, rest = split_plain(ctx, batch)
-    plain, detour = await _without_moved_numbers(session, plain)
-    rest = detour + rest
     if plain:
+        moved: set[str] = set()
+        convs = await _prepare_conversations(session, ctx, plain, moved)
+        if moved:
+            # A customer's former number (a late message after a number change): the handlers find the contact
+            # by any of its ids; the set-based path knows contacts by their current number only.
+            rest = [p for p, found in plain if any(m.wa_id in moved for m in found)] + rest
+            plain = [(p, found) for p, found in plain if not any(m.wa_id in moved for m in found)]
         # No savepoint: if the set-based write fails, the batch's transaction fails with it and the worker
         # applies each delivery on its own (the savepoint's two round trips were paid by every batch).
-        convs = await _prepare_conversations(session, ctx, plain)
         await message_batch.store_plain(session, ctx, [m for _, found in plain for m in found], convs)
         outcome.applied.extend(p for p, _ in plain)
     for parsed in rest:
@@ -188,24 +192,11 @@ def _transient(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in TRANSIENT_SQLSTATES
 
 
-async def _without_moved_numbers(session: AsyncSession, plain: list[tuple[Parsed, list[message_batch.PlainMessage]]]
-                                 ) -> tuple[list[tuple[Parsed, list[message_batch.PlainMessage]]], list[Parsed]]:
-    """Deliveries from a customer's former number (a late message after a number change) go to the handlers,
-    which find the contact by any of its ids; the set-based path knows contacts by their current number only."""
-    if not plain:
-        return plain, []
-    moved = await message_batch.moved_numbers(session, {m.wa_id for _, found in plain for m in found})
-    if not moved:
-        return plain, []
-    keep = [(p, found) for p, found in plain if not any(m.wa_id in moved for m in found)]
-    return keep, [p for p, found in plain if any(m.wa_id in moved for m in found)]
-
-
 async def _prepare_conversations(session: AsyncSession, ctx: EventContext,
-                                 plain: list[tuple[Parsed, list[message_batch.PlainMessage]]]
+                                 plain: list[tuple[Parsed, list[message_batch.PlainMessage]]], moved: set[str]
                                  ) -> dict[tuple[int, str], ConversationKeys]:
     """Find the plain messages' contacts and conversations, creating the new ones first, in one global order
-    (see contact_batch).
+    (see contact_batch); numbers a contact held before its current one are left out and added to moved.
 
     Only plain ones: the others' handlers resolve identities, merges and spill-over channels themselves."""
     wanted: set[tuple[int, str, str]] = set()
@@ -218,7 +209,7 @@ async def _prepare_conversations(session: AsyncSession, ctx: EventContext,
             if isinstance(m.event, ev.InboundMessage) and m.event.profile_name:
                 names.setdefault(m.wa_id, m.event.profile_name)
             wanted.add((m.channel_id, m.wa_id, cfg.slack_channel))
-    return await ensure_conversations(session, wanted, names, ctx.teams(), optional_salt(ctx.settings))
+    return await ensure_conversations(session, wanted, names, ctx.teams(), optional_salt(ctx.settings), moved=moved)
 
 
 async def _keep_failure(session: AsyncSession, outcome: BatchOutcome, parsed: Parsed, exc: Exception,
