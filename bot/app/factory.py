@@ -59,10 +59,8 @@ def database_ctx(run_migrations: bool) -> Callable[[web.Application], AsyncItera
         else:
             app[appkeys.MIGRATIONS] = f"migrations not run (--no-migrate): at {before or 'none'}"
         pool = settings.database_pool_size
-        # Connections opened while busy stay open: closing the ones over the pool size as they came back made a
-        # busy worker open (and TLS-handshake) a connection for every few statements.
         engine = (make_engine(settings.database_url) if is_sqlite(settings.database_url)
-                  else make_engine(settings.database_url, pool_size=3 * pool, max_overflow=0))
+                  else make_engine(settings.database_url, pool_size=pool, max_overflow=2 * pool))
         count_statements(engine, app[appkeys.METRICS])
         app[appkeys.ENGINE] = engine
         app[appkeys.SESSIONS] = make_sessionmaker(engine)
