@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy import exc as exc_module
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -65,38 +63,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    ping = kwargs.pop("pool_pre_ping", True)
-    engine = create_async_engine(url, **kwargs)
-    if ping:
-        _ping_when_idle(engine)
-    return engine
-
-
-IDLE_BEFORE_PING = 5.0  # seconds a pooled connection may rest before its next checkout tests it
-
-
-def _ping_when_idle(engine: AsyncEngine) -> None:
-    """Test a pooled connection on checkout only when it has rested a while; a dead one is replaced.
-
-    SQLAlchemy's pool_pre_ping tests every checkout, and with asyncpg a ping is three round trips (BEGIN, ";",
-    ROLLBACK): that was most of the statements of a mirrored message. A connection used a moment ago is
-    alive or its server just went away; then the statement fails, SQLAlchemy invalidates the whole pool, and
-    the work is retried (every worker retries; a request says so), as it would be for a failure mid-statement."""
-
-    @event.listens_for(engine.sync_engine, "checkin")
-    def _rested_from(_dbapi_conn: Any, record: Any) -> None:
-        record.info["checked_in_at"] = time.monotonic()
-
-    @event.listens_for(engine.sync_engine, "checkout")
-    def _test_if_rested(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        since = record.info.get("checked_in_at")
-        if since is None or time.monotonic() - since < IDLE_BEFORE_PING:
-            return
-        try:
-            dbapi_conn.ping()
-        except Exception as exc:
-            raise exc_module.DisconnectionError(f"connection rested {time.monotonic() - since:.0f} s and is gone") \
-                from exc
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(url, **kwargs)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
