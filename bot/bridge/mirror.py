@@ -20,6 +20,7 @@ from sqlalchemy.orm import aliased
 from bot.bridge import media
 from bot.bridge.group_events import member_label, members_of
 from bot.bridge.inbox import parent_with_inbox
+from bot.bridge.status_ticks import skipped_statuses, status_reactions, statuses_seen
 from bot.core.config import ChannelSettings
 from bot.core.origin import Direction, Source
 from bot.core.window import window_closes_at
@@ -32,10 +33,9 @@ from bot.slack.parent import opening_parent
 from scheduler.campaigns.sent_text import campaign_text
 from storage import repository as repo
 from storage.inbox import labels_of
-from storage.models import Campaign, Channel, Contact, Conversation, Message, SlackOutbox, utcnow
+from storage.models import Campaign, Channel, Contact, Conversation, Message, utcnow
 from storage.outbox_kinds import Alert, MessagePost, Note, StatusMark
 from storage.redactions import bridge_posts
-from storage.status_fold import STATUS_RANK
 
 log = logging.getLogger(__name__)
 
@@ -310,42 +310,6 @@ async def _post_in_thread(ctx: ItemContext, conversation_id: int, post: render.P
         return await ctx.post(thread.channel, post, thread_ts=thread.ts, part=part)
 
 
-def _statuses_seen(msg: Message) -> list[str]:
-    """The message's states in their own order (reports of one second, or late ones, come in any order)."""
-    seen = [str(h.get("status")) for h in msg.status_history or []]
-    if msg.status and msg.status not in seen:
-        seen.append(msg.status)
-    return sorted(seen, key=lambda st: STATUS_RANK.get(st, 0))
-
-
-async def _skipped(ctx: ItemContext, wamid: str | None, statuses: list[str]) -> list[str]:
-    """Which of these statuses' outbox items were skipped as superseded (in the order given)."""
-    if not wamid or not statuses:
-        return []
-    keys = {status_marks.status_dedupe_key(wamid, st): st for st in statuses}
-    async with ctx.deps.sessions() as s:
-        rows = (await s.execute(select(SlackOutbox.dedupe_key, SlackOutbox.result).where(
-            SlackOutbox.dedupe_key.in_(list(keys)), SlackOutbox.done_at.is_not(None)))).all()
-    skipped = {keys[k] for k, result in rows if (result or {}).get("skipped")}
-    return [st for st in statuses if st in skipped]
-
-
-async def _status_reactions(ctx: ItemContext, channel: str, ts: str, msg: Message) -> None:
-    """The reactions of statuses reached before the message was posted (the ticks accumulate, like
-    WhatsApp's); statuses whose own outbox items are still to run add theirs themselves."""
-    seen = _statuses_seen(msg)
-    keys = {status_marks.status_dedupe_key(msg.wamid, s): s for s in seen} if msg.wamid else {}
-    owed: list[str] = []
-    if keys:
-        async with ctx.deps.sessions() as s:
-            pending = (await s.scalars(select(SlackOutbox.dedupe_key).where(
-                SlackOutbox.dedupe_key.in_(list(keys)), SlackOutbox.done_at.is_(None),
-                SlackOutbox.id != ctx.item.id))).all()
-        owed = [keys[k] for k in pending]
-    for name in status_marks.reactions_to_add(seen, owed):
-        await ctx.react(channel, ts, name)
-
-
 async def mirror_message(ctx: ItemContext, item: MessagePost) -> None:
     """Post one stored message into its conversation's thread."""
     loaded = await load_message(ctx, item.message_id)
@@ -383,7 +347,7 @@ async def _mirror_message(ctx: ItemContext, loaded: Loaded) -> None:
     if msg.type in MEDIA_TYPES and msg.media_id and loaded.channel is not None:
         await media.mirror_to_slack(ctx, thread, msg, loaded.channel)
     if first and msg.direction is Direction.OUTBOUND and (msg.status or msg.status_history):
-        await _status_reactions(ctx, thread.channel, first, msg)
+        await status_reactions(ctx, thread.channel, first, msg)
 
 
 def _record_posts(ctx: ItemContext, msg: Message) -> None:
@@ -467,10 +431,10 @@ async def mirror_status(ctx: ItemContext, item: StatusMark) -> None:
     if msg.slack_ts and conv.slack_channel:
         # Earlier statuses were shown by their own items (or by the message's post when they came first),
         # except those skipped as superseded: this item adds theirs.
-        seen = _statuses_seen(msg)
+        seen = statuses_seen(msg)
         status = item.status
         earlier = seen[:seen.index(status)] if status in seen else []
-        skipped = set(await _skipped(ctx, msg.wamid, earlier))
+        skipped = set(await skipped_statuses(ctx, msg.wamid, earlier))
         owed: list[str] = []  # skipped since the last item that ran (that one showed everything before it)
         for st in earlier:
             owed = [*owed, st] if st in skipped else []
