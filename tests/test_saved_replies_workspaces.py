@@ -14,7 +14,7 @@ from sqlalchemy import select
 from bot.handlers import appkeys
 from bot.handlers.slack_saved_replies import NOT_HERE, SHORTCUT
 from bot.slack import saved_replies as ui
-from storage.models import SavedReply
+from storage.models import Conversation, SavedReply
 from tests.harness import eventually
 from tests.helpers import SIGNING_SECRET
 from tests.workspaces_harness import ALPHA, BETA, STAFF, Deployment, deployment_of
@@ -61,6 +61,12 @@ async def test_each_workspace_has_its_own_library_and_cannot_use_anothers(deploy
     # Beta's staff, in Beta's thread: the picker offers nothing of Alpha's, and Alpha's id is refused.
     await d.customer_writes(BETA, "wamid.B1", "Beta's customer asks", wa_id="919800000077", name="Zubin")
     parent = (await eventually(lambda: d.slack.messages(BETA[1], top_level_only=True)))[0]
+
+    async def recorded() -> bool:  # the thread is recorded just after Slack answers its parent's post
+        async with d.client.app[appkeys.SESSIONS]() as s:
+            return bool(await s.scalar(select(Conversation.id).where(Conversation.slack_thread_ts == parent["ts"])))
+
+    await eventually(recorded)
     await _from(d, "T0BETA", {"type": "message_action", "callback_id": SHORTCUT, "channel": {"id": BETA[1]},
                               "message": parent, "message_ts": parent["ts"], "action_ts": "2.1",
                               "response_url": f"{d.slack.base_url}/response-url/x"})
