@@ -130,8 +130,12 @@ def _pg_tsquery(words: Sequence[str], phrases: Sequence[Sequence[str]]) -> Colum
     index: the planner evaluates the query once and reads the GIN index with it. (Two columns OR'ed per word, or
     a `to_tsvector` computed while searching, would read every message.) A stop word has no stem
     (`to_tsquery('english', 'me')` is empty, and `x || empty` is x): Hinglish "me" or "to" are found as typed."""
-    parts: list[ColumnElement[str]] = [_to_tsquery(_SIMPLE, f"{_pg_quoted(w)}:*").op("||", return_type=TSQUERY)(
-        _to_tsquery(_ENGLISH, _pg_quoted(w))) for w in words]
+    # A number has no stem: its prefix alone, which the planner estimates as it did before stems (with the stem
+    # OR'ed in, it took a number found in no message for a common one and read every message newest first).
+    parts: list[ColumnElement[str]] = [
+        _to_tsquery(_SIMPLE, f"{_pg_quoted(w)}:*") if w.isdigit() else
+        _to_tsquery(_SIMPLE, f"{_pg_quoted(w)}:*").op("||", return_type=TSQUERY)(_to_tsquery(_ENGLISH, _pg_quoted(w)))
+        for w in words]
     parts += [_to_tsquery(_SIMPLE, " <-> ".join(f"{_pg_quoted(w)}:A" for w in p)) for p in phrases]
     return reduce(lambda a, b: a.op("&&", return_type=TSQUERY)(b), parts)
 
