@@ -20,6 +20,7 @@ from sqlalchemy import Executable
 
 from bot.deps import Deps
 from bot.slack.errors import retry_after as retry_after_of
+from bot.slack.errors import slack_error_code
 from bot.slack.outbox_errors import GiveUp, Retry, SlackCallFailed, Thread
 from bot.slack.outbox_policy import Action, Backoff, decide, priority_of
 from bot.slack.outbox_queue import OutboxItem
@@ -54,10 +55,11 @@ def _ts_key(ts: str) -> tuple[int, ...]:
 
 
 def _error_of(exc: SlackApiError) -> str:
-    data = getattr(exc.response, "data", None)
-    if isinstance(data, dict):
-        return str(data.get("error") or "unknown_error")
-    return "unexpected_response"
+    """Slack's error code (bot.slack.errors reads it); a JSON answer without one, or an answer that was not JSON."""
+    code = slack_error_code(exc)
+    if code is not None:
+        return code
+    return "unknown_error" if isinstance(getattr(exc.response, "data", None), dict) else "unexpected_response"
 
 
 class ItemContext:
