@@ -40,7 +40,7 @@ from bench.ingest import Backlog
 from bench.mirror_latency import bench_channels, channel_number
 
 SETTLE_TIMEOUT = 90.0
-POOL = 8  # database_pool_size per process: 4 workers + 2 web stay under PostgreSQL's default 100 connections
+POOL = 8  # database_pool_size per process: 4 workers + 2 web, 16 each at most, stay under PostgreSQL's default 100
 
 
 @dataclass

@@ -64,7 +64,25 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    if engine.dialect.driver == "asyncpg":
+        engine.dialect.do_ping = _ping_in_one_round_trip  # type: ignore[method-assign]
+    return engine
+
+
+def _ping_in_one_round_trip(dbapi_connection: Any) -> bool:
+    """Test a pooled asyncpg connection with one simple query before it is handed out.
+
+    SQLAlchemy's own ping opens a transaction, runs a prepared `;` and rolls back: three round trips on every
+    checkout, which the mirror path makes several times per message. A simple-protocol `SELECT 1` prepares nothing,
+    so it is as safe behind PgBouncer's transaction pooling (sqlalchemy#10226), in one round trip; a dead
+    connection raises here as in SQLAlchemy's ping, and the pool replaces it.
+    """
+    try:
+        dbapi_connection.await_(dbapi_connection._connection.execute("SELECT 1"))
+    except Exception as error:
+        dbapi_connection._handle_exception(error)
+    return True
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -60,7 +60,7 @@ def database_ctx(run_migrations: bool) -> Callable[[web.Application], AsyncItera
             app[appkeys.MIGRATIONS] = f"migrations not run (--no-migrate): at {before or 'none'}"
         pool = settings.database_pool_size
         engine = (make_engine(settings.database_url) if is_sqlite(settings.database_url)
-                  else make_engine(settings.database_url, pool_size=pool, max_overflow=2 * pool))
+                  else make_engine(settings.database_url, pool_size=pool, max_overflow=pool))
         count_statements(engine, app[appkeys.METRICS])
         app[appkeys.ENGINE] = engine
         app[appkeys.SESSIONS] = make_sessionmaker(engine)

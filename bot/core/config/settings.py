@@ -31,9 +31,9 @@ from bot.core.workspace import DEFAULT_WORKSPACE
 class Settings(Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     database_url: str = "sqlite+aiosqlite:///wabridge.db"
-    # PostgreSQL connections one process keeps open; up to twice as many more while busy. Processes times
-    # (pool * 3) must stay under the server's max_connections (or go through PgBouncer).
-    database_pool_size: int = Field(default=10, gt=0, le=200)
+    # PostgreSQL connections one process keeps open; as many more while busy. Processes times (pool * 2)
+    # must stay under the server's max_connections (or go through PgBouncer).
+    database_pool_size: int = Field(default=30, gt=0, le=200)
     redis_url: str = ""
     meta: MetaSettings
     slack: SlackSettings
