@@ -34,7 +34,7 @@ async def test_the_checkout_ping_is_one_simple_query_without_a_transaction(pg_ur
     try:
         await _backend_pid(engine)
         async with engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
+            raw: Any = (await conn.get_raw_connection()).driver_connection
         raw.add_query_logger(lambda logged: sent.append(logged.query))
         pings: list[bool] = []
         event.listen(engine.sync_engine.pool, "checkout", lambda *a: pings.append(True))
