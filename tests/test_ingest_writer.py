@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.app.factory import create_app
 from bot.bridge.ingest_writer import IngestUnavailable, IngestWriter
 from bot.core.loops import SLACK_OUTBOX, WEBHOOKS, WakeHub
+from bot.core.metrics import Metrics
 from bot.handlers import appkeys
 from storage.db import make_engine, migrate
 from storage.models import WebhookLog
@@ -87,6 +88,24 @@ async def test_a_lost_connection_is_replaced_and_the_group_stored(pg_url: str) -
             assert killed >= 1
             log_id = await writer.submit(b'{"n": 2}', "message")
         assert (await stored_bodies(engine))[log_id] == b'{"n": 2}'
+    finally:
+        await engine.dispose()
+
+
+async def test_each_group_is_one_statement_sent_by_asyncpg_and_counted(pg_url: str) -> None:
+    await migrate(pg_url)
+    engine = make_engine(pg_url)
+    statements = Metrics().db_statements
+    try:
+        writer = IngestWriter(engine, linger=0.0, statements=statements)
+        async with running(writer):
+            ids = [await writer.submit(b'{"n": 1}', "message"), await writer.submit(b'{"n": 2}', "status")]
+        assert statements._value.get() == writer.batches == 2  # SQLAlchemy's own count does not see them
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(WebhookLog.id, WebhookLog.lane, WebhookLog.received_at)
+                                       .order_by(WebhookLog.id))).all()
+        assert [(r.id, r.lane) for r in rows] == [(ids[0], "live"), (ids[1], "bulk")]
+        assert all(r.received_at.tzinfo is not None for r in rows)
     finally:
         await engine.dispose()
 

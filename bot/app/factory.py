@@ -145,7 +145,7 @@ async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def _start_ingest_writer(app: web.Application) -> asyncio.Task[None]:
     writer = IngestWriter(app[appkeys.ENGINE], wakes=app[appkeys.WAKES], health=app[appkeys.LOOP_HEALTH],
-                          gate=app[appkeys.WRITE_GATE])
+                          gate=app[appkeys.WRITE_GATE], statements=app[appkeys.METRICS].db_statements)
     app[appkeys.INGEST_WRITER] = writer
     return asyncio.create_task(writer.run())
 

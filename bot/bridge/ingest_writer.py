@@ -15,6 +15,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -48,8 +49,10 @@ class IngestWriter:
     def __init__(self, engine: AsyncEngine, *, linger: float = DEFAULT_LINGER,
                  max_batch: int = DEFAULT_MAX_BATCH, wakes: WakeHub | None = None,
                  health: LoopHealth | None = None, gate: WriteGate | None = None,
-                 connections: int | None = None) -> None:
+                 connections: int | None = None, statements: Counter | None = None) -> None:
         self._engine = engine
+        # On PostgreSQL the INSERT bypasses SQLAlchemy's events: counted here (wabridge_db_statements).
+        self._statements = statements
         # Long jobs (a history import) let waiting deliveries go first between their transactions.
         self._gate = gate or WriteGate()
         self._health = (health or LoopHealth()).loop("webhook intake", log)
@@ -160,13 +163,20 @@ class IngestWriter:
             conn = None
             try:
                 conn = await self._connection(fresh=attempt > 1)
-                async with conn.begin():
+                if self._postgres:
+                    # AUTOCOMMIT: the INSERT is its own transaction, sent by asyncpg directly.
+                    if self._statements is not None:
+                        self._statements.inc()
                     ids = await webhook_logs.store_many(conn, rows)
+                else:
+                    async with conn.begin():
+                        ids = await webhook_logs.store_many(conn, rows)
                 self._park(conn)
                 return ids
-            except DBAPIError as exc:
+            except (DBAPIError, webhook_logs.ConnectionLost) as exc:
                 await self._discard(conn)
-                if attempt == 1 and exc.connection_invalidated:
+                lost = isinstance(exc, webhook_logs.ConnectionLost) or exc.connection_invalidated
+                if attempt == 1 and lost:
                     log.warning("webhook writer lost its database connection; retrying the group once")
                     # A restart took the parked ones too: drop them rather than fail a group on each.
                     await self._drop_idle()
