@@ -6,11 +6,12 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Executable, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.origin import Source
 from bot.core.workspace import DEFAULT_WORKSPACE
+from storage.deferred import Write
 from storage.models import (
     Campaign,
     CampaignRecipient,
@@ -31,7 +32,7 @@ from storage.status_fold import (
     fold_recipient,
     status_item_order,
 )
-from storage.upsert import insert_ignore, insert_ignore_statement
+from storage.upsert import insert_ignore, insert_ignore_write
 from storage.wamid_locks import lock_wamids
 
 
@@ -185,13 +186,13 @@ async def apply_statuses(session: AsyncSession, wamid: str) -> list[str]:
     return applied
 
 
-def parent_refresh_statement(dialect: Any, conversation_id: int, reason: str,
-                             order_ts: datetime | None = None) -> Executable:
-    """`owe_parent_refresh` as one statement, to run in a transaction of the caller's choosing (an outbox
-    item's outcome: no transaction of its own per customer message)."""
+def parent_refresh_write(dialect: Any, conversation_id: int, reason: str,
+                         order_ts: datetime | None = None) -> Write:
+    """`owe_parent_refresh` as a write, to run in a transaction of the caller's choosing (an outbox item's
+    outcome: no transaction of its own per customer message)."""
     row = outbox_row(ParentRefresh(conversation_id), dedupe_key=f"parent:{conversation_id}:{reason}",
                      order_ts=order_ts)
-    return insert_ignore_statement(dialect, SlackOutbox, row, ["dedupe_key"])
+    return insert_ignore_write(dialect, SlackOutbox, row, ["dedupe_key"])
 
 
 async def owe_parent_refresh(session: AsyncSession, conversation_id: int, reason: str,

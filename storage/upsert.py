@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Executable, Row, Table, TextualSelect, bindparam, text
+from sqlalchemy import Row, Table, TextualSelect, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
+
+from storage.deferred import Write
 
 _STATEMENTS: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], TextualSelect] = {}
 
@@ -63,13 +65,13 @@ async def insert_ignore(
     return None if row is None else row[0]
 
 
-def insert_ignore_statement(dialect: Any, model: type[DeclarativeBase], values: dict[str, Any],
-                            conflict: list[str]) -> Executable:
-    """`insert_ignore` as a statement with its values bound, to run later in another transaction (e.g. with
-    an outbox item's outcome)."""
+def insert_ignore_write(dialect: Any, model: type[DeclarativeBase], values: dict[str, Any],
+                        conflict: list[str]) -> Write:
+    """`insert_ignore` as a write to run later in another transaction (e.g. with an outbox item's outcome); the
+    statement is the cached template, so the writes of many items run as one executemany."""
     table: Table = model.__table__  # type: ignore[assignment]
     row_values = _with_defaults(table, values)
-    return _statement(dialect, table, tuple(sorted(row_values)), tuple(conflict)).bindparams(**row_values)
+    return Write(_statement(dialect, table, tuple(sorted(row_values)), tuple(conflict)), row_values)
 
 
 async def insert_ignore_many(

@@ -9,12 +9,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import bindparam, event, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.slack.outbox_queue import OutboxItem, OutboxQueue
 from storage import liveness
 from storage.db import make_engine, make_sessionmaker, migrate
+from storage.deferred import Write
 from storage.models import SlackOutbox, utcnow
 
 
@@ -44,9 +45,9 @@ def _row(dedupe_key: str, thread_key: str, payload: dict[str, Any]) -> SlackOutb
                        order_ts=utcnow(), attempts=0, created_at=utcnow())
 
 
-def _note_write(i: int) -> Any:
+def _note_write(i: int) -> Write:
     """What an attempt learnt, written with its outcome (as a message's Slack ts is)."""
-    return update(SlackOutbox).where(SlackOutbox.dedupe_key == f"batch:{i}").values(payload={"learnt": i})
+    return Write(update(SlackOutbox).where(SlackOutbox.dedupe_key == f"batch:{i}").values(payload={"learnt": i}))
 
 
 async def _rows(sessions: async_sessionmaker[AsyncSession]) -> dict[str, SlackOutbox]:
@@ -91,7 +92,7 @@ async def test_an_item_taken_over_is_refused_alone_and_its_learning_rolled_back(
 async def test_a_write_that_keeps_failing_holds_its_own_item_only(sessions) -> None:  # type: ignore[no-untyped-def]
     queue, items = await _claimed(sessions, 8)
     broken = items[3]
-    failing = text("UPDATE no_such_table SET x = 1")  # fails in the shared transaction, and again alone
+    failing = Write(text("UPDATE no_such_table SET x = 1"))  # fails in the shared transaction, and again alone
     stuck = asyncio.create_task(queue.complete(broken, {"ok": True}, writes=[failing]))
     await asyncio.gather(*(queue.complete(item, {"ok": True}, writes=[_note_write(int(item.payload["n"]))])
                            for item in items if item is not broken))
@@ -129,3 +130,30 @@ async def test_a_database_restart_delays_the_batch_and_loses_no_outcome(pg_url: 
         assert all(rows[f"batch:{i.payload['n']}"].done_at is not None for i in items)
     finally:
         await engine.dispose()
+
+
+_LEARNT = update(SlackOutbox).where(SlackOutbox.dedupe_key == bindparam("key")).values(payload=bindparam("learnt"))
+
+
+async def test_writes_of_one_template_go_to_the_database_as_one_executemany(sessions) -> None:  # type: ignore[no-untyped-def]
+    queue, items = await _claimed(sessions, 12)
+    seen: list[tuple[str, bool]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
+        seen.append((statement.split()[0].upper(), executemany))
+
+    engine = sessions.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        await asyncio.gather(*(
+            queue.complete(item, {"ok": True},
+                           writes=[Write(_LEARNT, {"key": f"batch:{item.payload['n']}", "learnt": {"t": item.id}})])
+            for item in items))
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    rows = await _rows(sessions)
+    assert all(rows[f"batch:{i.payload['n']}"].payload == {"t": i.id} for i in items)
+    assert all(rows[f"batch:{i.payload['n']}"].done_at is not None for i in items)
+    # However the outcomes fell into batches, each batch sent its rows and its writes as one statement each.
+    updates = [many for verb, many in seen if verb == "UPDATE"]
+    assert len(updates) < len(items) and any(updates)

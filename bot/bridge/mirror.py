@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, case, false, func, select, update
+from sqlalchemy import JSON, Select, String, bindparam, case, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -354,14 +354,18 @@ def _record_posts(ctx: ItemContext, msg: Message) -> None:
     """Keep the message's first post (when it had none) and every post and file the bridge made for it with the
     message, in the transaction that records this attempt's outcome (one statement, only when something changed)."""
     made = bridge_posts(ctx.parts)
-    values: dict[str, Any] = {}
-    if (made["posts"] or made["files"]) and made != msg.slack_posts:
-        values["slack_posts"] = made
+    posts = made if (made["posts"] or made["files"]) and made != msg.slack_posts else None
     first = ctx.parts.get("0")
-    if first and not msg.slack_ts and msg.type != "reaction":
-        values["slack_ts"] = func.coalesce(Message.slack_ts, first)
-    if values:
-        ctx.write_with_outcome(update(Message).where(Message.id == msg.id).values(**values))
+    first = first if first and not msg.slack_ts and msg.type != "reaction" else None
+    if posts is not None or first is not None:
+        ctx.write_with_outcome(_RECORD_POSTS, {"message_id": msg.id, "posts": posts, "first": first})
+
+
+# One template for every message's record (the outcomes of a batch write them in one executemany): a NULL
+# parameter leaves its column as it is; a message's first post never replaces one already recorded.
+_RECORD_POSTS = update(Message).where(Message.id == bindparam("message_id")).values(
+    slack_posts=func.coalesce(bindparam("posts", type_=JSON(none_as_null=True)), Message.slack_posts),
+    slack_ts=func.coalesce(Message.slack_ts, bindparam("first", type_=String)))
 
 
 async def _refresh_parent_window(ctx: ItemContext, loaded: Loaded) -> None:
@@ -374,8 +378,7 @@ async def _refresh_parent_window(ctx: ItemContext, loaded: Loaded) -> None:
     # message must not wait for it. Owed in the transaction that records this item's outcome, not one of its
     # own; the worker looks for work again once the item is settled.
     dialect = ctx.deps.sessions.kw["bind"].dialect
-    ctx.write_with_outcome(repo.parent_refresh_statement(dialect, loaded.conv.id, f"window:{msg.id}",
-                                                         msg.wa_timestamp))
+    ctx.defer(repo.parent_refresh_write(dialect, loaded.conv.id, f"window:{msg.id}", msg.wa_timestamp))
 
 
 async def _mirror_reaction(ctx: ItemContext, loaded: Loaded) -> None:

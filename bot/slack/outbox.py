@@ -94,8 +94,11 @@ class OutboxWorker:
         self.backoff_cap = backoff_cap
         self.upload_timeout = upload_timeout
         self._wake = Wake()  # set by Deps.wakes (SLACK_OUTBOX) and whenever a delivery ends
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # deliveries under way, each holding a slot
         self._background: set[asyncio.Task[None]] = set()
+        # Deliveries whose outcome is being written: their slot is free (their thread stays leased meanwhile, so
+        # nothing else of it is claimed), and the next item need not wait for a batch of outcomes to commit.
+        self._settling: set[asyncio.Task[None]] = set()
         self.background_slots = max(1, self.concurrency // 2)
         self._urgent_kinds = frozenset(k for k in self.kinds if priority_of(k) < URGENT_BELOW)
         self.claim_batch = max(self.concurrency, claim_batch or self.concurrency * 4)
@@ -124,10 +127,11 @@ class OutboxWorker:
                           monitor=self.deps.loop_health.loop("slack outbox", log))
         finally:
             self.deps.wakes.forget(SLACK_OUTBOX, self._wake)
-            for task in list(self._tasks):
+            running = self._tasks | self._settling
+            for task in running:
                 task.cancel()
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
             waiting = [item for item, _ in self._queue]
             self._queue.clear()
             if waiting:
@@ -281,7 +285,17 @@ class OutboxWorker:
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._background.discard(task)
+        self._settling.discard(task)
         self._wake.set()
+
+    def _free_slot(self) -> None:
+        """The delivery's work is done but for writing its outcome: its slot goes to the next item now."""
+        task = asyncio.current_task()
+        if task is not None and task in self._tasks:
+            self._tasks.discard(task)
+            self._background.discard(task)
+            self._settling.add(task)
+            self._wake.set()
 
     async def _deliver(self, item: OutboxItem) -> None:
         ctx = ItemContext(self, item)
@@ -298,6 +312,7 @@ class OutboxWorker:
                 raise Retry(f"no handler for outbox kind {item.kind!r}", delay=self.backoff_cap)
             if item.kind in COALESCED_KINDS and await q.has_later(item):
                 ctx.result["skipped"] = True  # a later item of the same kind does (or shows) this one's work
+                self._free_slot()
                 await q.complete(item, ctx.result, writes=ctx.writes)
                 self.deps.metrics.slack_posts.labels(item.kind, "superseded").inc()
                 return
@@ -312,6 +327,7 @@ class OutboxWorker:
             log.info("slack outbox %s (%s) retry in %.1fs: %s", item.id, item.kind, delay, r)
             self.deps.metrics.slack_posts.labels(item.kind, "retry").inc()
             # Once an attempt may have posted, later certain failures (a 429 on the lookup) must not forget it.
+            self._free_slot()
             await q.release(item, delay, r.uncertain or item.uncertain, str(r), ctx.result, writes=ctx.writes)
             return
         except SlackCallFailed as exc:
@@ -319,24 +335,29 @@ class OutboxWorker:
             if outcome.action is Action.GIVE_UP:
                 log.error("slack outbox %s (%s) given up: %s", item.id, item.kind, exc)
                 self.deps.metrics.slack_posts.labels(item.kind, "given_up").inc()
+                self._free_slot()
                 await q.complete(item, ctx.result, str(exc), writes=ctx.writes)
                 return
             # Operator-fixable (membership, token) or unknown: keep it and retry slowly; never drop it.
             log.log(logging.ERROR if outcome.operator else logging.WARNING, "slack outbox %s (%s): %s",
                     item.id, item.kind, exc)
             self.deps.metrics.slack_posts.labels(item.kind, "retry").inc()
+            self._free_slot()
             await q.release(item, outcome.delay, item.uncertain, str(exc), ctx.result, writes=ctx.writes)
             return
         except GiveUp as exc:
             log.error("slack outbox %s (%s) given up: %s", item.id, item.kind, exc)
             self.deps.metrics.slack_posts.labels(item.kind, "given_up").inc()
+            self._free_slot()
             await q.complete(item, ctx.result, str(exc), writes=ctx.writes)
             return
         except Exception as exc:
             log.exception("slack outbox %s (%s) failed", item.id, item.kind)
             self.deps.metrics.slack_posts.labels(item.kind, "retry").inc()
+            self._free_slot()
             await q.release(item, self.backoff(item.attempts), True, repr(exc), ctx.result, writes=ctx.writes)
             return
+        self._free_slot()
         await q.complete(item, ctx.result, writes=ctx.writes)
         self.deps.metrics.slack_posts.labels(item.kind, "ok").inc()
 

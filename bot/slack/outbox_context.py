@@ -26,6 +26,7 @@ from bot.slack.outbox_policy import Action, Backoff, decide, priority_of
 from bot.slack.outbox_queue import OutboxItem
 from bot.slack.pacer import Pacer
 from bot.slack.render import Post
+from storage.deferred import Write
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +77,16 @@ class ItemContext:
         self._found: dict[tuple[str, str | None], dict[str, str]] = {}
         self.cache: dict[str, Any] = {}
         """Rows and answers handlers keep for the rest of this attempt (so they are read once)."""
-        self.writes: list[Executable] = []
+        self.writes: list[Write] = []
 
-    def write_with_outcome(self, statement: Executable) -> None:
-        """Execute statement in the transaction that records this attempt's outcome (done or retry)."""
-        self.writes.append(statement)
+    def write_with_outcome(self, statement: Executable, params: Mapping[str, Any] | None = None) -> None:
+        """Execute statement in the transaction that records this attempt's outcome (done or retry); with
+        `params`, statement is a template shared by many items (the outcomes of a batch run it once)."""
+        self.writes.append(Write(statement, params))
+
+    def defer(self, write: Write) -> None:
+        """Run a write made elsewhere in the transaction that records this attempt's outcome."""
+        self.writes.append(write)
 
     # ---- calls -------------------------------------------------------------------------------------
 
