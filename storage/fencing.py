@@ -22,7 +22,7 @@ class FencedOut(Exception):
     """A settle matched no row: the work was taken over by another process."""
 
 
-def claim_values(table: Table, owner: int) -> dict[str, Any]:
+def claim_values(table: Table, owner: int | ColumnElement[int]) -> dict[str, Any]:
     """SET clause of a claim: this owner, the next fence token."""
     return {"owner_id": owner, "fence": table.c.fence + 1}
 

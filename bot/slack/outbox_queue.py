@@ -8,13 +8,14 @@ write lock) so that two processes can never both put an item of one thread in fl
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, text, tuple_, update
+from sqlalchemy import Integer, Select, Table, and_, bindparam, exists, func, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -96,6 +97,58 @@ def _row_params(outcome: _Outcome) -> dict[str, Any]:
     return {"item_id": outcome.item.id, **{f"new_{name}": values[name] for name in _OUTCOME_COLUMNS}}
 
 
+@functools.cache
+def _heads_query(by_kind: bool, with_paused: bool, workspaces: bool) -> Select[Any]:
+    """The due thread heads, oldest first (round robin across workspaces with `workspaces`), with bound
+    parameters now, limit, kinds and paused. Built once per shape: building it cost more CPU than running it."""
+    o = SlackOutbox
+    now = bindparam("now", type_=o.claimed_until.type)
+    earlier = aliased(SlackOutbox)
+    busy = aliased(SlackOutbox)
+    is_head = ~exists().where(
+        earlier.thread_key == o.thread_key, earlier.done_at.is_(None),
+        or_(earlier.order_ts < o.order_ts, and_(earlier.order_ts == o.order_ts, earlier.id < o.id)),
+    )
+    thread_idle = ~exists().where(
+        busy.thread_key == o.thread_key, busy.done_at.is_(None), busy.claimed_until.is_not(None),
+        busy.claimed_until >= now,
+    )
+    due = or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now)
+    team = func.coalesce(select(Conversation.slack_team).where(Conversation.id == o.conversation_id)
+                         .scalar_subquery(), o.slack_team)
+    ready = [o.done_at.is_(None), is_head, thread_idle, due]
+    if with_paused:
+        ready.append(team.not_in(bindparam("paused", expanding=True)))
+    if by_kind:
+        ready.append(o.kind.in_(bindparam("kinds", expanding=True)))
+    limit = bindparam("limit", type_=Integer)
+    if workspaces:
+        # Round robin across workspaces: each one's oldest head, then each one's second, …, so a storm in one
+        # workspace never makes another's customer messages wait behind it.
+        turn = func.row_number().over(partition_by=team, order_by=(o.order_ts, o.id)).label("turn")
+        due_heads = select(o.id, o.owner_id, o.order_ts, turn).where(*ready).subquery()
+        return (select(due_heads.c.id, due_heads.c.owner_id)
+                .order_by(due_heads.c.turn, due_heads.c.order_ts, due_heads.c.id).limit(limit))
+    return select(o.id, o.owner_id).where(*ready).order_by(o.order_ts, o.id).limit(limit)
+
+
+@functools.cache
+def _lease_statement(owned: bool) -> Any:
+    """Lease the heads `ids` until `until` (those still unclaimed at `now`), for `owner` when `owned`: the
+    claim then bumps the fence. Built once, like the heads' query."""
+    o = SlackOutbox
+    now = bindparam("now", type_=o.claimed_until.type)
+    values: dict[str, Any] = {"claimed_until": bindparam("until", type_=o.claimed_until.type),
+                              "attempts": o.attempts + 1}
+    values.update(claim_values(_TABLE, bindparam("owner", type_=Integer)) if owned else {"owner_id": None})
+    return (update(o).where(o.id.in_(bindparam("ids", expanding=True)), o.done_at.is_(None),
+                            or_(o.claimed_until.is_(None), o.claimed_until < now))
+            .values(**values)
+            .returning(o.id, o.thread_key, o.kind, o.payload, o.conversation_id, o.attempts, o.result, o.fence,
+                       o.slack_team)
+            .execution_options(synchronize_session=False))
+
+
 @dataclass
 class _Outcome:
     """An item's outcome waiting to be written with others."""
@@ -131,55 +184,27 @@ class OutboxQueue:
         `workspaces`: name each item's workspace from its conversation (many-workspace mode; in single-workspace
         mode every item is the 'default' workspace's)."""
         now = now or utcnow()
-        o = SlackOutbox
-        earlier = aliased(SlackOutbox)
-        busy = aliased(SlackOutbox)
-        is_head = ~exists().where(
-            earlier.thread_key == o.thread_key, earlier.done_at.is_(None),
-            or_(earlier.order_ts < o.order_ts, and_(earlier.order_ts == o.order_ts, earlier.id < o.id)),
-        )
-        thread_idle = ~exists().where(
-            busy.thread_key == o.thread_key, busy.done_at.is_(None), busy.claimed_until.is_not(None),
-            busy.claimed_until >= now,
-        )
-        due = or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now)
-        conversation_team = select(Conversation.slack_team).where(Conversation.id == o.conversation_id)
-        not_paused = ([func.coalesce(conversation_team.scalar_subquery(), o.slack_team).not_in(sorted(paused))]
-                      if paused else [])
+        query = _heads_query(kinds is not None, bool(paused), workspaces)
+        params: dict[str, Any] = {"now": now, "limit": limit}
+        if kinds is not None:
+            params["kinds"] = sorted(kinds)
+        if paused:
+            params["paused"] = sorted(paused)
         async with self.sessions() as session, session.begin():
             if session.bind.dialect.name == "postgresql":
                 await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
-            ready = [o.done_at.is_(None), is_head, thread_idle, due, *not_paused,
-                     *([o.kind.in_(sorted(kinds))] if kinds is not None else [])]
-            if workspaces:
-                # Round robin across workspaces: each one's oldest head, then each one's second, …, so a
-                # storm in one workspace never makes another's customer messages wait behind it.
-                team = func.coalesce(conversation_team.scalar_subquery(), o.slack_team)
-                turn = func.row_number().over(partition_by=team, order_by=(o.order_ts, o.id)).label("turn")
-                due_heads = select(o.id, o.owner_id, o.order_ts, turn).where(*ready).subquery()
-                query = (select(due_heads.c.id, due_heads.c.owner_id)
-                         .order_by(due_heads.c.turn, due_heads.c.order_ts, due_heads.c.id).limit(limit))
-            else:
-                query = select(o.id, o.owner_id).where(*ready).order_by(o.order_ts, o.id).limit(limit)
-            heads = (await session.execute(query)).all()
+            heads = (await session.execute(query, params)).all()
             if not heads:
                 return []
             ids = [h.id for h in heads]
             # A claim that never settled (its process died, or was taken over) may have posted anything,
             # whatever an earlier attempt recorded.
             unsettled = {h.id for h in heads if h.owner_id is not None}
-            claimable = or_(o.claimed_until.is_(None), o.claimed_until < now)
             until = now + self.lease
             owner = self._owner()
-            owned = claim_values(_TABLE, owner) if owner is not None else {"owner_id": None}
             guard = self._guard() if self._guard is not None else None
-            rows = (await session.execute(
-                update(o).where(o.id.in_(ids), o.done_at.is_(None), claimable)
-                .values(claimed_until=until, attempts=o.attempts + 1, **owned)
-                .returning(o.id, o.thread_key, o.kind, o.payload, o.conversation_id, o.attempts, o.result, o.fence,
-                           o.slack_team)
-                .execution_options(synchronize_session=False)
-            )).all()
+            rows = (await session.execute(_lease_statement(owner is not None),
+                                          {"ids": ids, "now": now, "until": until, "owner": owner})).all()
             teams = await _item_teams(session, rows) if workspaces else {}
             items = []
             for row in rows:
