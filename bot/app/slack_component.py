@@ -19,7 +19,7 @@ from bot.app.bolt import (
     start_socket_mode,
 )
 from bot.app.factory import Component, background
-from bot.bridge import mirror, revisions
+from bot.bridge import message_load, mirror, revisions
 from bot.core.loops import forever
 from bot.deps import Deps
 from bot.handlers import appkeys, slack_install
@@ -42,7 +42,8 @@ def builtin_kinds() -> Kinds:
 def make_outbox_worker(deps: Deps, kinds: Kinds | None = None, **options: Any) -> OutboxWorker:
     """The Slack outbox worker for `kinds` (default: the bridge's, onboarding's and campaign progress)."""
     chosen = kinds if kinds is not None else {**builtin_kinds(), **progress.KINDS}
-    return OutboxWorker(deps, chosen, ensure_thread=mirror.ensure_thread, **options)
+    return OutboxWorker(deps, chosen, ensure_thread=mirror.ensure_thread, prefetch=message_load.prefetch_messages,
+                        **options)
 
 
 def add_outbox_kinds(app: web.Application, kinds: Kinds) -> None:

@@ -10,18 +10,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
-from sqlalchemy import JSON, Select, String, bindparam, case, false, func, select, update
+from sqlalchemy import JSON, String, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from bot.bridge import media
-from bot.bridge.group_events import member_label, members_of
 from bot.bridge.inbox import parent_with_inbox
+from bot.bridge.message_load import HISTORY, ROWS, Loaded, contact_view, header_view, load_message, summary
 from bot.bridge.status_ticks import skipped_statuses, status_reactions, statuses_seen
-from bot.core.config import ChannelSettings
 from bot.core.origin import Direction, Source
 from bot.core.window import window_closes_at
 from bot.onboarding.history import post_history_intro
@@ -30,10 +26,9 @@ from bot.slack.outbox import GiveUp, ItemContext, SlackCallFailed, Thread
 from bot.slack.outbox_handlers import Kinds, handle, kinds
 from bot.slack.outbox_policy import superseded
 from bot.slack.parent import opening_parent
-from scheduler.campaigns.sent_text import campaign_text
 from storage import repository as repo
 from storage.inbox import labels_of
-from storage.models import Campaign, Channel, Contact, Conversation, Message, utcnow
+from storage.models import Channel, Contact, Conversation, Message, utcnow
 from storage.outbox_kinds import Alert, MessagePost, Note, StatusMark
 from storage.redactions import bridge_posts
 
@@ -42,103 +37,6 @@ log = logging.getLogger(__name__)
 MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
 _THREAD_GONE = frozenset({"thread_not_found", "invalid_thread_ts"})
 _THREADS = "threads"  # ctx.cache key: conversation id -> Thread, once known in this attempt
-
-
-@dataclass
-class Loaded:
-    """A stored message with everything its rendering needs."""
-
-    msg: Message
-    conv: Conversation
-    contact: Contact
-    channel: ChannelSettings | None
-    channel_row: Channel
-    quoted: str | None
-    campaign: str | None
-    previous_inbound: datetime | None = None  # the customer's message before this one (non-history)
-
-    @property
-    def contact_view(self) -> render.ContactView:
-        return contact_view(self.contact)
-
-    @property
-    def channel_view(self) -> render.ChannelView:
-        return render.ChannelView(self.channel_row.name, self.channel_row.display_phone_number)
-
-
-def contact_view(contact: Contact, members: tuple[str, ...] = ()) -> render.ContactView:
-    """How a contact is named: the phone app's address book first, then their WhatsApp profile (a group: its
-    subject, and `members` its participants)."""
-    # Blank names (a profile of spaces) count as none: the username is shown instead.
-    name = (contact.address_book_name or "").strip() or (contact.profile_name or "").strip() or None
-    return render.ContactView(contact.wa_id, name, contact.username, members)
-
-
-async def header_view(ctx: ItemContext, contact: Contact) -> render.ContactView:
-    """The contact as a thread's header shows it: a group with its participants."""
-    if not contact.wa_id.startswith("group:"):
-        return contact_view(contact)
-    async with ctx.deps.sessions() as s:
-        members = await members_of(s, contact.id) or []
-    return contact_view(contact, tuple(member_label(m) for m in members))
-
-
-def _summary(msg: Message) -> str:
-    if msg.text:
-        return msg.text
-    return f"[{msg.type}]"
-
-
-_ROWS = "conversation_rows"  # ctx.cache key: conversation id -> (conversation, contact, channel)
-_HISTORY = "has_history"  # ctx.cache key: conversation id -> whether it holds imported history messages
-
-
-def _load_statement() -> Select[Any]:
-    earlier = aliased(Message)
-    previous = (select(earlier.wa_timestamp).where(
-        earlier.conversation_id == Message.conversation_id, earlier.direction == Direction.INBOUND,
-        earlier.is_history.is_(False), earlier.wa_timestamp < Message.wa_timestamp)
-        .order_by(earlier.wa_timestamp.desc()).limit(1).scalar_subquery())
-    imported = aliased(Message)
-    # Asked only while the conversation has no thread (a long conversation's messages are not scanned after).
-    has_history = case((Conversation.slack_thread_ts.is_(None),
-                        select(imported.id).where(imported.conversation_id == Message.conversation_id,
-                                                  imported.is_history.is_(True)).exists()), else_=false())
-    return (select(Message, Conversation, Contact, Channel, previous, has_history)
-            .join(Conversation, Conversation.id == Message.conversation_id)
-            .join(Contact, Contact.id == Conversation.contact_id)
-            .join(Channel, Channel.id == Conversation.channel_id)
-            .where(Message.id == bindparam("message_id")))
-
-
-# Built once: building it (and its cache key) for every item cost more CPU than running it.
-_LOAD_MESSAGE = _load_statement()
-
-
-async def load_message(ctx: ItemContext, message_id: int) -> Loaded | None:
-    """The message, its conversation, contact, channel, quoted message and campaign name."""
-    async with ctx.deps.read_session() as s:
-        found = (await s.execute(_LOAD_MESSAGE, {"message_id": message_id})).first()
-        if found is None:
-            return None
-        msg, conv, contact, channel_row, previous_inbound, has_history = found
-        # The rest of this attempt (thread, parent refresh) works from these rows rather than reading them again.
-        ctx.cache.setdefault(_ROWS, {})[conv.id] = (conv, contact, channel_row)
-        ctx.cache.setdefault(_HISTORY, {})[conv.id] = bool(has_history)
-        quoted = None
-        ctx_id = (msg.content or {}).get("context", {}) or {}
-        if ctx_id.get("id"):
-            target = await s.scalar(select(Message).where(Message.wamid == ctx_id["id"]))
-            if target is not None:
-                quoted = _summary(target)
-            else:  # a reply to a campaign: what that recipient read is the template filled with their row
-                quoted = await campaign_text(s, str(ctx_id["id"]))
-        campaign = None
-        if msg.campaign_id is not None:
-            row = await s.get(Campaign, msg.campaign_id)
-            campaign = row.name if row is not None else f"#{msg.campaign_id}"
-    cfg = ctx.deps.settings.channel_by_phone_number_id(channel_row.phone_number_id)
-    return Loaded(msg, conv, contact, cfg, channel_row, quoted, campaign, previous_inbound)
 
 
 async def ensure_thread(ctx: ItemContext, conversation_id: int, opening: Opening | None = None) -> Thread:
@@ -168,7 +66,7 @@ class Opening:
 async def _conversation_rows(ctx: ItemContext, conversation_id: int
                              ) -> tuple[Conversation, Contact | None, Channel | None]:
     """The conversation with its contact and channel: from this attempt's load, else in one query."""
-    rows: dict[int, tuple[Conversation, Contact | None, Channel | None]] = ctx.cache.setdefault(_ROWS, {})
+    rows: dict[int, tuple[Conversation, Contact | None, Channel | None]] = ctx.cache.setdefault(ROWS, {})
     if conversation_id in rows:
         return rows[conversation_id]
     async with ctx.deps.read_session() as s:
@@ -221,7 +119,7 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
     ctx.parts["parent"] = ts
     # Imported history goes in before the thread is recorded, so a retry after a crash still posts it. Most
     # conversations have none, as the message's load already told: then there is nothing to look up.
-    if ctx.cache.get(_HISTORY, {}).get(conversation_id, True):
+    if ctx.cache.get(HISTORY, {}).get(conversation_id, True):
         await post_history_intro(ctx, conversation_id, Thread(slack_channel, ts))
     async with ctx.deps.sessions() as s, s.begin():
         recorded = await s.execute(update(Conversation).where(
@@ -295,7 +193,7 @@ async def forget_thread(ctx: ItemContext, conversation_id: int, ts: str) -> None
             Conversation.id == conversation_id, Conversation.slack_thread_ts == ts).values(slack_thread_ts=None))
     ctx.parts.clear()
     ctx.cache.pop(_THREADS, None)
-    ctx.cache.pop(_ROWS, None)
+    ctx.cache.pop(ROWS, None)
 
 
 async def _post_in_thread(ctx: ItemContext, conversation_id: int, post: render.Post, part: str) -> str:
@@ -401,7 +299,7 @@ async def _mirror_reaction(ctx: ItemContext, loaded: Loaded) -> None:
             return
     view = render.MessageView(direction=loaded.msg.direction, source=loaded.msg.source, type="reaction",
                               text=loaded.msg.text, content=loaded.msg.content or {},
-                              quoted=_summary(target) if target is not None else None)
+                              quoted=summary(target) if target is not None else None)
     for i, post in enumerate(render.message_posts(view, loaded.contact_view, loaded.channel_view)):
         await _post_in_thread(ctx, loaded.conv.id, post, str(i))
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from bot.bridge.mirror import current_parent, load_message, message_posts
+from bot.bridge.message_load import load_message
+from bot.bridge.mirror import current_parent, message_posts
 from bot.slack.outbox import GiveUp, ItemContext, SlackCallFailed
 from bot.slack.outbox_handlers import Kinds, handle, kinds
 from storage.models import Channel, Contact, Conversation

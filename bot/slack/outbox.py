@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 _MAX_HELD_WAIT = 1.0  # many workspaces: an item waits this long for a Slack call's slot while holding an outbox slot
 _MAX_PACED_WAIT = 30.0  # a paused channel holds an item this long at most; beyond, it goes back to the table
+_PREFETCH_FRESH = 1.0  # rows read with a claim serve an item that starts within this many seconds of it
 WORKSPACE_LABELS = 20  # /metrics names this many workspaces (those owed most); the rest are "other"
 PAUSED_REFRESH = 2.0  # seconds between reads of which workspaces wait for a reinstall
 
@@ -77,11 +78,13 @@ class OutboxWorker:
                  backlog_interval: float = 10.0,
                  ensure_thread: Callable[[ItemContext, int], Awaitable[Thread]] | None = None,
                  owner: Callable[[], int | None] | None = None,
-                 guard: Callable[[], Callable[[], bool]] | None = None) -> None:
+                 guard: Callable[[], Callable[[], bool]] | None = None,
+                 prefetch: Callable[[Deps, Sequence[OutboxItem]], Awaitable[None]] | None = None) -> None:
         self.deps = deps
         self.kinds: Kinds = dict(kinds)
         # What a thread's parent says is the bridge's business, handed in by the wiring (bot.app).
         self._ensure_thread = ensure_thread
+        self._prefetch = prefetch  # reads what a claim's items need in one query (bot.bridge.mirror)
         self.slack = slack or _without_retries(deps.slack)
         self.concurrency = max(1, concurrency)
         self.lease = timedelta(seconds=lease)
@@ -153,6 +156,11 @@ class OutboxWorker:
             return None  # a delivery that ends wakes the loop
         want = free if held_back else self.claim_batch - len(self._tasks)
         claimed = await self.claim(want, kinds=self._urgent_kinds if held_back else None)
+        if claimed and self._prefetch is not None:
+            try:
+                await self._prefetch(self.deps, claimed)
+            except Exception:  # each item reads its own rows instead
+                log.warning("slack outbox: cannot read ahead for %d items", len(claimed), exc_info=True)
         now = loop.time()
         self._queue.extend((item, now) for item in claimed)
         await self._start_queued()
@@ -170,6 +178,8 @@ class OutboxWorker:
             if loop.time() - claimed_at > self.lease.total_seconds() / 4:
                 stale.append(item)  # too little lease left to be sure no other process takes it meanwhile
                 continue
+            if item.cache and loop.time() - claimed_at > _PREFETCH_FRESH:
+                item.cache.clear()  # read too long ago: the handler reads afresh
             background = priority_of(item.kind) >= URGENT_BELOW
             if background and len(self._background) >= self.background_slots:
                 # Reactions, parent refreshes and progress updates wait in slow buckets (Slack's tiers):

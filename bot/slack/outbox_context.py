@@ -75,7 +75,7 @@ class ItemContext:
         self.parts: dict[str, str] = dict(self.result.get("parts") or {})
         self.result["parts"] = self.parts
         self._found: dict[tuple[str, str | None], dict[str, str]] = {}
-        self.cache: dict[str, Any] = {}
+        self.cache: dict[str, Any] = item.cache
         """Rows and answers handlers keep for the rest of this attempt (so they are read once)."""
         self.writes: list[Write] = []
 

@@ -56,6 +56,8 @@ class OutboxItem:
     guard: Callable[[], bool] | None = None  # false once this process may have lost the claim (Heartbeat.guard)
     # The Slack workspace the item is delivered to: its conversation's, else its own (alerts, progress, …).
     slack_team: str = DEFAULT_WORKSPACE
+    # Rows read for the item with its claim's batch (bot.bridge.mirror.prefetch_messages), used if it starts soon.
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def _held(item: OutboxItem) -> list[Any]:
