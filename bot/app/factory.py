@@ -17,6 +17,7 @@ from bot.app.shutdown import stop_tasks
 from bot.app.throughput_gauge import refresh_throughput_gauge
 from bot.bridge.auto_replies import AutoReplies
 from bot.bridge.ingest_writer import IngestWriter
+from bot.bridge.intake_first import IntakeFirst
 from bot.bridge.meta_events import EventContext
 from bot.bridge.webhook_worker import WebhookWorker
 from bot.core.config import Settings
@@ -145,7 +146,8 @@ async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def _start_ingest_writer(app: web.Application) -> asyncio.Task[None]:
     writer = IngestWriter(app[appkeys.ENGINE], wakes=app[appkeys.WAKES], health=app[appkeys.LOOP_HEALTH],
-                          gate=app[appkeys.WRITE_GATE], statements=app[appkeys.METRICS].db_statements)
+                          gate=app[appkeys.WRITE_GATE], statements=app[appkeys.METRICS].db_statements,
+                          intake=app.get(appkeys.INTAKE_FIRST))
     app[appkeys.INGEST_WRITER] = writer
     return asyncio.create_task(writer.run())
 
@@ -164,6 +166,7 @@ def _start_webhook_worker(app: web.Application) -> asyncio.Task[None]:
         gate=app[appkeys.WRITE_GATE],
         fair=settings.slack.many_workspaces,
         wakes=app[appkeys.WAKES],
+        intake=app.get(appkeys.INTAKE_FIRST),
     )
     app[appkeys.WEBHOOK_WORKER] = worker
     app[appkeys.CLAIMS_IN_HAND]["webhook_logs"] = worker.hand
@@ -202,6 +205,9 @@ def create_app(settings: Settings, *, run_migrations: bool = True, workers: bool
     app[appkeys.WRITE_GATE] = WriteGate(pause=SQLITE_PAUSE if is_sqlite(settings.database_url) else 0.0)
     app[appkeys.HEALTH_CHECKS] = []
     app[appkeys.CLAIMS_IN_HAND] = {}
+    if workers and webhooks:
+        # One event loop acknowledges and applies deliveries: acks go first when it cannot do both.
+        app[appkeys.INTAKE_FIRST] = IntakeFirst()
     app.cleanup_ctx.append(database_ctx(run_migrations))
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(deps_ctx)

@@ -19,6 +19,7 @@ from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bot.bridge.intake_first import IntakeFirst
 from bot.core.loop_health import LoopHealth
 from bot.core.loops import WEBHOOKS, WakeHub
 from storage import webhook_logs
@@ -49,8 +50,10 @@ class IngestWriter:
     def __init__(self, engine: AsyncEngine, *, linger: float = DEFAULT_LINGER,
                  max_batch: int = DEFAULT_MAX_BATCH, wakes: WakeHub | None = None,
                  health: LoopHealth | None = None, gate: WriteGate | None = None,
-                 connections: int | None = None, statements: Counter | None = None) -> None:
+                 connections: int | None = None, statements: Counter | None = None,
+                 intake: IntakeFirst | None = None) -> None:
         self._engine = engine
+        self._intake = intake  # told of each stored group, when this process's worker steps aside for acks
         # On PostgreSQL the INSERT bypasses SQLAlchemy's events: counted here (wabridge_db_statements).
         self._statements = statements
         # Long jobs (a history import) let waiting deliveries go first between their transactions.
@@ -146,6 +149,8 @@ class IngestWriter:
             return
         self._health.ok()
         self.batches += 1
+        if self._intake is not None:
+            self._intake.stored(len(group))
         for delivery, log_id in zip(group, ids, strict=True):
             if not delivery.future.done():
                 delivery.future.set_result(log_id)

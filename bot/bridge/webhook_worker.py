@@ -13,6 +13,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.bridge import history_import, webhook_batch
+from bot.bridge.intake_first import IntakeFirst
 from bot.bridge.meta_events import EventContext, apply_event
 from bot.core.loop_health import LoopHealth
 from bot.core.loops import AUTO_REPLIES, SLACK_OUTBOX, WEBHOOKS, WakeHub, forever
@@ -50,8 +51,9 @@ class WebhookWorker:
                  metrics: Metrics, *, batch: int = 100, bulk_batch: int = 200, poll_interval: float = 1.0,
                  bulk_linger: float = BULK_LINGER, owner: Callable[[], int | None] | None = None,
                  health: LoopHealth | None = None, gate: WriteGate | None = None, fair: bool = False,
-                 wakes: WakeHub | None = None) -> None:
+                 wakes: WakeHub | None = None, intake: IntakeFirst | None = None) -> None:
         self._sessions = sessions
+        self._intake = intake  # this process's ingest writer, when it takes deliveries too
         self._gate = gate or WriteGate()  # history imports let webhooks being stored go first
         self._health = health or LoopHealth()
         self.hand = InHand()  # deliveries this process is applying (storage.takeover gives back the rest)
@@ -79,13 +81,20 @@ class WebhookWorker:
         wake = self.wakes.listen(WEBHOOKS)
 
         async def turn() -> float | None:
+            if self._intake is not None:
+                await self._intake.turn()
+            started = time.perf_counter()
             done = await self.process_available(lanes=lanes)
+            # Acks first (`--role all`): while deliveries arrive faster than they are applied, rest a while.
+            full = done >= (self._bulk_batch if lanes == (BULK,) else self._batch)
+            rest = (self._intake.rest_after(done, time.perf_counter() - started, full=full)
+                    if self._intake is not None else 0.0)
             if 0 < done < self._bulk_batch and lanes == (BULK,):
                 # A status storm arrives a few deliveries at a time: applied as they come, each batch pays a
                 # transaction for two or three statuses and takes the CPU live traffic needs. Statuses wait
                 # a moment and are applied by the hundred instead; a full batch means a backlog, no wait.
-                return self._bulk_linger
-            return 0.0 if done else None
+                return max(self._bulk_linger, rest)
+            return rest if done else None
 
         try:
             await forever(turn, self._poll, wake, monitor=self._health.loop(f"webhook worker ({'+'.join(lanes)})", log),

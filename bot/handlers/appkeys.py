@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.bridge.auto_replies import AutoReplies
 from bot.bridge.ingest_writer import IngestWriter
+from bot.bridge.intake_first import IntakeFirst
 from bot.bridge.webhook_worker import WebhookWorker
 from bot.core.config import Settings
 from bot.core.loop_health import LoopHealth
@@ -29,6 +30,8 @@ CHANNEL_IDS: web.AppKey[dict[str, int]] = web.AppKey("channel_ids")
 WEBHOOK_WORKER = web.AppKey("webhook_worker", WebhookWorker)
 AUTO_REPLIES = web.AppKey("auto_replies", AutoReplies)
 INGEST_WRITER = web.AppKey("ingest_writer", IngestWriter)
+# Present when this process both takes and applies deliveries (`--role all`): its worker steps aside for acks.
+INTAKE_FIRST = web.AppKey("intake_first", IntakeFirst)
 # None when running without Redis (in-process throttle, one process only).
 REDIS: web.AppKey[aioredis.Redis | None] = web.AppKey("redis")
 DEPS = web.AppKey("deps", Deps)

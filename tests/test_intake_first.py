@@ -1,0 +1,81 @@
+"""Acks before processing in one process: the webhook worker rests only while intake outpaces it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from bot.app.factory import create_app
+from bot.bridge.intake_first import MAX_REST, MAX_SHARE_GIVEN, IntakeFirst, RateMeter
+from bot.handlers import appkeys
+from tests.helpers import make_settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_rate_meter_reads_about_the_last_window() -> None:
+    clock = Clock()
+    meter = RateMeter(window=1.0, clock=clock)
+    for _ in range(10):
+        meter.add(100)
+        clock.now += 0.1
+    assert meter.rate() == pytest.approx(1000, rel=0.25)
+    clock.now += 5.0  # nothing since: the old buckets are gone
+    assert meter.rate() == 0
+    assert meter.total() == 0
+
+
+def test_no_rest_while_the_worker_keeps_up() -> None:
+    clock = Clock()
+    intake = IntakeFirst(window=1.0, clock=clock)
+    for _ in range(10):
+        intake.stored(30)  # 300 deliveries/s
+        clock.now += 0.1
+    # A batch that took what it found: the worker is not behind, whatever its pace.
+    assert intake.rest_after(5, 0.05, full=False) == 0.0
+    # Full, but it applies 2,000/s against 300 arriving: no rest either.
+    assert intake.rest_after(100, 0.05, full=True) == 0.0
+    assert intake.rest_after(0, 0.0, full=False) == 0.0
+
+
+def test_the_worker_rests_more_the_further_intake_outpaces_it_within_bounds() -> None:
+    clock = Clock()
+    intake = IntakeFirst(window=1.0, clock=clock)
+    for _ in range(10):
+        intake.stored(200)  # 2,000 deliveries/s
+        clock.now += 0.1
+    # 100 in 0.1 s: 1,000/s against about 2,000/s arriving, so about as long again as the batch took.
+    rest = intake.rest_after(100, 0.1, full=True)
+    assert 0.05 < rest < 0.2
+    clock.now += rest
+    for _ in range(10):
+        intake.stored(2000)  # 20,000/s: far ahead of the worker
+        clock.now += 0.1
+    assert intake.rest_after(100, 0.1, full=True) == pytest.approx(0.1 * MAX_SHARE_GIVEN)
+    assert intake.rest_after(100, 5.0, full=True) == MAX_REST
+
+
+async def test_both_lanes_wait_out_a_rest() -> None:
+    intake = IntakeFirst()
+    for _ in range(50):
+        intake.stored(100)
+    rest = intake.rest_after(10, 0.01, full=True)
+    assert rest > 0
+    started = time.monotonic()
+    await asyncio.gather(intake.turn(), intake.turn())  # the live and the bulk lane
+    assert time.monotonic() - started >= rest * 0.9
+
+
+def test_only_a_process_that_takes_and_applies_deliveries_has_one(db_url: str) -> None:
+    settings = make_settings(db_url)
+    assert isinstance(create_app(settings).get(appkeys.INTAKE_FIRST), IntakeFirst)
+    assert create_app(settings, workers=False).get(appkeys.INTAKE_FIRST) is None  # --role web
+    assert create_app(settings, webhooks=False).get(appkeys.INTAKE_FIRST) is None  # --role worker
