@@ -20,7 +20,7 @@ from storage.deferred import Write
 _STATEMENTS: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], TextualSelect] = {}
 
 
-def _with_defaults(table: Table, values: dict[str, Any]) -> dict[str, Any]:
+def with_defaults(table: Table, values: dict[str, Any]) -> dict[str, Any]:
     """Fill the columns' Python-side defaults, as an ORM insert would."""
     out = dict(values)
     for column in table.columns:
@@ -57,7 +57,7 @@ async def insert_ignore(
 ) -> Any | None:
     """Insert one row unless its unique key already exists; returns the new primary key or None."""
     table: Table = model.__table__  # type: ignore[assignment]
-    row_values = _with_defaults(table, values)
+    row_values = with_defaults(table, values)
     columns = tuple(sorted(row_values))
     stmt = _statement(session.bind.dialect, table, columns, tuple(conflict))
     result = await session.execute(stmt, row_values)
@@ -70,7 +70,7 @@ def insert_ignore_write(dialect: Any, model: type[DeclarativeBase], values: dict
     """`insert_ignore` as a write to run later in another transaction (e.g. with an outbox item's outcome); the
     statement is the cached template, so the writes of many items run as one executemany."""
     table: Table = model.__table__  # type: ignore[assignment]
-    row_values = _with_defaults(table, values)
+    row_values = with_defaults(table, values)
     return Write(_statement(dialect, table, tuple(sorted(row_values)), tuple(conflict)), row_values)
 
 

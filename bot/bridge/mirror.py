@@ -31,6 +31,7 @@ from storage.inbox import labels_of
 from storage.models import Channel, Contact, Conversation, Message, utcnow
 from storage.outbox_kinds import Alert, MessagePost, Note, StatusMark
 from storage.redactions import bridge_posts
+from storage.thread_record import record_thread, refresh_if_renamed
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
                 ts = found.ts
                 if opening is not None and found.carries(ctx.item.id, opening.part):
                     ctx.parts[opening.part] = ts
+    posted_now = ts is None
     if ts is None:
         # Kept with the attempt's parts before the call, so a retry that finds this parent knows what it shows.
         ctx.parts[_SHOWN_NAME] = _name_mark(contact)
@@ -121,6 +123,14 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
     # conversations have none, as the message's load already told: then there is nothing to look up.
     if ctx.cache.get(HISTORY, {}).get(conversation_id, True):
         await post_history_intro(ctx, conversation_id, Thread(slack_channel, ts))
+    if posted_now:
+        # Recorded with this attempt's outcome (a batch of them records their threads in one statement): this
+        # conversation's next item is claimed only once that outcome is written. A rename meanwhile is checked
+        # against the names this attempt posted.
+        ctx.defer(record_thread(conversation_id, slack_channel, ts))
+        ctx.defer(refresh_if_renamed(ctx.deps.sessions.kw["bind"].dialect, conversation_id, contact.id,
+                                     contact.address_book_name, contact.profile_name, ts))
+        return Thread(slack_channel, ts)
     async with ctx.deps.sessions() as s, s.begin():
         recorded = await s.execute(update(Conversation).where(
             Conversation.id == conversation_id, Conversation.slack_thread_ts.is_(None)
