@@ -27,7 +27,9 @@ from storage.write_gate import WriteGate
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LINGER = 0.002
+# A group's round trip and commit cost about the same whatever its size: at 3,500 deliveries/s, 5 ms instead of
+# 2 ms took serve's CPU per delivery from 158-168 to 141-152 µs and PostgreSQL's from 33-35 to 24-26 µs.
+DEFAULT_LINGER = 0.005
 DEFAULT_MAX_BATCH = 500
 DEFAULT_CONNECTIONS = 4  # groups in flight at once on PostgreSQL
 
