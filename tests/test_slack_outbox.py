@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.app.slack_component import builtin_kinds
 from bot.handlers import appkeys
 from bot.slack.outbox import OutboxWorker
+from bot.slack.outbox_handlers import handle, kinds
 from storage import repository as repo
-from storage.models import Conversation, SlackOutbox
+from storage.models import Conversation, SlackOutbox, utcnow
+from storage.outbox_kinds import ParentRefresh
 from tests.harness import BridgeFactory, all_text, bridges, eventually, now_ts, thread_posts
-from tests.helpers import inbound_text
+from tests.helpers import inbound_text, owe_raw
 
 
 @pytest.fixture
@@ -174,3 +177,33 @@ async def test_a_post_whose_answer_was_lost_is_looked_up_even_after_the_lookup_w
     lookups = b.slack.calls_to("conversations.history")
     assert [c.status for c in lookups[:2]] == [429, 200] and all(c.status == 200 for c in lookups[1:])
     assert lookups[1].time - lookups[0].time >= 0.9  # Retry-After: 1 s (less clock rounding)
+
+
+async def test_a_parent_refresh_delivered_closes_those_owed_after_it_and_posts_once(make: BridgeFactory) -> None:
+    intake = await make(with_slack=False)
+    await _store_inbound(intake, conversations=1, per_conversation=1)
+    deps = intake.app[appkeys.DEPS]
+    async with deps.sessions() as s, s.begin():
+        [conversation_id] = (await s.scalars(select(Conversation.id))).all()
+        for n in range(5):  # five window moves while chat.update's allowance was spent elsewhere
+            await repo.owe_parent_refresh(s, conversation_id, f"window:{n}")
+        await owe_raw(s, kind="thread_parent", payload={"conversation_id": conversation_id},
+                      dedupe_key="later", thread_key=f"parent:{conversation_id}",
+                      order_ts=utcnow() + timedelta(minutes=5))
+        await s.execute(update(SlackOutbox).where(SlackOutbox.dedupe_key == "later")
+                        .values(next_attempt_at=utcnow() + timedelta(hours=1)))  # owed for later: kept
+    shown: list[int] = []
+
+    async def refresh(ctx: Any, item: Any) -> None:
+        shown.append(ctx.item.id)
+
+    worker = OutboxWorker(deps, kinds(handle(ParentRefresh, refresh)), concurrency=1)
+    [head] = await worker.claim(10, kinds=["thread_parent"])
+    await worker._deliver(head)
+    async with deps.sessions() as s:
+        rows = (await s.scalars(select(SlackOutbox).where(SlackOutbox.kind == "thread_parent")
+                                .order_by(SlackOutbox.id))).all()
+    assert shown == [head.id]
+    assert [r.done_at is not None for r in rows] == [True] * 5 + [False]
+    assert all(r.result.get("folded_into") == head.id for r in rows[1:5])
+    assert await worker.claim(10, kinds=["thread_parent"]) == []  # the one owed for later is not due yet

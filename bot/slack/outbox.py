@@ -320,12 +320,11 @@ class OutboxWorker:
             if handler is None:
                 # Perhaps a newer process knows it (rolling upgrade): keep the row, try slowly.
                 raise Retry(f"no handler for outbox kind {item.kind!r}", delay=self.backoff_cap)
-            if item.kind in COALESCED_KINDS and await q.has_later(item):
-                ctx.result["skipped"] = True  # a later item of the same kind does (or shows) this one's work
-                self._free_slot()
-                await q.complete(item, ctx.result, writes=ctx.writes)
-                self.deps.metrics.slack_posts.labels(item.kind, "superseded").inc()
-                return
+            if item.kind in COALESCED_KINDS:
+                # This delivery shows the state as it is now: the items owed after it have nothing left to do.
+                folded = await q.fold_later(item)
+                if folded:
+                    self.deps.metrics.slack_posts.labels(item.kind, "superseded").inc(folded)
             await handler(ctx)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):

@@ -74,7 +74,7 @@ def priority_of(kind: str) -> int:
 
 
 COALESCED_KINDS = frozenset({"history_progress", "campaign_progress", "thread_parent"})
-"""Kinds whose handler shows the state at delivery time: with a later item owed, an earlier one is skipped."""
+"""Kinds whose handler shows the state at delivery time: the one delivered closes those owed after it."""
 
 _STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "played": 3}
 

@@ -248,13 +248,23 @@ class OutboxQueue:
     def _let_go(self, items: Sequence[OutboxItem]) -> None:
         self.hand.drop((i.id, i.fence.token) for i in items if i.fence is not None)
 
-    async def has_later(self, item: OutboxItem) -> bool:
-        """Whether the item's thread owes another item after it (the claimed item is its thread's head)."""
+    async def fold_later(self, item: OutboxItem) -> int:
+        """Close the due items owed after this one in its thread as done by it (their kind shows the state at
+        delivery time, and this delivery starts after they were owed); returns how many.
+
+        A conversation owes its parent a refresh for every message that moves its window, while chat.update's
+        allowance is about one a second per workspace: the refresh that goes does the work of all those owed
+        meanwhile, in one statement, instead of each being claimed and skipped in turn."""
         o = SlackOutbox
-        async with self.sessions() as session:
-            later = await session.scalar(select(o.id).where(o.thread_key == item.thread_key, o.done_at.is_(None),
-                                                            o.id != item.id).limit(1))
-        return later is not None
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            folded = await session.execute(
+                update(o).where(o.thread_key == item.thread_key, o.done_at.is_(None), o.id != item.id,
+                                or_(o.claimed_until.is_(None), o.claimed_until < now),
+                                or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now))
+                .values(done_at=now, claimed_until=None, result={"skipped": True, "folded_into": item.id})
+                .execution_options(synchronize_session=False))
+        return int(folded.rowcount or 0)  # type: ignore[attr-defined]
 
     async def save_progress(self, item_id: int, result: Mapping[str, Any], item: OutboxItem | None = None) -> None:
         """Record an item's progress mid-attempt (e.g. an upload about to be completed)."""
