@@ -207,3 +207,29 @@ async def test_a_parent_refresh_delivered_closes_those_owed_after_it_and_posts_o
     assert [r.done_at is not None for r in rows] == [True] * 5 + [False]
     assert all(r.result.get("folded_into") == head.id for r in rows[1:5])
     assert await worker.claim(10, kinds=["thread_parent"]) == []  # the one owed for later is not due yet
+
+
+async def test_only_due_heads_of_idle_threads_are_claimed(make: BridgeFactory) -> None:
+    intake = await make(with_slack=False)
+    deps = intake.app[appkeys.DEPS]
+    t0 = utcnow() - timedelta(minutes=10)
+    async with deps.sessions() as s, s.begin():
+        for key, thread, minute in [("a1", "ta", 1), ("a2", "ta", 2), ("b1", "tb", 1), ("b2", "tb", 2),
+                                    ("c1", "tc", 1), ("c2", "tc", 2)]:
+            await owe_raw(s, kind="note", payload={}, dedupe_key=key, thread_key=thread,
+                          order_ts=t0 + timedelta(minutes=minute))
+        # tb's head waits for a retry: nothing of tb goes before it.
+        await s.execute(update(SlackOutbox).where(SlackOutbox.dedupe_key == "b1")
+                        .values(next_attempt_at=utcnow() + timedelta(hours=1)))
+    worker = OutboxWorker(deps, builtin_kinds(), concurrency=1)
+    first = await worker.claim(10)
+    assert sorted(i.thread_key for i in first) == ["ta", "tc"]
+    # An item ordered before ta's head arrives while that head is in flight: ta stays busy until it settles.
+    async with deps.sessions() as s, s.begin():
+        await owe_raw(s, kind="note", payload={}, dedupe_key="a0", thread_key="ta", order_ts=t0)
+    assert await worker.claim(10) == []
+    await worker.unclaim(first)
+    again = await worker.claim(10)
+    async with deps.sessions() as s:
+        keys = dict((await s.execute(select(SlackOutbox.id, SlackOutbox.dedupe_key))).tuples().all())
+    assert sorted(keys[i.id] for i in again) == ["a0", "c1"]

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Select, Table, and_, bindparam, exists, func, or_, select, text, tuple_, update
+from sqlalchemy import Integer, Select, Table, and_, bindparam, case, func, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 
 from bot.core.liveness import Fence
 from bot.core.workspace import DEFAULT_WORKSPACE
@@ -102,36 +101,36 @@ def _row_params(outcome: _Outcome) -> dict[str, Any]:
 @functools.cache
 def _heads_query(by_kind: bool, with_paused: bool, workspaces: bool) -> Select[Any]:
     """The due thread heads, oldest first (round robin across workspaces with `workspaces`), with bound
-    parameters now, limit, kinds and paused. Built once per shape: building it cost more CPU than running it."""
+    parameters now, limit, kinds and paused. Built once per shape: building it cost more CPU than running it.
+
+    Heads come from one pass over the pending rows in thread order (window functions), whatever the planner
+    believes of their number: as correlated NOT EXISTS, a backlog larger than the table's statistics said
+    made PostgreSQL compare every pending row with every other, a claim taking seconds in a burst."""
     o = SlackOutbox
     now = bindparam("now", type_=o.claimed_until.type)
-    earlier = aliased(SlackOutbox)
-    busy = aliased(SlackOutbox)
-    is_head = ~exists().where(
-        earlier.thread_key == o.thread_key, earlier.done_at.is_(None),
-        or_(earlier.order_ts < o.order_ts, and_(earlier.order_ts == o.order_ts, earlier.id < o.id)),
-    )
-    thread_idle = ~exists().where(
-        busy.thread_key == o.thread_key, busy.done_at.is_(None), busy.claimed_until.is_not(None),
-        busy.claimed_until >= now,
-    )
-    due = or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now)
+    position = func.row_number().over(partition_by=o.thread_key, order_by=(o.order_ts, o.id)).label("position")
+    # A thread with a live claim is busy, whichever of its rows holds it (an earlier item may have arrived since).
+    claimed = case((and_(o.claimed_until.is_not(None), o.claimed_until >= now), 1), else_=0)
+    busy = func.max(claimed).over(partition_by=o.thread_key).label("busy")
     team = func.coalesce(select(Conversation.slack_team).where(Conversation.id == o.conversation_id)
-                         .scalar_subquery(), o.slack_team)
-    ready = [o.done_at.is_(None), is_head, thread_idle, due]
+                         .scalar_subquery(), o.slack_team).label("team")
+    pending = select(o.id, o.owner_id, o.order_ts, o.kind, o.next_attempt_at, position, busy,
+                     *([team] if with_paused or workspaces else [])).where(o.done_at.is_(None)).subquery("pending")
+    p = pending.c
+    ready = [p.position == 1, p.busy == 0, or_(p.next_attempt_at.is_(None), p.next_attempt_at <= now)]
     if with_paused:
-        ready.append(team.not_in(bindparam("paused", expanding=True)))
+        ready.append(p.team.not_in(bindparam("paused", expanding=True)))
     if by_kind:
-        ready.append(o.kind.in_(bindparam("kinds", expanding=True)))
+        ready.append(p.kind.in_(bindparam("kinds", expanding=True)))
     limit = bindparam("limit", type_=Integer)
     if workspaces:
         # Round robin across workspaces: each one's oldest head, then each one's second, …, so a storm in one
         # workspace never makes another's customer messages wait behind it.
-        turn = func.row_number().over(partition_by=team, order_by=(o.order_ts, o.id)).label("turn")
-        due_heads = select(o.id, o.owner_id, o.order_ts, turn).where(*ready).subquery()
+        turn = func.row_number().over(partition_by=p.team, order_by=(p.order_ts, p.id)).label("turn")
+        due_heads = select(p.id, p.owner_id, p.order_ts, turn).where(*ready).subquery()
         return (select(due_heads.c.id, due_heads.c.owner_id)
                 .order_by(due_heads.c.turn, due_heads.c.order_ts, due_heads.c.id).limit(limit))
-    return select(o.id, o.owner_id).where(*ready).order_by(o.order_ts, o.id).limit(limit)
+    return select(p.id, p.owner_id).where(*ready).order_by(p.order_ts, p.id).limit(limit)
 
 
 @functools.cache
