@@ -8,7 +8,7 @@ import time
 import pytest
 
 from bot.app.factory import create_app
-from bot.bridge.intake_first import MAX_REST, REST_PER_BUSY, IntakeFirst, RateMeter
+from bot.bridge.intake_first import MAX_REST, REST_PER_BUSY, STEEPNESS, IntakeFirst, RateMeter
 from bot.handlers import appkeys
 from tests.helpers import make_settings
 
@@ -46,13 +46,17 @@ def test_no_rest_while_the_worker_keeps_up() -> None:
     assert intake.rest_after(0, 0.0, full=False) == 0.0
 
 
-def test_the_worker_rests_nine_tenths_while_intake_outpaces_it_at_most_max_rest() -> None:
+def test_the_worker_rests_more_the_further_intake_outpaces_it_within_bounds() -> None:
     clock = Clock()
     intake = IntakeFirst(window=1.0, clock=clock)
     for _ in range(10):
-        intake.stored(200)  # 2,000 deliveries/s
+        intake.stored(150)  # 1,500 deliveries/s
         clock.now += 0.1
-    # 100 in 0.1 s: 1,000/s against about 2,000/s arriving.
+    # 100 in 0.1 s: 1,000/s against about 1,500/s arriving: half as fast again, 1.5 times the batch's time.
+    assert intake.rest_after(100, 0.1, full=True) == pytest.approx(0.1 * STEEPNESS * 0.5, rel=0.3)
+    for _ in range(10):
+        intake.stored(2000)  # 20,000/s: far ahead of the worker
+        clock.now += 0.1
     assert intake.rest_after(100, 0.1, full=True) == pytest.approx(0.1 * REST_PER_BUSY)
     assert intake.rest_after(100, 5.0, full=True) == MAX_REST
     # The same batch without more waiting behind it: no rest.

@@ -1,6 +1,6 @@
 """Acks before processing in a process that does both (`serve --role all`): while deliveries arrive faster than
-the webhook worker applies them, the worker works one part in ten, resting between its batches, and leaves the
-event loop (and PostgreSQL) to the intake.
+the webhook worker applies them, the worker rests between its batches (down to one part in ten of the time when
+far behind) and leaves the event loop (and PostgreSQL) to the intake.
 
 Meta retries a delivery that is not acknowledged in time and disables a webhook that keeps failing, whereas a
 delivery stored and acknowledged is only applied a little later: the backlog of a burst is applied once the burst
@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 
 WINDOW = 0.5  # seconds of arrivals the intake's rate is read over
-REST_PER_BUSY = 9.0  # seconds rested per second a batch took, while outpaced: the worker keeps 1/10
+REST_PER_BUSY = 9.0  # at most this many seconds rested per second a batch took: the worker keeps >= 1/10
+STEEPNESS = 3.0  # rest per second of batch for each time the intake's rate exceeds the worker's pace
 MAX_REST = 2.0  # seconds: the backlog keeps moving however long a batch took
 
 
@@ -72,8 +73,9 @@ class IntakeFirst:
         self._arrivals.add(n)
 
     def rest_after(self, applied: int, took: float, *, full: bool) -> float:
-        """Seconds the worker rests after a batch of `applied` deliveries that took `took` seconds (`full`: as many
-        as it asked for, so more are waiting): none while it keeps up, else REST_PER_BUSY times `took`."""
+        """Seconds to rest after a batch of `applied` deliveries that took `took` seconds (`full`: as many as asked
+        for, so more wait): none while the worker keeps up, else STEEPNESS times `took` per time the intake
+        outpaces it, at most REST_PER_BUSY times."""
         if applied <= 0 or took <= 0:
             return 0.0
         self._applied.add(applied)
@@ -86,8 +88,8 @@ class IntakeFirst:
         arriving = self._arrivals.rate()
         if arriving <= pace:
             return 0.0
-        # Not in proportion to how far behind it is: with a 1:1 share at twice its pace the acks at 4,000/s still
-        # queued for seconds; the backlog of a burst is applied once the burst is over.
-        rest = min(took * REST_PER_BUSY, MAX_REST)
+        # Steeply: at 4,000/s a rest only as long again as the batch at twice the worker's pace still left the
+        # acks queued for seconds, while a little behind (1,000/s on a busy machine) it hardly rests.
+        rest = min(took * min(STEEPNESS * (arriving / pace - 1.0), REST_PER_BUSY), MAX_REST)
         self._resume_at = max(self._resume_at, self._clock() + rest)
         return rest
