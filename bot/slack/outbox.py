@@ -249,11 +249,9 @@ class OutboxWorker:
         paused = self.pacer.paused_for(method, channel, workspace)
         if paused > _MAX_PACED_WAIT:
             raise Retry(f"{method} on {channel or workspace} rate limited", delay=paused)
-        if self.deps.many_workspaces or priority >= URGENT_BELOW:
+        if self.deps.many_workspaces:
             # A slot held while the call waits its turn in a busy channel is a slot another workspace's customer
-            # cannot have, and background work (a parent's refresh, on chat.update's allowance of about one a
-            # second) must not fill the slots customers' messages need: a call more than a moment away goes
-            # back to the table until about its turn.
+            # cannot have: a call more than a moment away goes back to the table until about its turn.
             ahead = self.pacer.ahead(method, channel, priority, workspace)
             if ahead > _MAX_HELD_WAIT:
                 raise Retry(f"{method} on {channel or workspace}: {ahead:.1f} s of calls ahead",
