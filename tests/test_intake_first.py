@@ -10,7 +10,10 @@ import pytest
 from bot.app.factory import create_app
 from bot.bridge.intake_first import MAX_REST, REST_PER_BUSY, STEEPNESS, IntakeFirst, RateMeter
 from bot.handlers import appkeys
-from tests.helpers import make_settings
+from storage.models import Message
+from storage.work_models import WebhookLog
+from tests.harness import BridgeFactory, eventually, now_ts
+from tests.helpers import inbound_text, make_settings, status
 
 
 class Clock:
@@ -63,14 +66,14 @@ def test_the_worker_rests_more_the_further_intake_outpaces_it_within_bounds() ->
     assert intake.rest_after(100, 0.1, full=False) == 0.0
 
 
-async def test_both_lanes_wait_out_a_rest() -> None:
+async def test_a_rest_is_waited_out() -> None:
     intake = IntakeFirst()
     for _ in range(50):
         intake.stored(100)
     rest = intake.rest_after(10, 0.01, full=True)
     assert rest > 0
     started = time.monotonic()
-    await asyncio.gather(intake.turn(), intake.turn())  # the live and the bulk lane
+    await asyncio.gather(intake.turn(), intake.turn())
     assert time.monotonic() - started >= rest * 0.9
 
 
@@ -79,3 +82,12 @@ def test_only_a_process_that_takes_and_applies_deliveries_has_one(db_url: str) -
     assert isinstance(create_app(settings)[appkeys.INTAKE_FIRST], IntakeFirst)
     assert appkeys.INTAKE_FIRST not in create_app(settings, workers=False)  # --role web
     assert appkeys.INTAKE_FIRST not in create_app(settings, webhooks=False)  # --role worker
+
+
+async def test_a_customer_message_is_applied_while_the_bulk_lane_rests(make_bridge: BridgeFactory) -> None:
+    b = await make_bridge()
+    b.app[appkeys.INTAKE_FIRST]._resume_at = time.monotonic() + 3600  # a storm's rest, as long as this test
+    await b.webhook(status("wamid.OUT1", "delivered"))
+    await b.webhook(inbound_text("wamid.LIVE1", "is the batch full?", ts=now_ts()))
+    await eventually(lambda: b.count(Message, Message.wamid == "wamid.LIVE1"))
+    assert await b.count(WebhookLog, WebhookLog.lane == "bulk", WebhookLog.processed_at.is_(None)) == 1

@@ -1,6 +1,7 @@
 """Acks before processing in a process that does both (`serve --role all`): while deliveries arrive faster than
-the webhook worker applies them, the worker rests between its batches (down to one part in ten of the time when
-far behind) and leaves the event loop (and PostgreSQL) to the intake.
+the webhook worker applies them, its bulk lane (statuses and the like) rests between its batches (down to one part
+in ten of the time when far behind) and leaves the event loop (and PostgreSQL) to the intake. Its live lane never
+rests: a customer's message goes on to Slack as soon as it is stored.
 
 Meta retries a delivery that is not acknowledged in time and disables a webhook that keeps failing, whereas a
 delivery stored and acknowledged is only applied a little later: the backlog of a burst is applied once the burst
@@ -60,10 +61,10 @@ class IntakeFirst:
         self._applied = RateMeter(window, clock)
         self._busy = RateMeter(window, clock)  # seconds the worker's batches took
         self._clock = clock
-        self._resume_at = 0.0  # both lanes of the worker rest until then
+        self._resume_at = 0.0  # the bulk lane rests until then
 
     async def turn(self) -> None:
-        """Wait out the worker's rest, if it is resting (the lane that did not cause it rests too)."""
+        """Wait out the bulk lane's rest, if it is resting (the live lane never rests)."""
         wait = self._resume_at - self._clock()
         if wait > 0:
             await asyncio.sleep(wait)

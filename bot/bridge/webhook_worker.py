@@ -80,15 +80,18 @@ class WebhookWorker:
     async def _loop(self, lanes: Sequence[Lane]) -> None:
         wake = self.wakes.listen(WEBHOOKS)
 
+        # Acks first (`--role all`): while deliveries arrive faster than they are applied, the bulk lane rests a
+        # while. The live lane never does: a customer's message is applied as soon as it is stored, whatever
+        # a storm of statuses does to the intake.
+        intake = self._intake if lanes == (BULK,) else None
+
         async def turn() -> float | None:
-            if self._intake is not None:
-                await self._intake.turn()
+            if intake is not None:
+                await intake.turn()
             started = time.perf_counter()
             done = await self.process_available(lanes=lanes)
-            # Acks first (`--role all`): while deliveries arrive faster than they are applied, rest a while.
             full = done >= (self._bulk_batch if lanes == (BULK,) else self._batch)
-            rest = (self._intake.rest_after(done, time.perf_counter() - started, full=full)
-                    if self._intake is not None else 0.0)
+            rest = intake.rest_after(done, time.perf_counter() - started, full=full) if intake is not None else 0.0
             if 0 < done < self._bulk_batch and lanes == (BULK,):
                 # A status storm arrives a few deliveries at a time: applied as they come, each batch pays a
                 # transaction for two or three statuses and takes the CPU live traffic needs. Statuses wait
