@@ -5,6 +5,7 @@ not while it does).
 Run from the repository root:
 
     .venv/bin/python -m bench.outbox_claim                 # 3,000 pending (1,500 messages, 1,500 parent refreshes)
+    .venv/bin/python -m bench.outbox_claim --quick         # 600 pending, 5 claims per path
     .venv/bin/python -m bench.outbox_claim --pending 6000 --claims 50
 
 On a fresh database: 4,000 finished message posts and 1,500 finished parent refreshes, then ANALYZE, then the
@@ -146,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pending", type=int, default=3000, help="items in the backlog (half messages)")
     parser.add_argument("--claims", type=int, default=20, help="claims measured per path")
+    parser.add_argument("--quick", action="store_true", help="600 pending, 5 claims per path")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.pending, args.claims = 600, 5
     with _common.pg_database() as url:
         asyncio.run(_fill(url, args.pending))
         rows = asyncio.run(_measure(url, args.claims))
