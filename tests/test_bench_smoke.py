@@ -141,3 +141,13 @@ def test_scale_out_bench_runs_each_layout_to_the_end(capsys: pytest.CaptureFixtu
     assert [r["workers"] for r in rows] == ["x1", "x2"]
     for row in rows:
         assert row["deliveries"] == "40" and row["not applied"] == "0" and row["not mirrored"] == "0"
+
+
+def test_outbox_claim_bench_claims_heads_with_stale_and_fresh_statistics(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import outbox_claim
+
+    assert outbox_claim.main(["--pending", "200", "--claims", "2"]) == 0
+    out = capsys.readouterr().out
+    for path in ("claim, statistics from before the burst", "claim, statistics after ANALYZE",
+                 "heads, correlated NOT EXISTS (before 0.7.0), statistics after ANALYZE"):
+        assert _row(out, path)["heads"] == "32" and _row(out, path)["n"] == "2"
