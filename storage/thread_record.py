@@ -30,6 +30,11 @@ def record_thread(conversation_id: int, channel: str, ts: str) -> Write:
     return Write(_RECORD, {"conversation_id": conversation_id, "thread_ts": ts, "thread_channel": channel})
 
 
+def records_thread(write: Write, conversation_id: int) -> bool:
+    """Whether this write records a thread of this conversation (one that turned out to be gone, say)."""
+    return write.statement is _RECORD and (write.params or {}).get("conversation_id") == conversation_id
+
+
 def refresh_if_renamed(dialect: Any, conversation_id: int, contact_id: int, shown_book: str | None,
                        shown_profile: str | None, ts: str) -> Write:
     """Owe the new parent a refresh if the contact's names are no longer those it was posted with.

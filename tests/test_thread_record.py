@@ -13,7 +13,7 @@ from storage.db import make_engine, make_sessionmaker, migrate
 from storage.deferred import run_writes
 from storage.models import Channel, Contact, Conversation, SlackOutbox
 from storage.outbox_kinds import ParentRefresh
-from storage.thread_record import record_thread, refresh_if_renamed
+from storage.thread_record import record_thread, records_thread, refresh_if_renamed
 
 
 async def _sessions(url: str) -> tuple[async_sessionmaker[AsyncSession], int, int]:
@@ -87,3 +87,10 @@ async def test_a_rename_committing_meanwhile_is_waited_for_and_seen(pg_url: str)
         assert await _refreshes(sessions) == [f"parent:{conv}:renamed-while-posting:1700.000100"]
     finally:
         await sessions.kw["bind"].dispose()
+
+
+
+def test_a_thread_found_gone_takes_its_pending_record_with_it() -> None:
+    # What bot.bridge.mirror.forget_thread drops from an attempt's writes: that conversation's record only.
+    writes = [record_thread(7, "C0LUCKNOW", "1700.000100"), record_thread(8, "C0LUCKNOW", "1700.000200")]
+    assert [records_thread(w, 7) for w in writes] == [True, False]

@@ -31,7 +31,7 @@ from storage.inbox import labels_of
 from storage.models import Channel, Contact, Conversation, Message, utcnow
 from storage.outbox_kinds import Alert, MessagePost, Note, StatusMark
 from storage.redactions import bridge_posts
-from storage.thread_record import record_thread, refresh_if_renamed
+from storage.thread_record import record_thread, records_thread, refresh_if_renamed
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +201,8 @@ async def forget_thread(ctx: ItemContext, conversation_id: int, ts: str) -> None
     async with ctx.deps.sessions() as s, s.begin():
         await s.execute(update(Conversation).where(
             Conversation.id == conversation_id, Conversation.slack_thread_ts == ts).values(slack_thread_ts=None))
+    # A parent posted by this attempt is not recorded yet: its record, owed with the outcome, goes too.
+    ctx.writes[:] = [w for w in ctx.writes if not records_thread(w, conversation_id)]
     ctx.parts.clear()
     ctx.cache.pop(_THREADS, None)
     ctx.cache.pop(ROWS, None)
