@@ -126,10 +126,11 @@ async def _ensure_thread(ctx: ItemContext, conversation_id: int, opening: Openin
     if posted_now:
         # Recorded with this attempt's outcome (a batch of them records their threads in one statement): this
         # conversation's next item is claimed only once that outcome is written. A rename meanwhile is checked
-        # against the names this attempt posted.
-        ctx.defer(record_thread(conversation_id, slack_channel, ts))
+        # against the names this attempt posted; the contact is locked before the conversation, in the order
+        # the webhook worker's batches take them, so the two never wait for each other in a circle.
         ctx.defer(refresh_if_renamed(ctx.deps.sessions.kw["bind"].dialect, conversation_id, contact.id,
                                      contact.address_book_name, contact.profile_name, ts))
+        ctx.defer(record_thread(conversation_id, slack_channel, ts))
         return Thread(slack_channel, ts)
     async with ctx.deps.sessions() as s, s.begin():
         recorded = await s.execute(update(Conversation).where(
