@@ -129,9 +129,12 @@ async def test_one_reminder_per_wait_in_the_thread(bridge: Bridge) -> None:
     [reminder] = bridge.reminders()
     who = f"{isolate('Ravi')} (+91 98000 00001)"
     assert reminder["text"].startswith(f"<!subteam^S0MANAGERS> :alarm_clock: {who} has waited")
-    async with sessions() as s:
-        thread_ts = (await s.get(Conversation, conv_id)).slack_thread_ts  # type: ignore[union-attr]
-    assert reminder.get("thread_ts") == thread_ts
+
+    async def recorded() -> str | None:  # with the reminder's outcome, a moment after Slack shows it
+        async with sessions() as s:
+            return (await s.get(Conversation, conv_id)).slack_thread_ts
+
+    assert reminder.get("thread_ts") == await eventually(recorded)
 
     # The customer writes again in the same wait: still one reminder.
     await seed(sessions, channel_id, "919800000001", "Ravi", start, [Msg(40, "customer")])
