@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.origin import Source
@@ -35,6 +35,8 @@ from storage.status_fold import (
 from storage.upsert import insert_ignore, insert_ignore_write
 from storage.wamid_locks import lock_wamids
 
+_SYNC_LOCK_KEY = 0x5AB0_C4A7  # pg_advisory_xact_lock key serializing the channels' sync at start-up
+
 
 async def sync_channels(sessions: async_sessionmaker[AsyncSession], channels: Iterable[Any],
                         workspace_of: Callable[[Any], str] | None = None) -> dict[str, int]:
@@ -45,6 +47,10 @@ async def sync_channels(sessions: async_sessionmaker[AsyncSession], channels: It
     (a deployment moving from one bot token to installs); rows already in another workspace stay there."""
     out: dict[str, int] = {}
     async with sessions() as session, session.begin():
+        if session.bind.dialect.name == "postgresql":
+            # Processes starting together (`serve --processes N`, a web and its workers) sync one after the other:
+            # each would otherwise insert the numbers the other has not committed yet, and fail to start.
+            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SYNC_LOCK_KEY})
         for ch in channels:
             # A row is a number: its conversations were had with that number, so a name now given to another
             # number moves to a new row (the old one keeps its threads, renamed), never the other way round.
