@@ -84,7 +84,7 @@ class OutboxWorker:
         self.kinds: Kinds = dict(kinds)
         # What a thread's parent says is the bridge's business, handed in by the wiring (bot.app).
         self._ensure_thread = ensure_thread
-        self._prefetch = prefetch  # reads what a claim's items need in one query (bot.bridge.mirror)
+        self._prefetch = prefetch  # reads what a claim's items need in one query (bot.bridge.message_load)
         self.slack = slack or _without_retries(deps.slack)
         self.concurrency = max(1, concurrency)
         self.lease = timedelta(seconds=lease)
