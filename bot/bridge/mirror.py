@@ -27,6 +27,7 @@ from bot.slack.outbox_handlers import Kinds, handle, kinds
 from bot.slack.outbox_policy import superseded
 from bot.slack.parent import opening_parent
 from storage import repository as repo
+from storage.deferred import Write
 from storage.inbox import labels_of
 from storage.models import Channel, Contact, Conversation, Message, utcnow
 from storage.outbox_kinds import Alert, MessagePost, Note, StatusMark
@@ -269,7 +270,7 @@ def _record_posts(ctx: ItemContext, msg: Message) -> None:
     first = ctx.parts.get("0")
     first = first if first and not msg.slack_ts and msg.type != "reaction" else None
     if posts is not None or first is not None:
-        ctx.write_with_outcome(_RECORD_POSTS, {"message_id": msg.id, "posts": posts, "first": first})
+        ctx.defer(Write(_RECORD_POSTS, {"message_id": msg.id, "posts": posts, "first": first}))
 
 
 # One template for every message's record (the outcomes of a batch write them in one executemany): a NULL

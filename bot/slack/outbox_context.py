@@ -16,7 +16,6 @@ import aiohttp
 import httpx
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import Executable
 
 from bot.deps import Deps
 from bot.slack.errors import retry_after as retry_after_of
@@ -79,13 +78,9 @@ class ItemContext:
         """Rows and answers handlers keep for the rest of this attempt (so they are read once)."""
         self.writes: list[Write] = []
 
-    def write_with_outcome(self, statement: Executable, params: Mapping[str, Any] | None = None) -> None:
-        """Execute statement in the transaction that records this attempt's outcome (done or retry); with
-        `params`, statement is a template shared by many items (the outcomes of a batch run it once)."""
-        self.writes.append(Write(statement, params))
-
     def defer(self, write: Write) -> None:
-        """Run a write made elsewhere in the transaction that records this attempt's outcome."""
+        """Run write in the transaction that records this attempt's outcome (done or retry); a template's writes
+        from a batch of outcomes run as one executemany (storage.deferred)."""
         self.writes.append(write)
 
     # ---- calls -------------------------------------------------------------------------------------
