@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.origin import Source
@@ -32,6 +32,7 @@ from storage.status_fold import (
     fold_recipient,
     status_item_order,
 )
+from storage.turns import take_turn
 from storage.upsert import insert_ignore, insert_ignore_write
 from storage.wamid_locks import lock_wamids
 
@@ -47,10 +48,9 @@ async def sync_channels(sessions: async_sessionmaker[AsyncSession], channels: It
     (a deployment moving from one bot token to installs); rows already in another workspace stay there."""
     out: dict[str, int] = {}
     async with sessions() as session, session.begin():
-        if session.bind.dialect.name == "postgresql":
-            # Processes starting together (`serve --processes N`, a web and its workers) sync one after the other:
-            # each would otherwise insert the numbers the other has not committed yet, and fail to start.
-            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SYNC_LOCK_KEY})
+        # Processes starting together (`serve --processes N`, a web and its workers) sync one after the other: each
+        # would otherwise insert the numbers the other has not committed yet, and fail to start.
+        await take_turn(session, _SYNC_LOCK_KEY)
         for ch in channels:
             # A row is a number: its conversations were had with that number, so a name now given to another
             # number moves to a new row (the old one keeps its threads, renamed), never the other way round.

@@ -32,6 +32,7 @@ from bot.core.liveness import Fence
 from storage.fencing import InHand, claim_values, held_by, settle
 from storage.lanes import LANES, LIVE, Lane, lane_for
 from storage.models import WebhookLog, as_utc, utcnow
+from storage.turns import take_turn
 
 LEASE = timedelta(seconds=60)
 _LIVE_CLAIM_LOCK = 0x7762_6C69_7665  # pg_advisory_xact_lock key of round-robin live claims ("wblive")
@@ -157,7 +158,7 @@ async def claim_batch(
         for lane in lanes:
             # One statement per lane: pick, lease and read the rows (a worker's claim is one round trip).
             if fair and lane == LIVE:
-                pick = await _round_robin(session, claimable, limits[lane], postgres)
+                pick = await _round_robin(session, claimable, limits[lane])
             else:
                 pick = (select(table.c.id).where(table.c.lane == lane, claimable)
                         .order_by(table.c.id).limit(limits[lane]))
@@ -191,12 +192,10 @@ async def claim_batch(
     return []
 
 
-async def _round_robin(session: AsyncSession, claimable: ColumnElement[bool], limit: int, postgres: bool
-                       ) -> Select[tuple[int]]:
+async def _round_robin(session: AsyncSession, claimable: ColumnElement[bool], limit: int) -> Select[tuple[int]]:
     """The live lane's pick, round robin across sources. PostgreSQL allows no SKIP LOCKED beside a window
     function, so live claims there take turns under a transaction-scoped advisory lock instead."""
-    if postgres:
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LIVE_CLAIM_LOCK})
+    await take_turn(session, _LIVE_CLAIM_LOCK)
     turn = func.row_number().over(partition_by=_TABLE.c.source, order_by=_TABLE.c.id).label("turn")
     ranked = select(_TABLE.c.id, turn).where(_TABLE.c.lane == LIVE, claimable).subquery()
     return select(ranked.c.id).order_by(ranked.c.turn, ranked.c.id).limit(limit)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Select, Table, and_, bindparam, case, func, or_, select, text, tuple_, update
+from sqlalchemy import Integer, Select, Table, and_, bindparam, case, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.liveness import Fence
@@ -24,6 +24,7 @@ from storage.deferred import Write, run_writes
 from storage.fencing import FencedOut, InHand, claim_values, held_by, settle
 from storage.models import Campaign, CampaignRun, Conversation, SlackOutbox, utcnow
 from storage.outbox_kinds import run_of_thread
+from storage.turns import take_turn
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +193,7 @@ class OutboxQueue:
         if paused:
             params["paused"] = sorted(paused)
         async with self.sessions() as session, session.begin():
-            if session.bind.dialect.name == "postgresql":
-                await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
+            await take_turn(session, _CLAIM_LOCK_KEY)
             heads = (await session.execute(query, params)).all()
             if not heads:
                 return []
