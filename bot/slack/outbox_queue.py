@@ -94,6 +94,11 @@ async def _still_held(session: AsyncSession, items: Sequence[OutboxItem]) -> set
     return set(rows.scalars())
 
 
+def _observed(done: asyncio.Future[None]) -> None:
+    if not done.cancelled():
+        done.exception()
+
+
 def _row_params(outcome: _Outcome) -> dict[str, Any]:
     values = outcome.values()
     return {"item_id": outcome.item.id, **{f"new_{name}": values[name] for name in _OUTCOME_COLUMNS}}
@@ -302,6 +307,9 @@ class OutboxQueue:
                 await self._settle(item, values, retry=retry, writes=writes)
                 return
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            # A caller cancelled meanwhile (a worker stopping) no longer awaits its outcome: read its failure here,
+            # so that asyncio does not report it as never retrieved.
+            done.add_done_callback(_observed)
             self._outcomes.append(_Outcome(item, values, tuple(writes), done))
             if len(self._writers) < _SETTLE_WRITERS:
                 writer = asyncio.create_task(self._write_outcomes(), name="slack-outbox-settle")
