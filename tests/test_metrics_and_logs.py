@@ -166,6 +166,44 @@ def test_scheduler_job_runs_are_debug_lines() -> None:
         logging.getLogger("apscheduler.executors").setLevel(logging.NOTSET)
 
 
+class _Counted(str):
+    """A string that counts how often its repr is taken (slack_sdk's debug lines repr the call's parameters)."""
+
+    reprs = 0
+
+    def __repr__(self) -> str:
+        type(self).reprs += 1
+        return super().__repr__()
+
+
+async def test_slack_calls_format_no_debug_lines_unless_debug_is_asked_for(aiohttp_server: Any) -> None:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "ts": "1.1"})
+
+    app = web.Application()
+    app.router.add_post("/api/chat.postMessage", ok)
+    server = await aiohttp_server(app)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        seen: dict[str, int] = {}
+        for asked in ("INFO", "DEBUG"):
+            configure(asked)
+            client = AsyncWebClient(token="xoxb-1", base_url=str(server.make_url("/api/")))
+            before = _Counted.reprs
+            await client.api_call("chat.postMessage", json={"channel": "C1", "text": _Counted("hello")})
+            seen[asked] = _Counted.reprs - before
+        assert seen["INFO"] == 0
+        assert seen["DEBUG"] > 0  # the debug lines are still there for whoever asks for them
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name in ("slack_sdk.web.async_base_client", "slack_sdk.web.base_client", "apscheduler"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+
+
 def test_serve_logs_where_it_listens_and_no_start_up_noise(tmp_path: Path) -> None:
     port = _free_port()
     config = tmp_path / "app.yaml"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+SLACK_SDK_CLIENT_LOGGERS = ("slack_sdk.web.async_base_client", "slack_sdk.web.base_client")
+
 
 class KeyValueFormatter(logging.Formatter):
     """Appends the `extra={...}` fields of a record as key=value pairs, so one line says everything."""
@@ -32,3 +34,8 @@ def configure(level: str = "INFO") -> None:
     # APScheduler logs two INFO lines per job run (the campaign poller runs every second) and its own start,
     # jobs and stop: serve's start-up and shutdown lines say what matters.
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    # slack_sdk's clients test their own logger's `level`, not the effective one: left unset (NOTSET is 0) it
+    # passes `level <= DEBUG`, and every Web API call formats two debug lines (parameters, headers, the whole
+    # answer) that are then dropped, about a tenth of a Slack call's CPU.
+    for name in SLACK_SDK_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if level == "DEBUG" else logging.INFO)
