@@ -1,4 +1,5 @@
-"""The Slack pacer's buckets in Redis, shared by every process: one Lua script, one round trip per call.
+"""The Slack pacer's buckets in Redis, shared by every process: one Lua script per call; the calls made
+together share one round trip (bot.core.script_batch).
 
 The script applies bot.slack.pacing's rules (token bucket, Retry-After pause, rate and burst cut after a 429
 and probed back up) on Redis's own clock, so process clocks never matter. Keys carry the workspace as their
@@ -14,6 +15,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from bot.core.script_batch import ScriptBatch
 from bot.slack.pace_store import Grant, Key, LocalPaces
 from bot.slack.pacing import CUT, FLOOR, PROBE_AFTER, PROBE_PAST, STEP, Limit, learns
 
@@ -138,7 +140,8 @@ class RedisPaces:
 
     def __init__(self, redis: Any, *, retry_seconds: float = RETRY_SECONDS, timeout: float = CALL_TIMEOUT) -> None:
         self._redis = redis
-        self._script = redis.register_script(PACE_LUA)
+        # Calls that several items make together (a claim's posts start at once) share one round trip.
+        self._script = ScriptBatch(redis, redis.register_script(PACE_LUA))
         self.local = LocalPaces()
         self._retry = retry_seconds
         self._timeout = timeout
