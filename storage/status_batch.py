@@ -7,15 +7,18 @@ stored yet stays in message_statuses and is folded in when the message arrives (
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import ColumnElement, Integer, Select, String, Table, Text, any_, bindparam, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.origin import Source
+from storage.model_base import UTCDateTime
 from storage.models import CampaignRecipient, Message, MessageStatus, SlackOutbox, utcnow
 from storage.outbox_kinds import StatusMark, outbox_row
 from storage.status_fold import (
@@ -40,11 +43,80 @@ class StatusBatchResult:
     run_ids: set[int] = field(default_factory=set)
 
 
+_STATUSES: Table = MessageStatus.__table__  # type: ignore[assignment]
+_MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+_RECIPIENTS: Table = CampaignRecipient.__table__  # type: ignore[assignment]
+
+# PostgreSQL: the reports as arrays, inserted in the order given (WITH ORDINALITY), as insert_ignore_many's
+# multi-row INSERTs insert them: one statement text whatever the batch's size, no per-row parameter rendering.
+# pricing travels as JSON text (None as 'null', as the JSON column stores a None it is given).
+_PG_INSERT_STATUSES = text(
+    "INSERT INTO message_statuses (wamid, status, wa_timestamp, recipient_id, error_code, error_title, pricing,"
+    " created_at)"
+    " SELECT r.wamid, r.status, r.wa_timestamp, r.recipient_id, r.error_code, r.error_title,"
+    " CAST(r.pricing AS JSON), :now"
+    " FROM unnest(:wamids, :statuses, :wa_timestamps, :recipient_ids, :error_codes, :error_titles, :pricings)"
+    " WITH ORDINALITY AS r(wamid, status, wa_timestamp, recipient_id, error_code, error_title, pricing, n)"
+    " ORDER BY r.n ON CONFLICT (wamid, status) DO NOTHING RETURNING wamid, status"
+).bindparams(bindparam("wamids", type_=ARRAY(String)), bindparam("statuses", type_=ARRAY(String)),
+             bindparam("wa_timestamps", type_=ARRAY(UTCDateTime())), bindparam("recipient_ids", type_=ARRAY(String)),
+             bindparam("error_codes", type_=ARRAY(Integer)), bindparam("error_titles", type_=ARRAY(String)),
+             bindparam("pricings", type_=ARRAY(Text)), bindparam("now", type_=UTCDateTime()))
+
+
+def _by_wamids(column: ColumnElement[Any], postgres: bool) -> ColumnElement[bool]:
+    """`column IN (:wamids)`, built once: on PostgreSQL as one array parameter (`= ANY`), so the statement's text
+    and prepared statement are the same whatever the number of wamids and nothing is rendered per wamid."""
+    if postgres:
+        return column == any_(bindparam("wamids", type_=ARRAY(String)))
+    return column.in_(bindparam("wamids", expanding=True))
+
+
+def _message_lookup(postgres: bool) -> Select[Any]:
+    m = _MESSAGES.c
+    return (select(m.id, m.wamid, m.status, m.status_history, m.error_code, m.error_title, m.pricing_category,
+                   m.billable, m.source, m.conversation_id, m.wa_timestamp)
+            .where(_by_wamids(m.wamid, postgres)))
+
+
+def _recipient_lookup(postgres: bool) -> Select[Any]:
+    r = _RECIPIENTS.c
+    return (select(r.id, r.run_id, r.wamid, r.status, r.error_code, r.error_title, r.pricing_category, r.billable)
+            .where(_by_wamids(r.wamid, postgres)))
+
+
+def _runs_lookup(postgres: bool) -> Select[Any]:
+    return select(_RECIPIENTS.c.run_id).where(_by_wamids(_RECIPIENTS.c.wamid, postgres)).distinct()
+
+
+# Core statements over the tables' columns, built once per dialect (True: PostgreSQL): no ORM entity loading,
+# and a statement object that is reused keeps its cache key instead of generating it on every call.
+_MESSAGE_LOOKUP = {postgres: _message_lookup(postgres) for postgres in (True, False)}
+_RECIPIENT_LOOKUP = {postgres: _recipient_lookup(postgres) for postgres in (True, False)}
+_RUNS_LOOKUP = {postgres: _runs_lookup(postgres) for postgres in (True, False)}
+
+
+def _postgres(session: AsyncSession) -> bool:
+    return session.bind.dialect.name == "postgresql"
+
+
+def _wamids(wamids: Collection[str]) -> dict[str, list[str]]:
+    return {"wamids": list(wamids)}
+
+
 async def _insert_new(session: AsyncSession, rows: Sequence[StatusRow]) -> set[tuple[str, str]]:
     """Keep each (wamid, status) once; returns the keys this batch added."""
-    table: Table = MessageStatus.__table__  # type: ignore[assignment]
+    table = _STATUSES
     added: set[tuple[str, str]] = set()
     now = utcnow()
+    if _postgres(session):
+        found = await session.execute(_PG_INSERT_STATUSES, {
+            "wamids": [r.wamid for r in rows], "statuses": [r.status for r in rows],
+            "wa_timestamps": [r.wa_timestamp for r in rows], "recipient_ids": [r.recipient_id for r in rows],
+            "error_codes": [r.error_code for r in rows], "error_titles": [r.error_title for r in rows],
+            "pricings": [json.dumps(r.pricing) for r in rows], "now": now})
+        added.update((w, s) for w, s in found.tuples())
+        return added
     values = [{**r.as_values(), "created_at": now} for r in rows]
     added.update((w, s) for w, s in await insert_ignore_many(session, table, values, ["wamid", "status"],
                                                              returning=["wamid", "status"]))
@@ -56,12 +128,7 @@ async def _fold_messages(session: AsyncSession, by_wamid: dict[str, list[StatusR
     """Fold new reports into their messages (one UPDATE executemany); returns the Slack posts they owe.
 
     Adds the wamids it found to seen."""
-    found = (await session.execute(
-        select(Message.id, Message.wamid, Message.status, Message.status_history, Message.error_code,
-               Message.error_title, Message.pricing_category, Message.billable, Message.source,
-               Message.conversation_id, Message.wa_timestamp)
-        .where(Message.wamid.in_(list(by_wamid)))
-    )).all()
+    found = (await session.execute(_MESSAGE_LOOKUP[_postgres(session)], _wamids(by_wamid))).all()
     updates: list[dict[str, Any]] = []
     posts: list[dict[str, Any]] = []
     for m in found:
@@ -89,12 +156,7 @@ async def _fold_recipients(session: AsyncSession, by_wamid: dict[str, list[Statu
     """Fold new reports into campaign recipients (one UPDATE executemany); returns the runs touched.
 
     Adds the wamids it found to seen."""
-    found = (await session.execute(
-        select(CampaignRecipient.id, CampaignRecipient.run_id, CampaignRecipient.wamid, CampaignRecipient.status,
-               CampaignRecipient.error_code, CampaignRecipient.error_title, CampaignRecipient.pricing_category,
-               CampaignRecipient.billable)
-        .where(CampaignRecipient.wamid.in_(list(by_wamid)))
-    )).all()
+    found = (await session.execute(_RECIPIENT_LOOKUP[_postgres(session)], _wamids(by_wamid))).all()
     updates: list[dict[str, Any]] = []
     runs: set[int] = set()
     for r in found:
@@ -121,8 +183,7 @@ async def _enqueue_posts(session: AsyncSession, posts: list[dict[str, Any]]) -> 
 
 async def runs_of(session: AsyncSession, wamids: set[str]) -> set[int]:
     """The campaign runs that sent these wamids."""
-    found = await session.scalars(select(CampaignRecipient.run_id).where(CampaignRecipient.wamid.in_(sorted(wamids)))
-                                  .distinct())
+    found = await session.scalars(_RUNS_LOOKUP[_postgres(session)], _wamids(sorted(wamids)))
     return set(found.all())
 
 
