@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    BindParameter,
     ColumnElement,
     DateTime,
     Integer,
@@ -148,36 +150,20 @@ async def claim_batch(
     """
     now = now or utcnow()
     limits: dict[Lane, int] = {"live": limit, "bulk": bulk_limit or limit}
-    table = _TABLE
-    claimable = and_(
-        table.c.processed_at.is_(None),
-        or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
-    )
     async with sessions() as session, session.begin():
         postgres = session.bind.dialect.name == "postgresql"
         for lane in lanes:
+            round_robin = fair and lane == LIVE
+            if round_robin:
+                # PostgreSQL allows no SKIP LOCKED beside a window function, so live claims there take turns
+                # under a transaction-scoped advisory lock instead.
+                await take_turn(session, _LIVE_CLAIM_LOCK)
             # One statement per lane: pick, lease and read the rows (a worker's claim is one round trip).
-            if fair and lane == LIVE:
-                pick = await _round_robin(session, claimable, limits[lane])
-            else:
-                pick = (select(table.c.id).where(table.c.lane == lane, claimable)
-                        .order_by(table.c.id).limit(limits[lane]))
-                if postgres:
-                    pick = pick.with_for_update(skip_locked=True)
-            # Materialised: as a plain `IN (subquery)` PostgreSQL may run the LIMIT … SKIP LOCKED pick more
-            # than once and lease more rows than asked for.
-            picked = pick.cte("picked").prefix_with("MATERIALIZED")
-            rows = (await session.execute(
-                update(table)
-                .where(table.c.id == picked.c.id, claimable)
-                .values(claimed_until=now + LEASE, attempts=table.c.attempts + 1,
-                        **(claim_values(table, owner) if owner is not None else {"owner_id": None}))
-                .returning(table.c.id, table.c.raw_body, table.c.attempts, table.c.lane, table.c.fence,
-                           table.c.event_type)
-            )).all()
+            rows = (await session.execute(_claim_statement(lane, round_robin, postgres, owner is not None), {
+                "now": now, "until": now + LEASE, "limit": limits[lane], "owner": owner})).tuples().all()
             if rows and owner is not None and hand is not None:
                 # In hand before the commit (see InHand); dropped again if the commit fails, answer lost or not.
-                taken = [(int(r.id), int(r.fence)) for r in rows]
+                taken = [(int(r[0]), int(r[4])) for r in rows]
                 hand.take(taken)
                 try:
                     await session.commit()
@@ -185,17 +171,55 @@ async def claim_batch(
                     hand.drop(taken)
                     raise
             if rows:
-                return sorted((ClaimedLog(id=r.id, raw_body=r.raw_body, attempts=r.attempts, lane=r.lane,
-                                          fence=Fence(owner, r.fence) if owner is not None else None,
-                                          event_type=r.event_type)
-                               for r in rows), key=lambda c: c.id)
+                return sorted((ClaimedLog(log_id, raw_body, attempts, row_lane,
+                                          Fence(owner, fence) if owner is not None else None, event_type)
+                               for log_id, raw_body, attempts, row_lane, fence, event_type in rows),
+                              key=lambda c: c.id)
     return []
 
 
-async def _round_robin(session: AsyncSession, claimable: ColumnElement[bool], limit: int) -> Select[tuple[int]]:
-    """The live lane's pick, round robin across sources. PostgreSQL allows no SKIP LOCKED beside a window
-    function, so live claims there take turns under a transaction-scoped advisory lock instead."""
-    await take_turn(session, _LIVE_CLAIM_LOCK)
+# Claim statements, built once per (lane, round robin, dialect is PostgreSQL, with an owner): the time, the lease's
+# end, the limit and the owner are parameters, so a claim neither builds a statement nor generates its cache key.
+_CLAIMS: dict[tuple[str, bool, bool, bool], Any] = {}
+
+
+def _claim_statement(lane: Lane, round_robin: bool, postgres: bool, owned: bool) -> Any:
+    key = (lane, round_robin, postgres, owned)
+    statement = _CLAIMS.get(key)
+    if statement is None:
+        statement = _CLAIMS[key] = _build_claim(lane, round_robin, postgres, owned)
+    return statement
+
+
+def _build_claim(lane: Lane, round_robin: bool, postgres: bool, owned: bool) -> Any:
+    table = _TABLE
+    now = bindparam("now", type_=table.c.claimed_until.type)
+    claimable = and_(
+        table.c.processed_at.is_(None),
+        or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
+    )
+    limit = bindparam("limit", type_=Integer)
+    pick: Select[tuple[int]]
+    if round_robin:
+        pick = _round_robin(claimable, limit)
+    else:
+        pick = select(table.c.id).where(table.c.lane == lane, claimable).order_by(table.c.id).limit(limit)
+        if postgres:
+            pick = pick.with_for_update(skip_locked=True)
+    # Materialised: as a plain `IN (subquery)` PostgreSQL may run the LIMIT … SKIP LOCKED pick more
+    # than once and lease more rows than asked for.
+    picked = pick.cte("picked").prefix_with("MATERIALIZED")
+    return (update(table)
+            .where(table.c.id == picked.c.id, claimable)
+            .values(claimed_until=bindparam("until", type_=table.c.claimed_until.type),
+                    attempts=table.c.attempts + 1,
+                    **(claim_values(table, bindparam("owner", type_=Integer)) if owned else {"owner_id": None}))
+            .returning(table.c.id, table.c.raw_body, table.c.attempts, table.c.lane, table.c.fence,
+                       table.c.event_type))
+
+
+def _round_robin(claimable: ColumnElement[bool], limit: BindParameter[int]) -> Select[tuple[int]]:
+    """The live lane's pick, round robin across sources: each one's oldest, then each one's second, …"""
     turn = func.row_number().over(partition_by=_TABLE.c.source, order_by=_TABLE.c.id).label("turn")
     ranked = select(_TABLE.c.id, turn).where(_TABLE.c.lane == LIVE, claimable).subquery()
     return select(ranked.c.id).order_by(ranked.c.turn, ranked.c.id).limit(limit)
