@@ -279,7 +279,7 @@ class Serve:
                  log_level: str = "INFO", role: str = "all", processes: int = 1) -> None:
         self.config = config
         self.role = role
-        self.processes = processes  # > 1: `--role web --processes N` (a supervisor and N web processes)
+        self.processes = processes  # > 1: `--processes N` (a supervisor and N processes of the role)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"{name}-{self.port}.log"

@@ -6,6 +6,7 @@ Run from the repository root:
                                                          # then the maximum sustained rate (3,000 over 1,024 channels)
     .venv/bin/python -m bench.mirror_latency --quick     # 8 s
     .venv/bin/python bench/mirror_latency.py --rates 20 --conversations 10 --seconds 5
+    .venv/bin/python -m bench.mirror_latency --processes 2   # `serve --processes 2`: one process per core
 
 Slack takes about one chat.postMessage per second per channel, and the bridge's pacer holds to it, so one
 channel can never mirror 10 or 200 messages a second live: the conversations are spread over many WhatsApp
@@ -123,7 +124,10 @@ def _max_rate(serve: _common.Serve, standins: _common.Standins, step: MaxRate, o
     how long until the last is in Slack: the bridge's sustained mirror rate, Slack's per-channel pace aside
     (each channel gets n / channels posts, a few seconds of its allowance at most)."""
     assert serve.proc is not None
-    cpu, statements = _common.cpu_seconds(serve.proc.pid), _statements(serve.url)
+    # With several processes /metrics answers for whichever one the connection reaches: no statement count.
+    counted = serve.processes == 1
+    cpu = _common.tree_cpu_seconds(serve.proc.pid)
+    statements = _statements(serve.url) if counted else float("nan")
     sent, _, _ = asyncio.run(_send(f"{serve.url}/webhooks/meta", offered, 2 * step.channels, step.n / offered, tag,
                                    channels=step.channels))
     _common.mirrored(standins, f"mlat-{tag}", sent, SETTLE_TIMEOUT)
@@ -131,12 +135,12 @@ def _max_rate(serve: _common.Serve, standins: _common.Standins, step: MaxRate, o
     if sent and arrived:
         step.mirrored = len(arrived)
         step.seconds = max(arrived.values()) - min(sent.values())
-        step.cpu_ms = 1000 * (_common.cpu_seconds(serve.proc.pid) - cpu) / step.mirrored
-        step.statements = (_statements(serve.url) - statements) / step.mirrored
+        step.cpu_ms = 1000 * (_common.tree_cpu_seconds(serve.proc.pid) - cpu) / step.mirrored
+        step.statements = ((_statements(serve.url) - statements) / step.mirrored if counted else float("nan"))
 
 
 def run(rates: Sequence[float], conversations: int, seconds: float, channels: int = CHANNELS, *,
-        profile: str = "", max_rate: MaxRate | None = None, offered: float = MAX_RATE_OFFERED
+        profile: str = "", max_rate: MaxRate | None = None, offered: float = MAX_RATE_OFFERED, processes: int = 1
         ) -> dict[str, object]:
     """Measure each rate in turn (waiting for the previous one to be mirrored), then the maximum sustained
     rate (unless max_rate is None); returns the figures."""
@@ -152,7 +156,7 @@ def run(rates: Sequence[float], conversations: int, seconds: float, channels: in
         config = _common.write_config(Path(tmp) / "app.yaml", database_url=db_url, redis_url=redis_url,
                                       graph_url=standins.graph_url, slack_api_url=standins.slack_api_url,
                                       channels=bench_channels(configured))
-        with _common.Serve(config, log_dir=Path(tmp)) as serve:
+        with _common.Serve(config, log_dir=Path(tmp), processes=processes) as serve:
             assert serve.proc is not None
             spy = _common.py_spy(serve.proc.pid, profile) if profile else None
             for n, rate in enumerate(rates):
@@ -177,7 +181,8 @@ def run(rates: Sequence[float], conversations: int, seconds: float, channels: in
                      "not mirrored": missing})
     last = rows[-1]
     p50, p99 = float(last["p50 ms"]), float(last["p99 ms"])  # type: ignore[arg-type]
-    print(_common.table(rows, f"Mirror latency: {conversations} conversations over {channels} channels, "
+    layout = f"serve --processes {processes}; " if processes > 1 else ""
+    print(_common.table(rows, f"Mirror latency: {layout}{conversations} conversations over {channels} channels, "
                               f"{seconds:g} s per rate; "
                               f"{_common.machine()}"))
     print(f"\nratio p50: against the direct post's p50; not mirrored: no post within {SETTLE_TIMEOUT:g} s")
@@ -210,12 +215,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-rate-channels", type=int, default=1024, metavar="C",
                         help="channels the backlog step spreads over (default 1024: Slack's one post per second "
                              "per channel is not what it measures)")
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="run `serve --processes N` (N processes of the default role on one port; default 1)")
     parser.add_argument("--py-spy", default="", metavar="FILE",
                         help="record `serve` with py-spy (collapsed stacks) while it is measured")
     args = parser.parse_args(argv)
     max_rate = MaxRate(args.max_rate_messages, args.max_rate_channels) if args.max_rate_messages > 0 else None
     run(args.rates, args.conversations, args.seconds or (8.0 if args.quick else 15.0), args.channels,
-        profile=args.py_spy, max_rate=max_rate)
+        profile=args.py_spy, max_rate=max_rate, processes=args.processes)
     return 0
 
 

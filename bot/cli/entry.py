@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from bot.cli import campaign, contact, onboarding, ops, report, tenants, web_processes
+from bot.cli import campaign, contact, onboarding, ops, report, serve_processes, tenants
 from bot.cli.base import (
     EXIT_CONFIG,
     EXIT_UNAVAILABLE,
@@ -44,15 +44,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bot.app.components import default_components
     from bot.app.factory import create_app
     from bot.app.preflight import bind_error, database_problem, port_problem
+    from storage.db import is_sqlite
 
     settings = settings_from(args, EVERY_SECRET)
     configure(os.environ.get("WABRIDGE_LOG_LEVEL", "INFO"))
     role = args.role
     host, port = args.host or settings.server.host, args.port or settings.server.port
-    processes = args.processes if args.processes > 0 else web_processes.default_processes()
-    if processes > 1 and role != "web":
-        print("serve: --processes needs --role web (run more `serve --role worker` processes for the rest)",
-              file=sys.stderr)
+    processes = args.processes if args.processes > 0 else serve_processes.default_processes()
+    if processes > 1 and role != "web" and is_sqlite(settings.database_url):
+        print(f"serve: --processes {processes} with --role {role} needs PostgreSQL: database_url is SQLite, which "
+              "one process writes at a time (set database_url to PostgreSQL, or run one process)", file=sys.stderr)
         return EXIT_CONFIG
     reuse_port = args.reuse_port or processes > 1
     problem = (port_problem(host, port, reuse_port=reuse_port)
@@ -64,10 +65,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not args.no_migrate:
             from storage.db import migrate_sync
 
-            migrate_sync(settings.database_url)  # once, before the web processes start
-        return web_processes.supervise([web_processes.child_args(args, host, port, i) for i in range(processes)])
+            migrate_sync(settings.database_url)  # once, before the processes start
+        return serve_processes.supervise([serve_processes.child_args(args, host, port, i) for i in range(processes)])
     if args.process_index and settings.server.metrics_port:
-        # Each web process of a set serves its own figures: metrics_port, metrics_port + 1, …
+        # Each process of a set serves its own figures: metrics_port, metrics_port + 1, …
         server = settings.server.model_copy(update={"metrics_port": settings.server.metrics_port
                                                     + args.process_index})
         settings = settings.model_copy(update={"server": server})
@@ -180,9 +181,10 @@ def _add_core_parsers(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--role", choices=ROLES, default="all",
                        help="all (default); web: HTTP endpoints only; worker: background workers only")
     serve.add_argument("--processes", type=int, default=1, metavar="N",
-                       help="with --role web: N web processes sharing the port (0: one per core; default 1)")
+                       help="N processes of the role sharing the port, one supervisor (0: one per core; default 1; "
+                            "more than one needs PostgreSQL unless --role web)")
     serve.add_argument("--reuse-port", action="store_true",
-                       help="listen with SO_REUSEPORT, so that several `serve --role web` share one port")
+                       help="listen with SO_REUSEPORT, so that several `serve` processes share one port")
     serve.add_argument("--process-index", type=int, default=0, help=argparse.SUPPRESS)
     add_command(sub, "migrate", help="apply database migrations and exit",
                 description="Bring the database at database_url to the newest schema and exit. Needs only "

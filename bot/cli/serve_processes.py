@@ -1,10 +1,12 @@
-"""`serve --role web --processes N`: N web processes sharing one port (SO_REUSEPORT), one supervisor.
+"""`serve --processes N`: N processes of one role sharing one port (SO_REUSEPORT), one supervisor.
 
-Webhook intake is CPU per request (HTTP, signature, JSON) plus one commit per group: one Python process
-takes one core. The kernel spreads new connections over the N listening sockets; each process commits its
-own groups, so every 200 still follows its own row. The supervisor applies migrations once, starts the N
-children, forwards SIGTERM/SIGINT to them, and if one dies stops the others and exits with its code (so a
-process manager restarts the set as one service).
+One Python process takes one core: webhook intake is CPU per request (HTTP, signature, JSON), and mirroring
+is CPU per message (rendering, Slack calls, statements). The kernel spreads new connections over the N
+listening sockets; each process commits its own groups, so every 200 still follows its own row, and the
+background workers of several processes share their work through the database (claims, leases, fencing) and
+Redis (the send throttle, the Slack pacer). The supervisor applies migrations once, starts the N children,
+forwards SIGTERM/SIGINT to them, and if one dies stops the others and exits with its code (so a process
+manager restarts the set as one service).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ STOP_TIMEOUT = 30.0  # seconds a child gets to finish its requests after SIGTERM
 
 
 def child_args(args: argparse.Namespace, host: str, port: int, index: int) -> list[str]:
-    """The command line of web process `index` (0-based)."""
-    return [sys.executable, "-m", "bot", "--config", args.config, "serve", "--role", "web", "--host", host,
+    """The command line of process `index` (0-based), of the set's role."""
+    return [sys.executable, "-m", "bot", "--config", args.config, "serve", "--role", args.role, "--host", host,
             "--port", str(port), "--no-migrate", "--reuse-port", "--process-index", str(index)]
 
 
@@ -44,7 +46,7 @@ def supervise(commands: Sequence[Sequence[str]], *, poll: float = 0.2) -> int:
             dead = [c for c in children if c.poll() is not None]
             if dead:
                 code = dead[0].returncode
-                print(f"serve: web process {dead[0].pid} exited with {code}; stopping the others",
+                print(f"serve: process {dead[0].pid} exited with {code}; stopping the others",
                       file=sys.stderr)
                 stop(signal.SIGTERM, None)
                 _wait(children)
@@ -68,7 +70,7 @@ def _wait(children: Sequence[subprocess.Popen[bytes]]) -> None:
 
 
 def default_processes() -> int:
-    """One web process per core this process may run on."""
+    """One process per core this process may run on."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux

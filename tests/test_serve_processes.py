@@ -1,4 +1,5 @@
-"""`serve --role web --processes N`: several web processes on one port, each 200 after its own row."""
+"""`serve --processes N`: several processes of one role on one port, each 200 after its own row; processes
+that also work (role all) apply what any of them stored."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ import urllib.request
 from pathlib import Path
 
 import aiohttp
+import pytest
 from sqlalchemy import func, select
 
 from bot.cli.entry import build_parser
-from bot.cli.web_processes import child_args
+from bot.cli.serve_processes import child_args
 from storage.db import make_engine
 from storage.models import WebhookLog
+from tests.harness import eventually
 from tests.helpers import APP_SECRET, VERIFY_TOKEN, inbound_text, signed
 
 START_TIMEOUT = 180.0  # starting the processes includes migrations and imports: slow on a busy machine
@@ -66,7 +69,7 @@ def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
         except OSError:
             pass
         time.sleep(0.2)
-    raise AssertionError("web processes did not answer")
+    raise AssertionError("the processes did not answer")
 
 
 async def _post_each_on_its_own_connection(port: int, n: int) -> list[int]:
@@ -80,11 +83,14 @@ async def _post_each_on_its_own_connection(port: int, n: int) -> list[int]:
     return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
-async def _stored(db_url: str) -> int:
+async def _stored(db_url: str, *, processed: bool = False) -> int:
     engine = make_engine(db_url)
     try:
         async with engine.connect() as conn:
-            return int(await conn.scalar(select(func.count()).select_from(WebhookLog)) or 0)
+            query = select(func.count()).select_from(WebhookLog)
+            if processed:
+                query = query.where(WebhookLog.processed_at.is_not(None))
+            return int(await conn.scalar(query) or 0)
     finally:
         await engine.dispose()
 
@@ -134,17 +140,47 @@ def test_sigterm_stops_every_web_process_and_exits_zero(tmp_path: Path) -> None:
             proc.wait(timeout=10)
 
 
-def test_processes_need_the_web_role(tmp_path: Path) -> None:
+async def _stored_and_processed(db_url: str, n: int) -> bool:
+    return await _stored(db_url, processed=True) == n
+
+
+async def test_two_processes_of_the_default_role_share_the_port_and_apply_every_delivery(tmp_path: Path,
+                                                                                      pg_url: str) -> None:
+    port = _free_port()
+    config = _config(tmp_path, pg_url, port)
+    env = {**os.environ, "WABRIDGE_LOG_LEVEL": "WARNING"}
+    proc = await asyncio.to_thread(
+        subprocess.Popen, [sys.executable, "-m", "bot", "--config", str(config), "serve", "--processes", "2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await asyncio.to_thread(_wait_healthy, port, proc)
+        assert len(_children(proc.pid)) == 2
+        assert await _post_each_on_its_own_connection(port, 40) == [200] * 40
+        assert await _stored(pg_url) == 40
+        # The workers of the set applied them all.
+        await eventually(lambda: _stored_and_processed(pg_url, 40), timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+
+
+@pytest.mark.parametrize("role", ["all", "worker"])
+def test_processes_that_apply_deliveries_need_postgresql(tmp_path: Path, role: str) -> None:
     config = _config(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'wa.db'}", _free_port())
-    done = subprocess.run([sys.executable, "-m", "bot", "--config", str(config), "serve", "--processes", "2"],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run([sys.executable, "-m", "bot", "--config", str(config), "serve", "--role", role,
+                           "--processes", "2"], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2
-    assert "--processes needs --role web" in done.stderr
+    assert done.stderr.count("\n") == 1 and "needs PostgreSQL" in done.stderr and "database_url" in done.stderr
 
 
-def test_each_child_listens_with_reuse_port_on_the_same_address_without_migrating() -> None:
-    args = build_parser().parse_args(["--config", "x.yaml", "serve", "--role", "web", "--processes", "3"])
+@pytest.mark.parametrize("role", ["all", "web", "worker"])
+def test_each_child_listens_with_reuse_port_on_the_same_address_without_migrating(role: str) -> None:
+    args = build_parser().parse_args(["--config", "x.yaml", "serve", "--role", role, "--processes", "3"])
     cmd = child_args(args, "127.0.0.1", 8081, 2)
+    assert cmd[cmd.index("--role") + 1] == role
     assert cmd[cmd.index("--port") + 1] == "8081" and cmd[cmd.index("--host") + 1] == "127.0.0.1"
     assert "--reuse-port" in cmd and "--no-migrate" in cmd
     assert cmd[cmd.index("--process-index") + 1] == "2"
