@@ -138,6 +138,28 @@ async def test_header_follows_the_window_when_the_customer_writes_again_inside_i
     await eventually(lambda: expected in all_text(bridge.parents()[0]))
 
 
+async def test_a_burst_in_one_minute_leaves_the_parent_alone_and_a_later_minute_refreshes_it(
+        bridge: Bridge) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.harness import now_ts
+    from tests.helpers import inbound_text
+
+    minute = now_ts(-3 * 3600) // 60 * 60  # three messages within one minute, two hours later one more
+    for i, second in enumerate((5, 25, 45)):
+        await bridge.webhook(inbound_text(f"wamid.B{i}", f"part {i}", ts=minute + second))
+        await thread_with(bridge, i + 1)  # one at a time, as a customer types them
+    await settled(bridge)
+    # The parent was posted with the first message; the window's end it shows is the same minute for all three.
+    assert bridge.slack.calls_to("chat.update") == []
+    later = minute + 2 * 3600 + 5
+    await bridge.webhook(inbound_text("wamid.B3", "anyone?", ts=later))
+    await thread_with(bridge, 4)
+    expected = render.format_time(datetime.fromtimestamp(later, UTC) + timedelta(hours=24), "Asia/Kolkata")
+    await eventually(lambda: expected in all_text(bridge.parents()[0]))
+    assert len(bridge.slack.calls_to("chat.update")) == 1
+
+
 async def test_reply_refused_outside_the_window_is_marked_in_the_thread(bridge: Bridge) -> None:
     await bridge.webhook(fixture("text"))  # written in 2025: the window is long closed
     parent, _ = await thread_with(bridge, 1)

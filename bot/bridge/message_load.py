@@ -33,7 +33,7 @@ class Loaded:
     channel_row: Channel
     quoted: str | None
     campaign: str | None
-    previous_inbound: datetime | None = None  # the customer's message before this one (non-history)
+    previous_inbound: datetime | None = None  # the customer's mirrored message before this one (see _load_statement)
 
     @property
     def contact_view(self) -> render.ContactView:
@@ -73,9 +73,12 @@ HISTORY = "has_history"  # ctx.cache key: conversation id -> whether it holds im
 
 def _load_statement(many: bool = False) -> Select[Any]:
     earlier = aliased(Message)
+    # The customer's message before this one that was mirrored with the parent's window in mind (a reaction or
+    # imported history never moves what the parent shows; a message not in Slack may not have either).
     previous = (select(earlier.wa_timestamp).where(
         earlier.conversation_id == Message.conversation_id, earlier.direction == Direction.INBOUND,
-        earlier.is_history.is_(False), earlier.wa_timestamp < Message.wa_timestamp)
+        earlier.is_history.is_(False), earlier.type != "reaction", earlier.slack_ts.is_not(None),
+        earlier.wa_timestamp < Message.wa_timestamp)
         .order_by(earlier.wa_timestamp.desc()).limit(1).scalar_subquery())
     imported = aliased(Message)
     # Asked only while the conversation has no thread (a long conversation's messages are not scanned after).

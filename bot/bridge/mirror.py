@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import JSON, String, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -286,11 +287,24 @@ async def _refresh_parent_window(ctx: ItemContext, loaded: Loaded) -> None:
     latest = loaded.conv.last_customer_message_at
     if latest is not None and latest > msg.wa_timestamp:
         return  # a later message already moved the window; its own post refreshes the parent
+    tz = ctx.deps.settings.timezone
+    previous = loaded.previous_inbound
+    if previous is not None and _window_end(previous, tz) == _window_end(msg.wa_timestamp, tz):
+        # The parent shows the window's end to the minute, and the customer's previous message left it showing
+        # this very minute (its own refresh was owed, or skipped by this same rule): chat.update, a far smaller
+        # allowance than posting, is kept for what changes. A burst of messages costs one refresh, not one each.
+        return
     # Owed, not done here: chat.update has a far smaller allowance than posting, and the conversation's next
     # message must not wait for it. Owed in the transaction that records this item's outcome, not one of its
     # own; the worker looks for work again once the item is settled.
     dialect = ctx.deps.sessions.kw["bind"].dialect
     ctx.defer(repo.parent_refresh_write(dialect, loaded.conv.id, f"window:{msg.id}", msg.wa_timestamp))
+
+
+def _window_end(customer_wrote_at: datetime, tz: str) -> str:
+    """The window's end as the parent shows it (to the minute), after a customer's message at that time."""
+    closes = window_closes_at(customer_wrote_at)
+    return render.format_time(closes, tz) if closes is not None else ""
 
 
 async def _mirror_reaction(ctx: ItemContext, loaded: Loaded) -> None:
