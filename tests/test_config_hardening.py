@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.app.preflight import database_problem, port_problem
+from bot.app.preflight import connections_problem, database_problem, port_problem
 from bot.cli.entry import EXIT_UNAVAILABLE, main
 from bot.core.config import ConfigError, normalize_database_url, parse_settings
 
@@ -116,3 +116,22 @@ def test_serve_with_an_unreachable_database_says_so_in_one_line(tmp_path: Path,
 
 async def test_a_reachable_database_has_no_problem(db_url: str) -> None:
     assert await database_problem(db_url) is None
+
+
+async def test_more_connections_than_postgresql_allows_is_said_in_one_line(pg_url: str, tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from storage.db import make_engine
+
+    engine = make_engine(pg_url)
+    try:
+        async with engine.connect() as conn:
+            allowed = int(await conn.scalar(text("SHOW max_connections")) or 0)
+    finally:
+        await engine.dispose()
+    assert await connections_problem(pg_url, 1, max(1, allowed // 2)) is None
+    crowded = await connections_problem(pg_url, allowed, 1)  # each process opens up to two while busy
+    assert crowded is not None and "\n" not in crowded
+    assert f"= {2 * allowed} connections" in crowded and f"max_connections ({allowed})" in crowded
+    assert "database_pool_size" in crowded and "PgBouncer" in crowded
+    assert await connections_problem(f"sqlite+aiosqlite:///{tmp_path / 'wa.db'}", 64, 200) is None

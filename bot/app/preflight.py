@@ -62,3 +62,24 @@ async def database_problem(url: str) -> str | None:
     finally:
         await engine.dispose()
     return None
+
+
+async def connections_problem(url: str, processes: int, pool_size: int) -> str | None:
+    """One line when `processes` processes, each opening up to twice `pool_size` connections while busy, could
+    ask PostgreSQL for more connections than its max_connections allows (None otherwise, and on SQLite)."""
+    if is_sqlite(url):
+        return None
+    engine = make_engine(url)
+    try:
+        async with asyncio.timeout(DATABASE_TIMEOUT), engine.connect() as conn:
+            allowed = int(await conn.scalar(text("SHOW max_connections")) or 0)
+    except Exception:  # the database check before this one says what is wrong with the database itself
+        return None
+    finally:
+        await engine.dispose()
+    wanted = processes * 2 * pool_size
+    if wanted <= allowed:
+        return None
+    return (f"{processes} process{'es' if processes > 1 else ''} x 2 x database_pool_size ({pool_size}) = {wanted} "
+            f"connections while busy, more than max_connections ({allowed}) at {where(url)}: lower "
+            "database_pool_size, raise max_connections, or put PgBouncer in between")

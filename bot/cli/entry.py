@@ -43,7 +43,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from bot.app.components import default_components
     from bot.app.factory import create_app
-    from bot.app.preflight import bind_error, database_problem, port_problem
+    from bot.app.preflight import bind_error, connections_problem, database_problem, port_problem
     from storage.db import is_sqlite
 
     settings = settings_from(args, EVERY_SECRET)
@@ -61,6 +61,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if problem:
         print(f"serve: {problem}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    if args.process_index is None:  # said once: by the supervisor of a set, or by a process on its own
+        crowded = asyncio.run(connections_problem(settings.database_url, processes, settings.database_pool_size))
+        if crowded:
+            # A warning, not a refusal: the pool opens its second half only under load, and PgBouncer may be
+            # in between.
+            print(f"serve: warning: {crowded}", file=sys.stderr)
     if processes > 1:
         if not args.no_migrate:
             from storage.db import migrate_sync
@@ -185,7 +191,7 @@ def _add_core_parsers(sub: argparse._SubParsersAction) -> None:
                             "more than one needs PostgreSQL unless --role web)")
     serve.add_argument("--reuse-port", action="store_true",
                        help="listen with SO_REUSEPORT, so that several `serve` processes share one port")
-    serve.add_argument("--process-index", type=int, default=0, help=argparse.SUPPRESS)
+    serve.add_argument("--process-index", type=int, default=None, help=argparse.SUPPRESS)  # a child of a set
     add_command(sub, "migrate", help="apply database migrations and exit",
                 description="Bring the database at database_url to the newest schema and exit. Needs only "
                             "database_url: no Meta or Slack secret.")
