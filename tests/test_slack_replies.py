@@ -71,6 +71,45 @@ async def test_reply_inside_the_window_is_sent_once_even_when_slack_retries(make
                                                                          "outbound")
 
 
+async def _thread_recorded(b: Bridge, thread_ts: str | None) -> None:
+    from sqlalchemy import update
+
+    from storage.models import Conversation
+
+    async with b.app[appkeys.SESSIONS]() as s, s.begin():
+        await s.execute(update(Conversation).values(slack_thread_ts=thread_ts))
+
+
+async def test_a_reply_typed_while_its_new_thread_is_being_recorded_is_sent_once_it_is(make: BridgeFactory) -> None:
+    b = await make()
+    thread_ts = await _open_thread(b, customer_wrote_at=now_ts(-3600))
+    # The parent is in Slack but its thread not yet in the database (its outcome is written a moment later,
+    # longer while the database is slow): the reply arrives in that moment.
+    await _thread_recorded(b, None)
+    await _reply(b, thread_ts, "Yes, two seats left", event_id="EvEARLY")
+    await asyncio.sleep(0.3)
+    assert b.graph.sends_to(WA_ID) == []
+    await _thread_recorded(b, thread_ts)
+    sends = await eventually(lambda: b.graph.sends_to(WA_ID))
+    assert [x.payload["text"]["body"] for x in sends] == ["Yes, two seats left"]
+
+
+async def test_only_a_channel_the_bridge_opens_threads_in_waits_for_a_thread_being_recorded(
+        make: BridgeFactory) -> None:
+    from bot.bridge.reply_threads import lookup_thread_being_recorded
+
+    b = await make()
+    thread_ts = await _open_thread(b, customer_wrote_at=now_ts(-3600))
+    deps = b.app[appkeys.DEPS]
+    # Elsewhere a thread is what it seems at once: no wait (the hour would time this out).
+    assert await asyncio.wait_for(lookup_thread_being_recorded(deps, "C0ELSEWHERE", thread_ts, (3600.0,)), 30) is None
+    # In the number's channel, a thread people started among themselves is looked for again, then left alone.
+    people = b.slack.user_message(SLACK_CHANNEL, STAFF, "lunch at one?")
+    assert await lookup_thread_being_recorded(deps, SLACK_CHANNEL, str(people["ts"]), (0.01, 0.01)) is None
+    found = await lookup_thread_being_recorded(deps, SLACK_CHANNEL, thread_ts, (3600.0,))
+    assert found is not None and found.thread_ts == thread_ts
+
+
 async def test_statuses_show_as_reactions_on_the_reply(make: BridgeFactory) -> None:
     b = await make()
     thread_ts = await _open_thread(b, customer_wrote_at=now_ts(-600))

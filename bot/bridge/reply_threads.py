@@ -6,10 +6,11 @@ old threads, and a thread of a number no longer configured sends nothing (`Numbe
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from bot.core.config import ChannelSettings
 from bot.core.workspace import in_scope
@@ -73,6 +74,35 @@ async def find_thread(deps: Deps, slack_channel: str, thread_ts: str) -> Bridged
     return found if isinstance(found, BridgedThread) else None
 
 
+# A new thread is recorded with its parent's outcome, a moment after the parent appears in Slack (longer while
+# the database is slow): a reply typed in that moment waits for it rather than being taken for one in a thread
+# the bridge did not make. Looked for again after each of these pauses (about 6 s in all).
+RECORD_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
+
+
+async def lookup_thread_being_recorded(deps: Deps, slack_channel: str, thread_ts: str,
+                                       waits: tuple[float, ...] = RECORD_WAITS) -> BridgedThread | NumberGone | None:
+    """`lookup_thread`, and in a channel the bridge posts threads in, again a few times while a thread it has
+    just opened may still be on its way to the database."""
+    found = await lookup_thread(deps, slack_channel, thread_ts)
+    if found is not None or not await _bridge_channel(deps, slack_channel):
+        return found
+    for pause in waits:
+        await asyncio.sleep(pause)
+        found = await lookup_thread(deps, slack_channel, thread_ts)
+        if found is not None:
+            return found
+    return None
+
+
+async def _bridge_channel(deps: Deps, slack_channel: str) -> bool:
+    """Whether the bridge opens threads in this Slack channel (a number's channel or its campaign spill-over)."""
+    if any(slack_channel in (c.slack_channel, c.campaign_replies_channel) for c in deps.settings.channels):
+        return True
+    async with deps.sessions() as s:
+        return bool(await s.scalar(select(exists().where(Channel.slack_channel == slack_channel))))
+
+
 def number_gone_text(gone: NumberGone) -> str:
     """What the thread says when someone answers in it after its number was removed from the config."""
     return (f"Not sent: this conversation belongs to the WhatsApp number {render.escape(gone.number)}, which is "
@@ -80,4 +110,5 @@ def number_gone_text(gone: NumberGone) -> str:
             "Wabridge admin to add the number back to reply from it.")
 
 
-__all__ = ["BridgedThread", "NumberGone", "find_thread", "lookup_thread", "number_gone_text"]
+__all__ = ["BridgedThread", "NumberGone", "find_thread", "lookup_thread", "lookup_thread_being_recorded",
+           "number_gone_text"]

@@ -19,7 +19,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
-from bot.bridge.reply_threads import BridgedThread, NumberGone, lookup_thread, number_gone_text
+from bot.bridge.reply_threads import BridgedThread, NumberGone, lookup_thread_being_recorded, number_gone_text
 from bot.bridge.staff_replies import (
     Outcome,
     Reply,
@@ -118,7 +118,7 @@ async def handle_thread_message(deps: Deps, body: dict[str, Any], event: dict[st
     channel, user = event.get("channel"), event.get("user")
     if not ts or not thread_ts or thread_ts == ts or not channel or not user:
         return Outcome.IGNORED
-    thread = await lookup_thread(deps, str(channel), str(thread_ts))
+    thread = await lookup_thread_being_recorded(deps, str(channel), str(thread_ts))
     if thread is None:
         return Outcome.IGNORED
     keys = [f"msg:{channel}:{ts}"]
