@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CursorResult, Integer, Update, any_, bindparam, delete, false, or_, select, update
+from sqlalchemy import CursorResult, Integer, Select, Update, any_, bindparam, delete, false, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -141,6 +141,19 @@ async def open_since(session: AsyncSession, conversation_id: int) -> datetime | 
     return row[1] or row[2]
 
 
+def _waiting(postgres: bool) -> Select[tuple[int, str, str, datetime | None, datetime | None]]:
+    c = Conversation.__table__.c
+    ids = (c.id == any_(bindparam("ids", type_=ARRAY(Integer))) if postgres
+           else c.id.in_(bindparam("ids", expanding=True)))
+    return (select(c.id, c.slack_team, c.inbox_status, c.status_at, c.snoozed_until)
+            .where(ids, or_(c.inbox_status == RESOLVED, c.snoozed_until.is_not(None))).order_by(c.id))
+
+
+# customer_wrote's read, built once per dialect (True: PostgreSQL) over the table's columns: the webhook worker
+# runs it for every batch of customer messages, and a new statement's cache key cost more than the read.
+_WAITING = {postgres: _waiting(postgres) for postgres in (True, False)}
+
+
 async def customer_wrote(session: AsyncSession, latest: dict[int, datetime]
                          ) -> tuple[list[tuple[int, datetime]], list[Change]]:
     """The customer wrote in these conversations (id -> its newest message's time): reopen the resolved ones
@@ -150,13 +163,7 @@ async def customer_wrote(session: AsyncSession, latest: dict[int, datetime]
     if not latest:
         return [], []
     ids = sorted(latest)
-    waiting = Conversation.id == any_(bindparam("ids", ids, type_=ARRAY(Integer))) \
-        if session.bind.dialect.name == "postgresql" else Conversation.id.in_(ids)
-    rows = (await session.execute(
-        select(Conversation.id, Conversation.slack_team, Conversation.inbox_status, Conversation.status_at,
-               Conversation.snoozed_until)
-        .where(waiting, or_(Conversation.inbox_status == RESOLVED, Conversation.snoozed_until.is_not(None)))
-        .order_by(Conversation.id))).tuples().all()
+    rows = (await session.execute(_WAITING[session.bind.dialect.name == "postgresql"], {"ids": ids})).tuples().all()
     reopened = []
     for conv_id, team, status, resolved_at, _ in rows:
         if status != RESOLVED:

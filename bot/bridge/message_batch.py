@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Table, and_, bindparam, or_, select, text, update
+from sqlalchemy import Integer, Select, String, Table, and_, any_, bindparam, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -115,8 +115,7 @@ async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[P
         # Statuses that came before their echo are folded in now, as the handler does; the lock makes a
         # status batch committing meanwhile either find these messages or be found here.
         await lock_wamids(session, outbound)
-        early = (await session.scalars(select(MessageStatus.wamid).where(MessageStatus.wamid.in_(outbound))
-                                       .distinct())).all()
+        early = (await session.scalars(_EARLY[session.bind.dialect.name == "postgresql"], {"wamids": outbound})).all()
         for wamid in sorted(early):
             await repo.owe_status_posts(session, wamid, await repo.apply_statuses(session, wamid))
     # After the messages' posts: the reopen note follows the message that caused it in the thread.
@@ -129,6 +128,17 @@ async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[P
             if row["type"] == "text":
                 await csat.record_comment(session, ctx.settings, row["conversation_id"], row["text"],
                                           row["wa_timestamp"])
+
+
+def _early(postgres: bool) -> Select[tuple[str]]:
+    """The wamids among :wamids that have a status stored (built once per dialect; True: PostgreSQL)."""
+    wamid = MessageStatus.__table__.c.wamid
+    among = (wamid == any_(bindparam("wamids", type_=ARRAY(String))) if postgres
+             else wamid.in_(bindparam("wamids", expanding=True)))
+    return select(wamid).where(among).distinct()
+
+
+_EARLY = {postgres: _early(postgres) for postgres in (True, False)}
 
 
 async def _rename_contacts(session: AsyncSession, messages: list[PlainMessage], names: dict[str, str | None]) -> None:
