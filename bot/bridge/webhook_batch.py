@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 # PostgreSQL's deadlock_detected and serialization_failure: the batch is retried, nobody is blamed.
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+_STATUS_UPDATE = ev.StatusUpdate.__name__  # the key EventContext.count gives a status report
 
 
 @dataclass
@@ -59,9 +60,14 @@ def parse(item: webhook_logs.ClaimedLog) -> Parsed:
     return parsed
 
 
+def statuses_only(events: list[ev.WebhookEvent]) -> bool:
+    """Whether the delivery carries status reports and nothing else (`status_rows` gives them)."""
+    return bool(events) and all(isinstance(e, ev.StatusUpdate) for e in events)
+
+
 def status_rows(events: list[ev.WebhookEvent]) -> list[StatusRow] | None:
     """The delivery's status reports, or None when it carries anything else (it is applied on its own)."""
-    if not events or not all(isinstance(e, ev.StatusUpdate) for e in events):
+    if not statuses_only(events):
         return None
     rows = []
     for e in events:
@@ -126,8 +132,7 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
         if rows is not None:
             statuses.extend(rows)
             callbacks.extend(callback_reports(parsed.events))
-            for _ in rows:
-                ctx.count(ev.StatusUpdate.__name__)
+            ctx.stats[_STATUS_UPDATE] = ctx.stats.get(_STATUS_UPDATE, 0) + len(rows)  # ctx.count, once per report
             outcome.applied.append(parsed)
             continue
         try:
@@ -183,7 +188,7 @@ def split_plain(ctx: EventContext, batch: list[Parsed]
             continue
         rest.append(parsed)
         # Statuses and failed parses never change who a customer is: the plain ones after them still qualify.
-        if parsed.error is None and status_rows(parsed.events) is None:
+        if parsed.error is None and not statuses_only(parsed.events):
             blocked = True
     return plain, rest
 
