@@ -230,3 +230,15 @@ channels: []
     assert any(f"listening on http://127.0.0.1:{port}" in line for line in lines), lines
     assert len([line for line in lines if "metrics: /metrics is off" in line]) == 1, lines
     assert not [line for line in lines if "will be unused" in line or "Traceback" in line]
+
+
+def test_a_started_server_freezes_its_heap_and_collects_young_objects_less_often() -> None:
+    # In a process of its own: the thresholds and the frozen heap are the process's for good.
+    code = ("import asyncio, gc\n"
+            "from bot.cli.entry import GC_THRESHOLDS, _freeze_heap\n"
+            "assert gc.get_threshold() != GC_THRESHOLDS and gc.get_freeze_count() == 0\n"
+            "asyncio.run(_freeze_heap(None))\n"
+            "assert gc.get_threshold() == GC_THRESHOLDS and GC_THRESHOLDS[0] > 700, gc.get_threshold()\n"
+            "assert gc.get_freeze_count() > 10_000, gc.get_freeze_count()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
