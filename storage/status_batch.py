@@ -212,9 +212,41 @@ async def _fold_recipients(session: AsyncSession, by_wamid: dict[str, list[Statu
     return runs
 
 
+# PostgreSQL: `outbox_row`s as arrays, inserted in the order given, with the column default insert_ignore_many's
+# INSERT adds (fence 0): one statement text whatever the number of posts, no per-row parameter rendering.
+_PG_ENQUEUE = text(
+    "INSERT INTO slack_outbox (dedupe_key, thread_key, kind, payload, order_ts, conversation_id, attempts,"
+    " created_at, slack_team, fence)"
+    " SELECT r.dedupe_key, r.thread_key, r.kind, CAST(r.payload AS JSON), r.order_ts, r.conversation_id,"
+    " r.attempts, r.created_at, r.slack_team, 0"
+    " FROM unnest(:dedupe_keys, :thread_keys, :kinds, :payloads, :order_ts, :conversation_ids, :attempts,"
+    " :created_ats, :slack_teams) WITH ORDINALITY"
+    " AS r(dedupe_key, thread_key, kind, payload, order_ts, conversation_id, attempts, created_at, slack_team, n)"
+    " ORDER BY r.n ON CONFLICT (dedupe_key) DO NOTHING"
+).bindparams(bindparam("dedupe_keys", type_=ARRAY(String)), bindparam("thread_keys", type_=ARRAY(String)),
+             bindparam("kinds", type_=ARRAY(String)), bindparam("payloads", type_=ARRAY(Text)),
+             bindparam("order_ts", type_=ARRAY(UTCDateTime())), bindparam("conversation_ids", type_=ARRAY(Integer)),
+             bindparam("attempts", type_=ARRAY(Integer)), bindparam("created_ats", type_=ARRAY(UTCDateTime())),
+             bindparam("slack_teams", type_=ARRAY(String)))
+
+
+_ENQUEUE_KEYS = {"dedupe_key", "thread_key", "kind", "payload", "order_ts", "conversation_id", "attempts",
+                 "created_at", "slack_team"}  # the columns an outbox_row gives, which _PG_ENQUEUE inserts
+
+
 async def _enqueue_posts(session: AsyncSession, posts: list[dict[str, Any]]) -> None:
+    """Insert the posts (`outbox_row`s) in dedupe_key order unless their dedupe_key is stored."""
+    posts = sorted(posts, key=lambda p: p["dedupe_key"])
+    if posts and _postgres(session) and all(p.keys() == _ENQUEUE_KEYS for p in posts):
+        await session.execute(_PG_ENQUEUE, {
+            "dedupe_keys": [p["dedupe_key"] for p in posts], "thread_keys": [p["thread_key"] for p in posts],
+            "kinds": [p["kind"] for p in posts], "payloads": [json.dumps(p["payload"]) for p in posts],
+            "order_ts": [p["order_ts"] for p in posts], "conversation_ids": [p["conversation_id"] for p in posts],
+            "attempts": [p["attempts"] for p in posts], "created_ats": [p["created_at"] for p in posts],
+            "slack_teams": [p["slack_team"] for p in posts]})
+        return
     table: Table = SlackOutbox.__table__  # type: ignore[assignment]
-    await insert_ignore_many(session, table, sorted(posts, key=lambda p: p["dedupe_key"]), ["dedupe_key"])
+    await insert_ignore_many(session, table, posts, ["dedupe_key"])
 
 
 async def runs_of(session: AsyncSession, wamids: set[str]) -> set[int]:
