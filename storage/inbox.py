@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CursorResult, Integer, Select, Update, any_, bindparam, delete, false, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import CursorResult, Select, Update, delete, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.among import among
 from storage.models import Conversation, ConversationEvent, ConversationLabel
 from storage.upsert import insert_ignore
 
@@ -143,10 +143,9 @@ async def open_since(session: AsyncSession, conversation_id: int) -> datetime | 
 
 def _waiting(postgres: bool) -> Select[tuple[int, str, str, datetime | None, datetime | None]]:
     c = Conversation.__table__.c
-    ids = (c.id == any_(bindparam("ids", type_=ARRAY(Integer))) if postgres
-           else c.id.in_(bindparam("ids", expanding=True)))
     return (select(c.id, c.slack_team, c.inbox_status, c.status_at, c.snoozed_until)
-            .where(ids, or_(c.inbox_status == RESOLVED, c.snoozed_until.is_not(None))).order_by(c.id))
+            .where(among(c.id, "ids", postgres=postgres), or_(c.inbox_status == RESOLVED, c.snoozed_until.is_not(None)))
+            .order_by(c.id))
 
 
 # customer_wrote's read, built once per dialect (True: PostgreSQL) over the table's columns: the webhook worker

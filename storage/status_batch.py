@@ -14,14 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Integer,
     Select,
     String,
     Table,
     Text,
     Update,
-    any_,
     bindparam,
     select,
     text,
@@ -31,6 +29,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.origin import Source
+from storage.among import among
 from storage.model_base import UTCDateTime
 from storage.models import CampaignRecipient, Message, MessageStatus, SlackOutbox, utcnow
 from storage.outbox_kinds import StatusMark, outbox_row
@@ -77,29 +76,21 @@ _PG_INSERT_STATUSES = text(
              bindparam("pricings", type_=ARRAY(Text)), bindparam("now", type_=UTCDateTime()))
 
 
-def _by_wamids(column: ColumnElement[Any], postgres: bool) -> ColumnElement[bool]:
-    """`column IN (:wamids)`, built once: on PostgreSQL as one array parameter (`= ANY`), so the statement's text
-    and prepared statement are the same whatever the number of wamids and nothing is rendered per wamid."""
-    if postgres:
-        return column == any_(bindparam("wamids", type_=ARRAY(String)))
-    return column.in_(bindparam("wamids", expanding=True))
-
-
 def _message_lookup(postgres: bool) -> Select[Any]:
     m = _MESSAGES.c
     return (select(m.id, m.wamid, m.status, m.status_history, m.error_code, m.error_title, m.pricing_category,
                    m.billable, m.source, m.conversation_id, m.wa_timestamp)
-            .where(_by_wamids(m.wamid, postgres)))
+            .where(among(m.wamid, "wamids", postgres=postgres)))
 
 
 def _recipient_lookup(postgres: bool) -> Select[Any]:
     r = _RECIPIENTS.c
     return (select(r.id, r.run_id, r.wamid, r.status, r.error_code, r.error_title, r.pricing_category, r.billable)
-            .where(_by_wamids(r.wamid, postgres)))
+            .where(among(r.wamid, "wamids", postgres=postgres)))
 
 
 def _runs_lookup(postgres: bool) -> Select[Any]:
-    return select(_RECIPIENTS.c.run_id).where(_by_wamids(_RECIPIENTS.c.wamid, postgres)).distinct()
+    return select(_RECIPIENTS.c.run_id).where(among(_RECIPIENTS.c.wamid, "wamids", postgres=postgres)).distinct()
 
 
 # Core statements over the tables' columns, built once per dialect (True: PostgreSQL): no ORM entity loading,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Select, String, Table, and_, any_, bindparam, or_, select, text, update
+from sqlalchemy import Integer, Select, Table, and_, bindparam, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +23,7 @@ from bot.bridge.optout import opt_change
 from bot.core.origin import Direction, Source
 from bot.meta import events as ev
 from storage import repository as repo
+from storage.among import among
 from storage.contact_batch import ConversationKeys
 from storage.identities import looks_like_user_id
 from storage.message_rows import store_with_posts
@@ -133,9 +134,7 @@ async def store_plain(session: AsyncSession, ctx: EventContext, messages: list[P
 def _early(postgres: bool) -> Select[tuple[str]]:
     """The wamids among :wamids that have a status stored (built once per dialect; True: PostgreSQL)."""
     wamid = MessageStatus.__table__.c.wamid
-    among = (wamid == any_(bindparam("wamids", type_=ARRAY(String))) if postgres
-             else wamid.in_(bindparam("wamids", expanding=True)))
-    return select(wamid).where(among).distinct()
+    return select(wamid).where(among(wamid, "wamids", postgres=postgres)).distinct()
 
 
 _EARLY = {postgres: _early(postgres) for postgres in (True, False)}
