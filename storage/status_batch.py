@@ -7,30 +7,23 @@ stored yet stays in message_statuses and is folded in when the message arrives (
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
-    Integer,
     Select,
-    String,
     Table,
-    Text,
     Update,
     bindparam,
     select,
-    text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.origin import Source
 from storage.among import among
-from storage.model_base import UTCDateTime
 from storage.models import CampaignRecipient, Message, MessageStatus, SlackOutbox, utcnow
 from storage.outbox_kinds import StatusMark, outbox_row
 from storage.status_fold import (
@@ -42,7 +35,7 @@ from storage.status_fold import (
     fold_recipient,
     status_item_order,
 )
-from storage.upsert import insert_ignore_many
+from storage.upsert import insert_ignore_arrays, insert_ignore_many
 from storage.wamid_locks import lock_wamids
 
 
@@ -58,23 +51,6 @@ class StatusBatchResult:
 _STATUSES: Table = MessageStatus.__table__  # type: ignore[assignment]
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 _RECIPIENTS: Table = CampaignRecipient.__table__  # type: ignore[assignment]
-
-# PostgreSQL: the reports as arrays, inserted in the order given (WITH ORDINALITY), as insert_ignore_many's
-# multi-row INSERTs insert them: one statement text whatever the batch's size, no per-row parameter rendering.
-# pricing travels as JSON text (None as 'null', as the JSON column stores a None it is given).
-_PG_INSERT_STATUSES = text(
-    "INSERT INTO message_statuses (wamid, status, wa_timestamp, recipient_id, error_code, error_title, pricing,"
-    " created_at)"
-    " SELECT r.wamid, r.status, r.wa_timestamp, r.recipient_id, r.error_code, r.error_title,"
-    " CAST(r.pricing AS JSON), :now"
-    " FROM unnest(:wamids, :statuses, :wa_timestamps, :recipient_ids, :error_codes, :error_titles, :pricings)"
-    " WITH ORDINALITY AS r(wamid, status, wa_timestamp, recipient_id, error_code, error_title, pricing, n)"
-    " ORDER BY r.n ON CONFLICT (wamid, status) DO NOTHING RETURNING wamid, status"
-).bindparams(bindparam("wamids", type_=ARRAY(String)), bindparam("statuses", type_=ARRAY(String)),
-             bindparam("wa_timestamps", type_=ARRAY(UTCDateTime())), bindparam("recipient_ids", type_=ARRAY(String)),
-             bindparam("error_codes", type_=ARRAY(Integer)), bindparam("error_titles", type_=ARRAY(String)),
-             bindparam("pricings", type_=ARRAY(Text)), bindparam("now", type_=UTCDateTime()))
-
 
 def _message_lookup(postgres: bool) -> Select[Any]:
     m = _MESSAGES.c
@@ -136,17 +112,10 @@ async def _insert_new(session: AsyncSession, rows: Sequence[StatusRow]) -> set[t
     table = _STATUSES
     added: set[tuple[str, str]] = set()
     now = utcnow()
-    if _postgres(session):
-        found = await session.execute(_PG_INSERT_STATUSES, {
-            "wamids": [r.wamid for r in rows], "statuses": [r.status for r in rows],
-            "wa_timestamps": [r.wa_timestamp for r in rows], "recipient_ids": [r.recipient_id for r in rows],
-            "error_codes": [r.error_code for r in rows], "error_titles": [r.error_title for r in rows],
-            "pricings": [json.dumps(r.pricing) for r in rows], "now": now})
-        added.update((w, s) for w, s in found.tuples())
-        return added
     values = [{**r.as_values(), "created_at": now} for r in rows]
-    added.update((w, s) for w, s in await insert_ignore_many(session, table, values, ["wamid", "status"],
-                                                             returning=["wamid", "status"]))
+    insert = insert_ignore_arrays if _postgres(session) else insert_ignore_many
+    added.update((w, s) for w, s in await insert(session, table, values, ["wamid", "status"],
+                                                 returning=["wamid", "status"]))
     return added
 
 
@@ -203,41 +172,13 @@ async def _fold_recipients(session: AsyncSession, by_wamid: dict[str, list[Statu
     return runs
 
 
-# PostgreSQL: `outbox_row`s as arrays, inserted in the order given, with the column default insert_ignore_many's
-# INSERT adds (fence 0): one statement text whatever the number of posts, no per-row parameter rendering.
-_PG_ENQUEUE = text(
-    "INSERT INTO slack_outbox (dedupe_key, thread_key, kind, payload, order_ts, conversation_id, attempts,"
-    " created_at, slack_team, fence)"
-    " SELECT r.dedupe_key, r.thread_key, r.kind, CAST(r.payload AS JSON), r.order_ts, r.conversation_id,"
-    " r.attempts, r.created_at, r.slack_team, 0"
-    " FROM unnest(:dedupe_keys, :thread_keys, :kinds, :payloads, :order_ts, :conversation_ids, :attempts,"
-    " :created_ats, :slack_teams) WITH ORDINALITY"
-    " AS r(dedupe_key, thread_key, kind, payload, order_ts, conversation_id, attempts, created_at, slack_team, n)"
-    " ORDER BY r.n ON CONFLICT (dedupe_key) DO NOTHING"
-).bindparams(bindparam("dedupe_keys", type_=ARRAY(String)), bindparam("thread_keys", type_=ARRAY(String)),
-             bindparam("kinds", type_=ARRAY(String)), bindparam("payloads", type_=ARRAY(Text)),
-             bindparam("order_ts", type_=ARRAY(UTCDateTime())), bindparam("conversation_ids", type_=ARRAY(Integer)),
-             bindparam("attempts", type_=ARRAY(Integer)), bindparam("created_ats", type_=ARRAY(UTCDateTime())),
-             bindparam("slack_teams", type_=ARRAY(String)))
-
-
-_ENQUEUE_KEYS = {"dedupe_key", "thread_key", "kind", "payload", "order_ts", "conversation_id", "attempts",
-                 "created_at", "slack_team"}  # the columns an outbox_row gives, which _PG_ENQUEUE inserts
-
-
 async def _enqueue_posts(session: AsyncSession, posts: list[dict[str, Any]]) -> None:
     """Insert the posts (`outbox_row`s) in dedupe_key order unless their dedupe_key is stored."""
     posts = sorted(posts, key=lambda p: p["dedupe_key"])
-    if posts and _postgres(session) and all(p.keys() == _ENQUEUE_KEYS for p in posts):
-        await session.execute(_PG_ENQUEUE, {
-            "dedupe_keys": [p["dedupe_key"] for p in posts], "thread_keys": [p["thread_key"] for p in posts],
-            "kinds": [p["kind"] for p in posts], "payloads": [json.dumps(p["payload"]) for p in posts],
-            "order_ts": [p["order_ts"] for p in posts], "conversation_ids": [p["conversation_id"] for p in posts],
-            "attempts": [p["attempts"] for p in posts], "created_ats": [p["created_at"] for p in posts],
-            "slack_teams": [p["slack_team"] for p in posts]})
-        return
     table: Table = SlackOutbox.__table__  # type: ignore[assignment]
-    await insert_ignore_many(session, table, posts, ["dedupe_key"])
+    same_keys = all(p.keys() == posts[0].keys() for p in posts)
+    insert = insert_ignore_arrays if _postgres(session) and same_keys else insert_ignore_many
+    await insert(session, table, posts, ["dedupe_key"])
 
 
 async def runs_of(session: AsyncSession, wamids: set[str]) -> set[int]:
