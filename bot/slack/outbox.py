@@ -314,8 +314,11 @@ class OutboxWorker:
         try:
             if self.deps.many_workspaces:
                 client = await self.deps.slack_for(item.slack_team)
-                if client is None:  # uninstalled since the claim: nothing is tried with a dead token
-                    raise Retry(f"workspace {item.slack_team} has no installation", delay=self.backoff_cap)
+                if client is None:
+                    # Uninstalled since this process last read which workspaces are paused: nothing is tried with
+                    # a dead token. Back to the table for about as long as that read lasts; after it the claims
+                    # leave the item alone until the workspace installs again, and then it is due at once.
+                    raise Retry(f"workspace {item.slack_team} has no installation", delay=PAUSED_REFRESH)
                 ctx.slack = client
             if handler is None:
                 # Perhaps a newer process knows it (rolling upgrade): keep the row, try slowly.
