@@ -57,8 +57,8 @@ class EventContext:
     channel_ids: dict[str, int]
     stats: dict[str, int] = field(default_factory=dict)
 
-    def count(self, key: str) -> None:
-        self.stats[key] = self.stats.get(key, 0) + 1
+    def count(self, key: str, n: int = 1) -> None:
+        self.stats[key] = self.stats.get(key, 0) + n
 
     def team_of(self, channel_id: int) -> str:
         """The workspace a channel's conversations are filed under (bot.core.workspace)."""

@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 # PostgreSQL's deadlock_detected and serialization_failure: the batch is retried, nobody is blamed.
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
-_STATUS_UPDATE = ev.StatusUpdate.__name__  # the key EventContext.count gives a status report
 
 
 @dataclass
@@ -132,7 +131,7 @@ async def apply_batch(session: AsyncSession, ctx: EventContext, batch: list[Pars
         if rows is not None:
             statuses.extend(rows)
             callbacks.extend(callback_reports(parsed.events))
-            ctx.stats[_STATUS_UPDATE] = ctx.stats.get(_STATUS_UPDATE, 0) + len(rows)  # ctx.count, once per report
+            ctx.count(ev.StatusUpdate.__name__, len(rows))
             outcome.applied.append(parsed)
             continue
         try:
