@@ -209,19 +209,9 @@ def parse_content(message: object) -> MessageContent:
     """The content of one message object (messages[], message_echoes[] or a history message)."""
     m = as_dict(message)
     mtype = m.get("type")
-    # _EMPTY_CONTENT with the message's own parts, built directly: `dataclasses.replace` walks every field.
-    base = MessageContent(
-        kind=_EMPTY_CONTENT.kind,
+    base = replace(
+        _EMPTY_CONTENT,
         original_type=mtype if isinstance(mtype, str) else "",
-        text=None,
-        media=None,
-        location=None,
-        contacts=_EMPTY_CONTENT.contacts,
-        interactive=None,
-        button=None,
-        reaction=None,
-        order=None,
-        system=None,
         errors=errors_of(m.get("errors")),
         context=_context(m.get("context")),
         referral=m["referral"] if isinstance(m.get("referral"), dict) else None,
