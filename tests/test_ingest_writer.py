@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app.factory import create_app
 from bot.bridge.ingest_writer import IngestUnavailable, IngestWriter
+from bot.bridge.intake_first import IntakeFirst
 from bot.core.loops import SLACK_OUTBOX, WEBHOOKS, WakeHub
 from bot.core.metrics import Metrics
 from bot.handlers import appkeys
@@ -132,3 +133,17 @@ async def test_every_200_from_concurrent_posts_has_its_row(aiohttp_client, db_ur
         bodies = set((await s.scalars(select(WebhookLog.raw_body))).all())
         assert await s.scalar(select(func.count()).select_from(WebhookLog)) == 30
     assert {bytes(b) for b in bodies} == {b for b, _ in posts}
+
+
+async def test_each_stored_group_reports_how_long_its_first_delivery_waited(engine: AsyncEngine) -> None:
+    reports: list[tuple[int, float]] = []
+
+    class Recording(IntakeFirst):
+        def stored(self, n: int, waited: float = 0.0) -> None:
+            reports.append((n, waited))
+
+    writer = IngestWriter(engine, linger=0.05, intake=Recording())
+    async with running(writer):
+        await asyncio.gather(*(writer.submit(b"{}", "message") for _ in range(3)))
+    assert sum(n for n, _ in reports) == 3
+    assert reports[0][1] >= 0.05  # the group lingered that long for more before its commit

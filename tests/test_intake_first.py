@@ -1,4 +1,5 @@
-"""Acks before processing in one process: the webhook worker rests only while intake outpaces it."""
+"""Acks before processing in one process: the webhook worker rests while the acks are slow or the intake outpaces
+it; the live lane only in a flood."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ import time
 import pytest
 
 from bot.app.factory import create_app
-from bot.bridge.intake_first import MAX_REST, REST_PER_BUSY, STEEPNESS, IntakeFirst, RateMeter
+from bot.bridge.intake_first import (
+    ACK_BUDGET,
+    LIVE_REST_PER_BUSY,
+    MAX_REST,
+    REST_PER_BUSY,
+    SLOW_HOLD,
+    STEEPNESS,
+    IntakeFirst,
+    RateMeter,
+)
 from bot.handlers import appkeys
 from storage.models import Message
 from storage.work_models import WebhookLog
@@ -64,6 +74,45 @@ def test_the_worker_rests_more_the_further_intake_outpaces_it_within_bounds() ->
     assert intake.rest_after(100, 5.0, full=True) == MAX_REST
     # The same batch without more waiting behind it: no rest.
     assert intake.rest_after(100, 0.1, full=False) == 0.0
+
+
+def test_the_bulk_lane_rests_while_the_acks_are_slow_even_when_it_keeps_up() -> None:
+    clock = Clock()
+    intake = IntakeFirst(window=1.0, clock=clock)
+    intake.stored(30, waited=ACK_BUDGET / 2)  # prompt acks: a batch that took what it found does not rest
+    assert not intake.acks_slow
+    assert intake.rest_after(5, 0.05, full=False) == 0.0
+    # A group waited for its commit behind the worker's batches: the bulk lane rests, full batch or not.
+    intake.stored(30, waited=ACK_BUDGET * 2)
+    assert intake.acks_slow
+    assert intake.rest_after(5, 0.05, full=False) == pytest.approx(0.05 * REST_PER_BUSY)
+    assert intake.rest_after(5, 1.0, full=False) == MAX_REST
+    clock.now += SLOW_HOLD + 0.01  # prompt again for a while: back to its own pace
+    assert not intake.acks_slow
+    assert intake.rest_after(5, 0.05, full=False) == 0.0
+
+
+def test_the_live_lane_rests_only_in_a_flood() -> None:
+    clock = Clock()
+    intake = IntakeFirst(window=1.0, clock=clock)
+    assert intake.live_rest_after(0.05, full=True) == 0.0  # a full batch while the acks are prompt
+    intake.stored(30, waited=ACK_BUDGET * 2)
+    # Acks slow, but the customer messages waiting fit in one batch: a person-scale stream never waits.
+    assert intake.live_rest_after(0.05, full=False) == 0.0
+    assert intake.live_rest_after(0.05, full=True) == pytest.approx(0.05 * LIVE_REST_PER_BUSY)
+    assert intake.live_rest_after(10.0, full=True) == MAX_REST
+
+
+async def test_each_lane_waits_out_its_own_rest() -> None:
+    intake = IntakeFirst()
+    intake.stored(30, waited=ACK_BUDGET * 2)
+    assert intake.rest_after(5, 0.05, full=False) > 0  # the bulk lane rests...
+    live = intake.turn(live=True)
+    with pytest.raises(StopIteration):
+        live.send(None)  # ...the live lane's turn completes without suspending
+    bulk = intake.turn()
+    bulk.send(None)  # suspended in its sleep
+    bulk.close()
 
 
 async def test_a_rest_is_waited_out() -> None:

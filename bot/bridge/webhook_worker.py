@@ -81,19 +81,23 @@ class WebhookWorker:
     async def _loop(self, lanes: Sequence[Lane]) -> None:
         wake = self.wakes.listen(WEBHOOKS)
 
-        # Acks first (`--role all`): while deliveries arrive faster than they are applied, the bulk lane rests a
-        # while. The live lane never does: a customer's message is applied as soon as it is stored, whatever
-        # a storm of statuses does to the intake.
-        intake = self._intake if lanes == (BULK,) else None
+        # Acks first (`--role all`): while the acks are slow or deliveries arrive faster than they are applied,
+        # the bulk lane rests a while; the live lane only in a flood (bot.bridge.intake_first).
+        intake = self._intake
+        live = lanes != (BULK,)
+        limit = self._batch if live else self._bulk_batch
 
         async def turn() -> float | None:
             if intake is not None:
-                await intake.turn()
+                await intake.turn(live=live)
             started = time.perf_counter()
             done = await self.process_available(lanes=lanes)
-            full = done >= (self._bulk_batch if lanes == (BULK,) else self._batch)
-            rest = intake.rest_after(done, time.perf_counter() - started, full=full) if intake is not None else 0.0
-            if 0 < done < self._bulk_batch and lanes == (BULK,):
+            took, full = time.perf_counter() - started, done >= limit
+            rest = 0.0
+            if intake is not None and done:
+                rest = (intake.live_rest_after(took, full=full) if live
+                        else intake.rest_after(done, took, full=full))
+            if 0 < done < self._bulk_batch and not live:
                 # A status storm arrives a few deliveries at a time: applied as they come, each batch pays a
                 # transaction for two or three statuses and takes the CPU live traffic needs. Statuses wait
                 # a moment and are applied by the hundred instead; a full batch means a backlog, no wait.
