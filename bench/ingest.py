@@ -31,7 +31,7 @@ if __package__ in (None, ""):
 
 import aiohttp
 
-from bench import _common
+from bench import _common, http_load
 from tests.helpers import echo_text, inbound_text, signed, status
 
 TARGET_RATIO = 0.8  # at the last rate (4,000/s by default: one number at Meta's top tier, statuses included)
@@ -76,8 +76,17 @@ def deliveries(n: int, tag: str) -> list[Delivery]:
     return out
 
 
-async def load(session: aiohttp.ClientSession, url: str, items: Sequence[Delivery], rate: float) -> Step:
-    """Post items open-loop at rate per second; latency counts from each item's due time."""
+async def load(loader: http_load.OpenLoop, url: str, items: Sequence[Delivery], rate: float) -> Step:
+    """Post items open-loop at rate per second over the loader's keep-alive connections (bench.http_load);
+    latency counts from each item's due time."""
+    requests = [http_load.render(url, body, headers) for body, headers in items]
+    start = time.monotonic()
+    outcomes = await loader.run(requests, rate, grace=REQUEST_TIMEOUT)
+    return _step(rate, len(items), [(o.latency, o.status == 200) for o in outcomes], time.monotonic() - start)
+
+
+async def load_aiohttp(session: aiohttp.ClientSession, url: str, items: Sequence[Delivery], rate: float) -> Step:
+    """As `load`, with aiohttp's client (`--client aiohttp`: the loader of the figures before 0.9.0)."""
     results: list[tuple[float, bool]] = []
 
     async def one(body: bytes, headers: dict[str, str], due: float) -> None:
@@ -99,10 +108,13 @@ async def load(session: aiohttp.ClientSession, url: str, items: Sequence[Deliver
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(body, headers, due)))
     await asyncio.gather(*tasks)
-    end = time.monotonic()
+    return _step(rate, len(items), results, time.monotonic() - start)
+
+
+def _step(rate: float, sent: int, results: Sequence[tuple[float, bool]], seconds: float) -> Step:
     good = [lat for lat, ok in results if ok]
-    return Step(target=int(rate), sent=len(items), ok=len(good), errors=len(items) - len(good),
-                rate=len(good) / max(end - start, 1e-9),
+    return Step(target=int(rate), sent=sent, ok=len(good), errors=sent - len(good),
+                rate=len(good) / max(seconds, 1e-9),
                 p50_ms=_common.percentile(good, 50) * 1000, p99_ms=_common.percentile(good, 99) * 1000,
                 max_ms=max(good, default=float("nan")) * 1000)
 
@@ -151,23 +163,33 @@ class Measured:
 
 
 async def _measure(url: str, rates: Sequence[int], seconds: float, connections: int, tag: str,
-                   pid: int | None = None, db_url: str | None = None, drain_wait: float = DRAIN_WAIT
-                   ) -> list[Measured]:
-    connector = aiohttp.TCPConnector(limit=connections)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+                   pid: int | None = None, db_url: str | None = None, drain_wait: float = DRAIN_WAIT,
+                   client: str = "raw") -> list[Measured]:
     out: list[Measured] = []
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session, \
-            contextlib.AsyncExitStack() as stack:
+    async with contextlib.AsyncExitStack() as stack:
+        if client == "aiohttp":
+            session = await stack.enter_async_context(aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=connections),
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)))
+
+            async def send(items: Sequence[Delivery], rate: float) -> Step:
+                return await load_aiohttp(session, url, items, rate)
+        else:
+            loader = http_load.OpenLoop(url, connections)
+            stack.callback(loader.close)
+
+            async def send(items: Sequence[Delivery], rate: float) -> Step:
+                return await load(loader, url, items, rate)
         backlog = await stack.enter_async_context(Backlog(db_url)) if db_url else None
         warm = deliveries(min(200, max(20, rates[0] // 2)), f"{tag}w")
-        await load(session, url, warm, max(50, rates[0] // 2))  # connections, pools and caches
+        await send(warm, max(50, rates[0] // 2))  # connections, pools and caches
         if backlog is not None:
             await backlog.watch(0, time.monotonic(), drain_wait)
         for n, rate in enumerate(rates):
             items = deliveries(max(1, int(rate * seconds)), f"{tag}{n}")
             done_before = (await backlog.counts())[0] if backlog else 0
             cpu0, began = (_common.tree_cpu_seconds(pid) if pid else 0.0), time.monotonic()
-            measured = Measured(await load(session, url, items, rate))
+            measured = Measured(await send(items, rate))
             if pid:
                 measured.cpu = (_common.tree_cpu_seconds(pid) - cpu0) / (time.monotonic() - began)
             if backlog is not None:
@@ -177,7 +199,7 @@ async def _measure(url: str, rates: Sequence[int], seconds: float, connections: 
 
 
 def run(rates: Sequence[int], seconds: float, connections: int, *, drain_wait: float = DRAIN_WAIT,
-        profile: str = "", split: bool = False, web: int = 1) -> dict[str, object]:
+        profile: str = "", split: bool = False, web: int = 1, client: str = "raw") -> dict[str, object]:
     """Baseline then `serve`; returns the figures (also printed).
 
     split: `serve --role web` takes the deliveries and `serve --role worker` processes them; CPU is the web's.
@@ -189,7 +211,7 @@ def run(rates: Sequence[int], seconds: float, connections: int, *, drain_wait: f
         with _common.BareServer() as bare:
             assert bare.proc is not None
             base = asyncio.run(_measure(f"{bare.url}/webhooks/meta", rates, seconds, connections, f"b{tag}",
-                                        pid=bare.proc.pid))
+                                        pid=bare.proc.pid, client=client))
         config = _common.write_config(Path(tmp) / "app.yaml", database_url=db_url, redis_url=redis_url,
                                       graph_url=standins.graph_url, slack_api_url=standins.slack_api_url,
                                       channels=[_common.Channel("lucknow", "100000000000001")])
@@ -199,7 +221,8 @@ def run(rates: Sequence[int], seconds: float, connections: int, *, drain_wait: f
             assert serve.proc is not None
             spy = _common.py_spy(serve.proc.pid, profile) if profile else None
             ours = asyncio.run(_measure(f"{serve.url}/webhooks/meta", rates, seconds, connections, f"s{tag}",
-                                        pid=serve.proc.pid, db_url=db_url, drain_wait=drain_wait))
+                                        pid=serve.proc.pid, db_url=db_url, drain_wait=drain_wait,
+                                        client=client))
             if spy is not None:
                 _common.stop_py_spy(spy)
             errors_in_log = serve.tail(2000).count("Traceback") + (worker.tail(2000).count("Traceback")
@@ -218,7 +241,7 @@ def run(rates: Sequence[int], seconds: float, connections: int, *, drain_wait: f
     p99 = float(top["serve p99 ms"])  # type: ignore[arg-type]
     layout = (f", serve --role web --processes {web} + serve --role worker" if web > 1
               else ", serve --role web + serve --role worker" if split else "")
-    print(_common.table(rows, f"Ingest: {seconds:g} s per rate, {connections} connections{layout}; "
+    print(_common.table(rows, f"Ingest: {seconds:g} s per rate, {connections} connections ({client} loader){layout}; "
                               f"{_common.machine()}"))
     print(f"\nat {top['target/s']}/s: ratio {ratio:.3f} (target >= {TARGET_RATIO}: "
           f"{'met' if ratio >= TARGET_RATIO else 'MISSED'}), p99 ack {p99:.1f} ms (target < {TARGET_P99_MS:g} ms: "
@@ -241,12 +264,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run `serve --role web` and `serve --role worker` as two processes")
     parser.add_argument("--web", type=int, default=1, metavar="N",
                         help="N web processes sharing the port (`serve --role web --processes N`), a worker beside")
+    parser.add_argument("--client", choices=("raw", "aiohttp"), default="raw",
+                        help="the loader: raw (bench.http_load, default) or aiohttp's client (figures before 0.9.0)")
     args = parser.parse_args(argv)
     rates = args.rates or ([250, 4000] if args.quick else [250, 1000, 4000])
     seconds = args.seconds or (2.0 if args.quick else 6.0)
     drain_wait = args.drain_wait if args.drain_wait is not None else (3.0 if args.quick else DRAIN_WAIT)
     figures = run(rates, seconds, args.connections, drain_wait=drain_wait, profile=args.py_spy,
-                  split=args.split, web=args.web)
+                  split=args.split, web=args.web, client=args.client)
     if args.json:
         print(json.dumps(figures, default=str))
     return 0

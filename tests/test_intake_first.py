@@ -87,7 +87,12 @@ def test_the_bulk_lane_rests_while_the_acks_are_slow_even_when_it_keeps_up() -> 
     assert intake.acks_slow
     assert intake.rest_after(5, 0.05, full=False) == pytest.approx(0.05 * REST_PER_BUSY)
     assert intake.rest_after(5, 1.0, full=False) == MAX_REST
-    clock.now += SLOW_HOLD + 0.01  # prompt again for a while: back to its own pace
+    clock.now += 1.01  # nothing arrived for a window: the burst is over, nothing rests for it any more
+    assert clock.now < 1000.0 + SLOW_HOLD and not intake.acks_slow
+    intake.stored(30)
+    assert intake.acks_slow  # arrivals again, within SLOW_HOLD of the slow group
+    clock.now += SLOW_HOLD  # prompt for that long: back to its own pace
+    intake.stored(30)
     assert not intake.acks_slow
     assert intake.rest_after(5, 0.05, full=False) == 0.0
 

@@ -27,7 +27,7 @@ MAX_REST = 2.0  # seconds: the backlog keeps moving however long a batch took
 # about a millisecond and commits in one or two; at 4,000 deliveries/s waits of 5-10 ms meant the worker's batches
 # held the loop, and the loader's acks queued for a second (bench.ingest).
 ACK_BUDGET = 0.010
-LIVE_REST_PER_BUSY = 3.0  # in a flood the live lane keeps at least half of the time
+LIVE_REST_PER_BUSY = 1.0  # in a flood the live lane keeps at least half of the time
 SLOW_HOLD = 2.0  # seconds the acks count as slow after a group that waited too long
 
 
@@ -85,8 +85,9 @@ class IntakeFirst:
 
     @property
     def acks_slow(self) -> bool:
-        """A group stored within about the last window waited over ACK_BUDGET."""
-        return self._clock() < self._slow_until
+        """A group stored within the last SLOW_HOLD seconds waited over ACK_BUDGET, and deliveries still arrive (the
+        window's): once a burst is over nothing rests for it."""
+        return self._clock() < self._slow_until and self._arrivals.total() > 0
 
     def stored(self, n: int, waited: float = 0.0) -> None:
         """n deliveries were committed (and are acknowledged), the first of them `waited` seconds after it
