@@ -11,13 +11,13 @@ import pytest
 from bot.app.factory import create_app
 from bot.bridge.intake_first import (
     ACK_BUDGET,
-    LIVE_REST_PER_BUSY,
     MAX_REST,
     REST_PER_BUSY,
     SLOW_HOLD,
     STEEPNESS,
     IntakeFirst,
     RateMeter,
+    WindowMax,
 )
 from bot.handlers import appkeys
 from storage.models import Message
@@ -97,15 +97,35 @@ def test_the_bulk_lane_rests_while_the_acks_are_slow_even_when_it_keeps_up() -> 
     assert intake.rest_after(5, 0.05, full=False) == 0.0
 
 
-def test_the_live_lane_rests_only_in_a_flood() -> None:
+def test_the_live_lane_rests_only_in_a_flood_and_the_longer_the_later_the_acks() -> None:
     clock = Clock()
     intake = IntakeFirst(window=1.0, clock=clock)
     assert intake.live_rest_after(0.05, full=True) == 0.0  # a full batch while the acks are prompt
-    intake.stored(30, waited=ACK_BUDGET * 2)
+    intake.stored(30, waited=ACK_BUDGET * 2)  # one budget over
     # Acks slow, but the customer messages waiting fit in one batch: a person-scale stream never waits.
     assert intake.live_rest_after(0.05, full=False) == 0.0
-    assert intake.live_rest_after(0.05, full=True) == pytest.approx(0.05 * LIVE_REST_PER_BUSY)
+    assert intake.live_rest_after(0.05, full=True) == pytest.approx(0.05)
+    intake.stored(30, waited=ACK_BUDGET * 4)  # three over: three times as long
+    assert intake.live_rest_after(0.05, full=True) == pytest.approx(0.15)
+    intake.stored(30, waited=ACK_BUDGET * 100)
+    assert intake.live_rest_after(0.05, full=True) == pytest.approx(0.05 * REST_PER_BUSY)
     assert intake.live_rest_after(10.0, full=True) == MAX_REST
+    clock.now += 1.01  # a window later the longest wait is the last group's
+    intake.stored(30, waited=ACK_BUDGET * 1.5)
+    assert intake.live_rest_after(0.1, full=True) == pytest.approx(0.05)
+
+
+def test_the_longest_wait_is_read_over_about_the_last_window() -> None:
+    clock = Clock()
+    longest = WindowMax(window=1.0, clock=clock)
+    longest.add(0.3)
+    clock.now += 0.6
+    longest.add(0.1)
+    assert longest.value() == 0.3
+    clock.now += 0.6  # the 0.3 is over a window old
+    assert longest.value() == 0.1
+    clock.now += 5.0
+    assert longest.value() == 0.0
 
 
 async def test_each_lane_waits_out_its_own_rest() -> None:

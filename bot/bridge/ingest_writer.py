@@ -27,12 +27,13 @@ from storage.write_gate import WriteGate
 
 log = logging.getLogger(__name__)
 
-# How long a group waits for more before it goes, when a slot is free (with every slot busy, the wait for one is
-# the linger). A group's round trip and commit cost about the same whatever its size, but at 4,000 deliveries/s
-# 1 ms instead of 5 ms cost serve about 4 % more CPU per delivery (139 -> 144 µs, `--role web`) and took the acks
-# from mostly 5-10 ms to mostly under 2.5 ms in the server: with the loader's 64 connections, that is what
-# held the rate under 4,000/s (bench.ingest).
-DEFAULT_LINGER = 0.001
+# A group's round trip and commit cost about the same whatever its size: at 3,500 deliveries/s, 5 ms instead of
+# 2 ms took serve's CPU per delivery from 158-168 to 141-152 µs and PostgreSQL's from 33-35 to 24-26 µs. But an ack
+# waits for its group, and at 4,000/s over Meta's (the loader's) 64 connections, 10-25 ms per ack in the server is
+# 3,800 acks/s at most: the acks queue. 2 ms keeps them under that in a flood (bench.ingest: p99 25-38 ms in four
+# runs of five, against 0.3-1.5 s at 5 ms); 1 ms made the mirror's groups, and so its batches, smaller (0.4 -> 1.1
+# statements per message in bench.mirror_latency's backlog step).
+DEFAULT_LINGER = 0.002
 DEFAULT_MAX_BATCH = 500
 DEFAULT_CONNECTIONS = 4  # groups in flight at once on PostgreSQL
 

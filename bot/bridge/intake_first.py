@@ -6,7 +6,8 @@ The bulk lane (statuses and the like) rests whenever a stored group waited over 
 worker's own work on the shared loop is what slows them) and while it falls behind the intake, down to one part in
 ten of the time. The live lane rests only in a flood: acks slow *and* a full batch of customer messages waiting, more
 than it can apply; then the messages still arriving are stored first, or they would queue behind the ones being
-applied. A person-scale stream of customer messages never waits on the intake.
+applied, and it rests the longer the later the acks are. A person-scale stream of customer messages never waits on
+the intake.
 
 Meta retries a delivery that is not acknowledged in time and disables a webhook that keeps failing, whereas a
 delivery stored and acknowledged is only applied a little later: the backlog of a burst is applied once the burst
@@ -27,12 +28,15 @@ MAX_REST = 2.0  # seconds: the backlog keeps moving however long a batch took
 # about a millisecond and commits in one or two; at 4,000 deliveries/s waits of 5-10 ms meant the worker's batches
 # held the loop, and the loader's acks queued for a second (bench.ingest).
 ACK_BUDGET = 0.010
-LIVE_REST_PER_BUSY = 1.0  # in a flood the live lane keeps at least half of the time
+# In a flood the live lane rests, per second its batch took, as many seconds as the latest groups (the longest
+# wait of the last window) overran ACK_BUDGET, in budgets, at most REST_PER_BUSY: a fixed second per second
+# either cost a burst of customer messages a tenth of its mirror rate (acks 15-20 ms; bench.mirror_latency's
+# backlog step) or left the acks of a flood at 4,000 deliveries/s queued for a second (bench.ingest).
 SLOW_HOLD = 2.0  # seconds the acks count as slow after a group that waited too long
 
 
-class RateMeter:
-    """Amounts per second over about the last `window` seconds (two half-window buckets)."""
+class _HalfWindows:
+    """Two buckets of half a window each: the current one and the one before it (older amounts are dropped)."""
 
     def __init__(self, window: float = WINDOW, clock: Callable[[], float] = time.monotonic) -> None:
         self._half = window / 2
@@ -49,6 +53,10 @@ class RateMeter:
             self._current = 0.0
             self._start = now - (passed % self._half)
 
+
+class RateMeter(_HalfWindows):
+    """Amounts per second over about the last `window` seconds."""
+
     def add(self, amount: float = 1.0) -> None:
         self._roll(self._clock())
         self._current += amount
@@ -64,6 +72,18 @@ class RateMeter:
         return (self._previous + self._current) / (self._half + (now - self._start))
 
 
+class WindowMax(_HalfWindows):
+    """The largest amount added over about the last `window` seconds."""
+
+    def add(self, amount: float) -> None:
+        self._roll(self._clock())
+        self._current = max(self._current, amount)
+
+    def value(self) -> float:
+        self._roll(self._clock())
+        return max(self._current, self._previous)
+
+
 class IntakeFirst:
     """Shared by the process's ingest writer (`stored`) and its webhook worker (`rest_after`)."""
 
@@ -76,6 +96,7 @@ class IntakeFirst:
         self._resume_at = 0.0  # the bulk lane rests until then
         self._live_resume_at = 0.0  # the live lane, in a flood
         self._slow_until = 0.0  # a group waited over ACK_BUDGET: the acks count as slow until then
+        self._longest = WindowMax(window, clock)  # the longest wait of a stored group
 
     async def turn(self, *, live: bool = False) -> None:
         """Wait out the lane's rest, if it is resting."""
@@ -89,19 +110,22 @@ class IntakeFirst:
         window's): once a burst is over nothing rests for it."""
         return self._clock() < self._slow_until and self._arrivals.total() > 0
 
+
     def stored(self, n: int, waited: float = 0.0) -> None:
         """n deliveries were committed (and are acknowledged), the first of them `waited` seconds after it
         arrived."""
         self._arrivals.add(n)
+        self._longest.add(waited)
         if waited > ACK_BUDGET:
             self._slow_until = self._clock() + SLOW_HOLD
 
     def live_rest_after(self, took: float, *, full: bool) -> float:
         """Seconds the live lane rests after a batch that took `took` seconds: none unless it is a flood (the batch
-        was `full` and the acks are slow), then as long as the batch took."""
+        was `full` and the acks are slow), then `took` times the budgets the latest acks overran."""
         if not full or took <= 0 or not self.acks_slow:
             return 0.0
-        rest = min(took * LIVE_REST_PER_BUSY, MAX_REST)
+        overrun = min(max(self._longest.value() / ACK_BUDGET - 1.0, 0.0), REST_PER_BUSY)
+        rest = min(took * overrun, MAX_REST)
         self._live_resume_at = max(self._live_resume_at, self._clock() + rest)
         return rest
 
