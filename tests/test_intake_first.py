@@ -82,9 +82,14 @@ def test_the_bulk_lane_rests_while_the_acks_are_slow_even_when_it_keeps_up() -> 
     intake.stored(30, waited=ACK_BUDGET / 2)  # prompt acks: a batch that took what it found does not rest
     assert not intake.acks_slow
     assert intake.rest_after(5, 0.05, full=False) == 0.0
-    # A group waited for its commit behind the worker's batches: the bulk lane rests, full batch or not.
-    intake.stored(30, waited=ACK_BUDGET * 2)
+    # A group waited for its commit behind the worker's batches: the bulk lane rests, full batch or not, at
+    # least as long as its batch took and longer the later the acks.
+    intake.stored(30, waited=ACK_BUDGET * 1.2)
     assert intake.acks_slow
+    assert intake.rest_after(5, 0.05, full=False) == pytest.approx(0.05)
+    intake.stored(30, waited=ACK_BUDGET * 4)
+    assert intake.rest_after(5, 0.05, full=False) == pytest.approx(0.15)
+    intake.stored(30, waited=ACK_BUDGET * 100)
     assert intake.rest_after(5, 0.05, full=False) == pytest.approx(0.05 * REST_PER_BUSY)
     assert intake.rest_after(5, 1.0, full=False) == MAX_REST
     clock.now += 1.01  # nothing arrived for a window: the burst is over, nothing rests for it any more

@@ -3,8 +3,8 @@ arrive faster than the webhook worker applies them, the worker rests between its
 (and PostgreSQL) to the intake.
 
 The bulk lane (statuses and the like) rests whenever a stored group waited over ACK_BUDGET for its commit (the
-worker's own work on the shared loop is what slows them) and while it falls behind the intake, down to one part in
-ten of the time. The live lane rests only in a flood: acks slow *and* a full batch of customer messages waiting, more
+worker's own work on the shared loop is what slows them), the longer the later the acks, and while it falls behind
+the intake; down to one part in ten of the time. The live lane rests only in a flood: acks slow *and* a full batch of customer messages waiting, more
 than it can apply; then the messages still arriving are stored first, or they would queue behind the ones being
 applied, and it rests the longer the later the acks are. A person-scale stream of customer messages never waits on
 the intake.
@@ -28,10 +28,11 @@ MAX_REST = 2.0  # seconds: the backlog keeps moving however long a batch took
 # about a millisecond and commits in one or two; at 4,000 deliveries/s waits of 5-10 ms meant the worker's batches
 # held the loop, and the loader's acks queued for a second (bench.ingest).
 ACK_BUDGET = 0.010
-# In a flood the live lane rests, per second its batch took, as many seconds as the latest groups (the longest
-# wait of the last window) overran ACK_BUDGET, in budgets, at most REST_PER_BUSY: a fixed second per second
-# either cost a burst of customer messages a tenth of its mirror rate (acks 15-20 ms; bench.mirror_latency's
-# backlog step) or left the acks of a flood at 4,000 deliveries/s queued for a second (bench.ingest).
+# While the acks are slow a lane rests, per second its batch took, as many seconds as the latest groups (the longest
+# wait of the last window) overran ACK_BUDGET, in budgets, at most REST_PER_BUSY (the bulk lane at least one): a
+# fixed rest either cost a burst of customer messages a tenth of its mirror rate (acks 15-20 ms;
+# bench.mirror_latency's backlog step) and a campaign's statuses four seconds (bench.status_storm), or left the acks
+# of a flood at 4,000 deliveries/s queued for a second (bench.ingest).
 SLOW_HOLD = 2.0  # seconds the acks count as slow after a group that waited too long
 
 
@@ -119,26 +120,30 @@ class IntakeFirst:
         if waited > ACK_BUDGET:
             self._slow_until = self._clock() + SLOW_HOLD
 
+    def _overrun(self) -> float:
+        """By how many budgets the longest wait of the last window overran ACK_BUDGET, at most REST_PER_BUSY."""
+        return min(max(self._longest.value() / ACK_BUDGET - 1.0, 0.0), REST_PER_BUSY)
+
     def live_rest_after(self, took: float, *, full: bool) -> float:
         """Seconds the live lane rests after a batch that took `took` seconds: none unless it is a flood (the batch
         was `full` and the acks are slow), then `took` times the budgets the latest acks overran."""
         if not full or took <= 0 or not self.acks_slow:
             return 0.0
-        overrun = min(max(self._longest.value() / ACK_BUDGET - 1.0, 0.0), REST_PER_BUSY)
-        rest = min(took * overrun, MAX_REST)
+        rest = min(took * self._overrun(), MAX_REST)
         self._live_resume_at = max(self._live_resume_at, self._clock() + rest)
         return rest
 
     def rest_after(self, applied: int, took: float, *, full: bool) -> float:
         """Seconds the bulk lane rests after a batch of `applied` deliveries that took `took` seconds (`full`: as
-        many as asked for, so more wait): REST_PER_BUSY times `took` while the acks are slow; none while the worker
-        keeps up; else STEEPNESS times `took` per time the intake outpaces it, at most REST_PER_BUSY times."""
+        many as asked for, so more wait): while the acks are slow, `took` times the budgets they overran (at least
+        once); else none while the worker keeps up; else STEEPNESS times `took` per time the intake outpaces it, at
+        most REST_PER_BUSY times."""
         if applied <= 0 or took <= 0:
             return 0.0
         self._applied.add(applied)
         self._busy.add(took)
         if self.acks_slow:
-            rest = min(took * REST_PER_BUSY, MAX_REST)
+            rest = min(took * max(self._overrun(), 1.0), MAX_REST)
             self._resume_at = max(self._resume_at, self._clock() + rest)
             return rest
         if not full:
