@@ -4,10 +4,10 @@ arrive faster than the webhook worker applies them, the worker rests between its
 
 The bulk lane (statuses and the like) rests whenever a stored group waited over ACK_BUDGET for its commit (the
 worker's own work on the shared loop is what slows them), the longer the later the acks, and while it falls behind
-the intake; down to one part in ten of the time. The live lane rests only in a flood: acks slow *and* a full batch of customer messages waiting, more
-than it can apply; then the messages still arriving are stored first, or they would queue behind the ones being
-applied, and it rests the longer the later the acks are. A person-scale stream of customer messages never waits on
-the intake.
+the intake; down to one part in ten of the time. The live lane rests only in a flood: acks slow *and* a full batch
+of customer messages waiting, more than it can apply; then the messages still arriving are stored first, or they
+would queue behind the ones being applied, and it too rests the longer the later the acks are. A person-scale
+stream of customer messages never waits on the intake.
 
 Meta retries a delivery that is not acknowledged in time and disables a webhook that keeps failing, whereas a
 delivery stored and acknowledged is only applied a little later: the backlog of a burst is applied once the burst
