@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 # A group's round trip and commit cost about the same whatever its size: at 3,500 deliveries/s, 5 ms instead of
 # 2 ms took serve's CPU per delivery from 158-168 to 141-152 µs and PostgreSQL's from 33-35 to 24-26 µs. But an ack
 # waits for its group, and at 4,000/s over Meta's (the loader's) 64 connections, 10-25 ms per ack in the server is
-# 3,800 acks/s at most: the acks queue. 2 ms keeps them under that in a flood (bench.ingest: p99 25-38 ms in four
-# runs of five, against 0.3-1.5 s at 5 ms); 1 ms made the mirror's groups, and so its batches, smaller (0.4 -> 1.1
-# statements per message in bench.mirror_latency's backlog step).
+# 3,800 acks/s at most: the acks queue. 2 ms keeps them under that in most floods (bench.ingest, docs/benchmarks.md
+# section 0.9.0: ack p99 under 100 ms in most runs, 0.3-1.5 s at 5 ms); 1 ms made the mirror's groups, and so its
+# batches, smaller (0.4 -> 1.1 statements per message in bench.mirror_latency's backlog step).
 DEFAULT_LINGER = 0.002
 DEFAULT_MAX_BATCH = 500
 DEFAULT_CONNECTIONS = 4  # groups in flight at once on PostgreSQL
