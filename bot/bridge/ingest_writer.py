@@ -48,7 +48,7 @@ class _Delivery:
     event_type: str
     source: str
     future: asyncio.Future[int] = field(repr=False)
-    at: float = 0.0  # loop time of its arrival
+    at: float  # loop time of its arrival
 
 
 class IngestWriter:

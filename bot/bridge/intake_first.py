@@ -93,7 +93,6 @@ class IntakeFirst:
         self._applied = RateMeter(window, clock)
         self._busy = RateMeter(window, clock)  # seconds the worker's batches took
         self._clock = clock
-        self._window = window
         self._resume_at = 0.0  # the bulk lane rests until then
         self._live_resume_at = 0.0  # the live lane, in a flood
         self._slow_until = 0.0  # a group waited over ACK_BUDGET: the acks count as slow until then
