@@ -20,7 +20,6 @@ import os
 import platform
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -171,10 +170,7 @@ def peak_rss_mb() -> float:
 # ---- services ------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = services.free_port
 
 
 def pg_base_url() -> str:

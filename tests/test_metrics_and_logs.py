@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,15 +22,10 @@ from bot.core.config import ServerSettings
 from bot.core.logs import configure
 from bot.deps import Deps
 from bot.handlers import appkeys
+from tests import services
 from tests.helpers import make_settings
 
 TOKEN = "metrics-secret-1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_bearer_token_check() -> None:
@@ -66,7 +60,7 @@ async def test_metrics_token_is_required_whatever_the_path_spelling(aiohttp_clie
 
 
 async def test_metrics_on_their_own_port_are_not_on_the_main_one(aiohttp_client: Any, db_url: str) -> None:
-    port = _free_port()
+    port = services.free_port()
     settings = make_settings(db_url, server={"metrics_port": port, "metrics_token": TOKEN})
     client = await aiohttp_client(create_app(settings, workers=False))
     assert (await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})).status == 404
@@ -205,7 +199,7 @@ async def test_slack_calls_format_no_debug_lines_unless_debug_is_asked_for(aioht
 
 
 def test_serve_logs_where_it_listens_and_no_start_up_noise(tmp_path: Path) -> None:
-    port = _free_port()
+    port = services.free_port()
     config = tmp_path / "app.yaml"
     config.write_text(f"""
 server: {{host: 127.0.0.1, port: {port}}}

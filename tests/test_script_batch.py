@@ -77,7 +77,7 @@ async def test_a_caller_that_gives_up_leaves_the_others_their_answers(scripted: 
 async def test_redis_away_fails_every_caller_of_the_batch_and_the_next_call_tries_again() -> None:
     import redis.asyncio as aioredis
 
-    client = aioredis.from_url(f"redis://127.0.0.1:{services._free_port()}/0", socket_connect_timeout=0.2)
+    client = aioredis.from_url(f"redis://127.0.0.1:{services.free_port()}/0", socket_connect_timeout=0.2)
     try:
         batch = ScriptBatch(client, client.register_script(SCRIPT))
         results = await asyncio.gather(*(batch(["k"], [str(i)]) for i in range(4)), return_exceptions=True)

