@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -13,6 +14,9 @@ from bot.app.slack_component import builtin_kinds
 from bot.handlers import appkeys
 from bot.slack.outbox import OutboxWorker
 from bot.slack.outbox_handlers import handle, kinds
+from bot.slack.outbox_policy import priority_of
+from bot.slack.pacer import Pacer
+from bot.slack.pacing import Limit
 from storage import repository as repo
 from storage.models import Conversation, SlackOutbox, utcnow
 from storage.outbox_kinds import ParentRefresh
@@ -207,6 +211,41 @@ async def test_a_parent_refresh_delivered_closes_those_owed_after_it_and_posts_o
     assert [r.done_at is not None for r in rows] == [True] * 5 + [False]
     assert all(r.result.get("folded_into") == head.id for r in rows[1:5])
     assert await worker.claim(10, kinds=["thread_parent"]) == []  # the one owed for later is not due yet
+
+
+async def test_background_calls_far_from_their_turn_wait_at_the_table_not_in_a_slot(make: BridgeFactory) -> None:
+    # One workspace: parent refreshes queue for chat.update (about one a second per workspace in Slack; one
+    # per 2 s here). The first goes, the second waits its turn in the pacer, and the third, further away, goes
+    # back to the table until about its turn instead of holding an outbox slot a customer's message needs.
+    intake = await make(with_slack=False)
+    await _store_inbound(intake, conversations=3, per_conversation=1)
+    deps = intake.app[appkeys.DEPS]
+    async with deps.sessions() as s, s.begin():
+        for conversation_id in (await s.scalars(select(Conversation.id))).all():
+            await repo.owe_parent_refresh(s, conversation_id, "test")
+    shown: list[int] = []
+
+    async def refresh(ctx: Any, item: Any) -> None:
+        await ctx.worker.paced("chat.update", None, priority_of("thread_parent"), "")
+        shown.append(ctx.item.id)
+
+    worker = OutboxWorker(deps, kinds(handle(ParentRefresh, refresh)), concurrency=3,
+                          pacer=Pacer({"chat.update": Limit(0.5, 1)}))
+    assert not deps.many_workspaces
+    heads = await worker.claim(10, kinds=["thread_parent"])
+    assert len(heads) == 3
+    before = utcnow()
+    await asyncio.gather(*(worker._deliver(head) for head in heads))
+    assert len(shown) == 2  # whichever two reached the pacer first
+    async with deps.sessions() as s:
+        rows = {r.id: r for r in (await s.scalars(select(SlackOutbox).where(SlackOutbox.kind == "thread_parent")))}
+    assert all(rows[i].done_at is not None for i in shown)
+    [sent_away] = [r for r in rows.values() if r.id not in shown]
+    assert sent_away.done_at is None and "calls ahead" in (sent_away.last_error or "")
+    # Back about at its turn: after the bucket's next slot and the one waiting for it (2 s each).
+    assert sent_away.next_attempt_at is not None
+    assert 3 < (sent_away.next_attempt_at - before).total_seconds() < 10
+    assert deps.metrics.slack_posts.labels("thread_parent", "deferred")._value.get() == 1
 
 
 async def test_only_due_heads_of_idle_threads_are_claimed(make: BridgeFactory) -> None:

@@ -38,7 +38,7 @@ from bot.core.loops import SLACK_OUTBOX, Wake, forever
 from bot.deps import Deps
 from bot.slack.backlog import estimate, owed_per_channel
 from bot.slack.outbox_context import OUTBOX_EVENT, THREAD_EVENT, ItemContext
-from bot.slack.outbox_errors import GiveUp, Retry, SlackCallFailed, Thread
+from bot.slack.outbox_errors import Deferred, GiveUp, Retry, SlackCallFailed, Thread
 from bot.slack.outbox_handlers import Handler, Kinds
 from bot.slack.outbox_policy import COALESCED_KINDS, Action, Backoff, decide, priority_of
 from bot.slack.outbox_queue import OutboxItem, OutboxQueue
@@ -47,7 +47,7 @@ from storage.workspaces import owed_per_workspace, paused_teams, states, top_lab
 
 log = logging.getLogger(__name__)
 
-_MAX_HELD_WAIT = 1.0  # many workspaces: an item waits this long for a Slack call's slot while holding an outbox slot
+_MAX_HELD_WAIT = 1.0  # many workspaces, or background work: the longest an item holds an outbox slot for its turn
 _MAX_PACED_WAIT = 30.0  # a paused channel holds an item this long at most; beyond, it goes back to the table
 _PREFETCH_FRESH = 1.0  # rows read with a claim serve an item that starts within this many seconds of it
 WORKSPACE_LABELS = 20  # /metrics names this many workspaces (those owed most); the rest are "other"
@@ -249,13 +249,15 @@ class OutboxWorker:
         paused = self.pacer.paused_for(method, channel, workspace)
         if paused > _MAX_PACED_WAIT:
             raise Retry(f"{method} on {channel or workspace} rate limited", delay=paused)
-        if self.deps.many_workspaces:
-            # A slot held while the call waits its turn in a busy channel is a slot another workspace's customer
-            # cannot have: a call more than a moment away goes back to the table until about its turn.
+        if self.deps.many_workspaces or priority >= URGENT_BELOW:
+            # A slot held while the call waits its turn is a slot a customer's message cannot have: another
+            # workspace's, or anyone's while background calls queue for a slow bucket (a parent refresh's
+            # chat.update goes about once a second per workspace). A call more than a moment away goes back to
+            # the table until about its turn.
             ahead = self.pacer.ahead(method, channel, priority, workspace)
             if ahead > _MAX_HELD_WAIT:
-                raise Retry(f"{method} on {channel or workspace}: {ahead:.1f} s of calls ahead",
-                            delay=self.pacer.defer(method, channel, priority, workspace))
+                raise Deferred(f"{method} on {channel or workspace}: {ahead:.1f} s of calls ahead",
+                               delay=self.pacer.defer(method, channel, priority, workspace))
         await self.pacer.acquire(method, channel, priority, workspace)
 
     # ---- the table ---------------------------------------------------------------------------------
@@ -336,8 +338,10 @@ class OutboxWorker:
             raise
         except Retry as r:
             delay = r.delay if r.delay is not None else self.backoff(item.attempts)
-            log.info("slack outbox %s (%s) retry in %.1fs: %s", item.id, item.kind, delay, r)
-            self.deps.metrics.slack_posts.labels(item.kind, "retry").inc()
+            deferred = isinstance(r, Deferred)  # its turn, not trouble: every minute in a busy hour
+            log.log(logging.DEBUG if deferred else logging.INFO, "slack outbox %s (%s) retry in %.1fs: %s",
+                    item.id, item.kind, delay, r)
+            self.deps.metrics.slack_posts.labels(item.kind, "deferred" if deferred else "retry").inc()
             # Once an attempt may have posted, later certain failures (a 429 on the lookup) must not forget it.
             self._free_slot()
             await q.release(item, delay, r.uncertain or item.uncertain, str(r), ctx.result, writes=ctx.writes)

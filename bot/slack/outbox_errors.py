@@ -14,6 +14,10 @@ class Retry(Exception):
         self.uncertain = uncertain
 
 
+class Deferred(Retry):
+    """Not a failure: the item's Slack call is seconds from its turn, and it waits at the table, not in a slot."""
+
+
 class GiveUp(Exception):
     """The item can never be delivered (e.g. Slack rejects its content); it is closed with the reason."""
 
@@ -35,4 +39,4 @@ class Thread:
     ts: str
 
 
-__all__ = ["GiveUp", "Retry", "SlackCallFailed", "Thread"]
+__all__ = ["Deferred", "GiveUp", "Retry", "SlackCallFailed", "Thread"]
