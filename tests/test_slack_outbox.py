@@ -14,7 +14,6 @@ from bot.app.slack_component import builtin_kinds
 from bot.handlers import appkeys
 from bot.slack.outbox import OutboxWorker
 from bot.slack.outbox_handlers import handle, kinds
-from bot.slack.outbox_policy import priority_of
 from bot.slack.pacer import Pacer
 from bot.slack.pacing import Limit
 from storage import repository as repo
@@ -213,6 +212,10 @@ async def test_a_parent_refresh_delivered_closes_those_owed_after_it_and_posts_o
     assert await worker.claim(10, kinds=["thread_parent"]) == []  # the one owed for later is not due yet
 
 
+async def _answered() -> dict[str, Any]:
+    return {"ok": True}
+
+
 async def test_background_calls_far_from_their_turn_wait_at_the_table_not_in_a_slot(make: BridgeFactory) -> None:
     # One workspace: parent refreshes queue for chat.update (about one a second per workspace in Slack; one
     # per 2 s here). The first goes, the second waits its turn in the pacer, and the third, further away, goes
@@ -223,10 +226,11 @@ async def test_background_calls_far_from_their_turn_wait_at_the_table_not_in_a_s
     async with deps.sessions() as s, s.begin():
         for conversation_id in (await s.scalars(select(Conversation.id))).all():
             await repo.owe_parent_refresh(s, conversation_id, "test")
+            await repo.owe_parent_refresh(s, conversation_id, "test, again")
     shown: list[int] = []
 
     async def refresh(ctx: Any, item: Any) -> None:
-        await ctx.worker.paced("chat.update", None, priority_of("thread_parent"), "")
+        await ctx.call("chat.update", None, _answered)  # the slot taken before the handler ran (TURN_FIRST)
         shown.append(ctx.item.id)
 
     worker = OutboxWorker(deps, kinds(handle(ParentRefresh, refresh)), concurrency=3,
@@ -240,8 +244,11 @@ async def test_background_calls_far_from_their_turn_wait_at_the_table_not_in_a_s
     async with deps.sessions() as s:
         rows = {r.id: r for r in (await s.scalars(select(SlackOutbox).where(SlackOutbox.kind == "thread_parent")))}
     assert all(rows[i].done_at is not None for i in shown)
-    [sent_away] = [r for r in rows.values() if r.id not in shown]
+    [sent_away] = [r for r in rows.values() if r.id not in shown and r.id in {h.id for h in heads}]
     assert sent_away.done_at is None and "calls ahead" in (sent_away.last_error or "")
+    # Each refresh delivered closed the one owed after it; the one sent away waited before closing anything.
+    assert sorted(r.done_at is not None for r in rows.values() if r.thread_key == sent_away.thread_key) == [False] * 2
+    assert sum(r.done_at is not None for r in rows.values()) == 4
     # Back about at its turn: after the bucket's next slot and the one waiting for it (2 s each).
     assert sent_away.next_attempt_at is not None
     assert 3 < (sent_away.next_attempt_at - before).total_seconds() < 10

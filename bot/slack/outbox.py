@@ -40,7 +40,7 @@ from bot.slack.backlog import estimate, owed_per_channel
 from bot.slack.outbox_context import OUTBOX_EVENT, THREAD_EVENT, ItemContext
 from bot.slack.outbox_errors import Deferred, GiveUp, Retry, SlackCallFailed, Thread
 from bot.slack.outbox_handlers import Handler, Kinds
-from bot.slack.outbox_policy import COALESCED_KINDS, Action, Backoff, decide, priority_of
+from bot.slack.outbox_policy import COALESCED_KINDS, TURN_FIRST, Action, Backoff, decide, priority_of
 from bot.slack.outbox_queue import OutboxItem, OutboxQueue
 from bot.slack.pacer import URGENT_BELOW, Pacer
 from storage.workspaces import owed_per_workspace, paused_teams, states, top_labels
@@ -325,6 +325,8 @@ class OutboxWorker:
             if handler is None:
                 # Perhaps a newer process knows it (rolling upgrade): keep the row, try slowly.
                 raise Retry(f"no handler for outbox kind {item.kind!r}", delay=self.backoff_cap)
+            if (method := TURN_FIRST.get(item.kind)) is not None:
+                await ctx.turn(method)
             if item.kind in COALESCED_KINDS:
                 # This delivery shows the state as it is now: the items owed after it have nothing left to do.
                 folded = await q.fold_later(item)

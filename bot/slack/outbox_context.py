@@ -77,6 +77,7 @@ class ItemContext:
         self.cache: dict[str, Any] = item.cache
         """Rows and answers handlers keep for the rest of this attempt (so they are read once)."""
         self.writes: list[Write] = []
+        self._turns: set[str] = set()  # methods whose slot `turn` took before the call
 
     def defer(self, write: Write) -> None:
         """Run write in the transaction that records this attempt's outcome (done or retry); a template's writes
@@ -85,9 +86,19 @@ class ItemContext:
 
     # ---- calls -------------------------------------------------------------------------------------
 
+    async def turn(self, method: str) -> None:
+        """Take the slot of the next `method` call now, before reading what it will say: an item far from its
+        turn then goes back to the table having read nothing. Only for methods paced per workspace, not per
+        channel (bot.slack.pacing)."""
+        await self.worker.paced(method, None, priority_of(self.item.kind), self.item.slack_team)
+        self._turns.add(method)
+
     async def call(self, method: str, channel: str | None, fn: Callable[[], Awaitable[Any]]) -> Any:
         """Run one Slack call in its paced slot, mapping failures onto Retry / SlackCallFailed."""
-        await self.worker.paced(method, channel, priority_of(self.item.kind), self.item.slack_team)
+        if method in self._turns:
+            self._turns.discard(method)  # its slot was taken by `turn`
+        else:
+            await self.worker.paced(method, channel, priority_of(self.item.kind), self.item.slack_team)
         if self.item.guard is not None and not self.item.guard():
             # This process went unheard long enough for another to have taken the item over: posting now
             # could double what the other posts. Its settle will be fenced off; the new claimant decides.

@@ -76,6 +76,12 @@ def priority_of(kind: str) -> int:
 COALESCED_KINDS = frozenset({"history_progress", "campaign_progress", "thread_parent"})
 """Kinds whose handler shows the state at delivery time: the one delivered closes those owed after it."""
 
+TURN_FIRST = {"thread_parent": "chat.update"}
+"""Kinds whose Slack call is known before the handler runs, paced per workspace: the item waits for its slot
+before closing those owed after it and reading what to show. A parent refresh far from its turn (chat.update
+goes about once a second per workspace) then goes back to the table having read nothing, and what it shows is
+read just before it is sent."""
+
 _STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "played": 3}
 
 
