@@ -30,6 +30,18 @@ class WorkspaceClients(Protocol):
         ...
 
 
+class SlackPace(Protocol):
+    """This process's Slack pacer (bot.slack.pacer.Pacer), for Slack calls made outside the outbox."""
+
+    async def acquire(self, method: str, channel: str | None, priority: int = 0, workspace: str = "") -> None:
+        """Wait for the call's slot; lower priorities go first."""
+        ...
+
+    async def pause(self, method: str, channel: str | None, seconds: float, workspace: str = "") -> None:
+        """Slack answered 429 with Retry-After `seconds`: hold the bucket."""
+        ...
+
+
 @dataclass
 class Deps:
     """Built once per application (see bot.app.deps_ctx) and handed to workers and Slack listeners."""
@@ -50,6 +62,8 @@ class Deps:
     workspaces: WorkspaceClients | None = None
     # Sessions for reads outside any transaction (storage.db.make_read_sessionmaker); `sessions` when unset.
     reads: async_sessionmaker[AsyncSession] | None = None
+    # The pacer the outbox uses (buckets in Redis when configured): other Slack calls wait their turn in it too.
+    pacer: SlackPace | None = None
 
     def read_session(self) -> AsyncSession:
         """A session for reads only, without a transaction where the database allows it."""

@@ -17,7 +17,8 @@ from bot.core.identity_hash import salt_of
 from bot.handlers import appkeys
 from bot.ops.privacy import PersonNotFound, export_person, forget, one_client, resume
 from bot.ops.privacy_export import render_html, render_json
-from bot.ops.slack_redaction import redacted_text
+from bot.ops.slack_redaction import ERASURE_PRIORITY, redacted_text
+from bot.slack.pacer import URGENT_BELOW, Pacer
 from scheduler.campaigns.queue import RecipientQueue
 from storage.models import (
     AudienceMember,
@@ -209,6 +210,47 @@ async def test_forget_erases_the_person_everywhere_and_keeps_them_opted_out(make
         await s.flush()
         s.add(CampaignRecipient(run_id=later.id, wa_id=RAVI, fields={}, status="pending", attempts=0))
     assert [c.wa_id for c in await queue.claim(later.id, 10, marketing=True)] == [RAVI]
+
+
+class _SeenPacer(Pacer):
+    """The process's pacer, noting who asked it for a slot and which buckets were paused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[str, int, str]] = []
+        self.paused: list[tuple[str, float, str]] = []
+
+    async def acquire(self, method: str, channel: str | None, priority: int = 0, workspace: str = "") -> None:
+        self.asked.append((method, priority, workspace))
+        await super().acquire(method, channel, priority, workspace)
+
+    async def pause(self, method: str, channel: str | None, seconds: float, workspace: str = "") -> None:
+        self.paused.append((method, seconds, workspace))
+        await super().pause(method, channel, seconds, workspace)
+
+
+async def test_an_erasure_waits_its_turn_in_the_pacer_the_outbox_uses(make_bridge: BridgeFactory) -> None:
+    b = await make_bridge(settings_extra=PRIVACY)
+    seeded = await _two_customers(b)
+    deps = b.app[appkeys.DEPS]
+    assert deps.pacer is b.app[appkeys.PACER]  # the outbox's, unless a test hands the outbox its own
+    pacer = _SeenPacer()
+    b.slack.rate_limit("chat.update", times=1, retry_after=1)
+    before = len(b.slack.calls)
+    outcome = await forget(deps.sessions, deps.settings, one_client(deps.slack), RAVI_BSUID, requested_by="UMANAGER",
+                           pacer=pacer)
+    assert outcome.state == "done"
+    made = [c.method for c in b.slack.calls[before:]
+            if c.method in ("conversations.replies", "chat.update", "files.delete")]
+    # Every call of the erasure asked for its slot first (the refused one twice), behind live work.
+    assert sorted(m for m, _, _ in pacer.asked) == sorted(made)
+    assert {(p, w) for _, p, w in pacer.asked} == {(ERASURE_PRIORITY, "default")}
+    assert ERASURE_PRIORITY >= URGENT_BELOW
+    # Slack's 429 paused chat.update in that pacer: the outbox's own edits wait it out too.
+    assert pacer.paused == [("chat.update", 1.0, "default")]
+    thread = b.slack.thread(SLACK_CHANNEL, seeded["parent"]["ts"])
+    erased = redacted_text(datetime.now(UTC).astimezone(ZoneInfo("Asia/Kolkata")))
+    assert all(m["text"] == erased for m in thread if m.get("bot_id"))
 
 
 async def test_forget_needs_a_salt_and_says_which_key(make_bridge: BridgeFactory) -> None:

@@ -34,6 +34,7 @@ from bot.onboarding.crypto import token_box
 from bot.ops import privacy
 from bot.ops.retention_worker import RetentionWorker
 from bot.slack.client import slack_client, slack_session
+from bot.slack.pacer import make_pacer
 from bot.slack.workspace_clients import InstalledWorkspaces
 from scheduler.throttle import RedisThrottle, Throttle, make_throttle
 from storage.db import is_sqlite, make_engine, make_read_sessionmaker, make_sessionmaker, migrate, revision
@@ -103,6 +104,8 @@ async def deps_ctx(app: web.Application) -> AsyncIterator[None]:
                 metrics=app[appkeys.METRICS], channel_ids=app[appkeys.CHANNEL_IDS], slack_names=NameCache(),
                 loop_health=app[appkeys.LOOP_HEALTH], wakes=app[appkeys.WAKES],
                 reads=make_read_sessionmaker(app[appkeys.ENGINE]))
+    # With Redis every process paces each Slack channel's allowance together (bot.slack.pace_redis).
+    app[appkeys.PACER] = deps.pacer = make_pacer(redis_client)
     if settings.slack.many_workspaces:
         deps.installations = SealedInstallationStore(settings.slack.client_id, app[appkeys.ENGINE],
                                                      token_box(settings))
@@ -185,7 +188,7 @@ def _start_retention(app: web.Application) -> asyncio.Task[None]:
     worker = RetentionWorker(deps.sessions, deps.settings.retention, metrics=deps.metrics,
                              # Each thread is redacted with its own workspace's token.
                              resume=partial(privacy.resume, deps.sessions, deps.settings, deps.slack_for,
-                                            idle=privacy.RESUME_AFTER))
+                                            idle=privacy.RESUME_AFTER, pacer=deps.pacer))
     return asyncio.create_task(worker.run())
 
 

@@ -27,7 +27,6 @@ from bot.onboarding import outbox_kinds
 from bot.ops.retention_redaction import RedactionWorker
 from bot.slack import reply_ledger
 from bot.slack.outbox import Kinds, OutboxWorker
-from bot.slack.pacer import make_pacer
 from scheduler.campaigns import progress
 
 log = logging.getLogger(__name__)
@@ -56,8 +55,7 @@ def add_outbox_kinds(app: web.Application, kinds: Kinds) -> None:
 def outbox_worker_task(app: web.Application, **outbox_options: Any) -> asyncio.Task[None]:
     """Build this process's outbox worker with the kinds the components added, and run it."""
     added = app.get(appkeys.SLACK_OUTBOX_KINDS)
-    # With Redis every process paces each Slack channel's allowance together (bot.slack.pace_redis).
-    outbox_options.setdefault("pacer", make_pacer(app[appkeys.REDIS]))
+    outbox_options.setdefault("pacer", app[appkeys.PACER])
     outbox_options.setdefault("concurrency", app[appkeys.SETTINGS].worker.outbox_concurrency)
     worker = make_outbox_worker(app[appkeys.DEPS], added if added is not None else builtin_kinds(),
                                 owner=liveness_owner(app), guard=liveness_guard(app), **outbox_options)

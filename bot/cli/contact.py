@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.cli.base import Command, add_command, add_group, run_async, settings_from
-from bot.cli.ops import EXIT_FAILED, EXIT_USAGE, Runtime, runtime
+from bot.cli.ops import EXIT_FAILED, EXIT_USAGE, Runtime, runtime, slack_pacer
 from bot.core.config import Need, Settings
 
 
@@ -94,9 +94,9 @@ async def _forget(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     # Many workspaces: each thread needs its workspace's token, which the server holds; it redacts them.
     slack = None if args.no_slack or settings.slack.many_workspaces else one_client(slack_client(settings.slack))
-    async with runtime(settings) as rt:
+    async with runtime(settings) as rt, slack_pacer(settings if slack is not None else None) as pacer:
         if args.resume:
-            for outcome in await resume(rt.sessions, settings, slack):
+            for outcome in await resume(rt.sessions, settings, slack, pacer=pacer):
                 print(outcome.summary())
             return 0
         scope = await _scope(rt, args)
@@ -108,7 +108,7 @@ async def _forget(settings: Settings, args: argparse.Namespace) -> int:
                       "(kept as counts); run again with --yes to erase")
                 return EXIT_USAGE
             outcome = await forget(rt.sessions, settings, slack, args.who,
-                                   requested_by=f"cli:{getpass.getuser()}", channel_ids=scope)
+                                   requested_by=f"cli:{getpass.getuser()}", channel_ids=scope, pacer=pacer)
         except PersonNotFound as exc:
             print(f"contact forget: {exc}", file=sys.stderr)
             return EXIT_FAILED

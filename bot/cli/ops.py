@@ -20,6 +20,7 @@ from bot.meta.graph import GraphClient, GraphError
 
 if TYPE_CHECKING:
     from bot.ops.export import Transcript
+    from bot.slack.pacer import Pacer
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -30,6 +31,25 @@ class Runtime:
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
     graph: GraphClient
+
+
+@asynccontextmanager
+async def slack_pacer(settings: Settings | None) -> AsyncIterator[Pacer | None]:
+    """A Slack pacer for a command's calls: with `redis_url`, the buckets the servers use (their calls and the
+    command's share Slack's allowance); else this process's own. None without settings (no Slack calls)."""
+    from redis import asyncio as aioredis
+
+    from bot.slack.pacer import make_pacer
+
+    if settings is None:
+        yield None
+        return
+    client = aioredis.from_url(settings.redis_url) if settings.redis_url else None
+    try:
+        yield make_pacer(client)
+    finally:
+        if client is not None:
+            await client.aclose()
 
 
 @asynccontextmanager

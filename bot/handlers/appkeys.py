@@ -18,6 +18,7 @@ from bot.core.loops import WakeHub
 from bot.core.metrics import Metrics
 from bot.deps import Deps
 from bot.slack.outbox_handlers import Handler
+from bot.slack.pacer import Pacer
 from storage.fencing import InHand
 from storage.liveness import Heartbeat
 from storage.write_gate import WriteGate
@@ -51,3 +52,5 @@ CLAIMS_IN_HAND: web.AppKey[dict[str, InHand]] = web.AppKey("claims_in_hand")
 HEALTH_CHECKS: web.AppKey[list[Callable[[], Awaitable[dict[str, str]]]]] = web.AppKey("health_checks")
 # Slack outbox kind -> handler, filled by the components mounted (bot.app.slack_component.add_outbox_kinds).
 SLACK_OUTBOX_KINDS: web.AppKey[dict[str, Handler]] = web.AppKey("slack_outbox_kinds")
+# This process's Slack pacer (buckets in Redis when configured): the outbox's, and every other Slack call's.
+PACER: web.AppKey[Pacer] = web.AppKey("slack_pacer")

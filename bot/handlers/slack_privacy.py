@@ -221,7 +221,7 @@ async def _forget(deps: Deps, client: AsyncWebClient, team: str | None, user: st
     """Erase with the caller's workspace client (its token redacts the threads) and tell them how it went."""
     try:
         outcome = await forget(deps.sessions, deps.settings, one_client(client, team), wa_id, requested_by=user,
-                               channel_ids=scope)
+                               channel_ids=scope, pacer=deps.pacer)
     except PersonNotFound:
         await _dm(client, user, "Nothing to erase: this customer's data is already gone.")
     except ConfigError as exc:

@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.config import ConfigError, Settings
 from bot.core.identity_hash import identity_hash, salt_of
+from bot.deps import SlackPace
 from bot.ops.export import normalize_number
-from bot.ops.slack_redaction import SlackUnavailable, delete_file, redact_post, redact_thread, redacted_text
+from bot.ops.slack_redaction import Pace, SlackUnavailable, delete_file, redact_post, redact_thread, redacted_text
 from storage import erasure
 from storage.erasure_groups import erase_from_groups
 from storage.models import Erasure, utcnow
@@ -114,9 +115,11 @@ async def export_person(sessions: async_sessionmaker[AsyncSession], settings: Se
 
 
 async def forget(sessions: async_sessionmaker[AsyncSession], settings: Settings, slack: ClientFor | None,
-                 query: str, *, requested_by: str, channel_ids: Sequence[int] | None = None) -> Outcome:
+                 query: str, *, requested_by: str, channel_ids: Sequence[int] | None = None,
+                 pacer: SlackPace | None = None) -> Outcome:
     """Erase the person query names (ConfigError first when no salt is set); each Slack thread is redacted with
-    its workspace's client from slack (a thread without one waits for a later pass)."""
+    its workspace's client from slack (a thread without one waits for a later pass), its calls in their turn in
+    `pacer` when given."""
     salt_of(settings)
     async with sessions() as session, session.begin():
         person = await _person(session, settings, query, channel_ids)
@@ -124,11 +127,11 @@ async def forget(sessions: async_sessionmaker[AsyncSession], settings: Settings,
                                      hashes=_hashes(settings, person, required=True), channel_ids=channel_ids)
         record_id = record.id
     log.info("erasure %s started by %s: %d conversations", record_id, requested_by, len(person.conversation_ids))
-    return await carry_on(sessions, settings, slack, record_id)
+    return await carry_on(sessions, settings, slack, record_id, pacer=pacer)
 
 
 async def carry_on(sessions: async_sessionmaker[AsyncSession], settings: Settings, slack: ClientFor | None,
-                   record_id: int) -> Outcome:
+                   record_id: int, *, pacer: SlackPace | None = None) -> Outcome:
     """Take an erasure as far as it can go from wherever it stopped."""
     async with sessions() as session:
         record = await session.get(Erasure, record_id)
@@ -138,7 +141,7 @@ async def carry_on(sessions: async_sessionmaker[AsyncSession], settings: Setting
     if state == erasure.ERASING:
         await _erase_rows(sessions, record_id)
     if slack is not None:
-        await _redact(sessions, settings, slack, record_id)
+        await _redact(sessions, settings, slack, record_id, pacer)
     async with sessions() as session:
         record = await session.get(Erasure, record_id)
         assert record is not None
@@ -186,7 +189,7 @@ async def _erase_rows(sessions: async_sessionmaker[AsyncSession], record_id: int
 
 
 async def _redact(sessions: async_sessionmaker[AsyncSession], settings: Settings, slack: ClientFor,
-                  record_id: int) -> None:
+                  record_id: int, pacer: SlackPace | None) -> None:
     async with sessions() as session:
         record = await session.get(Erasure, record_id)
         if record is None or record.state != erasure.REDACTING:
@@ -201,11 +204,13 @@ async def _redact(sessions: async_sessionmaker[AsyncSession], settings: Settings
         if client is None:
             log.info("erasure %s: no Slack client for workspace %s yet; its thread waits", record_id, team)
             continue
+        pace = Pace(pacer, team) if pacer is not None else None
         try:
             if (channel, ts) in files:
-                refused = await delete_file(client, channel, ts)
+                refused = await delete_file(client, channel, ts, pace)
             else:
-                refused = await (redact_post if (channel, ts) in posts else redact_thread)(client, channel, ts, text)
+                redact = redact_post if (channel, ts) in posts else redact_thread
+                refused = await redact(client, channel, ts, text, pace)
         except (SlackUnavailable, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("erasure %s: Slack thread %s/%s left for the next pass: %s", record_id, channel, ts, exc)
             return
@@ -222,9 +227,10 @@ async def _redact(sessions: async_sessionmaker[AsyncSession], settings: Settings
 
 
 async def resume(sessions: async_sessionmaker[AsyncSession], settings: Settings,
-                 slack: ClientFor | None, *, idle: timedelta | None = None) -> list[Outcome]:
+                 slack: ClientFor | None, *, idle: timedelta | None = None, pacer: SlackPace | None = None
+                 ) -> list[Outcome]:
     """Carry every unfinished erasure on (after a stop), or only those requested more than `idle` ago (younger
     ones may still be at work in the process that took the request); returns what each one did."""
     async with sessions() as session:
         ids = [r.id for r in await erasure.unfinished(session, None if idle is None else utcnow() - idle)]
-    return [await carry_on(sessions, settings, slack, i) for i in ids]
+    return [await carry_on(sessions, settings, slack, i, pacer=pacer) for i in ids]

@@ -1,7 +1,8 @@
 """Redact one Slack thread: every post's text replaced through `chat.update`, every file removed through
 `files.delete`. What Slack refuses (a teammate's own reply, a file someone else uploaded) is returned with
 Slack's error, for the person who asked to remove by hand. Posts already redacted are left alone, so a
-resumed redaction costs only what is left.
+resumed redaction costs only what is left. Given the process's pacer, each call waits its turn behind live work
+(bot.slack.pacer), and a 429 pauses the bucket for every caller sharing it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.deps import SlackPace
 from bot.slack.errors import http_status, retry_after, slack_error_code, slack_reason
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,18 @@ GONE_FILE = ("file_deleted", "file_not_found")  # already what we want
 TRANSIENT = frozenset({"ratelimited", "fatal_error", "internal_error", "service_unavailable", "request_timeout",
                        "unexpected_response", "unknown_error", "not_authed", "invalid_auth", "token_revoked",
                        "token_expired", "account_inactive", "missing_scope", "team_access_not_granted"})
+
+
+ERASURE_PRIORITY = 3  # behind customers' messages, parent refreshes and reactions (bot.slack.outbox_policy)
+
+
+@dataclass(frozen=True)
+class Pace:
+    """Where a redaction's calls wait their turn: the process's pacer, for one workspace's buckets."""
+
+    pacer: SlackPace
+    workspace: str = ""
+    priority: int = ERASURE_PRIORITY
 
 
 class SlackUnavailable(Exception):
@@ -49,15 +64,21 @@ def _error(exc: SlackApiError) -> str:
     return error
 
 
-async def _paced(call: Callable[[], Awaitable[Any]]) -> Any:
-    """A Slack call, waiting out 429s (Retry-After) a few times before giving up with the error."""
+async def _paced(call: Callable[[], Awaitable[Any]], method: str, channel: str | None, pace: Pace | None) -> Any:
+    """A Slack call in its turn, waiting out 429s (Retry-After) a few times before giving up with the error."""
     for attempt in range(RATE_LIMIT_TRIES):
+        if pace is not None:
+            await pace.pacer.acquire(method, channel, pace.priority, pace.workspace)
         try:
             return await call()
         except SlackApiError as exc:
             if http_status(exc) != 429 or attempt == RATE_LIMIT_TRIES - 1:
                 raise
-            await asyncio.sleep(min(retry_after(exc), MAX_WAIT))
+            wait = min(retry_after(exc), MAX_WAIT)
+            if pace is None:
+                await asyncio.sleep(wait)
+            else:  # the bucket waits, for the outbox too; the next acquire waits it out
+                await pace.pacer.pause(method, channel, wait, pace.workspace)
     raise AssertionError("unreachable")
 
 
@@ -65,24 +86,27 @@ def _is_redacted(message: dict[str, Any], text: str) -> bool:
     return message.get("text") == text and not message.get("blocks") and not message.get("attachments")
 
 
-async def thread_messages(slack: AsyncWebClient, channel: str, ts: str) -> list[dict[str, Any]]:
+async def thread_messages(slack: AsyncWebClient, channel: str, ts: str, pace: Pace | None = None
+                          ) -> list[dict[str, Any]]:
     """Every message of a thread, parent first, through conversations.replies' pages."""
     out: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:
-        resp = await _paced(partial(slack.conversations_replies, channel=channel, ts=ts, limit=200, cursor=cursor))
+        resp = await _paced(partial(slack.conversations_replies, channel=channel, ts=ts, limit=200, cursor=cursor),
+                            "conversations.replies", channel, pace)
         out.extend(resp.get("messages") or [])
         cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
         if not resp.get("has_more") or not cursor:
             return out
 
 
-async def redact_thread(slack: AsyncWebClient, channel: str, ts: str, text: str) -> list[dict[str, Any]]:
+async def redact_thread(slack: AsyncWebClient, channel: str, ts: str, text: str, pace: Pace | None = None
+                        ) -> list[dict[str, Any]]:
     """Redact the thread at (channel, ts); returns what Slack refused, each with its error.
 
     SlackUnavailable (or a transport error) when Slack cannot answer now: the thread is to be tried again."""
     try:
-        messages = await thread_messages(slack, channel, ts)
+        messages = await thread_messages(slack, channel, ts, pace)
     except SlackApiError as exc:
         return [{"what": "thread", "channel": channel, "ts": ts, "error": _error(exc)}]
     refused: list[dict[str, Any]] = []
@@ -92,7 +116,7 @@ async def redact_thread(slack: AsyncWebClient, channel: str, ts: str, text: str)
         if not _is_redacted(m, text):
             try:
                 await _paced(partial(slack.chat_update, channel=channel, ts=m_ts, text=text, blocks=[],
-                                     attachments=[]))
+                                     attachments=[]), "chat.update", channel, pace)
             except SlackApiError as exc:
                 refused.append({"what": author, "channel": channel, "ts": m_ts, "error": _error(exc)})
         for f in m.get("files") or []:
@@ -100,7 +124,7 @@ async def redact_thread(slack: AsyncWebClient, channel: str, ts: str, text: str)
                 continue
             file_id = str(f["id"])
             try:
-                await _paced(partial(slack.files_delete, file=file_id))
+                await _paced(partial(slack.files_delete, file=file_id), "files.delete", None, pace)
             except SlackApiError as exc:
                 if _error(exc) not in GONE_FILE:
                     refused.append({"what": f"file {file_id} in {author}", "channel": channel, "ts": m_ts,
@@ -109,11 +133,13 @@ async def redact_thread(slack: AsyncWebClient, channel: str, ts: str, text: str)
     return refused
 
 
-async def redact_post(slack: AsyncWebClient, channel: str, ts: str, text: str) -> list[dict[str, Any]]:
+async def redact_post(slack: AsyncWebClient, channel: str, ts: str, text: str, pace: Pace | None = None
+                      ) -> list[dict[str, Any]]:
     """Redact one post (the person's message in a group's thread, among other people's); returns what Slack
     refused. Files are not looked up: the post's own text is what names them."""
     try:
-        await _paced(partial(slack.chat_update, channel=channel, ts=ts, text=text, blocks=[], attachments=[]))
+        await _paced(partial(slack.chat_update, channel=channel, ts=ts, text=text, blocks=[], attachments=[]),
+                     "chat.update", channel, pace)
     except SlackApiError as exc:
         error = _error(exc)
         if error != "message_not_found":
@@ -121,11 +147,12 @@ async def redact_post(slack: AsyncWebClient, channel: str, ts: str, text: str) -
     return []
 
 
-async def delete_file(slack: AsyncWebClient, channel: str, file_id: str) -> list[dict[str, Any]]:
+async def delete_file(slack: AsyncWebClient, channel: str, file_id: str, pace: Pace | None = None
+                      ) -> list[dict[str, Any]]:
     """Delete one file the bridge uploaded (the person's media in a group's thread); returns what Slack refused.
     A file already gone counts as done."""
     try:
-        await _paced(partial(slack.files_delete, file=file_id))
+        await _paced(partial(slack.files_delete, file=file_id), "files.delete", None, pace)
     except SlackApiError as exc:
         error = _error(exc)
         if error not in GONE_FILE:
