@@ -101,7 +101,7 @@ async def _note(stopping: list[float]) -> None:
 
 
 def startup_line(app: web.Application, host: str, port: int, role: str) -> str:
-    """`wabridge 0.9.0 listening on http://HOST:PORT (role all); database …; migrations …; redis …`."""
+    """`wabridge 0.10.0 listening on http://HOST:PORT (role all); database …; migrations …; redis …`."""
     from bot.handlers import appkeys
 
     settings = app[appkeys.SETTINGS]
