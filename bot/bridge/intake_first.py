@@ -110,7 +110,6 @@ class IntakeFirst:
         window's): once a burst is over nothing rests for it."""
         return self._clock() < self._slow_until and self._arrivals.total() > 0
 
-
     def stored(self, n: int, waited: float = 0.0) -> None:
         """n deliveries were committed (and are acknowledged), the first of them `waited` seconds after it
         arrived."""
